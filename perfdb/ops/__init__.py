@@ -1,0 +1,13 @@
+"""Op families. Importing this package registers every case type in OP_CASES."""
+from perfdb.ops.attention import AttentionDecodeCase, AttentionPrefillCase
+from perfdb.ops.base import OP_CASES, OpCase
+from perfdb.ops.comm import CommCase
+from perfdb.ops.elementwise import ElementwiseCase
+from perfdb.ops.gemm import GemmCase
+from perfdb.ops.mla import MlaDecodeCase, MlaPrefillCase
+from perfdb.ops.moe import MoeCase
+
+__all__ = [
+    "OP_CASES", "OpCase", "GemmCase", "AttentionPrefillCase", "AttentionDecodeCase", "MlaPrefillCase",
+    "MlaDecodeCase", "MoeCase", "CommCase", "ElementwiseCase",
+]

@@ -1,0 +1,84 @@
+"""Op cases: one frozen dataclass per op family, with the one flops()/bytes() pair for that family.
+
+A case holds *categorical* fields (scalars: dtype, head counts, ...) and *numeric* fields (shape axes:
+numpy arrays, broadcast to one common shape), so one case answers many shapes in one call. The same
+flops()/bytes() feed the collectors (achieved TFLOP/s, GB/s), `sol_ms` in every perfdb row, and the
+roofline rung of the lookup ladder.
+"""
+from __future__ import annotations
+
+import dataclasses
+from enum import Enum
+from typing import ClassVar
+
+import numpy as np
+
+from perfdb.types import Dtype, OpKind
+
+# (weight bytes/element, activation bytes/element) for each numeric format. Block scales are folded
+# into the weight figure: fp8_block 1 fp32 scale per 128x128, nvfp4 1 fp8 per 16, mxfp4 1 e8m0 per 32.
+# mxfp4 keeps 16-bit activations (w4a16, as gpt-oss runs on Hopper).
+DTYPE_BYTES: dict[Dtype, tuple[float, float]] = {
+    Dtype.FP32: (4.0, 4.0),
+    Dtype.BF16: (2.0, 2.0),
+    Dtype.FP16: (2.0, 2.0),
+    Dtype.FP8: (1.0, 1.0),
+    Dtype.FP8_BLOCK: (1.0 + 4.0 / 16384, 1.0 + 4.0 / 128),
+    Dtype.NVFP4: (0.5 + 1.0 / 16, 0.5 + 1.0 / 16),
+    Dtype.MXFP4: (0.5 + 1.0 / 32, 2.0),
+    Dtype.INT8: (1.0, 1.0),
+}
+OUT_BYTES = 2.0  # outputs of GEMM/attention/MoE are bf16
+
+
+def weight_bytes(dtype: Dtype) -> float:
+    return DTYPE_BYTES[dtype][0]
+
+
+def act_bytes(dtype: Dtype) -> float:
+    return DTYPE_BYTES[dtype][1]
+
+
+class OpCase:
+    """Base of every case dataclass. Subclasses set KIND and declare NUMERIC (the array axes)."""
+
+    KIND: ClassVar[OpKind]
+    NUMERIC: ClassVar[tuple[str, ...]]
+
+    def __post_init__(self) -> None:
+        arrays = np.broadcast_arrays(*(np.asarray(getattr(self, n), dtype=np.float64) for n in self.NUMERIC))
+        for name, arr in zip(self.NUMERIC, arrays):
+            object.__setattr__(self, name, arr)
+
+    @classmethod
+    def categorical_fields(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name not in cls.NUMERIC)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return getattr(self, self.NUMERIC[0]).shape
+
+    def categoricals(self) -> dict[str, object]:
+        """Categorical values as stored in Parquet (enums as their string value)."""
+        out = {}
+        for name in self.categorical_fields():
+            value = getattr(self, name)
+            out[name] = value.value if isinstance(value, Enum) else value
+        return out
+
+    def flops(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def bytes(self) -> np.ndarray:
+        raise NotImplementedError
+
+
+OP_CASES: dict[OpKind, type[OpCase]] = {}
+
+
+def register(cls: type[OpCase]) -> type[OpCase]:
+    """Class decorator: one case type per op family; a second registration is a bug."""
+    if cls.KIND in OP_CASES:
+        raise RuntimeError(f"op family {cls.KIND.value} registered twice")
+    OP_CASES[cls.KIND] = cls
+    return cls

@@ -1,0 +1,50 @@
+"""Mixture-of-experts FFN on one GPU of an expert-parallel x MoE-tensor-parallel group.
+
+`num_tokens` counts the tokens entering the MoE layer across the whole EP group (after the
+attention-DP gather), so each GPU holds num_experts/moe_ep experts, each sliced 1/moe_tp along the
+intermediate dimension. Experts are gated (gate+up then down: 3 * hidden * inter weights).
+`distribution` names the routing model the latency was measured under ("balanced", "power_law_1.2").
+flops()/bytes() describe the balanced average; imbalance is what the measured latency adds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from perfdb.ops.base import OUT_BYTES, OpCase, act_bytes, register, weight_bytes
+from perfdb.types import Dtype, OpKind
+
+
+@register
+@dataclass(frozen=True)
+class MoeCase(OpCase):
+    KIND: ClassVar = OpKind.MOE
+    NUMERIC: ClassVar = ("num_tokens",)
+    dtype: Dtype
+    hidden: int
+    inter: int                  # per-expert intermediate size (before moe_tp slicing)
+    topk: int
+    num_experts: int
+    moe_tp: int
+    moe_ep: int
+    distribution: str
+    num_tokens: np.ndarray
+
+    def _routed_per_gpu(self) -> np.ndarray:
+        return self.num_tokens * self.topk / self.moe_ep
+
+    def experts_touched(self) -> np.ndarray:
+        """Expected distinct local experts hit by uniformly routed tokens (their weights are read)."""
+        local = self.num_experts / self.moe_ep
+        draws = self.num_tokens * self.topk
+        return local * (1.0 - np.power(1.0 - 1.0 / self.num_experts, draws))
+
+    def flops(self) -> np.ndarray:
+        return 2.0 * self._routed_per_gpu() * 3.0 * self.hidden * self.inter / self.moe_tp
+
+    def bytes(self) -> np.ndarray:
+        weights = self.experts_touched() * 3.0 * self.hidden * self.inter / self.moe_tp * weight_bytes(self.dtype)
+        acts = self._routed_per_gpu() * self.hidden * (act_bytes(self.dtype) + OUT_BYTES)
+        return weights + acts
