@@ -6,6 +6,12 @@ import typer
 app = typer.Typer(help="Inspect, validate, compact and import performance databases.", no_args_is_help=True)
 
 
+def _register_import() -> None:
+    from servecast.commands import db_import
+
+    db_import.register(app)
+
+
 @app.command("systems")
 def systems() -> None:
     """List the bundled system specs (GPU peaks, memory, interconnect).
@@ -25,3 +31,4 @@ def systems() -> None:
                       f"{g.bf16_dense_flops / 1e12:,.0f}", f"{g.fp8_dense_flops / 1e12:,.0f}",
                       f"{g.fp4_dense_flops / 1e12:,.0f}", str(s.gpus_per_node))
     Console().print(table)
+_register_import()

@@ -1,0 +1,28 @@
+"""Markers that depend on the machine: gpu tests run only where CUDA is present, engine and client
+tests only where those packages are installed. Nothing is deselected silently: pytest reports skips."""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+
+def _cuda_available() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def pytest_collection_modifyitems(config, items):
+    have_cuda = _cuda_available()
+    have_engine = any(importlib.util.find_spec(m) for m in ("vllm", "sglang", "tensorrt_llm"))
+    have_aiperf = importlib.util.find_spec("aiperf") is not None
+    for item in items:
+        if "gpu" in item.keywords and not have_cuda:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+        if "engines" in item.keywords and not have_engine:
+            item.add_marker(pytest.mark.skip(reason="needs vLLM, SGLang or TensorRT-LLM installed"))
+        if "clients" in item.keywords and not have_aiperf:
+            item.add_marker(pytest.mark.skip(reason="needs aiperf installed (pip install aiperf)"))
