@@ -1,10 +1,23 @@
 """The lookup ladder: db.view(system, backend, version).latency(case) -> Latency(ms, source).
 
-Rungs, best first: exact hit (measured) -> interpolation in utilisation space (interpolated) ->
-boundary utilisation held outside the data (extrapolated) -> roofline x per-(GPU, op family, dtype)
-efficiency (roofline). Never a silent zero, never a fabricated exact hit.
+Rungs, best first, decided per element of a vectorised case:
+  measured      the exact shape is a stored row (its median latency, untouched);
+  interpolated  inside the stored grid of the case's categorical combination, utilisation
+                (sol_ms / latency_ms) interpolated over log axes (sqrt for the prefill sequence), see
+                perfdb.interp;
+  extrapolated  outside the grid (the boundary utilisation is held), or the combination is missing
+                and the nearest stored one lends its utilisation (see perfdb.family);
+  roofline      no usable row for the family / dtype: sol_ms / EfficiencyCurves.util (the database's
+                efficiency.parquet, else the bundled database's curves).
+Never a silent zero, never a fabricated exact hit.
 
-Vectorised: a case's numeric fields are arrays; one call answers all of them.
+Tables are read lazily, once per op family, and interpolators are built once per categorical
+combination; a DbView is cheap to query thousands of times.
+
+Versions: `view(version=None)` picks the newest version (PEP 440 order where the names parse). A
+family missing from the chosen version is read from the newest older version that has it (AIC-style
+databases store each family under the backend version it was collected with); `table_version(kind)`
+says which version served a family. A version newer than the chosen one is never used.
 """
 from __future__ import annotations
 
@@ -13,10 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
+from perfdb.efficiency import EfficiencyCurves
+from perfdb.errors import NotFoundError
+from perfdb.family import FamilyTable, case_combo, case_numeric
 from perfdb.ops import OpCase
 from perfdb.roofline import sol_ms
 from perfdb.specs import SystemSpec, load_system
-from perfdb.types import Backend, Source
+from perfdb.storage import MARKER, TableKey, read_table, require_db
+from perfdb.types import Backend, OpKind, Source
+
+BUNDLED_ROOT = Path(__file__).resolve().parent / "bundled"
 
 
 @dataclass(frozen=True)
@@ -28,8 +47,14 @@ class Latency:
         return Source.from_code(int(self.source.max())) if self.source.size else Source.MEASURED
 
 
-# Placeholder efficiency until the bundled curves land (perfdb issue, item 8).
-_DEFAULT_UTIL = 0.6
+def version_sort_key(version: str) -> tuple:
+    """PEP 440 order (1.3.0rc20 < 1.3.0rc23 < 1.3.0) where it parses; others after, by name."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return (0, Version(version), "")
+    except InvalidVersion:
+        return (1, Version("0"), version)
 
 
 class DbView:
@@ -37,15 +62,106 @@ class DbView:
 
     def __init__(self, db: "PerfDB", system: SystemSpec, backend: Backend, version: str | None):
         self.db, self.system, self.backend, self.version = db, system, backend, version
+        self._families: dict[OpKind, FamilyTable | None] = {}
+
+    def family(self, kind: OpKind) -> FamilyTable | None:
+        """The measured rows of one op family (read on first use), or None when there are none."""
+        if kind not in self._families:
+            self._families[kind] = self._load(kind)
+        return self._families[kind]
+
+    def table_version(self, kind: OpKind) -> str | None:
+        fam = self.family(kind)
+        return fam.version if fam is not None else None
+
+    def _load(self, kind: OpKind) -> FamilyTable | None:
+        if self.db.root is None or self.version is None:
+            return None
+        for version in self.db.versions(self.system.name, self.backend):
+            if version_sort_key(version) > version_sort_key(self.version):
+                continue
+            key = TableKey(self.system.name, self.backend, version, kind)
+            if key.dir(self.db.root).is_dir() and any(key.dir(self.db.root).glob("part-*.parquet")):
+                return FamilyTable(kind, read_table(self.db.root, key), self.system, version)
+        return None
 
     def latency(self, case: OpCase) -> Latency:
-        ms = sol_ms(case, self.system) / _DEFAULT_UTIL
-        return Latency(ms=ms, source=np.full(ms.shape, Source.ROOFLINE.code, dtype=np.int8))
+        shape = case.shape
+        sol = np.ravel(sol_ms(case, self.system)).astype(np.float64)
+        ms, code = self._ladder(case, sol)
+        return Latency(ms=ms.reshape(shape), source=code.reshape(shape))
+
+    def _ladder(self, case: OpCase, sol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = sol.shape[0]
+        ms, code = np.full(n, np.nan), np.full(n, Source.ROOFLINE.code, dtype=np.int8)
+        fam = self.family(case.KIND)
+        if fam is not None and n:
+            combo = case_combo(case)
+            substitute = False
+            gi = fam.interp(combo)
+            if gi is None:
+                near = fam.nearest(combo)
+                gi, substitute = (fam.interp(near), True) if near is not None else (None, False)
+            if gi is not None:
+                util, measured, c = gi.query(case_numeric(case), exact_allowed=not substitute)
+                if substitute:
+                    c = np.maximum(c, Source.EXTRAPOLATED.code).astype(np.int8)
+                est = np.where(np.isnan(measured), sol / util, measured)
+                ok = np.isfinite(est) & (est > 0)
+                ms[ok], code[ok] = est[ok], c[ok]
+        rest = np.isnan(ms)
+        if rest.any():
+            ms[rest] = self.roofline_ms(case, sol[rest])
+        return ms, code
+
+    def roofline_ms(self, case: OpCase, sol: np.ndarray) -> np.ndarray:
+        util = np.asarray(self.db.curves().util(self.system.name, case.KIND, case.dtype, sol), dtype=np.float64)
+        return sol / np.clip(util, 1e-3, 1.0)
 
 
 class PerfDB:
+    """A database root (None = the bundled database shipped in perfdb/bundled/)."""
+
     def __init__(self, root: Path | None = None):
-        self.root = Path(root) if root is not None else None
+        if root is None:
+            self.root = BUNDLED_ROOT if (BUNDLED_ROOT / MARKER).is_file() else None
+            self.bundled = True
+        else:
+            self.root = require_db(Path(root))
+            self.bundled = False
+        self._views: dict[tuple, DbView] = {}
+        self._curves: EfficiencyCurves | None = None
+
+    def versions(self, system: str, backend: Backend) -> list[str]:
+        """Versions stored for (system, backend), newest first."""
+        load_system(system)  # an unknown system is a NotFoundError naming the known ones
+        if self.root is None:
+            return []
+        directory = self.root / system / Backend(backend).value
+        names = [p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")] \
+            if directory.is_dir() else []
+        return sorted(names, key=version_sort_key, reverse=True)
 
     def view(self, system: str, backend: Backend, version: str | None = None) -> DbView:
-        return DbView(self, load_system(system), backend, version)
+        backend = Backend(backend)
+        key = (system, backend, version)
+        if key not in self._views:
+            spec = load_system(system)
+            available = self.versions(system, backend)
+            if version is None:
+                chosen = available[0] if available else None
+            elif version in available:
+                chosen = version
+            else:
+                where = "the bundled database" if self.bundled else str(self.root)
+                raise NotFoundError(f"no version {version!r} of {system}/{backend.value} in {where}; "
+                                    f"available: {', '.join(available) or 'none'}")
+            self._views[key] = DbView(self, spec, backend, chosen)
+        return self._views[key]
+
+    def curves(self) -> EfficiencyCurves:
+        """Efficiency curves of this database, else of the bundled one (the roofline rung)."""
+        if self._curves is None:
+            own = self.root is not None and (self.root / "efficiency.parquet").is_file()
+            self._curves = EfficiencyCurves.load(self.root if own else BUNDLED_ROOT)
+        return self._curves

@@ -26,3 +26,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs vLLM, SGLang or TensorRT-LLM installed"))
         if "clients" in item.keywords and not have_aiperf:
             item.add_marker(pytest.mark.skip(reason="needs aiperf installed (pip install aiperf)"))
+
+
+@pytest.fixture(scope="session")
+def tiny_db(tmp_path_factory):
+    """A tiny real Parquet database (tests/fixtures/tinydb.py): h200_sxm / trtllm / 1.0.0, every op
+    family. Shared by the session: treat it as read-only (build your own with tinydb.build(tmp_path))."""
+    from fixtures.tinydb import build
+
+    return build(tmp_path_factory.mktemp("tinydb"))

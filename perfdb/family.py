@@ -1,0 +1,136 @@
+"""One op family's measured rows for one (system, backend, version), grouped by categorical fields.
+
+Read once from Parquet; interpolators are built lazily per categorical combination and cached, so a
+search that asks for thousands of shapes pays for the Parquet read and the grid build once.
+
+Categorical substitution (a case whose combination is not in the table): string fields (dtypes, comm
+op, transport, MoE routing distribution) and the attention `window` must match exactly, because they
+change the kernel or the meaning of the shape. Integer fields (head counts, head_dim, hidden, inter,
+topk, num_experts, moe_tp/ep, num_gpus, MLA ranks) may differ: the nearest stored combination in
+sum-of-|log| distance lends its utilisation, and every answer from it is labelled `extrapolated`.
+Utilisation is relative to the asked case's own roofline, so holding it across a head count change
+keeps the right scaling, which a bare efficiency curve would not.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from enum import Enum
+from functools import cache
+
+import numpy as np
+import pyarrow as pa
+
+from perfdb.interp import GridInterp
+from perfdb.ops import OP_CASES, OpCase
+from perfdb.roofline import sol_ms
+from perfdb.specs import SystemSpec
+from perfdb.types import OpKind
+
+_EXACT_INT_FIELDS = {"window"}  # 0 means "full attention": not a size to be near to
+
+
+@cache
+def _field_types(kind: OpKind) -> dict[str, object]:
+    cls = OP_CASES[kind]
+    return typing.get_type_hints(cls, globalns=vars(sys.modules[cls.__module__]))
+
+
+def make_case(kind: OpKind, combo: tuple, numeric: dict[str, np.ndarray]) -> OpCase:
+    """Build a case from stored categorical values (enum strings, ints) and numeric arrays."""
+    cls = OP_CASES[kind]
+    hints = _field_types(kind)
+    kwargs = {}
+    for name, value in zip(cls.categorical_fields(), combo):
+        hint = hints[name]
+        kwargs[name] = hint(value) if isinstance(hint, type) and issubclass(hint, Enum) else value
+    kwargs.update(numeric)
+    return cls(**kwargs)
+
+
+class FamilyTable:
+    """Rows of one op family, grouped by their categorical combination."""
+
+    def __init__(self, kind: OpKind, table: pa.Table, system: SystemSpec, version: str):
+        self.kind, self.system, self.version = kind, system, version
+        cls = OP_CASES[kind]
+        self.cat_fields, self.axes = cls.categorical_fields(), cls.NUMERIC
+        self.latency = table.column("latency_ms").to_numpy().astype(np.float64)
+        self.raw = np.stack([table.column(a).to_numpy().astype(np.float64) for a in self.axes], axis=1)
+        indexed = table.select(list(self.cat_fields)).append_column("_row", pa.array(np.arange(table.num_rows)))
+        grouped = indexed.group_by(list(self.cat_fields), use_threads=False).aggregate([("_row", "list")])
+        cols = [grouped.column(f).to_pylist() for f in self.cat_fields]
+        rows = grouped.column("_row_list").to_pylist()
+        self.groups: dict[tuple, np.ndarray] = {tuple(c[i] for c in cols): np.asarray(rows[i], dtype=np.int64)
+                                                for i in range(grouped.num_rows)}
+        self._interps: dict[tuple, GridInterp | None] = {}
+        self._nearest: dict[tuple, tuple | None] = {}
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.latency)
+
+    def group_rows(self, combo: tuple) -> np.ndarray:
+        """Usable rows of a combination: positive latency and positive roofline (util defined)."""
+        return self.groups.get(combo, np.empty(0, np.int64))
+
+    def sol_of_rows(self, combo: tuple, rows: np.ndarray) -> np.ndarray:
+        numeric = {a: self.raw[rows, j] for j, a in enumerate(self.axes)}
+        return sol_ms(make_case(self.kind, combo, numeric), self.system)
+
+    def interp(self, combo: tuple) -> GridInterp | None:
+        """The cached interpolator of a stored combination (None when no row has a usable util)."""
+        if combo not in self._interps:
+            self._interps[combo] = self._build(combo)
+        return self._interps[combo]
+
+    def _build(self, combo: tuple) -> GridInterp | None:
+        rows = self.group_rows(combo)
+        if rows.size == 0:
+            return None
+        sol, lat = self.sol_of_rows(combo, rows), self.latency[rows]
+        ok = (sol > 0) & (lat > 0) & np.isfinite(lat)
+        if not ok.any():
+            return None
+        gi = GridInterp(self.kind, self.axes, self.raw[rows[ok]], sol[ok] / lat[ok], lat[ok])
+        gi.table_rows = rows[ok]  # table row of each interpolator row (leave-one-out maps through it)
+        return gi
+
+    def nearest(self, combo: tuple, exclude: tuple | None = None) -> tuple | None:
+        """Nearest stored combination for a missing one (see module docstring), or None."""
+        key = (combo, exclude)
+        if key not in self._nearest:
+            self._nearest[key] = self._find_nearest(combo, exclude)
+        return self._nearest[key]
+
+    def _find_nearest(self, combo: tuple, exclude: tuple | None) -> tuple | None:
+        best, best_d = None, np.inf
+        for cand in self.groups:
+            if cand == exclude or cand == combo:
+                continue
+            d = 0.0
+            for name, a, b in zip(self.cat_fields, combo, cand):
+                if isinstance(a, str) or name in _EXACT_INT_FIELDS:
+                    if a != b:
+                        d = np.inf
+                        break
+                else:
+                    d += abs(np.log1p(float(a)) - np.log1p(float(b)))
+            if d < best_d and self.interp(cand) is not None:
+                best, best_d = cand, d
+        return best
+
+
+def case_combo(case: OpCase) -> tuple:
+    """A case's categorical values in stored form, in schema order."""
+    return tuple(case.categoricals()[f] for f in case.categorical_fields())
+
+
+def case_numeric(case: OpCase) -> np.ndarray:
+    """(n, d) raw axis values of a case, flattened."""
+    return np.stack([np.ravel(getattr(case, a)) for a in case.NUMERIC], axis=1)
+
+
+def dataclass_fields(kind: OpKind) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(OP_CASES[kind]))

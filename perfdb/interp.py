@@ -1,0 +1,193 @@
+"""Interpolation of utilisation (util = sol_ms / latency_ms) on the rectilinear grid of one table group.
+
+A group is the rows of one op family that share every categorical field. Its numeric axes (m, n, k;
+batch, seq_len, ...) are transformed (log, or sqrt for the prefill sequence axis: attention cost grows
+with seq_len^2, so sqrt makes util close to linear) and the unique transformed values of each axis form
+a rectilinear grid. Measured rows are grid nodes; missing nodes are NaN.
+
+A query inside a cell whose corners are all measured is answered multilinearly (in log util). When a
+corner is missing (sparse grids, leave-one-out), each axis in turn is interpolated along the grid lines
+through the cell, skipping to the nearest measured node on either side, and the per-axis estimates are
+averaged with weights 1 / (bracket width)^2, so the axis with the tightest measured bracket dominates.
+On a complete grid every per-axis estimate equals the multilinear one, so the two paths agree.
+Outside the measured range the boundary utilisation is held (source `extrapolated`).
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from perfdb.types import OpKind, Source
+
+_SQRT_AXES = {(OpKind.ATTENTION_PREFILL, "seq_len"), (OpKind.MLA_PREFILL, "seq_len")}
+_LOG1P_AXES = {"prefix_len"}  # may be 0
+
+
+def transform_axis(kind: OpKind, axis: str, values: np.ndarray) -> np.ndarray:
+    """Interpolation coordinate of a numeric axis: sqrt for the prefill sequence, log elsewhere."""
+    v = np.asarray(values, dtype=np.float64)
+    if (kind, axis) in _SQRT_AXES:
+        return np.sqrt(np.maximum(v, 0.0))
+    if axis in _LOG1P_AXES:
+        return np.log1p(np.maximum(v, 0.0))
+    return np.log(np.maximum(v, 1e-9))
+
+
+class GridInterp:
+    """log-util interpolator over one group's rows. Build once, query many times (vectorised)."""
+
+    def __init__(self, kind: OpKind, axes: tuple[str, ...], raw: np.ndarray, util: np.ndarray, latency: np.ndarray):
+        """raw: (rows, d) axis values; util, latency: (rows,) with util > 0 and latency > 0."""
+        self.kind, self.axes = kind, axes
+        self.raw_values = [np.unique(raw[:, j]) for j in range(raw.shape[1])]
+        self.coords = [transform_axis(kind, a, v) for a, v in zip(axes, self.raw_values)]
+        self.shape = tuple(len(v) for v in self.raw_values)
+        self.row_node = np.ravel_multi_index(
+            tuple(np.searchsorted(v, raw[:, j]) for j, v in enumerate(self.raw_values)), self.shape)
+        self.row_util = util
+        # Several rows on one node (other kernel sources): keep the fastest measured kernel.
+        lat = np.full(int(np.prod(self.shape)), np.inf)
+        np.minimum.at(lat, self.row_node, latency)
+        logu = np.full(lat.shape, -np.inf)
+        np.maximum.at(logu, self.row_node, np.log(util))
+        self.latency = np.where(np.isfinite(lat), lat, np.nan)
+        self.logu = np.where(np.isfinite(logu), logu, np.nan)
+        self._neighbours()
+
+    def _neighbours(self) -> None:
+        """prev[j]/next[j]: index along axis j of the nearest measured node at-or-below / at-or-above."""
+        grid = self.logu.reshape(self.shape)
+        present = ~np.isnan(grid)
+        self.prev, self.next = [], []
+        for j, n in enumerate(self.shape):
+            idx = np.arange(n).reshape([-1 if i == j else 1 for i in range(len(self.shape))])
+            prev = np.maximum.accumulate(np.where(present, idx, -1), axis=j)
+            nxt = np.flip(np.minimum.accumulate(np.flip(np.where(present, idx, n), axis=j), axis=j), axis=j)
+            self.prev.append(prev.ravel())
+            self.next.append(nxt.ravel())
+
+    def without_node_of(self, row: int) -> "GridInterp":
+        """A copy as if `row` had never been stored (leave-one-out); other rows on its node stay."""
+        node = self.row_node[row]
+        others = np.flatnonzero(self.row_node == node)
+        others = others[others != row]
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.logu = self.logu.copy()
+        out.latency = self.latency.copy()
+        out.logu[node] = np.log(self.row_util[others]).max() if others.size else np.nan
+        out.latency[node] = np.nan if not others.size else out.latency[node]
+        out._neighbours()
+        return out
+
+    def query(self, raw_q: np.ndarray, exact_allowed: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """raw_q: (n, d). Returns (util, measured latency or NaN, Source code) per query."""
+        n, d = raw_q.shape
+        lo, t, outside, exact_idx = [], [], np.zeros(n, bool), []
+        for j in range(d):
+            c, q = self.coords[j], transform_axis(self.kind, self.axes[j], raw_q[:, j])
+            if len(c) == 1:
+                lo_j, t_j = np.zeros(n, np.int64), np.zeros(n)
+            else:
+                lo_j = np.clip(np.searchsorted(c, q, side="right") - 1, 0, len(c) - 2)
+                t_j = np.clip((q - c[lo_j]) / (c[lo_j + 1] - c[lo_j]), 0.0, 1.0)
+            outside |= (raw_q[:, j] < self.raw_values[j][0]) | (raw_q[:, j] > self.raw_values[j][-1])
+            pos = np.minimum(np.searchsorted(self.raw_values[j], raw_q[:, j]), len(c) - 1)
+            exact_idx.append(np.where(self.raw_values[j][pos] == raw_q[:, j], pos, -1))
+            lo.append(lo_j)
+            t.append(t_j)
+        util, one_sided = self._multilinear(lo, t)
+        code = np.where(outside | one_sided, Source.EXTRAPOLATED.code, Source.INTERPOLATED.code).astype(np.int8)
+        measured = np.full(n, np.nan)
+        if exact_allowed:
+            hit = np.all(np.stack(exact_idx) >= 0, axis=0)
+            node = np.ravel_multi_index(tuple(np.maximum(e, 0) for e in exact_idx), self.shape)
+            hit &= ~np.isnan(self.latency[node])
+            measured[hit] = self.latency[node[hit]]
+            code[hit] = Source.MEASURED.code
+        return util, measured, code
+
+    def _active(self) -> list[int]:
+        return [j for j, s in enumerate(self.shape) if s > 1]
+
+    def _multilinear(self, lo: list[np.ndarray], t: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        n = lo[0].shape[0]
+        active = self._active()
+        acc, wsum = np.zeros(n), np.zeros(n)
+        complete = np.ones(n, bool)
+        for bits in itertools.product((0, 1), repeat=len(active)):
+            idx = [l.copy() for l in lo]
+            w = np.ones(n)
+            for j, b in zip(active, bits):
+                idx[j] = lo[j] + b
+                w = w * (t[j] if b else 1.0 - t[j])
+            v = self.logu[np.ravel_multi_index(tuple(idx), self.shape)]
+            missing = np.isnan(v) & (w > 0)
+            complete &= ~missing
+            acc += np.where(np.isnan(v), 0.0, w * np.nan_to_num(v))
+            wsum += np.where(np.isnan(v), 0.0, w)
+        logu = np.where(complete, acc / np.where(wsum > 0, wsum, 1.0), np.nan)
+        one_sided = np.zeros(n, bool)
+        if not complete.all():
+            rows = np.flatnonzero(~complete)
+            logu[rows], one_sided[rows] = self._line_fallback([l[rows] for l in lo], [x[rows] for x in t])
+        return np.exp(logu), one_sided
+
+    def _line_fallback(self, lo: list[np.ndarray], t: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-axis interpolation along grid lines, skipping missing nodes; see the module docstring."""
+        n = lo[0].shape[0]
+        active = self._active()
+        num, den = np.zeros(n), np.zeros(n)
+        all_one_sided = np.ones(n, bool)
+        if not active:
+            return np.full(n, np.nan), all_one_sided
+        for j in active:
+            est, width, one_sided = self._axis_estimate(j, active, lo, t)
+            ok = ~np.isnan(est)
+            w = np.where(ok, 1.0 / np.maximum(width, 1e-6) ** 2, 0.0)
+            num += w * np.nan_to_num(est)
+            den += w
+            all_one_sided &= one_sided | ~ok
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan), all_one_sided
+
+    def _axis_estimate(self, j: int, active: list[int], lo: list[np.ndarray], t: list[np.ndarray]):
+        n = lo[0].shape[0]
+        c = self.coords[j]
+        others = [i for i in active if i != j]
+        q = c[lo[j]] + t[j] * (c[np.minimum(lo[j] + 1, len(c) - 1)] - c[lo[j]])
+        acc, wsum, width_acc = np.zeros(n), np.zeros(n), np.zeros(n)
+        any_two_sided = np.zeros(n, bool)
+        for bits in itertools.product((0, 1), repeat=len(others)):
+            base = [l.copy() for l in lo]
+            w = np.ones(n)
+            for i, b in zip(others, bits):
+                base[i] = lo[i] + b
+                w = w * (t[i] if b else 1.0 - t[i])
+            below_idx = list(base)
+            above_idx = list(base)
+            above_idx[j] = np.minimum(lo[j] + 1, len(c) - 1)
+            below = self.prev[j][np.ravel_multi_index(tuple(below_idx), self.shape)]
+            above = self.next[j][np.ravel_multi_index(tuple(above_idx), self.shape)]
+            # Where q sits exactly on a measured lower node, `above` may be the same line's next node: fine.
+            has_b, has_a = below >= 0, above < len(c)
+            vb = self._line_value(base, j, np.where(has_b, below, 0))
+            va = self._line_value(base, j, np.where(has_a, above, 0))
+            cb, ca = c[np.where(has_b, below, 0)], c[np.where(has_a, above, 0)]
+            span = np.where(has_a & has_b, ca - cb, np.inf)
+            frac = np.where(np.isfinite(span) & (span > 0), (q - cb) / np.where(span > 0, span, 1.0), 0.0)
+            v = np.where(has_a & has_b, vb + np.clip(frac, 0, 1) * (va - vb), np.where(has_b, vb, np.where(has_a, va, np.nan)))
+            gap = np.where(has_a & has_b, ca - cb, np.where(has_b, q - cb, ca - q) * 2 + 1.0)
+            ok = ~np.isnan(v) & (w > 0)
+            acc += np.where(ok, w * np.nan_to_num(v), 0.0)
+            wsum += np.where(ok, w, 0.0)
+            width_acc += np.where(ok, w * np.where(np.isfinite(gap), gap, 0.0), 0.0)
+            any_two_sided |= ok & has_a & has_b
+        est = np.where(wsum > 0, acc / np.where(wsum > 0, wsum, 1.0), np.nan)
+        width = np.where(wsum > 0, width_acc / np.where(wsum > 0, wsum, 1.0), np.inf)
+        return est, width, ~any_two_sided
+
+    def _line_value(self, base: list[np.ndarray], j: int, along: np.ndarray) -> np.ndarray:
+        idx = list(base)
+        idx[j] = along
+        return self.logu[np.ravel_multi_index(tuple(idx), self.shape)]
