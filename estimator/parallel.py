@@ -7,7 +7,15 @@ moe_tp = tp * attn_dp, moe_ep = 1. A replica uses tp * attn_dp * pp GPUs.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from perfdb.errors import InfeasibleError, InputError
+
+if TYPE_CHECKING:
+    from estimator.models.spec import ModelSpec
+    from perfdb.specs import SystemSpec
 
 
 @dataclass(frozen=True)
@@ -17,6 +25,12 @@ class ParallelConfig:
     attn_dp: int = 1
     moe_tp: int = 1
     moe_ep: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("tp", "pp", "attn_dp", "moe_tp", "moe_ep"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise InputError(f"parallel {name}={value!r}: must be an integer >= 1")
 
     @property
     def gpus_per_stage(self) -> int:
@@ -35,3 +49,40 @@ class ParallelConfig:
         if self.moe_ep > 1 or self.moe_tp not in (1, self.gpus_per_stage):
             parts.append(f"etp{self.moe_tp}ep{self.moe_ep}")
         return "-".join(parts)
+
+
+def moe_split(parallel: ParallelConfig) -> tuple[int, int]:
+    """(moe_tp, moe_ep) as used: an unset MoE split (1, 1) on a multi-GPU stage means the engines'
+    default of slicing every expert across the stage (moe_tp = tp * attn_dp)."""
+    if parallel.moe_tp * parallel.moe_ep == 1:
+        return parallel.gpus_per_stage, 1
+    return parallel.moe_tp, parallel.moe_ep
+
+
+def validate_parallel(model: "ModelSpec", parallel: ParallelConfig, system: "SystemSpec | None" = None) -> None:
+    """Raise InfeasibleError naming the first divisibility or world-size constraint that fails."""
+    p, label = parallel, parallel.label()
+    if model.num_heads % p.tp:
+        raise InfeasibleError(f"{label}: {model.num_heads} attention heads are not divisible by tp={p.tp}")
+    kv = model.num_kv_heads
+    if kv % p.tp and p.tp % kv:
+        raise InfeasibleError(f"{label}: {kv} KV heads and tp={p.tp}: one must divide the other "
+                              "(KV heads are split, or replicated when tp exceeds them)")
+    if model.num_layers < p.pp:
+        raise InfeasibleError(f"{label}: pp={p.pp} exceeds the {model.num_layers} layers")
+    if model.is_moe:
+        moe_tp, moe_ep = moe_split(p)
+        if moe_tp * moe_ep != p.gpus_per_stage:
+            raise InfeasibleError(f"{label}: moe_tp*moe_ep = {moe_tp}*{moe_ep} must equal tp*attn_dp = "
+                                  f"{p.gpus_per_stage} (the MoE layers run on the stage's GPUs)")
+        if model.num_experts % moe_ep:
+            raise InfeasibleError(f"{label}: {model.num_experts} experts are not divisible by moe_ep={moe_ep}")
+        if model.moe_inter % moe_tp:
+            raise InfeasibleError(f"{label}: expert intermediate size {model.moe_inter} is not divisible "
+                                  f"by moe_tp={moe_tp}")
+    elif p.moe_ep > 1:
+        raise InfeasibleError(f"{label}: moe_ep={p.moe_ep} on a dense model ({model.name} has no experts)")
+    if system is not None and p.num_gpus > system.gpus_per_node and p.gpus_per_stage > system.nvlink_domain_gpus \
+            and p.gpus_per_stage % system.gpus_per_node:
+        raise InfeasibleError(f"{label}: a stage of {p.gpus_per_stage} GPUs spans nodes of "
+                              f"{system.gpus_per_node} GPUs unevenly")

@@ -1,0 +1,93 @@
+"""Serving-engine settings that change step times or memory: one EngineConfig per worker.
+
+`None` fields mean the engine's documented default, resolved by `resolve()`. The defaults and the
+per-step overheads are named constants with their origin; the overheads are the only constants
+fitted, and only on ../shared/data/e2e_train_silicon.csv (see docs/estimator.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perfdb.errors import InputError
+from perfdb.specs import SystemSpec
+from perfdb.types import Backend, Dtype
+
+GIB = 1024**3
+
+# vLLM: `--gpu-memory-utilization` 0.9 (share of total GPU memory the engine may use);
+# `--max-num-batched-tokens` 8192 and `--max-num-seqs` 1024 (V1 defaults for online serving on GPUs
+# with >= 70 GiB; vllm/engine/arg_utils.py) and chunked prefill always on.
+VLLM_MEM_UTIL = 0.9
+VLLM_MAX_TOKENS = 8192
+VLLM_MAX_SEQS = 1024
+# TensorRT-LLM (PyTorch backend, LLM API): KvCacheConfig.free_gpu_memory_fraction 0.9 of the memory
+# free after weights and activations; max_num_tokens 8192; max_batch_size 2048; chunked prefill off.
+TRTLLM_FREE_FRACTION = 0.9
+TRTLLM_MAX_TOKENS = 8192
+TRTLLM_MAX_BATCH = 2048
+# SGLang: `--mem-fraction-static` is the share of total memory for weights + KV pool. Its default
+# falls with TP (more communication buffers and graph memory per GPU); we use the table of
+# sglang/srt/server_args.py (0.4.x): tp>=16 0.79, >=8 0.81, >=4 0.85, >=2 0.87, else 0.88.
+# `--chunked-prefill-size` defaults to 8192 on GPUs below ~100 GiB and 16384 above (B200/GB200).
+SGLANG_MEM_FRACTION_BY_TP = ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87), (1, 0.88))
+SGLANG_CHUNK_SMALL, SGLANG_CHUNK_LARGE, SGLANG_LARGE_GPU_BYTES = 8192, 16384, 100 * GIB
+SGLANG_MAX_RUNNING = 4096
+
+# Host-side time per engine iteration (scheduling, sampling, detokenisation, launch) in ms that no
+# kernel measurement contains. Fitted on e2e_train_silicon.csv decode-dominated rows (small batch).
+STEP_OVERHEAD_MS = {Backend.TRTLLM: 1.0, Backend.SGLANG: 1.5, Backend.VLLM: 1.5, Backend.TORCH: 3.0}
+
+# Whether prefill tokens share an iteration with decode requests by default. vLLM (V1 chunked
+# prefill) and TRT-LLM (in-flight batching) mix them; SGLang runs prefill batches on their own
+# unless --enable-mixed-chunk.
+MIXES_PREFILL = {Backend.TRTLLM: True, Backend.VLLM: True, Backend.SGLANG: False, Backend.TORCH: False}
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    backend: Backend
+    version: str | None = None
+    kv_dtype: Dtype | None = None        # None: the checkpoint's KV dtype
+    max_batch_size: int | None = None    # requests per iteration (vLLM max_num_seqs, SGLang max_running_requests)
+    max_num_tokens: int | None = None    # tokens per iteration (vLLM max_num_batched_tokens, SGLang chunked_prefill_size)
+    mem_fraction: float | None = None    # vLLM gpu_memory_utilization / SGLang mem_fraction_static / TRT-LLM free_gpu_memory_fraction
+
+    def __post_init__(self) -> None:
+        if self.mem_fraction is not None and not 0.0 < self.mem_fraction <= 1.0:
+            raise InputError(f"mem_fraction={self.mem_fraction}: must be in (0, 1]")
+        for name in ("max_batch_size", "max_num_tokens"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise InputError(f"{name}={v}: must be >= 1")
+
+
+@dataclass(frozen=True)
+class ResolvedEngine:
+    """EngineConfig with every default filled in for one system and stage size."""
+
+    backend: Backend
+    max_batch_size: int
+    max_num_tokens: int
+    mem_fraction: float
+    mixes_prefill: bool
+    step_overhead_ms: float
+
+
+def resolve(engine: EngineConfig, system: SystemSpec, tp: int) -> ResolvedEngine:
+    b = engine.backend
+    if b == Backend.VLLM:
+        frac, tokens, batch = VLLM_MEM_UTIL, VLLM_MAX_TOKENS, VLLM_MAX_SEQS
+    elif b == Backend.SGLANG:
+        frac = next(f for min_tp, f in SGLANG_MEM_FRACTION_BY_TP if tp >= min_tp)
+        tokens = SGLANG_CHUNK_LARGE if system.gpu.mem_bytes >= SGLANG_LARGE_GPU_BYTES else SGLANG_CHUNK_SMALL
+        batch = SGLANG_MAX_RUNNING
+    else:  # TRT-LLM and plain torch follow TRT-LLM's rules
+        frac, tokens, batch = TRTLLM_FREE_FRACTION, TRTLLM_MAX_TOKENS, TRTLLM_MAX_BATCH
+    return ResolvedEngine(
+        backend=b,
+        max_batch_size=engine.max_batch_size or batch,
+        max_num_tokens=engine.max_num_tokens or tokens,
+        mem_fraction=engine.mem_fraction or frac,
+        mixes_prefill=MIXES_PREFILL[b],
+        step_overhead_ms=STEP_OVERHEAD_MS[b],
+    )

@@ -1,0 +1,117 @@
+"""Serving metrics of one deployment: TTFT, TPOT, latency and throughput from the step model.
+
+Aggregated replica (`estimate`): steady-state continuous batching at a fixed number of requests in
+flight (closed loop, as a benchmark client's --concurrency). Every request prefills once and decodes
+osl-1 times, so on average B/osl new requests join per iteration and their prefill work interrupts
+(separate prefill iterations) or rides along (mixed iterations) the decodes: TPOT carries that share.
+TTFT is the prefill itself, half an iteration of waiting for the running one to end, and the wait for
+earlier arrivals' prefills (a deterministic-service queue).
+
+Disaggregated (`estimate_disagg`): prefill workers run prefill only; decode workers decode only; the
+KV cache crosses NVLink or the network in between; the closed-loop request rate is solved so that
+prefill queueing, transfer and decode agree.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from estimator.engine import EngineConfig
+from estimator.memory import MemoryReport
+from estimator.models.spec import ModelSpec
+from estimator.parallel import ParallelConfig
+from estimator.serving import agg_metrics, disagg_metrics
+from estimator.steps import OpTime, StepModel
+from estimator.workload import Workload
+from perfdb.errors import InfeasibleError
+from perfdb.lookup import DbView
+from perfdb.specs import SystemSpec
+from perfdb.types import Source
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    parallel: ParallelConfig
+    engine: EngineConfig
+    workers: int = 1
+    batch: int | None = None   # prefill: requests per prefill iteration (None = 1); decode: cap on batch
+
+
+@dataclass(frozen=True)
+class Estimate:
+    ttft_ms: np.ndarray | float
+    tpot_ms: np.ndarray | float
+    request_latency_ms: np.ndarray | float
+    tokens_per_s_per_gpu: np.ndarray | float     # output tokens per second per GPU of the deployment
+    tokens_per_s_per_user: np.ndarray | float    # 1000 / TPOT
+    concurrency: np.ndarray | float              # requests in flight per replica (agg) / per decode worker (disagg)
+    num_gpus: int
+    memory: MemoryReport
+    breakdown: tuple[OpTime, ...]
+    source: Source
+    feasible: np.ndarray | bool
+    reason: str
+
+
+def _out(x, scalar: bool):
+    x = np.asarray(x)
+    return x.item() if scalar and x.size == 1 else x
+
+
+def _is_scalar(w: Workload) -> bool:
+    return all(np.ndim(getattr(w, f)) == 0 for f in ("isl", "osl", "prefix", "concurrency"))
+
+
+def _infeasible(reason: str, num_gpus: int, memory: MemoryReport | None) -> Estimate:
+    nan = float("nan")
+    mem = memory or MemoryReport(0.0, 0.0, 0.0, 0.0, 0.0, 0, False, reason)
+    return Estimate(nan, nan, nan, nan, nan, nan, num_gpus, mem, (), Source.ROOFLINE, False, reason)
+
+
+def _worst(ops: tuple[OpTime, ...]) -> Source:
+    """Worst source over the kernel ops; the fitted per-step host overhead is reported in the breakdown
+    as `calibrated` but does not make the whole estimate calibrated."""
+    return max((o.source for o in ops if o.name != "step_overhead"), key=lambda s: s.code, default=Source.MEASURED)
+
+
+def estimate(model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, engine: EngineConfig,
+             workload: Workload, view: DbView) -> Estimate:
+    """Aggregated replica at `workload.concurrency` requests in flight. Infeasible configurations
+    (parallel layout, memory) come back with feasible=False and the reason instead of raising."""
+    try:
+        sm = StepModel.build(model, system, parallel, engine, view)
+    except InfeasibleError as exc:
+        return _infeasible(str(exc), parallel.num_gpus, None)
+    if not sm.memory.feasible:
+        return _infeasible(sm.memory.reason, parallel.num_gpus, sm.memory)
+    r = agg_metrics(sm, workload)
+    scalar = _is_scalar(workload)
+    return Estimate(
+        ttft_ms=_out(r.ttft, scalar), tpot_ms=_out(r.tpot, scalar), request_latency_ms=_out(r.latency, scalar),
+        tokens_per_s_per_gpu=_out(r.tps_gpu(parallel.num_gpus), scalar), tokens_per_s_per_user=_out(1e3 / r.tpot, scalar),
+        concurrency=_out(r.concurrency, scalar), num_gpus=parallel.num_gpus, memory=r.memory,
+        breakdown=r.breakdown, source=_worst(r.breakdown), feasible=_out(r.feasible, scalar), reason=r.reason,
+    )
+
+
+def estimate_disagg(model: ModelSpec, system: SystemSpec, prefill: WorkerSpec, decode: WorkerSpec,
+                    workload: Workload, view: DbView) -> Estimate:
+    """Disaggregated deployment; workload.concurrency is requests in flight per decode worker."""
+    gpus = prefill.workers * prefill.parallel.num_gpus + decode.workers * decode.parallel.num_gpus
+    try:
+        sp = StepModel.build(model, system, prefill.parallel, prefill.engine, view)
+        sd = StepModel.build(model, system, decode.parallel, decode.engine, view)
+    except InfeasibleError as exc:
+        return _infeasible(str(exc), gpus, None)
+    for sm, role in ((sp, "prefill"), (sd, "decode")):
+        if not sm.memory.feasible:
+            return _infeasible(f"{role} worker: {sm.memory.reason}", gpus, sm.memory)
+    r = disagg_metrics(sp, sd, prefill, decode, workload)
+    scalar = _is_scalar(workload)
+    return Estimate(
+        ttft_ms=_out(r.ttft, scalar), tpot_ms=_out(r.tpot, scalar), request_latency_ms=_out(r.latency, scalar),
+        tokens_per_s_per_gpu=_out(r.tps_gpu(gpus), scalar), tokens_per_s_per_user=_out(1e3 / r.tpot, scalar),
+        concurrency=_out(r.concurrency, scalar), num_gpus=gpus, memory=r.memory, breakdown=r.breakdown,
+        source=_worst(r.breakdown), feasible=_out(r.feasible, scalar), reason=r.reason,
+    )

@@ -1,0 +1,176 @@
+"""Op composition of one forward step on one GPU: the perfdb cases of every op, grouped by layer kind.
+
+A step is described by per-attention-DP-rank token counts (arrays, broadcast together):
+  pb, s, p  prefill requests, new tokens each, cached-prefix tokens each
+  db, kv    decode requests, mean KV length
+Identical layers are not looped over: each op appears once with the number of layers that run it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from estimator.models.spec import AttentionKind, ModelSpec
+from estimator.parallel import ParallelConfig, moe_split
+from perfdb.ops import (AttentionDecodeCase, AttentionPrefillCase, CommCase, ElementwiseCase, GemmCase,
+                        MlaDecodeCase, MlaPrefillCase, MoeCase, OpCase)
+from perfdb.ops.base import act_bytes
+from perfdb.specs import SystemSpec
+from perfdb.types import CommOp, Dtype, ElementwiseOp, Transport
+
+# Routing imbalance the MoE latency is looked up under: real routers are skewed, and a power law with
+# exponent 1.01 over experts is the mild skew the kernel tables are collected with.
+MOE_DISTRIBUTION = "power_law_1.01"
+ACT_BYTES = 2.0  # bf16 hidden states on the wire
+
+
+@dataclass(frozen=True)
+class OpUse:
+    """One op of a step: its case, how many times it runs per step (layers), and a mask that zeroes it
+    where it does not run (e.g. prefill attention in a decode-only step)."""
+
+    name: str
+    case: OpCase
+    count: float
+    mask: np.ndarray | None = None
+
+
+def transport(system: SystemSpec, group: int) -> Transport:
+    return Transport.NVLINK if group <= system.nvlink_domain_gpus else Transport.NETWORK
+
+
+class LayerComposer:
+    """Per-GPU shapes of one (model, parallel) precomputed once; `ops()` builds the cases of one step."""
+
+    def __init__(self, model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, kv_dtype: Dtype):
+        self.m, self.sys, self.p, self.kv_dtype = model, system, parallel, kv_dtype
+        self.tp = parallel.tp
+        self.heads = model.num_heads // parallel.tp
+        self.kv_heads = max(1, model.num_kv_heads // parallel.tp)
+        self.moe_tp, self.moe_ep = moe_split(parallel)
+        pp = parallel.pp
+        # layer counts per full pass (all stages: a token crosses every stage in turn)
+        self.n_layers = model.num_layers
+        self.n_dense, self.n_moe = model.num_dense_layers, model.num_moe_layers
+        self.n_full, self.n_slide = model.num_full_layers, model.num_sliding_layers
+        self.tp_transport = transport(system, parallel.tp)
+        self.stage_transport = transport(system, parallel.gpus_per_stage)
+        self.pp_transport = Transport.NVLINK if parallel.num_gpus <= system.nvlink_domain_gpus else Transport.NETWORK
+        self.pp = pp
+
+    # -- building blocks ------------------------------------------------------------------------
+    def _gemm(self, name, dtype, m, n, k, count) -> OpUse:
+        return OpUse(name, GemmCase(dtype=dtype, m=m, n=n, k=k), count)
+
+    def _allreduce(self, name, tokens, group, count, tr) -> list[OpUse]:
+        if group <= 1:
+            return []
+        case = CommCase(op=CommOp.ALL_REDUCE, num_gpus=group, transport=tr, dtype=Dtype.BF16,
+                        msg_bytes=tokens * self.m.hidden * ACT_BYTES)
+        return [OpUse(name, case, count)]
+
+    def _norm(self, tokens, count) -> OpUse:
+        return OpUse("norm", ElementwiseCase(op=ElementwiseOp.RMSNORM, dtype=Dtype.BF16, hidden=self.m.hidden,
+                                             num_tokens=tokens), count)
+
+    # -- attention ------------------------------------------------------------------------------
+    def _gqa(self, t, pb, s, p, db, kv) -> list[OpUse]:
+        m, hd, q = self.m, self.m.head_dim, self.m.attn_quant
+        ops = [
+            self._gemm("qkv_proj", q, t, (self.heads + 2 * self.kv_heads) * hd, m.hidden, self.n_layers),
+            self._gemm("o_proj", q, t, m.hidden, self.heads * hd, self.n_layers),
+        ]
+        common = dict(dtype=Dtype.BF16, kv_dtype=self.kv_dtype, num_heads=self.heads,
+                      num_kv_heads=self.kv_heads, head_dim=hd)
+        for suffix, window, count in (("", 0, self.n_full), ("_sliding", m.sliding_window, self.n_slide)):
+            if count == 0:
+                continue
+            ops.append(OpUse("attn_prefill" + suffix, AttentionPrefillCase(
+                window=window, batch=pb, seq_len=s, prefix_len=p, **common), count, pb > 0))
+            ops.append(OpUse("attn_decode" + suffix, AttentionDecodeCase(
+                window=window, batch=db, kv_len=kv, **common), count, db > 0))
+        return ops
+
+    def _mla(self, t, pb, s, p, db, kv) -> list[OpUse]:
+        m, q, n = self.m, self.m.attn_quant, self.n_layers
+        h = self.heads
+        down = (m.q_lora_rank or 0) + m.kv_lora_rank + m.qk_rope_head_dim
+        ops = [self._gemm("mla_down_proj", q, t, down, m.hidden, n)]
+        if m.q_lora_rank:
+            ops.append(self._gemm("mla_q_up_proj", q, t, h * m.head_dim, m.q_lora_rank, n))
+        else:
+            ops.append(self._gemm("mla_q_proj", q, t, h * m.head_dim, m.hidden, n))
+        # prefill expands the latent of every KV token (new + cached prefix) into per-head K, V
+        ops.append(OpUse("mla_kv_up_proj", GemmCase(dtype=q, m=pb * (s + p), n=h * (m.qk_nope_head_dim + m.v_head_dim),
+                                                   k=m.kv_lora_rank), n, pb > 0))
+        mla = dict(dtype=Dtype.BF16, kv_dtype=self.kv_dtype, num_heads=h, kv_lora_rank=m.kv_lora_rank,
+                   qk_rope_head_dim=m.qk_rope_head_dim, qk_nope_head_dim=m.qk_nope_head_dim, v_head_dim=m.v_head_dim)
+        ops.append(OpUse("attn_prefill", MlaPrefillCase(batch=pb, seq_len=s, prefix_len=p, **mla), n, pb > 0))
+        # decode runs the weight-absorbed form: per-head q_nope -> latent and latent -> v BMMs
+        ops.append(OpUse("mla_absorb_bmm", GemmCase(dtype=Dtype.BF16, m=db, n=h * m.kv_lora_rank, k=m.qk_nope_head_dim), n, db > 0))
+        ops.append(OpUse("attn_decode", MlaDecodeCase(batch=db, kv_len=kv, **mla), n, db > 0))
+        ops.append(OpUse("mla_out_bmm", GemmCase(dtype=Dtype.BF16, m=db, n=h * m.v_head_dim, k=m.kv_lora_rank), n, db > 0))
+        ops.append(self._gemm("o_proj", q, t, m.hidden, h * m.v_head_dim, n))
+        return ops
+
+    # -- feed-forward ---------------------------------------------------------------------------
+    def _dense_mlp(self, t) -> list[OpUse]:
+        m, g, n = self.m, self.m.gemm_quant, self.n_dense
+        if n == 0:
+            return []
+        inter = m.inter // self.tp
+        return [
+            self._gemm("mlp_gate_up", g, t, 2 * inter, m.hidden, n),
+            OpUse("mlp_act", ElementwiseCase(op=ElementwiseOp.SILU_MUL, dtype=Dtype.BF16, hidden=inter, num_tokens=t), n),
+            self._gemm("mlp_down", g, t, m.hidden, inter, n),
+            *self._allreduce("tp_allreduce", t, self.tp, n, self.tp_transport),
+        ]
+
+    def _moe(self, t) -> list[OpUse]:
+        m, n, dp = self.m, self.n_moe, self.p.attn_dp
+        if n == 0:
+            return []
+        t_group = t * dp  # tokens entering the MoE across the stage (after the attention-DP gather)
+        ops = [
+            self._gemm("router", Dtype.BF16, t, m.num_experts, m.hidden, n),
+            OpUse("moe_experts", MoeCase(dtype=m.moe_quant, hidden=m.hidden, inter=m.moe_inter, topk=m.topk,
+                                         num_experts=m.num_experts, moe_tp=self.moe_tp, moe_ep=self.moe_ep,
+                                         distribution=MOE_DISTRIBUTION, num_tokens=t_group), n),
+        ]
+        if m.shared_inter:
+            inter = m.shared_inter // self.tp
+            ops += [self._gemm("shared_gate_up", m.gemm_quant, t, 2 * inter, m.hidden, n),
+                    self._gemm("shared_down", m.gemm_quant, t, m.hidden, inter, n)]
+        group = self.p.gpus_per_stage
+        if dp == 1:
+            ops += self._allreduce("moe_allreduce", t, group, n, self.stage_transport)
+        else:  # attention-DP: gather every rank's tokens before the experts, reduce-scatter after
+            ops.append(OpUse("moe_dispatch", CommCase(op=CommOp.ALL_GATHER, num_gpus=group, transport=self.stage_transport,
+                                                      dtype=m.moe_quant, msg_bytes=t_group * m.hidden * act_bytes(m.moe_quant)), n))
+            ops.append(OpUse("moe_combine", CommCase(op=CommOp.REDUCE_SCATTER, num_gpus=group, transport=self.stage_transport,
+                                                     dtype=Dtype.BF16, msg_bytes=t_group * m.hidden * ACT_BYTES), n))
+        return ops
+
+    # -- one step -------------------------------------------------------------------------------
+    def ops(self, pb, s, p, db, kv) -> list[OpUse]:
+        pb, s, p, db, kv = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (pb, s, p, db, kv)))
+        t = pb * s + db
+        m = self.m
+        attn = self._mla if m.attention == AttentionKind.MLA else self._gqa
+        attn_ops = attn(t, pb, s, p, db, kv)
+        attn_reduce = self._allreduce("tp_allreduce", t, self.tp, self.n_layers, self.tp_transport)
+        logits_rows = pb + db
+        ops = [
+            OpUse("embedding", ElementwiseCase(op=ElementwiseOp.EMBEDDING, dtype=Dtype.BF16, hidden=m.hidden, num_tokens=t), 1),
+            self._norm(t, 2 * self.n_layers + 1),
+            *attn_ops, *attn_reduce, *self._dense_mlp(t), *self._moe(t),
+            self._gemm("lm_head", Dtype.BF16, logits_rows, m.vocab // self.tp, m.hidden, 1),
+        ]
+        if self.tp > 1:
+            ops.append(OpUse("logits_gather", CommCase(op=CommOp.ALL_GATHER, num_gpus=self.tp, transport=self.tp_transport,
+                                                       dtype=Dtype.FP32, msg_bytes=logits_rows * m.vocab * 4.0), 1))
+        if self.pp > 1:
+            ops.append(OpUse("pp_send_recv", CommCase(op=CommOp.P2P, num_gpus=2, transport=self.pp_transport,
+                                                      dtype=Dtype.BF16, msg_bytes=t * m.hidden * ACT_BYTES), self.pp - 1))
+        return ops

@@ -1,0 +1,118 @@
+"""GPU memory of one worker: weights, KV cache, activations, buffers, reserve -> KV capacity.
+
+All figures are bytes per GPU unless named otherwise. Each engine's admission rule turns the memory
+left after weights into a KV-cache pool; a configuration whose weights do not fit, or whose pool is
+empty, is infeasible with the reason.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from estimator.engine import GIB, ResolvedEngine
+from estimator.models.spec import AttentionKind, ModelSpec
+from estimator.parallel import ParallelConfig, moe_split
+from perfdb.ops.base import weight_bytes
+from perfdb.specs import SystemSpec
+from perfdb.types import Backend, Dtype
+
+# CUDA context + allocator fragmentation + engine runtime, per GPU (outside the KV pool). ~1 GiB is
+# what nvidia-smi shows for an idle CUDA context with cuBLAS/NCCL loaded.
+RUNTIME_RESERVE_BYTES = 1 * GIB
+# CUDA graphs captured for decode batch sizes (vLLM/SGLang/TRT-LLM capture ~50 sizes): ~0.5 GiB.
+CUDA_GRAPH_BYTES = GIB // 2
+# NCCL / custom all-reduce workspaces when the worker spans several GPUs.
+COMM_BUFFER_BYTES = 1 * GIB
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    weights_bytes: float          # per GPU (the fullest pipeline stage)
+    kv_bytes_per_token: float     # per GPU, per token of one request (full-attention layers; MLA latent)
+    activation_bytes: float       # per GPU, peak transient of a max_num_tokens forward pass
+    reserve_bytes: float          # per GPU: runtime + CUDA graphs + communication buffers
+    kv_capacity_tokens: float     # per replica (all attention-DP ranks), tokens of KV the pool holds
+    max_batch: int                # engine cap on requests in flight per replica
+    feasible: bool
+    reason: str                   # '' when feasible
+    gpu_mem_bytes: float = 0.0
+    kv_pool_bytes: float = 0.0    # per GPU
+    sliding_bytes_per_request: float = 0.0  # per GPU: window-bounded KV of sliding-window layers, per request
+
+
+def weights_per_gpu(model: ModelSpec, p: ParallelConfig) -> float:
+    """Weight bytes on the fullest GPU: layers/pp of every group, split as the engines shard them."""
+    h, tp = model.hidden, p.tp
+    wa = weight_bytes(model.attn_quant)
+    if model.attention == AttentionKind.MLA:
+        replicated = h * (model.q_lora_rank + model.kv_lora_rank + model.qk_rope_head_dim)  # fused down-proj
+        split = (model.q_lora_rank or h) * model.num_heads * model.head_dim \
+            + model.kv_lora_rank * model.num_heads * (model.qk_nope_head_dim + model.v_head_dim) \
+            + model.num_heads * model.v_head_dim * h
+        attn = (replicated + split / tp) * wa
+    else:
+        kv_split = min(tp, model.num_kv_heads)
+        attn = (2 * h * model.num_heads * model.head_dim / tp + 2 * h * model.num_kv_heads * model.head_dim / kv_split) * wa
+    moe_tp, moe_ep = moe_split(p)
+    wg = weight_bytes(model.gemm_quant)
+    dense = 3 * h * model.inter / tp * wg
+    moe = 0.0
+    if model.is_moe:
+        moe = (3 * h * model.moe_inter * model.num_experts / (moe_tp * moe_ep) * weight_bytes(model.moe_quant)
+               + 3 * h * model.shared_inter / tp * wg + h * model.num_experts * 2.0)
+    layers = (attn * model.num_layers + dense * model.num_dense_layers + moe * model.num_moe_layers) / p.pp
+    emb = model.vocab * h * 2.0 / tp
+    head = 0.0 if model.tie_embeddings else emb
+    return layers + (emb + head if p.pp == 1 else max(emb, head))
+
+
+def kv_bytes(model: ModelSpec, p: ParallelConfig, kv_dtype: Dtype) -> tuple[float, float]:
+    """(bytes per token over full-attention layers, bytes per token over sliding layers), per GPU."""
+    b = 1.0 if kv_dtype in (Dtype.FP8, Dtype.FP8_BLOCK) else 2.0
+    if model.attention == AttentionKind.MLA:
+        per_layer = model.kv_elems_per_token_layer() * b  # latent is replicated on every TP rank
+    else:
+        per_layer = 2 * max(1, model.num_kv_heads // p.tp) * model.head_dim * b
+    return per_layer * model.num_full_layers / p.pp, per_layer * model.num_sliding_layers / p.pp
+
+
+def activation_bytes(model: ModelSpec, p: ParallelConfig, max_tokens: int) -> float:
+    """Peak transient activations of one forward pass of max_tokens tokens per GPU (bf16): residual,
+    normed input, QKV, attention output, and the widest MLP/MoE intermediate, ~2x for the allocator."""
+    moe_tp, moe_ep = moe_split(p)
+    widest = max(2 * model.inter / p.tp, 2 * model.moe_inter * model.topk / max(1, moe_tp), model.hidden)
+    qkv = (model.num_heads + 2 * model.num_kv_heads) * model.head_dim / p.tp
+    per_token = (4 * model.hidden + qkv + widest) * 2.0
+    logits = min(max_tokens, 1024) * model.vocab / p.tp * 4.0  # fp32 logits of the sampled rows
+    return 2.0 * max_tokens * per_token + logits
+
+
+def memory_report(model: ModelSpec, system: SystemSpec, p: ParallelConfig, eng: ResolvedEngine,
+                  kv_dtype: Dtype) -> MemoryReport:
+    total = float(system.gpu.mem_bytes)
+    weights = weights_per_gpu(model, p)
+    kv_full, kv_slide = kv_bytes(model, p, kv_dtype)
+    act = activation_bytes(model, p, eng.max_num_tokens)
+    reserve = RUNTIME_RESERVE_BYTES + CUDA_GRAPH_BYTES + (COMM_BUFFER_BYTES if p.num_gpus > 1 else 0)
+    if eng.backend == Backend.VLLM:      # budget = util * total, minus everything the profile run sees
+        pool = eng.mem_fraction * total - weights - act - reserve
+    elif eng.backend == Backend.SGLANG:  # static pool = fraction * total - weights; the rest is dynamic
+        pool = eng.mem_fraction * total - weights
+    else:                                # TRT-LLM: fraction of what is free after weights and activations
+        pool = eng.mem_fraction * (total - weights - act - reserve)
+    slide_req = kv_slide * model.sliding_window if model.sliding_window else 0.0
+    per_token = kv_full if kv_full > 0 else kv_slide
+    capacity = max(pool, 0.0) / per_token * p.attn_dp if per_token > 0 else math.inf
+    reason = ""
+    if weights > total:
+        reason = (f"{model.name} weights need {weights / 1e9:.0f} GB/GPU with {p.label()}; "
+                  f"{system.name} has {total / GIB:.0f} GiB")
+    elif pool <= 0:
+        reason = (f"no KV-cache memory left on {system.name} with {p.label()}: weights {weights / GIB:.1f} GiB, "
+                  f"activations {act / GIB:.1f} GiB, reserve {reserve / GIB:.1f} GiB of {total / GIB:.0f} GiB "
+                  f"({eng.backend.value} memory fraction {eng.mem_fraction})")
+    return MemoryReport(
+        weights_bytes=weights, kv_bytes_per_token=per_token, activation_bytes=act, reserve_bytes=reserve,
+        kv_capacity_tokens=capacity, max_batch=eng.max_batch_size * p.attn_dp, feasible=not reason,
+        reason=reason, gpu_mem_bytes=total, kv_pool_bytes=max(pool, 0.0), sliding_bytes_per_request=slide_req,
+    )

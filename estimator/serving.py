@@ -1,0 +1,132 @@
+"""Steady-state serving arithmetic on top of the step model (see estimate.py for the picture).
+
+All quantities are arrays broadcast over the workload; times in ms, rates in requests per ms.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from estimator.memory import MemoryReport
+from estimator.steps import OpTime, StepModel
+from estimator.workload import Workload
+from perfdb.types import Phase
+
+if TYPE_CHECKING:
+    from estimator.estimate import WorkerSpec
+
+RHO_MAX = 0.98  # queue utilisation cap: beyond it the closed loop, not the queue formula, sets the wait
+
+
+@dataclass(frozen=True)
+class ServingResult:
+    ttft: np.ndarray
+    tpot: np.ndarray
+    latency: np.ndarray
+    concurrency: np.ndarray     # requests in flight per replica / per decode worker
+    req_per_ms: np.ndarray      # whole deployment
+    osl: np.ndarray
+    memory: MemoryReport
+    breakdown: tuple[OpTime, ...]
+    feasible: np.ndarray
+    reason: str
+
+    def tps_gpu(self, num_gpus: int) -> np.ndarray:
+        return self.req_per_ms * self.osl * 1e3 / num_gpus
+
+
+def _arrays(w: Workload):
+    isl, osl, prefix, conc = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64)
+                                                   for x in (w.isl, w.osl, w.prefix, w.concurrency)))
+    new = np.maximum(isl - prefix, 1.0)
+    return isl, np.maximum(osl, 1.0), np.minimum(prefix, isl - 1.0).clip(0.0), np.maximum(conc, 1.0), new
+
+
+def max_batch(sm: StepModel, isl: np.ndarray, osl: np.ndarray) -> np.ndarray:
+    """Requests the KV pool and the engine's batch cap admit per replica (full sequences reserved)."""
+    mem = sm.memory
+    per_req = (isl + osl) * mem.kv_bytes_per_token + mem.sliding_bytes_per_request
+    by_kv = np.floor(mem.kv_pool_bytes / np.maximum(per_req, 1.0)) * sm.parallel.attn_dp
+    return np.minimum(by_kv, mem.max_batch)
+
+
+def _mdl_wait(rho: np.ndarray, service: np.ndarray) -> np.ndarray:
+    """Mean wait in an M/D/1 queue with utilisation rho and deterministic service time."""
+    rho = np.clip(rho, 0.0, RHO_MAX)
+    return rho / (2.0 * (1.0 - rho)) * service
+
+
+def _feasibility(sm: StepModel, cap: np.ndarray) -> tuple[np.ndarray, str]:
+    ok = cap >= 1
+    reason = "" if np.all(ok) else (f"KV cache of {sm.memory.kv_capacity_tokens:.0f} tokens cannot hold one "
+                                    f"request of isl+osl tokens with {sm.parallel.label()}")
+    return ok, reason
+
+
+def agg_metrics(sm: StepModel, w: Workload) -> ServingResult:
+    isl, osl, prefix, conc, new = _arrays(w)
+    cap = max_batch(sm, isl, osl)
+    ok, reason = _feasibility(sm, cap)
+    b = np.minimum(conc, np.maximum(cap, 1.0))
+    kv_mean = isl + osl / 2.0
+    eng = sm.resolved
+    dec = sm.step(Phase.DECODE, 0, 0, 0, b, kv_mean)
+    chunks = np.ceil(new / eng.max_num_tokens)
+    chunk = new / chunks
+    chunk_prefix = prefix + (chunks - 1.0) / 2.0 * chunk   # mean cached length seen by a chunk
+    if eng.mixes_prefill:   # prefill chunks ride along with the running decodes
+        pre = sm.step(Phase.MIXED, 1.0, chunk, chunk_prefix, np.maximum(b - 1.0, 0.0), kv_mean)
+        work = chunks * np.maximum(pre.ms - dec.ms, 0.0)       # extra time the decodes wait per request
+    else:                   # separate prefill iterations pause the decodes
+        pre = sm.step(Phase.PREFILL, 1.0, chunk, chunk_prefix, 0, 0)
+        work = chunks * pre.ms
+    first_token = chunks * pre.ms
+    arrivals = b / osl                                         # new requests per decode iteration
+    tpot = dec.ms + arrivals * work
+    rho = arrivals * work / tpot                               # share of time spent on prefill work
+    ttft = first_token + 0.5 * dec.ms + _mdl_wait(rho, work)
+    cycle = ttft + (osl - 1.0) * tpot
+    ttft = ttft + np.maximum(conc - b, 0.0) / b * cycle        # requests beyond the batch cap queue
+    latency = ttft + (osl - 1.0) * tpot
+    mem = replace(sm.memory, max_batch=int(np.min(cap)) if cap.size else sm.memory.max_batch)
+    return ServingResult(ttft=ttft, tpot=tpot, latency=latency, concurrency=conc, req_per_ms=conc / latency,
+                         osl=osl, memory=mem, breakdown=dec.ops + pre.ops, feasible=ok, reason=reason)
+
+
+def _solve_rate(n_total, t0, service, mu) -> np.ndarray:
+    """Closed loop: requests/ms lam with lam * (t0 + M/D/1 wait at lam/mu) = n_total (bisection)."""
+    lo = np.zeros_like(t0)
+    hi = np.minimum(mu * RHO_MAX, n_total / t0)
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        f = mid * (t0 + _mdl_wait(mid / mu, service)) - n_total
+        lo, hi = np.where(f < 0, mid, lo), np.where(f < 0, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+def disagg_metrics(sp: StepModel, sd: StepModel, prefill: "WorkerSpec", decode: "WorkerSpec",
+                   w: Workload) -> ServingResult:
+    isl, osl, prefix, conc, new = _arrays(w)
+    cap = max_batch(sd, isl, osl)
+    if decode.batch:
+        cap = np.minimum(cap, decode.batch)
+    ok, reason = _feasibility(sd, cap)
+    b = np.minimum(conc, np.maximum(cap, 1.0))
+    dec = sd.step(Phase.DECODE, 0, 0, 0, b, isl + osl / 2.0)
+    pb = float(prefill.batch or 1)
+    pre = sp.step(Phase.PREFILL, pb, new, prefix, 0, 0)
+    same_node = prefill.parallel.num_gpus + decode.parallel.num_gpus <= sp.system.nvlink_domain_gpus
+    xfer = sp.kv_transfer_ms(isl, decode.parallel, same_node)
+    tpot = dec.ms
+    t0 = pre.ms + xfer + 0.5 * dec.ms + (osl - 1.0) * tpot     # a request's time with no queueing
+    mu = prefill.workers * pb / pre.ms                         # prefill capacity, requests per ms
+    n_total = conc * decode.workers
+    lam = _solve_rate(n_total, t0, pre.ms, mu)
+    latency = n_total / lam
+    ttft = latency - (osl - 1.0) * tpot
+    xfer_op = OpTime("kv_transfer", Phase.PREFILL, np.broadcast_to(xfer, ttft.shape), pre.source)
+    return ServingResult(ttft=ttft, tpot=tpot, latency=latency, concurrency=conc, req_per_ms=lam, osl=osl,
+                         memory=replace(sd.memory, max_batch=int(np.min(cap))), breakdown=dec.ops + pre.ops + (xfer_op,),
+                         feasible=ok, reason=reason)

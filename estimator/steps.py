@@ -1,0 +1,143 @@
+"""StepModel: time of one engine iteration (prefill, decode, mixed) of one replica, in ms.
+
+Built once per (model, system, parallel, engine, db view); every call then does one vectorised
+lookup per op kind of the step (a few dozen), so the search can evaluate thousands of points at once.
+All array arguments broadcast; results are float64 arrays in milliseconds.
+
+Pipeline parallelism: a token crosses every stage in turn, so one forward of a batch takes the sum of
+the stage times (the ops below count every layer) plus pp-1 activation hand-offs. Decode keeps pp
+micro-batches in flight, so an iteration of `batch` requests runs micro-batches of batch/pp.
+Attention data parallelism: requests are spread over attn_dp ranks; the busiest rank sets the pace.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from estimator.engine import EngineConfig, ResolvedEngine, resolve
+from estimator.layers import LayerComposer, OpUse
+from estimator.memory import MemoryReport, memory_report
+from estimator.models.spec import AttentionKind, ModelSpec
+from estimator.parallel import ParallelConfig, validate_parallel
+from perfdb.lookup import DbView
+from perfdb.ops import CommCase, OpCase
+from perfdb.roofline import link_bw_bytes_per_s
+from perfdb.specs import SystemSpec
+from perfdb.types import CommOp, Dtype, Phase, Source, Transport
+
+
+@dataclass(frozen=True)
+class OpTime:
+    name: str
+    phase: Phase
+    ms: np.ndarray       # per step, summed over the layers that run the op
+    source: Source       # worst source over the op's lookups
+
+
+@dataclass(frozen=True)
+class StepResult:
+    ms: np.ndarray
+    ops: tuple[OpTime, ...]
+
+    @property
+    def source(self) -> Source:
+        return max((o.source for o in self.ops), key=lambda s: s.code, default=Source.MEASURED)
+
+
+def _arr(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+class StepModel:
+    def __init__(self, model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, engine: EngineConfig,
+                 view: DbView):
+        validate_parallel(model, parallel, system)
+        self.model, self.system, self.parallel, self.engine, self.view = model, system, parallel, engine, view
+        self.kv_dtype: Dtype = engine.kv_dtype or model.kv_dtype
+        self.resolved: ResolvedEngine = resolve(engine, system, parallel.tp)
+        self.composer = LayerComposer(model, system, parallel, self.kv_dtype)
+        self.memory: MemoryReport = memory_report(model, system, parallel, self.resolved, self.kv_dtype)
+
+    @classmethod
+    def build(cls, model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, engine: EngineConfig,
+              view: DbView) -> "StepModel":
+        return cls(model, system, parallel, engine, view)
+
+    # -- evaluation ---------------------------------------------------------------------------------
+    def _run(self, uses: list[OpUse], phase: Phase, shape: tuple[int, ...]) -> StepResult:
+        totals: dict[str, list] = {}
+        step = np.zeros(shape)
+        for use in uses:
+            lat = self.view.latency(use.case)
+            ms = np.broadcast_to(lat.ms, shape) * use.count
+            if use.mask is not None:
+                ms = np.where(use.mask, ms, 0.0)
+            step = step + ms
+            src = lat.worst_source() if use.mask is None or np.any(use.mask) else Source.MEASURED
+            if use.name in totals:
+                acc = totals[use.name]
+                acc[0] = acc[0] + ms
+                acc[1] = max(acc[1], src, key=lambda s: s.code)
+            else:
+                totals[use.name] = [ms, src]
+        overhead = np.full(shape, self.resolved.step_overhead_ms)
+        ops = [OpTime(n, phase, v[0], v[1]) for n, v in totals.items()]
+        ops.append(OpTime("step_overhead", phase, overhead, Source.CALIBRATED))
+        return StepResult(step + overhead, tuple(ops))
+
+    def _per_rank(self, x: np.ndarray) -> np.ndarray:
+        dp = self.parallel.attn_dp
+        return np.ceil(x / dp) if dp > 1 else x
+
+    def step(self, phase: Phase, prefill_batch, seq_len, prefix_len, decode_batch, kv_len) -> StepResult:
+        """One iteration with `prefill_batch` requests prefilling seq_len new tokens after prefix_len
+        cached ones and `decode_batch` requests decoding with mean KV length kv_len (whole replica)."""
+        pb, s, p, db, kv = np.broadcast_arrays(*map(_arr, (prefill_batch, seq_len, prefix_len, decode_batch, kv_len)))
+        pp = self.parallel.pp
+        if phase == Phase.DECODE and pp > 1:   # pp micro-batches in flight
+            db = np.maximum(np.ceil(db / pp), np.minimum(db, 1.0))
+        uses = self.composer.ops(self._per_rank(pb), s, p, self._per_rank(db), kv)
+        return self._run(uses, phase, pb.shape)
+
+    # -- the public API -----------------------------------------------------------------------------
+    def prefill_ms(self, batch, seq_len, prefix_len=0) -> np.ndarray:
+        return self.step(Phase.PREFILL, batch, seq_len, prefix_len, 0, 0).ms
+
+    def decode_ms(self, batch, kv_len) -> np.ndarray:
+        return self.step(Phase.DECODE, 0, 0, 0, batch, kv_len).ms
+
+    def mixed_ms(self, prefill_tokens, decode_batch, kv_len, prefix_len=0) -> np.ndarray:
+        """A chunked-prefill iteration: `prefill_tokens` new tokens (one request's chunk) plus
+        `decode_batch` decoding requests. No prefill tokens: a plain decode step."""
+        pt = _arr(prefill_tokens)
+        return self.step(Phase.MIXED, (pt > 0).astype(np.float64), pt, prefix_len, decode_batch, kv_len).ms
+
+    def kv_transfer_ms(self, tokens, decode_parallel: ParallelConfig, same_node: bool) -> np.ndarray:
+        """KV cache of `tokens` tokens (one request) moved from a prefill worker to a decode worker.
+        Every prefill GPU sends its shard in parallel; the slower of the two sides' links sets the pace."""
+        bytes_total = _arr(tokens) * self._kv_bytes_per_token_replica()
+        senders = max(1, min(self.parallel.num_gpus, decode_parallel.num_gpus))
+        if self.model.attention == AttentionKind.MLA:  # the latent is replicated: one copy per pp stage moves
+            senders = max(1, min(self.parallel.pp, decode_parallel.pp))
+        tr = Transport.NVLINK if same_node else Transport.NETWORK
+        case = CommCase(op=CommOp.P2P, num_gpus=2, transport=tr, dtype=self.kv_dtype, msg_bytes=bytes_total / senders)
+        lat = self.view.latency(case)
+        floor = bytes_total / senders / link_bw_bytes_per_s(self.system, tr) * 1e3
+        return np.maximum(lat.ms, floor)
+
+    def _kv_bytes_per_token_replica(self) -> float:
+        """KV bytes of one token over the whole model (all layers, all KV heads, no replication)."""
+        m = self.model
+        b = 1.0 if self.kv_dtype in (Dtype.FP8, Dtype.FP8_BLOCK) else 2.0
+        return m.kv_elems_per_token_layer() * b * m.num_layers
+
+    def op_cases(self, phase: Phase, batch: int, seq_len: int, kv_len: int) -> list[OpCase]:
+        """The per-GPU op cases of one step (collectors use these for model-driven shapes)."""
+        if phase == Phase.PREFILL:
+            uses = self.composer.ops(self._per_rank(_arr(batch)), seq_len, kv_len - seq_len if kv_len > seq_len else 0, 0, 0)
+        elif phase == Phase.DECODE:
+            uses = self.composer.ops(0, 0, 0, self._per_rank(_arr(batch)), kv_len)
+        else:
+            uses = self.composer.ops(1, seq_len, 0, self._per_rank(_arr(batch)), kv_len)
+        return [u.case for u in uses if u.mask is None or np.any(u.mask)]
