@@ -1,0 +1,251 @@
+"""Measured-run tables (the format of ../shared/data/e2e_train_silicon.csv) -> predictions.
+
+`read_runs(path)` parses every row into a frozen `RunRow`; `predict_runs(rows, db)` predicts each one
+with the estimator and returns `Prediction`s whose `status` is 'ok' or says why no prediction was
+possible. Calibration reuses both. Rows are grouped by deployment so that one StepModel serves every
+concurrency of the same deployment (one vectorised call per group).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from estimator.engine import EngineConfig
+from estimator.estimate import Estimate, WorkerSpec, estimate, estimate_disagg
+from estimator.models import load_model
+from estimator.parallel import ParallelConfig
+from estimator.workload import Workload
+from perfdb.errors import DataError, ServecastError
+from perfdb.lookup import PerfDB
+from perfdb.specs import load_system
+from perfdb.types import Backend, Dtype
+
+_CONC = re.compile(r"silicon_concurrency=(\d+)")
+# quant-mode strings of the run table -> Dtype; empty means the checkpoint's own numerics
+_QUANT = {"fp8": Dtype.FP8, "fp8_block": Dtype.FP8_BLOCK, "nvfp4": Dtype.NVFP4, "mxfp4": Dtype.MXFP4,
+          "w4a16_mxfp4": Dtype.MXFP4, "bf16": Dtype.BF16, "float16": Dtype.FP16, "fp16": Dtype.FP16,
+          "int8": Dtype.INT8}
+
+
+@dataclass(frozen=True)
+class Worker:
+    parallel: ParallelConfig
+    batch: int | None
+    workers: int | None
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: str
+    backend: str
+    backend_version: str | None
+    model: str
+    system: str
+    mode: str                    # agg | disagg
+    isl: int
+    osl: int
+    gemm_quant: str | None
+    moe_quant: str | None
+    concurrency: int | None      # measured requests in flight (whole deployment)
+    agg: Worker | None
+    prefill: Worker | None
+    decode: Worker | None
+    ttft_ms: float | None        # measured, when the table has it
+    tpot_ms: float | None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    id: str
+    ttft_ms: float
+    tpot_ms: float
+    tokens_per_s_per_gpu: float
+    status: str
+
+
+def _num(raw: dict, key: str) -> float | None:
+    v = (raw.get(key) or "").strip()
+    if not v or v.lower() == "nan":
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        raise DataError(f"run table column {key}={v!r} is not a number") from None
+
+
+def _int(raw: dict, key: str, zero_is_unset: bool = True) -> int | None:
+    v = _num(raw, key)
+    if v is None or (zero_is_unset and v == 0):
+        return None
+    return int(v)
+
+
+def _worker(raw: dict, prefix: str) -> Worker | None:
+    tp = _int(raw, prefix + "tp_size")
+    if tp is None:
+        return None
+    par = ParallelConfig(tp=tp, pp=_int(raw, prefix + "pp_size") or 1, attn_dp=_int(raw, prefix + "attention_dp_size") or 1,
+                         moe_tp=_int(raw, prefix + "moe_tp_size") or 1, moe_ep=_int(raw, prefix + "moe_ep_size") or 1)
+    return Worker(par, _int(raw, prefix + "batch_size"), _int(raw, prefix + "num_workers"))
+
+
+def parse_row(raw: dict) -> RunRow:
+    m = _CONC.search(raw.get("silicon_data_source") or "")
+    mode = (raw.get("mode") or "agg").strip()
+    return RunRow(
+        id=raw["id"], backend=raw["backend"].strip(), backend_version=(raw.get("backend_version") or "").strip() or None,
+        model=raw["model_path"].strip(), system=raw["system"].strip(), mode=mode,
+        isl=int(_num(raw, "isl") or 0), osl=int(_num(raw, "osl") or 0),
+        gemm_quant=(raw.get("gemm_quant_mode") or "").strip() or None, moe_quant=(raw.get("moe_quant_mode") or "").strip() or None,
+        concurrency=int(m.group(1)) if m else None,
+        agg=_worker(raw, "") if mode == "agg" else None,
+        prefill=_worker(raw, "prefill_") if mode == "disagg" else None,
+        decode=_worker(raw, "decode_") if mode == "disagg" else None,
+        ttft_ms=_num(raw, "silicon_ttft_ms"), tpot_ms=_num(raw, "silicon_tpot_ms"),
+    )
+
+
+def read_runs(path: Path) -> list[RunRow]:
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"id", "backend", "model_path", "system", "isl", "osl"} - set(reader.fieldnames or ())
+            if missing:
+                raise DataError(f"run table {path} lacks columns {sorted(missing)}")
+            return [parse_row(r) for r in reader]
+    except OSError as exc:
+        raise DataError(f"cannot read run table {path}: {exc}") from None
+
+
+# Disaggregated rows often omit worker counts. Decode workers: as few as hold the measured
+# concurrency in their KV pools. Prefill workers: enough that prefill runs at this utilisation.
+PREFILL_TARGET_UTIL = 0.7
+
+
+def pick_version(db: PerfDB, system: str, backend: Backend, version: str | None) -> str | None:
+    """The row's backend version if the database has it, else the newest older one, else the newest."""
+    from perfdb.lookup import version_sort_key
+
+    available = db.versions(system, backend)
+    if version is None or version in available:
+        return version if version in available else (available[0] if available else None)
+    older = [v for v in available if version_sort_key(v) <= version_sort_key(version)]
+    return older[0] if older else (available[0] if available else None)
+
+
+def _model_for(row: RunRow):
+    gemm = _QUANT.get(row.gemm_quant.lower()) if row.gemm_quant else None
+    moe = _QUANT.get(row.moe_quant.lower()) if row.moe_quant else None
+    if row.gemm_quant and gemm is None:
+        raise DataError(f"unknown gemm_quant_mode {row.gemm_quant!r}; known: {', '.join(_QUANT)}")
+    return load_model(row.model, gemm_quant=gemm, moe_quant=moe or gemm)
+
+
+def _group_key(row: RunRow) -> tuple:
+    return (row.model, row.gemm_quant, row.moe_quant, row.system, row.backend, row.backend_version, row.mode,
+            row.agg, row.prefill, row.decode)
+
+
+def _fail(rows: list[RunRow], status: str) -> list[Prediction]:
+    nan = math.nan
+    return [Prediction(r.id, nan, nan, nan, status) for r in rows]
+
+
+def _collect(rows: list[RunRow], est: Estimate) -> list[Prediction]:
+    out = []
+    cols = [np.atleast_1d(np.asarray(x, dtype=np.float64)) for x in (est.ttft_ms, est.tpot_ms, est.tokens_per_s_per_gpu)]
+    feas = np.broadcast_to(np.atleast_1d(np.asarray(est.feasible)), (len(rows),))
+    for i, r in enumerate(rows):
+        ttft, tpot, tps = (float(np.broadcast_to(c, (len(rows),))[i]) for c in cols)
+        if not feas[i] or not (math.isfinite(ttft) and math.isfinite(tpot)):
+            out.append(Prediction(r.id, math.nan, math.nan, math.nan, f"infeasible: {est.reason or 'no finite estimate'}"))
+        else:
+            out.append(Prediction(r.id, ttft, tpot, tps, "ok"))
+    return out
+
+
+def _predict_agg(rows: list[RunRow], model, system, view) -> list[Prediction]:
+    w = rows[0].agg
+    if w is None:
+        return _fail(rows, "no tp_size for an agg row")
+    engine = EngineConfig(Backend(rows[0].backend))
+    conc = np.array([r.concurrency or rows[0].agg.batch or 1 for r in rows], dtype=np.float64)
+    load = Workload(isl=np.array([r.isl for r in rows], dtype=np.float64), osl=np.array([r.osl for r in rows], dtype=np.float64),
+                    concurrency=conc)
+    return _collect(rows, estimate(model, system, w.parallel, engine, load, view))
+
+
+def _disagg_workers(row: RunRow, model, system, view, engine) -> tuple[int, int, float]:
+    """(prefill workers, decode workers, concurrency per decode worker) for one disagg row."""
+    from estimator.serving import max_batch
+    from estimator.steps import StepModel
+
+    conc = float(row.concurrency or (row.decode.batch or 1) * (row.decode.workers or 1))
+    sd = StepModel.build(model, system, row.decode.parallel, engine, view)
+    d_workers = row.decode.workers
+    if d_workers is None:
+        cap = float(max_batch(sd, np.float64(row.isl), np.float64(row.osl)))
+        if row.decode.batch:
+            cap = min(cap, row.decode.batch)
+        d_workers = max(1, math.ceil(conc / max(cap, 1.0)))
+    per_worker = conc / d_workers
+    p_workers = row.prefill.workers
+    if p_workers is None:
+        sp = StepModel.build(model, system, row.prefill.parallel, engine, view)
+        pre = float(sp.prefill_ms(1, row.isl))
+        tpot = float(sd.decode_ms(per_worker, row.isl + row.osl / 2))
+        rate = conc / (pre + row.osl * tpot)            # requests per ms with no prefill queueing
+        p_workers = max(1, math.ceil(rate * pre / PREFILL_TARGET_UTIL))
+    return p_workers, d_workers, per_worker
+
+
+def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]:
+    r0 = rows[0]
+    if r0.prefill is None or r0.decode is None:
+        return _fail(rows, "disagg row lacks prefill_tp_size or decode_tp_size")
+    engine = EngineConfig(Backend(r0.backend))
+    out = []
+    for row in rows:  # worker counts may differ per row, so one call each (disagg rows are few)
+        p_workers, d_workers, per_worker = _disagg_workers(row, model, system, view, engine)
+        est = estimate_disagg(model, system, WorkerSpec(row.prefill.parallel, engine, p_workers, row.prefill.batch),
+                              WorkerSpec(row.decode.parallel, engine, d_workers, row.decode.batch),
+                              Workload(isl=row.isl, osl=row.osl, concurrency=per_worker), view)
+        out += _collect([row], est)
+    return out
+
+
+def predict_runs(rows: list[RunRow], db: PerfDB) -> list[Prediction]:
+    """One Prediction per row, in the input order."""
+    groups: dict[tuple, list[RunRow]] = defaultdict(list)
+    for r in rows:
+        groups[_group_key(r)].append(r)
+    by_id: dict[str, Prediction] = {}
+    for group in groups.values():
+        r0 = group[0]
+        try:
+            backend = Backend(r0.backend)
+            model = _model_for(r0)
+            system = load_system(r0.system)
+            view = db.view(r0.system, backend, pick_version(db, r0.system, backend, r0.backend_version))
+            preds = _predict_disagg(group, model, system, view) if r0.mode == "disagg" else \
+                _predict_agg(group, model, system, view)
+        except ServecastError as exc:
+            preds = _fail(group, f"{type(exc).__name__}: {exc}")
+        except ValueError as exc:  # an enum value the table names that servecast does not know
+            preds = _fail(group, f"unsupported: {exc}")
+        by_id.update((p.id, p) for p in preds)
+    return [by_id[r.id] for r in rows]
+
+
+def write_predictions(preds: list[Prediction], path: Path) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "pred_ttft_ms", "pred_tpot_ms", "pred_tokens_per_s_per_gpu", "status"])
+        for p in preds:
+            w.writerow([p.id, f"{p.ttft_ms:.6g}", f"{p.tpot_ms:.6g}", f"{p.tokens_per_s_per_gpu:.6g}", p.status])
