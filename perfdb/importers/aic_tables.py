@@ -1,0 +1,196 @@
+"""Per-table conversion of AIConfigurator rows into servecast op-family rows (key columns + latency).
+
+One converter per AIC table name. Each returns the op family, a frame with the family's key columns,
+`latency_ms`, `kernel_source` and `gpu_name`, and the rows it dropped with the reason. Units: AIC
+`latency` is milliseconds; comm `message_size` counts elements (checked against the data: 8-GPU NCCL
+all-reduce of 128 Mi half elements reaches 445 GB/s bus bandwidth, only possible at 2 bytes/element).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from perfdb.specs import SystemSpec
+from perfdb.types import CommOp, Dtype, OpKind, Transport
+
+# AIC dtype / quant-mode strings -> servecast Dtype. Formats with no servecast Dtype (int4_wo, int8_wo,
+# sq, w4afp8, w4a8_mxfp4_mxfp8) are skipped and reported rather than forced onto a wrong roofline.
+AIC_DTYPES: dict[str, Dtype] = {
+    "bfloat16": Dtype.BF16, "bf16": Dtype.BF16,
+    "float16": Dtype.FP16, "half": Dtype.FP16, "fp16": Dtype.FP16,
+    "float32": Dtype.FP32, "float": Dtype.FP32,
+    "fp8": Dtype.FP8, "fp8_e4m3": Dtype.FP8,
+    "fp8_block": Dtype.FP8_BLOCK,
+    "nvfp4": Dtype.NVFP4, "fp4": Dtype.NVFP4,
+    "w4a16_mxfp4": Dtype.MXFP4, "mxfp4": Dtype.MXFP4,
+    "int8": Dtype.INT8,
+}
+AIC_COMM_OPS = {"all_reduce": CommOp.ALL_REDUCE, "all_gather": CommOp.ALL_GATHER,
+                "reduce_scatter": CommOp.REDUCE_SCATTER, "alltoall": CommOp.ALL_TO_ALL,
+                "all_to_all": CommOp.ALL_TO_ALL}
+# DeepSeek-V3/R1 MLA dimensions: AIC's context/generation MLA tables are collected for that geometry.
+MLA_DIMS = {"kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128}
+_ELEMENT_BYTES = {Dtype.FP16: 2.0, Dtype.BF16: 2.0, Dtype.FP32: 4.0, Dtype.FP8: 1.0, Dtype.INT8: 1.0,
+                  Dtype.NVFP4: 0.5 + 1.0 / 16, Dtype.FP8_BLOCK: 1.0, Dtype.MXFP4: 0.5 + 1.0 / 32}
+
+
+@dataclass
+class Converted:
+    kind: OpKind
+    frame: pd.DataFrame                        # key columns + latency_ms, kernel_source, gpu_name
+    skipped: dict[str, int] = field(default_factory=dict)   # reason -> rows
+
+
+Converter = Callable[[pd.DataFrame, SystemSpec, str], Converted]
+
+
+def _map_dtype(df: pd.DataFrame, column: str, out: pd.DataFrame, name: str, skipped: dict[str, int]) -> pd.Series:
+    mapped = df[column].astype(str).map({k: v.value for k, v in AIC_DTYPES.items()})
+    for raw in sorted(set(df.loc[mapped.isna(), column].astype(str))):
+        skipped[f"{column} {raw!r} has no servecast dtype"] = int((df[column].astype(str) == raw).sum())
+    out[name] = mapped
+    return mapped
+
+
+def _finish(kind: OpKind, df: pd.DataFrame, out: pd.DataFrame, skipped: dict[str, int],
+            kernel_source: pd.Series | str | None = None, latency_scale: float = 1.0) -> Converted:
+    out["latency_ms"] = df["latency"].astype(float) * latency_scale
+    out["kernel_source"] = df["kernel_source"].astype(str) if kernel_source is None else kernel_source
+    out["gpu_name"] = df["device"].astype(str) if "device" in df else None
+    bad = ~np.isfinite(out["latency_ms"]) | (out["latency_ms"] <= 0)
+    if bad.any():
+        skipped["latency missing or <= 0"] = int(bad.sum())
+    keep = out.notna().drop(columns=["gpu_name"]).all(axis=1) & ~bad
+    return Converted(kind, out[keep].reset_index(drop=True), skipped)
+
+
+def _gemm(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
+    out, skipped = pd.DataFrame(index=df.index), {}
+    _map_dtype(df, "gemm_dtype", out, "dtype", skipped)
+    for col in ("m", "n", "k"):
+        out[col] = df[col].astype("int64")
+    return _finish(OpKind.GEMM, df, out, skipped)
+
+
+def _attention(decode: bool) -> Converter:
+    def convert(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
+        out, skipped = pd.DataFrame(index=df.index), {}
+        _map_dtype(df, "attn_dtype", out, "dtype", skipped)
+        _map_dtype(df, "kv_cache_dtype", out, "kv_dtype", skipped)
+        out["num_heads"] = df["num_heads"].astype("int64")
+        out["num_kv_heads"] = df["num_key_value_heads"].astype("int64")
+        out["head_dim"] = df["head_dim"].astype("int64")
+        out["window"] = df["window_size"].astype("int64") if "window_size" in df else 0
+        out["batch"] = df["batch_size"].astype("int64")
+        step = df["step"].astype("int64") if "step" in df else 0
+        if decode:
+            # generation rows: isl (always 1) tokens then `step` decoded ones sit in the KV cache
+            out["kv_len"] = df["isl"].astype("int64") + step
+        else:
+            out["seq_len"] = df["isl"].astype("int64")
+            out["prefix_len"] = step  # 0 in every 0.12.0 table: no cached prefix
+        return _finish(OpKind.ATTENTION_DECODE if decode else OpKind.ATTENTION_PREFILL, df, out, skipped)
+    return convert
+
+
+def _mla(decode: bool) -> Converter:
+    def convert(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
+        out, skipped = pd.DataFrame(index=df.index), {}
+        _map_dtype(df, "mla_dtype", out, "dtype", skipped)
+        _map_dtype(df, "kv_cache_dtype", out, "kv_dtype", skipped)
+        out["num_heads"] = df["num_heads"].astype("int64")   # per GPU already (128 / tp_size)
+        for name, value in MLA_DIMS.items():
+            out[name] = value
+        out["batch"] = df["batch_size"].astype("int64")
+        if decode:
+            out["kv_len"] = df["isl"].astype("int64") + df["step"].astype("int64")
+        else:
+            out["seq_len"] = df["isl"].astype("int64")
+            out["prefix_len"] = df["step"].astype("int64")
+        return _finish(OpKind.MLA_DECODE if decode else OpKind.MLA_PREFILL, df, out, skipped)
+    return convert
+
+
+def _moe(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
+    out, skipped = pd.DataFrame(index=df.index), {}
+    _map_dtype(df, "moe_dtype", out, "dtype", skipped)
+    for src, dst in (("hidden_size", "hidden"), ("inter_size", "inter"), ("topk", "topk"),
+                     ("num_experts", "num_experts"), ("moe_tp_size", "moe_tp"), ("moe_ep_size", "moe_ep"),
+                     ("num_tokens", "num_tokens")):
+        out[dst] = df[src].astype("int64")
+    out["distribution"] = df["distribution"].astype(str)
+    return _finish(OpKind.MOE, df, out, skipped)
+
+
+def _transport(num_gpus: pd.Series, system: SystemSpec) -> pd.Series:
+    inside = num_gpus <= system.nvlink_domain_gpus
+    return pd.Series(np.where(inside, Transport.NVLINK.value, Transport.NETWORK.value), index=num_gpus.index)
+
+
+def _comm_common(df: pd.DataFrame, out: pd.DataFrame, dtype: pd.Series, system: SystemSpec) -> None:
+    out["num_gpus"] = df["num_gpus"].astype("int64")
+    out["transport"] = _transport(out["num_gpus"], system)
+    elem = dtype.map({d.value: b for d, b in _ELEMENT_BYTES.items()})
+    out["msg_bytes"] = np.round(df["message_size"].astype(float) * elem).astype("Int64")
+
+
+def _nccl(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
+    out, skipped = pd.DataFrame(index=df.index), {}
+    out["op"] = df["op_name"].map({k: v.value for k, v in AIC_COMM_OPS.items()})
+    if out["op"].isna().any():
+        skipped["comm op not in servecast"] = int(out["op"].isna().sum())
+    dtype = _map_dtype(df, "nccl_dtype", out, "dtype", skipped)
+    _comm_common(df, out, dtype, system)
+    return _finish(OpKind.COMM, df, out, skipped, kernel_source="nccl")
+
+
+def _custom_allreduce(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
+    out, skipped = pd.DataFrame(index=df.index), {}
+    out["op"] = CommOp.ALL_REDUCE.value
+    dtype = _map_dtype(df, "allreduce_dtype", out, "dtype", skipped)
+    _comm_common(df, out, dtype, system)
+    # "TRTLLM" -> trtllm_custom; "SGLang_CustomAllReduce_graph" -> sglang_custom_graph
+    ks = df["kernel_source"].astype(str).str.lower().str.replace("customallreduce", "custom", regex=False)
+    ks = ks.where(ks != backend, backend + "_custom")
+    return _finish(OpKind.COMM, df, out, skipped, kernel_source=ks)
+
+
+def _moe_a2a(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
+    """DeepEP dispatch/combine as all_to_all: msg_bytes = tokens per rank x topk x hidden x element bytes.
+
+    This table's `latency` is in microseconds (it equals its `transmit_us` column). The model shape
+    goes into kernel_source because different (hidden, topk, experts) with equal bytes time
+    differently (latency-bound low-latency kernels), and the comm schema has no columns for them.
+    """
+    out, skipped = pd.DataFrame(index=df.index), {}
+    out["op"] = CommOp.ALL_TO_ALL.value
+    raw = df["comm_dtype"].astype(str).replace({"default": "bfloat16"})
+    dtype = _map_dtype(df.assign(comm_dtype=raw), "comm_dtype", out, "dtype", skipped)
+    out["num_gpus"] = df["ep_size"].astype("int64")
+    multi_node = df["node_num"].astype("int64") > 1
+    out["transport"] = _transport(out["num_gpus"], system).where(~multi_node, Transport.NETWORK.value)
+    elem = dtype.map({d.value: b for d, b in _ELEMENT_BYTES.items()})
+    tokens = df["num_tokens"].astype(float) * df["topk"].astype(float) * df["hidden_size"].astype(float)
+    out["msg_bytes"] = np.round(tokens * elem).astype("Int64")
+    ks = (df["comm_backend"].astype(str) + "_" + df["phase"].astype(str) + "_h" + df["hidden_size"].astype(str)
+          + "_top" + df["topk"].astype(str) + "_e" + df["num_experts"].astype(str))
+    return _finish(OpKind.COMM, df, out, skipped, kernel_source=ks, latency_scale=1e-3)
+
+
+# AIC table name (file stem) -> converter. Everything else (module-level tables such as
+# mla_*_module, wideep_*, dsa/dsv4/msa, mhc, kda, gdn/mamba2, mla_bmm, quantize, encoder attention)
+# has no servecast op family and is skipped and reported.
+CONVERTERS: dict[str, Converter] = {
+    "gemm_perf": _gemm,
+    "context_attention_perf": _attention(decode=False),
+    "generation_attention_perf": _attention(decode=True),
+    "context_mla_perf": _mla(decode=False),
+    "generation_mla_perf": _mla(decode=True),
+    "moe_perf": _moe,
+    "nccl_perf": _nccl,
+    "custom_allreduce_perf": _custom_allreduce,
+    "moe_a2a_perf": _moe_a2a,
+}
