@@ -1,0 +1,2 @@
+"""One module per op family; each registers its collector when imported (collectors.registry.load_all)."""
+FAMILIES = ("gemm", "attention_prefill", "attention_decode", "mla", "moe", "elementwise", "comm")

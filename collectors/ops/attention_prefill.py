@@ -1,0 +1,78 @@
+"""Prefill attention collector: causal attention of `seq_len` new tokens after `prefix_len` cached ones,
+through torch scaled_dot_product_attention with one explicit kernel (flash first, then cuDNN,
+memory-efficient; math on CPU). The row's kernel_source names the kernel that ran."""
+from __future__ import annotations
+
+from collectors.cases import pow2, product
+from collectors.ops.common import randn, source, torch_dtype
+from collectors.registry import DeviceCtx, GridSize, OpCollector, Prepared, Unsupported, register
+from perfdb.ops import AttentionPrefillCase
+from perfdb.types import Dtype, OpKind
+
+# (query heads, kv heads, head dim) per GPU: Llama-3.1-8B/70B and Qwen3 slices at TP 1..8, MQA/MHA.
+_HEADS_FULL = [(64, 8, 128), (32, 8, 128), (16, 2, 128), (8, 1, 128), (4, 1, 128), (32, 32, 128),
+               (64, 4, 128), (16, 16, 64)]
+_MAX_TOKENS = 131072  # batch * (seq + prefix) bound: keeps K/V under a few GiB
+
+
+def grid(size: GridSize, ctx: DeviceCtx | None = None) -> list[AttentionPrefillCase]:
+    if size == GridSize.TINY:
+        heads, axes = [(4, 2, 64)], {"batch": [1, 2], "seq_len": [16, 64, 128], "prefix_len": [0, 64]}
+    elif size == GridSize.SMALL:
+        heads = [(32, 8, 128), (8, 1, 128)]
+        axes = {"batch": [1, 4, 16], "seq_len": [256, 1024, 4096], "prefix_len": [0, 4096]}
+    else:
+        heads = _HEADS_FULL
+        axes = {"batch": pow2(1, 64), "seq_len": pow2(128, 16384), "prefix_len": [0, 1024, 4096, 16384]}
+    out = []
+    for h, kvh, d in heads:
+        fixed = {"dtype": Dtype.BF16, "kv_dtype": Dtype.BF16, "num_heads": h, "num_kv_heads": kvh,
+                 "head_dim": d, "window": 0}
+        out += product(AttentionPrefillCase, fixed, axes,
+                       keep=lambda batch, seq_len, prefix_len: batch * (seq_len + prefix_len) <= _MAX_TOKENS)
+    return out
+
+
+def _kernels(ctx: DeviceCtx):
+    from torch.nn.attention import SDPBackend
+
+    if ctx.device != "cuda":
+        return [(SDPBackend.MATH, "sdpa_cpu_math"), (SDPBackend.FLASH_ATTENTION, "sdpa_cpu_flash")]
+    return [(SDPBackend.FLASH_ATTENTION, "sdpa_flash"), (SDPBackend.CUDNN_ATTENTION, "sdpa_cudnn"),
+            (SDPBackend.EFFICIENT_ATTENTION, "sdpa_efficient")]
+
+
+def build(case: AttentionPrefillCase, ctx: DeviceCtx) -> Prepared:
+    import torch
+    from torch.nn.attention import sdpa_kernel
+    from torch.nn.attention.bias import causal_lower_right
+
+    if case.window > 0:
+        raise Unsupported("sliding-window prefill needs an engine kernel; torch SDPA runs full causal only")
+    if case.kv_dtype != case.dtype:
+        raise Unsupported(f"torch SDPA needs kv_dtype == dtype, got {case.kv_dtype.value} KV with {case.dtype.value} math")
+    dt = torch_dtype(case.dtype)
+    b, s, p = int(case.batch), int(case.seq_len), int(case.prefix_len)
+    q = randn((b, case.num_heads, s, case.head_dim), dt, ctx)
+    k = randn((b, case.num_kv_heads, s + p, case.head_dim), dt, ctx)
+    v = randn((b, case.num_kv_heads, s + p, case.head_dim), dt, ctx)
+    gqa = case.num_heads != case.num_kv_heads
+    # With a cached prefix the causal mask is aligned bottom-right (query i sees prefix + i + 1 keys).
+    mask = causal_lower_right(s, s + p) if p else None
+    reasons = []
+    for backend, name in _kernels(ctx):
+        def fn(backend=backend):
+            with sdpa_kernel([backend]):
+                if mask is None:
+                    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+                return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+        try:
+            fn()
+        except RuntimeError as exc:
+            reasons.append(f"{name}: {str(exc).splitlines()[0][:80]}")
+            continue
+        return Prepared(fn, source(ctx, name, name))
+    raise Unsupported("no SDPA kernel accepts this case: " + "; ".join(reasons))
+
+
+register(OpCollector(OpKind.ATTENTION_PREFILL, grid, build))

@@ -1,0 +1,32 @@
+"""Torch helpers shared by the op modules (imported only when a collector runs)."""
+from __future__ import annotations
+
+from perfdb.types import Dtype
+from collectors.registry import DeviceCtx, Unsupported
+
+
+def torch_dtype(dtype: Dtype):
+    """The torch dtype activations of this format are held in (16-bit for everything quantized)."""
+    import torch
+
+    table = {Dtype.FP32: torch.float32, Dtype.BF16: torch.bfloat16, Dtype.FP16: torch.float16}
+    if dtype not in table:
+        raise Unsupported(f"{dtype.value} has no torch activation dtype here; accepted: fp32, bf16, fp16")
+    return table[dtype]
+
+
+def device(ctx: DeviceCtx):
+    import torch
+
+    return torch.device("cuda" if ctx.device == "cuda" else "cpu")
+
+
+def randn(shape, dtype, ctx: DeviceCtx, scale: float = 1.0):
+    """Random normal data (random data, not zeros: tensor cores draw less power on zeros)."""
+    import torch
+
+    return torch.randn(*shape, device=device(ctx), dtype=torch.float32).mul_(scale).to(dtype)
+
+
+def source(ctx: DeviceCtx, gpu_name: str, cpu_name: str) -> str:
+    return gpu_name if ctx.device == "cuda" else cpu_name
