@@ -1,0 +1,184 @@
+"""The discrete-event loop: clients, routers and pools of workers, advanced one engine iteration at a time.
+
+Events are step ends (one per worker iteration or decode run), open-loop arrivals and, in
+disaggregated deployments, KV-transfer completions. Closed-loop clients send their next request at
+the instant the previous one finishes (aiperf --concurrency); a new request is routed at once and
+may truncate the target worker's decode run at its next step boundary.
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from estimator.sim.load import build_requests
+from estimator.sim.metrics import RequestRecords, SimResult, summarise
+from estimator.sim.policy import SchedulerPolicy, policy_for
+from estimator.sim.steptable import StepTable, StepTimes
+from estimator.sim.types import LoadSpec, Mode, Pool, RoutePolicy, SimDeployment
+from estimator.sim.worker import Requests, Role, Worker
+from perfdb.errors import InfeasibleError, InputError
+
+STEP_END, ARRIVAL, KV_READY = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class RoleSteps:
+    """Step models of a disaggregated deployment, one per pool (they differ in parallelism)."""
+
+    prefill: StepTimes
+    decode: StepTimes
+
+
+def simulate(steps: StepTimes | RoleSteps, deployment: SimDeployment, load: LoadSpec, seed: int = 0,
+             records: bool = False) -> SimResult:
+    """Simulate `load` offered to `deployment`; step times from `steps` (a RoleSteps for disagg).
+
+    Deterministic for a given seed. Raises InfeasibleError when a request can never fit a worker's KV.
+    """
+    isl, osl, send = build_requests(load, seed)
+    sim = _Sim(steps, deployment, isl, osl, load.concurrency)
+    sim.run(send, load.concurrency)
+    return sim.result(deployment.num_gpus, records)
+
+
+class _PoolRouter:
+    def __init__(self, workers: list[Worker], policy: RoutePolicy):
+        self.workers, self.policy, self.next = workers, policy, 0
+
+    def pick(self) -> Worker:
+        if self.policy is RoutePolicy.ROUND_ROBIN:
+            w = self.workers[self.next % len(self.workers)]
+            self.next += 1
+            return w
+        return min(self.workers, key=_load)
+
+
+def _limits(steps: StepTimes, pool: Pool, policy: SchedulerPolicy) -> tuple[int, int]:
+    """(max requests in flight, max tokens per step) of one worker: the pool's override, else the
+    step model's resolved engine defaults (estimator.engine), else the policy's."""
+    resolved = getattr(steps, "resolved", None)
+    batch = pool.max_batch or (resolved.max_batch_size * pool.parallel.attn_dp if resolved else policy.default_max_batch)
+    tokens = pool.max_num_tokens or (resolved.max_num_tokens if resolved else policy.default_max_tokens)
+    return int(batch), int(tokens)
+
+
+def _load(w: Worker) -> int:
+    return w.load
+
+
+class _Sim:
+    def __init__(self, steps, dep: SimDeployment, isl: np.ndarray, osl: np.ndarray, concurrency: int | None):
+        self.dep = dep
+        self.reqs = Requests(isl.tolist(), osl.tolist())
+        self.n = len(isl)
+        self.max_kv = int((isl + osl).max()) + 2
+        policy = policy_for(dep.backend)
+        if dep.mode is Mode.AGG:
+            if isinstance(steps, RoleSteps):
+                raise InputError("an aggregated deployment takes one step model, not prefill/decode ones")
+            self.entry = self._pool(steps, dep.agg, Role.AGG, policy, dep.router, concurrency)
+            self.decode = None
+        else:
+            if not isinstance(steps, RoleSteps):
+                raise InputError("a disaggregated deployment needs RoleSteps(prefill=..., decode=...)")
+            self.entry = self._pool(steps.prefill, dep.prefill, Role.PREFILL, policy, dep.router, None)
+            self.decode = self._pool(steps.decode, dep.decode, Role.DECODE, policy, dep.router, concurrency)
+            self.transfer = self.entry.workers[0].table
+        self.heap: list = []
+        self.seq = 0
+        self.prefill_done = [0.0] * self.n
+
+    def _pool(self, steps: StepTimes, pool: Pool, role: Role, policy, route: RoutePolicy,
+              concurrency: int | None) -> _PoolRouter:
+        mem = steps.memory
+        if hasattr(mem, "feasible") and not mem.feasible:
+            raise InfeasibleError(f"{role.value} worker {pool.parallel.label()} does not fit: {mem.reason}")
+        cap = int(mem.kv_capacity_tokens)
+        need = int((np.asarray(self.reqs.isl) + np.asarray(self.reqs.osl)).max()) if role is not Role.PREFILL \
+            else max(self.reqs.isl)
+        if cap < need:
+            raise InfeasibleError(f"{role.value} worker {pool.parallel.label()} holds {cap} KV tokens; "
+                                  f"a request needs {need}")
+        max_batch, max_tokens = _limits(steps, pool, policy)
+        bound = self.n if concurrency is None else concurrency
+        table = StepTable(steps, self.max_kv, max_tokens, max(1, min(max_batch, bound)))
+        workers = [Worker(i, role, policy, table, cap, max_batch, max_tokens, self.reqs) for i in range(pool.workers)]
+        return _PoolRouter(workers, route)
+
+    def _push(self, t: float, kind: int, ref, version: int = 0) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (t, self.seq, kind, ref, version))
+
+    def _send(self, rid: int, t: float) -> None:
+        self.reqs.send[rid] = t
+        w = self.entry.pick()
+        if w.enqueue(rid, t):
+            self._push(w.end, STEP_END, w, w.version)
+
+    def run(self, send: np.ndarray | None, concurrency: int | None) -> None:
+        issued = 0
+        if send is None:
+            for rid in range(min(concurrency, self.n)):
+                self._send(rid, 0.0)
+            issued = min(concurrency, self.n)
+        else:
+            for rid, t in enumerate(send.tolist()):
+                self._push(t, ARRIVAL, rid)
+        closed = send is None
+        heap, reqs = self.heap, self.reqs
+        finished: list[int] = []
+        handed: list[int] = []
+        while heap:
+            t, _, kind, ref, version = heapq.heappop(heap)
+            if kind == ARRIVAL:
+                self._send(ref, t)
+                continue
+            if kind == KV_READY:
+                self._kv_ready(ref, t, finished)
+            else:
+                if version != ref.version:
+                    continue   # superseded by a truncation
+                ref.finish_step(t, finished, handed)
+                for rid in handed:
+                    self.prefill_done[rid] = t
+                    ms = self.transfer.transfer_ms(reqs.ctx_total[rid], self.dep.decode.parallel, self.dep.same_node)
+                    self._push(t + ms / 1e3, KV_READY, rid)
+                handed.clear()
+            if closed:
+                for _ in finished:
+                    if issued < self.n:
+                        self._send(issued, t)
+                        issued += 1
+            finished.clear()
+            if kind == STEP_END and ref.plan(t):
+                self._push(ref.end, STEP_END, ref, ref.version)
+
+    def _kv_ready(self, rid: int, t: float, finished: list[int]) -> None:
+        r = self.reqs
+        if r.gen[rid] >= r.osl[rid]:   # one-token request: the prefill's token was its only one
+            r.first[rid] = r.finish[rid] = t
+            finished.append(rid)
+            return
+        r.state[rid] = 0
+        r.ctx_done[rid] = r.ctx_total[rid]
+        w = self.decode.pick()
+        if w.enqueue(rid, t):
+            self._push(w.end, STEP_END, w, w.version)
+
+    def workers(self) -> list[Worker]:
+        return self.entry.workers + (self.decode.workers if self.decode else [])
+
+    def result(self, num_gpus: int, keep: bool) -> SimResult:
+        r = self.reqs
+        if min(r.finish) < 0:
+            raise InputError("simulation ended with unfinished requests (a scheduler limit admits nothing)")
+        rec = RequestRecords(
+            send_s=np.array(r.send), first_token_s=np.array(r.first), finish_s=np.array(r.finish),
+            isl=np.array(r.isl, dtype=np.int64), osl=np.array(r.osl, dtype=np.int64),
+            worker=np.array(r.worker, dtype=np.int64), preemptions=np.array(r.preempted, dtype=np.int64))
+        ws = self.workers()
+        itl = np.array([x for w in ws for x in w.itl_ms])
+        itl_w = np.array([x for w in ws for x in w.itl_w], dtype=np.float64)
+        return summarise(rec, itl, itl_w, num_gpus, sum(w.steps for w in ws), keep)

@@ -1,0 +1,130 @@
+"""What a simulated benchmark run reports: the metrics a benchmark client prints, plus per-request records.
+
+Definitions follow the clients (see REFERENCE.md): TTFT = first token time - send time;
+TPOT = (request latency - TTFT) / (output tokens - 1) per request (aiperf inter_token_latency, vLLM
+tpot); ITL = every gap between consecutive tokens of a request, pooled over all requests (vLLM itl);
+throughputs divide by the benchmark duration, first send to last completion.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from perfdb.errors import InputError
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Milliseconds unless the field it sits in says otherwise."""
+
+    mean: float
+    p50: float
+    p90: float
+    p99: float
+
+    @staticmethod
+    def of(values: np.ndarray, weights: np.ndarray | None = None) -> "Stats":
+        values = np.asarray(values, dtype=np.float64)
+        if values.size == 0:
+            return Stats(float("nan"), float("nan"), float("nan"), float("nan"))
+        if weights is None:
+            p50, p90, p99 = np.percentile(values, [50, 90, 99])
+            return Stats(float(values.mean()), float(p50), float(p90), float(p99))
+        return _weighted(values, np.asarray(weights, dtype=np.float64))
+
+
+def _weighted(values: np.ndarray, weights: np.ndarray) -> Stats:
+    keep = weights > 0
+    values, weights = values[keep], weights[keep]
+    if values.size == 0:
+        return Stats(float("nan"), float("nan"), float("nan"), float("nan"))
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[order]
+    cum = np.cumsum(w) / w.sum()
+    idx = np.searchsorted(cum, [0.5, 0.9, 0.99], side="left").clip(0, v.size - 1)
+    return Stats(float(np.average(v, weights=w)), float(v[idx[0]]), float(v[idx[1]]), float(v[idx[2]]))
+
+
+@dataclass(frozen=True)
+class RequestRecords:
+    """One entry per request, in request-id order. Times in seconds from the start of the run."""
+
+    send_s: np.ndarray
+    first_token_s: np.ndarray
+    finish_s: np.ndarray
+    isl: np.ndarray
+    osl: np.ndarray
+    worker: np.ndarray        # agg: replica index; disagg: decode worker index
+    preemptions: np.ndarray
+
+    def to_frame(self):
+        import pandas as pd
+
+        ttft = (self.first_token_s - self.send_s) * 1e3
+        lat = (self.finish_s - self.send_s) * 1e3
+        tpot = np.where(self.osl > 1, (lat - ttft) / np.maximum(self.osl - 1, 1), np.nan)
+        return pd.DataFrame({
+            "request": np.arange(self.send_s.size), "send_s": self.send_s, "first_token_s": self.first_token_s,
+            "finish_s": self.finish_s, "isl": self.isl, "osl": self.osl, "ttft_ms": ttft, "tpot_ms": tpot,
+            "latency_ms": lat, "worker": self.worker, "preemptions": self.preemptions,
+        })
+
+    def write(self, path: Path) -> None:
+        """Write as Parquet (.parquet) or JSON lines (.jsonl); other suffixes are refused."""
+        path = Path(path)
+        frame = self.to_frame()
+        if path.suffix == ".parquet":
+            frame.to_parquet(path, index=False)
+        elif path.suffix == ".jsonl":
+            frame.to_json(path, orient="records", lines=True)
+        else:
+            raise InputError(f"records file {path.name!r}: accepted suffixes are .parquet and .jsonl")
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """A simulated benchmark run. Latencies in ms; throughputs per second over `duration_s`."""
+
+    ttft: Stats
+    tpot: Stats
+    itl: Stats
+    latency: Stats
+    completed: int
+    duration_s: float
+    request_throughput: float        # requests/s
+    input_tokens_per_s: float
+    output_tokens_per_s: float
+    total_tokens_per_s: float        # input + output
+    tokens_per_s_per_gpu: float      # (input + output) / s / GPU, as InferenceX tput_per_gpu
+    output_tokens_per_s_per_gpu: float
+    tokens_per_s_per_user: float     # 1000 / mean TPOT
+    mean_in_flight: float            # time-averaged requests in flight (sum of latencies / duration)
+    num_gpus: int
+    preemptions: int
+    steps: int                       # engine iterations simulated, all workers
+    records: RequestRecords | None = None
+
+
+def summarise(rec: RequestRecords, itl_ms: np.ndarray, itl_weight: np.ndarray, num_gpus: int,
+              steps: int, keep_records: bool) -> SimResult:
+    """Reduce per-request times and the per-step token gaps to the client-side metrics."""
+    ttft = (rec.first_token_s - rec.send_s) * 1e3
+    lat = (rec.finish_s - rec.send_s) * 1e3
+    multi = rec.osl > 1
+    tpot = (lat[multi] - ttft[multi]) / (rec.osl[multi] - 1)
+    duration = float(rec.finish_s.max() - rec.send_s.min())
+    n_in, n_out = float(rec.isl.sum()), float(rec.osl.sum())
+    tpot_stats = Stats.of(tpot)
+    return SimResult(
+        ttft=Stats.of(ttft), tpot=tpot_stats, itl=Stats.of(itl_ms, itl_weight), latency=Stats.of(lat),
+        completed=int(rec.send_s.size), duration_s=duration,
+        request_throughput=rec.send_s.size / duration, input_tokens_per_s=n_in / duration,
+        output_tokens_per_s=n_out / duration, total_tokens_per_s=(n_in + n_out) / duration,
+        tokens_per_s_per_gpu=(n_in + n_out) / duration / num_gpus,
+        output_tokens_per_s_per_gpu=n_out / duration / num_gpus,
+        tokens_per_s_per_user=1e3 / tpot_stats.mean if tpot.size else float("nan"),
+        mean_in_flight=float(lat.sum() / 1e3 / duration), num_gpus=num_gpus,
+        preemptions=int(rec.preemptions.sum()), steps=steps, records=rec if keep_records else None,
+    )

@@ -1,0 +1,192 @@
+"""Step times for the simulator: the StepModel methods it calls, evaluated once on grids.
+
+The step model is cheap per point but costs milliseconds per call, so every method is evaluated with
+one vectorised call on a grid covering every step the deployment can take, and the loop interpolates
+scalars from it (memoised on keys quantised to <= 1/64 relative resolution; counts below 64 exact).
+
+Pure-decode stretches ("runs" of k steps with the same batch) are priced in O(1): per decode batch
+size, the step time is piecewise linear in the mean KV length over KV_POINTS grid points, so the sum
+over k steps is an integral with a closed form (midpoint rule: exact for a linear step time).
+"""
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from typing import Protocol
+
+import numpy as np
+
+from estimator.parallel import ParallelConfig
+from estimator.sim.grid import Grid, log_axis
+
+KV_POINTS = 64        # KV lengths per decode batch size (decode cost is near-linear in KV)
+MIXED_KV_POINTS = 16
+TOKEN_POINTS = 40     # prefill / chunk token counts, geometric
+BATCH_POINTS = 48     # decode batch sizes in mixed steps beyond the exact small ones
+PREFILL_BATCH_POINTS = 12
+PREFIX_POINTS = 8
+EXACT_CALLS = 24      # per method: the first distinct keys get an exact model call (fixed-ISL loads
+                      # repeat a handful of prefill shapes), later ones come from the grid
+
+
+class StepTimes(Protocol):
+    """The subset of estimator.steps.StepModel the simulator needs (all in ms, numpy broadcasting)."""
+
+    def prefill_ms(self, batch, seq_len, prefix_len) -> np.ndarray: ...
+    def decode_ms(self, batch, kv_len) -> np.ndarray: ...
+    def mixed_ms(self, prefill_tokens, decode_batch, kv_len) -> np.ndarray: ...
+    def kv_transfer_ms(self, tokens, decode_parallel: ParallelConfig, same_node: bool) -> np.ndarray: ...
+
+    @property
+    def memory(self): ...   # has .kv_capacity_tokens (tokens of KV one worker can hold)
+
+
+def quantise(x: int) -> int:
+    """Round a token count to <= 1/64 relative resolution (exact below 64)."""
+    if x < 64:
+        return x
+    s = 1 << (x.bit_length() - 7)
+    return (x + (s >> 1)) // s * s
+
+
+class _DecodeRow:
+    """Step time of one decode batch size vs mean KV length, with its running integral."""
+
+    __slots__ = ("xs", "ts", "cs")
+
+    def __init__(self, xs: list[float], ts: list[float]):
+        self.xs, self.ts = xs, ts
+        cs = [0.0]
+        for i in range(len(xs) - 1):
+            cs.append(cs[-1] + 0.5 * (ts[i] + ts[i + 1]) * (xs[i + 1] - xs[i]))
+        self.cs = cs
+
+    def cum(self, x: float) -> float:
+        xs, ts, cs = self.xs, self.ts, self.cs
+        if x <= xs[0]:
+            return ts[0] * (x - xs[0])
+        if x >= xs[-1]:
+            return cs[-1] + ts[-1] * (x - xs[-1])
+        i = bisect_right(xs, x) - 1
+        dx = x - xs[i]
+        slope = (ts[i + 1] - ts[i]) / (xs[i + 1] - xs[i])
+        return cs[i] + ts[i] * dx + 0.5 * slope * dx * dx
+
+    def inverse(self, c: float) -> float:
+        xs, ts, cs = self.xs, self.ts, self.cs
+        if c <= 0.0:
+            return xs[0] + c / ts[0]
+        if c >= cs[-1]:
+            return xs[-1] + (c - cs[-1]) / ts[-1]
+        i = bisect_right(cs, c) - 1
+        r = c - cs[i]
+        slope = (ts[i + 1] - ts[i]) / (xs[i + 1] - xs[i])
+        return xs[i] + 2.0 * r / (ts[i] + math.sqrt(max(ts[i] * ts[i] + 2.0 * slope * r, 0.0)))
+
+
+class StepTable:
+    """Step times of one worker kind.
+
+    max_ctx: the longest context a request reaches (isl + osl); max_tokens: tokens per step;
+    max_decode: the largest decode batch to tabulate up front (larger ones are added on demand).
+    """
+
+    def __init__(self, steps: StepTimes, max_ctx: int, max_tokens: int, max_decode: int):
+        self.steps = steps
+        self.max_ctx = max(int(max_ctx), 2)
+        self.max_tokens = max(int(max_tokens), 1)
+        self.max_decode = max(int(max_decode), 1)
+        self.kv_axis = np.unique(np.linspace(1, self.max_ctx + 1, KV_POINTS).round())
+        self._rows: dict[int, _DecodeRow] = {}
+        self._prefill_grid: Grid | None = None
+        self._mixed_grid: Grid | None = None
+        self._prefill: dict[tuple[int, int, int], float] = {}
+        self._mixed: dict[tuple[int, int, int], float] = {}
+        self._transfer: dict[tuple[int, ParallelConfig, bool], float] = {}
+        self._transfer_grid: dict[tuple[ParallelConfig, bool], Grid] = {}
+        self.model_calls = 0
+
+    # ---- decode ---------------------------------------------------------------------------------
+    def _add_rows(self, batches: np.ndarray) -> None:
+        vals = np.asarray(self.steps.decode_ms(batches[:, None], self.kv_axis[None, :]), dtype=np.float64)
+        vals = np.broadcast_to(vals, (batches.size, self.kv_axis.size))
+        self.model_calls += 1
+        xs = self.kv_axis.tolist()
+        for b, row in zip(batches.tolist(), vals):
+            self._rows[int(b)] = _DecodeRow(xs, row.tolist())
+
+    def _row(self, batch: int) -> _DecodeRow:
+        row = self._rows.get(batch)
+        if row is None:
+            if not self._rows:
+                self._add_rows(np.arange(1, self.max_decode + 1, dtype=np.float64))
+            else:
+                self._add_rows(np.array([float(batch)]))
+            row = self._rows[batch]
+        return row
+
+    def decode_run_ms(self, batch: int, kv: float, k: int) -> float:
+        """ms of k decode steps of `batch` requests whose mean KV starts at `kv` and grows by 1 a step."""
+        row = self._row(batch)
+        return row.cum(kv + k - 0.5) - row.cum(kv - 0.5)
+
+    def steps_done_by(self, batch: int, kv: float, elapsed_ms: float) -> int:
+        """Steps of a run (started at mean KV `kv`) that have begun by `elapsed_ms`: the first step
+        boundary at or after `elapsed_ms` ends that many steps."""
+        row = self._row(batch)
+        x = row.inverse(row.cum(kv - 0.5) + elapsed_ms)
+        steps = x - (kv - 0.5)
+        whole = int(steps)
+        return whole if steps - whole < 1e-6 else whole + 1
+
+    # ---- prefill and mixed ----------------------------------------------------------------------
+    def prefill_ms(self, batch: int, seq_len: float, prefix_len: float) -> float:
+        key = (batch, quantise(int(seq_len + 0.5)), quantise(int(prefix_len + 0.5)))
+        val = self._prefill.get(key)
+        if val is None and len(self._prefill) < EXACT_CALLS:
+            val = float(np.asarray(self.steps.prefill_ms(key[0], max(key[1], 1), key[2])).reshape(-1)[0])
+            self.model_calls += 1
+            self._prefill[key] = val
+        if val is None:
+            if self._prefill_grid is None:
+                top = max(self.max_tokens, self.max_ctx)
+                axes = (log_axis(1, min(self.max_decode, self.max_tokens), PREFILL_BATCH_POINTS),
+                        log_axis(1, top, TOKEN_POINTS), np.linspace(0, self.max_ctx, PREFIX_POINTS).round())
+                self._prefill_grid = Grid.evaluate(self.steps.prefill_ms, axes)
+                self.model_calls += 1
+            val = self._prefill_grid(*key)
+            self._prefill[key] = val
+        return val
+
+    def mixed_ms(self, prefill_tokens: int, decode_batch: int, kv: float) -> float:
+        key = (quantise(prefill_tokens), decode_batch, quantise(int(kv + 0.5)))
+        val = self._mixed.get(key)
+        if val is None and len(self._mixed) < EXACT_CALLS:
+            val = float(np.asarray(self.steps.mixed_ms(key[0], decode_batch, max(key[2], 1))).reshape(-1)[0])
+            self.model_calls += 1
+            self._mixed[key] = val
+        if val is None:
+            if self._mixed_grid is None:
+                small = np.arange(1, min(self.max_decode, 16) + 1, dtype=np.float64)
+                batches = np.union1d(small, log_axis(1, self.max_decode, BATCH_POINTS))
+                axes = (log_axis(1, self.max_tokens, TOKEN_POINTS), batches,
+                        np.unique(np.linspace(1, self.max_ctx + 1, MIXED_KV_POINTS).round()))
+                self._mixed_grid = Grid.evaluate(self.steps.mixed_ms, axes)
+                self.model_calls += 1
+            val = self._mixed_grid(*key)
+            self._mixed[key] = val
+        return val
+
+    def transfer_ms(self, tokens: int, decode_parallel: ParallelConfig, same_node: bool) -> float:
+        key = (quantise(tokens), decode_parallel, same_node)
+        val = self._transfer.get(key)
+        if val is None:
+            grid = self._transfer_grid.get(key[1:])
+            if grid is None:
+                axis = log_axis(1, self.max_ctx, TOKEN_POINTS)
+                grid = Grid.evaluate(lambda t: self.steps.kv_transfer_ms(t, decode_parallel, same_node), (axis,))
+                self._transfer_grid[key[1:]] = grid
+                self.model_calls += 1
+            val = grid(key[0])
+            self._transfer[key] = val
+        return val

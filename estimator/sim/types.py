@@ -1,0 +1,182 @@
+"""Typed inputs of the serving simulator: the load to offer and the deployment that serves it.
+
+Everything here is a frozen dataclass or a str Enum so the CLI, the search and calibration pass the
+same values into `simulate()` without dicts of strings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from estimator.parallel import ParallelConfig
+from perfdb.errors import InputError
+from perfdb.types import Backend
+
+
+class Arrival(str, Enum):
+    """How an open-loop load spaces its requests in time."""
+
+    POISSON = "poisson"     # exponential gaps (aiperf --request-rate default, vllm bench serve burstiness=1)
+    CONSTANT = "constant"   # equal gaps of 1/rate seconds
+
+
+class LengthDist(str, Enum):
+    """How ISL/OSL are drawn per request."""
+
+    FIXED = "fixed"
+    UNIFORM = "uniform"     # integers in [mean*(1-r), mean*(1+r)] as vLLM/aiperf "random" datasets (r = range ratio)
+    NORMAL = "normal"       # mean and stddev as aiperf --synthetic-input-tokens-stddev, clipped to >= 1
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """Distribution of a per-request token count (input or output length)."""
+
+    mean: int
+    dist: LengthDist = LengthDist.FIXED
+    range_ratio: float = 0.0   # UNIFORM only, in [0, 1)
+    stddev: float = 0.0        # NORMAL only, tokens
+
+    def __post_init__(self) -> None:
+        if self.mean < 1:
+            raise InputError(f"length mean must be >= 1 token, got {self.mean}")
+        if not 0.0 <= self.range_ratio < 1.0:
+            raise InputError(f"range ratio must be in [0, 1), got {self.range_ratio}")
+        if self.stddev < 0:
+            raise InputError(f"length stddev must be >= 0, got {self.stddev}")
+
+    @staticmethod
+    def of(mean: int, range_ratio: float = 0.0) -> "Lengths":
+        return Lengths(mean, LengthDist.UNIFORM if range_ratio > 0 else LengthDist.FIXED, range_ratio)
+
+
+@dataclass(frozen=True)
+class TraceRequest:
+    arrival_s: float     # seconds from the start of the trace
+    isl: int
+    osl: int
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """The offered load. Exactly one of `concurrency`, `request_rate` and `trace` is set.
+
+    Closed loop (`concurrency`): that many clients each send a request, wait for its last token,
+    and send the next at once (aiperf --concurrency, vllm bench serve --max-concurrency with
+    an infinite rate). Open loop (`request_rate`, requests/s): arrivals independent of completions.
+    Trace: replay the given arrivals and lengths (isl/osl/num_requests come from the trace).
+    """
+
+    isl: Lengths
+    osl: Lengths
+    num_requests: int
+    concurrency: int | None = None
+    request_rate: float | None = None
+    arrival: Arrival = Arrival.POISSON
+    trace: tuple[TraceRequest, ...] | None = None
+
+    def __post_init__(self) -> None:
+        modes = [self.concurrency is not None, self.request_rate is not None, self.trace is not None]
+        if sum(modes) != 1:
+            raise InputError("a load needs exactly one of concurrency, request rate or trace")
+        if self.num_requests < 1:
+            raise InputError(f"num_requests must be >= 1, got {self.num_requests}")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise InputError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.request_rate is not None and not self.request_rate > 0:
+            raise InputError(f"request rate must be > 0 requests/s, got {self.request_rate}")
+
+    @staticmethod
+    def closed(concurrency: int, isl: int | Lengths, osl: int | Lengths, num_requests: int) -> "LoadSpec":
+        return LoadSpec(_lengths(isl), _lengths(osl), num_requests, concurrency=concurrency)
+
+    @staticmethod
+    def open(rate: float, isl: int | Lengths, osl: int | Lengths, num_requests: int,
+             arrival: Arrival = Arrival.POISSON) -> "LoadSpec":
+        return LoadSpec(_lengths(isl), _lengths(osl), num_requests, request_rate=rate, arrival=arrival)
+
+    @staticmethod
+    def replay(trace: tuple[TraceRequest, ...]) -> "LoadSpec":
+        if not trace:
+            raise InputError("a trace needs at least one request")
+        isl = round(sum(r.isl for r in trace) / len(trace))
+        osl = round(sum(r.osl for r in trace) / len(trace))
+        return LoadSpec(Lengths(max(isl, 1)), Lengths(max(osl, 1)), len(trace), trace=trace)
+
+    def label(self) -> str:
+        if self.concurrency is not None:
+            return f"concurrency {self.concurrency}"
+        if self.request_rate is not None:
+            return f"{self.request_rate:g} req/s ({self.arrival.value})"
+        return f"trace of {self.num_requests} requests"
+
+
+def _lengths(value: int | Lengths) -> Lengths:
+    return value if isinstance(value, Lengths) else Lengths(int(value))
+
+
+class Mode(str, Enum):
+    AGG = "agg"
+    DISAGG = "disagg"
+
+
+class RoutePolicy(str, Enum):
+    """How a pool's router picks a worker for a new request."""
+
+    ROUND_ROBIN = "round_robin"
+    LEAST_LOADED = "least_loaded"   # fewest requests waiting + in flight; ties to the lowest index
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Identical workers (engine instances) of one role.
+
+    `max_batch` / `max_num_tokens` None = the backend's documented default (see policy.py).
+    """
+
+    parallel: ParallelConfig
+    workers: int = 1
+    max_batch: int | None = None        # max requests in flight per worker (max_num_seqs / max_batch_size / max_running_requests)
+    max_num_tokens: int | None = None   # tokens per engine step (max_num_batched_tokens / max_num_tokens / chunked_prefill_size)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise InputError(f"a pool needs >= 1 worker, got {self.workers}")
+
+    @property
+    def num_gpus(self) -> int:
+        return self.workers * self.parallel.num_gpus
+
+
+@dataclass(frozen=True)
+class SimDeployment:
+    """One serving deployment: `agg` replicas, or a `prefill` pool feeding a `decode` pool."""
+
+    backend: Backend
+    agg: Pool | None = None
+    prefill: Pool | None = None
+    decode: Pool | None = None
+    router: RoutePolicy = RoutePolicy.LEAST_LOADED
+    same_node: bool = False   # disagg: prefill and decode workers share an NVLink domain (KV over NVLink)
+    label: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.agg is not None and (self.prefill is not None or self.decode is not None):
+            raise InputError("a deployment is either aggregated (agg pool) or disaggregated (prefill + decode pools)")
+        if self.agg is None and (self.prefill is None or self.decode is None):
+            raise InputError("a disaggregated deployment needs both a prefill and a decode pool")
+
+    @property
+    def mode(self) -> Mode:
+        return Mode.AGG if self.agg is not None else Mode.DISAGG
+
+    @property
+    def num_gpus(self) -> int:
+        if self.agg is not None:
+            return self.agg.num_gpus
+        return self.prefill.num_gpus + self.decode.num_gpus
+
+    @staticmethod
+    def aggregated(backend: Backend, parallel: ParallelConfig, replicas: int = 1, **kw) -> "SimDeployment":
+        return SimDeployment(backend, agg=Pool(parallel, replicas, kw.pop("max_batch", None),
+                                               kw.pop("max_num_tokens", None)), **kw)

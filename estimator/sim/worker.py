@@ -1,0 +1,290 @@
+"""One engine instance (agg replica, prefill worker or decode worker) as a step-level state machine.
+
+The loop advances whole engine iterations, never tokens: a decode step moves every running request
+one token by bumping the worker's step counter `S`; a request finishes when `S` reaches its
+`done_step`. Between events the batch is constant, so consecutive decode steps form one "run" priced
+by StepTable in O(1); a run stops at the next completion, at the KV limit, or — truncated — at the
+first step boundary after a new request arrives that the engine could admit.
+
+Per-request state lives in plain lists (Requests) indexed by request id; Python lists beat numpy for
+scalar access in this loop.
+"""
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from enum import Enum
+
+from estimator.sim.policy import SchedulerPolicy
+from estimator.sim.steptable import StepTable
+
+WAITING, PREFILLING, DECODING, DONE = 0, 1, 2, 3
+
+
+class Role(str, Enum):
+    AGG = "agg"
+    PREFILL = "prefill"   # computes prompts and hands the KV to a decode worker
+    DECODE = "decode"     # receives KV; computes a prompt only to recompute a preempted request
+
+
+class Requests:
+    """Per-request state (lists indexed by request id). Times in seconds."""
+
+    def __init__(self, isl: list[int], osl: list[int]):
+        n = len(isl)
+        self.isl, self.osl = isl, osl
+        self.send = [0.0] * n
+        self.first = [-1.0] * n
+        self.finish = [-1.0] * n
+        self.gen = [0] * n            # output tokens produced so far
+        self.ctx_total = list(isl)    # tokens to hold in KV before decoding (prompt, + output after recompute)
+        self.ctx_done = [0] * n       # of those, computed (or received) so far
+        self.join_s = [0] * n         # worker step counter when the request joined the decode batch
+        self.done_step = [0] * n      # worker step counter at which its last token is produced
+        self.state = [WAITING] * n
+        self.worker = [-1] * n
+        self.preempted = [0] * n
+
+
+class Worker:
+    def __init__(self, index: int, role: Role, policy: SchedulerPolicy, table: StepTable, kv_capacity: int,
+                 max_batch: int, max_tokens: int, reqs: Requests):
+        self.index, self.role, self.table, self.reqs = index, role, table, reqs
+        self.cap, self.max_batch, self.max_tokens = kv_capacity, max_batch, max_tokens
+        self.mixes = policy.mixes_decode
+        self.rho = policy.reserve_output
+        self.chunked = policy.chunked
+        self.waiting: deque[int] = deque()
+        self.pref: list[int] = []              # admitted, prompt not fully computed, admission order
+        self.heap: list[tuple[int, int]] = []  # (done_step, rid) of decoding requests (lazy deletion)
+        self.order: list[tuple[int, int]] = [] # (rid, join_s) in join order, for last-in preemption
+        self.n_dec = self.sum_kv = self.pref_kv = self.sum_done = 0
+        self.pref_reserve = 0.0
+        self.S = 0
+        self.busy = False
+        self.end = 0.0
+        self.version = 0
+        self.run: tuple[float, float, int, int] | None = None   # (t0, mean kv at t0, steps, batch)
+        self.step: tuple[list[tuple[int, int]], bool, float] | None = None  # (chunks, decodes ride along, ms)
+        self.stall_ms = 0.0
+        self.load = 0
+        self.steps = 0
+        self.itl_ms: list[float] = []
+        self.itl_w: list[int] = []
+
+    # ---- arrivals -------------------------------------------------------------------------------
+    def enqueue(self, rid: int, t: float) -> bool:
+        """Queue a request; True when the caller must (re)schedule this worker's step-end event."""
+        self.waiting.append(rid)
+        self.load += 1
+        self.reqs.worker[rid] = self.index
+        if not self.busy:
+            return self.plan(t)
+        run = self.run
+        if run is None or not self._admissible(rid):
+            return False
+        t0, kv0, k, batch = run
+        j = max(self.table.steps_done_by(batch, kv0, (t - t0) * 1e3), 1)
+        if j >= k:
+            return False
+        self.run = (t0, kv0, j, batch)
+        self.end = max(t0 + self.table.decode_run_ms(batch, kv0, j) / 1e3, t)
+        self.version += 1
+        return True
+
+    def _charge(self) -> float:
+        return (self.sum_kv + self.pref_kv + self.pref_reserve
+                + self.rho * (self.sum_done - self.n_dec * self.S))
+
+    def _admissible(self, rid: int) -> bool:
+        r = self.reqs
+        if self.n_dec + len(self.pref) >= self.max_batch:
+            return False
+        need = min(r.ctx_total[rid] - r.ctx_done[rid], self.max_tokens) + self.rho * (r.osl[rid] - r.gen[rid])
+        return self.cap - self._charge() - self.n_dec >= need
+
+    # ---- planning -------------------------------------------------------------------------------
+    def plan(self, t: float) -> bool:
+        """Choose the next iteration at time t. True if one was started (its end is self.end)."""
+        self.run = self.step = None
+        self._preempt_if_short()
+        chunks, prefix = self._select(t)
+        n_dec = self.n_dec
+        if chunks:
+            tokens = sum(c[1] for c in chunks)
+            if self.mixes and n_dec:
+                ms = self.table.mixed_ms(tokens, n_dec, self.sum_kv / n_dec)
+                self.step = (chunks, True, ms)
+            else:
+                ms = self.table.prefill_ms(len(chunks), tokens / len(chunks), prefix)
+                self.step = (chunks, False, ms)
+        elif n_dec:
+            k = self._run_length()
+            kv0 = self.sum_kv / n_dec
+            ms = self.table.decode_run_ms(n_dec, kv0, k)
+            self.run = (t, kv0, k, n_dec)
+        else:
+            self.busy = False
+            return False
+        self.busy = True
+        self.end = t + ms / 1e3
+        self.version += 1
+        self.steps += 1
+        return True
+
+    def _run_length(self) -> int:
+        heap, r = self.heap, self.reqs
+        while heap and (r.state[heap[0][1]] != DECODING or r.done_step[heap[0][1]] != heap[0][0]):
+            heapq.heappop(heap)
+        k = heap[0][0] - self.S
+        if self.rho < 1.0:
+            k = min(k, (self.cap - self.sum_kv - self.pref_kv) // self.n_dec)
+        return max(k, 1)
+
+    def _preempt_if_short(self) -> None:
+        """Recompute-preempt the latest-joined decodes until the next step's KV fits (vLLM, SGLang)."""
+        r = self.reqs
+        while self.n_dec and self.sum_kv + self.pref_kv + self.n_dec > self.cap:
+            rid, join_s = self.order.pop()
+            if r.state[rid] != DECODING or r.join_s[rid] != join_s:
+                continue
+            self._leave(rid)
+            r.state[rid] = WAITING
+            r.ctx_total[rid] = r.isl[rid] + r.gen[rid]
+            r.ctx_done[rid] = 0
+            r.preempted[rid] += 1
+            self.waiting.appendleft(rid)
+
+    def _select(self, t: float) -> tuple[list[tuple[int, int]], float]:
+        """Prompt chunks for this step (continuing prompts first, then the queue), and their mean prefix."""
+        r = self.reqs
+        budget = self.max_tokens - (self.n_dec if self.mixes else 0)
+        free = self.cap - self._charge() - self.n_dec
+        chunks: list[tuple[int, int]] = []
+        prefix = 0
+        for rid in self.pref:
+            if budget <= 0:
+                break
+            take = min(r.ctx_total[rid] - r.ctx_done[rid], budget, int(free))
+            if take <= 0:
+                break
+            chunks.append((rid, take))
+            prefix += r.ctx_done[rid]
+            budget -= take
+            free -= take
+        waiting = self.waiting
+        while waiting and self.n_dec + len(self.pref) < self.max_batch:
+            rid = waiting[0]
+            left = r.ctx_total[rid] - r.ctx_done[rid]
+            reserve = self.rho * (r.osl[rid] - r.gen[rid])
+            if left == 0:   # KV already here (disagg decode worker): join the batch, no compute
+                if free < r.ctx_total[rid] + reserve:
+                    break
+                waiting.popleft()
+                free -= r.ctx_total[rid] + reserve
+                if r.first[rid] < 0:
+                    r.first[rid] = t
+                self._join(rid)
+                continue
+            take = min(left, budget) if self.chunked or left > self.max_tokens else (left if left <= budget else 0)
+            if take <= 0 or free < take + reserve:
+                break
+            waiting.popleft()
+            r.state[rid] = PREFILLING
+            self.pref.append(rid)
+            self.pref_reserve += reserve
+            chunks.append((rid, take))
+            prefix += r.ctx_done[rid]
+            budget -= take
+            free -= take + reserve
+        for rid, take in chunks:
+            r.ctx_done[rid] += take
+            self.pref_kv += take
+        return chunks, (prefix / len(chunks) if chunks else 0.0)
+
+    # ---- membership -----------------------------------------------------------------------------
+    def _join(self, rid: int) -> None:
+        r = self.reqs
+        r.state[rid] = DECODING
+        r.join_s[rid] = self.S
+        done = self.S + r.osl[rid] - r.gen[rid]
+        r.done_step[rid] = done
+        heapq.heappush(self.heap, (done, rid))
+        self.order.append((rid, self.S))
+        self.n_dec += 1
+        self.sum_kv += r.ctx_total[rid]
+        self.sum_done += done
+
+    def _leave(self, rid: int) -> None:
+        r = self.reqs
+        r.gen[rid] += self.S - r.join_s[rid]
+        self.n_dec -= 1
+        self.sum_kv -= r.ctx_total[rid] + self.S - r.join_s[rid]
+        self.sum_done -= r.done_step[rid]
+
+    # ---- step end -------------------------------------------------------------------------------
+    def finish_step(self, t: float, finished: list[int], handed: list[int]) -> None:
+        """Apply the iteration that ends at t. Appends finished and handed-off request ids.
+        The worker stays busy until the caller routes new arrivals and calls plan(t)."""
+        if self.run is not None:
+            _, _, k, batch = self.run
+            ms = self.table.decode_run_ms(batch, self.run[1], k)
+            self._record_gaps(ms / k, batch, k)
+            self._advance(k, t, finished)
+        else:
+            chunks, rides, ms = self.step
+            if rides:
+                self._record_gaps(ms, self.n_dec, 1)
+                self._advance(1, t, finished)
+            elif self.n_dec:
+                self.stall_ms += ms   # decodes paused for a prefill-only step: their next gap grows
+            self._complete_prompts(chunks, t, finished, handed)
+        self.run = self.step = None
+
+    def _record_gaps(self, ms: float, batch: int, k: int) -> None:
+        if self.stall_ms:
+            self.itl_ms.append(ms + self.stall_ms)
+            self.itl_w.append(batch)
+            self.stall_ms = 0.0
+            k -= 1
+        if k:
+            self.itl_ms.append(ms)
+            self.itl_w.append(batch * k)
+
+    def _advance(self, k: int, t: float, finished: list[int]) -> None:
+        r, heap = self.reqs, self.heap
+        self.S += k
+        self.sum_kv += self.n_dec * k
+        while heap and heap[0][0] <= self.S:
+            done, rid = heapq.heappop(heap)
+            if r.state[rid] != DECODING or r.done_step[rid] != done:
+                continue
+            self._leave(rid)
+            self._finish(rid, t, finished)
+
+    def _finish(self, rid: int, t: float, finished: list[int]) -> None:
+        self.reqs.state[rid] = DONE
+        self.reqs.finish[rid] = t
+        self.load -= 1
+        finished.append(rid)
+
+    def _complete_prompts(self, chunks, t: float, finished: list[int], handed: list[int]) -> None:
+        r = self.reqs
+        for rid, _ in chunks:
+            if r.ctx_done[rid] < r.ctx_total[rid]:
+                continue
+            self.pref.remove(rid)
+            self.pref_kv -= r.ctx_total[rid]
+            self.pref_reserve -= self.rho * (r.osl[rid] - r.gen[rid])
+            r.gen[rid] += 1
+            if self.role is Role.PREFILL:
+                r.state[rid] = DONE
+                self.load -= 1
+                handed.append(rid)
+                continue
+            if r.first[rid] < 0:
+                r.first[rid] = t
+            if r.gen[rid] >= r.osl[rid]:
+                self._finish(rid, t, finished)
+            else:
+                self._join(rid)
