@@ -42,7 +42,8 @@ class StepResult:
 
     @property
     def source(self) -> Source:
-        return max((o.source for o in self.ops), key=lambda s: s.code, default=Source.MEASURED)
+        return max((o.source for o in self.ops if o.name != "step_overhead"), key=lambda s: s.code,
+                   default=Source.MEASURED)
 
 
 def _arr(x) -> np.ndarray:
@@ -69,12 +70,14 @@ class StepModel:
         totals: dict[str, list] = {}
         step = np.zeros(shape)
         for use in uses:
+            if use.mask is not None and not np.any(use.mask):
+                continue  # the op does not run in this step (e.g. prefill attention in a decode step)
             lat = self.view.latency(use.case)
             ms = np.broadcast_to(lat.ms, shape) * use.count
             if use.mask is not None:
                 ms = np.where(use.mask, ms, 0.0)
             step = step + ms
-            src = lat.worst_source() if use.mask is None or np.any(use.mask) else Source.MEASURED
+            src = lat.worst_source()
             if use.name in totals:
                 acc = totals[use.name]
                 acc[0] = acc[0] + ms

@@ -1,11 +1,153 @@
-"""`servecast estimate`: not built yet (see the issue tracker)."""
+"""`servecast estimate`: TTFT, TPOT and throughput of one deployment, or of every row of a run table."""
 from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
 
 import typer
 
+AGG_EXAMPLE = ("Example: servecast estimate --model Qwen/Qwen3-32B --system h200_sxm --backend trtllm "
+               "--tp 2 --concurrency 32 --isl 4000 --osl 500 --breakdown")
+
+
+def _dtype(value: str | None, what: str):
+    from perfdb.types import Dtype, parse_enum
+
+    return parse_enum(Dtype, value, what) if value else None
+
+
+def _parallel(tp, pp, dp, moe_tp, moe_ep):
+    from estimator.parallel import ParallelConfig
+
+    return ParallelConfig(tp=tp, pp=pp, attn_dp=dp, moe_tp=moe_tp, moe_ep=moe_ep)
+
+
+def _render(est, breakdown: bool, as_json: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    mem = est.memory
+    summary = {
+        "feasible": bool(est.feasible), "reason": est.reason, "ttft_ms": est.ttft_ms, "tpot_ms": est.tpot_ms,
+        "request_latency_ms": est.request_latency_ms, "tokens_per_s_per_gpu": est.tokens_per_s_per_gpu,
+        "tokens_per_s_per_user": est.tokens_per_s_per_user, "concurrency": est.concurrency,
+        "num_gpus": est.num_gpus, "source": est.source.value,
+        "memory_gib": {k: getattr(mem, k) / 2**30 for k in ("weights_bytes", "activation_bytes", "reserve_bytes", "kv_pool_bytes")},
+        "kv_bytes_per_token": mem.kv_bytes_per_token, "kv_capacity_tokens": mem.kv_capacity_tokens, "max_batch": mem.max_batch,
+    }
+    if breakdown or as_json:
+        summary["breakdown"] = [{"op": o.name, "phase": o.phase.value, "ms": float(o.ms), "source": o.source.value}
+                                for o in est.breakdown]
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=float))
+        return
+    console = Console()
+    if not est.feasible:
+        console.print(f"[red]infeasible[/red]: {est.reason}")
+        raise typer.Exit(1)
+    t = Table("metric", "value", title=f"estimate ({est.source.value})")
+    for k in ("ttft_ms", "tpot_ms", "request_latency_ms", "tokens_per_s_per_gpu", "tokens_per_s_per_user"):
+        t.add_row(k, f"{summary[k]:,.2f}")
+    t.add_row("num_gpus", str(est.num_gpus))
+    t.add_row("kv capacity (tokens)", f"{mem.kv_capacity_tokens:,.0f}")
+    t.add_row("max batch (this workload)", str(mem.max_batch))
+    console.print(t)
+    if breakdown:
+        m = Table("memory per GPU", "GiB")
+        for k, v in summary["memory_gib"].items():
+            m.add_row(k.replace("_bytes", ""), f"{v:.2f}")
+        console.print(m)
+        b = Table("op", "phase", "ms per step", "source", title="time per op")
+        for o in est.breakdown:
+            b.add_row(o.name, o.phase.value, f"{float(o.ms):.4f}", o.source.value)
+        console.print(b)
+
+
+def _from_runs(runs: Path, out: Path, db) -> None:
+    from estimator.runs import predict_runs, read_runs, write_predictions
+
+    start = time.perf_counter()
+    rows = read_runs(runs)
+    preds = predict_runs(rows, db)
+    write_predictions(preds, out)
+    ok = sum(p.status == "ok" for p in preds)
+    typer.echo(f"{len(preds)} rows, {ok} predicted ({100 * ok / max(len(preds), 1):.1f}%), "
+               f"{time.perf_counter() - start:.1f} s -> {out}")
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("estimate", help="[not built yet] exits non-zero.", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-    def _not_built() -> None:
-        typer.echo("servecast estimate: not built yet", err=True)
-        raise typer.Exit(3)
+    @app.command("estimate", help=f"Estimate TTFT, TPOT and throughput of one deployment, or predict every "
+                 f"row of a measured-run table with --from-runs. {AGG_EXAMPLE}  |  Disagg: servecast estimate "
+                 f"--model deepseek-ai/DeepSeek-R1 --system gb200 --backend trtllm --mode disagg --prefill-tp 4 "
+                 f"--prefill-moe-ep 4 --prefill-workers 2 --decode-tp 8 --decode-moe-ep 8 --concurrency 64 "
+                 f"--isl 8192 --osl 1024  |  Runs: servecast estimate --from-runs runs.csv --db DB --out pred.csv")
+    def estimate_cmd(
+        model: str = typer.Option(None, help="HF id in the catalog, a model directory, a config.json, or a model in the HF cache"),
+        system: str = typer.Option(None, help="system id, e.g. h200_sxm (servecast db systems)"),
+        backend: str = typer.Option("trtllm", help="trtllm | sglang | vllm"),
+        version: str = typer.Option(None, help="backend version in the database (default newest)"),
+        mode: str = typer.Option("agg", help="agg | disagg"),
+        tp: int = typer.Option(1), pp: int = typer.Option(1), dp: int = typer.Option(1, help="attention data parallel"),
+        moe_tp: int = typer.Option(1), moe_ep: int = typer.Option(1),
+        concurrency: int = typer.Option(1, "--concurrency", "--batch", help="requests in flight per replica (agg) / per decode worker (disagg)"),
+        isl: int = typer.Option(1024), osl: int = typer.Option(1024), prefix: int = typer.Option(0, help="cached prefix tokens"),
+        prefill_tp: int = typer.Option(1), prefill_pp: int = typer.Option(1), prefill_dp: int = typer.Option(1),
+        prefill_moe_tp: int = typer.Option(1), prefill_moe_ep: int = typer.Option(1),
+        prefill_workers: int = typer.Option(1), prefill_batch: int = typer.Option(1),
+        decode_tp: int = typer.Option(1), decode_pp: int = typer.Option(1), decode_dp: int = typer.Option(1),
+        decode_moe_tp: int = typer.Option(1), decode_moe_ep: int = typer.Option(1),
+        decode_workers: int = typer.Option(1),
+        kv_dtype: str = typer.Option(None, help="KV cache dtype: bf16 | fp8 (default: the checkpoint's)"),
+        gemm_quant: str = typer.Option(None, help="override GEMM weight format: bf16 | fp8 | fp8_block | nvfp4 | mxfp4"),
+        moe_quant: str = typer.Option(None, help="override expert weight format"),
+        db: Path = typer.Option(None, help="perfdb directory (default: the bundled database)"),
+        as_json: bool = typer.Option(False, "--json", help="print JSON"),
+        breakdown: bool = typer.Option(False, help="time per op with its source, memory per category"),
+        from_runs: Path = typer.Option(None, help="CSV of measured runs (format of e2e_train_silicon.csv)"),
+        out: Path = typer.Option(None, help="output CSV for --from-runs"),
+    ) -> None:
+        from perfdb.errors import InputError
+        from perfdb.lookup import PerfDB
+
+        database = PerfDB(db)
+        if from_runs is not None:
+            if out is None:
+                raise InputError("--from-runs needs --out FILE")
+            _from_runs(from_runs, out, database)
+            return
+        if not model or not system:
+            raise InputError("--model and --system are required (or --from-runs)")
+        _single(locals(), database)
+
+
+def _single(a: dict, database) -> None:
+    from estimator.engine import EngineConfig
+    from estimator.estimate import WorkerSpec, estimate, estimate_disagg
+    from estimator.models import load_model
+    from estimator.workload import Workload
+    from perfdb.errors import InputError
+    from perfdb.specs import load_system
+    from perfdb.types import Backend, parse_enum
+
+    hf_home = os.environ.get("HF_HOME")
+    hf = Path(hf_home) if hf_home else Path.home() / ".cache" / "huggingface"
+    gq, mq = _dtype(a["gemm_quant"], "gemm quant"), _dtype(a["moe_quant"], "moe quant")
+    model = load_model(a["model"], gemm_quant=gq, moe_quant=mq or gq, kv_dtype=_dtype(a["kv_dtype"], "kv dtype"), hf_home=hf)
+    system = load_system(a["system"])
+    backend = parse_enum(Backend, a["backend"], "backend")
+    view = database.view(system.name, backend, a["version"])
+    engine = EngineConfig(backend, a["version"])
+    load = Workload(isl=a["isl"], osl=a["osl"], prefix=a["prefix"], concurrency=a["concurrency"])
+    if a["mode"] == "agg":
+        est = estimate(model, system, _parallel(a["tp"], a["pp"], a["dp"], a["moe_tp"], a["moe_ep"]), engine, load, view)
+    elif a["mode"] == "disagg":
+        pre = WorkerSpec(_parallel(*(a[f"prefill_{k}"] for k in ("tp", "pp", "dp", "moe_tp", "moe_ep"))), engine,
+                         a["prefill_workers"], a["prefill_batch"])
+        dec = WorkerSpec(_parallel(*(a[f"decode_{k}"] for k in ("tp", "pp", "dp", "moe_tp", "moe_ep"))), engine,
+                         a["decode_workers"], None)
+        est = estimate_disagg(model, system, pre, dec, load, view)
+    else:
+        raise InputError(f"unknown --mode {a['mode']!r}; accepted: agg, disagg")
+    _render(est, a["breakdown"], a["as_json"])

@@ -1,0 +1,52 @@
+"""Memory: weights per GPU, KV per token, engine admission rules, infeasibility messages."""
+from __future__ import annotations
+
+import pytest
+
+from estimator.engine import EngineConfig, resolve
+from estimator.memory import kv_bytes, memory_report, weights_per_gpu
+from estimator.models import load_model
+from estimator.parallel import ParallelConfig
+from perfdb.specs import load_system
+from perfdb.types import Backend, Dtype
+
+
+def test_tp2_halves_weights():
+    m = load_model("Qwen/Qwen3-32B")
+    one, two = weights_per_gpu(m, ParallelConfig(tp=1)), weights_per_gpu(m, ParallelConfig(tp=2))
+    assert two == pytest.approx(one / 2, rel=1e-9)
+    assert one == pytest.approx(m.total_params() * 2, rel=1e-9)  # bf16
+
+
+def test_405b_bf16_on_one_h100_is_infeasible_with_reason():
+    sys = load_system("h100_sxm")
+    m = load_model("meta-llama/Llama-3.1-405B")
+    rep = memory_report(m, sys, ParallelConfig(), resolve(EngineConfig(Backend.VLLM), sys, 1), m.kv_dtype)
+    assert not rep.feasible
+    assert "weights need 812 GB/GPU" in rep.reason and "h100_sxm has 80 GiB" in rep.reason
+
+
+def test_kv_bytes_per_token():
+    llama = load_model("meta-llama/Llama-3.1-70B")
+    full, slide = kv_bytes(llama, ParallelConfig(tp=1), Dtype.BF16)
+    assert full == 80 * 2 * 8 * 128 * 2 and slide == 0
+    assert kv_bytes(llama, ParallelConfig(tp=2), Dtype.FP8)[0] == full / 4
+    r1 = load_model("deepseek-ai/DeepSeek-R1")  # MLA: 576-element latent, replicated over TP
+    assert kv_bytes(r1, ParallelConfig(tp=8, moe_ep=8), Dtype.BF16)[0] == 61 * 576 * 2
+    oss = load_model("openai/gpt-oss-120b")
+    full, slide = kv_bytes(oss, ParallelConfig(), Dtype.BF16)
+    assert full == slide == 18 * 2 * 8 * 64 * 2
+
+
+def test_engine_rules_order():
+    """vLLM and TRT-LLM leave 10% aside; SGLang's static fraction at tp8 is 0.81 of total."""
+    sys = load_system("h200_sxm")
+    m = load_model("meta-llama/Llama-3.1-70B")
+    par = ParallelConfig(tp=8)
+    pools = {b: memory_report(m, sys, par, resolve(EngineConfig(b), sys, 8), m.kv_dtype).kv_pool_bytes
+             for b in (Backend.VLLM, Backend.SGLANG, Backend.TRTLLM)}
+    w = weights_per_gpu(m, par)
+    assert pools[Backend.SGLANG] == pytest.approx(0.81 * sys.gpu.mem_bytes - w)
+    assert all(0 < p < sys.gpu.mem_bytes - w for p in pools.values())
+    explicit = memory_report(m, sys, par, resolve(EngineConfig(Backend.VLLM, mem_fraction=0.5), sys, 8), m.kv_dtype)
+    assert explicit.kv_pool_bytes < pools[Backend.VLLM]

@@ -1,0 +1,70 @@
+"""Model catalog: every reference config parses; quantization and aliases resolve; errors list options."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from estimator.models import AttentionKind, catalog_ids, load_model, parse_config
+from perfdb.errors import NotFoundError
+from perfdb.types import Dtype
+
+REF = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "model_configs"
+REF_CONFIGS = sorted(p for p in REF.glob("*_config.json") if not p.name.endswith("hf_quant_config.json")) if REF.is_dir() else []
+
+
+@pytest.mark.skipif(not REF_CONFIGS, reason="../shared/data/model_configs not present")
+@pytest.mark.parametrize("path", REF_CONFIGS, ids=lambda p: p.name)
+def test_every_reference_config_loads(path):
+    m = load_model(str(path))
+    assert m.num_layers > 0 and m.hidden > 0 and m.total_params() > 1e9
+
+
+def test_param_counts_match_published_sizes():
+    # published totals: 671B (DeepSeek-V3), 70.6B (Llama-3.1-70B), 117B (gpt-oss-120b), 32.8B (Qwen3-32B)
+    for name, billions in [("deepseek-ai/DeepSeek-R1", 671), ("meta-llama/Llama-3.1-70B", 70.6),
+                           ("openai/gpt-oss-120b", 116.8), ("Qwen/Qwen3-32B", 32.8)]:
+        assert load_model(name).total_params() / 1e9 == pytest.approx(billions, rel=0.01)
+
+
+def test_architectures_and_quant():
+    r1 = load_model("deepseek-ai/DeepSeek-R1")
+    assert r1.attention == AttentionKind.MLA and r1.num_dense_layers == 3 and r1.num_experts == 256
+    assert r1.shared_inter == 2048 and r1.gemm_quant == Dtype.FP8_BLOCK
+    oss = load_model("openai/gpt-oss-120b")
+    assert oss.num_sliding_layers == 18 and oss.sliding_window == 128 and oss.attention_sinks
+    assert oss.moe_quant == Dtype.MXFP4 and oss.attn_quant == Dtype.BF16
+    nv = load_model("nvidia/DeepSeek-V3.1-NVFP4")
+    assert nv.moe_quant == Dtype.NVFP4 and nv.attn_quant == Dtype.BF16 and nv.kv_dtype == Dtype.FP8
+    assert load_model("nvidia/Llama-3.1-70B-Instruct-FP8").gemm_quant == Dtype.FP8
+    assert load_model("moonshotai/Kimi-K2.5").num_experts == 384
+    assert load_model("mistralai/Mixtral-8x7B-v0.1").topk == 2
+
+
+def test_aliases_and_overrides():
+    assert load_model("meta-llama/Llama-3.1-70B") == load_model("meta-llama/Meta-Llama-3.1-70B")
+    m = load_model("openai/gpt-oss-120b", gemm_quant=Dtype.FP8, moe_quant=Dtype.NVFP4, kv_dtype=Dtype.FP8)
+    assert (m.gemm_quant, m.attn_quant, m.moe_quant, m.kv_dtype) == (Dtype.FP8, Dtype.FP8, Dtype.NVFP4, Dtype.FP8)
+    assert "Qwen/Qwen3-32B" in catalog_ids()
+
+
+def test_directory_and_hf_cache(tmp_path):
+    src = Path(__file__).resolve().parents[2] / "estimator" / "catalog" / "Qwen--Qwen3-8B.json"
+    cfg = json.loads(src.read_text())["config"]
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(cfg))
+    assert load_model(str(d)).num_layers == 36
+    snap = tmp_path / "hf" / "hub" / "models--acme--tiny" / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    shutil.copy(d / "config.json", snap / "config.json")
+    assert load_model("acme/tiny", hf_home=tmp_path / "hf").hidden == 4096
+
+
+def test_unknown_architecture_lists_supported():
+    with pytest.raises(NotFoundError, match="supported: .*LlamaForCausalLM"):
+        parse_config({"architectures": ["MambaForCausalLM"]}, "x")
+    with pytest.raises(NotFoundError, match="catalog: "):
+        load_model("nobody/nothing")
