@@ -13,7 +13,6 @@ keeps the right scaling, which a bare efficiency curve would not.
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 import typing
 from enum import Enum
@@ -30,6 +29,28 @@ from perfdb.types import OpKind
 
 _EXACT_INT_FIELDS = {"window"}  # 0 means "full attention": not a size to be near to
 
+# Integer categoricals that are interpolation axes of the lookup (not part of the group key): query
+# head count changes util smoothly (decode is bound by the KV read, which GQA shares across query
+# heads; prefill compute scales with heads, which sol_ms already carries), and the measured head
+# counts are dense, so they are better neighbours than the next batch or sequence length.
+PROMOTED: dict[OpKind, tuple[str, ...]] = {
+    OpKind.ATTENTION_PREFILL: ("num_heads",),
+    OpKind.ATTENTION_DECODE: ("num_heads",),
+    OpKind.MLA_PREFILL: ("num_heads",),
+    OpKind.MLA_DECODE: ("num_heads",),
+}
+
+
+def key_fields(kind: OpKind) -> tuple[str, ...]:
+    """Categorical fields that select a group (must match, or be substituted)."""
+    promoted = PROMOTED.get(kind, ())
+    return tuple(f for f in OP_CASES[kind].categorical_fields() if f not in promoted)
+
+
+def lookup_axes(kind: OpKind) -> tuple[str, ...]:
+    """Interpolation axes of a group: the case's numeric fields, then the promoted categoricals."""
+    return OP_CASES[kind].NUMERIC + PROMOTED.get(kind, ())
+
 
 @cache
 def _field_types(kind: OpKind) -> dict[str, object]:
@@ -37,16 +58,18 @@ def _field_types(kind: OpKind) -> dict[str, object]:
     return typing.get_type_hints(cls, globalns=vars(sys.modules[cls.__module__]))
 
 
-def make_case(kind: OpKind, combo: tuple, numeric: dict[str, np.ndarray]) -> OpCase:
+def case_from_stored(kind: OpKind, categoricals: dict[str, object], numeric: dict[str, np.ndarray]) -> OpCase:
     """Build a case from stored categorical values (enum strings, ints) and numeric arrays."""
-    cls = OP_CASES[kind]
     hints = _field_types(kind)
-    kwargs = {}
-    for name, value in zip(cls.categorical_fields(), combo):
-        hint = hints[name]
-        kwargs[name] = hint(value) if isinstance(hint, type) and issubclass(hint, Enum) else value
-    kwargs.update(numeric)
-    return cls(**kwargs)
+    kwargs = {name: hints[name](value) if isinstance(hints[name], type) and issubclass(hints[name], Enum) else value
+              for name, value in categoricals.items()}
+    return OP_CASES[kind](**kwargs, **numeric)
+
+
+def make_case(kind: OpKind, combo: tuple, numeric: dict[str, np.ndarray]) -> OpCase:
+    """Build a case from a group key and lookup-axis arrays (promoted categoricals arrive as arrays;
+    flops()/bytes() broadcast over them)."""
+    return case_from_stored(kind, dict(zip(key_fields(kind), combo)), numeric)
 
 
 class FamilyTable:
@@ -54,8 +77,7 @@ class FamilyTable:
 
     def __init__(self, kind: OpKind, table: pa.Table, system: SystemSpec, version: str):
         self.kind, self.system, self.version = kind, system, version
-        cls = OP_CASES[kind]
-        self.cat_fields, self.axes = cls.categorical_fields(), cls.NUMERIC
+        self.cat_fields, self.axes = key_fields(kind), lookup_axes(kind)
         self.latency = table.column("latency_ms").to_numpy().astype(np.float64)
         self.raw = np.stack([table.column(a).to_numpy().astype(np.float64) for a in self.axes], axis=1)
         indexed = table.select(list(self.cat_fields)).append_column("_row", pa.array(np.arange(table.num_rows)))
@@ -123,14 +145,13 @@ class FamilyTable:
 
 
 def case_combo(case: OpCase) -> tuple:
-    """A case's categorical values in stored form, in schema order."""
-    return tuple(case.categoricals()[f] for f in case.categorical_fields())
+    """A case's group key in stored form (key_fields order)."""
+    values = case.categoricals()
+    return tuple(values[f] for f in key_fields(case.KIND))
 
 
 def case_numeric(case: OpCase) -> np.ndarray:
-    """(n, d) raw axis values of a case, flattened."""
-    return np.stack([np.ravel(getattr(case, a)) for a in case.NUMERIC], axis=1)
-
-
-def dataclass_fields(kind: OpKind) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(OP_CASES[kind]))
+    """(n, d) lookup-axis values of a case (promoted categoricals broadcast), flattened."""
+    shape = case.shape
+    return np.stack([np.ravel(np.broadcast_to(np.asarray(getattr(case, a), dtype=np.float64), shape))
+                     for a in lookup_axes(case.KIND)], axis=1)

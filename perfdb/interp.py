@@ -8,7 +8,9 @@ a rectilinear grid. Measured rows are grid nodes; missing nodes are NaN.
 A query inside a cell whose corners are all measured is answered multilinearly (in log util). When a
 corner is missing (sparse grids, leave-one-out), each axis in turn is interpolated along the grid lines
 through the cell, skipping to the nearest measured node on either side, and the per-axis estimates are
-averaged with weights 1 / (bracket width)^2, so the axis with the tightest measured bracket dominates.
+averaged with weights 1 / (bracket width^2 x (latency step across the bracket + 2%)): the axis with the
+tightest and smoothest measured bracket dominates, so a kernel switch along one axis (a jump in
+latency) does not pull the estimate when another axis is flat there.
 On a complete grid every per-axis estimate equals the multilinear one, so the two paths agree.
 Outside the measured range the boundary utilisation is held (source `extrapolated`).
 """
@@ -22,6 +24,9 @@ from perfdb.types import OpKind, Source
 
 _SQRT_AXES = {(OpKind.ATTENTION_PREFILL, "seq_len"), (OpKind.MLA_PREFILL, "seq_len")}
 _LOG1P_AXES = {"prefix_len"}  # may be 0
+# Log-latency step (|log ratio|) below which a bracket counts as smooth: ~2%, the run-to-run noise of
+# a CUDA-graph timing. Brackets that straddle a kernel/tile switch (a 10-50% jump) get less weight.
+_ROUGH_FLOOR = 0.02
 
 
 def transform_axis(kind: OpKind, axis: str, values: np.ndarray) -> np.ndarray:
@@ -66,6 +71,9 @@ class GridInterp:
             nxt = np.flip(np.minimum.accumulate(np.flip(np.where(present, idx, n), axis=j), axis=j), axis=j)
             self.prev.append(prev.ravel())
             self.next.append(nxt.ravel())
+
+    def has_nodes(self) -> bool:
+        return bool(np.any(~np.isnan(self.logu)))
 
     def without_node_of(self, row: int) -> "GridInterp":
         """A copy as if `row` had never been stored (leave-one-out); other rows on its node stay."""
@@ -143,9 +151,9 @@ class GridInterp:
         if not active:
             return np.full(n, np.nan), all_one_sided
         for j in active:
-            est, width, one_sided = self._axis_estimate(j, active, lo, t)
+            est, width, rough, one_sided = self._axis_estimate(j, active, lo, t)
             ok = ~np.isnan(est)
-            w = np.where(ok, 1.0 / np.maximum(width, 1e-6) ** 2, 0.0)
+            w = np.where(ok, 1.0 / (np.maximum(width, 1e-6) ** 2 * (rough + _ROUGH_FLOOR)), 0.0)
             num += w * np.nan_to_num(est)
             den += w
             all_one_sided &= one_sided | ~ok
@@ -156,7 +164,8 @@ class GridInterp:
         c = self.coords[j]
         others = [i for i in active if i != j]
         q = c[lo[j]] + t[j] * (c[np.minimum(lo[j] + 1, len(c) - 1)] - c[lo[j]])
-        acc, wsum, width_acc = np.zeros(n), np.zeros(n), np.zeros(n)
+        acc, wsum, width_acc, rough_acc = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+        loglat = np.log(self.latency)
         any_two_sided = np.zeros(n, bool)
         for bits in itertools.product((0, 1), repeat=len(others)):
             base = [l.copy() for l in lo]
@@ -183,9 +192,14 @@ class GridInterp:
             wsum += np.where(ok, w, 0.0)
             width_acc += np.where(ok, w * np.where(np.isfinite(gap), gap, 0.0), 0.0)
             any_two_sided |= ok & has_a & has_b
+            la = loglat[np.ravel_multi_index(tuple(base[:j] + [np.where(has_a, above, 0)] + base[j + 1:]), self.shape)]
+            lb = loglat[np.ravel_multi_index(tuple(base[:j] + [np.where(has_b, below, 0)] + base[j + 1:]), self.shape)]
+            r = np.where(has_a & has_b, np.abs(la - lb), 1.0)
+            rough_acc += np.where(ok, w * np.nan_to_num(r, nan=1.0), 0.0)
         est = np.where(wsum > 0, acc / np.where(wsum > 0, wsum, 1.0), np.nan)
         width = np.where(wsum > 0, width_acc / np.where(wsum > 0, wsum, 1.0), np.inf)
-        return est, width, ~any_two_sided
+        rough = np.where(wsum > 0, rough_acc / np.where(wsum > 0, wsum, 1.0), np.inf)
+        return est, width, rough, ~any_two_sided
 
     def _line_value(self, base: list[np.ndarray], j: int, along: np.ndarray) -> np.ndarray:
         idx = list(base)

@@ -29,6 +29,7 @@ import numpy as np
 from perfdb.efficiency import EfficiencyCurves
 from perfdb.errors import NotFoundError
 from perfdb.family import FamilyTable, case_combo, case_numeric
+from perfdb.interp import GridInterp
 from perfdb.ops import OpCase
 from perfdb.roofline import sol_ms
 from perfdb.specs import SystemSpec, load_system
@@ -92,26 +93,39 @@ class DbView:
         return Latency(ms=ms.reshape(shape), source=code.reshape(shape))
 
     def _ladder(self, case: OpCase, sol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = sol.shape[0]
-        ms, code = np.full(n, np.nan), np.full(n, Source.ROOFLINE.code, dtype=np.int8)
+        ms, code = np.full(sol.shape[0], np.nan), np.full(sol.shape[0], Source.ROOFLINE.code, dtype=np.int8)
         fam = self.family(case.KIND)
-        if fam is not None and n:
-            combo = case_combo(case)
-            substitute = False
-            gi = fam.interp(combo)
-            if gi is None:
-                near = fam.nearest(combo)
-                gi, substitute = (fam.interp(near), True) if near is not None else (None, False)
-            if gi is not None:
-                util, measured, c = gi.query(case_numeric(case), exact_allowed=not substitute)
-                if substitute:
-                    c = np.maximum(c, Source.EXTRAPOLATED.code).astype(np.int8)
-                est = np.where(np.isnan(measured), sol / util, measured)
-                ok = np.isfinite(est) & (est > 0)
-                ms[ok], code[ok] = est[ok], c[ok]
+        if fam is not None and sol.size:
+            ms, code = self.table_rungs(fam, case_combo(case), case_numeric(case), sol)
         rest = np.isnan(ms)
         if rest.any():
             ms[rest] = self.roofline_ms(case, sol[rest])
+            code[rest] = Source.ROOFLINE.code
+        return ms, code
+
+    def table_rungs(self, fam: FamilyTable, combo: tuple, raw: np.ndarray, sol: np.ndarray,
+                    interp: GridInterp | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The measured / interpolated / extrapolated rungs; NaN where the table cannot answer.
+
+        `interp` replaces the combination's own interpolator (leave-one-out passes one with a row
+        removed); when it holds no measured node the nearest other combination answers.
+        """
+        n = sol.shape[0]
+        ms, code = np.full(n, np.nan), np.full(n, Source.ROOFLINE.code, dtype=np.int8)
+        gi = interp if interp is not None else fam.interp(combo)
+        substitute = gi is None or not gi.has_nodes()
+        if substitute:
+            near = fam.nearest(combo, exclude=combo)
+            gi = fam.interp(near) if near is not None else None
+        if gi is None:
+            return ms, code
+        util, measured, c = gi.query(raw, exact_allowed=not substitute)
+        if substitute:
+            c = np.maximum(c, Source.EXTRAPOLATED.code).astype(np.int8)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            est = np.where(np.isnan(measured), sol / util, measured)
+        ok = np.isfinite(est) & (est > 0)
+        ms[ok], code[ok] = est[ok], c[ok]
         return ms, code
 
     def roofline_ms(self, case: OpCase, sol: np.ndarray) -> np.ndarray:

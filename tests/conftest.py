@@ -3,6 +3,8 @@ tests only where those packages are installed. Nothing is deselected silently: p
 from __future__ import annotations
 
 import importlib.util
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +37,12 @@ def tiny_db(tmp_path_factory):
     from fixtures.tinydb import build
 
     return build(tmp_path_factory.mktemp("tinydb"))
+
+
+# pytest puts tests/ first on sys.path (rootdir conftest, prepend mode); test folders named like the
+# packages (tests/perfdb, tests/estimator) would then shadow them as namespace packages, because the
+# editable install's finder runs after the path scan. The repository root first makes the real
+# packages win.
+_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+if sys.path[0] != _REPO_ROOT:
+    sys.path.insert(0, _REPO_ROOT)
