@@ -181,4 +181,5 @@ class _Sim:
         ws = self.workers()
         itl = np.array([x for w in ws for x in w.itl_ms])
         itl_w = np.array([x for w in ws for x in w.itl_w], dtype=np.float64)
-        return summarise(rec, itl, itl_w, num_gpus, sum(w.steps for w in ws), keep)
+        counts = (sum(w.steps for w in ws), sum(w.prefill_tokens for w in ws), sum(w.decode_tokens for w in ws))
+        return summarise(rec, itl, itl_w, num_gpus, counts, keep)

@@ -104,11 +104,13 @@ class SimResult:
     num_gpus: int
     preemptions: int
     steps: int                       # engine iterations simulated, all workers
+    prefill_tokens: int              # prompt tokens computed, recomputation after preemption included
+    decode_tokens: int               # output tokens produced by decode iterations (the rest come from prefills)
     records: RequestRecords | None = None
 
 
 def summarise(rec: RequestRecords, itl_ms: np.ndarray, itl_weight: np.ndarray, num_gpus: int,
-              steps: int, keep_records: bool) -> SimResult:
+              steps: tuple[int, int, int], keep_records: bool) -> SimResult:
     """Reduce per-request times and the per-step token gaps to the client-side metrics."""
     ttft = (rec.first_token_s - rec.send_s) * 1e3
     lat = (rec.finish_s - rec.send_s) * 1e3
@@ -126,5 +128,6 @@ def summarise(rec: RequestRecords, itl_ms: np.ndarray, itl_weight: np.ndarray, n
         output_tokens_per_s_per_gpu=n_out / duration / num_gpus,
         tokens_per_s_per_user=1e3 / tpot_stats.mean if tpot.size else float("nan"),
         mean_in_flight=float(lat.sum() / 1e3 / duration), num_gpus=num_gpus,
-        preemptions=int(rec.preemptions.sum()), steps=steps, records=rec if keep_records else None,
+        preemptions=int(rec.preemptions.sum()), steps=steps[0], prefill_tokens=steps[1], decode_tokens=steps[2],
+        records=rec if keep_records else None,
     )

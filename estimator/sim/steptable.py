@@ -2,7 +2,9 @@
 
 The step model is cheap per point but costs milliseconds per call, so every method is evaluated with
 one vectorised call on a grid covering every step the deployment can take, and the loop interpolates
-scalars from it (memoised on keys quantised to <= 1/64 relative resolution; counts below 64 exact).
+scalars from it. The first EXACT_CALLS distinct shapes of each kind are exact model calls instead
+(fixed-length loads repeat a handful of prefill shapes). Results are memoised on the step's token
+counts and its mean KV length quantised to <= 1/64 relative resolution (exact below 64).
 
 Pure-decode stretches ("runs" of k steps with the same batch) are priced in O(1): per decode batch
 size, the step time is piecewise linear in the mean KV length over KV_POINTS grid points, so the sum
@@ -141,7 +143,7 @@ class StepTable:
 
     # ---- prefill and mixed ----------------------------------------------------------------------
     def prefill_ms(self, batch: int, seq_len: float, prefix_len: float) -> float:
-        key = (batch, quantise(int(seq_len + 0.5)), quantise(int(prefix_len + 0.5)))
+        key = (batch, int(seq_len + 0.5), int(prefix_len + 0.5))
         val = self._prefill.get(key)
         if val is None and len(self._prefill) < EXACT_CALLS:
             val = float(np.asarray(self.steps.prefill_ms(key[0], max(key[1], 1), key[2])).reshape(-1)[0])
@@ -159,7 +161,7 @@ class StepTable:
         return val
 
     def mixed_ms(self, prefill_tokens: int, decode_batch: int, kv: float) -> float:
-        key = (quantise(prefill_tokens), decode_batch, quantise(int(kv + 0.5)))
+        key = (prefill_tokens, decode_batch, quantise(int(kv + 0.5)))
         val = self._mixed.get(key)
         if val is None and len(self._mixed) < EXACT_CALLS:
             val = float(np.asarray(self.steps.mixed_ms(key[0], decode_batch, max(key[2], 1))).reshape(-1)[0])
@@ -178,7 +180,7 @@ class StepTable:
         return val
 
     def transfer_ms(self, tokens: int, decode_parallel: ParallelConfig, same_node: bool) -> float:
-        key = (quantise(tokens), decode_parallel, same_node)
+        key = (tokens, decode_parallel, same_node)
         val = self._transfer.get(key)
         if val is None:
             grid = self._transfer_grid.get(key[1:])

@@ -69,6 +69,8 @@ class Worker:
         self.stall_ms = 0.0
         self.load = 0
         self.steps = 0
+        self.prefill_tokens = 0   # prompt tokens computed (recomputed ones included)
+        self.decode_tokens = 0    # tokens produced by decode iterations
         self.itl_ms: list[float] = []
         self.itl_w: list[int] = []
 
@@ -200,6 +202,7 @@ class Worker:
         for rid, take in chunks:
             r.ctx_done[rid] += take
             self.pref_kv += take
+            self.prefill_tokens += take
         return chunks, (prefix / len(chunks) if chunks else 0.0)
 
     # ---- membership -----------------------------------------------------------------------------
@@ -255,6 +258,7 @@ class Worker:
         r, heap = self.reqs, self.heap
         self.S += k
         self.sum_kv += self.n_dec * k
+        self.decode_tokens += self.n_dec * k
         while heap and heap[0][0] <= self.S:
             done, rid = heapq.heappop(heap)
             if r.state[rid] != DECODING or r.done_step[rid] != done:
