@@ -1,0 +1,36 @@
+"""The aiperf command that measures a deployment at the load the plan predicts for it.
+
+Closed loop at the predicted concurrency (`--concurrency`), synthetic prompts of the planned
+length (a shared prefix of `prefix` tokens through `--prefix-prompt-length`), fixed output length
+(`--output-tokens-mean` with zero spread and `ignore_eos` so every request really produces OSL
+tokens). The artifact directory is what `servecast calibrate` reads back.
+Flag names: ai-dynamo/aiperf, aiperf/common/config/*.py (see tests/search/test_artifacts_engines.py).
+"""
+from __future__ import annotations
+
+import math
+
+
+def aiperf_command(model: str, url: str, concurrency: float, isl: int, osl: int, prefix: int,
+                   artifact_dir: str) -> list[str]:
+    n = max(1, int(math.ceil(concurrency)))
+    cmd = [
+        "aiperf", "profile",
+        "--model", model,
+        "--url", url,
+        "--endpoint-type", "chat",
+        "--streaming",
+        "--concurrency", str(n),
+        "--synthetic-input-tokens-mean", str(isl - prefix),
+        "--synthetic-input-tokens-stddev", "0",
+        "--output-tokens-mean", str(osl),
+        "--output-tokens-stddev", "0",
+        "--extra-inputs", "ignore_eos:true",
+        "--request-count", str(max(10 * n, 100)),
+        "--warmup-request-count", str(n),
+        "--artifact-dir", artifact_dir,
+    ]
+    if prefix:
+        cmd[cmd.index("--concurrency"):cmd.index("--concurrency")] = [
+            "--prefix-prompt-length", str(prefix), "--num-prefix-prompts", "1"]
+    return cmd

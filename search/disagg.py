@@ -1,0 +1,159 @@
+"""Disaggregated deployments composed from prefill-worker and decode-worker candidates.
+
+A candidate worker is one (parallelism, batch) point with its step time from the estimator. A
+deployment is an xPyD group (x prefill workers, y decode workers) repeated `copies` times in the
+budget. The serving arithmetic is the estimator's (estimator/serving.py `disagg_metrics`), solved in
+closed form over every (prefill, decode, x, y) at once instead of by bisection per point:
+
+    N   = y * b_d                       requests in flight per group (decode batch b_d per worker)
+    t0  = t_p + t_kv + t_d / 2 + (osl - 1) t_d     a request's time without queueing
+    mu  = x * b_p / t_p                 prefill capacity, requests per ms
+    lam * (t0 + W(lam / mu)) = N        closed loop, W the M/D/1 wait with service t_p
+    lam <= min(RHO_MAX * mu, N / t0)
+
+With rho = lam / mu the loop equation is the quadratic mu (t_p - 2 t0) rho^2 + 2 (mu t0 + N) rho - 2N = 0
+(its smaller positive root). TTFT = N / lam - (osl - 1) t_d, TPOT = t_d; tokens/s/GPU counts
+copies * lam * osl over the whole budget.
+
+Only (x, y) with gcd 1 are composed: k copies of (x, y) use at least as many GPUs as one (kx, ky)
+group with identical per-group metrics, so the reduced pairs lose nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from estimator.serving import RHO_MAX  # the estimator's queue utilisation cap
+from search.pareto import frontier
+from search.points import MODES, PointTable
+from search.space import worker_pairs
+from search.types import Mode
+
+
+
+@dataclass(frozen=True)
+class WorkerPoints:
+    """Candidate workers of one phase, one row each (arrays of equal length)."""
+
+    cfg: np.ndarray          # index into the phase's list of parallel configs
+    gpus: np.ndarray         # GPUs per worker
+    batch: np.ndarray        # requests per batch (prefill) / batch limit (decode)
+    max_tokens: np.ndarray   # the worker's token budget per iteration
+    step_ms: np.ndarray      # prefill: one batch's forward; decode: one step at `batch`
+    rate: np.ndarray         # sequences per second per worker
+    headroom: np.ndarray     # share of the KV pool free at this batch
+    feasible: np.ndarray     # fits in memory
+    source: np.ndarray       # Source codes
+
+    def take(self, idx: np.ndarray) -> "WorkerPoints":
+        return WorkerPoints(**{k: getattr(self, k)[idx] for k in self.__dataclass_fields__})
+
+    def __len__(self) -> int:
+        return len(self.cfg)
+
+
+def dominant(w: WorkerPoints) -> np.ndarray:
+    """Rows not dominated within their GPU count on (higher rate per worker, lower step time),
+    among memory-feasible rows. A dominated worker can never make a better deployment."""
+    keep = []
+    for g in np.unique(w.gpus):
+        mask = (w.gpus == g) & w.feasible
+        keep.append(frontier(1.0 / w.step_ms, w.rate, mask))
+    return np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
+
+
+def coprime_pairs(gp: int, gd: int, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    x, y = worker_pairs(gp, gd, budget)
+    keep = np.gcd(x, y) == 1
+    return x[keep], y[keep]
+
+
+@dataclass(frozen=True)
+class GroupLoad:
+    osl: int
+    budget: int              # GPUs in the budget (idle ones count in tokens/s/GPU)
+
+
+def compose(prefill: WorkerPoints, decode: WorkerPoints, kv_ms, wl: GroupLoad, backend_code: int,
+            prefill_cfgs: list, decode_cfgs: list) -> PointTable:
+    """Every (prefill row, decode row, x, y) that fits the budget, as point-table rows.
+
+    `kv_ms(pi, di) -> float` gives the KV transfer time of one request's prompt from a prefill
+    worker of config pi to a decode worker of config di.
+    """
+    blocks = []
+    for gp in np.unique(prefill.gpus):
+        for gd in np.unique(decode.gpus):
+            x, y = coprime_pairs(int(gp), int(gd), wl.budget)
+            if not len(x):
+                continue
+            pi = np.flatnonzero(prefill.gpus == gp)
+            di = np.flatnonzero(decode.gpus == gd)
+            blocks.append(_compose_group(prefill, decode, pi, di, x, y, kv_ms, wl, backend_code,
+                                         prefill_cfgs, decode_cfgs))
+    return PointTable.concat(blocks)
+
+
+def _kv_table(prefill, decode, pi, di, kv_ms) -> np.ndarray:
+    pc, dc = prefill.cfg[pi].astype(int), decode.cfg[di].astype(int)
+    pairs = {(int(a), int(b)) for a in np.unique(pc) for b in np.unique(dc)}
+    val = {k: kv_ms(*k) for k in pairs}
+    return np.array([[val[(int(a), int(b))] for b in dc] for a in pc], dtype=np.float64)
+
+
+def closed_loop_rate(n, t0, service, mu):
+    """Requests per ms of the closed loop (see the module docstring); arrays broadcast."""
+    a = mu * (service - 2.0 * t0)
+    b = 2.0 * (mu * t0 + n)
+    c = -2.0 * n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = 2.0 * c / (-b - np.sqrt(np.maximum(b * b - 4.0 * a * c, 0.0)))
+    return np.minimum(np.minimum(rho * mu, RHO_MAX * mu), n / t0)
+
+
+def _compose_group(prefill, decode, pi, di, x, y, kv_ms, wl, backend_code, prefill_cfgs, decode_cfgs):
+    gp, gd = int(prefill.gpus[pi[0]]), int(decode.gpus[di[0]])
+    group = x * gp + y * gd                                      # (W,)
+    copies = wl.budget // group
+    kv = _kv_table(prefill, decode, pi, di, kv_ms)[:, :, None]   # (P, D, 1)
+    P, D, W = len(pi), len(di), len(x)
+    shape = (P, D, W)
+    tp = prefill.step_ms[pi][:, None, None]
+    td = decode.step_ms[di][None, :, None]
+    t0 = tp + kv + 0.5 * td + (wl.osl - 1) * td
+    mu = x[None, None, :] * prefill.batch[pi][:, None, None] / tp
+    n = decode.batch[di][None, :, None] * y[None, None, :]
+    lam = closed_loop_rate(n, t0, tp, mu)
+    latency = n / lam
+    ttft = latency - (wl.osl - 1) * td
+    seq_ms = lam * copies[None, None, :]
+
+    def pcol(a):
+        return np.broadcast_to(a[pi][:, None, None], shape).ravel()
+
+    def dcol(a):
+        return np.broadcast_to(a[di][None, :, None], shape).ravel()
+
+    def wcol(a):
+        return np.broadcast_to(a[None, None, :], shape).ravel()
+
+    def full(a):
+        return np.broadcast_to(a, shape).ravel()
+
+    cols = dict(
+        mode=MODES.index(Mode.DISAGG), backend=backend_code, replicas=wcol(copies),
+        p_workers=wcol(x), p_batch=pcol(prefill.batch), p_max_tokens=pcol(prefill.max_tokens),
+        d_workers=wcol(y), d_batch=dcol(decode.batch), d_max_tokens=dcol(decode.max_tokens),
+        gpus_used=wcol(group * copies), total_gpus=wl.budget,
+        source=np.maximum(pcol(prefill.source), dcol(decode.source)),
+        ttft_ms=full(ttft), tpot_ms=full(td), request_latency_ms=full(latency),
+        tokens_per_s_per_gpu=full(seq_ms * wl.osl * 1e3 / wl.budget),
+        tokens_per_s_per_user=full(1e3 / td), concurrency=full(n * copies[None, None, :]),
+        mem_headroom=np.minimum(pcol(prefill.headroom), dcol(decode.headroom)),
+        feasible=pcol(prefill.feasible) & dcol(decode.feasible),
+    )
+    for name, attr in (("tp", "tp"), ("pp", "pp"), ("dp", "attn_dp"), ("moe_tp", "moe_tp"), ("moe_ep", "moe_ep")):
+        cols[f"p_{name}"] = pcol(np.array([getattr(prefill_cfgs[int(i)], attr) for i in prefill.cfg], dtype=np.int64))
+        cols[f"d_{name}"] = dcol(np.array([getattr(decode_cfgs[int(i)], attr) for i in decode.cfg], dtype=np.int64))
+    return PointTable.block(P * D * W, **cols)

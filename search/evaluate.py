@@ -1,0 +1,162 @@
+"""Vectorised evaluation of the space through the estimator's step model.
+
+Aggregated replicas: one `agg_metrics` call per (parallelism, token budget) over the whole batch
+ladder. Disaggregated workers: one prefill step call per parallelism over the prefill batches, one
+decode step call per parallelism over the decode ladder; search.disagg composes them. A step model
+is built once per (parallelism, engine settings) and reused.
+
+tokens/s/GPU always divides by the whole budget: replicas that do not fit are idle GPUs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from estimator.engine import EngineConfig
+from estimator.models.spec import ModelSpec
+from estimator.parallel import ParallelConfig
+from estimator.serving import agg_metrics, max_batch
+from estimator.steps import StepModel
+from estimator.workload import Workload
+from perfdb.errors import InfeasibleError
+from perfdb.lookup import DbView
+from perfdb.specs import SystemSpec
+from perfdb.types import Backend, Dtype, Phase, Source
+from search.disagg import WorkerPoints
+from search.points import BACKENDS, MODES, PointTable
+from search.space import AGG_TOKEN_BUDGETS, PREFILL_TOKEN_BUDGET, batch_ladder, prefill_batches
+from search.types import Mode
+
+
+@dataclass
+class Context:
+    """Everything one backend's evaluation shares; caches its step models."""
+
+    model: ModelSpec
+    system: SystemSpec
+    backend: Backend
+    view: DbView
+    version: str | None
+    kv_dtype: Dtype | None
+    isl: int
+    osl: int
+    prefix: int
+    budget: int
+    memory_reasons: list = field(default_factory=list)   # why shapes did not fit (for the error message)
+    _models: dict = field(default_factory=dict)
+
+    @property
+    def new_tokens(self) -> int:
+        return max(self.isl - self.prefix, 1)
+
+    def step_model(self, p: ParallelConfig, max_num_tokens: int | None) -> StepModel | None:
+        key = (p, max_num_tokens)
+        if key not in self._models:
+            engine = EngineConfig(self.backend, self.version, kv_dtype=self.kv_dtype, max_num_tokens=max_num_tokens)
+            try:
+                sm = StepModel.build(self.model, self.system, p, engine, self.view)
+            except InfeasibleError as exc:
+                self.memory_reasons.append(str(exc))
+                sm = None
+            if sm is not None and not sm.memory.feasible:
+                self.memory_reasons.append(sm.memory.reason)
+                sm = None
+            self._models[key] = sm
+        return self._models[key]
+
+    def kv_cap(self, sm: StepModel) -> int:
+        """Requests of isl+osl tokens the replica admits (KV pool and engine cap)."""
+        return int(max_batch(sm, np.asarray(float(self.isl)), np.asarray(float(self.osl))))
+
+
+def _worst(ops) -> int:
+    return max((o.source.code for o in ops), default=Source.MEASURED.code)
+
+
+def _ladder_with_cap(p: ParallelConfig, cap: int) -> np.ndarray:
+    ladder = batch_ladder(p, cap)
+    return np.unique(np.append(ladder, cap)) if cap >= 1 else ladder[:0]
+
+
+def agg_token_budgets(new_tokens: int) -> list[int]:
+    """Budgets that change the prefill chunking: the smallest of each chunk count."""
+    seen, out = set(), []
+    for t in AGG_TOKEN_BUDGETS:
+        chunks = -(-new_tokens // t)
+        if chunks not in seen:
+            seen.add(chunks)
+            out.append(t)
+    return out
+
+
+def evaluate_agg(ctx: Context, configs: list[ParallelConfig]) -> PointTable:
+    blocks = []
+    for p in configs:
+        replicas = ctx.budget // p.num_gpus
+        for tokens in agg_token_budgets(ctx.new_tokens):
+            sm = ctx.step_model(p, tokens)
+            if sm is None:
+                continue
+            cap = ctx.kv_cap(sm)
+            b = _ladder_with_cap(p, cap).astype(np.float64)
+            if not len(b):
+                ctx.memory_reasons.append(f"{p.label()}: KV cache cannot hold one request of {ctx.isl + ctx.osl} tokens")
+                continue
+            r = agg_metrics(sm, Workload(ctx.isl, ctx.osl, ctx.prefix, b))
+            used = replicas * p.num_gpus
+            blocks.append(PointTable.block(
+                len(b), mode=MODES.index(Mode.AGG), backend=BACKENDS.index(ctx.backend), replicas=1,
+                d_tp=p.tp, d_pp=p.pp, d_dp=p.attn_dp, d_moe_tp=p.moe_tp, d_moe_ep=p.moe_ep, d_workers=replicas,
+                d_batch=b.astype(np.int64), d_max_tokens=sm.resolved.max_num_tokens, gpus_used=used,
+                total_gpus=ctx.budget, source=_worst(r.breakdown),
+                ttft_ms=r.ttft, tpot_ms=r.tpot, request_latency_ms=r.latency,
+                tokens_per_s_per_gpu=r.tps_gpu(p.num_gpus) * used / ctx.budget,
+                tokens_per_s_per_user=1e3 / r.tpot, concurrency=r.concurrency * replicas,
+                mem_headroom=1.0 - b / max(cap, 1), feasible=r.feasible,
+            ))
+    return PointTable.concat(blocks)
+
+
+def prefill_workers(ctx: Context, configs: list[ParallelConfig]) -> WorkerPoints:
+    """Prefill candidates: every parallelism x prefill batch (requests per forward)."""
+    parts = []
+    tokens = max(PREFILL_TOKEN_BUDGET, ctx.new_tokens)
+    for i, p in enumerate(configs):
+        sm = ctx.step_model(p, tokens)
+        if sm is None:
+            continue
+        pb = prefill_batches(ctx.new_tokens, tokens).astype(np.float64)
+        res = sm.step(Phase.PREFILL, pb, ctx.new_tokens, ctx.prefix, 0, 0)
+        cap_tokens = sm.memory.kv_capacity_tokens
+        parts.append(dict(cfg=np.full(len(pb), i), gpus=np.full(len(pb), p.num_gpus), batch=pb.astype(np.int64),
+                          max_tokens=np.full(len(pb), tokens), step_ms=res.ms, rate=pb / res.ms,
+                          headroom=1.0 - pb * ctx.isl / cap_tokens, feasible=pb * ctx.isl <= cap_tokens,
+                          source=np.full(len(pb), _worst(res.ops))))
+    return _stack(parts)
+
+
+def decode_workers(ctx: Context, configs: list[ParallelConfig]) -> WorkerPoints:
+    """Decode candidates: every parallelism x batch limit up to what its KV pool admits."""
+    parts = []
+    for i, p in enumerate(configs):
+        sm = ctx.step_model(p, None)
+        if sm is None:
+            continue
+        cap = ctx.kv_cap(sm)
+        b = _ladder_with_cap(p, cap).astype(np.float64)
+        if not len(b):
+            continue
+        res = sm.step(Phase.DECODE, 0, 0, 0, b, ctx.isl + ctx.osl / 2.0)
+        parts.append(dict(cfg=np.full(len(b), i), gpus=np.full(len(b), p.num_gpus), batch=b.astype(np.int64),
+                          max_tokens=np.full(len(b), sm.resolved.max_num_tokens), step_ms=res.ms,
+                          rate=b / (res.ms * max(ctx.osl - 1, 1)), headroom=1.0 - b / max(cap, 1),
+                          feasible=np.ones(len(b), dtype=bool), source=np.full(len(b), _worst(res.ops))))
+    return _stack(parts)
+
+
+def _stack(parts: list[dict]) -> WorkerPoints:
+    names = WorkerPoints.__dataclass_fields__
+    if not parts:
+        return WorkerPoints(**{k: np.zeros(0, dtype=bool if k == "feasible" else np.float64) for k in names})
+    return WorkerPoints(**{k: np.concatenate([p[k] for p in parts]) for k in names})

@@ -1,0 +1,107 @@
+"""Files of a plan in --save-dir: artifacts per top candidate, plan.json, and the inputs of the
+points files and the Pareto PNG (which a helper process may write while the search runs).
+
+    <save-dir>/plan.json          request, winner, top-N per mode with their artifact directories
+    <save-dir>/points.parquet     every evaluated point (search.points)
+    <save-dir>/points.csv
+    <save-dir>/pareto.png         search.plot
+    <save-dir>/top/<NN-mode-backend-shape>/   search.artifacts.writer
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from estimator.engine import resolve
+from estimator.models.spec import ModelSpec
+from perfdb.types import Dtype
+from search.artifacts.engines import EngineSettings
+from search.artifacts.writer import write_candidate
+from search.plan import PlanResult
+from search.plot import ParetoData, sample
+from search.points import MODES
+from search.types import Candidate
+
+
+def engine_settings(result: PlanResult, c: Candidate) -> EngineSettings:
+    req, model = result.request, result.model
+    from estimator.engine import EngineConfig
+
+    resolved = resolve(EngineConfig(c.backend, c.version), result.system, c.decode.parallel.tp)
+    kv = req.kv_dtype or model.kv_dtype
+    return EngineSettings(model=req.model, max_model_len=req.isl + req.osl, kv_dtype=kv,
+                          mem_fraction=resolved.mem_fraction, is_moe=model.is_moe)
+
+
+def _quant(model: ModelSpec, override: Dtype | None) -> str:
+    return override.value if override else ""
+
+
+def write_artifacts(result: PlanResult, save_dir: Path) -> dict:
+    """Artifacts of every top candidate; returns {row: directory name} for the summary."""
+    req = result.request
+    top_dir = Path(save_dir) / "top"
+    written: dict[int, str] = {}
+    rank = 0
+    for mode, cands in result.top.items():
+        for c in cands:
+            rank += 1
+            out = write_candidate(top_dir, c, rank, req.system, result.system.gpus_per_node, req.isl, req.osl,
+                                  req.prefix, req.sla, engine_settings(result, c),
+                                  _quant(result.model, req.gemm_quant), _quant(result.model, req.moe_quant))
+            written[c.row] = str(out.relative_to(save_dir))
+    (Path(save_dir) / "plan.json").write_text(json.dumps(summary(result, written), indent=1, default=str))
+    return written
+
+
+def _cand(c: Candidate, artifacts: str | None) -> dict:
+    d = {"mode": c.mode.value, "backend": c.backend.value, "version": c.version, "shape": c.label(),
+         "gpus_used": c.gpus_used, "replicas": c.replicas,
+         "decode": {"parallel": asdict(c.decode.parallel), "workers": c.decode.workers,
+                    "max_batch": c.decode.max_batch, "max_num_tokens": c.decode.max_num_tokens},
+         "metrics": {k: (v.value if hasattr(v, "value") else round(v, 4)) for k, v in asdict(c.metrics).items()},
+         "artifacts": artifacts}
+    if c.prefill is not None:
+        d["prefill"] = {"parallel": asdict(c.prefill.parallel), "workers": c.prefill.workers,
+                        "max_batch": c.prefill.max_batch, "max_num_tokens": c.prefill.max_num_tokens}
+    return d
+
+
+def summary(result: PlanResult, written: dict) -> dict:
+    req = result.request
+    return {
+        "request": {"model": req.model, "system": req.system, "backends": [b.value for b in req.backends],
+                    "total_gpus": req.total_gpus, "isl": req.isl, "osl": req.osl, "prefix": req.prefix,
+                    "sla": asdict(req.sla), "mode": req.mode.value},
+        "points_evaluated": result.points_evaluated,
+        "winner": _cand(result.winner, written.get(result.winner.row)) if result.winner else None,
+        "speedup_over_other_mode": result.speedup,
+        "top": {m.value: [_cand(c, written.get(c.row)) for c in cs] for m, cs in result.top.items()},
+    }
+
+
+def pareto_data(result: PlanResult) -> ParetoData:
+    pts, req = result.points, result.request
+    x, y = pts["tokens_per_s_per_user"], pts["tokens_per_s_per_gpu"]
+    clouds, fronts = {}, {}
+    for mode, rows in result.frontier.items():
+        m = pts["feasible"] & (pts["mode"] == MODES.index(mode))
+        clouds[mode.value] = sample(x[m], y[m])
+        fronts[mode.value] = (x[rows], y[rows])
+    w = result.winner
+    winner = (w.metrics.tokens_per_s_per_user, w.metrics.tokens_per_s_per_gpu, f"{w.mode.value} {w.label()}") if w else None
+    lat_tps = None
+    if req.sla.request_latency_ms:
+        lat_tps = 1000.0 * max(req.osl - 1, 1) / max(req.sla.request_latency_ms - 0.0, 1e-9)
+    title = (f"{req.model} on {req.total_gpus}x {req.system} ({', '.join(b.value for b in req.backends)}), "
+             f"ISL {req.isl} OSL {req.osl}, TTFT<={req.sla.ttft_ms:g} ms, TPOT<={req.sla.tpot_ms:g} ms")
+    return ParetoData(title=title, tpot_ms=req.sla.tpot_ms, request_latency_user_tps=lat_tps, clouds=clouds,
+                      frontiers=fronts, winner=winner)
+
+
+def points_payload(result: PlanResult) -> dict:
+    """What the points writer needs: plain numpy columns (picklable, no library objects)."""
+    return {name: np.ascontiguousarray(col) for name, col in result.points.cols.items()}

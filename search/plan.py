@@ -1,0 +1,147 @@
+"""`plan()`: enumerate -> evaluate (vectorised) -> strict SLA filter -> Pareto -> rank -> re-check.
+
+The headline results are re-evaluated one by one through the estimator's public `estimate` /
+`estimate_disagg` and the SLA is checked again on those numbers, so nothing reported can violate a
+target even if the vectorised composition and the estimator ever drift apart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from estimator.models import load_model
+from estimator.models.spec import ModelSpec
+from perfdb.errors import InfeasibleError
+from perfdb.lookup import PerfDB
+from perfdb.specs import SystemSpec, load_system
+from perfdb.types import Backend
+from search.artifacts.engines import supports
+from search.disagg import GroupLoad, compose, dominant
+from search.evaluate import Context, decode_workers, evaluate_agg, prefill_workers
+from search.pareto import frontier
+from search.points import BACKENDS, MODES, PointTable
+from search.rank import Ranking, rank
+from search.recheck import recheck
+from search.sla import Diagnosis, diagnose, meets
+from search.space import PREFILL_TOKEN_BUDGET, parallel_configs, weights_fit
+from search.types import Candidate, Mode, PlanRequest
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    request: PlanRequest
+    model: ModelSpec
+    system: SystemSpec
+    versions: dict                     # Backend -> database version used (None = roofline only)
+    points: PointTable                 # every evaluated deployment, `meets_sla` filled in
+    worker_points: int                 # prefill/decode worker evaluations behind the disagg rows
+    top: dict                          # Mode -> tuple[Candidate, ...], best first, all meeting the SLA
+    winner: Candidate | None
+    speedup: float | None              # winner's tokens/s/GPU over the other mode's best
+    per_backend: dict                  # Backend -> best Candidate (when several backends ran)
+    frontier: dict                     # Mode -> row indices of the SLA-meeting Pareto frontier
+    frontier_all: dict                 # Mode -> row indices of the frontier ignoring the SLA
+    diagnosis: Diagnosis | None        # set when nothing meets the SLA
+
+    @property
+    def points_evaluated(self) -> int:
+        return len(self.points) + self.worker_points
+
+
+def _backend_points(ctx: Context, modes: tuple[Mode, ...]) -> tuple[list[PointTable], int]:
+    configs = [p for p in parallel_configs(ctx.model, ctx.system, ctx.budget) if supports(ctx.backend, p)
+               and weights_fit(ctx.model, p, ctx.system, 0.5)]
+    tables, workers = [], 0
+    if Mode.AGG in modes:
+        tables.append(evaluate_agg(ctx, configs))
+    if Mode.DISAGG in modes and ctx.budget >= 2:
+        half = [p for p in configs if p.num_gpus < ctx.budget]
+        pre = prefill_workers(ctx, half)
+        dec = decode_workers(ctx, half)
+        workers = len(pre) + len(dec)
+        pre = pre.take(dominant(pre))
+
+        def kv_ms(pi: int, di: int) -> float:
+            sm = ctx.step_model(half[pi], max(PREFILL_TOKEN_BUDGET, ctx.new_tokens))
+            same = half[pi].num_gpus + half[di].num_gpus <= ctx.system.nvlink_domain_gpus
+            return float(sm.kv_transfer_ms(ctx.isl, half[di], same))
+
+        tables.append(compose(pre, dec, kv_ms, GroupLoad(ctx.osl, ctx.budget), BACKENDS.index(ctx.backend),
+                              half, half))
+    return tables, workers
+
+
+def _no_fit_error(req: PlanRequest, model: ModelSpec, reasons: list[str]) -> InfeasibleError:
+    why = reasons[-1] if reasons else "no parallel layout of the budget is valid for this model"
+    return InfeasibleError(f"{model.name} fits nowhere in {req.total_gpus} x {req.system} GPUs "
+                           f"({', '.join(b.value for b in req.backends)}): {why}; "
+                           "try more --total-gpus, a quantized checkpoint or a larger GPU")
+
+
+def plan(req: PlanRequest, db: PerfDB) -> PlanResult:
+    system = load_system(req.system)
+    model = load_model(req.model, gemm_quant=req.gemm_quant, moe_quant=req.moe_quant, kv_dtype=req.kv_dtype)
+    modes = req.mode.modes()
+    tables, workers, versions, contexts, reasons = [], 0, {}, {}, []
+    for backend in req.backends:
+        view = db.view(system.name, backend, req.version)   # unknown version: NotFoundError listing the known
+        versions[backend] = view.version
+        ctx = Context(model, system, backend, view, view.version, req.kv_dtype, req.isl, req.osl, req.prefix,
+                      req.total_gpus)
+        t, w = _backend_points(ctx, modes)
+        tables += t
+        workers += w
+        contexts[backend] = ctx
+        reasons += ctx.memory_reasons
+    points = PointTable.concat(tables)
+    if not points["feasible"].any():
+        raise _no_fit_error(req, model, reasons)
+    ok = meets(points, req.sla)
+    points = points.with_column("meets_sla", ok)
+    ranking = rank(points, ok, modes, req.top_n)
+    top, winner, per_backend = _confirm(points, ranking, req, contexts, versions, modes)
+    fr = {m: frontier(points["tokens_per_s_per_user"], points["tokens_per_s_per_gpu"],
+                      ok & (points["mode"] == MODES.index(m))) for m in modes}
+    fr_all = {m: frontier(points["tokens_per_s_per_user"], points["tokens_per_s_per_gpu"],
+                          points["feasible"] & (points["mode"] == MODES.index(m))) for m in modes}
+    speedup = None
+    if winner is not None:
+        others = [c[0].metrics.tokens_per_s_per_gpu for m, c in top.items() if m != winner.mode and c]
+        speedup = winner.metrics.tokens_per_s_per_gpu / max(others) if others and max(others) > 0 else None
+    return PlanResult(request=req, model=model, system=system, versions=versions, points=points,
+                      worker_points=workers, top=top, winner=winner, speedup=speedup, per_backend=per_backend,
+                      frontier=fr, frontier_all=fr_all,
+                      diagnosis=diagnose(points, req.sla) if winner is None else None)
+
+
+def _confirm(points: PointTable, ranking: Ranking, req: PlanRequest, contexts: dict, versions: dict,
+             modes: tuple[Mode, ...]):
+    """Re-evaluate the ranked rows one by one; keep those that still meet every target."""
+    top: dict = {}
+    for mode in modes:
+        kept = []
+        for row in ranking.top[mode]:
+            base = points.candidate(row, versions[BACKENDS[int(points["backend"][row])]])
+            c = recheck(base, contexts[base.backend], req.sla)
+            if c is not None:
+                kept.append(c)
+        top[mode] = tuple(kept)
+    best = [cs[0] for cs in top.values() if cs]
+    winner = max(best, key=lambda c: (c.metrics.tokens_per_s_per_gpu, c.mode == Mode.AGG)) if best else None
+    per_backend: dict[Backend, Candidate] = {}
+    if len(req.backends) > 1:
+        for cs in top.values():
+            for c in cs:
+                cur = per_backend.get(c.backend)
+                if cur is None or c.metrics.tokens_per_s_per_gpu > cur.metrics.tokens_per_s_per_gpu:
+                    per_backend[c.backend] = c
+        for b in req.backends:   # a backend with nothing in the top-N still gets its best row
+            if b not in per_backend:
+                rows = np.flatnonzero(points["meets_sla"] & (points["backend"] == BACKENDS.index(b)))
+                if len(rows):
+                    row = int(rows[np.argmax(points["tokens_per_s_per_gpu"][rows])])
+                    c = recheck(points.candidate(row, versions[b]), contexts[b], req.sla)
+                    if c is not None:
+                        per_backend[b] = c
+    return top, winner, per_backend

@@ -1,0 +1,131 @@
+"""The table of every evaluated point: one numpy array per column, one row per deployment.
+
+Agg rows: the replica's parallelism and limits are in the `d_` columns, `d_workers` is the replica
+count and the `p_` columns are 0. Disagg rows: `p_`/`d_` describe the prefill and decode workers
+of one xPyD group and `replicas` groups run side by side. Enumerations are stored as small integer
+codes in memory (fast filtering) and as strings in the written files.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from estimator.parallel import ParallelConfig
+from perfdb.errors import DataError
+from perfdb.types import Backend, Source
+from search.types import Candidate, Metrics, Mode, WorkerSetup
+
+MODES = (Mode.AGG, Mode.DISAGG)
+BACKENDS = tuple(Backend)
+_WORKER = ("tp", "pp", "dp", "moe_tp", "moe_ep", "workers", "batch", "max_tokens")
+
+INT_COLUMNS = ("mode", "backend", "replicas", *(f"p_{k}" for k in _WORKER), *(f"d_{k}" for k in _WORKER),
+               "gpus_used", "total_gpus", "source")
+FLOAT_COLUMNS = ("ttft_ms", "tpot_ms", "request_latency_ms", "tokens_per_s_per_gpu", "tokens_per_s_per_user",
+                 "concurrency", "mem_headroom")
+BOOL_COLUMNS = ("feasible", "meets_sla")
+COLUMNS = INT_COLUMNS + FLOAT_COLUMNS + BOOL_COLUMNS
+
+
+class PointTable:
+    """Columns of equal length; build blocks with `block()`, join with `concat()`."""
+
+    def __init__(self, columns: Mapping[str, np.ndarray]):
+        missing = [c for c in COLUMNS if c not in columns]
+        if missing:
+            raise DataError(f"point table lacks columns {missing}")
+        n = {len(columns[c]) for c in COLUMNS}
+        if len(n) != 1:
+            raise DataError(f"point table columns differ in length: {sorted(n)}")
+        self.cols = {c: np.asarray(columns[c]) for c in COLUMNS}
+
+    def __len__(self) -> int:
+        return len(self.cols["mode"])
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.cols[name]
+
+    @staticmethod
+    def block(n: int, **values) -> "PointTable":
+        """A block of n rows: scalars broadcast, unnamed columns are 0 / False / NaN."""
+        cols: dict[str, np.ndarray] = {}
+        for c in COLUMNS:
+            dtype = np.int64 if c in INT_COLUMNS else (bool if c in BOOL_COLUMNS else np.float64)
+            default = np.nan if c in FLOAT_COLUMNS else 0
+            cols[c] = np.broadcast_to(np.asarray(values.pop(c, default), dtype=dtype), (n,))
+        if values:
+            raise DataError(f"unknown point table columns {sorted(values)}")
+        return PointTable(cols)
+
+    @staticmethod
+    def concat(tables: list["PointTable"]) -> "PointTable":
+        if not tables:
+            return PointTable.block(0)
+        return PointTable({c: np.concatenate([t.cols[c] for t in tables]) for c in COLUMNS})
+
+    def with_column(self, name: str, values: np.ndarray) -> "PointTable":
+        cols = dict(self.cols)
+        cols[name] = np.asarray(values, dtype=cols[name].dtype)
+        return PointTable(cols)
+
+    # ---- one row as typed objects ----------------------------------------------------------
+    def _worker(self, row: int, prefix: str) -> WorkerSetup:
+        c = self.cols
+        parallel = ParallelConfig(tp=int(c[f"{prefix}tp"][row]), pp=int(c[f"{prefix}pp"][row]),
+                                  attn_dp=int(c[f"{prefix}dp"][row]), moe_tp=int(c[f"{prefix}moe_tp"][row]),
+                                  moe_ep=int(c[f"{prefix}moe_ep"][row]))
+        return WorkerSetup(parallel=parallel, workers=int(c[f"{prefix}workers"][row]),
+                           max_batch=int(c[f"{prefix}batch"][row]), max_num_tokens=int(c[f"{prefix}max_tokens"][row]))
+
+    def candidate(self, row: int, version: str | None = None) -> Candidate:
+        c = self.cols
+        mode = MODES[int(c["mode"][row])]
+        metrics = Metrics(
+            ttft_ms=float(c["ttft_ms"][row]), tpot_ms=float(c["tpot_ms"][row]),
+            request_latency_ms=float(c["request_latency_ms"][row]),
+            tokens_per_s_per_gpu=float(c["tokens_per_s_per_gpu"][row]),
+            tokens_per_s_per_user=float(c["tokens_per_s_per_user"][row]),
+            concurrency=float(c["concurrency"][row]), mem_headroom=float(c["mem_headroom"][row]),
+            source=Source.from_code(int(c["source"][row])),
+        )
+        return Candidate(
+            mode=mode, backend=BACKENDS[int(c["backend"][row])], version=version,
+            decode=self._worker(row, "d_"), prefill=self._worker(row, "p_") if mode == Mode.DISAGG else None,
+            replicas=int(c["replicas"][row]), total_gpus=int(c["total_gpus"][row]), metrics=metrics, row=row,
+        )
+
+    # ---- files ---------------------------------------------------------------------------------
+    def to_arrow(self):
+        import pyarrow as pa
+
+        def labels(codes: np.ndarray, names: list[str]):
+            return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(names))
+
+        arrays, names = [], []
+        for c in COLUMNS:
+            if c == "mode":
+                arr = labels(self.cols[c], [m.value for m in MODES])
+            elif c == "backend":
+                arr = labels(self.cols[c], [b.value for b in BACKENDS])
+            elif c == "source":
+                arr = labels(self.cols[c], [s.value for s in Source])
+            else:
+                arr = pa.array(np.ascontiguousarray(self.cols[c]))
+            arrays.append(arr)
+            names.append(c)
+        return pa.Table.from_arrays(arrays, names=names)
+
+    def write(self, directory: Path) -> tuple[Path, Path]:
+        """points.parquet and points.csv in `directory` (strings for mode/backend/source)."""
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+
+        table = self.to_arrow()
+        pq_path, csv_path = Path(directory) / "points.parquet", Path(directory) / "points.csv"
+        pq.write_table(table, pq_path, compression="zstd")
+        plain = table.from_arrays([col.cast(col.type.value_type) if hasattr(col.type, "value_type") else col
+                                   for col in table.columns], names=table.column_names)
+        pcsv.write_csv(plain, csv_path)
+        return pq_path, csv_path

@@ -1,0 +1,46 @@
+"""Re-evaluate one candidate through the estimator's public per-deployment API.
+
+The search composes its numbers from step-model arrays; the reported candidates are recomputed with
+`estimate` (aggregated) or `estimate_disagg` (disaggregated) and must still meet every target.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from estimator.engine import EngineConfig
+from estimator.estimate import WorkerSpec, estimate, estimate_disagg
+from estimator.workload import Workload
+from search.evaluate import Context
+from search.types import Candidate, Metrics, Mode, Sla
+
+
+def _engine(ctx: Context, max_num_tokens: int | None) -> EngineConfig:
+    return EngineConfig(ctx.backend, ctx.version, kv_dtype=ctx.kv_dtype, max_num_tokens=max_num_tokens)
+
+
+def recheck(c: Candidate, ctx: Context, sla: Sla) -> Candidate | None:
+    """The candidate with the estimator's own metrics, or None when those miss a target or do not fit."""
+    if c.mode == Mode.AGG:
+        w = c.decode
+        est = estimate(ctx.model, ctx.system, w.parallel, _engine(ctx, w.max_num_tokens),
+                       Workload(ctx.isl, ctx.osl, ctx.prefix, w.max_batch), ctx.view)
+        used = w.workers * w.parallel.num_gpus
+        scale, conc = used / c.total_gpus, est.concurrency * w.workers
+    else:
+        p, d = c.prefill, c.decode
+        est = estimate_disagg(ctx.model, ctx.system,
+                              WorkerSpec(p.parallel, _engine(ctx, p.max_num_tokens), p.workers, p.max_batch),
+                              WorkerSpec(d.parallel, _engine(ctx, None), d.workers, None),
+                              Workload(ctx.isl, ctx.osl, ctx.prefix, d.max_batch), ctx.view)
+        group = p.workers * p.parallel.num_gpus + d.workers * d.parallel.num_gpus
+        scale, conc = group * c.replicas / c.total_gpus, est.concurrency * d.workers * c.replicas
+    if not bool(est.feasible):
+        return None
+    m = Metrics(ttft_ms=float(est.ttft_ms), tpot_ms=float(est.tpot_ms),
+                request_latency_ms=float(est.request_latency_ms),
+                tokens_per_s_per_gpu=float(est.tokens_per_s_per_gpu) * scale,
+                tokens_per_s_per_user=float(est.tokens_per_s_per_user), concurrency=float(conc),
+                mem_headroom=c.metrics.mem_headroom, source=c.metrics.source)
+    fits = m.ttft_ms <= sla.ttft_ms and m.tpot_ms <= sla.tpot_ms and \
+        (sla.request_latency_ms is None or m.request_latency_ms <= sla.request_latency_ms)
+    return replace(c, metrics=m) if fits else None

@@ -1,0 +1,141 @@
+"""Boundary types of the search: what is asked (PlanRequest, Sla), what one deployment is
+(WorkerSetup, Candidate) and what comes back (PlanResult).
+
+Units: milliseconds for latencies, tokens per second for throughputs, GPUs for counts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from estimator.parallel import ParallelConfig
+from perfdb.errors import InputError
+from perfdb.types import Backend, Dtype, Source
+
+
+class Mode(str, Enum):
+    AGG = "agg"          # every replica runs prefill and decode (continuous batching)
+    DISAGG = "disagg"    # prefill workers hand the KV cache to decode workers
+    BOTH = "both"
+
+    def modes(self) -> tuple["Mode", ...]:
+        return (Mode.AGG, Mode.DISAGG) if self == Mode.BOTH else (self,)
+
+
+class Constraint(str, Enum):
+    """The SLA terms, named as the CLI flags that set them."""
+
+    TTFT = "ttft"
+    TPOT = "tpot"
+    REQUEST_LATENCY = "request-latency"
+    MEMORY = "memory"
+
+
+@dataclass(frozen=True)
+class Sla:
+    ttft_ms: float
+    tpot_ms: float
+    request_latency_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("ttft_ms", "tpot_ms", "request_latency_ms"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise InputError(f"{name.removesuffix('_ms').replace('_', '-')}={value}: must be > 0 ms")
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    model: str
+    system: str
+    backends: tuple[Backend, ...]
+    total_gpus: int
+    isl: int
+    osl: int
+    sla: Sla
+    prefix: int = 0
+    mode: Mode = Mode.BOTH
+    top_n: int = 5
+    version: str | None = None           # backend version of the database; None = newest available
+    gemm_quant: Dtype | None = None      # None keeps the checkpoint's numerics
+    moe_quant: Dtype | None = None
+    kv_dtype: Dtype | None = None
+    db_root: Path | None = None
+    calibration: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.total_gpus < 1:
+            raise InputError(f"total-gpus={self.total_gpus}: must be >= 1")
+        if self.isl < 1 or self.osl < 1:
+            raise InputError(f"isl={self.isl}, osl={self.osl}: both must be >= 1 token")
+        if not 0 <= self.prefix < self.isl:
+            raise InputError(f"prefix={self.prefix}: must be >= 0 and smaller than isl={self.isl}")
+        if self.top_n < 1:
+            raise InputError(f"top-n={self.top_n}: must be >= 1")
+        if not self.backends:
+            raise InputError("no backend given; accepted: trtllm, sglang, vllm, all")
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """One kind of engine instance in a deployment: its parallelism, how many of them run, the
+    largest batch it is allowed (requests per iteration) and its token budget per iteration."""
+
+    parallel: ParallelConfig
+    workers: int
+    max_batch: int
+    max_num_tokens: int
+
+    @property
+    def gpus(self) -> int:
+        return self.parallel.num_gpus * self.workers
+
+
+@dataclass(frozen=True)
+class Metrics:
+    ttft_ms: float
+    tpot_ms: float
+    request_latency_ms: float
+    tokens_per_s_per_gpu: float      # output tokens/s divided by every GPU of the budget
+    tokens_per_s_per_user: float     # 1000 / TPOT
+    concurrency: float               # requests in flight across the whole budget
+    mem_headroom: float              # share of the KV pool left free at this load (0..1)
+    source: Source                   # worst data source of the numbers behind this point
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One evaluated deployment. Aggregated: `prefill` is None and `decode` describes the replicas.
+    Disaggregated: both are set; `replicas` copies of the xPyD group run side by side."""
+
+    mode: Mode
+    backend: Backend
+    version: str | None
+    decode: WorkerSetup
+    prefill: WorkerSetup | None
+    replicas: int
+    total_gpus: int                  # the budget, idle GPUs included
+    metrics: Metrics
+    row: int                         # index into the points table
+
+    @property
+    def gpus_used(self) -> int:
+        group = self.decode.gpus + (self.prefill.gpus if self.prefill else 0)
+        return group * (self.replicas if self.prefill else 1)
+
+    def label(self) -> str:
+        if self.prefill is None:
+            return f"{self.decode.workers}x {self.decode.parallel.label()}"
+        return (f"{self.replicas}x [{self.prefill.workers}P {self.prefill.parallel.label()} + "
+                f"{self.decode.workers}D {self.decode.parallel.label()}]")
+
+
+@dataclass(frozen=True)
+class SimCheck:
+    """A candidate replayed in the discrete-event simulator at its predicted concurrency."""
+
+    row: int
+    ttft_ms: float
+    tpot_ms: float
+    meets_sla: bool
