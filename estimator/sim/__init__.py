@@ -5,6 +5,7 @@
                       LoadSpec.closed(256, isl=4000, osl=500, num_requests=10_000), seed=0)
 """
 from estimator.sim.analytic import AnalyticStepModel
+from estimator.sim.build import build_steps
 from estimator.sim.engine import RoleSteps, simulate
 from estimator.sim.metrics import RequestRecords, SimResult, Stats
 from estimator.sim.policy import SchedulerPolicy, policy_for
@@ -24,5 +25,5 @@ from estimator.sim.types import (
 __all__ = [
     "AnalyticStepModel", "Arrival", "LengthDist", "Lengths", "LoadSpec", "Mode", "Pool", "RequestRecords",
     "RoleSteps", "RoutePolicy", "SchedulerPolicy", "SimDeployment", "SimResult", "Stats", "StepTimes",
-    "TraceRequest", "policy_for", "simulate",
+    "TraceRequest", "build_steps", "policy_for", "simulate",
 ]

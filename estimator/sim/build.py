@@ -1,0 +1,27 @@
+"""Step models for a simulated deployment: one StepModel per pool, with each pool's engine limits."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from estimator.engine import EngineConfig
+from estimator.sim.engine import RoleSteps
+from estimator.sim.types import Pool, SimDeployment
+from perfdb.lookup import DbView
+from perfdb.specs import SystemSpec
+
+
+def _pool_steps(model, system: SystemSpec, pool: Pool, engine: EngineConfig, view: DbView):
+    from estimator.steps import StepModel
+
+    eng = replace(engine, max_batch_size=pool.max_batch or engine.max_batch_size,
+                  max_num_tokens=pool.max_num_tokens or engine.max_num_tokens)
+    return StepModel.build(model, system, pool.parallel, eng, view)
+
+
+def build_steps(model, system: SystemSpec, deployment: SimDeployment, engine: EngineConfig, view: DbView):
+    """StepModel (aggregated) or RoleSteps (disaggregated) for `deployment`; the pools' max_batch /
+    max_num_tokens override `engine`'s, so memory (activations) and the scheduler agree."""
+    if deployment.agg is not None:
+        return _pool_steps(model, system, deployment.agg, engine, view)
+    return RoleSteps(prefill=_pool_steps(model, system, deployment.prefill, engine, view),
+                     decode=_pool_steps(model, system, deployment.decode, engine, view))
