@@ -1,0 +1,91 @@
+"""Result files -> the canonical measured-run table, all or nothing.
+
+Every file is parsed before anything is written: one bad file fails the whole ingest with a
+one-line error naming it, and the output Parquet is written atomically (temp file + rename).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pyarrow as pa
+
+from calibrate.parsers import Format, parse_file
+from calibrate.runs import ClientResult, Deployment, MeasuredRun
+from calibrate.table import read_runs, runs_to_table, write_runs
+from perfdb.errors import DataError, InputError
+
+_RESULT_SUFFIXES = (".json", ".jsonl", ".csv")
+# aiperf writes the same run three ways; in a directory, the JSON summary wins.
+_AIPERF_SIBLINGS = ("profile_export_aiperf.csv", "profile_export.jsonl")
+
+
+@dataclass(frozen=True)
+class LoadOverride:
+    """The load knob for files that do not record it (aiperf CSV/JSONL); None = keep the file's."""
+
+    concurrency: float | None = None
+    request_rate: float | None = None
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """Files to read: files as given; directories searched recursively for result files."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_file():
+            out.append(p)
+        elif p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in _RESULT_SUFFIXES
+                           and not f.name.startswith("."))
+            summaries = {f.parent for f in found if f.name == "profile_export_aiperf.json"}
+            found = [f for f in found if not (f.name in _AIPERF_SIBLINGS and f.parent in summaries)
+                     and not f.name.startswith(("inputs", "server_metrics", "gpu_telemetry"))]
+            if not found:
+                raise InputError(f"{p}: no result files (*.json, *.jsonl, *.csv) inside")
+            out.extend(found)
+        else:
+            raise InputError(f"{p}: no such file or directory")
+    return out
+
+
+def _with_load(result: ClientResult, override: LoadOverride) -> ClientResult:
+    if override.concurrency is None and override.request_rate is None:
+        return result
+    load = replace(result.load, concurrency=override.concurrency if override.concurrency is not None
+                   else result.load.concurrency,
+                   request_rate=override.request_rate if override.request_rate is not None else result.load.request_rate)
+    return replace(result, load=load)
+
+
+def read_results(paths: list[Path], deployment: Deployment | None, fmt: Format | None = None,
+                 override: LoadOverride = LoadOverride()) -> list[MeasuredRun]:
+    runs: list[MeasuredRun] = []
+    for path in expand(paths):
+        items = parse_file(path, fmt)
+        for i, item in enumerate(items, start=1):
+            if isinstance(item, MeasuredRun):
+                runs.append(item)
+                continue
+            if deployment is None:
+                raise InputError(f"{path}: {item.client.value} results do not say what was deployed; "
+                                 "give --deployment SPEC (from `servecast plan --save-dir`) or --model/--system/"
+                                 "--backend/--mode/--agg flags")
+            run_id = f"{path.parent.name}/{path.name}" + (f"#{i}" if len(items) > 1 else "")
+            runs.append(MeasuredRun.from_result(_with_load(item, override), deployment, run_id))
+    return runs
+
+
+def ingest(paths: list[Path], out: Path, deployment: Deployment | None = None, fmt: Format | None = None,
+           override: LoadOverride = LoadOverride(), append: bool = False) -> pa.Table:
+    """Parse every file, then write (or extend, with append) the run table at `out` atomically."""
+    runs = read_results(paths, deployment, fmt, override)
+    table = runs_to_table(runs)
+    if append and Path(out).exists():
+        table = pa.concat_tables([read_runs(out), table])
+    ids = table.column("run_id").to_pylist()
+    dupes = sorted(k for k, n in Counter(ids).items() if n > 1)
+    if dupes:
+        raise DataError(f"run id(s) {', '.join(dupes[:5])} appear twice; each result file is ingested once")
+    write_runs(table, out)
+    return table
