@@ -34,7 +34,7 @@ from perfdb.types import Source
 class WorkerSpec:
     parallel: ParallelConfig
     engine: EngineConfig
-    workers: int = 1
+    workers: int | np.ndarray | None = 1  # None (prefill only): rate-matched; arrays broadcast with the workload
     batch: int | None = None   # prefill: requests per prefill iteration (None = 1); decode: cap on batch
 
 
@@ -46,7 +46,7 @@ class Estimate:
     tokens_per_s_per_gpu: np.ndarray | float     # output tokens per second per GPU of the deployment
     tokens_per_s_per_user: np.ndarray | float    # 1000 / TPOT
     concurrency: np.ndarray | float              # requests in flight per replica (agg) / per decode worker (disagg)
-    num_gpus: int
+    num_gpus: int | np.ndarray   # disagg: prefill + decode GPUs (an array when worker counts are)
     memory: MemoryReport
     breakdown: tuple[OpTime, ...]
     source: Source
@@ -98,20 +98,20 @@ def estimate(model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, eng
 def estimate_disagg(model: ModelSpec, system: SystemSpec, prefill: WorkerSpec, decode: WorkerSpec,
                     workload: Workload, view: DbView) -> Estimate:
     """Disaggregated deployment; workload.concurrency is requests in flight per decode worker."""
-    gpus = prefill.workers * prefill.parallel.num_gpus + decode.workers * decode.parallel.num_gpus
     try:
         sp = StepModel.build(model, system, prefill.parallel, prefill.engine, view)
         sd = StepModel.build(model, system, decode.parallel, decode.engine, view)
     except InfeasibleError as exc:
-        return _infeasible(str(exc), gpus, None)
+        return _infeasible(str(exc), 0, None)
     for sm, role in ((sp, "prefill"), (sd, "decode")):
         if not sm.memory.feasible:
-            return _infeasible(f"{role} worker: {sm.memory.reason}", gpus, sm.memory)
+            return _infeasible(f"{role} worker: {sm.memory.reason}", 0, sm.memory)
     r = disagg_metrics(sp, sd, prefill, decode, workload)
+    gpus = r.prefill_workers * prefill.parallel.num_gpus + np.asarray(decode.workers, dtype=np.float64) * decode.parallel.num_gpus
     scalar = _is_scalar(workload)
     return Estimate(
         ttft_ms=_out(r.ttft, scalar), tpot_ms=_out(r.tpot, scalar), request_latency_ms=_out(r.latency, scalar),
         tokens_per_s_per_gpu=_out(r.tps_gpu(gpus), scalar), tokens_per_s_per_user=_out(1e3 / r.tpot, scalar),
-        concurrency=_out(r.concurrency, scalar), num_gpus=gpus, memory=r.memory, breakdown=r.breakdown,
+        concurrency=_out(r.concurrency, scalar), num_gpus=_out(gpus, scalar), memory=r.memory, breakdown=r.breakdown,
         source=_worst(r.breakdown), feasible=_out(r.feasible, scalar), reason=r.reason,
     )

@@ -124,8 +124,8 @@ def read_runs(path: Path) -> list[RunRow]:
 
 
 # Disaggregated rows often omit worker counts. Decode workers: as few as hold the measured
-# concurrency in their KV pools. Prefill workers: enough that prefill runs at this utilisation.
-PREFILL_TARGET_UTIL = 0.7
+# concurrency in their KV pools (and batch caps). Prefill workers: rate-matched by the estimator
+# (WorkerSpec.workers=None, see estimator.serving.PREFILL_TARGET_UTIL).
 
 
 def pick_version(db: PerfDB, system: str, backend: Backend, version: str | None) -> str | None:
@@ -181,43 +181,29 @@ def _predict_agg(rows: list[RunRow], model, system, view) -> list[Prediction]:
     return _collect(rows, estimate(model, system, w.parallel, engine, load, view))
 
 
-def _disagg_workers(row: RunRow, model, system, view, engine) -> tuple[int, int, float]:
-    """(prefill workers, decode workers, concurrency per decode worker) for one disagg row."""
+def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]:
     from estimator.serving import max_batch
     from estimator.steps import StepModel
 
-    conc = float(row.concurrency or (row.decode.batch or 1) * (row.decode.workers or 1))
-    sd = StepModel.build(model, system, row.decode.parallel, engine, view)
-    d_workers = row.decode.workers
-    if d_workers is None:
-        cap = float(max_batch(sd, np.float64(row.isl), np.float64(row.osl)))
-        if row.decode.batch:
-            cap = min(cap, row.decode.batch)
-        d_workers = max(1, math.ceil(conc / max(cap, 1.0)))
-    per_worker = conc / d_workers
-    p_workers = row.prefill.workers
-    if p_workers is None:
-        sp = StepModel.build(model, system, row.prefill.parallel, engine, view)
-        pre = float(sp.prefill_ms(1, row.isl))
-        tpot = float(sd.decode_ms(per_worker, row.isl + row.osl / 2))
-        rate = conc / (pre + row.osl * tpot)            # requests per ms with no prefill queueing
-        p_workers = max(1, math.ceil(rate * pre / PREFILL_TARGET_UTIL))
-    return p_workers, d_workers, per_worker
-
-
-def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]:
     r0 = rows[0]
     if r0.prefill is None or r0.decode is None:
         return _fail(rows, "disagg row lacks prefill_tp_size or decode_tp_size")
     engine = EngineConfig(Backend(r0.backend))
-    out = []
-    for row in rows:  # worker counts may differ per row, so one call each (disagg rows are few)
-        p_workers, d_workers, per_worker = _disagg_workers(row, model, system, view, engine)
-        est = estimate_disagg(model, system, WorkerSpec(row.prefill.parallel, engine, p_workers, row.prefill.batch),
-                              WorkerSpec(row.decode.parallel, engine, d_workers, row.decode.batch),
-                              Workload(isl=row.isl, osl=row.osl, concurrency=per_worker), view)
-        out += _collect([row], est)
-    return out
+    isl = np.array([r.isl for r in rows], dtype=np.float64)
+    osl = np.array([r.osl for r in rows], dtype=np.float64)
+    conc = np.array([r.concurrency or (r0.decode.batch or 1) * (r0.decode.workers or 1) for r in rows], dtype=np.float64)
+    if r0.decode.workers is not None:
+        d_workers = np.full(len(rows), float(r0.decode.workers))
+    else:
+        sd = StepModel.build(model, system, r0.decode.parallel, engine, view)
+        cap = np.maximum(max_batch(sd, isl, osl), 1.0)
+        if r0.decode.batch:
+            cap = np.minimum(cap, r0.decode.batch)
+        d_workers = np.maximum(1.0, np.ceil(conc / cap))
+    est = estimate_disagg(model, system, WorkerSpec(r0.prefill.parallel, engine, r0.prefill.workers, r0.prefill.batch),
+                          WorkerSpec(r0.decode.parallel, engine, d_workers, r0.decode.batch),
+                          Workload(isl=isl, osl=osl, concurrency=conc / d_workers), view)
+    return _collect(rows, est)
 
 
 def predict_runs(rows: list[RunRow], db: PerfDB) -> list[Prediction]:

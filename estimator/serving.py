@@ -17,7 +17,10 @@ from perfdb.types import Phase
 if TYPE_CHECKING:
     from estimator.estimate import WorkerSpec
 
-RHO_MAX = 0.98  # queue utilisation cap: beyond it the closed loop, not the queue formula, sets the wait
+RHO_MAX = 0.98
+# Disaggregated deployments whose prefill worker count is not given are rate-matched: enough prefill
+# workers that each is busy this share of the time at the request rate the decode side sustains.
+PREFILL_TARGET_UTIL = 0.7  # queue utilisation cap: beyond it the closed loop, not the queue formula, sets the wait
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class ServingResult:
     breakdown: tuple[OpTime, ...]
     feasible: np.ndarray
     reason: str
+    prefill_workers: np.ndarray | None = None   # disagg: the prefill worker count used (given or rate-matched)
 
     def tps_gpu(self, num_gpus: int) -> np.ndarray:
         return self.req_per_ms * self.osl * 1e3 / num_gpus
@@ -72,15 +76,15 @@ def agg_metrics(sm: StepModel, w: Workload) -> ServingResult:
     b = np.minimum(conc, np.maximum(cap, 1.0))
     kv_mean = isl + osl / 2.0
     eng = sm.resolved
-    dec = sm.step(Phase.DECODE, 0, 0, 0, b, kv_mean)
     chunks = np.ceil(new / eng.max_num_tokens)
     chunk = new / chunks
     chunk_prefix = prefix + (chunks - 1.0) / 2.0 * chunk   # mean cached length seen by a chunk
     if eng.mixes_prefill:   # prefill chunks ride along with the running decodes
-        pre = sm.step(Phase.MIXED, 1.0, chunk, chunk_prefix, np.maximum(b - 1.0, 0.0), kv_mean)
+        dec, pre = sm.steps([(Phase.DECODE, 0, 0, 0, b, kv_mean),
+                             (Phase.MIXED, 1.0, chunk, chunk_prefix, np.maximum(b - 1.0, 0.0), kv_mean)])
         work = chunks * np.maximum(pre.ms - dec.ms, 0.0)       # extra time the decodes wait per request
     else:                   # separate prefill iterations pause the decodes
-        pre = sm.step(Phase.PREFILL, 1.0, chunk, chunk_prefix, 0, 0)
+        dec, pre = sm.steps([(Phase.DECODE, 0, 0, 0, b, kv_mean), (Phase.PREFILL, 1.0, chunk, chunk_prefix, 0, 0)])
         work = chunks * pre.ms
     first_token = chunks * pre.ms
     arrivals = b / osl                                         # new requests per decode iteration
@@ -108,6 +112,9 @@ def _solve_rate(n_total, t0, service, mu) -> np.ndarray:
 
 def disagg_metrics(sp: StepModel, sd: StepModel, prefill: "WorkerSpec", decode: "WorkerSpec",
                    w: Workload) -> ServingResult:
+    """`prefill.workers` None: as many prefill workers as keep their utilisation at
+    PREFILL_TARGET_UTIL for the rate the decode side sustains (rate-matched). Worker counts may be
+    arrays that broadcast with the workload."""
     isl, osl, prefix, conc, new = _arrays(w)
     cap = max_batch(sd, isl, osl)
     if decode.batch:
@@ -121,12 +128,19 @@ def disagg_metrics(sp: StepModel, sd: StepModel, prefill: "WorkerSpec", decode: 
     xfer = sp.kv_transfer_ms(isl, decode.parallel, same_node)
     tpot = dec.ms
     t0 = pre.ms + xfer + 0.5 * dec.ms + (osl - 1.0) * tpot     # a request's time with no queueing
-    mu = prefill.workers * pb / pre.ms                         # prefill capacity, requests per ms
-    n_total = conc * decode.workers
+    n_total = conc * np.asarray(decode.workers, dtype=np.float64)
+    p_workers = prefill_workers_needed(n_total / t0, pre.ms, pb) if prefill.workers is None \
+        else np.asarray(prefill.workers, dtype=np.float64)
+    mu = p_workers * pb / pre.ms                               # prefill capacity, requests per ms
     lam = _solve_rate(n_total, t0, pre.ms, mu)
     latency = n_total / lam
     ttft = latency - (osl - 1.0) * tpot
     xfer_op = OpTime("kv_transfer", Phase.PREFILL, np.broadcast_to(xfer, ttft.shape), pre.source)
     return ServingResult(ttft=ttft, tpot=tpot, latency=latency, concurrency=conc, req_per_ms=lam, osl=osl,
                          memory=replace(sd.memory, max_batch=int(np.min(cap))), breakdown=dec.ops + pre.ops + (xfer_op,),
-                         feasible=ok, reason=reason)
+                         feasible=ok, reason=reason, prefill_workers=p_workers)
+
+
+def prefill_workers_needed(rate: np.ndarray, prefill_ms: np.ndarray, batch: float) -> np.ndarray:
+    """Prefill workers that serve `rate` requests/ms at PREFILL_TARGET_UTIL utilisation."""
+    return np.maximum(1.0, np.ceil(rate * prefill_ms / batch / PREFILL_TARGET_UTIL))

@@ -12,6 +12,7 @@ Attention data parallelism: requests are spread over attn_dp ranks; the busiest 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import replace as dc_replace
 
 import numpy as np
 
@@ -66,42 +67,78 @@ class StepModel:
         return cls(model, system, parallel, engine, view)
 
     # -- evaluation ---------------------------------------------------------------------------------
-    def _run(self, uses: list[OpUse], phase: Phase, shape: tuple[int, ...]) -> StepResult:
-        totals: dict[str, list] = {}
-        step = np.zeros(shape)
-        for use in uses:
-            if use.mask is not None and not np.any(use.mask):
-                continue  # the op does not run in this step (e.g. prefill attention in a decode step)
-            lat = self.view.latency(use.case)
-            ms = np.broadcast_to(lat.ms, shape) * use.count
+    def _lookup_all(self, uses: list[OpUse]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(ms, source codes) of every use, flattened. Cases of one type with equal categoricals (all
+        bf16 GEMMs of a step, say) are concatenated into one lookup: few calls, long arrays."""
+        groups: dict[tuple, list[int]] = {}
+        for i, u in enumerate(uses):
+            key = (type(u.case), tuple(sorted(u.case.categoricals().items())))
+            groups.setdefault(key, []).append(i)
+        out: list = [None] * len(uses)
+        for idx in groups.values():
+            cases = [uses[i].case for i in idx]
+            sizes = [c.shape and int(np.prod(c.shape)) or 1 for c in cases]
+            numeric = {n: np.concatenate([np.ravel(getattr(c, n)) for c in cases]) for n in cases[0].NUMERIC}
+            lat = self.view.latency(dc_replace(cases[0], **numeric))
+            ms, src = np.ravel(lat.ms), np.ravel(lat.source)
+            for i, lo, hi in zip(idx, np.cumsum([0] + sizes[:-1]), np.cumsum(sizes)):
+                out[i] = (ms[lo:hi], src[lo:hi])
+        return out
+
+    def _eval(self, pb, s, p, db, kv) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """Flat arrays in; per-point step ms (kernels only) and per-op (ms, source codes) out."""
+        uses = self.composer.ops(pb, s, p, db, kv)
+        n = pb.size
+        total = np.zeros(n)
+        per_op: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for use, (ms, src) in zip(uses, self._lookup_all(uses)):
+            ms = np.broadcast_to(ms, (n,)) * use.count
+            src = np.broadcast_to(src, (n,))
             if use.mask is not None:
-                ms = np.where(use.mask, ms, 0.0)
-            step = step + ms
-            src = lat.worst_source()
-            if use.name in totals:
-                acc = totals[use.name]
-                acc[0] = acc[0] + ms
-                acc[1] = max(acc[1], src, key=lambda s: s.code)
+                mask = np.ravel(use.mask)
+                ms, src = np.where(mask, ms, 0.0), np.where(mask, src, -1)
+            total = total + ms
+            if use.name in per_op:
+                old_ms, old_src = per_op[use.name]
+                per_op[use.name] = (old_ms + ms, np.maximum(old_src, src))
             else:
-                totals[use.name] = [ms, src]
-        overhead = np.full(shape, self.resolved.step_overhead_ms)
-        ops = [OpTime(n, phase, v[0], v[1]) for n, v in totals.items()]
-        ops.append(OpTime("step_overhead", phase, overhead, Source.CALIBRATED))
-        return StepResult(step + overhead, tuple(ops))
+                per_op[use.name] = (ms, src)
+        return total, per_op
 
     def _per_rank(self, x: np.ndarray) -> np.ndarray:
         dp = self.parallel.attn_dp
         return np.ceil(x / dp) if dp > 1 else x
 
+    def steps(self, requests: list[tuple]) -> list[StepResult]:
+        """Several steps in one pass: each request is (phase, prefill_batch, seq_len, prefix_len,
+        decode_batch, kv_len) with broadcastable arrays. One lookup per op kind for all of them."""
+        shapes, flat = [], []
+        for phase, *args in requests:
+            pb, s, p, db, kv = np.broadcast_arrays(*map(_arr, args))
+            if phase == Phase.DECODE and self.parallel.pp > 1:   # pp micro-batches in flight
+                db = np.maximum(np.ceil(db / self.parallel.pp), np.minimum(db, 1.0))
+            shapes.append(pb.shape)
+            flat.append([np.ravel(x) for x in (self._per_rank(pb), s, p, self._per_rank(db), kv)])
+        cols = [np.concatenate([f[i] for f in flat]) for i in range(5)]
+        total, per_op = self._eval(*cols)
+        results, lo = [], 0
+        for (phase, *_), shape in zip(requests, shapes):
+            hi = lo + int(np.prod(shape, dtype=np.int64))
+            ops = []
+            for name, (ms, src) in per_op.items():
+                sl = src[lo:hi]
+                if sl.size and sl.max() >= 0:  # the op runs somewhere in this request
+                    ops.append(OpTime(name, phase, ms[lo:hi].reshape(shape), Source.from_code(int(sl.max()))))
+            overhead = np.full(shape, self.resolved.step_overhead_ms)
+            ops.append(OpTime("step_overhead", phase, overhead, Source.CALIBRATED))
+            results.append(StepResult(total[lo:hi].reshape(shape) + overhead, tuple(ops)))
+            lo = hi
+        return results
+
     def step(self, phase: Phase, prefill_batch, seq_len, prefix_len, decode_batch, kv_len) -> StepResult:
         """One iteration with `prefill_batch` requests prefilling seq_len new tokens after prefix_len
         cached ones and `decode_batch` requests decoding with mean KV length kv_len (whole replica)."""
-        pb, s, p, db, kv = np.broadcast_arrays(*map(_arr, (prefill_batch, seq_len, prefix_len, decode_batch, kv_len)))
-        pp = self.parallel.pp
-        if phase == Phase.DECODE and pp > 1:   # pp micro-batches in flight
-            db = np.maximum(np.ceil(db / pp), np.minimum(db, 1.0))
-        uses = self.composer.ops(self._per_rank(pb), s, p, self._per_rank(db), kv)
-        return self._run(uses, phase, pb.shape)
+        return self.steps([(phase, prefill_batch, seq_len, prefix_len, decode_batch, kv_len)])[0]
 
     # -- the public API -----------------------------------------------------------------------------
     def prefill_ms(self, batch, seq_len, prefix_len=0) -> np.ndarray:
