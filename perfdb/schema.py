@@ -81,7 +81,7 @@ def conform(kind: OpKind, table: pa.Table) -> pa.Table:
         raise DataError(f"{kind.value} rows have unknown column(s) {', '.join(extra)}; schema: {', '.join(schema.names)}")
     try:
         out = table.select(schema.names).cast(schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+    except (ValueError, pa.ArrowNotImplementedError) as exc:  # ArrowInvalid is a ValueError; so is a null in a required column
         raise DataError(f"{kind.value} rows do not match the schema: {exc}") from None
     for field in schema:
         if not field.nullable and out.column(field.name).null_count:
