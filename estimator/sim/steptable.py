@@ -22,9 +22,11 @@ from estimator.parallel import ParallelConfig
 from estimator.sim.grid import Grid, log_axis
 
 KV_POINTS = 64        # KV lengths per decode batch size (decode cost is near-linear in KV)
-MIXED_KV_POINTS = 16
+MIXED_KV_POINTS = 8
+MIXED_REQUEST_POINTS = 8
+MIXED_TOKEN_POINTS = 24
 TOKEN_POINTS = 40     # prefill / chunk token counts, geometric
-BATCH_POINTS = 48     # decode batch sizes in mixed steps beyond the exact small ones
+BATCH_POINTS = 24     # decode batch sizes in mixed steps beyond the exact small ones
 PREFILL_BATCH_POINTS = 12
 PREFIX_POINTS = 8
 EXACT_CALLS = 24      # per method: the first distinct keys get an exact model call (fixed-ISL loads
@@ -160,20 +162,33 @@ class StepTable:
             self._prefill[key] = val
         return val
 
-    def mixed_ms(self, prefill_tokens: int, decode_batch: int, kv: float) -> float:
-        key = (prefill_tokens, decode_batch, quantise(int(kv + 0.5)))
+    def _mixed_fn(self):
+        """(n prefill requests, tokens each, decode batch, mean KV) -> ms. StepModel.step prices the n
+        prompts as separate sequences (per-request attention, spread over attention-DP ranks);
+        a model with only mixed_ms sees their tokens as one chunk."""
+        step = getattr(self.steps, "step", None)
+        if step is not None:
+            from perfdb.types import Phase
+
+            return lambda n, s, d, kv: step(Phase.MIXED, n, s, 0, d, kv).ms
+        return lambda n, s, d, kv: self.steps.mixed_ms(np.asarray(n) * np.asarray(s), d, kv)
+
+    def mixed_ms(self, requests: int, tokens: int, decode_batch: int, kv: float) -> float:
+        """One iteration: `requests` prompt chunks of `tokens` tokens in total, plus `decode_batch` decodes."""
+        key = (requests, int(tokens / requests + 0.5), decode_batch, quantise(int(kv + 0.5)))
         val = self._mixed.get(key)
         if val is None and len(self._mixed) < EXACT_CALLS:
-            val = float(np.asarray(self.steps.mixed_ms(key[0], decode_batch, max(key[2], 1))).reshape(-1)[0])
+            val = float(np.asarray(self._mixed_fn()(key[0], max(key[1], 1), decode_batch, max(key[3], 1))).reshape(-1)[0])
             self.model_calls += 1
             self._mixed[key] = val
         if val is None:
             if self._mixed_grid is None:
-                small = np.arange(1, min(self.max_decode, 16) + 1, dtype=np.float64)
+                small = np.arange(1, min(self.max_decode, 8) + 1, dtype=np.float64)
                 batches = np.union1d(small, log_axis(1, self.max_decode, BATCH_POINTS))
-                axes = (log_axis(1, self.max_tokens, TOKEN_POINTS), batches,
+                axes = (log_axis(1, min(self.max_decode, self.max_tokens), MIXED_REQUEST_POINTS),
+                        log_axis(1, self.max_tokens, MIXED_TOKEN_POINTS), batches,
                         np.unique(np.linspace(1, self.max_ctx + 1, MIXED_KV_POINTS).round()))
-                self._mixed_grid = Grid.evaluate(self.steps.mixed_ms, axes)
+                self._mixed_grid = Grid.evaluate(self._mixed_fn(), axes)
                 self.model_calls += 1
             val = self._mixed_grid(*key)
             self._mixed[key] = val

@@ -115,7 +115,7 @@ class Worker:
         if chunks:
             tokens = sum(c[1] for c in chunks)
             if self.mixes and n_dec:
-                ms = self.table.mixed_ms(tokens, n_dec, self.sum_kv / n_dec)
+                ms = self.table.mixed_ms(len(chunks), tokens, n_dec, self.sum_kv / n_dec)
                 self.step = (chunks, True, ms)
             else:
                 ms = self.table.prefill_ms(len(chunks), tokens / len(chunks), prefix)
@@ -188,7 +188,10 @@ class Worker:
                     r.first[rid] = t
                 self._join(rid)
                 continue
-            take = min(left, budget) if self.chunked or left > self.max_tokens else (left if left <= budget else 0)
+            if self.chunked or left > self.max_tokens:
+                take = min(left, budget)
+            else:   # whole prompts only; the first one may overrun the decodes' share of the budget
+                take = left if left <= budget or not chunks else 0
             if take <= 0 or free < take + reserve:
                 break
             waiting.popleft()

@@ -1,0 +1,117 @@
+"""Simulate measured runs (rows of the e2e_train_silicon.csv format) at their measured concurrency.
+
+The closed loop runs `requests_per_client` requests per client (InferenceX sends 10 x concurrency
+prompts), capped at `max_requests` so that thousands of rows stay affordable; the first wave of a
+closed loop arrives at once, as it does in the benchmark. Aggregated rows are one replica holding
+the whole concurrency (the run table's batch_size is per replica, and agg rows have one replica);
+disaggregated rows use the table's worker counts, or where it omits them (most rows) the estimator's
+rule: as few decode workers as hold the concurrency in their KV pools, and as many prefill workers as
+serve the resulting request rate at PREFILL_TARGET_UTIL (estimator.serving).
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from estimator.engine import EngineConfig
+from estimator.runs import Prediction, RunRow, _group_key, _model_for, pick_version
+from estimator.serving import max_batch, prefill_workers_needed
+from estimator.sim.build import build_steps
+from estimator.sim.engine import RoleSteps, simulate
+from estimator.sim.metrics import SimResult
+from estimator.sim.types import LoadSpec, Pool, SimDeployment
+from perfdb.errors import ServecastError
+from perfdb.lookup import PerfDB
+from perfdb.specs import load_system
+from perfdb.types import Backend
+
+
+def _deployment(row: RunRow, backend: Backend, system, steps_for) -> tuple[SimDeployment, int]:
+    conc = int(row.concurrency or (row.agg.batch if row.agg else 1) or 1)
+    if row.mode != "disagg":
+        return SimDeployment(backend, agg=Pool(row.agg.parallel, 1)), conc
+    if row.prefill is None or row.decode is None:
+        raise ValueError("disagg row lacks prefill_tp_size or decode_tp_size")
+    same_node = row.prefill.parallel.num_gpus + row.decode.parallel.num_gpus <= system.nvlink_domain_gpus
+    one = SimDeployment(backend, prefill=Pool(row.prefill.parallel, 1), decode=Pool(row.decode.parallel, 1),
+                        same_node=same_node)
+    steps: RoleSteps = steps_for(one)
+    cap = float(max_batch(steps.decode, np.float64(row.isl), np.float64(row.osl)))
+    d_workers = row.decode.workers
+    if d_workers is None:
+        d_workers = max(1, math.ceil(conc / max(cap, 1.0)))
+    p_workers = row.prefill.workers
+    if p_workers is None:
+        sd, sp = steps.decode, steps.prefill
+        pre = float(sp.prefill_ms(1, row.isl, 0))
+        xfer = float(sp.kv_transfer_ms(row.isl, row.decode.parallel, same_node))
+        dec = float(sd.decode_ms(min(conc / d_workers, cap), row.isl + row.osl / 2))
+        rate = conc / (pre + xfer + row.osl * dec)       # requests per ms with no queueing
+        p_workers = int(prefill_workers_needed(np.float64(rate), np.float64(pre), 1.0))
+    return SimDeployment(backend, prefill=Pool(row.prefill.parallel, p_workers),
+                         decode=Pool(row.decode.parallel, d_workers), same_node=same_node), conc
+
+
+@dataclass(frozen=True)
+class SimRun:
+    id: str
+    status: str                        # 'ok' or why the row could not be simulated
+    result: SimResult | None
+    deployment: SimDeployment | None
+
+    def prediction(self, stat: str = "mean") -> Prediction:
+        """As estimator.runs.Prediction, TTFT/TPOT taken as the client's `stat` (mean | p50 | p90 | p99)."""
+        if self.result is None:
+            return Prediction(self.id, math.nan, math.nan, math.nan, self.status)
+        r = self.result
+        return Prediction(self.id, getattr(r.ttft, stat), getattr(r.tpot, stat), r.output_tokens_per_s_per_gpu, "ok")
+
+
+def simulate_runs(rows: list[RunRow], db: PerfDB, requests_per_client: int = 10, max_requests: int = 20_000,
+                  seed: int = 0) -> list[SimRun]:
+    """One SimRun per row, in input order."""
+    groups: dict[tuple, list[RunRow]] = defaultdict(list)
+    for r in rows:
+        groups[_group_key(r)].append(r)
+    out: dict[str, SimRun] = {}
+    for group in groups.values():
+        r0 = group[0]
+        try:
+            backend = Backend(r0.backend)
+            model, system = _model_for(r0), load_system(r0.system)
+            view = db.view(r0.system, backend, pick_version(db, r0.system, backend, r0.backend_version))
+        except (ServecastError, ValueError) as exc:
+            out.update((r.id, _failed(r, exc)) for r in group)
+            continue
+        cache: dict[tuple, object] = {}
+        for row in group:
+            out[row.id] = _one(row, backend, model, system, view, cache, requests_per_client, max_requests, seed)
+    return [out[r.id] for r in rows]
+
+
+def _one(row, backend, model, system, view, cache, per_client, cap, seed) -> SimRun:
+    try:
+        if row.isl < 1 or row.osl < 1 or (row.agg is None and row.mode != "disagg"):
+            raise ValueError("row lacks isl/osl or its parallel layout")
+        def steps_for(dep: SimDeployment):
+            # workers and routing do not change a worker's step model: key on the pools' parallelism
+            key = tuple((p.parallel, p.max_batch, p.max_num_tokens) if p else None
+                        for p in (dep.agg, dep.prefill, dep.decode))
+            if key not in cache:
+                cache[key] = build_steps(model, system, dep, EngineConfig(backend), view)
+            return cache[key]
+
+        dep, conc = _deployment(row, backend, system, steps_for)
+        steps = steps_for(dep)
+        n = max(conc, min(per_client * conc, cap))
+        r = simulate(steps, dep, LoadSpec.closed(conc, row.isl, row.osl, n), seed=seed)
+    except (ServecastError, ValueError) as exc:
+        return _failed(row, exc)
+    return SimRun(row.id, "ok", r, dep)
+
+
+def _failed(row: RunRow, exc: Exception) -> SimRun:
+    return SimRun(row.id, f"{type(exc).__name__}: {exc}", None, None)
