@@ -17,6 +17,7 @@ class DistSpec:
     local_world_size: int     # ranks on this node: all ranks local -> NVLink, else network
     master_addr: str
     master_port: int
+    agent_store: bool = False  # torchrun's agent already serves the store at master_addr:master_port
 
 
 def init(spec: DistSpec, device: str) -> None:
@@ -31,8 +32,17 @@ def init(spec: DistSpec, device: str) -> None:
                          "launch with torchrun --nproc-per-node N")
     if device == "cuda":
         torch.cuda.set_device(spec.rank % spec.local_world_size)
-    dist.init_process_group("nccl" if device == "cuda" else "gloo", init_method=f"tcp://{spec.master_addr}:{spec.master_port}",
+    from datetime import timedelta
+
+    store = dist.TCPStore(spec.master_addr, spec.master_port, spec.world_size,
+                          is_master=spec.rank == 0 and not spec.agent_store, timeout=timedelta(minutes=5))
+    dist.init_process_group("nccl" if device == "cuda" else "gloo", store=dist.PrefixStore("servecast", store),
                             rank=spec.rank, world_size=spec.world_size)
+    # Connections are set up lazily by the first collectives: do that here, untimed.
+    warm = torch.ones(1 << 16, device="cuda" if device == "cuda" else "cpu")
+    for _ in range(3):
+        dist.all_reduce(warm)
+    dist.barrier()
 
 
 def shutdown() -> None:

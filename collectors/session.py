@@ -48,8 +48,12 @@ class Session:
 
 def open_session(backend: Backend, device: str, timer: TimerConfig, system: str | None = None,
                  rank: int = 0, world_size: int = 1, transport: Transport | None = None,
-                 host: str | None = None) -> Session:
-    info = devinfo.probe(device, rank if device == "cuda" and world_size > 1 else 0)
+                 host: str | None = None, probe_local: bool = True) -> Session:
+    """probe_local=False: a Ray driver without the workers' GPUs (the system must then be given)."""
+    if probe_local:
+        info = devinfo.probe(device, rank if device == "cuda" and world_size > 1 else 0)
+    else:
+        info = devinfo.DeviceInfo(device, 0, "(remote Ray workers)", "", "", None)
     system_id = devinfo.resolve_system(info, system)
     spec = load_system(system_id)
     adapter = get_adapter(backend)

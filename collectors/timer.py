@@ -70,6 +70,14 @@ class Hooks:
     reduce_samples: Callable[[np.ndarray], np.ndarray] | None = None  # e.g. all_reduce(MAX) across ranks
 
 
+def _keep_warming(calls: int, start: float, cfg: TimerConfig, hooks: Hooks, least: int) -> bool:
+    """Warm up for warmup_s; multi-rank ops warm up a fixed number of calls so every rank issues the
+    same collectives in the same order."""
+    if hooks.agree_reps is not None:
+        return calls < max(least, 3)
+    return calls < least or time.perf_counter() - start < cfg.warmup_s
+
+
 def _rep_count(per_call_s: float, cfg: TimerConfig, hooks: Hooks) -> int:
     reps = cfg.max_reps if per_call_s <= 0 else int(cfg.budget_s / per_call_s)
     reps = max(cfg.min_reps, min(cfg.max_reps, reps))
@@ -88,7 +96,7 @@ def time_cpu(fn: Callable[[], object], cfg: TimerConfig, hooks: Hooks = Hooks())
     flush = np.zeros(cfg.flush_bytes // 8) if cfg.flush_bytes else None
     fn()  # first call: allocation, lazy init; never timed
     start, calls = time.perf_counter(), 0
-    while calls < 1 or time.perf_counter() - start < cfg.warmup_s:
+    while _keep_warming(calls, start, cfg, hooks, 1):
         fn()
         calls += 1
     reps = _rep_count((time.perf_counter() - start) / calls, cfg, hooks)
@@ -133,7 +141,7 @@ def time_cuda(fn: Callable[[], object], cfg: TimerConfig, hooks: Hooks = Hooks()
     flush = torch.empty(max(cfg.flush_bytes, 4) // 4, dtype=torch.int32, device="cuda")
 
     start, calls = time.perf_counter(), 0
-    while calls < 2 or time.perf_counter() - start < cfg.warmup_s:
+    while _keep_warming(calls, start, cfg, hooks, 2):
         launch()
         torch.cuda.synchronize()
         calls += 1

@@ -1,12 +1,255 @@
-"""`servecast collect`: not built yet (see the issue tracker)."""
+"""`servecast collect`: plan and run kernel measurements into a performance database.
+
+Thin layer: parse flags, build cases (asking the estimator for model-driven shapes), call the
+collectors library, render with rich. torch and the estimator are imported inside the commands.
+"""
 from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
 
 import typer
 
-app = typer.Typer(help="[not built yet] exits non-zero.", no_args_is_help=False, invoke_without_command=True)
+app = typer.Typer(help="Measure GPU kernels into a performance database (plan first, then run).", no_args_is_help=True)
+
+OPS_HELP = "Comma-separated op families: gemm, attention_prefill, attention_decode, mla_prefill, mla_decode, moe, elementwise, comm, or 'all'."
+MODEL_HELP = "Add the exact shapes of a catalog model (HF id, directory or config.json), per --tp."
 
 
-@app.callback()
-def _not_built() -> None:
-    typer.echo("servecast collect: not built yet", err=True)
-    raise typer.Exit(3)
+def _ops(text: str):
+    from perfdb.types import OpKind, parse_enum
+
+    if text == "all":
+        return [k for k in OpKind if k != OpKind.COMM]
+    return [parse_enum(OpKind, t.strip(), "op family") for t in text.split(",") if t.strip()]
+
+
+def _device(text: Optional[str]) -> str:
+    from perfdb.errors import InputError
+
+    if text is None:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if text not in ("cuda", "cpu"):
+        raise InputError(f"unknown device {text!r}; accepted: cuda, cpu")
+    return text
+
+
+def _dist_from_env():
+    """torchrun's environment (the CLI may read it; the library takes it as a DistSpec)."""
+    from collectors.distributed import DistSpec
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world < 2:
+        return None
+    return DistSpec(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_WORLD_SIZE", world)),
+                    os.environ.get("MASTER_ADDR", "127.0.0.1"), int(os.environ.get("MASTER_PORT", "29500")),
+                    agent_store=os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true")
+
+
+def _model_cases(model: str, tps: str, system, device: str):
+    """Per-GPU op cases of a model's prefill and decode steps at each TP (from estimator.StepModel.op_cases)."""
+    from perfdb.errors import InputError
+
+    try:
+        from estimator.engine import EngineConfig
+        from estimator.models.catalog import load_model
+        from estimator.parallel import ParallelConfig
+        from estimator.steps import StepModel
+    except ImportError as exc:
+        raise InputError(f"model-driven shapes need estimator.StepModel.op_cases ({exc})") from None
+    from perfdb.lookup import PerfDB
+    from perfdb.types import Backend, Phase
+
+    from perfdb.errors import InfeasibleError
+
+    spec = load_model(model)
+    view = PerfDB(None).view(system.name, Backend.TORCH)
+    cases, skipped = [], []
+    for tp in [int(t) for t in tps.split(",") if t.strip()]:
+        # MoE models: expert-parallel and MoE-tensor-parallel slices of the same GPUs.
+        splits = [(1, tp), (tp, 1)] if spec.is_moe and tp > 1 else [(tp, 1)]
+        for moe_tp, moe_ep in splits:
+            try:
+                step = StepModel.build(spec, system, ParallelConfig(tp=tp, moe_tp=moe_tp, moe_ep=moe_ep),
+                                       EngineConfig(Backend.TORCH), view)
+            except InfeasibleError as exc:
+                skipped.append(str(exc))
+                continue
+            for batch, seq in ((1, 128), (1, 1024), (1, 4096), (4, 4096), (16, 1024)):
+                cases += step.op_cases(Phase.PREFILL, batch, seq, seq)
+            for batch, kv in ((1, 1024), (8, 2048), (32, 4096), (128, 4096), (256, 8192)):
+                cases += step.op_cases(Phase.DECODE, batch, 1, kv)
+    if not cases:
+        raise InputError(f"no feasible parallel layout of {model} at --tp {tps}: " + "; ".join(skipped))
+    return cases
+
+
+def _setup(ops, device, system, backend, grid, budget_ms, model, tp, budget_minutes, base=True, ray=None,
+           shard_rows=8):
+    from collectors.plan import make_plan
+    from collectors.registry import GridSize
+    from collectors.session import open_session
+    from collectors.timer import TimerConfig
+    from perfdb.types import Backend, parse_enum
+
+    dev = _device(device)
+    probe_local = not (ray and dev == "cuda" and not _local_cuda())
+    size = parse_enum(GridSize, grid or ("full" if dev == "cuda" else "tiny"), "grid")
+    timer = TimerConfig.for_device(dev, budget_s=budget_ms / 1e3)
+    dist = _dist_from_env()
+    session = open_session(parse_enum(Backend, backend, "backend"), dev, timer, system,
+                           rank=dist.rank if dist else 0, world_size=dist.world_size if dist else 1,
+                           transport=_transport(dist, dev), probe_local=probe_local)
+    kinds = _ops(ops)
+    extra = _model_cases(model, tp, session.spec, dev) if model else []
+    budget_s = budget_minutes * 60 if budget_minutes else None
+    plan = make_plan(kinds, size, session.ctx, session.spec, timer, extra, budget_s, base=base)
+    return session, plan, kinds, dist
+
+
+def _local_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _transport(dist, device: str):
+    from perfdb.types import Transport
+
+    if device == "cpu":
+        return Transport.LOOPBACK
+    return Transport.NVLINK if dist is None or dist.local_world_size == dist.world_size else Transport.NETWORK
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _print_plan(session, plan, budget_minutes) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("op family", "cases", "est. duration", title=f"collect plan: {session.prov.system} / "
+                  f"{session.prov.backend.value} {session.prov.backend_version} on {session.info.gpu_name}")
+    for fam in plan.families:
+        table.add_row(fam.kind.value, str(fam.cases), _duration(fam.est_seconds))
+    table.add_row("total", str(len(plan.cases)), _duration(plan.est_seconds), style="bold")
+    console = Console()
+    console.print(table)
+    if plan.dropped_by_budget:
+        console.print(f"{plan.dropped_by_budget} more cases exceed --budget-minutes {budget_minutes:g}; "
+                      "re-run the same command to continue with them.")
+
+
+DEVICE_OPT = typer.Option(None, help="cuda or cpu (default: cuda when available).")
+GRID_OPT = typer.Option(None, help="Base grid: tiny (CPU tests), small (quick GPU check), full (default on GPU).")
+
+
+@app.command("plan")
+def plan_cmd(
+    ops: str = typer.Option("all", help=OPS_HELP),
+    device: Optional[str] = DEVICE_OPT,
+    system: Optional[str] = typer.Option(None, help="System id (default: detected from the GPU name; cpu_host on CPU)."),
+    backend: str = typer.Option("torch", help="torch, vllm, sglang or trtllm (engines must be installed)."),
+    grid: Optional[str] = GRID_OPT,
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
+    tp: str = typer.Option("1", help="Tensor-parallel sizes for --model, e.g. 1,2,4,8."),
+    budget_minutes: Optional[float] = typer.Option(None, help="Bound the run to this many minutes (coarse cases first)."),
+    timer_budget_ms: float = typer.Option(250.0, help="Timed repetitions per case, in ms of wall time."),
+) -> None:
+    """Show how many cases a run would measure per op family and how long it should take.
+
+    Example: servecast collect plan --model Qwen/Qwen3-32B --tp 1,2,4,8 --ops gemm,attention_prefill,attention_decode
+    """
+    session, plan, _, _ = _setup(ops, device, system, backend, grid, timer_budget_ms, model, tp, budget_minutes,
+                                 base=model is None)
+    _print_plan(session, plan, budget_minutes)
+
+
+@app.command("run")
+def run_cmd(
+    db: Path = typer.Option(..., help="Database directory (created if missing)."),
+    ops: str = typer.Option("all", help=OPS_HELP),
+    device: Optional[str] = DEVICE_OPT,
+    system: Optional[str] = typer.Option(None, help="System id (default: detected from the GPU name; cpu_host on CPU)."),
+    backend: str = typer.Option("torch", help="torch, vllm, sglang or trtllm (engines must be installed)."),
+    grid: Optional[str] = GRID_OPT,
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
+    tp: str = typer.Option("1", help="Tensor-parallel sizes for --model, e.g. 1,2,4,8."),
+    budget_minutes: Optional[float] = typer.Option(None, help="Stop starting new cases after this many minutes."),
+    timer_budget_ms: float = typer.Option(250.0, help="Timed repetitions per case, in ms of wall time."),
+    retry_failed: bool = typer.Option(False, help="Measure again the cases recorded as failed."),
+    ray: Optional[str] = typer.Option(None, help="Ray cluster address ('auto', 'ray://host:10001', 'local'): one task per GPU."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+    shard_rows: int = typer.Option(8, help="Cases per shard: a killed run re-measures at most this many."),
+) -> None:
+    """Measure every planned case that is not yet in the database; safe to interrupt and re-run.
+
+    Example: servecast collect run --backend torch --device cpu --ops gemm --db ./mydb --budget-minutes 1
+    Example (GPU node): servecast collect run --db ./perfdb --ops gemm,attention_decode --budget-minutes 60
+    Example (comm, 8 GPUs): torchrun --nproc-per-node 8 -m servecast.cli collect run --ops comm --db ./perfdb
+    """
+    from rich.console import Console
+
+    from perfdb.errors import InputError
+    from perfdb.types import OpKind
+
+    session, plan, kinds, dist = _setup(ops, device, system, backend, grid, timer_budget_ms, model, tp,
+                                        budget_minutes, base=model is None, ray=ray)
+    if (OpKind.COMM in kinds) != (dist is not None) or (dist and kinds != [OpKind.COMM]):
+        raise InputError("communication cases run alone under torchrun (--ops comm with WORLD_SIZE >= 2); "
+                         f"got ops {','.join(k.value for k in kinds)} with world size {dist.world_size if dist else 1}")
+    console = Console(stderr=True)
+    if ray:
+        summary = _run_ray(ray, plan, db, session, budget_minutes, retry_failed)
+    elif dist:
+        summary = _run_dist(dist, plan, db, session, budget_minutes, retry_failed)
+    else:
+        summary = _run_local(plan, db, session, budget_minutes, retry_failed, quiet, console, shard_rows)
+    if session.ctx.rank == 0:
+        _print_summary(console, summary, db)
+
+
+def _run_local(plan, db, session, budget_minutes, retry_failed, quiet, console, shard_rows):
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from collectors import runner
+
+    budget_s = budget_minutes * 60 if budget_minutes else None
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[last]}"))
+    with Progress(*columns, console=console, disable=quiet) as bar:
+        task = bar.add_task("measuring", total=None, last="")
+
+        def on_progress(p):
+            bar.update(task, total=p.total, completed=p.done, last=escape(f"{p.failed} failed | {p.last}"))
+
+        return runner.run(list(plan.cases), db, session, budget_s, retry_failed, shard_rows, on_progress=on_progress)
+
+
+def _run_dist(dist, plan, db, session, budget_minutes, retry_failed):
+    from collectors import distributed, runner
+
+    distributed.init(dist, session.ctx.device)
+    try:
+        return runner.run(list(plan.cases), db, session, budget_minutes * 60 if budget_minutes else None, retry_failed)
+    finally:
+        distributed.shutdown()
+
+
+def _run_ray(address, plan, db, session, budget_minutes, retry_failed):
+    from collectors import fleet
+
+    return fleet.run_on_ray(address, list(plan.cases), db, session,
+                            budget_s=budget_minutes * 60 if budget_minutes else None, retry_failed=retry_failed)
+
+
+def _print_summary(console, s, db) -> None:
+    console.print(f"measured {s.measured}, failed {s.failed}, already in db {s.skipped}, "
+                  f"left for a later run {s.remaining}; {len(s.shards)} shard(s) in {db}")
+    if s.failures_file:
+        console.print(f"failures (with reasons): {s.failures_file}")
