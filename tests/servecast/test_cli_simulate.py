@@ -1,0 +1,70 @@
+"""The `servecast simulate` surface: sweeps, records, plots, plan artifacts, one-line errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from typer.testing import CliRunner
+
+from servecast.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = ["simulate", "--model", "Qwen/Qwen3-8B", "--system", "h200_sxm", "--backend", "vllm", "--tp", "1",
+        "--isl", "1000", "--osl", "50"]
+
+
+def test_help_has_an_example():
+    result = CliRunner().invoke(app, ["simulate", "--help"])
+    assert result.exit_code == 0
+    assert "Example: servecast simulate" in " ".join(result.output.split())
+
+
+def test_concurrency_sweep_prints_a_table_writes_records_and_a_plot(tmp_path):
+    records, plot = tmp_path / "rec.parquet", tmp_path / "sweep.png"
+    result = CliRunner().invoke(app, BASE + ["--replicas", "2", "--concurrency", "1,8", "--num-requests", "40",
+                                             "--records", str(records), "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    assert "TTFT p50" in result.output and "concurrency" in result.output
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
+    low, high = (pd.read_parquet(tmp_path / f"rec-c{c}.parquet") for c in (1, 8))
+    assert len(low) == len(high) == 40
+    assert high.ttft_ms.mean() > low.ttft_ms.mean()
+
+
+def test_json_rate_sweep_and_disagg():
+    result = CliRunner().invoke(app, ["simulate", "--model", "Qwen/Qwen3-8B", "--system", "h200_sxm", "--backend",
+                                      "sglang", "--mode", "disagg", "--prefill-workers", "2", "--decode-tp", "2",
+                                      "--isl", "2000", "--osl", "20", "--request-rate", "1,50", "--num-requests", "60",
+                                      "--json", "--plot", ""])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["load"] for r in rows] == [1.0, 50.0]
+    assert rows[0]["num_gpus"] == 4 and rows[1]["ttft"]["mean"] > rows[0]["ttft"]["mean"]
+
+
+def test_plan_artifact_is_simulated_at_its_concurrency(tmp_path):
+    from search.artifacts.deployment import DeploymentSpec, WorkerEntry
+    from search.artifacts.engines import Role
+    from search.types import Mode
+    from perfdb.types import Backend
+
+    spec = DeploymentSpec(
+        model="Qwen/Qwen3-8B", system="h200_sxm", backend=Backend.TRTLLM, version=None, mode=Mode.AGG, isl=800,
+        osl=40, prefix=0, concurrency=6, total_gpus=2, gpus_used=2,
+        workers=(WorkerEntry(Role.AGG, 2, 1, 1, 1, 1, 1, 1, 64, 4096),),
+        engine={"kv_cache_dtype": "bf16", "mem_fraction": 0.9, "max_model_len": 2048}, sla={}, predicted={})
+    (tmp_path / "deployment.yaml").write_text(yaml.safe_dump(spec.to_dict()))
+    result = CliRunner().invoke(app, ["simulate", "--plan", str(tmp_path), "--json", "--num-requests", "30"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)
+    assert row["load"] == 6 and row["num_gpus"] == 2 and row["completed"] == 30
+
+
+def test_conflicting_loads_fail_on_one_line():
+    code = "import sys; from servecast.cli import main; sys.argv = ['servecast'] + sys.argv[1:]; main()"
+    proc = subprocess.run([sys.executable, "-c", code, *BASE, "--concurrency", "4", "--request-rate", "2"],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "--concurrency or --request-rate" in proc.stderr
