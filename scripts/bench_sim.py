@@ -80,7 +80,7 @@ def accuracy(args) -> None:
     sims = simulate_runs(rows, db, max_requests=args.max_requests)
     t2 = time.perf_counter()
     recs = []
-    for row, st, sm in zip(rows, static, sims):
+    for row, st, sm in zip(rows, static, sims, strict=True):
         mean, p50 = sm.prediction("mean"), sm.prediction("p50")
         recs.append({"id": row.id, "backend": row.backend, "mode": row.mode, "concurrency": row.concurrency,
                      "isl": row.isl, "osl": row.osl, "ttft_ms": row.ttft_ms, "tpot_ms": row.tpot_ms,
@@ -92,7 +92,7 @@ def accuracy(args) -> None:
     for col, pred, meas in [("static_ttft", "static_ttft_ms", "ttft_ms"), ("sim_ttft_mean", "sim_ttft_mean_ms", "ttft_ms"),
                             ("sim_ttft_p50", "sim_ttft_p50_ms", "ttft_ms"), ("static_tpot", "static_tpot_ms", "tpot_ms"),
                             ("sim_tpot", "sim_tpot_mean_ms", "tpot_ms")]:
-        both[col] = [_ape(p, m) for p, m in zip(both[pred], both[meas])]
+        both[col] = [_ape(p, m) for p, m in zip(both[pred], both[meas], strict=True)]
     cols = ["static_ttft", "sim_ttft_mean", "sim_ttft_p50", "static_tpot", "sim_tpot"]
     table = both.groupby(["backend", "mode"])[cols].median().round(1)
     table.insert(0, "rows", both.groupby(["backend", "mode"]).size())

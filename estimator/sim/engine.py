@@ -118,18 +118,16 @@ class _Sim:
             self._push(w.end, STEP_END, w, w.version)
 
     def run(self, send: np.ndarray | None, concurrency: int | None) -> None:
-        issued = 0
-        if send is None:
-            for rid in range(min(concurrency, self.n)):
+        closed = send is None
+        self.issued = min(concurrency, self.n) if closed else self.n
+        if closed:
+            for rid in range(self.issued):
                 self._send(rid, 0.0)
-            issued = min(concurrency, self.n)
         else:
             for rid, t in enumerate(send.tolist()):
                 self._push(t, ARRIVAL, rid)
-        closed = send is None
-        heap, reqs = self.heap, self.reqs
+        heap = self.heap
         finished: list[int] = []
-        handed: list[int] = []
         while heap:
             t, _, kind, ref, version = heapq.heappop(heap)
             if kind == ARRIVAL:
@@ -137,23 +135,25 @@ class _Sim:
                 continue
             if kind == KV_READY:
                 self._kv_ready(ref, t, finished)
+            elif version != ref.version:
+                continue   # superseded by a truncation
             else:
-                if version != ref.version:
-                    continue   # superseded by a truncation
-                ref.finish_step(t, finished, handed)
-                for rid in handed:
-                    self.prefill_done[rid] = t
-                    ms = self.transfer.transfer_ms(reqs.ctx_total[rid], self.dep.decode.parallel, self.dep.same_node)
-                    self._push(t + ms / 1e3, KV_READY, rid)
-                handed.clear()
-            if closed:
-                for _ in finished:
-                    if issued < self.n:
-                        self._send(issued, t)
-                        issued += 1
+                self._step_end(ref, t, finished)
+            for _ in finished:   # closed loop: each finished client sends its next request at once
+                if self.issued < self.n:
+                    self._send(self.issued, t)
+                    self.issued += 1
             finished.clear()
             if kind == STEP_END and ref.plan(t):
                 self._push(ref.end, STEP_END, ref, ref.version)
+
+    def _step_end(self, w: Worker, t: float, finished: list[int]) -> None:
+        handed: list[int] = []
+        w.finish_step(t, finished, handed)
+        for rid in handed:
+            self.prefill_done[rid] = t
+            ms = self.transfer.transfer_ms(self.reqs.ctx_total[rid], self.dep.decode.parallel, self.dep.same_node)
+            self._push(t + ms / 1e3, KV_READY, rid)
 
     def _kv_ready(self, rid: int, t: float, finished: list[int]) -> None:
         r = self.reqs

@@ -36,7 +36,7 @@ class Grid:
 
     def __call__(self, *x: float) -> float:
         idx, frac = [], []
-        for axis, v in zip(self.axes, x):
+        for axis, v in zip(self.axes, x, strict=True):
             if len(axis) == 1 or v <= axis[0]:
                 idx.append(0)
                 frac.append(0.0)
@@ -52,7 +52,7 @@ class Grid:
         flat, strides = self._flat, self._strides
         for corner in product((0, 1), repeat=len(idx)):
             w, off = 1.0, 0
-            for c, i, f, s in zip(corner, idx, frac, strides):
+            for c, i, f, s in zip(corner, idx, frac, strides, strict=True):
                 if c:
                     if f == 0.0:
                         w = 0.0

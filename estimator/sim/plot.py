@@ -33,7 +33,7 @@ def plot_sweep(results: list[SimResult], loads: list[float], load_label: str, ti
         a.legend()
     ax = axes[2]
     ax.plot([r.tokens_per_s_per_user for r in results], [r.output_tokens_per_s_per_gpu for r in results], "o-")
-    for r, x in zip(results, loads):
+    for r, x in zip(results, loads, strict=True):
         ax.annotate(f"{x:g}", (r.tokens_per_s_per_user, r.output_tokens_per_s_per_gpu), fontsize=8)
     ax.set_xlabel("output tokens/s/user")
     ax.set_ylabel("output tokens/s/GPU")

@@ -116,7 +116,7 @@ class StepTable:
         vals = np.broadcast_to(vals, (batches.size, self.kv_axis.size))
         self.model_calls += 1
         xs = self.kv_axis.tolist()
-        for b, row in zip(batches.tolist(), vals):
+        for b, row in zip(batches.tolist(), vals, strict=True):
             self._rows[int(b)] = _DecodeRow(xs, row.tolist())
 
     def _row(self, batch: int) -> _DecodeRow:

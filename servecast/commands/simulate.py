@@ -119,12 +119,12 @@ def _render(points: list, results: list, load_label: str, title: str, as_json: b
 
     if as_json:
         rows = [{"load": x, **{k: (vars(v) if hasattr(v, "p50") else v) for k, v in vars(r).items() if k != "records"}}
-                for x, r in zip(points, results)]
+                for x, r in zip(points, results, strict=True)]
         typer.echo(json.dumps(rows, indent=2, default=float))
         return
     t = Table(load_label, "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "ITL p99", "req/s", "out tok/s/GPU",
               "tok/s/user", "preempt", title=title)
-    for x, r in zip(points, results):
+    for x, r in zip(points, results, strict=True):
         t.add_row(f"{x:g}", f"{r.ttft.p50:,.1f}", f"{r.ttft.p99:,.1f}", f"{r.tpot.p50:,.2f}", f"{r.tpot.p99:,.2f}",
                   f"{r.itl.p99:,.2f}", f"{r.request_throughput:,.2f}", f"{r.output_tokens_per_s_per_gpu:,.1f}",
                   f"{r.tokens_per_s_per_user:,.1f}", str(r.preemptions))
@@ -170,7 +170,7 @@ def _run(a: dict) -> None:
     title = f"{name} on {system_name} / {dep.backend.value} {dep.mode.value}, {dep.num_gpus} GPUs, ISL {isl} OSL {osl}"
     _render(points, results, label, title, a["as_json"])
     if keep:
-        for x, r in zip(points, results):
+        for x, r in zip(points, results, strict=True):
             r.records.write(_records_path(a["records"], label, x, len(points) > 1))
     plot = a["plot"] if a["plot"] is not None else ("simulate_sweep.png" if len(points) > 1 else "")
     if plot and label != "trace":

@@ -45,10 +45,10 @@ def test_json_rate_sweep_and_disagg():
 
 
 def test_plan_artifact_is_simulated_at_its_concurrency(tmp_path):
+    from perfdb.types import Backend
     from search.artifacts.deployment import DeploymentSpec, WorkerEntry
     from search.artifacts.engines import Role
     from search.types import Mode
-    from perfdb.types import Backend
 
     spec = DeploymentSpec(
         model="Qwen/Qwen3-8B", system="h200_sxm", backend=Backend.TRTLLM, version=None, mode=Mode.AGG, isl=800,

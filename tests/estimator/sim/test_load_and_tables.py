@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from estimator.parallel import ParallelConfig
-from estimator.sim import AnalyticStepModel, Arrival, Lengths, LengthDist, LoadSpec, SimDeployment, Stats, simulate
+from estimator.sim import AnalyticStepModel, Arrival, LengthDist, Lengths, LoadSpec, SimDeployment, Stats, simulate
 from estimator.sim.load import build_requests, read_trace
 from estimator.sim.steptable import StepTable, quantise
 from perfdb.errors import DataError, InputError
