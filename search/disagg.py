@@ -31,7 +31,6 @@ from search.space import worker_pairs
 from search.types import Mode
 
 
-
 @dataclass(frozen=True)
 class WorkerPoints:
     """Candidate workers of one phase, one row each (arrays of equal length)."""

@@ -26,7 +26,10 @@ from perfdb.types import Backend, Dtype, Phase, Source
 from search.disagg import WorkerPoints
 from search.points import BACKENDS, MODES, PointTable
 from search.space import AGG_TOKEN_BUDGETS, PREFILL_TOKEN_BUDGET, batch_ladder, prefill_batches
-from search.types import Mode
+from search.types import Mode, Sla
+
+# Aggregated shapes refined over every token budget after the first pass at the default budget.
+REFINE_SHAPES = 8
 
 
 @dataclass
@@ -71,7 +74,9 @@ class Context:
 
 
 def _worst(ops) -> int:
-    return max((o.source.code for o in ops), default=Source.MEASURED.code)
+    """Worst data source of the kernels behind a step. The per-step host overhead is a fitted
+    constant (Source.CALIBRATED) on every step, so it would mask the kernels' sources: left out."""
+    return max((o.source.code for o in ops if o.source != Source.CALIBRATED), default=Source.MEASURED.code)
 
 
 def _ladder_with_cap(p: ParallelConfig, cap: int) -> np.ndarray:
@@ -90,31 +95,59 @@ def agg_token_budgets(new_tokens: int) -> list[int]:
     return out
 
 
-def evaluate_agg(ctx: Context, configs: list[ParallelConfig]) -> PointTable:
-    blocks = []
+def _agg_block(ctx: Context, p: ParallelConfig, tokens: int | None) -> PointTable | None:
+    """One replica shape at one token budget over its whole batch ladder (one agg_metrics call)."""
+    sm = ctx.step_model(p, tokens)
+    if sm is None:
+        return None
+    cap = ctx.kv_cap(sm)
+    b = _ladder_with_cap(p, cap).astype(np.float64)
+    if not len(b):
+        ctx.memory_reasons.append(f"{p.label()}: KV cache cannot hold one request of {ctx.isl + ctx.osl} tokens")
+        return None
+    r = agg_metrics(sm, Workload(ctx.isl, ctx.osl, ctx.prefix, b))
+    replicas = ctx.budget // p.num_gpus
+    used = replicas * p.num_gpus
+    return PointTable.block(
+        len(b), mode=MODES.index(Mode.AGG), backend=BACKENDS.index(ctx.backend), replicas=1,
+        d_tp=p.tp, d_pp=p.pp, d_dp=p.attn_dp, d_moe_tp=p.moe_tp, d_moe_ep=p.moe_ep, d_workers=replicas,
+        d_batch=b.astype(np.int64), d_max_tokens=sm.resolved.max_num_tokens, gpus_used=used,
+        total_gpus=ctx.budget, source=_worst(r.breakdown),
+        ttft_ms=r.ttft, tpot_ms=r.tpot, request_latency_ms=r.latency,
+        tokens_per_s_per_gpu=r.tps_gpu(p.num_gpus) * used / ctx.budget,
+        tokens_per_s_per_user=1e3 / r.tpot, concurrency=r.concurrency * replicas,
+        mem_headroom=1.0 - b / max(cap, 1), feasible=r.feasible,
+    )
+
+
+def _config_score(block: PointTable, sla: Sla) -> float:
+    """How promising a replica shape is: its best SLA-meeting tokens/s/GPU, else minus its distance
+    to the targets (worst ratio), so shapes near the targets are refined when none meets them."""
+    ratios = np.maximum(block["ttft_ms"] / sla.ttft_ms, block["tpot_ms"] / sla.tpot_ms)
+    ok = block["feasible"] & (ratios <= 1.0)
+    if ok.any():
+        return float(block["tokens_per_s_per_gpu"][ok].max())
+    finite = ratios[np.isfinite(ratios)]
+    return -float(finite.min()) if len(finite) else -np.inf
+
+
+def evaluate_agg(ctx: Context, configs: list[ParallelConfig], sla: Sla) -> PointTable:
+    """Every shape at the engine's default token budget, then the REFINE_SHAPES most promising
+    shapes at every other budget that changes the prefill chunking (coarse to fine)."""
+    blocks, scored = [], []
     for p in configs:
-        replicas = ctx.budget // p.num_gpus
+        block = _agg_block(ctx, p, None)
+        if block is not None:
+            blocks.append(block)
+            scored.append((_config_score(block, sla), p, int(block["d_max_tokens"][0])))
+    scored.sort(key=lambda t: -t[0])
+    for _, p, default in scored[:REFINE_SHAPES]:
         for tokens in agg_token_budgets(ctx.new_tokens):
-            sm = ctx.step_model(p, tokens)
-            if sm is None:
-                continue
-            cap = ctx.kv_cap(sm)
-            b = _ladder_with_cap(p, cap).astype(np.float64)
-            if not len(b):
-                ctx.memory_reasons.append(f"{p.label()}: KV cache cannot hold one request of {ctx.isl + ctx.osl} tokens")
-                continue
-            r = agg_metrics(sm, Workload(ctx.isl, ctx.osl, ctx.prefix, b))
-            used = replicas * p.num_gpus
-            blocks.append(PointTable.block(
-                len(b), mode=MODES.index(Mode.AGG), backend=BACKENDS.index(ctx.backend), replicas=1,
-                d_tp=p.tp, d_pp=p.pp, d_dp=p.attn_dp, d_moe_tp=p.moe_tp, d_moe_ep=p.moe_ep, d_workers=replicas,
-                d_batch=b.astype(np.int64), d_max_tokens=sm.resolved.max_num_tokens, gpus_used=used,
-                total_gpus=ctx.budget, source=_worst(r.breakdown),
-                ttft_ms=r.ttft, tpot_ms=r.tpot, request_latency_ms=r.latency,
-                tokens_per_s_per_gpu=r.tps_gpu(p.num_gpus) * used / ctx.budget,
-                tokens_per_s_per_user=1e3 / r.tpot, concurrency=r.concurrency * replicas,
-                mem_headroom=1.0 - b / max(cap, 1), feasible=r.feasible,
-            ))
+            if -(-ctx.new_tokens // tokens) == -(-ctx.new_tokens // default):
+                continue   # same chunking as the default budget: same step times, more activation memory
+            block = _agg_block(ctx, p, tokens)
+            if block is not None:
+                blocks.append(block)
     return PointTable.concat(blocks)
 
 

@@ -13,8 +13,6 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from estimator.engine import resolve
 from estimator.models.spec import ModelSpec
 from perfdb.types import Dtype
@@ -46,7 +44,7 @@ def write_artifacts(result: PlanResult, save_dir: Path) -> dict:
     top_dir = Path(save_dir) / "top"
     written: dict[int, str] = {}
     rank = 0
-    for mode, cands in result.top.items():
+    for _mode, cands in result.top.items():
         for c in cands:
             rank += 1
             out = write_candidate(top_dir, c, rank, req.system, result.system.gpus_per_node, req.isl, req.osl,
@@ -100,8 +98,3 @@ def pareto_data(result: PlanResult) -> ParetoData:
              f"ISL {req.isl} OSL {req.osl}, TTFT<={req.sla.ttft_ms:g} ms, TPOT<={req.sla.tpot_ms:g} ms")
     return ParetoData(title=title, tpot_ms=req.sla.tpot_ms, request_latency_user_tps=lat_tps, clouds=clouds,
                       frontiers=fronts, winner=winner)
-
-
-def points_payload(result: PlanResult) -> dict:
-    """What the points writer needs: plain numpy columns (picklable, no library objects)."""
-    return {name: np.ascontiguousarray(col) for name, col in result.points.cols.items()}

@@ -49,12 +49,12 @@ class PlanResult:
         return len(self.points) + self.worker_points
 
 
-def _backend_points(ctx: Context, modes: tuple[Mode, ...]) -> tuple[list[PointTable], int]:
+def _backend_points(ctx: Context, modes: tuple[Mode, ...], sla) -> tuple[list[PointTable], int]:
     configs = [p for p in parallel_configs(ctx.model, ctx.system, ctx.budget) if supports(ctx.backend, p)
                and weights_fit(ctx.model, p, ctx.system, 0.5)]
     tables, workers = [], 0
     if Mode.AGG in modes:
-        tables.append(evaluate_agg(ctx, configs))
+        tables.append(evaluate_agg(ctx, configs, sla))
     if Mode.DISAGG in modes and ctx.budget >= 2:
         half = [p for p in configs if p.num_gpus < ctx.budget]
         pre = prefill_workers(ctx, half)
@@ -89,7 +89,7 @@ def plan(req: PlanRequest, db: PerfDB) -> PlanResult:
         versions[backend] = view.version
         ctx = Context(model, system, backend, view, view.version, req.kv_dtype, req.isl, req.osl, req.prefix,
                       req.total_gpus)
-        t, w = _backend_points(ctx, modes)
+        t, w = _backend_points(ctx, modes, req.sla)
         tables += t
         workers += w
         contexts[backend] = ctx

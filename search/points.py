@@ -29,6 +29,28 @@ BOOL_COLUMNS = ("feasible", "meets_sla")
 COLUMNS = INT_COLUMNS + FLOAT_COLUMNS + BOOL_COLUMNS
 
 
+def _arrow(values: np.ndarray):
+    """A numpy column as an Arrow array through its buffer. pa.array(ndarray) would import pandas
+    on first use (~0.4 s of the command's one-second budget)."""
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values)
+    if values.dtype == bool:
+        return pa.Array.from_buffers(pa.bool_(), len(values),
+                                     [None, pa.py_buffer(np.packbits(values, bitorder="little"))])
+    types = {np.dtype(np.int64): pa.int64(), np.dtype(np.int32): pa.int32(), np.dtype(np.float64): pa.float64()}
+    return pa.Array.from_buffers(types[values.dtype], len(values), [None, pa.py_buffer(values)])
+
+
+def _strings(names: list[str]):
+    """A string Arrow array through its buffers (see _arrow for why not pa.array)."""
+    import pyarrow as pa
+
+    data = [n.encode() for n in names]
+    offsets = np.concatenate(([0], np.cumsum([len(d) for d in data]))).astype(np.int32)
+    return pa.Array.from_buffers(pa.string(), len(names), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+
+
 class PointTable:
     """Columns of equal length; build blocks with `block()`, join with `concat()`."""
 
@@ -101,7 +123,7 @@ class PointTable:
         import pyarrow as pa
 
         def labels(codes: np.ndarray, names: list[str]):
-            return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(names))
+            return pa.DictionaryArray.from_arrays(_arrow(codes.astype(np.int32)), _strings(names))
 
         arrays, names = [], []
         for c in COLUMNS:
@@ -112,7 +134,7 @@ class PointTable:
             elif c == "source":
                 arr = labels(self.cols[c], [s.value for s in Source])
             else:
-                arr = pa.array(np.ascontiguousarray(self.cols[c]))
+                arr = _arrow(self.cols[c])
             arrays.append(arr)
             names.append(c)
         return pa.Table.from_arrays(arrays, names=names)

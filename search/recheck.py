@@ -18,8 +18,14 @@ def _engine(ctx: Context, max_num_tokens: int | None) -> EngineConfig:
     return EngineConfig(ctx.backend, ctx.version, kv_dtype=ctx.kv_dtype, max_num_tokens=max_num_tokens)
 
 
-def recheck(c: Candidate, ctx: Context, sla: Sla) -> Candidate | None:
-    """The candidate with the estimator's own metrics, or None when those miss a target or do not fit."""
+def recheck(c: Candidate, ctx: Context, sla: Sla, agg_too: bool = False) -> Candidate | None:
+    """The candidate with the estimator's own metrics, or None when those miss a target or do not fit.
+
+    Aggregated rows already come from the estimator's `agg_metrics` (what `estimate` calls), so
+    they are only recomputed with agg_too (tests pin the equality); disaggregated rows come from the
+    closed-form composition and are always recomputed with `estimate_disagg`."""
+    if c.mode == Mode.AGG and not agg_too:
+        return c
     if c.mode == Mode.AGG:
         w = c.decode
         est = estimate(ctx.model, ctx.system, w.parallel, _engine(ctx, w.max_num_tokens),

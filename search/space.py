@@ -6,6 +6,7 @@ Parallelism per replica (one engine instance):
                 stage's GPUs that divides the experts (EP, TP, and the mixed splits between);
   a replica never exceeds the GPU budget, and `validate_parallel` (head / expert divisibility,
   node spanning) removes shapes the engines would reject.
+(MoE splits: all-TP or all-EP; pipeline depth <= MAX_PP.)
 Batch limits are a geometric ladder (about 12 % apart at the top, every integer at the bottom),
 scaled by attention-DP since each DP rank batches its own requests. Token budgets per iteration
 are the chunked-prefill sizes engines ship with (2k-16k).
@@ -27,6 +28,8 @@ AGG_TOKEN_BUDGETS = (2048, 4096, 8192, 16384)
 # Requests per prefill batch tried for prefill workers (bounded by the prefill token budget).
 PREFILL_BATCHES = (1, 2, 3, 4, 6, 8, 12, 16)
 PREFILL_TOKEN_BUDGET = 16384
+# Pipeline stages: beyond 4 the bubble and hand-offs cost more than any model here gains in memory.
+MAX_PP = 4
 
 
 def _pow2_upto(n: int) -> list[int]:
@@ -38,15 +41,20 @@ def _pow2_upto(n: int) -> list[int]:
 
 
 def _moe_splits(stage: int, model: ModelSpec) -> list[tuple[int, int]]:
-    """(moe_tp, moe_ep) with moe_tp * moe_ep == stage GPUs."""
-    return [(stage // ep, ep) for ep in _pow2_upto(stage) if model.num_experts % ep == 0]
+    """(moe_tp, moe_ep) with moe_tp * moe_ep == stage GPUs: all-TP and all-EP. The mixed splits in
+    between land between the two in time (tests/search/test_space.py pins it on a real model), so
+    they never win and are left out to halve the space."""
+    splits = [(stage, 1)]
+    if stage > 1 and model.num_experts % stage == 0:
+        splits.append((1, stage))
+    return splits
 
 
 def parallel_configs(model: ModelSpec, system: SystemSpec, max_gpus: int) -> list[ParallelConfig]:
     """Every replica shape of at most `max_gpus` GPUs that the engines accept for this model."""
     max_tp = min(system.nvlink_domain_gpus, max_gpus)
     out: list[ParallelConfig] = []
-    for pp in _pow2_upto(min(max_gpus, model.num_layers)):
+    for pp in _pow2_upto(min(max_gpus, model.num_layers, MAX_PP)):
         for tp in _pow2_upto(max_tp):
             dps = _pow2_upto(max_gpus // (tp * pp)) if model.is_moe else [1]
             for dp in dps:

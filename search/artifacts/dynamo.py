@@ -10,6 +10,7 @@ TensorRT-LLM reads its LLM-API options from a ConfigMap mounted at /config.
 from __future__ import annotations
 
 from perfdb.types import Backend
+from search.artifacts import yamlio
 from search.artifacts.engines import EngineSettings, Role, sglang_args, trtllm_options, vllm_args
 from search.types import Candidate, Mode, WorkerSetup
 
@@ -76,10 +77,8 @@ def manifests(c: Candidate, s: EngineSettings, name: str, gpus_per_node: int, ta
     docs: list[dict] = []
     config_map = None
     if c.backend == Backend.TRTLLM:
-        import yaml
-
         config_map = f"{name}-engine-config"
-        data = {f"{role.value}.yaml": yaml.safe_dump(trtllm_options(w, role, s), sort_keys=False) for role, w in roles}
+        data = {f"{role.value}.yaml": yamlio.dump(trtllm_options(w, role, s)) for role, w in roles}
         docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": config_map}, "data": data})
     services: dict = {
         "Frontend": {

@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import re
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 from perfdb.types import Backend
+from search.artifacts import yamlio
 from search.artifacts.aiperf import aiperf_command
 from search.artifacts.deployment import deployment_spec
 from search.artifacts.dynamo import manifests
@@ -61,18 +62,16 @@ def launch_script(c: Candidate, s: EngineSettings, gpus_per_node: int) -> str:
 
 def write_candidate(directory: Path, c: Candidate, rank: int, system: str, gpus_per_node: int, isl: int, osl: int,
                     prefix: int, sla: Sla, s: EngineSettings, gemm_quant: str = "", moe_quant: str = "") -> Path:
-    import yaml
-
     out = Path(directory) / slug(c, rank)
     (out / "k8s").mkdir(parents=True, exist_ok=True)
     spec = deployment_spec(c, system, isl, osl, prefix, sla, s, gemm_quant, moe_quant)
-    (out / "deployment.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    (out / "deployment.yaml").write_text(yamlio.dump(spec.to_dict()))
     (out / "launch.sh").write_text(launch_script(c, s, gpus_per_node))
     if c.backend == Backend.TRTLLM:
         for role, w, _ in _roles(c):
-            (out / f"{role.value}.yaml").write_text(yaml.safe_dump(trtllm_options(w, role, s), sort_keys=False))
+            (out / f"{role.value}.yaml").write_text(yamlio.dump(trtllm_options(w, role, s)))
     name = re.sub(r"[^a-z0-9-]+", "-", f"sc-{c.backend.value}-{c.mode.value}-{rank}".lower())
-    (out / "k8s" / "dynamo.yaml").write_text(yaml.safe_dump_all(manifests(c, s, name, gpus_per_node), sort_keys=False))
+    (out / "k8s" / "dynamo.yaml").write_text(yamlio.dump_all(manifests(c, s, name, gpus_per_node)))
     bench = aiperf_command(s.model, f"http://localhost:{s.port}", c.metrics.concurrency, isl, osl, prefix,
                            f"aiperf-{slug(c, rank)}")
     (out / "aiperf.sh").write_text("#!/usr/bin/env bash\n# Benchmark at the predicted concurrency; then\n"

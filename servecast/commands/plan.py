@@ -1,8 +1,8 @@
 """`servecast plan`: the best aggregated and disaggregated deployments under TTFT/TPOT targets.
 
 Thin: parse flags, call search.plan, render with rich, write files. The points files and the Pareto
-PNG are written by a helper process started first, so that its imports (matplotlib, pyarrow's
-writers) overlap with the search on the second core; the command waits for it before exiting.
+PNG is drawn by a helper process started first, so that its matplotlib import overlaps with the
+search on the second core; the command waits for it before exiting.
 """
 from __future__ import annotations
 
@@ -31,33 +31,29 @@ _WRITER = "from servecast.commands.plan import writer_main; writer_main()"
 
 
 def start_writer():
-    """The helper that writes points.parquet/.csv and pareto.png (see writer_main)."""
+    """The helper that draws pareto.png (see writer_main)."""
     import subprocess
 
     return subprocess.Popen([sys.executable, "-c", _WRITER], stdin=subprocess.PIPE)
 
 
 def writer_main() -> None:
-    """Helper process: import the writers now, then write what arrives on stdin (a pickle)."""
+    """Helper process: import matplotlib now, then draw what arrives on stdin (a pickle)."""
     import pickle
 
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.figure  # noqa: F401  (imported early: overlaps with the parent's search)
-    import pyarrow.csv  # noqa: F401
-    import pyarrow.parquet  # noqa: F401
 
     from search.plot import write_pareto_png
-    from search.points import PointTable
 
     try:
         job = pickle.load(sys.stdin.buffer)
     except EOFError:   # the parent stopped early (an error it reports itself)
         return
-    out = Path(job["save_dir"])
-    PointTable(job["columns"]).write(out)
-    write_pareto_png(job["pareto"], out / "pareto.png")
+    write_pareto_png(job["pareto"], Path(job["save_dir"]) / "pareto.png")
 
 
 def finish_writer(proc, job) -> None:
@@ -71,7 +67,7 @@ def finish_writer(proc, job) -> None:
     except BrokenPipeError:
         pass
     if proc.wait() != 0:
-        raise DataError("writing points.parquet/points.csv/pareto.png failed (see the message above)")
+        raise DataError("drawing pareto.png failed (see the message above)")
 
 
 def register(app: typer.Typer) -> None:
@@ -89,9 +85,9 @@ def register(app: typer.Typer) -> None:
         request_latency: float = typer.Option(None, "--request-latency", help="end-to-end latency target, ms (optional)"),
         mode: str = typer.Option("both", help="agg, disagg or both"),
         top_n: int = typer.Option(5, "--top-n", help="configurations shown (and written) per mode"),
-        save_dir: Path = typer.Option(None, "--save-dir", help="write points, pareto.png and artifacts here"),
-        db: Path = typer.Option(None, help="perfdb directory (default: the bundled database)"),
-        calibration: Path = typer.Option(None, help="calibration artifact from `servecast calibrate fit`"),
+        save_dir: str = typer.Option(None, "--save-dir", help="write points, pareto.png and artifacts here"),
+        db: str = typer.Option(None, help="perfdb directory (default: the bundled database)"),
+        calibration: str = typer.Option(None, help="calibration artifact from `servecast calibrate fit`"),
         version: str = typer.Option(None, help="backend version in the database (default: newest)"),
         gemm_quant: str = typer.Option(None, "--gemm-quant", help="override dense GEMM numerics: bf16, fp8, fp8_block, nvfp4, ..."),
         moe_quant: str = typer.Option(None, "--moe-quant", help="override expert numerics, e.g. nvfp4 for an FP4 checkpoint"),
@@ -130,12 +126,13 @@ def _run(a: dict, writer) -> int:
         sims = simulate_top(result, PerfDB(a["db"]))
     written = None
     if a["save_dir"] is not None:
-        from search.outputs import pareto_data, points_payload, write_artifacts
+        from search.outputs import pareto_data, write_artifacts
 
         out = Path(a["save_dir"])
         out.mkdir(parents=True, exist_ok=True)
         written = write_artifacts(result, out)
-        finish_writer(writer, {"save_dir": str(out), "columns": points_payload(result), "pareto": pareto_data(result)})
+        result.points.write(out)
+        finish_writer(writer, {"save_dir": str(out), "pareto": pareto_data(result)})
     render(result, sims, a["save_dir"], written)
     return 0 if result.winner is not None else 1
 
@@ -198,7 +195,7 @@ def _table(title: str, cands, sims):
 def render(result, sims, save_dir, written) -> None:
     from rich.console import Console
 
-    con = Console(highlight=False)
+    con = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     req = result.request
     versions = ", ".join(f"{b.value} {v or 'roofline-only'}" for b, v in result.versions.items())
     con.print(f"[bold]servecast plan[/] {req.model} on {req.total_gpus}x {req.system} ({versions}); "

@@ -1,0 +1,90 @@
+"""`servecast plan` end to end through the real CLI: tables, files, exit codes, one-line errors."""
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from servecast.cli import app
+
+BASE = ["plan", "--model", "Qwen/Qwen3-32B-FP8", "--system", "h200_sxm", "--total-gpus", "8",
+        "--isl", "4000", "--osl", "500"]
+
+
+def _run(args):
+    """The console script in a subprocess: exit code and output exactly as a user sees them."""
+    return subprocess.run([sys.executable, "-m", "servecast.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_has_examples_and_every_flag():
+    result = CliRunner().invoke(app, ["plan", "--help"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0 and "Example: servecast plan" in text
+    for flag in ("--model", "--system", "--backend", "--total-gpus", "--isl", "--osl", "--prefix", "--ttft", "--tpot",
+                 "--request-latency", "--mode", "--top-n", "--save-dir", "--db", "--calibration", "--version"):
+        assert flag in text
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plan")
+    result = _run(BASE + ["--ttft", "600", "--tpot", "16.67", "--top-n", "2", "--save-dir", str(out)])
+    return result, out
+
+
+def test_plan_prints_both_modes_the_winner_and_the_point_count(planned):
+    result, _ = planned
+    assert result.returncode == 0, result.stderr
+    assert "agg: top 2" in result.stdout and "disagg: top 2" in result.stdout
+    assert "winner:" in result.stdout and "evaluated" in result.stdout and "points" in result.stdout
+
+
+def test_plan_writes_points_png_summary_and_artifacts(planned):
+    result, out = planned
+    table = pq.read_table(out / "points.parquet")
+    summary = json.loads((out / "plan.json").read_text())
+    assert table.num_rows <= summary["points_evaluated"] and table.num_rows > 1000
+    assert (out / "points.csv").stat().st_size > 10_000
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    winner = summary["winner"]
+    assert winner["metrics"]["ttft_ms"] <= 600 and winner["metrics"]["tpot_ms"] <= 16.67
+    dirs = sorted((out / "top").iterdir())
+    assert len(dirs) == 4
+    for d in dirs:
+        spec = yaml.safe_load((d / "deployment.yaml").read_text())
+        assert spec["backend"] == "trtllm" and spec["isl"] == 4000 and spec["concurrency"] >= 1
+        assert (d / "launch.sh").read_text().count("trtllm-serve") >= 1
+        assert list(yaml.safe_load_all((d / "k8s" / "dynamo.yaml").read_text()))
+        assert "aiperf profile" in (d / "aiperf.sh").read_text()
+
+
+def test_impossible_sla_exits_one_with_the_binding_constraint_and_closest_points():
+    result = _run(BASE + ["--ttft", "600", "--tpot", "0.5", "--mode", "agg"])
+    assert result.returncode == 1
+    assert "no configuration meets every target" in result.stdout
+    assert "binding constraint: tpot" in result.stdout and "closest points" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--model", "deepseek-ai/DeepSeek-R1", "--total-gpus", "2"], "fits nowhere"),
+    (["--version", "9.9.9"], "no version '9.9.9'"),
+    (["--backend", "tgi"], "unknown backend 'tgi'"),
+    (["--model", "nope/none"], "unknown model"),
+    (["--system", "tpu_v9"], "unknown system"),
+    (["--ttft", "-1"], "ttft=-1.0: must be > 0"),
+])
+def test_errors_are_one_line_without_traceback(args, needle):
+    argv = BASE + ["--ttft", "600", "--tpot", "16.67"]
+    for flag, value in zip(args[::2], args[1::2], strict=False):
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
+    result = _run(argv)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert needle in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
