@@ -90,17 +90,17 @@ def _fastest_comm(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.groupby(keys, as_index=False).agg(sol_ms=("sol_ms", "first"), latency_ms=("latency_ms", "min"))
 
 
-def _fits(system: str, kind: str, backend: str, frame: pd.DataFrame, tables: tuple[str, ...]) -> list[CurveFit]:
+def _fits(system: str, kind: str, backend: str, frame: pd.DataFrame, tables: tuple[str, ...],
+          min_rows: int) -> list[CurveFit]:
     out = []
     if kind == OpKind.COMM.value:
         frame = _fastest_comm(frame)
         frame["group"] = frame["op"] + "/" + frame["num_gpus"].astype(str) + "/" + frame["transport"]
         pooled = frame[(frame["op"] == "all_reduce") & (frame["transport"] == "nvlink")].assign(group="")
         frame = pd.concat([frame, pooled], ignore_index=True)
-        min_rows = 1
+        min_rows = 1   # one row per message size after the fastest-kernel reduction
     else:
         frame = frame.assign(group="")
-        min_rows = 5
     for (dtype, group), part in frame.groupby(["dtype", "group"]):
         knots = fit_knots(part["sol_ms"].to_numpy(float), part["latency_ms"].to_numpy(float), min_rows)
         if knots is not None:
@@ -109,8 +109,11 @@ def _fits(system: str, kind: str, backend: str, frame: pd.DataFrame, tables: tup
     return out
 
 
-def fit_db(root: Path, systems: tuple[str, ...]) -> list[CurveFit]:
-    """Curves of every (system, op family, dtype) with measured rows in the database at root."""
+def fit_db(root: Path, systems: tuple[str, ...], min_rows: int = 5) -> list[CurveFit]:
+    """Curves of every (system, op family, dtype) with measured rows in the database at root.
+
+    A bin becomes a knot with >= min_rows rows (comm: any row).
+    """
     tables = [k for k in list_tables(root) if k.system in systems and k.op != OpKind.ELEMENTWISE]
     fits = []
     for system in systems:
@@ -120,9 +123,9 @@ def fit_db(root: Path, systems: tuple[str, ...]) -> list[CurveFit]:
             frames = {k: _read(root, k, cols) for k in mine}
             names = {k: f"{k.system}/{k.backend.value}/{k.version}/{k.op.value}" for k in mine}
             for k, frame in frames.items():
-                fits += _fits(system, kind.value, k.backend.value, frame, (names[k],))
+                fits += _fits(system, kind.value, k.backend.value, frame, (names[k],), min_rows)
             pooled = pd.concat(list(frames.values()), ignore_index=True)
-            fits += _fits(system, kind.value, ANY_BACKEND, pooled, tuple(sorted(names.values())))
+            fits += _fits(system, kind.value, ANY_BACKEND, pooled, tuple(sorted(names.values())), min_rows)
     return fits
 
 
