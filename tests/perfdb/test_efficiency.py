@@ -3,7 +3,7 @@ import pyarrow.parquet as pq
 import pytest
 from fixtures.aic_layout import build_aic
 
-from perfdb.efficiency import (ANY_BACKEND, DEFAULT_UTIL, FILENAME, UTIL_CEIL, UTIL_FLOOR, EfficiencyCurves)
+from perfdb.efficiency import ANY_BACKEND, DEFAULT_UTIL, FILENAME, UTIL_CEIL, UTIL_FLOOR, EfficiencyCurves
 from perfdb.efficiency_fit import CurveFit, fill_from_closest, fit_db, fit_knots, to_table
 from perfdb.errors import DataError
 from perfdb.importers import import_aic

@@ -22,13 +22,20 @@ def aic(tmp_path):
     return build_aic(tmp_path / "src")
 
 
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    """One import of the whole fixture, shared by the read-only tests: (db root, report)."""
+    root = tmp_path_factory.mktemp("aic")
+    db = root / "db"
+    return db, import_aic(build_aic(root / "src"), db)
+
+
 def _rows(db, backend, version, op):
     return read_table(db, TableKey("h200_sxm", backend, version, op)).to_pandas()
 
 
-def test_import_lands_rows_with_schema_and_provenance(aic, tmp_path):
-    db = tmp_path / "db"
-    report = import_aic(aic, db)
+def test_import_lands_rows_with_schema_and_provenance(imported):
+    db, report = imported
     gemm = _rows(db, Backend.TRTLLM, "1.3.0rc20", OpKind.GEMM)
     assert list(gemm.columns) == SCHEMAS[OpKind.GEMM].names
     assert len(gemm) == 8                                       # bf16 + fp8; int4_wo dropped
@@ -45,9 +52,8 @@ def test_import_lands_rows_with_schema_and_provenance(aic, tmp_path):
                                                               OpKind.MLA_PREFILL, OpKind.MLA_DECODE, OpKind.MOE, OpKind.COMM)}
 
 
-def test_decode_kv_len_is_isl_plus_step_and_mla_dims(aic, tmp_path):
-    db = tmp_path / "db"
-    import_aic(aic, db)
+def test_decode_kv_len_is_isl_plus_step_and_mla_dims(imported):
+    db, _ = imported
     dec = _rows(db, Backend.TRTLLM, "1.3.0rc20", OpKind.ATTENTION_DECODE)
     assert sorted(set(dec["kv_len"])) == [64, 1024]
     r = dec.iloc[0]
@@ -60,9 +66,8 @@ def test_decode_kv_len_is_isl_plus_step_and_mla_dims(aic, tmp_path):
     assert set(pre["seq_len"]) == {128, 2048} and set(pre["prefix_len"]) == {0}
 
 
-def test_comm_sources_units_and_shared_nccl(aic, tmp_path):
-    db = tmp_path / "db"
-    report = import_aic(aic, db)
+def test_comm_sources_units_and_shared_nccl(imported):
+    db, report = imported
     comm = _rows(db, Backend.TRTLLM, "1.3.0rc20", OpKind.COMM)
     nccl = comm[comm["kernel_source"] == "nccl"]
     assert len(nccl) == 3 * 2 * 3                              # repeated sets merged, 2.23 not taken
@@ -77,9 +82,8 @@ def test_comm_sources_units_and_shared_nccl(aic, tmp_path):
     assert {w.key.op: w.duplicates_merged for w in report.written if w.key.backend == Backend.TRTLLM}[OpKind.COMM] == 18
 
 
-def test_skipped_tables_and_rows_are_reported(aic, tmp_path):
-    db = tmp_path / "db"
-    report = import_aic(aic, db)
+def test_skipped_tables_and_rows_are_reported(imported):
+    db, report = imported
     mhc = [t for t in report.tables if "mhc_module_perf" in t.aic_table]
     assert mhc and mhc[0].op is None and mhc[0].rows_read == 1
     moe = next(t for t in report.tables if t.aic_table.endswith("moe/trtllm/1.3.0rc20/moe_perf.parquet"))
