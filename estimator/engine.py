@@ -35,7 +35,17 @@ SGLANG_MAX_RUNNING = 4096
 
 # Host-side time per engine iteration (scheduling, sampling, detokenisation, launch) in ms that no
 # kernel measurement contains. Fitted on e2e_train_silicon.csv decode-dominated rows (small batch).
-STEP_OVERHEAD_MS = {Backend.TRTLLM: 1.0, Backend.SGLANG: 1.5, Backend.VLLM: 1.5, Backend.TORCH: 3.0}
+STEP_OVERHEAD_MS = {Backend.TRTLLM: 0.0, Backend.SGLANG: 1.4, Backend.VLLM: 0.0, Backend.TORCH: 3.0}
+
+# Per-request time to first token outside the GPU (HTTP, tokenisation, admission, detokenising and
+# streaming the first token), ms. Fitted on e2e_train_silicon.csv agg rows at concurrency <= 4.
+TTFT_OVERHEAD_MS = {Backend.TRTLLM: 53.0, Backend.SGLANG: 155.0, Backend.VLLM: 27.0, Backend.TORCH: 0.0}
+
+# Kernel fusions and overlaps the engines apply by default (their model code): TRT-LLM and SGLang fuse
+# the residual add + RMSNorm into the TP all-reduce kernel, and run DeepSeek-style shared experts on
+# a second CUDA stream concurrently with the routed experts. vLLM runs them as separate kernels.
+FUSES_ALLREDUCE_NORM = {Backend.TRTLLM: True, Backend.SGLANG: True, Backend.VLLM: False, Backend.TORCH: False}
+OVERLAPS_SHARED_EXPERTS = {Backend.TRTLLM: True, Backend.SGLANG: True, Backend.VLLM: False, Backend.TORCH: False}
 
 # Whether prefill tokens share an iteration with decode requests by default. vLLM (V1 chunked
 # prefill) and TRT-LLM (in-flight batching) mix them; SGLang runs prefill batches on their own
@@ -71,6 +81,9 @@ class ResolvedEngine:
     mem_fraction: float
     mixes_prefill: bool
     step_overhead_ms: float
+    ttft_overhead_ms: float
+    fuses_allreduce_norm: bool
+    overlaps_shared_experts: bool
 
 
 def resolve(engine: EngineConfig, system: SystemSpec, tp: int) -> ResolvedEngine:
@@ -90,4 +103,7 @@ def resolve(engine: EngineConfig, system: SystemSpec, tp: int) -> ResolvedEngine
         mem_fraction=engine.mem_fraction or frac,
         mixes_prefill=MIXES_PREFILL[b],
         step_overhead_ms=STEP_OVERHEAD_MS[b],
+        ttft_overhead_ms=TTFT_OVERHEAD_MS[b],
+        fuses_allreduce_norm=FUSES_ALLREDUCE_NORM[b],
+        overlaps_shared_experts=OVERLAPS_SHARED_EXPERTS[b],
     )

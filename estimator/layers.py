@@ -43,8 +43,11 @@ def transport(system: SystemSpec, group: int) -> Transport:
 class LayerComposer:
     """Per-GPU shapes of one (model, parallel) precomputed once; `ops()` builds the cases of one step."""
 
-    def __init__(self, model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, kv_dtype: Dtype):
+    def __init__(self, model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, kv_dtype: Dtype,
+                 fuse_norm: bool = False):
         self.m, self.sys, self.p, self.kv_dtype = model, system, parallel, kv_dtype
+        # residual + RMSNorm fused into the TP all-reduce: only the final norm stays a kernel
+        self.norms = 1 if fuse_norm and parallel.tp > 1 else 2 * model.num_layers + 1
         self.tp = parallel.tp
         self.heads = model.num_heads // parallel.tp
         self.kv_heads = max(1, model.num_kv_heads // parallel.tp)
@@ -163,7 +166,7 @@ class LayerComposer:
         logits_rows = pb + db
         ops = [
             OpUse("embedding", ElementwiseCase(op=ElementwiseOp.EMBEDDING, dtype=Dtype.BF16, hidden=m.hidden, num_tokens=t), 1),
-            self._norm(t, 2 * self.n_layers + 1),
+            self._norm(t, self.norms),
             *attn_ops, *attn_reduce, *self._dense_mlp(t), *self._moe(t),
             self._gemm("lm_head", Dtype.BF16, logits_rows, m.vocab // self.tp, m.hidden, 1),
         ]

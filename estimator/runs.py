@@ -123,6 +123,9 @@ def read_runs(path: Path) -> list[RunRow]:
         raise DataError(f"cannot read run table {path}: {exc}") from None
 
 
+# The run tables come from InferenceX-style sweeps: each run sends 10 x concurrency requests.
+BENCH_REQUESTS_PER_CONCURRENCY = 10
+
 # Disaggregated rows often omit worker counts. Decode workers: as few as hold the measured
 # concurrency in their KV pools (and batch caps). Prefill workers: rate-matched by the estimator
 # (WorkerSpec.workers=None, see estimator.serving.PREFILL_TARGET_UTIL).
@@ -139,11 +142,16 @@ def pick_version(db: PerfDB, system: str, backend: Backend, version: str | None)
     return older[0] if older else (available[0] if available else None)
 
 
-def _model_for(row: RunRow):
+def _model_for(row: RunRow, system):
     gemm = _QUANT.get(row.gemm_quant.lower()) if row.gemm_quant else None
     moe = _QUANT.get(row.moe_quant.lower()) if row.moe_quant else None
     if row.gemm_quant and gemm is None:
         raise DataError(f"unknown gemm_quant_mode {row.gemm_quant!r}; known: {', '.join(_QUANT)}")
+    base = load_model(row.model)
+    if base.moe_quant == Dtype.MXFP4 and (moe or gemm) == Dtype.NVFP4 and not system.gpu.fp4_dense_flops:
+        # a natively mxfp4 checkpoint (gpt-oss) labelled "fp4" on a GPU without fp4 tensor cores:
+        # the engines run its own mxfp4 experts (w4a16) and bf16 attention
+        return base
     return load_model(row.model, gemm_quant=gemm, moe_quant=moe or gemm)
 
 
@@ -177,7 +185,7 @@ def _predict_agg(rows: list[RunRow], model, system, view) -> list[Prediction]:
     engine = EngineConfig(Backend(rows[0].backend))
     conc = np.array([r.concurrency or rows[0].agg.batch or 1 for r in rows], dtype=np.float64)
     load = Workload(isl=np.array([r.isl for r in rows], dtype=np.float64), osl=np.array([r.osl for r in rows], dtype=np.float64),
-                    concurrency=conc)
+                    concurrency=conc, num_requests=conc * BENCH_REQUESTS_PER_CONCURRENCY)
     return _collect(rows, estimate(model, system, w.parallel, engine, load, view))
 
 
@@ -214,17 +222,19 @@ def predict_runs(rows: list[RunRow], db: PerfDB) -> list[Prediction]:
     by_id: dict[str, Prediction] = {}
     for group in groups.values():
         r0 = group[0]
+        if r0.backend not in {b.value for b in Backend}:
+            by_id.update((p.id, p) for p in _fail(group, f"unsupported backend {r0.backend!r}; known: "
+                                                          f"{', '.join(b.value for b in Backend)}"))
+            continue
         try:
             backend = Backend(r0.backend)
-            model = _model_for(r0)
             system = load_system(r0.system)
+            model = _model_for(r0, system)
             view = db.view(r0.system, backend, pick_version(db, r0.system, backend, r0.backend_version))
             preds = _predict_disagg(group, model, system, view) if r0.mode == "disagg" else \
                 _predict_agg(group, model, system, view)
         except ServecastError as exc:
             preds = _fail(group, f"{type(exc).__name__}: {exc}")
-        except ValueError as exc:  # an enum value the table names that servecast does not know
-            preds = _fail(group, f"unsupported: {exc}")
         by_id.update((p.id, p) for p in preds)
     return [by_id[r.id] for r in rows]
 

@@ -79,20 +79,26 @@ def agg_metrics(sm: StepModel, w: Workload) -> ServingResult:
     chunks = np.ceil(new / eng.max_num_tokens)
     chunk = new / chunks
     chunk_prefix = prefix + (chunks - 1.0) / 2.0 * chunk   # mean cached length seen by a chunk
+    per_step = np.clip(np.floor(eng.max_num_tokens / new), 1.0, b)   # prefills packed into one iteration
+    burst = (Phase.PREFILL, per_step, chunk, chunk_prefix, 0, 0)
     if eng.mixes_prefill:   # prefill chunks ride along with the running decodes
-        dec, pre = sm.steps([(Phase.DECODE, 0, 0, 0, b, kv_mean),
-                             (Phase.MIXED, 1.0, chunk, chunk_prefix, np.maximum(b - 1.0, 0.0), kv_mean)])
+        dec, pre, full = sm.steps([(Phase.DECODE, 0, 0, 0, b, kv_mean),
+                                   (Phase.MIXED, 1.0, chunk, chunk_prefix, np.maximum(b - 1.0, 0.0), kv_mean), burst])
         work = chunks * np.maximum(pre.ms - dec.ms, 0.0)       # extra time the decodes wait per request
     else:                   # separate prefill iterations pause the decodes
-        dec, pre = sm.steps([(Phase.DECODE, 0, 0, 0, b, kv_mean), (Phase.PREFILL, 1.0, chunk, chunk_prefix, 0, 0)])
+        dec, pre, full = sm.steps([(Phase.DECODE, 0, 0, 0, b, kv_mean), (Phase.PREFILL, 1.0, chunk, chunk_prefix, 0, 0), burst])
         work = chunks * pre.ms
     first_token = chunks * pre.ms
     arrivals = b / osl                                         # new requests per decode iteration
     tpot = dec.ms + arrivals * work
     rho = arrivals * work / tpot                               # share of time spent on prefill work
-    ttft = first_token + 0.5 * dec.ms + _mdl_wait(rho, work)
+    ttft = first_token + 0.5 * dec.ms + _mdl_wait(rho, work) + eng.ttft_overhead_ms
     cycle = ttft + (osl - 1.0) * tpot
     ttft = ttft + np.maximum(conc - b, 0.0) / b * cycle        # requests beyond the batch cap queue
+    if w.num_requests is not None:  # the opening burst: all b requests queue for prefill iterations at once
+        steps = np.ceil(b / per_step) * chunks
+        burst_ttft = (steps + 1.0) / 2.0 * full.ms / chunks + eng.ttft_overhead_ms
+        ttft = ttft + np.maximum(burst_ttft - ttft, 0.0) * np.minimum(1.0, conc / np.asarray(w.num_requests, dtype=np.float64))
     latency = ttft + (osl - 1.0) * tpot
     mem = replace(sm.memory, max_batch=int(np.min(cap)) if cap.size else sm.memory.max_batch)
     return ServingResult(ttft=ttft, tpot=tpot, latency=latency, concurrency=conc, req_per_ms=conc / latency,

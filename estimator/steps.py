@@ -58,7 +58,7 @@ class StepModel:
         self.model, self.system, self.parallel, self.engine, self.view = model, system, parallel, engine, view
         self.kv_dtype: Dtype = engine.kv_dtype or model.kv_dtype
         self.resolved: ResolvedEngine = resolve(engine, system, parallel.tp)
-        self.composer = LayerComposer(model, system, parallel, self.kv_dtype)
+        self.composer = LayerComposer(model, system, parallel, self.kv_dtype, self.resolved.fuses_allreduce_norm)
         self.memory: MemoryReport = memory_report(model, system, parallel, self.resolved, self.kv_dtype)
 
     @classmethod
@@ -103,6 +103,12 @@ class StepModel:
                 per_op[use.name] = (old_ms + ms, np.maximum(old_src, src))
             else:
                 per_op[use.name] = (ms, src)
+        if self.resolved.overlaps_shared_experts and "shared_gate_up" in per_op:
+            # shared experts run on a second stream beside the routed experts: the shorter is hidden
+            shared = per_op["shared_gate_up"][0] + per_op["shared_down"][0]
+            hidden = -np.minimum(shared, per_op["moe_experts"][0])
+            total = total + hidden
+            per_op["shared_experts_overlap"] = (hidden, per_op["shared_gate_up"][1])
         return total, per_op
 
     def _per_rank(self, x: np.ndarray) -> np.ndarray:
