@@ -141,7 +141,7 @@ def _resolve_systems(source: AicSource, system: str | None) -> tuple[tuple[str, 
         require_system(source, system)
         if system not in ours:
             raise NotFoundError(f"AIC system {system!r} has no servecast system spec (needed for sol_ms); "
-                                f"importable: {', '.join(s for s in source.systems() if s in ours)}")
+                                f"servecast systems: {', '.join(sorted(ours))}")
         return (system,), ()
     return tuple(s for s in source.systems() if s in ours), tuple(s for s in source.systems() if s not in ours)
 
@@ -192,7 +192,7 @@ def import_aic(path: Path, out: Path, system: str | None = None, backends: tuple
                version: str = "current", progress: Progress | None = None,
                on_plan: Callable[[int], None] | None = None) -> ImportReport:
     """Convert the AIC database at `path` (systems folder, package root or wheel) into the servecast db `out`."""
-    with open_aic_source(path) as source:
+    with open_aic_source(path, system) as source:
         systems, skipped_systems = _resolve_systems(source, system)
         targets = plan(source, systems, backends, version)
         if on_plan is not None:

@@ -124,11 +124,25 @@ def _locate(path: Path) -> tuple[Path, str | None]:
     raise InputError(f"{path} is not an AIConfigurator systems folder; {_HINT}")
 
 
-def _extract_wheel(wheel: Path, dest: Path) -> None:
+def _wanted(member: str, system: str | None) -> bool:
+    if re.match(r"aiconfigurator_core-[^/]+\.dist-info/METADATA$", member):
+        return True
+    if not member.startswith("aiconfigurator_core/systems/"):
+        return False
+    data = "aiconfigurator_core/systems/data/"
+    # with one system asked for, unzip only its tables (the YAMLs beside data/ always)
+    return system is None or not member.startswith(data) or member.startswith(f"{data}{system}/")
+
+
+def _extract_wheel(wheel: Path, dest: Path, system: str | None) -> None:
     try:
         with zipfile.ZipFile(wheel) as zf:
-            members = [m for m in zf.namelist()
-                       if m.startswith("aiconfigurator_core/systems/") or re.match(r"aiconfigurator_core-[^/]+\.dist-info/METADATA$", m)]
+            names = zf.namelist()
+            present = sorted({m.split("/")[3] for m in names if m.startswith("aiconfigurator_core/systems/data/")
+                              and m.count("/") >= 4})
+            if system is not None and present and system not in present:
+                raise NotFoundError(f"system {system!r} is not in {wheel}; available: {', '.join(present)}")
+            members = [m for m in names if _wanted(m, system)]
             if not members:
                 raise InputError(f"{wheel} holds no aiconfigurator_core/systems folder; {_HINT}")
             zf.extractall(dest, members)
@@ -137,15 +151,16 @@ def _extract_wheel(wheel: Path, dest: Path) -> None:
 
 
 @contextmanager
-def open_aic_source(path: Path) -> Iterator[AicSource]:
-    """Yield the AicSource at `path` (folder or wheel); a wheel is unpacked to a temp dir removed afterwards."""
+def open_aic_source(path: Path, system: str | None = None) -> Iterator[AicSource]:
+    """Yield the AicSource at `path` (folder or wheel); a wheel is unpacked to a temp dir removed afterwards
+    (only `system`'s tables when one is named)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist; {_HINT}")
     if path.is_file():
         tmp = Path(tempfile.mkdtemp(prefix="servecast-aic-"))
         try:
-            _extract_wheel(path, tmp)
+            _extract_wheel(path, tmp, system)
             systems, version = _locate(tmp)
             yield AicSource(systems, version, path)
         finally:

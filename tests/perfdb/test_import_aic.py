@@ -136,6 +136,8 @@ def test_wheel_and_package_root_are_accepted(tmp_path):
     assert set(gemm["collector_version"]) == {"aiconfigurator-core 0.12.0"}
     root_report = import_aic(tmp_path / "src", tmp_path / "db2", system="h200_sxm")
     assert root_report.rows_written == report.rows_written
+    with pytest.raises(NotFoundError, match="available: h200_sxm, l40s"):
+        import_aic(wheel, tmp_path / "db3", system="b200_sxm")
     with pytest.raises(InputError, match="not a readable wheel"):
         bad = tmp_path / "bad.whl"
         bad.write_bytes(b"nope")
