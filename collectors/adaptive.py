@@ -111,7 +111,7 @@ class AdaptiveSampler:
             known = err[np.isfinite(err)]
             fallback = float(known.max()) if known.size else 1.0
             chosen = np.flatnonzero(ch)
-            for a, b in zip(chosen[:-1], chosen[1:]):
+            for a, b in zip(chosen[:-1], chosen[1:], strict=True):
                 if b - a < 2:
                     continue
                 ends = [e for e in (err[a], err[b]) if np.isfinite(e)]

@@ -31,7 +31,7 @@ def product(cls: type[OpCase], fixed: dict, axes: dict[str, Sequence[int]], keep
     names = list(axes)
     out = []
     for values in itertools.product(*(axes[n] for n in names)):
-        point = dict(zip(names, values))
+        point = dict(zip(names, values, strict=True))
         if keep is None or keep(**point):
             out.append(cls(**fixed, **point))
     return out
@@ -46,7 +46,7 @@ def points(case: OpCase) -> list[OpCase]:
         if values in seen:
             continue
         seen.add(values)
-        out.append(dataclasses.replace(case, **dict(zip(case.NUMERIC, values))))
+        out.append(dataclasses.replace(case, **dict(zip(case.NUMERIC, values, strict=True))))
     return out
 
 

@@ -64,7 +64,7 @@ def done_keys(root: Path, s: Session, kinds: set[OpKind], retry_failed: bool) ->
         except NotFoundError:
             continue
         cols = [table.column(c).to_pylist() for c in key_columns(kind)]
-        out.update((kind, tuple(vals)) for vals in zip(*cols))
+        out.update((kind, tuple(vals)) for vals in zip(*cols, strict=True))
     if not retry_failed:
         out.update((f.op, f.key) for f in read_failures(root)
                    if (f.system, f.backend, f.backend_version) == (s.prov.system, s.prov.backend.value, s.prov.backend_version))

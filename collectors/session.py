@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from collectors import COLLECTOR_VERSION, device as devinfo
+from collectors import COLLECTOR_VERSION
+from collectors import device as devinfo
 from collectors.backends import Adapter, get_adapter
 from collectors.cases import key
 from collectors.failures import Failure
@@ -48,10 +49,10 @@ class Session:
 
 def open_session(backend: Backend, device: str, timer: TimerConfig, system: str | None = None,
                  rank: int = 0, world_size: int = 1, transport: Transport | None = None,
-                 host: str | None = None, probe_local: bool = True) -> Session:
+                 host: str | None = None, probe_local: bool = True, device_index: int = 0) -> Session:
     """probe_local=False: a Ray driver without the workers' GPUs (the system must then be given)."""
     if probe_local:
-        info = devinfo.probe(device, rank if device == "cuda" and world_size > 1 else 0)
+        info = devinfo.probe(device, device_index)
     else:
         info = devinfo.DeviceInfo(device, 0, "(remote Ray workers)", "", "", None)
     system_id = devinfo.resolve_system(info, system)

@@ -157,7 +157,7 @@ def time_cuda(fn: Callable[[], object], cfg: TimerConfig, hooks: Hooks = Hooks()
         launch()
         end[i].record()
     torch.cuda.synchronize()
-    samples = [b.elapsed_time(e) for b, e in zip(begin, end)]
+    samples = [b.elapsed_time(e) for b, e in zip(begin, end, strict=True)]
     return _finish(samples, method, hooks)
 
 

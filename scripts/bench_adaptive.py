@@ -21,7 +21,6 @@ import numpy as np
 
 from collectors.adaptive import AdaptiveConfig, AdaptiveSampler, run_offline, util_predictor
 from perfdb.family import key_fields, lookup_axes, make_case
-from perfdb.interp import GridInterp
 from perfdb.roofline import sol_ms
 from perfdb.specs import load_system
 from perfdb.storage import list_tables, read_table

@@ -12,7 +12,6 @@ import importlib
 from dataclasses import dataclass, field
 
 from collectors.registry import Builder, DeviceCtx, Prepared, Unsupported, load_all
-from perfdb.errors import NotFoundError
 from perfdb.ops import OpCase
 from perfdb.types import Backend, OpKind
 

@@ -1,8 +1,8 @@
 """Torch helpers shared by the op modules (imported only when a collector runs)."""
 from __future__ import annotations
 
-from perfdb.types import Dtype
 from collectors.registry import DeviceCtx, Unsupported
+from perfdb.types import Dtype
 
 
 def torch_dtype(dtype: Dtype):

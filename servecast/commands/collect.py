@@ -60,10 +60,9 @@ def _model_cases(model: str, tps: str, system, device: str):
         from estimator.steps import StepModel
     except ImportError as exc:
         raise InputError(f"model-driven shapes need estimator.StepModel.op_cases ({exc})") from None
+    from perfdb.errors import InfeasibleError
     from perfdb.lookup import PerfDB
     from perfdb.types import Backend, Phase
-
-    from perfdb.errors import InfeasibleError
 
     spec = load_model(model)
     view = PerfDB(None).view(system.name, Backend.TORCH)
@@ -102,7 +101,8 @@ def _setup(ops, device, system, backend, grid, budget_ms, model, tp, budget_minu
     dist = _dist_from_env()
     session = open_session(parse_enum(Backend, backend, "backend"), dev, timer, system,
                            rank=dist.rank if dist else 0, world_size=dist.world_size if dist else 1,
-                           transport=_transport(dist, dev), probe_local=probe_local)
+                           transport=_transport(dist, dev), probe_local=probe_local,
+                           device_index=dist.rank % dist.local_world_size if dist and dev == "cuda" else 0)
     kinds = _ops(ops)
     extra = _model_cases(model, tp, session.spec, dev) if model else []
     budget_s = budget_minutes * 60 if budget_minutes else None
@@ -144,6 +144,7 @@ def _print_plan(session, plan, budget_minutes) -> None:
                       "re-run the same command to continue with them.")
 
 
+DB_OPT = typer.Option(..., help="Database directory (created if missing).")
 DEVICE_OPT = typer.Option(None, help="cuda or cpu (default: cuda when available).")
 GRID_OPT = typer.Option(None, help="Base grid: tiny (CPU tests), small (quick GPU check), full (default on GPU).")
 
@@ -171,7 +172,7 @@ def plan_cmd(
 
 @app.command("run")
 def run_cmd(
-    db: Path = typer.Option(..., help="Database directory (created if missing)."),
+    db: Path = DB_OPT,
     ops: str = typer.Option("all", help=OPS_HELP),
     device: Optional[str] = DEVICE_OPT,
     system: Optional[str] = typer.Option(None, help="System id (default: detected from the GPU name; cpu_host on CPU)."),
@@ -215,7 +216,14 @@ def run_cmd(
 
 def _run_local(plan, db, session, budget_minutes, retry_failed, quiet, console, shard_rows):
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from collectors import runner
 

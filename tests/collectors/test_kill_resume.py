@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from collectors.cases import key
 from collectors.failures import read_failures
 from collectors.plan import make_plan
 from collectors.registry import GridSize
-from collectors.cases import key
 from perfdb.types import OpKind
 
 REPO = Path(__file__).resolve().parents[2]
