@@ -126,6 +126,10 @@ def read_runs(path: Path) -> list[RunRow]:
 # The run tables come from InferenceX-style sweeps: each run sends 10 x concurrency requests.
 BENCH_REQUESTS_PER_CONCURRENCY = 10
 
+# Requests per decode worker assumed when a disaggregated row gives no worker count (the run tables
+# record only total concurrency). Fitted on e2e_train_silicon.csv disagg rows.
+DECODE_BATCH_PRIOR = 256
+
 # Disaggregated rows often omit worker counts. Decode workers: as few as hold the measured
 # concurrency in their KV pools (and batch caps). Prefill workers: rate-matched by the estimator
 # (WorkerSpec.workers=None, see estimator.serving.PREFILL_TARGET_UTIL).
@@ -204,13 +208,14 @@ def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]
         d_workers = np.full(len(rows), float(r0.decode.workers))
     else:
         sd = StepModel.build(model, system, r0.decode.parallel, engine, view)
-        cap = np.maximum(max_batch(sd, isl, osl), 1.0)
+        cap = np.clip(max_batch(sd, isl, osl), 1.0, DECODE_BATCH_PRIOR)
         if r0.decode.batch:
             cap = np.minimum(cap, r0.decode.batch)
         d_workers = np.maximum(1.0, np.ceil(conc / cap))
     est = estimate_disagg(model, system, WorkerSpec(r0.prefill.parallel, engine, r0.prefill.workers, r0.prefill.batch),
                           WorkerSpec(r0.decode.parallel, engine, d_workers, r0.decode.batch),
-                          Workload(isl=isl, osl=osl, concurrency=conc / d_workers), view)
+                          Workload(isl=isl, osl=osl, concurrency=conc / d_workers,
+                                   num_requests=conc / d_workers * BENCH_REQUESTS_PER_CONCURRENCY), view)
     return _collect(rows, est)
 
 

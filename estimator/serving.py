@@ -17,10 +17,11 @@ from perfdb.types import Phase
 if TYPE_CHECKING:
     from estimator.estimate import WorkerSpec
 
-RHO_MAX = 0.98
+RHO_MAX = 0.98  # queue utilisation cap: beyond it the closed loop, not the queue formula, sets the wait
 # Disaggregated deployments whose prefill worker count is not given are rate-matched: enough prefill
-# workers that each is busy this share of the time at the request rate the decode side sustains.
-PREFILL_TARGET_UTIL = 0.7  # queue utilisation cap: beyond it the closed loop, not the queue formula, sets the wait
+# workers that each is busy this share of the time at the request rate the decode side sustains
+# (fitted on e2e_train_silicon.csv disagg rows; measured deployments run their prefill pools hot).
+PREFILL_TARGET_UTIL = 0.9
 
 
 @dataclass(frozen=True)
@@ -139,8 +140,13 @@ def disagg_metrics(sp: StepModel, sd: StepModel, prefill: "WorkerSpec", decode: 
         else np.asarray(prefill.workers, dtype=np.float64)
     mu = p_workers * pb / pre.ms                               # prefill capacity, requests per ms
     lam = _solve_rate(n_total, t0, pre.ms, mu)
-    latency = n_total / lam
-    ttft = latency - (osl - 1.0) * tpot
+    ttft = n_total / lam - (osl - 1.0) * tpot + sp.resolved.ttft_overhead_ms
+    if w.num_requests is not None:  # the opening burst: every request queues at the prefill workers at once
+        waves = np.ceil(n_total / (p_workers * pb))
+        burst_ttft = (waves + 1.0) / 2.0 * pre.ms + xfer + sp.resolved.ttft_overhead_ms
+        ttft = ttft + np.maximum(burst_ttft - ttft, 0.0) * np.minimum(1.0, conc / np.asarray(w.num_requests, dtype=np.float64))
+    latency = ttft + (osl - 1.0) * tpot
+    lam = n_total / latency
     xfer_op = OpTime("kv_transfer", Phase.PREFILL, np.broadcast_to(xfer, ttft.shape), pre.source)
     return ServingResult(ttft=ttft, tpot=tpot, latency=latency, concurrency=conc, req_per_ms=lam, osl=osl,
                          memory=replace(sd.memory, max_batch=int(np.min(cap))), breakdown=dec.ops + pre.ops + (xfer_op,),
