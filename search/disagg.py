@@ -12,8 +12,10 @@ closed form over every (prefill, decode, x, y) at once instead of by bisection p
     lam <= min(RHO_MAX * mu, N / t0)
 
 With rho = lam / mu the loop equation is the quadratic mu (t_p - 2 t0) rho^2 + 2 (mu t0 + N) rho - 2N = 0
-(its smaller positive root). TTFT = N / lam - (osl - 1) t_d, TPOT = t_d; tokens/s/GPU counts
-copies * lam * osl over the whole budget.
+(its smaller positive root). TTFT = N / lam - (osl - 1) t_d + the engine's TTFT overhead, TPOT =
+t_d, request latency = TTFT + (osl - 1) t_d and the served rate N / latency; tokens/s/GPU counts
+copies * rate * osl over the whole budget. tests/search/test_disagg.py pins equality with
+`estimate_disagg`, so a change of the estimator's arithmetic fails the tests instead of drifting.
 
 Only (x, y) with gcd 1 are composed: k copies of (x, y) use at least as many GPUs as one (kx, ky)
 group with identical per-group metrics, so the reduced pairs lose nothing.
@@ -72,6 +74,7 @@ def coprime_pairs(gp: int, gd: int, budget: int) -> tuple[np.ndarray, np.ndarray
 class GroupLoad:
     osl: int
     budget: int              # GPUs in the budget (idle ones count in tokens/s/GPU)
+    ttft_overhead_ms: float = 0.0   # the engine's host-side time before the first token (estimator.engine)
 
 
 def compose(prefill: WorkerPoints, decode: WorkerPoints, kv_ms, wl: GroupLoad, backend_code: int,
@@ -124,8 +127,9 @@ def _compose_group(prefill, decode, pi, di, x, y, kv_ms, wl, backend_code, prefi
     mu = x[None, None, :] * prefill.batch[pi][:, None, None] / tp
     n = decode.batch[di][None, :, None] * y[None, None, :]
     lam = closed_loop_rate(n, t0, tp, mu)
-    latency = n / lam
-    ttft = latency - (wl.osl - 1) * td
+    ttft = n / lam - (wl.osl - 1) * td + wl.ttft_overhead_ms
+    latency = ttft + (wl.osl - 1) * td
+    lam = n / latency                                            # the loop slowed by the overhead
     seq_ms = lam * copies[None, None, :]
 
     def pcol(a):

@@ -67,7 +67,9 @@ def _backend_points(ctx: Context, modes: tuple[Mode, ...], sla) -> tuple[list[Po
             same = half[pi].num_gpus + half[di].num_gpus <= ctx.system.nvlink_domain_gpus
             return float(sm.kv_transfer_ms(ctx.isl, half[di], same))
 
-        tables.append(compose(pre, dec, kv_ms, GroupLoad(ctx.osl, ctx.budget), BACKENDS.index(ctx.backend),
+        overhead = ctx.step_model(half[int(pre.cfg[0])], max(PREFILL_TOKEN_BUDGET, ctx.new_tokens)).resolved \
+            .ttft_overhead_ms if len(pre) else 0.0
+        tables.append(compose(pre, dec, kv_ms, GroupLoad(ctx.osl, ctx.budget, overhead), BACKENDS.index(ctx.backend),
                               half, half))
     return tables, workers
 

@@ -1,8 +1,8 @@
 """`servecast plan`: the best aggregated and disaggregated deployments under TTFT/TPOT targets.
 
-Thin: parse flags, call search.plan, render with rich, write files. The points files and the Pareto
-PNG is drawn by a helper process started first, so that its matplotlib import overlaps with the
-search on the second core; the command waits for it before exiting.
+Thin: parse flags, call search.plan, render with rich, write files. The Pareto PNG is drawn by a
+helper process started first (PngHelper), so that its matplotlib import overlaps with the search on
+the second core; the command waits for it before exiting.
 """
 from __future__ import annotations
 
@@ -30,44 +30,90 @@ Example: servecast plan --model deepseek-ai/DeepSeek-R1 --moe-quant nvfp4 --syst
 _WRITER = "from servecast.commands.plan import writer_main; writer_main()"
 
 
-def start_writer():
-    """The helper that draws pareto.png (see writer_main)."""
-    import subprocess
-
-    return subprocess.Popen([sys.executable, "-c", _WRITER], stdin=subprocess.PIPE)
-
-
-def writer_main() -> None:
-    """Helper process: import matplotlib now, then draw what arrives on stdin (a pickle)."""
+def _draw_from(stream) -> None:
+    """Import matplotlib (while the parent searches), then draw the job that arrives (a pickle)."""
     import pickle
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.backends.backend_agg  # noqa: F401
-    import matplotlib.figure  # noqa: F401  (imported early: overlaps with the parent's search)
+    import matplotlib.figure  # noqa: F401
 
     from search.plot import write_pareto_png
 
     try:
-        job = pickle.load(sys.stdin.buffer)
+        job = pickle.load(stream)
     except EOFError:   # the parent stopped early (an error it reports itself)
         return
     write_pareto_png(job["pareto"], Path(job["save_dir"]) / "pareto.png")
 
 
-def finish_writer(proc, job) -> None:
-    import pickle
+def writer_main() -> None:
+    """Entry point of the helper when it runs as a fresh interpreter (platforms without fork)."""
+    _draw_from(sys.stdin.buffer)
 
-    from perfdb.errors import DataError
 
-    try:
-        proc.stdin.write(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
-        proc.stdin.close()
-    except BrokenPipeError:
-        pass
-    if proc.wait() != 0:
-        raise DataError("drawing pareto.png failed (see the message above)")
+class PngHelper:
+    """The helper process that draws pareto.png. On Linux it is a fork of this process taken before
+    the search imports anything heavy (no threads yet, nothing to re-import but matplotlib);
+    elsewhere a fresh interpreter. Either way it runs on the other core while the search runs."""
+
+    def __init__(self):
+        import os
+
+        if sys.platform.startswith("linux"):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:   # the helper: never returns into the CLI
+                os.close(w)
+                code = 1
+                try:
+                    with os.fdopen(r, "rb") as fh:
+                        _draw_from(fh)
+                    code = 0
+                finally:   # an error is printed here and turns into the parent's one-line message
+                    if code:
+                        import traceback
+
+                        traceback.print_exc()
+                    os._exit(code)
+            os.close(r)
+            self.pid, self.proc, self.pipe = pid, None, os.fdopen(w, "wb")
+        else:
+            import subprocess
+
+            self.proc = subprocess.Popen([sys.executable, "-c", _WRITER], stdin=subprocess.PIPE)
+            self.pid, self.pipe = None, self.proc.stdin
+
+    def _wait(self) -> int:
+        import os
+
+        if self.proc is not None:
+            return self.proc.wait()
+        return os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+
+    def send(self, job: dict) -> None:
+        import pickle
+
+        try:
+            self.pipe.write(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+            self.pipe.close()
+        except BrokenPipeError:
+            pass
+
+    def wait(self) -> None:
+        from perfdb.errors import DataError
+
+        if self._wait() != 0:
+            raise DataError("drawing pareto.png failed (see the message above)")
+
+    def abort(self) -> None:
+        try:
+            self.pipe.close()
+        except OSError:
+            pass
+        self._wait()
 
 
 def register(app: typer.Typer) -> None:
@@ -92,48 +138,47 @@ def register(app: typer.Typer) -> None:
         gemm_quant: str = typer.Option(None, "--gemm-quant", help="override dense GEMM numerics: bf16, fp8, fp8_block, nvfp4, ..."),
         moe_quant: str = typer.Option(None, "--moe-quant", help="override expert numerics, e.g. nvfp4 for an FP4 checkpoint"),
         kv_dtype: str = typer.Option(None, "--kv-dtype", help="KV-cache dtype (default: the checkpoint's), e.g. fp8"),
-        simulate: bool = typer.Option(False, "--simulate/--no-simulate",
-                                      help="replay the winner of each mode in the discrete-event simulator"),
+        simulate: bool = typer.Option(True, "--simulate/--no-simulate",
+                                      help="replay the best of each mode in the discrete-event simulator at its "
+                                           "predicted concurrency (shown beside the static TTFT/TPOT)"),
     ) -> None:
-        writer = start_writer() if save_dir is not None else None
+        helper = PngHelper() if save_dir is not None else None
         try:
-            code = _run(locals(), writer)
+            code = _run(locals(), helper)
         except BaseException:
-            if writer is not None and writer.poll() is None:
-                finish_writer_quietly(writer)
+            if helper is not None:
+                helper.abort()
             raise
         raise typer.Exit(code)
 
 
-def finish_writer_quietly(proc) -> None:
-    try:
-        proc.stdin.close()
-    except OSError:
-        pass
-    proc.wait()
-
-
-def _run(a: dict, writer) -> int:
+def _run(a: dict, helper) -> int:
     from perfdb.lookup import PerfDB
     from search.plan import plan
 
     req = _request(a)
-    result = plan(req, PerfDB(a["db"]))
+    db = PerfDB(a["db"])
+    result = plan(req, db)
+    out = Path(a["save_dir"]) if a["save_dir"] is not None else None
+    if out is not None:   # the helper draws while this process simulates and writes the rest
+        from search.outputs import pareto_data
+
+        out.mkdir(parents=True, exist_ok=True)
+        helper.send({"save_dir": str(out), "pareto": pareto_data(result)})
     sims = None
     if a["simulate"] and result.winner is not None:
         from search.simcheck import simulate_top
 
-        sims = simulate_top(result, PerfDB(a["db"]))
+        sims = simulate_top(result, db)
     written = None
-    if a["save_dir"] is not None:
-        from search.outputs import pareto_data, write_artifacts
+    if out is not None:
+        from search.outputs import write_artifacts
 
-        out = Path(a["save_dir"])
-        out.mkdir(parents=True, exist_ok=True)
         written = write_artifacts(result, out)
         result.points.write(out)
-        finish_writer(writer, {"save_dir": str(out), "pareto": pareto_data(result)})
     render(result, sims, a["save_dir"], written)
+    if helper is not None:
+        helper.wait()
     return 0 if result.winner is not None else 1
 
 
@@ -168,7 +213,8 @@ def _row(table, rank: int, c, sim=None, artifacts: str | None = None) -> None:
              f"{m.tokens_per_s_per_gpu:.1f}", f"{m.tokens_per_s_per_user:.1f}", f"{m.concurrency:.0f}",
              _batch(c), f"{m.mem_headroom:.0%}", m.source.value]
     if sim is not None:
-        cells.append("-" if sim.get(c.row) is None else f"{sim[c.row].ttft_ms:.0f} / {sim[c.row].tpot_ms:.2f}")
+        got = sim.get(c.row)
+        cells.append("-" if got is None else f"{got.ttft_ms:.0f} / {got.tpot_ms:.2f}" + ("" if got.meets_sla else " (misses)"))
     table.add_row(*cells)
 
 
@@ -186,7 +232,7 @@ def _table(title: str, cands, sims):
                  "concurrency", "batch limit", "KV free", "data"):
         t.add_column(name, justify="right" if name not in ("backend", "deployment", "data", "batch limit") else "left")
     if sims is not None:
-        t.add_column("sim TTFT / TPOT")
+        t.add_column("sim p50 TTFT / TPOT")
     for i, c in enumerate(cands, 1):
         _row(t, i, c, sims)
     return t
@@ -195,7 +241,7 @@ def _table(title: str, cands, sims):
 def render(result, sims, save_dir, written) -> None:
     from rich.console import Console
 
-    con = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    con = Console(highlight=False, width=None if sys.stdout.isatty() else 190)
     req = result.request
     versions = ", ".join(f"{b.value} {v or 'roofline-only'}" for b, v in result.versions.items())
     con.print(f"[bold]servecast plan[/] {req.model} on {req.total_gpus}x {req.system} ({versions}); "

@@ -70,7 +70,8 @@ def test_composition_matches_estimate_disagg_point_by_point():
         sm = ctx.step_model(cfgs[pi], 16384)
         return float(sm.kv_transfer_ms(4000, cfgs[di], cfgs[pi].num_gpus + cfgs[di].num_gpus <= 8))
 
-    pts = compose(pre, dec, kv, GroupLoad(500, 8), 0, cfgs, cfgs)
+    overhead = ctx.step_model(cfgs[0], 16384).resolved.ttft_overhead_ms
+    pts = compose(pre, dec, kv, GroupLoad(500, 8, overhead), 0, cfgs, cfgs)
     rows = np.random.default_rng(0).choice(len(pts), 12, replace=False)
     for r in rows:
         pp = ParallelConfig(tp=int(pts["p_tp"][r]))

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from servecast.cli import app
+from servecast.cli import app, main
 
 BASE = ["plan", "--model", "Qwen/Qwen3-32B-FP8", "--system", "h200_sxm", "--total-gpus", "8",
         "--isl", "4000", "--osl", "500"]
@@ -61,12 +61,21 @@ def test_plan_writes_points_png_summary_and_artifacts(planned):
         assert "aiperf profile" in (d / "aiperf.sh").read_text()
 
 
-def test_impossible_sla_exits_one_with_the_binding_constraint_and_closest_points():
-    result = _run(BASE + ["--ttft", "600", "--tpot", "0.5", "--mode", "agg"])
-    assert result.returncode == 1
-    assert "no configuration meets every target" in result.stdout
-    assert "binding constraint: tpot" in result.stdout and "closest points" in result.stdout
-    assert "Traceback" not in result.stderr
+def _main(args, monkeypatch, capsys):
+    """The console script's entry point in-process: (exit code, stdout, stderr). An exception other
+    than SystemExit (a traceback for the user) fails the test by propagating."""
+    monkeypatch.setattr(sys, "argv", ["servecast", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_impossible_sla_exits_one_with_the_binding_constraint_and_closest_points(monkeypatch, capsys):
+    code, out, err = _main(BASE + ["--ttft", "600", "--tpot", "0.5", "--mode", "agg"], monkeypatch, capsys)
+    assert code == 1
+    assert "no configuration meets every target" in out
+    assert "binding constraint: tpot" in out and "closest points" in out
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -77,14 +86,13 @@ def test_impossible_sla_exits_one_with_the_binding_constraint_and_closest_points
     (["--system", "tpu_v9"], "unknown system"),
     (["--ttft", "-1"], "ttft=-1.0: must be > 0"),
 ])
-def test_errors_are_one_line_without_traceback(args, needle):
+def test_errors_are_one_line_without_traceback(args, needle, monkeypatch, capsys):
     argv = BASE + ["--ttft", "600", "--tpot", "16.67"]
     for flag, value in zip(args[::2], args[1::2], strict=False):
         if flag in argv:
             argv[argv.index(flag) + 1] = value
         else:
             argv += [flag, value]
-    result = _run(argv)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert needle in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    code, out, err = _main(argv, monkeypatch, capsys)
+    assert code == 2, out + err
+    assert needle in err and len(err.strip().splitlines()) == 1
