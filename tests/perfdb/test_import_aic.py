@@ -161,3 +161,25 @@ def test_cli_bad_directory_is_one_line_error(tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and "not an AIConfigurator systems folder" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_version_all_keeps_versions_apart_and_copies_nccl(aic, tmp_path):
+    report = import_aic(aic, tmp_path / "db", system="h200_sxm", version="all", backends=(Backend.TRTLLM,))
+    got = {(w.key.version, w.key.op) for w in report.written}
+    assert {("1.3.0rc20", OpKind.GEMM), ("1.3.0rc23", OpKind.GEMM), ("1.3.0rc11", OpKind.COMM)} <= got
+    rc23 = read_table(tmp_path / "db", TableKey("h200_sxm", Backend.TRTLLM, "1.3.0rc23", OpKind.GEMM))
+    assert rc23.num_rows == 2 and set(rc23.column("backend_version").to_pylist()) == {"1.3.0rc23"}
+    assert not any(t.backfilled for t in report.tables)
+    for version in ("1.3.0rc11", "1.3.0rc20", "1.3.0rc23"):
+        comm = read_table(tmp_path / "db", TableKey("h200_sxm", Backend.TRTLLM, version, OpKind.COMM))
+        assert "nccl" in set(comm.column("kernel_source").to_pylist())
+
+
+def test_reimport_leaves_collector_shards_alone(aic, tmp_path):
+    db = tmp_path / "db"
+    import_aic(aic, db, system="h200_sxm")
+    key = TableKey("h200_sxm", Backend.TRTLLM, "1.3.0rc20", OpKind.GEMM)
+    collected = shard_paths(db, key)[0].with_name("part-gpu01-4242-0.parquet")
+    collected.write_bytes(shard_paths(db, key)[0].read_bytes())
+    import_aic(aic, db, system="h200_sxm")
+    assert collected.exists() and len(shard_paths(db, key)) == 2
