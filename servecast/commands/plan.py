@@ -30,8 +30,9 @@ Example: servecast plan --model deepseek-ai/DeepSeek-R1 --moe-quant nvfp4 --syst
 _WRITER = "from servecast.commands.plan import writer_main; writer_main()"
 
 
-def _draw_from(stream) -> None:
-    """Import matplotlib (while the parent searches), then draw the job that arrives (a pickle)."""
+def _draw_from(stream, errors) -> None:
+    """Import matplotlib (while the parent searches), then draw the job that arrives (a pickle).
+    A failure to write the file goes to `errors` as one line for the parent's message."""
     import pickle
 
     import matplotlib
@@ -46,12 +47,17 @@ def _draw_from(stream) -> None:
         job = pickle.load(stream)
     except EOFError:   # the parent stopped early (an error it reports itself)
         return
-    write_pareto_png(job["pareto"], Path(job["save_dir"]) / "pareto.png")
+    try:
+        write_pareto_png(job["pareto"], Path(job["save_dir"]) / "pareto.png")
+    except (OSError, ValueError, RuntimeError) as exc:
+        errors.write(f"{type(exc).__name__}: {exc}")
+        errors.flush()
+        raise SystemExit(1) from None
 
 
 def writer_main() -> None:
     """Entry point of the helper when it runs as a fresh interpreter (platforms without fork)."""
-    _draw_from(sys.stdin.buffer)
+    _draw_from(sys.stdin.buffer, sys.stderr)
 
 
 class PngHelper:
@@ -62,36 +68,44 @@ class PngHelper:
     def __init__(self):
         import os
 
+        self.code = None
         if sys.platform.startswith("linux"):
             r, w = os.pipe()
+            er, ew = os.pipe()
             pid = os.fork()
             if pid == 0:   # the helper: never returns into the CLI
                 os.close(w)
+                os.close(er)
                 code = 1
                 try:
-                    with os.fdopen(r, "rb") as fh:
-                        _draw_from(fh)
+                    with os.fdopen(r, "rb") as fh, os.fdopen(ew, "w") as errors:
+                        _draw_from(fh, errors)
                     code = 0
-                finally:   # an error is printed here and turns into the parent's one-line message
-                    if code:
+                except SystemExit as exc:
+                    code = int(exc.code or 0)
+                finally:   # anything unexpected keeps its traceback (a bug), then exits non-zero
+                    if code and sys.exc_info()[0] not in (None, SystemExit):
                         import traceback
 
                         traceback.print_exc()
                     os._exit(code)
             os.close(r)
-            self.pid, self.proc, self.pipe = pid, None, os.fdopen(w, "wb")
+            os.close(ew)
+            self.pid, self.proc, self.pipe, self.errors = pid, None, os.fdopen(w, "wb"), os.fdopen(er, "r")
         else:
             import subprocess
 
-            self.proc = subprocess.Popen([sys.executable, "-c", _WRITER], stdin=subprocess.PIPE)
-            self.pid, self.pipe = None, self.proc.stdin
+            self.proc = subprocess.Popen([sys.executable, "-c", _WRITER], stdin=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=False)
+            self.pid, self.pipe, self.errors = None, self.proc.stdin, None
 
     def _wait(self) -> int:
         import os
 
-        if self.proc is not None:
-            return self.proc.wait()
-        return os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        if self.code is None:
+            self.code = self.proc.wait() if self.proc is not None else \
+                os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self.code
 
     def send(self, job: dict) -> None:
         import pickle
@@ -106,7 +120,8 @@ class PngHelper:
         from perfdb.errors import DataError
 
         if self._wait() != 0:
-            raise DataError("drawing pareto.png failed (see the message above)")
+            text = self.errors.read() if self.errors is not None else self.proc.stderr.read().decode(errors="replace")
+            raise DataError(f"drawing pareto.png failed: {text.strip().splitlines()[-1] if text.strip() else 'see above'}")
 
     def abort(self) -> None:
         try:
@@ -145,10 +160,9 @@ def register(app: typer.Typer) -> None:
         helper = PngHelper() if save_dir is not None else None
         try:
             code = _run(locals(), helper)
-        except BaseException:
+        finally:
             if helper is not None:
                 helper.abort()
-            raise
         raise typer.Exit(code)
 
 
