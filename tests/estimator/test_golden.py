@@ -1,0 +1,59 @@
+"""Golden estimates on the tiny fixture database: any change in these numbers is a deliberate decision.
+
+Regenerate (after checking why they moved) by printing the same calls. Ops the fixture lacks (e.g.
+embedding, LM head shapes) fall to the roofline rung, so the bundled efficiency curves feed them too.
+"""
+from __future__ import annotations
+
+import pytest
+
+from estimator.engine import EngineConfig
+from estimator.estimate import WorkerSpec, estimate, estimate_disagg
+from estimator.models import load_model
+from estimator.parallel import ParallelConfig
+from estimator.steps import StepModel
+from estimator.workload import Workload
+from perfdb.lookup import PerfDB
+from perfdb.specs import load_system
+from perfdb.types import Backend
+
+REL = 1e-6
+ENG = EngineConfig(Backend.TRTLLM)
+CASES = {
+    # name: (model, parallel, workload, (ttft, tpot, tok/s/gpu), (prefill 2048, decode 32@2048, mixed 1024+32@2048))
+    "qwen3_8b_tp1": ("Qwen/Qwen3-8B", ParallelConfig(tp=1), Workload(isl=2048, osl=256, concurrency=16),
+                     (116.95001835854214, 10.610358275427764, 1451.1487674288564),
+                     (49.7827923345831, 9.502795624395025, 29.66117542237525)),
+    "qwen3_30b_a3b_tp1": ("Qwen/Qwen3-30B-A3B", ParallelConfig(tp=1), Workload(isl=1024, osl=512, concurrency=32),
+                          (96.48852272079952, 23.14282339731868, 1374.21173991009),
+                          (39.24148617781609, 23.44374088800947, 33.03479344886676)),
+    "deepseek_v3_tp8_ep8": ("deepseek-ai/DeepSeek-V3", ParallelConfig(tp=8, moe_ep=8),
+                            Workload(isl=4096, osl=1024, concurrency=64),
+                            (195.8862552974869, 45.39680732239014, 175.65520064053075),
+                            (68.71418222963915, 27.47965911646379, 54.049192596022664)),
+}
+
+
+@pytest.fixture(scope="module")
+def view(tiny_db):
+    return PerfDB(tiny_db).view("h200_sxm", Backend.TRTLLM, "1.0.0")
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden_agg(name, view):
+    model, par, load, metrics, steps = CASES[name]
+    m, sysm = load_model(model), load_system("h200_sxm")
+    est = estimate(m, sysm, par, ENG, load, view)
+    assert (est.ttft_ms, est.tpot_ms, est.tokens_per_s_per_gpu) == pytest.approx(metrics, rel=REL)
+    sm = StepModel.build(m, sysm, par, ENG, view)
+    got = (float(sm.prefill_ms(1, 2048)), float(sm.decode_ms(32, 2048)), float(sm.mixed_ms(1024, 32, 2048)))
+    assert got == pytest.approx(steps, rel=REL)
+
+
+def test_golden_disagg(view):
+    par = ParallelConfig(tp=8, moe_ep=8)
+    est = estimate_disagg(load_model("deepseek-ai/DeepSeek-V3"), load_system("h200_sxm"), WorkerSpec(par, ENG, 2),
+                          WorkerSpec(par, ENG, 1), Workload(isl=4096, osl=1024, concurrency=64), view)
+    assert (est.ttft_ms, est.tpot_ms, est.tokens_per_s_per_gpu) == pytest.approx(
+        (191.42530071351212, 40.55739760344004, 65.51245265102473), rel=REL)
+    assert est.num_gpus == 24

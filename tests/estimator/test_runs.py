@@ -1,0 +1,86 @@
+"""Run-table batch prediction: parsing, statuses, output format, and the CLI --from-runs path."""
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from estimator.runs import predict_runs, read_runs, write_predictions
+from perfdb.errors import DataError
+from perfdb.lookup import PerfDB
+
+HEADER = ("id,silicon_data_source,backend,backend_version,model_path,system,precision,mode,isl,osl,gemm_quant_mode,"
+          "moe_quant_mode,batch_size,tp_size,pp_size,attention_dp_size,moe_tp_size,moe_ep_size,prefill_batch_size,"
+          "prefill_num_workers,prefill_tp_size,prefill_pp_size,prefill_attention_dp_size,prefill_moe_tp_size,"
+          "prefill_moe_ep_size,decode_batch_size,decode_num_workers,decode_tp_size,decode_pp_size,"
+          "decode_attention_dp_size,decode_moe_tp_size,decode_moe_ep_size,silicon_ttft_ms,silicon_tpot_ms")
+ROWS = [
+    "a1,silicon_concurrency=16; x=1,trtllm,1.0.0,Qwen/Qwen3-32B,h200_sxm,fp8,agg,1024,256,fp8,fp8,16,2,1,1,2,1,,,,,,,,,,,,,,,300,10",
+    "a2,silicon_concurrency=64,vllm,,meta-llama/Llama-3.1-70B,h200_sxm,fp8,agg,2048,512,fp8,fp8,64,4,1,,1,1,,,,,,,,,,,,,,,400,20",
+    "a3,silicon_concurrency=8,sglang,0.5.9,openai/gpt-oss-120b,h200_sxm,fp4,agg,1024,1024,nvfp4,nvfp4,8,1,1,1,1,1,,,,,,,,,,,,,,,100,5",
+    ("d1,silicon_concurrency=128,trtllm,1.0.0,deepseek-ai/DeepSeek-R1,h200_sxm,fp8,disagg,8192,1024,fp8,fp8_block,,,,,,,"
+     ",,8,1,1,1,8,,,8,1,1,1,8,2000,20"),
+    "x1,silicon_concurrency=4,trtllm,1.0.0,deepseek-ai/DeepSeek-R1,gb200,fp4,agg,1024,1024,nvfp4,nvfp4,4,72,1,1,72,1,,,,,,,,,,,,,,,100,5",
+    "x2,silicon_concurrency=4,mystery,1.0,Qwen/Qwen3-32B,h200_sxm,fp8,agg,1024,1024,fp8,fp8,4,1,1,1,1,1,,,,,,,,,,,,,,,100,5",
+]
+
+
+@pytest.fixture
+def table(tmp_path) -> Path:
+    path = tmp_path / "runs.csv"
+    path.write_text("\n".join([HEADER, *ROWS]) + "\n")
+    return path
+
+
+def test_parse(table):
+    rows = read_runs(table)
+    assert [r.id for r in rows] == ["a1", "a2", "a3", "d1", "x1", "x2"]
+    assert rows[0].concurrency == 16 and rows[0].agg.parallel.tp == 2
+    assert rows[1].agg.parallel.attn_dp == 1 and rows[1].backend_version is None
+    assert rows[3].decode.parallel.moe_ep == 8 and rows[3].decode.workers is None and rows[3].agg is None
+
+
+def test_predict_statuses_and_output(table, tmp_path, tiny_db):
+    preds = predict_runs(read_runs(table), PerfDB(tiny_db))
+    by = {p.id: p for p in preds}
+    for i in ("a1", "a2", "a3", "d1"):
+        assert by[i].status == "ok", by[i].status
+        assert by[i].ttft_ms > 0 and by[i].tpot_ms > 0 and by[i].tokens_per_s_per_gpu > 0
+    assert "not divisible by tp=72" in by["x1"].status and math.isnan(by["x1"].ttft_ms)
+    assert "unsupported backend 'mystery'" in by["x2"].status
+    out = tmp_path / "pred.csv"
+    write_predictions(preds, out)
+    got = list(csv.DictReader(out.open()))
+    assert list(got[0]) == ["id", "pred_ttft_ms", "pred_tpot_ms", "pred_tokens_per_s_per_gpu", "status"]
+    assert [g["id"] for g in got] == [p.id for p in preds]
+
+
+def test_missing_columns(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,backend\nx,trtllm\n")
+    with pytest.raises(DataError, match="lacks columns"):
+        read_runs(bad)
+
+
+def test_cli_from_runs(table, tmp_path, tiny_db):
+    out = tmp_path / "pred.csv"
+    res = subprocess.run([sys.executable, "-m", "servecast.cli", "estimate", "--from-runs", str(table), "--db", str(tiny_db),
+                          "--out", str(out)], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    assert res.returncode == 0, res.stderr
+    assert "6 rows, 4 predicted" in res.stdout
+    assert out.is_file()
+
+
+def test_cli_single_and_errors(tiny_db):
+    root = Path(__file__).resolve().parents[2]
+    ok = subprocess.run([sys.executable, "-m", "servecast.cli", "estimate", "--model", "Qwen/Qwen3-8B", "--system", "h200_sxm",
+                         "--db", str(tiny_db), "--json", "--concurrency", "8"], capture_output=True, text=True, cwd=root)
+    assert ok.returncode == 0, ok.stderr
+    assert '"ttft_ms"' in ok.stdout and '"breakdown"' in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "servecast.cli", "estimate", "--model", "Qwen/Qwen3-8B", "--system", "h200_sxm",
+                          "--tp", "3"], capture_output=True, text=True, cwd=root)
+    assert bad.returncode != 0 and "not divisible by tp=3" in bad.stdout + bad.stderr
