@@ -63,10 +63,13 @@ def _is_scalar(w: Workload) -> bool:
     return all(np.ndim(getattr(w, f)) == 0 for f in ("isl", "osl", "prefix", "concurrency"))
 
 
-def _infeasible(reason: str, num_gpus: int, memory: MemoryReport | None) -> Estimate:
-    nan = float("nan")
+def _infeasible(reason: str, num_gpus: int, memory: MemoryReport | None, workload: Workload) -> Estimate:
+    """NaN metrics (arrays of the workload's shape when it is vectorised) and the reason."""
+    shape = np.broadcast_shapes(*(np.shape(getattr(workload, f)) for f in ("isl", "osl", "prefix", "concurrency")))
+    nan = float("nan") if not shape else np.full(shape, np.nan)
+    feasible = False if not shape else np.zeros(shape, dtype=bool)
     mem = memory or MemoryReport(0.0, 0.0, 0.0, 0.0, 0.0, 0, False, reason)
-    return Estimate(nan, nan, nan, nan, nan, nan, num_gpus, mem, (), Source.ROOFLINE, False, reason)
+    return Estimate(nan, nan, nan, nan, nan, nan, num_gpus, mem, (), Source.ROOFLINE, feasible, reason)
 
 
 def _worst(ops: tuple[OpTime, ...]) -> Source:
@@ -82,9 +85,9 @@ def estimate(model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, eng
     try:
         sm = StepModel.build(model, system, parallel, engine, view)
     except InfeasibleError as exc:
-        return _infeasible(str(exc), parallel.num_gpus, None)
+        return _infeasible(str(exc), parallel.num_gpus, None, workload)
     if not sm.memory.feasible:
-        return _infeasible(sm.memory.reason, parallel.num_gpus, sm.memory)
+        return _infeasible(sm.memory.reason, parallel.num_gpus, sm.memory, workload)
     r = agg_metrics(sm, workload)
     scalar = _is_scalar(workload)
     return Estimate(
@@ -102,10 +105,10 @@ def estimate_disagg(model: ModelSpec, system: SystemSpec, prefill: WorkerSpec, d
         sp = StepModel.build(model, system, prefill.parallel, prefill.engine, view)
         sd = StepModel.build(model, system, decode.parallel, decode.engine, view)
     except InfeasibleError as exc:
-        return _infeasible(str(exc), 0, None)
+        return _infeasible(str(exc), 0, None, workload)
     for sm, role in ((sp, "prefill"), (sd, "decode")):
         if not sm.memory.feasible:
-            return _infeasible(f"{role} worker: {sm.memory.reason}", 0, sm.memory)
+            return _infeasible(f"{role} worker: {sm.memory.reason}", 0, sm.memory, workload)
     r = disagg_metrics(sp, sd, prefill, decode, workload)
     gpus = r.prefill_workers * prefill.parallel.num_gpus + np.asarray(decode.workers, dtype=np.float64) * decode.parallel.num_gpus
     scalar = _is_scalar(workload)

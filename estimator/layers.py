@@ -130,11 +130,12 @@ class LayerComposer:
             *self._allreduce("tp_allreduce", t, self.tp, n, self.tp_transport),
         ]
 
-    def _moe(self, t) -> list[OpUse]:
+    def _moe(self, t, t_group) -> list[OpUse]:
+        """t: tokens on the busiest attention rank; t_group: tokens entering the MoE across the stage
+        (after the attention-DP gather)."""
         m, n, dp = self.m, self.n_moe, self.p.attn_dp
         if n == 0:
             return []
-        t_group = t * dp  # tokens entering the MoE across the stage (after the attention-DP gather)
         ops = [
             self._gemm("router", Dtype.BF16, t, m.num_experts, m.hidden, n),
             OpUse("moe_experts", MoeCase(dtype=m.moe_quant, hidden=m.hidden, inter=m.moe_inter, topk=m.topk,
@@ -156,9 +157,12 @@ class LayerComposer:
         return ops
 
     # -- one step -------------------------------------------------------------------------------
-    def ops(self, pb, s, p, db, kv) -> list[OpUse]:
+    def ops(self, pb, s, p, db, kv, stage_tokens=None) -> list[OpUse]:
+        """Cases of one step; pb and db are per attention-DP rank (the busiest one). stage_tokens: new
+        tokens of the whole replica (default: every rank as busy as the busiest)."""
         pb, s, p, db, kv = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (pb, s, p, db, kv)))
         t = pb * s + db
+        t_group = t * self.p.attn_dp if stage_tokens is None else np.minimum(np.ravel(stage_tokens), t * self.p.attn_dp)
         m = self.m
         attn = self._mla if m.attention == AttentionKind.MLA else self._gqa
         attn_ops = attn(t, pb, s, p, db, kv)
@@ -167,7 +171,7 @@ class LayerComposer:
         ops = [
             OpUse("embedding", ElementwiseCase(op=ElementwiseOp.EMBEDDING, dtype=Dtype.BF16, hidden=m.hidden, num_tokens=t), 1),
             self._norm(t, self.norms),
-            *attn_ops, *attn_reduce, *self._dense_mlp(t), *self._moe(t),
+            *attn_ops, *attn_reduce, *self._dense_mlp(t), *self._moe(t, t_group),
             self._gemm("lm_head", Dtype.BF16, logits_rows, m.vocab // self.tp, m.hidden, 1),
         ]
         if self.tp > 1:

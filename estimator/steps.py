@@ -85,9 +85,9 @@ class StepModel:
                 out[i] = (ms[lo:hi], src[lo:hi])
         return out
 
-    def _eval(self, pb, s, p, db, kv) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    def _eval(self, pb, s, p, db, kv, stage_tokens) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
         """Flat arrays in; per-point step ms (kernels only) and per-op (ms, source codes) out."""
-        uses = self.composer.ops(pb, s, p, db, kv)
+        uses = self.composer.ops(pb, s, p, db, kv, stage_tokens)
         n = pb.size
         total = np.zeros(n)
         per_op: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -124,8 +124,8 @@ class StepModel:
             if phase == Phase.DECODE and self.parallel.pp > 1:   # pp micro-batches in flight
                 db = np.maximum(np.ceil(db / self.parallel.pp), np.minimum(db, 1.0))
             shapes.append(pb.shape)
-            flat.append([np.ravel(x) for x in (self._per_rank(pb), s, p, self._per_rank(db), kv)])
-        cols = [np.concatenate([f[i] for f in flat]) for i in range(5)]
+            flat.append([np.ravel(x) for x in (self._per_rank(pb), s, p, self._per_rank(db), kv, pb * s + db)])
+        cols = [np.concatenate([f[i] for f in flat]) for i in range(6)]
         total, per_op = self._eval(*cols)
         results, lo = [], 0
         for (phase, *_), shape in zip(requests, shapes):
