@@ -65,8 +65,8 @@ def register(app: typer.Typer) -> None:
         are converted (with sol_ms on the servecast system spec); other tables are skipped and listed.
         Re-running replaces the earlier import's rows.
 
-        Example: pip download --no-deps aiconfigurator-core==0.12.0 -d /tmp/aic &&
-        servecast db import-aic /tmp/aic/aiconfigurator_core-0.12.0-*.whl --out ./aicdb --system h200_sxm
+        Example: servecast db import-aic /tmp/aic/aiconfigurator_core-0.12.0-cp311-abi3-manylinux_2_28_x86_64.whl
+        --out ./aicdb --system h200_sxm   (get the wheel with: pip download --no-deps aiconfigurator-core==0.12.0 -d /tmp/aic)
         """
         import time
 
