@@ -69,7 +69,7 @@ def case_from_stored(kind: OpKind, categoricals: dict[str, object], numeric: dic
 def make_case(kind: OpKind, combo: tuple, numeric: dict[str, np.ndarray]) -> OpCase:
     """Build a case from a group key and lookup-axis arrays (promoted categoricals arrive as arrays;
     flops()/bytes() broadcast over them)."""
-    return case_from_stored(kind, dict(zip(key_fields(kind), combo)), numeric)
+    return case_from_stored(kind, dict(zip(key_fields(kind), combo, strict=True)), numeric)
 
 
 class FamilyTable:
@@ -132,7 +132,7 @@ class FamilyTable:
             if cand == exclude or cand == combo:
                 continue
             d = 0.0
-            for name, a, b in zip(self.cat_fields, combo, cand):
+            for name, a, b in zip(self.cat_fields, combo, cand, strict=True):
                 if isinstance(a, str) or name in _EXACT_INT_FIELDS:
                     if a != b:
                         d = np.inf

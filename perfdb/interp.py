@@ -46,11 +46,11 @@ class GridInterp:
         """raw: (rows, d) axis values; util, latency: (rows,) with util > 0 and latency > 0."""
         self.kind, self.axes = kind, axes
         self.raw_values = [np.unique(raw[:, j]) for j in range(raw.shape[1])]
-        self.coords = [transform_axis(kind, a, v) for a, v in zip(axes, self.raw_values)]
+        self.coords = [transform_axis(kind, a, v) for a, v in zip(axes, self.raw_values, strict=True)]
         self.shape = tuple(len(v) for v in self.raw_values)
         self.row_node = np.ravel_multi_index(
             tuple(np.searchsorted(v, raw[:, j]) for j, v in enumerate(self.raw_values)), self.shape)
-        self.row_util = util
+        self.row_util, self.row_latency = util, latency
         # Several rows on one node (other kernel sources): keep the fastest measured kernel.
         lat = np.full(int(np.prod(self.shape)), np.inf)
         np.minimum.at(lat, self.row_node, latency)
@@ -58,6 +58,7 @@ class GridInterp:
         np.maximum.at(logu, self.row_node, np.log(util))
         self.latency = np.where(np.isfinite(lat), lat, np.nan)
         self.logu = np.where(np.isfinite(logu), logu, np.nan)
+        self.loglat = np.log(self.latency)
         self._neighbours()
 
     def _neighbours(self) -> None:
@@ -85,9 +86,24 @@ class GridInterp:
         out.logu = self.logu.copy()
         out.latency = self.latency.copy()
         out.logu[node] = np.log(self.row_util[others]).max() if others.size else np.nan
-        out.latency[node] = np.nan if not others.size else out.latency[node]
-        out._neighbours()
+        out.latency[node] = self.row_latency[others].min() if others.size else np.nan
+        out.loglat = self.loglat.copy()
+        out.loglat[node] = np.log(out.latency[node])
+        if np.isnan(out.logu[node]):
+            out._neighbours_through(int(node))
         return out
+
+    def _neighbours_through(self, node: int) -> None:
+        """Recompute prev/next only on the d grid lines through `node` (the rest cannot change)."""
+        centre = np.unravel_index(node, self.shape)
+        self.prev, self.next = [p.copy() for p in self.prev], [x.copy() for x in self.next]
+        for j, n in enumerate(self.shape):
+            idx = [np.full(n, c) for c in centre]
+            idx[j] = np.arange(n)
+            flat = np.ravel_multi_index(tuple(idx), self.shape)
+            present = ~np.isnan(self.logu[flat])
+            self.prev[j][flat] = np.maximum.accumulate(np.where(present, np.arange(n), -1))
+            self.next[j][flat] = np.minimum.accumulate(np.where(present, np.arange(n), n)[::-1])[::-1]
 
     def query(self, raw_q: np.ndarray, exact_allowed: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """raw_q: (n, d). Returns (util, measured latency or NaN, Source code) per query."""
@@ -123,24 +139,76 @@ class GridInterp:
         n = lo[0].shape[0]
         active = self._active()
         acc, wsum = np.zeros(n), np.zeros(n)
-        complete = np.ones(n, bool)
+        complete, unbracketed = np.ones(n, bool), np.zeros(n, bool)
         for bits in itertools.product((0, 1), repeat=len(active)):
-            idx = [l.copy() for l in lo]
+            idx = [x.copy() for x in lo]
             w = np.ones(n)
-            for j, b in zip(active, bits):
+            for j, b in zip(active, bits, strict=True):
                 idx[j] = lo[j] + b
                 w = w * (t[j] if b else 1.0 - t[j])
             v = self.logu[np.ravel_multi_index(tuple(idx), self.shape)]
             missing = np.isnan(v) & (w > 0)
+            if missing.any():
+                v[missing], extrap = self._fill([i[missing] for i in idx])
+                unbracketed[np.flatnonzero(missing)[extrap]] = True
+                missing = np.isnan(v) & (w > 0)
             complete &= ~missing
             acc += np.where(np.isnan(v), 0.0, w * np.nan_to_num(v))
             wsum += np.where(np.isnan(v), 0.0, w)
         logu = np.where(complete, acc / np.where(wsum > 0, wsum, 1.0), np.nan)
-        one_sided = np.zeros(n, bool)
+        one_sided = unbracketed & complete
         if not complete.all():
             rows = np.flatnonzero(~complete)
-            logu[rows], one_sided[rows] = self._line_fallback([l[rows] for l in lo], [x[rows] for x in t])
+            logu[rows], one_sided[rows] = self._line_fallback([x[rows] for x in lo], [x[rows] for x in t])
         return np.exp(logu), one_sided
+
+    def _fill(self, idx: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Estimate missing grid nodes (log util) as the median of their neighbour estimates; NaN if none.
+        Second result: True where no axis brackets the node (only planes: an extrapolation).
+
+        Estimates: along each axis, linear between the nearest measured nodes on either side; for
+        each pair of axes and each quadrant, the plane A + B - C through three adjacent nodes. The
+        median discards the estimates that straddle a kernel/tile switch along one axis.
+        """
+        active = self._active()
+        if not active:
+            return np.full(idx[0].shape[0], np.nan), np.zeros(idx[0].shape[0], bool)
+        vals = [self._line_estimate(j, idx) for j in active]
+        bracketed = ~np.all(np.isnan(np.array(vals)), axis=0)
+        for a_i, i in enumerate(active):
+            for j in active[a_i + 1:]:
+                for si, sj in itertools.product((-1, 1), repeat=2):
+                    vals.append(self._plane_estimate(idx, i, j, si, sj))
+        stacked = np.array(vals)
+        found = ~np.all(np.isnan(stacked), axis=0)
+        out = np.full(idx[0].shape[0], np.nan)
+        out[found] = np.nanmedian(stacked[:, found], axis=0)
+        return out, found & ~bracketed
+
+    def _line_estimate(self, j: int, idx: list[np.ndarray]) -> np.ndarray:
+        c = self.coords[j]
+        has_b, has_a = idx[j] >= 1, idx[j] + 1 < len(c)
+        bi, ai = list(idx), list(idx)
+        bi[j], ai[j] = np.maximum(idx[j] - 1, 0), np.minimum(idx[j] + 1, len(c) - 1)
+        below = np.where(has_b, self.prev[j][np.ravel_multi_index(tuple(bi), self.shape)], -1)
+        above = np.where(has_a, self.next[j][np.ravel_multi_index(tuple(ai), self.shape)], len(c))
+        ok = (below >= 0) & (above < len(c))
+        bi[j], ai[j] = np.maximum(below, 0), np.minimum(above, len(c) - 1)
+        vb = self.logu[np.ravel_multi_index(tuple(bi), self.shape)]
+        va = self.logu[np.ravel_multi_index(tuple(ai), self.shape)]
+        span = np.where(ok, c[ai[j]] - c[bi[j]], 1.0)
+        return np.where(ok, vb + (c[idx[j]] - c[bi[j]]) / span * (va - vb), np.nan)
+
+    def _plane_estimate(self, idx: list[np.ndarray], i: int, j: int, si: int, sj: int) -> np.ndarray:
+        ii, jj = idx[i] + si, idx[j] + sj
+        ok = (ii >= 0) & (ii < self.shape[i]) & (jj >= 0) & (jj < self.shape[j])
+        a, b = list(idx), list(idx)
+        a[i] = np.clip(ii, 0, self.shape[i] - 1)
+        b[j] = np.clip(jj, 0, self.shape[j] - 1)
+        c = list(idx)
+        c[i], c[j] = a[i], b[j]
+        va, vb, vc = (self.logu[np.ravel_multi_index(tuple(x), self.shape)] for x in (a, b, c))
+        return np.where(ok, va + vb - vc, np.nan)
 
     def _line_fallback(self, lo: list[np.ndarray], t: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Per-axis interpolation along grid lines, skipping missing nodes; see the module docstring."""
@@ -165,12 +233,12 @@ class GridInterp:
         others = [i for i in active if i != j]
         q = c[lo[j]] + t[j] * (c[np.minimum(lo[j] + 1, len(c) - 1)] - c[lo[j]])
         acc, wsum, width_acc, rough_acc = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
-        loglat = np.log(self.latency)
+        loglat = self.loglat
         any_two_sided = np.zeros(n, bool)
         for bits in itertools.product((0, 1), repeat=len(others)):
-            base = [l.copy() for l in lo]
+            base = [x.copy() for x in lo]
             w = np.ones(n)
-            for i, b in zip(others, bits):
+            for i, b in zip(others, bits, strict=True):
                 base[i] = lo[i] + b
                 w = w * (t[i] if b else 1.0 - t[i])
             below_idx = list(base)

@@ -129,8 +129,8 @@ class DbView:
         return ms, code
 
     def roofline_ms(self, case: OpCase, sol: np.ndarray) -> np.ndarray:
-        util = np.asarray(self.db.curves().util(self.system.name, case.KIND, case.dtype, sol), dtype=np.float64)
-        return sol / np.clip(util, 1e-3, 1.0)
+        util = np.asarray(self.db.curves().util_for(self.system.name, case, sol, self.backend), dtype=np.float64)
+        return sol / np.clip(util, 1e-9, 1.0)   # the curves bound util themselves; this only guards a zero
 
 
 class PerfDB:

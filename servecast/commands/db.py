@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 app = typer.Typer(help="Inspect, validate, compact and import performance databases.", no_args_is_help=True)
 
 DB_HELP = "Database directory (default: the bundled database shipped with servecast)."
+DbOpt = Annotated[Path | None, typer.Option("--db", help=DB_HELP)]
 
 
 def _root(db: Path | None) -> Path:
@@ -62,7 +64,7 @@ def systems() -> None:
 
 
 @app.command("info")
-def info(db: Path = typer.Option(None, "--db", help=DB_HELP)) -> None:
+def info(db: DbOpt = None) -> None:
     """Summarise a database: versions, tables, rows, efficiency curves, leftover temp files.
 
     Example: servecast db info --db /tmp/aicdb
@@ -83,11 +85,11 @@ def info(db: Path = typer.Option(None, "--db", help=DB_HELP)) -> None:
 
 
 @app.command("ls")
-def ls(db: Path = typer.Option(None, "--db", help=DB_HELP),
-       system: str = typer.Option(None, help="Only this system, e.g. h200_sxm."),
-       backend: str = typer.Option(None, help="Only this backend: trtllm, sglang, vllm, torch."),
-       version: str = typer.Option(None, help="Only this backend version."),
-       op: str = typer.Option(None, help="Only this op family, e.g. gemm.")) -> None:
+def ls(db: DbOpt = None,
+       system: Annotated[str | None, typer.Option("--system", help="Only this system, e.g. h200_sxm.")] = None,
+       backend: Annotated[str | None, typer.Option("--backend", help="Only this backend: trtllm, sglang, vllm, torch.")] = None,
+       version: Annotated[str | None, typer.Option("--version", help="Only this backend version.")] = None,
+       op: Annotated[str | None, typer.Option("--op", help="Only this op family, e.g. gemm.")] = None) -> None:
     """List tables: one line per (system, backend, version, op family) with rows, shards and size.
 
     Example: servecast db ls --db /tmp/aicdb --system h200_sxm --op gemm
@@ -105,15 +107,15 @@ def ls(db: Path = typer.Option(None, "--db", help=DB_HELP),
 
 
 @app.command("query")
-def query(db: Path = typer.Option(None, "--db", help=DB_HELP),
-          where: list[str] = typer.Option([], "--where", "-w",
+def query(db: DbOpt = None,
+          where: Annotated[list[str] | None, typer.Option("--where", "-w",
                                           help="Filter COLUMN OP VALUE (OP: = != >= <= > <; '=' takes a comma "
-                                               "list). Repeat to AND. op=<family> selects op families."),
-          op: str = typer.Option(None, help="Op family (same as --where op=FAMILY)."),
-          columns: str = typer.Option(None, help="Comma-separated columns to keep."),
-          limit: int = typer.Option(None, help="At most this many rows."),
-          fmt: str = typer.Option("table", "--format", help="table, csv, json or parquet (parquet needs --out)."),
-          out: Path = typer.Option(None, "--out", help="Write to this file (atomically) instead of the terminal.")) -> None:
+                                               "list). Repeat to AND. op=<family> selects op families.")] = None,
+          op: Annotated[str | None, typer.Option("--op", help="Op family (same as --where op=FAMILY).")] = None,
+          columns: Annotated[str | None, typer.Option("--columns", help="Comma-separated columns to keep.")] = None,
+          limit: Annotated[int | None, typer.Option("--limit", help="At most this many rows.")] = None,
+          fmt: Annotated[str, typer.Option("--format", help="table, csv, json or parquet (parquet needs --out).")] = "table",
+          out: Annotated[Path | None, typer.Option("--out", help="Write to this file (atomically) instead of the terminal.")] = None) -> None:
     """Query rows with filters; print a table or write CSV / JSON / Parquet.
 
     Example: servecast db query --db /tmp/aicdb --where op=gemm --where dtype=fp8 --where m>=128 --format csv --out fp8.csv
@@ -121,11 +123,12 @@ def query(db: Path = typer.Option(None, "--db", help=DB_HELP),
     import sys
 
     from perfdb.errors import InputError
-    from perfdb.query import Filter, Format, query as run_query, render_bytes, write_result
+    from perfdb.query import Filter, Format, render_bytes, write_result
+    from perfdb.query import query as run_query
     from perfdb.types import parse_enum
 
     form = parse_enum(Format, fmt, "--format")
-    filters = [Filter.parse(w) for w in where]
+    filters = [Filter.parse(w) for w in where or []]
     cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     result = run_query(_root(db), filters, _op(op), cols, limit)
     if out is not None:
@@ -154,10 +157,10 @@ def _print_table(result, shown: int = 50) -> None:
 
 
 @app.command("validate")
-def validate(db: Path = typer.Option(None, "--db", help=DB_HELP),
-             system: str = typer.Option(None, help="Only this system."),
-             op: str = typer.Option(None, help="Only this op family."),
-             show: int = typer.Option(20, help="Rejected rows to print (all are counted).")) -> None:
+def validate(db: DbOpt = None,
+             system: Annotated[str | None, typer.Option("--system", help="Only this system.")] = None,
+             op: Annotated[str | None, typer.Option("--op", help="Only this op family.")] = None,
+             show: Annotated[int, typer.Option("--show", help="Rejected rows to print (all are counted).")] = 20) -> None:
     """Check schemas and REFERENCE.md sanity bounds; list rejected rows and why. Exit 1 when any.
 
     Example: servecast db validate --db /tmp/aicdb --system h200_sxm
@@ -179,9 +182,9 @@ def validate(db: Path = typer.Option(None, "--db", help=DB_HELP),
 
 
 @app.command("compact")
-def compact(db: Path = typer.Option(..., "--db", help="Database directory (the bundled one is read-only)."),
-            system: str = typer.Option(None, help="Only this system."),
-            op: str = typer.Option(None, help="Only this op family.")) -> None:
+def compact(db: Annotated[Path, typer.Option("--db", help="Database directory (the bundled one is read-only).")],
+            system: Annotated[str | None, typer.Option("--system", help="Only this system.")] = None,
+            op: Annotated[str | None, typer.Option("--op", help="Only this op family.")] = None) -> None:
     """Merge each table's shards into one and drop duplicate cases (newest collected_at wins).
 
     Example: servecast db compact --db ./mydb
@@ -197,13 +200,13 @@ def compact(db: Path = typer.Option(..., "--db", help="Database directory (the b
 
 
 @app.command("check-interp")
-def check_interp(db: Path = typer.Option(None, "--db", help=DB_HELP),
-                 op: str = typer.Option(..., help="Op family, e.g. gemm, attention_prefill, attention_decode."),
-                 system: str = typer.Option(..., help="System, e.g. h200_sxm."),
-                 backend: str = typer.Option(..., help="Backend: trtllm, sglang, vllm, torch."),
-                 version: str = typer.Option(None, help="Backend version (default: the newest)."),
-                 sample: int = typer.Option(2000, help="Rows to predict, drawn at random (seeded)."),
-                 seed: int = typer.Option(0, help="Sampling seed.")) -> None:
+def check_interp(op: Annotated[str, typer.Option("--op", help="Op family, e.g. gemm, attention_prefill, attention_decode.")],
+                 system: Annotated[str, typer.Option("--system", help="System, e.g. h200_sxm.")],
+                 backend: Annotated[str, typer.Option("--backend", help="Backend: trtllm, sglang, vllm, torch.")],
+                 db: DbOpt = None,
+                 version: Annotated[str | None, typer.Option("--version", help="Backend version (default: the newest).")] = None,
+                 sample: Annotated[int, typer.Option("--sample", help="Rows to predict, drawn at random (seeded).")] = 2000,
+                 seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0) -> None:
     """Leave-one-out accuracy of the lookup ladder: predict stored rows from the others.
 
     Example: servecast db check-interp --db /tmp/aicdb --op gemm --system h200_sxm --backend trtllm

@@ -2,8 +2,8 @@ import datetime as dt
 import shutil
 
 import pyarrow as pa
-
 from fixtures.tinydb import family_table
+
 from perfdb.compact import compact_db, compact_table
 from perfdb.storage import TableKey, init_db, read_table, shard_paths, write_shard
 from perfdb.types import Backend, OpKind

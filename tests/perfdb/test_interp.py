@@ -48,8 +48,20 @@ def test_exact_nodes_and_sparse_grid_fallback():
     gi = GridInterp(OpKind.ATTENTION_DECODE, ("batch", "kv_len"), raw, util, np.array([1.0, 2.0, 3.0]))
     got, measured, code = gi.query(np.array([[4.0, 1.0], [2.0, 2.0], [16.0, 1.0]]))
     assert measured[0] == 3.0 and code[0] == Source.MEASURED.code
-    assert np.isfinite(got[1]) and 0.1 < got[1] < 0.4 and code[1] == Source.INTERPOLATED.code
+    # The missing corner is only reachable through the plane of the other three: labelled extrapolated.
+    assert np.isfinite(got[1]) and 0.1 < got[1] < 0.8 and code[1] == Source.EXTRAPOLATED.code
     assert got[2] == pytest.approx(0.4) and code[2] == Source.EXTRAPOLATED.code
+
+
+def test_a_missing_inner_node_is_interpolated_from_its_neighbours():
+    b, s = np.meshgrid([1.0, 2.0, 4.0], [1.0, 2.0, 4.0], indexing="ij")
+    raw = np.stack([b.ravel(), s.ravel()], axis=1)
+    util = 0.1 * raw[:, 0] * raw[:, 1]              # log util is planar in log axes
+    keep = ~((raw[:, 0] == 2.0) & (raw[:, 1] == 2.0))
+    gi = GridInterp(OpKind.ATTENTION_DECODE, ("batch", "kv_len"), raw[keep], util[keep], np.ones(keep.sum()))
+    got, measured, code = gi.query(np.array([[2.0, 2.0], [1.5, 3.0]]))
+    assert got == pytest.approx([0.4, 0.45], rel=1e-9)
+    assert (code == Source.INTERPOLATED.code).all() and np.isnan(measured).all()
 
 
 def test_axis_transforms():

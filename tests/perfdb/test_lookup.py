@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from fixtures.tinydb import build, family_table
+
 from perfdb.errors import DataError, NotFoundError
 from perfdb.lookup import PerfDB, version_sort_key
 from perfdb.ops import AttentionDecodeCase, AttentionPrefillCase, GemmCase, MoeCase

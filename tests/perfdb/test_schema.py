@@ -1,7 +1,7 @@
 import pyarrow as pa
 import pytest
-
 from fixtures.tinydb import family_table
+
 from perfdb.errors import DataError
 from perfdb.schema import PROVENANCE_COLUMNS, SCHEMAS, STAT_COLUMNS, case_key, conform, key_columns
 from perfdb.types import OpKind

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from fixtures.tinydb import family_table
+
 from perfdb.errors import DataError, NotFoundError
 from perfdb.storage import TableKey, init_db, list_tables, read_table, require_db, shard_paths, write_shard
 from perfdb.types import Backend, OpKind
