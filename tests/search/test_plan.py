@@ -103,8 +103,8 @@ def test_unknown_version_model_and_system_are_not_found():
 
 
 def test_all_backends_are_ranked_in_one_run():
-    r = plan(replace(QWEN, backends=(Backend.TRTLLM, Backend.SGLANG, Backend.VLLM), mode=Mode.AGG, top_n=3),
-             PerfDB(None))
+    r = plan(replace(QWEN, backends=(Backend.TRTLLM, Backend.SGLANG, Backend.VLLM), mode=Mode.AGG, top_n=3,
+                     sla=Sla(2000, 40.0)), PerfDB(None))
     assert set(np.unique(r.points["backend"]).tolist()) == {BACKENDS.index(b) for b in
                                                            (Backend.TRTLLM, Backend.SGLANG, Backend.VLLM)}
     assert set(r.per_backend) == {Backend.TRTLLM, Backend.SGLANG, Backend.VLLM}
