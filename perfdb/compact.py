@@ -58,7 +58,7 @@ def compact_table(root: Path, key: TableKey) -> CompactResult:
     parts = []
     for path in paths:
         try:
-            parts.append(conform(key.op, pq.read_table(path)))
+            parts.append(conform(key.op, pq.ParquetFile(path).read()))
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(f"corrupt Parquet shard {path}: {exc}; move it aside and compact again") from None
     table = pa.concat_tables(parts) if parts else None

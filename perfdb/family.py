@@ -20,6 +20,7 @@ from functools import cache
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from perfdb.interp import GridInterp
 from perfdb.ops import OP_CASES, OpCase
@@ -72,20 +73,60 @@ def make_case(kind: OpKind, combo: tuple, numeric: dict[str, np.ndarray]) -> OpC
     return case_from_stored(kind, dict(zip(key_fields(kind), combo, strict=True)), numeric)
 
 
+def column_array(table: pa.Table, name: str) -> np.ndarray:
+    """A numeric column as float64 numpy, straight from the Arrow buffers.
+
+    pyarrow's to_numpy() imports pandas (0.5-3 s), which the lookup on the `servecast plan` path
+    must not pay; required shape/latency columns have no nulls, so the data buffer is the array.
+    """
+    column = table.column(name)
+    parts = []
+    for chunk in column.chunks:
+        if chunk.null_count or not (pa.types.is_integer(chunk.type) or pa.types.is_floating(chunk.type)):
+            parts.append(np.asarray(chunk.to_pylist(), dtype=np.float64))
+            continue
+        data = np.frombuffer(chunk.buffers()[1], dtype=np.dtype(chunk.type.to_pandas_dtype()),
+                             count=len(chunk) + chunk.offset)
+        parts.append(data[chunk.offset:].astype(np.float64))
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+def group_rows(table: pa.Table, fields: tuple[str, ...]) -> dict[tuple, np.ndarray]:
+    """Row indices of each distinct combination of `fields` (stored values as keys), pandas-free."""
+    n = table.num_rows
+    if n == 0:
+        return {}
+    codes, levels = [], []
+    for name in fields:
+        column = table.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            encoded = pc.dictionary_encode(column.combine_chunks())
+            ind = encoded.indices
+            codes.append(np.frombuffer(ind.buffers()[1], dtype=np.int32, count=len(ind) + ind.offset)[ind.offset:])
+            levels.append(encoded.dictionary.to_pylist())
+        else:
+            values, inverse = np.unique(column_array(table, name).astype(np.int64), return_inverse=True)
+            codes.append(inverse)
+            levels.append([int(v) for v in values])
+    if not codes:
+        return {(): np.arange(n)}
+    uniq, inverse = np.unique(np.stack(codes, axis=1).astype(np.int64), axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
+    return {tuple(levels[j][uniq[g, j]] for j in range(len(fields))): order[bounds[g]:bounds[g + 1]]
+            for g in range(len(uniq))}
+
+
 class FamilyTable:
     """Rows of one op family, grouped by their categorical combination."""
 
     def __init__(self, kind: OpKind, table: pa.Table, system: SystemSpec, version: str):
         self.kind, self.system, self.version = kind, system, version
         self.cat_fields, self.axes = key_fields(kind), lookup_axes(kind)
-        self.latency = table.column("latency_ms").to_numpy().astype(np.float64)
-        self.raw = np.stack([table.column(a).to_numpy().astype(np.float64) for a in self.axes], axis=1)
-        indexed = table.select(list(self.cat_fields)).append_column("_row", pa.array(np.arange(table.num_rows)))
-        grouped = indexed.group_by(list(self.cat_fields), use_threads=False).aggregate([("_row", "list")])
-        cols = [grouped.column(f).to_pylist() for f in self.cat_fields]
-        rows = grouped.column("_row_list").to_pylist()
-        self.groups: dict[tuple, np.ndarray] = {tuple(c[i] for c in cols): np.asarray(rows[i], dtype=np.int64)
-                                                for i in range(grouped.num_rows)}
+        self.latency = column_array(table, "latency_ms")
+        self.raw = np.stack([column_array(table, a) for a in self.axes], axis=1).reshape(table.num_rows, len(self.axes))
+        self.groups: dict[tuple, np.ndarray] = group_rows(table, self.cat_fields)
         self._interps: dict[tuple, GridInterp | None] = {}
         self._nearest: dict[tuple, tuple | None] = {}
 

@@ -83,14 +83,18 @@ def shard_paths(root: Path, key: TableKey) -> list[Path]:
 
 
 def read_table(root: Path, key: TableKey) -> pa.Table:
-    """All shards of one table, conformed to the schema; a corrupt shard is a DataError naming it."""
+    """All shards of one table, conformed to the schema; a corrupt shard is a DataError naming it.
+
+    ParquetFile.read, not pq.read_table: the latter imports pyarrow.dataset and with it pandas
+    (0.5-3 s), which the lookup on the `servecast plan` path must not pay.
+    """
     paths = shard_paths(root, key)
     if not paths:
         raise NotFoundError(f"no {key.op.value} table for {key.system}/{key.backend.value}/{key.version} in {root}")
     parts = []
     for path in paths:
         try:
-            parts.append(conform(key.op, pq.read_table(path)))
+            parts.append(conform(key.op, pq.ParquetFile(path).read()))
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(f"corrupt Parquet shard {path}: {exc}") from None
     return pa.concat_tables(parts)

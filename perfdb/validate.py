@@ -55,7 +55,7 @@ class ValidationReport:
 
 def _read(path: Path, kind: OpKind) -> pa.Table:
     try:
-        return conform(kind, pq.read_table(path))
+        return conform(kind, pq.ParquetFile(path).read())
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"not readable Parquet: {exc}") from None
 
