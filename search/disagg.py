@@ -104,6 +104,10 @@ def _kv_table(prefill, decode, pi, di, kv_ms) -> np.ndarray:
     return np.array([[val[(int(a), int(b))] for b in dc] for a in pc], dtype=np.float64)
 
 
+def _attr(cfgs: list, attr: str) -> np.ndarray:
+    return np.array([getattr(c, attr) for c in cfgs], dtype=np.int64)
+
+
 def closed_loop_rate(n, t0, service, mu):
     """Requests per ms of the closed loop (see the module docstring); arrays broadcast."""
     a = mu * (service - 2.0 * t0)
@@ -157,6 +161,6 @@ def _compose_group(prefill, decode, pi, di, x, y, kv_ms, wl, backend_code, prefi
         feasible=pcol(prefill.feasible) & dcol(decode.feasible),
     )
     for name, attr in (("tp", "tp"), ("pp", "pp"), ("dp", "attn_dp"), ("moe_tp", "moe_tp"), ("moe_ep", "moe_ep")):
-        cols[f"p_{name}"] = pcol(np.array([getattr(prefill_cfgs[int(i)], attr) for i in prefill.cfg], dtype=np.int64))
-        cols[f"d_{name}"] = dcol(np.array([getattr(decode_cfgs[int(i)], attr) for i in decode.cfg], dtype=np.int64))
+        cols[f"p_{name}"] = pcol(_attr(prefill_cfgs, attr)[prefill.cfg.astype(np.int64)])
+        cols[f"d_{name}"] = dcol(_attr(decode_cfgs, attr)[decode.cfg.astype(np.int64)])
     return PointTable.block(P * D * W, **cols)

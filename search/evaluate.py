@@ -155,11 +155,14 @@ def prefill_workers(ctx: Context, configs: list[ParallelConfig]) -> WorkerPoints
     """Prefill candidates: every parallelism x prefill batch (requests per forward)."""
     parts = []
     tokens = max(PREFILL_TOKEN_BUDGET, ctx.new_tokens)
+    batches = prefill_batches(ctx.new_tokens, tokens)
     for i, p in enumerate(configs):
+        if p.attn_dp > batches.max():
+            continue   # attention-DP ranks with no request of their own: idle GPUs, never better
         sm = ctx.step_model(p, tokens)
         if sm is None:
             continue
-        pb = prefill_batches(ctx.new_tokens, tokens).astype(np.float64)
+        pb = batches[batches >= p.attn_dp].astype(np.float64)
         res = sm.step(Phase.PREFILL, pb, ctx.new_tokens, ctx.prefix, 0, 0)
         cap_tokens = sm.memory.kv_capacity_tokens
         parts.append(dict(cfg=np.full(len(pb), i), gpus=np.full(len(pb), p.num_gpus), batch=pb.astype(np.int64),

@@ -145,19 +145,25 @@ def _confirm(points: PointTable, ranking: Ranking, req: PlanRequest, contexts: d
         top[mode] = tuple(kept)
     best = [cs[0] for cs in top.values() if cs]
     winner = max(best, key=lambda c: (c.metrics.tokens_per_s_per_gpu, c.mode == Mode.AGG)) if best else None
-    per_backend: dict[Backend, Candidate] = {}
-    if len(req.backends) > 1:
-        for cs in top.values():
-            for c in cs:
-                cur = per_backend.get(c.backend)
-                if cur is None or c.metrics.tokens_per_s_per_gpu > cur.metrics.tokens_per_s_per_gpu:
-                    per_backend[c.backend] = c
-        for b in req.backends:   # a backend with nothing in the top-N still gets its best row
-            if b not in per_backend:
-                rows = np.flatnonzero(points["meets_sla"] & (points["backend"] == BACKENDS.index(b)))
-                if len(rows):
-                    row = int(rows[np.argmax(points["tokens_per_s_per_gpu"][rows])])
-                    c = recheck(points.candidate(row, versions[b]), contexts[b], req.sla)
-                    if c is not None:
-                        per_backend[b] = c
+    per_backend = _per_backend(points, top, req, contexts, versions) if len(req.backends) > 1 else {}
     return top, winner, per_backend
+
+
+def _per_backend(points: PointTable, top: dict, req: PlanRequest, contexts: dict, versions: dict) -> dict:
+    """The best SLA-meeting candidate of each backend (for --backend all)."""
+    out: dict[Backend, Candidate] = {}
+    for cs in top.values():
+        for c in cs:
+            cur = out.get(c.backend)
+            if cur is None or c.metrics.tokens_per_s_per_gpu > cur.metrics.tokens_per_s_per_gpu:
+                out[c.backend] = c
+    for b in req.backends:   # a backend with nothing in the top-N still gets its best row
+        if b in out:
+            continue
+        rows = np.flatnonzero(points["meets_sla"] & (points["backend"] == BACKENDS.index(b)))
+        if len(rows):
+            row = int(rows[np.argmax(points["tokens_per_s_per_gpu"][rows])])
+            c = recheck(points.candidate(row, versions[b]), contexts[b], req.sla)
+            if c is not None:
+                out[b] = c
+    return out

@@ -26,13 +26,18 @@ def ranked(points: PointTable, mask: np.ndarray) -> np.ndarray:
 
 
 def top_shapes(points: PointTable, mask: np.ndarray, n: int) -> tuple[int, ...]:
-    """The best row of each of the n best shapes among `mask`."""
+    """The best row of each of the n best shapes among `mask` (walks the ranking until n shapes)."""
     rows = ranked(points, mask)
-    if not len(rows):
-        return ()
-    keys = np.stack([points[c][rows] for c in _SHAPE], axis=1)
-    _, first = np.unique(keys, axis=0, return_index=True)
-    return tuple(int(r) for r in rows[np.sort(first)][:n])
+    cols = [points[c] for c in _SHAPE]
+    seen, out = set(), []
+    for r in rows:
+        key = tuple(int(c[r]) for c in cols)
+        if key not in seen:
+            seen.add(key)
+            out.append(int(r))
+            if len(out) == n:
+                break
+    return tuple(out)
 
 
 @dataclass(frozen=True)
