@@ -1,7 +1,10 @@
 """The discrete-event loop: clients, routers and pools of workers, advanced one engine iteration at a time.
 
-Events are step ends (one per worker iteration or decode run), open-loop arrivals and, in
-disaggregated deployments, KV-transfer completions. Closed-loop clients send their next request at
+Events are step ends (one per worker iteration or decode run), open-loop arrivals, a request's entry
+into the engine after the frontend delay and, in disaggregated deployments, KV-transfer completions.
+The frontend delay is the step model's `resolved.ttft_overhead_ms` (HTTP, tokenisation, detokenised
+streaming: per-request time no kernel contains; 0 for models without it): it adds to TTFT and latency,
+not to TPOT, and a closed-loop client waits for it like any other part of its request. Closed-loop clients send their next request at
 the instant the previous one finishes (aiperf --concurrency); a new request is routed at once and
 may truncate the target worker's decode run at its next step boundary.
 """
@@ -20,7 +23,7 @@ from estimator.sim.types import LoadSpec, Mode, Pool, RoutePolicy, SimDeployment
 from estimator.sim.worker import Requests, Role, Worker
 from perfdb.errors import InfeasibleError, InputError
 
-STEP_END, ARRIVAL, KV_READY = 0, 1, 2
+STEP_END, ARRIVAL, KV_READY, ENTER = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,9 @@ def _limits(steps: StepTimes, pool: Pool, policy: SchedulerPolicy) -> tuple[int,
     """(max requests in flight, max tokens per step) of one worker: the pool's override, else the
     step model's resolved engine defaults (estimator.engine), else the policy's."""
     resolved = getattr(steps, "resolved", None)
-    batch = pool.max_batch or (resolved.max_batch_size * pool.parallel.attn_dp if resolved else policy.default_max_batch)
-    tokens = pool.max_num_tokens or (resolved.max_num_tokens if resolved else policy.default_max_tokens)
+    engine_batch = getattr(resolved, "max_batch_size", None)
+    batch = pool.max_batch or (engine_batch * pool.parallel.attn_dp if engine_batch else policy.default_max_batch)
+    tokens = pool.max_num_tokens or getattr(resolved, "max_num_tokens", None) or policy.default_max_tokens
     return int(batch), int(tokens)
 
 
@@ -86,6 +90,9 @@ class _Sim:
             self.entry = self._pool(steps.prefill, dep.prefill, Role.PREFILL, policy, dep.router, None)
             self.decode = self._pool(steps.decode, dep.decode, Role.DECODE, policy, dep.router, concurrency)
             self.transfer = self.entry.workers[0].table
+        entry_steps = steps if dep.mode is Mode.AGG else steps.prefill
+        resolved = getattr(entry_steps, "resolved", None)
+        self.frontend_s = float(getattr(resolved, "ttft_overhead_ms", 0.0) or 0.0) / 1e3
         self.heap: list = []
         self.seq = 0
         self.prefill_done = [0.0] * self.n
@@ -113,6 +120,12 @@ class _Sim:
 
     def _send(self, rid: int, t: float) -> None:
         self.reqs.send[rid] = t
+        if self.frontend_s:
+            self._push(t + self.frontend_s, ENTER, rid)
+        else:
+            self._enter(rid, t)
+
+    def _enter(self, rid: int, t: float) -> None:
         w = self.entry.pick()
         if w.enqueue(rid, t):
             self._push(w.end, STEP_END, w, w.version)
@@ -132,6 +145,9 @@ class _Sim:
             t, _, kind, ref, version = heapq.heappop(heap)
             if kind == ARRIVAL:
                 self._send(ref, t)
+                continue
+            if kind == ENTER:
+                self._enter(ref, t)
                 continue
             if kind == KV_READY:
                 self._kv_ready(ref, t, finished)

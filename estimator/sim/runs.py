@@ -81,7 +81,8 @@ def simulate_runs(rows: list[RunRow], db: PerfDB, requests_per_client: int = 10,
         r0 = group[0]
         try:
             backend = Backend(r0.backend)
-            model, system = _model_for(r0), load_system(r0.system)
+            system = load_system(r0.system)
+            model = _model_for(r0, system)
             view = db.view(r0.system, backend, pick_version(db, r0.system, backend, r0.backend_version))
         except (ServecastError, ValueError) as exc:
             out.update((r.id, _failed(r, exc)) for r in group)

@@ -90,3 +90,24 @@ def test_open_loop_below_capacity_has_no_queueing_and_above_it_queues():
     heavy_short = simulate(MODEL, dep, LoadSpec.open(200.0, 1000, 20, 200), seed=1)
     heavy_long = simulate(MODEL, dep, LoadSpec.open(200.0, 1000, 20, 800), seed=1)
     assert heavy_long.ttft.mean > 2 * heavy_short.ttft.mean > 4 * light.ttft.mean   # the queue keeps growing
+
+
+def test_frontend_overhead_delays_first_token_not_tokens_after_it():
+    """A step model's resolved.ttft_overhead_ms (per-request time outside the engine) adds to TTFT and
+    latency, leaves TPOT alone, and a closed-loop client waits for it."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Resolved:
+        ttft_overhead_ms: float
+
+    class WithFrontend(AnalyticStepModel):
+        resolved = Resolved(100.0)
+
+    fe = WithFrontend(**{k: getattr(MODEL, k) for k in MODEL.__dataclass_fields__})
+    dep = SimDeployment.aggregated(Backend.VLLM, TP2)
+    base = simulate(MODEL, dep, LoadSpec.closed(1, 1000, 50, 10))
+    slow = simulate(fe, dep, LoadSpec.closed(1, 1000, 50, 10))
+    assert slow.ttft.mean == pytest.approx(base.ttft.mean + 100.0, rel=1e-9)
+    assert slow.tpot.mean == pytest.approx(base.tpot.mean, rel=1e-9)
+    assert slow.duration_s == pytest.approx(base.duration_s + 10 * 0.1, rel=1e-9)

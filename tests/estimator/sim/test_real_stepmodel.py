@@ -27,7 +27,8 @@ def step_model(tiny_db):
 def test_concurrency_one_matches_the_step_model(step_model):
     isl, osl = 2000, 64
     r = simulate(step_model, SimDeployment.aggregated(Backend.TRTLLM, TP2), LoadSpec.closed(1, isl, osl, 8))
-    assert r.ttft.p50 == pytest.approx(float(step_model.prefill_ms(1, isl, 0)), rel=1e-9)
+    frontend = step_model.resolved.ttft_overhead_ms   # per-request time outside the engine's steps
+    assert r.ttft.p50 == pytest.approx(float(step_model.prefill_ms(1, isl, 0)) + frontend, rel=1e-9)
     expected = float(step_model.decode_ms(1, isl + np.arange(osl - 1)).mean())
     assert r.tpot.mean == pytest.approx(expected, rel=5e-3)   # decode priced from a 64-point KV grid
 
@@ -44,7 +45,8 @@ def test_load_raises_ttft_and_throughput(step_model):
 def test_disagg_on_the_real_model(step_model):
     dep = SimDeployment(Backend.TRTLLM, prefill=Pool(TP2, 1), decode=Pool(TP2, 1))
     r = simulate(RoleSteps(step_model, step_model), dep, LoadSpec.closed(1, 1000, 20, 4))
-    expected = float(step_model.prefill_ms(1, 1000, 0)) + float(step_model.kv_transfer_ms(1000, TP2, False))
+    expected = (float(step_model.prefill_ms(1, 1000, 0)) + float(step_model.kv_transfer_ms(1000, TP2, False))
+                + step_model.resolved.ttft_overhead_ms)
     assert r.ttft.mean == pytest.approx(expected, rel=1e-6)
 
 
