@@ -186,11 +186,14 @@ def run_cmd(
     ray: Optional[str] = typer.Option(None, help="Ray cluster address ('auto', 'ray://host:10001', 'local'): one task per GPU."),
     quiet: bool = typer.Option(False, help="No progress bar."),
     shard_rows: int = typer.Option(8, help="Cases per shard: a killed run re-measures at most this many."),
+    adaptive: bool = typer.Option(False, help="Measure a coarse grid, then refine where interpolation is worst."),
+    max_fraction: float = typer.Option(0.10, help="--adaptive: stop each group after this fraction of its cases."),
 ) -> None:
     """Measure every planned case that is not yet in the database; safe to interrupt and re-run.
 
     Example: servecast collect run --backend torch --device cpu --ops gemm --db ./mydb --budget-minutes 1
     Example (GPU node): servecast collect run --db ./perfdb --ops gemm,attention_decode --budget-minutes 60
+    Example (adaptive): servecast collect run --db ./perfdb --ops gemm --adaptive --max-fraction 0.1
     Example (comm, 8 GPUs): torchrun --nproc-per-node 8 -m servecast.cli collect run --ops comm --db ./perfdb
     """
     from rich.console import Console
@@ -204,7 +207,11 @@ def run_cmd(
         raise InputError("communication cases run alone under torchrun (--ops comm with WORLD_SIZE >= 2); "
                          f"got ops {','.join(k.value for k in kinds)} with world size {dist.world_size if dist else 1}")
     console = Console(stderr=True)
-    if ray:
+    if adaptive and (ray or dist):
+        raise InputError("--adaptive runs on one device; drop --ray / torchrun, or drop --adaptive")
+    if adaptive:
+        summary = _run_adaptive(plan, db, session, budget_minutes, max_fraction)
+    elif ray:
         summary = _run_ray(ray, plan, db, session, budget_minutes, retry_failed)
     elif dist:
         summary = _run_dist(dist, plan, db, session, budget_minutes, retry_failed)
@@ -237,6 +244,14 @@ def _run_local(plan, db, session, budget_minutes, retry_failed, quiet, console, 
             bar.update(task, total=p.total, completed=p.done, last=escape(f"{p.failed} failed | {p.last}"))
 
         return runner.run(list(plan.cases), db, session, budget_s, retry_failed, shard_rows, on_progress=on_progress)
+
+
+def _run_adaptive(plan, db, session, budget_minutes, max_fraction):
+    from collectors.adaptive import AdaptiveConfig
+    from collectors.adaptive_run import run_adaptive
+
+    return run_adaptive(list(plan.cases), db, session, AdaptiveConfig(max_fraction=max_fraction),
+                        budget_minutes * 60 if budget_minutes else None)
 
 
 def _run_dist(dist, plan, db, session, budget_minutes, retry_failed):

@@ -1,0 +1,74 @@
+"""Adaptive collection on a real device: the sampler of collectors/adaptive.py drives the runner.
+
+Cases are grouped by op family and categorical combination; each group's points are the sampler's
+candidates. Every round's asked points go through the ordinary runner (atomic shards, failures
+recorded, already-measured cases skipped) and their latencies are read back from the database, so a
+killed adaptive run re-traces the same rounds from the stored rows and measures only what is missing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from collectors import runner
+from collectors.adaptive import AdaptiveConfig, AdaptiveSampler, util_predictor
+from collectors.cases import key
+from collectors.session import Session
+from perfdb.errors import NotFoundError
+from perfdb.ops import OpCase
+from perfdb.roofline import sol_ms
+from perfdb.schema import key_columns
+from perfdb.storage import TableKey, read_table
+
+
+def _groups(cases: list[OpCase]) -> list[list[OpCase]]:
+    out: dict[tuple, list[OpCase]] = {}
+    for c in cases:
+        out.setdefault((c.KIND, tuple(c.categoricals().items())), []).append(c)
+    return list(out.values())
+
+
+def _stored_latency(root: Path, s: Session, kind) -> dict[tuple, float]:
+    try:
+        t = read_table(root, TableKey(s.prov.system, s.prov.backend, s.prov.backend_version, kind))
+    except NotFoundError:
+        return {}
+    cols = [t.column(c).to_pylist() for c in key_columns(kind)]
+    return dict(zip(zip(*cols, strict=True), t.column("latency_ms").to_pylist(), strict=True))
+
+
+def run_adaptive(cases: list[OpCase], root: Path, s: Session, cfg: AdaptiveConfig = AdaptiveConfig(),
+                 budget_s: float | None = None, on_progress: Callable[[runner.Progress], None] | None = None
+                 ) -> runner.RunSummary:
+    """Measure each group's cases adaptively (see module docstring); the summary counts all rounds."""
+    start = time.monotonic()
+    totals = dict(requested=len(cases), skipped=0, measured=0, failed=0)
+    shards: list[Path] = []
+    failures_file = None
+    for group in _groups(cases):
+        first, kind = group[0], group[0].KIND
+        cands = np.array([[int(getattr(c, n)) for n in first.NUMERIC] for c in group], dtype=np.float64)
+
+        def sol_fn(raw: np.ndarray, first=first) -> np.ndarray:
+            return sol_ms(dataclasses.replace(first, **{n: raw[:, j] for j, n in enumerate(first.NUMERIC)}), s.spec)
+
+        sampler = AdaptiveSampler(cands, util_predictor(kind, first.NUMERIC, sol_fn), cfg)
+        while (idx := sampler.ask()).size:
+            left = None if budget_s is None else budget_s - (time.monotonic() - start)
+            if left is not None and left <= 0:
+                break
+            batch = [group[i] for i in idx]
+            res = runner.run(batch, root, s, left, on_progress=on_progress)
+            shards += res.shards
+            failures_file = res.failures_file or failures_file
+            for name in ("skipped", "measured", "failed"):
+                totals[name] += getattr(res, name)
+            stored = _stored_latency(root, s, kind)
+            sampler.tell(idx, np.array([stored.get(key(c), np.nan) for c in batch]))
+    unasked = totals["requested"] - totals["skipped"] - totals["measured"] - totals["failed"]
+    return runner.RunSummary(totals["requested"], totals["skipped"] + unasked, totals["measured"], totals["failed"], 0,
+                             tuple(shards), failures_file)

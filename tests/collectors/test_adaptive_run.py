@@ -1,0 +1,18 @@
+"""Adaptive collection through the real runner on CPU: fewer cases than the grid, and a re-run adds none."""
+from collectors.adaptive import AdaptiveConfig
+from collectors.adaptive_run import run_adaptive
+from collectors.cases import pow2, product
+from perfdb.ops import GemmCase
+from perfdb.storage import TableKey, read_table
+from perfdb.types import Backend, Dtype, OpKind
+
+
+def test_adaptive_run_measures_a_fraction_and_resumes(tmp_path, cpu_session):
+    cases = product(GemmCase, {"dtype": Dtype.FP32}, {"m": pow2(1, 256), "n": [32, 64, 128, 256], "k": [64]})
+    cfg = AdaptiveConfig(initial_stride=3, max_fraction=0.6)
+    first = run_adaptive(cases, tmp_path, cpu_session, cfg)
+    key = TableKey("cpu_host", Backend.TORCH, cpu_session.prov.backend_version, OpKind.GEMM)
+    rows = read_table(tmp_path, key).num_rows
+    assert first.measured == rows and 6 <= rows <= 0.6 * len(cases) + 8 and rows < len(cases)
+    again = run_adaptive(cases, tmp_path, cpu_session, cfg)
+    assert again.measured == 0 and read_table(tmp_path, key).num_rows == rows
