@@ -24,6 +24,7 @@ from estimator.sim.worker import Requests, Role, Worker
 from perfdb.errors import InfeasibleError, InputError
 
 STEP_END, ARRIVAL, KV_READY, ENTER = 0, 1, 2, 3
+MAX_HINTS = 16   # distinct prompt lengths made exact grid nodes (fixed-length and few-length loads)
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,9 @@ class _Sim:
                                   f"a request needs {need}")
         max_batch, max_tokens = _limits(steps, pool, policy)
         bound = self.n if concurrency is None else concurrency
-        table = StepTable(steps, self.max_kv, max_tokens, max(1, min(max_batch, bound)))
+        lengths = np.unique(np.asarray(self.reqs.isl))
+        hints = tuple(lengths.tolist()) if lengths.size <= MAX_HINTS else ()
+        table = StepTable(steps, self.max_kv, max_tokens, max(1, min(max_batch, bound)), hints)
         workers = [Worker(i, role, policy, table, cap, max_batch, max_tokens, self.reqs) for i in range(pool.workers)]
         return _PoolRouter(workers, route)
 

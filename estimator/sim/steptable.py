@@ -2,9 +2,9 @@
 
 The step model is cheap per point but costs milliseconds per call, so every method is evaluated with
 one vectorised call on a grid covering every step the deployment can take, and the loop interpolates
-scalars from it. The first EXACT_CALLS distinct shapes of each kind are exact model calls instead
-(fixed-length loads repeat a handful of prefill shapes). Results are memoised on the step's token
-counts and its mean KV length quantised to <= 1/64 relative resolution (exact below 64).
+scalars from it. The load's few distinct prompt lengths (`hint_tokens`) are grid nodes, so a
+fixed-length benchmark's prefill is priced exactly. Results are memoised on the step's token counts
+and its mean KV length quantised to <= 1/64 relative resolution (exact below 64).
 
 Pure-decode stretches ("runs" of k steps with the same batch) are priced in O(1): per decode batch
 size, the step time is piecewise linear in the mean KV length over KV_POINTS grid points, so the sum
@@ -29,8 +29,8 @@ TOKEN_POINTS = 40     # prefill / chunk token counts, geometric
 BATCH_POINTS = 24     # decode batch sizes in mixed steps beyond the exact small ones
 PREFILL_BATCH_POINTS = 12
 PREFIX_POINTS = 8
-EXACT_CALLS = 24      # per method: the first distinct keys get an exact model call (fixed-ISL loads
-                      # repeat a handful of prefill shapes), later ones come from the grid
+EXACT_BATCHES = 64    # decode batch sizes tabulated one by one; above, DECODE_BATCH_POINTS geometric nodes
+DECODE_BATCH_POINTS = 48
 
 
 class StepTimes(Protocol):
@@ -92,11 +92,14 @@ class StepTable:
     """Step times of one worker kind.
 
     max_ctx: the longest context a request reaches (isl + osl); max_tokens: tokens per step;
-    max_decode: the largest decode batch to tabulate up front (larger ones are added on demand).
+    max_decode: the largest decode batch to tabulate up front (larger ones are added on demand);
+    hint_tokens: prompt lengths to make grid nodes (a fixed-length load's ISL).
     """
 
-    def __init__(self, steps: StepTimes, max_ctx: int, max_tokens: int, max_decode: int):
+    def __init__(self, steps: StepTimes, max_ctx: int, max_tokens: int, max_decode: int,
+                 hint_tokens: tuple[int, ...] = ()):
         self.steps = steps
+        self.hints = np.array(sorted({int(h) for h in hint_tokens if h >= 1}), dtype=np.float64)
         self.max_ctx = max(int(max_ctx), 2)
         self.max_tokens = max(int(max_tokens), 1)
         self.max_decode = max(int(max_decode), 1)
@@ -123,10 +126,26 @@ class StepTable:
         row = self._rows.get(batch)
         if row is None:
             if not self._rows:
-                self._add_rows(np.arange(1, self.max_decode + 1, dtype=np.float64))
-            else:
+                exact = np.arange(1, min(self.max_decode, EXACT_BATCHES) + 1, dtype=np.float64)
+                self._nodes = np.union1d(exact, log_axis(EXACT_BATCHES, self.max_decode, DECODE_BATCH_POINTS))
+                self._add_rows(self._nodes)
+                self._node_list = self._nodes.tolist()
+                row = self._rows.get(batch)
+            if row is None and batch < self._node_list[-1]:
+                row = self._between(batch)
+            elif row is None:
                 self._add_rows(np.array([float(batch)]))
-            row = self._rows[batch]
+                row = self._rows[batch]
+        return row
+
+    def _between(self, batch: int) -> _DecodeRow:
+        """Decode time is close to linear in the batch between neighbouring nodes (<= 1/16 apart)."""
+        nodes = self._node_list
+        i = bisect_right(nodes, batch) - 1
+        lo, hi = self._rows[int(nodes[i])], self._rows[int(nodes[i + 1])]
+        f = (batch - nodes[i]) / (nodes[i + 1] - nodes[i])
+        row = _DecodeRow(lo.xs, [a + f * (b - a) for a, b in zip(lo.ts, hi.ts, strict=True)])
+        self._rows[batch] = row
         return row
 
     def decode_run_ms(self, batch: int, kv: float, k: int) -> float:
@@ -144,18 +163,18 @@ class StepTable:
         return whole if steps - whole < 1e-6 else whole + 1
 
     # ---- prefill and mixed ----------------------------------------------------------------------
+    def _with_hints(self, axis: np.ndarray) -> np.ndarray:
+        return np.union1d(axis, self.hints[self.hints <= axis[-1]])
+
     def prefill_ms(self, batch: int, seq_len: float, prefix_len: float) -> float:
         key = (batch, int(seq_len + 0.5), int(prefix_len + 0.5))
         val = self._prefill.get(key)
-        if val is None and len(self._prefill) < EXACT_CALLS:
-            val = float(np.asarray(self.steps.prefill_ms(key[0], max(key[1], 1), key[2])).reshape(-1)[0])
-            self.model_calls += 1
-            self._prefill[key] = val
         if val is None:
             if self._prefill_grid is None:
                 top = max(self.max_tokens, self.max_ctx)
                 axes = (log_axis(1, min(self.max_decode, self.max_tokens), PREFILL_BATCH_POINTS),
-                        log_axis(1, top, TOKEN_POINTS), np.linspace(0, self.max_ctx, PREFIX_POINTS).round())
+                        self._with_hints(log_axis(1, top, TOKEN_POINTS)),
+                        np.linspace(0, self.max_ctx, PREFIX_POINTS).round())
                 self._prefill_grid = Grid.evaluate(self.steps.prefill_ms, axes)
                 self.model_calls += 1
             val = self._prefill_grid(*key)
@@ -177,16 +196,12 @@ class StepTable:
         """One iteration: `requests` prompt chunks of `tokens` tokens in total, plus `decode_batch` decodes."""
         key = (requests, int(tokens / requests + 0.5), decode_batch, quantise(int(kv + 0.5)))
         val = self._mixed.get(key)
-        if val is None and len(self._mixed) < EXACT_CALLS:
-            val = float(np.asarray(self._mixed_fn()(key[0], max(key[1], 1), decode_batch, max(key[3], 1))).reshape(-1)[0])
-            self.model_calls += 1
-            self._mixed[key] = val
         if val is None:
             if self._mixed_grid is None:
                 small = np.arange(1, min(self.max_decode, 8) + 1, dtype=np.float64)
                 batches = np.union1d(small, log_axis(1, self.max_decode, BATCH_POINTS))
                 axes = (log_axis(1, min(self.max_decode, self.max_tokens), MIXED_REQUEST_POINTS),
-                        log_axis(1, self.max_tokens, MIXED_TOKEN_POINTS), batches,
+                        self._with_hints(log_axis(1, self.max_tokens, MIXED_TOKEN_POINTS)), batches,
                         np.unique(np.linspace(1, self.max_ctx + 1, MIXED_KV_POINTS).round()))
                 self._mixed_grid = Grid.evaluate(self._mixed_fn(), axes)
                 self.model_calls += 1
