@@ -75,6 +75,9 @@ class PlanRequest:
             raise InputError(f"top-n={self.top_n}: must be >= 1")
         if not self.backends:
             raise InputError("no backend given; accepted: trtllm, sglang, vllm, all")
+        if self.mode == Mode.DISAGG and self.total_gpus < 2:
+            raise InputError(f"mode disagg needs at least 2 GPUs (one prefill, one decode worker); "
+                             f"total-gpus={self.total_gpus}")
 
 
 @dataclass(frozen=True)

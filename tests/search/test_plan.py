@@ -110,3 +110,10 @@ def test_all_backends_are_ranked_in_one_run():
     assert set(r.per_backend) == {Backend.TRTLLM, Backend.SGLANG, Backend.VLLM}
     best = max(r.per_backend.values(), key=lambda c: c.metrics.tokens_per_s_per_gpu)
     assert best.metrics.tokens_per_s_per_gpu == pytest.approx(r.winner.metrics.tokens_per_s_per_gpu)
+
+
+def test_disagg_only_on_one_gpu_is_an_input_error():
+    from perfdb.errors import InputError
+
+    with pytest.raises(InputError, match="at least 2 GPUs"):
+        replace(QWEN, mode=Mode.DISAGG, total_gpus=1)
