@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from perfdb.errors import NotFoundError
-from perfdb.family import FamilyTable
+from perfdb.family import FamilyTable, make_case
 from perfdb.lookup import DbView
 from perfdb.types import OpKind, Source
 
@@ -70,8 +70,6 @@ def loo_predict(view: DbView, fam: FamilyTable, rows: np.ndarray) -> tuple[np.nd
 
 
 def _case_for_row(fam: FamilyTable, combo: tuple, r: int):
-    from perfdb.family import make_case
-
     return make_case(fam.kind, combo, {a: fam.raw[r:r + 1, j] for j, a in enumerate(fam.axes)})
 
 

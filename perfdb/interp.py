@@ -1,18 +1,19 @@
 """Interpolation of utilisation (util = sol_ms / latency_ms) on the rectilinear grid of one table group.
 
-A group is the rows of one op family that share every categorical field. Its numeric axes (m, n, k;
-batch, seq_len, ...) are transformed (log, or sqrt for the prefill sequence axis: attention cost grows
-with seq_len^2, so sqrt makes util close to linear) and the unique transformed values of each axis form
-a rectilinear grid. Measured rows are grid nodes; missing nodes are NaN.
+A group is the rows of one op family that share every group-key field (perfdb.family). Its lookup
+axes (m, n, k; batch, seq_len, num_heads, ...) are transformed (log; sqrt for the prefill sequence,
+whose cost grows with seq_len^2; log1p for prefix_len, which may be 0) and the unique transformed
+values of each axis form a rectilinear grid. Measured rows are grid nodes; missing nodes are NaN.
 
-A query inside a cell whose corners are all measured is answered multilinearly (in log util). When a
-corner is missing (sparse grids, leave-one-out), each axis in turn is interpolated along the grid lines
-through the cell, skipping to the nearest measured node on either side, and the per-axis estimates are
-averaged with weights 1 / (bracket width^2 x (latency step across the bracket + 2%)): the axis with the
-tightest and smoothest measured bracket dominates, so a kernel switch along one axis (a jump in
-latency) does not pull the estimate when another axis is flat there.
-On a complete grid every per-axis estimate equals the multilinear one, so the two paths agree.
-Outside the measured range the boundary utilisation is held (source `extrapolated`).
+A query is answered multilinearly (in log util) from the corners of its cell. A missing corner
+(sparse grids, OOM holes, leave-one-out) is first filled with the median of its neighbour
+estimates: linear along each axis between the nearest measured nodes on either side, and the plane
+A + B - C through three adjacent nodes for each pair of axes and quadrant. Measured kernels switch
+tiles and algorithms in steps (10-50% jumps in latency along one axis); the median keeps the
+estimates that do not straddle a step. A node that no axis brackets (only planes reach it) is an
+extrapolation and labelled so. Where even that fails, a per-axis line search (smoothness-weighted)
+answers, holding one-sided values as `extrapolated`. Outside the measured range on any axis the
+boundary utilisation is held (`extrapolated`).
 """
 from __future__ import annotations
 

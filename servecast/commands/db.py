@@ -173,8 +173,9 @@ def validate(db: DbOpt = None,
     con = _console()
     con.print(f"checked {report.tables} tables, {report.shards} shards, {report.rows:,} rows: "
               f"{len(report.rejections):,} rejected")
-    for (shard, reason), count in Counter((r.shard.parent.name, r.reason) for r in report.rejections).most_common():
-        con.print(f"  {shard}: {count:,} x {reason}")
+    tables = Counter(("/".join(r.shard.parts[-5:-1]), r.reason) for r in report.rejections)
+    for (table, reason), count in tables.most_common():
+        con.print(f"  {table}: {count:,} x {reason}", soft_wrap=True)
     for r in report.rejections[:show]:
         con.print(f"  {r.shard}" + (f" row {r.row}" if r.row is not None else "") + f": {r.reason}", soft_wrap=True)
     if not report.ok:
