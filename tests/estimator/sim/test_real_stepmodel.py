@@ -52,8 +52,8 @@ def test_disagg_on_the_real_model(step_model):
 
 def test_ten_thousand_requests_on_eight_gpus_is_fast(step_model):
     dep = SimDeployment.aggregated(Backend.TRTLLM, TP2, replicas=4)
-    t0 = time.perf_counter()
+    t0 = time.process_time()   # CPU time: wall time on a shared CI runner measures the neighbours
     r = simulate(step_model, dep, LoadSpec.closed(256, 4000, 500, 10_000), seed=0)
-    elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - t0
     assert r.completed == 10_000
-    assert elapsed < 4.0   # the budget is 2 s on 2 idle cores (docs/bench/simulator.md); slack for busy CI
+    assert cpu < 2.0   # the budget (docs/bench/simulator.md: ~0.3 s measured)
