@@ -47,6 +47,10 @@ TTFT_OVERHEAD_MS = {Backend.TRTLLM: 53.0, Backend.SGLANG: 155.0, Backend.VLLM: 2
 FUSES_ALLREDUCE_NORM = {Backend.TRTLLM: True, Backend.SGLANG: True, Backend.VLLM: False, Backend.TORCH: False}
 OVERLAPS_SHARED_EXPERTS = {Backend.TRTLLM: True, Backend.SGLANG: True, Backend.VLLM: False, Backend.TORCH: False}
 
+# Acceptance of each speculative draft token when not given: DeepSeek-V3 technical report (sec. 5.4.3)
+# measures 85-90% acceptance of the MTP module's second-token prediction; we take the low end.
+SPEC_ACCEPTANCE = 0.85
+
 # Whether prefill tokens share an iteration with decode requests by default. vLLM (V1 chunked
 # prefill) and TRT-LLM (in-flight batching) mix them; SGLang runs prefill batches on their own
 # unless --enable-mixed-chunk.
@@ -61,10 +65,15 @@ class EngineConfig:
     max_batch_size: int | None = None    # requests per iteration (vLLM max_num_seqs, SGLang max_running_requests)
     max_num_tokens: int | None = None    # tokens per iteration (vLLM max_num_batched_tokens, SGLang chunked_prefill_size)
     mem_fraction: float | None = None    # vLLM gpu_memory_utilization / SGLang mem_fraction_static / TRT-LLM free_gpu_memory_fraction
+    spec_tokens: int = 0                 # speculative decoding: draft tokens per step (MTP layers, EAGLE); 0 = off
+    spec_acceptance: float | None = None  # probability that each draft token is accepted (None: SPEC_ACCEPTANCE)
 
     def __post_init__(self) -> None:
         if self.mem_fraction is not None and not 0.0 < self.mem_fraction <= 1.0:
             raise InputError(f"mem_fraction={self.mem_fraction}: must be in (0, 1]")
+        if self.spec_tokens < 0 or (self.spec_acceptance is not None and not 0.0 <= self.spec_acceptance <= 1.0):
+            raise InputError(f"spec_tokens={self.spec_tokens}, spec_acceptance={self.spec_acceptance}: "
+                             "need spec_tokens >= 0 and an acceptance in [0, 1]")
         for name in ("max_batch_size", "max_num_tokens"):
             v = getattr(self, name)
             if v is not None and v < 1:
@@ -84,6 +93,14 @@ class ResolvedEngine:
     ttft_overhead_ms: float
     fuses_allreduce_norm: bool
     overlaps_shared_experts: bool
+    spec_tokens: int = 0
+    spec_acceptance: float = SPEC_ACCEPTANCE
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Expected tokens each decoding request emits per iteration: 1 + a + ... + a^k."""
+        a, k = self.spec_acceptance, self.spec_tokens
+        return float(sum(a**i for i in range(k + 1)))
 
 
 def resolve(engine: EngineConfig, system: SystemSpec, tp: int) -> ResolvedEngine:
@@ -106,4 +123,6 @@ def resolve(engine: EngineConfig, system: SystemSpec, tp: int) -> ResolvedEngine
         ttft_overhead_ms=TTFT_OVERHEAD_MS[b],
         fuses_allreduce_norm=FUSES_ALLREDUCE_NORM[b],
         overlaps_shared_experts=OVERLAPS_SHARED_EXPERTS[b],
+        spec_tokens=engine.spec_tokens,
+        spec_acceptance=SPEC_ACCEPTANCE if engine.spec_acceptance is None else engine.spec_acceptance,
     )

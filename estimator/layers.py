@@ -44,8 +44,10 @@ class LayerComposer:
     """Per-GPU shapes of one (model, parallel) precomputed once; `ops()` builds the cases of one step."""
 
     def __init__(self, model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, kv_dtype: Dtype,
-                 fuse_norm: bool = False):
+                 fuse_norm: bool = False, spec_tokens: int = 0):
         self.m, self.sys, self.p, self.kv_dtype = model, system, parallel, kv_dtype
+        # speculative decoding verifies 1 + k tokens per decoding request; each request's KV is read once
+        self.q_per_decode = 1 + spec_tokens
         # residual + RMSNorm fused into the TP all-reduce: only the final norm stays a kernel
         self.norms = 1 if fuse_norm and parallel.tp > 1 else 2 * model.num_layers + 1
         self.tp = parallel.tp
@@ -111,9 +113,10 @@ class LayerComposer:
                    qk_rope_head_dim=m.qk_rope_head_dim, qk_nope_head_dim=m.qk_nope_head_dim, v_head_dim=m.v_head_dim)
         ops.append(OpUse("attn_prefill", MlaPrefillCase(batch=pb, seq_len=s, prefix_len=p, **mla), n, pb > 0))
         # decode runs the weight-absorbed form: per-head q_nope -> latent and latent -> v BMMs
-        ops.append(OpUse("mla_absorb_bmm", GemmCase(dtype=Dtype.BF16, m=db, n=h * m.kv_lora_rank, k=m.qk_nope_head_dim), n, db > 0))
+        dq = db * self.q_per_decode
+        ops.append(OpUse("mla_absorb_bmm", GemmCase(dtype=Dtype.BF16, m=dq, n=h * m.kv_lora_rank, k=m.qk_nope_head_dim), n, db > 0))
         ops.append(OpUse("attn_decode", MlaDecodeCase(batch=db, kv_len=kv, **mla), n, db > 0))
-        ops.append(OpUse("mla_out_bmm", GemmCase(dtype=Dtype.BF16, m=db, n=h * m.v_head_dim, k=m.kv_lora_rank), n, db > 0))
+        ops.append(OpUse("mla_out_bmm", GemmCase(dtype=Dtype.BF16, m=dq, n=h * m.v_head_dim, k=m.kv_lora_rank), n, db > 0))
         ops.append(self._gemm("o_proj", q, t, m.hidden, h * m.v_head_dim, n))
         return ops
 
@@ -161,13 +164,13 @@ class LayerComposer:
         """Cases of one step; pb and db are per attention-DP rank (the busiest one). stage_tokens: new
         tokens of the whole replica (default: every rank as busy as the busiest)."""
         pb, s, p, db, kv = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (pb, s, p, db, kv)))
-        t = pb * s + db
+        t = pb * s + db * self.q_per_decode
         t_group = t * self.p.attn_dp if stage_tokens is None else np.minimum(np.ravel(stage_tokens), t * self.p.attn_dp)
         m = self.m
         attn = self._mla if m.attention == AttentionKind.MLA else self._gqa
         attn_ops = attn(t, pb, s, p, db, kv)
         attn_reduce = self._allreduce("tp_allreduce", t, self.tp, self.n_layers, self.tp_transport)
-        logits_rows = pb + db
+        logits_rows = pb + db * self.q_per_decode
         ops = [
             OpUse("embedding", ElementwiseCase(op=ElementwiseOp.EMBEDDING, dtype=Dtype.BF16, hidden=m.hidden, num_tokens=t), 1),
             self._norm(t, self.norms),

@@ -18,7 +18,7 @@ import numpy as np
 
 from estimator.engine import EngineConfig
 from estimator.estimate import Estimate, WorkerSpec, estimate, estimate_disagg
-from estimator.models import load_model
+from estimator.models import AttentionKind, load_model
 from estimator.parallel import ParallelConfig
 from estimator.workload import Workload
 from perfdb.errors import DataError, ServecastError
@@ -130,6 +130,11 @@ BENCH_REQUESTS_PER_CONCURRENCY = 10
 # record only total concurrency). Fitted on e2e_train_silicon.csv disagg rows.
 DECODE_BATCH_PRIOR = 256
 
+# Speculative decoding is not recorded in the run tables. TRT-LLM disaggregated DeepSeek (MLA) runs
+# behave as with one MTP draft token (median TPOT error +68% without, +1% with, on the training rows;
+# SGLang and aggregated runs do not), so those rows are predicted with spec_tokens=1.
+RUN_SPEC_TOKENS = {(Backend.TRTLLM, "disagg", AttentionKind.MLA): 1}
+
 # Disaggregated rows often omit worker counts. Decode workers: as few as hold the measured
 # concurrency in their KV pools (and batch caps). Prefill workers: rate-matched by the estimator
 # (WorkerSpec.workers=None, see estimator.serving.PREFILL_TARGET_UTIL).
@@ -200,7 +205,8 @@ def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]
     r0 = rows[0]
     if r0.prefill is None or r0.decode is None:
         return _fail(rows, "disagg row lacks prefill_tp_size or decode_tp_size")
-    engine = EngineConfig(Backend(r0.backend))
+    backend = Backend(r0.backend)
+    engine = EngineConfig(backend, spec_tokens=RUN_SPEC_TOKENS.get((backend, "disagg", model.attention), 0))
     isl = np.array([r.isl for r in rows], dtype=np.float64)
     osl = np.array([r.osl for r in rows], dtype=np.float64)
     conc = np.array([r.concurrency or (r0.decode.batch or 1) * (r0.decode.workers or 1) for r in rows], dtype=np.float64)

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 RHO_MAX = 0.98  # queue utilisation cap: beyond it the closed loop, not the queue formula, sets the wait
 # Disaggregated deployments whose prefill worker count is not given are rate-matched: enough prefill
 # workers that each is busy this share of the time at the request rate the decode side sustains
-# (fitted on e2e_train_silicon.csv disagg rows; measured deployments run their prefill pools hot).
-PREFILL_TARGET_UTIL = 0.9
+# (fitted on e2e_train_silicon.csv disagg rows among 0.7..1.6: measured deployments run their prefill
+# pools hot; 1.0, exact rate matching, is the most defensible of the good values).
+PREFILL_TARGET_UTIL = 1.0
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,10 @@ def agg_metrics(sm: StepModel, w: Workload) -> ServingResult:
         dec, pre, full = sm.steps([(Phase.DECODE, 0, 0, 0, b, kv_mean), (Phase.PREFILL, 1.0, chunk, chunk_prefix, 0, 0), burst])
         work = chunks * pre.ms
     first_token = chunks * pre.ms
-    arrivals = b / osl                                         # new requests per decode iteration
-    tpot = dec.ms + arrivals * work
-    rho = arrivals * work / tpot                               # share of time spent on prefill work
+    gain = eng.tokens_per_step                                 # tokens per request per iteration (>1: speculative)
+    arrivals = b * gain / osl                                  # new requests per decode iteration
+    tpot = (dec.ms + arrivals * work) / gain
+    rho = arrivals * work / (tpot * gain)                      # share of time spent on prefill work
     ttft = first_token + 0.5 * dec.ms + _mdl_wait(rho, work) + eng.ttft_overhead_ms
     cycle = ttft + (osl - 1.0) * tpot
     ttft = ttft + np.maximum(conc - b, 0.0) / b * cycle        # requests beyond the batch cap queue
@@ -133,7 +135,7 @@ def disagg_metrics(sp: StepModel, sd: StepModel, prefill: "WorkerSpec", decode: 
     pre = sp.step(Phase.PREFILL, pb, new, prefix, 0, 0)
     same_node = prefill.parallel.num_gpus + decode.parallel.num_gpus <= sp.system.nvlink_domain_gpus
     xfer = sp.kv_transfer_ms(isl, decode.parallel, same_node)
-    tpot = dec.ms
+    tpot = dec.ms / sd.resolved.tokens_per_step
     t0 = pre.ms + xfer + 0.5 * dec.ms + (osl - 1.0) * tpot     # a request's time with no queueing
     n_total = conc * np.asarray(decode.workers, dtype=np.float64)
     p_workers = prefill_workers_needed(n_total / t0, pre.ms, pb) if prefill.workers is None \

@@ -58,7 +58,8 @@ class StepModel:
         self.model, self.system, self.parallel, self.engine, self.view = model, system, parallel, engine, view
         self.kv_dtype: Dtype = engine.kv_dtype or model.kv_dtype
         self.resolved: ResolvedEngine = resolve(engine, system, parallel.tp)
-        self.composer = LayerComposer(model, system, parallel, self.kv_dtype, self.resolved.fuses_allreduce_norm)
+        self.composer = LayerComposer(model, system, parallel, self.kv_dtype, self.resolved.fuses_allreduce_norm,
+                                      self.resolved.spec_tokens)
         self.memory: MemoryReport = memory_report(model, system, parallel, self.resolved, self.kv_dtype)
 
     @classmethod
@@ -135,9 +136,15 @@ class StepModel:
                 sl = src[lo:hi]
                 if sl.size and sl.max() >= 0:  # the op runs somewhere in this request
                     ops.append(OpTime(name, phase, ms[lo:hi].reshape(shape), Source.from_code(int(sl.max()))))
+            kernels = total[lo:hi].reshape(shape)
+            k = self.resolved.spec_tokens
+            if k and phase != Phase.PREFILL:  # k sequential draft passes of a one-layer MTP module / draft head
+                draft = kernels * k / self.model.num_layers
+                ops.append(OpTime("spec_draft", phase, draft, max((o.source for o in ops), key=lambda s: s.code)))
+                kernels = kernels + draft
             overhead = np.full(shape, self.resolved.step_overhead_ms)
             ops.append(OpTime("step_overhead", phase, overhead, Source.CALIBRATED))
-            results.append(StepResult(total[lo:hi].reshape(shape) + overhead, tuple(ops)))
+            results.append(StepResult(kernels + overhead, tuple(ops)))
             lo = hi
         return results
 

@@ -102,6 +102,8 @@ def register(app: typer.Typer) -> None:
         kv_dtype: str = typer.Option(None, help="KV cache dtype: bf16 | fp8 (default: the checkpoint's)"),
         gemm_quant: str = typer.Option(None, help="override GEMM weight format: bf16 | fp8 | fp8_block | nvfp4 | mxfp4"),
         moe_quant: str = typer.Option(None, help="override expert weight format"),
+        spec_tokens: int = typer.Option(0, help="speculative decoding draft tokens per step (e.g. 1 for DeepSeek MTP)"),
+        spec_acceptance: float = typer.Option(None, help="acceptance probability of each draft token (default 0.85)"),
         db: Path = typer.Option(None, help="perfdb directory (default: the bundled database)"),
         as_json: bool = typer.Option(False, "--json", help="print JSON"),
         breakdown: bool = typer.Option(False, help="time per op with its source, memory per category"),
@@ -138,7 +140,7 @@ def _single(a: dict, database) -> None:
     system = load_system(a["system"])
     backend = parse_enum(Backend, a["backend"], "backend")
     view = database.view(system.name, backend, a["version"])
-    engine = EngineConfig(backend, a["version"])
+    engine = EngineConfig(backend, a["version"], spec_tokens=a["spec_tokens"], spec_acceptance=a["spec_acceptance"])
     load = Workload(isl=a["isl"], osl=a["osl"], prefix=a["prefix"], concurrency=a["concurrency"])
     if a["mode"] == "agg":
         est = estimate(model, system, _parallel(a["tp"], a["pp"], a["dp"], a["moe_tp"], a["moe_ep"]), engine, load, view)

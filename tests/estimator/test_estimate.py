@@ -69,3 +69,17 @@ def test_disagg(view):
                            Workload(isl=8192, osl=1024, concurrency=conc), view)
     assert more.ttft_ms[-1] < est.ttft_ms[-1]  # more prefill workers, less queueing
     assert any(o.name == "kv_transfer" for o in est.breakdown)
+
+
+def test_speculative_decoding_cuts_tpot(view):
+    from estimator.engine import resolve
+
+    m = load_model("deepseek-ai/DeepSeek-R1")
+    par = ParallelConfig(tp=8, moe_ep=8)
+    load = Workload(isl=1024, osl=1024, concurrency=16)
+    base = estimate(m, SYS, par, EngineConfig(Backend.TRTLLM), load, view)
+    mtp = estimate(m, SYS, par, EngineConfig(Backend.TRTLLM, spec_tokens=1, spec_acceptance=0.8), load, view)
+    assert resolve(EngineConfig(Backend.TRTLLM, spec_tokens=2, spec_acceptance=0.5), SYS, 8).tokens_per_step == 1.75
+    # verifying 2 tokens costs more than 1 but less than 1.8x: TPOT falls, though by less than 1.8x
+    assert base.tpot_ms / 1.8 < mtp.tpot_ms < base.tpot_ms
+    assert any(o.name == "spec_draft" for o in mtp.breakdown)
