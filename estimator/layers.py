@@ -13,8 +13,17 @@ import numpy as np
 
 from estimator.models.spec import AttentionKind, ModelSpec
 from estimator.parallel import ParallelConfig, moe_split
-from perfdb.ops import (AttentionDecodeCase, AttentionPrefillCase, CommCase, ElementwiseCase, GemmCase,
-                        MlaDecodeCase, MlaPrefillCase, MoeCase, OpCase)
+from perfdb.ops import (
+    AttentionDecodeCase,
+    AttentionPrefillCase,
+    CommCase,
+    ElementwiseCase,
+    GemmCase,
+    MlaDecodeCase,
+    MlaPrefillCase,
+    MoeCase,
+    OpCase,
+)
 from perfdb.ops.base import act_bytes
 from perfdb.specs import SystemSpec
 from perfdb.types import CommOp, Dtype, ElementwiseOp, Transport

@@ -82,7 +82,7 @@ class StepModel:
             numeric = {n: np.concatenate([np.ravel(getattr(c, n)) for c in cases]) for n in cases[0].NUMERIC}
             lat = self.view.latency(dc_replace(cases[0], **numeric))
             ms, src = np.ravel(lat.ms), np.ravel(lat.source)
-            for i, lo, hi in zip(idx, np.cumsum([0] + sizes[:-1]), np.cumsum(sizes)):
+            for i, lo, hi in zip(idx, np.cumsum([0] + sizes[:-1]), np.cumsum(sizes), strict=True):
                 out[i] = (ms[lo:hi], src[lo:hi])
         return out
 
@@ -92,7 +92,7 @@ class StepModel:
         n = pb.size
         total = np.zeros(n)
         per_op: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for use, (ms, src) in zip(uses, self._lookup_all(uses)):
+        for use, (ms, src) in zip(uses, self._lookup_all(uses), strict=True):
             ms = np.broadcast_to(ms, (n,)) * use.count
             src = np.broadcast_to(src, (n,))
             if use.mask is not None:
@@ -129,7 +129,7 @@ class StepModel:
         cols = [np.concatenate([f[i] for f in flat]) for i in range(6)]
         total, per_op = self._eval(*cols)
         results, lo = [], 0
-        for (phase, *_), shape in zip(requests, shapes):
+        for (phase, *_), shape in zip(requests, shapes, strict=True):
             hi = lo + int(np.prod(shape, dtype=np.int64))
             ops = []
             for name, (ms, src) in per_op.items():

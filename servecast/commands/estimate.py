@@ -5,6 +5,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -84,31 +85,44 @@ def register(app: typer.Typer) -> None:
                  f"--prefill-moe-ep 4 --prefill-workers 2 --decode-tp 8 --decode-moe-ep 8 --concurrency 64 "
                  f"--isl 8192 --osl 1024  |  Runs: servecast estimate --from-runs runs.csv --db DB --out pred.csv")
     def estimate_cmd(
-        model: str = typer.Option(None, help="HF id in the catalog, a model directory, a config.json, or a model in the HF cache"),
-        system: str = typer.Option(None, help="system id, e.g. h200_sxm (servecast db systems)"),
-        backend: str = typer.Option("trtllm", help="trtllm | sglang | vllm"),
-        version: str = typer.Option(None, help="backend version in the database (default newest)"),
-        mode: str = typer.Option("agg", help="agg | disagg"),
-        tp: int = typer.Option(1), pp: int = typer.Option(1), dp: int = typer.Option(1, help="attention data parallel"),
-        moe_tp: int = typer.Option(1), moe_ep: int = typer.Option(1),
-        concurrency: int = typer.Option(1, "--concurrency", "--batch", help="requests in flight per replica (agg) / per decode worker (disagg)"),
-        isl: int = typer.Option(1024), osl: int = typer.Option(1024), prefix: int = typer.Option(0, help="cached prefix tokens"),
-        prefill_tp: int = typer.Option(1), prefill_pp: int = typer.Option(1), prefill_dp: int = typer.Option(1),
-        prefill_moe_tp: int = typer.Option(1), prefill_moe_ep: int = typer.Option(1),
-        prefill_workers: int = typer.Option(1), prefill_batch: int = typer.Option(1),
-        decode_tp: int = typer.Option(1), decode_pp: int = typer.Option(1), decode_dp: int = typer.Option(1),
-        decode_moe_tp: int = typer.Option(1), decode_moe_ep: int = typer.Option(1),
-        decode_workers: int = typer.Option(1),
-        kv_dtype: str = typer.Option(None, help="KV cache dtype: bf16 | fp8 (default: the checkpoint's)"),
-        gemm_quant: str = typer.Option(None, help="override GEMM weight format: bf16 | fp8 | fp8_block | nvfp4 | mxfp4"),
-        moe_quant: str = typer.Option(None, help="override expert weight format"),
-        spec_tokens: int = typer.Option(0, help="speculative decoding draft tokens per step (e.g. 1 for DeepSeek MTP)"),
-        spec_acceptance: float = typer.Option(None, help="acceptance probability of each draft token (default 0.85)"),
-        db: Path = typer.Option(None, help="perfdb directory (default: the bundled database)"),
-        as_json: bool = typer.Option(False, "--json", help="print JSON"),
-        breakdown: bool = typer.Option(False, help="time per op with its source, memory per category"),
-        from_runs: Path = typer.Option(None, help="CSV of measured runs (format of e2e_train_silicon.csv)"),
-        out: Path = typer.Option(None, help="output CSV for --from-runs"),
+        model: Annotated[str | None, typer.Option(help="HF id in the catalog, a model directory, a config.json, or a model in the HF cache")] = None,
+        system: Annotated[str | None, typer.Option(help="system id, e.g. h200_sxm (servecast db systems)")] = None,
+        backend: Annotated[str, typer.Option(help="trtllm | sglang | vllm")] = "trtllm",
+        version: Annotated[str | None, typer.Option(help="backend version in the database (default newest)")] = None,
+        mode: Annotated[str, typer.Option(help="agg | disagg")] = "agg",
+        tp: Annotated[int, typer.Option(help="tensor parallel (attention)")] = 1,
+        pp: Annotated[int, typer.Option(help="pipeline parallel")] = 1,
+        dp: Annotated[int, typer.Option(help="attention data parallel")] = 1,
+        moe_tp: Annotated[int, typer.Option(help="MoE tensor parallel")] = 1,
+        moe_ep: Annotated[int, typer.Option(help="MoE expert parallel")] = 1,
+        concurrency: Annotated[int, typer.Option("--concurrency", "--batch",
+                                                 help="requests in flight per replica (agg) / per decode worker (disagg)")] = 1,
+        isl: Annotated[int, typer.Option(help="input tokens per request")] = 1024,
+        osl: Annotated[int, typer.Option(help="output tokens per request")] = 1024,
+        prefix: Annotated[int, typer.Option(help="cached prefix tokens")] = 0,
+        prefill_tp: Annotated[int, typer.Option()] = 1,
+        prefill_pp: Annotated[int, typer.Option()] = 1,
+        prefill_dp: Annotated[int, typer.Option()] = 1,
+        prefill_moe_tp: Annotated[int, typer.Option()] = 1,
+        prefill_moe_ep: Annotated[int, typer.Option()] = 1,
+        prefill_workers: Annotated[int, typer.Option()] = 1,
+        prefill_batch: Annotated[int, typer.Option(help="requests per prefill iteration")] = 1,
+        decode_tp: Annotated[int, typer.Option()] = 1,
+        decode_pp: Annotated[int, typer.Option()] = 1,
+        decode_dp: Annotated[int, typer.Option()] = 1,
+        decode_moe_tp: Annotated[int, typer.Option()] = 1,
+        decode_moe_ep: Annotated[int, typer.Option()] = 1,
+        decode_workers: Annotated[int, typer.Option()] = 1,
+        kv_dtype: Annotated[str | None, typer.Option(help="KV cache dtype: bf16 | fp8 (default: the checkpoint's)")] = None,
+        gemm_quant: Annotated[str | None, typer.Option(help="override GEMM weight format: bf16 | fp8 | fp8_block | nvfp4 | mxfp4")] = None,
+        moe_quant: Annotated[str | None, typer.Option(help="override expert weight format")] = None,
+        spec_tokens: Annotated[int, typer.Option(help="speculative decoding draft tokens per step (e.g. 1 for DeepSeek MTP)")] = 0,
+        spec_acceptance: Annotated[float | None, typer.Option(help="acceptance probability of each draft token (default 0.85)")] = None,
+        db: Annotated[Path | None, typer.Option(help="perfdb directory (default: the bundled database)")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+        breakdown: Annotated[bool, typer.Option(help="time per op with its source, memory per category")] = False,
+        from_runs: Annotated[Path | None, typer.Option(help="CSV of measured runs (format of e2e_train_silicon.csv)")] = None,
+        out: Annotated[Path | None, typer.Option(help="output CSV for --from-runs")] = None,
     ) -> None:
         from perfdb.errors import InputError
         from perfdb.lookup import PerfDB
