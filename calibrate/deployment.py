@@ -97,7 +97,10 @@ def from_mapping(d: dict, where: str) -> Deployment:
 
 
 def load_spec(path: Path) -> Deployment:
+    """A spec file, or a `servecast plan --save-dir` candidate directory holding deployment.yaml."""
     path = Path(path)
+    if path.is_dir():
+        path = path / "deployment.yaml"
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

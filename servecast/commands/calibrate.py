@@ -53,3 +53,214 @@ def ingest_cmd(
     clients = sorted(set(table.column("client").to_pylist()))
     deployments = len(set(table.column("deployment_key").to_pylist()))
     Console().print(f"{table.num_rows} runs ({deployments} deployments; {', '.join(clients)}) -> {out}")
+
+
+def _frame(runs_path: Path, db: Path | None, predictions: Path | None, base: str, statistic: str):
+    """Measured runs joined to predictions (from a predictions CSV, or computed with the estimator)."""
+    from calibrate.predict import Base, from_predictions_file, predict
+    from calibrate.runs import Statistic
+    from calibrate.table import read_runs, table_to_runs
+    from perfdb.types import parse_enum
+
+    runs = table_to_runs(read_runs(runs_path)) if runs_path.suffix == ".parquet" else _parse_any(runs_path)
+    stat = parse_enum(Statistic, statistic, "statistic")
+    if predictions is not None:
+        return from_predictions_file(runs, predictions, stat)
+    from perfdb.lookup import PerfDB
+
+    return predict(runs, PerfDB(db), parse_enum(Base, base, "base"), stat)
+
+
+def _parse_any(path: Path):
+    """A result file with its deployment inside (silicon CSV, InferenceX) read directly, without ingest."""
+    from calibrate.ingest import read_results
+
+    return read_results([path], None)
+
+
+def _error_rich_table(table, title: str):
+    from rich.table import Table
+
+    t = Table("metric", "group", "n", "median |err| %", "mean |err| %", "p90 |err| %", "bias %", "stage", title=title)
+    for _, r in table.iterrows():
+        label = r["group"] if r["grouping"] == "all" else f"{r['grouping']}={r['group']}"
+        t.add_row(r["metric"], label, str(r["n"]), f"{r['median_abs_pct']:.1f}", f"{r['mean_abs_pct']:.1f}",
+                  f"{r['p90_abs_pct']:.1f}", f"{r['bias_pct']:+.1f}", r["stage"])
+    return t
+
+
+_RUNS_HELP = "measured-run table (.parquet from `calibrate ingest`) or a silicon CSV / InferenceX rows file"
+
+
+@app.command("fit")
+def fit_cmd(
+    runs: Annotated[Path, typer.Argument(help=_RUNS_HELP)],
+    out: Annotated[Path, typer.Option("--out", help="directory; the artifact goes to <out>/<content hash>/")],
+    db: Annotated[Path, typer.Option(help="perfdb directory (default: the bundled database)")] = None,
+    predictions: Annotated[Path, typer.Option(help="reuse predictions from `servecast estimate --from-runs` "
+                                                   "instead of predicting")] = None,
+    base: Annotated[str, typer.Option(help="estimate (analytic) | simulate (discrete-event, slower)")] = "estimate",
+    statistic: Annotated[str, typer.Option(help="client statistic to fit: mean | p50 | p90 | p99")] = "mean",
+    folds: Annotated[int, typer.Option(help="cross-validation folds, grouped by deployment")] = 5,
+    residual: Annotated[str, typer.Option(help="residual model on load features: gbm | linear | none")] = "gbm",
+    min_rows: Annotated[int, typer.Option(help="rows a scope needs for its own factor")] = 20,
+    min_deployments: Annotated[int, typer.Option(help="deployments a scope needs for its own factor")] = 3,
+    plot: Annotated[Path, typer.Option(help="predicted-vs-measured PNG (cross-validated)")] = None,
+) -> None:
+    """Fit corrections (per-scope factors + residual model) with grouped cross-validation; store the artifact.
+
+    Example: servecast calibrate fit runs.parquet --db ./aicdb --out calibrations/
+
+    Example: servecast calibrate fit ../shared/data/e2e_train_silicon.csv --predictions pred.csv --out cal/ --plot cal.png
+    """
+    from rich.console import Console
+
+    from calibrate import store
+    from calibrate.fit import FitOptions
+    from calibrate.train import train
+    from calibrate.validate import error_table
+
+    frame = _frame(runs, db, predictions, base, statistic)
+    opts = FitOptions(folds=folds, residual=residual, min_rows=min_rows, min_deployments=min_deployments)
+    result = train(frame, opts, base)
+    path = store.write(result, out)
+    console = Console()
+    table = error_table(result.rows, {m: (f"measured_{m}", f"pred_{m}", f"cv_{m}") for m in ("ttft", "tpot")})
+    console.print(_error_rich_table(table[table["grouping"].isin(["all", "mode"])],
+                                    f"{folds}-fold CV grouped by deployment: before vs after"))
+    tr = result.calibration.training
+    console.print(f"80% intervals cover {tr['ttft_interval_coverage_cv']:.1%} (TTFT) and "
+                  f"{tr['tpot_interval_coverage_cv']:.1%} (TPOT) of held-out rows (nested CV)")
+    notes = result.calibration.notes
+    if notes:
+        console.print(f"{len(notes)} scope fallbacks, e.g.: " + "; ".join(notes[:3]))
+    if len(result.excluded):
+        reasons = result.excluded["status"].str.slice(0, 60).value_counts().head(3)
+        console.print(f"{len(result.excluded)} rows not used: " + "; ".join(f"{n} x {s}" for s, n in reasons.items()))
+    if plot is not None:
+        from calibrate.plot import predicted_vs_measured
+
+        predicted_vs_measured(result.rows, "cv_", plot, f"calibration {result.calibration.id} (cross-validated)")
+    console.print(f"calibration {result.calibration.id} -> {path}")
+
+
+@app.command("validate")
+def validate_cmd(
+    runs: Annotated[Path, typer.Argument(help=_RUNS_HELP)],
+    calibration: Annotated[Path, typer.Option(help="fitted calibration (directory or calibration.json); without "
+                                                   "it, the runs are cross-validated by fitting on the others")] = None,
+    db: Annotated[Path, typer.Option(help="perfdb directory (default: the bundled database)")] = None,
+    predictions: Annotated[Path, typer.Option(help="predictions CSV from `servecast estimate --from-runs`")] = None,
+    base: Annotated[str, typer.Option(help="estimate | simulate (must match the calibration's)")] = "estimate",
+    statistic: Annotated[str, typer.Option(help="mean | p50 | p90 | p99")] = "mean",
+    folds: Annotated[int, typer.Option(help="folds when cross-validating (no --calibration)")] = 5,
+    max_error: Annotated[float, typer.Option(help="exit 1 if the calibrated median |error| % of TTFT or TPOT "
+                                                  "exceeds this")] = None,
+    plot: Annotated[Path, typer.Option(help="predicted-vs-measured PNG")] = "calibration_validate.png",
+    as_json: Annotated[bool, typer.Option("--json", help="print the error table as JSON")] = False,
+) -> None:
+    """Error of predictions vs measurements (median/mean/p90 |%|, bias) overall and by backend, mode and load
+    band, before and after calibration, on rows not used for fitting.
+
+    Example: servecast calibrate validate heldout.parquet --calibration calibrations/<id> --db ./aicdb --max-error 25
+
+    Example: servecast calibrate validate ../shared/data/e2e_train_silicon.csv --predictions pred.csv
+    """
+    from rich.console import Console
+
+    from calibrate.validate import error_table, worst_median
+
+    frame = _frame(runs, db, predictions, base, statistic)
+    console = Console()
+    if calibration is None:
+        from calibrate.fit import FitOptions
+        from calibrate.train import train
+
+        rows = train(frame, FitOptions(folds=folds), base).rows
+        after, title = "cv_", f"{folds}-fold cross-validation grouped by deployment"
+    else:
+        rows, after, title = _held_out(frame, calibration, console)
+    table = error_table(rows, {m: (f"measured_{m}", f"pred_{m}", f"{after}{m}") for m in ("ttft", "tpot")})
+    if as_json:
+        typer.echo(table.to_json(orient="records", indent=1))
+    else:
+        console.print(_error_rich_table(table, title))
+    if plot and str(plot):
+        from calibrate.plot import predicted_vs_measured
+
+        predicted_vs_measured(rows, after, plot, title)
+        console.print(f"plot -> {plot}")
+    if max_error is not None:
+        worst = worst_median(table)
+        failed = {m: v for m, v in worst.items() if v > max_error}
+        if failed:
+            console.print(f"[red]median |error| above {max_error}%:[/red] " +
+                          ", ".join(f"{m} {v:.1f}%" for m, v in failed.items()))
+            raise typer.Exit(1)
+
+
+def _held_out(frame, calibration: Path, console):
+    """Rows the calibration was not fitted on, with the calibration applied."""
+    import pandas as pd
+
+    from calibrate import store
+    from calibrate.predict import apply_calibration
+    from perfdb.errors import InputError
+
+    cal, directory = store.read(calibration)
+    trained = directory / "training_rows.parquet"
+    if trained.exists():
+        seen = set(pd.read_parquet(trained, columns=["run_id"])["run_id"])
+        overlap = frame["run_id"].isin(seen)
+        if overlap.any():
+            console.print(f"{int(overlap.sum())} rows were used to fit {cal.id}: left out of this report")
+            frame = frame[~overlap]
+    rows = apply_calibration(frame, cal)
+    rows = rows[rows["status"] == "ok"]
+    if rows.empty:
+        raise InputError(f"no held-out row can be evaluated with calibration {cal.id}")
+    return rows, "cal_", f"held-out rows, calibration {cal.id}"
+
+
+@app.command("show")
+def show_cmd(
+    calibration: Annotated[Path, typer.Argument(help="calibration directory, its parent, or calibration.json")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the artifact JSON")] = False,
+) -> None:
+    """Print a calibration: scope factors, interval quantiles, fallbacks and its cross-validated errors.
+
+    Example: servecast calibrate show calibrations/
+    """
+    import math
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from calibrate import store
+
+    cal, directory = store.read(calibration)
+    if as_json:
+        typer.echo(cal.to_json())
+        return
+    console = Console()
+    tr = cal.training
+    console.print(f"calibration {cal.id} ({directory}); base: {cal.base}, statistic: {cal.statistic}; "
+                  f"{tr.get('rows')} rows from {tr.get('deployments')} deployments")
+    t = Table("metric", "scope (system/backend/version/mode)", "factor", "rows", "deployments", title="scope factors")
+    for f in sorted(cal.factors, key=lambda f: (f.metric, f.scope.width, f.scope.label())):
+        t.add_row(f.metric, f.scope.label(), f"x{math.exp(f.log_factor):.3f}", str(f.n_rows), str(f.n_deployments))
+    console.print(t)
+    q = Table("metric", "mode", "coverage", "low", "high", "rows", title="prediction intervals (x calibrated)")
+    for i in cal.intervals:
+        q.add_row(i.metric, i.mode, f"{i.coverage:.0%}", f"x{math.exp(i.lo):.3f}", f"x{math.exp(i.hi):.3f}",
+                  str(i.n_rows))
+    console.print(q)
+    for m in ("ttft", "tpot"):
+        b, a = tr.get(f"{m}_before"), tr.get(f"{m}_after_cv")
+        if b and a:
+            console.print(f"{m}: median |error| {b['median_abs_pct']:.1f}% uncalibrated -> {a['median_abs_pct']:.1f}% "
+                          f"calibrated (cross-validated); interval coverage {tr.get(f'{m}_interval_coverage_cv', 0):.1%}")
+    for n in cal.notes[:20]:
+        console.print(f"  note: {n}")
+    if len(cal.notes) > 20:
+        console.print(f"  ... {len(cal.notes) - 20} more notes (--json shows all)")

@@ -1,0 +1,215 @@
+"""Fit a Calibration to a prediction frame (calibrate.predict), with grouped k-fold cross-validation.
+
+Per metric (TTFT = prefill phase, TPOT = decode phase), in log space, r = log(measured / predicted):
+1. Scope factors: the median of r over each scope (system, backend, version, mode) that has at
+   least `min_rows` rows from `min_deployments` deployments; narrower scopes that do not qualify
+   fall back to the next wider one, (system, backend, mode) -> (backend, mode) -> (mode) -> all,
+   and the fit says so in its notes. A median, not a mean: a few broken runs cannot move a scope.
+2. A residual model on the load features of estimator.calibration.FEATURES (concurrency, ISL, OSL,
+   the predictions themselves, GPUs per instance, agg/disagg) fitted to what the factors leave:
+   small gradient-boosted trees (Huber loss, shallow, many rows per leaf) or a ridge line.
+3. Cross-validation grouped by deployment (all concurrencies of one deployment in the same fold),
+   so every reported error is on deployments the fit never saw. The 80% intervals come from the
+   cross-validated residuals; their coverage is checked honestly by nesting: each outer fold's
+   intervals are computed from an inner cross-validation on its own training rows only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from estimator.calibration import (
+    ANY,
+    FEATURES,
+    Calibration,
+    Factor,
+    FeatureInputs,
+    IntervalQuantiles,
+    Residual,
+    Scope,
+    Trees,
+    feature_matrix,
+)
+from perfdb.errors import InputError
+
+METRICS = ("ttft", "tpot")
+SCOPE_LEVELS = (("system", "backend", "version", "mode"), ("system", "backend", "mode"), ("backend", "mode"),
+                ("mode",), ())
+RESIDUAL_KINDS = ("gbm", "linear", "none")
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    folds: int = 5
+    min_rows: int = 20
+    min_deployments: int = 3
+    residual: str = "gbm"
+    coverage: float = 0.8
+    trees: int = 100
+    depth: int = 3
+    learning_rate: float = 0.08
+    min_leaf: int = 25
+    seed: int = 0
+    inner_folds: int = 3         # nested CV that checks the intervals' coverage honestly
+
+    def __post_init__(self) -> None:
+        if self.residual not in RESIDUAL_KINDS:
+            raise InputError(f"unknown residual model {self.residual!r}; accepted: {', '.join(RESIDUAL_KINDS)}")
+        if self.folds < 2:
+            raise InputError(f"folds={self.folds}: cross-validation needs at least 2")
+        if not 0.0 < self.coverage < 1.0:
+            raise InputError(f"coverage={self.coverage}: must be between 0 and 1")
+
+
+def usable(frame: pd.DataFrame) -> pd.DataFrame:
+    ok = frame[frame["status"] == "ok"].reset_index(drop=True)
+    return ok
+
+
+def features(frame: pd.DataFrame) -> np.ndarray:
+    return feature_matrix(FeatureInputs(isl=frame["isl"].to_numpy(), osl=frame["osl"].to_numpy(),
+                                        concurrency=frame["concurrency"].to_numpy(),
+                                        pred_ttft_ms=frame["pred_ttft"].to_numpy(),
+                                        pred_tpot_ms=frame["pred_tpot"].to_numpy(), gpus=frame["gpus"].to_numpy(),
+                                        is_agg=(frame["mode"] == "agg").to_numpy(dtype=np.float64)))
+
+
+def log_ratio(frame: pd.DataFrame, metric: str) -> np.ndarray:
+    return np.log(frame[f"measured_{metric}"].to_numpy() / frame[f"pred_{metric}"].to_numpy())
+
+
+def _scope(level: tuple[str, ...], key: tuple) -> Scope:
+    vals = dict(zip(level, key, strict=True))
+    return Scope(**{k: str(vals.get(k, ANY)) for k in ("system", "backend", "version", "mode")})
+
+
+def fit_factors(frame: pd.DataFrame, metric: str, opts: FitOptions) -> tuple[tuple[Factor, ...], list[str]]:
+    r = pd.Series(log_ratio(frame, metric))
+    factors: list[Factor] = []
+    for level in SCOPE_LEVELS:
+        groups = frame.groupby(list(level), sort=True) if level else [((), frame)]
+        for key, g in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            n, deps = len(g), g["deployment_key"].nunique()
+            if level and (n < opts.min_rows or deps < opts.min_deployments):
+                continue
+            factors.append(Factor(_scope(level, key), metric, float(r.loc[g.index].median()), n, deps))
+    cal = Calibration(tuple(factors), (), ())
+    notes = []
+    for key, g in frame.groupby(list(SCOPE_LEVELS[0]), sort=True):
+        used = cal.factor(metric, *map(str, key))
+        if used is not None and used.scope.width > 0:
+            notes.append(f"{metric}: {'/'.join(map(str, key))} has {len(g)} rows from "
+                         f"{g['deployment_key'].nunique()} deployments; uses the wider scope {used.scope.label()}")
+    return tuple(factors), notes
+
+
+def _export_trees(model) -> Trees:
+    left, right, feat, thr, val = [], [], [], [], []
+    for est in model.estimators_[:, 0]:
+        t = est.tree_
+        left.append(tuple(int(v) for v in t.children_left))
+        right.append(tuple(int(v) for v in t.children_right))
+        feat.append(tuple(max(int(v), 0) for v in t.feature))
+        thr.append(tuple(float(v) for v in t.threshold))
+        val.append(tuple(float(v) for v in t.value[:, 0, 0]))
+    init = float(np.ravel(model.init_.predict(np.zeros((1, len(FEATURES)))))[0])
+    return Trees(init=init, learning_rate=float(model.learning_rate), left=tuple(left), right=tuple(right),
+                 feature=tuple(feat), threshold=tuple(thr), value=tuple(val))
+
+
+def fit_residual(x: np.ndarray, y: np.ndarray, metric: str, opts: FitOptions) -> Residual | None:
+    if opts.residual == "none" or len(y) < 2 * opts.min_leaf:
+        return None
+    if opts.residual == "linear":
+        from sklearn.linear_model import Ridge
+
+        m = Ridge(alpha=1.0).fit(x, y)
+        return Residual(metric, FEATURES, coef=tuple(float(c) for c in m.coef_), intercept=float(m.intercept_))
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    m = GradientBoostingRegressor(loss="huber", n_estimators=opts.trees, max_depth=opts.depth,
+                                  learning_rate=opts.learning_rate, min_samples_leaf=opts.min_leaf,
+                                  subsample=0.8, random_state=opts.seed).fit(x, y)
+    return Residual(metric, FEATURES, trees=_export_trees(m))
+
+
+def scope_keys(frame: pd.DataFrame) -> list[tuple[str, str, str, str]]:
+    return list(zip(frame["system"].astype(str), frame["backend"].astype(str), frame["version"].astype(str),
+                    frame["mode"].astype(str), strict=True))
+
+
+def factor_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.ndarray:
+    out = np.zeros(len(frame))
+    for i, key in enumerate(scope_keys(frame)):
+        f = cal.factor(metric, *key)
+        out[i] = f.log_factor if f else 0.0
+    return out
+
+
+def corrected_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.ndarray:
+    """log(calibrated / predicted) per row."""
+    r = cal.residual(metric)
+    x = features(frame)
+    return factor_logs(cal, frame, metric) + (r.predict(x) if r else 0.0)
+
+
+def fit_point(frame: pd.DataFrame, opts: FitOptions, base: str, intervals=()) -> Calibration:
+    """Factors + residual models on `frame` (usable rows only), no cross-validation."""
+    factors, residuals, notes = [], [], []
+    x = features(frame)
+    for metric in METRICS:
+        fs, ns = fit_factors(frame, metric, opts)
+        factors += fs
+        notes += ns
+        partial = Calibration(fs, (), ())
+        res = fit_residual(x, log_ratio(frame, metric) - factor_logs(partial, frame, metric), metric, opts)
+        if res is not None:
+            residuals.append(res)
+    return Calibration(tuple(factors), tuple(residuals), tuple(intervals), base=base, notes=tuple(notes))
+
+
+def fold_ids(frame: pd.DataFrame, folds: int, seed: int) -> np.ndarray:
+    """Fold of each row, whole deployments per fold (shuffled, balanced by row count)."""
+    deps = frame["deployment_key"].to_numpy()
+    uniq, counts = np.unique(deps, return_counts=True)
+    if len(uniq) < folds:
+        raise InputError(f"{len(uniq)} deployments cannot fill {folds} folds; give fewer --folds or more runs")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(uniq))
+    load = np.zeros(folds)
+    assign = {}
+    for i in sorted(order, key=lambda j: -counts[j]):    # biggest first into the lightest fold
+        k = int(np.argmin(load))
+        assign[uniq[i]] = k
+        load[k] += counts[i]
+    return np.array([assign[d] for d in deps])
+
+
+def cv_logs(frame: pd.DataFrame, opts: FitOptions, base: str) -> dict[str, np.ndarray]:
+    """Cross-validated log(calibrated / predicted) per metric: each row from a fit without its deployment."""
+    folds = fold_ids(frame, opts.folds, opts.seed)
+    out = {m: np.zeros(len(frame)) for m in METRICS}
+    for k in range(opts.folds):
+        train, test = frame[folds != k].reset_index(drop=True), frame[folds == k].reset_index(drop=True)
+        cal = fit_point(train, opts, base)
+        for m in METRICS:
+            out[m][folds == k] = corrected_logs(cal, test, m)
+    return out
+
+
+def interval_quantiles(frame: pd.DataFrame, resid: dict[str, np.ndarray], coverage: float) -> tuple:
+    """Quantiles of log(measured / calibrated) per metric, per mode with enough rows and overall."""
+    lo_q, hi_q = (1 - coverage) / 2, (1 + coverage) / 2
+    out = []
+    for m in METRICS:
+        for mode in [ANY, *sorted(frame["mode"].unique())]:
+            sel = np.ones(len(frame), bool) if mode == ANY else (frame["mode"] == mode).to_numpy()
+            if sel.sum() < 10:
+                continue
+            r = resid[m][sel]
+            out.append(IntervalQuantiles(m, mode, float(np.quantile(r, lo_q)), float(np.quantile(r, hi_q)),
+                                         coverage, int(sel.sum())))
+    return tuple(out)

@@ -1,0 +1,133 @@
+"""Predictions for measured runs: the estimator's batch predictor (estimator.runs) or the simulator
+(estimator.sim.runs) at each run's measured concurrency, joined to the measurements in one frame.
+
+The frame (pandas, one row per run) is what fitting and validation work on:
+  run_id, deployment_key, model, system, backend, version, mode, isl, osl, concurrency, gpus,
+  measured_ttft, measured_tpot, pred_ttft, pred_tpot, status
+`gpus` = GPUs of one engine instance (agg replica / decode worker); `status` is 'ok' or why no
+prediction (or no measurement) exists for the row.
+"""
+from __future__ import annotations
+
+import math
+from enum import Enum
+
+import numpy as np
+import pandas as pd
+
+from calibrate.runs import MeasuredRun, Mode, Role, Statistic
+from estimator.runs import RunRow, Worker, predict_runs
+from perfdb.lookup import PerfDB
+
+
+class Base(str, Enum):
+    ESTIMATE = "estimate"     # analytic steady state (estimator.estimate): fast, what plan/estimate print
+    SIMULATE = "simulate"     # discrete-event simulation at the measured concurrency: slower, queueing-aware
+
+
+def _worker(role: Role | None) -> Worker | None:
+    return None if role is None else Worker(role.parallel, role.batch_size, role.workers)
+
+
+def concurrency_of(run: MeasuredRun) -> float | None:
+    """Requests in flight for the whole deployment: the configured cap, else the client's measured average."""
+    c = run.load.effective_concurrency
+    return None if c is None or not math.isfinite(c) or c <= 0 else float(c)
+
+
+def to_run_row(run: MeasuredRun) -> RunRow:
+    d = run.deployment
+    conc = concurrency_of(run)
+    return RunRow(id=run.run_id, backend=d.backend.value, backend_version=d.version or None, model=d.model,
+                  system=d.system, mode=d.mode.value, isl=int(round(run.load.isl)), osl=int(round(run.load.osl)),
+                  gemm_quant=d.gemm_quant or None, moe_quant=d.moe_quant or None,
+                  concurrency=None if conc is None else max(1, int(round(conc))),
+                  agg=_worker(d.agg), prefill=_worker(d.prefill), decode=_worker(d.decode),
+                  ttft_ms=run.metrics.ttft.mean, tpot_ms=run.metrics.tpot.mean)
+
+
+def _instance_gpus(run: MeasuredRun) -> int:
+    d = run.deployment
+    return (d.agg if d.mode is Mode.AGG else d.decode).parallel.num_gpus
+
+
+def base_frame(runs: list[MeasuredRun], statistic: Statistic = Statistic.MEAN) -> pd.DataFrame:
+    """The measurement half of the frame; rows without the statistic or a concurrency say so in status."""
+    rows = []
+    for r in runs:
+        d = r.deployment
+        ttft, tpot = r.metrics.ttft.get(statistic), r.metrics.tpot.get(statistic)
+        conc = concurrency_of(r)
+        status = "ok"
+        if not (math.isfinite(ttft) and math.isfinite(tpot)) or ttft <= 0 or tpot <= 0:
+            status = f"no measured {statistic.value} TTFT/TPOT"
+        elif conc is None:
+            status = "no concurrency (open-loop run without a measured in-flight average)"
+        rows.append({"run_id": r.run_id, "deployment_key": d.key(), "model": d.model, "system": d.system,
+                     "backend": d.backend.value, "version": d.version, "mode": d.mode.value, "isl": r.load.isl,
+                     "osl": r.load.osl, "concurrency": conc if conc is not None else math.nan,
+                     "gpus": _instance_gpus(r), "measured_ttft": ttft, "measured_tpot": tpot, "status": status})
+    return pd.DataFrame(rows)
+
+
+def predict(runs: list[MeasuredRun], db: PerfDB, base: Base = Base.ESTIMATE,
+            statistic: Statistic = Statistic.MEAN) -> pd.DataFrame:
+    """The frame with pred_ttft/pred_tpot from the chosen base; rows it cannot predict keep the reason."""
+    frame = base_frame(runs, statistic)
+    todo = [to_run_row(r) for r, s in zip(runs, frame["status"], strict=True) if s == "ok"]
+    if base is Base.SIMULATE:
+        from estimator.sim.runs import simulate_runs
+
+        preds = [s.prediction(statistic.value) for s in simulate_runs(todo, db)]
+    else:
+        preds = predict_runs(todo, db)
+    by_id = {p.id: p for p in preds}
+    frame["pred_ttft"] = [by_id[i].ttft_ms if i in by_id else math.nan for i in frame["run_id"]]
+    frame["pred_tpot"] = [by_id[i].tpot_ms if i in by_id else math.nan for i in frame["run_id"]]
+    frame["status"] = [by_id[i].status if i in by_id else s for i, s in zip(frame["run_id"], frame["status"],
+                                                                              strict=True)]
+    bad = (frame["status"] == "ok") & ~(np.isfinite(frame["pred_ttft"]) & np.isfinite(frame["pred_tpot"]))
+    frame.loc[bad, "status"] = "no finite prediction"
+    return frame
+
+
+def from_predictions_file(runs: list[MeasuredRun], path, statistic: Statistic = Statistic.MEAN) -> pd.DataFrame:
+    """The frame with predictions read from a `servecast estimate --from-runs` CSV (id, pred_ttft_ms,
+    pred_tpot_ms, status), e.g. to refit without predicting again."""
+    from pathlib import Path
+
+    from perfdb.errors import DataError
+
+    try:
+        p = pd.read_csv(Path(path))
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path}: cannot read predictions CSV ({exc})") from None
+    missing = {"id", "pred_ttft_ms", "pred_tpot_ms", "status"} - set(p.columns)
+    if missing:
+        raise DataError(f"{path}: predictions CSV lacks {sorted(missing)}; write one with "
+                        "`servecast estimate --from-runs RUNS --out FILE`")
+    frame = base_frame(runs, statistic)
+    by_id = p.drop_duplicates("id").set_index("id")
+    known = frame["run_id"].isin(by_id.index)
+    frame["pred_ttft"] = frame["run_id"].map(by_id["pred_ttft_ms"]).astype(float)
+    frame["pred_tpot"] = frame["run_id"].map(by_id["pred_tpot_ms"]).astype(float)
+    pst = frame["run_id"].map(by_id["status"]).astype(object)
+    frame["status"] = np.where(frame["status"] != "ok", frame["status"],
+                               np.where(known, pst, "not in the predictions file"))
+    bad = (frame["status"] == "ok") & ~(np.isfinite(frame["pred_ttft"]) & np.isfinite(frame["pred_tpot"]))
+    frame.loc[bad, "status"] = "no finite prediction"
+    return frame
+
+
+def apply_calibration(frame: pd.DataFrame, cal) -> pd.DataFrame:
+    """frame + cal_ttft / cal_tpot: the calibration applied to each usable row's prediction."""
+    from calibrate.fit import corrected_logs
+
+    out = frame.copy()
+    ok = (out["status"] == "ok").to_numpy()
+    for m in ("ttft", "tpot"):
+        out[f"cal_{m}"] = np.nan
+        if ok.any():
+            sub = out[ok].reset_index(drop=True)
+            out.loc[ok, f"cal_{m}"] = sub[f"pred_{m}"].to_numpy() * np.exp(corrected_logs(cal, sub, m))
+    return out

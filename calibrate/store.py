@@ -1,0 +1,46 @@
+"""A fitted calibration on disk: `<out>/<id>/` with the artifact and everything it rests on.
+
+    calibration.json       the artifact (estimator.calibration.Calibration; JSON, no code)
+    training_rows.parquet  the rows it was fitted on: measurements, predictions, fold, cross-validated
+                           calibrated predictions (cv_ttft, cv_tpot) and interval coverage flags
+    excluded_rows.parquet  rows that could not be used, with the reason (status)
+    fold_errors.csv        per fold and metric: median/mean/p90 absolute % error before and after
+The directory name is the artifact's content hash, so two fits that predict the same share a name.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from calibrate.train import FitResult
+from estimator.calibration import ARTIFACT_FILE, Calibration, load, save
+
+
+def write(result: FitResult, out: Path) -> Path:
+    """Write the artifact directory atomically (built beside, then renamed); returns it."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    final = out / result.calibration.id
+    tmp = out / f".tmp-{result.calibration.id}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save(result.calibration, tmp)
+    result.rows.to_parquet(tmp / "training_rows.parquet", index=False)
+    result.excluded.to_parquet(tmp / "excluded_rows.parquet", index=False)
+    result.fold_errors.to_csv(tmp / "fold_errors.csv", index=False)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def read(path: Path) -> tuple[Calibration, Path]:
+    """The calibration and its directory, from the directory, its parent holding one fit, or the JSON file."""
+    path = Path(path)
+    if path.is_dir() and not (path / ARTIFACT_FILE).exists():
+        found = sorted(path.glob(f"*/{ARTIFACT_FILE}"), key=lambda p: p.stat().st_mtime)
+        if found:
+            path = found[-1].parent
+    cal = load(path)
+    return cal, (path if path.is_dir() else path.parent)

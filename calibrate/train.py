@@ -1,0 +1,98 @@
+"""Fit + cross-validate + nested interval check in one call: what `servecast calibrate fit` runs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from calibrate.fit import (
+    METRICS,
+    FitOptions,
+    corrected_logs,
+    cv_logs,
+    fit_point,
+    fold_ids,
+    interval_quantiles,
+    log_ratio,
+    usable,
+)
+from calibrate.validate import error_stats
+from estimator.calibration import ANY, Calibration
+from perfdb.errors import InputError
+
+
+@dataclass(frozen=True)
+class FitResult:
+    calibration: Calibration
+    rows: pd.DataFrame          # usable rows: fold, cv_<metric> (calibrated, from a fit without the row's deployment),
+    #                             covered_<metric> (inside that fold's nested 80% interval)
+    excluded: pd.DataFrame      # rows not used, with the reason in status
+    fold_errors: pd.DataFrame   # per fold and metric: rows, median/mean/p90 abs % error before and after
+
+
+def _inner_opts(opts: FitOptions, frame: pd.DataFrame) -> FitOptions:
+    return replace(opts, folds=max(2, min(opts.inner_folds, frame["deployment_key"].nunique())))
+
+
+def _covered(q: tuple, frame: pd.DataFrame, metric: str, resid: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(frame), dtype=bool)
+    modes = frame["mode"].to_numpy()
+    for i, mode in enumerate(modes):
+        cands = [x for x in q if x.metric == metric and x.mode == mode] or \
+                [x for x in q if x.metric == metric and x.mode == ANY]
+        out[i] = bool(cands) and cands[0].lo <= resid[i] <= cands[0].hi
+    return out
+
+
+def train(frame: pd.DataFrame, opts: FitOptions, base: str) -> FitResult:
+    data = usable(frame)
+    excluded = frame[frame["status"] != "ok"].reset_index(drop=True)
+    if data.empty:
+        reasons = excluded["status"].value_counts().head(3).to_dict() if len(excluded) else {}
+        raise InputError(f"no run could be predicted and measured; reasons: {reasons or 'no rows'}")
+    folds = fold_ids(data, opts.folds, opts.seed)
+    cv = {m: np.zeros(len(data)) for m in METRICS}
+    covered = {m: np.zeros(len(data), dtype=bool) for m in METRICS}
+    for k in range(opts.folds):
+        tr, te = data[folds != k].reset_index(drop=True), data[folds == k].reset_index(drop=True)
+        cal_k = fit_point(tr, opts, base)
+        inner = cv_logs(tr, _inner_opts(opts, tr), base)
+        q_k = interval_quantiles(tr, {m: log_ratio(tr, m) - inner[m] for m in METRICS}, opts.coverage)
+        for m in METRICS:
+            c = corrected_logs(cal_k, te, m)
+            cv[m][folds == k] = c
+            covered[m][folds == k] = _covered(q_k, te, m, log_ratio(te, m) - c)
+    rows = data.copy()
+    rows["fold"] = folds
+    for m in METRICS:
+        rows[f"cv_{m}"] = rows[f"pred_{m}"] * np.exp(cv[m])
+        rows[f"covered_{m}"] = covered[m]
+    intervals = interval_quantiles(data, {m: log_ratio(data, m) - cv[m] for m in METRICS}, opts.coverage)
+    cal = fit_point(data, opts, base, intervals)
+    fold_errors = _fold_errors(rows)
+    training = _summary(rows, excluded, opts)
+    return FitResult(replace(cal, training=training), rows, excluded, fold_errors)
+
+
+def _fold_errors(rows: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for k, g in rows.groupby("fold"):
+        for m in METRICS:
+            before = error_stats(g[f"measured_{m}"], g[f"pred_{m}"])
+            after = error_stats(g[f"measured_{m}"], g[f"cv_{m}"])
+            out.append({"fold": int(k), "metric": m, "rows": len(g), "deployments": g["deployment_key"].nunique(),
+                        **{f"before_{s}": v for s, v in before.items()}, **{f"after_{s}": v for s, v in after.items()}})
+    return pd.DataFrame(out)
+
+
+def _summary(rows: pd.DataFrame, excluded: pd.DataFrame, opts: FitOptions) -> dict:
+    out = {"rows": int(len(rows)), "deployments": int(rows["deployment_key"].nunique()),
+           "excluded_rows": int(len(excluded)), "folds": opts.folds, "residual": opts.residual,
+           "min_rows": opts.min_rows, "min_deployments": opts.min_deployments,
+           "sources": sorted(set(rows.get("source_file", pd.Series(dtype=str)).dropna().astype(str))) or None}
+    for m in METRICS:
+        out[f"{m}_before"] = error_stats(rows[f"measured_{m}"], rows[f"pred_{m}"])
+        out[f"{m}_after_cv"] = error_stats(rows[f"measured_{m}"], rows[f"cv_{m}"])
+        out[f"{m}_interval_coverage_cv"] = float(rows[f"covered_{m}"].mean())
+    return out

@@ -1,0 +1,54 @@
+"""Error reports: how far predictions are from measurements, overall and by backend, mode and load band.
+
+Percentage error of one row = (predicted - measured) / measured x 100. Reported per group: median,
+mean and p90 of its absolute value, and the signed median (bias: positive = over-prediction).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# requests in flight (whole deployment) -> band label
+LOAD_BANDS = ((0, 8, "1-8"), (8, 64, "9-64"), (64, 512, "65-512"), (512, float("inf"), ">512"))
+GROUPINGS = ("all", "backend", "mode", "load")
+STAGES = ("before", "after")
+
+
+def error_stats(measured, predicted) -> dict[str, float]:
+    m, p = np.asarray(measured, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
+    ok = np.isfinite(m) & np.isfinite(p) & (m > 0)
+    if not ok.any():
+        return {"n": 0, "median_abs_pct": float("nan"), "mean_abs_pct": float("nan"), "p90_abs_pct": float("nan"),
+                "bias_pct": float("nan")}
+    e = (p[ok] - m[ok]) / m[ok] * 100.0
+    a = np.abs(e)
+    return {"n": int(ok.sum()), "median_abs_pct": float(np.median(a)), "mean_abs_pct": float(np.mean(a)),
+            "p90_abs_pct": float(np.percentile(a, 90)), "bias_pct": float(np.median(e))}
+
+
+def load_band(concurrency: pd.Series) -> pd.Series:
+    out = pd.Series("unknown", index=concurrency.index, dtype=object)
+    for lo, hi, label in LOAD_BANDS:
+        out[(concurrency > lo) & (concurrency <= hi)] = label
+    return out
+
+
+def error_table(rows: pd.DataFrame, metrics: dict[str, tuple[str, str, str]]) -> pd.DataFrame:
+    """One line per (metric, grouping, group, stage); metrics: name -> (measured, before, after) columns."""
+    rows = rows.assign(all="all", load=load_band(rows["concurrency"]))
+    out = []
+    for metric, (measured, before, after) in metrics.items():
+        for grouping in GROUPINGS:
+            for value, g in rows.groupby(grouping, sort=True):
+                for stage, col in (("before", before), ("after", after)):
+                    if col not in g:
+                        continue
+                    out.append({"metric": metric, "grouping": grouping, "group": str(value), "stage": stage,
+                                **error_stats(g[measured], g[col])})
+    return pd.DataFrame(out)
+
+
+def worst_median(table: pd.DataFrame, stage: str = "after") -> dict[str, float]:
+    """Overall median absolute % error per metric at `stage` (the --max-error gate)."""
+    sel = table[(table["grouping"] == "all") & (table["stage"] == stage)]
+    return {r["metric"]: float(r["median_abs_pct"]) for _, r in sel.iterrows()}

@@ -1,0 +1,349 @@
+"""The calibration artifact (plain data) and how it corrects an Estimate.
+
+`calibrate` fits it from measured runs; the estimator only applies it. It is JSON: per-scope
+multiplicative factors on TTFT (prefill phase) and TPOT (decode phase), a small residual model on
+load features stored as numbers (gradient-boosted regression trees as threshold arrays, or linear
+coefficients), and 80% prediction intervals from cross-validated residuals. Loading one executes
+nothing.
+
+Correction of one metric (times in ms; all arithmetic in log space):
+    log(corrected) = log(predicted) + factor[scope] + residual(features)
+    interval       = corrected * exp(q10[mode]), corrected * exp(q90[mode])
+A scope is (system, backend, version, mode); a key field "*" matches anything, and the narrowest
+matching scope wins, so scopes the fit had too little data for fall back to wider ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from perfdb.errors import DataError, InputError
+from perfdb.types import Phase, Source
+
+FORMAT, FORMAT_VERSION = "servecast-calibration", 1
+ARTIFACT_FILE = "calibration.json"
+ANY = "*"
+METRIC_PHASE = {"ttft": Phase.PREFILL, "tpot": Phase.DECODE}
+# Load features of the residual model, in this order. Each is a log so that effects are multiplicative.
+FEATURES = ("log_concurrency", "log_isl", "log_osl", "log_pred_ttft", "log_pred_tpot", "log_gpus", "is_agg")
+
+
+@dataclass(frozen=True)
+class FeatureInputs:
+    """What the residual model sees; arrays broadcast. concurrency: requests in flight, whole deployment."""
+
+    isl: np.ndarray | float
+    osl: np.ndarray | float
+    concurrency: np.ndarray | float
+    pred_ttft_ms: np.ndarray | float
+    pred_tpot_ms: np.ndarray | float
+    gpus: np.ndarray | float          # GPUs of one engine instance (agg replica / decode worker)
+    is_agg: np.ndarray | float
+
+
+def feature_matrix(x: FeatureInputs) -> np.ndarray:
+    """(n, len(FEATURES)) float64; the single definition shared by fitting and applying."""
+    cols = [np.log(np.maximum(np.asarray(x.concurrency, dtype=np.float64), 1.0)),
+            np.log(np.maximum(np.asarray(x.isl, dtype=np.float64), 1.0)),
+            np.log(np.maximum(np.asarray(x.osl, dtype=np.float64), 1.0)),
+            np.log(np.maximum(np.asarray(x.pred_ttft_ms, dtype=np.float64), 1e-3)),
+            np.log(np.maximum(np.asarray(x.pred_tpot_ms, dtype=np.float64), 1e-3)),
+            np.log(np.maximum(np.asarray(x.gpus, dtype=np.float64), 1.0)),
+            np.asarray(x.is_agg, dtype=np.float64)]
+    cols = np.broadcast_arrays(*cols)
+    return np.stack([np.atleast_1d(c).ravel() for c in cols], axis=1)
+
+
+@dataclass(frozen=True)
+class Scope:
+    system: str = ANY
+    backend: str = ANY
+    version: str = ANY
+    mode: str = ANY
+
+    def matches(self, system: str, backend: str, version: str, mode: str) -> bool:
+        return all(mine in (ANY, theirs) for mine, theirs in
+                   ((self.system, system), (self.backend, backend), (self.version, version), (self.mode, mode)))
+
+    @property
+    def width(self) -> int:
+        return sum(v == ANY for v in (self.system, self.backend, self.version, self.mode))
+
+    def label(self) -> str:
+        return "/".join(v for v in (self.system, self.backend, self.version, self.mode)) or "*"
+
+
+@dataclass(frozen=True)
+class Factor:
+    """exp(log_factor) multiplies the prediction of `metric` in `scope`; n_rows/n_deployments say what it rests on."""
+
+    scope: Scope
+    metric: str                  # ttft | tpot
+    log_factor: float
+    n_rows: int
+    n_deployments: int
+
+
+@dataclass(frozen=True)
+class Trees:
+    """Gradient-boosted regression trees as arrays (sklearn tree_ layout): prediction =
+    init + learning_rate * sum over trees of value[leaf]. Leaf nodes have left == -1."""
+
+    init: float
+    learning_rate: float
+    left: tuple[tuple[int, ...], ...]
+    right: tuple[tuple[int, ...], ...]
+    feature: tuple[tuple[int, ...], ...]
+    threshold: tuple[tuple[float, ...], ...]
+    value: tuple[tuple[float, ...], ...]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        out = np.full(x.shape[0], self.init, dtype=np.float64)
+        rows = np.arange(x.shape[0])
+        for left, right, feat, thr, val in zip(self.left, self.right, self.feature, self.threshold, self.value,
+                                               strict=True):
+            left_a, right_a, feat_a = np.asarray(left), np.asarray(right), np.asarray(feat)
+            thr_a, val_a = np.asarray(thr), np.asarray(val)
+            node = np.zeros(x.shape[0], dtype=np.int64)
+            while True:
+                inner = left_a[node] >= 0
+                if not inner.any():
+                    break
+                go_left = x[rows, np.where(inner, feat_a[node], 0)] <= thr_a[node]
+                node = np.where(inner, np.where(go_left, left_a[node], right_a[node]), node)
+            out += self.learning_rate * val_a[node]
+        return out
+
+
+@dataclass(frozen=True)
+class Residual:
+    """Residual log-correction of `metric` as a function of FEATURES (after the scope factor)."""
+
+    metric: str
+    features: tuple[str, ...]
+    trees: Trees | None = None
+    coef: tuple[float, ...] = ()     # linear alternative: intercept + coef . features
+    intercept: float = 0.0
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if tuple(self.features) != FEATURES:
+            raise DataError(f"calibration residual model uses features {self.features}; this servecast computes "
+                            f"{FEATURES}: refit with `servecast calibrate fit`")
+        if self.trees is not None:
+            return self.trees.predict(x)
+        return self.intercept + x @ np.asarray(self.coef, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class IntervalQuantiles:
+    """Quantiles of cross-validated log(measured / calibrated) for `metric` in `mode` ("*" = all)."""
+
+    metric: str
+    mode: str
+    lo: float            # log quantile at (1 - coverage) / 2
+    hi: float            # log quantile at (1 + coverage) / 2
+    coverage: float
+    n_rows: int
+
+
+@dataclass(frozen=True)
+class Calibration:
+    factors: tuple[Factor, ...]
+    residuals: tuple[Residual, ...]
+    intervals: tuple[IntervalQuantiles, ...]
+    base: str = "estimate"           # which prediction was corrected: estimate (analytic) | simulate
+    statistic: str = "mean"          # the client statistic fitted (mean TTFT/TPOT)
+    notes: tuple[str, ...] = ()      # fallbacks and caveats, in words
+    training: dict = field(default_factory=dict)   # summary: rows, deployments, source files, CV errors
+
+    @property
+    def id(self) -> str:
+        """Content hash of everything that changes predictions (not the training summary)."""
+        payload = json.dumps(_plain({k: v for k, v in asdict(self).items() if k not in ("notes", "training")}),
+                             sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+    def factor(self, metric: str, system: str, backend: str, version: str, mode: str) -> Factor | None:
+        cands = [f for f in self.factors if f.metric == metric and f.scope.matches(system, backend, version, mode)]
+        return min(cands, key=lambda f: f.scope.width) if cands else None
+
+    def residual(self, metric: str) -> Residual | None:
+        return next((r for r in self.residuals if r.metric == metric), None)
+
+    def interval(self, metric: str, mode: str) -> IntervalQuantiles | None:
+        exact = [q for q in self.intervals if q.metric == metric and q.mode == mode]
+        wide = [q for q in self.intervals if q.metric == metric and q.mode == ANY]
+        return (exact or wide or [None])[0]
+
+    def correct_log(self, metric: str, scope: tuple[str, str, str, str], x: np.ndarray) -> np.ndarray:
+        """log(corrected / predicted) for rows `x` (feature_matrix) of one scope."""
+        f = self.factor(metric, *scope)
+        r = self.residual(metric)
+        out = np.full(x.shape[0], f.log_factor if f else 0.0)
+        return out + (r.predict(x) if r else 0.0)
+
+    def to_json(self) -> str:
+        body = {"format": FORMAT, "format_version": FORMAT_VERSION, "id": self.id, **_plain(asdict(self))}
+        return json.dumps(body, indent=1, sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str, where: str = "calibration") -> "Calibration":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(d, dict) or d.get("format") != FORMAT or d.get("format_version") != FORMAT_VERSION:
+            raise DataError(f"{where}: not a {FORMAT} v{FORMAT_VERSION} file")
+        try:
+            cal = Calibration(
+                factors=tuple(Factor(scope=Scope(**f["scope"]), **{k: v for k, v in f.items() if k != "scope"})
+                              for f in d["factors"]),
+                residuals=tuple(_residual(r) for r in d["residuals"]),
+                intervals=tuple(IntervalQuantiles(**q) for q in d["intervals"]),
+                base=d["base"], statistic=d["statistic"], notes=tuple(d["notes"]), training=d["training"])
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"{where}: calibration lacks or mistypes a field ({exc})") from None
+        if d.get("id") != cal.id:
+            raise DataError(f"{where}: content hash {cal.id} does not match the recorded id {d.get('id')} "
+                            "(edited or corrupt)")
+        return cal
+
+
+def _residual(r: dict) -> Residual:
+    t = r.get("trees")
+    trees = None if t is None else Trees(**{k: (tuple(tuple(v) for v in t[k]) if isinstance(t[k], list) else t[k])
+                                           for k in t})
+    return Residual(metric=r["metric"], features=tuple(r["features"]), trees=trees, coef=tuple(r["coef"]),
+                    intercept=r["intercept"])
+
+
+def _plain(x):
+    """JSON-ready: tuples -> lists, numpy scalars -> Python, NaN -> None."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def save(cal: Calibration, directory: Path) -> Path:
+    """Write calibration.json into `directory` (created), atomically; returns the file."""
+    import os
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / ARTIFACT_FILE
+    tmp = directory / f".tmp-{ARTIFACT_FILE}-{os.getpid()}"
+    tmp.write_text(cal.to_json())
+    os.replace(tmp, path)
+    return path
+
+
+def load(path: Path) -> Calibration:
+    """A calibration from its directory or its calibration.json."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / ARTIFACT_FILE
+    if not path.is_file():
+        raise InputError(f"{path}: no calibration here; fit one with `servecast calibrate fit RUNS --out DIR`")
+    return Calibration.from_json(path.read_text(), str(path))
+
+
+def find(db_root: Path, system: str, backend: str) -> Path | None:
+    """The newest calibration stored in a database (<db>/calibrations/<id>/) that covers system/backend."""
+    root = Path(db_root) / "calibrations"
+    if not root.is_dir():
+        return None
+    best = None
+    for path in sorted(root.glob(f"*/{ARTIFACT_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True):
+        cal = load(path)
+        if any(f.scope.matches(system, backend, f.scope.version, f.scope.mode) and f.scope.system != ANY
+               for f in cal.factors):
+            return path.parent
+        best = best or path.parent
+    return best
+
+
+# --- applying to an Estimate -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CalibrationContext:
+    """What an Estimate does not carry but the correction needs."""
+
+    system: str
+    backend: str
+    version: str
+    mode: str                      # agg | disagg
+    isl: np.ndarray | float
+    osl: np.ndarray | float
+    gpus: np.ndarray | float       # GPUs of one engine instance (agg replica / decode worker)
+    concurrency: np.ndarray | float | None = None   # whole deployment; None = the Estimate's
+
+
+@dataclass(frozen=True)
+class Interval:
+    lo: np.ndarray | float
+    hi: np.ndarray | float
+    coverage: float
+
+    def text(self, value: float, unit: str = "ms") -> str:
+        return f"{value:,.0f} {unit}, {self.coverage:.0%} interval {float(self.lo):,.0f}-{float(self.hi):,.0f}"
+
+
+@dataclass(frozen=True)
+class CalibratedEstimate:
+    estimate: "Estimate"           # noqa: F821 (estimator.estimate.Estimate; import kept lazy)
+    ttft: Interval | None
+    tpot: Interval | None
+    calibration_id: str
+    scope: str                     # the scope label the TTFT factor came from
+
+
+def calibrate_estimate(estimate, calibration: Calibration, context: CalibrationContext) -> CalibratedEstimate:
+    """Corrected TTFT/TPOT (and the latency and throughputs that follow from them), source CALIBRATED,
+    with prediction intervals. Arrays in the Estimate and context broadcast."""
+    conc = estimate.concurrency if context.concurrency is None else context.concurrency
+    x = feature_matrix(FeatureInputs(isl=context.isl, osl=context.osl, concurrency=conc,
+                                     pred_ttft_ms=estimate.ttft_ms, pred_tpot_ms=estimate.tpot_ms,
+                                     gpus=context.gpus, is_agg=float(context.mode == "agg")))
+    key = (context.system, context.backend, context.version, context.mode)
+    shape = np.broadcast(np.asarray(estimate.ttft_ms), np.asarray(context.isl), np.asarray(context.osl)).shape
+    scalar = shape == ()
+    out, intervals = {}, {}
+    for metric, pred in (("ttft", estimate.ttft_ms), ("tpot", estimate.tpot_ms)):
+        corr = np.exp(calibration.correct_log(metric, key, x)).reshape(shape) if shape else \
+            float(np.exp(calibration.correct_log(metric, key, x))[0])
+        value = np.asarray(pred, dtype=np.float64) * corr
+        out[metric] = value.item() if scalar else value
+        q = calibration.interval(metric, context.mode)
+        intervals[metric] = None if q is None else Interval(lo=out[metric] * math.exp(q.lo),
+                                                            hi=out[metric] * math.exp(q.hi), coverage=q.coverage)
+    ttft, tpot = out["ttft"], out["tpot"]
+    osl = np.asarray(context.osl, dtype=np.float64)
+    latency = ttft + (osl - 1.0) * tpot
+    # throughput per GPU scales inversely with request latency in a closed loop at fixed concurrency
+    scale = np.asarray(estimate.request_latency_ms, dtype=np.float64) / latency
+    tps = np.asarray(estimate.tokens_per_s_per_gpu, dtype=np.float64) * scale
+    def _s(v):
+        v = np.asarray(v)
+        return v.item() if scalar and v.size == 1 else v
+    est = replace(estimate, ttft_ms=ttft, tpot_ms=tpot, request_latency_ms=_s(latency), tokens_per_s_per_gpu=_s(tps),
+                  tokens_per_s_per_user=_s(1e3 / np.asarray(tpot)), source=Source.CALIBRATED)
+    f = calibration.factor("ttft", *key)
+    return CalibratedEstimate(est, intervals["ttft"], intervals["tpot"], calibration.id,
+                              f.scope.label() if f else "none")
+
+
+def apply(estimate, calibration: Calibration, context: CalibrationContext):
+    """The Estimate with calibrated TTFT/TPOT/latency/throughput and source CALIBRATED.
+    Use calibrate_estimate for the prediction intervals as well."""
+    return calibrate_estimate(estimate, calibration, context).estimate

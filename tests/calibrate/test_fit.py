@@ -1,0 +1,83 @@
+"""Fitting on a frame with a known truth: factors recovered, CV error drops, fallbacks said, intervals honest."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from synth import TRUE_FACTORS, frame
+
+from calibrate.fit import FitOptions, fit_point, fold_ids, usable
+from calibrate.train import train
+from estimator.calibration import Calibration
+from perfdb.errors import InputError
+
+FAST = dict(trees=12, depth=2, min_leaf=5, min_rows=10, min_deployments=2, inner_folds=2, folds=3)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return train(frame(), FitOptions(residual="gbm", **FAST), "estimate")
+
+
+def test_factors_recover_the_truth():
+    f = usable(frame(noise=0.0))
+    cal = fit_point(f, FitOptions(residual="none", **FAST), "estimate")
+    for (system, backend, mode), truth in TRUE_FACTORS.items():
+        tpot = cal.factor("tpot", system, backend, "1.0", mode)
+        assert tpot.scope.system == system and tpot.n_deployments == 5
+        assert math.exp(tpot.log_factor) == pytest.approx(truth ** 0.5, rel=1e-9)
+    # a scope never seen falls back to the widest factor that matches
+    assert cal.factor("ttft", "gb200", "sglang", "9", "agg").scope.label() == "*/*/*/agg"
+
+
+def test_cv_error_drops_and_intervals_cover(trained):
+    res = trained
+    tr = res.calibration.training
+    for m in ("ttft", "tpot"):
+        assert tr[f"{m}_after_cv"]["median_abs_pct"] < tr[f"{m}_before"]["median_abs_pct"] / 3
+        assert 0.6 <= tr[f"{m}_interval_coverage_cv"] <= 0.97
+    assert tr["rows"] == 75 and tr["excluded_rows"] == 1 and len(res.excluded) == 1
+    assert set(res.fold_errors["fold"]) == set(range(3))
+    # every deployment sits in exactly one fold
+    assert res.rows.groupby("deployment_key")["fold"].nunique().max() == 1
+
+
+def test_scope_with_too_little_data_falls_back_and_says_so():
+    f = usable(frame(deployments_per_scope=1, concs=(1, 4, 16)))
+    cal = fit_point(f, FitOptions(residual="none", **FAST), "estimate")
+    assert cal.factor("ttft", "h200_sxm", "vllm", "1.0", "agg").scope.width >= 1
+    assert any("uses the wider scope" in n and "h200_sxm/vllm/1.0/agg" in n for n in cal.notes)
+
+
+def test_artifact_round_trip_predicts_identically(trained):
+    res = trained
+    cal = res.calibration
+    back = Calibration.from_json(cal.to_json())
+    assert back.id == cal.id and back == cal
+    from calibrate.fit import corrected_logs
+
+    rows = res.rows
+    assert np.allclose(corrected_logs(back, rows, "ttft"), corrected_logs(cal, rows, "ttft"))
+
+
+def test_exported_trees_match_sklearn():
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from calibrate.fit import _export_trees
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 7))
+    y = np.sin(x[:, 0]) + 0.3 * x[:, 2] ** 2
+    m = GradientBoostingRegressor(loss="huber", n_estimators=10, max_depth=3, random_state=0).fit(x, y)
+    assert np.allclose(_export_trees(m).predict(x), m.predict(x), atol=1e-10)
+
+
+def test_folds_and_options():
+    f = usable(frame())
+    folds = fold_ids(f, 5, 0)
+    assert sorted(set(folds)) == [0, 1, 2, 3, 4]
+    with pytest.raises(InputError, match="cannot fill"):
+        fold_ids(f.head(5), 5, 0)
+    with pytest.raises(InputError, match="unknown residual"):
+        FitOptions(residual="forest")
