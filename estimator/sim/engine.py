@@ -44,7 +44,7 @@ def simulate(steps: StepTimes | RoleSteps, deployment: SimDeployment, load: Load
     isl, osl, send = build_requests(load, seed)
     sim = _Sim(steps, deployment, isl, osl, load.concurrency)
     sim.run(send, load.concurrency)
-    return sim.result(deployment.num_gpus, records)
+    return sim.result(deployment.num_gpus, records, load.warmup)
 
 
 class _PoolRouter:
@@ -189,16 +189,17 @@ class _Sim:
     def workers(self) -> list[Worker]:
         return self.entry.workers + (self.decode.workers if self.decode else [])
 
-    def result(self, num_gpus: int, keep: bool) -> SimResult:
+    def result(self, num_gpus: int, keep: bool, warmup: int) -> SimResult:
         r = self.reqs
         if min(r.finish) < 0:
             raise InputError("simulation ended with unfinished requests (a scheduler limit admits nothing)")
         rec = RequestRecords(
             send_s=np.array(r.send), first_token_s=np.array(r.first), finish_s=np.array(r.finish),
             isl=np.array(r.isl, dtype=np.int64), osl=np.array(r.osl, dtype=np.int64),
-            worker=np.array(r.worker, dtype=np.int64), preemptions=np.array(r.preempted, dtype=np.int64))
+            worker=np.array(r.worker, dtype=np.int64), preemptions=np.array(r.preempted, dtype=np.int64),
+            measured=np.arange(self.n) >= warmup)
         ws = self.workers()
-        itl = np.array([x for w in ws for x in w.itl_ms])
-        itl_w = np.array([x for w in ws for x in w.itl_w], dtype=np.float64)
+        itl = tuple(np.array([x for w in ws for x in getattr(w, name)], dtype=np.float64)
+                    for name in ("itl_ms", "itl_w", "itl_t"))
         counts = (sum(w.steps for w in ws), sum(w.prefill_tokens for w in ws), sum(w.decode_tokens for w in ws))
-        return summarise(rec, itl, itl_w, num_gpus, counts, keep)
+        return summarise(rec, itl, num_gpus, counts, keep)

@@ -31,7 +31,7 @@ def build_requests(load: LoadSpec, seed: int) -> tuple[np.ndarray, np.ndarray, n
         osl = np.array([load.trace[i].osl for i in order], dtype=np.int64)
         return isl, osl, send[order] - send.min()
     rng = np.random.default_rng(seed)
-    n = load.num_requests
+    n = load.total_requests
     isl = draw_lengths(load.isl, n, rng)
     osl = draw_lengths(load.osl, n, rng)
     if load.request_rate is None:

@@ -58,6 +58,7 @@ class RequestRecords:
     osl: np.ndarray
     worker: np.ndarray        # agg: replica index; disagg: decode worker index
     preemptions: np.ndarray
+    measured: np.ndarray      # False for warm-up requests (left out of the metrics)
 
     def to_frame(self):
         import pandas as pd
@@ -68,7 +69,7 @@ class RequestRecords:
         return pd.DataFrame({
             "request": np.arange(self.send_s.size), "send_s": self.send_s, "first_token_s": self.first_token_s,
             "finish_s": self.finish_s, "isl": self.isl, "osl": self.osl, "ttft_ms": ttft, "tpot_ms": tpot,
-            "latency_ms": lat, "worker": self.worker, "preemptions": self.preemptions,
+            "latency_ms": lat, "worker": self.worker, "preemptions": self.preemptions, "measured": self.measured,
         })
 
     def write(self, path: Path) -> None:
@@ -91,8 +92,8 @@ class SimResult:
     tpot: Stats
     itl: Stats
     latency: Stats
-    completed: int
-    duration_s: float
+    completed: int                   # measured requests (warm-up excluded)
+    duration_s: float                # first measured send to last measured completion
     request_throughput: float        # requests/s
     input_tokens_per_s: float
     output_tokens_per_s: float
@@ -109,25 +110,31 @@ class SimResult:
     records: RequestRecords | None = None
 
 
-def summarise(rec: RequestRecords, itl_ms: np.ndarray, itl_weight: np.ndarray, num_gpus: int,
+def summarise(rec: RequestRecords, itl: tuple[np.ndarray, np.ndarray, np.ndarray], num_gpus: int,
               steps: tuple[int, int, int], keep_records: bool) -> SimResult:
-    """Reduce per-request times and the per-step token gaps to the client-side metrics."""
-    ttft = (rec.first_token_s - rec.send_s) * 1e3
-    lat = (rec.finish_s - rec.send_s) * 1e3
-    multi = rec.osl > 1
-    tpot = (lat[multi] - ttft[multi]) / (rec.osl[multi] - 1)
-    duration = float(rec.finish_s.max() - rec.send_s.min())
-    n_in, n_out = float(rec.isl.sum()), float(rec.osl.sum())
+    """Reduce the measured requests' times, and the token gaps (ms, weight, step end s) after the first
+    measured send, to the client-side metrics."""
+    m = rec.measured
+    send, first, finish = rec.send_s[m], rec.first_token_s[m], rec.finish_s[m]
+    isl, osl = rec.isl[m], rec.osl[m]
+    ttft = (first - send) * 1e3
+    lat = (finish - send) * 1e3
+    multi = osl > 1
+    tpot = (lat[multi] - ttft[multi]) / (osl[multi] - 1)
+    start = float(send.min())
+    duration = float(finish.max() - start)
+    n_in, n_out = float(isl.sum()), float(osl.sum())
     tpot_stats = Stats.of(tpot)
+    gaps = itl[2] > start
     return SimResult(
-        ttft=Stats.of(ttft), tpot=tpot_stats, itl=Stats.of(itl_ms, itl_weight), latency=Stats.of(lat),
-        completed=int(rec.send_s.size), duration_s=duration,
-        request_throughput=rec.send_s.size / duration, input_tokens_per_s=n_in / duration,
+        ttft=Stats.of(ttft), tpot=tpot_stats, itl=Stats.of(itl[0][gaps], itl[1][gaps]), latency=Stats.of(lat),
+        completed=int(send.size), duration_s=duration,
+        request_throughput=send.size / duration, input_tokens_per_s=n_in / duration,
         output_tokens_per_s=n_out / duration, total_tokens_per_s=(n_in + n_out) / duration,
         tokens_per_s_per_gpu=(n_in + n_out) / duration / num_gpus,
         output_tokens_per_s_per_gpu=n_out / duration / num_gpus,
         tokens_per_s_per_user=1e3 / tpot_stats.mean if tpot.size else float("nan"),
         mean_in_flight=float(lat.sum() / 1e3 / duration), num_gpus=num_gpus,
-        preemptions=int(rec.preemptions.sum()), steps=steps[0], prefill_tokens=steps[1], decode_tokens=steps[2],
+        preemptions=int(rec.preemptions[m].sum()), steps=steps[0], prefill_tokens=steps[1], decode_tokens=steps[2],
         records=rec if keep_records else None,
     )

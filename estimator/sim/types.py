@@ -65,6 +65,9 @@ class LoadSpec:
     and send the next at once (aiperf --concurrency, vllm bench serve --max-concurrency with
     an infinite rate). Open loop (`request_rate`, requests/s): arrivals independent of completions.
     Trace: replay the given arrivals and lengths (isl/osl/num_requests come from the trace).
+    `warmup` requests are sent first and left out of the metrics (aiperf --warmup-request-count): a
+    closed loop's opening wave, where every client sends at once, then does not weigh on them.
+    `num_requests` counts the measured ones (the trace's requests include its warm-up).
     """
 
     isl: Lengths
@@ -74,6 +77,7 @@ class LoadSpec:
     request_rate: float | None = None
     arrival: Arrival = Arrival.POISSON
     trace: tuple[TraceRequest, ...] | None = None
+    warmup: int = 0
 
     def __post_init__(self) -> None:
         modes = [self.concurrency is not None, self.request_rate is not None, self.trace is not None]
@@ -81,27 +85,37 @@ class LoadSpec:
             raise InputError("a load needs exactly one of concurrency, request rate or trace")
         if self.num_requests < 1:
             raise InputError(f"num_requests must be >= 1, got {self.num_requests}")
+        if self.warmup < 0 or (self.trace is not None and self.warmup >= len(self.trace)):
+            raise InputError(f"warmup must be >= 0 and leave requests to measure, got {self.warmup}")
         if self.concurrency is not None and self.concurrency < 1:
             raise InputError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.request_rate is not None and not self.request_rate > 0:
             raise InputError(f"request rate must be > 0 requests/s, got {self.request_rate}")
 
     @staticmethod
-    def closed(concurrency: int, isl: int | Lengths, osl: int | Lengths, num_requests: int) -> "LoadSpec":
-        return LoadSpec(_lengths(isl), _lengths(osl), num_requests, concurrency=concurrency)
+    def closed(concurrency: int, isl: int | Lengths, osl: int | Lengths, num_requests: int,
+               warmup: int = 0) -> "LoadSpec":
+        return LoadSpec(_lengths(isl), _lengths(osl), num_requests, concurrency=concurrency, warmup=warmup)
 
     @staticmethod
     def open(rate: float, isl: int | Lengths, osl: int | Lengths, num_requests: int,
-             arrival: Arrival = Arrival.POISSON) -> "LoadSpec":
-        return LoadSpec(_lengths(isl), _lengths(osl), num_requests, request_rate=rate, arrival=arrival)
+             arrival: Arrival = Arrival.POISSON, warmup: int = 0) -> "LoadSpec":
+        return LoadSpec(_lengths(isl), _lengths(osl), num_requests, request_rate=rate, arrival=arrival,
+                        warmup=warmup)
 
     @staticmethod
-    def replay(trace: tuple[TraceRequest, ...]) -> "LoadSpec":
+    def replay(trace: tuple[TraceRequest, ...], warmup: int = 0) -> "LoadSpec":
         if not trace:
             raise InputError("a trace needs at least one request")
         isl = round(sum(r.isl for r in trace) / len(trace))
         osl = round(sum(r.osl for r in trace) / len(trace))
-        return LoadSpec(Lengths(max(isl, 1)), Lengths(max(osl, 1)), len(trace), trace=trace)
+        return LoadSpec(Lengths(max(isl, 1)), Lengths(max(osl, 1)), max(len(trace) - warmup, 1), trace=trace,
+                        warmup=warmup)
+
+    @property
+    def total_requests(self) -> int:
+        """Requests sent: warm-up plus measured."""
+        return len(self.trace) if self.trace is not None else self.warmup + self.num_requests
 
     def label(self) -> str:
         if self.concurrency is not None:

@@ -73,6 +73,7 @@ class Worker:
         self.decode_tokens = 0    # tokens produced by decode iterations
         self.itl_ms: list[float] = []
         self.itl_w: list[int] = []
+        self.itl_t: list[float] = []
 
     # ---- arrivals -------------------------------------------------------------------------------
     def enqueue(self, rid: int, t: float) -> bool:
@@ -235,27 +236,29 @@ class Worker:
         if self.run is not None:
             _, _, k, batch = self.run
             ms = self.table.decode_run_ms(batch, self.run[1], k)
-            self._record_gaps(ms / k, batch, k)
+            self._record_gaps(ms / k, batch, k, t)
             self._advance(k, t, finished)
         else:
             chunks, rides, ms = self.step
             if rides:
-                self._record_gaps(ms, self.n_dec, 1)
+                self._record_gaps(ms, self.n_dec, 1, t)
                 self._advance(1, t, finished)
             elif self.n_dec:
                 self.stall_ms += ms   # decodes paused for a prefill-only step: their next gap grows
             self._complete_prompts(chunks, t, finished, handed)
         self.run = self.step = None
 
-    def _record_gaps(self, ms: float, batch: int, k: int) -> None:
+    def _record_gaps(self, ms: float, batch: int, k: int, t: float) -> None:
         if self.stall_ms:
             self.itl_ms.append(ms + self.stall_ms)
             self.itl_w.append(batch)
+            self.itl_t.append(t)
             self.stall_ms = 0.0
             k -= 1
         if k:
             self.itl_ms.append(ms)
             self.itl_w.append(batch * k)
+            self.itl_t.append(t)
 
     def _advance(self, k: int, t: float, finished: list[int]) -> None:
         r, heap = self.reqs, self.heap

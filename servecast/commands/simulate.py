@@ -86,8 +86,9 @@ def _loads(a: dict, isl: int, osl: int, default_conc: int | None):
     from perfdb.errors import InputError
     from perfdb.types import parse_enum
 
+    warm = a["warmup_requests"]
     if a["trace"] is not None:
-        return "trace", [(0.0, LoadSpec.replay(read_trace(a["trace"])))]
+        return "trace", [(0.0, LoadSpec.replay(read_trace(a["trace"]), warm))]
     isl_l, osl_l = Lengths.of(isl, a["range_ratio"]), Lengths.of(osl, a["range_ratio"])
     concs, rates = _ints(a["concurrency"], "concurrency"), _floats(a["request_rate"], "request-rate")
     if concs and rates:
@@ -95,11 +96,12 @@ def _loads(a: dict, isl: int, osl: int, default_conc: int | None):
     if rates:
         arrival = parse_enum(Arrival, a["arrival"], "arrival")
         return "request rate (req/s)", [
-            (r, LoadSpec.open(r, isl_l, osl_l, a["num_requests"] or 1000, arrival)) for r in rates]
+            (r, LoadSpec.open(r, isl_l, osl_l, a["num_requests"] or 1000, arrival, warm)) for r in rates]
     concs = concs or ([default_conc] if default_conc else [])
     if not concs:
         raise InputError("give --concurrency N[,N...], --request-rate R[,R...] or --trace FILE")
-    return "concurrency", [(c, LoadSpec.closed(c, isl_l, osl_l, a["num_requests"] or max(100, 10 * c))) for c in concs]
+    return "concurrency", [(c, LoadSpec.closed(c, isl_l, osl_l, a["num_requests"] or max(100, 10 * c), warm))
+                           for c in concs]
 
 
 def _model(a: dict, name: str, gemm: str | None, moe: str | None):
@@ -209,6 +211,7 @@ def register(app: typer.Typer) -> None:
         arrival: str = typer.Option("poisson", help="open loop: poisson | constant"),
         trace: Path = typer.Option(None, help="JSONL trace: arrival_s, isl, osl per line"),
         num_requests: int = typer.Option(None, help="requests per point (default max(100, 10 x concurrency); 1000 open loop)"),
+        warmup_requests: int = typer.Option(0, help="requests sent first and left out of the metrics (aiperf --warmup-request-count)"),
         seed: int = typer.Option(0),
         records: Path = typer.Option(None, help="per-request records (.parquet or .jsonl); sweeps add -c<N>/-r<R>"),
         plot: str = typer.Option(None, help="sweep PNG (default simulate_sweep.png for sweeps; '' disables)"),

@@ -111,3 +111,16 @@ def test_frontend_overhead_delays_first_token_not_tokens_after_it():
     assert slow.ttft.mean == pytest.approx(base.ttft.mean + 100.0, rel=1e-9)
     assert slow.tpot.mean == pytest.approx(base.tpot.mean, rel=1e-9)
     assert slow.duration_s == pytest.approx(base.duration_s + 10 * 0.1, rel=1e-9)
+
+
+def test_warmup_requests_are_sent_first_and_left_out_of_the_metrics():
+    """aiperf --warmup-request-count: the closed loop's opening wave (every client at once) is
+    absorbed by the warm-up, so the measured TTFT is the steady state's."""
+    dep = SimDeployment.aggregated(Backend.VLLM, TP2)
+    cold = simulate(MODEL, dep, LoadSpec.closed(32, 2000, 100, 320), records=True)
+    warm = simulate(MODEL, dep, LoadSpec.closed(32, 2000, 100, 320, warmup=64), records=True)
+    f = warm.records.to_frame()
+    assert len(f) == 384 and (~f.measured).sum() == 64 and not f.measured.iloc[:64].any()
+    assert warm.completed == cold.completed == 320
+    assert warm.ttft.p99 < cold.ttft.p99   # the opening wave's long waits are gone
+    assert warm.decode_tokens + 384 == 384 * 100   # every request, warm-up included, was served
