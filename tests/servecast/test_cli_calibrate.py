@@ -53,3 +53,51 @@ def test_ingest_errors_are_one_line(tmp_path, args, needle):
                            str(FIX / "format_samples" / "vllm_bench_serve.json"), *args], capture_output=True, text=True)
     assert proc.returncode == 2
     assert needle in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+HEADER = ("id,silicon_data_source,backend,backend_version,model_path,system,precision,mode,isl,osl,gemm_quant_mode,"
+          "moe_quant_mode,batch_size,tp_size,pp_size,attention_dp_size,moe_tp_size,moe_ep_size,prefill_batch_size,"
+          "prefill_num_workers,prefill_tp_size,prefill_pp_size,prefill_attention_dp_size,prefill_moe_tp_size,"
+          "prefill_moe_ep_size,decode_batch_size,decode_num_workers,decode_tp_size,decode_pp_size,"
+          "decode_attention_dp_size,decode_moe_tp_size,decode_moe_ep_size,silicon_ttft_ms,silicon_tpot_ms")
+
+
+def _table(path: Path, tag: str, concs=(1, 4, 16, 64)) -> Path:
+    lines = [HEADER]
+    for tp in (1, 2, 4, 8):
+        for c in concs:
+            ttft, tpot = 150.0 + 4.0 * c / tp, 9.0 + 0.08 * c / tp
+            lines.append(f"{tag}{tp}c{c},silicon_concurrency={c},trtllm,1.0.0,Qwen/Qwen3-32B,h200_sxm,fp8,agg,1024,256,"
+                         f"fp8,fp8,{c},{tp},1,1,{tp},1,,,,,,,,,,,,,,,{ttft},{tpot}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_fit_validate_show_end_to_end(tmp_path, tiny_db):
+    train_csv = _table(tmp_path / "train.csv", "t")
+    res = runner.invoke(app, ["calibrate", "fit", str(train_csv), "--db", str(tiny_db), "--out", str(tmp_path / "cal"),
+                              "--folds", "3", "--residual", "none", "--min-rows", "4", "--min-deployments", "1",
+                              "--plot", str(tmp_path / "fit.png")])
+    assert res.exit_code == 0, res.output
+    assert "calibration " in res.output and (tmp_path / "fit.png").stat().st_size > 1000
+    (art,) = [p for p in (tmp_path / "cal").iterdir() if p.is_dir()]
+    assert {p.name for p in art.iterdir()} >= {"calibration.json", "training_rows.parquet", "fold_errors.csv"}
+    held = _table(tmp_path / "held.csv", "h", concs=(2, 8, 32))
+    res = runner.invoke(app, ["calibrate", "validate", str(held), "--calibration", str(tmp_path / "cal"), "--db",
+                              str(tiny_db), "--plot", str(tmp_path / "v.png"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert '"stage":"after"' in res.output.replace(" ", "") and (tmp_path / "v.png").exists()
+    res = runner.invoke(app, ["calibrate", "validate", str(held), "--calibration", str(art), "--db", str(tiny_db),
+                              "--plot", "", "--max-error", "0.001"])
+    assert res.exit_code == 1 and "median |error| above" in res.output
+    res = runner.invoke(app, ["calibrate", "validate", str(train_csv), "--calibration", str(art), "--db", str(tiny_db),
+                              "--plot", ""])
+    assert res.exit_code != 0          # every row was used to fit it: nothing held out to report on
+    res = runner.invoke(app, ["calibrate", "show", str(art)])
+    assert res.exit_code == 0 and "scope factors" in res.output and "cross-validated" in res.output
+
+
+def test_help_for_every_command():
+    for cmd in ("ingest", "fit", "validate", "show"):
+        res = runner.invoke(app, ["calibrate", cmd, "--help"])
+        assert res.exit_code == 0 and "Example: servecast calibrate" in res.output

@@ -1,0 +1,73 @@
+"""Applying a calibration artifact to an Estimate: corrected values, CALIBRATED source, intervals, arrays."""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from estimator.calibration import (
+    Calibration,
+    CalibrationContext,
+    Factor,
+    IntervalQuantiles,
+    Scope,
+    apply,
+    calibrate_estimate,
+    find,
+    load,
+    save,
+)
+from estimator.estimate import Estimate
+from estimator.memory import MemoryReport
+from perfdb.errors import DataError
+from perfdb.types import Source
+
+
+def _estimate(ttft=100.0, tpot=10.0, osl=101) -> Estimate:
+    lat = ttft + (osl - 1) * np.asarray(tpot)
+    return Estimate(ttft_ms=ttft, tpot_ms=tpot, request_latency_ms=lat, tokens_per_s_per_gpu=500.0,
+                    tokens_per_s_per_user=1e3 / np.asarray(tpot), concurrency=8.0, num_gpus=2,
+                    memory=MemoryReport(1.0, 1.0, 1.0, 1.0, 1e6, 64, True, ""), breakdown=(),
+                    source=Source.INTERPOLATED, feasible=True, reason="")
+
+
+CAL = Calibration(
+    factors=(Factor(Scope(), "ttft", math.log(1.1), 100, 10),
+             Factor(Scope("h200_sxm", "vllm", "*", "agg"), "ttft", math.log(2.0), 30, 4),
+             Factor(Scope(), "tpot", math.log(0.5), 100, 10)),
+    residuals=(),
+    intervals=(IntervalQuantiles("ttft", "agg", math.log(0.9), math.log(1.2), 0.8, 50),
+               IntervalQuantiles("tpot", "*", math.log(0.95), math.log(1.05), 0.8, 100)))
+CTX = CalibrationContext(system="h200_sxm", backend="vllm", version="0.12.0", mode="agg", isl=1024, osl=101, gpus=2)
+
+
+def test_apply_scalar():
+    c = calibrate_estimate(_estimate(), CAL, CTX)
+    est = c.estimate
+    assert est.source is Source.CALIBRATED
+    assert est.ttft_ms == pytest.approx(200.0) and est.tpot_ms == pytest.approx(5.0)
+    assert est.request_latency_ms == pytest.approx(200.0 + 100 * 5.0)
+    assert est.tokens_per_s_per_gpu == pytest.approx(500.0 * 1100.0 / 700.0)    # latency shrank: more throughput
+    assert (c.ttft.lo, c.ttft.hi) == pytest.approx((180.0, 240.0)) and c.tpot.coverage == 0.8
+    assert c.ttft.text(est.ttft_ms) == "200 ms, 80% interval 180-240"
+    assert c.scope == "h200_sxm/vllm/*/agg"
+    other = apply(_estimate(), CAL, replace(CTX, system="b200_sxm"))      # falls back to the global factor
+    assert other.ttft_ms == pytest.approx(110.0)
+
+
+def test_apply_arrays_broadcast():
+    est = _estimate(ttft=np.array([100.0, 300.0]), tpot=np.array([10.0, 20.0]))
+    c = calibrate_estimate(est, CAL, replace(CTX, isl=np.array([1024, 4096])))
+    assert np.allclose(c.estimate.ttft_ms, [200.0, 600.0]) and np.allclose(c.ttft.hi, [240.0, 720.0])
+
+
+def test_save_load_find_and_tamper(tmp_path):
+    d = tmp_path / "db" / "calibrations" / CAL.id
+    save(CAL, d)
+    assert load(d) == CAL and find(tmp_path / "db", "h200_sxm", "vllm") == d
+    text = (d / "calibration.json").read_text().replace("0.6931", "0.7931")
+    (d / "calibration.json").write_text(text)
+    with pytest.raises(DataError, match="does not match the recorded id"):
+        load(d)
