@@ -41,10 +41,11 @@ def _stored_latency(root: Path, s: Session, kind) -> dict[tuple, float]:
     return dict(zip(zip(*cols, strict=True), t.column("latency_ms").to_pylist(), strict=True))
 
 
-def run_adaptive(cases: list[OpCase], root: Path, s: Session, cfg: AdaptiveConfig = AdaptiveConfig(),
+def run_adaptive(cases: list[OpCase], root: Path, s: Session, cfg: AdaptiveConfig | None = None,
                  budget_s: float | None = None, on_progress: Callable[[runner.Progress], None] | None = None
                  ) -> runner.RunSummary:
     """Measure each group's cases adaptively (see module docstring); the summary counts all rounds."""
+    cfg = cfg or AdaptiveConfig()
     start = time.monotonic()
     totals = dict(requested=len(cases), skipped=0, measured=0, failed=0)
     shards: list[Path] = []

@@ -26,7 +26,8 @@ def grid(size: GridSize, ctx: DeviceCtx | None = None) -> list[AttentionDecodeCa
         axes = {"batch": pow2(1, 512), "kv_len": pow2(64, 131072)}
     out = []
     for h, kvh, d in heads:
-        fixed = {"dtype": Dtype.BF16, "kv_dtype": Dtype.BF16, "num_heads": h, "num_kv_heads": kvh, "head_dim": d,
+        dt = Dtype.FP32 if size == GridSize.TINY else Dtype.BF16  # CPU hosts: native fp32
+        fixed = {"dtype": dt, "kv_dtype": dt, "num_heads": h, "num_kv_heads": kvh, "head_dim": d,
                  "window": 0}
         out += product(AttentionDecodeCase, fixed, axes, keep=lambda batch, kv_len: batch * kv_len <= _MAX_KV_TOKENS)
     return out

@@ -4,7 +4,7 @@ memory-efficient; math on CPU). The row's kernel_source names the kernel that ra
 from __future__ import annotations
 
 from collectors.cases import pow2, product
-from collectors.ops.common import randn, source, torch_dtype
+from collectors.ops.common import prefix_causal_mask, randn, source, torch_dtype
 from collectors.registry import DeviceCtx, GridSize, OpCollector, Prepared, Unsupported, register
 from perfdb.ops import AttentionPrefillCase
 from perfdb.types import Dtype, OpKind
@@ -26,7 +26,8 @@ def grid(size: GridSize, ctx: DeviceCtx | None = None) -> list[AttentionPrefillC
         axes = {"batch": pow2(1, 64), "seq_len": pow2(128, 16384), "prefix_len": [0, 1024, 4096, 16384]}
     out = []
     for h, kvh, d in heads:
-        fixed = {"dtype": Dtype.BF16, "kv_dtype": Dtype.BF16, "num_heads": h, "num_kv_heads": kvh,
+        dt = Dtype.FP32 if size == GridSize.TINY else Dtype.BF16  # CPU hosts: native fp32
+        fixed = {"dtype": dt, "kv_dtype": dt, "num_heads": h, "num_kv_heads": kvh,
                  "head_dim": d, "window": 0}
         out += product(AttentionPrefillCase, fixed, axes,
                        keep=lambda batch, seq_len, prefix_len: batch * (seq_len + prefix_len) <= _MAX_TOKENS)
@@ -45,7 +46,6 @@ def _kernels(ctx: DeviceCtx):
 def build(case: AttentionPrefillCase, ctx: DeviceCtx) -> Prepared:
     import torch
     from torch.nn.attention import sdpa_kernel
-    from torch.nn.attention.bias import causal_lower_right
 
     if case.window > 0:
         raise Unsupported("sliding-window prefill needs an engine kernel; torch SDPA runs full causal only")
@@ -58,7 +58,7 @@ def build(case: AttentionPrefillCase, ctx: DeviceCtx) -> Prepared:
     v = randn((b, case.num_kv_heads, s + p, case.head_dim), dt, ctx)
     gqa = case.num_heads != case.num_kv_heads
     # With a cached prefix the causal mask is aligned bottom-right (query i sees prefix + i + 1 keys).
-    mask = causal_lower_right(s, s + p) if p else None
+    mask = prefix_causal_mask(s, p, ctx)
     reasons = []
     for backend, name in _kernels(ctx):
         def fn(backend=backend):

@@ -30,3 +30,18 @@ def randn(shape, dtype, ctx: DeviceCtx, scale: float = 1.0):
 
 def source(ctx: DeviceCtx, gpu_name: str, cpu_name: str) -> str:
     return gpu_name if ctx.device == "cuda" else cpu_name
+
+
+def prefix_causal_mask(seq: int, prefix: int, ctx: DeviceCtx):
+    """Causal mask for `seq` new queries after `prefix` cached keys (query i sees prefix + i + 1 keys), or
+    None when there is no prefix (use is_causal). On GPU the lower-right causal bias keeps flash/cuDNN
+    kernels eligible; on CPU a boolean mask (importing torch.nn.attention.bias costs seconds there)."""
+    if not prefix:
+        return None
+    import torch
+
+    if ctx.device == "cuda":
+        from torch.nn.attention.bias import causal_lower_right
+
+        return causal_lower_right(seq, seq + prefix)
+    return torch.ones(seq, seq + prefix, dtype=torch.bool).tril(diagonal=prefix)

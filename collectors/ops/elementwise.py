@@ -19,10 +19,11 @@ def grid(size: GridSize, ctx: DeviceCtx | None = None) -> list[ElementwiseCase]:
         widths = {ElementwiseOp.RMSNORM: [4096, 7168, 8192], ElementwiseOp.ADD: [4096, 7168, 8192],
                   ElementwiseOp.EMBEDDING: [4096, 7168, 8192], ElementwiseOp.SILU_MUL: [3584, 14336, 18432],
                   ElementwiseOp.ROPE: [1536, 5120, 9216]}
+    dtype = Dtype.FP32 if size == GridSize.TINY else Dtype.BF16  # CPU hosts: native fp32
     out = []
     for op, hidden in widths.items():
         for h in hidden:
-            out += product(ElementwiseCase, {"op": op, "dtype": Dtype.BF16, "hidden": h}, {"num_tokens": tokens})
+            out += product(ElementwiseCase, {"op": op, "dtype": dtype, "hidden": h}, {"num_tokens": tokens})
     return out
 
 

@@ -9,7 +9,7 @@ qk_rope dims per token; the output stays in latent space (the V up-projection is
 from __future__ import annotations
 
 from collectors.cases import pow2, product
-from collectors.ops.common import randn, torch_dtype
+from collectors.ops.common import prefix_causal_mask, randn, torch_dtype
 from collectors.registry import DeviceCtx, GridSize, OpCollector, Prepared, Unsupported, register
 from perfdb.ops import MlaDecodeCase, MlaPrefillCase
 from perfdb.types import Dtype, OpKind
@@ -52,7 +52,6 @@ def _check(case) -> object:
 
 def build_prefill(case: MlaPrefillCase, ctx: DeviceCtx) -> Prepared:
     import torch
-    from torch.nn.attention.bias import causal_lower_right
 
     dt = _check(case)
     b, s, p, h = int(case.batch), int(case.seq_len), int(case.prefix_len), case.num_heads
@@ -61,7 +60,7 @@ def build_prefill(case: MlaPrefillCase, ctx: DeviceCtx) -> Prepared:
     k_nope = randn((b, h, s + p, case.qk_nope_head_dim), dt, ctx)
     k_rope = randn((b, 1, s + p, case.qk_rope_head_dim), dt, ctx)
     v = randn((b, h, s + p, case.v_head_dim), dt, ctx)
-    mask = causal_lower_right(s, s + p) if p else None
+    mask = prefix_causal_mask(s, p, ctx)
 
     def fn():
         k = torch.cat((k_nope, k_rope.expand(b, h, s + p, case.qk_rope_head_dim)), dim=-1)

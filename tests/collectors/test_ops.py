@@ -70,3 +70,11 @@ def test_moe_grouped_and_loop_paths_agree():
     prepared = load_all()[OpKind.MOE].build(case, CPU)
     out = prepared.fn()
     assert out.shape[0] == 48 if isinstance(out, torch.Tensor) else sum(o.shape[0] for o in out) == 48
+
+
+def test_cpu_prefix_mask_is_bottom_right_causal():
+    from collectors.ops.common import prefix_causal_mask
+
+    mask = prefix_causal_mask(3, 2, CPU)
+    assert mask.tolist() == [[True, True, True, False, False], [True, True, True, True, False], [True] * 5]
+    assert prefix_causal_mask(4, 0, CPU) is None

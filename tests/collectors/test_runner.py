@@ -20,8 +20,9 @@ def _plan(session, ops=OPS):
 
 def test_tiny_sweep_fills_every_family_table(tmp_path, cpu_session):
     plan = _plan(cpu_session)
-    summary = runner.run(list(plan.cases), tmp_path, cpu_session, rows_per_shard=4)
-    assert summary.measured + summary.failed == len(plan.cases) and summary.remaining == 0
+    cases = [c for kind in OPS for c in [c for c in plan.cases if c.KIND == kind][:3]]  # 3 per family: fast
+    summary = runner.run(cases, tmp_path, cpu_session, rows_per_shard=4)
+    assert summary.measured + summary.failed == len(cases) and summary.remaining == 0
     tables = {k.op: k for k in list_tables(tmp_path)}
     assert set(tables) == set(OPS)
     for op, key in tables.items():

@@ -33,6 +33,10 @@ def test_run_the_documented_cpu_form_then_read_the_db(tmp_path):
     assert read_table(db, key).num_rows > 0
     again = runner.invoke(app, args)
     assert "measured 0" in again.output and "already in db" in again.output
+    from servecast.commands.db import app as db_app  # the lookup side reads what the collectors wrote
+
+    checked = runner.invoke(db_app, ["validate", "--db", str(db)])
+    assert checked.exit_code == 0 and "0 rejected" in checked.output, checked.output
 
 
 def test_bad_flags_are_one_line_errors(tmp_path):
