@@ -20,7 +20,6 @@ from functools import cache
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from perfdb.interp import GridInterp
 from perfdb.ops import OP_CASES, OpCase
@@ -103,7 +102,7 @@ def group_rows(table: pa.Table, fields: tuple[str, ...]) -> dict[tuple, np.ndarr
     for name in fields:
         column = table.column(name)
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            encoded = pc.dictionary_encode(column.combine_chunks())
+            encoded = column.combine_chunks().dictionary_encode()   # Array method: no pyarrow.compute import
             ind = encoded.indices
             codes.append(np.frombuffer(ind.buffers()[1], dtype=np.int32, count=len(ind) + ind.offset)[ind.offset:])
             levels.append(encoded.dictionary.to_pylist())
@@ -113,11 +112,14 @@ def group_rows(table: pa.Table, fields: tuple[str, ...]) -> dict[tuple, np.ndarr
             levels.append([int(v) for v in values])
     if not codes:
         return {(): np.arange(n)}
-    uniq, inverse = np.unique(np.stack(codes, axis=1).astype(np.int64), axis=0, return_inverse=True)
-    inverse = inverse.ravel()
+    # One int64 key per row (mixed radix over the per-field codes): 1-D unique is ~50x faster than axis=0.
+    key = np.zeros(n, np.int64)
+    for code, level in zip(codes, levels, strict=True):
+        key = key * len(level) + code.astype(np.int64)
+    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
-    return {tuple(levels[j][uniq[g, j]] for j in range(len(fields))): order[bounds[g]:bounds[g + 1]]
+    return {tuple(levels[j][codes[j][first[g]]] for j in range(len(fields))): order[bounds[g]:bounds[g + 1]]
             for g in range(len(uniq))}
 
 
@@ -132,6 +134,11 @@ class FamilyTable:
         self.groups: dict[tuple, np.ndarray] = group_rows(table, self.cat_fields)
         self._interps: dict[tuple, GridInterp | None] = {}
         self._nearest: dict[tuple, tuple | None] = {}
+
+    @staticmethod
+    def columns(kind: OpKind) -> list[str]:
+        """The stored columns a FamilyTable reads."""
+        return list(key_fields(kind) + lookup_axes(kind)) + ["latency_ms"]
 
     @property
     def num_rows(self) -> int:

@@ -60,6 +60,8 @@ class GridInterp:
         self.latency = np.where(np.isfinite(lat), lat, np.nan)
         self.logu = np.where(np.isfinite(logu), logu, np.nan)
         self.loglat = np.log(self.latency)
+        self._strides = [int(np.prod(self.shape[j + 1:])) for j in range(len(self.shape))]
+        self._reset_fill_cache()
         self._neighbours()
 
     def _neighbours(self) -> None:
@@ -90,6 +92,7 @@ class GridInterp:
         out.latency[node] = self.row_latency[others].min() if others.size else np.nan
         out.loglat = self.loglat.copy()
         out.loglat[node] = np.log(out.latency[node])
+        out._reset_fill_cache()
         if np.isnan(out.logu[node]):
             out._neighbours_through(int(node))
         return out
@@ -141,16 +144,16 @@ class GridInterp:
         active = self._active()
         acc, wsum = np.zeros(n), np.zeros(n)
         complete, unbracketed = np.ones(n, bool), np.zeros(n, bool)
+        base = sum(lo[j] * self._strides[j] for j in range(len(lo)))   # flat index of the lower corner
         for bits in itertools.product((0, 1), repeat=len(active)):
-            idx = [x.copy() for x in lo]
+            flat = base + sum(self._strides[j] for j, b in zip(active, bits, strict=True) if b)
             w = np.ones(n)
             for j, b in zip(active, bits, strict=True):
-                idx[j] = lo[j] + b
                 w = w * (t[j] if b else 1.0 - t[j])
-            v = self.logu[np.ravel_multi_index(tuple(idx), self.shape)]
+            v = self.logu[flat]
             missing = np.isnan(v) & (w > 0)
             if missing.any():
-                v[missing], extrap = self._fill([i[missing] for i in idx])
+                v[missing], extrap = self._filled(flat[missing])
                 unbracketed[np.flatnonzero(missing)[extrap]] = True
                 missing = np.isnan(v) & (w > 0)
             complete &= ~missing
@@ -162,6 +165,19 @@ class GridInterp:
             rows = np.flatnonzero(~complete)
             logu[rows], one_sided[rows] = self._line_fallback([x[rows] for x in lo], [x[rows] for x in t])
         return np.exp(logu), one_sided
+
+    def _filled(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """_fill of flat node ids, computed once per node and cached (queries share missing corners)."""
+        uniq, inverse = np.unique(nodes, return_inverse=True)
+        todo = uniq[~self._fill_done[uniq]]
+        if todo.size:
+            value, extrap = self._fill(list(np.unravel_index(todo, self.shape)))
+            self._fill_value[todo], self._fill_extrap[todo], self._fill_done[todo] = value, extrap, True
+        return self._fill_value[uniq][inverse], self._fill_extrap[uniq][inverse]
+
+    def _reset_fill_cache(self) -> None:
+        size = int(np.prod(self.shape))
+        self._fill_value, self._fill_extrap, self._fill_done = np.full(size, np.nan), np.zeros(size, bool), np.zeros(size, bool)
 
     def _fill(self, idx: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Estimate missing grid nodes (log util) as the median of their neighbour estimates; NaN if none.

@@ -83,7 +83,7 @@ class DbView:
                 continue
             key = TableKey(self.system.name, self.backend, version, kind)
             if key.dir(self.db.root).is_dir() and any(key.dir(self.db.root).glob("part-*.parquet")):
-                return FamilyTable(kind, read_table(self.db.root, key), self.system, version)
+                return FamilyTable(kind, read_table(self.db.root, key, FamilyTable.columns(kind)), self.system, version)
         return None
 
     def latency(self, case: OpCase) -> Latency:

@@ -82,9 +82,10 @@ def shard_paths(root: Path, key: TableKey) -> list[Path]:
     return sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []
 
 
-def read_table(root: Path, key: TableKey) -> pa.Table:
+def read_table(root: Path, key: TableKey, columns: list[str] | None = None) -> pa.Table:
     """All shards of one table, conformed to the schema; a corrupt shard is a DataError naming it.
 
+    `columns` reads only those columns (the lookup needs keys and latency, not provenance).
     ParquetFile.read, not pq.read_table: the latter imports pyarrow.dataset and with it pandas
     (0.5-3 s), which the lookup on the `servecast plan` path must not pay.
     """
@@ -94,10 +95,26 @@ def read_table(root: Path, key: TableKey) -> pa.Table:
     parts = []
     for path in paths:
         try:
-            parts.append(conform(key.op, pq.ParquetFile(path).read()))
+            shard = pq.ParquetFile(path)
+            if columns is None:
+                parts.append(conform(key.op, shard.read()))
+            else:
+                parts.append(_conform_columns(key.op, shard, columns, path))
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(f"corrupt Parquet shard {path}: {exc}") from None
     return pa.concat_tables(parts)
+
+
+def _conform_columns(kind: OpKind, shard: pq.ParquetFile, columns: list[str], path: Path) -> pa.Table:
+    from perfdb.schema import SCHEMAS
+
+    missing = [c for c in columns if c not in shard.schema_arrow.names]
+    if missing:
+        raise DataError(f"Parquet shard {path} lacks column(s) {', '.join(missing)}")
+    try:
+        return shard.read(columns=columns).cast(pa.schema([SCHEMAS[kind].field(c) for c in columns]))
+    except (ValueError, pa.ArrowNotImplementedError) as exc:
+        raise DataError(f"Parquet shard {path} does not match the {kind.value} schema: {exc}") from None
 
 
 def list_tables(root: Path) -> list[TableKey]:
