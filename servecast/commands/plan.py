@@ -270,9 +270,13 @@ def render(result, sims, save_dir, written) -> None:
             con.print(_table(f"{mode.value}: top {len(cands)} meeting the targets", cands, sims))
         else:
             con.print(f"{mode.value}: no configuration meets the targets")
-    if result.per_backend:
+    if len(req.backends) > 1:
         ranked = sorted(result.per_backend.values(), key=lambda c: -c.metrics.tokens_per_s_per_gpu)
-        con.print(_table("best per backend", ranked, sims))
+        if ranked:
+            con.print(_table("best per backend", ranked, sims))
+        missing = [b.value for b in req.backends if b not in result.per_backend]
+        if missing:
+            con.print(f"no configuration meets the targets with: {', '.join(missing)}")
     if result.winner is None:
         _render_miss(con, result)
     else:
