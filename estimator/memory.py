@@ -38,6 +38,9 @@ class MemoryReport:
     gpu_mem_bytes: float = 0.0
     kv_pool_bytes: float = 0.0    # per GPU
     sliding_bytes_per_request: float = 0.0  # per GPU: window-bounded KV of sliding-window layers, per request
+    sliding_bytes_per_token: float = 0.0    # per GPU: KV per token of the sliding-window layers (up to the window)
+    full_bytes_per_token: float = 0.0       # per GPU: KV per token of the full-attention layers
+    sliding_window: int = 0
 
 
 def weights_per_gpu(model: ModelSpec, p: ParallelConfig) -> float:
@@ -101,7 +104,7 @@ def memory_report(model: ModelSpec, system: SystemSpec, p: ParallelConfig, eng: 
     else:                                # TRT-LLM: fraction of what is free after weights and activations
         pool = eng.mem_fraction * (total - weights - act - reserve)
     slide_req = kv_slide * model.sliding_window if model.sliding_window else 0.0
-    per_token = kv_full if kv_full > 0 else kv_slide
+    per_token = kv_full if kv_full > 0 else kv_slide  # all-sliding models: report the per-token cost
     capacity = max(pool, 0.0) / per_token * p.attn_dp if per_token > 0 else math.inf
     reason = ""
     if weights > total:
@@ -115,4 +118,5 @@ def memory_report(model: ModelSpec, system: SystemSpec, p: ParallelConfig, eng: 
         weights_bytes=weights, kv_bytes_per_token=per_token, activation_bytes=act, reserve_bytes=reserve,
         kv_capacity_tokens=capacity, max_batch=eng.max_batch_size * p.attn_dp, feasible=not reason,
         reason=reason, gpu_mem_bytes=total, kv_pool_bytes=max(pool, 0.0), sliding_bytes_per_request=slide_req,
+        sliding_bytes_per_token=kv_slide, full_bytes_per_token=kv_full, sliding_window=model.sliding_window,
     )

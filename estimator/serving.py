@@ -53,7 +53,9 @@ def _arrays(w: Workload):
 def max_batch(sm: StepModel, isl: np.ndarray, osl: np.ndarray) -> np.ndarray:
     """Requests the KV pool and the engine's batch cap admit per replica (full sequences reserved)."""
     mem = sm.memory
-    per_req = (isl + osl) * mem.kv_bytes_per_token + mem.sliding_bytes_per_request
+    tokens = isl + osl
+    window = np.minimum(tokens, mem.sliding_window) if mem.sliding_window else 0.0
+    per_req = tokens * mem.full_bytes_per_token + window * mem.sliding_bytes_per_token
     by_kv = np.floor(mem.kv_pool_bytes / np.maximum(per_req, 1.0)) * sm.parallel.attn_dp
     return np.minimum(by_kv, mem.max_batch)
 

@@ -41,6 +41,9 @@ def test_architectures_and_quant():
     assert load_model("nvidia/Llama-3.1-70B-Instruct-FP8").gemm_quant == Dtype.FP8
     assert load_model("moonshotai/Kimi-K2.5").num_experts == 384
     assert load_model("mistralai/Mixtral-8x7B-v0.1").topk == 2
+    mistral = load_model("mistralai/Mistral-7B-v0.1")  # every layer slides over 4096 tokens
+    assert mistral.num_sliding_layers == 32 and mistral.sliding_window == 4096
+    assert mistral.total_params() / 1e9 == pytest.approx(7.24, rel=0.01)
 
 
 def test_aliases_and_overrides():
