@@ -36,13 +36,15 @@ class RoleSteps:
 
 
 def simulate(steps: StepTimes | RoleSteps, deployment: SimDeployment, load: LoadSpec, seed: int = 0,
-             records: bool = False) -> SimResult:
+             records: bool = False, frontend_ms: float | None = None) -> SimResult:
     """Simulate `load` offered to `deployment`; step times from `steps` (a RoleSteps for disagg).
 
+    `frontend_ms`: per-request time outside the engine, between a client's send and the engine's
+    queue (None: the step model's `resolved.ttft_overhead_ms`, 0 where it has none).
     Deterministic for a given seed. Raises InfeasibleError when a request can never fit a worker's KV.
     """
     isl, osl, send = build_requests(load, seed)
-    sim = _Sim(steps, deployment, isl, osl, load.concurrency)
+    sim = _Sim(steps, deployment, isl, osl, load.concurrency, frontend_ms)
     sim.run(send, load.concurrency)
     return sim.result(deployment.num_gpus, records, load.warmup)
 
@@ -74,7 +76,8 @@ def _load(w: Worker) -> int:
 
 
 class _Sim:
-    def __init__(self, steps, dep: SimDeployment, isl: np.ndarray, osl: np.ndarray, concurrency: int | None):
+    def __init__(self, steps, dep: SimDeployment, isl: np.ndarray, osl: np.ndarray, concurrency: int | None,
+                 frontend_ms: float | None):
         self.dep = dep
         self.reqs = Requests(isl.tolist(), osl.tolist())
         self.n = len(isl)
@@ -91,9 +94,12 @@ class _Sim:
             self.entry = self._pool(steps.prefill, dep.prefill, Role.PREFILL, policy, dep.router, None)
             self.decode = self._pool(steps.decode, dep.decode, Role.DECODE, policy, dep.router, concurrency)
             self.transfer = self.entry.workers[0].table
-        entry_steps = steps if dep.mode is Mode.AGG else steps.prefill
-        resolved = getattr(entry_steps, "resolved", None)
-        self.frontend_s = float(getattr(resolved, "ttft_overhead_ms", 0.0) or 0.0) / 1e3
+        if frontend_ms is None:
+            entry_steps = steps if dep.mode is Mode.AGG else steps.prefill
+            frontend_ms = getattr(getattr(entry_steps, "resolved", None), "ttft_overhead_ms", 0.0) or 0.0
+        if frontend_ms < 0:
+            raise InputError(f"frontend_ms must be >= 0, got {frontend_ms}")
+        self.frontend_s = float(frontend_ms) / 1e3
         self.heap: list = []
         self.seq = 0
         self.prefill_done = [0.0] * self.n

@@ -71,8 +71,8 @@ class SimRun:
 
 
 def simulate_runs(rows: list[RunRow], db: PerfDB, requests_per_client: int = 10, max_requests: int = 20_000,
-                  seed: int = 0) -> list[SimRun]:
-    """One SimRun per row, in input order."""
+                  seed: int = 0, frontend_ms: float | None = None) -> list[SimRun]:
+    """One SimRun per row, in input order. `frontend_ms` as in simulate() (None: the estimator's)."""
     groups: dict[tuple, list[RunRow]] = defaultdict(list)
     for r in rows:
         groups[_group_key(r)].append(r)
@@ -89,11 +89,12 @@ def simulate_runs(rows: list[RunRow], db: PerfDB, requests_per_client: int = 10,
             continue
         cache: dict[tuple, object] = {}
         for row in group:
-            out[row.id] = _one(row, backend, model, system, view, cache, requests_per_client, max_requests, seed)
+            out[row.id] = _one(row, backend, model, system, view, cache, (requests_per_client, max_requests),
+                               seed, frontend_ms)
     return [out[r.id] for r in rows]
 
 
-def _one(row, backend, model, system, view, cache, per_client, cap, seed) -> SimRun:
+def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms) -> SimRun:
     try:
         if row.isl < 1 or row.osl < 1 or (row.agg is None and row.mode != "disagg"):
             raise ValueError("row lacks isl/osl or its parallel layout")
@@ -107,8 +108,8 @@ def _one(row, backend, model, system, view, cache, per_client, cap, seed) -> Sim
 
         dep, conc = _deployment(row, backend, system, steps_for)
         steps = steps_for(dep)
-        n = max(conc, min(per_client * conc, cap))
-        r = simulate(steps, dep, LoadSpec.closed(conc, row.isl, row.osl, n), seed=seed)
+        n = max(conc, min(counts[0] * conc, counts[1]))
+        r = simulate(steps, dep, LoadSpec.closed(conc, row.isl, row.osl, n), seed=seed, frontend_ms=frontend_ms)
     except (ServecastError, ValueError) as exc:
         return _failed(row, exc)
     return SimRun(row.id, "ok", r, dep)

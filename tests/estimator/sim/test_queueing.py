@@ -111,6 +111,8 @@ def test_frontend_overhead_delays_first_token_not_tokens_after_it():
     assert slow.ttft.mean == pytest.approx(base.ttft.mean + 100.0, rel=1e-9)
     assert slow.tpot.mean == pytest.approx(base.tpot.mean, rel=1e-9)
     assert slow.duration_s == pytest.approx(base.duration_s + 10 * 0.1, rel=1e-9)
+    off = simulate(fe, dep, LoadSpec.closed(1, 1000, 50, 10), frontend_ms=0.0)   # explicit override
+    assert off.ttft.mean == pytest.approx(base.ttft.mean, rel=1e-12)
 
 
 def test_warmup_requests_are_sent_first_and_left_out_of_the_metrics():
