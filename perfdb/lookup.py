@@ -34,7 +34,7 @@ from perfdb.ops import OpCase
 from perfdb.roofline import sol_ms
 from perfdb.specs import SystemSpec, load_system
 from perfdb.storage import MARKER, TableKey, read_table, require_db
-from perfdb.types import Backend, OpKind, Source
+from perfdb.types import Backend, OpKind, Source, parse_enum
 
 BUNDLED_ROOT = Path(__file__).resolve().parent / "bundled"
 
@@ -151,13 +151,14 @@ class PerfDB:
         load_system(system)  # an unknown system is a NotFoundError naming the known ones
         if self.root is None:
             return []
-        directory = self.root / system / Backend(backend).value
+        backend = parse_enum(Backend, backend, "backend") if not isinstance(backend, Backend) else backend
+        directory = self.root / system / backend.value
         names = [p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")] \
             if directory.is_dir() else []
         return sorted(names, key=version_sort_key, reverse=True)
 
     def view(self, system: str, backend: Backend, version: str | None = None) -> DbView:
-        backend = Backend(backend)
+        backend = parse_enum(Backend, backend, "backend") if not isinstance(backend, Backend) else backend
         key = (system, backend, version)
         if key not in self._views:
             spec = load_system(system)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from fixtures.tinydb import build, family_table
 
-from perfdb.errors import DataError, NotFoundError
+from perfdb.errors import DataError, InputError, NotFoundError
 from perfdb.lookup import PerfDB, version_sort_key
 from perfdb.ops import AttentionDecodeCase, AttentionPrefillCase, GemmCase, MoeCase
 from perfdb.roofline import sol_ms
@@ -95,6 +95,8 @@ def test_a_family_missing_from_the_chosen_version_comes_from_the_newest_older_on
 def test_bad_inputs(tmp_path, tiny_db):
     with pytest.raises(NotFoundError, match="unknown system 'nope'.*h200_sxm"):
         PerfDB(tiny_db).view("nope", Backend.TRTLLM)
+    with pytest.raises(InputError, match="unknown backend 'tensorrt'; accepted: trtllm"):
+        PerfDB(tiny_db).view("h200_sxm", "tensorrt")
     with pytest.raises(DataError, match="not a servecast database"):
         PerfDB(tmp_path)
     empty = PerfDB(init_db(tmp_path / "empty")).view("h100_sxm", Backend.VLLM)
