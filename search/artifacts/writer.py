@@ -57,6 +57,9 @@ def launch_script(c: Candidate, s: EngineSettings, gpus_per_node: int) -> str:
     if c.mode == Mode.DISAGG:
         lines.insert(4, "# Disaggregated workers need a KV-aware router in front: deploy k8s/dynamo.yaml,\n"
                         "# or run Dynamo's frontend (python -m dynamo.frontend) beside these workers.")
+    elif c.decode.workers > 1:
+        lines.insert(4, f"# {c.decode.workers} replicas on ports {s.port}-{s.port + c.decode.workers - 1}: put a router "
+                        "in front (Dynamo's frontend, k8s/dynamo.yaml, or any HTTP load balancer).")
     return "\n".join(lines)
 
 
@@ -74,7 +77,8 @@ def write_candidate(directory: Path, c: Candidate, rank: int, system: str, gpus_
     (out / "k8s" / "dynamo.yaml").write_text(yamlio.dump_all(manifests(c, s, name, gpus_per_node)))
     bench = aiperf_command(s.model, f"http://localhost:{s.port}", c.metrics.concurrency, isl, osl, prefix,
                            f"aiperf-{slug(c, rank)}")
-    (out / "aiperf.sh").write_text("#!/usr/bin/env bash\n# Benchmark at the predicted concurrency; then\n"
+    (out / "aiperf.sh").write_text("#!/usr/bin/env bash\n# Benchmark at the predicted concurrency through the deployment's front door (the Dynamo\n"
+                                   "# frontend of k8s/dynamo.yaml, port-forwarded to localhost:8000); then\n"
                                    f"#   servecast calibrate ingest --deployment {out.name}/deployment.yaml <artifact dir>\n"
                                    f"{shlex.join(bench)}\n")
     for script in ("launch.sh", "aiperf.sh"):
