@@ -24,7 +24,7 @@ from estimator.parallel import ParallelConfig
 from estimator.serving import agg_metrics, disagg_metrics
 from estimator.steps import OpTime, StepModel
 from estimator.workload import Workload
-from perfdb.errors import InfeasibleError
+from perfdb.errors import InfeasibleError, InputError
 from perfdb.lookup import DbView
 from perfdb.specs import SystemSpec
 from perfdb.types import Source
@@ -36,6 +36,12 @@ class WorkerSpec:
     engine: EngineConfig
     workers: int | np.ndarray | None = 1  # None (prefill only): rate-matched; arrays broadcast with the workload
     batch: int | None = None   # prefill: requests per prefill iteration (None = 1); decode: cap on batch
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and np.any(np.asarray(self.workers) < 1):
+            raise InputError(f"workers={self.workers}: need at least 1 worker (or None for rate-matched prefill)")
+        if self.batch is not None and self.batch < 1:
+            raise InputError(f"batch={self.batch}: must be >= 1")
 
 
 @dataclass(frozen=True)
