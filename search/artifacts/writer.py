@@ -75,11 +75,11 @@ def write_candidate(directory: Path, c: Candidate, rank: int, system: str, gpus_
             (out / f"{role.value}.yaml").write_text(yamlio.dump(trtllm_options(w, role, s)))
     name = re.sub(r"[^a-z0-9-]+", "-", f"sc-{c.backend.value}-{c.mode.value}-{rank}".lower())
     (out / "k8s" / "dynamo.yaml").write_text(yamlio.dump_all(manifests(c, s, name, gpus_per_node)))
-    bench = aiperf_command(s.model, f"http://localhost:{s.port}", c.metrics.concurrency, isl, osl, prefix,
-                           f"aiperf-{slug(c, rank)}")
+    artifact = f"aiperf-{slug(c, rank)}"
+    bench = aiperf_command(s.model, f"http://localhost:{s.port}", c.metrics.concurrency, isl, osl, prefix, artifact)
     (out / "aiperf.sh").write_text("#!/usr/bin/env bash\n# Benchmark at the predicted concurrency through the deployment's front door (the Dynamo\n"
                                    "# frontend of k8s/dynamo.yaml, port-forwarded to localhost:8000); then\n"
-                                   f"#   servecast calibrate ingest --deployment {out.name}/deployment.yaml <artifact dir>\n"
+                                   f"#   servecast calibrate ingest {artifact} --deployment {out.name}/deployment.yaml --out runs.parquet\n"
                                    f"{shlex.join(bench)}\n")
     for script in ("launch.sh", "aiperf.sh"):
         (out / script).chmod(0o755)
