@@ -4,7 +4,7 @@ memory-efficient; math on CPU). The row's kernel_source names the kernel that ra
 from __future__ import annotations
 
 from collectors.cases import pow2, product
-from collectors.ops.common import prefix_causal_mask, randn, source, torch_dtype
+from collectors.ops.common import prefix_causal_mask, randn, torch_dtype
 from collectors.registry import DeviceCtx, GridSize, OpCollector, Prepared, Unsupported, register
 from perfdb.ops import AttentionPrefillCase
 from perfdb.types import Dtype, OpKind
@@ -44,9 +44,6 @@ def _kernels(ctx: DeviceCtx):
 
 
 def build(case: AttentionPrefillCase, ctx: DeviceCtx) -> Prepared:
-    import torch
-    from torch.nn.attention import sdpa_kernel
-
     if case.window > 0:
         raise Unsupported("sliding-window prefill needs an engine kernel; torch SDPA runs full causal only")
     if case.kv_dtype != case.dtype:
@@ -59,7 +56,23 @@ def build(case: AttentionPrefillCase, ctx: DeviceCtx) -> Prepared:
     gqa = case.num_heads != case.num_kv_heads
     # With a cached prefix the causal mask is aligned bottom-right (query i sees prefix + i + 1 keys).
     mask = prefix_causal_mask(s, p, ctx)
-    reasons = []
+    reasons: list[str] = []
+    prepared = _first_kernel(q, k, v, mask, gqa, ctx, reasons, "")
+    if prepared is None and gqa:
+        # No kernel takes grouped KV heads here: expand them (reads group x more KV; labelled as such).
+        group = case.num_heads // case.num_kv_heads
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        prepared = _first_kernel(q, k, v, mask, False, ctx, reasons, "_kv_expanded")
+    if prepared is None:
+        raise Unsupported("no SDPA kernel accepts this case: " + "; ".join(reasons))
+    return prepared
+
+
+def _first_kernel(q, k, v, mask, gqa: bool, ctx: DeviceCtx, reasons: list[str], suffix: str) -> Prepared | None:
+    """The first SDPA kernel (in _kernels order) that runs this case, pinned with sdpa_kernel."""
+    import torch
+    from torch.nn.attention import sdpa_kernel
+
     for backend, name in _kernels(ctx):
         def fn(backend=backend):
             with sdpa_kernel([backend]):
@@ -69,10 +82,9 @@ def build(case: AttentionPrefillCase, ctx: DeviceCtx) -> Prepared:
         try:
             fn()
         except RuntimeError as exc:
-            reasons.append(f"{name}: {str(exc).splitlines()[0][:80]}")
+            reasons.append(f"{name}{suffix}: {str(exc).splitlines()[0][:80]}")
             continue
-        return Prepared(fn, source(ctx, name, name))
-    raise Unsupported("no SDPA kernel accepts this case: " + "; ".join(reasons))
-
+        return Prepared(fn, name + suffix)
+    return None
 
 register(OpCollector(OpKind.ATTENTION_PREFILL, grid, build))
