@@ -18,7 +18,12 @@ copies * rate * osl over the whole budget. tests/search/test_disagg.py pins equa
 `estimate_disagg`, so a change of the estimator's arithmetic fails the tests instead of drifting.
 
 Only (x, y) with gcd 1 are composed: k copies of (x, y) use at least as many GPUs as one (kx, ky)
-group with identical per-group metrics, so the reduced pairs lose nothing.
+group with identical per-group metrics, so the reduced pairs lose nothing. At most MAX_WORKERS of
+each role per group, fewer when the composition would exceed MAX_COMPOSED_ROWS rows (huge budgets
+of small workers). Prefill rows dominated within their GPU count (slower and lower throughput)
+are dropped before composing. Every decode row is kept unless the composition would exceed the
+row limit: then decode rows slower than another of the same GPU count and batch limit go first,
+and only then the worker cap tightens.
 """
 from __future__ import annotations
 
@@ -31,6 +36,9 @@ from search.pareto import frontier
 from search.points import MODES, PointTable
 from search.space import worker_pairs
 from search.types import Mode
+
+MAX_WORKERS = 32               # prefill or decode workers per xPyD group (as AIConfigurator's search)
+MAX_COMPOSED_ROWS = 250_000    # composed deployments per backend before the worker cap tightens
 
 
 @dataclass(frozen=True)
@@ -64,10 +72,37 @@ def dominant(w: WorkerPoints) -> np.ndarray:
     return np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
 
 
-def coprime_pairs(gp: int, gd: int, budget: int) -> tuple[np.ndarray, np.ndarray]:
-    x, y = worker_pairs(gp, gd, budget)
+def decode_dominant(w: WorkerPoints) -> np.ndarray:
+    """Per (GPUs per worker, batch limit), the memory-feasible decode row with the shortest step:
+    the others serve the same requests on the same GPUs more slowly."""
+    ok = np.flatnonzero(w.feasible)
+    order = ok[np.lexsort((w.step_ms[ok], w.batch[ok], w.gpus[ok]))]
+    key = np.stack([w.gpus[order], w.batch[order]], axis=1)
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = np.any(key[1:] != key[:-1], axis=1)
+    return np.sort(order[first])
+
+
+def coprime_pairs(gp: int, gd: int, budget: int, max_workers: int = MAX_WORKERS) -> tuple[np.ndarray, np.ndarray]:
+    x, y = worker_pairs(gp, gd, budget, max_workers)
     keep = np.gcd(x, y) == 1
     return x[keep], y[keep]
+
+
+def composed_rows(prefill: WorkerPoints, decode: WorkerPoints, budget: int, cap: int) -> int:
+    gps, pcount = np.unique(prefill.gpus, return_counts=True)
+    gds, dcount = np.unique(decode.gpus, return_counts=True)
+    return sum(int(a) * int(b) * len(coprime_pairs(int(gp), int(gd), budget, cap)[0])
+               for gp, a in zip(gps, pcount, strict=True) for gd, b in zip(gds, dcount, strict=True))
+
+
+def worker_cap(prefill: WorkerPoints, decode: WorkerPoints, budget: int, limit: int = MAX_COMPOSED_ROWS) -> int:
+    """The largest per-role worker count (32, 16, 8, ...) whose composition stays under `limit`
+    rows; large budgets of small workers would otherwise compose millions of near-copies."""
+    for cap in (MAX_WORKERS, 16, 8, 4, 2):
+        if composed_rows(prefill, decode, budget, cap) <= limit:
+            return cap
+    return 1
 
 
 @dataclass(frozen=True)
@@ -85,9 +120,12 @@ def compose(prefill: WorkerPoints, decode: WorkerPoints, kv_ms, wl: GroupLoad, b
     worker of config pi to a decode worker of config di.
     """
     blocks = []
+    if composed_rows(prefill, decode, wl.budget, MAX_WORKERS) > MAX_COMPOSED_ROWS:
+        decode = decode.take(decode_dominant(decode))   # first reduction: slower twins of decode rows
+    cap = worker_cap(prefill, decode, wl.budget)
     for gp in np.unique(prefill.gpus):
         for gd in np.unique(decode.gpus):
-            x, y = coprime_pairs(int(gp), int(gd), wl.budget)
+            x, y = coprime_pairs(int(gp), int(gd), wl.budget, cap)
             if not len(x):
                 continue
             pi = np.flatnonzero(prefill.gpus == gp)

@@ -86,3 +86,17 @@ def test_composition_matches_estimate_disagg_point_by_point():
         group = int(pts["gpus_used"][r]) // int(pts["replicas"][r])
         assert np.isclose(est.tokens_per_s_per_gpu * group * pts["replicas"][r] / 8,
                           pts["tokens_per_s_per_gpu"][r], rtol=1e-6)
+
+
+def test_huge_budgets_of_small_workers_stay_under_the_row_limit():
+    from search import disagg
+
+    pre = _workers([1] * 6, [1] * 6, np.linspace(50, 80, 6), np.linspace(0.02, 0.0125, 6), cfg=[0] * 6)
+    dec = _workers([1] * 60, list(range(1, 31)) * 2, np.r_[np.linspace(10, 40, 30), np.linspace(11, 41, 30)],
+                   np.zeros(60), cfg=[0] * 60)
+    assert disagg.composed_rows(pre, dec, 256, disagg.MAX_WORKERS) > disagg.MAX_COMPOSED_ROWS
+    kept = disagg.decode_dominant(dec)
+    assert sorted(kept.tolist()) == list(range(30))          # the slower twin of each batch goes
+    pts = compose(pre, dec, lambda p, d: 1.0, GroupLoad(100, 256), 0, [ParallelConfig()], [ParallelConfig()])
+    assert 0 < len(pts) <= disagg.MAX_COMPOSED_ROWS
+    assert np.all(pts["gpus_used"] <= 256)
