@@ -91,7 +91,7 @@ def test_composition_matches_estimate_disagg_point_by_point():
 def test_huge_budgets_of_small_workers_stay_under_the_row_limit():
     from search import disagg
 
-    pre = _workers([1] * 6, [1] * 6, np.linspace(50, 80, 6), np.linspace(0.02, 0.0125, 6), cfg=[0] * 6)
+    pre = _workers([1] * 8, [1] * 8, np.linspace(50, 80, 8), np.linspace(0.02, 0.0125, 8), cfg=[0] * 8)
     dec = _workers([1] * 60, list(range(1, 31)) * 2, np.r_[np.linspace(10, 40, 30), np.linspace(11, 41, 30)],
                    np.zeros(60), cfg=[0] * 60)
     assert disagg.composed_rows(pre, dec, 256, disagg.MAX_WORKERS) > disagg.MAX_COMPOSED_ROWS
