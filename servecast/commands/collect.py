@@ -11,7 +11,9 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(help="Measure GPU kernels into a performance database (plan first, then run).", no_args_is_help=True)
+app = typer.Typer(help="Measure GPU kernels into a performance database (plan first, then run).\n\n"
+                  "Example: servecast collect plan --ops gemm --budget-minutes 30 && "
+                  "servecast collect run --ops gemm --budget-minutes 30 --db ./perfdb", no_args_is_help=True)
 
 OPS_HELP = "Comma-separated op families: gemm, attention_prefill, attention_decode, mla_prefill, mla_decode, moe, elementwise, comm, or 'all'."
 MODEL_HELP = "Add the exact shapes of a catalog model (HF id, directory or config.json), per --tp."
