@@ -24,7 +24,7 @@ from search.points import BACKENDS, MODES, PointTable
 from search.rank import Ranking, rank
 from search.recheck import recheck
 from search.sla import Diagnosis, diagnose, meets
-from search.space import PREFILL_TOKEN_BUDGET, parallel_configs, weights_fit
+from search.space import PREFILL_TOKEN_BUDGET, parallel_configs
 from search.types import Candidate, Mode, PlanRequest
 
 
@@ -50,8 +50,8 @@ class PlanResult:
 
 
 def _backend_points(ctx: Context, modes: tuple[Mode, ...], sla) -> tuple[list[PointTable], int]:
-    configs = [p for p in parallel_configs(ctx.model, ctx.system, ctx.budget) if supports(ctx.backend, p)
-               and weights_fit(ctx.model, p, ctx.system, 0.5)]
+    # memory feasibility is the estimator's (Context.step_model drops shapes that do not fit)
+    configs = [p for p in parallel_configs(ctx.model, ctx.system, ctx.budget) if supports(ctx.backend, p)]
     tables, workers = [], 0
     if Mode.AGG in modes:
         tables.append(evaluate_agg(ctx, configs, sla))

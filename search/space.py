@@ -75,12 +75,6 @@ def parallel_configs(model: ModelSpec, system: SystemSpec, max_gpus: int) -> lis
     return out
 
 
-def weights_fit(model: ModelSpec, parallel: ParallelConfig, system: SystemSpec, bytes_per_param: float) -> bool:
-    """Cheap pre-filter before building a step model: the weight share per GPU must leave room."""
-    per_gpu = model.total_params() * bytes_per_param / parallel.num_gpus
-    return per_gpu < 0.95 * system.gpu.mem_bytes
-
-
 def batch_ladder(parallel: ParallelConfig, cap: int | None = None) -> np.ndarray:
     """Batch limits for a replica: the ladder per DP rank times attention-DP, capped at `cap`."""
     ladder = np.asarray(BATCH_LADDER, dtype=np.int64) * parallel.attn_dp
