@@ -50,7 +50,7 @@ class WorkerPoints:
     batch: np.ndarray        # requests per batch (prefill) / batch limit (decode)
     max_tokens: np.ndarray   # the worker's token budget per iteration
     step_ms: np.ndarray      # prefill: one batch's forward; decode: one step at `batch`
-    rate: np.ndarray         # sequences per second per worker
+    rate: np.ndarray         # requests per ms per worker (prefill: batch / step; decode: batch / (step x (osl - 1)))
     headroom: np.ndarray     # share of the KV pool free at this batch
     feasible: np.ndarray     # fits in memory
     source: np.ndarray       # Source codes
