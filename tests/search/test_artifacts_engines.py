@@ -190,7 +190,10 @@ def test_flags_parse_with_the_installed_engines_own_parser():
         parser.parse_args(argv[3:])
     if importlib.util.find_spec("vllm"):
         from vllm.engine.arg_utils import EngineArgs
-        from vllm.utils import FlexibleArgumentParser
+        try:
+            from vllm.utils.argparse_utils import FlexibleArgumentParser  # vLLM >= 0.11
+        except ImportError:
+            from vllm.utils import FlexibleArgumentParser
 
         parser = EngineArgs.add_cli_args(FlexibleArgumentParser())
         argv = launch_command(Backend.VLLM, WorkerSetup(MOE, 1, 256, 8192), Role.AGG, MOE_SETTINGS)
