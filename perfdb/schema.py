@@ -49,7 +49,7 @@ def _arrow_type(hint: object) -> pa.DataType:
         return pa.int64()
     if hint is np.ndarray:
         return pa.int64()  # shape axes are integers (tokens, bytes, features)
-    raise TypeError(f"no arrow type for case field annotation {annotation!r}")
+    raise TypeError(f"no arrow type for case field annotation {hint!r}")
 
 
 def key_columns(kind: OpKind) -> tuple[str, ...]:
