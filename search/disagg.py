@@ -54,6 +54,7 @@ class WorkerPoints:
     headroom: np.ndarray     # share of the KV pool free at this batch
     feasible: np.ndarray     # fits in memory
     source: np.ndarray       # Source codes
+    share: np.ndarray        # share of kernel time from extrapolation / roofline
 
     def take(self, idx: np.ndarray) -> "WorkerPoints":
         return WorkerPoints(**{k: getattr(self, k)[idx] for k in self.__dataclass_fields__})
@@ -192,6 +193,7 @@ def _compose_group(prefill, decode, pi, di, x, y, kv_ms, wl, backend_code, prefi
         d_workers=wcol(y), d_batch=dcol(decode.batch), d_max_tokens=dcol(decode.max_tokens),
         gpus_used=wcol(group * copies), total_gpus=wl.budget,
         source=np.maximum(pcol(prefill.source), dcol(decode.source)),
+        estimated_share=np.maximum(pcol(prefill.share), dcol(decode.share)),
         ttft_ms=full(ttft), tpot_ms=full(td), request_latency_ms=full(latency),
         tokens_per_s_per_gpu=full(seq_ms * wl.osl * 1e3 / wl.budget),
         tokens_per_s_per_user=full(1e3 / td), concurrency=full(n * copies[None, None, :]),

@@ -79,6 +79,20 @@ def _worst(ops) -> int:
     return max((o.source.code for o in ops if o.source != Source.CALIBRATED), default=Source.MEASURED.code)
 
 
+def _estimated_share(ops, shape) -> np.ndarray:
+    """Share of kernel time (host overhead left out) whose lookups fell back to extrapolation or
+    the roofline, per point: 0 when every kernel came from measured or interpolated rows."""
+    total, rough = np.zeros(shape), np.zeros(shape)
+    for o in ops:
+        if o.source == Source.CALIBRATED:
+            continue
+        ms = np.broadcast_to(o.ms, shape)
+        total = total + ms
+        if o.source.code >= Source.EXTRAPOLATED.code:
+            rough = rough + ms
+    return np.divide(rough, total, out=np.zeros(shape), where=total > 0)
+
+
 def _ladder_with_cap(p: ParallelConfig, cap: int) -> np.ndarray:
     ladder = batch_ladder(p, cap)
     return np.unique(np.append(ladder, cap)) if cap >= 1 else ladder[:0]
@@ -112,7 +126,7 @@ def _agg_block(ctx: Context, p: ParallelConfig, tokens: int | None) -> PointTabl
         len(b), mode=MODES.index(Mode.AGG), backend=BACKENDS.index(ctx.backend), replicas=1,
         d_tp=p.tp, d_pp=p.pp, d_dp=p.attn_dp, d_moe_tp=p.moe_tp, d_moe_ep=p.moe_ep, d_workers=replicas,
         d_batch=b.astype(np.int64), d_max_tokens=sm.resolved.max_num_tokens, gpus_used=used,
-        total_gpus=ctx.budget, source=_worst(r.breakdown),
+        total_gpus=ctx.budget, source=_worst(r.breakdown), estimated_share=_estimated_share(r.breakdown, b.shape),
         ttft_ms=r.ttft, tpot_ms=r.tpot, request_latency_ms=r.latency,
         tokens_per_s_per_gpu=r.tps_gpu(p.num_gpus) * used / ctx.budget,
         tokens_per_s_per_user=1e3 / r.tpot, concurrency=r.concurrency * replicas,
@@ -168,7 +182,7 @@ def prefill_workers(ctx: Context, configs: list[ParallelConfig]) -> WorkerPoints
         parts.append(dict(cfg=np.full(len(pb), i), gpus=np.full(len(pb), p.num_gpus), batch=pb.astype(np.int64),
                           max_tokens=np.full(len(pb), tokens), step_ms=res.ms, rate=pb / res.ms,
                           headroom=1.0 - pb * ctx.isl / cap_tokens, feasible=pb * ctx.isl <= cap_tokens,
-                          source=np.full(len(pb), _worst(res.ops))))
+                          source=np.full(len(pb), _worst(res.ops)), share=_estimated_share(res.ops, pb.shape)))
     return _stack(parts)
 
 
@@ -187,7 +201,8 @@ def decode_workers(ctx: Context, configs: list[ParallelConfig]) -> WorkerPoints:
         parts.append(dict(cfg=np.full(len(b), i), gpus=np.full(len(b), p.num_gpus), batch=b.astype(np.int64),
                           max_tokens=np.full(len(b), sm.resolved.max_num_tokens), step_ms=res.ms,
                           rate=b / (res.ms * max(ctx.osl - 1, 1)), headroom=1.0 - b / max(cap, 1),
-                          feasible=np.ones(len(b), dtype=bool), source=np.full(len(b), _worst(res.ops))))
+                          feasible=np.ones(len(b), dtype=bool), source=np.full(len(b), _worst(res.ops)),
+                          share=_estimated_share(res.ops, b.shape)))
     return _stack(parts)
 
 

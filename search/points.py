@@ -24,7 +24,7 @@ _WORKER = ("tp", "pp", "dp", "moe_tp", "moe_ep", "workers", "batch", "max_tokens
 INT_COLUMNS = ("mode", "backend", "replicas", *(f"p_{k}" for k in _WORKER), *(f"d_{k}" for k in _WORKER),
                "gpus_used", "total_gpus", "source")
 FLOAT_COLUMNS = ("ttft_ms", "tpot_ms", "request_latency_ms", "tokens_per_s_per_gpu", "tokens_per_s_per_user",
-                 "concurrency", "mem_headroom")
+                 "concurrency", "mem_headroom", "estimated_share")
 BOOL_COLUMNS = ("feasible", "meets_sla")
 COLUMNS = INT_COLUMNS + FLOAT_COLUMNS + BOOL_COLUMNS
 
@@ -110,7 +110,7 @@ class PointTable:
             tokens_per_s_per_gpu=float(c["tokens_per_s_per_gpu"][row]),
             tokens_per_s_per_user=float(c["tokens_per_s_per_user"][row]),
             concurrency=float(c["concurrency"][row]), mem_headroom=float(c["mem_headroom"][row]),
-            source=Source.from_code(int(c["source"][row])),
+            source=Source.from_code(int(c["source"][row])), estimated_share=float(c["estimated_share"][row]),
         )
         return Candidate(
             mode=mode, backend=BACKENDS[int(c["backend"][row])], version=version,

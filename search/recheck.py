@@ -46,7 +46,8 @@ def recheck(c: Candidate, ctx: Context, sla: Sla, agg_too: bool = False) -> Cand
                 request_latency_ms=float(est.request_latency_ms),
                 tokens_per_s_per_gpu=float(est.tokens_per_s_per_gpu) * scale,
                 tokens_per_s_per_user=float(est.tokens_per_s_per_user), concurrency=float(conc),
-                mem_headroom=c.metrics.mem_headroom, source=c.metrics.source)
+                mem_headroom=c.metrics.mem_headroom, source=c.metrics.source,
+                estimated_share=c.metrics.estimated_share)
     fits = m.ttft_ms <= sla.ttft_ms and m.tpot_ms <= sla.tpot_ms and \
         (sla.request_latency_ms is None or m.request_latency_ms <= sla.request_latency_ms)
     return replace(c, metrics=m) if fits else None

@@ -105,6 +105,7 @@ class Metrics:
     concurrency: float               # requests in flight across the whole budget
     mem_headroom: float              # share of the KV pool left free at this load (0..1)
     source: Source                   # worst data source of the numbers behind this point
+    estimated_share: float = 0.0     # share of kernel time from extrapolation or roofline (not tables)
 
 
 @dataclass(frozen=True)

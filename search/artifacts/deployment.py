@@ -13,7 +13,7 @@ it and for `servecast calibrate ingest --deployment`, which pairs it with the be
     engine: {kv_cache_dtype, mem_fraction, max_model_len}
     sla: {ttft_ms, tpot_ms, request_latency_ms}
     predicted: {ttft_ms, tpot_ms, request_latency_ms, tokens_per_s_per_gpu, tokens_per_s_per_user,
-                concurrency, source}
+                concurrency, source, estimated_share}   # share of kernel time from extrapolation/roofline
 """
 from __future__ import annotations
 
@@ -131,7 +131,8 @@ def deployment_spec(c: Candidate, system: str, isl: int, osl: int, prefix: int, 
                    "request_latency_ms": round(m.request_latency_ms, 2),
                    "tokens_per_s_per_gpu": round(m.tokens_per_s_per_gpu, 2),
                    "tokens_per_s_per_user": round(m.tokens_per_s_per_user, 2),
-                   "concurrency": round(m.concurrency, 2), "source": m.source.value},
+                   "concurrency": round(m.concurrency, 2), "source": m.source.value,
+                   "estimated_share": round(m.estimated_share, 3)},
         gemm_quant=gemm_quant, moe_quant=moe_quant,
     )
 

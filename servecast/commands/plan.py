@@ -225,11 +225,18 @@ def _row(table, rank: int, c, sim=None, artifacts: str | None = None) -> None:
     m = c.metrics
     cells = [str(rank), c.backend.value, c.label(), str(c.gpus_used), f"{m.ttft_ms:.0f}", f"{m.tpot_ms:.2f}",
              f"{m.tokens_per_s_per_gpu:.1f}", f"{m.tokens_per_s_per_user:.1f}", f"{m.concurrency:.0f}",
-             _batch(c), f"{m.mem_headroom:.0%}", m.source.value]
+             _batch(c), f"{m.mem_headroom:.0%}", _source(m)]
     if sim is not None:
         got = sim.get(c.row)
         cells.append("-" if got is None else f"{got.ttft_ms:.0f} / {got.tpot_ms:.2f}" + ("" if got.meets_sla else " (misses)"))
     table.add_row(*cells)
+
+
+def _source(m) -> str:
+    """Worst kernel-data source, with the share of kernel time that is not from measured rows."""
+    if m.estimated_share <= 0.0 or m.estimated_share >= 0.995:
+        return m.source.value
+    return f"{m.source.value} ({m.estimated_share:.0%} of time)"
 
 
 def _batch(c) -> str:

@@ -34,7 +34,7 @@ def _workers(gpus, batch, step, rate, cfg=None):
     return WorkerPoints(cfg=np.zeros(n, int) if cfg is None else np.array(cfg), gpus=np.array(gpus),
                         batch=np.array(batch), max_tokens=np.full(n, 8192), step_ms=np.array(step, float),
                         rate=np.array(rate, float), headroom=np.full(n, 0.5), feasible=np.ones(n, bool),
-                        source=np.zeros(n, int))
+                        source=np.zeros(n, int), share=np.zeros(n))
 
 
 def test_dominated_prefill_workers_are_dropped_per_gpu_count():

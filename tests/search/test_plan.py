@@ -6,7 +6,7 @@ import pytest
 
 from perfdb.errors import InfeasibleError, NotFoundError
 from perfdb.lookup import PerfDB
-from perfdb.types import Backend
+from perfdb.types import Backend, Source
 from search.evaluate import Context
 from search.plan import plan
 from search.points import BACKENDS, MODES
@@ -117,3 +117,12 @@ def test_disagg_only_on_one_gpu_is_an_input_error():
 
     with pytest.raises(InputError, match="at least 2 GPUs"):
         replace(QWEN, mode=Mode.DISAGG, total_gpus=1)
+
+
+def test_data_sources_are_reported_per_point(qwen):
+    share = qwen.points["estimated_share"][qwen.points["feasible"]]
+    assert np.all((share >= 0) & (share <= 1))
+    for c in [c for cs in qwen.top.values() for c in cs]:
+        assert 0.0 <= c.metrics.estimated_share <= 1.0
+        if c.metrics.estimated_share > 0:
+            assert c.metrics.source.code >= Source.EXTRAPOLATED.code
