@@ -41,6 +41,14 @@ STEP_OVERHEAD_MS = {Backend.TRTLLM: 0.0, Backend.SGLANG: 1.4, Backend.VLLM: 0.0,
 # streaming the first token), ms. Fitted on e2e_train_silicon.csv agg rows at concurrency <= 4.
 TTFT_OVERHEAD_MS = {Backend.TRTLLM: 53.0, Backend.SGLANG: 155.0, Backend.VLLM: 27.0, Backend.TORCH: 0.0}
 
+# Disaggregated hand-off per request, ms: after the prefill engine finishes, the router forwards the
+# request to a decode engine, which allocates KV blocks, handshakes with the prefill worker (NIXL/UCX
+# descriptors, SGLang's bootstrap server), pulls the cache and schedules the request. Fixed cost on
+# top of the bytes/bandwidth of the transfer. Fitted on e2e_train_silicon.csv disagg rows at
+# concurrency <= 4 (median of measured minus predicted TTFT, see docs/estimator.md); vLLM has no
+# disagg rows (0, unfitted).
+KV_HANDOFF_MS = {Backend.TRTLLM: 165.0, Backend.SGLANG: 57.0, Backend.VLLM: 0.0, Backend.TORCH: 0.0}
+
 # Kernel fusions and overlaps the engines apply by default (their model code): TRT-LLM and SGLang fuse
 # the residual add + RMSNorm into the TP all-reduce kernel, and run DeepSeek-style shared experts on
 # a second CUDA stream concurrently with the routed experts. vLLM runs them as separate kernels.
@@ -95,6 +103,7 @@ class ResolvedEngine:
     overlaps_shared_experts: bool
     spec_tokens: int = 0
     spec_acceptance: float = SPEC_ACCEPTANCE
+    kv_handoff_ms: float = 0.0
 
     @property
     def tokens_per_step(self) -> float:
@@ -125,4 +134,5 @@ def resolve(engine: EngineConfig, system: SystemSpec, tp: int) -> ResolvedEngine
         overlaps_shared_experts=OVERLAPS_SHARED_EXPERTS[b],
         spec_tokens=engine.spec_tokens,
         spec_acceptance=SPEC_ACCEPTANCE if engine.spec_acceptance is None else engine.spec_acceptance,
+        kv_handoff_ms=KV_HANDOFF_MS[b],
     )

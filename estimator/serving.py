@@ -18,11 +18,12 @@ if TYPE_CHECKING:
     from estimator.estimate import WorkerSpec
 
 RHO_MAX = 0.98  # queue utilisation cap: beyond it the closed loop, not the queue formula, sets the wait
-# Disaggregated deployments whose prefill worker count is not given are rate-matched: enough prefill
-# workers that each is busy this share of the time at the request rate the decode side sustains
-# (fitted on e2e_train_silicon.csv disagg rows among 0.7..1.6: measured deployments run their prefill
-# pools hot; 1.0, exact rate matching, is the most defensible of the good values).
-PREFILL_TARGET_UTIL = 1.0
+# Disaggregated deployments whose prefill worker count is not given: enough prefill workers that each
+# would be busy this share of the time at the request rate the decode side sustains. Above 1 the
+# pool is smaller than rate matching asks and the closed loop becomes prefill-bound. Fitted on
+# e2e_train_silicon.csv disagg rows among 1.0 / 1.15 / 1.3 (grouped 5-fold CV picks 1.15 in 4 of 5
+# folds; see docs/bench/estimator.md): the measured deployments run their prefill pools hot.
+PREFILL_TARGET_UTIL = 1.15
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,27 @@ def _solve_rate(n_total, t0, service, mu) -> np.ndarray:
     return 0.5 * (lo + hi)
 
 
+def _batched_extra(rho, p1, kmax):
+    """Extra prefill-side time (ms) of a request over its own unqueued prefill p1 when a prefill
+    worker packs the requests that queued during its previous iteration into one iteration (up to
+    kmax by the token budget): it finishes with its whole batch of k requests (k ~ 1/(1-rho)), after
+    the running batch's residual and the backlog ahead of it (M/D/1 with per-request service p1)."""
+    rho = np.clip(rho, 0.0, RHO_MAX)
+    k = np.clip(1.0 / (1.0 - rho), 1.0, kmax)
+    return (k - 1.0) * p1 + rho * k * p1 / 2.0 + _mdl_wait(rho, p1)
+
+
+def _solve_rate_batched(n_total, t0, p1, mu, kmax) -> np.ndarray:
+    """Closed loop as `_solve_rate`, with the batching prefill worker's time (`_batched_extra`)."""
+    lo = np.zeros_like(t0)
+    hi = np.minimum(mu * RHO_MAX, n_total / t0)
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        f = mid * (t0 + _batched_extra(mid / mu, p1, kmax)) - n_total
+        lo, hi = np.where(f < 0, mid, lo), np.where(f < 0, hi, mid)
+    return 0.5 * (lo + hi)
+
+
 def disagg_metrics(sp: StepModel, sd: StepModel, prefill: "WorkerSpec", decode: "WorkerSpec",
                    w: Workload) -> ServingResult:
     """`prefill.workers` None: as many prefill workers as keep their utilisation at
@@ -143,7 +165,11 @@ def disagg_metrics(sp: StepModel, sd: StepModel, prefill: "WorkerSpec", decode: 
     p_workers = prefill_workers_needed(n_total / t0, pre.ms, pb) if prefill.workers is None \
         else np.asarray(prefill.workers, dtype=np.float64)
     mu = p_workers * pb / pre.ms                               # prefill capacity, requests per ms
-    lam = _solve_rate(n_total, t0, pre.ms, mu)
+    if prefill.batch is None:   # the engine batches what queued, up to its token budget
+        kmax = np.maximum(1.0, np.floor(sp.resolved.max_num_tokens / new))
+        lam = _solve_rate_batched(n_total, t0, pre.ms, mu, kmax)
+    else:
+        lam = _solve_rate(n_total, t0, pre.ms, mu)
     ttft = n_total / lam - (osl - 1.0) * tpot + sp.resolved.ttft_overhead_ms
     if w.num_requests is not None:  # the opening burst: every request queues at the prefill workers at once
         waves = np.ceil(n_total / (p_workers * pb))

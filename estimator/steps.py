@@ -168,7 +168,8 @@ class StepModel:
 
     def kv_transfer_ms(self, tokens, decode_parallel: ParallelConfig, same_node: bool) -> np.ndarray:
         """KV cache of `tokens` tokens (one request) moved from a prefill worker to a decode worker.
-        Every prefill GPU sends its shard in parallel; the slower of the two sides' links sets the pace."""
+        Every prefill GPU sends its shard in parallel; the slower of the two sides' links sets the pace.
+        Includes the engine's fixed per-request hand-off (`ResolvedEngine.kv_handoff_ms`)."""
         bytes_total = _arr(tokens) * self._kv_bytes_per_token_replica()
         senders = max(1, min(self.parallel.num_gpus, decode_parallel.num_gpus))
         if self.model.attention == AttentionKind.MLA:  # the latent is replicated: one copy per pp stage moves
@@ -177,7 +178,7 @@ class StepModel:
         case = CommCase(op=CommOp.P2P, num_gpus=2, transport=tr, dtype=self.kv_dtype, msg_bytes=bytes_total / senders)
         lat = self.view.latency(case)
         floor = bytes_total / senders / link_bw_bytes_per_s(self.system, tr) * 1e3
-        return np.maximum(lat.ms, floor)
+        return np.maximum(lat.ms, floor) + self.resolved.kv_handoff_ms
 
     def _kv_bytes_per_token_replica(self) -> float:
         """KV bytes of one token over the whole model (all layers, all KV heads, no replication)."""
