@@ -120,7 +120,9 @@ class _Sim:
         lengths = np.unique(np.asarray(self.reqs.isl))
         hints = tuple(lengths.tolist()) if lengths.size <= MAX_HINTS else ()
         table = StepTable(steps, self.max_kv, max_tokens, max(1, min(max_batch, bound)), hints)
-        workers = [Worker(i, role, policy, table, cap, max_batch, max_tokens, self.reqs) for i in range(pool.workers)]
+        gain = float(getattr(getattr(steps, "resolved", None), "tokens_per_step", 1.0) or 1.0)
+        workers = [Worker(i, role, policy, table, cap, max_batch, max_tokens, self.reqs, gain)
+                   for i in range(pool.workers)]
         return _PoolRouter(workers, route)
 
     def _push(self, t: float, kind: int, ref, version: int = 0) -> None:

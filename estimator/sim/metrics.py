@@ -106,7 +106,8 @@ class SimResult:
     preemptions: int
     steps: int                       # engine iterations simulated, all workers
     prefill_tokens: int              # prompt tokens computed, recomputation after preemption included
-    decode_tokens: int               # output tokens produced by decode iterations (the rest come from prefills)
+    decode_tokens: int               # request-steps of decode iterations: output tokens not from prefills
+                                     # (with speculative decoding each emits resolved.tokens_per_step)
     records: RequestRecords | None = None
 
 

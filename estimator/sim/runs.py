@@ -5,8 +5,10 @@ prompts), capped at `max_requests` so that thousands of rows stay affordable; th
 closed loop arrives at once, as it does in the benchmark. Aggregated rows are one replica holding
 the whole concurrency (the run table's batch_size is per replica, and agg rows have one replica);
 disaggregated rows use the table's worker counts, or where it omits them (most rows) the estimator's
-rule: as few decode workers as hold the concurrency in their KV pools, and as many prefill workers as
-serve the resulting request rate at PREFILL_TARGET_UTIL (estimator.serving).
+rules (estimator.runs / estimator.serving): decode workers holding the concurrency within
+min(KV pool, DECODE_BATCH_PRIOR) requests each, prefill workers rate-matched at PREFILL_TARGET_UTIL.
+Each row's engine is the estimator's too (RUN_SPEC_TOKENS speculative drafts where it assumes them),
+so simulated and static predictions differ only in how they turn step times into metrics.
 """
 from __future__ import annotations
 
@@ -17,7 +19,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from estimator.engine import EngineConfig
-from estimator.runs import Prediction, RunRow, _group_key, _model_for, pick_version
+from estimator.runs import (
+    DECODE_BATCH_PRIOR,
+    RUN_SPEC_TOKENS,
+    Prediction,
+    RunRow,
+    _group_key,
+    _model_for,
+    pick_version,
+)
 from estimator.serving import max_batch, prefill_workers_needed
 from estimator.sim.build import build_steps
 from estimator.sim.engine import RoleSteps, simulate
@@ -27,6 +37,11 @@ from perfdb.errors import ServecastError
 from perfdb.lookup import PerfDB
 from perfdb.specs import load_system
 from perfdb.types import Backend
+
+
+def row_engine(row: RunRow, backend: Backend, model) -> EngineConfig:
+    """The engine the estimator assumes for a run-table row."""
+    return EngineConfig(backend, spec_tokens=RUN_SPEC_TOKENS.get((backend, row.mode, model.attention), 0))
 
 
 def _deployment(row: RunRow, backend: Backend, system, steps_for) -> tuple[SimDeployment, int]:
@@ -39,17 +54,19 @@ def _deployment(row: RunRow, backend: Backend, system, steps_for) -> tuple[SimDe
     one = SimDeployment(backend, prefill=Pool(row.prefill.parallel, 1), decode=Pool(row.decode.parallel, 1),
                         same_node=same_node)
     steps: RoleSteps = steps_for(one)
-    cap = float(max_batch(steps.decode, np.float64(row.isl), np.float64(row.osl)))
+    cap = min(max(float(max_batch(steps.decode, np.float64(row.isl), np.float64(row.osl))), 1.0), DECODE_BATCH_PRIOR)
+    if row.decode.batch:
+        cap = min(cap, row.decode.batch)
     d_workers = row.decode.workers
     if d_workers is None:
-        d_workers = max(1, math.ceil(conc / max(cap, 1.0)))
+        d_workers = max(1, math.ceil(conc / cap))
     p_workers = row.prefill.workers
     if p_workers is None:
         sd, sp = steps.decode, steps.prefill
         pre = float(sp.prefill_ms(1, row.isl, 0))
         xfer = float(sp.kv_transfer_ms(row.isl, row.decode.parallel, same_node))
         dec = float(sd.decode_ms(min(conc / d_workers, cap), row.isl + row.osl / 2))
-        rate = conc / (pre + xfer + row.osl * dec)       # requests per ms with no queueing
+        rate = conc / (pre + xfer + row.osl * dec / sd.resolved.tokens_per_step)   # requests/ms, no queueing
         p_workers = int(prefill_workers_needed(np.float64(rate), np.float64(pre), 1.0))
     return SimDeployment(backend, prefill=Pool(row.prefill.parallel, p_workers),
                          decode=Pool(row.decode.parallel, d_workers), same_node=same_node), conc
@@ -103,7 +120,7 @@ def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms) ->
             key = tuple((p.parallel, p.max_batch, p.max_num_tokens) if p else None
                         for p in (dep.agg, dep.prefill, dep.decode))
             if key not in cache:
-                cache[key] = build_steps(model, system, dep, EngineConfig(backend), view)
+                cache[key] = build_steps(model, system, dep, row_engine(row, backend, model), view)
             return cache[key]
 
         dep, conc = _deployment(row, backend, system, steps_for)

@@ -148,17 +148,18 @@ class StepTable:
         self._rows[batch] = row
         return row
 
-    def decode_run_ms(self, batch: int, kv: float, k: int) -> float:
-        """ms of k decode steps of `batch` requests whose mean KV starts at `kv` and grows by 1 a step."""
+    def decode_run_ms(self, batch: int, kv: float, k: int, growth: float = 1.0) -> float:
+        """ms of k decode steps of `batch` requests whose mean KV starts at `kv` and grows by `growth`
+        tokens a step (1; more with speculative decoding)."""
         row = self._row(batch)
-        return row.cum(kv + k - 0.5) - row.cum(kv - 0.5)
+        return (row.cum(kv + (k - 0.5) * growth) - row.cum(kv - 0.5 * growth)) / growth
 
-    def steps_done_by(self, batch: int, kv: float, elapsed_ms: float) -> int:
+    def steps_done_by(self, batch: int, kv: float, elapsed_ms: float, growth: float = 1.0) -> int:
         """Steps of a run (started at mean KV `kv`) that have begun by `elapsed_ms`: the first step
         boundary at or after `elapsed_ms` ends that many steps."""
         row = self._row(batch)
-        x = row.inverse(row.cum(kv - 0.5) + elapsed_ms)
-        steps = x - (kv - 0.5)
+        x = row.inverse(row.cum(kv - 0.5 * growth) + elapsed_ms * growth)
+        steps = (x - (kv - 0.5 * growth)) / growth
         whole = int(steps)
         return whole if steps - whole < 1e-6 else whole + 1
 

@@ -48,12 +48,13 @@ class Requests:
 
 class Worker:
     def __init__(self, index: int, role: Role, policy: SchedulerPolicy, table: StepTable, kv_capacity: int,
-                 max_batch: int, max_tokens: int, reqs: Requests):
+                 max_batch: int, max_tokens: int, reqs: Requests, gain: float = 1.0):
         self.index, self.role, self.table, self.reqs = index, role, table, reqs
         self.cap, self.max_batch, self.max_tokens = kv_capacity, max_batch, max_tokens
         self.mixes = policy.mixes_decode
         self.rho = policy.reserve_output
         self.chunked = policy.chunked
+        self.gain = gain   # tokens each decoding request emits per step (expected; > 1 with speculation)
         self.waiting: deque[int] = deque()
         self.pref: list[int] = []              # admitted, prompt not fully computed, admission order
         self.heap: list[tuple[int, int]] = []  # (done_step, rid) of decoding requests (lazy deletion)
@@ -87,17 +88,17 @@ class Worker:
         if run is None or not self._admissible(rid):
             return False
         t0, kv0, k, batch = run
-        j = max(self.table.steps_done_by(batch, kv0, (t - t0) * 1e3), 1)
+        j = max(self.table.steps_done_by(batch, kv0, (t - t0) * 1e3, self.gain), 1)
         if j >= k:
             return False
         self.run = (t0, kv0, j, batch)
-        self.end = max(t0 + self.table.decode_run_ms(batch, kv0, j) / 1e3, t)
+        self.end = max(t0 + self.table.decode_run_ms(batch, kv0, j, self.gain) / 1e3, t)
         self.version += 1
         return True
 
     def _charge(self) -> float:
         return (self.sum_kv + self.pref_kv + self.pref_reserve
-                + self.rho * (self.sum_done - self.n_dec * self.S))
+                + self.rho * self.gain * (self.sum_done - self.n_dec * self.S))
 
     def _admissible(self, rid: int) -> bool:
         r = self.reqs
@@ -124,7 +125,7 @@ class Worker:
         elif n_dec:
             k = self._run_length()
             kv0 = self.sum_kv / n_dec
-            ms = self.table.decode_run_ms(n_dec, kv0, k)
+            ms = self.table.decode_run_ms(n_dec, kv0, k, self.gain)
             self.run = (t, kv0, k, n_dec)
         else:
             self.busy = False
@@ -141,13 +142,13 @@ class Worker:
             heapq.heappop(heap)
         k = heap[0][0] - self.S
         if self.rho < 1.0:
-            k = min(k, (self.cap - self.sum_kv - self.pref_kv) // self.n_dec)
+            k = min(k, int((self.cap - self.sum_kv - self.pref_kv) / (self.n_dec * self.gain)))
         return max(k, 1)
 
     def _preempt_if_short(self) -> None:
         """Recompute-preempt the latest-joined decodes until the next step's KV fits (vLLM, SGLang)."""
         r = self.reqs
-        while self.n_dec and self.sum_kv + self.pref_kv + self.n_dec > self.cap:
+        while self.n_dec and self.sum_kv + self.pref_kv + self.n_dec * self.gain > self.cap:
             rid, join_s = self.order.pop()
             if r.state[rid] != DECODING or r.join_s[rid] != join_s:
                 continue
@@ -214,7 +215,8 @@ class Worker:
         r = self.reqs
         r.state[rid] = DECODING
         r.join_s[rid] = self.S
-        done = self.S + r.osl[rid] - r.gen[rid]
+        left = r.osl[rid] - r.gen[rid]
+        done = self.S + (left if self.gain == 1.0 else -int(-left // self.gain))
         r.done_step[rid] = done
         heapq.heappush(self.heap, (done, rid))
         self.order.append((rid, self.S))
@@ -224,9 +226,10 @@ class Worker:
 
     def _leave(self, rid: int) -> None:
         r = self.reqs
-        r.gen[rid] += self.S - r.join_s[rid]
+        grown = (self.S - r.join_s[rid]) * self.gain
+        r.gen[rid] = min(r.osl[rid], r.gen[rid] + round(grown))
         self.n_dec -= 1
-        self.sum_kv -= r.ctx_total[rid] + self.S - r.join_s[rid]
+        self.sum_kv -= r.ctx_total[rid] + grown
         self.sum_done -= r.done_step[rid]
 
     # ---- step end -------------------------------------------------------------------------------
@@ -235,7 +238,7 @@ class Worker:
         The worker stays busy until the caller routes new arrivals and calls plan(t)."""
         if self.run is not None:
             _, _, k, batch = self.run
-            ms = self.table.decode_run_ms(batch, self.run[1], k)
+            ms = self.table.decode_run_ms(batch, self.run[1], k, self.gain)
             self._record_gaps(ms / k, batch, k, t)
             self._advance(k, t, finished)
         else:
@@ -263,7 +266,7 @@ class Worker:
     def _advance(self, k: int, t: float, finished: list[int]) -> None:
         r, heap = self.reqs, self.heap
         self.S += k
-        self.sum_kv += self.n_dec * k
+        self.sum_kv += self.n_dec * k * self.gain
         self.decode_tokens += self.n_dec * k
         while heap and heap[0][0] <= self.S:
             done, rid = heapq.heappop(heap)

@@ -126,3 +126,26 @@ def test_warmup_requests_are_sent_first_and_left_out_of_the_metrics():
     assert warm.completed == cold.completed == 320
     assert warm.ttft.p99 < cold.ttft.p99   # the opening wave's long waits are gone
     assert warm.decode_tokens + 384 == 384 * 100   # every request, warm-up included, was served
+
+
+def test_speculative_decoding_emits_tokens_per_step_per_request():
+    """A step model whose resolved engine emits 2 tokens per decode step (speculation) finishes a
+    101-token answer in 50 decode steps: TPOT halves at concurrency 1, KV grows 2 tokens a step."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Resolved:
+        tokens_per_step: float
+        ttft_overhead_ms: float = 0.0
+
+    class Speculative(AnalyticStepModel):
+        resolved = Resolved(2.0)
+
+    m = AnalyticStepModel(step_fixed_ms=10.0, decode_ms_per_request=0.0, decode_ms_per_kv_token=0.0)
+    spec = Speculative(step_fixed_ms=10.0, decode_ms_per_request=0.0, decode_ms_per_kv_token=0.0)
+    dep = SimDeployment.aggregated(Backend.VLLM, TP2)
+    plain = simulate(m, dep, LoadSpec.closed(1, 500, 101, 4))
+    fast = simulate(spec, dep, LoadSpec.closed(1, 500, 101, 4))
+    assert plain.tpot.mean == pytest.approx(10.0, rel=1e-9)
+    assert fast.tpot.mean == pytest.approx(5.0, rel=1e-9)
+    assert fast.decode_tokens == 4 * 50
