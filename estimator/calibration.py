@@ -296,7 +296,10 @@ class Interval:
     coverage: float
 
     def text(self, value: float, unit: str = "ms") -> str:
-        return f"{value:,.0f} {unit}, {self.coverage:.0%} interval {float(self.lo):,.0f}-{float(self.hi):,.0f}"
+        """"540 ms, 80% interval 500-610"; one decimal below 100 (TPOTs of 8.4 ms must not read 8)."""
+        fmt = ",.1f" if max(abs(value), abs(float(self.hi))) < 100 else ",.0f"
+        return (f"{value:{fmt}} {unit}, {self.coverage:.0%} interval "
+                f"{float(self.lo):{fmt}}-{float(self.hi):{fmt}}")
 
 
 @dataclass(frozen=True)
@@ -341,6 +344,32 @@ def calibrate_estimate(estimate, calibration: Calibration, context: CalibrationC
     f = calibration.factor("ttft", *key)
     return CalibratedEstimate(est, intervals["ttft"], intervals["tpot"], calibration.id,
                               f.scope.label() if f else "none")
+
+
+def resolve(calibration_dir: Path | None, db_root: Path | None, system: str, backend: str) -> Calibration | None:
+    """The calibration a command should apply: the explicit directory (or calibration.json) when given,
+    else the newest one stored in the database (<db>/calibrations/) covering system/backend, else None.
+    estimate / plan / simulate call this with their --calibration and --db flags."""
+    if calibration_dir is not None:
+        return load(calibration_dir)
+    if db_root is None:
+        return None
+    found = find(db_root, system, backend)
+    return None if found is None else load(found)
+
+
+def context_for(system: str, backend: str, version: str | None, mode: str, isl, osl, instance_gpus,
+                concurrency=None) -> CalibrationContext:
+    """CalibrationContext from what a command knows. `version` None or "" (newest in the database, or
+    not stated) matches only version-wide scopes, never the fitted "unknown version" scope.
+    concurrency: requests in flight for the whole deployment, as a benchmark client counts them (the
+    fit's feature); None = the Estimate's own (per replica / per decode worker)."""
+    return CalibrationContext(system=system, backend=backend, version=version or _NO_VERSION, mode=mode,
+                              isl=isl, osl=osl, gpus=instance_gpus, concurrency=concurrency)
+
+
+# a version string no scope names: matches version "*" scopes only
+_NO_VERSION = "\x00unstated"
 
 
 def apply(estimate, calibration: Calibration, context: CalibrationContext):

@@ -25,7 +25,7 @@ def _parallel(tp, pp, dp, moe_tp, moe_ep):
     return ParallelConfig(tp=tp, pp=pp, attn_dp=dp, moe_tp=moe_tp, moe_ep=moe_ep)
 
 
-def _render(est, breakdown: bool, as_json: bool) -> None:
+def _render(est, breakdown: bool, as_json: bool, cal=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -41,6 +41,8 @@ def _render(est, breakdown: bool, as_json: bool) -> None:
     if breakdown or as_json:
         summary["breakdown"] = [{"op": o.name, "phase": o.phase.value, "ms": float(o.ms), "source": o.source.value}
                                 for o in est.breakdown]
+    if cal is not None:
+        summary["calibrated"] = _calibrated_summary(cal)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=float))
         return
@@ -55,6 +57,8 @@ def _render(est, breakdown: bool, as_json: bool) -> None:
     t.add_row("kv capacity (tokens)", f"{mem.kv_capacity_tokens:,.0f}")
     t.add_row("max batch (this workload)", str(mem.max_batch))
     console.print(t)
+    if cal is not None:
+        _render_calibrated(console, est, cal)
     if breakdown:
         m = Table("memory per GPU", "GiB")
         for k, v in summary["memory_gib"].items():
@@ -64,6 +68,50 @@ def _render(est, breakdown: bool, as_json: bool) -> None:
         for o in est.breakdown:
             b.add_row(o.name, o.phase.value, f"{float(o.ms):.4f}", o.source.value)
         console.print(b)
+
+
+def _calibrated_summary(cal) -> dict:
+    c = cal.estimate
+    out = {"calibration_id": cal.calibration_id, "scope": cal.scope, "ttft_ms": c.ttft_ms, "tpot_ms": c.tpot_ms,
+           "request_latency_ms": c.request_latency_ms, "tokens_per_s_per_gpu": c.tokens_per_s_per_gpu}
+    for name, iv in (("ttft", cal.ttft), ("tpot", cal.tpot)):
+        if iv is not None:
+            out[f"{name}_interval_ms"] = [float(iv.lo), float(iv.hi)]
+            out["interval_coverage"] = iv.coverage
+    return out
+
+
+def _render_calibrated(console, est, cal) -> None:
+    from rich.table import Table
+
+    c = cal.estimate
+    t = Table("metric", "calibrated", "uncalibrated",
+              title=f"calibrated (calibration {cal.calibration_id}, scope {cal.scope})")
+    for name, iv, value, raw in (("TTFT", cal.ttft, c.ttft_ms, est.ttft_ms), ("TPOT", cal.tpot, c.tpot_ms, est.tpot_ms)):
+        text = iv.text(float(value)) if iv is not None else f"{float(value):,.1f} ms"
+        t.add_row(name, text, f"{float(raw):,.1f} ms")
+    t.add_row("request latency", f"{float(c.request_latency_ms):,.0f} ms", f"{float(est.request_latency_ms):,.0f} ms")
+    t.add_row("tokens/s/GPU", f"{float(c.tokens_per_s_per_gpu):,.1f}", f"{float(est.tokens_per_s_per_gpu):,.1f}")
+    console.print(t)
+
+
+def _calibrate(a: dict, est, database, version: str | None):
+    """The CalibratedEstimate for --calibration DIR (or one stored in --db), else None."""
+    from estimator.calibration import calibrate_estimate, context_for, resolve
+
+    if not est.feasible:
+        return None
+    root = database.root if a["db"] is not None else None
+    cal = resolve(a["calibration"], root, a["system"], a["backend"])
+    if cal is None:
+        return None
+    if a["mode"] == "agg":
+        gpus, total = a["tp"] * a["pp"] * a["dp"], a["concurrency"]
+    else:
+        gpus = a["decode_tp"] * a["decode_pp"] * a["decode_dp"]
+        total = a["concurrency"] * a["decode_workers"]     # Estimate.concurrency is per decode worker
+    ctx = context_for(a["system"], a["backend"], version, a["mode"], a["isl"], a["osl"], gpus, total)
+    return calibrate_estimate(est, cal, ctx)
 
 
 def _from_runs(runs: Path, out: Path, db) -> None:
@@ -119,6 +167,9 @@ def register(app: typer.Typer) -> None:
         spec_tokens: Annotated[int, typer.Option(help="speculative decoding draft tokens per step (e.g. 1 for DeepSeek MTP)")] = 0,
         spec_acceptance: Annotated[float | None, typer.Option(help="acceptance probability of each draft token (default 0.85)")] = None,
         db: Annotated[Path | None, typer.Option(help="perfdb directory (default: the bundled database)")] = None,
+        calibration: Annotated[Path | None, typer.Option(help="calibration directory from `servecast calibrate fit` "
+                               "(default: the newest in <db>/calibrations/ when --db has one): prints calibrated "
+                               "TTFT/TPOT with 80% intervals")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
         breakdown: Annotated[bool, typer.Option(help="time per op with its source, memory per category")] = False,
         from_runs: Annotated[Path | None, typer.Option(help="CSV of measured runs (format of e2e_train_silicon.csv)")] = None,
@@ -166,4 +217,4 @@ def _single(a: dict, database) -> None:
         est = estimate_disagg(model, system, pre, dec, load, view)
     else:
         raise InputError(f"unknown --mode {a['mode']!r}; accepted: agg, disagg")
-    _render(est, a["breakdown"], a["as_json"])
+    _render(est, a["breakdown"], a["as_json"], _calibrate(a, est, database, view.version))

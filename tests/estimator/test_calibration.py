@@ -71,3 +71,24 @@ def test_save_load_find_and_tamper(tmp_path):
     (d / "calibration.json").write_text(text)
     with pytest.raises(DataError, match="does not match the recorded id"):
         load(d)
+
+
+def test_context_for_unstated_version_skips_the_unknown_version_scope():
+    from estimator.calibration import context_for
+
+    cal = replace(CAL, factors=CAL.factors + (Factor(Scope("h200_sxm", "vllm", "", "agg"), "ttft", math.log(9.0), 30, 4),))
+    unstated = context_for("h200_sxm", "vllm", None, "agg", 1024, 101, 2)
+    assert calibrate_estimate(_estimate(), cal, unstated).estimate.ttft_ms == pytest.approx(200.0)
+    stated = context_for("h200_sxm", "vllm", "0.12.0", "agg", 1024, 101, 2, concurrency=8)
+    assert calibrate_estimate(_estimate(), cal, stated).scope == "h200_sxm/vllm/*/agg"
+
+
+def test_resolve_explicit_then_database_then_none(tmp_path):
+    from estimator.calibration import resolve
+
+    save(CAL, tmp_path / "explicit")
+    assert resolve(tmp_path / "explicit", None, "h200_sxm", "vllm") == CAL
+    assert resolve(None, tmp_path, "h200_sxm", "vllm") is None          # no <db>/calibrations
+    assert resolve(None, None, "h200_sxm", "vllm") is None
+    save(CAL, tmp_path / "calibrations" / CAL.id)
+    assert resolve(None, tmp_path, "h200_sxm", "vllm").id == CAL.id
