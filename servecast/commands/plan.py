@@ -1,8 +1,8 @@
 """`servecast plan`: the best aggregated and disaggregated deployments under TTFT/TPOT targets.
 
-Thin: parse flags, call search.plan, render with rich, write files. The Pareto PNG is drawn by a
-helper process started first (PngHelper), so that its matplotlib import overlaps with the search on
-the second core; the command waits for it before exiting.
+Thin: parse flags, call search.plan, write files, render with rich. Everything runs in this one
+process: the Pareto PNG is drawn with Pillow (search.plot) in ~0.05 s, so the matplotlib helper
+process this command used to fork is gone (it cost ~0.8 CPU s and blocked on its pipe).
 """
 from __future__ import annotations
 
@@ -26,109 +26,6 @@ Exits 1 when nothing meets the targets (after showing the closest points and the
 
 Example: servecast plan --model deepseek-ai/DeepSeek-R1 --moe-quant nvfp4 --system b200_sxm --backend all
 --total-gpus 64 --isl 15000 --osl 500 --ttft 1000 --tpot 15"""
-
-_WRITER = "from servecast.commands.plan import writer_main; writer_main()"
-
-
-def _draw_from(stream, errors) -> None:
-    """Import matplotlib (while the parent searches), then draw the job that arrives (a pickle).
-    A failure to write the file goes to `errors` as one line for the parent's message."""
-    import pickle
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.backends.backend_agg  # noqa: F401
-    import matplotlib.figure  # noqa: F401
-
-    from search.plot import write_pareto_png
-
-    try:
-        job = pickle.load(stream)
-    except EOFError:   # the parent stopped early (an error it reports itself)
-        return
-    try:
-        write_pareto_png(job["pareto"], Path(job["save_dir"]) / "pareto.png")
-    except (OSError, ValueError, RuntimeError) as exc:
-        errors.write(f"{type(exc).__name__}: {exc}")
-        errors.flush()
-        raise SystemExit(1) from None
-
-
-def writer_main() -> None:
-    """Entry point of the helper when it runs as a fresh interpreter (platforms without fork)."""
-    _draw_from(sys.stdin.buffer, sys.stderr)
-
-
-class PngHelper:
-    """The helper process that draws pareto.png. On Linux it is a fork of this process taken before
-    the search imports anything heavy (no threads yet, nothing to re-import but matplotlib);
-    elsewhere a fresh interpreter. Either way it runs on the other core while the search runs."""
-
-    def __init__(self):
-        import os
-
-        self.code = None
-        if sys.platform.startswith("linux"):
-            r, w = os.pipe()
-            er, ew = os.pipe()
-            pid = os.fork()
-            if pid == 0:   # the helper: never returns into the CLI
-                os.close(w)
-                os.close(er)
-                code = 1
-                try:
-                    with os.fdopen(r, "rb") as fh, os.fdopen(ew, "w") as errors:
-                        _draw_from(fh, errors)
-                    code = 0
-                except SystemExit as exc:
-                    code = int(exc.code or 0)
-                finally:   # anything unexpected keeps its traceback (a bug), then exits non-zero
-                    if code and sys.exc_info()[0] not in (None, SystemExit):
-                        import traceback
-
-                        traceback.print_exc()
-                    os._exit(code)
-            os.close(r)
-            os.close(ew)
-            self.pid, self.proc, self.pipe, self.errors = pid, None, os.fdopen(w, "wb"), os.fdopen(er, "r")
-        else:
-            import subprocess
-
-            self.proc = subprocess.Popen([sys.executable, "-c", _WRITER], stdin=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=False)
-            self.pid, self.pipe, self.errors = None, self.proc.stdin, None
-
-    def _wait(self) -> int:
-        import os
-
-        if self.code is None:
-            self.code = self.proc.wait() if self.proc is not None else \
-                os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
-        return self.code
-
-    def send(self, job: dict) -> None:
-        import pickle
-
-        try:
-            self.pipe.write(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
-            self.pipe.close()
-        except BrokenPipeError:
-            pass
-
-    def wait(self) -> None:
-        from perfdb.errors import DataError
-
-        if self._wait() != 0:
-            text = self.errors.read() if self.errors is not None else self.proc.stderr.read().decode(errors="replace")
-            raise DataError(f"drawing pareto.png failed: {text.strip().splitlines()[-1] if text.strip() else 'see above'}")
-
-    def abort(self) -> None:
-        try:
-            self.pipe.close()
-        except OSError:
-            pass
-        self._wait()
 
 
 def register(app: typer.Typer) -> None:
@@ -157,16 +54,10 @@ def register(app: typer.Typer) -> None:
                                       help="replay the best of each mode in the discrete-event simulator at its "
                                            "predicted concurrency (shown beside the static TTFT/TPOT)"),
     ) -> None:
-        helper = PngHelper() if save_dir is not None else None
-        try:
-            code = _run(locals(), helper)
-        finally:
-            if helper is not None:
-                helper.abort()
-        raise typer.Exit(code)
+        raise typer.Exit(_run(locals()))
 
 
-def _run(a: dict, helper) -> int:
+def _run(a: dict) -> int:
     from perfdb.lookup import PerfDB
     from search.plan import plan
 
@@ -174,11 +65,6 @@ def _run(a: dict, helper) -> int:
     db = PerfDB(a["db"])
     result = plan(req, db)
     out = Path(a["save_dir"]) if a["save_dir"] is not None else None
-    if out is not None:   # the helper draws while this process simulates and writes the rest
-        from search.outputs import pareto_data
-
-        out.mkdir(parents=True, exist_ok=True)
-        helper.send({"save_dir": str(out), "pareto": pareto_data(result)})
     sims = None
     if a["simulate"] and result.winner is not None:
         from search.simcheck import simulate_top
@@ -186,13 +72,19 @@ def _run(a: dict, helper) -> int:
         sims = simulate_top(result, db)
     written = None
     if out is not None:
-        from search.outputs import write_artifacts
+        from search.outputs import pareto_data, write_artifacts
+        from search.plot import write_pareto_png
 
+        out.mkdir(parents=True, exist_ok=True)
         written = write_artifacts(result, out)
         result.points.write(out)
+        try:
+            write_pareto_png(pareto_data(result), out / "pareto.png")
+        except OSError as exc:
+            from perfdb.errors import DataError
+
+            raise DataError(f"writing {out / 'pareto.png'} failed: {exc}") from None
     render(result, sims, a["save_dir"], written)
-    if helper is not None:
-        helper.wait()
     return 0 if result.winner is not None else 1
 
 
