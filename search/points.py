@@ -51,6 +51,19 @@ def _strings(names: list[str]):
     return pa.Array.from_buffers(pa.string(), len(names), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
 
 
+def _coded_strings(codes: np.ndarray, names: list[str]):
+    """Plain string Arrow array of names[codes], built with numpy (offsets) and one bytes join."""
+    import pyarrow as pa
+
+    enc = [n.encode() for n in names]
+    lens = np.array([len(e) for e in enc], dtype=np.int32)
+    codes = np.asarray(codes, dtype=np.int64)
+    offsets = np.zeros(len(codes) + 1, dtype=np.int32)
+    np.cumsum(lens[codes], out=offsets[1:])
+    data = b"".join(np.array(enc, dtype=object)[codes].tolist())
+    return pa.Array.from_buffers(pa.string(), len(codes), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
 class PointTable:
     """Columns of equal length; build blocks with `block()`, join with `concat()`."""
 
@@ -119,10 +132,13 @@ class PointTable:
         )
 
     # ---- files ---------------------------------------------------------------------------------
-    def to_arrow(self):
+    def to_arrow(self, dictionary: bool = True):
+        """Arrow table; mode/backend/source as dictionary-encoded strings, or plain strings (CSV)."""
         import pyarrow as pa
 
         def labels(codes: np.ndarray, names: list[str]):
+            if not dictionary:   # not DictionaryArray.cast/dictionary_decode: both import pyarrow.compute (~0.2 s)
+                return _coded_strings(codes, names)
             return pa.DictionaryArray.from_arrays(_arrow(codes.astype(np.int32)), _strings(names))
 
         arrays, names = [], []
@@ -144,10 +160,7 @@ class PointTable:
         import pyarrow.csv as pcsv
         import pyarrow.parquet as pq
 
-        table = self.to_arrow()
         pq_path, csv_path = Path(directory) / "points.parquet", Path(directory) / "points.csv"
-        pq.write_table(table, pq_path, compression="zstd")
-        plain = table.from_arrays([col.cast(col.type.value_type) if hasattr(col.type, "value_type") else col
-                                   for col in table.columns], names=table.column_names)
-        pcsv.write_csv(plain, csv_path)
+        pq.write_table(self.to_arrow(), pq_path, compression="zstd")
+        pcsv.write_csv(self.to_arrow(dictionary=False), csv_path)
         return pq_path, csv_path
