@@ -52,9 +52,12 @@ def _arrays(w: Workload):
 
 
 def max_batch(sm: StepModel, isl: np.ndarray, osl: np.ndarray) -> np.ndarray:
-    """Requests the KV pool and the engine's batch cap admit per replica (full sequences reserved)."""
+    """Requests the KV pool and the engine's batch cap admit per replica."""
     mem = sm.memory
-    tokens = isl + osl
+    # TRT-LLM's default capacity scheduler (GUARANTEED_NO_EVICT) reserves the full sequence; vLLM and
+    # SGLang allocate KV blocks as tokens arrive (preempting/retracting when short), so in steady state
+    # a request holds its prompt plus half its output on average.
+    tokens = isl + (osl if sm.resolved.reserves_full_sequence else osl / 2.0)
     window = np.minimum(tokens, mem.sliding_window) if mem.sliding_window else 0.0
     per_req = tokens * mem.full_bytes_per_token + window * mem.sliding_bytes_per_token
     by_kv = np.floor(mem.kv_pool_bytes / np.maximum(per_req, 1.0)) * sm.parallel.attn_dp
@@ -104,7 +107,12 @@ def agg_metrics(sm: StepModel, w: Workload) -> ServingResult:
     if w.num_requests is not None:  # the opening burst: all b requests queue for prefill iterations at once
         steps = np.ceil(b / per_step) * chunks
         burst_ttft = (steps + 1.0) / 2.0 * full.ms / chunks + eng.ttft_overhead_ms
-        ttft = ttft + np.maximum(burst_ttft - ttft, 0.0) * np.minimum(1.0, conc / np.asarray(w.num_requests, dtype=np.float64))
+        # Mixing engines decode between the burst's prefills, so the first wave finishes spread out and
+        # the burst happens once (weight concurrency/requests). Engines that pause decodes for prefills
+        # (SGLang) start every decode of the wave together; with a fixed osl they finish together and
+        # the next wave arrives as a burst again: every wave pays it.
+        weight = np.minimum(1.0, conc / np.asarray(w.num_requests, dtype=np.float64)) if eng.mixes_prefill else 1.0
+        ttft = ttft + np.maximum(burst_ttft - ttft, 0.0) * weight
     latency = ttft + (osl - 1.0) * tpot
     mem = replace(sm.memory, max_batch=int(np.min(cap)) if cap.size else sm.memory.max_batch)
     return ServingResult(ttft=ttft, tpot=tpot, latency=latency, concurrency=conc, req_per_ms=conc / latency,

@@ -1,0 +1,69 @@
+"""Serving arithmetic that is backend-specific: KV admission, the SGLang wave burst, the disaggregated
+hand-off and the batching prefill worker (bundled database, roofline rungs)."""
+import numpy as np
+import pytest
+
+from estimator.engine import KV_HANDOFF_MS, EngineConfig
+from estimator.estimate import WorkerSpec, estimate_disagg
+from estimator.models import load_model
+from estimator.parallel import ParallelConfig
+from estimator.serving import agg_metrics, max_batch
+from estimator.steps import StepModel
+from estimator.workload import Workload
+from perfdb.lookup import PerfDB
+from perfdb.specs import load_system
+from perfdb.types import Backend
+
+SYS = "h200_sxm"
+
+
+@pytest.fixture(scope="module")
+def db():
+    return PerfDB()
+
+
+def _sm(db, backend, model="Qwen/Qwen3-32B", par=ParallelConfig(tp=2)):
+    return StepModel.build(load_model(model), load_system(SYS), par, EngineConfig(backend), db.view(SYS, backend))
+
+
+@pytest.mark.parametrize("backend,held", [(Backend.TRTLLM, 1.0), (Backend.SGLANG, 0.5), (Backend.VLLM, 0.5)])
+def test_kv_admission_reserves_full_sequences_only_on_trtllm(db, backend, held):
+    sm = _sm(db, backend)
+    isl, osl = np.float64(4000), np.float64(4000)
+    per_req = (isl + held * osl) * sm.memory.full_bytes_per_token
+    assert float(max_batch(sm, isl, osl)) == min(np.floor(sm.memory.kv_pool_bytes / per_req), sm.memory.max_batch)
+
+
+def test_sglang_pays_the_burst_every_wave_mixing_engines_once(db):
+    conc = np.array([64.0])
+    for backend, every_wave in ((Backend.SGLANG, True), (Backend.TRTLLM, False)):
+        sm = _sm(db, backend)
+        few, many = (agg_metrics(sm, Workload(isl=2048, osl=256, concurrency=conc, num_requests=conc * n)).ttft
+                     for n in (2, 50))
+        steady = agg_metrics(sm, Workload(isl=2048, osl=256, concurrency=conc)).ttft
+        if every_wave:   # synchronised waves: the run length does not dilute the burst
+            assert few == pytest.approx(many) and many[0] > 1.5 * steady[0]
+        else:            # one opening burst, diluted over the run
+            assert few[0] > many[0] > steady[0]
+
+
+def test_disagg_handoff_is_part_of_the_kv_transfer(db):
+    for backend in (Backend.TRTLLM, Backend.SGLANG):
+        sm = _sm(db, backend)
+        one, big = (float(sm.kv_transfer_ms(np.float64(n), ParallelConfig(tp=2), False)) for n in (1, 8192))
+        assert one >= KV_HANDOFF_MS[backend] > 0
+        assert big - one == pytest.approx(float(sm.kv_transfer_ms(np.float64(8192), ParallelConfig(tp=2), False))
+                                          - KV_HANDOFF_MS[backend] - (one - KV_HANDOFF_MS[backend]))
+
+
+def test_batching_prefill_worker_waits_for_its_batch_under_load(db):
+    model, system = load_model("Qwen/Qwen3-32B"), load_system(SYS)
+    eng = EngineConfig(Backend.TRTLLM)
+    par = ParallelConfig(tp=2)
+    conc = np.array([1.0, 32.0])   # one prefill worker, idle and about half busy
+    load = Workload(isl=1024, osl=256, concurrency=conc)
+    batched = estimate_disagg(model, system, WorkerSpec(par, eng, 1, None), WorkerSpec(par, eng, 1), load, db.view(SYS, Backend.TRTLLM))
+    single = estimate_disagg(model, system, WorkerSpec(par, eng, 1, 1), WorkerSpec(par, eng, 1), load, db.view(SYS, Backend.TRTLLM))
+    assert batched.ttft_ms[0] == pytest.approx(single.ttft_ms[0], rel=0.05)   # idle: a batch of one
+    assert batched.ttft_ms[1] > single.ttft_ms[1]                              # loaded: a full batch finishes together
+    assert np.allclose(batched.tpot_ms, single.tpot_ms)
