@@ -38,14 +38,17 @@ METRICS = ("ttft", "tpot")
 SCOPE_LEVELS = (("system", "backend", "version", "mode"), ("system", "backend", "mode"), ("backend", "mode"),
                 ("mode",), ())
 RESIDUAL_KINDS = ("gbm", "linear", "none")
+LOSSES = ("absolute_error", "huber", "squared_error")
 
 
 @dataclass(frozen=True)
 class FitOptions:
     folds: int = 5
-    min_rows: int = 20
-    min_deployments: int = 3
+    min_rows: int = 1
+    min_deployments: int = 1
+    shrink: float = 1.0          # prior weight of the wider scope, in deployments (0 = a scope's own median)
     residual: str = "gbm"
+    loss: str = "absolute_error"   # of the residual trees, in log space: absolute_error | huber | squared_error
     coverage: float = 0.8
     trees: int = 100
     depth: int = 3
@@ -57,6 +60,10 @@ class FitOptions:
     def __post_init__(self) -> None:
         if self.residual not in RESIDUAL_KINDS:
             raise InputError(f"unknown residual model {self.residual!r}; accepted: {', '.join(RESIDUAL_KINDS)}")
+        if self.loss not in LOSSES:
+            raise InputError(f"unknown loss {self.loss!r}; accepted: {', '.join(LOSSES)}")
+        if self.shrink < 0:
+            raise InputError(f"shrink={self.shrink}: must be >= 0 (deployments of prior weight)")
         if self.folds < 2:
             raise InputError(f"folds={self.folds}: cross-validation needs at least 2")
         if not 0.0 < self.coverage < 1.0:
@@ -86,23 +93,38 @@ def _scope(level: tuple[str, ...], key: tuple) -> Scope:
 
 
 def fit_factors(frame: pd.DataFrame, metric: str, opts: FitOptions) -> tuple[tuple[Factor, ...], list[str]]:
-    r = pd.Series(log_ratio(frame, metric))
-    factors: list[Factor] = []
-    for level in SCOPE_LEVELS:
-        groups = frame.groupby(list(level), sort=True) if level else [((), frame)]
-        for key, g in groups:
+    """Scope factors, widest scope first. Each qualifying scope moves its parent's factor towards its own
+    median by the weight d / (d + shrink) (d = its deployments): a scope resting on one deployment goes
+    only half way, so that one unusual deployment cannot set the correction of every later one. The
+    factor stored per scope is the cumulative one, so `Calibration.factor` (narrowest match wins) gives
+    the shrunk value, and a scope absent from the fit falls back to its widest ancestor that is present."""
+    r = log_ratio(frame, metric)
+    deps_all = frame["deployment_key"].to_numpy()
+    chain = np.full(len(frame), float(np.median(r)))        # each row's cumulative factor so far
+    factors = [Factor(_scope((), ()), metric, float(chain[0]), len(frame), int(pd.unique(deps_all).size))]
+    for level in reversed(SCOPE_LEVELS[:-1]):
+        nxt = chain.copy()
+        for key, idx in sorted(frame.groupby(list(level)).indices.items()):
             key = key if isinstance(key, tuple) else (key,)
-            n, deps = len(g), g["deployment_key"].nunique()
-            if level and (n < opts.min_rows or deps < opts.min_deployments):
+            n, d = len(idx), int(pd.unique(deps_all[idx]).size)
+            if n < opts.min_rows or d < opts.min_deployments:
                 continue
-            factors.append(Factor(_scope(level, key), metric, float(r.loc[g.index].median()), n, deps))
+            parent = float(chain[idx[0]])                   # nested levels: one parent per group
+            value = parent + d / (d + opts.shrink) * float(np.median(r[idx] - parent))
+            factors.append(Factor(_scope(level, key), metric, value, n, d))
+            nxt[idx] = value
+        chain = nxt
     cal = Calibration(tuple(factors), (), ())
     notes = []
     for key, g in frame.groupby(list(SCOPE_LEVELS[0]), sort=True):
         used = cal.factor(metric, *map(str, key))
+        d = g["deployment_key"].nunique()
         if used is not None and used.scope.width > 0:
-            notes.append(f"{metric}: {'/'.join(map(str, key))} has {len(g)} rows from "
-                         f"{g['deployment_key'].nunique()} deployments; uses the wider scope {used.scope.label()}")
+            notes.append(f"{metric}: {'/'.join(map(str, key))} has {len(g)} rows from {d} deployments; "
+                         f"uses the wider scope {used.scope.label()}")
+        elif opts.shrink > 0 and d <= 2:
+            notes.append(f"{metric}: {'/'.join(map(str, key))} rests on {d} deployment(s); its own median counts "
+                         f"{d / (d + opts.shrink):.0%} against the wider scope")
     return tuple(factors), notes
 
 
@@ -130,7 +152,7 @@ def fit_residual(x: np.ndarray, y: np.ndarray, metric: str, opts: FitOptions) ->
         return Residual(metric, FEATURES, coef=tuple(float(c) for c in m.coef_), intercept=float(m.intercept_))
     from sklearn.ensemble import GradientBoostingRegressor
 
-    m = GradientBoostingRegressor(loss="huber", n_estimators=opts.trees, max_depth=opts.depth,
+    m = GradientBoostingRegressor(loss=opts.loss, n_estimators=opts.trees, max_depth=opts.depth,
                                   learning_rate=opts.learning_rate, min_samples_leaf=opts.min_leaf,
                                   subsample=0.8, random_state=opts.seed).fit(x, y)
     return Residual(metric, FEATURES, trees=_export_trees(m))

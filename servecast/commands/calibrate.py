@@ -103,8 +103,12 @@ def fit_cmd(
     statistic: Annotated[str, typer.Option(help="client statistic to fit: mean | p50 | p90 | p99")] = "mean",
     folds: Annotated[int, typer.Option(help="cross-validation folds, grouped by deployment")] = 5,
     residual: Annotated[str, typer.Option(help="residual model on load features: gbm | linear | none")] = "gbm",
-    min_rows: Annotated[int, typer.Option(help="rows a scope needs for its own factor")] = 20,
-    min_deployments: Annotated[int, typer.Option(help="deployments a scope needs for its own factor")] = 3,
+    min_rows: Annotated[int, typer.Option(help="rows a scope needs for its own factor")] = 1,
+    min_deployments: Annotated[int, typer.Option(help="deployments a scope needs for its own factor")] = 1,
+    shrink: Annotated[float, typer.Option(help="prior weight of the wider scope, in deployments: a scope's own "
+                                               "median counts d/(d+shrink); 0 = its own median")] = 1.0,
+    loss: Annotated[str, typer.Option(help="residual trees' loss in log space: absolute_error | huber | "
+                                           "squared_error")] = "absolute_error",
     plot: Annotated[Path, typer.Option(help="predicted-vs-measured PNG (cross-validated)")] = None,
 ) -> None:
     """Fit corrections (per-scope factors + residual model) with grouped cross-validation; store the artifact.
@@ -121,7 +125,8 @@ def fit_cmd(
     from calibrate.validate import error_table
 
     frame = _frame(runs, db, predictions, base, statistic)
-    opts = FitOptions(folds=folds, residual=residual, min_rows=min_rows, min_deployments=min_deployments)
+    opts = FitOptions(folds=folds, residual=residual, min_rows=min_rows, min_deployments=min_deployments,
+                      shrink=shrink, loss=loss)
     result = train(frame, opts, base)
     path = store.write(result, out)
     console = Console()

@@ -22,7 +22,7 @@ def trained():
 
 def test_factors_recover_the_truth():
     f = usable(frame(noise=0.0))
-    cal = fit_point(f, FitOptions(residual="none", **FAST), "estimate")
+    cal = fit_point(f, FitOptions(residual="none", shrink=0.0, **FAST), "estimate")
     for (system, backend, mode), truth in TRUE_FACTORS.items():
         tpot = cal.factor("tpot", system, backend, "1.0", mode)
         assert tpot.scope.system == system and tpot.n_deployments == 5
@@ -61,7 +61,26 @@ def test_artifact_round_trip_predicts_identically(trained):
     assert np.allclose(corrected_logs(back, rows, "ttft"), corrected_logs(cal, rows, "ttft"))
 
 
-def test_exported_trees_match_sklearn():
+def test_shrinkage_moves_a_thin_scope_part_way_from_its_parent():
+    f = usable(frame(noise=0.0))
+    thin = f[(f["system"] != "h200_sxm") | (f["backend"] != "vllm") | f["deployment_key"].str.endswith("|0")]
+    opts = FitOptions(residual="none", shrink=1.0, folds=3)
+    cal = fit_point(thin.reset_index(drop=True), opts, "estimate")
+    own = cal.factor("tpot", "h200_sxm", "vllm", "1.0", "agg")
+    parent = cal.factor("tpot", "gb200", "vllm", "1.0", "agg")      # unseen system: the (backend, mode) scope
+    assert own.n_deployments == 1 and parent.scope.label() == "*/vllm/*/agg"
+    # one deployment, shrink 1: each of the two narrower levels (system/backend/mode, then + version) moves
+    # half way towards its own median (the truth, noise-free), 3/4 of the way in all
+    assert own.log_factor == pytest.approx(parent.log_factor + 0.75 * (math.log(1.5 ** 0.5) - parent.log_factor))
+    assert any("rests on 1 deployment" in n for n in cal.notes)
+    with pytest.raises(InputError, match="shrink"):
+        FitOptions(shrink=-1)
+    with pytest.raises(InputError, match="unknown loss"):
+        FitOptions(loss="hinge")
+
+
+@pytest.mark.parametrize("loss", ["huber", "absolute_error"])
+def test_exported_trees_match_sklearn(loss):
     from sklearn.ensemble import GradientBoostingRegressor
 
     from calibrate.fit import _export_trees
@@ -69,7 +88,7 @@ def test_exported_trees_match_sklearn():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(200, 7))
     y = np.sin(x[:, 0]) + 0.3 * x[:, 2] ** 2
-    m = GradientBoostingRegressor(loss="huber", n_estimators=10, max_depth=3, random_state=0).fit(x, y)
+    m = GradientBoostingRegressor(loss=loss, n_estimators=10, max_depth=3, random_state=0).fit(x, y)
     assert np.allclose(_export_trees(m).predict(x), m.predict(x), atol=1e-10)
 
 
