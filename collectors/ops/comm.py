@@ -20,7 +20,7 @@ from perfdb.types import CommOp, Dtype, OpKind
 def grid(size: GridSize, ctx: DeviceCtx | None = None) -> list[CommCase]:
     world = ctx.world_size if ctx else 2
     transport = ctx.transport if ctx else DeviceCtx("cpu").transport
-    sizes = {GridSize.TINY: [1 << 10, 1 << 20], GridSize.SMALL: pow2(1 << 10, 1 << 28)[::2],
+    sizes = {GridSize.TINY: [1 << 10, 1 << 24], GridSize.SMALL: pow2(1 << 10, 1 << 28)[::2],
              GridSize.FULL: pow2(1 << 10, 1 << 32)}[size]
     out = []
     for op in CommOp:
