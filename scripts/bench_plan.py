@@ -8,6 +8,13 @@ aic_reference_points and docs/bench/search.md).
 
     python scripts/bench_plan.py              # both scenarios, 7 runs each
     python scripts/bench_plan.py --runs 15 --scenario qwen32b
+    python scripts/bench_plan.py --priority   # on a shared machine: see below
+
+CPU seconds (user + sys of the command and anything it starts) are the figure to trust on a loaded
+machine: wall time there is mostly waiting for a core. --priority (Linux, root) runs each command in
+its own session whose scheduler autogroup gets nice -20, so that other sessions' jobs yield the
+CPU to it: the closest this script can get to an idle machine without one. It changes nothing in
+the command itself; say so when quoting its figures.
 
 Before timing, the repository's modules are byte-compiled once (python -m compileall), as pip does
 for an installed package: this checkout sets PYTHONDONTWRITEBYTECODE=1, which would otherwise make
@@ -127,13 +134,21 @@ def _servecast() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "servecast.cli"]
 
 
-def run_once(args: list[str], out: Path) -> tuple[float, float, int]:
+def _high_priority() -> None:
+    """In the child before exec: a new session (its own autogroup) at nice -20."""
+    os.setsid()
+    with open(f"/proc/{os.getpid()}/autogroup", "w") as fh:
+        fh.write("-20")
+    os.nice(-20)
+
+
+def run_once(args: list[str], out: Path, priority: bool = False) -> tuple[float, float, int]:
     if out.exists():
         shutil.rmtree(out)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([*_servecast(), "plan", *args, "--save-dir", str(out)], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+                          stderr=subprocess.PIPE, text=True, preexec_fn=_high_priority if priority else None)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in (0, 1):
@@ -150,26 +165,29 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
     ap.add_argument("--no-compile", action="store_true", help="skip byte-compiling the repository first")
+    ap.add_argument("--priority", action="store_true",
+                    help="run each command at scheduler priority nice -20 in its own autogroup (Linux, root)")
     a = ap.parse_args()
     if not a.no_compile:
         subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(REPO / p) for p in
                         ("servecast", "search", "estimator", "perfdb", "calibrate", "collectors"))], check=True)
     names = list(SCENARIOS) if a.scenario == "all" else [a.scenario]
     print(f"{'scenario':10} {'runs':>4} {'median s':>9} {'min s':>7} {'max s':>7} {'cpu s':>6} {'limit':>6} "
-          f"{'points':>8} {'AIC<=':>8}  load")
+          f"{'points':>8} {'AIC<=':>8}  load (start-end){'  priority' if a.priority else ''}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             sc = SCENARIOS[name]
-            run_once(sc["args"], Path(tmp) / name)   # warm the page cache; not counted
+            run_once(sc["args"], Path(tmp) / name, a.priority)   # warm the page cache; not counted
             walls, cpus, points = [], [], 0
+            load0 = os.getloadavg()[0]
             for _ in range(a.runs):
-                w, c, points = run_once(sc["args"], Path(tmp) / name)
+                w, c, points = run_once(sc["args"], Path(tmp) / name, a.priority)
                 walls.append(w)
                 cpus.append(c)
             aic = aic_reference_points(**sc["aic"])
             print(f"{name:10} {a.runs:4d} {statistics.median(walls):9.3f} {min(walls):7.3f} {max(walls):7.3f} "
                   f"{statistics.median(cpus):6.2f} {sc['limit_s']:6.1f} {points:8d} {aic['total']:8d}  "
-                  f"{os.getloadavg()[0]:.2f}")
+                  f"{load0:.2f}-{os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
