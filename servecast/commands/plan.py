@@ -65,16 +65,16 @@ def _run(a: dict) -> int:
     db = PerfDB(a["db"])
     result = plan(req, db)
     out = Path(a["save_dir"]) if a["save_dir"] is not None else None
+    sims_job = None
+    if a["simulate"] and result.winner is not None:   # replays (~0.1 s) in a child, on the other core
+        from search.simcheck import simulate_top
+
+        sims_job = _Forked(lambda: simulate_top(result, db))
     points_files = None
-    if out is not None:   # points.parquet/.csv (0.1-0.2 s for 56k rows, GIL released) on the other core
+    if out is not None:   # points.parquet/.csv (0.1-0.2 s for 56k rows, GIL released) on a thread
         out.mkdir(parents=True, exist_ok=True)
         points_files = _Background(result.points.write, out)
     try:
-        sims = None
-        if a["simulate"] and result.winner is not None:
-            from search.simcheck import simulate_top
-
-            sims = simulate_top(result, db)
         written = None
         if out is not None:
             from search.outputs import pareto_data, write_artifacts
@@ -90,8 +90,73 @@ def _run(a: dict) -> int:
     finally:
         if points_files is not None:
             points_files.result()
+        sims = sims_job.result() if sims_job is not None else None
     render(result, sims, a["save_dir"], written)
     return 0 if result.winner is not None else 1
+
+
+class _Forked:
+    """fn() in a forked child (Linux) while this process goes on; result() returns its value.
+    Forked after the search, before any thread is started here and before anything is printed. A
+    ServecastError in the child is re-raised by result(); any other failure prints its traceback
+    in the child and fails result() too. Without os.fork, fn() runs here, at once."""
+
+    def __init__(self, fn):
+        import os
+
+        self.pid, self.payload = None, None
+        if not hasattr(os, "fork"):
+            self.payload = _call(fn)
+            return
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:   # the child: never returns into the CLI
+            os.close(r)
+            code = 1
+            try:
+                payload = _call(fn)
+                with os.fdopen(w, "wb") as fh:
+                    _pickle().dump(payload, fh, protocol=_pickle().HIGHEST_PROTOCOL)
+                code = 0
+            finally:
+                if code:
+                    import traceback
+
+                    traceback.print_exc()
+                os._exit(code)
+        os.close(w)
+        self.pid, self.fd = pid, r
+
+    def result(self):
+        import os
+
+        if self.pid is not None:
+            with os.fdopen(self.fd, "rb") as fh:
+                data = fh.read()
+            code = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+            self.pid = None
+            if code != 0 or not data:
+                raise RuntimeError(f"the simulator process failed (exit status {code}); its traceback is above")
+            self.payload = _pickle().loads(data)
+        ok, value = self.payload
+        if not ok:
+            raise value
+        return value
+
+
+def _pickle():
+    import pickle
+
+    return pickle
+
+
+def _call(fn) -> tuple[bool, object]:
+    from perfdb.errors import ServecastError
+
+    try:
+        return True, fn()
+    except ServecastError as exc:   # re-raised by _Forked.result in the parent
+        return False, exc
 
 
 class _Background:

@@ -1,0 +1,39 @@
+"""The plan command's helpers that run work beside the main thread: values and errors come back."""
+from __future__ import annotations
+
+import pytest
+
+from perfdb.errors import InputError
+from servecast.commands.plan import _Background, _Forked
+
+
+def test_forked_returns_the_childs_value():
+    assert _Forked(lambda: {3: ("agg", 1.5)}).result() == {3: ("agg", 1.5)}
+
+
+def test_forked_reraises_a_servecast_error():
+    def fail():
+        raise InputError("bad target")
+
+    with pytest.raises(InputError, match="bad target"):
+        _Forked(fail).result()
+
+
+def test_forked_bug_fails_loudly(capfd):
+    def bug():
+        raise ValueError("a bug")
+
+    with pytest.raises(RuntimeError, match="simulator process failed"):
+        _Forked(bug).result()
+    assert "ValueError: a bug" in capfd.readouterr().err
+
+
+def test_background_reraises(tmp_path):
+    def write(path):
+        (path / "missing" / "x").write_text("x")
+
+    with pytest.raises(FileNotFoundError):
+        _Background(write, tmp_path).result()
+    done = []
+    _Background(done.append, 1).result()
+    assert done == [1]
