@@ -83,13 +83,12 @@ def _estimated_share(ops, shape) -> np.ndarray:
     """Share of kernel time (host overhead left out) whose lookups fell back to extrapolation or
     the roofline, per point: 0 when every kernel came from measured or interpolated rows."""
     total, rough = np.zeros(shape), np.zeros(shape)
-    for o in ops:
+    for o in ops:   # in place: same sums in the same order, no new array per op
         if o.source == Source.CALIBRATED:
             continue
-        ms = np.broadcast_to(o.ms, shape)
-        total = total + ms
+        total += o.ms
         if o.source.code >= Source.EXTRAPOLATED.code:
-            rough = rough + ms
+            rough += o.ms
     return np.divide(rough, total, out=np.zeros(shape), where=total > 0)
 
 
