@@ -62,17 +62,14 @@ def _run(a: dict) -> int:
     from search.plan import plan
 
     req = _request(a)
+    out = _save_dir(a["save_dir"])   # before the search: a bad --save-dir fails at once
     db = PerfDB(a["db"])
     result = plan(req, db)
-    out = Path(a["save_dir"]) if a["save_dir"] is not None else None
     sims_job = None
     if a["simulate"] and result.winner is not None:   # replays (~0.1 s) in a child, on the other core
-        from search.simcheck import simulate_top
-
-        sims_job = _Forked(lambda: simulate_top(result, db))
+        sims_job = _Forked(lambda: _simulate_top(result, db))
     points_files = None
     if out is not None:   # points.parquet/.csv (0.1-0.2 s for 56k rows, GIL released) on a thread
-        out.mkdir(parents=True, exist_ok=True)
         points_files = _Background(result.points.write, out)
     try:
         written = None
@@ -87,12 +84,38 @@ def _run(a: dict) -> int:
                 from perfdb.errors import DataError
 
                 raise DataError(f"writing {out / 'pareto.png'} failed: {exc}") from None
-    finally:
+        import rich.console  # noqa: F401  (imported while the child simulates: render needs it next)
+        import rich.table  # noqa: F401
+    except BaseException:   # the first failure is the one reported; the helpers are only waited for
         if points_files is not None:
-            points_files.result()
-        sims = sims_job.result() if sims_job is not None else None
+            points_files.thread.join()
+        if sims_job is not None:
+            sims_job.discard()
+        raise
+    if points_files is not None:
+        points_files.result()
+    sims = sims_job.result() if sims_job is not None else None
     render(result, sims, a["save_dir"], written)
     return 0 if result.winner is not None else 1
+
+
+def _save_dir(path: str | None) -> Path | None:
+    if path is None:
+        return None
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from perfdb.errors import InputError
+
+        raise InputError(f"--save-dir {path}: cannot create the directory ({exc.strerror or exc})") from None
+    return out
+
+
+def _simulate_top(result, db):
+    from search.simcheck import simulate_top   # the simulator is imported in the child only
+
+    return simulate_top(result, db)
 
 
 class _Forked:
@@ -115,8 +138,11 @@ class _Forked:
             code = 1
             try:
                 payload = _call(fn)
-                with os.fdopen(w, "wb") as fh:
-                    _pickle().dump(payload, fh, protocol=_pickle().HIGHEST_PROTOCOL)
+                try:
+                    with os.fdopen(w, "wb") as fh:
+                        _pickle().dump(payload, fh, protocol=_pickle().HIGHEST_PROTOCOL)
+                except BrokenPipeError:   # the parent failed and stopped listening: it reports that
+                    pass
                 code = 0
             finally:
                 if code:
@@ -126,6 +152,15 @@ class _Forked:
                 os._exit(code)
         os.close(w)
         self.pid, self.fd = pid, r
+
+    def discard(self) -> None:
+        """Wait for the child without reading its outcome (the caller is already failing)."""
+        import os
+
+        if self.pid is not None:
+            os.close(self.fd)
+            os.waitpid(self.pid, 0)
+            self.pid = None
 
     def result(self):
         import os

@@ -37,3 +37,12 @@ def test_background_reraises(tmp_path):
     done = []
     _Background(done.append, 1).result()
     assert done == [1]
+
+
+def test_forked_discard_waits_without_raising():
+    def fail():
+        raise InputError("ignored")
+
+    job = _Forked(fail)
+    job.discard()
+    assert job.pid is None
