@@ -46,3 +46,16 @@ def test_forked_discard_waits_without_raising():
     job = _Forked(fail)
     job.discard()
     assert job.pid is None
+
+
+def test_unusable_save_dir_is_a_one_line_error_before_the_search(tmp_path):
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = subprocess.run([sys.executable, "-m", "servecast.cli", "plan", "--model", "Qwen/Qwen3-32B-FP8", "--system",
+                           "h200_sxm", "--isl", "4000", "--osl", "500", "--ttft", "600", "--tpot", "16.67",
+                           "--save-dir", str(blocker / "out")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: --save-dir") and "Traceback" not in proc.stderr
