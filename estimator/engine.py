@@ -39,7 +39,7 @@ STEP_OVERHEAD_MS = {Backend.TRTLLM: 0.0, Backend.SGLANG: 1.4, Backend.VLLM: 0.0,
 
 # Per-request time to first token outside the GPU (HTTP, tokenisation, admission, detokenising and
 # streaming the first token), ms. Fitted on e2e_train_silicon.csv agg rows at concurrency <= 4.
-TTFT_OVERHEAD_MS = {Backend.TRTLLM: 53.0, Backend.SGLANG: 91.0, Backend.VLLM: 27.0, Backend.TORCH: 0.0}
+TTFT_OVERHEAD_MS = {Backend.TRTLLM: 61.0, Backend.SGLANG: 91.0, Backend.VLLM: 27.0, Backend.TORCH: 0.0}
 
 # Disaggregated hand-off per request, ms: after the prefill engine finishes, the router forwards the
 # request to a decode engine, which allocates KV blocks, handshakes with the prefill worker (NIXL/UCX
@@ -47,7 +47,7 @@ TTFT_OVERHEAD_MS = {Backend.TRTLLM: 53.0, Backend.SGLANG: 91.0, Backend.VLLM: 27
 # top of the bytes/bandwidth of the transfer. Fitted on e2e_train_silicon.csv disagg rows at
 # concurrency <= 4 (median of measured minus predicted TTFT, see docs/estimator.md); vLLM has no
 # disagg rows (0, unfitted).
-KV_HANDOFF_MS = {Backend.TRTLLM: 165.0, Backend.SGLANG: 121.0, Backend.VLLM: 0.0, Backend.TORCH: 0.0}
+KV_HANDOFF_MS = {Backend.TRTLLM: 157.0, Backend.SGLANG: 139.0, Backend.VLLM: 0.0, Backend.TORCH: 0.0}
 
 # KV admission: TRT-LLM's GUARANTEED_NO_EVICT scheduler reserves isl+osl tokens per request; vLLM
 # (paged, preempts) and SGLang (retracts) admit on the tokens present, isl + osl/2 on average.

@@ -164,6 +164,19 @@ def _model_for(row: RunRow, system):
     return load_model(row.model, gemm_quant=gemm, moe_quant=moe or gemm)
 
 
+def _within_domain(par: ParallelConfig, system) -> ParallelConfig:
+    """The table's `tp` counts every GPU of a multi-node replica, but the engines' multi-node recipes
+    never stretch a tensor-parallel group over the network: beyond one NVLink domain attention runs
+    data-parallel across domains with TP inside each, and the experts keep the recorded EP split."""
+    dom = system.nvlink_domain_gpus
+    if par.tp <= dom or par.tp % dom:
+        return par
+    gpus = par.tp * par.attn_dp
+    moe_tp = gpus // par.moe_ep if par.moe_ep > 1 and gpus % par.moe_ep == 0 else gpus
+    return ParallelConfig(tp=dom, pp=par.pp, attn_dp=gpus // dom, moe_tp=moe_tp,
+                          moe_ep=par.moe_ep if moe_tp != gpus else 1)
+
+
 def _group_key(row: RunRow) -> tuple:
     return (row.model, row.gemm_quant, row.moe_quant, row.system, row.backend, row.backend_version, row.mode,
             row.agg, row.prefill, row.decode)
@@ -195,7 +208,7 @@ def _predict_agg(rows: list[RunRow], model, system, view) -> list[Prediction]:
     conc = np.array([r.concurrency or rows[0].agg.batch or 1 for r in rows], dtype=np.float64)
     load = Workload(isl=np.array([r.isl for r in rows], dtype=np.float64), osl=np.array([r.osl for r in rows], dtype=np.float64),
                     concurrency=conc, num_requests=conc * BENCH_REQUESTS_PER_CONCURRENCY)
-    return _collect(rows, estimate(model, system, w.parallel, engine, load, view))
+    return _collect(rows, estimate(model, system, _within_domain(w.parallel, system), engine, load, view))
 
 
 def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]:
@@ -210,16 +223,17 @@ def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]
     isl = np.array([r.isl for r in rows], dtype=np.float64)
     osl = np.array([r.osl for r in rows], dtype=np.float64)
     conc = np.array([r.concurrency or (r0.decode.batch or 1) * (r0.decode.workers or 1) for r in rows], dtype=np.float64)
+    p_par, d_par = _within_domain(r0.prefill.parallel, system), _within_domain(r0.decode.parallel, system)
     if r0.decode.workers is not None:
         d_workers = np.full(len(rows), float(r0.decode.workers))
     else:
-        sd = StepModel.build(model, system, r0.decode.parallel, engine, view)
+        sd = StepModel.build(model, system, d_par, engine, view)
         cap = np.clip(max_batch(sd, isl, osl), 1.0, DECODE_BATCH_PRIOR)
         if r0.decode.batch:
             cap = np.minimum(cap, r0.decode.batch)
         d_workers = np.maximum(1.0, np.ceil(conc / cap))
-    est = estimate_disagg(model, system, WorkerSpec(r0.prefill.parallel, engine, r0.prefill.workers, r0.prefill.batch),
-                          WorkerSpec(r0.decode.parallel, engine, d_workers, r0.decode.batch),
+    est = estimate_disagg(model, system, WorkerSpec(p_par, engine, r0.prefill.workers, r0.prefill.batch),
+                          WorkerSpec(d_par, engine, d_workers, r0.decode.batch),
                           Workload(isl=isl, osl=osl, concurrency=conc / d_workers,
                                    num_requests=conc / d_workers * BENCH_REQUESTS_PER_CONCURRENCY), view)
     return _collect(rows, est)

@@ -84,3 +84,17 @@ def test_cli_single_and_errors(tiny_db):
     bad = subprocess.run([sys.executable, "-m", "servecast.cli", "estimate", "--model", "Qwen/Qwen3-8B", "--system", "h200_sxm",
                           "--tp", "3"], capture_output=True, text=True, cwd=root)
     assert bad.returncode != 0 and "not divisible by tp=3" in bad.stdout + bad.stderr
+
+
+def test_tp_beyond_one_nvlink_domain_is_read_as_attention_dp():
+    from estimator.parallel import ParallelConfig
+    from estimator.runs import _within_domain
+    from perfdb.specs import load_system
+
+    b200, gb200 = load_system("b200_sxm"), load_system("gb200")
+    assert _within_domain(ParallelConfig(tp=16, moe_ep=4), b200) == ParallelConfig(tp=8, attn_dp=2, moe_tp=4, moe_ep=4)
+    assert _within_domain(ParallelConfig(tp=64, moe_ep=64), b200) == ParallelConfig(tp=8, attn_dp=8, moe_tp=1, moe_ep=64)
+    assert _within_domain(ParallelConfig(tp=16), b200) == ParallelConfig(tp=8, attn_dp=2, moe_tp=16)   # dense / unset split
+    for par, sys_ in ((ParallelConfig(tp=8, moe_ep=8), b200), (ParallelConfig(tp=16, moe_ep=4), gb200),
+                      (ParallelConfig(tp=12), b200)):
+        assert _within_domain(par, sys_) == par          # inside the domain, or not a whole number of domains
