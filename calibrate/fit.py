@@ -46,7 +46,10 @@ class FitOptions:
     folds: int = 5
     min_rows: int = 1
     min_deployments: int = 1
-    shrink: float = 1.0          # prior weight of the wider scope, in deployments (0 = a scope's own median)
+    # prior weight of the wider scope, in deployments (0 = a scope's own median), per metric: TTFT depends
+    # on each deployment's unrecorded serving setup (worker counts, router) far more than TPOT does
+    shrink_ttft: float = 4.0
+    shrink_tpot: float = 1.0
     residual: str = "gbm"
     loss: str = "absolute_error"   # of the residual trees, in log space: absolute_error | huber | squared_error
     coverage: float = 0.8
@@ -62,12 +65,15 @@ class FitOptions:
             raise InputError(f"unknown residual model {self.residual!r}; accepted: {', '.join(RESIDUAL_KINDS)}")
         if self.loss not in LOSSES:
             raise InputError(f"unknown loss {self.loss!r}; accepted: {', '.join(LOSSES)}")
-        if self.shrink < 0:
-            raise InputError(f"shrink={self.shrink}: must be >= 0 (deployments of prior weight)")
+        if min(self.shrink_ttft, self.shrink_tpot) < 0:
+            raise InputError(f"shrink={self.shrink_ttft}/{self.shrink_tpot}: must be >= 0 (deployments of prior weight)")
         if self.folds < 2:
             raise InputError(f"folds={self.folds}: cross-validation needs at least 2")
         if not 0.0 < self.coverage < 1.0:
             raise InputError(f"coverage={self.coverage}: must be between 0 and 1")
+
+    def shrink_for(self, metric: str) -> float:
+        return self.shrink_ttft if metric == "ttft" else self.shrink_tpot
 
 
 def usable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -95,36 +101,39 @@ def _scope(level: tuple[str, ...], key: tuple) -> Scope:
 def fit_factors(frame: pd.DataFrame, metric: str, opts: FitOptions) -> tuple[tuple[Factor, ...], list[str]]:
     """Scope factors, widest scope first. Each qualifying scope moves its parent's factor towards its own
     median by the weight d / (d + shrink) (d = its deployments): a scope resting on one deployment goes
-    only half way, so that one unusual deployment cannot set the correction of every later one. The
+    only part way, so that one unusual deployment cannot set the correction of every later one. A scope
+    holding exactly its parent's deployments adds nothing (the same evidence is not counted twice). The
     factor stored per scope is the cumulative one, so `Calibration.factor` (narrowest match wins) gives
     the shrunk value, and a scope absent from the fit falls back to its widest ancestor that is present."""
+    k = opts.shrink_for(metric)
     r = log_ratio(frame, metric)
     deps_all = frame["deployment_key"].to_numpy()
     chain = np.full(len(frame), float(np.median(r)))        # each row's cumulative factor so far
-    factors = [Factor(_scope((), ()), metric, float(chain[0]), len(frame), int(pd.unique(deps_all).size))]
+    chain_deps = np.full(len(frame), int(pd.unique(deps_all).size))
+    factors = [Factor(_scope((), ()), metric, float(chain[0]), len(frame), int(chain_deps[0]))]
     for level in reversed(SCOPE_LEVELS[:-1]):
-        nxt = chain.copy()
+        nxt, nxt_deps = chain.copy(), chain_deps.copy()
         for key, idx in sorted(frame.groupby(list(level)).indices.items()):
             key = key if isinstance(key, tuple) else (key,)
             n, d = len(idx), int(pd.unique(deps_all[idx]).size)
-            if n < opts.min_rows or d < opts.min_deployments:
-                continue
+            if n < opts.min_rows or d < opts.min_deployments or d == chain_deps[idx[0]]:
+                continue                                    # too thin, or nothing beyond its parent
             parent = float(chain[idx[0]])                   # nested levels: one parent per group
-            value = parent + d / (d + opts.shrink) * float(np.median(r[idx] - parent))
+            value = parent + d / (d + k) * float(np.median(r[idx] - parent))
             factors.append(Factor(_scope(level, key), metric, value, n, d))
-            nxt[idx] = value
-        chain = nxt
+            nxt[idx], nxt_deps[idx] = value, d
+        chain, chain_deps = nxt, nxt_deps
     cal = Calibration(tuple(factors), (), ())
     notes = []
     for key, g in frame.groupby(list(SCOPE_LEVELS[0]), sort=True):
         used = cal.factor(metric, *map(str, key))
         d = g["deployment_key"].nunique()
-        if used is not None and used.scope.width > 0:
+        if used is not None and used.n_deployments > d:
             notes.append(f"{metric}: {'/'.join(map(str, key))} has {len(g)} rows from {d} deployments; "
                          f"uses the wider scope {used.scope.label()}")
-        elif opts.shrink > 0 and d <= 2:
+        elif k > 0 and d <= 2:
             notes.append(f"{metric}: {'/'.join(map(str, key))} rests on {d} deployment(s); its own median counts "
-                         f"{d / (d + opts.shrink):.0%} against the wider scope")
+                         f"{d / (d + k):.0%} against its parent scope's")
     return tuple(factors), notes
 
 

@@ -22,10 +22,11 @@ def trained():
 
 def test_factors_recover_the_truth():
     f = usable(frame(noise=0.0))
-    cal = fit_point(f, FitOptions(residual="none", shrink=0.0, **FAST), "estimate")
+    cal = fit_point(f, FitOptions(residual="none", shrink_ttft=0.0, shrink_tpot=0.0, **FAST), "estimate")
     for (system, backend, mode), truth in TRUE_FACTORS.items():
         tpot = cal.factor("tpot", system, backend, "1.0", mode)
-        assert tpot.scope.system == system and tpot.n_deployments == 5
+        # the narrowest scope that adds deployments beyond its parent's: the scope's own 5
+        assert tpot.scope.matches(system, backend, "1.0", mode) and tpot.n_deployments == 5
         assert math.exp(tpot.log_factor) == pytest.approx(truth ** 0.5, rel=1e-9)
     # a scope never seen falls back to the widest factor that matches
     assert cal.factor("ttft", "gb200", "sglang", "9", "agg").scope.label() == "*/*/*/agg"
@@ -64,17 +65,17 @@ def test_artifact_round_trip_predicts_identically(trained):
 def test_shrinkage_moves_a_thin_scope_part_way_from_its_parent():
     f = usable(frame(noise=0.0))
     thin = f[(f["system"] != "h200_sxm") | (f["backend"] != "vllm") | f["deployment_key"].str.endswith("|0")]
-    opts = FitOptions(residual="none", shrink=1.0, folds=3)
+    opts = FitOptions(residual="none", shrink_tpot=1.0, folds=3)
     cal = fit_point(thin.reset_index(drop=True), opts, "estimate")
     own = cal.factor("tpot", "h200_sxm", "vllm", "1.0", "agg")
-    parent = cal.factor("tpot", "gb200", "vllm", "1.0", "agg")      # unseen system: the (backend, mode) scope
-    assert own.n_deployments == 1 and parent.scope.label() == "*/vllm/*/agg"
-    # one deployment, shrink 1: each of the two narrower levels (system/backend/mode, then + version) moves
-    # half way towards its own median (the truth, noise-free), 3/4 of the way in all
-    assert own.log_factor == pytest.approx(parent.log_factor + 0.75 * (math.log(1.5 ** 0.5) - parent.log_factor))
+    parent = cal.factor("tpot", "gb200", "sglang", "1.0", "agg")     # unseen backend: the mode scope
+    assert own.n_deployments == 1 and own.scope.label() == "*/vllm/*/agg" and parent.scope.label() == "*/*/*/agg"
+    # one deployment, shrink 1: half way from the parent's factor towards its own median (the truth,
+    # noise-free); the narrower scopes hold the same deployment and add no factor of their own
+    assert own.log_factor == pytest.approx(parent.log_factor + 0.5 * (math.log(1.5 ** 0.5) - parent.log_factor))
     assert any("rests on 1 deployment" in n for n in cal.notes)
     with pytest.raises(InputError, match="shrink"):
-        FitOptions(shrink=-1)
+        FitOptions(shrink_ttft=-1)
     with pytest.raises(InputError, match="unknown loss"):
         FitOptions(loss="hinge")
 
