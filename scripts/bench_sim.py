@@ -79,7 +79,8 @@ def accuracy(args) -> None:
     t0 = time.perf_counter()
     static = predict_runs(rows, db)
     t1 = time.perf_counter()
-    sims = simulate_runs(rows, db, max_requests=args.max_requests, frontend_ms=args.frontend_ms)
+    sims = simulate_runs(rows, db, max_requests=args.max_requests, frontend_ms=args.frontend_ms,
+                         range_ratio=args.range_ratio)
     t2 = time.perf_counter()
     recs = []
     for row, st, sm in zip(rows, static, sims, strict=True):
@@ -123,6 +124,7 @@ def main() -> None:
     ac.add_argument("--sample", type=int, default=0, help="random sample of rows (seed 0); 0 = all")
     ac.add_argument("--max-requests", type=int, default=20_000)
     ac.add_argument("--out", type=Path, default=None)
+    ac.add_argument("--range-ratio", type=float, default=0.0, help="ISL/OSL jitter in the simulated runs")
     ac.add_argument("--frontend-ms", type=float, default=None,
                     help="per-request frontend time in the simulator (default: the estimator's ttft_overhead_ms)")
     for p in (sp, ac):

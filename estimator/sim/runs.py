@@ -32,7 +32,7 @@ from estimator.serving import max_batch, prefill_workers_needed
 from estimator.sim.build import build_steps
 from estimator.sim.engine import RoleSteps, simulate
 from estimator.sim.metrics import SimResult
-from estimator.sim.types import LoadSpec, Pool, SimDeployment
+from estimator.sim.types import Lengths, LoadSpec, Pool, SimDeployment
 from perfdb.errors import ServecastError
 from perfdb.lookup import PerfDB
 from perfdb.specs import load_system
@@ -88,8 +88,9 @@ class SimRun:
 
 
 def simulate_runs(rows: list[RunRow], db: PerfDB, requests_per_client: int = 10, max_requests: int = 20_000,
-                  seed: int = 0, frontend_ms: float | None = None) -> list[SimRun]:
-    """One SimRun per row, in input order. `frontend_ms` as in simulate() (None: the estimator's)."""
+                  seed: int = 0, frontend_ms: float | None = None, range_ratio: float = 0.0) -> list[SimRun]:
+    """One SimRun per row, in input order. `frontend_ms` as in simulate() (None: the estimator's);
+    `range_ratio` > 0 draws ISL/OSL uniformly around the row's (the table records nominal lengths)."""
     groups: dict[tuple, list[RunRow]] = defaultdict(list)
     for r in rows:
         groups[_group_key(r)].append(r)
@@ -107,11 +108,11 @@ def simulate_runs(rows: list[RunRow], db: PerfDB, requests_per_client: int = 10,
         cache: dict[tuple, object] = {}
         for row in group:
             out[row.id] = _one(row, backend, model, system, view, cache, (requests_per_client, max_requests),
-                               seed, frontend_ms)
+                               seed, frontend_ms, range_ratio)
     return [out[r.id] for r in rows]
 
 
-def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms) -> SimRun:
+def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms, range_ratio) -> SimRun:
     try:
         if row.isl < 1 or row.osl < 1 or (row.agg is None and row.mode != "disagg"):
             raise ValueError("row lacks isl/osl or its parallel layout")
@@ -126,7 +127,8 @@ def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms) ->
         dep, conc = _deployment(row, backend, system, steps_for)
         steps = steps_for(dep)
         n = max(conc, min(counts[0] * conc, counts[1]))
-        r = simulate(steps, dep, LoadSpec.closed(conc, row.isl, row.osl, n), seed=seed, frontend_ms=frontend_ms)
+        load = LoadSpec.closed(conc, Lengths.of(row.isl, range_ratio), Lengths.of(row.osl, range_ratio), n)
+        r = simulate(steps, dep, load, seed=seed, frontend_ms=frontend_ms)
     except (ServecastError, ValueError) as exc:
         return _failed(row, exc)
     return SimRun(row.id, "ok", r, dep)
