@@ -59,3 +59,18 @@ def test_unusable_save_dir_is_a_one_line_error_before_the_search(tmp_path):
                            "--save-dir", str(blocker / "out")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: --save-dir") and "Traceback" not in proc.stderr
+
+
+def test_a_full_plan_imports_none_of_the_slow_modules(tmp_path):
+    """pandas (~0.4 s), matplotlib (~0.5 s), pyarrow.compute (~0.2 s), pydantic (~0.1 s) stay out."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.argv = ['servecast'] + sys.argv[1:]\nfrom servecast.cli import main\ntry:\n main()\n"
+            "except SystemExit:\n pass\nprint('LOADED', [m for m in ('pandas', 'matplotlib', 'pyarrow.compute', "
+            "'pydantic', 'servecast.commands.estimate') if m in sys.modules], file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code, "plan", "--model", "Qwen/Qwen3-32B-FP8", "--system", "h200_sxm",
+                           "--isl", "4000", "--osl", "500", "--ttft", "600", "--tpot", "16.67", "--save-dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert "LOADED []" in proc.stderr, proc.stderr[-2000:]
+    assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
