@@ -162,7 +162,7 @@ def validate_cmd(
     folds: Annotated[int, typer.Option(help="folds when cross-validating (no --calibration)")] = 5,
     max_error: Annotated[float, typer.Option(help="exit 1 if the calibrated median |error| % of TTFT or TPOT "
                                                   "exceeds this")] = None,
-    plot: Annotated[Path, typer.Option(help="predicted-vs-measured PNG")] = "calibration_validate.png",
+    plot: Annotated[str, typer.Option(help="predicted-vs-measured PNG ('' disables)")] = "calibration_validate.png",
     as_json: Annotated[bool, typer.Option("--json", help="print the error table as JSON")] = False,
 ) -> None:
     """Error of predictions vs measurements (median/mean/p90 |%|, bias) overall and by backend, mode and load
@@ -191,10 +191,10 @@ def validate_cmd(
         typer.echo(table.to_json(orient="records", indent=1))
     else:
         console.print(_error_rich_table(table, title))
-    if plot and str(plot):
+    if plot:  # a str, not a Path: Path("") is "." and would be written as ".png"
         from calibrate.plot import predicted_vs_measured
 
-        predicted_vs_measured(rows, after, plot, title)
+        predicted_vs_measured(rows, after, Path(plot), title)
         console.print(f"plot -> {plot}")
     if max_error is not None:
         worst = worst_median(table)
