@@ -258,14 +258,17 @@ def load(path: Path) -> Calibration:
     return Calibration.from_json(path.read_text(), str(path))
 
 
-def find(db_root: Path, system: str, backend: str) -> Path | None:
-    """The newest calibration stored in a database (<db>/calibrations/<id>/) that covers system/backend."""
+def find(db_root: Path, system: str, backend: str, base: str | None = None) -> Path | None:
+    """The newest calibration stored in a database (<db>/calibrations/<id>/) that covers system/backend;
+    with `base` ("estimate" | "simulate"), only calibrations fitted on that prediction are considered."""
     root = Path(db_root) / "calibrations"
     if not root.is_dir():
         return None
     best = None
     for path in sorted(root.glob(f"*/{ARTIFACT_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True):
         cal = load(path)
+        if base is not None and cal.base != base:
+            continue
         if any(f.scope.matches(system, backend, f.scope.version, f.scope.mode) and f.scope.system != ANY
                for f in cal.factors):
             return path.parent
@@ -346,15 +349,22 @@ def calibrate_estimate(estimate, calibration: Calibration, context: CalibrationC
                               f.scope.label() if f else "none")
 
 
-def resolve(calibration_dir: Path | None, db_root: Path | None, system: str, backend: str) -> Calibration | None:
+def resolve(calibration_dir: Path | None, db_root: Path | None, system: str, backend: str,
+            base: str | None = None) -> Calibration | None:
     """The calibration a command should apply: the explicit directory (or calibration.json) when given,
     else the newest one stored in the database (<db>/calibrations/) covering system/backend, else None.
-    estimate / plan / simulate call this with their --calibration and --db flags."""
+    estimate / plan / simulate call this with their --calibration and --db flags. With `base`, a stored
+    calibration fitted on another prediction is passed over, and an explicit one is refused (InputError)."""
     if calibration_dir is not None:
-        return load(calibration_dir)
+        cal = load(calibration_dir)
+        if base is not None and cal.base != base:
+            raise InputError(f"{calibration_dir}: calibration {cal.id} was fitted with --base {cal.base}; this "
+                             f"command accepts only --base {base} calibrations (refit with `servecast calibrate "
+                             f"fit RUNS --base {base}`)")
+        return cal
     if db_root is None:
         return None
-    found = find(db_root, system, backend)
+    found = find(db_root, system, backend, base)
     return None if found is None else load(found)
 
 

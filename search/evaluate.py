@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from estimator.calibration import Calibration
 from estimator.engine import EngineConfig
 from estimator.models.spec import ModelSpec
 from estimator.parallel import ParallelConfig
@@ -47,6 +48,7 @@ class Context:
     prefix: int
     budget: int
     memory_reasons: list = field(default_factory=list)   # why shapes did not fit (for the error message)
+    calibration: Calibration | None = None   # applied to the points before the SLA filter (search.calibrated)
     _models: dict = field(default_factory=dict)
 
     @property

@@ -18,6 +18,7 @@ from estimator.models.spec import ModelSpec
 from perfdb.types import Dtype
 from search.artifacts.engines import EngineSettings
 from search.artifacts.writer import write_candidate
+from search.calibrated import interval
 from search.plan import PlanResult
 from search.plot import ParetoData, sample
 from search.points import MODES
@@ -49,19 +50,35 @@ def write_artifacts(result: PlanResult, save_dir: Path) -> dict:
             rank += 1
             out = write_candidate(top_dir, c, rank, req.system, result.system.gpus_per_node, req.isl, req.osl,
                                   req.prefix, req.sla, engine_settings(result, c),
-                                  _quant(result.model, req.gemm_quant), _quant(result.model, req.moe_quant))
+                                  _quant(result.model, req.gemm_quant), _quant(result.model, req.moe_quant),
+                                  calibrated_fields(result, c))
             written[c.row] = str(out.relative_to(save_dir))
     (Path(save_dir) / "plan.json").write_text(json.dumps(summary(result, written), indent=1, default=str))
     return written
 
 
-def _cand(c: Candidate, artifacts: str | None) -> dict:
+def calibrated_fields(result: PlanResult, c: Candidate) -> dict:
+    """calibration_id and the prediction intervals of a calibrated candidate ({} when uncalibrated)."""
+    cal = result.calibrations.get(c.backend)
+    iv = interval(cal, c.mode, c.metrics.ttft_ms, c.metrics.tpot_ms)
+    if cal is None:
+        return {}
+    out = {"calibration_id": cal.id}
+    if iv is not None:
+        out.update(ttft_interval_ms=[round(v, 3) for v in iv.ttft_ms], tpot_interval_ms=[round(v, 4) for v in iv.tpot_ms],
+                   interval_coverage=iv.coverage)
+    return out
+
+
+def _cand(c: Candidate, artifacts: str | None, calibrated: dict | None = None) -> dict:
     d = {"mode": c.mode.value, "backend": c.backend.value, "version": c.version, "shape": c.label(),
          "gpus_used": c.gpus_used, "replicas": c.replicas,
          "decode": {"parallel": asdict(c.decode.parallel), "workers": c.decode.workers,
                     "max_batch": c.decode.max_batch, "max_num_tokens": c.decode.max_num_tokens},
          "metrics": {k: (v.value if hasattr(v, "value") else round(v, 4)) for k, v in asdict(c.metrics).items()},
          "artifacts": artifacts}
+    if calibrated:
+        d["calibrated"] = calibrated
     if c.prefill is not None:
         d["prefill"] = {"parallel": asdict(c.prefill.parallel), "workers": c.prefill.workers,
                         "max_batch": c.prefill.max_batch, "max_num_tokens": c.prefill.max_num_tokens}
@@ -75,9 +92,12 @@ def summary(result: PlanResult, written: dict) -> dict:
                     "total_gpus": req.total_gpus, "isl": req.isl, "osl": req.osl, "prefix": req.prefix,
                     "sla": asdict(req.sla), "mode": req.mode.value},
         "points_evaluated": result.points_evaluated,
-        "winner": _cand(result.winner, written.get(result.winner.row)) if result.winner else None,
+        "winner": _cand(result.winner, written.get(result.winner.row), calibrated_fields(result, result.winner))
+        if result.winner else None,
         "speedup_over_other_mode": result.speedup,
-        "top": {m.value: [_cand(c, written.get(c.row)) for c in cs] for m, cs in result.top.items()},
+        "top": {m.value: [_cand(c, written.get(c.row), calibrated_fields(result, c)) for c in cs]
+                for m, cs in result.top.items()},
+        "calibration": {b.value: cal.id for b, cal in result.calibrations.items()} or None,
     }
 
 

@@ -6,10 +6,11 @@ composition and the estimator ever drift apart (see _confirm).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from estimator.calibration import resolve
 from estimator.models import load_model
 from estimator.models.spec import ModelSpec
 from perfdb.errors import InfeasibleError
@@ -18,6 +19,7 @@ from perfdb.specs import SystemSpec, load_system
 from perfdb.types import Backend
 from search.artifacts.engines import supports
 from search.disagg import GroupLoad, compose, dominant
+from search.calibrated import BASE, calibrate_points
 from search.evaluate import Context, decode_workers, evaluate_agg, prefill_workers
 from search.pareto import frontier
 from search.points import BACKENDS, MODES, PointTable
@@ -43,6 +45,7 @@ class PlanResult:
     frontier: dict                     # Mode -> row indices of the SLA-meeting Pareto frontier
     frontier_all: dict                 # Mode -> row indices of the frontier ignoring the SLA
     diagnosis: Diagnosis | None        # set when nothing meets the SLA
+    calibrations: dict = field(default_factory=dict)   # Backend -> Calibration applied (empty: uncalibrated)
 
     @property
     def points_evaluated(self) -> int:
@@ -96,7 +99,8 @@ def plan(req: PlanRequest, db: PerfDB) -> PlanResult:
         view = db.view(system.name, backend, req.version)   # unknown version: NotFoundError listing the known
         versions[backend] = view.version
         ctx = Context(model, system, backend, view, view.version, req.kv_dtype, req.isl, req.osl, req.prefix,
-                      req.total_gpus)
+                      req.total_gpus, calibration=resolve(req.calibration, req.db_root, system.name, backend.value,
+                                                          base=BASE))
         t, w = _backend_points(ctx, modes, req.sla)
         tables += t
         workers += w
@@ -105,6 +109,9 @@ def plan(req: PlanRequest, db: PerfDB) -> PlanResult:
     points = PointTable.concat(tables)
     if not points["feasible"].any():
         raise _no_fit_error(req, model, reasons)
+    cals = {b: c.calibration for b, c in contexts.items() if c.calibration is not None}
+    if cals:   # the SLA is checked on the calibrated prediction
+        points = calibrate_points(points, cals, system.name, versions, req.isl, req.osl)
     ok = meets(points, req.sla)
     points = points.with_column("meets_sla", ok)
     ranking = rank(points, ok, modes, req.top_n)
@@ -120,7 +127,7 @@ def plan(req: PlanRequest, db: PerfDB) -> PlanResult:
     return PlanResult(request=req, model=model, system=system, versions=versions, points=points,
                       worker_points=workers, top=top, winner=winner, speedup=speedup, per_backend=per_backend,
                       frontier=fr, frontier_all=fr_all,
-                      diagnosis=diagnose(points, req.sla) if winner is None else None)
+                      diagnosis=diagnose(points, req.sla) if winner is None else None, calibrations=cals)
 
 
 def _confirm(points: PointTable, ranking: Ranking, req: PlanRequest, contexts: dict, versions: dict,

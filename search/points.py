@@ -27,6 +27,8 @@ FLOAT_COLUMNS = ("ttft_ms", "tpot_ms", "request_latency_ms", "tokens_per_s_per_g
                  "concurrency", "mem_headroom", "estimated_share")
 BOOL_COLUMNS = ("feasible", "meets_sla")
 COLUMNS = INT_COLUMNS + FLOAT_COLUMNS + BOOL_COLUMNS
+# present only in calibrated plans (search.calibrated): prediction-interval bounds, ms
+OPTIONAL_COLUMNS = ("ttft_lo_ms", "ttft_hi_ms", "tpot_lo_ms", "tpot_hi_ms")
 
 
 def _arrow(values: np.ndarray):
@@ -74,7 +76,7 @@ class PointTable:
         n = {len(columns[c]) for c in COLUMNS}
         if len(n) != 1:
             raise DataError(f"point table columns differ in length: {sorted(n)}")
-        self.cols = {c: np.asarray(columns[c]) for c in COLUMNS}
+        self.cols = {c: np.asarray(columns[c]) for c in COLUMNS + OPTIONAL_COLUMNS if c in columns}
 
     def __len__(self) -> int:
         return len(self.cols["mode"])
@@ -102,7 +104,9 @@ class PointTable:
 
     def with_column(self, name: str, values: np.ndarray) -> "PointTable":
         cols = dict(self.cols)
-        cols[name] = np.asarray(values, dtype=cols[name].dtype)
+        if name not in cols and name not in OPTIONAL_COLUMNS:
+            raise DataError(f"unknown point table column {name!r}")
+        cols[name] = np.asarray(values, dtype=cols[name].dtype if name in cols else np.float64)
         return PointTable(cols)
 
     # ---- one row as typed objects ----------------------------------------------------------
@@ -142,7 +146,7 @@ class PointTable:
             return pa.DictionaryArray.from_arrays(_arrow(codes.astype(np.int32)), _strings(names))
 
         arrays, names = [], []
-        for c in COLUMNS:
+        for c in self.cols:
             if c == "mode":
                 arr = labels(self.cols[c], [m.value for m in MODES])
             elif c == "backend":

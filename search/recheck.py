@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from estimator.calibration import apply, context_for
 from estimator.engine import EngineConfig
 from estimator.estimate import WorkerSpec, estimate, estimate_disagg
 from estimator.workload import Workload
@@ -42,11 +43,14 @@ def recheck(c: Candidate, ctx: Context, sla: Sla, agg_too: bool = False) -> Cand
         scale, conc = group * c.replicas / c.total_gpus, est.concurrency * d.workers * c.replicas
     if not bool(est.feasible):
         return None
+    if ctx.calibration is not None:   # the same correction search.calibrated applied to the points
+        est = apply(est, ctx.calibration, context_for(ctx.system.name, ctx.backend.value, ctx.version, c.mode.value,
+                                                      ctx.isl, ctx.osl, c.decode.parallel.num_gpus, conc))
     m = Metrics(ttft_ms=float(est.ttft_ms), tpot_ms=float(est.tpot_ms),
                 request_latency_ms=float(est.request_latency_ms),
                 tokens_per_s_per_gpu=float(est.tokens_per_s_per_gpu) * scale,
                 tokens_per_s_per_user=float(est.tokens_per_s_per_user), concurrency=float(conc),
-                mem_headroom=c.metrics.mem_headroom, source=c.metrics.source,
+                mem_headroom=c.metrics.mem_headroom, source=est.source if ctx.calibration else c.metrics.source,
                 estimated_share=c.metrics.estimated_share)
     fits = m.ttft_ms <= sla.ttft_ms and m.tpot_ms <= sla.tpot_ms and \
         (sla.request_latency_ms is None or m.request_latency_ms <= sla.request_latency_ms)

@@ -64,10 +64,14 @@ def launch_script(c: Candidate, s: EngineSettings, gpus_per_node: int) -> str:
 
 
 def write_candidate(directory: Path, c: Candidate, rank: int, system: str, gpus_per_node: int, isl: int, osl: int,
-                    prefix: int, sla: Sla, s: EngineSettings, gemm_quant: str = "", moe_quant: str = "") -> Path:
+                    prefix: int, sla: Sla, s: EngineSettings, gemm_quant: str = "", moe_quant: str = "",
+                    calibrated: dict | None = None) -> Path:
+    """calibrated: calibration_id and intervals added to deployment.yaml's `predicted` (calibrated plans)."""
     out = Path(directory) / slug(c, rank)
     (out / "k8s").mkdir(parents=True, exist_ok=True)
     spec = deployment_spec(c, system, isl, osl, prefix, sla, s, gemm_quant, moe_quant)
+    if calibrated:
+        spec.predicted.update(calibrated)
     (out / "deployment.yaml").write_text(yamlio.dump(spec.to_dict()))
     (out / "launch.sh").write_text(launch_script(c, s, gpus_per_node))
     if c.backend == Backend.TRTLLM:

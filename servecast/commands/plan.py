@@ -45,7 +45,9 @@ def register(app: typer.Typer) -> None:
         top_n: int = typer.Option(5, "--top-n", help="configurations shown (and written) per mode"),
         save_dir: str = typer.Option(None, "--save-dir", help="write points, pareto.png and artifacts here"),
         db: str = typer.Option(None, help="perfdb directory (default: the bundled database)"),
-        calibration: str = typer.Option(None, help="calibration artifact from `servecast calibrate fit`"),
+        calibration: str = typer.Option(None, help="calibration directory from `servecast calibrate fit` (--base "
+                                        "estimate; default: the newest in <db>/calibrations/ when --db has one): the "
+                                        "targets are checked on calibrated TTFT/TPOT, shown with 80% intervals"),
         version: str = typer.Option(None, help="backend version in the database (default: newest)"),
         gemm_quant: str = typer.Option(None, "--gemm-quant", help="override dense GEMM numerics: bf16, fp8, fp8_block, nvfp4, ..."),
         moe_quant: str = typer.Option(None, "--moe-quant", help="override expert numerics, e.g. nvfp4 for an FP4 checkpoint"),
@@ -218,7 +220,7 @@ class _Background:
 
 
 def _request(a: dict):
-    from perfdb.errors import InputError, NotFoundError
+    from perfdb.errors import InputError
     from perfdb.types import Backend, Dtype, parse_enum
     from search.types import Mode, PlanRequest, Sla
 
@@ -228,29 +230,37 @@ def _request(a: dict):
         backends = (Backend(a["backend"]),)
     else:
         raise InputError(f"unknown backend {a['backend']!r}; accepted: trtllm, sglang, vllm, all")
-    if a["calibration"] is not None:
-        if not Path(a["calibration"]).is_file():
-            raise NotFoundError(f"calibration file {a['calibration']} does not exist")
-        raise InputError("--calibration: applying a calibration needs the estimator's calibration support, "
-                         "which this build does not have yet; run without --calibration")
     quant = {k: parse_enum(Dtype, a[k], k.replace("_", "-")) if a[k] else None for k in ("gemm_quant", "moe_quant", "kv_dtype")}
     return PlanRequest(
         model=a["model"], system=a["system"], backends=backends, total_gpus=a["total_gpus"], isl=a["isl"],
         osl=a["osl"], prefix=a["prefix"], sla=Sla(a["ttft"], a["tpot"], a["request_latency"]),
         mode=parse_enum(Mode, a["mode"], "mode"), top_n=a["top_n"], version=a["version"],
-        db_root=a["db"], calibration=a["calibration"], **quant)
+        db_root=Path(a["db"]) if a["db"] else None,
+        calibration=Path(a["calibration"]) if a["calibration"] else None, **quant)
 
 
 # ---- rendering -------------------------------------------------------------------------------------
-def _row(table, rank: int, c, sim=None, artifacts: str | None = None) -> None:
+def _row(table, rank: int, c, sim=None, cals=None) -> None:
     m = c.metrics
     cells = [str(rank), c.backend.value, c.label(), str(c.gpus_used), f"{m.ttft_ms:.0f}", f"{m.tpot_ms:.2f}",
              f"{m.tokens_per_s_per_gpu:.1f}", f"{m.tokens_per_s_per_user:.1f}", f"{m.concurrency:.0f}",
              _batch(c), f"{m.mem_headroom:.0%}", _source(m)]
+    if cals:
+        cells.append(_interval_text(c, cals))
     if sim is not None:
         got = sim.get(c.row)
         cells.append("-" if got is None else f"{got.ttft_ms:.0f} / {got.tpot_ms:.2f}" + ("" if got.meets_sla else " (misses)"))
     table.add_row(*cells)
+
+
+def _interval_text(c, cals) -> str:
+    """'500-610 / 12.1-15.3': the calibrated TTFT and TPOT prediction intervals (ms) of a candidate."""
+    from search.calibrated import interval
+
+    iv = interval(cals.get(c.backend), c.mode, c.metrics.ttft_ms, c.metrics.tpot_ms)
+    if iv is None:
+        return "-"
+    return f"{iv.ttft_ms[0]:,.0f}-{iv.ttft_ms[1]:,.0f} / {iv.tpot_ms[0]:.2f}-{iv.tpot_ms[1]:.2f}"
 
 
 def _source(m) -> str:
@@ -266,18 +276,24 @@ def _batch(c) -> str:
     return f"P{c.prefill.max_batch} / D{c.decode.max_batch}"
 
 
-def _table(title: str, cands, sims):
+def _table(title: str, cands, sims, cals=None):
     from rich.table import Table
 
     t = Table(title=title, title_justify="left", header_style="bold")
     for name in ("#", "backend", "deployment", "GPUs", "TTFT ms", "TPOT ms", "tok/s/GPU", "tok/s/user",
                  "concurrency", "batch limit", "KV free", "data"):
         t.add_column(name, justify="right" if name not in ("backend", "deployment", "data", "batch limit") else "left")
+    if cals:
+        t.add_column(f"{_coverage(cals):.0%} interval TTFT / TPOT ms")
     if sims is not None:
-        t.add_column("sim p50 TTFT / TPOT")
+        t.add_column("sim p50 TTFT / TPOT" + (" (uncalibrated)" if cals else ""))
     for i, c in enumerate(cands, 1):
-        _row(t, i, c, sims)
+        _row(t, i, c, sims, cals)
     return t
+
+
+def _coverage(cals) -> float:
+    return next((q.coverage for cal in cals.values() for q in cal.intervals), 0.8)
 
 
 def render(result, sims, save_dir, written) -> None:
@@ -290,18 +306,23 @@ def render(result, sims, save_dir, written) -> None:
               f"ISL {req.isl}, OSL {req.osl}, prefix {req.prefix}; targets TTFT <= {req.sla.ttft_ms:g} ms, "
               f"TPOT <= {req.sla.tpot_ms:g} ms" + (f", request latency <= {req.sla.request_latency_ms:g} ms"
                                                     if req.sla.request_latency_ms else ""))
+    cals = result.calibrations
+    if cals:
+        con.print("[bold]calibrated[/]: TTFT/TPOT of every point corrected by calibration " +
+                  ", ".join(f"{cal.id} ({b.value})" for b, cal in cals.items()) +
+                  " before the targets were checked; intervals from its cross-validated residuals")
     pts = result.points
     con.print(f"evaluated {result.points_evaluated:,} points ({len(pts):,} deployments + "
               f"{result.worker_points:,} prefill/decode worker points); {int(pts['meets_sla'].sum()):,} meet every target")
     for mode, cands in result.top.items():
         if cands:
-            con.print(_table(f"{mode.value}: top {len(cands)} meeting the targets", cands, sims))
+            con.print(_table(f"{mode.value}: top {len(cands)} meeting the targets", cands, sims, cals))
         else:
             con.print(f"{mode.value}: no configuration meets the targets")
     if len(req.backends) > 1:
         ranked = sorted(result.per_backend.values(), key=lambda c: -c.metrics.tokens_per_s_per_gpu)
         if ranked:
-            con.print(_table("best per backend", ranked, sims))
+            con.print(_table("best per backend", ranked, sims, cals))
         missing = [b.value for b in req.backends if b not in result.per_backend]
         if missing:
             con.print(f"no configuration meets the targets with: {', '.join(missing)}")
@@ -330,6 +351,6 @@ def _render_miss(con, result) -> None:
               ", ".join(f"{k.value} {v:,}" for k, v in d.meeting_each.items()) + f" (of {d.feasible_points:,})")
     if d.closest_rows:
         closest = [result.points.candidate(r) for r in d.closest_rows]
-        con.print(_table("closest points (none meets the targets)", closest, None))
+        con.print(_table("closest points (none meets the targets)", closest, None, result.calibrations))
         modes = {MODES[int(result.points['mode'][r])].value for r in d.closest_rows}
         con.print(f"relax --{d.binding.value}, add GPUs, or try another backend ({', '.join(sorted(modes))} shown)")
