@@ -115,13 +115,38 @@ def _model(a: dict, name: str, gemm: str | None, moe: str | None):
     return load_model(name, gemm_quant=gq, moe_quant=mq or gq, kv_dtype=dt(a["kv_dtype"], "kv dtype"), hf_home=hf)
 
 
-def _render(points: list, results: list, load_label: str, title: str, as_json: bool) -> None:
+def _calibrated_json(c) -> dict:
+    out = {"calibration_id": c.calibration_id, "scope": c.scope, "statistic": c.statistic, "ttft_ms": c.ttft_ms,
+           "tpot_ms": c.tpot_ms}
+    for name, iv in (("ttft", c.ttft), ("tpot", c.tpot)):
+        if iv is not None:
+            out[f"{name}_interval_ms"] = [float(iv.lo), float(iv.hi)]
+            out["interval_coverage"] = iv.coverage
+    return out
+
+
+def _render_calibrated(console, points: list, cals: list, load_label: str) -> None:
+    from rich.table import Table
+
+    c0 = cals[0]
+    t = Table(load_label, f"TTFT {c0.statistic}", f"TPOT {c0.statistic}", f"uncalibrated TTFT / TPOT {c0.statistic}",
+              title=f"calibrated (calibration {c0.calibration_id}, scope {c0.scope})")
+    for x, c in zip(points, cals, strict=True):
+        ttft = c.ttft.text(c.ttft_ms) if c.ttft is not None else f"{c.ttft_ms:,.1f} ms"
+        tpot = c.tpot.text(c.tpot_ms) if c.tpot is not None else f"{c.tpot_ms:,.2f} ms"
+        t.add_row(f"{x:g}", ttft, tpot, f"{c.raw_ttft_ms:,.1f} / {c.raw_tpot_ms:,.2f}")
+    console.print(t)
+
+
+def _render(points: list, results: list, load_label: str, title: str, as_json: bool, cals: list | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     if as_json:
         rows = [{"load": x, **{k: (vars(v) if hasattr(v, "p50") else v) for k, v in vars(r).items() if k != "records"}}
                 for x, r in zip(points, results, strict=True)]
+        for row, c in zip(rows, cals or [], strict=False):
+            row["calibrated"] = _calibrated_json(c)
         typer.echo(json.dumps(rows, indent=2, default=float))
         return
     t = Table(load_label, "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "ITL p99", "req/s", "out tok/s/GPU",
@@ -131,8 +156,11 @@ def _render(points: list, results: list, load_label: str, title: str, as_json: b
                   f"{r.itl.p99:,.2f}", f"{r.request_throughput:,.2f}", f"{r.output_tokens_per_s_per_gpu:,.1f}",
                   f"{r.tokens_per_s_per_user:,.1f}", str(r.preemptions))
     console = Console()
-    (console if console.is_terminal else Console(width=150)).print(t)
+    console = console if console.is_terminal else Console(width=150)
+    console.print(t)
     typer.echo("latencies in ms (client view: TPOT = (latency - TTFT) / (osl - 1)); tok/s/GPU counts input + output")
+    if cals:
+        _render_calibrated(console, points, cals, load_label)
 
 
 def _records_path(base: Path, label: str, x: float, many: bool) -> Path:
@@ -143,8 +171,11 @@ def _records_path(base: Path, label: str, x: float, many: bool) -> Path:
 
 
 def _run(a: dict) -> None:
+    from estimator.calibration import resolve
     from estimator.engine import EngineConfig
     from estimator.sim import build_steps, simulate
+    from estimator.sim.calibrated import BASE as SIM_BASE
+    from estimator.sim.calibrated import calibrate_sweep
     from estimator.sim.plot import plot_sweep
     from perfdb.errors import InputError
     from perfdb.lookup import PerfDB
@@ -164,13 +195,18 @@ def _run(a: dict) -> None:
         isl, osl = a["isl"] or 1024, a["osl"] or 1024
     label, loads = _loads(a, isl, osl, spec.concurrency if spec else None)
     system = load_system(system_name)
+    cal = resolve(a["calibration"], a["db"], system.name, dep.backend.value, base=SIM_BASE)   # before simulating
     view = PerfDB(a["db"]).view(system.name, dep.backend, version)
     steps = build_steps(_model(a, name, gemm, moe), system, dep, EngineConfig(dep.backend, version), view)
     keep = a["records"] is not None
     results = [simulate(steps, dep, load, seed=a["seed"], records=keep) for _, load in loads]
     points = [x for x, _ in loads]
     title = f"{name} on {system_name} / {dep.backend.value} {dep.mode.value}, {dep.num_gpus} GPUs, ISL {isl} OSL {osl}"
-    _render(points, results, label, title, a["as_json"])
+    cals = None
+    if cal is not None:
+        in_flight = [x if label == "concurrency" else None for x in points]
+        cals = calibrate_sweep(results, in_flight, cal, dep, system.name, view.version, isl, osl)
+    _render(points, results, label, title, a["as_json"], cals)
     if keep:
         for x, r in zip(points, results, strict=True):
             r.records.write(_records_path(a["records"], label, x, len(points) > 1))
@@ -219,6 +255,9 @@ def register(app: typer.Typer) -> None:
         gemm_quant: str = typer.Option(None, help="override GEMM weight format"),
         moe_quant: str = typer.Option(None, help="override expert weight format"),
         db: Path = typer.Option(None, help="perfdb directory (default: the bundled database)"),
+        calibration: Path = typer.Option(None, help="calibration directory fitted with `servecast calibrate fit "
+                                         "--base simulate` (default: the newest such in <db>/calibrations/ when --db "
+                                         "has one): adds calibrated mean TTFT/TPOT with 80% intervals per point"),
         as_json: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
         _run(dict(locals()))
