@@ -43,30 +43,38 @@ def slices(db: Path, kind: OpKind, system: str, top: int, min_rows: int):
     return axes, out
 
 
-def mape(pred: np.ndarray, true: np.ndarray) -> float:
+def rel_err(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     err = np.abs(pred / true - 1.0)
-    return float(np.mean(np.where(np.isfinite(err), err, 1.0)))  # an unanswerable point counts as 100% off
+    return np.where(np.isfinite(err), err, 1.0)  # an unanswerable point counts as 100% off
 
 
-def evaluate_slice(kind, axes, combo, raw, lat, spec, rng, cfg):
+def mape(pred: np.ndarray, true: np.ndarray) -> float:
+    return float(np.mean(rel_err(pred, true)))
+
+
+def evaluate_slice(kind, axes, combo, raw, lat, spec, rng, fractions, stride):
+    """Per budget fraction: (dense errors, adaptive errors, random-subset errors, fraction used) on held-out points.
+
+    The held-out 20% are drawn once per (seed, slice) and excluded from the pool that both the dense
+    baseline and the sampler draw from; the sampler reads latencies only of points it asked for.
+    """
     def sol_fn(x):
         return sol_ms(make_case(kind, combo, {a: x[:, j] for j, a in enumerate(axes)}), spec)
 
     predict = util_predictor(kind, tuple(axes), sol_fn)
     held = rng.random(len(raw)) < 0.2
     pool_raw, pool_lat, q_raw, q_lat = raw[~held], lat[~held], raw[held], lat[held]
-    dense = mape(predict(pool_raw, pool_lat, q_raw), q_lat)
-    curve = []
-
-    def on_round(s: AdaptiveSampler):
-        have = s.measured & np.isfinite(s.value)
-        curve.append((have.sum() / len(pool_raw), mape(predict(pool_raw[have], pool_lat[have], q_raw), q_lat)))
-
-    sampler = run_offline(AdaptiveSampler(pool_raw, predict, cfg), lambda idx: pool_lat[idx], on_round)
-    n = int(sampler.measured.sum())
-    pick = rng.choice(len(pool_raw), size=n, replace=False)
-    random_err = mape(predict(pool_raw[pick], pool_lat[pick], q_raw), q_lat)
-    return dense, curve, random_err, len(pool_raw), len(q_raw)
+    dense = rel_err(predict(pool_raw, pool_lat, q_raw), q_lat)
+    out = {}
+    for f in fractions:
+        cfg = AdaptiveConfig(initial_stride=stride, max_fraction=f)
+        sampler = run_offline(AdaptiveSampler(pool_raw, predict, cfg), lambda idx: pool_lat[idx])
+        have = sampler.measured & np.isfinite(sampler.value)
+        adaptive = rel_err(predict(pool_raw[have], pool_lat[have], q_raw), q_lat)
+        pick = rng.choice(len(pool_raw), size=int(sampler.measured.sum()), replace=False)
+        rand = rel_err(predict(pool_raw[pick], pool_lat[pick], q_raw), q_lat)
+        out[f] = (adaptive, rand, sampler.measured.sum() / len(pool_raw))
+    return dense, out, len(pool_raw)
 
 
 def main() -> None:
@@ -76,8 +84,8 @@ def main() -> None:
     ap.add_argument("--system", default="h200_sxm")
     ap.add_argument("--top", type=int, default=3, help="largest categorical combinations per family")
     ap.add_argument("--min-rows", type=int, default=100)
-    ap.add_argument("--max-fraction", type=float, default=0.10)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fractions", default="0.05,0.1,0.2", help="sampler budgets (fraction of the pool)")
+    ap.add_argument("--seeds", default="0,1,2", help="held-out draws (and random subsets)")
     ap.add_argument("--stride", type=int, default=3, help="initial coarse grid: every stride-th value per axis")
     ap.add_argument("--families", default=",".join(k.value for k in FAMILIES))
     args = ap.parse_args()
@@ -89,25 +97,30 @@ def main() -> None:
         db = Path(tempfile.mkdtemp(prefix="aicdb-"))
         import_aic(args.aic, db, system=args.system, backends=(Backend.TRTLLM,))
     spec = load_system(args.system)
-    cfg = AdaptiveConfig(initial_stride=args.stride, max_fraction=args.max_fraction)
-    print(f"| family | slices | pool points | dense MAPE | adaptive MAPE at {args.max_fraction:.0%} | ratio | "
-          "fraction to reach 1.2x dense | random subset MAPE |")
+    fractions = [float(x) for x in args.fractions.split(",")]
+    seeds = [int(x) for x in args.seeds.split(",")]
+    print("Mean (median) relative error on held-out points, pooled over slices and seeds; "
+          "ratio = adaptive mean / dense mean; per-seed ratios in brackets.\n")
+    print("| family | budget | fraction used | dense | adaptive | ratio | per-seed ratio | random subset |")
     print("|---|---|---|---|---|---|---|---|")
     for kind in [OpKind(f) for f in args.families.split(",")]:
         axes, groups = slices(db, kind, args.system, args.top, args.min_rows)
-        stats = []
         t0 = time.time()
-        for i, (combo, raw, lat) in enumerate(groups):
-            rng = np.random.default_rng([args.seed, i])  # same held-out points whatever the budget
-            stats.append(evaluate_slice(kind, axes, combo, raw, lat, spec, rng, cfg))
-        w = np.array([s[4] for s in stats], float)  # weight slices by held-out points
-        dense = float(np.average([s[0] for s in stats], weights=w))
-        final = float(np.average([s[1][-1][1] for s in stats], weights=w))
-        rand = float(np.average([s[2] for s in stats], weights=w))
-        reach = [next((f for f, e in s[1] if e <= 1.2 * s[0]), float("nan")) for s in stats]
-        reach_txt = ", ".join("not reached" if np.isnan(r) else f"{r:.1%}" for r in reach)
-        print(f"| {kind.value} | {len(stats)} | {int(sum(s[3] for s in stats))} | {dense:.2%} | {final:.2%} | "
-              f"{final / dense:.2f}x | {reach_txt} | {rand:.2%} |  ({time.time() - t0:.0f} s)", flush=True)
+        runs = {sd: [evaluate_slice(kind, axes, combo, raw, lat, spec, np.random.default_rng([sd, i]), fractions,
+                                    args.stride) for i, (combo, raw, lat) in enumerate(groups)] for sd in seeds}
+        dense_by_seed = {sd: np.concatenate([r[0] for r in rs]) for sd, rs in runs.items()}
+        dense = np.concatenate(list(dense_by_seed.values()))
+        for f in fractions:
+            ad_by_seed = {sd: np.concatenate([r[1][f][0] for r in rs]) for sd, rs in runs.items()}
+            ad = np.concatenate(list(ad_by_seed.values()))
+            rnd = np.concatenate([r[1][f][1] for rs in runs.values() for r in rs])
+            used = np.average([r[1][f][2] for rs in runs.values() for r in rs], weights=[r[2] for rs in runs.values() for r in rs])
+            per_seed = ", ".join(f"{ad_by_seed[sd].mean() / dense_by_seed[sd].mean():.2f}" for sd in seeds)
+            print(f"| {kind.value} | {f:.0%} | {used:.1%} | {dense.mean():.2%} ({np.median(dense):.2%}) | "
+                  f"{ad.mean():.2%} ({np.median(ad):.2%}) | {ad.mean() / dense.mean():.2f}x | [{per_seed}] | "
+                  f"{rnd.mean():.2%} ({np.median(rnd):.2%}) |", flush=True)
+        print(f"<!-- {kind.value}: {len(groups)} slices, {sum(r[2] for r in runs[seeds[0]])} pool points, "
+              f"{time.time() - t0:.0f} s -->", flush=True)
 
 
 if __name__ == "__main__":
