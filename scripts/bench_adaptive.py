@@ -5,8 +5,10 @@ For each op family and categorical combination ("slice") of an imported AIConfig
 held out; the dense baseline interpolates from all the others; the adaptive sampler
 (collectors/adaptive.py) picks points from the same pool, reading their latency from the table as if it
 had measured them. Both use the lookup's interpolator (perfdb.interp.GridInterp, utilisation space).
-Reported per family: the dense error on held-out points, the adaptive error after each round, the fraction
-of the pool adaptive needed to reach 1.2x the dense error, and a random subset of the same size.
+Reported per family and budget (5/10/20% of the pool by default, each a separate sampler run): the
+fraction actually measured (the last round may overshoot), the mean (and median) relative error on the
+held-out points of the dense baseline, of adaptive and of a random subset of the same size, pooled over
+slices and seeds (3 held-out draws by default), and the per-seed ratio adaptive / dense.
 
     PYTHONPATH=. python3 scripts/bench_adaptive.py --aic /tmp/aic/pkg/aiconfigurator_core
 """
