@@ -48,7 +48,8 @@ def calibrate_points(points: PointTable, calibrations: dict, system: str, versio
     bounds = {c: np.full(len(points), np.nan) for c in INTERVAL_COLUMNS}
     for backend, cal in calibrations.items():
         for mode in MODES:
-            rows = np.flatnonzero((points["backend"] == BACKENDS.index(backend)) & (points["mode"] == MODES.index(mode)))
+            rows = np.flatnonzero((points["backend"] == BACKENDS.index(backend)) & (points["mode"] == MODES.index(mode))
+                                  & points["feasible"])   # rows that do not fit never meet the targets
             if len(rows):
                 _scope(points, rows, cal, context_for(system, backend.value, versions.get(backend), mode.value,
                                                       isl, osl, None), osl, cols, bounds)
