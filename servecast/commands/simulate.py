@@ -13,7 +13,8 @@ EXAMPLE = ("Example: servecast simulate --model Qwen/Qwen3-32B-FP8 --system h200
            "--osl 500 --concurrency 1,4,16,64  |  Disagg: servecast simulate --model deepseek-ai/DeepSeek-R1 "
            "--system b200_sxm --backend trtllm --mode disagg --prefill-tp 4 --prefill-moe-ep 4 --prefill-workers 2 "
            "--decode-tp 8 --decode-moe-ep 8 --request-rate 2,4,8  |  From a plan: servecast simulate --plan "
-           "plans/agg-1/deployment.yaml --concurrency 16,64")
+           "plans/agg-1/deployment.yaml --concurrency 16,64  |  Calibrated: add --calibration cal/<id> (fitted with "
+           "`servecast calibrate fit RUNS --base simulate`)")
 
 
 def _ints(text: str | None, what: str) -> list[int]:
