@@ -110,7 +110,7 @@ def fit_cmd(
     shrink_tpot: Annotated[float, typer.Option(help="the same for TPOT")] = 1.0,
     loss: Annotated[str, typer.Option(help="residual trees' loss in log space: absolute_error | huber | "
                                            "squared_error")] = "absolute_error",
-    plot: Annotated[Path, typer.Option(help="predicted-vs-measured PNG (cross-validated)")] = None,
+    plot: Annotated[str, typer.Option(help="predicted-vs-measured PNG (cross-validated); none by default")] = "",
 ) -> None:
     """Fit corrections (per-scope factors + residual model) with grouped cross-validation; store the artifact.
 
@@ -143,10 +143,10 @@ def fit_cmd(
     if len(result.excluded):
         reasons = result.excluded["status"].str.slice(0, 60).value_counts().head(3)
         console.print(f"{len(result.excluded)} rows not used: " + "; ".join(f"{n} x {s}" for s, n in reasons.items()))
-    if plot is not None:
+    if plot:  # a str, not a Path: Path("") is "." and would be written as ".png"
         from calibrate.plot import predicted_vs_measured
 
-        predicted_vs_measured(result.rows, "cv_", plot, f"calibration {result.calibration.id} (cross-validated)")
+        predicted_vs_measured(result.rows, "cv_", Path(plot), f"calibration {result.calibration.id} (cross-validated)")
     console.print(f"calibration {result.calibration.id} -> {path}")
 
 
