@@ -102,7 +102,7 @@ def _calibrate(a: dict, est, database, version: str | None):
     if not est.feasible:
         return None
     root = database.root if a["db"] is not None else None
-    cal = resolve(a["calibration"], root, a["system"], a["backend"])
+    cal = resolve(a["calibration"], root, a["system"], a["backend"], base="estimate")   # analytic numbers
     if cal is None:
         return None
     if a["mode"] == "agg":
