@@ -130,11 +130,15 @@ class AdaptiveSampler:
         room = self.budget - int(self.measured.sum())
         taken = 0
         for score, j, mid, slab in gaps:
-            if taken and (taken >= self.cfg.levels_per_round or score < 0.5 * gaps[0][0] or slab > room):
+            if slab > room:
+                continue  # never overshoot the budget; a smaller gap further down may still fit
+            if taken and (taken >= self.cfg.levels_per_round or score < 0.5 * gaps[0][0]):
                 break
             self.chosen[j][mid] = True
             room -= slab
             taken += 1
+        if taken == 0:
+            self.stopped = True  # no gap's slab fits in what is left of the budget
 
 
 def util_predictor(kind, axes: tuple[str, ...], sol_fn: Callable[[np.ndarray], np.ndarray]) -> Predictor:

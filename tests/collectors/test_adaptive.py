@@ -60,4 +60,14 @@ def test_ask_tell_protocol_and_stopping():
         assert not s.measured[idx].any()
         s.tell(idx, np.where(idx % 7 == 0, np.nan, lat[idx]))  # failed points are skipped, not re-asked
         rounds += 1
-    assert rounds >= 1 and s.done and s.measured.sum() <= 0.2 * len(raw) + 60
+    assert rounds >= 1 and s.done and s.measured.sum() <= s.budget  # a slab that does not fit is never taken
+
+
+def test_budget_is_never_overshot_by_a_whole_slab():
+    # 3 axes: a new level costs a whole slab (64-96 points) against an 800-point budget
+    v = np.geomspace(64, 16384, 20).round()
+    raw = np.stack([x.ravel() for x in np.meshgrid(v, v, v, indexing="ij")], axis=1)
+    lat = _sol(raw) / (0.8 * raw[:, 0] / (raw[:, 0] + 256) * np.where(raw[:, 1] > 3000, 0.7, 1.0))
+    cfg = AdaptiveConfig(initial_stride=3, max_fraction=0.1)
+    s = run_offline(AdaptiveSampler(raw, util_predictor(OpKind.GEMM, ("m", "n", "k"), _sol), cfg), lambda i: lat[i])
+    assert s.budget - 96 < s.measured.sum() <= s.budget  # filled to within one slab, never past it
