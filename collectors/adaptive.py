@@ -11,7 +11,7 @@ sampler refines *levels*: it keeps a chosen subset of each axis' values and meas
 3. Refine where it is largest: every gap between two chosen levels with unchosen values inside gets
    score = max(error of its two ends) x (values skipped in the gap); the best gap's middle value is
    added and its slab measured. Cheap gaps (small slabs) of similar score are taken in the same round.
-4. Stop at `max_fraction` of the candidates, or when the largest gap error falls below `target_error`.
+4. Stop at `max_fraction` of the candidates (a slab that would overshoot it is never taken), or when the largest gap error falls below `target_error`.
 
 The predictor is pluggable; `util_predictor` uses the lookup's own interpolator, so the error the
 sampler chases is the error the lookup will make.
