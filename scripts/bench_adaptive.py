@@ -122,7 +122,7 @@ def bound_table(db, args, spec, fractions, seeds) -> None:
                     rng = np.random.default_rng([sd, i])
                     held = rng.random(len(raw)) < 0.2  # the same draw as evaluate_slice
                     predict = util_predictor(kind, tuple(axes), lambda x, combo=combo: sol_ms(
-                        make_case(kind, combo, {a: x[:, j] for j, a in enumerate(axes)}), spec))
+                        make_case(kind, combo, {a: x[:, j] for j, a in enumerate(axes)}), spec))  # noqa: B023 - used within this iteration
                     p_raw, p_lat, q_raw, q_lat = raw[~held], lat[~held], raw[held], lat[held]
                     keep = oracle_greedy(p_raw, p_lat, predict, f, rng)
                     dense.append(rel_err(predict(p_raw, p_lat, q_raw), q_lat))

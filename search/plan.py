@@ -18,8 +18,8 @@ from perfdb.lookup import PerfDB
 from perfdb.specs import SystemSpec, load_system
 from perfdb.types import Backend
 from search.artifacts.engines import supports
-from search.disagg import GroupLoad, compose, dominant
 from search.calibrated import BASE, calibrate_points
+from search.disagg import GroupLoad, compose, dominant
 from search.evaluate import Context, decode_workers, evaluate_agg, prefill_workers
 from search.pareto import frontier
 from search.points import BACKENDS, MODES, PointTable

@@ -47,7 +47,7 @@ class OpCase:
 
     def __post_init__(self) -> None:
         arrays = np.broadcast_arrays(*(np.asarray(getattr(self, n), dtype=np.float64) for n in self.NUMERIC))
-        for name, arr in zip(self.NUMERIC, arrays):
+        for name, arr in zip(self.NUMERIC, arrays, strict=True):
             object.__setattr__(self, name, arr)
 
     @classmethod

@@ -115,7 +115,7 @@ def _save_dir(path: str | None) -> Path | None:
 
 
 def _simulate_top(result, db):
-    from search.simcheck import simulate_top   # the simulator is imported in the child only
+    from search.simcheck import simulate_top  # the simulator is imported in the child only
 
     return simulate_top(result, db)
 
@@ -207,7 +207,7 @@ class _Background:
         def run() -> None:
             try:
                 fn(*args)
-            except BaseException as exc:   # handed to the caller by result(), not swallowed
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller by result(), not swallowed
                 self.error = exc
 
         self.thread = threading.Thread(target=run, name="servecast-points-files")

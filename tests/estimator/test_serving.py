@@ -22,7 +22,7 @@ def db():
     return PerfDB()
 
 
-def _sm(db, backend, model="Qwen/Qwen3-32B", par=ParallelConfig(tp=2)):
+def _sm(db, backend, model="Qwen/Qwen3-32B", par=ParallelConfig(tp=2)):  # noqa: B008 - frozen dataclass
     return StepModel.build(load_model(model), load_system(SYS), par, EngineConfig(backend), db.view(SYS, backend))
 
 

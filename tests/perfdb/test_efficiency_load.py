@@ -13,7 +13,7 @@ from perfdb.lookup import BUNDLED_ROOT
 
 def _by_rows(table: pa.Table) -> dict:
     """Reference: group row by row, stable sort by log10_sol_ms inside each curve."""
-    keys = list(zip(*(table.column(n).to_pylist() for n in ("system", "kind", "dtype", "backend", "group"))))
+    keys = list(zip(*(table.column(n).to_pylist() for n in ("system", "kind", "dtype", "backend", "group")), strict=True))
     xs = np.asarray(table.column("log10_sol_ms").to_pylist())
     us = np.asarray(table.column("util").to_pylist())
     rows: dict = {}

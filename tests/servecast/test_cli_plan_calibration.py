@@ -15,10 +15,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from fixtures.calfit import fit
 from typer.testing import CliRunner
 
 from estimator.calibration import load, save
-from fixtures.calfit import fit
 from servecast.cli import app
 
 TTFT, TPOT = 800.0, 25.0

@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
+from fixtures.calfit import fit
 from typer.testing import CliRunner
 
-from fixtures.calfit import fit
 from servecast.cli import app
 
 ARGS = ["simulate", "--model", "Qwen/Qwen3-32B", "--system", "h200_sxm", "--backend", "trtllm", "--tp", "2",
