@@ -71,5 +71,5 @@ def run_adaptive(cases: list[OpCase], root: Path, s: Session, cfg: AdaptiveConfi
             stored = _stored_latency(root, s, kind)
             sampler.tell(idx, np.array([stored.get(key(c), np.nan) for c in batch]))
     unasked = totals["requested"] - totals["skipped"] - totals["measured"] - totals["failed"]
-    return runner.RunSummary(totals["requested"], totals["skipped"] + unasked, totals["measured"], totals["failed"], 0,
-                             tuple(shards), failures_file)
+    return runner.RunSummary(totals["requested"], totals["skipped"], totals["measured"], totals["failed"], 0,
+                             tuple(shards), failures_file, unneeded=unasked)

@@ -45,6 +45,7 @@ class RunSummary:
     remaining: int     # not started: the budget ran out
     shards: tuple[Path, ...]
     failures_file: Path | None
+    unneeded: int = 0  # adaptive runs: planned cases the sampler judged unnecessary (never measured)
 
 
 def label(case: OpCase) -> str:

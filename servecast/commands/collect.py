@@ -274,7 +274,8 @@ def _run_ray(address, plan, db, session, budget_minutes, retry_failed):
 
 
 def _print_summary(console, s, db) -> None:
-    console.print(f"measured {s.measured}, failed {s.failed}, already in db {s.skipped}, "
+    unneeded = f", not needed by the adaptive sampler {s.unneeded}" if s.unneeded else ""
+    console.print(f"measured {s.measured}, failed {s.failed}, already in db {s.skipped}{unneeded}, "
                   f"left for a later run {s.remaining}; {len(s.shards)} shard(s) in {db}")
     if s.failures_file:
         console.print(f"failures (with reasons): {s.failures_file}")

@@ -14,5 +14,7 @@ def test_adaptive_run_measures_a_fraction_and_resumes(tmp_path, cpu_session):
     key = TableKey("cpu_host", Backend.TORCH, cpu_session.prov.backend_version, OpKind.GEMM)
     rows = read_table(tmp_path, key).num_rows
     assert first.measured == rows and 6 <= rows <= 0.6 * len(cases) + 4 and rows < len(cases)
+    # cases the sampler never asked for are reported as unneeded, not as already in the database
+    assert first.skipped == 0 and first.unneeded == len(cases) - rows - first.failed
     again = run_adaptive(cases, tmp_path, cpu_session, cfg)
     assert again.measured == 0 and read_table(tmp_path, key).num_rows == rows
