@@ -136,6 +136,15 @@ def stat_from_summary(path: Path, block: object, what: str) -> "Stat":
                 p90=optional(path, block, "p90", where) * k, p99=optional(path, block, "p99", where) * k)
 
 
+def prefixed_stat(path: Path, record: dict, name: str, where: str = "", scale: float = 1.0) -> "Stat":
+    """A Stat from flat keys mean_<name>, median_<name>, p90_<name>, p99_<name> (vLLM, SGLang, InferenceX),
+    times `scale` (e.g. 1000 for seconds)."""
+    from calibrate.runs import Stat
+
+    return Stat(**{field: optional(path, record, f"{prefix}_{name}", where) * scale
+                   for field, prefix in (("mean", "mean"), ("p50", "median"), ("p90", "p90"), ("p99", "p99"))})
+
+
 def summary_value(path: Path, block: object, what: str, key: str = "avg") -> float:
     """One number (default the average) from a summary block; NaN when the block is absent."""
     if block is None:

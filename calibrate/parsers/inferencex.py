@@ -16,8 +16,8 @@ import math
 import re
 from pathlib import Path
 
-from calibrate.parsers.common import fail, load_json_objects, number, optional
-from calibrate.runs import Client, Deployment, Load, MeasuredRun, Metrics, Mode, Role, Stat
+from calibrate.parsers.common import fail, load_json_objects, number, optional, prefixed_stat
+from calibrate.runs import Client, Deployment, Load, MeasuredRun, Metrics, Mode, Role
 from estimator.parallel import ParallelConfig
 from perfdb.types import Backend
 
@@ -84,12 +84,6 @@ def _deployment(path: Path, r: dict, where: str) -> Deployment:
     return Deployment(mode=Mode.AGG, agg=Role(parallel=par, workers=1), **common)
 
 
-def _stat(path: Path, r: dict, name: str, where: str) -> Stat:
-    s = {k: optional(path, r, f"{prefix}_{name}", where) * 1000.0     # seconds -> ms
-         for k, prefix in (("mean", "mean"), ("p50", "median"), ("p90", "p90"), ("p99", "p99"))}
-    return Stat(**s)
-
-
 def parse_record(path: Path, r: dict, index: int, where: str = "") -> MeasuredRun:
     for key in ("conc", "isl", "osl", "mean_ttft", "mean_tpot", "tput_per_gpu"):
         number(path, r, key, where)
@@ -98,8 +92,9 @@ def parse_record(path: Path, r: dict, index: int, where: str = "") -> MeasuredRu
     out_per_gpu = optional(path, r, "output_tput_per_gpu", where)
     output = out_per_gpu * dep.decode_gpus
     isl, osl = number(path, r, "isl", where), number(path, r, "osl", where)
-    metrics = Metrics(ttft=_stat(path, r, "ttft", where), tpot=_stat(path, r, "tpot", where),
-                      itl=_stat(path, r, "itl", where), e2el=_stat(path, r, "e2el", where),
+    s_to_ms = 1000.0  # InferenceX latencies are in seconds
+    metrics = Metrics(ttft=prefixed_stat(path, r, "ttft", where, s_to_ms), tpot=prefixed_stat(path, r, "tpot", where, s_to_ms),
+                      itl=prefixed_stat(path, r, "itl", where, s_to_ms), e2el=prefixed_stat(path, r, "e2el", where, s_to_ms),
                       request_throughput=total / (isl + osl) if isl + osl > 0 else math.nan,
                       output_throughput=output, total_token_throughput=total)
     load = Load(isl=isl, osl=osl, concurrency=number(path, r, "conc", where))

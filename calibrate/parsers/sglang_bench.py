@@ -12,19 +12,22 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from calibrate.parsers.common import fail, load_json_lines, number, opt_or_none, optional, positive_or_none
-from calibrate.runs import Client, ClientResult, Load, Metrics, Stat
+from calibrate.parsers.common import (
+    fail,
+    load_json_lines,
+    number,
+    opt_or_none,
+    optional,
+    positive_or_none,
+    prefixed_stat,
+)
+from calibrate.runs import Client, ClientResult, Load, Metrics
 
 REQUIRED = ("completed", "total_input_tokens", "total_output_tokens", "mean_ttft_ms", "mean_tpot_ms")
 
 
 def looks_like(record: dict) -> bool:
     return "mean_ttft_ms" in record and ("mean_e2e_latency_ms" in record or "input_throughput" in record)
-
-
-def _stat(path: Path, r: dict, name: str, where: str) -> Stat:
-    return Stat(mean=optional(path, r, f"mean_{name}", where), p50=optional(path, r, f"median_{name}", where),
-                p90=optional(path, r, f"p90_{name}", where), p99=optional(path, r, f"p99_{name}", where))
 
 
 def parse_record(path: Path, r: dict, where: str = "") -> ClientResult:
@@ -41,8 +44,8 @@ def parse_record(path: Path, r: dict, where: str = "") -> ClientResult:
                 request_rate=positive_or_none(optional(path, r, "request_rate", where)),
                 measured_concurrency=opt_or_none(optional(path, r, "concurrency", where)),
                 num_requests=int(completed))
-    metrics = Metrics(ttft=_stat(path, r, "ttft_ms", where), tpot=_stat(path, r, "tpot_ms", where),
-                      itl=_stat(path, r, "itl_ms", where), e2el=_stat(path, r, "e2e_latency_ms", where),
+    metrics = Metrics(ttft=prefixed_stat(path, r, "ttft_ms", where), tpot=prefixed_stat(path, r, "tpot_ms", where),
+                      itl=prefixed_stat(path, r, "itl_ms", where), e2el=prefixed_stat(path, r, "e2e_latency_ms", where),
                       request_throughput=optional(path, r, "request_throughput", where),
                       output_throughput=out, total_token_throughput=total)
     return ClientResult(client=Client.SGLANG, load=load, metrics=metrics, source_file=str(path),

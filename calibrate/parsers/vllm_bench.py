@@ -11,8 +11,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from calibrate.parsers.common import fail, load_json_objects, number, optional, positive_or_none
-from calibrate.runs import Client, ClientResult, Load, Metrics, Stat
+from calibrate.parsers.common import fail, load_json_objects, number, optional, positive_or_none, prefixed_stat
+from calibrate.runs import Client, ClientResult, Load, Metrics
 
 REQUIRED = ("completed", "total_input_tokens", "total_output_tokens", "mean_ttft_ms", "mean_tpot_ms")
 
@@ -20,11 +20,6 @@ REQUIRED = ("completed", "total_input_tokens", "total_output_tokens", "mean_ttft
 def looks_like(record: dict) -> bool:
     return "mean_ttft_ms" in record and ("mean_e2el_ms" in record or "total_token_throughput" in record) \
         and "mean_e2e_latency_ms" not in record
-
-
-def _stat(path: Path, r: dict, name: str, where: str) -> Stat:
-    return Stat(mean=optional(path, r, f"mean_{name}_ms", where), p50=optional(path, r, f"median_{name}_ms", where),
-                p90=optional(path, r, f"p90_{name}_ms", where), p99=optional(path, r, f"p99_{name}_ms", where))
 
 
 def parse_record(path: Path, r: dict, where: str = "") -> ClientResult:
@@ -43,8 +38,8 @@ def parse_record(path: Path, r: dict, where: str = "") -> ClientResult:
         concurrency=positive_or_none(optional(path, r, "max_concurrency", where)),
         request_rate=positive_or_none(optional(path, r, "request_rate", where)),
         num_requests=int(completed))
-    metrics = Metrics(ttft=_stat(path, r, "ttft", where), tpot=_stat(path, r, "tpot", where),
-                      itl=_stat(path, r, "itl", where), e2el=_stat(path, r, "e2el", where),
+    metrics = Metrics(ttft=prefixed_stat(path, r, "ttft_ms", where), tpot=prefixed_stat(path, r, "tpot_ms", where),
+                      itl=prefixed_stat(path, r, "itl_ms", where), e2el=prefixed_stat(path, r, "e2el_ms", where),
                       request_throughput=optional(path, r, "request_throughput", where),
                       output_throughput=optional(path, r, "output_throughput", where),
                       total_token_throughput=optional(path, r, "total_token_throughput", where))

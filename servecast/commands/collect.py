@@ -149,19 +149,23 @@ def _print_plan(session, plan, budget_minutes) -> None:
 DB_OPT = typer.Option(..., help="Database directory (created if missing).")
 DEVICE_OPT = typer.Option(None, help="cuda or cpu (default: cuda when available).")
 GRID_OPT = typer.Option(None, help="Base grid: tiny (CPU tests), small (quick GPU check), full (default on GPU).")
+SYSTEM_OPT = typer.Option(None, help="System id (default: detected from the GPU name; cpu_host on CPU).")
+BACKEND_OPT = typer.Option("torch", help="torch, vllm, sglang or trtllm (engines must be installed).")
+TP_OPT = typer.Option("1", help="Tensor-parallel sizes for --model, e.g. 1,2,4,8.")
+TIMER_OPT = typer.Option(250.0, help="Timed repetitions per case, in ms of wall time.")
 
 
 @app.command("plan")
 def plan_cmd(
     ops: str = typer.Option("all", help=OPS_HELP),
     device: Optional[str] = DEVICE_OPT,
-    system: Optional[str] = typer.Option(None, help="System id (default: detected from the GPU name; cpu_host on CPU)."),
-    backend: str = typer.Option("torch", help="torch, vllm, sglang or trtllm (engines must be installed)."),
+    system: Optional[str] = SYSTEM_OPT,
+    backend: str = BACKEND_OPT,
     grid: Optional[str] = GRID_OPT,
     model: Optional[str] = typer.Option(None, help=MODEL_HELP),
-    tp: str = typer.Option("1", help="Tensor-parallel sizes for --model, e.g. 1,2,4,8."),
+    tp: str = TP_OPT,
     budget_minutes: Optional[float] = typer.Option(None, help="Bound the run to this many minutes (coarse cases first)."),
-    timer_budget_ms: float = typer.Option(250.0, help="Timed repetitions per case, in ms of wall time."),
+    timer_budget_ms: float = TIMER_OPT,
 ) -> None:
     """Show how many cases a run would measure per op family and how long it should take.
 
@@ -177,13 +181,13 @@ def run_cmd(
     db: Path = DB_OPT,
     ops: str = typer.Option("all", help=OPS_HELP),
     device: Optional[str] = DEVICE_OPT,
-    system: Optional[str] = typer.Option(None, help="System id (default: detected from the GPU name; cpu_host on CPU)."),
-    backend: str = typer.Option("torch", help="torch, vllm, sglang or trtllm (engines must be installed)."),
+    system: Optional[str] = SYSTEM_OPT,
+    backend: str = BACKEND_OPT,
     grid: Optional[str] = GRID_OPT,
     model: Optional[str] = typer.Option(None, help=MODEL_HELP),
-    tp: str = typer.Option("1", help="Tensor-parallel sizes for --model, e.g. 1,2,4,8."),
+    tp: str = TP_OPT,
     budget_minutes: Optional[float] = typer.Option(None, help="Stop starting new cases after this many minutes."),
-    timer_budget_ms: float = typer.Option(250.0, help="Timed repetitions per case, in ms of wall time."),
+    timer_budget_ms: float = TIMER_OPT,
     retry_failed: bool = typer.Option(False, help="Measure again the cases recorded as failed."),
     ray: Optional[str] = typer.Option(None, help="Ray cluster address ('auto', 'ray://host:10001', 'local'): one task per GPU."),
     quiet: bool = typer.Option(False, help="No progress bar."),
