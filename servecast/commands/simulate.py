@@ -80,6 +80,11 @@ def _deployment_from_plan(path: Path):
     raise InputError(f"{path}: a deployment needs an agg worker or prefill + decode workers")
 
 
+def _given(value: int | None, default: int) -> int:
+    """The flag when given (0 included, so that it is rejected as too short rather than replaced), else the default."""
+    return default if value is None else value
+
+
 def _loads(a: dict, isl: int, osl: int, default_conc: int | None):
     """[(label value, LoadSpec)] for the sweep the flags ask for."""
     from estimator.sim import Arrival, Lengths, LoadSpec
@@ -187,13 +192,15 @@ def _run(a: dict) -> None:
         dep, spec = _deployment_from_plan(a["plan"])
         name, system_name, version = spec.model, spec.system, spec.version
         gemm, moe = a["gemm_quant"] or spec.gemm_quant or None, a["moe_quant"] or spec.moe_quant or None
-        isl, osl = a["isl"] or spec.isl, a["osl"] or spec.osl
+        isl, osl = _given(a["isl"], spec.isl), _given(a["osl"], spec.osl)
     else:
         if not a["model"] or not a["system"]:
             raise InputError("--model and --system are required (or --plan deployment.yaml)")
         dep = _deployment_from_flags(a)
         name, system_name, version, gemm, moe = a["model"], a["system"], a["version"], a["gemm_quant"], a["moe_quant"]
-        isl, osl = a["isl"] or 1024, a["osl"] or 1024
+        isl, osl = _given(a["isl"], 1024), _given(a["osl"], 1024)
+    if isl < 1 or osl < 1:
+        raise InputError(f"--isl {isl} / --osl {osl}: both must be >= 1 token")
     label, loads = _loads(a, isl, osl, spec.concurrency if spec else None)
     system = load_system(system_name)
     cal = resolve(a["calibration"], a["db"], system.name, dep.backend.value, base=SIM_BASE)   # before simulating

@@ -68,3 +68,11 @@ def test_conflicting_loads_fail_on_one_line():
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "--concurrency or --request-rate" in proc.stderr
+
+
+def test_zero_output_length_is_rejected_not_replaced_by_the_default():
+    code = "import sys; from servecast.cli import main; sys.argv = ['servecast'] + sys.argv[1:]; main()"
+    proc = subprocess.run([sys.executable, "-c", code, *BASE, "--osl", "0", "--concurrency", "1"],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "--osl 0" in proc.stderr
