@@ -169,8 +169,9 @@ class PerfDB:
                 chosen = version
             else:
                 where = "the bundled database" if self.bundled else str(self.root)
-                raise NotFoundError(f"no version {version!r} of {system}/{backend.value} in {where}; "
-                                    f"available: {', '.join(available) or 'none'}")
+                hint = (", ".join(available) if available else
+                        "none (no measured tables: import or collect some and pass --db, or drop --version)")
+                raise NotFoundError(f"no version {version!r} of {system}/{backend.value} in {where}; available: {hint}")
             self._views[key] = DbView(self, spec, backend, chosen)
         return self._views[key]
 
