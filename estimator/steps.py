@@ -78,12 +78,20 @@ class StepModel:
         out: list = [None] * len(uses)
         for idx in groups.values():
             cases = [uses[i].case for i in idx]
-            sizes = [c.shape and int(np.prod(c.shape)) or 1 for c in cases]
-            numeric = {n: np.concatenate([np.ravel(getattr(c, n)) for c in cases]) for n in cases[0].NUMERIC}
+            if len(cases) == 1:  # nothing to concatenate: the case as it is (the ladder is elementwise)
+                lat = self.view.latency(cases[0])
+                out[idx[0]] = (np.ravel(lat.ms), np.ravel(lat.source))
+                continue
+            names = cases[0].NUMERIC
+            # a 0-d case is one element; an empty one counts as one too (as before: `shape and prod or 1`)
+            sizes = [getattr(c, names[0]).size or 1 for c in cases]
+            numeric = {n: np.concatenate([np.ravel(getattr(c, n)) for c in cases]) for n in names}
             lat = self.view.latency(dc_replace(cases[0], **numeric))
             ms, src = np.ravel(lat.ms), np.ravel(lat.source)
-            for i, lo, hi in zip(idx, np.cumsum([0] + sizes[:-1]), np.cumsum(sizes), strict=True):
-                out[i] = (ms[lo:hi], src[lo:hi])
+            lo = 0
+            for i, size in zip(idx, sizes, strict=True):
+                out[i] = (ms[lo:lo + size], src[lo:lo + size])
+                lo += size
         return out
 
     def _eval(self, pb, s, p, db, kv, stage_tokens) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
@@ -93,8 +101,9 @@ class StepModel:
         total = np.zeros(n)
         per_op: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for use, (ms, src) in zip(uses, self._lookup_all(uses), strict=True):
-            ms = np.broadcast_to(ms, (n,)) * use.count
-            src = np.broadcast_to(src, (n,))
+            if ms.shape != (n,):   # a case that did not depend on the step's arrays: one value for all
+                ms, src = np.broadcast_to(ms, (n,)), np.broadcast_to(src, (n,))
+            ms = ms * use.count
             if use.mask is not None:
                 mask = np.ravel(use.mask)
                 ms, src = np.where(mask, ms, 0.0), np.where(mask, src, -1)
@@ -133,9 +142,9 @@ class StepModel:
             hi = lo + int(np.prod(shape, dtype=np.int64))
             ops = []
             for name, (ms, src) in per_op.items():
-                sl = src[lo:hi]
-                if sl.size and sl.max() >= 0:  # the op runs somewhere in this request
-                    ops.append(OpTime(name, phase, ms[lo:hi].reshape(shape), Source.from_code(int(sl.max()))))
+                worst = int(src[lo:hi].max()) if hi > lo else -1
+                if worst >= 0:  # the op runs somewhere in this request
+                    ops.append(OpTime(name, phase, ms[lo:hi].reshape(shape), Source.from_code(worst)))
             kernels = total[lo:hi].reshape(shape)
             k = self.resolved.spec_tokens
             if k and phase != Phase.PREFILL:  # k sequential draft passes of a one-layer MTP module / draft head

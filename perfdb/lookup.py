@@ -93,10 +93,13 @@ class DbView:
         return Latency(ms=ms.reshape(shape), source=code.reshape(shape))
 
     def _ladder(self, case: OpCase, sol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ms, code = np.full(sol.shape[0], np.nan), np.full(sol.shape[0], Source.ROOFLINE.code, dtype=np.int8)
+        code = np.full(sol.shape[0], Source.ROOFLINE.code, dtype=np.int8)
+        if not sol.size:
+            return np.full(0, np.nan), code
         fam = self.family(case.KIND)
-        if fam is not None and sol.size:
-            ms, code = self.table_rungs(fam, case_combo(case), case_numeric(case), sol)
+        if fam is None:  # no table: every element is the roofline rung (one pass, no masks)
+            return self.roofline_ms(case, sol), code
+        ms, code = self.table_rungs(fam, case_combo(case), case_numeric(case), sol)
         rest = np.isnan(ms)
         if rest.any():
             ms[rest] = self.roofline_ms(case, sol[rest])

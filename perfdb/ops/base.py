@@ -46,13 +46,22 @@ class OpCase:
     NUMERIC: ClassVar[tuple[str, ...]]
 
     def __post_init__(self) -> None:
-        arrays = np.broadcast_arrays(*(np.asarray(getattr(self, n), dtype=np.float64) for n in self.NUMERIC))
+        arrays = [np.asarray(getattr(self, n), dtype=np.float64) for n in self.NUMERIC]
+        shape = arrays[0].shape
+        if any(a.shape != shape for a in arrays):  # equal shapes: broadcast_arrays would return them as they are
+            arrays = np.broadcast_arrays(*arrays)
         for name, arr in zip(self.NUMERIC, arrays, strict=True):
             object.__setattr__(self, name, arr)
 
     @classmethod
     def categorical_fields(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls) if f.name not in cls.NUMERIC)
+        # cached per class (the estimator asks thousands of times per plan); the class's own __dict__,
+        # so a subclass never sees its parent's tuple
+        cached = cls.__dict__.get("_categorical_fields")
+        if cached is None:
+            cached = tuple(f.name for f in dataclasses.fields(cls) if f.name not in cls.NUMERIC)
+            setattr(cls, "_categorical_fields", cached)
+        return cached
 
     @property
     def shape(self) -> tuple[int, ...]:
