@@ -136,6 +136,16 @@ def stat_from_summary(path: Path, block: object, what: str) -> "Stat":
                 p90=optional(path, block, "p90", where) * k, p99=optional(path, block, "p99", where) * k)
 
 
+def completed_requests(path: Path, record: dict, required: tuple[str, ...], where: str = "") -> float:
+    """Check the record's required numbers and return its completed-request count (> 0)."""
+    for key in required:
+        number(path, record, key, where)
+    completed = number(path, record, "completed", where)
+    if completed <= 0:
+        raise fail(path, f"no completed requests{where}")
+    return completed
+
+
 def prefixed_stat(path: Path, record: dict, name: str, where: str = "", scale: float = 1.0) -> "Stat":
     """A Stat from flat keys mean_<name>, median_<name>, p90_<name>, p99_<name> (vLLM, SGLang, InferenceX),
     times `scale` (e.g. 1000 for seconds)."""

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from calibrate.parsers.common import (
-    fail,
+    completed_requests,
     load_json_lines,
     number,
     opt_or_none,
@@ -31,11 +31,7 @@ def looks_like(record: dict) -> bool:
 
 
 def parse_record(path: Path, r: dict, where: str = "") -> ClientResult:
-    for key in REQUIRED:
-        number(path, r, key, where)
-    completed = number(path, r, "completed", where)
-    if completed <= 0:
-        raise fail(path, f"no completed requests{where}")
+    completed = completed_requests(path, r, REQUIRED, where)
     inp, out = optional(path, r, "input_throughput", where), optional(path, r, "output_throughput", where)
     total = inp + out if not (math.isnan(inp) or math.isnan(out)) else math.nan
     load = Load(isl=number(path, r, "total_input_tokens", where) / completed,

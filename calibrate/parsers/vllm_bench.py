@@ -11,7 +11,14 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from calibrate.parsers.common import fail, load_json_objects, number, optional, positive_or_none, prefixed_stat
+from calibrate.parsers.common import (
+    completed_requests,
+    load_json_objects,
+    number,
+    optional,
+    positive_or_none,
+    prefixed_stat,
+)
 from calibrate.runs import Client, ClientResult, Load, Metrics
 
 REQUIRED = ("completed", "total_input_tokens", "total_output_tokens", "mean_ttft_ms", "mean_tpot_ms")
@@ -23,11 +30,7 @@ def looks_like(record: dict) -> bool:
 
 
 def parse_record(path: Path, r: dict, where: str = "") -> ClientResult:
-    for key in REQUIRED:
-        number(path, r, key, where)
-    completed = number(path, r, "completed", where)
-    if completed <= 0:
-        raise fail(path, f"no completed requests{where}")
+    completed = completed_requests(path, r, REQUIRED, where)
     isl = number(path, r, "total_input_tokens", where) / completed
     osl = number(path, r, "total_output_tokens", where) / completed
     lens_in, lens_out = r.get("input_lens"), r.get("output_lens")

@@ -60,7 +60,7 @@ class OpCase:
         cached = cls.__dict__.get("_categorical_fields")
         if cached is None:
             cached = tuple(f.name for f in dataclasses.fields(cls) if f.name not in cls.NUMERIC)
-            setattr(cls, "_categorical_fields", cached)
+            cls._categorical_fields = cached
         return cached
 
     @property

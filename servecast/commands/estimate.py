@@ -126,12 +126,15 @@ def _from_runs(runs: Path, out: Path, db) -> None:
                f"{time.perf_counter() - start:.1f} s -> {out}")
 
 
+HELP = (f"Estimate TTFT, TPOT and throughput of one deployment, or predict every "
+        f"row of a measured-run table with --from-runs. {AGG_EXAMPLE}  |  Disagg: servecast estimate "
+        f"--model deepseek-ai/DeepSeek-R1 --system gb200 --backend trtllm --mode disagg --prefill-tp 4 "
+        f"--prefill-moe-ep 4 --prefill-workers 2 --decode-tp 8 --decode-moe-ep 8 --concurrency 64 "
+        f"--isl 8192 --osl 1024  |  Runs: servecast estimate --from-runs runs.csv --db DB --out pred.csv")
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("estimate", help=f"Estimate TTFT, TPOT and throughput of one deployment, or predict every "
-                 f"row of a measured-run table with --from-runs. {AGG_EXAMPLE}  |  Disagg: servecast estimate "
-                 f"--model deepseek-ai/DeepSeek-R1 --system gb200 --backend trtllm --mode disagg --prefill-tp 4 "
-                 f"--prefill-moe-ep 4 --prefill-workers 2 --decode-tp 8 --decode-moe-ep 8 --concurrency 64 "
-                 f"--isl 8192 --osl 1024  |  Runs: servecast estimate --from-runs runs.csv --db DB --out pred.csv")
+    @app.command("estimate", help=HELP)
     def estimate_cmd(
         model: Annotated[str | None, typer.Option(help="HF id in the catalog, a model directory, a config.json, or a model in the HF cache")] = None,
         system: Annotated[str | None, typer.Option(help="system id, e.g. h200_sxm (servecast db systems)")] = None,
