@@ -151,7 +151,7 @@ def pick_version(db: PerfDB, system: str, backend: Backend, version: str | None)
     return older[0] if older else (available[0] if available else None)
 
 
-def _model_for(row: RunRow, system):
+def model_for(row: RunRow, system):
     gemm = _QUANT.get(row.gemm_quant.lower()) if row.gemm_quant else None
     moe = _QUANT.get(row.moe_quant.lower()) if row.moe_quant else None
     if row.gemm_quant and gemm is None:
@@ -177,7 +177,7 @@ def _within_domain(par: ParallelConfig, system) -> ParallelConfig:
                           moe_ep=par.moe_ep if moe_tp != gpus else 1)
 
 
-def _group_key(row: RunRow) -> tuple:
+def group_key(row: RunRow) -> tuple:
     return (row.model, row.gemm_quant, row.moe_quant, row.system, row.backend, row.backend_version, row.mode,
             row.agg, row.prefill, row.decode)
 
@@ -243,7 +243,7 @@ def predict_runs(rows: list[RunRow], db: PerfDB) -> list[Prediction]:
     """One Prediction per row, in the input order."""
     groups: dict[tuple, list[RunRow]] = defaultdict(list)
     for r in rows:
-        groups[_group_key(r)].append(r)
+        groups[group_key(r)].append(r)
     by_id: dict[str, Prediction] = {}
     for group in groups.values():
         r0 = group[0]
@@ -254,7 +254,7 @@ def predict_runs(rows: list[RunRow], db: PerfDB) -> list[Prediction]:
         try:
             backend = Backend(r0.backend)
             system = load_system(r0.system)
-            model = _model_for(r0, system)
+            model = model_for(r0, system)
             view = db.view(r0.system, backend, pick_version(db, r0.system, backend, r0.backend_version))
             preds = _predict_disagg(group, model, system, view) if r0.mode == "disagg" else \
                 _predict_agg(group, model, system, view)

@@ -24,8 +24,8 @@ from estimator.runs import (
     RUN_SPEC_TOKENS,
     Prediction,
     RunRow,
-    _group_key,
-    _model_for,
+    group_key,
+    model_for,
     pick_version,
 )
 from estimator.serving import max_batch, prefill_workers_needed
@@ -93,14 +93,14 @@ def simulate_runs(rows: list[RunRow], db: PerfDB, requests_per_client: int = 10,
     `range_ratio` > 0 draws ISL/OSL uniformly around the row's (the table records nominal lengths)."""
     groups: dict[tuple, list[RunRow]] = defaultdict(list)
     for r in rows:
-        groups[_group_key(r)].append(r)
+        groups[group_key(r)].append(r)
     out: dict[str, SimRun] = {}
     for group in groups.values():
         r0 = group[0]
         try:
             backend = Backend(r0.backend)
             system = load_system(r0.system)
-            model = _model_for(r0, system)
+            model = model_for(r0, system)
             view = db.view(r0.system, backend, pick_version(db, r0.system, backend, r0.backend_version))
         except (ServecastError, ValueError) as exc:
             out.update((r.id, _failed(r, exc)) for r in group)
