@@ -31,6 +31,7 @@ class CompactResult:
     rows_before: int
     rows_after: int
     new_shard: Path | None   # None: already compact, nothing rewritten
+    stale_temp_removed: int = 0  # `.tmp-part-*` files of this host's dead writers, deleted
 
 
 def dedupe(table: pa.Table, key: TableKey) -> pa.Table:
@@ -53,7 +54,32 @@ def _free_counter(directory: Path, host: str) -> int:
     return counter
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def remove_stale_temp(directory: Path, host: str) -> int:
+    """Delete `.tmp-part-<host>-<pid>-<n>.parquet` files left by this host's writers that are no longer
+    running (killed mid-shard). Another host's temp files, or a live writer's, are never touched:
+    from here nobody can tell whether those writers are still going."""
+    removed = 0
+    for tmp in directory.glob(f".tmp-part-{host}-*-*.parquet"):
+        pid = tmp.name[len(f".tmp-part-{host}-"):].split("-")[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def compact_table(root: Path, key: TableKey) -> CompactResult:
+    host = socket.gethostname().replace("-", "_")
+    stale = remove_stale_temp(key.dir(root), host) if key.dir(root).is_dir() else 0
     paths = shard_paths(root, key)
     parts = []
     for path in paths:
@@ -63,16 +89,15 @@ def compact_table(root: Path, key: TableKey) -> CompactResult:
             raise DataError(f"corrupt Parquet shard {path}: {exc}; move it aside and compact again") from None
     table = pa.concat_tables(parts) if parts else None
     if table is None:
-        return CompactResult(key, 0, 0, 0, None)
+        return CompactResult(key, 0, 0, 0, None, stale)
     merged = dedupe(table, key)
     if len(paths) == 1 and merged.num_rows == table.num_rows:
-        return CompactResult(key, 1, table.num_rows, table.num_rows, None)
-    host = socket.gethostname().replace("-", "_")
+        return CompactResult(key, 1, table.num_rows, table.num_rows, None, stale)
     new = write_shard(root, key, merged, counter=_free_counter(key.dir(root), host), host=host)
     for path in paths:
         if path != new:
             path.unlink()
-    return CompactResult(key, len(paths), table.num_rows, merged.num_rows, new)
+    return CompactResult(key, len(paths), table.num_rows, merged.num_rows, new, stale)
 
 
 def compact_db(root: Path, system: str | None = None, op: str | None = None) -> list[CompactResult]:

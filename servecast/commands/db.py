@@ -197,7 +197,8 @@ def compact(db: Annotated[Path, typer.Option("--db", help="Database directory (t
     for r in results:
         k = r.key
         what = f"{r.shards_before} shards, {r.rows_before:,} -> {r.rows_after:,} rows" if r.new_shard else "already compact"
-        con.print(f"{k.system}/{k.backend.value}/{k.version}/{k.op.value}: {what}")
+        stale = f"; removed {r.stale_temp_removed} temp file(s) of killed writers" if r.stale_temp_removed else ""
+        con.print(f"{k.system}/{k.backend.value}/{k.version}/{k.op.value}: {what}{stale}")
 
 
 @app.command("check-interp")

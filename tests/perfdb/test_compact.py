@@ -45,3 +45,26 @@ def test_crash_between_write_and_remove_is_repaired_by_the_next_compact(tmp_path
     compact_table(root, KEY)
     assert read_table(root, KEY).num_rows == 40
     assert len(shard_paths(root, KEY)) == 1
+
+
+def test_compact_removes_temp_files_of_dead_writers_only(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    root = init_db(tmp_path)
+    write_shard(root, KEY, family_table(OpKind.GEMM), counter=0)
+    host = socket.gethostname().replace("-", "_")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # a process that has exited: its temp file is debris
+    directory = KEY.dir(root)
+    debris = directory / f".tmp-part-{host}-{dead_pid}-0.parquet"
+    live = directory / f".tmp-part-{host}-{os.getpid()}-7.parquet"      # a writer still running: keep
+    foreign = directory / ".tmp-part-otherhost-123-0.parquet"            # another host's: cannot tell, keep
+    for p in (debris, live, foreign):
+        p.write_bytes(b"partial")
+    result = compact_table(root, KEY)
+    assert result.stale_temp_removed == 1
+    assert not debris.exists() and live.exists() and foreign.exists()
+    assert read_table(root, KEY).num_rows == 40
