@@ -13,6 +13,7 @@ from typing import Callable
 
 from collectors.timer import Hooks
 from perfdb.ops import OpCase
+from perfdb.registry import add
 from perfdb.types import OpKind, Transport
 
 
@@ -58,10 +59,7 @@ COLLECTORS: dict[OpKind, OpCollector] = {}
 
 
 def register(collector: OpCollector) -> OpCollector:
-    if collector.kind in COLLECTORS:
-        raise RuntimeError(f"collector for {collector.kind.value} registered twice")
-    COLLECTORS[collector.kind] = collector
-    return collector
+    return add(COLLECTORS, collector.kind, collector, "collector")
 
 
 def load_all() -> dict[OpKind, OpCollector]:

@@ -31,7 +31,8 @@ from estimator.engine import (
     VLLM_MAX_SEQS,
     VLLM_MAX_TOKENS,
 )
-from perfdb.errors import InputError, NotFoundError
+from perfdb.errors import NotFoundError
+from perfdb.registry import add
 from perfdb.types import Backend
 
 
@@ -49,10 +50,7 @@ _POLICIES: dict[Backend, SchedulerPolicy] = {}
 
 
 def register(policy: SchedulerPolicy) -> SchedulerPolicy:
-    if policy.backend in _POLICIES:
-        raise InputError(f"scheduler policy for {policy.backend.value} registered twice")
-    _POLICIES[policy.backend] = policy
-    return policy
+    return add(_POLICIES, policy.backend, policy, "scheduler policy")
 
 
 def policy_for(backend: Backend) -> SchedulerPolicy:

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from perfdb.registry import add
 from perfdb.types import Dtype, OpKind
 
 # (weight bytes/element, activation bytes/element) for each numeric format. Block scales are folded
@@ -87,7 +88,4 @@ OP_CASES: dict[OpKind, type[OpCase]] = {}
 
 def register(cls: type[OpCase]) -> type[OpCase]:
     """Class decorator: one case type per op family; a second registration is a bug."""
-    if cls.KIND in OP_CASES:
-        raise RuntimeError(f"op family {cls.KIND.value} registered twice")
-    OP_CASES[cls.KIND] = cls
-    return cls
+    return add(OP_CASES, cls.KIND, cls, "op family")
