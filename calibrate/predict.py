@@ -66,7 +66,8 @@ def base_frame(runs: list[MeasuredRun], statistic: Statistic = Statistic.MEAN) -
         rows.append({"run_id": r.run_id, "deployment_key": d.key(), "model": d.model, "system": d.system,
                      "backend": d.backend.value, "version": d.version, "mode": d.mode.value, "isl": r.load.isl,
                      "osl": r.load.osl, "concurrency": conc if conc is not None else math.nan,
-                     "gpus": _instance_gpus(r), "measured_ttft": ttft, "measured_tpot": tpot, "status": status})
+                     "gpus": _instance_gpus(r), "measured_ttft": ttft, "measured_tpot": tpot, "status": status,
+                     "source_file": r.source_file})
     return pd.DataFrame(rows)
 
 

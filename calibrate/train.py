@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -90,7 +91,8 @@ def _summary(rows: pd.DataFrame, excluded: pd.DataFrame, opts: FitOptions) -> di
     out = {"rows": int(len(rows)), "deployments": int(rows["deployment_key"].nunique()),
            "excluded_rows": int(len(excluded)), "folds": opts.folds, "residual": opts.residual,
            "min_rows": opts.min_rows, "min_deployments": opts.min_deployments,
-           "sources": sorted(set(rows.get("source_file", pd.Series(dtype=str)).dropna().astype(str))) or None}
+           "sources": sorted({Path(s).name for s in rows.get("source_file", pd.Series(dtype=str)).dropna().astype(str)})
+           or None}
     for m in METRICS:
         out[f"{m}_before"] = error_stats(rows[f"measured_{m}"], rows[f"pred_{m}"])
         out[f"{m}_after_cv"] = error_stats(rows[f"measured_{m}"], rows[f"cv_{m}"])

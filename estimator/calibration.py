@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from perfdb.errors import DataError, InputError
+from perfdb.lookup import BUNDLED_ROOT
 from perfdb.types import Phase, Source
 
 FORMAT, FORMAT_VERSION = "servecast-calibration", 1
@@ -103,13 +104,16 @@ class Trees:
     threshold: tuple[tuple[float, ...], ...]
     value: tuple[tuple[float, ...], ...]
 
+    @cached_property
+    def _arrays(self) -> tuple[tuple[np.ndarray, ...], ...]:
+        """Each tree's node arrays, converted once (a plan applies the trees to ~10^4 points per scope)."""
+        return tuple(tuple(np.asarray(a) for a in t) for t in
+                     zip(self.left, self.right, self.feature, self.threshold, self.value, strict=True))
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         out = np.full(x.shape[0], self.init, dtype=np.float64)
         rows = np.arange(x.shape[0])
-        for left, right, feat, thr, val in zip(self.left, self.right, self.feature, self.threshold, self.value,
-                                               strict=True):
-            left_a, right_a, feat_a = np.asarray(left), np.asarray(right), np.asarray(feat)
-            thr_a, val_a = np.asarray(thr), np.asarray(val)
+        for left_a, right_a, feat_a, thr_a, val_a in self._arrays:
             node = np.zeros(x.shape[0], dtype=np.int64)
             while True:
                 inner = left_a[node] >= 0
@@ -356,12 +360,24 @@ def calibrate_estimate(estimate, calibration: Calibration, context: CalibrationC
                               f.scope.label() if f else "none")
 
 
+NO_CALIBRATION = "none"   # --calibration none: apply no calibration, not even the database's stored one
+
+
+def calibration_flag(value: Path | str | None) -> tuple[Path | None, bool]:
+    """(explicit directory or None, whether a stored one may apply) from a --calibration flag value."""
+    if value is not None and str(value).strip().lower() == NO_CALIBRATION:
+        return None, False
+    return (Path(value) if value is not None else None), True
+
+
 def resolve(calibration_dir: Path | None, db_root: Path | None, system: str, backend: str,
-            base: str | None = None) -> Calibration | None:
+            base: str | None = None, stored: bool = True) -> Calibration | None:
     """The calibration a command should apply: the explicit directory (or calibration.json) when given,
-    else the newest one stored in the database (<db>/calibrations/) covering system/backend, else None.
-    estimate / plan / simulate call this with their --calibration and --db flags. With `base`, a stored
-    calibration fitted on another prediction is passed over, and an explicit one is refused (InputError)."""
+    else (`stored`) the newest one stored in the database (<db>/calibrations/; db_root None = the bundled
+    database, which ships one fitted to its own predictions) covering system/backend, else None.
+    estimate / plan / simulate call this with their --calibration and --db flags (`--calibration none`:
+    stored False). With `base`, a stored calibration fitted on another prediction is passed over, and an
+    explicit one is refused (InputError)."""
     if calibration_dir is not None:
         cal = load(calibration_dir)
         if base is not None and cal.base != base:
@@ -369,9 +385,9 @@ def resolve(calibration_dir: Path | None, db_root: Path | None, system: str, bac
                              f"command accepts only --base {base} calibrations (refit with `servecast calibrate "
                              f"fit RUNS --base {base}`)")
         return cal
-    if db_root is None:
+    if not stored:
         return None
-    found = find(db_root, system, backend, base)
+    found = find(BUNDLED_ROOT if db_root is None else db_root, system, backend, base)
     return None if found is None else load(found)
 
 

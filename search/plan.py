@@ -100,7 +100,7 @@ def plan(req: PlanRequest, db: PerfDB) -> PlanResult:
         versions[backend] = view.version
         ctx = Context(model, system, backend, view, view.version, req.kv_dtype, req.isl, req.osl, req.prefix,
                       req.total_gpus, calibration=resolve(req.calibration, req.db_root, system.name, backend.value,
-                                                          base=BASE))
+                                                          base=BASE, stored=req.stored_calibration))
         t, w = _backend_points(ctx, modes, req.sla)
         tables += t
         workers += w

@@ -62,7 +62,8 @@ class PlanRequest:
     moe_quant: Dtype | None = None
     kv_dtype: Dtype | None = None
     db_root: Path | None = None
-    calibration: Path | None = None
+    calibration: Path | None = None      # explicit calibration directory
+    stored_calibration: bool = True      # else apply the newest stored in the database (bundled: shipped one)
 
     def __post_init__(self) -> None:
         if self.total_gpus < 1:

@@ -97,12 +97,13 @@ def _render_calibrated(console, est, cal) -> None:
 
 def _calibrate(a: dict, est, database, version: str | None):
     """The CalibratedEstimate for --calibration DIR (or one stored in --db), else None."""
-    from estimator.calibration import calibrate_estimate, context_for, resolve
+    from estimator.calibration import calibrate_estimate, calibration_flag, context_for, resolve
 
     if not est.feasible:
         return None
     root = database.root if a["db"] is not None else None
-    cal = resolve(a["calibration"], root, a["system"], a["backend"], base="estimate")   # analytic numbers
+    explicit, stored = calibration_flag(a["calibration"])
+    cal = resolve(explicit, root, a["system"], a["backend"], base="estimate", stored=stored)   # analytic numbers
     if cal is None:
         return None
     if a["mode"] == "agg":
@@ -171,8 +172,8 @@ def register(app: typer.Typer) -> None:
         spec_acceptance: Annotated[float | None, typer.Option(help="acceptance probability of each draft token (default 0.85)")] = None,
         db: Annotated[Path | None, typer.Option(help="perfdb directory (default: the bundled database)")] = None,
         calibration: Annotated[Path | None, typer.Option(help="calibration directory from `servecast calibrate fit` "
-                               "(default: the newest in <db>/calibrations/ when --db has one): prints calibrated "
-                               "TTFT/TPOT with 80% intervals")] = None,
+                               "(default: the newest in <db>/calibrations/; the bundled database ships one; `none`: "
+                               "uncalibrated): prints calibrated TTFT/TPOT with 80% intervals")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
         breakdown: Annotated[bool, typer.Option(help="time per op with its source, memory per category")] = False,
         from_runs: Annotated[Path | None, typer.Option(help="CSV of measured runs (format of e2e_train_silicon.csv)")] = None,

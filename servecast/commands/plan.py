@@ -46,8 +46,9 @@ def register(app: typer.Typer) -> None:
         save_dir: str = typer.Option(None, "--save-dir", help="write points, pareto.png and artifacts here"),
         db: str = typer.Option(None, help="perfdb directory (default: the bundled database)"),
         calibration: str = typer.Option(None, help="calibration directory from `servecast calibrate fit` (--base "
-                                        "estimate; default: the newest in <db>/calibrations/ when --db has one): the "
-                                        "targets are checked on calibrated TTFT/TPOT, shown with 80% intervals"),
+                                        "estimate; default: the newest in <db>/calibrations/, and the bundled database "
+                                        "ships one; `none`: uncalibrated): the targets are checked on calibrated "
+                                        "TTFT/TPOT, shown with 80% intervals"),
         version: str = typer.Option(None, help="backend version in the database (default: newest)"),
         gemm_quant: str = typer.Option(None, "--gemm-quant", help="override dense GEMM numerics: bf16, fp8, fp8_block, nvfp4, ..."),
         moe_quant: str = typer.Option(None, "--moe-quant", help="override expert numerics, e.g. nvfp4 for an FP4 checkpoint"),
@@ -220,6 +221,7 @@ class _Background:
 
 
 def _request(a: dict):
+    from estimator.calibration import calibration_flag
     from perfdb.errors import InputError
     from perfdb.types import Backend, Dtype, parse_enum
     from search.types import Mode, PlanRequest, Sla
@@ -231,12 +233,13 @@ def _request(a: dict):
     else:
         raise InputError(f"unknown backend {a['backend']!r}; accepted: trtllm, sglang, vllm, all")
     quant = {k: parse_enum(Dtype, a[k], k.replace("_", "-")) if a[k] else None for k in ("gemm_quant", "moe_quant", "kv_dtype")}
+    explicit, stored = calibration_flag(a["calibration"] or None)
     return PlanRequest(
         model=a["model"], system=a["system"], backends=backends, total_gpus=a["total_gpus"], isl=a["isl"],
         osl=a["osl"], prefix=a["prefix"], sla=Sla(a["ttft"], a["tpot"], a["request_latency"]),
         mode=parse_enum(Mode, a["mode"], "mode"), top_n=a["top_n"], version=a["version"],
         db_root=Path(a["db"]) if a["db"] else None,
-        calibration=Path(a["calibration"]) if a["calibration"] else None, **quant)
+        calibration=explicit, stored_calibration=stored, **quant)
 
 
 # ---- rendering -------------------------------------------------------------------------------------

@@ -177,7 +177,7 @@ def _records_path(base: Path, label: str, x: float, many: bool) -> Path:
 
 
 def _run(a: dict) -> None:
-    from estimator.calibration import resolve
+    from estimator.calibration import calibration_flag, resolve
     from estimator.engine import EngineConfig
     from estimator.sim import build_steps, simulate
     from estimator.sim.calibrated import BASE as SIM_BASE
@@ -203,7 +203,8 @@ def _run(a: dict) -> None:
         raise InputError(f"--isl {isl} / --osl {osl}: both must be >= 1 token")
     label, loads = _loads(a, isl, osl, spec.concurrency if spec else None)
     system = load_system(system_name)
-    cal = resolve(a["calibration"], a["db"], system.name, dep.backend.value, base=SIM_BASE)   # before simulating
+    explicit, stored = calibration_flag(a["calibration"])
+    cal = resolve(explicit, a["db"], system.name, dep.backend.value, base=SIM_BASE, stored=stored)   # before simulating
     view = PerfDB(a["db"]).view(system.name, dep.backend, version)
     steps = build_steps(_model(a, name, gemm, moe), system, dep, EngineConfig(dep.backend, version), view)
     keep = a["records"] is not None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,6 +90,18 @@ def test_resolve_explicit_then_database_then_none(tmp_path):
     save(CAL, tmp_path / "explicit")
     assert resolve(tmp_path / "explicit", None, "h200_sxm", "vllm") == CAL
     assert resolve(None, tmp_path, "h200_sxm", "vllm") is None          # no <db>/calibrations
-    assert resolve(None, None, "h200_sxm", "vllm") is None
+    bundled = resolve(None, None, "h200_sxm", "vllm")                  # the bundled database ships one
+    assert bundled is not None and bundled.base == "estimate" and bundled.id != CAL.id
+    assert resolve(None, None, "h200_sxm", "vllm", stored=False) is None   # --calibration none
+    assert resolve(None, None, "h200_sxm", "vllm", base="simulate") is None
     save(CAL, tmp_path / "calibrations" / CAL.id)
     assert resolve(None, tmp_path, "h200_sxm", "vllm").id == CAL.id
+    assert resolve(None, tmp_path, "h200_sxm", "vllm", stored=False) is None
+
+
+def test_calibration_flag_none_disables_stored():
+    from estimator.calibration import calibration_flag
+
+    assert calibration_flag(None) == (None, True)
+    assert calibration_flag("NONE") == (None, False)
+    assert calibration_flag("cal/abc") == (Path("cal/abc"), True)

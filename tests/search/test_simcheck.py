@@ -22,7 +22,7 @@ def test_disagg_candidates_become_pools_of_all_their_workers():
 
 def test_best_of_each_mode_is_simulated_near_its_static_estimate():
     req = PlanRequest(model="Qwen/Qwen3-32B-FP8", system="h200_sxm", backends=(Backend.TRTLLM,), total_gpus=8,
-                      isl=4000, osl=500, sla=Sla(600, 16.67), top_n=2)
+                      isl=4000, osl=500, sla=Sla(600, 16.67), top_n=2, stored_calibration=False)
     db = PerfDB(None)
     result = plan(req, db)
     sims = simulate_top(result, db)

@@ -48,8 +48,29 @@ def test_table_says_calibrated_with_interval(cal_dir):
     assert "calibrated" in res.output and cid in res.output and "80% interval" in res.output
 
 
-def test_without_calibration_nothing_calibrated():
+def test_calibration_none_nothing_calibrated():
+    res = runner.invoke(app, [*ARGS, "--json", "--calibration", "none"])
+    assert res.exit_code == 0, res.output
+    assert "calibrated" not in json.loads(res.output)
+
+
+def test_bundled_database_applies_its_shipped_calibration():
     res = runner.invoke(app, [*ARGS, "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    raw = json.loads(runner.invoke(app, [*ARGS, "--json", "--calibration", "none"]).output)
+    assert out["ttft_ms"] == pytest.approx(raw["ttft_ms"])          # the raw estimate is kept beside
+    cal = out["calibrated"]
+    assert cal["tpot_ms"] != pytest.approx(raw["tpot_ms"], rel=1e-3)
+    lo, hi = cal["tpot_interval_ms"]
+    assert lo < cal["tpot_ms"] < hi
+
+
+def test_explicit_database_without_calibrations_stays_uncalibrated(tmp_path):
+    from perfdb.storage import init_db
+
+    init_db(tmp_path / "db")
+    res = runner.invoke(app, [*ARGS, "--json", "--db", str(tmp_path / "db")])
     assert res.exit_code == 0, res.output
     assert "calibrated" not in json.loads(res.output)
 
