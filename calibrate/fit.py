@@ -1,10 +1,14 @@
 """Fit a Calibration to a prediction frame (calibrate.predict), with grouped k-fold cross-validation.
 
 Per metric (TTFT = prefill phase, TPOT = decode phase), in log space, r = log(measured / predicted):
-1. Scope factors: the median of r over each scope (system, backend, version, mode) that has at
-   least `min_rows` rows from `min_deployments` deployments; narrower scopes that do not qualify
-   fall back to the next wider one, (system, backend, mode) -> (backend, mode) -> (mode) -> all,
-   and the fit says so in its notes. A median, not a mean: a few broken runs cannot move a scope.
+1. Scope factors: the median of r over each scope, shrunk towards its parent scope's by the
+   deployments behind it. Scopes, widest first: all -> (mode) -> (backend, mode, model) ->
+   (system, backend, mode, model) -> (system, backend, version, mode, model); a run falls back to
+   the narrowest one the fit has, and the fit says so in its notes. The model sits in every scope
+   below the mode because the kernel-table biases the factors correct differ per model: a
+   (system, backend) factor learned on Llama and gpt-oss is a mix that makes a third model *worse*
+   than uncalibrated (leave-one-model-out, docs/bench/calibration.md), so an unseen model gets only
+   the per-mode factor and the residual model. A median, not a mean: a few broken runs cannot move a scope.
 2. A residual model on the load features of estimator.calibration.FEATURES (concurrency, ISL, OSL,
    the predictions themselves, GPUs per instance, agg/disagg) fitted to what the factors leave:
    small gradient-boosted trees (Huber loss, shallow, many rows per leaf) or a ridge line.
@@ -15,7 +19,7 @@ Per metric (TTFT = prefill phase, TPOT = decode phase), in log space, r = log(me
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -31,12 +35,15 @@ from estimator.calibration import (
     Scope,
     Trees,
     feature_matrix,
+    model_key,
 )
 from perfdb.errors import InputError
 
 METRICS = ("ttft", "tpot")
-SCOPE_LEVELS = (("system", "backend", "version", "mode"), ("system", "backend", "mode"), ("backend", "mode"),
-                ("mode",), ())
+# frame columns, narrowest level first; each level nests in the next (one parent per group)
+SCOPE_LEVELS = (("system", "backend", "version", "mode", "model_key"), ("system", "backend", "mode", "model_key"),
+                ("backend", "mode", "model_key"), ("mode",), ())
+SCOPE_FIELDS = dict(zip(SCOPE_LEVELS[0], ("system", "backend", "version", "mode", "model"), strict=True))  # -> Scope
 RESIDUAL_KINDS = ("gbm", "linear", "none")
 LOSSES = ("absolute_error", "huber", "squared_error")
 
@@ -47,9 +54,11 @@ class FitOptions:
     min_rows: int = 1
     min_deployments: int = 1
     # prior weight of the wider scope, in deployments (0 = a scope's own median), per metric: TTFT depends
-    # on each deployment's unrecorded serving setup (worker counts, router) far more than TPOT does
-    shrink_ttft: float = 4.0
-    shrink_tpot: float = 1.0
+    # on each deployment's unrecorded serving setup (worker counts, router) far more than TPOT does.
+    # Chosen on e2e_train_silicon.csv by the mean of three grouped CVs (by deployment, leave one model
+    # out, leave one system out) among 2/0.5, 4/1 and 8/2 (docs/bench/calibration.md).
+    shrink_ttft: float = 8.0
+    shrink_tpot: float = 2.0
     residual: str = "gbm"
     loss: str = "absolute_error"   # of the residual trees, in log space: absolute_error | huber | squared_error
     coverage: float = 0.8
@@ -77,7 +86,9 @@ class FitOptions:
 
 
 def usable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a measurement and a prediction, plus the scope's `model_key` column."""
     ok = frame[frame["status"] == "ok"].reset_index(drop=True)
+    ok["model_key"] = ok["model"].map(model_key)
     return ok
 
 
@@ -95,7 +106,7 @@ def log_ratio(frame: pd.DataFrame, metric: str) -> np.ndarray:
 
 def _scope(level: tuple[str, ...], key: tuple) -> Scope:
     vals = dict(zip(level, key, strict=True))
-    return Scope(**{k: str(vals.get(k, ANY)) for k in ("system", "backend", "version", "mode")})
+    return Scope(**{field: str(vals.get(col, ANY)) for col, field in SCOPE_FIELDS.items()})
 
 
 def fit_factors(frame: pd.DataFrame, metric: str, opts: FitOptions) -> tuple[tuple[Factor, ...], list[str]]:
@@ -167,9 +178,14 @@ def fit_residual(x: np.ndarray, y: np.ndarray, metric: str, opts: FitOptions) ->
     return Residual(metric, FEATURES, trees=_export_trees(m))
 
 
-def scope_keys(frame: pd.DataFrame) -> list[tuple[str, str, str, str]]:
-    return list(zip(frame["system"].astype(str), frame["backend"].astype(str), frame["version"].astype(str),
-                    frame["mode"].astype(str), strict=True))
+def _model_keys(frame: pd.DataFrame) -> pd.Series:
+    return frame["model_key"] if "model_key" in frame.columns else frame["model"].map(model_key)
+
+
+def scope_keys(frame: pd.DataFrame) -> list[tuple[str, ...]]:
+    """Each row's (system, backend, version, mode, model) key."""
+    cols = [_model_keys(frame) if c == "model_key" else frame[c] for c in SCOPE_FIELDS]
+    return list(zip(*(c.astype(str) for c in cols), strict=True))
 
 
 def factor_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.ndarray:
@@ -183,8 +199,12 @@ def factor_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.ndarra
 def corrected_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.ndarray:
     """log(calibrated / predicted) per row."""
     r = cal.residual(metric)
-    x = features(frame)
-    return factor_logs(cal, frame, metric) + (r.predict(x) if r else 0.0)
+    out = factor_logs(cal, frame, metric)
+    if r is not None:   # only on the models it was fitted on (Residual.applies_to)
+        mine = _model_keys(frame).map(r.applies_to).to_numpy(dtype=bool)
+        if mine.any():
+            out[mine] += r.predict(features(frame[mine].reset_index(drop=True)))
+    return out
 
 
 def fit_point(frame: pd.DataFrame, opts: FitOptions, base: str, intervals=()) -> Calibration:
@@ -198,7 +218,7 @@ def fit_point(frame: pd.DataFrame, opts: FitOptions, base: str, intervals=()) ->
         partial = Calibration(fs, (), ())
         res = fit_residual(x, log_ratio(frame, metric) - factor_logs(partial, frame, metric), metric, opts)
         if res is not None:
-            residuals.append(res)
+            residuals.append(replace(res, models=tuple(sorted(frame["model_key"].unique()))))
     return Calibration(tuple(factors), tuple(residuals), tuple(intervals), base=base, notes=tuple(notes))
 
 
@@ -231,7 +251,23 @@ def cv_logs(frame: pd.DataFrame, opts: FitOptions, base: str) -> dict[str, np.nd
     return out
 
 
-def interval_quantiles(frame: pd.DataFrame, resid: dict[str, np.ndarray], coverage: float) -> tuple:
+def lomo_logs(frame: pd.DataFrame, opts: FitOptions, base: str) -> dict[str, np.ndarray] | None:
+    """Leave-one-model-out log(calibrated / predicted): each model's rows corrected by a fit on the other
+    models, as a model the calibration never saw would be. None with fewer than two models."""
+    keys = frame["model_key"].to_numpy()
+    if len(set(keys)) < 2:
+        return None
+    out = {m: np.zeros(len(frame)) for m in METRICS}
+    for key in sorted(set(keys)):
+        held = keys == key
+        cal = fit_point(frame[~held].reset_index(drop=True), opts, base)
+        for m in METRICS:
+            out[m][held] = corrected_logs(cal, frame[held].reset_index(drop=True), m)
+    return out
+
+
+def interval_quantiles(frame: pd.DataFrame, resid: dict[str, np.ndarray], coverage: float,
+                       seen_model: bool = True) -> tuple:
     """Quantiles of log(measured / calibrated) per metric, per mode with enough rows and overall."""
     lo_q, hi_q = (1 - coverage) / 2, (1 + coverage) / 2
     out = []
@@ -242,5 +278,5 @@ def interval_quantiles(frame: pd.DataFrame, resid: dict[str, np.ndarray], covera
                 continue
             r = resid[m][sel]
             out.append(IntervalQuantiles(m, mode, float(np.quantile(r, lo_q)), float(np.quantile(r, hi_q)),
-                                         coverage, int(sel.sum())))
+                                         coverage, int(sel.sum()), seen_model))
     return tuple(out)

@@ -16,6 +16,7 @@ from calibrate.fit import (
     fold_ids,
     interval_quantiles,
     log_ratio,
+    lomo_logs,
     usable,
 )
 from calibrate.validate import error_stats
@@ -70,6 +71,12 @@ def train(frame: pd.DataFrame, opts: FitOptions, base: str) -> FitResult:
         rows[f"cv_{m}"] = rows[f"pred_{m}"] * np.exp(cv[m])
         rows[f"covered_{m}"] = covered[m]
     intervals = interval_quantiles(data, {m: log_ratio(data, m) - cv[m] for m in METRICS}, opts.coverage)
+    lomo = lomo_logs(data, opts, base)
+    if lomo is not None:   # a model the fit never saw: intervals from leave-one-model-out residuals
+        intervals += interval_quantiles(data, {m: log_ratio(data, m) - lomo[m] for m in METRICS}, opts.coverage,
+                                        seen_model=False)
+        for m in METRICS:
+            rows[f"lomo_{m}"] = rows[f"pred_{m}"] * np.exp(lomo[m])
     cal = fit_point(data, opts, base, intervals)
     fold_errors = _fold_errors(rows)
     training = _summary(rows, excluded, opts)
@@ -97,4 +104,6 @@ def _summary(rows: pd.DataFrame, excluded: pd.DataFrame, opts: FitOptions) -> di
         out[f"{m}_before"] = error_stats(rows[f"measured_{m}"], rows[f"pred_{m}"])
         out[f"{m}_after_cv"] = error_stats(rows[f"measured_{m}"], rows[f"cv_{m}"])
         out[f"{m}_interval_coverage_cv"] = float(rows[f"covered_{m}"].mean())
+        if f"lomo_{m}" in rows.columns:   # how the calibration does on a model it never saw
+            out[f"{m}_after_leave_one_model_out"] = error_stats(rows[f"measured_{m}"], rows[f"lomo_{m}"])
     return out

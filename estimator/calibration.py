@@ -9,8 +9,10 @@ nothing.
 Correction of one metric (times in ms; all arithmetic in log space):
     log(corrected) = log(predicted) + factor[scope] + residual(features)
     interval       = corrected * exp(q10[mode]), corrected * exp(q90[mode])
-A scope is (system, backend, version, mode); a key field "*" matches anything, and the narrowest
-matching scope wins, so scopes the fit had too little data for fall back to wider ones.
+A scope is (system, backend, version, mode, model); a key field "*" matches anything, and the narrowest
+matching scope wins, so scopes the fit had too little data for fall back to wider ones. Model-specific
+corrections stay with their model (`model_key`): a model the fit never saw gets only the model-wide
+scopes, because kernel-table biases differ per architecture and one model's factor hurts another's.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from perfdb.errors import DataError, InputError
 from perfdb.lookup import BUNDLED_ROOT
 from perfdb.types import Phase, Source
 
-FORMAT, FORMAT_VERSION = "servecast-calibration", 1
+FORMAT, FORMAT_VERSION = "servecast-calibration", 2
 ARTIFACT_FILE = "calibration.json"
 ANY = "*"
 METRIC_PHASE = {"ttft": Phase.PREFILL, "tpot": Phase.DECODE}
@@ -61,23 +63,47 @@ def feature_matrix(x: FeatureInputs) -> np.ndarray:
     return np.stack([np.atleast_1d(c).ravel() for c in cols], axis=1)
 
 
+_QUANT_SUFFIXES = ("-fp8", "-fp4", "-nvfp4", "-mxfp4", "-bf16", "-fp16", "-awq", "-gptq", "-int4", "-int8",
+                   "-w4a16", "-w8a8", "-instruct", "-chat", "-dynamic", "-block")
+
+
+def model_key(name: str) -> str:
+    """The model a scope names: the checkpoint's base name, lower case, without its quantisation or
+    instruction-tuning suffixes (Qwen/Qwen3-32B-FP8 and Qwen/Qwen3-32B share corrections; the
+    numerics are a separate recorded field of every run)."""
+    key = str(name).rstrip("/").rsplit("/", 1)[-1].lower()
+    stripped = True
+    while stripped:
+        stripped = False
+        for suffix in _QUANT_SUFFIXES:
+            if key.endswith(suffix) and len(key) > len(suffix):
+                key, stripped = key[: -len(suffix)], True
+    return key
+
+
 @dataclass(frozen=True)
 class Scope:
     system: str = ANY
     backend: str = ANY
     version: str = ANY
     mode: str = ANY
+    model: str = ANY             # model_key of the model (added in format v2)
 
-    def matches(self, system: str, backend: str, version: str, mode: str) -> bool:
+    def _fields(self) -> tuple[str, ...]:
+        return (self.system, self.backend, self.version, self.mode, self.model)
+
+    def matches(self, system: str, backend: str, version: str, mode: str, model: str = "") -> bool:
         return all(mine in (ANY, theirs) for mine, theirs in
-                   ((self.system, system), (self.backend, backend), (self.version, version), (self.mode, mode)))
+                   zip(self._fields(), (system, backend, version, mode, model), strict=True))
 
     @property
     def width(self) -> int:
-        return sum(v == ANY for v in (self.system, self.backend, self.version, self.mode))
+        return sum(v == ANY for v in self._fields())
 
     def label(self) -> str:
-        return "/".join(v for v in (self.system, self.backend, self.version, self.mode)) or "*"
+        """system/backend/version/mode, then /model when the scope names one."""
+        head = "/".join(self._fields()[:4])
+        return head if self.model == ANY else f"{head}/{self.model}"
 
 
 @dataclass(frozen=True)
@@ -134,6 +160,13 @@ class Residual:
     trees: Trees | None = None
     coef: tuple[float, ...] = ()     # linear alternative: intercept + coef . features
     intercept: float = 0.0
+    # model_keys it was fitted on; it applies to those only (empty: every model). Its features (the
+    # predictions themselves among them) tell the training models apart, so on a model it never saw it
+    # corrects another model's pattern: leave-one-model-out it made TTFT worse than no correction.
+    models: tuple[str, ...] = ()
+
+    def applies_to(self, model: str) -> bool:
+        return not self.models or model in self.models
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if tuple(self.features) != FEATURES:
@@ -146,7 +179,8 @@ class Residual:
 
 @dataclass(frozen=True)
 class IntervalQuantiles:
-    """Quantiles of cross-validated log(measured / calibrated) for `metric` in `mode` ("*" = all)."""
+    """Quantiles of cross-validated log(measured / calibrated) for `metric` in `mode` ("*" = all).
+    `seen_model` False: from leave-one-model-out residuals, for models the fit never saw (wider)."""
 
     metric: str
     mode: str
@@ -154,6 +188,7 @@ class IntervalQuantiles:
     hi: float            # log quantile at (1 + coverage) / 2
     coverage: float
     n_rows: int
+    seen_model: bool = True
 
 
 @dataclass(frozen=True)
@@ -175,24 +210,38 @@ class Calibration:
                              sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
-    def factor(self, metric: str, system: str, backend: str, version: str, mode: str) -> Factor | None:
-        cands = [f for f in self.factors if f.metric == metric and f.scope.matches(system, backend, version, mode)]
+    def factor(self, metric: str, system: str, backend: str, version: str, mode: str,
+               model: str = "") -> Factor | None:
+        """The narrowest factor covering the key (model: a model_key; "" matches model-wide scopes only)."""
+        cands = [f for f in self.factors
+                 if f.metric == metric and f.scope.matches(system, backend, version, mode, model)]
         return min(cands, key=lambda f: f.scope.width) if cands else None
 
     def residual(self, metric: str) -> Residual | None:
         return next((r for r in self.residuals if r.metric == metric), None)
 
-    def interval(self, metric: str, mode: str) -> IntervalQuantiles | None:
-        exact = [q for q in self.intervals if q.metric == metric and q.mode == mode]
-        wide = [q for q in self.intervals if q.metric == metric and q.mode == ANY]
+    @cached_property
+    def models(self) -> frozenset[str]:
+        """model_keys some factor was fitted on."""
+        return frozenset(f.scope.model for f in self.factors if f.scope.model != ANY)
+
+    def interval(self, metric: str, mode: str, model: str | None = None) -> IntervalQuantiles | None:
+        """The interval for `mode`; for a model (model_key) the fit never saw, the leave-one-model-out one
+        when the fit has it. model None: the seen-model interval."""
+        seen = model is None or model in self.models or not any(not q.seen_model for q in self.intervals)
+        pool = [q for q in self.intervals if q.metric == metric and q.seen_model == seen]
+        exact = [q for q in pool if q.mode == mode]
+        wide = [q for q in pool if q.mode == ANY]
         return (exact or wide or [None])[0]
 
-    def correct_log(self, metric: str, scope: tuple[str, str, str, str], x: np.ndarray) -> np.ndarray:
-        """log(corrected / predicted) for rows `x` (feature_matrix) of one scope."""
+    def correct_log(self, metric: str, scope: tuple[str, ...], x: np.ndarray) -> np.ndarray:
+        """log(corrected / predicted) for rows `x` (feature_matrix) of one scope key
+        (system, backend, version, mode, model)."""
         f = self.factor(metric, *scope)
         r = self.residual(metric)
         out = np.full(x.shape[0], f.log_factor if f else 0.0)
-        return out + (r.predict(x) if r else 0.0)
+        model = scope[4] if len(scope) > 4 else ""
+        return out + (r.predict(x) if r is not None and r.applies_to(model) else 0.0)
 
     def to_json(self) -> str:
         body = {"format": FORMAT, "format_version": FORMAT_VERSION, "id": self.id, **_plain(asdict(self))}
@@ -204,8 +253,11 @@ class Calibration:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
             raise DataError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT or d.get("format_version") != FORMAT_VERSION:
-            raise DataError(f"{where}: not a {FORMAT} v{FORMAT_VERSION} file")
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise DataError(f"{where}: not a {FORMAT} file")
+        if d.get("format_version") != FORMAT_VERSION:   # v1 scopes had no model: its content hash differs
+            raise DataError(f"{where}: calibration format v{d.get('format_version')}, this servecast reads "
+                            f"v{FORMAT_VERSION}; refit with `servecast calibrate fit`")
         try:
             cal = Calibration(
                 factors=tuple(Factor(scope=Scope(**f["scope"]), **{k: v for k, v in f.items() if k != "scope"})
@@ -226,7 +278,7 @@ def _residual(r: dict) -> Residual:
     trees = None if t is None else Trees(**{k: (tuple(tuple(v) for v in t[k]) if isinstance(t[k], list) else t[k])
                                            for k in t})
     return Residual(metric=r["metric"], features=tuple(r["features"]), trees=trees, coef=tuple(r["coef"]),
-                    intercept=r["intercept"])
+                    intercept=r["intercept"], models=tuple(r["models"]))
 
 
 def _plain(x):
@@ -280,7 +332,7 @@ def find(db_root: Path, system: str, backend: str, base: str | None = None) -> P
         cal = load(path)
         if base is not None and cal.base != base:
             continue
-        if any(f.scope.matches(system, backend, f.scope.version, f.scope.mode) and f.scope.system != ANY
+        if any(f.scope.matches(system, backend, f.scope.version, f.scope.mode, f.scope.model) and f.scope.system != ANY
                for f in cal.factors):
             return path.parent
         best = best or path.parent
@@ -301,6 +353,12 @@ class CalibrationContext:
     osl: np.ndarray | float
     gpus: np.ndarray | float       # GPUs of one engine instance (agg replica / decode worker)
     concurrency: np.ndarray | float | None = None   # whole deployment; None = the Estimate's
+    model: str = ""                # model_key; "" = not stated: model-wide scopes only
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str]:
+        """The scope key `Calibration.factor` / `correct_log` take."""
+        return (self.system, self.backend, self.version, self.mode, self.model)
 
 
 @dataclass(frozen=True)
@@ -332,7 +390,7 @@ def calibrate_estimate(estimate, calibration: Calibration, context: CalibrationC
     x = feature_matrix(FeatureInputs(isl=context.isl, osl=context.osl, concurrency=conc,
                                      pred_ttft_ms=estimate.ttft_ms, pred_tpot_ms=estimate.tpot_ms,
                                      gpus=context.gpus, is_agg=float(context.mode == "agg")))
-    key = (context.system, context.backend, context.version, context.mode)
+    key = context.key
     shape = np.broadcast(np.asarray(estimate.ttft_ms), np.asarray(context.isl), np.asarray(context.osl)).shape
     scalar = shape == ()
     out, intervals = {}, {}
@@ -341,7 +399,7 @@ def calibrate_estimate(estimate, calibration: Calibration, context: CalibrationC
             float(np.exp(calibration.correct_log(metric, key, x))[0])
         value = np.asarray(pred, dtype=np.float64) * corr
         out[metric] = value.item() if scalar else value
-        q = calibration.interval(metric, context.mode)
+        q = calibration.interval(metric, context.mode, context.model)
         intervals[metric] = None if q is None else Interval(lo=out[metric] * math.exp(q.lo),
                                                             hi=out[metric] * math.exp(q.hi), coverage=q.coverage)
     ttft, tpot = out["ttft"], out["tpot"]
@@ -392,13 +450,15 @@ def resolve(calibration_dir: Path | None, db_root: Path | None, system: str, bac
 
 
 def context_for(system: str, backend: str, version: str | None, mode: str, isl, osl, instance_gpus,
-                concurrency=None) -> CalibrationContext:
+                concurrency=None, model: str | None = None) -> CalibrationContext:
     """CalibrationContext from what a command knows. `version` None or "" (newest in the database, or
     not stated) matches only version-wide scopes, never the fitted "unknown version" scope.
     concurrency: requests in flight for the whole deployment, as a benchmark client counts them (the
-    fit's feature); None = the Estimate's own (per replica / per decode worker)."""
+    fit's feature); None = the Estimate's own (per replica / per decode worker). model: the HF id or
+    path (None: model-wide scopes only)."""
     return CalibrationContext(system=system, backend=backend, version=version or _NO_VERSION, mode=mode,
-                              isl=isl, osl=osl, gpus=instance_gpus, concurrency=concurrency)
+                              isl=isl, osl=osl, gpus=instance_gpus, concurrency=concurrency,
+                              model=model_key(model) if model else "")
 
 
 # a version string no scope names: matches version "*" scopes only

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from estimator.calibration import Calibration, FeatureInputs, context_for, feature_matrix
+from estimator.calibration import Calibration, FeatureInputs, context_for, feature_matrix, model_key
 from perfdb.types import Source
 from search.points import BACKENDS, MODES, OPTIONAL_COLUMNS, PointTable
 from search.types import Mode
@@ -40,7 +40,7 @@ def instance_gpus(points: PointTable, rows: np.ndarray) -> np.ndarray:
 
 
 def calibrate_points(points: PointTable, calibrations: dict, system: str, versions: dict, isl: int,
-                     osl: int) -> PointTable:
+                     osl: int, model: str | None = None) -> PointTable:
     """The table with calibrated TTFT/TPOT and what follows from them, source CALIBRATED and interval
     columns, for the rows of every backend in `calibrations` (Backend -> Calibration)."""
     cols = {c: np.array(points[c], copy=True) for c in ("ttft_ms", "tpot_ms", "request_latency_ms",
@@ -52,7 +52,7 @@ def calibrate_points(points: PointTable, calibrations: dict, system: str, versio
                                   & points["feasible"])   # rows that do not fit never meet the targets
             if len(rows):
                 _scope(points, rows, cal, context_for(system, backend.value, versions.get(backend), mode.value,
-                                                      isl, osl, None), osl, cols, bounds)
+                                                      isl, osl, None, model=model), osl, cols, bounds)
     out = points
     for name, values in (*cols.items(), *bounds.items()):
         out = out.with_column(name, values)
@@ -66,7 +66,7 @@ def _scope(points: PointTable, rows: np.ndarray, cal: Calibration, ctx, osl: int
         x = feature_matrix(FeatureInputs(isl=ctx.isl, osl=ctx.osl, concurrency=points["concurrency"][rows],
                                          pred_ttft_ms=raw_ttft, pred_tpot_ms=raw_tpot,
                                          gpus=instance_gpus(points, rows), is_agg=float(ctx.mode == Mode.AGG.value)))
-        key = (ctx.system, ctx.backend, ctx.version, ctx.mode)
+        key = ctx.key
         ttft = raw_ttft * np.exp(cal.correct_log("ttft", key, x))
         tpot = raw_tpot * np.exp(cal.correct_log("tpot", key, x))
         latency = ttft + (osl - 1.0) * tpot
@@ -76,17 +76,20 @@ def _scope(points: PointTable, rows: np.ndarray, cal: Calibration, ctx, osl: int
     cols["ttft_ms"][rows], cols["tpot_ms"][rows], cols["request_latency_ms"][rows] = ttft, tpot, latency
     cols["source"][rows] = Source.CALIBRATED.code
     for metric, value in (("ttft", ttft), ("tpot", tpot)):
-        q = cal.interval(metric, ctx.mode)
+        q = cal.interval(metric, ctx.mode, ctx.model)
         if q is not None:
             bounds[f"{metric}_lo_ms"][rows] = value * math.exp(q.lo)
             bounds[f"{metric}_hi_ms"][rows] = value * math.exp(q.hi)
 
 
-def interval(cal: Calibration | None, mode: Mode, ttft_ms: float, tpot_ms: float) -> PointInterval | None:
-    """The prediction intervals of one (calibrated) candidate, or None without a calibration."""
+def interval(cal: Calibration | None, mode: Mode, ttft_ms: float, tpot_ms: float,
+             model: str | None = None) -> PointInterval | None:
+    """The prediction intervals of one (calibrated) candidate of `model` (HF id or path; wider when the
+    calibration never saw the model), or None without a calibration."""
     if cal is None:
         return None
-    qt, qp = cal.interval("ttft", mode.value), cal.interval("tpot", mode.value)
+    key = model_key(model) if model else None
+    qt, qp = cal.interval("ttft", mode.value, key), cal.interval("tpot", mode.value, key)
     if qt is None or qp is None:
         return None
     return PointInterval((ttft_ms * math.exp(qt.lo), ttft_ms * math.exp(qt.hi)),

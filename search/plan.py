@@ -111,7 +111,7 @@ def plan(req: PlanRequest, db: PerfDB) -> PlanResult:
         raise _no_fit_error(req, model, reasons)
     cals = {b: c.calibration for b, c in contexts.items() if c.calibration is not None}
     if cals:   # the SLA is checked on the calibrated prediction
-        points = calibrate_points(points, cals, system.name, versions, req.isl, req.osl)
+        points = calibrate_points(points, cals, system.name, versions, req.isl, req.osl, req.model)
     ok = meets(points, req.sla)
     points = points.with_column("meets_sla", ok)
     ranking = rank(points, ok, modes, req.top_n)

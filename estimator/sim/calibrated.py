@@ -43,7 +43,8 @@ def instance_gpus(dep: SimDeployment) -> int:
 
 
 def calibrate_sweep(results: list[SimResult], in_flight: list[float | None], cal: Calibration, dep: SimDeployment,
-                    system: str, version: str | None, isl: int, osl: int) -> list[CalibratedPoint]:
+                    system: str, version: str | None, isl: int, osl: int, model: str | None = None
+                    ) -> list[CalibratedPoint]:
     """Calibrated TTFT/TPOT of every sweep point. in_flight: the closed-loop concurrency of each point,
     None where the load was open-loop (the simulated mean in flight is used)."""
     if cal.base != BASE:
@@ -57,10 +58,10 @@ def calibrate_sweep(results: list[SimResult], in_flight: list[float | None], cal
     conc = np.array([r.mean_in_flight if c is None else c for r, c in zip(results, in_flight, strict=True)],
                     dtype=np.float64)
     mode = dep.mode.value
-    ctx = context_for(system, dep.backend.value, version, mode, isl, osl, instance_gpus(dep), conc)
+    ctx = context_for(system, dep.backend.value, version, mode, isl, osl, instance_gpus(dep), conc, model)
     x = feature_matrix(FeatureInputs(isl=isl, osl=osl, concurrency=conc, pred_ttft_ms=ttft, pred_tpot_ms=tpot,
                                      gpus=ctx.gpus, is_agg=float(mode == "agg")))
-    key = (ctx.system, ctx.backend, ctx.version, ctx.mode)
+    key = ctx.key
     out = {m: pred * np.exp(cal.correct_log(m, key, x)) for m, pred in (("ttft", ttft), ("tpot", tpot))}
     f = cal.factor("ttft", *key)
     scope = f.scope.label() if f else "none"
@@ -68,7 +69,7 @@ def calibrate_sweep(results: list[SimResult], in_flight: list[float | None], cal
     for i in range(len(results)):
         iv = {}
         for m in ("ttft", "tpot"):
-            q = cal.interval(m, mode)
+            q = cal.interval(m, mode, ctx.model)
             v = float(out[m][i])
             iv[m] = None if q is None else Interval(v * math.exp(q.lo), v * math.exp(q.hi), q.coverage)
         points.append(CalibratedPoint(stat, float(out["ttft"][i]), float(out["tpot"][i]), float(ttft[i]),

@@ -111,7 +111,7 @@ def _calibrate(a: dict, est, database, version: str | None):
     else:
         gpus = a["decode_tp"] * a["decode_pp"] * a["decode_dp"]
         total = a["concurrency"] * a["decode_workers"]     # Estimate.concurrency is per decode worker
-    ctx = context_for(a["system"], a["backend"], version, a["mode"], a["isl"], a["osl"], gpus, total)
+    ctx = context_for(a["system"], a["backend"], version, a["mode"], a["isl"], a["osl"], gpus, total, a["model"])
     return calibrate_estimate(est, cal, ctx)
 
 

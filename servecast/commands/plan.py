@@ -243,24 +243,24 @@ def _request(a: dict):
 
 
 # ---- rendering -------------------------------------------------------------------------------------
-def _row(table, rank: int, c, sim=None, cals=None) -> None:
+def _row(table, rank: int, c, sim=None, cals=None, model: str | None = None) -> None:
     m = c.metrics
     cells = [str(rank), c.backend.value, c.label(), str(c.gpus_used), f"{m.ttft_ms:.0f}", f"{m.tpot_ms:.2f}",
              f"{m.tokens_per_s_per_gpu:.1f}", f"{m.tokens_per_s_per_user:.1f}", f"{m.concurrency:.0f}",
              _batch(c), f"{m.mem_headroom:.0%}", _source(m)]
     if cals:
-        cells.append(_interval_text(c, cals))
+        cells.append(_interval_text(c, cals, model))
     if sim is not None:
         got = sim.get(c.row)
         cells.append("-" if got is None else f"{got.ttft_ms:.0f} / {got.tpot_ms:.2f}" + ("" if got.meets_sla else " (misses)"))
     table.add_row(*cells)
 
 
-def _interval_text(c, cals) -> str:
+def _interval_text(c, cals, model: str | None) -> str:
     """'500-610 / 12.1-15.3': the calibrated TTFT and TPOT prediction intervals (ms) of a candidate."""
     from search.calibrated import interval
 
-    iv = interval(cals.get(c.backend), c.mode, c.metrics.ttft_ms, c.metrics.tpot_ms)
+    iv = interval(cals.get(c.backend), c.mode, c.metrics.ttft_ms, c.metrics.tpot_ms, model)
     if iv is None:
         return "-"
     return f"{iv.ttft_ms[0]:,.0f}-{iv.ttft_ms[1]:,.0f} / {iv.tpot_ms[0]:.2f}-{iv.tpot_ms[1]:.2f}"
@@ -279,7 +279,7 @@ def _batch(c) -> str:
     return f"P{c.prefill.max_batch} / D{c.decode.max_batch}"
 
 
-def _table(title: str, cands, sims, cals=None):
+def _table(title: str, cands, sims, cals=None, model: str | None = None):
     from rich.table import Table
 
     t = Table(title=title, title_justify="left", header_style="bold")
@@ -291,7 +291,7 @@ def _table(title: str, cands, sims, cals=None):
     if sims is not None:
         t.add_column("sim p50 TTFT / TPOT" + (" (uncalibrated)" if cals else ""))
     for i, c in enumerate(cands, 1):
-        _row(t, i, c, sims, cals)
+        _row(t, i, c, sims, cals, model)
     return t
 
 
@@ -319,13 +319,14 @@ def render(result, sims, save_dir, written) -> None:
               f"{result.worker_points:,} prefill/decode worker points); {int(pts['meets_sla'].sum()):,} meet every target")
     for mode, cands in result.top.items():
         if cands:
-            con.print(_table(f"{mode.value}: top {len(cands)} meeting the targets", cands, sims, cals))
+            con.print(_table(f"{mode.value}: top {len(cands)} meeting the targets", cands, sims, cals,
+                             result.model.name))
         else:
             con.print(f"{mode.value}: no configuration meets the targets")
     if len(req.backends) > 1:
         ranked = sorted(result.per_backend.values(), key=lambda c: -c.metrics.tokens_per_s_per_gpu)
         if ranked:
-            con.print(_table("best per backend", ranked, sims, cals))
+            con.print(_table("best per backend", ranked, sims, cals, result.model.name))
         missing = [b.value for b in req.backends if b not in result.per_backend]
         if missing:
             con.print(f"no configuration meets the targets with: {', '.join(missing)}")
@@ -354,6 +355,7 @@ def _render_miss(con, result) -> None:
               ", ".join(f"{k.value} {v:,}" for k, v in d.meeting_each.items()) + f" (of {d.feasible_points:,})")
     if d.closest_rows:
         closest = [result.points.candidate(r) for r in d.closest_rows]
-        con.print(_table("closest points (none meets the targets)", closest, None, result.calibrations))
+        con.print(_table("closest points (none meets the targets)", closest, None, result.calibrations,
+                         result.model.name))
         modes = {MODES[int(result.points['mode'][r])].value for r in d.closest_rows}
         con.print(f"relax --{d.binding.value}, add GPUs, or try another backend ({', '.join(sorted(modes))} shown)")

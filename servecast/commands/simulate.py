@@ -214,7 +214,7 @@ def _run(a: dict) -> None:
     cals = None
     if cal is not None:
         in_flight = [x if label == "concurrency" else None for x in points]
-        cals = calibrate_sweep(results, in_flight, cal, dep, system.name, view.version, isl, osl)
+        cals = calibrate_sweep(results, in_flight, cal, dep, system.name, view.version, isl, osl, name)
     _render(points, results, label, title, a["as_json"], cals)
     if keep:
         for x, r in zip(points, results, strict=True):

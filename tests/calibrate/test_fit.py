@@ -12,7 +12,8 @@ from calibrate.train import train
 from estimator.calibration import Calibration
 from perfdb.errors import InputError
 
-FAST = dict(trees=12, depth=2, min_leaf=5, min_rows=10, min_deployments=2, inner_folds=2, folds=3)
+FAST = dict(trees=12, depth=2, min_leaf=5, min_rows=10, min_deployments=2, inner_folds=2, folds=3, shrink_ttft=4.0,
+            shrink_tpot=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +23,11 @@ def trained():
 
 def test_factors_recover_the_truth():
     f = usable(frame(noise=0.0))
-    cal = fit_point(f, FitOptions(residual="none", shrink_ttft=0.0, shrink_tpot=0.0, **FAST), "estimate")
+    cal = fit_point(f, FitOptions(**{**FAST, "residual": "none", "shrink_ttft": 0.0, "shrink_tpot": 0.0}), "estimate")
     for (system, backend, mode), truth in TRUE_FACTORS.items():
-        tpot = cal.factor("tpot", system, backend, "1.0", mode)
+        tpot = cal.factor("tpot", system, backend, "1.0", mode, "m")
         # the narrowest scope that adds deployments beyond its parent's: the scope's own 5
-        assert tpot.scope.matches(system, backend, "1.0", mode) and tpot.n_deployments == 5
+        assert tpot.scope.matches(system, backend, "1.0", mode, "m") and tpot.n_deployments == 5
         assert math.exp(tpot.log_factor) == pytest.approx(truth ** 0.5, rel=1e-9)
     # a scope never seen falls back to the widest factor that matches
     assert cal.factor("ttft", "gb200", "sglang", "9", "agg").scope.label() == "*/*/*/agg"
@@ -67,9 +68,9 @@ def test_shrinkage_moves_a_thin_scope_part_way_from_its_parent():
     thin = f[(f["system"] != "h200_sxm") | (f["backend"] != "vllm") | f["deployment_key"].str.endswith("|0")]
     opts = FitOptions(residual="none", shrink_tpot=1.0, folds=3)
     cal = fit_point(thin.reset_index(drop=True), opts, "estimate")
-    own = cal.factor("tpot", "h200_sxm", "vllm", "1.0", "agg")
-    parent = cal.factor("tpot", "gb200", "sglang", "1.0", "agg")     # unseen backend: the mode scope
-    assert own.n_deployments == 1 and own.scope.label() == "*/vllm/*/agg" and parent.scope.label() == "*/*/*/agg"
+    own = cal.factor("tpot", "h200_sxm", "vllm", "1.0", "agg", "m")
+    parent = cal.factor("tpot", "gb200", "sglang", "1.0", "agg", "m")     # unseen backend: the mode scope
+    assert own.n_deployments == 1 and own.scope.label() == "*/vllm/*/agg/m" and parent.scope.label() == "*/*/*/agg"
     # one deployment, shrink 1: half way from the parent's factor towards its own median (the truth,
     # noise-free); the narrower scopes hold the same deployment and add no factor of their own
     assert own.log_factor == pytest.approx(parent.log_factor + 0.5 * (math.log(1.5 ** 0.5) - parent.log_factor))
@@ -101,3 +102,21 @@ def test_folds_and_options():
         fold_ids(f.head(5), 5, 0)
     with pytest.raises(InputError, match="unknown residual"):
         FitOptions(residual="forest")
+
+
+def test_unseen_model_gets_mode_factor_no_residual_and_wider_interval():
+    f = frame()
+    f["model"] = np.where(f["deployment_key"].str[-1].astype(int) % 2 == 0, "org/Alpha-7B", "org/Beta-7B-FP8")
+    res = train(f, FitOptions(residual="gbm", **FAST), "estimate")
+    cal = res.calibration
+    assert cal.models == {"alpha-7b", "beta-7b"}            # quantisation suffix stripped from the scope key
+    assert cal.residual("ttft").models == ("alpha-7b", "beta-7b")
+    assert "ttft_after_leave_one_model_out" in cal.training and "lomo_ttft" in res.rows
+    x = np.zeros((1, 7))
+    key = ("h200_sxm", "vllm", "1.0", "agg")
+    seen, unseen = cal.correct_log("ttft", (*key, "alpha-7b"), x), cal.correct_log("ttft", (*key, "gamma-9b"), x)
+    mode_factor = cal.factor("ttft", *key, "gamma-9b")
+    assert mode_factor.scope.label() == "*/*/*/agg" and unseen[0] == pytest.approx(mode_factor.log_factor)
+    assert seen[0] != pytest.approx(unseen[0])
+    wide, narrow = cal.interval("ttft", "agg", "gamma-9b"), cal.interval("ttft", "agg", "alpha-7b")
+    assert not wide.seen_model and narrow.seen_model
