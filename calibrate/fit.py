@@ -251,10 +251,10 @@ def cv_logs(frame: pd.DataFrame, opts: FitOptions, base: str) -> dict[str, np.nd
     return out
 
 
-def lomo_logs(frame: pd.DataFrame, opts: FitOptions, base: str) -> dict[str, np.ndarray] | None:
-    """Leave-one-model-out log(calibrated / predicted): each model's rows corrected by a fit on the other
-    models, as a model the calibration never saw would be. None with fewer than two models."""
-    keys = frame["model_key"].to_numpy()
+def leave_one_out_logs(frame: pd.DataFrame, column: str, opts: FitOptions, base: str) -> dict[str, np.ndarray] | None:
+    """Leave-one-group-out log(calibrated / predicted) by `column` (model_key: as a model the calibration
+    never saw would be corrected; system: an unseen GPU system). None with fewer than two groups."""
+    keys = frame[column].astype(str).to_numpy()
     if len(set(keys)) < 2:
         return None
     out = {m: np.zeros(len(frame)) for m in METRICS}

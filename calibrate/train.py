@@ -15,8 +15,8 @@ from calibrate.fit import (
     fit_point,
     fold_ids,
     interval_quantiles,
+    leave_one_out_logs,
     log_ratio,
-    lomo_logs,
     usable,
 )
 from calibrate.validate import error_stats
@@ -71,7 +71,7 @@ def train(frame: pd.DataFrame, opts: FitOptions, base: str) -> FitResult:
         rows[f"cv_{m}"] = rows[f"pred_{m}"] * np.exp(cv[m])
         rows[f"covered_{m}"] = covered[m]
     intervals = interval_quantiles(data, {m: log_ratio(data, m) - cv[m] for m in METRICS}, opts.coverage)
-    lomo = lomo_logs(data, opts, base)
+    lomo = leave_one_out_logs(data, "model_key", opts, base)
     if lomo is not None:   # a model the fit never saw: intervals from leave-one-model-out residuals
         intervals += interval_quantiles(data, {m: log_ratio(data, m) - lomo[m] for m in METRICS}, opts.coverage,
                                         seen_model=False)

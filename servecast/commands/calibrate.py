@@ -106,8 +106,9 @@ def fit_cmd(
     min_rows: Annotated[int, typer.Option(help="rows a scope needs for its own factor")] = 1,
     min_deployments: Annotated[int, typer.Option(help="deployments a scope needs for its own factor")] = 1,
     shrink_ttft: Annotated[float, typer.Option(help="prior weight of the wider scope for TTFT, in deployments: a "
-                                                    "scope's own median counts d/(d+shrink); 0 = its own median")] = 4.0,
-    shrink_tpot: Annotated[float, typer.Option(help="the same for TPOT")] = 1.0,
+                                                    "scope's own median counts d/(d+shrink); 0 = its own median "
+                                                    "(default 8)")] = None,
+    shrink_tpot: Annotated[float, typer.Option(help="the same for TPOT (default 2)")] = None,
     loss: Annotated[str, typer.Option(help="residual trees' loss in log space: absolute_error | huber | "
                                            "squared_error")] = "absolute_error",
     plot: Annotated[str, typer.Option(help="predicted-vs-measured PNG (cross-validated); none by default")] = "",
@@ -127,7 +128,8 @@ def fit_cmd(
 
     frame = _frame(runs, db, predictions, base, statistic)
     opts = FitOptions(folds=folds, residual=residual, min_rows=min_rows, min_deployments=min_deployments,
-                      shrink_ttft=shrink_ttft, shrink_tpot=shrink_tpot, loss=loss)
+                      shrink_ttft=FitOptions.shrink_ttft if shrink_ttft is None else shrink_ttft,
+                      shrink_tpot=FitOptions.shrink_tpot if shrink_tpot is None else shrink_tpot, loss=loss)
     result = train(frame, opts, base)
     path = store.write(result, out)
     console = Console()

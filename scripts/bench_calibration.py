@@ -1,0 +1,62 @@
+"""Calibration error under three held-out protocols, before and after, from one predictions file.
+
+    servecast estimate --from-runs ../shared/data/e2e_train_silicon.csv --db /tmp/aicdb_all --out pred.csv
+    python scripts/bench_calibration.py ../shared/data/e2e_train_silicon.csv pred.csv [--residual gbm|none]
+
+Protocols (each row is corrected by a fit that never saw it):
+  deployment  5-fold CV grouped by deployment (the issue's target protocol; what `calibrate fit` reports)
+  model       leave one model out: how a model the calibration never saw is served
+  system      leave one GPU system out
+Prints median |error| % for TTFT and TPOT, overall and by mode, for the uncalibrated predictions and
+for each protocol. About 40 s on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from calibrate.fit import METRICS, FitOptions, cv_logs, leave_one_out_logs, log_ratio, usable  # noqa: E402
+from calibrate.ingest import read_results  # noqa: E402
+from calibrate.predict import from_predictions_file  # noqa: E402
+
+
+def medians(frame, logs) -> dict[str, tuple[float, float, float]]:
+    out = {}
+    agg = (frame["mode"] == "agg").to_numpy()
+    for m in METRICS:
+        err = np.abs(np.exp(logs[m] - log_ratio(frame, m)) - 1.0) * 100   # |calibrated / measured - 1|
+        out[m] = (float(np.median(err)), float(np.median(err[agg])), float(np.median(err[~agg])))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("runs", type=Path)
+    ap.add_argument("predictions", type=Path)
+    ap.add_argument("--residual", default="gbm")
+    args = ap.parse_args()
+    frame = usable(from_predictions_file(read_results([args.runs], None), args.predictions))
+    frame = frame[np.isfinite(frame["concurrency"])].reset_index(drop=True)
+    opts = replace(FitOptions(), residual=args.residual)
+    rows = {"uncalibrated": {m: np.zeros(len(frame)) for m in METRICS},
+            "deployment 5-fold": cv_logs(frame, opts, "estimate"),
+            "leave one model out": leave_one_out_logs(frame, "model_key", opts, "estimate"),
+            "leave one system out": leave_one_out_logs(frame, "system", opts, "estimate")}
+    print(f"{len(frame)} rows, {frame['deployment_key'].nunique()} deployments, "
+          f"{frame['model_key'].nunique()} models, {frame['system'].nunique()} systems; median |error| %")
+    print("| protocol | TTFT | TTFT agg | TTFT disagg | TPOT | TPOT agg | TPOT disagg |")
+    print("|---|---|---|---|---|---|---|")
+    for name, logs in rows.items():
+        r = medians(frame, logs)
+        print(f"| {name} | " + " | ".join(f"{v:.1f}" for m in METRICS for v in r[m]) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
