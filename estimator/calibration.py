@@ -63,22 +63,13 @@ def feature_matrix(x: FeatureInputs) -> np.ndarray:
     return np.stack([np.atleast_1d(c).ravel() for c in cols], axis=1)
 
 
-_QUANT_SUFFIXES = ("-fp8", "-fp4", "-nvfp4", "-mxfp4", "-bf16", "-fp16", "-awq", "-gptq", "-int4", "-int8",
-                   "-w4a16", "-w8a8", "-instruct", "-chat", "-dynamic", "-block")
-
-
 def model_key(name: str) -> str:
-    """The model a scope names: the checkpoint's base name, lower case, without its quantisation or
-    instruction-tuning suffixes (Qwen/Qwen3-32B-FP8 and Qwen/Qwen3-32B share corrections; the
-    numerics are a separate recorded field of every run)."""
-    key = str(name).rstrip("/").rsplit("/", 1)[-1].lower()
-    stripped = True
-    while stripped:
-        stripped = False
-        for suffix in _QUANT_SUFFIXES:
-            if key.endswith(suffix) and len(key) > len(suffix):
-                key, stripped = key[: -len(suffix)], True
-    return key
+    """The model a scope names (estimator.models.catalog.family_name): every checkpoint of one
+    architecture shares corrections — Qwen/Qwen3-32B-FP8 and Qwen/Qwen3-32B, meta-llama/Llama-3.1-70B
+    and nvidia/Llama-3.1-70B-Instruct-FP8 — since the numerics are a separate recorded field of every run."""
+    from estimator.models.catalog import family_name
+
+    return family_name(name)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,73 @@ def _catalog() -> dict[str, dict]:
     return out
 
 
+# checkpoint-name suffixes that do not change the architecture (numerics come from the config or flags)
+NAME_SUFFIXES = ("-fp8", "-fp4", "-nvfp4", "-mxfp4", "-bf16", "-fp16", "-awq", "-gptq", "-int4", "-int8",
+                 "-w4a16", "-w8a8", "-instruct", "-chat", "-dynamic", "-block")
+
+
+def base_name(spec: str) -> str:
+    """The architecture a checkpoint name stands for: its last path part in lower case without
+    quantisation or instruction-tuning suffixes (nvidia/DeepSeek-R1-FP4 -> deepseek-r1)."""
+    key = str(spec).rstrip("/").rsplit("/", 1)[-1].lower()
+    stripped = True
+    while stripped:
+        stripped = False
+        for suffix in NAME_SUFFIXES:
+            if key.endswith(suffix) and len(key) > len(suffix):
+                key, stripped = key[: -len(suffix)], True
+    return key
+
+
+@cache
+def _by_base_name() -> dict[str, dict]:
+    """base_name -> catalog entry; where several entries share one (BF16 and FP8 checkpoints of a model),
+    the entry whose id has no suffix wins."""
+    out: dict[str, dict] = {}
+    for entry in sorted({e["id"]: e for e in _catalog().values()}.values(), key=lambda e: e["id"]):
+        plain = base_name(entry["id"]) == entry["id"].rsplit("/", 1)[-1].lower()
+        for key in (entry["id"], *entry.get("aliases", [])):
+            if plain or base_name(key) not in out:
+                out[base_name(key)] = entry
+    return out
+
+
+def catalog_entry(spec: str) -> dict | None:
+    """The catalog entry for an id or alias, else for another publisher's checkpoint of a catalog
+    architecture (nvidia/DeepSeek-R1-FP4 -> deepseek-ai/DeepSeek-R1), else None."""
+    return _catalog().get(spec.lower()) or _by_base_name().get(base_name(spec))
+
+
+# config.json fields that describe a checkpoint, not its architecture
+_NOT_ARCHITECTURE = ("quantization_config", "torch_dtype", "transformers_version", "_name_or_path", "use_cache")
+
+
+def _architecture(entry: dict) -> str:
+    return json.dumps({k: v for k, v in entry["config"].items() if k not in _NOT_ARCHITECTURE}, sort_keys=True)
+
+
+@cache
+def _families() -> dict[str, str]:
+    """Catalog id -> family key: entries with the same architecture (DeepSeek-R1 and -V3, a model and its
+    FP8 checkpoint) share the base name of the first unsuffixed id among them."""
+    groups: dict[str, list[str]] = {}
+    for entry in sorted({e["id"]: e for e in _catalog().values()}.values(), key=lambda e: e["id"]):
+        groups.setdefault(_architecture(entry), []).append(entry["id"])
+    out = {}
+    for ids in groups.values():
+        plain = [i for i in ids if base_name(i) == i.rsplit("/", 1)[-1].lower()] or ids
+        out.update({i: base_name(plain[0]) for i in ids})
+    return out
+
+
+def family_name(spec: str) -> str:
+    """One key per architecture, for every checkpoint of it: Qwen/Qwen3-32B-FP8 -> qwen3-32b,
+    nvidia/Llama-3.1-70B-Instruct-FP8 -> meta-llama-3.1-70b, deepseek-ai/DeepSeek-V3 -> deepseek-r1 (same
+    config); a name outside the catalog keys by its own base name."""
+    entry = catalog_entry(spec)
+    return base_name(spec) if entry is None else _families()[entry["id"]]
+
+
 def catalog_ids() -> tuple[str, ...]:
     return tuple(sorted({e["id"] for e in _catalog().values()}))
 
@@ -65,7 +132,9 @@ def _base_spec(spec: str, hf_home: Path | None) -> ModelSpec:
         sibling = path.with_name(path.name.replace("config.json", "hf_quant_config.json"))
         quant = _read_json(sibling) if sibling != path and sibling.is_file() else None
         return parse_config(_read_json(path), spec, quant)
-    entry = _catalog().get(spec.lower())
+    # another publisher's checkpoint of a catalog architecture resolves to it (nvidia/DeepSeek-R1-FP4):
+    # the run's recorded numerics (--gemm-quant / --moe-quant, the table's quant columns) say how it is quantised
+    entry = catalog_entry(spec)
     if entry is not None:
         return parse_config(entry["config"], entry["id"], entry.get("hf_quant_config"))
     if hf_home is not None:

@@ -16,7 +16,7 @@ import yaml
 
 from calibrate.ingest import read_results
 from calibrate.predict import Base, predict
-from estimator.calibration import ARTIFACT_FILE, load
+from estimator.calibration import ARTIFACT_FILE, load, model_key
 from perfdb.lookup import BUNDLED_ROOT, PerfDB
 
 TRAIN = Path(__file__).resolve().parents[3] / "shared" / "data" / "e2e_train_silicon.csv"
@@ -36,6 +36,9 @@ def test_artifact_is_the_directory_it_claims(shipped):
     prov = yaml.safe_load((shipped / "provenance.yaml").read_text())
     assert prov["calibration"] == cal.id and prov["fitted_on"]["file"] == TRAIN.name
     assert cal.training["sources"] == [TRAIN.name]
+    stored = pd.read_parquet(shipped / "training_rows.parquet")
+    # its model scopes use today's model keys (else those models would silently count as unseen)
+    assert cal.models == {model_key(m) for m in stored["model"].unique()}, REBUILD
 
 
 @pytest.mark.skipif(not TRAIN.exists(), reason="../shared/data is not beside the checkout")

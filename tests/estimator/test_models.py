@@ -53,6 +53,23 @@ def test_aliases_and_overrides():
     assert "Qwen/Qwen3-32B" in catalog_ids()
 
 
+def test_other_publishers_checkpoints_resolve_to_the_catalog_architecture():
+    from estimator.models.catalog import base_name, family_name
+
+    assert base_name("nvidia/DeepSeek-R1-FP4") == "deepseek-r1" and base_name("x/Qwen3-8B-Instruct-FP8") == "qwen3-8b"
+    r1 = load_model("nvidia/DeepSeek-R1-FP4", moe_quant=Dtype.NVFP4)
+    assert r1.name == "deepseek-ai/DeepSeek-R1" and r1.moe_quant == Dtype.NVFP4
+    assert load_model("nvidia/Qwen3-235B-A22B-FP8").num_layers == load_model("Qwen/Qwen3-235B-A22B").num_layers
+    # one key per architecture: checkpoints and identical configs share it, different ones do not
+    assert family_name("Qwen/Qwen3-32B-FP8") == family_name("Qwen/Qwen3-32B") == "qwen3-32b"
+    assert family_name("nvidia/Llama-3.1-70B-Instruct-FP8") == family_name("meta-llama/Llama-3.1-70B")
+    assert family_name("deepseek-ai/DeepSeek-V3") == family_name("nvidia/DeepSeek-R1-FP4") == "deepseek-r1"
+    assert family_name("moonshotai/Kimi-K2.5") != family_name("deepseek-ai/DeepSeek-R1")
+    assert family_name("nobody/Thing-9B-AWQ") == "thing-9b"
+    with pytest.raises(NotFoundError):
+        load_model("nvidia/Nothing-R1-FP4")
+
+
 def test_directory_and_hf_cache(tmp_path):
     src = Path(__file__).resolve().parents[2] / "estimator" / "catalog" / "Qwen--Qwen3-8B.json"
     cfg = json.loads(src.read_text())["config"]
