@@ -123,6 +123,23 @@ def group_rows(table: pa.Table, fields: tuple[str, ...]) -> dict[tuple, np.ndarr
             for g in range(len(uniq))}
 
 
+# A combination whose measured shapes cover less than this share of its level grid (the product of
+# each axis' measured values) was sampled sparsely (collect run --adaptive measures single points):
+# GridInterp would fill most nodes from far away, so perfdb.scatter.CompletionInterp serves it. Every
+# combination of the imported AIConfigurator tables covers >= 0.26 (vLLM MoE; GEMM ~0.99, attention
+# >= 0.68), so they keep GridInterp and their check-interp figures.
+SPARSE_FILL = 0.2
+_SPARSE_MIN_ROWS = 20
+
+
+def sparse_grid(raw: np.ndarray) -> bool:
+    """True when the rows (n, d) fill less than SPARSE_FILL of their level grid (and are enough to fit)."""
+    if len(raw) < _SPARSE_MIN_ROWS:
+        return False
+    nodes = float(np.prod([len(np.unique(raw[:, j])) for j in range(raw.shape[1])]))
+    return len(np.unique(raw, axis=0)) < SPARSE_FILL * nodes
+
+
 class FamilyTable:
     """Rows of one op family, grouped by their categorical combination."""
 
@@ -166,7 +183,16 @@ class FamilyTable:
         ok = (sol > 0) & (lat > 0) & np.isfinite(lat)
         if not ok.any():
             return None
-        gi = GridInterp(self.kind, self.axes, self.raw[rows[ok]], sol[ok] / lat[ok], lat[ok])
+        raw = self.raw[rows[ok]]
+        if sparse_grid(raw):
+            from perfdb.scatter import CompletionInterp
+
+            def sol_fn(x: np.ndarray, combo=combo) -> np.ndarray:
+                return sol_ms(make_case(self.kind, combo, {a: x[:, j] for j, a in enumerate(self.axes)}), self.system)
+
+            gi = CompletionInterp(self.kind, self.axes, raw, sol[ok] / lat[ok], lat[ok], sol_fn=sol_fn)
+        else:
+            gi = GridInterp(self.kind, self.axes, raw, sol[ok] / lat[ok], lat[ok])
         gi.table_rows = rows[ok]  # table row of each interpolator row (leave-one-out maps through it)
         return gi
 
