@@ -1,4 +1,5 @@
-"""Adaptive collection on a real device: the sampler of collectors/adaptive.py drives the runner.
+"""Adaptive collection on a real device: a sampler (points, collectors/adaptive_points.py, by default;
+or levels, collectors/adaptive.py) drives the runner.
 
 Cases are grouped by op family and categorical combination; each group's points are the sampler's
 candidates. Every round's asked points go through the ordinary runner (atomic shards, failures
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -16,13 +18,16 @@ import numpy as np
 
 from collectors import runner
 from collectors.adaptive import AdaptiveConfig, AdaptiveSampler, util_predictor
+from collectors.adaptive_points import PointConfig, PointSampler, default_scorer
 from collectors.cases import key
 from collectors.session import Session
-from perfdb.errors import NotFoundError
+from perfdb.errors import InputError, NotFoundError
+from perfdb.family import SPARSE_FILL
 from perfdb.ops import OpCase
 from perfdb.roofline import sol_ms
 from perfdb.schema import key_columns
 from perfdb.storage import TableKey, read_table
+from perfdb.types import OpKind
 
 
 def _groups(cases: list[OpCase]) -> list[list[OpCase]]:
@@ -41,11 +46,38 @@ def _stored_latency(root: Path, s: Session, kind) -> dict[tuple, float]:
     return dict(zip(zip(*cols, strict=True), t.column("latency_ms").to_pylist(), strict=True))
 
 
-def run_adaptive(cases: list[OpCase], root: Path, s: Session, cfg: AdaptiveConfig | None = None,
-                 budget_s: float | None = None, on_progress: Callable[[runner.Progress], None] | None = None
-                 ) -> runner.RunSummary:
-    """Measure each group's cases adaptively (see module docstring); the summary counts all rounds."""
-    cfg = cfg or AdaptiveConfig()
+# Families where the point sampler + CompletionInterp beat the level sampler + GridInterp in the offline
+# replay (docs/bench/collectors.md, 3 seeds): attention at 10% and 20% of the cases. On GEMM the level
+# sampler stayed better (1.89x vs 2.05x the dense error at 10%), and at 5% levels won everywhere.
+POINT_FAMILIES = frozenset({OpKind.ATTENTION_PREFILL, OpKind.ATTENTION_DECODE})
+_POINTS_FROM = 0.10
+
+
+@dataclass(frozen=True)
+class AutoConfig:
+    """Per op family, the sampler that measured better at this budget (see POINT_FAMILIES)."""
+    max_fraction: float = 0.10
+
+    def for_kind(self, kind: OpKind) -> PointConfig | AdaptiveConfig:
+        if kind in POINT_FAMILIES and _POINTS_FROM <= self.max_fraction <= SPARSE_FILL:
+            return PointConfig(max_fraction=self.max_fraction)
+        return AdaptiveConfig(max_fraction=self.max_fraction)
+
+
+def run_adaptive(cases: list[OpCase], root: Path, s: Session,
+                 cfg: AutoConfig | PointConfig | AdaptiveConfig | None = None, budget_s: float | None = None,
+                 on_progress: Callable[[runner.Progress], None] | None = None) -> runner.RunSummary:
+    """Measure each group's cases adaptively (see module docstring); the summary counts all rounds.
+
+    A PointConfig runs the point sampler (collectors/adaptive_points.py), whose sparse tables the
+    lookup serves with perfdb.scatter.CompletionInterp; an AdaptiveConfig runs the level sampler
+    (collectors/adaptive.py), whose level products GridInterp serves; AutoConfig (the default) picks
+    one per op family."""
+    cfg = cfg or AutoConfig()
+    if isinstance(cfg, PointConfig) and cfg.max_fraction > SPARSE_FILL:
+        raise InputError(f"the point sampler stops at most at {SPARSE_FILL:.0%} of each group's cases (the lookup "
+                         f"serves tables up to that fill with the completion interpolator); got max fraction "
+                         f"{cfg.max_fraction:g}: lower it, or use the level sampler")
     start = time.monotonic()
     totals = dict(requested=len(cases), skipped=0, measured=0, failed=0)
     shards: list[Path] = []
@@ -57,7 +89,11 @@ def run_adaptive(cases: list[OpCase], root: Path, s: Session, cfg: AdaptiveConfi
         def sol_fn(raw: np.ndarray, first=first) -> np.ndarray:
             return sol_ms(dataclasses.replace(first, **{n: raw[:, j] for j, n in enumerate(first.NUMERIC)}), s.spec)
 
-        sampler = AdaptiveSampler(cands, util_predictor(kind, first.NUMERIC, sol_fn), cfg)
+        group_cfg = cfg.for_kind(kind) if isinstance(cfg, AutoConfig) else cfg
+        if isinstance(group_cfg, AdaptiveConfig):
+            sampler = AdaptiveSampler(cands, util_predictor(kind, first.NUMERIC, sol_fn), group_cfg)
+        else:
+            sampler = PointSampler(cands, default_scorer(kind, first.NUMERIC, sol_fn, cands), group_cfg)
         while (idx := sampler.ask()).size:
             left = None if budget_s is None else budget_s - (time.monotonic() - start)
             if left is not None and left <= 0:

@@ -123,7 +123,7 @@ def group_rows(table: pa.Table, fields: tuple[str, ...]) -> dict[tuple, np.ndarr
             for g in range(len(uniq))}
 
 
-# A combination whose measured shapes cover less than this share of its level grid (the product of
+# A combination whose measured shapes cover at most this share of its level grid (the product of
 # each axis' measured values) was sampled sparsely (collect run --adaptive measures single points):
 # GridInterp would fill most nodes from far away, so perfdb.scatter.CompletionInterp serves it. Every
 # combination of the imported AIConfigurator tables covers >= 0.26 (vLLM MoE; GEMM ~0.99, attention
@@ -133,11 +133,11 @@ _SPARSE_MIN_ROWS = 20
 
 
 def sparse_grid(raw: np.ndarray) -> bool:
-    """True when the rows (n, d) fill less than SPARSE_FILL of their level grid (and are enough to fit)."""
+    """True when the rows (n, d) fill at most SPARSE_FILL of their level grid (and are enough to fit)."""
     if len(raw) < _SPARSE_MIN_ROWS:
         return False
     nodes = float(np.prod([len(np.unique(raw[:, j])) for j in range(raw.shape[1])]))
-    return len(np.unique(raw, axis=0)) < SPARSE_FILL * nodes
+    return len(np.unique(raw, axis=0)) <= SPARSE_FILL * nodes
 
 
 class FamilyTable:

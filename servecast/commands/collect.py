@@ -194,12 +194,16 @@ def run_cmd(
     shard_rows: int = typer.Option(8, help="Cases per shard: a killed run re-measures at most this many."),
     adaptive: bool = typer.Option(False, help="Measure a coarse grid, then refine where interpolation is worst."),
     max_fraction: float = typer.Option(0.10, help="--adaptive: stop each group after this fraction of its cases."),
+    sampler: str = typer.Option("auto", help="--adaptive: 'points' (single shapes, served by the completion "
+                                "interpolator), 'levels' (whole grid slabs) or 'auto' (per op family, "
+                                "whichever measured better)."),
 ) -> None:
     """Measure every planned case that is not yet in the database; safe to interrupt and re-run.
 
     Example: servecast collect run --backend torch --device cpu --ops gemm --db ./mydb --budget-minutes 1
     Example (GPU node): servecast collect run --db ./perfdb --ops gemm,attention_decode --budget-minutes 60
     Example (adaptive): servecast collect run --db ./perfdb --ops gemm --adaptive --max-fraction 0.1
+    Example (adaptive, single points): servecast collect run --db ./perfdb --ops attention_decode --adaptive --sampler points
     Example (comm, 8 GPUs): torchrun --nproc-per-node 8 -m servecast.cli collect run --ops comm --db ./perfdb
     """
     from rich.console import Console
@@ -215,8 +219,10 @@ def run_cmd(
     console = Console(stderr=True)
     if adaptive and (ray or dist):
         raise InputError("--adaptive runs on one device; drop --ray / torchrun, or drop --adaptive")
+    if sampler not in ("auto", "points", "levels"):
+        raise InputError(f"unknown --sampler {sampler!r}; accepted: auto, points, levels")
     if adaptive:
-        summary = _run_adaptive(plan, db, session, budget_minutes, max_fraction)
+        summary = _run_adaptive(plan, db, session, budget_minutes, max_fraction, sampler)
     elif ray:
         summary = _run_ray(ray, plan, db, session, budget_minutes, retry_failed)
     elif dist:
@@ -252,12 +258,13 @@ def _run_local(plan, db, session, budget_minutes, retry_failed, quiet, console, 
         return runner.run(list(plan.cases), db, session, budget_s, retry_failed, shard_rows, on_progress=on_progress)
 
 
-def _run_adaptive(plan, db, session, budget_minutes, max_fraction):
+def _run_adaptive(plan, db, session, budget_minutes, max_fraction, sampler):
     from collectors.adaptive import AdaptiveConfig
-    from collectors.adaptive_run import run_adaptive
+    from collectors.adaptive_points import PointConfig
+    from collectors.adaptive_run import AutoConfig, run_adaptive
 
-    return run_adaptive(list(plan.cases), db, session, AdaptiveConfig(max_fraction=max_fraction),
-                        budget_minutes * 60 if budget_minutes else None)
+    cfg = {"auto": AutoConfig, "points": PointConfig, "levels": AdaptiveConfig}[sampler](max_fraction=max_fraction)
+    return run_adaptive(list(plan.cases), db, session, cfg, budget_minutes * 60 if budget_minutes else None)
 
 
 def _run_dist(dist, plan, db, session, budget_minutes, retry_failed):
