@@ -121,25 +121,23 @@ class Trees:
     threshold: tuple[tuple[float, ...], ...]
     value: tuple[tuple[float, ...], ...]
 
-    @cached_property
-    def _arrays(self) -> tuple[tuple[np.ndarray, ...], ...]:
-        """Each tree's node arrays, converted once (a plan applies the trees to ~10^4 points per scope)."""
-        return tuple(tuple(np.asarray(a) for a in t) for t in
-                     zip(self.left, self.right, self.feature, self.threshold, self.value, strict=True))
-
     def predict(self, x: np.ndarray) -> np.ndarray:
+        # Each (shallow) tree as nested np.where over whole feature columns: a handful of vectorised calls
+        # per tree instead of per-row index walking; a plan applies the trees to ~10^4-10^5 points.
+        cols = np.ascontiguousarray(np.asarray(x, dtype=np.float64).T)
         out = np.full(x.shape[0], self.init, dtype=np.float64)
-        rows = np.arange(x.shape[0])
-        for left_a, right_a, feat_a, thr_a, val_a in self._arrays:
-            node = np.zeros(x.shape[0], dtype=np.int64)
-            while True:
-                inner = left_a[node] >= 0
-                if not inner.any():
-                    break
-                go_left = x[rows, np.where(inner, feat_a[node], 0)] <= thr_a[node]
-                node = np.where(inner, np.where(go_left, left_a[node], right_a[node]), node)
-            out += self.learning_rate * val_a[node]
+        for left, right, feat, thr, val in zip(self.left, self.right, self.feature, self.threshold, self.value,
+                                               strict=True):
+            out += self.learning_rate * _tree_value(0, left, right, feat, thr, val, cols)
         return out
+
+
+def _tree_value(node, left, right, feat, thr, val, cols):
+    """Value of the subtree at `node` for every column entry (a scalar where the subtree is a leaf)."""
+    if left[node] < 0:
+        return val[node]
+    return np.where(cols[feat[node]] <= thr[node], _tree_value(left[node], left, right, feat, thr, val, cols),
+                    _tree_value(right[node], left, right, feat, thr, val, cols))
 
 
 @dataclass(frozen=True)
