@@ -104,6 +104,11 @@ def agg_metrics(sm: StepModel, w: Workload) -> ServingResult:
     ttft = first_token + 0.5 * dec.ms + _mdl_wait(rho, work) + eng.ttft_overhead_ms
     cycle = ttft + (osl - 1.0) * tpot
     ttft = ttft + np.maximum(conc - b, 0.0) / b * cycle        # requests beyond the batch cap queue
+    if w.num_requests is not None and eng.mixes_prefill and eng.group_wait_weight:
+        # a packed group returns together (engine.GROUP_WAIT_WEIGHT): its whole prefill iteration, after
+        # half the running iteration
+        group = full.ms + 0.5 * dec.ms + eng.ttft_overhead_ms
+        ttft = ttft + eng.group_wait_weight * np.maximum(group - ttft, 0.0)
     if w.num_requests is not None:  # the opening burst: all b requests queue for prefill iterations at once
         steps = np.ceil(b / per_step) * chunks
         burst_ttft = (steps + 1.0) / 2.0 * full.ms / chunks + eng.ttft_overhead_ms

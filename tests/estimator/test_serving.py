@@ -67,3 +67,28 @@ def test_batching_prefill_worker_waits_for_its_batch_under_load(db):
     assert batched.ttft_ms[0] == pytest.approx(single.ttft_ms[0], rel=0.05)   # idle: a batch of one
     assert batched.ttft_ms[1] > single.ttft_ms[1]                              # loaded: a full batch finishes together
     assert np.allclose(batched.tpot_ms, single.tpot_ms)
+
+
+def test_trtllm_returning_group_waits_for_its_packed_prefill(db):
+    """Fixed-length closed loop: the requests TRT-LLM packs into one prefill iteration come back together,
+    so with short prompts (several per iteration) TTFT moves towards the packed iteration's time; with a
+    prompt that fills the iteration alone there is no group and nothing changes."""
+    from dataclasses import replace
+
+    sm = _sm(db, Backend.TRTLLM)
+    eng = sm.resolved
+    assert eng.group_wait_weight == 0.5 and _sm(db, Backend.VLLM).resolved.group_wait_weight == 0.0
+    conc = np.array([8.0])
+    for isl, grouped in ((1024, True), (8192, False)):
+        load = Workload(isl=isl, osl=512, concurrency=conc, num_requests=conc * 10)
+        with_wait = agg_metrics(sm, load).ttft[0]
+        sm.resolved = replace(eng, group_wait_weight=0.0)
+        try:
+            without = agg_metrics(sm, load).ttft[0]
+        finally:
+            sm.resolved = eng
+        if grouped:   # 8 prompts of 1024 share one 8192-token iteration
+            packed = float(sm.prefill_ms(8, 1024))
+            assert with_wait > without and with_wait == pytest.approx(without + 0.5 * (packed - without), rel=0.25)
+        else:
+            assert with_wait == pytest.approx(without)
