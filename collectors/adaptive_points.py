@@ -195,7 +195,8 @@ def roughness_scorer(kind, axes: tuple[str, ...], sol_fn: Callable[[np.ndarray],
         sol = sol_fn(raw)
         # the folds reuse the rank and variant chosen on all points (one selection per round, not five)
         full = CompletionInterp(kind, axes, raw, sol / latency, latency, sol_fn=sol_fn)
-        cfg = CompletionConfig(ranks=(full.rank,), large_ranks=(full.rank,), variants=(full.variant,))
+        cfg = CompletionConfig(ranks=(full.rank,), large_ranks=(full.rank,), variants=(full.variant,),
+                               large_variant=full.variant)
         for f in range(folds):
             tr, te = fold != f, fold == f
             ci = CompletionInterp(kind, axes, raw[tr], sol[tr] / latency[tr], latency[tr], cfg, sol_fn=sol_fn)

@@ -46,20 +46,20 @@ def _stored_latency(root: Path, s: Session, kind) -> dict[tuple, float]:
     return dict(zip(zip(*cols, strict=True), t.column("latency_ms").to_pylist(), strict=True))
 
 
-# Families where the point sampler + CompletionInterp beat the level sampler + GridInterp in the offline
-# replay (docs/bench/collectors.md, 3 seeds): attention at 10% and 20% of the cases. On GEMM the level
-# sampler stayed better (1.89x vs 2.05x the dense error at 10%), and at 5% levels won everywhere.
-POINT_FAMILIES = frozenset({OpKind.ATTENTION_PREFILL, OpKind.ATTENTION_DECODE})
-_POINTS_FROM = 0.10
+# Where the point sampler + CompletionInterp measured closer to the dense grid than the level sampler +
+# GridInterp in the offline replay (docs/bench/collectors.md, 3 seeds), from this budget up to
+# SPARSE_FILL: GEMM from 5% (2.4x vs 2.7x the dense error at 5%, 1.8x vs 1.9x at 10%, even at 20%),
+# attention from 10% (at 5% the completion of these small tables is underdetermined). Elsewhere levels.
+POINTS_FROM: dict[OpKind, float] = {OpKind.GEMM: 0.05, OpKind.ATTENTION_PREFILL: 0.10, OpKind.ATTENTION_DECODE: 0.10}
 
 
 @dataclass(frozen=True)
 class AutoConfig:
-    """Per op family, the sampler that measured better at this budget (see POINT_FAMILIES)."""
+    """Per op family, the sampler that measured better at this budget (see POINTS_FROM)."""
     max_fraction: float = 0.10
 
     def for_kind(self, kind: OpKind) -> PointConfig | AdaptiveConfig:
-        if kind in POINT_FAMILIES and _POINTS_FROM <= self.max_fraction <= SPARSE_FILL:
+        if kind in POINTS_FROM and POINTS_FROM[kind] <= self.max_fraction <= SPARSE_FILL:
             return PointConfig(max_fraction=self.max_fraction)
         return AdaptiveConfig(max_fraction=self.max_fraction)
 

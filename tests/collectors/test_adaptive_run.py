@@ -45,6 +45,7 @@ def test_auto_picks_the_sampler_that_measured_better_per_family():
     from collectors.adaptive_run import AutoConfig
 
     assert isinstance(AutoConfig(0.1).for_kind(OpKind.ATTENTION_DECODE), PointConfig)
-    assert isinstance(AutoConfig(0.1).for_kind(OpKind.GEMM), AdaptiveConfig)
+    assert isinstance(AutoConfig(0.1).for_kind(OpKind.GEMM), PointConfig)
+    assert isinstance(AutoConfig(0.1).for_kind(OpKind.MOE), AdaptiveConfig)   # never replayed: the old sampler
     assert isinstance(AutoConfig(0.05).for_kind(OpKind.ATTENTION_PREFILL), AdaptiveConfig)   # too sparse for points
     assert isinstance(AutoConfig(0.5).for_kind(OpKind.ATTENTION_PREFILL), AdaptiveConfig)    # beyond SPARSE_FILL
