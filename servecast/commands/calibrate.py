@@ -161,8 +161,10 @@ def fit_cmd(
 @app.command("validate")
 def validate_cmd(
     runs: Annotated[Path, typer.Argument(help=_RUNS_HELP)],
-    calibration: Annotated[Path, typer.Option(help="fitted calibration (directory or calibration.json); without "
-                                                   "it, the runs are cross-validated by fitting on the others")] = None,
+    calibration: Annotated[Path, typer.Option(help="fitted calibration (directory or calibration.json), or "
+                                                   "`stored`: the newest in the database's calibrations/ (the "
+                                                   "bundled database ships one); without it, the runs are "
+                                                   "cross-validated by fitting on the others")] = None,
     db: Annotated[Path, typer.Option(help="perfdb directory (default: the bundled database)")] = None,
     predictions: Annotated[Path, typer.Option(help="predictions CSV from `servecast estimate --from-runs`")] = None,
     base: Annotated[str, typer.Option(help="estimate | simulate (must match the calibration's)")] = "estimate",
@@ -179,11 +181,15 @@ def validate_cmd(
     Example: servecast calibrate validate heldout.parquet --calibration calibrations/<id> --db ./aicdb --max-error 25
 
     Example: servecast calibrate validate ../shared/data/e2e_train_silicon.csv --predictions pred.csv
+
+    Example: servecast calibrate validate my_runs.csv --calibration stored   (the bundled database's calibration)
     """
     from rich.console import Console
 
     from calibrate.validate import error_table, worst_median
 
+    if calibration is not None and str(calibration) == "stored":
+        calibration = _stored(db)   # before predicting: a missing one is a one-line error at once
     frame = _frame(runs, db, predictions, base, statistic)
     console = Console()
     if calibration is None:
@@ -211,6 +217,18 @@ def validate_cmd(
             console.print(f"[red]median |error| above {max_error}%:[/red] " +
                           ", ".join(f"{m} {v:.1f}%" for m, v in failed.items()))
             raise typer.Exit(1)
+
+
+def _stored(db: Path | None) -> Path:
+    """The calibrations/ folder of --db (or of the bundled database) for `--calibration stored`."""
+    from perfdb.errors import InputError
+    from perfdb.lookup import BUNDLED_ROOT
+
+    folder = (BUNDLED_ROOT if db is None else Path(db)) / "calibrations"
+    if not folder.is_dir():
+        raise InputError(f"--calibration stored: {folder} does not exist; fit one with `servecast calibrate fit "
+                         f"RUNS --out {folder}`")
+    return folder
 
 
 def _held_out(frame, calibration: Path, console):

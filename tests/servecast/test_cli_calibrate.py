@@ -101,3 +101,34 @@ def test_help_for_every_command():
     for cmd in ("ingest", "fit", "validate", "show"):
         res = runner.invoke(app, ["calibrate", cmd, "--help"])
         assert res.exit_code == 0 and "Example: servecast calibrate" in res.output
+
+
+TRAIN = Path(__file__).resolve().parents[3] / "shared" / "data" / "e2e_train_silicon.csv"
+
+
+@pytest.mark.skipif(not TRAIN.exists(), reason="../shared/data is not beside the checkout")
+def test_validate_against_the_bundled_calibration(tmp_path):
+    import json
+
+    import pandas as pd
+
+    rows = pd.read_csv(TRAIN)
+    rows = rows[rows["backend"] == "vllm"].head(40).copy()
+    rows["id"] = "renamed-" + rows["id"]      # runs the shipped calibration was not fitted on
+    path = tmp_path / "mine.csv"
+    rows.to_csv(path, index=False)
+    res = runner.invoke(app, ["calibrate", "validate", str(path), "--calibration", "stored", "--plot", "", "--json"])
+    assert res.exit_code == 0, res.output
+    table = json.loads(res.output)
+    after = [r for r in table if r["grouping"] == "all" and r["stage"] == "after" and r["metric"] == "tpot"]
+    assert after and after[0]["n"] > 30
+    # the same training rows under their own ids were fitted on: nothing is left to validate
+    rows["id"] = rows["id"].str.removeprefix("renamed-")
+    rows.to_csv(path, index=False)
+    res = runner.invoke(app, ["calibrate", "validate", str(path), "--calibration", "stored", "--plot", ""])
+    assert res.exit_code != 0 and "no held-out row" in str(res.exception)
+    from perfdb.storage import init_db
+
+    init_db(tmp_path / "db")     # a database without calibrations/
+    res = runner.invoke(app, ["calibrate", "validate", str(path), "--calibration", "stored", "--db", str(tmp_path / "db")])
+    assert res.exit_code != 0 and "calibrations does not exist" in str(res.exception)
