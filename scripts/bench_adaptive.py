@@ -2,15 +2,19 @@
 
 For each op family and categorical combination ("slice") of an imported AIConfigurator h200_sxm table
 (bf16/fp8/fp8_block GEMM, context and generation attention, TRT-LLM 1.3.0rc20): 20% of the points are
-held out; the dense baseline interpolates from all the others; the adaptive sampler
-(collectors/adaptive.py) picks points from the same pool, reading their latency from the table as if it
-had measured them. Both use the lookup's interpolator (perfdb.interp.GridInterp, utilisation space).
-Reported per family and budget (5/10/20% of the pool by default, each a separate sampler run): the
-fraction actually measured (the last round may overshoot), the mean (and median) relative error on the
-held-out points of the dense baseline, of adaptive and of a random subset of the same size, pooled over
-slices and seeds (3 held-out draws by default), and the per-seed ratio adaptive / dense.
+held out; they are excluded from the pool that every sample below draws from, and the samplers read
+the oracle's latency only for the points they ask for.
 
-    PYTHONPATH=. python3 scripts/bench_adaptive.py --aic /tmp/aic/pkg/aiconfigurator_core
+--sampler points (default), per family and budget (5/10/20% of the pool), pooled over slices and
+seeds: the dense pool through GridInterp (the lookup today) and through CompletionInterp
+(perfdb/scatter.py); the level sampler (collectors/adaptive.py) + GridInterp; the point sampler
+(collectors/adaptive_points.py, --scorer picks its error estimate) + CompletionInterp; a random
+subset of the same size + CompletionInterp. The point sampler runs once to the largest budget and
+each smaller budget is the prefix it had measured by then (its rounds do not depend on the budget).
+--sampler levels: the original table (level sampler + GridInterp vs a random subset + GridInterp).
+--oracle-bound: a level product chosen by peeking at the pool (a reference, not a sampler).
+
+    PYTHONPATH=. python3 scripts/bench_adaptive.py --db /tmp/aicdb     # or --aic <AIC package> to import
 """
 from __future__ import annotations
 
@@ -22,6 +26,16 @@ from pathlib import Path
 import numpy as np
 
 from collectors.adaptive import AdaptiveConfig, AdaptiveSampler, run_offline, util_predictor
+from collectors.adaptive_points import (
+    PointConfig,
+    PointSampler,
+    completion_predictor,
+    completion_scorer,
+    default_scorer,
+    roughness_scorer,
+    run_points_offline,
+    spacing_scorer,
+)
 from perfdb.family import key_fields, lookup_axes, make_case
 from perfdb.roofline import sol_ms
 from perfdb.specs import load_system
@@ -31,9 +45,9 @@ from perfdb.types import OpKind
 FAMILIES = (OpKind.GEMM, OpKind.ATTENTION_PREFILL, OpKind.ATTENTION_DECODE)
 
 
-def slices(db: Path, kind: OpKind, system: str, top: int, min_rows: int):
+def slices(db: Path, kind: OpKind, system: str, top: int, min_rows: int, backend: str = "trtllm"):
     """(combo, raw (n, d), latency (n,)) of the `top` largest categorical combinations."""
-    (key,) = [k for k in list_tables(db) if k.op == kind and k.system == system]
+    (key,) = [k for k in list_tables(db) if k.op == kind and k.system == system and k.backend.value == backend]
     t = read_table(db, key).to_pandas()
     cats, axes = list(key_fields(kind)), list(lookup_axes(kind))
     t = t[t.latency_ms > 0].groupby(cats + axes, as_index=False).latency_ms.median()
@@ -79,6 +93,74 @@ def evaluate_slice(kind, axes, combo, raw, lat, spec, rng, fractions, stride):
     return dense, out, len(pool_raw)
 
 
+def evaluate_points(kind, axes, combo, raw, lat, spec, rng, fractions, scorer_name="default"):
+    """The point sampler + CompletionInterp on the same held-out draw as evaluate_slice (same rng seed).
+
+    Returns (dense+completion errors, {fraction: (adaptive errors, random-subset errors, fraction used)}).
+    One sampler run to the largest budget; a smaller budget's sample is its prefix (the sampler's
+    rounds do not depend on the budget, and a run with the smaller budget cuts its last round to fit,
+    taking the first points of that round in the order asked), so each budget is what a separate run
+    would have measured.
+    """
+    def sol_fn(x):
+        return sol_ms(make_case(kind, combo, {a: x[:, j] for j, a in enumerate(axes)}), spec)
+
+    predict = completion_predictor(kind, tuple(axes), sol_fn)
+    held = rng.random(len(raw)) < 0.2
+    pool_raw, pool_lat, q_raw, q_lat = raw[~held], lat[~held], raw[held], lat[held]
+    dense = rel_err(predict(pool_raw, pool_lat, q_raw), q_lat)
+    asked: list[np.ndarray] = []
+    cfg = PointConfig(max_fraction=max(fractions))
+    levels = [np.unique(pool_raw[:, j]) for j in range(pool_raw.shape[1])]
+    scorer = {"default": lambda: default_scorer(kind, tuple(axes), sol_fn, pool_raw),
+              "spacing": lambda: spacing_scorer(levels),
+              "roughness": lambda: roughness_scorer(kind, tuple(axes), sol_fn, levels),
+              "disagreement": lambda: completion_scorer(kind, tuple(axes), sol_fn)}[scorer_name]()
+    run_points_offline(PointSampler(pool_raw, scorer, cfg),
+                       lambda idx: pool_lat[idx], on_round=lambda s, idx: asked.append(idx))
+    order = np.concatenate(asked)
+    out = {}
+    for f in fractions:
+        pick = order[:max(1, int(f * len(pool_raw)))]
+        adaptive = rel_err(predict(pool_raw[pick], pool_lat[pick], q_raw), q_lat)
+        rand = rng.choice(len(pool_raw), size=len(pick), replace=False)
+        out[f] = (adaptive, rel_err(predict(pool_raw[rand], pool_lat[rand], q_raw), q_lat), len(pick) / len(pool_raw))
+    return dense, out
+
+
+def points_table(db, args, spec, fractions, seeds) -> None:
+    """Adaptive points + CompletionInterp vs dense + GridInterp (the lookup today) and dense + completion."""
+    print("Mean (median) relative error on held-out points, pooled over slices and seeds. ratio = adaptive / "
+          "dense+GridInterp (per-seed in brackets); ratio c = adaptive / dense+completion.\n")
+    print("| family | budget | fraction used | dense, GridInterp | dense, completion | levels + GridInterp | "
+          "points + completion | ratio | per-seed ratio | ratio c | random + completion |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for kind in [OpKind(f) for f in args.families.split(",")]:
+        axes, groups = slices(db, kind, args.system, args.top, args.min_rows, args.backend)
+        t0 = time.time()
+        lv = {sd: [evaluate_slice(kind, axes, c, r, la, spec, np.random.default_rng([sd, i]), fractions, args.stride)
+                   for i, (c, r, la) in enumerate(groups)] for sd in seeds}
+        pt = {sd: [evaluate_points(kind, axes, c, r, la, spec, np.random.default_rng([sd, i]), fractions, args.scorer)
+                   for i, (c, r, la) in enumerate(groups)] for sd in seeds}
+        gi_seed = {sd: np.concatenate([r[0] for r in rs]) for sd, rs in lv.items()}
+        gi = np.concatenate(list(gi_seed.values()))
+        ci = np.concatenate([r[0] for rs in pt.values() for r in rs])
+        for f in fractions:
+            lev = np.concatenate([r[1][f][0] for rs in lv.values() for r in rs])
+            ad_seed = {sd: np.concatenate([r[1][f][0] for r in rs]) for sd, rs in pt.items()}
+            ad = np.concatenate(list(ad_seed.values()))
+            rnd = np.concatenate([r[1][f][1] for rs in pt.values() for r in rs])
+            used = np.mean([r[1][f][2] for rs in pt.values() for r in rs])
+            per_seed = ", ".join(f"{ad_seed[sd].mean() / gi_seed[sd].mean():.2f}" for sd in seeds)
+            print(f"| {kind.value} | {f:.0%} | {used:.1%} | {_mm(gi)} | {_mm(ci)} | {_mm(lev)} | {_mm(ad)} | "
+                  f"{ad.mean() / gi.mean():.2f}x | [{per_seed}] | {ad.mean() / ci.mean():.2f}x | {_mm(rnd)} |", flush=True)
+        print(f"<!-- {kind.value}: {len(groups)} slices, {time.time() - t0:.0f} s -->", flush=True)
+
+
+def _mm(err: np.ndarray) -> str:
+    return f"{err.mean():.2%} ({np.median(err):.2%})"
+
+
 def oracle_greedy(pool_raw, pool_lat, predict, fraction, rng, n_eval=3000):
     """Level product chosen greedily by the error on the pool itself: it PEEKS at latencies it did not
     measure, so it is an optimistic reference for any sampler that refines whole levels, not a sampler.
@@ -114,7 +196,7 @@ def oracle_greedy(pool_raw, pool_lat, predict, fraction, rng, n_eval=3000):
 def bound_table(db, args, spec, fractions, seeds) -> None:
     print("\n| family | budget | dense | oracle-greedy levels (peeks) | ratio |\n|---|---|---|---|---|")
     for kind in [OpKind(f) for f in args.families.split(",")]:
-        axes, groups = slices(db, kind, args.system, args.top, args.min_rows)
+        axes, groups = slices(db, kind, args.system, args.top, args.min_rows, args.backend)
         for f in fractions:
             dense, bound = [], []
             for sd in seeds:
@@ -143,6 +225,12 @@ def main() -> None:
     ap.add_argument("--stride", type=int, default=3, help="initial coarse grid: every stride-th value per axis")
     ap.add_argument("--oracle-bound", action="store_true",
                     help="instead: the error of a level product chosen greedily by peeking at the pool (a reference)")
+    ap.add_argument("--sampler", choices=("levels", "points"), default="points",
+                    help="levels: the level sampler + GridInterp only; points: also the point sampler + "
+                         "CompletionInterp (perfdb/scatter.py) and dense + completion")
+    ap.add_argument("--scorer", choices=("default", "spacing", "roughness", "disagreement"), default="default",
+                    help="--sampler points: the point sampler's expected-error estimate")
+    ap.add_argument("--backend", default="trtllm", help="which backend's tables are the oracle")
     ap.add_argument("--families", default=",".join(k.value for k in FAMILIES))
     args = ap.parse_args()
     db = args.db
@@ -157,12 +245,14 @@ def main() -> None:
     seeds = [int(x) for x in args.seeds.split(",")]
     if args.oracle_bound:
         return bound_table(db, args, spec, fractions, seeds)
+    if args.sampler == "points":
+        return points_table(db, args, spec, fractions, seeds)
     print("Mean (median) relative error on held-out points, pooled over slices and seeds; "
           "ratio = adaptive mean / dense mean; per-seed ratios in brackets.\n")
     print("| family | budget | fraction used | dense | adaptive | ratio | per-seed ratio | random subset |")
     print("|---|---|---|---|---|---|---|---|")
     for kind in [OpKind(f) for f in args.families.split(",")]:
-        axes, groups = slices(db, kind, args.system, args.top, args.min_rows)
+        axes, groups = slices(db, kind, args.system, args.top, args.min_rows, args.backend)
         t0 = time.time()
         runs = {sd: [evaluate_slice(kind, axes, combo, raw, lat, spec, np.random.default_rng([sd, i]), fractions,
                                     args.stride) for i, (combo, raw, lat) in enumerate(groups)] for sd in seeds}
