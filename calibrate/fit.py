@@ -2,13 +2,14 @@
 
 Per metric (TTFT = prefill phase, TPOT = decode phase), in log space, r = log(measured / predicted):
 1. Scope factors: the median of r over each scope, shrunk towards its parent scope's by the
-   deployments behind it. Scopes, widest first: all -> (mode) -> (backend, mode, model) ->
-   (system, backend, mode, model) -> (system, backend, version, mode, model); a run falls back to
-   the narrowest one the fit has, and the fit says so in its notes. The model sits in every scope
-   below the mode because the kernel-table biases the factors correct differ per model: a
-   (system, backend) factor learned on Llama and gpt-oss is a mix that makes a third model *worse*
-   than uncalibrated (leave-one-model-out, docs/bench/calibration.md), so an unseen model gets only
-   the per-mode factor and the residual model. A median, not a mean: a few broken runs cannot move a scope.
+   deployments behind it. Scopes, widest first: all -> (mode) -> (system, backend, mode, model) ->
+   (system, backend, version, mode, model); a run falls back to the narrowest one the fit has, and
+   the fit says so in its notes. What the factors correct is mostly how far one system's kernel
+   tables are from what an engine runs for one model's shapes, so a scope names both: a
+   (system, backend) factor learned on Llama and gpt-oss is a mix that made a third model *worse*
+   than uncalibrated, and a (backend, model) factor learned on other GPUs made an unseen system's
+   TPOT worse (leave one model / system out, docs/bench/calibration.md). A model or system the fit
+   never saw gets the per-mode factor only. A median, not a mean: a few broken runs cannot move a scope.
 2. A residual model on the load features of estimator.calibration.FEATURES (concurrency, ISL, OSL,
    the predictions themselves, GPUs per instance, agg/disagg) fitted to what the factors leave:
    small gradient-boosted trees (Huber loss, shallow, many rows per leaf) or a ridge line.
@@ -42,7 +43,7 @@ from perfdb.errors import InputError
 METRICS = ("ttft", "tpot")
 # frame columns, narrowest level first; each level nests in the next (one parent per group)
 SCOPE_LEVELS = (("system", "backend", "version", "mode", "model_key"), ("system", "backend", "mode", "model_key"),
-                ("backend", "mode", "model_key"), ("mode",), ())
+                ("mode",), ())
 SCOPE_FIELDS = dict(zip(SCOPE_LEVELS[0], ("system", "backend", "version", "mode", "model"), strict=True))  # -> Scope
 RESIDUAL_KINDS = ("gbm", "linear", "none")
 LOSSES = ("absolute_error", "huber", "squared_error")

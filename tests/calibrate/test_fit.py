@@ -72,7 +72,7 @@ def test_shrinkage_moves_a_thin_scope_part_way_from_its_parent():
     cal = fit_point(thin.reset_index(drop=True), opts, "estimate")
     own = cal.factor("tpot", "h200_sxm", "vllm", "1.0", "agg", "m")
     parent = cal.factor("tpot", "gb200", "sglang", "1.0", "agg", "m")     # unseen backend: the mode scope
-    assert own.n_deployments == 1 and own.scope.label() == "*/vllm/*/agg/m" and parent.scope.label() == "*/*/*/agg"
+    assert own.n_deployments == 1 and own.scope.label() == "h200_sxm/vllm/*/agg/m" and parent.scope.label() == "*/*/*/agg"
     # one deployment, shrink 1: half way from the parent's factor towards its own median (the truth,
     # noise-free); the narrower scopes hold the same deployment and add no factor of their own
     assert own.log_factor == pytest.approx(parent.log_factor + 0.5 * (math.log(1.5 ** 0.5) - parent.log_factor))
