@@ -34,10 +34,10 @@ from estimator.calibration import (
     IntervalQuantiles,
     Residual,
     Scope,
-    Trees,
     feature_matrix,
     model_key,
 )
+from estimator.trees import Trees
 from perfdb.errors import InputError
 
 METRICS = ("ttft", "tpot")
