@@ -271,7 +271,7 @@ def leave_one_out_logs(frame: pd.DataFrame, column: str, opts: FitOptions, base:
 
 
 def interval_quantiles(frame: pd.DataFrame, resid: dict[str, np.ndarray], coverage: float,
-                       seen_model: bool = True) -> tuple:
+                       seen: bool = True) -> tuple:
     """Quantiles of log(measured / calibrated) per metric, per mode with enough rows and overall."""
     lo_q, hi_q = (1 - coverage) / 2, (1 + coverage) / 2
     out = []
@@ -282,5 +282,5 @@ def interval_quantiles(frame: pd.DataFrame, resid: dict[str, np.ndarray], covera
                 continue
             r = resid[m][sel]
             out.append(IntervalQuantiles(m, mode, float(np.quantile(r, lo_q)), float(np.quantile(r, hi_q)),
-                                         coverage, int(sel.sum()), seen_model))
+                                         coverage, int(sel.sum()), seen))
     return tuple(out)

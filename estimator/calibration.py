@@ -138,7 +138,8 @@ class Residual:
 @dataclass(frozen=True)
 class IntervalQuantiles:
     """Quantiles of cross-validated log(measured / calibrated) for `metric` in `mode` ("*" = all).
-    `seen_model` False: from leave-one-model-out residuals, for models the fit never saw (wider)."""
+    `seen` False: from leave-one-model-out and leave-one-system-out residuals, for a (system, model)
+    pair the fit never saw (wider: such runs get the per-mode factor only)."""
 
     metric: str
     mode: str
@@ -146,7 +147,7 @@ class IntervalQuantiles:
     hi: float            # log quantile at (1 + coverage) / 2
     coverage: float
     n_rows: int
-    seen_model: bool = True
+    seen: bool = True
 
 
 @dataclass(frozen=True)
@@ -183,11 +184,19 @@ class Calibration:
         """model_keys some factor was fitted on."""
         return frozenset(f.scope.model for f in self.factors if f.scope.model != ANY)
 
-    def interval(self, metric: str, mode: str, model: str | None = None) -> IntervalQuantiles | None:
-        """The interval for `mode`; for a model (model_key) the fit never saw, the leave-one-model-out one
-        when the fit has it. model None: the seen-model interval."""
-        seen = model is None or model in self.models or not any(not q.seen_model for q in self.intervals)
-        pool = [q for q in self.intervals if q.metric == metric and q.seen_model == seen]
+    @cached_property
+    def pairs(self) -> frozenset[tuple[str, str]]:
+        """(system, model_key) pairs some factor was fitted on."""
+        return frozenset((f.scope.system, f.scope.model) for f in self.factors
+                         if f.scope.model != ANY and f.scope.system != ANY)
+
+    def interval(self, metric: str, mode: str, model: str | None = None,
+                 system: str | None = None) -> IntervalQuantiles | None:
+        """The interval for `mode`: for a (system, model_key) pair the fit never saw, the wider
+        leave-one-out one when the fit has it; model or system None: the seen one."""
+        seen = model is None or system is None or (system, model) in self.pairs or \
+            all(q.seen for q in self.intervals)
+        pool = [q for q in self.intervals if q.metric == metric and q.seen == seen]
         exact = [q for q in pool if q.mode == mode]
         wide = [q for q in pool if q.mode == ANY]
         return (exact or wide or [None])[0]
@@ -357,7 +366,7 @@ def calibrate_estimate(estimate, calibration: Calibration, context: CalibrationC
             float(np.exp(calibration.correct_log(metric, key, x))[0])
         value = np.asarray(pred, dtype=np.float64) * corr
         out[metric] = value.item() if scalar else value
-        q = calibration.interval(metric, context.mode, context.model)
+        q = calibration.interval(metric, context.mode, context.model, context.system)
         intervals[metric] = None if q is None else Interval(lo=out[metric] * math.exp(q.lo),
                                                             hi=out[metric] * math.exp(q.hi), coverage=q.coverage)
     ttft, tpot = out["ttft"], out["tpot"]

@@ -76,20 +76,20 @@ def _scope(points: PointTable, rows: np.ndarray, cal: Calibration, ctx, osl: int
     cols["ttft_ms"][rows], cols["tpot_ms"][rows], cols["request_latency_ms"][rows] = ttft, tpot, latency
     cols["source"][rows] = Source.CALIBRATED.code
     for metric, value in (("ttft", ttft), ("tpot", tpot)):
-        q = cal.interval(metric, ctx.mode, ctx.model)
+        q = cal.interval(metric, ctx.mode, ctx.model, ctx.system)
         if q is not None:
             bounds[f"{metric}_lo_ms"][rows] = value * math.exp(q.lo)
             bounds[f"{metric}_hi_ms"][rows] = value * math.exp(q.hi)
 
 
 def interval(cal: Calibration | None, mode: Mode, ttft_ms: float, tpot_ms: float,
-             model: str | None = None) -> PointInterval | None:
-    """The prediction intervals of one (calibrated) candidate of `model` (HF id or path; wider when the
-    calibration never saw the model), or None without a calibration."""
+             model: str | None = None, system: str | None = None) -> PointInterval | None:
+    """The prediction intervals of one (calibrated) candidate of `model` (HF id or path) on `system`
+    (wider when the calibration never saw that pair), or None without a calibration."""
     if cal is None:
         return None
     key = model_key(model) if model else None
-    qt, qp = cal.interval("ttft", mode.value, key), cal.interval("tpot", mode.value, key)
+    qt, qp = cal.interval("ttft", mode.value, key, system), cal.interval("tpot", mode.value, key, system)
     if qt is None or qp is None:
         return None
     return PointInterval((ttft_ms * math.exp(qt.lo), ttft_ms * math.exp(qt.hi)),

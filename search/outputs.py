@@ -60,7 +60,7 @@ def write_artifacts(result: PlanResult, save_dir: Path) -> dict:
 def calibrated_fields(result: PlanResult, c: Candidate) -> dict:
     """calibration_id and the prediction intervals of a calibrated candidate ({} when uncalibrated)."""
     cal = result.calibrations.get(c.backend)
-    iv = interval(cal, c.mode, c.metrics.ttft_ms, c.metrics.tpot_ms, result.model.name)
+    iv = interval(cal, c.mode, c.metrics.ttft_ms, c.metrics.tpot_ms, result.model.name, result.system.name)
     if cal is None:
         return {}
     out = {"calibration_id": cal.id}

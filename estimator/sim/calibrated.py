@@ -69,7 +69,7 @@ def calibrate_sweep(results: list[SimResult], in_flight: list[float | None], cal
     for i in range(len(results)):
         iv = {}
         for m in ("ttft", "tpot"):
-            q = cal.interval(m, mode, ctx.model)
+            q = cal.interval(m, mode, ctx.model, ctx.system)
             v = float(out[m][i])
             iv[m] = None if q is None else Interval(v * math.exp(q.lo), v * math.exp(q.hi), q.coverage)
         points.append(CalibratedPoint(stat, float(out["ttft"][i]), float(out["tpot"][i]), float(ttft[i]),

@@ -139,12 +139,13 @@ def fit_cmd(
     tr = result.calibration.training
     console.print(f"80% intervals cover {tr['ttft_interval_coverage_cv']:.1%} (TTFT) and "
                   f"{tr['tpot_interval_coverage_cv']:.1%} (TPOT) of held-out rows (nested CV)")
-    if "ttft_after_leave_one_model_out" in tr:
-        lomo = {m: tr[f"{m}_after_leave_one_model_out"]["median_abs_pct"] for m in ("ttft", "tpot")}
-        before = {m: tr[f"{m}_before"]["median_abs_pct"] for m in ("ttft", "tpot")}
-        console.print(f"on a model it never saw (leave-one-model-out): median |error| TTFT {lomo['ttft']:.1f}% "
-                      f"(uncalibrated {before['ttft']:.1f}%), TPOT {lomo['tpot']:.1f}% ({before['tpot']:.1f}%); "
-                      "such models get the per-mode factor only, with wider intervals")
+    before = {m: tr[f"{m}_before"]["median_abs_pct"] for m in ("ttft", "tpot")}
+    for what, key in (("model", "leave_one_model_out"), ("system", "leave_one_system_out")):
+        if f"ttft_after_{key}" in tr:
+            got = {m: tr[f"{m}_after_{key}"]["median_abs_pct"] for m in ("ttft", "tpot")}
+            console.print(f"on a {what} it never saw ({key.replace('_', '-')}): median |error| TTFT "
+                          f"{got['ttft']:.1f}% (uncalibrated {before['ttft']:.1f}%), TPOT {got['tpot']:.1f}% "
+                          f"({before['tpot']:.1f}%); such runs get the per-mode factor only, with wider intervals")
     notes = result.calibration.notes
     if notes:
         console.print(f"{len(notes)} scope fallbacks, e.g.: " + "; ".join(notes[:3]))

@@ -243,7 +243,7 @@ def _request(a: dict):
 
 
 # ---- rendering -------------------------------------------------------------------------------------
-def _row(table, rank: int, c, sim=None, cals=None, model: str | None = None) -> None:
+def _row(table, rank: int, c, sim=None, cals=None, model: tuple[str, str] | None = None) -> None:
     m = c.metrics
     cells = [str(rank), c.backend.value, c.label(), str(c.gpus_used), f"{m.ttft_ms:.0f}", f"{m.tpot_ms:.2f}",
              f"{m.tokens_per_s_per_gpu:.1f}", f"{m.tokens_per_s_per_user:.1f}", f"{m.concurrency:.0f}",
@@ -256,11 +256,11 @@ def _row(table, rank: int, c, sim=None, cals=None, model: str | None = None) -> 
     table.add_row(*cells)
 
 
-def _interval_text(c, cals, model: str | None) -> str:
+def _interval_text(c, cals, model: tuple[str, str] | None) -> str:
     """'500-610 / 12.1-15.3': the calibrated TTFT and TPOT prediction intervals (ms) of a candidate."""
     from search.calibrated import interval
 
-    iv = interval(cals.get(c.backend), c.mode, c.metrics.ttft_ms, c.metrics.tpot_ms, model)
+    iv = interval(cals.get(c.backend), c.mode, c.metrics.ttft_ms, c.metrics.tpot_ms, *(model or (None, None)))
     if iv is None:
         return "-"
     return f"{iv.ttft_ms[0]:,.0f}-{iv.ttft_ms[1]:,.0f} / {iv.tpot_ms[0]:.2f}-{iv.tpot_ms[1]:.2f}"
@@ -279,7 +279,7 @@ def _batch(c) -> str:
     return f"P{c.prefill.max_batch} / D{c.decode.max_batch}"
 
 
-def _table(title: str, cands, sims, cals=None, model: str | None = None):
+def _table(title: str, cands, sims, cals=None, model: tuple[str, str] | None = None):
     from rich.table import Table
 
     t = Table(title=title, title_justify="left", header_style="bold")
@@ -320,13 +320,13 @@ def render(result, sims, save_dir, written) -> None:
     for mode, cands in result.top.items():
         if cands:
             con.print(_table(f"{mode.value}: top {len(cands)} meeting the targets", cands, sims, cals,
-                             result.model.name))
+                             (result.model.name, result.system.name)))
         else:
             con.print(f"{mode.value}: no configuration meets the targets")
     if len(req.backends) > 1:
         ranked = sorted(result.per_backend.values(), key=lambda c: -c.metrics.tokens_per_s_per_gpu)
         if ranked:
-            con.print(_table("best per backend", ranked, sims, cals, result.model.name))
+            con.print(_table("best per backend", ranked, sims, cals, (result.model.name, result.system.name)))
         missing = [b.value for b in req.backends if b not in result.per_backend]
         if missing:
             con.print(f"no configuration meets the targets with: {', '.join(missing)}")
@@ -356,6 +356,6 @@ def _render_miss(con, result) -> None:
     if d.closest_rows:
         closest = [result.points.candidate(r) for r in d.closest_rows]
         con.print(_table("closest points (none meets the targets)", closest, None, result.calibrations,
-                         result.model.name))
+                         (result.model.name, result.system.name)))
         modes = {MODES[int(result.points['mode'][r])].value for r in d.closest_rows}
         con.print(f"relax --{d.binding.value}, add GPUs, or try another backend ({', '.join(sorted(modes))} shown)")

@@ -120,5 +120,7 @@ def test_unseen_model_gets_mode_factor_no_residual_and_wider_interval():
     mode_factor = cal.factor("ttft", *key, "gamma-9b")
     assert mode_factor.scope.label() == "*/*/*/agg" and unseen[0] == pytest.approx(mode_factor.log_factor)
     assert seen[0] != pytest.approx(unseen[0])
-    wide, narrow = cal.interval("ttft", "agg", "gamma-9b"), cal.interval("ttft", "agg", "alpha-7b")
-    assert not wide.seen_model and narrow.seen_model
+    wide, narrow = cal.interval("ttft", "agg", "gamma-9b", "h200_sxm"), cal.interval("ttft", "agg", "alpha-7b", "h200_sxm")
+    assert not wide.seen and narrow.seen
+    assert not cal.interval("ttft", "agg", "alpha-7b", "b300_sxm").seen        # a system it never saw
+    assert "ttft_after_leave_one_system_out" in cal.training and "loso_tpot" in res.rows
