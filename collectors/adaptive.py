@@ -35,19 +35,20 @@ class AdaptiveConfig:
     levels_per_round: int = 2
 
 
-class AdaptiveSampler:
-    """Ask/tell sampler over `candidates` (n, d) raw axis values; see the module docstring."""
+class AskTell:
+    """What every sampler over `candidates` (n, d raw axis values) shares: the level grid each candidate
+    sits on, what was measured, the budget (`cfg.max_fraction`, a ceiling) and the stop rule (`stopped`,
+    or the best remaining error estimate below `cfg.target_error`)."""
 
-    def __init__(self, candidates: np.ndarray, predict: Predictor, config: AdaptiveConfig = AdaptiveConfig()):
+    def __init__(self, candidates: np.ndarray, config):
         self.raw = np.asarray(candidates, dtype=np.float64)
-        self.predict, self.cfg = predict, config
+        self.cfg = config
         n, d = self.raw.shape
         self.levels = [np.unique(self.raw[:, j]) for j in range(d)]
         self.pos = np.stack([np.searchsorted(self.levels[j], self.raw[:, j]) for j in range(d)], axis=1)
-        self.chosen = [np.zeros(len(lv), bool) for lv in self.levels]
         self.measured = np.zeros(n, bool)
         self.value = np.full(n, np.nan)
-        self.best_gap_error = np.inf
+        self.best_error = np.inf   # the sampler's estimate of the largest error left
         self.stopped = False
 
     @property
@@ -58,7 +59,22 @@ class AdaptiveSampler:
     def done(self) -> bool:
         if self.stopped or self.measured.sum() >= self.budget:
             return True
-        return self.cfg.target_error is not None and self.best_gap_error <= self.cfg.target_error
+        return self.cfg.target_error is not None and self.best_error <= self.cfg.target_error
+
+    def tell(self, idx: np.ndarray, latency: np.ndarray) -> None:
+        idx, latency = np.asarray(idx, np.int64), np.asarray(latency, np.float64)
+        ok = np.isfinite(latency) & (latency > 0)
+        self.measured[idx] = True  # a failed point is not asked again; it just has no value
+        self.value[idx[ok]] = latency[ok]
+
+
+class AdaptiveSampler(AskTell):
+    """Level sampler over `candidates` (n, d) raw axis values; see the module docstring."""
+
+    def __init__(self, candidates: np.ndarray, predict: Predictor, config: AdaptiveConfig = AdaptiveConfig()):
+        super().__init__(candidates, config)
+        self.predict = predict
+        self.chosen = [np.zeros(len(lv), bool) for lv in self.levels]
 
     def _in_product(self) -> np.ndarray:
         keep = np.ones(len(self.raw), bool)
@@ -81,12 +97,6 @@ class AdaptiveSampler:
         if new.size == 0:
             self.stopped = True  # every gap is closed
         return new
-
-    def tell(self, idx: np.ndarray, latency: np.ndarray) -> None:
-        idx, latency = np.asarray(idx, np.int64), np.asarray(latency, np.float64)
-        ok = np.isfinite(latency) & (latency > 0)
-        self.measured[idx] = True  # a failed point is not asked again; it just has no value
-        self.value[idx[ok]] = latency[ok]
 
     def level_errors(self, j: int) -> np.ndarray:
         """Leave-one-level-out error of each chosen level of axis j (NaN at the ends)."""
@@ -126,7 +136,7 @@ class AdaptiveSampler:
             self.stopped = True
             return
         gaps.sort(key=lambda g: -g[0])
-        self.best_gap_error = gaps[0][0]
+        self.best_error = gaps[0][0]
         room = self.budget - int(self.measured.sum())
         taken = 0
         for score, j, mid, slab in gaps:

@@ -26,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from collectors.adaptive import AskTell
+
 # scores(measured_raw (n, d), measured_latency (n,), candidate_raw (q, d)) -> expected error (q,)
 Scorer = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
@@ -41,29 +43,13 @@ class PointConfig:
     seed: int = 0
 
 
-class PointSampler:
-    """Ask/tell sampler over `candidates` (n, d) raw axis values; see the module docstring."""
+class PointSampler(AskTell):
+    """Point sampler over `candidates` (n, d) raw axis values; see the module docstring."""
 
     def __init__(self, candidates: np.ndarray, score: Scorer, config: PointConfig = PointConfig()):
-        self.raw = np.asarray(candidates, dtype=np.float64)
-        self.score, self.cfg = score, config
-        self.levels = [np.unique(self.raw[:, j]) for j in range(self.raw.shape[1])]
-        self.pos = np.stack([np.searchsorted(v, self.raw[:, j]) for j, v in enumerate(self.levels)], axis=1)
-        self.measured = np.zeros(len(self.raw), bool)
-        self.value = np.full(len(self.raw), np.nan)
+        super().__init__(candidates, config)
+        self.score = score
         self.rng = np.random.default_rng(config.seed)
-        self.best_error = np.inf
-        self.stopped = False
-
-    @property
-    def budget(self) -> int:
-        return max(1, int(self.cfg.max_fraction * len(self.raw)))
-
-    @property
-    def done(self) -> bool:
-        if self.stopped or self.measured.sum() >= self.budget:
-            return True
-        return self.cfg.target_error is not None and self.best_error <= self.cfg.target_error
 
     def ask(self) -> np.ndarray:
         """Indices of the candidates to measure next (empty when done)."""
@@ -75,12 +61,6 @@ class PointSampler:
         if pick.size == 0:
             self.stopped = True
         return pick
-
-    def tell(self, idx: np.ndarray, latency: np.ndarray) -> None:
-        idx, latency = np.asarray(idx, np.int64), np.asarray(latency, np.float64)
-        ok = np.isfinite(latency) & (latency > 0)
-        self.measured[idx] = True  # a failed point is not asked again; it just has no value
-        self.value[idx[ok]] = latency[ok]
 
     def _nearest(self, target_pos: np.ndarray) -> np.ndarray:
         """The candidate nearest (in level steps) to each wanted level combination (holes, OOM)."""
