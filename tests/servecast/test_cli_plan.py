@@ -42,6 +42,18 @@ def test_plan_prints_both_modes_the_winner_and_the_point_count(planned):
     assert "winner:" in result.stdout and "evaluated" in result.stdout and "points" in result.stdout
 
 
+def test_default_plan_is_calibrated_by_the_bundled_database(planned):
+    """No --db: the bundled database's shipped calibration corrects every point, the winner meets the
+    targets on the calibrated numbers, and says which calibration with its interval."""
+    result, out = planned
+    assert "calibrated: TTFT/TPOT of every point corrected by calibration" in result.stdout
+    winner = json.loads((out / "plan.json").read_text())["winner"]
+    lo, hi = winner["calibrated"]["ttft_interval_ms"]
+    assert winner["calibrated"]["calibration_id"] and lo < winner["metrics"]["ttft_ms"] < hi
+    raw = _run(BASE + ["--ttft", "600", "--tpot", "16.67", "--top-n", "2", "--calibration", "none"])
+    assert raw.returncode == 0 and "calibrated:" not in raw.stdout
+
+
 def test_plan_writes_points_png_summary_and_artifacts(planned):
     result, out = planned
     table = pq.read_table(out / "points.parquet")
