@@ -279,20 +279,24 @@ def show_cmd(
     tr = cal.training
     console.print(f"calibration {cal.id} ({directory}); base: {cal.base}, statistic: {cal.statistic}; "
                   f"{tr.get('rows')} rows from {tr.get('deployments')} deployments")
-    t = Table("metric", "scope (system/backend/version/mode)", "factor", "rows", "deployments", title="scope factors")
+    t = Table("metric", "scope (system/backend/version/mode/model)", "factor", "rows", "deployments",
+              title="scope factors")
     for f in sorted(cal.factors, key=lambda f: (f.metric, f.scope.width, f.scope.label())):
         t.add_row(f.metric, f.scope.label(), f"x{math.exp(f.log_factor):.3f}", str(f.n_rows), str(f.n_deployments))
     console.print(t)
-    q = Table("metric", "mode", "coverage", "low", "high", "rows", title="prediction intervals (x calibrated)")
+    q = Table("metric", "mode", "for", "coverage", "low", "high", "rows", title="prediction intervals (x calibrated)")
     for i in cal.intervals:
-        q.add_row(i.metric, i.mode, f"{i.coverage:.0%}", f"x{math.exp(i.lo):.3f}", f"x{math.exp(i.hi):.3f}",
-                  str(i.n_rows))
+        q.add_row(i.metric, i.mode, "fitted system+model" if i.seen else "unseen system or model", f"{i.coverage:.0%}",
+                  f"x{math.exp(i.lo):.3f}", f"x{math.exp(i.hi):.3f}", str(i.n_rows))
     console.print(q)
     for m in ("ttft", "tpot"):
         b, a = tr.get(f"{m}_before"), tr.get(f"{m}_after_cv")
         if b and a:
             console.print(f"{m}: median |error| {b['median_abs_pct']:.1f}% uncalibrated -> {a['median_abs_pct']:.1f}% "
                           f"calibrated (cross-validated); interval coverage {tr.get(f'{m}_interval_coverage_cv', 0):.1%}")
+        for what, key in (("model", "leave_one_model_out"), ("system", "leave_one_system_out")):
+            if f"{m}_after_{key}" in tr:
+                console.print(f"{m}: on a {what} it never saw {tr[f'{m}_after_{key}']['median_abs_pct']:.1f}%")
     for n in cal.notes[:20]:
         console.print(f"  note: {n}")
     if len(cal.notes) > 20:

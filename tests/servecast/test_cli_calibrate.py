@@ -132,3 +132,12 @@ def test_validate_against_the_bundled_calibration(tmp_path):
     init_db(tmp_path / "db")     # a database without calibrations/
     res = runner.invoke(app, ["calibrate", "validate", str(path), "--calibration", "stored", "--db", str(tmp_path / "db")])
     assert res.exit_code != 0 and "calibrations does not exist" in str(res.exception)
+
+
+def test_show_the_bundled_calibration():
+    from perfdb.lookup import BUNDLED_ROOT
+
+    res = runner.invoke(app, ["calibrate", "show", str(BUNDLED_ROOT / "calibrations")])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "scope factors" in text and "unseen system or model" in text and "on a model it never saw" in text
