@@ -265,8 +265,14 @@ def predict_runs(rows: list[RunRow], db: PerfDB) -> list[Prediction]:
 
 
 def write_predictions(preds: list[Prediction], path: Path) -> None:
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "pred_ttft_ms", "pred_tpot_ms", "pred_tokens_per_s_per_gpu", "status"])
-        for p in preds:
-            w.writerow([p.id, f"{p.ttft_ms:.6g}", f"{p.tpot_ms:.6g}", f"{p.tokens_per_s_per_gpu:.6g}", p.status])
+    """The predictions CSV, written atomically (a temporary file beside it, then renamed)."""
+    import io
+
+    from perfdb.storage import atomic_write_bytes
+
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["id", "pred_ttft_ms", "pred_tpot_ms", "pred_tokens_per_s_per_gpu", "status"])
+    for p in preds:
+        w.writerow([p.id, f"{p.ttft_ms:.6g}", f"{p.tpot_ms:.6g}", f"{p.tokens_per_s_per_gpu:.6g}", p.status])
+    atomic_write_bytes(Path(path), buf.getvalue().encode())

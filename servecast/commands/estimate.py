@@ -115,7 +115,8 @@ def _calibrate(a: dict, est, database, version: str | None):
     return calibrate_estimate(est, cal, ctx)
 
 
-def _from_runs(runs: Path, out: Path, db) -> None:
+def _from_runs(runs: Path, out: Path, db, calibration, db_given: bool) -> None:
+    from estimator.calibration import calibration_flag, resolve
     from estimator.runs import predict_runs, read_runs, write_predictions
 
     start = time.perf_counter()
@@ -123,8 +124,33 @@ def _from_runs(runs: Path, out: Path, db) -> None:
     preds = predict_runs(rows, db)
     write_predictions(preds, out)
     ok = sum(p.status == "ok" for p in preds)
+    explicit, stored = calibration_flag(calibration)
+    cal = resolve(explicit, db.root if db_given else None, "", "", base="estimate", stored=stored)
+    note = ""
+    if cal is not None:
+        from perfdb.errors import DataError
+
+        try:
+            _add_calibrated(runs, out, cal)
+            note = f"; calibrated columns from calibration {cal.id}"
+        except DataError as exc:   # the raw predictions stand; say why the calibrated columns do not
+            note = f"; no calibrated columns ({exc})"
     typer.echo(f"{len(preds)} rows, {ok} predicted ({100 * ok / max(len(preds), 1):.1f}%), "
-               f"{time.perf_counter() - start:.1f} s -> {out}")
+               f"{time.perf_counter() - start:.1f} s -> {out}{note}")
+
+
+def _add_calibrated(runs: Path, out: Path, cal) -> None:
+    """Append cal_ttft_ms, cal_tpot_ms, their 80% intervals and the calibration id to the predictions CSV
+    (pred_* stay the raw estimates: `calibrate fit --predictions` fits on those)."""
+    import pandas as pd
+
+    from calibrate.ingest import read_results
+    from calibrate.predict import calibrated_columns, from_predictions_file
+    from perfdb.storage import atomic_write_bytes
+
+    frame = from_predictions_file(read_results([runs], None), out)
+    table = pd.read_csv(out).merge(calibrated_columns(frame, cal), on="id", how="left")
+    atomic_write_bytes(out, table.to_csv(index=False, float_format="%.6g", na_rep="nan").encode())
 
 
 HELP = (f"Estimate TTFT, TPOT and throughput of one deployment, or predict every "
@@ -173,7 +199,8 @@ def register(app: typer.Typer) -> None:
         db: Annotated[Path | None, typer.Option(help="perfdb directory (default: the bundled database)")] = None,
         calibration: Annotated[Path | None, typer.Option(help="calibration directory from `servecast calibrate fit` "
                                "(default: the newest in <db>/calibrations/; the bundled database ships one; `none`: "
-                               "uncalibrated): prints calibrated TTFT/TPOT with 80% intervals")] = None,
+                               "uncalibrated): prints calibrated TTFT/TPOT with 80% intervals; with --from-runs, adds "
+                               "cal_* and interval columns beside the raw pred_* ones")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
         breakdown: Annotated[bool, typer.Option(help="time per op with its source, memory per category")] = False,
         from_runs: Annotated[Path | None, typer.Option(help="CSV of measured runs (format of e2e_train_silicon.csv)")] = None,
@@ -186,7 +213,7 @@ def register(app: typer.Typer) -> None:
         if from_runs is not None:
             if out is None:
                 raise InputError("--from-runs needs --out FILE")
-            _from_runs(from_runs, out, database)
+            _from_runs(from_runs, out, database, calibration, db is not None)
             return
         if not model or not system:
             raise InputError("--model and --system are required (or --from-runs)")

@@ -75,6 +75,33 @@ def test_cli_from_runs(table, tmp_path, tiny_db):
     assert out.is_file()
 
 
+def test_cli_from_runs_on_the_bundled_database_adds_calibrated_columns(table, tmp_path):
+    """No --db: the bundled database's calibration adds cal_* and interval columns; pred_* stay raw (the
+    input of `calibrate fit --predictions`); --calibration none leaves the plain format."""
+    from typer.testing import CliRunner
+
+    from servecast.cli import app
+
+    out, raw = tmp_path / "pred.csv", tmp_path / "raw.csv"
+    res = CliRunner().invoke(app, ["estimate", "--from-runs", str(table), "--out", str(out)])
+    assert res.exit_code == 0 and "no calibrated columns" in res.output and "unknown backend 'mystery'" in res.output
+    assert list(csv.DictReader(out.open()))[0]["pred_ttft_ms"]          # the raw predictions are written
+    table.write_text(table.read_text().replace(",mystery,", ",trtllm,"))
+    res = CliRunner().invoke(app, ["estimate", "--from-runs", str(table), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "calibrated columns from calibration" in res.output
+    res = CliRunner().invoke(app, ["estimate", "--from-runs", str(table), "--out", str(raw), "--calibration", "none"])
+    assert res.exit_code == 0, res.output
+    cal, plain = list(csv.DictReader(out.open())), list(csv.DictReader(raw.open()))
+    assert list(plain[0]) == ["id", "pred_ttft_ms", "pred_tpot_ms", "pred_tokens_per_s_per_gpu", "status"]
+    assert {"cal_ttft_ms", "cal_tpot_ms", "ttft_lo_ms", "ttft_hi_ms", "tpot_lo_ms", "tpot_hi_ms"} <= set(cal[0])
+    for c, p in zip(cal, plain, strict=True):
+        assert c["pred_ttft_ms"] == p["pred_ttft_ms"]
+        if c["status"] == "ok" and c["cal_tpot_ms"] != "nan":
+            assert float(c["tpot_lo_ms"]) < float(c["cal_tpot_ms"]) < float(c["tpot_hi_ms"])
+    assert any(c["cal_tpot_ms"] != "nan" for c in cal)
+
+
 def test_cli_single_and_errors(tiny_db):
     root = Path(__file__).resolve().parents[2]
     ok = subprocess.run([sys.executable, "-m", "servecast.cli", "estimate", "--model", "Qwen/Qwen3-8B", "--system", "h200_sxm",
