@@ -20,7 +20,7 @@ from estimator.engine import EngineConfig
 from estimator.estimate import Estimate, WorkerSpec, estimate, estimate_disagg
 from estimator.models import AttentionKind, load_model
 from estimator.parallel import ParallelConfig
-from estimator.workload import Workload
+from estimator.workload import BENCH_REQUESTS_PER_CONCURRENCY, Workload
 from perfdb.errors import DataError, ServecastError
 from perfdb.lookup import PerfDB
 from perfdb.specs import load_system
@@ -123,8 +123,6 @@ def read_runs(path: Path) -> list[RunRow]:
         raise DataError(f"cannot read run table {path}: {exc}") from None
 
 
-# The run tables come from InferenceX-style sweeps: each run sends 10 x concurrency requests.
-BENCH_REQUESTS_PER_CONCURRENCY = 10
 
 # Requests per decode worker assumed when a disaggregated row gives no worker count (the run tables
 # record only total concurrency). Fitted on e2e_train_silicon.csv disagg rows.

@@ -3,6 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The closed-loop benchmark servecast predicts: a fixed-length client sends this many requests per
+# request in flight (the InferenceX sweeps behind the training runs, and the `aiperf profile
+# --request-count` every plan writes). Its mean TTFT carries the opening burst and, with fixed output
+# lengths, the waves that come back together; plan and estimate predict that benchmark, so that what
+# they print is what the written aiperf command measures, and the calibration fitted on such runs
+# corrects the same quantity.
+BENCH_REQUESTS_PER_CONCURRENCY = 10
+
 
 @dataclass(frozen=True)
 class Workload:
@@ -14,3 +22,8 @@ class Workload:
     # `concurrency` requests at once, so the run's mean TTFT includes that first burst's prefill queue,
     # weighted by concurrency / num_requests (InferenceX runs 10 x concurrency requests).
     num_requests: int | None = None
+
+    @staticmethod
+    def benchmark(isl, osl, prefix=0, concurrency=1) -> "Workload":
+        """The load of the closed-loop benchmark (BENCH_REQUESTS_PER_CONCURRENCY requests per one in flight)."""
+        return Workload(isl, osl, prefix, concurrency, num_requests=concurrency * BENCH_REQUESTS_PER_CONCURRENCY)

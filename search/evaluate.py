@@ -120,7 +120,7 @@ def _agg_block(ctx: Context, p: ParallelConfig, tokens: int | None) -> PointTabl
     if not len(b):
         ctx.memory_reasons.append(f"{p.label()}: KV cache cannot hold one request of {ctx.isl + ctx.osl} tokens")
         return None
-    r = agg_metrics(sm, Workload(ctx.isl, ctx.osl, ctx.prefix, b))
+    r = agg_metrics(sm, Workload.benchmark(ctx.isl, ctx.osl, ctx.prefix, b))
     replicas = ctx.budget // p.num_gpus
     used = replicas * p.num_gpus
     return PointTable.block(

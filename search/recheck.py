@@ -30,7 +30,7 @@ def recheck(c: Candidate, ctx: Context, sla: Sla, agg_too: bool = False) -> Cand
     if c.mode == Mode.AGG:
         w = c.decode
         est = estimate(ctx.model, ctx.system, w.parallel, _engine(ctx, w.max_num_tokens),
-                       Workload(ctx.isl, ctx.osl, ctx.prefix, w.max_batch), ctx.view)
+                       Workload.benchmark(ctx.isl, ctx.osl, ctx.prefix, w.max_batch), ctx.view)
         used = w.workers * w.parallel.num_gpus
         scale, conc = used / c.total_gpus, est.concurrency * w.workers
     else:
@@ -38,7 +38,7 @@ def recheck(c: Candidate, ctx: Context, sla: Sla, agg_too: bool = False) -> Cand
         est = estimate_disagg(ctx.model, ctx.system,
                               WorkerSpec(p.parallel, _engine(ctx, p.max_num_tokens), p.workers, p.max_batch),
                               WorkerSpec(d.parallel, _engine(ctx, None), d.workers, None),
-                              Workload(ctx.isl, ctx.osl, ctx.prefix, d.max_batch), ctx.view)
+                              Workload.benchmark(ctx.isl, ctx.osl, ctx.prefix, d.max_batch), ctx.view)
         group = p.workers * p.parallel.num_gpus + d.workers * d.parallel.num_gpus
         scale, conc = group * c.replicas / c.total_gpus, est.concurrency * d.workers * c.replicas
     if not bool(est.feasible):

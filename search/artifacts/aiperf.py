@@ -3,12 +3,15 @@
 Closed loop at the predicted concurrency (`--concurrency`), synthetic prompts of the planned
 length (a shared prefix of `prefix` tokens through `--prefix-prompt-length`), fixed output length
 (`--output-tokens-mean` with zero spread and `ignore_eos` so every request really produces OSL
-tokens). The artifact directory is what `servecast calibrate` reads back.
+tokens), BENCH_REQUESTS_PER_CONCURRENCY requests per one in flight: the benchmark plan's numbers
+predict. The artifact directory is what `servecast calibrate` reads back.
 Flag names: ai-dynamo/aiperf, aiperf/common/config/*.py (see tests/search/test_artifacts_engines.py).
 """
 from __future__ import annotations
 
 import math
+
+from estimator.workload import BENCH_REQUESTS_PER_CONCURRENCY
 
 
 def aiperf_command(model: str, url: str, concurrency: float, isl: int, osl: int, prefix: int,
@@ -26,7 +29,7 @@ def aiperf_command(model: str, url: str, concurrency: float, isl: int, osl: int,
         "--output-tokens-mean", str(osl),
         "--output-tokens-stddev", "0",
         "--extra-inputs", "ignore_eos:true",
-        "--request-count", str(max(10 * n, 100)),
+        "--request-count", str(max(BENCH_REQUESTS_PER_CONCURRENCY * n, 100)),
         "--warmup-request-count", str(n),
         "--artifact-dir", artifact_dir,
     ]

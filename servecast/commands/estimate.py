@@ -237,7 +237,8 @@ def _single(a: dict, database) -> None:
     backend = parse_enum(Backend, a["backend"], "backend")
     view = database.view(system.name, backend, a["version"])
     engine = EngineConfig(backend, a["version"], spec_tokens=a["spec_tokens"], spec_acceptance=a["spec_acceptance"])
-    load = Workload(isl=a["isl"], osl=a["osl"], prefix=a["prefix"], concurrency=a["concurrency"])
+    # the closed-loop benchmark (estimator.workload): what the aiperf command of a plan measures
+    load = Workload.benchmark(a["isl"], a["osl"], a["prefix"], a["concurrency"])
     if a["mode"] == "agg":
         est = estimate(model, system, _parallel(a["tp"], a["pp"], a["dp"], a["moe_tp"], a["moe_ep"]), engine, load, view)
     elif a["mode"] == "disagg":

@@ -80,7 +80,7 @@ def test_composition_matches_estimate_disagg_point_by_point():
                               WorkerSpec(pp, EngineConfig(Backend.TRTLLM, max_num_tokens=16384),
                                          int(pts["p_workers"][r]), int(pts["p_batch"][r])),
                               WorkerSpec(dp, EngineConfig(Backend.TRTLLM), int(pts["d_workers"][r]), None),
-                              Workload(4000, 500, 0, int(pts["d_batch"][r])), view)
+                              Workload.benchmark(4000, 500, 0, int(pts["d_batch"][r])), view)
         assert np.isclose(est.ttft_ms, pts["ttft_ms"][r], rtol=1e-6)
         assert np.isclose(est.tpot_ms, pts["tpot_ms"][r], rtol=1e-9)
         group = int(pts["gpus_used"][r]) // int(pts["replicas"][r])
