@@ -149,7 +149,8 @@ def _add_calibrated(runs: Path, out: Path, cal) -> None:
     from perfdb.storage import atomic_write_bytes
 
     frame = from_predictions_file(read_results([runs], None), out)
-    table = pd.read_csv(out).merge(calibrated_columns(frame, cal), on="id", how="left")
+    extra = calibrated_columns(frame, cal).drop_duplicates("id")   # a repeated id must not repeat rows
+    table = pd.read_csv(out).merge(extra, on="id", how="left")
     atomic_write_bytes(out, table.to_csv(index=False, float_format="%.6g", na_rep="nan").encode())
 
 
