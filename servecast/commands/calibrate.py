@@ -136,16 +136,7 @@ def fit_cmd(
     table = error_table(result.rows, {m: (f"measured_{m}", f"pred_{m}", f"cv_{m}") for m in ("ttft", "tpot")})
     console.print(_error_rich_table(table[table["grouping"].isin(["all", "mode"])],
                                     f"{folds}-fold CV grouped by deployment: before vs after"))
-    tr = result.calibration.training
-    console.print(f"80% intervals cover {tr['ttft_interval_coverage_cv']:.1%} (TTFT) and "
-                  f"{tr['tpot_interval_coverage_cv']:.1%} (TPOT) of held-out rows (nested CV)")
-    before = {m: tr[f"{m}_before"]["median_abs_pct"] for m in ("ttft", "tpot")}
-    for what, key in (("model", "leave_one_model_out"), ("system", "leave_one_system_out")):
-        if f"ttft_after_{key}" in tr:
-            got = {m: tr[f"{m}_after_{key}"]["median_abs_pct"] for m in ("ttft", "tpot")}
-            console.print(f"on a {what} it never saw ({key.replace('_', '-')}): median |error| TTFT "
-                          f"{got['ttft']:.1f}% (uncalibrated {before['ttft']:.1f}%), TPOT {got['tpot']:.1f}% "
-                          f"({before['tpot']:.1f}%); such runs get the per-mode factor only, with wider intervals")
+    _print_held_out(console, result.calibration.training)
     notes = result.calibration.notes
     if notes:
         console.print(f"{len(notes)} scope fallbacks, e.g.: " + "; ".join(notes[:3]))
@@ -157,6 +148,19 @@ def fit_cmd(
 
         predicted_vs_measured(result.rows, "cv_", Path(plot), f"calibration {result.calibration.id} (cross-validated)")
     console.print(f"calibration {result.calibration.id} -> {path}")
+
+
+def _print_held_out(console, tr: dict) -> None:
+    """Interval coverage and the leave-one-model/system-out errors of a fit's training summary."""
+    console.print(f"80% intervals cover {tr['ttft_interval_coverage_cv']:.1%} (TTFT) and "
+                  f"{tr['tpot_interval_coverage_cv']:.1%} (TPOT) of held-out rows (nested CV)")
+    before = {m: tr[f"{m}_before"]["median_abs_pct"] for m in ("ttft", "tpot")}
+    for what, key in (("model", "leave_one_model_out"), ("system", "leave_one_system_out")):
+        if f"ttft_after_{key}" in tr:
+            got = {m: tr[f"{m}_after_{key}"]["median_abs_pct"] for m in ("ttft", "tpot")}
+            console.print(f"on a {what} it never saw ({key.replace('_', '-')}): median |error| TTFT "
+                          f"{got['ttft']:.1f}% (uncalibrated {before['ttft']:.1f}%), TPOT {got['tpot']:.1f}% "
+                          f"({before['tpot']:.1f}%); such runs get the per-mode factor only, with wider intervals")
 
 
 @app.command("validate")
