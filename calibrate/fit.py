@@ -72,6 +72,9 @@ class FitOptions:
     min_leaf: int = 25
     seed: int = 0
     inner_folds: int = 3         # nested CV that checks the intervals' coverage honestly
+    # metrics whose per-mode factor corrects an unseen (system, model) pair (Calibration.unseen_factor);
+    # None: `train` decides from the leave-one-model-out / leave-one-system-out errors
+    unseen_factor: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.residual not in RESIDUAL_KINDS:
@@ -193,11 +196,7 @@ def scope_keys(frame: pd.DataFrame) -> list[tuple[str, ...]]:
 
 
 def factor_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.ndarray:
-    out = np.zeros(len(frame))
-    for i, key in enumerate(scope_keys(frame)):
-        f = cal.factor(metric, *key)
-        out[i] = f.log_factor if f else 0.0
-    return out
+    return np.array([cal.factor_log(metric, key) for key in scope_keys(frame)], dtype=np.float64)
 
 
 def corrected_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.ndarray:
@@ -223,7 +222,10 @@ def fit_point(frame: pd.DataFrame, opts: FitOptions, base: str, intervals=()) ->
         res = fit_residual(x, log_ratio(frame, metric) - factor_logs(partial, frame, metric), metric, opts)
         if res is not None:
             residuals.append(replace(res, models=tuple(sorted(frame["model_key"].unique()))))
-    return Calibration(tuple(factors), tuple(residuals), tuple(intervals), base=base, notes=tuple(notes))
+    fitted = tuple(sorted(set(zip(frame["system"].astype(str), frame["model_key"].astype(str), strict=True))))
+    return Calibration(tuple(factors), tuple(residuals), tuple(intervals), base=base, notes=tuple(notes),
+                       unseen_factor=METRICS if opts.unseen_factor is None else tuple(opts.unseen_factor),
+                       fitted=fitted)
 
 
 def fold_ids(frame: pd.DataFrame, folds: int, seed: int) -> np.ndarray:
@@ -255,19 +257,24 @@ def cv_logs(frame: pd.DataFrame, opts: FitOptions, base: str) -> dict[str, np.nd
     return out
 
 
-def leave_one_out_logs(frame: pd.DataFrame, column: str, opts: FitOptions, base: str) -> dict[str, np.ndarray] | None:
+def leave_one_out_logs(frame: pd.DataFrame, column: str, opts: FitOptions, base: str,
+                       factor_part: bool = False):
     """Leave-one-group-out log(calibrated / predicted) by `column` (model_key: as a model the calibration
-    never saw would be corrected; system: an unseen GPU system). None with fewer than two groups."""
+    never saw would be corrected; system: an unseen GPU system). None with fewer than two groups. With
+    `factor_part`, (total, factor) pairs of dicts: the part of each correction that is the scope factor."""
     keys = frame[column].astype(str).to_numpy()
     if len(set(keys)) < 2:
         return None
     out = {m: np.zeros(len(frame)) for m in METRICS}
+    part = {m: np.zeros(len(frame)) for m in METRICS}
     for key in sorted(set(keys)):
         held = keys == key
         cal = fit_point(frame[~held].reset_index(drop=True), opts, base)
+        test = frame[held].reset_index(drop=True)
         for m in METRICS:
-            out[m][held] = corrected_logs(cal, frame[held].reset_index(drop=True), m)
-    return out
+            out[m][held] = corrected_logs(cal, test, m)
+            part[m][held] = factor_logs(cal, test, m)
+    return (out, part) if factor_part else out
 
 
 def interval_quantiles(frame: pd.DataFrame, resid: dict[str, np.ndarray], coverage: float,

@@ -53,6 +53,12 @@ def train(frame: pd.DataFrame, opts: FitOptions, base: str) -> FitResult:
     if data.empty:
         reasons = excluded["status"].value_counts().head(3).to_dict() if len(excluded) else {}
         raise InputError(f"no run could be predicted and measured; reasons: {reasons or 'no rows'}")
+    rows = data.copy()
+    served = unseen(data, opts, base)
+    for tag, by_metric in served.logs.items():
+        for m, logs in by_metric.items():
+            rows[f"{tag}_{m}"] = rows[f"pred_{m}"] * np.exp(logs)
+    opts = replace(opts, unseen_factor=served.transfer if opts.unseen_factor is None else opts.unseen_factor)
     folds = fold_ids(data, opts.folds, opts.seed)
     cv = {m: np.zeros(len(data)) for m in METRICS}
     covered = {m: np.zeros(len(data), dtype=bool) for m in METRICS}
@@ -65,37 +71,51 @@ def train(frame: pd.DataFrame, opts: FitOptions, base: str) -> FitResult:
             c = corrected_logs(cal_k, te, m)
             cv[m][folds == k] = c
             covered[m][folds == k] = _covered(q_k, te, m, log_ratio(te, m) - c)
-    rows = data.copy()
     rows["fold"] = folds
     for m in METRICS:
         rows[f"cv_{m}"] = rows[f"pred_{m}"] * np.exp(cv[m])
         rows[f"covered_{m}"] = covered[m]
     intervals = interval_quantiles(data, {m: log_ratio(data, m) - cv[m] for m in METRICS}, opts.coverage)
-    intervals += _unseen_intervals(data, rows, opts, base)
-    cal = fit_point(data, opts, base, intervals)
+    cal = fit_point(data, opts, base, intervals + served.intervals)
     fold_errors = _fold_errors(rows)
     training = _summary(rows, excluded, opts)
     return FitResult(replace(cal, training=training), rows, excluded, fold_errors)
 
 
-def _unseen_intervals(data: pd.DataFrame, rows: pd.DataFrame, opts: FitOptions, base: str) -> tuple:
-    """Intervals for a (system, model) pair the fit never saw, from the leave-one-model-out and
-    leave-one-system-out residuals together (such a run gets the per-mode factor only, and the
-    cross-validated intervals cover just 63-74% of them); the leave-one-out predictions go into `rows`."""
-    resid = {m: [] for m in METRICS}
-    frames = []
+@dataclass(frozen=True)
+class Unseen:
+    """How a (system, model) pair the fit never saw is served (see `unseen`)."""
+
+    intervals: tuple                 # IntervalQuantiles with seen=False
+    transfer: tuple[str, ...]        # metrics whose per-mode factor applies to such pairs
+    logs: dict                       # "lomo" / "loso" -> metric -> log(calibrated / predicted) per row
+
+
+def unseen(data: pd.DataFrame, opts: FitOptions, base: str) -> Unseen:
+    """From the leave-one-model-out and leave-one-system-out predictions together: per metric, whether
+    the per-mode factor helps a pair the fit never saw (kept only if it lowers their median |error|: on
+    the training runs it does for TPOT, not for TTFT, whose mix of models does not transfer), and wider
+    intervals from their residuals (the cross-validated ones cover just 63-74% of such rows)."""
+    opts = replace(opts, unseen_factor=METRICS)
+    parts = {}
     for column, tag in (("model_key", "lomo"), ("system", "loso")):
-        logs = leave_one_out_logs(data, column, opts, base)
-        if logs is None:
-            continue
-        frames.append(data)
-        for m in METRICS:
-            rows[f"{tag}_{m}"] = rows[f"pred_{m}"] * np.exp(logs[m])
-            resid[m].append(log_ratio(data, m) - logs[m])
-    if not frames:
-        return ()
-    both = pd.concat(frames, ignore_index=True)
-    return interval_quantiles(both, {m: np.concatenate(resid[m]) for m in METRICS}, opts.coverage, seen=False)
+        got = leave_one_out_logs(data, column, opts, base, factor_part=True)
+        if got is not None:
+            parts[tag] = got
+    if not parts:
+        return Unseen((), METRICS, {})
+    transfer, resid, logs = [], {}, {tag: {} for tag in parts}
+    for m in METRICS:
+        r = np.concatenate([log_ratio(data, m)] * len(parts))
+        total = np.concatenate([parts[t][0][m] for t in parts])
+        factor = np.concatenate([parts[t][1][m] for t in parts])
+        keep = np.median(np.abs(np.exp(total - r) - 1)) <= np.median(np.abs(np.exp(total - factor - r) - 1))
+        transfer += [m] if keep else []
+        resid[m] = r - (total if keep else total - factor)
+        for tag in parts:
+            logs[tag][m] = parts[tag][0][m] - (0.0 if keep else parts[tag][1][m])
+    both = pd.concat([data] * len(parts), ignore_index=True)
+    return Unseen(interval_quantiles(both, resid, opts.coverage, seen=False), tuple(transfer), logs)
 
 
 def _fold_errors(rows: pd.DataFrame) -> pd.DataFrame:

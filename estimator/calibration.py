@@ -159,6 +159,10 @@ class Calibration:
     statistic: str = "mean"          # the client statistic fitted (mean TTFT/TPOT)
     notes: tuple[str, ...] = ()      # fallbacks and caveats, in words
     training: dict = field(default_factory=dict)   # summary: rows, deployments, source files, CV errors
+    # metrics whose per-mode factor also corrects a (system, model) pair the fit never saw; the fit keeps
+    # it only where its leave-one-model-out and leave-one-system-out residuals say it helps there
+    unseen_factor: tuple[str, ...] = ("ttft", "tpot")
+    fitted: tuple[tuple[str, str], ...] = ()   # (system, model_key) pairs of the training rows
 
     @cached_property
     def id(self) -> str:
@@ -181,32 +185,41 @@ class Calibration:
 
     @cached_property
     def models(self) -> frozenset[str]:
-        """model_keys some factor was fitted on."""
-        return frozenset(f.scope.model for f in self.factors if f.scope.model != ANY)
+        """model_keys of the training rows."""
+        return frozenset(m for _, m in self.fitted)
 
     @cached_property
-    def pairs(self) -> frozenset[tuple[str, str]]:
-        """(system, model_key) pairs some factor was fitted on."""
-        return frozenset((f.scope.system, f.scope.model) for f in self.factors
-                         if f.scope.model != ANY and f.scope.system != ANY)
+    def _fitted(self) -> frozenset[tuple[str, str]]:
+        return frozenset(self.fitted)
 
     def interval(self, metric: str, mode: str, model: str | None = None,
                  system: str | None = None) -> IntervalQuantiles | None:
         """The interval for `mode`: for a (system, model_key) pair the fit never saw, the wider
         leave-one-out one when the fit has it; model or system None: the seen one."""
-        seen = model is None or system is None or (system, model) in self.pairs or \
-            all(q.seen for q in self.intervals)
+        seen = model is None or system is None or self.seen(system, model) or all(q.seen for q in self.intervals)
         pool = [q for q in self.intervals if q.metric == metric and q.seen == seen]
         exact = [q for q in pool if q.mode == mode]
         wide = [q for q in pool if q.mode == ANY]
         return (exact or wide or [None])[0]
 
+    def seen(self, system: str, model: str) -> bool:
+        """Whether the training rows had the (system, model_key) pair (no pairs recorded: always)."""
+        return not self.fitted or (system, model) in self._fitted
+
+    def factor_log(self, metric: str, scope: tuple[str, ...]) -> float:
+        """The scope factor (log) a key gets: the narrowest matching one, except that an unseen (system,
+        model) pair gets none for a metric not in `unseen_factor`."""
+        model = scope[4] if len(scope) > 4 else ""
+        if metric not in self.unseen_factor and not self.seen(scope[0], model):
+            return 0.0
+        f = self.factor(metric, *scope)
+        return f.log_factor if f else 0.0
+
     def correct_log(self, metric: str, scope: tuple[str, ...], x: np.ndarray) -> np.ndarray:
         """log(corrected / predicted) for rows `x` (feature_matrix) of one scope key
         (system, backend, version, mode, model)."""
-        f = self.factor(metric, *scope)
         r = self.residual(metric)
-        out = np.full(x.shape[0], f.log_factor if f else 0.0)
+        out = np.full(x.shape[0], self.factor_log(metric, scope))
         model = scope[4] if len(scope) > 4 else ""
         return out + (r.predict(x) if r is not None and r.applies_to(model) else 0.0)
 
@@ -231,7 +244,8 @@ class Calibration:
                               for f in d["factors"]),
                 residuals=tuple(_residual(r) for r in d["residuals"]),
                 intervals=tuple(IntervalQuantiles(**q) for q in d["intervals"]),
-                base=d["base"], statistic=d["statistic"], notes=tuple(d["notes"]), training=d["training"])
+                base=d["base"], statistic=d["statistic"], notes=tuple(d["notes"]), training=d["training"],
+                unseen_factor=tuple(d["unseen_factor"]), fitted=tuple(tuple(p) for p in d["fitted"]))
         except (KeyError, TypeError) as exc:
             raise DataError(f"{where}: calibration lacks or mistypes a field ({exc})") from None
         if d.get("id") != cal.id:

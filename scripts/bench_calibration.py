@@ -21,9 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibrate.fit import METRICS, FitOptions, cv_logs, leave_one_out_logs, log_ratio, usable  # noqa: E402
+from calibrate.fit import METRICS, FitOptions, cv_logs, log_ratio, usable  # noqa: E402
 from calibrate.ingest import read_results  # noqa: E402
 from calibrate.predict import from_predictions_file  # noqa: E402
+from calibrate.train import unseen  # noqa: E402
 
 
 def medians(frame, logs) -> dict[str, tuple[float, float, float]]:
@@ -43,13 +44,15 @@ def main() -> int:
     args = ap.parse_args()
     frame = usable(from_predictions_file(read_results([args.runs], None), args.predictions))
     frame = frame[np.isfinite(frame["concurrency"])].reset_index(drop=True)
-    opts = replace(FitOptions(), residual=args.residual)
+    served = unseen(frame, replace(FitOptions(), residual=args.residual), "estimate")   # as `calibrate fit` decides
+    opts = replace(FitOptions(), residual=args.residual, unseen_factor=served.transfer)
     rows = {"uncalibrated": {m: np.zeros(len(frame)) for m in METRICS},
             "deployment 5-fold": cv_logs(frame, opts, "estimate"),
-            "leave one model out": leave_one_out_logs(frame, "model_key", opts, "estimate"),
-            "leave one system out": leave_one_out_logs(frame, "system", opts, "estimate")}
+            "leave one model out": served.logs["lomo"],
+            "leave one system out": served.logs["loso"]}
     print(f"{len(frame)} rows, {frame['deployment_key'].nunique()} deployments, "
           f"{frame['model_key'].nunique()} models, {frame['system'].nunique()} systems; median |error| %")
+    print(f"per-mode factor applied to unseen (system, model) pairs for: {', '.join(served.transfer) or 'none'}")
     print("| protocol | TTFT | TTFT agg | TTFT disagg | TPOT | TPOT agg | TPOT disagg |")
     print("|---|---|---|---|---|---|---|")
     for name, logs in rows.items():

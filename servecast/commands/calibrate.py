@@ -136,7 +136,7 @@ def fit_cmd(
     table = error_table(result.rows, {m: (f"measured_{m}", f"pred_{m}", f"cv_{m}") for m in ("ttft", "tpot")})
     console.print(_error_rich_table(table[table["grouping"].isin(["all", "mode"])],
                                     f"{folds}-fold CV grouped by deployment: before vs after"))
-    _print_held_out(console, result.calibration.training)
+    _print_held_out(console, result.calibration.training, result.calibration.unseen_factor)
     notes = result.calibration.notes
     if notes:
         console.print(f"{len(notes)} scope fallbacks, e.g.: " + "; ".join(notes[:3]))
@@ -150,7 +150,7 @@ def fit_cmd(
     console.print(f"calibration {result.calibration.id} -> {path}")
 
 
-def _print_held_out(console, tr: dict) -> None:
+def _print_held_out(console, tr: dict, transfer: tuple[str, ...]) -> None:
     """Interval coverage and the leave-one-model/system-out errors of a fit's training summary."""
     console.print(f"80% intervals cover {tr['ttft_interval_coverage_cv']:.1%} (TTFT) and "
                   f"{tr['tpot_interval_coverage_cv']:.1%} (TPOT) of held-out rows (nested CV)")
@@ -160,7 +160,10 @@ def _print_held_out(console, tr: dict) -> None:
             got = {m: tr[f"{m}_after_{key}"]["median_abs_pct"] for m in ("ttft", "tpot")}
             console.print(f"on a {what} it never saw ({key.replace('_', '-')}): median |error| TTFT "
                           f"{got['ttft']:.1f}% (uncalibrated {before['ttft']:.1f}%), TPOT {got['tpot']:.1f}% "
-                          f"({before['tpot']:.1f}%); such runs get the per-mode factor only, with wider intervals")
+                          f"({before['tpot']:.1f}%)")
+    if any(f"ttft_after_{k}" in tr for k in ("leave_one_model_out", "leave_one_system_out")):
+        console.print(f"an unseen (system, model) pair gets the per-mode factor for {', '.join(transfer) or 'no metric'}"
+                      " (where it helped held out), no residual trees for an unseen model, and wider intervals")
 
 
 @app.command("validate")
