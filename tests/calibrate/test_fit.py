@@ -118,8 +118,14 @@ def test_unseen_model_gets_mode_factor_no_residual_and_wider_interval():
     key = ("h200_sxm", "vllm", "1.0", "agg")
     seen, unseen = cal.correct_log("ttft", (*key, "alpha-7b"), x), cal.correct_log("ttft", (*key, "gamma-9b"), x)
     mode_factor = cal.factor("ttft", *key, "gamma-9b")
-    assert mode_factor.scope.label() == "*/*/*/agg" and unseen[0] == pytest.approx(mode_factor.log_factor)
+    assert mode_factor.scope.label() == "*/*/*/agg"
+    # the per-mode factor reaches an unseen pair only for metrics where it helped them held out
+    expected = mode_factor.log_factor if "ttft" in cal.unseen_factor else 0.0
+    assert set(cal.unseen_factor) <= {"ttft", "tpot"} and unseen[0] == pytest.approx(expected)
     assert seen[0] != pytest.approx(unseen[0])
+    assert set(cal.fitted) == {(s, m) for s in ("h200_sxm", "b200_sxm") for m in ("alpha-7b", "beta-7b")}
+    forced = train(f, FitOptions(residual="none", unseen_factor=(), **FAST), "estimate").calibration
+    assert forced.unseen_factor == () and forced.correct_log("tpot", (*key, "gamma-9b"), x)[0] == 0.0
     wide, narrow = cal.interval("ttft", "agg", "gamma-9b", "h200_sxm"), cal.interval("ttft", "agg", "alpha-7b", "h200_sxm")
     assert not wide.seen and narrow.seen
     assert not cal.interval("ttft", "agg", "alpha-7b", "b300_sxm").seen        # a system it never saw
