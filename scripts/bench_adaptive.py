@@ -68,19 +68,26 @@ def mape(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(rel_err(pred, true)))
 
 
+def _setup(make_predictor, kind, axes, combo, raw, lat, spec, rng):
+    """The slice's predictor, its roofline function, the held-out split (20% drawn from `rng`, excluded
+    from the pool both the dense baseline and the samplers draw from) and the dense baseline's errors."""
+    def sol_fn(x):
+        return sol_ms(make_case(kind, combo, {a: x[:, j] for j, a in enumerate(axes)}), spec)
+
+    predict = make_predictor(kind, tuple(axes), sol_fn)
+    held = rng.random(len(raw)) < 0.2
+    split = raw[~held], lat[~held], raw[held], lat[held]
+    return predict, sol_fn, split, rel_err(predict(split[0], split[1], split[2]), split[3])
+
+
 def evaluate_slice(kind, axes, combo, raw, lat, spec, rng, fractions, stride):
     """Per budget fraction: (dense errors, adaptive errors, random-subset errors, fraction used) on held-out points.
 
     The held-out 20% are drawn once per (seed, slice) and excluded from the pool that both the dense
     baseline and the sampler draw from; the sampler reads latencies only of points it asked for.
     """
-    def sol_fn(x):
-        return sol_ms(make_case(kind, combo, {a: x[:, j] for j, a in enumerate(axes)}), spec)
-
-    predict = util_predictor(kind, tuple(axes), sol_fn)
-    held = rng.random(len(raw)) < 0.2
-    pool_raw, pool_lat, q_raw, q_lat = raw[~held], lat[~held], raw[held], lat[held]
-    dense = rel_err(predict(pool_raw, pool_lat, q_raw), q_lat)
+    predict, sol_fn, (pool_raw, pool_lat, q_raw, q_lat), dense = _setup(util_predictor, kind, axes, combo, raw, lat,
+                                                                        spec, rng)
     out = {}
     for f in fractions:
         cfg = AdaptiveConfig(initial_stride=stride, max_fraction=f)
@@ -102,13 +109,8 @@ def evaluate_points(kind, axes, combo, raw, lat, spec, rng, fractions, scorer_na
     taking the first points of that round in the order asked), so each budget is what a separate run
     would have measured.
     """
-    def sol_fn(x):
-        return sol_ms(make_case(kind, combo, {a: x[:, j] for j, a in enumerate(axes)}), spec)
-
-    predict = completion_predictor(kind, tuple(axes), sol_fn)
-    held = rng.random(len(raw)) < 0.2
-    pool_raw, pool_lat, q_raw, q_lat = raw[~held], lat[~held], raw[held], lat[held]
-    dense = rel_err(predict(pool_raw, pool_lat, q_raw), q_lat)
+    predict, sol_fn, (pool_raw, pool_lat, q_raw, q_lat), dense = _setup(completion_predictor, kind, axes, combo, raw,
+                                                                        lat, spec, rng)
     asked: list[np.ndarray] = []
     cfg = PointConfig(max_fraction=max(fractions))
     levels = [np.unique(pool_raw[:, j]) for j in range(pool_raw.shape[1])]
