@@ -120,12 +120,12 @@ def _from_runs(runs: Path, out: Path, db, calibration, db_given: bool) -> None:
     from estimator.runs import predict_runs, read_runs, write_predictions
 
     start = time.perf_counter()
+    explicit, stored = calibration_flag(calibration)   # a bad --calibration fails before anything is written
+    cal = resolve(explicit, db.root if db_given else None, "", "", base="estimate", stored=stored)
     rows = read_runs(runs)
     preds = predict_runs(rows, db)
     write_predictions(preds, out)
     ok = sum(p.status == "ok" for p in preds)
-    explicit, stored = calibration_flag(calibration)
-    cal = resolve(explicit, db.root if db_given else None, "", "", base="estimate", stored=stored)
     note = ""
     if cal is not None:
         from perfdb.errors import DataError
