@@ -14,7 +14,8 @@ import shutil
 from pathlib import Path
 
 from calibrate.train import FitResult
-from estimator.calibration import ARTIFACT_FILE, Calibration, load, save
+from estimator.calibration import ARTIFACT_FILE, Calibration
+from estimator.calibration_files import load, save
 
 
 def write(result: FitResult, out: Path) -> Path:

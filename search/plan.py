@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from estimator.calibration import resolve
+from estimator.calibration_files import resolve
 from estimator.models import load_model
 from estimator.models.spec import ModelSpec
 from perfdb.errors import InfeasibleError

@@ -97,7 +97,8 @@ def _render_calibrated(console, est, cal) -> None:
 
 def _calibrate(a: dict, est, database, version: str | None):
     """The CalibratedEstimate for --calibration DIR (or one stored in --db), else None."""
-    from estimator.calibration import calibrate_estimate, calibration_flag, context_for, resolve
+    from estimator.calibration import calibrate_estimate, context_for
+    from estimator.calibration_files import calibration_flag, resolve
 
     if not est.feasible:
         return None
@@ -116,7 +117,7 @@ def _calibrate(a: dict, est, database, version: str | None):
 
 
 def _from_runs(runs: Path, out: Path, db, calibration, db_given: bool) -> None:
-    from estimator.calibration import calibration_flag, resolve
+    from estimator.calibration_files import calibration_flag, resolve
     from estimator.runs import predict_runs, read_runs, write_predictions
 
     start = time.perf_counter()

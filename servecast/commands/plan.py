@@ -221,7 +221,7 @@ class _Background:
 
 
 def _request(a: dict):
-    from estimator.calibration import calibration_flag
+    from estimator.calibration_files import calibration_flag
     from perfdb.errors import InputError
     from perfdb.types import Backend, Dtype, parse_enum
     from search.types import Mode, PlanRequest, Sla

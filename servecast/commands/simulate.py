@@ -177,7 +177,7 @@ def _records_path(base: Path, label: str, x: float, many: bool) -> Path:
 
 
 def _run(a: dict) -> None:
-    from estimator.calibration import calibration_flag, resolve
+    from estimator.calibration_files import calibration_flag, resolve
     from estimator.engine import EngineConfig
     from estimator.sim import build_steps, simulate
     from estimator.sim.calibrated import BASE as SIM_BASE

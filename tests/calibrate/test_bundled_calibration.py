@@ -16,7 +16,8 @@ import yaml
 
 from calibrate.ingest import read_results
 from calibrate.predict import Base, predict
-from estimator.calibration import ARTIFACT_FILE, load, model_key
+from estimator.calibration import ARTIFACT_FILE, model_key
+from estimator.calibration_files import load
 from perfdb.lookup import BUNDLED_ROOT, PerfDB
 
 TRAIN = Path(__file__).resolve().parents[3] / "shared" / "data" / "e2e_train_silicon.csv"

@@ -16,10 +16,8 @@ from estimator.calibration import (
     Scope,
     apply,
     calibrate_estimate,
-    find,
-    load,
-    save,
 )
+from estimator.calibration_files import find, load, save
 from estimator.estimate import Estimate
 from estimator.memory import MemoryReport
 from perfdb.errors import DataError
@@ -85,7 +83,7 @@ def test_context_for_unstated_version_skips_the_unknown_version_scope():
 
 
 def test_resolve_explicit_then_database_then_none(tmp_path):
-    from estimator.calibration import resolve
+    from estimator.calibration_files import resolve
 
     save(CAL, tmp_path / "explicit")
     assert resolve(tmp_path / "explicit", None, "h200_sxm", "vllm") == CAL
@@ -100,7 +98,7 @@ def test_resolve_explicit_then_database_then_none(tmp_path):
 
 
 def test_calibration_flag_none_disables_stored():
-    from estimator.calibration import calibration_flag
+    from estimator.calibration_files import calibration_flag
 
     assert calibration_flag(None) == (None, True)
     assert calibration_flag("NONE") == (None, False)

@@ -7,7 +7,8 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from estimator.calibration import ANY, Calibration, Factor, IntervalQuantiles, Scope, save
+from estimator.calibration import ANY, Calibration, Factor, IntervalQuantiles, Scope
+from estimator.calibration_files import save
 from servecast.cli import app
 
 runner = CliRunner()

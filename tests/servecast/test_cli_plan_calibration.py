@@ -18,7 +18,7 @@ import yaml
 from fixtures.calfit import fit
 from typer.testing import CliRunner
 
-from estimator.calibration import load, save
+from estimator.calibration_files import load, save
 from servecast.cli import app
 
 TTFT, TPOT = 800.0, 25.0
