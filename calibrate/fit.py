@@ -196,7 +196,9 @@ def scope_keys(frame: pd.DataFrame) -> list[tuple[str, ...]]:
 
 
 def factor_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.ndarray:
-    return np.array([cal.factor_log(metric, key) for key in scope_keys(frame)], dtype=np.float64)
+    keys = scope_keys(frame)
+    per_key = {k: cal.factor_log(metric, k) for k in dict.fromkeys(keys)}   # a few hundred keys, not every row
+    return np.array([per_key[k] for k in keys], dtype=np.float64)
 
 
 def corrected_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.ndarray:
