@@ -82,11 +82,17 @@ def predict(runs: list[MeasuredRun], db: PerfDB, base: Base = Base.ESTIMATE,
         preds = [s.prediction(statistic.value) for s in simulate_runs(todo, db)]
     else:
         preds = predict_runs(todo, db)
+    return attach_predictions(frame, preds)
+
+
+def attach_predictions(frame: pd.DataFrame, preds) -> pd.DataFrame:
+    """`base_frame` + pred_ttft/pred_tpot/status from estimator Predictions (by run id), for its usable rows."""
     by_id = {p.id: p for p in preds}
-    frame["pred_ttft"] = [by_id[i].ttft_ms if i in by_id else math.nan for i in frame["run_id"]]
-    frame["pred_tpot"] = [by_id[i].tpot_ms if i in by_id else math.nan for i in frame["run_id"]]
-    frame["status"] = [by_id[i].status if i in by_id else s for i, s in zip(frame["run_id"], frame["status"],
-                                                                              strict=True)]
+    hits = [by_id[i] if s == "ok" and i in by_id else None for i, s in zip(frame["run_id"], frame["status"],
+                                                                                 strict=True)]
+    frame["pred_ttft"] = [p.ttft_ms if p else math.nan for p in hits]
+    frame["pred_tpot"] = [p.tpot_ms if p else math.nan for p in hits]
+    frame["status"] = [p.status if p else s for p, s in zip(hits, frame["status"], strict=True)]
     bad = (frame["status"] == "ok") & ~(np.isfinite(frame["pred_ttft"]) & np.isfinite(frame["pred_tpot"]))
     frame.loc[bad, "status"] = "no finite prediction"
     return frame

@@ -125,33 +125,38 @@ def _from_runs(runs: Path, out: Path, db, calibration, db_given: bool) -> None:
     cal = resolve(explicit, db.root if db_given else None, "", "", base="estimate", stored=stored)
     rows = read_runs(runs)
     preds = predict_runs(rows, db)
-    write_predictions(preds, out)
     ok = sum(p.status == "ok" for p in preds)
     note = ""
     if cal is not None:
         from perfdb.errors import DataError
 
         try:
-            _add_calibrated(runs, out, cal)
+            _write_calibrated(runs, preds, out, cal)
             note = f"; calibrated columns from calibration {cal.id}"
         except DataError as exc:   # the raw predictions stand; say why the calibrated columns do not
             note = f"; no calibrated columns ({exc})"
+    if not note.startswith("; calibrated"):
+        write_predictions(preds, out)
     typer.echo(f"{len(preds)} rows, {ok} predicted ({100 * ok / max(len(preds), 1):.1f}%), "
                f"{time.perf_counter() - start:.1f} s -> {out}{note}")
 
 
-def _add_calibrated(runs: Path, out: Path, cal) -> None:
-    """Append cal_ttft_ms, cal_tpot_ms, their 80% intervals and the calibration id to the predictions CSV
-    (pred_* stay the raw estimates: `calibrate fit --predictions` fits on those)."""
+def _write_calibrated(runs: Path, preds, out: Path, cal) -> None:
+    """The predictions CSV with cal_ttft_ms, cal_tpot_ms, their 80% intervals and the calibration id after
+    the raw pred_* columns (which `calibrate fit --predictions` fits on), written once, atomically."""
     import pandas as pd
 
     from calibrate.ingest import read_results
-    from calibrate.predict import calibrated_columns, from_predictions_file
+    from calibrate.predict import attach_predictions, base_frame, calibrated_columns
     from perfdb.storage import atomic_write_bytes
 
-    frame = from_predictions_file(read_results([runs], None), out)
+    frame = attach_predictions(base_frame(read_results([runs], None)), preds)
     extra = calibrated_columns(frame, cal).drop_duplicates("id")   # a repeated id must not repeat rows
-    table = pd.read_csv(out).merge(extra, on="id", how="left")
+    raw = pd.DataFrame({"id": [p.id for p in preds], "pred_ttft_ms": [p.ttft_ms for p in preds],
+                        "pred_tpot_ms": [p.tpot_ms for p in preds],
+                        "pred_tokens_per_s_per_gpu": [p.tokens_per_s_per_gpu for p in preds],
+                        "status": [p.status for p in preds]})
+    table = raw.merge(extra, on="id", how="left")
     atomic_write_bytes(out, table.to_csv(index=False, float_format="%.6g", na_rep="nan").encode())
 
 
