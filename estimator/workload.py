@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from perfdb.errors import InputError
+
 # The closed-loop benchmark servecast predicts: a fixed-length client sends this many requests per
 # request in flight (the InferenceX sweeps behind the training runs, and the `aiperf profile
 # --request-count` every plan writes). Its mean TTFT carries the opening burst and, with fixed output
@@ -22,6 +26,17 @@ class Workload:
     # `concurrency` requests at once, so the run's mean TTFT includes that first burst's prefill queue,
     # weighted by concurrency / num_requests (InferenceX runs 10 x concurrency requests).
     num_requests: int | None = None
+
+    def __post_init__(self) -> None:
+        # fields may be arrays (vectorised sweeps): every element must be valid
+        if np.any(np.asarray(self.isl) < 1) or np.any(np.asarray(self.osl) < 1):
+            raise InputError(f"isl={self.isl}, osl={self.osl}: both must be >= 1 token")
+        if np.any(np.asarray(self.prefix) < 0) or np.any(np.asarray(self.prefix) >= np.asarray(self.isl)):
+            raise InputError(f"prefix={self.prefix}: must be >= 0 and below isl={self.isl}")
+        if not np.all(np.asarray(self.concurrency) > 0):
+            raise InputError(f"concurrency={self.concurrency}: must be >= 1 request in flight")
+        if self.num_requests is not None and not np.all(np.asarray(self.num_requests) > 0):
+            raise InputError(f"num_requests={self.num_requests}: must be >= 1")
 
     @staticmethod
     def benchmark(isl, osl, prefix=0, concurrency=1) -> "Workload":

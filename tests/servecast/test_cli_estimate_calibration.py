@@ -79,3 +79,9 @@ def test_explicit_database_without_calibrations_stays_uncalibrated(tmp_path):
 def test_missing_calibration_is_an_error(tmp_path):
     res = runner.invoke(app, [*ARGS, "--calibration", str(tmp_path / "nope")])
     assert res.exit_code != 0 and "no calibration here" in str(res.exception)
+
+
+@pytest.mark.parametrize("flag, value", [("--concurrency", "-4"), ("--prefix", "100000")])
+def test_impossible_load_is_an_error_not_an_estimate(flag, value):
+    res = runner.invoke(app, [*ARGS, flag, value])
+    assert res.exit_code != 0 and flag.lstrip("-") in str(res.exception)
