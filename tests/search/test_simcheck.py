@@ -32,3 +32,21 @@ def test_best_of_each_mode_is_simulated_near_its_static_estimate():
         assert math.isfinite(s.ttft_ms) and s.ttft_ms > 0
         # the decode step is the same physics in both: the simulated median TPOT stays near the static one
         assert s.tpot_ms == pytest.approx(cands[0].metrics.tpot_ms, rel=0.35)
+
+
+def test_huge_deployments_simulate_a_bounded_share_at_proportional_load():
+    from search.simcheck import SIM_MAX_GPUS, sim_units
+
+    agg = Candidate(Mode.AGG, Backend.VLLM, None, WorkerSetup(ParallelConfig(tp=2), 4096, 256, 8192), None, 1,
+                    8192, Metrics(1, 1, 1, 1, 1, 1, 1, Source.ROOFLINE), 0)
+    assert sim_units(agg) == (SIM_MAX_GPUS // 2, 4096)
+    assert sim_deployment(agg, 8).agg.workers == SIM_MAX_GPUS // 2
+    small = Candidate(Mode.AGG, Backend.VLLM, None, WorkerSetup(ParallelConfig(tp=2), 3, 256, 8192), None, 1,
+                      8, Metrics(1, 1, 1, 1, 1, 1, 1, Source.ROOFLINE), 0)
+    assert sim_units(small) == (3, 3)                       # small plans keep every replica
+    dis = Candidate(Mode.DISAGG, Backend.SGLANG, None, WorkerSetup(ParallelConfig(tp=8), 3, 64, 8192),
+                    WorkerSetup(ParallelConfig(tp=8), 2, 1, 16384), 200, 8000,
+                    Metrics(1, 1, 1, 1, 1, 1, 1, Source.ROOFLINE), 0)
+    assert sim_units(dis) == (1, 200)                       # one 40-GPU xPyD group of 200
+    dep = sim_deployment(dis, 8)
+    assert dep.prefill.workers == 2 and dep.decode.workers == 3
