@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from perfdb.errors import DataError, NotFoundError
+from perfdb.errors import DataError, InputError, NotFoundError
 from perfdb.schema import conform
 from perfdb.types import Backend, OpKind
 
@@ -38,10 +38,13 @@ class TableKey:
 
 def init_db(root: Path) -> Path:
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     marker = root / MARKER
-    if not marker.exists():
-        atomic_write_bytes(marker, yaml.safe_dump({"format": "servecast-perfdb", "format_version": 1}).encode())
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not marker.exists():
+            atomic_write_bytes(marker, yaml.safe_dump({"format": "servecast-perfdb", "format_version": 1}).encode())
+    except OSError as exc:   # unwritable or impossible path: say so before any case is measured
+        raise InputError(f"cannot create a database at {root}: {exc.strerror or exc}; pass a writable --db directory") from None
     return root
 
 

@@ -196,6 +196,10 @@ def validate_cmd(
 
     from calibrate.validate import error_table, worst_median
 
+    from perfdb.errors import InputError
+
+    if max_error is not None and not max_error > 0:
+        raise InputError(f"--max-error {max_error:g}: must be a median |error| in % above 0, e.g. 25")
     if calibration is not None and str(calibration) == "stored":
         calibration = _stored(db)   # before predicting: a missing one is a one-line error at once
     frame = _frame(runs, db, predictions, base, statistic)

@@ -96,8 +96,17 @@ def _setup(ops, device, system, backend, grid, budget_ms, model, tp, budget_minu
     from collectors.timer import TimerConfig
     from perfdb.types import Backend, parse_enum
 
+    from perfdb.errors import InputError
+
     dev = _device(device)
     probe_local = not (ray and dev == "cuda" and not _local_cuda())
+    if dev == "cuda" and probe_local and not _local_cuda():
+        import torch
+
+        raise InputError(f"--device cuda: torch {torch.__version__} sees no CUDA GPU here; use --device cpu, "
+                         "or --ray ADDRESS to run on a cluster's GPUs")
+    if budget_minutes is not None and not budget_minutes > 0:
+        raise InputError(f"--budget-minutes {budget_minutes:g}: must be > 0 (leave it out for no bound)")
     size = parse_enum(GridSize, grid or ("full" if dev == "cuda" else "tiny"), "grid")
     timer = TimerConfig.for_device(dev, budget_s=budget_ms / 1e3)
     dist = _dist_from_env()
@@ -216,6 +225,10 @@ def run_cmd(
     if (OpKind.COMM in kinds) != (dist is not None) or (dist and kinds != [OpKind.COMM]):
         raise InputError("communication cases run alone under torchrun (--ops comm with WORLD_SIZE >= 2); "
                          f"got ops {','.join(k.value for k in kinds)} with world size {dist.world_size if dist else 1}")
+    if session.ctx.rank == 0:
+        from perfdb.storage import init_db
+
+        init_db(db)   # an unwritable --db fails here, before any case is measured
     console = Console(stderr=True)
     if adaptive and (ray or dist):
         raise InputError("--adaptive runs on one device; drop --ray / torchrun, or drop --adaptive")

@@ -93,6 +93,8 @@ def _loads(a: dict, isl: int, osl: int, default_conc: int | None):
     from perfdb.types import parse_enum
 
     warm = a["warmup_requests"]
+    if a["num_requests"] is not None and a["num_requests"] < 1:   # 0 must not silently mean the default
+        raise InputError(f"--num-requests {a['num_requests']}: must be >= 1 (leave it out for the default)")
     if a["trace"] is not None:
         return "trace", [(0.0, LoadSpec.replay(read_trace(a["trace"]), warm))]
     isl_l, osl_l = Lengths.of(isl, a["range_ratio"]), Lengths.of(osl, a["range_ratio"])

@@ -90,6 +90,9 @@ def test_fit_validate_show_end_to_end(tmp_path, tiny_db):
     res = runner.invoke(app, ["calibrate", "validate", str(held), "--calibration", str(art), "--db", str(tiny_db),
                               "--plot", "", "--max-error", "0.001"])
     assert res.exit_code == 1 and "median |error| above" in res.output
+    res = runner.invoke(app, ["calibrate", "validate", str(held), "--calibration", str(art), "--db", str(tiny_db),
+                              "--plot", "", "--max-error", "-5"])
+    assert res.exit_code != 0 and "--max-error -5" in str(res.exception)   # a gate that can never pass
     res = runner.invoke(app, ["calibrate", "validate", str(train_csv), "--calibration", str(art), "--db", str(tiny_db),
                               "--plot", ""])
     assert res.exit_code != 0          # every row was used to fit it: nothing held out to report on

@@ -50,6 +50,23 @@ def test_bad_flags_are_one_line_errors(tmp_path):
     assert isinstance(res.exception, NotFoundError)
     res = runner.invoke(app, ["run", "--device", "cpu", "--ops", "comm", "--db", str(tmp_path)])
     assert isinstance(res.exception, InputError) and "torchrun" in str(res.exception)
+    res = runner.invoke(app, ["run", "--device", "cpu", "--ops", "gemm", "--db", str(tmp_path), "--budget-minutes", "-1"])
+    assert isinstance(res.exception, InputError) and "--budget-minutes -1" in str(res.exception)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    res = runner.invoke(app, ["run", "--device", "cpu", "--ops", "gemm", "--db", str(blocker / "db")])
+    assert isinstance(res.exception, InputError) and "cannot create a database" in str(res.exception)
+
+
+def test_cuda_without_a_visible_gpu_is_a_one_line_error(tmp_path):
+    import torch
+
+    from perfdb.errors import InputError
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: --device cuda is valid here")
+    res = runner.invoke(app, ["run", "--device", "cuda", "--ops", "gemm", "--db", str(tmp_path)])
+    assert isinstance(res.exception, InputError) and "sees no CUDA GPU" in str(res.exception)
 
 
 def test_model_driven_plan_uses_the_estimator_shapes():

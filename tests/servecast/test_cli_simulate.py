@@ -76,3 +76,11 @@ def test_zero_output_length_is_rejected_not_replaced_by_the_default():
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "--osl 0" in proc.stderr
+
+
+def test_zero_requests_is_rejected_not_replaced_by_the_default():
+    code = "import sys; from servecast.cli import main; sys.argv = ['servecast'] + sys.argv[1:]; main()"
+    proc = subprocess.run([sys.executable, "-c", code, *BASE, "--concurrency", "4", "--num-requests", "0"],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "--num-requests 0" in proc.stderr
