@@ -141,6 +141,17 @@ class Load:
     osl_std: float = 0.0
     num_requests: int | None = None
 
+    def __post_init__(self) -> None:
+        from perfdb.errors import InputError
+
+        # NaN stays allowed (a client file that does not report it); a negative or zero length is a broken file
+        for name in ("isl", "osl"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"{name} is {getattr(self, name):g}, expected a mean token count > 0")
+        for name in ("concurrency", "request_rate", "measured_concurrency"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise InputError(f"{name.replace('_', ' ')} is {getattr(self, name):g}, expected > 0")
+
     @property
     def effective_concurrency(self) -> float | None:
         """Requests in flight: the configured cap, else the measured average."""

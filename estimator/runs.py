@@ -118,9 +118,12 @@ def read_runs(path: Path) -> list[RunRow]:
             missing = {"id", "backend", "model_path", "system", "isl", "osl"} - set(reader.fieldnames or ())
             if missing:
                 raise DataError(f"run table {path} lacks columns {sorted(missing)}")
-            return [parse_row(r) for r in reader]
+            rows = [parse_row(r) for r in reader]
     except OSError as exc:
         raise DataError(f"cannot read run table {path}: {exc}") from None
+    if not rows:
+        raise DataError(f"run table {path} has a header but no rows (truncated?); nothing to predict")
+    return rows
 
 
 

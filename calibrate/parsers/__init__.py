@@ -22,6 +22,7 @@ from calibrate.parsers import (
 )
 from calibrate.parsers.common import fail, read_text
 from calibrate.runs import ClientResult, MeasuredRun
+from perfdb.errors import InputError
 
 
 class Format(str, Enum):
@@ -97,4 +98,7 @@ def detect(path: Path) -> Format:
 
 def parse_file(path: Path, fmt: Format | None = None) -> list[ClientResult | MeasuredRun]:
     fmt = fmt or detect(path)
-    return PARSERS[fmt](Path(path))
+    try:
+        return PARSERS[fmt](Path(path))
+    except InputError as exc:   # a value the run types reject (e.g. a negative ISL): name the file
+        raise fail(path, str(exc)) from None

@@ -92,3 +92,14 @@ def test_append_and_duplicates(fixtures, tmp_path):
     with pytest.raises(DataError, match="appear twice"):
         ingest([fixtures / "format_samples" / "sglang_bench_serving.jsonl"], out, dep, append=True)
     assert read_runs(out).num_rows == 5
+
+
+def test_impossible_load_values_are_errors_naming_the_file(fixtures, tmp_path):
+    lines = (fixtures / "format_samples" / "silicon_sample.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    row = lines[1].split(",")
+    row[header.index("isl")] = "-5"
+    bad = tmp_path / "neg.csv"
+    bad.write_text("\n".join([lines[0], ",".join(row)]) + "\n")
+    with pytest.raises(DataError, match=r"neg\.csv: isl is -5"):
+        parse_file(bad)

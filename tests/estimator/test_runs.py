@@ -125,3 +125,13 @@ def test_tp_beyond_one_nvlink_domain_is_read_as_attention_dp():
     for par, sys_ in ((ParallelConfig(tp=8, moe_ep=8), b200), (ParallelConfig(tp=16, moe_ep=4), gb200),
                       (ParallelConfig(tp=12), b200)):
         assert _within_domain(par, sys_) == par          # inside the domain, or not a whole number of domains
+
+
+def test_header_only_run_table_is_an_error_not_an_empty_prediction(tmp_path):
+    from estimator.runs import read_runs
+    from perfdb.errors import DataError
+
+    path = tmp_path / "runs.csv"
+    path.write_text("id,backend,model_path,system,isl,osl\n")
+    with pytest.raises(DataError, match="no rows"):
+        read_runs(path)
