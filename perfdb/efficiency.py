@@ -4,7 +4,8 @@ rung of the lookup ladder, and the bundled default database is made of them.
 
     curves = EfficiencyCurves.load(db_root)        # reads <db_root>/efficiency.parquet if present
     curves.util(system, kind, dtype, sol_ms) -> np.ndarray in [UTIL_FLOOR, UTIL_CEIL]
-    curves.util_for(system, case, sol_ms, backend) # also uses the backend and, for comm, op/num_gpus/transport
+    curves.util_for(system, case, sol_ms, backend, intensity)
+        # also uses the backend, for comm the op/num_gpus/transport, else the roofline regime
 
 A curve is a list of knots (log10 sol_ms, util), non-decreasing in util (bigger problems use the GPU
 better). Between knots: linear in log10(sol_ms). Above the last knot the util is held. Below the
@@ -32,6 +33,10 @@ DEFAULT_UTIL = 0.6   # used when no curve covers (system, op, dtype); deliberate
 UTIL_CEIL = 0.95     # no roofline estimate claims more than 95% of the datasheet peak
 UTIL_FLOOR = 1e-6    # tiny ops reach << 1% of peak (launch/latency-bound): a 0.01 floor would make them 100x too fast
 ANY_BACKEND = "*"
+# Curve groups of compute ops by roofline regime (comm curves use "<op>/<num_gpus>/<transport>"); ""
+# is the curve pooled over both regimes, the fallback for databases fitted before the split.
+MEMORY_GROUP, COMPUTE_GROUP = "mem", "compute"
+RIDGE_BLEND_DECADES = 1.0   # log10(compute/memory time) span around the ridge over which the two blend
 FILENAME = "efficiency.parquet"
 
 CURVE_SCHEMA = pa.schema([
@@ -39,7 +44,7 @@ CURVE_SCHEMA = pa.schema([
     pa.field("kind", pa.string(), nullable=False),           # OpKind value
     pa.field("dtype", pa.string(), nullable=False),          # Dtype value
     pa.field("backend", pa.string(), nullable=False),        # Backend value or "*"
-    pa.field("group", pa.string(), nullable=False),          # comm: "<op>/<num_gpus>/<transport>"; "" = pooled
+    pa.field("group", pa.string(), nullable=False),          # comm: "<op>/<num_gpus>/<transport>"; else "mem" / "compute"; "" = pooled
     pa.field("log10_sol_ms", pa.float64(), nullable=False),  # knot position, increasing within a curve
     pa.field("util", pa.float64(), nullable=False),          # knot utilisation, non-decreasing within a curve
 ])
@@ -176,9 +181,27 @@ class EfficiencyCurves:
             return np.full(np.shape(sol_ms), DEFAULT_UTIL)
         return evaluate(*found[1], sol_ms)
 
-    def util_for(self, system: str, case: OpCase, sol_ms: np.ndarray, backend: Backend | None = None) -> np.ndarray:
-        """As util(), but backend-specific where the backends differ, and per comm op/num_gpus/transport."""
-        group = comm_group(case) if isinstance(case, CommCase) else ""
+    def util_for(self, system: str, case: OpCase, sol_ms: np.ndarray, backend: Backend | None = None,
+                 intensity: np.ndarray | None = None) -> np.ndarray:
+        """As util(), but backend-specific where the backends differ, per comm op/num_gpus/transport, and
+        per roofline regime where `intensity` (perfdb.roofline.intensity_ratio) is given and the database
+        has regime curves (groups MEMORY_GROUP / COMPUTE_GROUP; else the pooled curve). Within
+        RIDGE_BLEND_DECADES of the ridge point the two curves are blended geometrically, so latency stays
+        continuous as a shape crosses from one regime to the other."""
+        if isinstance(case, CommCase) or intensity is None:
+            return self._util_group(system, case, sol_ms, backend, comm_group(case) if isinstance(case, CommCase) else "")
+        w = np.clip(np.asarray(intensity, dtype=np.float64) / RIDGE_BLEND_DECADES + 0.5, 0.0, 1.0)  # compute share
+        w = np.broadcast_to(np.nan_to_num(w, nan=0.0), np.shape(sol_ms))
+        if not w.any():
+            return self._util_group(system, case, sol_ms, backend, MEMORY_GROUP)
+        if (w == 1.0).all():
+            return self._util_group(system, case, sol_ms, backend, COMPUTE_GROUP)
+        mem = self._util_group(system, case, sol_ms, backend, MEMORY_GROUP)
+        comp = self._util_group(system, case, sol_ms, backend, COMPUTE_GROUP)
+        blend = np.exp((1.0 - w) * np.log(mem) + w * np.log(comp))
+        return np.where(w == 0.0, mem, np.where(w == 1.0, comp, blend))   # exact outside the blend band
+
+    def _util_group(self, system: str, case: OpCase, sol_ms: np.ndarray, backend: Backend | None, group: str) -> np.ndarray:
         found = self.curve(system, case.KIND, case.dtype, backend, group)
         if found is None:
             return np.full(np.shape(sol_ms), DEFAULT_UTIL)

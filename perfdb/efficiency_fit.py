@@ -3,7 +3,8 @@
 Per (system, op family, dtype) and per backend plus a backend-agnostic pool ('*'):
   1. util = sol_ms / latency_ms per row (capped at 1.5 so a few rows beating a simple roofline,
      e.g. MoE with skewed routing, cannot drag a bin);
-  2. rows binned by log10(sol_ms) in BIN_DECADES-wide bins; each bin with >= min_rows rows gives one
+  2. rows binned by log10(sol_ms) (compute families: all rows for the pooled curve "", and the rows
+     of each roofline regime for the MEMORY_GROUP / COMPUTE_GROUP curves) in BIN_DECADES-wide bins; each bin with >= min_rows rows gives one
      knot (median log10 sol_ms, median util);
   3. isotonic (non-decreasing) regression over the knots, weighted by rows per bin, then knots on a
      flat run collapsed to its two ends.
@@ -21,8 +22,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from perfdb.efficiency import ANY_BACKEND, CURVE_SCHEMA
-from perfdb.specs import SystemSpec
+from perfdb.efficiency import ANY_BACKEND, COMPUTE_GROUP, CURVE_SCHEMA, MEMORY_GROUP
+from perfdb.ops import OP_CASES
+from perfdb.roofline import intensity_ratio
+from perfdb.specs import SystemSpec, load_system
 from perfdb.storage import list_tables, shard_paths
 from perfdb.types import OpKind
 
@@ -85,6 +88,21 @@ def _read(root: Path, key, columns: list[str]) -> pd.DataFrame:
     return pa.concat_tables(parts).to_pandas()
 
 
+def _regimes(kind: OpKind, frame: pd.DataFrame, spec: SystemSpec) -> np.ndarray:
+    """MEMORY_GROUP / COMPUTE_GROUP per row: the roofline regime of the row's own shape."""
+    from perfdb.family import case_from_stored
+
+    cats = list(OP_CASES[kind].categorical_fields())
+    frame = frame.reset_index(drop=True)
+    out = np.empty(len(frame), dtype=object)
+    for combo, part in frame.groupby(cats, sort=False, dropna=False):
+        categoricals = dict(zip(cats, combo if isinstance(combo, tuple) else (combo,), strict=True))
+        numeric = {n: part[n].to_numpy(np.float64) for n in OP_CASES[kind].NUMERIC}
+        mem = np.broadcast_to(intensity_ratio(case_from_stored(kind, categoricals, numeric), spec) < 0, (len(part),))
+        out[part.index.to_numpy()] = np.where(mem, MEMORY_GROUP, COMPUTE_GROUP)
+    return out
+
+
 def _fastest_comm(frame: pd.DataFrame) -> pd.DataFrame:
     keys = ["op", "num_gpus", "transport", "dtype", "msg_bytes"]
     return frame.groupby(keys, as_index=False).agg(sol_ms=("sol_ms", "first"), latency_ms=("latency_ms", "min"))
@@ -99,8 +117,8 @@ def _fits(system: str, kind: str, backend: str, frame: pd.DataFrame, tables: tup
         pooled = frame[(frame["op"] == "all_reduce") & (frame["transport"] == "nvlink")].assign(group="")
         frame = pd.concat([frame, pooled], ignore_index=True)
         min_rows = 1   # one row per message size after the fastest-kernel reduction
-    else:
-        frame = frame.assign(group="")
+    else:   # the pooled curve ("") and one per roofline regime
+        frame = pd.concat([frame.assign(group=""), frame.assign(group=frame["regime"])], ignore_index=True)
     for (dtype, group), part in frame.groupby(["dtype", "group"]):
         knots = fit_knots(part["sol_ms"].to_numpy(float), part["latency_ms"].to_numpy(float), min_rows)
         if knots is not None:
@@ -117,10 +135,17 @@ def fit_db(root: Path, systems: tuple[str, ...], min_rows: int = 5) -> list[Curv
     tables = [k for k in list_tables(root) if k.system in systems and k.op != OpKind.ELEMENTWISE]
     fits = []
     for system in systems:
+        spec = load_system(system)
         for kind in sorted({k.op for k in tables if k.system == system}, key=lambda k: k.value):
-            cols = ["dtype", "sol_ms", "latency_ms"] + (["op", "num_gpus", "transport", "msg_bytes"] if kind == OpKind.COMM else [])
+            comm = kind == OpKind.COMM
+            shape = [] if comm else list(OP_CASES[kind].categorical_fields() + OP_CASES[kind].NUMERIC)
+            cols = list(dict.fromkeys(["dtype", "sol_ms", "latency_ms"] + shape +
+                                      (["op", "num_gpus", "transport", "msg_bytes"] if comm else [])))
             mine = [k for k in tables if k.system == system and k.op == kind]
             frames = {k: _read(root, k, cols) for k in mine}
+            if not comm:
+                frames = {k: f.assign(regime=_regimes(kind, f, spec))[["dtype", "sol_ms", "latency_ms", "regime"]]
+                          for k, f in frames.items()}
             names = {k: f"{k.system}/{k.backend.value}/{k.version}/{k.op.value}" for k in mine}
             for k, frame in frames.items():
                 fits += _fits(system, kind.value, k.backend.value, frame, (names[k],), min_rows)

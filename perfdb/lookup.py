@@ -31,7 +31,7 @@ from perfdb.errors import NotFoundError
 from perfdb.family import FamilyTable, case_combo, case_numeric
 from perfdb.interp import GridInterp
 from perfdb.ops import OpCase
-from perfdb.roofline import sol_ms
+from perfdb.roofline import intensity_ratio, sol_ms
 from perfdb.specs import SystemSpec, load_system
 from perfdb.storage import MARKER, TableKey, read_table, require_db
 from perfdb.types import Backend, OpKind, Source, parse_enum
@@ -102,7 +102,7 @@ class DbView:
         ms, code = self.table_rungs(fam, case_combo(case), case_numeric(case), sol)
         rest = np.isnan(ms)
         if rest.any():
-            ms[rest] = self.roofline_ms(case, sol[rest])
+            ms[rest] = self.roofline_ms(case, sol[rest], rest)
             code[rest] = Source.ROOFLINE.code
         return ms, code
 
@@ -131,8 +131,11 @@ class DbView:
         ms[ok], code[ok] = est[ok], c[ok]
         return ms, code
 
-    def roofline_ms(self, case: OpCase, sol: np.ndarray) -> np.ndarray:
-        util = np.asarray(self.db.curves().util_for(self.system.name, case, sol, self.backend), dtype=np.float64)
+    def roofline_ms(self, case: OpCase, sol: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+        """sol / curve utilisation for the case's elements (raveled), or those selected by `where`."""
+        ratio = np.ravel(np.broadcast_to(intensity_ratio(case, self.system), case.shape))
+        util = np.asarray(self.db.curves().util_for(self.system.name, case, sol, self.backend,
+                                                    ratio if where is None else ratio[where]), dtype=np.float64)
         return sol / np.clip(util, 1e-9, 1.0)   # the curves bound util themselves; this only guards a zero
 
 

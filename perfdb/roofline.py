@@ -29,3 +29,19 @@ def sol_ms(case: OpCase, system: SystemSpec) -> np.ndarray:
     compute = case.flops() / peak if peak > 0 else np.zeros(case.shape)
     memory = case.bytes() / system.gpu.mem_bw_bytes_per_s
     return np.maximum(compute, memory) * 1e3
+
+
+def intensity_ratio(case: OpCase, system: SystemSpec) -> np.ndarray:
+    """log10(compute time / memory time) of the case on the roofline: < 0 memory-bound, > 0 compute-bound
+    (-inf for communication and dtypes without a compute peak). Kernels of the same sol_ms reach
+    different shares of their roofline in the two regimes: on H200 an fp8 GEMM of sol 0.06 ms reaches
+    ~65% of HBM bandwidth when weight-bound (decode) but ~48% of peak FLOP/s when compute-bound, so
+    the efficiency curves are fitted and looked up per regime (perfdb.efficiency)."""
+    if isinstance(case, CommCase):
+        return np.full(case.shape, -np.inf)
+    peak = system.gpu.peak_flops(case.dtype)
+    memory = case.bytes() / system.gpu.mem_bw_bytes_per_s
+    if peak <= 0:
+        return np.full(np.shape(memory), -np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log10(case.flops() / peak / memory)

@@ -79,6 +79,8 @@ def meta_doc(source_file: Path | None, version: str, fits: list[CurveFit], impor
                    "sha256": digest, "note": "kernel tables only (systems/data/*); no end-to-end file is read"},
         "fit": {"x": "log10(sol_ms)", "y": "util = sol_ms / latency_ms", "bin_decades": 0.2, "util_cap": 1.5,
                 "smoothing": "binned medians, weighted isotonic (non-decreasing)",
+                "regimes": "compute families: group '' pools every row; groups 'mem' / 'compute' hold the rows "
+                           "whose own shape is memory- / compute-bound on the roofline (perfdb.roofline.intensity_ratio < 0 / >= 0)",
                 "comm": "fastest kernel per message; groups <op>/<num_gpus>/<transport>; '' = all-reduce over NVLink pooled"},
         "imports": imports,
         "curves": [{"system": f.system, "kind": f.kind, "dtype": f.dtype, "backend": f.backend, "group": f.group,

@@ -123,3 +123,40 @@ def test_bundled_curves_are_realistic_on_h200(bundled):
     assert 2 < lat_us[0] < 30                                      # 1 KiB all-reduce is latency-bound
     busbw = sizes[1] * 2 * 7 / 8 / (lat_us[1] * 1e-6) / 1e9
     assert 150 < busbw < 480                                       # REFERENCE: 234 GB/s at 16 MB (NCCL)
+
+
+def test_curves_are_looked_up_per_roofline_regime_and_blend_at_the_ridge(tmp_path):
+    from perfdb.efficiency import COMPUTE_GROUP, MEMORY_GROUP
+    from perfdb.roofline import intensity_ratio
+
+    curves = _curves(tmp_path, [_curve(group=MEMORY_GROUP, us=(0.4, 0.8, 0.8)),
+                                _curve(group=COMPUTE_GROUP, us=(0.1, 0.4, 0.6))])
+    h200 = load_system("h200_sxm")
+    m = np.array([1.0, 64.0, 512.0, 4096.0])
+    gemm = GemmCase(Dtype.BF16, m, np.full(4, 8192.0), np.full(4, 8192.0))
+    ratio = intensity_ratio(gemm, h200)
+    assert ratio[0] < -0.5 and ratio[-1] > 0.5                # decode-like vs prefill-like shapes
+    sol = np.full(4, 0.1)                                     # same sol: only the regime differs
+    u = curves.util_for("h200_sxm", gemm, sol, None, ratio)
+    mem = curves.util_for("h200_sxm", GemmCase(Dtype.BF16, 1.0, 8192.0, 8192.0), sol[:1], None, np.array([-9.0]))
+    comp = curves.util_for("h200_sxm", GemmCase(Dtype.BF16, 1.0, 8192.0, 8192.0), sol[:1], None, np.array([9.0]))
+    assert u[0] == pytest.approx(mem[0]) and u[-1] == pytest.approx(comp[0]) and mem[0] > comp[0]
+    near = curves.util_for("h200_sxm", gemm, np.full(3, 0.1), None, np.array([-0.01, 0.0, 0.01]))
+    assert np.all(np.diff(near) < 0) and np.ptp(near) < 0.02 * near.mean()   # continuous across the ridge
+    (tmp_path / "p").mkdir()
+    pooled_only = _curves(tmp_path / "p", [_curve()])
+    assert pooled_only.util_for("h200_sxm", gemm, sol, None, ratio) == pytest.approx(
+        pooled_only.util_for("h200_sxm", gemm, sol))             # databases fitted before the split
+
+
+def test_fit_adds_regime_curves_beside_the_pooled_one(tmp_path):
+    from perfdb.efficiency import COMPUTE_GROUP, MEMORY_GROUP
+
+    db = tmp_path / "db"
+    import_aic(build_aic(tmp_path / "aic"), db)
+    groups = {(f.kind, f.group) for f in fit_db(db, ("h200_sxm",), min_rows=1)}
+    # the fixture's prefill attention spans both regimes; its decode attention is all memory-bound
+    assert {("attention_prefill", ""), ("attention_prefill", MEMORY_GROUP), ("attention_prefill", COMPUTE_GROUP),
+            ("attention_decode", MEMORY_GROUP)} <= groups
+    assert ("attention_decode", COMPUTE_GROUP) not in groups and not any(
+        g in (MEMORY_GROUP, COMPUTE_GROUP) for k, g in groups if k == "comm")
