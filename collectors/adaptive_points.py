@@ -213,3 +213,41 @@ def run_points_offline(sampler: PointSampler, oracle: Callable[[np.ndarray], np.
         if on_round:
             on_round(sampler, idx)
     return sampler
+
+
+def ratio_scorer(prior, levels: list[np.ndarray], near: int = 4) -> Scorer:
+    """With a prior table (perfdb.prior): distance to the nearest measured point x (the spread of the
+    measured log(latency / prior) among the `near` nearest measured points + its median over all):
+    space filling, denser where the ratio to the prior varies. Shapes the prior cannot answer score as
+    if their ratio spread were the largest seen, so the points alone cover them."""
+    from scipy.spatial import cKDTree
+
+    def steps(raw: np.ndarray) -> np.ndarray:
+        return np.stack([np.searchsorted(v, raw[:, j]) for j, v in enumerate(levels)], axis=1).astype(np.float64)
+
+    def score(raw: np.ndarray, latency: np.ndarray, query: np.ndarray) -> np.ndarray:
+        ratio = np.log(latency / prior(raw)[0])
+        ok = np.isfinite(ratio)
+        dist, _ = cKDTree(steps(raw)).query(steps(query), k=1, p=1)
+        if ok.sum() < near:
+            return np.asarray(dist, np.float64)
+        _, idx = cKDTree(steps(raw[ok])).query(steps(query), k=near, p=1)
+        spread = ratio[ok][idx].std(axis=1)
+        spread = spread + np.median(spread)
+        covered = np.isfinite(prior(query)[0])
+        return np.asarray(dist, np.float64) * np.where(covered, spread, spread.max())
+
+    return score
+
+
+def prior_predictor(kind, axes: tuple[str, ...], sol_fn: Callable[[np.ndarray], np.ndarray], prior, **options):
+    """predict(raw, latency, query) -> latency through perfdb.prior.PriorInterp (the bench's Predictor
+    shape); options go to PriorInterp (correction, blend)."""
+    from perfdb.prior import PriorInterp
+
+    def predict(raw: np.ndarray, latency: np.ndarray, query: np.ndarray) -> np.ndarray:
+        pi = PriorInterp(kind, axes, raw, latency, prior, sol_fn, **options)
+        util, _, _ = pi.query(query, exact_allowed=False)
+        return sol_fn(query) / util
+
+    return predict

@@ -13,6 +13,11 @@ subset of the same size + CompletionInterp. The point sampler runs once to the l
 each smaller budget is the prefix it had measured by then (its rounds do not depend on the budget).
 --sampler levels: the original table (level sampler + GridInterp vs a random subset + GridInterp).
 --oracle-bound: a level product chosen by peeking at the pool (a reference, not a sampler).
+--prior-db DIR --prior-system ID [--prior-backend B]: a prior table the user already has (another GPU
+or engine; never the oracle's system/backend pair) through perfdb.prior.PriorInterp: the prior alone
+(no points), prior x constant factor, prior x completed ratio, the same blended with the points
+alone (the adopted predictor), each on the point sampler's sample (--prior-scorer), and a random
+subset of the same size through the adopted predictor (the control). See bench_prior.py.
 
     PYTHONPATH=. python3 scripts/bench_adaptive.py --db /tmp/aicdb     # or --aic <AIC package> to import
 """
@@ -234,6 +239,11 @@ def main() -> None:
                     help="--sampler points: the point sampler's expected-error estimate")
     ap.add_argument("--backend", default="trtllm", help="which backend's tables are the oracle")
     ap.add_argument("--families", default=",".join(k.value for k in FAMILIES))
+    ap.add_argument("--prior-db", type=Path, help="a database holding the prior tables (e.g. an AIC import)")
+    ap.add_argument("--prior-system", default="h100_sxm", help="--prior-db: the prior's system")
+    ap.add_argument("--prior-backend", help="--prior-db: the prior's backend (default: --backend)")
+    ap.add_argument("--prior-scorer", choices=("ratio", "spacing"), default="ratio",
+                    help="--prior-db: the point sampler's score (ratio spread x distance, or distance)")
     args = ap.parse_args()
     db = args.db
     if db is None:
@@ -247,6 +257,10 @@ def main() -> None:
     seeds = [int(x) for x in args.seeds.split(",")]
     if args.oracle_bound:
         return bound_table(db, args, spec, fractions, seeds)
+    if args.prior_db is not None:
+        from bench_prior import prior_table
+
+        return prior_table(db, args, spec, fractions, seeds)
     if args.sampler == "points":
         return points_table(db, args, spec, fractions, seeds)
     print("Mean (median) relative error on held-out points, pooled over slices and seeds; "

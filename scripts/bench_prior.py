@@ -1,0 +1,90 @@
+"""The prior-table replay of bench_adaptive.py (--prior-db): adaptive points + a prior table the user
+already has, against the dense grid, on the same held-out draws, slices and seeds.
+
+    PYTHONPATH=. python3 scripts/bench_adaptive.py --db /tmp/aicdb --prior-db /tmp/aicdb_all \\
+        --prior-system h100_sxm --prior-backend trtllm --fractions 0.02,0.05,0.1
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from bench_adaptive import _mm, _setup, rel_err, slices
+
+from collectors.adaptive import util_predictor
+from collectors.adaptive_points import (
+    PointConfig,
+    PointSampler,
+    prior_predictor,
+    ratio_scorer,
+    run_points_offline,
+    spacing_scorer,
+)
+from perfdb.errors import InputError
+from perfdb.prior import Correction, PriorSource, prior_latency
+from perfdb.types import Backend, OpKind
+
+# (column, PriorInterp options): the prior alone needs no points; the rest are fitted on the sample.
+VARIANTS = (("prior alone", dict(correction=Correction.NONE)),
+            ("prior x constant", dict(correction=Correction.CONSTANT, blend=False)),
+            ("prior x completed ratio", dict(correction=Correction.COMPLETION, blend=False)),
+            ("prior x auto, blended", dict(correction=Correction.AUTO, blend=True)))
+ADOPTED = "prior x auto, blended"
+
+
+def evaluate_prior(kind, axes, combo, raw, lat, spec, rng, fractions, source: PriorSource, scorer_name: str):
+    """Per fraction: {column: errors on the held-out points}, the random control's errors, fraction used;
+    and the dense GridInterp errors. The held-out draw is evaluate_slice's (same rng seed)."""
+    predict, sol_fn, (pool_raw, pool_lat, q_raw, q_lat), dense = _setup(util_predictor, kind, axes, combo, raw, lat,
+                                                                        spec, rng)
+    prior = prior_latency(source, kind, tuple(combo))
+    levels = [np.unique(pool_raw[:, j]) for j in range(pool_raw.shape[1])]
+    scorer = ratio_scorer(prior, levels) if scorer_name == "ratio" else spacing_scorer(levels)
+    asked: list[np.ndarray] = []
+    run_points_offline(PointSampler(pool_raw, scorer, PointConfig(max_fraction=max(fractions))),
+                       lambda idx: pool_lat[idx], on_round=lambda s, idx: asked.append(idx))
+    order = np.concatenate(asked)
+    predictors = {name: prior_predictor(kind, tuple(axes), sol_fn, prior, **opts) for name, opts in VARIANTS}
+    alone = rel_err(predictors["prior alone"](pool_raw[:0], pool_lat[:0], q_raw), q_lat)
+    out = {}
+    for f in fractions:
+        pick = order[:max(1, int(f * len(pool_raw)))]
+        cols = {name: alone if name == "prior alone" else rel_err(p(pool_raw[pick], pool_lat[pick], q_raw), q_lat)
+                for name, p in predictors.items()}
+        rand = rng.choice(len(pool_raw), size=len(pick), replace=False)
+        control = rel_err(predictors[ADOPTED](pool_raw[rand], pool_lat[rand], q_raw), q_lat)
+        out[f] = (cols, control, len(pick) / len(pool_raw))
+    coverage = float(np.mean(np.isfinite(prior(q_raw)[0])))
+    return dense, out, coverage
+
+
+def prior_table(db, args, spec, fractions, seeds) -> None:
+    backend = Backend(args.prior_backend or args.backend)
+    if args.prior_system == args.system and backend.value == args.backend:
+        raise InputError(f"the prior ({args.prior_system}/{backend.value}) must not be the oracle's system/backend pair")
+    source = PriorSource(args.prior_db, args.prior_system, backend)
+    names = [n for n, _ in VARIANTS]
+    print(f"Prior {args.prior_system}/{backend.value} -> oracle {args.system}/{args.backend}; mean (median) relative "
+          f"error on held-out points, pooled over slices and seeds; ratio = adopted / dense GridInterp.\n")
+    print("| family | budget | prior coverage | dense, GridInterp | " + " | ".join(names) +
+          " | ratio | per-seed ratio | random + adopted |")
+    print("|---" * (len(names) + 7) + "|")
+    for kind in [OpKind(f) for f in args.families.split(",")]:
+        axes, groups = slices(db, kind, args.system, args.top, args.min_rows, args.backend)
+        t0 = time.time()
+        runs = {sd: [evaluate_prior(kind, axes, c, r, la, spec, np.random.default_rng([sd, i]), fractions, source,
+                                    args.prior_scorer) for i, (c, r, la) in enumerate(groups)] for sd in seeds}
+        gi_seed = {sd: np.concatenate([r[0] for r in rs]) for sd, rs in runs.items()}
+        gi = np.concatenate(list(gi_seed.values()))
+        cover = np.mean([r[2] for rs in runs.values() for r in rs])
+        for f in fractions:
+            cols = {n: np.concatenate([r[1][f][0][n] for rs in runs.values() for r in rs]) for n in names}
+            ad_seed = {sd: np.concatenate([r[1][f][0][ADOPTED] for r in rs]) for sd, rs in runs.items()}
+            rnd = np.concatenate([r[1][f][1] for rs in runs.values() for r in rs])
+            used = np.mean([r[1][f][2] for rs in runs.values() for r in rs])
+            per_seed = ", ".join(f"{ad_seed[sd].mean() / gi_seed[sd].mean():.2f}" for sd in seeds)
+            print(f"| {kind.value} | {f:.0%} ({used:.1%}) | {cover:.0%} | {_mm(gi)} | " +
+                  " | ".join(f"{_mm(cols[n])} {cols[n].mean() / gi.mean():.2f}x" for n in names) +
+                  f" | {cols[ADOPTED].mean() / gi.mean():.2f}x | [{per_seed}] | {_mm(rnd)} {rnd.mean() / gi.mean():.2f}x |",
+                  flush=True)
+        print(f"<!-- {kind.value}: {len(groups)} slices, {time.time() - t0:.0f} s -->", flush=True)
