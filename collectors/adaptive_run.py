@@ -18,15 +18,16 @@ import numpy as np
 
 from collectors import runner
 from collectors.adaptive import AdaptiveConfig, AdaptiveSampler, util_predictor
-from collectors.adaptive_points import PointConfig, PointSampler, default_scorer
+from collectors.adaptive_points import PointConfig, PointSampler, default_scorer, ratio_scorer
 from collectors.cases import key
 from collectors.session import Session
 from perfdb.errors import InputError, NotFoundError
-from perfdb.family import SPARSE_FILL
+from perfdb.family import SPARSE_FILL, case_combo
 from perfdb.ops import OpCase
+from perfdb.prior import PriorSource, prior_latency
 from perfdb.roofline import sol_ms
 from perfdb.schema import key_columns
-from perfdb.storage import TableKey, read_table
+from perfdb.storage import TableKey, read_meta, read_table, write_meta
 from perfdb.types import OpKind
 
 
@@ -64,16 +65,39 @@ class AutoConfig:
         return AdaptiveConfig(max_fraction=self.max_fraction)
 
 
+def _prior_sampler(cands: np.ndarray, kind: OpKind, first: OpCase, prior: PriorSource, cfg) -> PointSampler | None:
+    """With a prior table that answers some of the group's shapes: the point sampler, scored by the
+    spread of the measured ratio to the prior (collectors/adaptive_points.ratio_scorer); else None.
+    Beyond SPARSE_FILL the lookup serves a table with GridInterp, which needs levels, not points."""
+    if cfg.max_fraction > SPARSE_FILL:
+        return None
+    fn = prior_latency(prior, kind, case_combo(first))
+    if not np.isfinite(fn(cands)[0]).any():
+        return None
+    levels = [np.unique(cands[:, j]) for j in range(cands.shape[1])]
+    return PointSampler(cands, ratio_scorer(fn, levels), PointConfig(max_fraction=cfg.max_fraction))
+
+
 def run_adaptive(cases: list[OpCase], root: Path, s: Session,
                  cfg: AutoConfig | PointConfig | AdaptiveConfig | None = None, budget_s: float | None = None,
-                 on_progress: Callable[[runner.Progress], None] | None = None) -> runner.RunSummary:
+                 on_progress: Callable[[runner.Progress], None] | None = None,
+                 prior: PriorSource | None = None) -> runner.RunSummary:
     """Measure each group's cases adaptively (see module docstring); the summary counts all rounds.
 
     A PointConfig runs the point sampler (collectors/adaptive_points.py), whose sparse tables the
     lookup serves with perfdb.scatter.CompletionInterp; an AdaptiveConfig runs the level sampler
     (collectors/adaptive.py), whose level products GridInterp serves; AutoConfig (the default) picks
-    one per op family."""
+    one per op family. With a `prior` (a related table the user has: another GPU or engine), every
+    group the prior answers runs the point sampler (unless levels were asked for) and the version's
+    meta.yaml records the prior, so the lookup serves its sparse tables through perfdb.prior.PriorInterp."""
     cfg = cfg or AutoConfig()
+    if prior is not None:
+        if prior.root is not None and Path(prior.root).resolve() == Path(root).resolve() and \
+                (prior.system, prior.backend) == (s.prov.system, s.prov.backend):
+            raise InputError(f"the prior ({prior.system}/{prior.backend.value}) is the table being collected; "
+                             "name another system (--prior-system) or backend (--prior-backend)")
+        meta = read_meta(root, s.prov.system, s.prov.backend, s.prov.backend_version)
+        write_meta(root, s.prov.system, s.prov.backend, s.prov.backend_version, {**meta, "prior": prior.to_meta()})
     if isinstance(cfg, PointConfig) and cfg.max_fraction > SPARSE_FILL:
         raise InputError(f"the point sampler stops at most at {SPARSE_FILL:.0%} of each group's cases (the lookup "
                          f"serves tables up to that fill with the completion interpolator); got max fraction "
@@ -90,7 +114,11 @@ def run_adaptive(cases: list[OpCase], root: Path, s: Session,
             return sol_ms(dataclasses.replace(first, **{n: raw[:, j] for j, n in enumerate(first.NUMERIC)}), s.spec)
 
         group_cfg = cfg.for_kind(kind) if isinstance(cfg, AutoConfig) else cfg
-        if isinstance(group_cfg, AdaptiveConfig):
+        with_prior = _prior_sampler(cands, kind, first, prior, cfg) \
+            if prior is not None and not isinstance(cfg, AdaptiveConfig) else None
+        if with_prior is not None:
+            sampler = with_prior
+        elif isinstance(group_cfg, AdaptiveConfig):
             sampler = AdaptiveSampler(cands, util_predictor(kind, first.NUMERIC, sol_fn), group_cfg)
         else:
             sampler = PointSampler(cands, default_scorer(kind, first.NUMERIC, sol_fn, cands), group_cfg)

@@ -33,7 +33,7 @@ from perfdb.interp import GridInterp
 from perfdb.ops import OpCase
 from perfdb.roofline import intensity_ratio, sol_ms
 from perfdb.specs import SystemSpec, load_system
-from perfdb.storage import MARKER, TableKey, read_table, require_db
+from perfdb.storage import MARKER, TableKey, read_meta, read_table, require_db
 from perfdb.types import Backend, OpKind, Source, parse_enum
 
 BUNDLED_ROOT = Path(__file__).resolve().parent / "bundled"
@@ -83,7 +83,11 @@ class DbView:
                 continue
             key = TableKey(self.system.name, self.backend, version, kind)
             if key.dir(self.db.root).is_dir() and any(key.dir(self.db.root).glob("part-*.parquet")):
-                return FamilyTable(kind, read_table(self.db.root, key, FamilyTable.columns(kind)), self.system, version)
+                from perfdb.prior import recorded_prior
+
+                prior = recorded_prior(read_meta(self.db.root, self.system.name, self.backend, version))
+                return FamilyTable(kind, read_table(self.db.root, key, FamilyTable.columns(kind)), self.system, version,
+                                   prior)
         return None
 
     def latency(self, case: OpCase) -> Latency:

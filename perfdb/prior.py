@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -75,15 +76,40 @@ class PriorSource:
     version: str | None = None
 
 
+    def to_meta(self) -> dict:
+        """The entry a collected version's meta.yaml keeps under `prior` (the lookup reads it back)."""
+        root = str(Path(self.root).resolve()) if self.root is not None else None
+        return {"db": root, "system": self.system, "backend": self.backend.value, "version": self.version}
+
+
+def recorded_prior(meta: dict) -> PriorSource | None:
+    """The prior a version's meta.yaml names, or None (none recorded, or its database is gone: the
+    sparse tables are then served by their points alone, as without a prior)."""
+    entry = meta.get("prior") if isinstance(meta, dict) else None
+    if not isinstance(entry, dict) or "system" not in entry or "backend" not in entry:
+        return None
+    root = Path(entry["db"]) if entry.get("db") else None
+    if root is not None and not root.is_dir():
+        return None
+    return PriorSource(root, str(entry["system"]), Backend(entry["backend"]), entry.get("version"))
+
+
+@lru_cache(maxsize=8)
+def _prior_view(source: PriorSource):
+    """One PerfDB view per prior (its tables are read once, whatever number of combinations ask)."""
+    from perfdb.lookup import PerfDB
+
+    return PerfDB(source.root).view(source.system, source.backend, source.version)
+
+
 def prior_latency(source: PriorSource, kind: OpKind, combo: tuple, worst: Source = Source.INTERPOLATED) -> PriorFn:
     """The prior's lookup for one categorical combination: latency where its answer is at most `worst`
     (measured / interpolated inside its grid by default), NaN elsewhere. A combination the prior lacks
     answers NaN everywhere (borrowing a neighbour combination would hide its kernel steps)."""
     from perfdb.family import make_case
-    from perfdb.lookup import PerfDB
     from perfdb.roofline import sol_ms
 
-    view = PerfDB(source.root).view(source.system, source.backend, source.version)
+    view = _prior_view(source)
     fam = view.family(kind)
     own = fam is not None and fam.interp(combo) is not None
 

@@ -94,9 +94,8 @@ def _setup(ops, device, system, backend, grid, budget_ms, model, tp, budget_minu
     from collectors.registry import GridSize
     from collectors.session import open_session
     from collectors.timer import TimerConfig
-    from perfdb.types import Backend, parse_enum
-
     from perfdb.errors import InputError
+    from perfdb.types import Backend, parse_enum
 
     dev = _device(device)
     probe_local = not (ray and dev == "cuda" and not _local_cuda())
@@ -206,6 +205,11 @@ def run_cmd(
     sampler: str = typer.Option("auto", help="--adaptive: 'points' (single shapes, served by the completion "
                                 "interpolator), 'levels' (whole grid slabs) or 'auto' (per op family, "
                                 "whichever measured better)."),
+    prior_db: Optional[Path] = typer.Option(None, help="--adaptive: a database holding a related table (another GPU "
+                                            "or engine, e.g. an AIC import); its shape steers the sampler and serves "
+                                            "the sparse tables. 'bundled' for the bundled database."),
+    prior_system: Optional[str] = typer.Option(None, help="--prior-db: the prior's system (default: the run's)."),
+    prior_backend: Optional[str] = typer.Option(None, help="--prior-db: the prior's backend (default: the run's)."),
 ) -> None:
     """Measure every planned case that is not yet in the database; safe to interrupt and re-run.
 
@@ -213,6 +217,7 @@ def run_cmd(
     Example (GPU node): servecast collect run --db ./perfdb --ops gemm,attention_decode --budget-minutes 60
     Example (adaptive): servecast collect run --db ./perfdb --ops gemm --adaptive --max-fraction 0.1
     Example (adaptive, single points): servecast collect run --db ./perfdb --ops attention_decode --adaptive --sampler points
+    Example (adaptive, with a prior): servecast collect run --db ./perfdb --ops gemm --adaptive --max-fraction 0.05 --prior-db ./aicdb --prior-system h100_sxm --prior-backend trtllm
     Example (comm, 8 GPUs): torchrun --nproc-per-node 8 -m servecast.cli collect run --ops comm --db ./perfdb
     """
     from rich.console import Console
@@ -234,8 +239,13 @@ def run_cmd(
         raise InputError("--adaptive runs on one device; drop --ray / torchrun, or drop --adaptive")
     if sampler not in ("auto", "points", "levels"):
         raise InputError(f"unknown --sampler {sampler!r}; accepted: auto, points, levels")
+    if (prior_system or prior_backend) and prior_db is None:
+        raise InputError("--prior-system / --prior-backend name a table in --prior-db; add --prior-db DIR (or 'bundled')")
+    if prior_db is not None and not adaptive:
+        raise InputError("--prior-db steers the adaptive sampler; add --adaptive, or drop --prior-db")
     if adaptive:
-        summary = _run_adaptive(plan, db, session, budget_minutes, max_fraction, sampler)
+        prior = _prior_source(prior_db, prior_system, prior_backend, session) if prior_db is not None else None
+        summary = _run_adaptive(plan, db, session, budget_minutes, max_fraction, sampler, prior)
     elif ray:
         summary = _run_ray(ray, plan, db, session, budget_minutes, retry_failed)
     elif dist:
@@ -271,13 +281,26 @@ def _run_local(plan, db, session, budget_minutes, retry_failed, quiet, console, 
         return runner.run(list(plan.cases), db, session, budget_s, retry_failed, shard_rows, on_progress=on_progress)
 
 
-def _run_adaptive(plan, db, session, budget_minutes, max_fraction, sampler):
+def _prior_source(prior_db, prior_system, prior_backend, session):
+    from perfdb.lookup import PerfDB
+    from perfdb.prior import PriorSource
+    from perfdb.types import Backend, parse_enum
+
+    root = None if str(prior_db) == "bundled" else prior_db
+    source = PriorSource(root, prior_system or session.prov.system,
+                         parse_enum(Backend, prior_backend, "prior backend") if prior_backend else session.prov.backend)
+    PerfDB(root).view(source.system, source.backend)   # an unknown system or a non-database fails before measuring
+    return source
+
+
+def _run_adaptive(plan, db, session, budget_minutes, max_fraction, sampler, prior=None):
     from collectors.adaptive import AdaptiveConfig
     from collectors.adaptive_points import PointConfig
     from collectors.adaptive_run import AutoConfig, run_adaptive
 
     cfg = {"auto": AutoConfig, "points": PointConfig, "levels": AdaptiveConfig}[sampler](max_fraction=max_fraction)
-    return run_adaptive(list(plan.cases), db, session, cfg, budget_minutes * 60 if budget_minutes else None)
+    return run_adaptive(list(plan.cases), db, session, cfg, budget_minutes * 60 if budget_minutes else None,
+                        prior=prior)
 
 
 def _run_dist(dist, plan, db, session, budget_minutes, retry_failed):

@@ -75,3 +75,15 @@ def test_model_driven_plan_uses_the_estimator_shapes():
                               "--ops", "gemm,attention_prefill,attention_decode"])
     assert res.exit_code == 0, res.output
     assert "gemm" in res.output and "attention_decode" in res.output
+
+
+def test_prior_flags_need_adaptive_and_a_database(tmp_path):
+    from perfdb.errors import DataError, InputError
+
+    base = ["run", "--device", "cpu", "--ops", "gemm", "--db", str(tmp_path / "db")]
+    res = runner.invoke(app, base + ["--prior-system", "h100_sxm"])
+    assert isinstance(res.exception, InputError) and "--prior-db" in str(res.exception)
+    res = runner.invoke(app, base + ["--prior-db", str(tmp_path)])
+    assert isinstance(res.exception, InputError) and "--adaptive" in str(res.exception)
+    res = runner.invoke(app, base + ["--adaptive", "--prior-db", str(tmp_path / "nothing")])
+    assert isinstance(res.exception, DataError) and "not a servecast database" in str(res.exception)
