@@ -10,8 +10,8 @@ was in perfdb/bundled/calibrations/ with the new artifact plus provenance.yaml (
 table's sha256, the servecast commit, the cross-validated errors). Deterministic: same estimator,
 same table, same bytes.
 
-Why it ships: uncalibrated, the bundled curves over-predict TPOT by about a third (median |error|
-38.5% on the training runs); the calibration brings the held-out error to about 15% and gives every
+Why it ships: uncalibrated, the bundled curves over-predict TPOT by about a quarter (median |error|
+31.3% on the training runs); the calibration brings the held-out error to about 14% and gives every
 plan/estimate an 80% interval. It is fitted to *this* database's predictions, so it is applied only
 when no --db is given; a database you import or collect carries its own calibrations/ (or none).
 
