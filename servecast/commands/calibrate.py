@@ -195,7 +195,6 @@ def validate_cmd(
     from rich.console import Console
 
     from calibrate.validate import error_table, worst_median
-
     from perfdb.errors import InputError
 
     if max_error is not None and not max_error > 0:
