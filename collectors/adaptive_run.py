@@ -65,23 +65,24 @@ class AutoConfig:
         return AdaptiveConfig(max_fraction=self.max_fraction)
 
 
-def _prior_sampler(cands: np.ndarray, kind: OpKind, first: OpCase, prior: PriorSource, cfg) -> PointSampler | None:
-    """With a prior table that answers some of the group's shapes: the point sampler, scored by the
-    spread of the measured ratio to the prior (collectors/adaptive_points.ratio_scorer); else None.
-    Beyond SPARSE_FILL the lookup serves a table with GridInterp, which needs levels, not points."""
+def _prior_sampler(cands: np.ndarray, kind: OpKind, first: OpCase, priors, cfg) -> PointSampler | None:
+    """With prior tables of which one answers some of the group's shapes: the point sampler, scored by
+    the spread of the measured ratio to the first such prior (collectors/adaptive_points.ratio_scorer);
+    else None. Beyond SPARSE_FILL the lookup serves a table with GridInterp, which needs levels."""
     if cfg.max_fraction > SPARSE_FILL:
         return None
-    fn = prior_latency(prior, kind, case_combo(first))
-    if not np.isfinite(fn(cands)[0]).any():
-        return None
-    levels = [np.unique(cands[:, j]) for j in range(cands.shape[1])]
-    return PointSampler(cands, ratio_scorer(fn, levels), PointConfig(max_fraction=cfg.max_fraction))
+    for prior in (priors,) if isinstance(priors, PriorSource) else priors:
+        fn = prior_latency(prior, kind, case_combo(first))
+        if np.isfinite(fn(cands)[0]).any():
+            levels = [np.unique(cands[:, j]) for j in range(cands.shape[1])]
+            return PointSampler(cands, ratio_scorer(fn, levels), PointConfig(max_fraction=cfg.max_fraction))
+    return None
 
 
 def run_adaptive(cases: list[OpCase], root: Path, s: Session,
                  cfg: AutoConfig | PointConfig | AdaptiveConfig | None = None, budget_s: float | None = None,
                  on_progress: Callable[[runner.Progress], None] | None = None,
-                 prior: PriorSource | None = None) -> runner.RunSummary:
+                 prior: PriorSource | tuple[PriorSource, ...] | None = None) -> runner.RunSummary:
     """Measure each group's cases adaptively (see module docstring); the summary counts all rounds.
 
     A PointConfig runs the point sampler (collectors/adaptive_points.py), whose sparse tables the
@@ -89,15 +90,19 @@ def run_adaptive(cases: list[OpCase], root: Path, s: Session,
     (collectors/adaptive.py), whose level products GridInterp serves; AutoConfig (the default) picks
     one per op family. With a `prior` (a related table the user has: another GPU or engine), every
     group the prior answers runs the point sampler (unless levels were asked for) and the version's
-    meta.yaml records the prior, so the lookup serves its sparse tables through perfdb.prior.PriorInterp."""
+    meta.yaml records the prior, so the lookup serves its sparse tables through perfdb.prior.PriorInterp
+    (several priors: perfdb.prior_blend.PriorBlend)."""
     cfg = cfg or AutoConfig()
-    if prior is not None:
-        if prior.root is not None and Path(prior.root).resolve() == Path(root).resolve() and \
-                (prior.system, prior.backend) == (s.prov.system, s.prov.backend):
-            raise InputError(f"the prior ({prior.system}/{prior.backend.value}) is the table being collected; "
+    priors = (prior,) if isinstance(prior, PriorSource) else tuple(prior or ())
+    for p in priors:
+        if p.root is not None and Path(p.root).resolve() == Path(root).resolve() and \
+                (p.system, p.backend) == (s.prov.system, s.prov.backend):
+            raise InputError(f"the prior ({p.system}/{p.backend.value}) is the table being collected; "
                              "name another system (--prior-system) or backend (--prior-backend)")
+    if priors:
         meta = read_meta(root, s.prov.system, s.prov.backend, s.prov.backend_version)
-        write_meta(root, s.prov.system, s.prov.backend, s.prov.backend_version, {**meta, "prior": prior.to_meta()})
+        write_meta(root, s.prov.system, s.prov.backend, s.prov.backend_version,
+                   {**meta, "prior": [p.to_meta() for p in priors]})
     if isinstance(cfg, PointConfig) and cfg.max_fraction > SPARSE_FILL:
         raise InputError(f"the point sampler stops at most at {SPARSE_FILL:.0%} of each group's cases (the lookup "
                          f"serves tables up to that fill with the completion interpolator); got max fraction "
@@ -114,8 +119,8 @@ def run_adaptive(cases: list[OpCase], root: Path, s: Session,
             return sol_ms(dataclasses.replace(first, **{n: raw[:, j] for j, n in enumerate(first.NUMERIC)}), s.spec)
 
         group_cfg = cfg.for_kind(kind) if isinstance(cfg, AutoConfig) else cfg
-        with_prior = _prior_sampler(cands, kind, first, prior, cfg) \
-            if prior is not None and not isinstance(cfg, AdaptiveConfig) else None
+        with_prior = _prior_sampler(cands, kind, first, priors, cfg) \
+            if priors and not isinstance(cfg, AdaptiveConfig) else None
         if with_prior is not None:
             sampler = with_prior
         elif isinstance(group_cfg, AdaptiveConfig):

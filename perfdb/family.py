@@ -143,9 +143,9 @@ def sparse_grid(raw: np.ndarray) -> bool:
 class FamilyTable:
     """Rows of one op family, grouped by their categorical combination."""
 
-    def __init__(self, kind: OpKind, table: pa.Table, system: SystemSpec, version: str, prior=None):
-        """prior: a perfdb.prior.PriorSource that serves this family's sparse combinations (None: none)."""
-        self.kind, self.system, self.version, self.prior = kind, system, version, prior
+    def __init__(self, kind: OpKind, table: pa.Table, system: SystemSpec, version: str, prior: tuple = ()):
+        """prior: perfdb.prior.PriorSource(s) that serve this family's sparse combinations (none: empty)."""
+        self.kind, self.system, self.version, self.prior = kind, system, version, tuple(prior)
         self.cat_fields, self.axes = key_fields(kind), lookup_axes(kind)
         self.latency = column_array(table, "latency_ms")
         self.raw = np.stack([column_array(table, a) for a in self.axes], axis=1).reshape(table.num_rows, len(self.axes))
@@ -191,10 +191,13 @@ class FamilyTable:
             def sol_fn(x: np.ndarray, combo=combo) -> np.ndarray:
                 return sol_ms(make_case(self.kind, combo, {a: x[:, j] for j, a in enumerate(self.axes)}), self.system)
 
-            if self.prior is not None:   # collected with a prior table (collect run --adaptive --prior-db)
+            if self.prior:   # collected with prior tables (collect run --adaptive --prior-db)
                 from perfdb.prior import PriorInterp, prior_latency
+                from perfdb.prior_blend import PriorBlend
 
-                gi = PriorInterp(self.kind, self.axes, raw, lat[ok], prior_latency(self.prior, self.kind, combo), sol_fn)
+                fns = [prior_latency(p, self.kind, combo) for p in self.prior]
+                gi = PriorInterp(self.kind, self.axes, raw, lat[ok], fns[0], sol_fn) if len(fns) == 1 else \
+                    PriorBlend(self.kind, self.axes, raw, lat[ok], fns, sol_fn)
             else:
                 gi = CompletionInterp(self.kind, self.axes, raw, sol[ok] / lat[ok], lat[ok], sol_fn=sol_fn)
         else:

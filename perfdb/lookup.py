@@ -83,9 +83,9 @@ class DbView:
                 continue
             key = TableKey(self.system.name, self.backend, version, kind)
             if key.dir(self.db.root).is_dir() and any(key.dir(self.db.root).glob("part-*.parquet")):
-                from perfdb.prior import recorded_prior
+                from perfdb.prior import recorded_priors
 
-                prior = recorded_prior(read_meta(self.db.root, self.system.name, self.backend, version))
+                prior = recorded_priors(read_meta(self.db.root, self.system.name, self.backend, version))
                 return FamilyTable(kind, read_table(self.db.root, key, FamilyTable.columns(kind)), self.system, version,
                                    prior)
         return None

@@ -82,16 +82,20 @@ class PriorSource:
         return {"db": root, "system": self.system, "backend": self.backend.value, "version": self.version}
 
 
-def recorded_prior(meta: dict) -> PriorSource | None:
-    """The prior a version's meta.yaml names, or None (none recorded, or its database is gone: the
-    sparse tables are then served by their points alone, as without a prior)."""
-    entry = meta.get("prior") if isinstance(meta, dict) else None
-    if not isinstance(entry, dict) or "system" not in entry or "backend" not in entry:
-        return None
-    root = Path(entry["db"]) if entry.get("db") else None
-    if root is not None and not root.is_dir():
-        return None
-    return PriorSource(root, str(entry["system"]), Backend(entry["backend"]), entry.get("version"))
+def recorded_priors(meta: dict) -> tuple[PriorSource, ...]:
+    """The priors a version's meta.yaml names under `prior` (one entry or a list), in order; a prior
+    whose database is gone is dropped (with none left, the sparse tables are served by their points
+    alone, as without a prior)."""
+    entries = meta.get("prior") if isinstance(meta, dict) else None
+    entries = [entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []
+    out = []
+    for entry in entries:
+        if not isinstance(entry, dict) or "system" not in entry or "backend" not in entry:
+            continue
+        root = Path(entry["db"]) if entry.get("db") else None
+        if root is None or root.is_dir():
+            out.append(PriorSource(root, str(entry["system"]), Backend(entry["backend"]), entry.get("version")))
+    return tuple(out)
 
 
 @lru_cache(maxsize=8)

@@ -3,6 +3,8 @@ already has, against the dense grid, on the same held-out draws, slices and seed
 
     PYTHONPATH=. python3 scripts/bench_adaptive.py --db /tmp/aicdb --prior-db /tmp/aicdb_all \\
         --prior-system h100_sxm --prior-backend trtllm --fractions 0.02,0.05,0.1
+    # several priors at once (perfdb.prior_blend.PriorBlend): system[/backend] items
+    ... --prior-system h100_sxm/trtllm,h200_sxm/vllm,h200_sxm/sglang --fractions 0.05,0.1
 """
 from __future__ import annotations
 
@@ -58,11 +60,73 @@ def evaluate_prior(kind, axes, combo, raw, lat, spec, rng, fractions, source: Pr
     return dense, out, coverage
 
 
+def parse_sources(args) -> list[PriorSource]:
+    """--prior-system "h100_sxm,h200_sxm/vllm": system[/backend] items (backend: --prior-backend or --backend)."""
+    out = []
+    for item in args.prior_system.split(","):
+        system, _, backend = item.partition("/")
+        source = PriorSource(args.prior_db, system, Backend(backend or args.prior_backend or args.backend))
+        if source.system == args.system and source.backend.value == args.backend:
+            raise InputError(f"the prior ({source.system}/{source.backend.value}) must not be the oracle's "
+                             "system/backend pair")
+        out.append(source)
+    return out
+
+
+def evaluate_multi(kind, axes, combo, raw, lat, spec, rng, fractions, sources, scorer_name: str):
+    """Several priors through perfdb.prior_blend.PriorBlend, on the point sampler's sample (scored with the
+    first prior): per fraction (errors, fraction used), and the dense GridInterp errors."""
+    from perfdb.prior_blend import PriorBlend
+
+    predict, sol_fn, (pool_raw, pool_lat, q_raw, q_lat), dense = _setup(util_predictor, kind, axes, combo, raw, lat,
+                                                                        spec, rng)
+    priors = [prior_latency(src, kind, tuple(combo)) for src in sources]
+    levels = [np.unique(pool_raw[:, j]) for j in range(pool_raw.shape[1])]
+    scorer = ratio_scorer(priors[0], levels) if scorer_name == "ratio" else spacing_scorer(levels)
+    asked: list[np.ndarray] = []
+    run_points_offline(PointSampler(pool_raw, scorer, PointConfig(max_fraction=max(fractions))),
+                       lambda idx: pool_lat[idx], on_round=lambda s, idx: asked.append(idx))
+    order = np.concatenate(asked)
+    out = {}
+    for f in fractions:
+        pick = order[:max(1, int(f * len(pool_raw)))]
+        blend = PriorBlend(kind, tuple(axes), pool_raw[pick], pool_lat[pick], priors, sol_fn)
+        util, _, _ = blend.query(q_raw, exact_allowed=False)
+        out[f] = (rel_err(sol_fn(q_raw) / util, q_lat), len(pick) / len(pool_raw), blend.weights)
+    return dense, out
+
+
+def multi_table(db, args, spec, fractions, seeds, sources) -> None:
+    names = ", ".join(f"{s.system}/{s.backend.value}" for s in sources)
+    print(f"Priors {names} -> oracle {args.system}/{args.backend} (perfdb.prior_blend.PriorBlend); mean (median) "
+          "relative error on held-out points; ratio = blend / dense GridInterp; weights: mean over slices and seeds "
+          "(priors in order, then the points alone).\n")
+    print("| family | budget | dense, GridInterp | priors blended | ratio | per-seed ratio | mean weights |")
+    print("|---|---|---|---|---|---|---|")
+    for kind in [OpKind(f) for f in args.families.split(",")]:
+        axes, groups = slices(db, kind, args.system, args.top, args.min_rows, args.backend)
+        t0 = time.time()
+        runs = {sd: [evaluate_multi(kind, axes, c, r, la, spec, np.random.default_rng([sd, i]), fractions, sources,
+                                    args.prior_scorer) for i, (c, r, la) in enumerate(groups)] for sd in seeds}
+        gi_seed = {sd: np.concatenate([r[0] for r in rs]) for sd, rs in runs.items()}
+        gi = np.concatenate(list(gi_seed.values()))
+        for f in fractions:
+            ad_seed = {sd: np.concatenate([r[1][f][0] for r in rs]) for sd, rs in runs.items()}
+            ad = np.concatenate(list(ad_seed.values()))
+            used = np.mean([r[1][f][1] for rs in runs.values() for r in rs])
+            weights = np.mean([r[1][f][2] for rs in runs.values() for r in rs], axis=0)
+            per_seed = ", ".join(f"{ad_seed[sd].mean() / gi_seed[sd].mean():.2f}" for sd in seeds)
+            print(f"| {kind.value} | {f:.0%} ({used:.1%}) | {_mm(gi)} | {_mm(ad)} | {ad.mean() / gi.mean():.2f}x | "
+                  f"[{per_seed}] | {' / '.join(f'{w:.2f}' for w in weights)} |", flush=True)
+        print(f"<!-- {kind.value}: {len(groups)} slices, {time.time() - t0:.0f} s -->", flush=True)
+
+
 def prior_table(db, args, spec, fractions, seeds) -> None:
-    backend = Backend(args.prior_backend or args.backend)
-    if args.prior_system == args.system and backend.value == args.backend:
-        raise InputError(f"the prior ({args.prior_system}/{backend.value}) must not be the oracle's system/backend pair")
-    source = PriorSource(args.prior_db, args.prior_system, backend)
+    sources = parse_sources(args)
+    if len(sources) > 1:
+        return multi_table(db, args, spec, fractions, seeds, sources)
+    source = sources[0]
+    backend = source.backend
     names = [n for n, _ in VARIANTS]
     print(f"Prior {args.prior_system}/{backend.value} -> oracle {args.system}/{args.backend}; mean (median) relative "
           f"error on held-out points, pooled over slices and seeds; ratio = adopted / dense GridInterp.\n")

@@ -208,7 +208,9 @@ def run_cmd(
     prior_db: Optional[Path] = typer.Option(None, help="--adaptive: a database holding a related table (another GPU "
                                             "or engine, e.g. an AIC import); its shape steers the sampler and serves "
                                             "the sparse tables. 'bundled' for the bundled database."),
-    prior_system: Optional[str] = typer.Option(None, help="--prior-db: the prior's system (default: the run's)."),
+    prior_system: Optional[str] = typer.Option(None, help="--prior-db: the prior's system (default: the run's); "
+                                               "several priors as system[/backend] items, e.g. "
+                                               "h100_sxm/trtllm,h200_sxm/vllm."),
     prior_backend: Optional[str] = typer.Option(None, help="--prior-db: the prior's backend (default: the run's)."),
 ) -> None:
     """Measure every planned case that is not yet in the database; safe to interrupt and re-run.
@@ -217,7 +219,7 @@ def run_cmd(
     Example (GPU node): servecast collect run --db ./perfdb --ops gemm,attention_decode --budget-minutes 60
     Example (adaptive): servecast collect run --db ./perfdb --ops gemm --adaptive --max-fraction 0.1
     Example (adaptive, single points): servecast collect run --db ./perfdb --ops attention_decode --adaptive --sampler points
-    Example (adaptive, with a prior): servecast collect run --db ./perfdb --ops gemm --adaptive --max-fraction 0.05 --prior-db ./aicdb --prior-system h100_sxm --prior-backend trtllm
+    Example (adaptive, with priors): servecast collect run --db ./perfdb --ops gemm --adaptive --max-fraction 0.1 --prior-db ./aicdb --prior-system h100_sxm/trtllm,h200_sxm/vllm,h200_sxm/sglang
     Example (comm, 8 GPUs): torchrun --nproc-per-node 8 -m servecast.cli collect run --ops comm --db ./perfdb
     """
     from rich.console import Console
@@ -244,7 +246,7 @@ def run_cmd(
     if prior_db is not None and not adaptive:
         raise InputError("--prior-db steers the adaptive sampler; add --adaptive, or drop --prior-db")
     if adaptive:
-        prior = _prior_source(prior_db, prior_system, prior_backend, session) if prior_db is not None else None
+        prior = _prior_sources(prior_db, prior_system, prior_backend, session) if prior_db is not None else None
         summary = _run_adaptive(plan, db, session, budget_minutes, max_fraction, sampler, prior)
     elif ray:
         summary = _run_ray(ray, plan, db, session, budget_minutes, retry_failed)
@@ -281,16 +283,23 @@ def _run_local(plan, db, session, budget_minutes, retry_failed, quiet, console, 
         return runner.run(list(plan.cases), db, session, budget_s, retry_failed, shard_rows, on_progress=on_progress)
 
 
-def _prior_source(prior_db, prior_system, prior_backend, session):
+def _prior_sources(prior_db, prior_system, prior_backend, session):
+    """--prior-system "h100_sxm,h200_sxm/vllm": system[/backend] items; backend default --prior-backend,
+    else the run's."""
     from perfdb.lookup import PerfDB
     from perfdb.prior import PriorSource
     from perfdb.types import Backend, parse_enum
 
     root = None if str(prior_db) == "bundled" else prior_db
-    source = PriorSource(root, prior_system or session.prov.system,
-                         parse_enum(Backend, prior_backend, "prior backend") if prior_backend else session.prov.backend)
-    PerfDB(root).view(source.system, source.backend)   # an unknown system or a non-database fails before measuring
-    return source
+    out = []
+    for item in (prior_system or session.prov.system).split(","):
+        system, _, backend = item.strip().partition("/")
+        backend = backend or prior_backend
+        source = PriorSource(root, system, parse_enum(Backend, backend, "prior backend") if backend
+                             else session.prov.backend)
+        PerfDB(root).view(source.system, source.backend)   # an unknown system or a non-database fails here
+        out.append(source)
+    return tuple(out)
 
 
 def _run_adaptive(plan, db, session, budget_minutes, max_fraction, sampler, prior=None):

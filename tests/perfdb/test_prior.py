@@ -156,3 +156,29 @@ def test_every_correction_answers_and_leave_one_out_refits(correction):
     loo = pi.without_node_of(0)
     util, measured, code = loo.query(raw[take][:1])
     assert np.isfinite(util[0]) and np.isnan(measured[0]) and code[0] != Source.MEASURED.code
+
+
+def test_several_priors_weight_the_one_that_fits():
+    from perfdb.prior_blend import PriorBlend
+
+    raw, prior, new = _tables()
+    take, rest = _split(len(raw), 0.10)
+    far = prior * np.exp(np.random.default_rng(2).normal(scale=0.4, size=len(raw)))   # another engine, say
+    fns = [_prior_fn(raw, far), _prior_fn(raw, prior)]
+    blend = PriorBlend(OpKind.GEMM, AXES, raw[take], new[take], fns, _sol)
+    first_only = PriorInterp(OpKind.GEMM, AXES, raw[take], new[take], fns[0], _sol)
+    err_blend = _mape(_sol(raw[rest]) / blend.query(raw[rest], exact_allowed=False)[0], new[rest])
+    err_first = _mape(_sol(raw[rest]) / first_only.query(raw[rest], exact_allowed=False)[0], new[rest])
+    assert blend.weights[1] >= 0.75 and err_blend < 0.02 and err_blend < 0.2 * err_first, (blend.weights, err_blend)
+    util, measured, code = blend.query(raw[take][:3])
+    assert np.allclose(measured, new[take][:3]) and np.all(code == Source.MEASURED.code)
+
+
+def test_recorded_priors_read_one_entry_or_a_list_and_drop_a_missing_database(tmp_path):
+    from perfdb.prior import recorded_priors
+
+    one = PriorSource(tmp_path, "h100_sxm", Backend.TRTLLM)
+    gone = PriorSource(tmp_path / "moved", "h200_sxm", Backend.VLLM)
+    assert recorded_priors({"prior": one.to_meta()}) == (PriorSource(tmp_path.resolve(), "h100_sxm", Backend.TRTLLM),)
+    assert recorded_priors({"prior": [gone.to_meta(), one.to_meta()]})[0].system == "h100_sxm"
+    assert recorded_priors({}) == () and recorded_priors({"prior": [gone.to_meta()]}) == ()
