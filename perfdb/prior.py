@@ -39,6 +39,7 @@ from typing import Callable
 
 import numpy as np
 
+from perfdb.errors import DataError
 from perfdb.interp import GridInterp, transform_axis
 from perfdb.scatter import CompletionConfig, CompletionInterp
 from perfdb.types import Backend, OpKind, Source
@@ -93,8 +94,13 @@ def recorded_priors(meta: dict) -> tuple[PriorSource, ...]:
         if not isinstance(entry, dict) or "system" not in entry or "backend" not in entry:
             continue
         root = Path(entry["db"]) if entry.get("db") else None
+        try:
+            backend = Backend(entry["backend"])
+        except ValueError:
+            raise DataError(f"meta.yaml prior entry {entry}: unknown backend {entry['backend']!r}; accepted: "
+                            f"{', '.join(b.value for b in Backend)}") from None
         if root is None or root.is_dir():
-            out.append(PriorSource(root, str(entry["system"]), Backend(entry["backend"]), entry.get("version")))
+            out.append(PriorSource(root, str(entry["system"]), backend, entry.get("version")))
     return tuple(out)
 
 

@@ -182,3 +182,11 @@ def test_recorded_priors_read_one_entry_or_a_list_and_drop_a_missing_database(tm
     assert recorded_priors({"prior": one.to_meta()}) == (PriorSource(tmp_path.resolve(), "h100_sxm", Backend.TRTLLM),)
     assert recorded_priors({"prior": [gone.to_meta(), one.to_meta()]})[0].system == "h100_sxm"
     assert recorded_priors({}) == () and recorded_priors({"prior": [gone.to_meta()]}) == ()
+
+
+def test_a_malformed_prior_entry_is_a_data_error_not_a_traceback():
+    from perfdb.errors import DataError
+    from perfdb.prior import recorded_priors
+
+    with pytest.raises(DataError, match="unknown backend 'tgi'"):
+        recorded_priors({"prior": [{"system": "h100_sxm", "backend": "tgi"}]})
