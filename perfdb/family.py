@@ -17,6 +17,7 @@ import sys
 import typing
 from enum import Enum
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -143,9 +144,12 @@ def sparse_grid(raw: np.ndarray) -> bool:
 class FamilyTable:
     """Rows of one op family, grouped by their categorical combination."""
 
-    def __init__(self, kind: OpKind, table: pa.Table, system: SystemSpec, version: str, prior: tuple = ()):
-        """prior: perfdb.prior.PriorSource(s) that serve this family's sparse combinations (none: empty)."""
+    def __init__(self, kind: OpKind, table: pa.Table, system: SystemSpec, version: str, prior: tuple = (),
+                 completions: Path | None = None):
+        """prior: perfdb.prior.PriorSource(s) that serve this family's sparse combinations (none: empty);
+        completions: where the fits of sparse combinations are memoised (perfdb.completion_store)."""
         self.kind, self.system, self.version, self.prior = kind, system, version, tuple(prior)
+        self.completions = completions
         self.cat_fields, self.axes = key_fields(kind), lookup_axes(kind)
         self.latency = column_array(table, "latency_ms")
         self.raw = np.stack([column_array(table, a) for a in self.axes], axis=1).reshape(table.num_rows, len(self.axes))
@@ -191,15 +195,18 @@ class FamilyTable:
             def sol_fn(x: np.ndarray, combo=combo) -> np.ndarray:
                 return sol_ms(make_case(self.kind, combo, {a: x[:, j] for j, a in enumerate(self.axes)}), self.system)
 
-            if self.prior:   # collected with prior tables (collect run --adaptive --prior-db)
-                from perfdb.prior import PriorInterp, prior_latency
-                from perfdb.prior_blend import PriorBlend
+            from perfdb.completion_store import stored_completions
 
-                fns = [prior_latency(p, self.kind, combo) for p in self.prior]
-                gi = PriorInterp(self.kind, self.axes, raw, lat[ok], fns[0], sol_fn) if len(fns) == 1 else \
-                    PriorBlend(self.kind, self.axes, raw, lat[ok], fns, sol_fn)
-            else:
-                gi = CompletionInterp(self.kind, self.axes, raw, sol[ok] / lat[ok], lat[ok], sol_fn=sol_fn)
+            with stored_completions(self.completions):
+                if self.prior:   # collected with prior tables (collect run --adaptive --prior-db)
+                    from perfdb.prior import PriorInterp, prior_latency
+                    from perfdb.prior_blend import PriorBlend
+
+                    fns = [prior_latency(p, self.kind, combo) for p in self.prior]
+                    gi = PriorInterp(self.kind, self.axes, raw, lat[ok], fns[0], sol_fn) if len(fns) == 1 else \
+                        PriorBlend(self.kind, self.axes, raw, lat[ok], fns, sol_fn)
+                else:
+                    gi = CompletionInterp(self.kind, self.axes, raw, sol[ok] / lat[ok], lat[ok], sol_fn=sol_fn)
         else:
             gi = GridInterp(self.kind, self.axes, raw, sol[ok] / lat[ok], lat[ok])
         gi.table_rows = rows[ok]  # table row of each interpolator row (leave-one-out maps through it)

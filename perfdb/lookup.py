@@ -37,6 +37,7 @@ from perfdb.storage import MARKER, TableKey, read_meta, read_table, require_db
 from perfdb.types import Backend, OpKind, Source, parse_enum
 
 BUNDLED_ROOT = Path(__file__).resolve().parent / "bundled"
+COMPLETIONS_DIR = Path(".cache") / "completions"   # memoised sparse-table fits (perfdb.completion_store)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class DbView:
 
                 prior = recorded_priors(read_meta(self.db.root, self.system.name, self.backend, version))
                 return FamilyTable(kind, read_table(self.db.root, key, FamilyTable.columns(kind)), self.system, version,
-                                   prior)
+                                   prior, completions=None if self.db.bundled else self.db.root / COMPLETIONS_DIR)
         return None
 
     def latency(self, case: OpCase) -> Latency:

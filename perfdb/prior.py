@@ -39,6 +39,7 @@ from typing import Callable
 
 import numpy as np
 
+from perfdb import completion_store
 from perfdb.errors import DataError
 from perfdb.interp import GridInterp, transform_axis
 from perfdb.scatter import CompletionConfig, CompletionInterp
@@ -148,6 +149,7 @@ class PriorInterp:
         ok = np.isfinite(p) & (p > 0) & (latency > 0)
         self.ratio_raw, self.ratio = raw[ok], np.log(latency[ok] / p[ok]) if ok.any() else np.empty(0)
         self._fallback: CompletionInterp | GridInterp | None = None
+        self._store = completion_store.active()   # the points-alone fit is built lazily, at query time
         self.measured = {tuple(r): float(v) for r, v in zip(raw, latency, strict=True)}
         self.correction, self.weight = self._choose(correction, blend)
         self._fit()
@@ -226,7 +228,9 @@ class PriorInterp:
             sol = self.sol_fn(self.row_raw)
             cls = CompletionInterp if len(self.row_raw) >= 20 else GridInterp
             kwargs = {"sol_fn": self.sol_fn} if cls is CompletionInterp else {}
-            self._fallback = cls(self.kind, self.axes, self.row_raw, sol / self.row_latency, self.row_latency, **kwargs)
+            with completion_store.stored_completions(self._store):
+                self._fallback = cls(self.kind, self.axes, self.row_raw, sol / self.row_latency, self.row_latency,
+                                     **kwargs)
         util, _, code = self._fallback.query(raw_q, exact_allowed=False)
         return util, code
 

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from perfdb import completion_store
 from perfdb.interp import GridInterp
 from perfdb.types import OpKind
 
@@ -146,21 +147,41 @@ class CompletionInterp:
         spaces = {"util": np.where(measured, logu, 0.0)}
         if logsol is not None:
             spaces["latency"] = np.where(measured, logsol - logu, 0.0)   # log latency = log sol - log util
-        # The solves are small (levels x rank <= ~1000 unknowns): threaded BLAS only thrashes, and with
-        # another busy process on the machine it made a fit 50x slower.
-        with threadpool_limits(limits=1, user_api="blas"):
-            if _warm is not None and _warm[3] == shape:
-                self.rank, self.variant, init, _ = _warm
-            else:
-                (self.rank, self.variant), init = self._choose(spaces, measured.reshape(shape), shape), None
-            fitted, self.factors = complete(spaces[self.variant.space].reshape(shape), measured.reshape(shape),
-                                            self.rank, self.variant, config, init=init,
-                                            iters=_LOO_SWEEPS if init is not None else None)
-        fitted = fitted.ravel() if self.variant.space == "util" else logsol - fitted.ravel()
-        full = np.where(measured, logu, _bounded(fitted, logu, measured, shape))
+        store = completion_store.active() if _warm is None else None
+        key = completion_store.fit_key(kind.value, axes, raw, util, latency, config,
+                                       logsol if logsol is not None else "no-sol") if store is not None else None
+        memo = completion_store.load(store, key) if key is not None else None
+        self.from_store = memo is not None
+        if memo is not None:
+            self.rank, full = int(memo["rank"]), memo["full"]
+            self.variant = Variant(str(memo["space"]), int(memo["order"]), float(memo["smooth"]))
+            self.factors = [memo[f"factor{a}"] for a in range(len(shape))]
+        else:
+            self.rank, self.variant, fitted, self.factors = self._fit(spaces, measured, shape, config, _warm)
+            fitted = fitted.ravel() if self.variant.space == "util" else logsol - fitted.ravel()
+            full = np.where(measured, logu, _bounded(fitted, logu, measured, shape))
+            if key is not None:
+                completion_store.save(store, key, {"rank": np.int64(self.rank), "full": full,
+                                                   "space": np.str_(self.variant.space), "order": np.int64(self.variant.order),
+                                                   "smooth": np.float64(self.variant.smooth),
+                                                   **{f"factor{a}": f for a, f in enumerate(self.factors)}})
         # GridInterp reads latency only for exact hits and for its hole fallback (no holes here).
         self.grid = GridInterp(kind, axes, grid_raw, np.exp(full), np.exp(-full))
         self.levels, self.shape, self.measured_latency = levels, shape, np.where(measured, lat, np.nan)
+
+    def _fit(self, spaces: dict[str, np.ndarray], measured: np.ndarray, shape, config: CompletionConfig,
+             warm: tuple | None) -> tuple[int, Variant, np.ndarray, list[np.ndarray]]:
+        """(rank, variant, completed values in the variant's space, factors)."""
+        # The solves are small (levels x rank <= ~1000 unknowns): threaded BLAS only thrashes, and with
+        # another busy process on the machine it made a fit 50x slower.
+        with threadpool_limits(limits=1, user_api="blas"):
+            if warm is not None and warm[3] == shape:
+                rank, variant, init, _ = warm
+            else:
+                (rank, variant), init = self._choose(spaces, measured.reshape(shape), shape), None
+            fitted, factors = complete(spaces[variant.space].reshape(shape), measured.reshape(shape),
+                                       rank, variant, config, init=init, iters=_LOO_SWEEPS if init is not None else None)
+        return rank, variant, fitted, factors
 
     def without_node_of(self, row: int) -> "CompletionInterp":
         """A refit as if `row` had never been stored (leave-one-out, as GridInterp.without_node_of): same
