@@ -65,6 +65,19 @@ class AutoConfig:
         return AdaptiveConfig(max_fraction=self.max_fraction)
 
 
+def _warm_lookup(root: Path, s, combos: set) -> None:
+    """Build the lookup's interpolators of the collected groups now: sparse tables are completed once
+    and memoised in the database (perfdb.completion_store), so the first plan after a collection does
+    not pay seconds per table for it."""
+    from perfdb.lookup import PerfDB
+
+    view = PerfDB(root).view(s.prov.system, s.prov.backend, s.prov.backend_version)
+    for kind, combo in sorted(combos, key=str):
+        fam = view.family(kind)
+        if fam is not None:
+            fam.interp(combo)
+
+
 def _prior_sampler(cands: np.ndarray, kind: OpKind, first: OpCase, priors, cfg) -> PointSampler | None:
     """With prior tables of which one answers some of the group's shapes: the point sampler, scored by
     the spread of the measured ratio to the first such prior (collectors/adaptive_points.ratio_scorer);
@@ -139,6 +152,8 @@ def run_adaptive(cases: list[OpCase], root: Path, s: Session,
                 totals[name] += getattr(res, name)
             stored = _stored_latency(root, s, kind)
             sampler.tell(idx, np.array([stored.get(key(c), np.nan) for c in batch]))
+    if totals["measured"]:
+        _warm_lookup(root, s, {(g[0].KIND, case_combo(g[0])) for g in _groups(cases)})
     unasked = totals["requested"] - totals["skipped"] - totals["measured"] - totals["failed"]
     return runner.RunSummary(totals["requested"], totals["skipped"], totals["measured"], totals["failed"], 0,
                              tuple(shards), failures_file, unneeded=unasked)

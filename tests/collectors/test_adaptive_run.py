@@ -121,3 +121,15 @@ def test_a_prior_that_is_the_table_itself_or_lacks_the_combination(tmp_path, cpu
     prior = PriorSource(_prior_db(tmp_path / "prior", other), "cpu_host", Backend.TRTLLM)
     cands = np.array([[c.m, c.n, c.k] for c in cases], float)
     assert _prior_sampler(cands, OpKind.GEMM, cases[0], prior, AdaptiveConfig(max_fraction=0.1)) is None
+
+
+def test_the_run_completes_its_sparse_tables_once_so_the_first_lookup_reads_the_fit(tmp_path, cpu_session):
+    from collectors.adaptive_points import PointConfig
+    from perfdb.lookup import COMPLETIONS_DIR, PerfDB
+    from perfdb.scatter import CompletionInterp
+
+    cases = product(GemmCase, {"dtype": Dtype.FP32}, {"m": pow2(1, 512), "n": [16, 32, 64, 128, 256], "k": [16, 32, 64, 128]})
+    run_adaptive(cases, tmp_path, cpu_session, PointConfig(max_fraction=0.1))
+    assert any((tmp_path / COMPLETIONS_DIR).glob("*.npz"))
+    gi = PerfDB(tmp_path).view("cpu_host", Backend.TORCH).family(OpKind.GEMM).interp(("fp32",))
+    assert isinstance(gi, CompletionInterp) and gi.from_store     # no refit in the next process
