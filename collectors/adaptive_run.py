@@ -65,6 +65,20 @@ class AutoConfig:
         return AdaptiveConfig(max_fraction=self.max_fraction)
 
 
+def _record_priors(root: Path, s: Session, priors: tuple[PriorSource, ...]) -> tuple[PriorSource, ...]:
+    """Refuse a prior that is the table being collected; record the priors in the version's meta.yaml."""
+    for p in priors:
+        if p.root is not None and Path(p.root).resolve() == Path(root).resolve() and \
+                (p.system, p.backend) == (s.prov.system, s.prov.backend):
+            raise InputError(f"the prior ({p.system}/{p.backend.value}) is the table being collected; "
+                             "name another system (--prior-system) or backend (--prior-backend)")
+    if priors:
+        meta = read_meta(root, s.prov.system, s.prov.backend, s.prov.backend_version)
+        write_meta(root, s.prov.system, s.prov.backend, s.prov.backend_version,
+                   {**meta, "prior": [p.to_meta() for p in priors]})
+    return priors
+
+
 def _warm_lookup(root: Path, s, combos: set) -> None:
     """Build the lookup's interpolators of the collected groups now: sparse tables are completed once
     and memoised in the database (perfdb.completion_store), so the first plan after a collection does
@@ -106,16 +120,7 @@ def run_adaptive(cases: list[OpCase], root: Path, s: Session,
     meta.yaml records the prior, so the lookup serves its sparse tables through perfdb.prior.PriorInterp
     (several priors: perfdb.prior_blend.PriorBlend)."""
     cfg = cfg or AutoConfig()
-    priors = (prior,) if isinstance(prior, PriorSource) else tuple(prior or ())
-    for p in priors:
-        if p.root is not None and Path(p.root).resolve() == Path(root).resolve() and \
-                (p.system, p.backend) == (s.prov.system, s.prov.backend):
-            raise InputError(f"the prior ({p.system}/{p.backend.value}) is the table being collected; "
-                             "name another system (--prior-system) or backend (--prior-backend)")
-    if priors:
-        meta = read_meta(root, s.prov.system, s.prov.backend, s.prov.backend_version)
-        write_meta(root, s.prov.system, s.prov.backend, s.prov.backend_version,
-                   {**meta, "prior": [p.to_meta() for p in priors]})
+    priors = _record_priors(root, s, (prior,) if isinstance(prior, PriorSource) else tuple(prior or ()))
     if isinstance(cfg, PointConfig) and cfg.max_fraction > SPARSE_FILL:
         raise InputError(f"the point sampler stops at most at {SPARSE_FILL:.0%} of each group's cases (the lookup "
                          f"serves tables up to that fill with the completion interpolator); got max fraction "
