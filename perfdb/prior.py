@@ -249,12 +249,17 @@ class PriorInterp:
         missing = ~(np.isfinite(util) & (util > 0))
         if missing.any() and len(self.row_raw):
             util[missing], code[missing] = self._no_prior(raw_q[missing])
-        measured = np.full(len(raw_q), np.nan)
-        if exact_allowed:
-            for i, r in enumerate(map(tuple, raw_q)):
-                if r in self.measured:
-                    measured[i], code[i] = self.measured[r], Source.MEASURED.code
-        return util, measured, code
+        return util, exact_hits(raw_q, self.measured, code, exact_allowed), code
+
+
+def exact_hits(raw_q: np.ndarray, measured: dict[tuple, float], code: np.ndarray, allowed: bool) -> np.ndarray:
+    """Measured latency of the queries that are stored rows (NaN elsewhere); their `code` becomes measured."""
+    out = np.full(len(raw_q), np.nan)
+    if allowed:
+        for i, r in enumerate(map(tuple, raw_q)):
+            if r in measured:
+                out[i], code[i] = measured[r], Source.MEASURED.code
+    return out
 
 
 def _fit_additive(kind: OpKind, axes: tuple[str, ...], raw: np.ndarray, r: np.ndarray, smooth: float):

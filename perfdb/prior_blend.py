@@ -17,9 +17,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from perfdb.interp import GridInterp
-from perfdb.prior import PriorFn, PriorInterp
+from perfdb.prior import PriorFn, PriorInterp, exact_hits
 from perfdb.scatter import CompletionInterp
-from perfdb.types import OpKind, Source
+from perfdb.types import OpKind
 
 _STEPS = 4          # simplex grid: weights in multiples of 1/4
 _MIN_ROWS = 40      # fewer measured points: the first prior's PriorInterp (with its own blend) alone
@@ -86,9 +86,4 @@ class PriorBlend:
         logs, codes = self._logs(self.parts, raw_q)
         util = self.sol_fn(raw_q) / np.exp((self.weights[:, None] * logs).sum(axis=0))
         code = codes[self.weights > 0].max(axis=0).astype(np.int8)   # the worst label of what was used
-        measured = np.full(len(raw_q), np.nan)
-        if exact_allowed:
-            for i, r in enumerate(map(tuple, raw_q)):
-                if r in self.measured:
-                    measured[i], code[i] = self.measured[r], Source.MEASURED.code
-        return util, measured, code
+        return util, exact_hits(raw_q, self.measured, code, exact_allowed), code
