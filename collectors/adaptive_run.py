@@ -75,7 +75,7 @@ def _record_priors(root: Path, s: Session, priors: tuple[PriorSource, ...]) -> t
     if priors:
         meta = read_meta(root, s.prov.system, s.prov.backend, s.prov.backend_version)
         write_meta(root, s.prov.system, s.prov.backend, s.prov.backend_version,
-                   {**meta, "prior": [p.to_meta() for p in priors]})
+                   {**meta, "prior": [p.to_meta(root) for p in priors]})
     return priors
 
 

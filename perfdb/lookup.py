@@ -86,7 +86,7 @@ class DbView:
             if key.dir(self.db.root).is_dir() and any(key.dir(self.db.root).glob("part-*.parquet")):
                 from perfdb.prior import recorded_priors
 
-                prior = recorded_priors(read_meta(self.db.root, self.system.name, self.backend, version))
+                prior = recorded_priors(read_meta(self.db.root, self.system.name, self.backend, version), self.db.root)
                 return FamilyTable(kind, read_table(self.db.root, key, FamilyTable.columns(kind)), self.system, version,
                                    prior, completions=None if self.db.bundled else self.db.root / COMPLETIONS_DIR)
         return None

@@ -31,6 +31,7 @@ points alone answer through perfdb.scatter.CompletionInterp, as without a prior.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -78,23 +79,29 @@ class PriorSource:
     version: str | None = None
 
 
-    def to_meta(self) -> dict:
-        """The entry a collected version's meta.yaml keeps under `prior` (the lookup reads it back)."""
+    def to_meta(self, collected: Path | None = None) -> dict:
+        """The entry a collected version's meta.yaml keeps under `prior` (the lookup reads it back).
+        With the collected database's root, the prior's path relative to it is kept too, so a prior
+        moved together with the database (copied side by side to another machine) is still found."""
         root = str(Path(self.root).resolve()) if self.root is not None else None
-        return {"db": root, "system": self.system, "backend": self.backend.value, "version": self.version}
+        entry = {"db": root, "system": self.system, "backend": self.backend.value, "version": self.version}
+        if root is not None and collected is not None:
+            entry["db_relative"] = os.path.relpath(root, Path(collected).resolve())
+        return entry
 
 
-def recorded_priors(meta: dict) -> tuple[PriorSource, ...]:
-    """The priors a version's meta.yaml names under `prior` (one entry or a list), in order; a prior
-    whose database is gone is dropped (with none left, the sparse tables are served by their points
-    alone, as without a prior)."""
+def recorded_priors(meta: dict, collected: Path | None = None) -> tuple[PriorSource, ...]:
+    """The priors a version's meta.yaml names under `prior` (one entry or a list), in order, each found
+    relative to the collected database's root first (`db_relative`), then at its absolute path; a
+    prior found at neither is dropped (with none left, the sparse tables are served by their points
+    alone, as without a prior; `servecast db info` lists it as missing)."""
     entries = meta.get("prior") if isinstance(meta, dict) else None
     entries = [entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []
     out = []
     for entry in entries:
         if not isinstance(entry, dict) or "system" not in entry or "backend" not in entry:
             continue
-        root = Path(entry["db"]) if entry.get("db") else None
+        root = _prior_root(entry, collected)
         try:
             backend = Backend(entry["backend"])
         except ValueError:
@@ -103,6 +110,25 @@ def recorded_priors(meta: dict) -> tuple[PriorSource, ...]:
         if root is None or root.is_dir():
             out.append(PriorSource(root, str(entry["system"]), backend, entry.get("version")))
     return tuple(out)
+
+
+def _prior_root(entry: dict, collected: Path | None) -> Path | None:
+    """Where a meta.yaml prior entry's database is now (the bundled database: None)."""
+    if not entry.get("db"):
+        return None
+    if collected is not None and entry.get("db_relative"):
+        moved = (Path(collected) / entry["db_relative"]).resolve()
+        if moved.is_dir():
+            return moved
+    return Path(entry["db"])
+
+
+def missing_priors(meta: dict, collected: Path | None = None) -> list[str]:
+    """Database paths of the recorded priors that cannot be found (for `servecast db info`)."""
+    entries = meta.get("prior") if isinstance(meta, dict) else None
+    entries = [entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []
+    roots = [_prior_root(e, collected) for e in entries if isinstance(e, dict)]
+    return [str(r) for r in roots if r is not None and not r.is_dir()]
 
 
 @lru_cache(maxsize=8)

@@ -70,6 +70,7 @@ def info(db: DbOpt = None) -> None:
     Example: servecast db info --db /tmp/aicdb
     """
     from perfdb.dbinfo import db_info
+    from perfdb.prior import missing_priors
 
     d = db_info(_root(db))
     con = _console()
@@ -79,6 +80,8 @@ def info(db: DbOpt = None) -> None:
         tables = [t for t in d.tables if (t.key.system, t.key.backend.value, t.key.version) == (system, backend, version)]
         ops = ", ".join(f"{t.key.op.value} ({t.rows:,})" for t in tables)
         con.print(f"  {system}/{backend}/{version}: {ops}" + (f"  meta: {', '.join(sorted(meta))}" if meta else ""))
+        for path in missing_priors(meta, d.root):   # its sparse tables are served by their points alone
+            con.print(f"    [yellow]prior database missing:[/yellow] {path} (collected with it; served without it)")
     if d.stray_temp_files:
         con.print(f"  {len(d.stray_temp_files)} temp file(s) from interrupted writers (ignored by readers), "
                   f"e.g. {d.stray_temp_files[0]}")

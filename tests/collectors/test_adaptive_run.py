@@ -93,7 +93,7 @@ def test_adaptive_run_with_a_prior_samples_points_records_the_prior_and_the_look
     rows = read_table(db, key).num_rows
     assert first.measured == rows and 20 <= rows <= int(0.15 * len(cases))
     meta = read_meta(db, "cpu_host", Backend.TORCH, cpu_session.prov.backend_version)
-    assert meta["prior"] == [prior.to_meta()] and meta["prior"][0]["backend"] == "trtllm"
+    assert meta["prior"] == [prior.to_meta(db)] and meta["prior"][0]["db_relative"] == "../prior"
     import numpy as np
 
     cands = np.array([[c.m, c.n, c.k] for c in cases], float)

@@ -190,3 +190,20 @@ def test_a_malformed_prior_entry_is_a_data_error_not_a_traceback():
 
     with pytest.raises(DataError, match="unknown backend 'tgi'"):
         recorded_priors({"prior": [{"system": "h100_sxm", "backend": "tgi"}]})
+
+
+def test_a_prior_moved_together_with_the_database_is_found_and_a_lost_one_is_reported(tmp_path):
+    import shutil
+
+    from perfdb.prior import PriorSource, missing_priors, recorded_priors
+
+    (tmp_path / "site" / "prior").mkdir(parents=True)
+    (tmp_path / "site" / "db").mkdir()
+    meta = {"prior": [PriorSource(tmp_path / "site" / "prior", "h100_sxm", Backend.TRTLLM).to_meta(tmp_path / "site" / "db")]}
+    shutil.move(tmp_path / "site", tmp_path / "elsewhere")           # copied side by side to another machine
+    found = recorded_priors(meta, tmp_path / "elsewhere" / "db")
+    assert found and found[0].root == (tmp_path / "elsewhere" / "prior").resolve()
+    assert missing_priors(meta, tmp_path / "elsewhere" / "db") == []
+    shutil.rmtree(tmp_path / "elsewhere" / "prior")
+    assert recorded_priors(meta, tmp_path / "elsewhere" / "db") == ()
+    assert missing_priors(meta, tmp_path / "elsewhere" / "db") == [str(tmp_path / "site" / "prior")]
