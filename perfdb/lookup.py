@@ -30,8 +30,8 @@ from perfdb.efficiency import EfficiencyCurves
 from perfdb.errors import NotFoundError
 from perfdb.family import FamilyTable, case_combo, case_numeric
 from perfdb.interp import GridInterp
-from perfdb.ops import OpCase
-from perfdb.roofline import intensity_ratio, sol_ms
+from perfdb.ops import CommCase, OpCase
+from perfdb.roofline import intensity_ratio, log_ratio, roofline_s, sol_ms
 from perfdb.specs import SystemSpec, load_system
 from perfdb.storage import MARKER, TableKey, read_meta, read_table, require_db
 from perfdb.types import Backend, OpKind, Source, parse_enum
@@ -93,21 +93,25 @@ class DbView:
 
     def latency(self, case: OpCase) -> Latency:
         shape = case.shape
-        sol = np.ravel(sol_ms(case, self.system)).astype(np.float64)
-        ms, code = self._ladder(case, sol)
+        if isinstance(case, CommCase):
+            sol, ratio = np.ravel(sol_ms(case, self.system)).astype(np.float64), None
+        else:   # one roofline pass gives both the sol and the regime the curves need
+            compute, memory = (np.ravel(x).astype(np.float64) for x in roofline_s(case, self.system))
+            sol, ratio = np.maximum(compute, memory) * 1e3, log_ratio(compute, memory)
+        ms, code = self._ladder(case, sol, ratio)
         return Latency(ms=ms.reshape(shape), source=code.reshape(shape))
 
-    def _ladder(self, case: OpCase, sol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _ladder(self, case: OpCase, sol: np.ndarray, ratio: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         code = np.full(sol.shape[0], Source.ROOFLINE.code, dtype=np.int8)
         if not sol.size:
             return np.full(0, np.nan), code
         fam = self.family(case.KIND)
         if fam is None:  # no table: every element is the roofline rung (one pass, no masks)
-            return self.roofline_ms(case, sol), code
+            return self.roofline_ms(case, sol, ratio), code
         ms, code = self.table_rungs(fam, case_combo(case), case_numeric(case), sol)
         rest = np.isnan(ms)
         if rest.any():
-            ms[rest] = self.roofline_ms(case, sol[rest], rest)
+            ms[rest] = self.roofline_ms(case, sol[rest], None if ratio is None else ratio[rest])
             code[rest] = Source.ROOFLINE.code
         return ms, code
 
@@ -136,11 +140,12 @@ class DbView:
         ms[ok], code[ok] = est[ok], c[ok]
         return ms, code
 
-    def roofline_ms(self, case: OpCase, sol: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
-        """sol / curve utilisation for the case's elements (raveled), or those selected by `where`."""
-        ratio = np.ravel(np.broadcast_to(intensity_ratio(case, self.system), case.shape))
-        util = np.asarray(self.db.curves().util_for(self.system.name, case, sol, self.backend,
-                                                    ratio if where is None else ratio[where]), dtype=np.float64)
+    def roofline_ms(self, case: OpCase, sol: np.ndarray, ratio: np.ndarray | None = None) -> np.ndarray:
+        """sol / curve utilisation; `ratio`: the elements' perfdb.roofline.log_ratio (None: the case's own)."""
+        if ratio is None and not isinstance(case, CommCase):
+            ratio = np.ravel(intensity_ratio(case, self.system))
+        util = np.asarray(self.db.curves().util_for(self.system.name, case, sol, self.backend, ratio),
+                          dtype=np.float64)
         return sol / np.clip(util, 1e-9, 1.0)   # the curves bound util themselves; this only guards a zero
 
 

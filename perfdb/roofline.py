@@ -22,13 +22,26 @@ def link_bw_bytes_per_s(system: SystemSpec, transport: Transport) -> float:
     }[transport]
 
 
-def sol_ms(case: OpCase, system: SystemSpec) -> np.ndarray:
-    if isinstance(case, CommCase):
-        return case.bytes() / link_bw_bytes_per_s(system, case.transport) * 1e3
+def roofline_s(case: OpCase, system: SystemSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(compute seconds, memory seconds) of a compute case, broadcast to its shape (compute 0 where the
+    dtype has no compute peak)."""
     peak = system.gpu.peak_flops(case.dtype)
     compute = case.flops() / peak if peak > 0 else np.zeros(case.shape)
     memory = case.bytes() / system.gpu.mem_bw_bytes_per_s
+    return np.broadcast_to(compute, case.shape), np.broadcast_to(memory, case.shape)
+
+
+def sol_ms(case: OpCase, system: SystemSpec) -> np.ndarray:
+    if isinstance(case, CommCase):
+        return case.bytes() / link_bw_bytes_per_s(system, case.transport) * 1e3
+    compute, memory = roofline_s(case, system)
     return np.maximum(compute, memory) * 1e3
+
+
+def log_ratio(compute: np.ndarray, memory: np.ndarray) -> np.ndarray:
+    """log10(compute time / memory time): < 0 memory-bound, > 0 compute-bound, -inf without a peak."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log10(compute / memory)
 
 
 def intensity_ratio(case: OpCase, system: SystemSpec) -> np.ndarray:
@@ -39,9 +52,4 @@ def intensity_ratio(case: OpCase, system: SystemSpec) -> np.ndarray:
     the efficiency curves are fitted and looked up per regime (perfdb.efficiency)."""
     if isinstance(case, CommCase):
         return np.full(case.shape, -np.inf)
-    peak = system.gpu.peak_flops(case.dtype)
-    memory = case.bytes() / system.gpu.mem_bw_bytes_per_s
-    if peak <= 0:
-        return np.full(np.shape(memory), -np.inf)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log10(case.flops() / peak / memory)
+    return log_ratio(*roofline_s(case, system))
