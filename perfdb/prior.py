@@ -95,11 +95,9 @@ def recorded_priors(meta: dict, collected: Path | None = None) -> tuple[PriorSou
     relative to the collected database's root first (`db_relative`), then at its absolute path; a
     prior found at neither is dropped (with none left, the sparse tables are served by their points
     alone, as without a prior; `servecast db info` lists it as missing)."""
-    entries = meta.get("prior") if isinstance(meta, dict) else None
-    entries = [entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []
     out = []
-    for entry in entries:
-        if not isinstance(entry, dict) or "system" not in entry or "backend" not in entry:
+    for entry in _entries(meta):
+        if "system" not in entry or "backend" not in entry:
             continue
         root = _prior_root(entry, collected)
         try:
@@ -110,6 +108,13 @@ def recorded_priors(meta: dict, collected: Path | None = None) -> tuple[PriorSou
         if root is None or root.is_dir():
             out.append(PriorSource(root, str(entry["system"]), backend, entry.get("version")))
     return tuple(out)
+
+
+def _entries(meta: dict) -> list[dict]:
+    """The `prior` entries of a meta.yaml (one mapping or a list of them)."""
+    entries = meta.get("prior") if isinstance(meta, dict) else None
+    entries = [entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []
+    return [e for e in entries if isinstance(e, dict)]
 
 
 def _prior_root(entry: dict, collected: Path | None) -> Path | None:
@@ -125,9 +130,7 @@ def _prior_root(entry: dict, collected: Path | None) -> Path | None:
 
 def missing_priors(meta: dict, collected: Path | None = None) -> list[str]:
     """Database paths of the recorded priors that cannot be found (for `servecast db info`)."""
-    entries = meta.get("prior") if isinstance(meta, dict) else None
-    entries = [entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []
-    roots = [_prior_root(e, collected) for e in entries if isinstance(e, dict)]
+    roots = [_prior_root(e, collected) for e in _entries(meta)]
     return [str(r) for r in roots if r is not None and not r.is_dir()]
 
 

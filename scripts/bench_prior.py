@@ -34,18 +34,24 @@ VARIANTS = (("prior alone", dict(correction=Correction.NONE)),
 ADOPTED = "prior x auto, blended"
 
 
-def evaluate_prior(kind, axes, combo, raw, lat, spec, rng, fractions, source: PriorSource, scorer_name: str):
-    """Per fraction: {column: errors on the held-out points}, the random control's errors, fraction used;
-    and the dense GridInterp errors. The held-out draw is evaluate_slice's (same rng seed)."""
-    predict, sol_fn, (pool_raw, pool_lat, q_raw, q_lat), dense = _setup(util_predictor, kind, axes, combo, raw, lat,
-                                                                        spec, rng)
-    prior = prior_latency(source, kind, tuple(combo))
+def _sampled(kind, axes, combo, raw, lat, spec, rng, fractions, prior, scorer_name: str):
+    """The held-out draw of evaluate_slice (same rng) and the order in which the point sampler, scored
+    with `prior` (or by spacing), asks for the pool's points: (sol_fn, pool/query arrays, dense errors, order)."""
+    _, sol_fn, (pool_raw, pool_lat, q_raw, q_lat), dense = _setup(util_predictor, kind, axes, combo, raw, lat, spec, rng)
     levels = [np.unique(pool_raw[:, j]) for j in range(pool_raw.shape[1])]
     scorer = ratio_scorer(prior, levels) if scorer_name == "ratio" else spacing_scorer(levels)
     asked: list[np.ndarray] = []
     run_points_offline(PointSampler(pool_raw, scorer, PointConfig(max_fraction=max(fractions))),
                        lambda idx: pool_lat[idx], on_round=lambda s, idx: asked.append(idx))
-    order = np.concatenate(asked)
+    return sol_fn, (pool_raw, pool_lat, q_raw, q_lat), dense, np.concatenate(asked)
+
+
+def evaluate_prior(kind, axes, combo, raw, lat, spec, rng, fractions, source: PriorSource, scorer_name: str):
+    """Per fraction: {column: errors on the held-out points}, the random control's errors, fraction used;
+    and the dense GridInterp errors. The held-out draw is evaluate_slice's (same rng seed)."""
+    prior = prior_latency(source, kind, tuple(combo))
+    sol_fn, (pool_raw, pool_lat, q_raw, q_lat), dense, order = _sampled(kind, axes, combo, raw, lat, spec, rng,
+                                                                        fractions, prior, scorer_name)
     predictors = {name: prior_predictor(kind, tuple(axes), sol_fn, prior, **opts) for name, opts in VARIANTS}
     alone = rel_err(predictors["prior alone"](pool_raw[:0], pool_lat[:0], q_raw), q_lat)
     out = {}
@@ -78,15 +84,9 @@ def evaluate_multi(kind, axes, combo, raw, lat, spec, rng, fractions, sources, s
     first prior): per fraction (errors, fraction used), and the dense GridInterp errors."""
     from perfdb.prior_blend import PriorBlend
 
-    predict, sol_fn, (pool_raw, pool_lat, q_raw, q_lat), dense = _setup(util_predictor, kind, axes, combo, raw, lat,
-                                                                        spec, rng)
     priors = [prior_latency(src, kind, tuple(combo)) for src in sources]
-    levels = [np.unique(pool_raw[:, j]) for j in range(pool_raw.shape[1])]
-    scorer = ratio_scorer(priors[0], levels) if scorer_name == "ratio" else spacing_scorer(levels)
-    asked: list[np.ndarray] = []
-    run_points_offline(PointSampler(pool_raw, scorer, PointConfig(max_fraction=max(fractions))),
-                       lambda idx: pool_lat[idx], on_round=lambda s, idx: asked.append(idx))
-    order = np.concatenate(asked)
+    sol_fn, (pool_raw, pool_lat, q_raw, q_lat), dense, order = _sampled(kind, axes, combo, raw, lat, spec, rng,
+                                                                        fractions, priors[0], scorer_name)
     out = {}
     for f in fractions:
         pick = order[:max(1, int(f * len(pool_raw)))]
