@@ -220,7 +220,7 @@ def bound_table(db, args, spec, fractions, seeds) -> None:
             print(f"| {kind.value} | {f:.0%} | {d:.2%} | {b:.2%} | {b / d:.2f}x |", flush=True)
 
 
-def main() -> None:
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--aic", type=Path, help="AIConfigurator package root / systems folder / wheel to import")
     ap.add_argument("--db", type=Path, help="an existing servecast db holding the imported tables (skips import)")
@@ -244,25 +244,11 @@ def main() -> None:
     ap.add_argument("--prior-backend", help="--prior-db: the prior's backend (default: --backend)")
     ap.add_argument("--prior-scorer", choices=("ratio", "spacing"), default="ratio",
                     help="--prior-db: the point sampler's score (ratio spread x distance, or distance)")
-    args = ap.parse_args()
-    db = args.db
-    if db is None:
-        from perfdb.importers.aic import import_aic
-        from perfdb.types import Backend
+    return ap.parse_args()
 
-        db = Path(tempfile.mkdtemp(prefix="aicdb-"))
-        import_aic(args.aic, db, system=args.system, backends=(Backend.TRTLLM,))
-    spec = load_system(args.system)
-    fractions = [float(x) for x in args.fractions.split(",")]
-    seeds = [int(x) for x in args.seeds.split(",")]
-    if args.oracle_bound:
-        return bound_table(db, args, spec, fractions, seeds)
-    if args.prior_db is not None:
-        from bench_prior import prior_table
 
-        return prior_table(db, args, spec, fractions, seeds)
-    if args.sampler == "points":
-        return points_table(db, args, spec, fractions, seeds)
+def levels_table(db, args, spec, fractions, seeds) -> None:
+    """The level sampler + GridInterp only (--sampler levels)."""
     print("Mean (median) relative error on held-out points, pooled over slices and seeds; "
           "ratio = adaptive mean / dense mean; per-seed ratios in brackets.\n")
     print("| family | budget | fraction used | dense | adaptive | ratio | per-seed ratio | random subset |")
@@ -285,6 +271,29 @@ def main() -> None:
                   f"{rnd.mean():.2%} ({np.median(rnd):.2%}) |", flush=True)
         print(f"<!-- {kind.value}: {len(groups)} slices, {sum(r[2] for r in runs[seeds[0]])} pool points, "
               f"{time.time() - t0:.0f} s -->", flush=True)
+
+
+def main() -> None:
+    args = _args()
+    db = args.db
+    if db is None:
+        from perfdb.importers.aic import import_aic
+        from perfdb.types import Backend
+
+        db = Path(tempfile.mkdtemp(prefix="aicdb-"))
+        import_aic(args.aic, db, system=args.system, backends=(Backend.TRTLLM,))
+    spec = load_system(args.system)
+    fractions = [float(x) for x in args.fractions.split(",")]
+    seeds = [int(x) for x in args.seeds.split(",")]
+    if args.oracle_bound:
+        return bound_table(db, args, spec, fractions, seeds)
+    if args.prior_db is not None:
+        from bench_prior import prior_table
+
+        return prior_table(db, args, spec, fractions, seeds)
+    if args.sampler == "points":
+        return points_table(db, args, spec, fractions, seeds)
+    return levels_table(db, args, spec, fractions, seeds)
 
 
 if __name__ == "__main__":

@@ -224,27 +224,14 @@ def run_cmd(
     """
     from rich.console import Console
 
-    from perfdb.errors import InputError
-    from perfdb.types import OpKind
-
     session, plan, kinds, dist = _setup(ops, device, system, backend, grid, timer_budget_ms, model, tp,
                                         budget_minutes, base=model is None, ray=ray)
-    if (OpKind.COMM in kinds) != (dist is not None) or (dist and kinds != [OpKind.COMM]):
-        raise InputError("communication cases run alone under torchrun (--ops comm with WORLD_SIZE >= 2); "
-                         f"got ops {','.join(k.value for k in kinds)} with world size {dist.world_size if dist else 1}")
+    _check_run_flags(kinds, dist, ray, adaptive, sampler, prior_db, prior_system or prior_backend)
     if session.ctx.rank == 0:
         from perfdb.storage import init_db
 
         init_db(db)   # an unwritable --db fails here, before any case is measured
     console = Console(stderr=True)
-    if adaptive and (ray or dist):
-        raise InputError("--adaptive runs on one device; drop --ray / torchrun, or drop --adaptive")
-    if sampler not in ("auto", "points", "levels"):
-        raise InputError(f"unknown --sampler {sampler!r}; accepted: auto, points, levels")
-    if (prior_system or prior_backend) and prior_db is None:
-        raise InputError("--prior-system / --prior-backend name a table in --prior-db; add --prior-db DIR (or 'bundled')")
-    if prior_db is not None and not adaptive:
-        raise InputError("--prior-db steers the adaptive sampler; add --adaptive, or drop --prior-db")
     if adaptive:
         prior = _prior_sources(prior_db, prior_system, prior_backend, session) if prior_db is not None else None
         summary = _run_adaptive(plan, db, session, budget_minutes, max_fraction, sampler, prior)
@@ -256,6 +243,24 @@ def run_cmd(
         summary = _run_local(plan, db, session, budget_minutes, retry_failed, quiet, console, shard_rows)
     if session.ctx.rank == 0:
         _print_summary(console, summary, db)
+
+
+def _check_run_flags(kinds, dist, ray, adaptive: bool, sampler: str, prior_db, prior_named) -> None:
+    """The flag combinations `collect run` refuses, each a one-line error."""
+    from perfdb.errors import InputError
+    from perfdb.types import OpKind
+
+    if (OpKind.COMM in kinds) != (dist is not None) or (dist and kinds != [OpKind.COMM]):
+        raise InputError("communication cases run alone under torchrun (--ops comm with WORLD_SIZE >= 2); "
+                         f"got ops {','.join(k.value for k in kinds)} with world size {dist.world_size if dist else 1}")
+    if adaptive and (ray or dist):
+        raise InputError("--adaptive runs on one device; drop --ray / torchrun, or drop --adaptive")
+    if sampler not in ("auto", "points", "levels"):
+        raise InputError(f"unknown --sampler {sampler!r}; accepted: auto, points, levels")
+    if prior_named and prior_db is None:
+        raise InputError("--prior-system / --prior-backend name a table in --prior-db; add --prior-db DIR (or 'bundled')")
+    if prior_db is not None and not adaptive:
+        raise InputError("--prior-db steers the adaptive sampler; add --adaptive, or drop --prior-db")
 
 
 def _run_local(plan, db, session, budget_minutes, retry_failed, quiet, console, shard_rows):
