@@ -164,6 +164,25 @@ def points_table(db, args, spec, fractions, seeds) -> None:
         print(f"<!-- {kind.value}: {len(groups)} slices, {time.time() - t0:.0f} s -->", flush=True)
 
 
+def seed_runs(groups, seeds, evaluate) -> tuple[dict, dict, np.ndarray]:
+    """evaluate(combo, raw, lat, rng) per seed and slice (rng seeded [seed, slice]: the shared held-out
+    draw): (results per seed, the dense errors per seed, the dense errors pooled); each result's [0] is
+    its dense errors."""
+    runs = {sd: [evaluate(combo, raw, lat, np.random.default_rng([sd, i])) for i, (combo, raw, lat) in enumerate(groups)]
+            for sd in seeds}
+    by_seed = {sd: np.concatenate([r[0] for r in rs]) for sd, rs in runs.items()}
+    return runs, by_seed, np.concatenate(list(by_seed.values()))
+
+
+def by_seed(runs: dict, pick) -> dict:
+    """{seed: pick(result) concatenated over its slices}."""
+    return {sd: np.concatenate([pick(r) for r in rs]) for sd, rs in runs.items()}
+
+
+def per_seed_ratios(adaptive: dict, dense: dict) -> str:
+    return ", ".join(f"{adaptive[sd].mean() / dense[sd].mean():.2f}" for sd in dense)
+
+
 def _mm(err: np.ndarray) -> str:
     return f"{err.mean():.2%} ({np.median(err):.2%})"
 
@@ -256,16 +275,14 @@ def levels_table(db, args, spec, fractions, seeds) -> None:
     for kind in [OpKind(f) for f in args.families.split(",")]:
         axes, groups = slices(db, kind, args.system, args.top, args.min_rows, args.backend)
         t0 = time.time()
-        runs = {sd: [evaluate_slice(kind, axes, combo, raw, lat, spec, np.random.default_rng([sd, i]), fractions,
-                                    args.stride) for i, (combo, raw, lat) in enumerate(groups)] for sd in seeds}
-        dense_by_seed = {sd: np.concatenate([r[0] for r in rs]) for sd, rs in runs.items()}
-        dense = np.concatenate(list(dense_by_seed.values()))
+        runs, dense_by_seed, dense = seed_runs(groups, seeds, lambda combo, raw, lat, rng: evaluate_slice(
+            kind, axes, combo, raw, lat, spec, rng, fractions, args.stride))  # noqa: B023 - used within this iteration
         for f in fractions:
-            ad_by_seed = {sd: np.concatenate([r[1][f][0] for r in rs]) for sd, rs in runs.items()}
+            ad_by_seed = by_seed(runs, lambda r: r[1][f][0])  # noqa: B023
             ad = np.concatenate(list(ad_by_seed.values()))
             rnd = np.concatenate([r[1][f][1] for rs in runs.values() for r in rs])
             used = np.average([r[1][f][2] for rs in runs.values() for r in rs], weights=[r[2] for rs in runs.values() for r in rs])
-            per_seed = ", ".join(f"{ad_by_seed[sd].mean() / dense_by_seed[sd].mean():.2f}" for sd in seeds)
+            per_seed = per_seed_ratios(ad_by_seed, dense_by_seed)
             print(f"| {kind.value} | {f:.0%} | {used:.1%} | {dense.mean():.2%} ({np.median(dense):.2%}) | "
                   f"{ad.mean():.2%} ({np.median(ad):.2%}) | {ad.mean() / dense.mean():.2f}x | [{per_seed}] | "
                   f"{rnd.mean():.2%} ({np.median(rnd):.2%}) |", flush=True)

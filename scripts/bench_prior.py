@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from bench_adaptive import _mm, _setup, rel_err, slices
+from bench_adaptive import _mm, _setup, by_seed, per_seed_ratios, rel_err, seed_runs, slices
 
 from collectors.adaptive import util_predictor
 from collectors.adaptive_points import (
@@ -106,16 +106,14 @@ def multi_table(db, args, spec, fractions, seeds, sources) -> None:
     for kind in [OpKind(f) for f in args.families.split(",")]:
         axes, groups = slices(db, kind, args.system, args.top, args.min_rows, args.backend)
         t0 = time.time()
-        runs = {sd: [evaluate_multi(kind, axes, c, r, la, spec, np.random.default_rng([sd, i]), fractions, sources,
-                                    args.prior_scorer) for i, (c, r, la) in enumerate(groups)] for sd in seeds}
-        gi_seed = {sd: np.concatenate([r[0] for r in rs]) for sd, rs in runs.items()}
-        gi = np.concatenate(list(gi_seed.values()))
+        runs, gi_seed, gi = seed_runs(groups, seeds, lambda c, r, la, rng: evaluate_multi(
+            kind, axes, c, r, la, spec, rng, fractions, sources, args.prior_scorer))  # noqa: B023 - used within this iteration
         for f in fractions:
-            ad_seed = {sd: np.concatenate([r[1][f][0] for r in rs]) for sd, rs in runs.items()}
+            ad_seed = by_seed(runs, lambda r: r[1][f][0])  # noqa: B023
             ad = np.concatenate(list(ad_seed.values()))
             used = np.mean([r[1][f][1] for rs in runs.values() for r in rs])
             weights = np.mean([r[1][f][2] for rs in runs.values() for r in rs], axis=0)
-            per_seed = ", ".join(f"{ad_seed[sd].mean() / gi_seed[sd].mean():.2f}" for sd in seeds)
+            per_seed = per_seed_ratios(ad_seed, gi_seed)
             print(f"| {kind.value} | {f:.0%} ({used:.1%}) | {_mm(gi)} | {_mm(ad)} | {ad.mean() / gi.mean():.2f}x | "
                   f"[{per_seed}] | {' / '.join(f'{w:.2f}' for w in weights)} |", flush=True)
         print(f"<!-- {kind.value}: {len(groups)} slices, {time.time() - t0:.0f} s -->", flush=True)
@@ -136,17 +134,15 @@ def prior_table(db, args, spec, fractions, seeds) -> None:
     for kind in [OpKind(f) for f in args.families.split(",")]:
         axes, groups = slices(db, kind, args.system, args.top, args.min_rows, args.backend)
         t0 = time.time()
-        runs = {sd: [evaluate_prior(kind, axes, c, r, la, spec, np.random.default_rng([sd, i]), fractions, source,
-                                    args.prior_scorer) for i, (c, r, la) in enumerate(groups)] for sd in seeds}
-        gi_seed = {sd: np.concatenate([r[0] for r in rs]) for sd, rs in runs.items()}
-        gi = np.concatenate(list(gi_seed.values()))
+        runs, gi_seed, gi = seed_runs(groups, seeds, lambda c, r, la, rng: evaluate_prior(
+            kind, axes, c, r, la, spec, rng, fractions, source, args.prior_scorer))  # noqa: B023 - used within this iteration
         cover = np.mean([r[2] for rs in runs.values() for r in rs])
         for f in fractions:
             cols = {n: np.concatenate([r[1][f][0][n] for rs in runs.values() for r in rs]) for n in names}
-            ad_seed = {sd: np.concatenate([r[1][f][0][ADOPTED] for r in rs]) for sd, rs in runs.items()}
+            ad_seed = by_seed(runs, lambda r: r[1][f][0][ADOPTED])  # noqa: B023
             rnd = np.concatenate([r[1][f][1] for rs in runs.values() for r in rs])
             used = np.mean([r[1][f][2] for rs in runs.values() for r in rs])
-            per_seed = ", ".join(f"{ad_seed[sd].mean() / gi_seed[sd].mean():.2f}" for sd in seeds)
+            per_seed = per_seed_ratios(ad_seed, gi_seed)
             print(f"| {kind.value} | {f:.0%} ({used:.1%}) | {cover:.0%} | {_mm(gi)} | " +
                   " | ".join(f"{_mm(cols[n])} {cols[n].mean() / gi.mean():.2f}x" for n in names) +
                   f" | {cols[ADOPTED].mean() / gi.mean():.2f}x | [{per_seed}] | {_mm(rnd)} {rnd.mean() / gi.mean():.2f}x |",
