@@ -1,7 +1,7 @@
 """Calibration error under three held-out protocols, before and after, from one predictions file.
 
     servecast estimate --from-runs ../shared/data/e2e_train_silicon.csv --db /tmp/aicdb_all --out pred.csv
-    python scripts/bench_calibration.py ../shared/data/e2e_train_silicon.csv pred.csv [--residual gbm|none]
+    python scripts/bench_calibration.py ../shared/data/e2e_train_silicon.csv pred.csv [--residual gbm|none] [--clip 0.69]
 
 Protocols (each row is corrected by a fit that never saw it):
   deployment  5-fold CV grouped by deployment (the issue's target protocol; what `calibrate fit` reports)
@@ -41,11 +41,12 @@ def main() -> int:
     ap.add_argument("runs", type=Path)
     ap.add_argument("predictions", type=Path)
     ap.add_argument("--residual", default="gbm")
+    ap.add_argument("--clip", type=float, default=FitOptions.clip, help="FitOptions.clip (0 = no limit)")
     args = ap.parse_args()
     frame = usable(from_predictions_file(read_results([args.runs], None), args.predictions))
     frame = frame[np.isfinite(frame["concurrency"])].reset_index(drop=True)
-    served = unseen(frame, replace(FitOptions(), residual=args.residual), "estimate")   # as `calibrate fit` decides
-    opts = replace(FitOptions(), residual=args.residual, unseen_factor=served.transfer)
+    served = unseen(frame, replace(FitOptions(), residual=args.residual, clip=args.clip), "estimate")   # as `calibrate fit` decides
+    opts = replace(FitOptions(), residual=args.residual, clip=args.clip, unseen_factor=served.transfer)
     rows = {"uncalibrated": {m: np.zeros(len(frame)) for m in METRICS},
             "deployment 5-fold": cv_logs(frame, opts, "estimate"),
             "leave one model out": served.logs["lomo"],

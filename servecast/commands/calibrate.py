@@ -109,6 +109,8 @@ def fit_cmd(
                                                     "scope's own median counts d/(d+shrink); 0 = its own median "
                                                     "(default 8)")] = None,
     shrink_tpot: Annotated[float, typer.Option(help="the same for TPOT (default 2)")] = None,
+    clip: Annotated[float, typer.Option(help="how far (natural log) one run may pull its scope's factor from "
+                                             "the wider scope's; 0 = no limit (default log 2 = 0.69)")] = None,
     loss: Annotated[str, typer.Option(help="residual trees' loss in log space: absolute_error | huber | "
                                            "squared_error")] = "absolute_error",
     plot: Annotated[str, typer.Option(help="predicted-vs-measured PNG (cross-validated); none by default")] = "",
@@ -129,7 +131,8 @@ def fit_cmd(
     frame = _frame(runs, db, predictions, base, statistic)
     opts = FitOptions(folds=folds, residual=residual, min_rows=min_rows, min_deployments=min_deployments,
                       shrink_ttft=FitOptions.shrink_ttft if shrink_ttft is None else shrink_ttft,
-                      shrink_tpot=FitOptions.shrink_tpot if shrink_tpot is None else shrink_tpot, loss=loss)
+                      shrink_tpot=FitOptions.shrink_tpot if shrink_tpot is None else shrink_tpot, loss=loss,
+                      clip=FitOptions.clip if clip is None else clip)
     result = train(frame, opts, base)
     path = store.write(result, out)
     console = Console()
