@@ -7,10 +7,14 @@ fitted, and only on ../shared/data/e2e_train_silicon.csv (see docs/estimator.md)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from perfdb.errors import InputError
 from perfdb.specs import SystemSpec
 from perfdb.types import Backend, Dtype
+
+if TYPE_CHECKING:
+    from estimator.parallel import ParallelConfig
 
 GIB = 1024**3
 
@@ -26,11 +30,18 @@ TRTLLM_FREE_FRACTION = 0.9
 TRTLLM_MAX_TOKENS = 8192
 TRTLLM_MAX_BATCH = 2048
 # SGLang: `--mem-fraction-static` is the share of total memory for weights + KV pool. Its default
-# falls with TP (more communication buffers and graph memory per GPU); we use the table of
-# sglang/srt/server_args.py (0.4.x): tp>=16 0.79, >=8 0.81, >=4 0.85, >=2 0.87, else 0.88.
-# `--chunked-prefill-size` defaults to 8192 on GPUs below ~100 GiB and 16384 above (B200/GB200).
-SGLANG_MEM_FRACTION_BY_TP = ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87), (1, 0.88))
-SGLANG_CHUNK_SMALL, SGLANG_CHUNK_LARGE, SGLANG_LARGE_GPU_BYTES = 8192, 16384, 100 * GIB
+# (sglang/srt/server_args.py `_handle_gpu_memory_settings`, 0.5.x) reserves, in MiB, 512 + 1.5 per
+# token of `--chunked-prefill-size` (activations) + 2 per captured CUDA-graph batch size + 1024 per 8
+# GPUs of tp*pp (+3 per graph batch per DP rank with DP attention, 4.5 above 300), at least 10 GiB on GPUs above
+# 60 GiB, and takes fraction = 1 - reserved / GPU memory. Chunk 8192 and graph batch 256 (tp < 4) or
+# 512 on GPUs below 160 GiB (H100/H200), chunk 16384 and graph batch 512 above (B200/GB200). Reserving
+# a fixed 10-13 GiB instead of the 0.4 table's 12% (tp1) leaves a tp1 Qwen3-32B on H100 a 21k-token
+# pool instead of 38k: the e2e rows of that deployment run 3-8 requests, not 16.
+SGLANG_RESERVED_BASE_MIB, SGLANG_RESERVED_PER_TOKEN_MIB, SGLANG_RESERVED_PER_GRAPH_BS_MIB = 512, 1.5, 2
+SGLANG_RESERVED_PER_8_GPUS_MIB, SGLANG_RESERVED_DP_PER_GRAPH_BS_MIB = 1024, 3
+SGLANG_RESERVED_FLOOR_MIB, SGLANG_FLOOR_ABOVE_MIB = 10 * 1024, 60 * 1024
+SGLANG_LARGE_GPU_MIB = 160 * 1024
+SGLANG_CHUNK_SMALL, SGLANG_CHUNK_LARGE = 8192, 16384
 SGLANG_MAX_RUNNING = 4096
 
 # Host-side time per engine iteration (scheduling, sampling, detokenisation, launch) in ms that no
@@ -129,13 +140,29 @@ class ResolvedEngine:
         return float(sum(a**i for i in range(k + 1)))
 
 
-def resolve(engine: EngineConfig, system: SystemSpec, tp: int) -> ResolvedEngine:
+def sglang_defaults(system: SystemSpec, tp: int, pp: int = 1, attn_dp: int = 1,
+                    chunk: int | None = None) -> tuple[float, int]:
+    """(mem_fraction_static, chunked_prefill_size) SGLang picks when not given (a given chunk size
+    changes the activation reserve)."""
+    gpu_mib = system.gpu.mem_bytes / 2**20
+    large = gpu_mib >= SGLANG_LARGE_GPU_MIB
+    chunk = chunk or (SGLANG_CHUNK_LARGE if large else SGLANG_CHUNK_SMALL)
+    graph_bs = 512 if large or tp >= 4 else 256
+    reserved = (SGLANG_RESERVED_BASE_MIB + SGLANG_RESERVED_PER_TOKEN_MIB * max(chunk, 2048)
+                + SGLANG_RESERVED_PER_GRAPH_BS_MIB * graph_bs + SGLANG_RESERVED_PER_8_GPUS_MIB * tp * pp / 8)
+    if attn_dp > 1:   # DP attention pads every rank's graphs (x1.5 more above 300 sizes)
+        reserved += SGLANG_RESERVED_DP_PER_GRAPH_BS_MIB * graph_bs * attn_dp * (1.5 if graph_bs > 300 else 1.0)
+    if gpu_mib > SGLANG_FLOOR_ABOVE_MIB:
+        reserved = max(reserved, SGLANG_RESERVED_FLOOR_MIB)
+    return round(max(gpu_mib - reserved, 0.0) / gpu_mib, 3), chunk
+
+
+def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig) -> ResolvedEngine:
     b = engine.backend
     if b == Backend.VLLM:
         frac, tokens, batch = VLLM_MEM_UTIL, VLLM_MAX_TOKENS, VLLM_MAX_SEQS
     elif b == Backend.SGLANG:
-        frac = next(f for min_tp, f in SGLANG_MEM_FRACTION_BY_TP if tp >= min_tp)
-        tokens = SGLANG_CHUNK_LARGE if system.gpu.mem_bytes >= SGLANG_LARGE_GPU_BYTES else SGLANG_CHUNK_SMALL
+        frac, tokens = sglang_defaults(system, parallel.tp, parallel.pp, parallel.attn_dp, engine.max_num_tokens)
         batch = SGLANG_MAX_RUNNING
     else:  # TRT-LLM and plain torch follow TRT-LLM's rules
         frac, tokens, batch = TRTLLM_FREE_FRACTION, TRTLLM_MAX_TOKENS, TRTLLM_MAX_BATCH

@@ -57,7 +57,7 @@ class StepModel:
         validate_parallel(model, parallel, system)
         self.model, self.system, self.parallel, self.engine, self.view = model, system, parallel, engine, view
         self.kv_dtype: Dtype = engine.kv_dtype or model.kv_dtype
-        self.resolved: ResolvedEngine = resolve(engine, system, parallel.tp)
+        self.resolved: ResolvedEngine = resolve(engine, system, parallel)
         self.composer = LayerComposer(model, system, parallel, self.kv_dtype, self.resolved.fuses_allreduce_norm,
                                       self.resolved.spec_tokens)
         self.memory: MemoryReport = memory_report(model, system, parallel, self.resolved, self.kv_dtype)

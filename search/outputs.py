@@ -29,7 +29,7 @@ def engine_settings(result: PlanResult, c: Candidate) -> EngineSettings:
     req, model = result.request, result.model
     from estimator.engine import EngineConfig
 
-    resolved = resolve(EngineConfig(c.backend, c.version), result.system, c.decode.parallel.tp)
+    resolved = resolve(EngineConfig(c.backend, c.version), result.system, c.decode.parallel)
     kv = req.kv_dtype or model.kv_dtype
     return EngineSettings(model=req.model, max_model_len=req.isl + req.osl, kv_dtype=kv,
                           mem_fraction=resolved.mem_fraction, is_moe=model.is_moe)
