@@ -130,3 +130,24 @@ def test_unseen_model_gets_mode_factor_no_residual_and_wider_interval():
     assert not wide.seen and narrow.seen
     assert not cal.interval("ttft", "agg", "alpha-7b", "b300_sxm").seen        # a system it never saw
     assert "ttft_after_leave_one_system_out" in cal.training and "loso_tpot" in res.rows
+
+
+def test_one_far_off_deployment_pulls_its_scope_at_most_the_clip():
+    """A deployment the estimator misses 12x, alone in its scope, moves that scope's factor by at most
+    d/(d+shrink) * clip from the parent's; unclipped it moves it d/(d+shrink) * log 12."""
+    f = usable(frame(noise=0.0))
+    lone = f[(f["system"] != "h200_sxm") | (f["backend"] != "vllm") | f["deployment_key"].str.endswith("|0")].copy()
+    odd = ((lone["system"] == "h200_sxm") & (lone["backend"] == "vllm")).to_numpy()
+    lone.loc[odd, "measured_ttft"] = lone.loc[odd, "pred_ttft"] * 12.0
+    lone = lone.reset_index(drop=True)
+    moved = {}
+    for clip in (math.log(2.0), 0.0):
+        cal = fit_point(lone, FitOptions(residual="none", shrink_ttft=1.0, folds=3, clip=clip), "estimate")
+        own = cal.factor("ttft", "h200_sxm", "vllm", "1.0", "agg", "m")
+        parent = cal.factor("ttft", "gb200", "sglang", "1.0", "agg", "m")
+        assert own.n_deployments == 1
+        moved[clip] = own.log_factor - parent.log_factor
+    assert moved[math.log(2.0)] == pytest.approx(0.5 * math.log(2.0), abs=1e-9)
+    assert moved[0.0] > 0.5 * math.log(6.0)
+    with pytest.raises(InputError, match="clip"):
+        FitOptions(clip=-0.1)

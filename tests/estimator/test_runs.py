@@ -135,3 +135,27 @@ def test_header_only_run_table_is_an_error_not_an_empty_prediction(tmp_path):
     path.write_text("id,backend,model_path,system,isl,osl\n")
     with pytest.raises(DataError, match="no rows"):
         read_runs(path)
+
+
+def test_quantized_trtllm_rows_run_an_fp8_kv_cache_other_engines_the_model_dtype(table):
+    """TRT-LLM follows a ModelOpt checkpoint's kv_cache_quant_algo (FP8); vLLM and SGLang keep bf16."""
+    from estimator.runs import model_for
+    from perfdb.specs import load_system
+    from perfdb.types import Dtype
+
+    rows = {r.id: r for r in read_runs(table)}
+    h200 = load_system("h200_sxm")
+    assert model_for(rows["a1"], h200).kv_dtype == Dtype.FP8            # trtllm, fp8 GEMMs
+    assert model_for(rows["a2"], h200).kv_dtype == Dtype.BF16           # vllm, fp8 GEMMs
+    assert model_for(rows["a3"], h200).kv_dtype == Dtype.BF16           # sglang, nvfp4
+    # with the fp8 pool a TRT-LLM replica admits twice the requests of the same memory in bf16
+    from estimator.engine import EngineConfig, resolve
+    from estimator.memory import memory_report
+    from estimator.parallel import ParallelConfig
+    from perfdb.types import Backend
+
+    par = ParallelConfig(tp=2)
+    eng = resolve(EngineConfig(Backend.TRTLLM), h200, par)
+    fp8 = memory_report(model_for(rows["a1"], h200), h200, par, eng, Dtype.FP8)
+    bf16 = memory_report(model_for(rows["a1"], h200), h200, par, eng, Dtype.BF16)
+    assert fp8.kv_capacity_tokens == pytest.approx(2 * bf16.kv_capacity_tokens)
