@@ -52,6 +52,20 @@ def test_missing_kv_head_count_borrows_the_nearest_combination_as_extrapolated(v
     assert np.isfinite(lat.ms).all() and (lat.ms > 0).all()
 
 
+def test_moe_tensor_split_beyond_the_table_is_priced_as_expert_parallel_over_the_same_gpus(view):
+    """The table holds moe_tp 1 only (moe_ep 1 and 8): an 8-way expert TP slice reads the same expert
+    bytes and does the same FLOPs per GPU as EP 8, so it takes EP 8's measured time, labelled
+    extrapolated, not moe_tp 1's utilisation held over a much smaller roofline."""
+    def moe(tp, ep):
+        return MoeCase(Dtype.BF16, 2048, 768, 8, 128, tp, ep, "balanced", np.array([512.0]))
+
+    tp8, ep8 = view.latency(moe(8, 1)), view.latency(moe(1, 8))
+    assert _codes(ep8) == [Source.MEASURED] and _codes(tp8) == [Source.EXTRAPOLATED]
+    assert tp8.ms.item() == pytest.approx(ep8.ms.item())
+    inside = view.latency(MoeCase(Dtype.BF16, 2048, 768, 8, 128, 1, 4, "balanced", np.array([512.0])))
+    assert _codes(inside) == [Source.INTERPOLATED]   # within the table's moe_tp: not moved
+
+
 def test_query_head_count_is_an_interpolation_axis(view):
     # 16 and 32 query heads are stored (with 4 and 8 KV heads); 24 heads with 8 KV heads is between.
     lat = view.latency(AttentionPrefillCase(Dtype.BF16, Dtype.BF16, 24, 8, 128, 0, 4, 512, 0))
