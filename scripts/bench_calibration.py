@@ -27,6 +27,11 @@ from calibrate.predict import from_predictions_file  # noqa: E402
 from calibrate.train import unseen  # noqa: E402
 
 
+def scored_frame(runs: Path, predictions: Path):
+    """The measured runs of a run table joined to a predictions CSV, usable rows only (as `calibrate fit`)."""
+    return usable(from_predictions_file(read_results([runs], None), predictions))
+
+
 def medians(frame, logs) -> dict[str, tuple[float, float, float]]:
     out = {}
     agg = (frame["mode"] == "agg").to_numpy()
@@ -43,10 +48,10 @@ def main() -> int:
     ap.add_argument("--residual", default="gbm")
     ap.add_argument("--clip", type=float, default=FitOptions.clip, help="FitOptions.clip (0 = no limit)")
     args = ap.parse_args()
-    frame = usable(from_predictions_file(read_results([args.runs], None), args.predictions))
-    frame = frame[np.isfinite(frame["concurrency"])].reset_index(drop=True)
-    served = unseen(frame, replace(FitOptions(), residual=args.residual, clip=args.clip), "estimate")   # as `calibrate fit` decides
-    opts = replace(FitOptions(), residual=args.residual, clip=args.clip, unseen_factor=served.transfer)
+    frame = scored_frame(args.runs, args.predictions)
+    base = replace(FitOptions(), residual=args.residual, clip=args.clip)
+    served = unseen(frame, base, "estimate")   # as `calibrate fit` decides
+    opts = replace(base, unseen_factor=served.transfer)
     rows = {"uncalibrated": {m: np.zeros(len(frame)) for m in METRICS},
             "deployment 5-fold": cv_logs(frame, opts, "estimate"),
             "leave one model out": served.logs["lomo"],

@@ -23,9 +23,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibrate.fit import METRICS, fold_ids, log_ratio, usable  # noqa: E402
-from calibrate.ingest import read_results  # noqa: E402
-from calibrate.predict import from_predictions_file  # noqa: E402
+from bench_calibration import scored_frame  # noqa: E402  (scripts/ is on sys.path when run as a script)
+
+from calibrate.fit import METRICS, fold_ids, log_ratio  # noqa: E402
 
 RAW_NUMERIC = ("tp_size", "pp_size", "attention_dp_size", "moe_ep_size", "prefill_tp_size", "decode_tp_size",
                "prefill_moe_ep_size", "decode_moe_ep_size")
@@ -50,7 +50,7 @@ def noise_floor(raw: pd.DataFrame) -> dict[str, tuple[float, float]]:
     for m, col in (("ttft", "silicon_ttft_ms"), ("tpot", "silicon_tpot_ms")):
         y = raw[col].to_numpy()
         err = np.zeros(len(raw))
-        for idx in pd.Series(range(len(raw))).groupby(key.to_numpy()).indices.values():
+        for idx in key.groupby(key).indices.values():   # row positions of each group
             vals = y[idx]   # the group's best constant for the summed relative error is one of its values
             best = min(vals, key=lambda p, v=vals: float(np.sum(np.abs(p - v) / v)))
             err[idx] = np.abs(best - vals) / vals * 100.0
@@ -96,8 +96,7 @@ def main() -> int:
     args = ap.parse_args()
     raw = pd.read_csv(args.runs)
     raw["concurrency"] = raw["silicon_data_source"].str.extract(r"silicon_concurrency=([0-9.]+)")[0].astype(float)
-    frame = usable(from_predictions_file(read_results([args.runs], None), args.predictions))
-    frame = frame[np.isfinite(frame["concurrency"])].reset_index(drop=True)
+    frame = scored_frame(args.runs, args.predictions)
     rows = {"noise (identical rows)": noise_floor(raw), "oracle per-deployment factor": oracle(frame),
             "free trees on every field (grouped CV)": free_fit(frame, raw),
             "uncalibrated": {m: _summary(_ape(log_ratio(frame, m))) for m in METRICS}}
