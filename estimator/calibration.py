@@ -28,7 +28,7 @@ from estimator.trees import Trees
 from perfdb.errors import DataError
 from perfdb.types import Phase, Source
 
-FORMAT, FORMAT_VERSION = "servecast-calibration", 2
+FORMAT, FORMAT_VERSION = "servecast-calibration", 3
 ARTIFACT_FILE = "calibration.json"
 ANY = "*"
 METRIC_PHASE = {"ttft": Phase.PREFILL, "tpot": Phase.DECODE}
@@ -157,9 +157,11 @@ class Calibration:
     statistic: str = "mean"          # the client statistic fitted (mean TTFT/TPOT)
     notes: tuple[str, ...] = ()      # fallbacks and caveats, in words
     training: dict = field(default_factory=dict)   # summary: rows, deployments, source files, CV errors
-    # metrics whose per-mode factor also corrects a (system, model) pair the fit never saw; the fit keeps
-    # it only where its leave-one-model-out and leave-one-system-out residuals say it helps there
-    unseen_factor: tuple[str, ...] = ("ttft", "tpot")
+    # metrics whose per-mode factor also corrects a (system, model) pair the fit never saw: for a model
+    # it never saw, and for a model it saw on other systems. The fit keeps each only where its
+    # leave-one-model-out (resp. leave-one-system-out) residuals say it helps such pairs.
+    unseen_model_factor: tuple[str, ...] = ("ttft", "tpot")
+    unseen_system_factor: tuple[str, ...] = ("ttft", "tpot")
     fitted: tuple[tuple[str, str], ...] = ()   # (system, model_key) pairs of the training rows
 
     @cached_property
@@ -206,10 +208,13 @@ class Calibration:
 
     def factor_log(self, metric: str, scope: tuple[str, ...]) -> float:
         """The scope factor (log) a key gets: the narrowest matching one, except that an unseen (system,
-        model) pair gets none for a metric not in `unseen_factor`."""
+        model) pair gets none for a metric not in `unseen_model_factor` (a model the fit never saw) or
+        `unseen_system_factor` (a model it saw, on other systems)."""
         model = scope[4] if len(scope) > 4 else ""
-        if metric not in self.unseen_factor and not self.seen(scope[0], model):
-            return 0.0
+        if not self.seen(scope[0], model):
+            allowed = self.unseen_system_factor if model in self.models else self.unseen_model_factor
+            if metric not in allowed:
+                return 0.0
         f = self.factor(metric, *scope)
         return f.log_factor if f else 0.0
 
@@ -243,7 +248,8 @@ class Calibration:
                 residuals=tuple(_residual(r) for r in d["residuals"]),
                 intervals=tuple(IntervalQuantiles(**q) for q in d["intervals"]),
                 base=d["base"], statistic=d["statistic"], notes=tuple(d["notes"]), training=d["training"],
-                unseen_factor=tuple(d["unseen_factor"]), fitted=tuple(tuple(p) for p in d["fitted"]))
+                unseen_model_factor=tuple(d["unseen_model_factor"]),
+                unseen_system_factor=tuple(d["unseen_system_factor"]), fitted=tuple(tuple(p) for p in d["fitted"]))
         except (KeyError, TypeError) as exc:
             raise DataError(f"{where}: calibration lacks or mistypes a field ({exc})") from None
         if d.get("id") != cal.id:

@@ -51,14 +51,15 @@ def main() -> int:
     frame = scored_frame(args.runs, args.predictions)
     base = replace(FitOptions(), residual=args.residual, clip=args.clip)
     served = unseen(frame, base, "estimate")   # as `calibrate fit` decides
-    opts = replace(base, unseen_factor=served.transfer)
+    opts = replace(base, unseen_model_factor=served.model_factor, unseen_system_factor=served.system_factor)
     rows = {"uncalibrated": {m: np.zeros(len(frame)) for m in METRICS},
             "deployment 5-fold": cv_logs(frame, opts, "estimate"),
             "leave one model out": served.logs["lomo"],
             "leave one system out": served.logs["loso"]}
     print(f"{len(frame)} rows, {frame['deployment_key'].nunique()} deployments, "
           f"{frame['model_key'].nunique()} models, {frame['system'].nunique()} systems; median |error| %")
-    print(f"per-mode factor applied to unseen (system, model) pairs for: {', '.join(served.transfer) or 'none'}")
+    print(f"per-mode factor applied to an unseen model for: {', '.join(served.model_factor) or 'none'}; "
+          f"to a seen model on an unseen system for: {', '.join(served.system_factor) or 'none'}")
     print("| protocol | TTFT | TTFT agg | TTFT disagg | TPOT | TPOT agg | TPOT disagg |")
     print("|---|---|---|---|---|---|---|")
     for name, logs in rows.items():

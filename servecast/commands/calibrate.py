@@ -139,7 +139,7 @@ def fit_cmd(
     table = error_table(result.rows, {m: (f"measured_{m}", f"pred_{m}", f"cv_{m}") for m in ("ttft", "tpot")})
     console.print(_error_rich_table(table[table["grouping"].isin(["all", "mode"])],
                                     f"{folds}-fold CV grouped by deployment: before vs after"))
-    _print_held_out(console, result.calibration.training, result.calibration.unseen_factor)
+    _print_held_out(console, result.calibration)
     notes = result.calibration.notes
     if notes:
         console.print(f"{len(notes)} scope fallbacks, e.g.: " + "; ".join(notes[:3]))
@@ -153,8 +153,9 @@ def fit_cmd(
     console.print(f"calibration {result.calibration.id} -> {path}")
 
 
-def _print_held_out(console, tr: dict, transfer: tuple[str, ...]) -> None:
+def _print_held_out(console, cal) -> None:
     """Interval coverage and the leave-one-model/system-out errors of a fit's training summary."""
+    tr = cal.training
     console.print(f"80% intervals cover {tr['ttft_interval_coverage_cv']:.1%} (TTFT) and "
                   f"{tr['tpot_interval_coverage_cv']:.1%} (TPOT) of held-out rows (nested CV)")
     before = {m: tr[f"{m}_before"]["median_abs_pct"] for m in ("ttft", "tpot")}
@@ -165,8 +166,10 @@ def _print_held_out(console, tr: dict, transfer: tuple[str, ...]) -> None:
                           f"{got['ttft']:.1f}% (uncalibrated {before['ttft']:.1f}%), TPOT {got['tpot']:.1f}% "
                           f"({before['tpot']:.1f}%)")
     if any(f"ttft_after_{k}" in tr for k in ("leave_one_model_out", "leave_one_system_out")):
-        console.print(f"an unseen (system, model) pair gets the per-mode factor for {', '.join(transfer) or 'no metric'}"
-                      " (where it helped held out), no residual trees for an unseen model, and wider intervals")
+        console.print(f"the per-mode factor (where it helped held out) reaches a model the fit never saw for "
+                      f"{', '.join(cal.unseen_model_factor) or 'no metric'} and a seen model on a new system for "
+                      f"{', '.join(cal.unseen_system_factor) or 'no metric'}; no residual trees for an unseen model; "
+                      "wider intervals for both")
 
 
 @app.command("validate")

@@ -13,9 +13,10 @@ from estimator.calibration import Calibration
 from perfdb.errors import InputError
 
 # a small, fast configuration for 75 synthetic rows (5 deployments per scope), fixed here so the tests do
-# not move with the production defaults
+# not move with the production defaults (the synthetic noise is symmetric in log space, so no TTFT weights:
+# test_ttft_trees_weight_rows_by_predicted_over_measured checks those)
 FAST = dict(trees=12, depth=2, learning_rate=0.08, min_leaf=5, min_rows=10, min_deployments=2, inner_folds=2, folds=3,
-            shrink_ttft=4.0, shrink_tpot=1.0)
+            shrink_ttft=4.0, shrink_tpot=1.0, rel_weight_ttft=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -120,12 +121,17 @@ def test_unseen_model_gets_mode_factor_no_residual_and_wider_interval():
     mode_factor = cal.factor("ttft", *key, "gamma-9b")
     assert mode_factor.scope.label() == "*/*/*/agg"
     # the per-mode factor reaches an unseen pair only for metrics where it helped them held out
-    expected = mode_factor.log_factor if "ttft" in cal.unseen_factor else 0.0
-    assert set(cal.unseen_factor) <= {"ttft", "tpot"} and unseen[0] == pytest.approx(expected)
+    expected = mode_factor.log_factor if "ttft" in cal.unseen_model_factor else 0.0
+    assert set(cal.unseen_model_factor) <= {"ttft", "tpot"} and unseen[0] == pytest.approx(expected)
     assert seen[0] != pytest.approx(unseen[0])
     assert set(cal.fitted) == {(s, m) for s in ("h200_sxm", "b200_sxm") for m in ("alpha-7b", "beta-7b")}
-    forced = train(f, FitOptions(residual="none", unseen_factor=(), **FAST), "estimate").calibration
-    assert forced.unseen_factor == () and forced.correct_log("tpot", (*key, "gamma-9b"), x)[0] == 0.0
+    forced = train(f, FitOptions(residual="none", unseen_model_factor=(), unseen_system_factor=("tpot",), **FAST),
+                   "estimate").calibration
+    assert forced.unseen_model_factor == () and forced.correct_log("tpot", (*key, "gamma-9b"), x)[0] == 0.0
+    # a seen model on a system it was never fitted on: the system rule, not the model rule
+    new_system = ("b300_sxm", "vllm", "1.0", "agg", "alpha-7b")
+    assert forced.factor_log("tpot", new_system) == pytest.approx(forced.factor("tpot", *new_system).log_factor)
+    assert forced.factor_log("ttft", new_system) == 0.0
     wide, narrow = cal.interval("ttft", "agg", "gamma-9b", "h200_sxm"), cal.interval("ttft", "agg", "alpha-7b", "h200_sxm")
     assert not wide.seen and narrow.seen
     assert not cal.interval("ttft", "agg", "alpha-7b", "b300_sxm").seen        # a system it never saw
@@ -151,3 +157,23 @@ def test_one_far_off_deployment_pulls_its_scope_at_most_the_clip():
     assert moved[0.0] > 0.5 * math.log(6.0)
     with pytest.raises(InputError, match="clip"):
         FitOptions(clip=-0.1)
+
+
+def test_ttft_trees_weight_rows_by_predicted_over_measured():
+    """Half the rows measured as predicted, half 2.7x slower: the log median sits between them, but the
+    error users read, |predicted / measured - 1|, is smaller when the fit leans to the rows it would
+    over-predict. TTFT is weighted that way (bounded); TPOT keeps the plain log median."""
+    from calibrate.fit import FEATURES, fit_residual
+
+    y = np.array([0.0] * 45 + [0.3] * 10 + [1.0] * 45)
+    x = np.zeros((len(y), len(FEATURES)))
+    opts = FitOptions(trees=5, min_leaf=5)
+    ttft = fit_residual(x, y, "ttft", opts).predict(x)
+    tpot = fit_residual(x, y, "tpot", opts).predict(x)
+    assert np.allclose(tpot, 0.3) and np.allclose(ttft, 0.0)
+    unweighted = fit_residual(x, y, "ttft", FitOptions(trees=5, min_leaf=5, rel_weight_ttft=0.0)).predict(x)
+    assert np.allclose(unweighted, 0.3)
+    err = lambda pred: np.median(np.abs(np.exp(pred - y) - 1))   # noqa: E731 - |predicted / measured - 1|
+    assert err(ttft) < err(unweighted)
+    with pytest.raises(InputError, match="rel_weight"):
+        FitOptions(rel_weight_ttft=-0.5)
