@@ -8,8 +8,10 @@
 2. oracle  A perfect per-deployment factor on top of the predictions (the deployment's own median
            log ratio, which no held-out fit has): what the load shape alone leaves.
 3. free    Gradient-boosted trees on every recorded field plus the predictions, 5-fold CV grouped by
-           deployment as `calibrate fit` scores: a flexible fit with nothing physical in it (it would
-           not carry to another model; it only shows how much the recorded fields explain).
+           deployment as `calibrate fit` scores, with the calibration's loss (absolute error in log
+           space, TTFT rows weighted by FitOptions.rel_weight_ttft): a flexible fit with nothing
+           physical in it (it would not carry to another model; it only shows how much the recorded
+           fields explain).
 About 20 s on 2 cores.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_calibration import scored_frame  # noqa: E402  (scripts/ is on sys.path when run as a script)
 
-from calibrate.fit import METRICS, fold_ids, log_ratio  # noqa: E402
+from calibrate.fit import METRICS, FitOptions, fold_ids, log_ratio  # noqa: E402
 
 RAW_NUMERIC = ("tp_size", "pp_size", "attention_dp_size", "moe_ep_size", "prefill_tp_size", "decode_tp_size",
                "prefill_moe_ep_size", "decode_moe_ep_size")
@@ -77,14 +79,16 @@ def free_fit(frame: pd.DataFrame, raw: pd.DataFrame) -> dict[str, tuple[float, f
     x = x.loc[:, x.nunique() > 1]
     cats = [c for c in CATEGORIES if c in x.columns]
     folds = fold_ids(frame, 5, 0)
-    out = {}
+    out, opts = {}, FitOptions()
     for m in METRICS:
         y, fit = log_ratio(frame, m), np.zeros(len(frame))
+        bound = opts.rel_weight_for(m)
         for k in range(5):
             tr, te = folds != k, folds == k
-            model = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, max_depth=6, min_samples_leaf=20,
-                                                  categorical_features=cats, random_state=0)
-            fit[te] = model.fit(x[tr], y[tr]).predict(x[te])
+            model = HistGradientBoostingRegressor(loss="absolute_error", max_iter=300, learning_rate=0.05, max_depth=6,
+                                                  min_samples_leaf=20, categorical_features=cats, random_state=0)
+            weight = np.exp(-np.clip(y[tr], -bound, bound)) if bound > 0 else None
+            fit[te] = model.fit(x[tr], y[tr], sample_weight=weight).predict(x[te])
         out[m] = _summary(_ape(y - fit))
     return out
 
