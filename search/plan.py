@@ -13,7 +13,7 @@ import numpy as np
 from estimator.calibration_files import resolve
 from estimator.models import load_model
 from estimator.models.spec import ModelSpec
-from perfdb.errors import InfeasibleError
+from perfdb.errors import InfeasibleError, InputError
 from perfdb.lookup import PerfDB
 from perfdb.specs import SystemSpec, load_system
 from perfdb.types import Backend
@@ -27,7 +27,7 @@ from search.rank import Ranking, rank
 from search.recheck import recheck
 from search.sla import Diagnosis, diagnose, meets
 from search.space import PREFILL_TOKEN_BUDGET, parallel_configs
-from search.types import Candidate, Mode, PlanRequest
+from search.types import Candidate, Mode, PlanRequest, SlaAt
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,10 @@ def plan(req: PlanRequest, db: PerfDB) -> PlanResult:
         ctx = Context(model, system, backend, view, view.version, req.kv_dtype, req.isl, req.osl, req.prefix,
                       req.total_gpus, calibration=resolve(req.calibration, req.db_root, system.name, backend.value,
                                                           base=BASE, stored=req.stored_calibration))
+        if req.sla.at == SlaAt.UPPER and ctx.calibration is None:
+            raise InputError(f"--sla-at upper checks the targets on the calibration's prediction intervals, and "
+                             f"{backend.value} on {system.name} has no calibration (give --calibration DIR from "
+                             "`servecast calibrate fit`, or use --sla-at median)")
         t, w = _backend_points(ctx, modes, req.sla)
         tables += t
         workers += w

@@ -11,8 +11,10 @@ from estimator.calibration import apply, context_for
 from estimator.engine import EngineConfig
 from estimator.estimate import WorkerSpec, estimate, estimate_disagg
 from estimator.workload import Workload
+from search.calibrated import interval
 from search.evaluate import Context
-from search.types import Candidate, Metrics, Mode, Sla
+from search.sla import checked
+from search.types import Candidate, Metrics, Mode, Sla, SlaAt
 
 
 def _engine(ctx: Context, max_num_tokens: int | None) -> EngineConfig:
@@ -53,6 +55,13 @@ def recheck(c: Candidate, ctx: Context, sla: Sla, agg_too: bool = False) -> Cand
                 tokens_per_s_per_user=float(est.tokens_per_s_per_user), concurrency=float(conc),
                 mem_headroom=c.metrics.mem_headroom, source=est.source if ctx.calibration else c.metrics.source,
                 estimated_share=c.metrics.estimated_share)
-    fits = m.ttft_ms <= sla.ttft_ms and m.tpot_ms <= sla.tpot_ms and \
-        (sla.request_latency_ms is None or m.request_latency_ms <= sla.request_latency_ms)
+    hi = (None, None)
+    if sla.at == SlaAt.UPPER:   # plan() refuses --sla-at upper without a calibration
+        iv = interval(ctx.calibration, c.mode, m.ttft_ms, m.tpot_ms, ctx.model.name, ctx.system.name)
+        if iv is None:
+            return None
+        hi = (iv.ttft_ms[1], iv.tpot_ms[1])
+    ttft, tpot, latency = checked(m.ttft_ms, m.tpot_ms, m.request_latency_ms, *hi, sla)
+    fits = ttft <= sla.ttft_ms and tpot <= sla.tpot_ms and \
+        (sla.request_latency_ms is None or latency <= sla.request_latency_ms)
     return replace(c, metrics=m) if fits else None

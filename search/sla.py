@@ -11,17 +11,26 @@ from dataclasses import dataclass
 import numpy as np
 
 from search.points import PointTable
-from search.types import Constraint, Sla
+from search.types import Constraint, Sla, SlaAt
+
+
+def checked(ttft, tpot, latency, ttft_hi, tpot_hi, sla: Sla):
+    """The (TTFT, TPOT, request latency) the targets are checked on: the prediction, or with
+    `--sla-at upper` the upper ends of its intervals (latency = TTFT + (OSL - 1) x TPOT at those ends).
+    Arrays or floats."""
+    if sla.at == SlaAt.MEDIAN:
+        return ttft, tpot, latency
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ttft_hi, tpot_hi, ttft_hi + (latency - ttft) * tpot_hi / tpot
 
 
 def ratios(points: PointTable, sla: Sla) -> dict[Constraint, np.ndarray]:
-    """Predicted / target per constraint (<= 1 meets it)."""
-    out = {
-        Constraint.TTFT: points["ttft_ms"] / sla.ttft_ms,
-        Constraint.TPOT: points["tpot_ms"] / sla.tpot_ms,
-    }
+    """Checked value / target per constraint (<= 1 meets it)."""
+    hi = (None, None) if sla.at == SlaAt.MEDIAN else (points["ttft_hi_ms"], points["tpot_hi_ms"])
+    ttft, tpot, latency = checked(points["ttft_ms"], points["tpot_ms"], points["request_latency_ms"], *hi, sla)
+    out = {Constraint.TTFT: ttft / sla.ttft_ms, Constraint.TPOT: tpot / sla.tpot_ms}
     if sla.request_latency_ms is not None:
-        out[Constraint.REQUEST_LATENCY] = points["request_latency_ms"] / sla.request_latency_ms
+        out[Constraint.REQUEST_LATENCY] = latency / sla.request_latency_ms
     return out
 
 

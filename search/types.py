@@ -32,11 +32,20 @@ class Constraint(str, Enum):
     MEMORY = "memory"
 
 
+class SlaAt(str, Enum):
+    """Which value of a prediction must meet the targets."""
+
+    MEDIAN = "median"    # the (calibrated) prediction itself: the measured mean lands on either side alike
+    UPPER = "upper"      # the upper end of the calibration's prediction interval (80% interval: the
+    #                      measured mean meets the target with ~90% probability, from cross-validated residuals)
+
+
 @dataclass(frozen=True)
 class Sla:
     ttft_ms: float
     tpot_ms: float
     request_latency_ms: float | None = None
+    at: SlaAt = SlaAt.MEDIAN
 
     def __post_init__(self) -> None:
         for name in ("ttft_ms", "tpot_ms", "request_latency_ms"):

@@ -11,7 +11,7 @@ it and for `servecast calibrate ingest --deployment`, which pairs it with the be
     workers: [{role: agg|prefill|decode, count, tp, pp, attn_dp, moe_tp, moe_ep, gpus_per_worker,
                max_batch, max_num_tokens}]        # counts over the whole deployment
     engine: {kv_cache_dtype, mem_fraction, max_model_len}
-    sla: {ttft_ms, tpot_ms, request_latency_ms}
+    sla: {ttft_ms, tpot_ms, request_latency_ms, at (median | upper: which value met them, `plan --sla-at`)}
     predicted: {ttft_ms, tpot_ms, request_latency_ms, tokens_per_s_per_gpu, tokens_per_s_per_user,
                 concurrency, source, estimated_share}   # share of kernel time from extrapolation/roofline
 """
@@ -126,7 +126,8 @@ def deployment_spec(c: Candidate, system: str, isl: int, osl: int, prefix: int, 
         gpus_used=c.gpus_used, workers=workers,
         engine={"kv_cache_dtype": s.kv_dtype.value, "mem_fraction": round(s.mem_fraction, 3),
                 "max_model_len": s.max_model_len},
-        sla={"ttft_ms": sla.ttft_ms, "tpot_ms": sla.tpot_ms, "request_latency_ms": sla.request_latency_ms},
+        sla={"ttft_ms": sla.ttft_ms, "tpot_ms": sla.tpot_ms, "request_latency_ms": sla.request_latency_ms,
+             "at": sla.at.value},
         predicted={"ttft_ms": round(m.ttft_ms, 3), "tpot_ms": round(m.tpot_ms, 4),
                    "request_latency_ms": round(m.request_latency_ms, 2),
                    "tokens_per_s_per_gpu": round(m.tokens_per_s_per_gpu, 2),

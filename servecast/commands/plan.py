@@ -41,6 +41,11 @@ def register(app: typer.Typer) -> None:
         ttft: float = typer.Option(..., help="time-to-first-token target, ms"),
         tpot: float = typer.Option(..., help="time-per-output-token target, ms"),
         request_latency: float = typer.Option(None, "--request-latency", help="end-to-end latency target, ms (optional)"),
+        sla_at: str = typer.Option("median", "--sla-at",
+                                   help="median: the calibrated prediction must meet the targets; upper: the upper end "
+                                        "of its 80% interval must (the measured mean then meets them with ~90% "
+                                        "probability, from the calibration's cross-validated residuals; needs a "
+                                        "calibration)"),
         mode: str = typer.Option("both", help="agg, disagg or both"),
         top_n: int = typer.Option(5, "--top-n", help="configurations shown (and written) per mode"),
         save_dir: str = typer.Option(None, "--save-dir", help="write points, pareto.png and artifacts here"),
@@ -224,7 +229,7 @@ def _request(a: dict):
     from estimator.calibration_files import calibration_flag
     from perfdb.errors import InputError
     from perfdb.types import Backend, Dtype, parse_enum
-    from search.types import Mode, PlanRequest, Sla
+    from search.types import Mode, PlanRequest, Sla, SlaAt
 
     if a["backend"] == "all":
         backends = (Backend.TRTLLM, Backend.SGLANG, Backend.VLLM)
@@ -236,7 +241,7 @@ def _request(a: dict):
     explicit, stored = calibration_flag(a["calibration"] or None)
     return PlanRequest(
         model=a["model"], system=a["system"], backends=backends, total_gpus=a["total_gpus"], isl=a["isl"],
-        osl=a["osl"], prefix=a["prefix"], sla=Sla(a["ttft"], a["tpot"], a["request_latency"]),
+        osl=a["osl"], prefix=a["prefix"], sla=Sla(a["ttft"], a["tpot"], a["request_latency"], parse_enum(SlaAt, a["sla_at"], "sla-at")),
         mode=parse_enum(Mode, a["mode"], "mode"), top_n=a["top_n"], version=a["version"],
         db_root=Path(a["db"]) if a["db"] else None,
         calibration=explicit, stored_calibration=stored, **quant)
@@ -302,13 +307,17 @@ def _coverage(cals) -> float:
 def render(result, sims, save_dir, written) -> None:
     from rich.console import Console
 
+    from search.types import SlaAt
+
     con = Console(highlight=False, width=None if sys.stdout.isatty() else 190)
     req = result.request
     versions = ", ".join(f"{b.value} {v or 'roofline-only'}" for b, v in result.versions.items())
     con.print(f"[bold]servecast plan[/] {req.model} on {req.total_gpus}x {req.system} ({versions}); "
               f"ISL {req.isl}, OSL {req.osl}, prefix {req.prefix}; targets TTFT <= {req.sla.ttft_ms:g} ms, "
               f"TPOT <= {req.sla.tpot_ms:g} ms" + (f", request latency <= {req.sla.request_latency_ms:g} ms"
-                                                    if req.sla.request_latency_ms else ""))
+                                                    if req.sla.request_latency_ms else "")
+              + (f" at the upper end of the {_coverage(result.calibrations):.0%} interval"
+                 if req.sla.at == SlaAt.UPPER else ""))
     cals = result.calibrations
     if cals:
         con.print("[bold]calibrated[/]: TTFT/TPOT of every point corrected by calibration " +

@@ -126,3 +126,31 @@ def test_simulate_base_and_missing_dir_are_one_line_errors(runs, tmp_path):
         proc = _cli(*ARGS, "--calibration", str(path))
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert needle in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+
+def test_sla_at_upper_checks_the_upper_end_of_the_intervals(runs, tiny_db, tmp_path):
+    """--sla-at upper: a point counts only if the upper ends of its TTFT and TPOT intervals meet the
+    targets, so what qualifies is a strict subset of what the calibrated predictions let through, and
+    every reported candidate's upper ends are within the targets."""
+    art, _, _, (_, median, _), _ = runs
+    out, got, plan = _plan(tiny_db, tmp_path / "upper", "--calibration", str(art), "--sla-at", "upper")
+    assert "at the upper end of the 80% interval" in out and plan["request"]["sla"]["at"] == "upper"
+    ok = np.asarray(got["feasible"])
+    hi_ttft, hi_tpot = np.asarray(got["ttft_hi_ms"]), np.asarray(got["tpot_hi_ms"])
+    expect = ok & (hi_ttft <= TTFT) & (hi_tpot <= TPOT)
+    meets = np.asarray(got["meets_sla"])
+    assert (meets == expect).all() and meets.any()
+    assert (meets <= np.asarray(median["meets_sla"])).all() and meets.sum() < np.sum(median["meets_sla"])
+    for c in (c for cs in plan["top"].values() for c in cs):
+        assert c["calibrated"]["ttft_interval_ms"][1] <= TTFT and c["calibrated"]["tpot_interval_ms"][1] <= TPOT
+    spec = yaml.safe_load(next((tmp_path / "upper" / "top").glob("*/deployment.yaml")).read_text())
+    assert spec["sla"]["at"] == "upper"
+
+
+def test_sla_at_upper_without_a_calibration_or_an_unknown_value_is_a_one_line_error():
+    for extra, needle in ((["--calibration", "none", "--sla-at", "upper"], "has no calibration"),
+                          (["--sla-at", "p99"], "unknown sla-at 'p99'; accepted: median, upper")):
+        proc = _cli(*ARGS, *extra)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert needle in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
