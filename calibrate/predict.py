@@ -10,6 +10,7 @@ prediction (or no measurement) exists for the row.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from enum import Enum
 
 import numpy as np
@@ -72,14 +73,17 @@ def base_frame(runs: list[MeasuredRun], statistic: Statistic = Statistic.MEAN) -
 
 
 def predict(runs: list[MeasuredRun], db: PerfDB, base: Base = Base.ESTIMATE,
-            statistic: Statistic = Statistic.MEAN) -> pd.DataFrame:
-    """The frame with pred_ttft/pred_tpot from the chosen base; rows it cannot predict keep the reason."""
+            statistic: Statistic = Statistic.MEAN, progress: Callable[[int], Callable[[], None]] | None = None
+            ) -> pd.DataFrame:
+    """The frame with pred_ttft/pred_tpot from the chosen base; rows it cannot predict keep the reason.
+    `progress(n)` (simulate base only: seconds per run) returns the callback to tick once per run."""
     frame = base_frame(runs, statistic)
     todo = [to_run_row(r) for r, s in zip(runs, frame["status"], strict=True) if s == "ok"]
     if base is Base.SIMULATE:
         from estimator.sim.runs import simulate_runs
 
-        preds = [s.prediction(statistic.value) for s in simulate_runs(todo, db)]
+        tick = progress(len(todo)) if progress else None
+        preds = [s.prediction(statistic.value) for s in simulate_runs(todo, db, on_row=tick)]
     else:
         preds = predict_runs(todo, db)
     return attach_predictions(frame, preds)

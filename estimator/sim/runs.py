@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,9 +89,11 @@ class SimRun:
 
 
 def simulate_runs(rows: list[RunRow], db: PerfDB, requests_per_client: int = 10, max_requests: int = 20_000,
-                  seed: int = 0, frontend_ms: float | None = None, range_ratio: float = 0.0) -> list[SimRun]:
+                  seed: int = 0, frontend_ms: float | None = None, range_ratio: float = 0.0,
+                  on_row: Callable[[], None] | None = None) -> list[SimRun]:
     """One SimRun per row, in input order. `frontend_ms` as in simulate() (None: the estimator's);
-    `range_ratio` > 0 draws ISL/OSL uniformly around the row's (the table records nominal lengths)."""
+    `range_ratio` > 0 draws ISL/OSL uniformly around the row's (the table records nominal lengths).
+    `on_row` is called once per row done (a progress bar: the 2,437 training runs take minutes)."""
     groups: dict[tuple, list[RunRow]] = defaultdict(list)
     for r in rows:
         groups[group_key(r)].append(r)
@@ -104,11 +107,16 @@ def simulate_runs(rows: list[RunRow], db: PerfDB, requests_per_client: int = 10,
             view = db.view(r0.system, backend, pick_version(db, r0.system, backend, r0.backend_version))
         except (ServecastError, ValueError) as exc:
             out.update((r.id, _failed(r, exc)) for r in group)
+            if on_row:
+                for _ in group:
+                    on_row()
             continue
         cache: dict[tuple, object] = {}
         for row in group:
             out[row.id] = _one(row, backend, model, system, view, cache, (requests_per_client, max_requests),
                                seed, frontend_ms, range_ratio)
+            if on_row:
+                on_row()
     return [out[r.id] for r in rows]
 
 

@@ -68,7 +68,19 @@ def _frame(runs_path: Path, db: Path | None, predictions: Path | None, base: str
         return from_predictions_file(runs, predictions, stat)
     from perfdb.lookup import PerfDB
 
-    return predict(runs, PerfDB(db), parse_enum(Base, base, "base"), stat)
+    which = parse_enum(Base, base, "base")
+    if which is not Base.SIMULATE:
+        return predict(runs, PerfDB(db), which, stat)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("simulating runs"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        def start(n: int):
+            task = bar.add_task("runs", total=n)
+            return lambda: bar.advance(task)
+
+        return predict(runs, PerfDB(db), which, stat, progress=start)
 
 
 def _parse_any(path: Path):

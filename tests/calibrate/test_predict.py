@@ -31,7 +31,9 @@ def test_estimate_and_simulate_bases(tmp_path, tiny_db):
     assert to_run_row(runs[1]).concurrency == 4 and to_run_row(runs[1]).agg.parallel.tp == 2
     db = PerfDB(tiny_db)
     est = predict(runs, db, Base.ESTIMATE)
-    sim = predict(runs, db, Base.SIMULATE)
+    ticks = []   # the simulate base reports each run done (the CLI draws a progress bar from it)
+    sim = predict(runs, db, Base.SIMULATE, progress=lambda n: (ticks.append(n), lambda: ticks.append(1))[1])
+    assert ticks == [3, 1, 1, 1]
     for f in (est, sim):
         assert list(f["status"][:2]) == ["ok", "ok"] and "not divisible" in f["status"][2]
         assert (f["pred_ttft"][:2] > 0).all() and (f["pred_tpot"][:2] > 0).all()
