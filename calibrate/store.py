@@ -16,6 +16,7 @@ from pathlib import Path
 from calibrate.train import FitResult
 from estimator.calibration import ARTIFACT_FILE, Calibration
 from estimator.calibration_files import load, save
+from perfdb.errors import InputError
 
 
 def write(result: FitResult, out: Path) -> Path:
@@ -36,12 +37,22 @@ def write(result: FitResult, out: Path) -> Path:
     return final
 
 
-def read(path: Path) -> tuple[Calibration, Path]:
-    """The calibration and its directory, from the directory, its parent holding one fit, or the JSON file."""
+def read_all(path: Path) -> list[tuple[Calibration, Path]]:
+    """Every calibration (with its directory) a path names: the directory or JSON file of one, or a
+    folder of them (calibrations/), by id."""
     path = Path(path)
     if path.is_dir() and not (path / ARTIFACT_FILE).exists():
-        found = sorted(path.glob(f"*/{ARTIFACT_FILE}"), key=lambda p: p.stat().st_mtime)
+        found = sorted(path.glob(f"*/{ARTIFACT_FILE}"))
         if found:
-            path = found[-1].parent
-    cal = load(path)
-    return cal, (path if path.is_dir() else path.parent)
+            return [(load(f.parent), f.parent) for f in found]
+    return [(load(path), path if path.is_dir() else path.parent)]
+
+
+def read(path: Path) -> tuple[Calibration, Path]:
+    """The calibration and its directory, from the directory, its parent holding one fit, or the JSON file.
+    A folder of several is ambiguous: InputError naming their ids."""
+    found = read_all(path)
+    if len(found) > 1:
+        ids = ", ".join(f"{cal.id} (--base {cal.base})" for cal, _ in found)
+        raise InputError(f"{path} holds {len(found)} calibrations ({ids}); give one of their directories")
+    return found[0]

@@ -217,18 +217,21 @@ def validate_cmd(
 
     if max_error is not None and not max_error > 0:
         raise InputError(f"--max-error {max_error:g}: must be a median |error| in % above 0, e.g. 25")
-    if calibration is not None and str(calibration) == "stored":
-        calibration = _stored(db)   # before predicting: a missing one is a one-line error at once
+    chosen = None
+    if calibration is not None:   # before predicting: a missing or ambiguous one is a one-line error at once
+        from calibrate import store
+
+        chosen = store.read(_stored(db, base) if str(calibration) == "stored" else calibration)
     frame = _frame(runs, db, predictions, base, statistic)
     console = Console()
-    if calibration is None:
+    if chosen is None:
         from calibrate.fit import FitOptions
         from calibrate.train import train
 
         rows = train(frame, FitOptions(folds=folds), base).rows
         after, title = "cv_", f"{folds}-fold cross-validation grouped by deployment"
     else:
-        rows, after, title = _held_out(frame, calibration, console)
+        rows, after, title = _held_out(frame, *chosen, base, console)
     table = error_table(rows, {m: (f"measured_{m}", f"pred_{m}", f"{after}{m}") for m in ("ttft", "tpot")})
     if as_json:
         typer.echo(table.to_json(orient="records", indent=1))
@@ -254,27 +257,35 @@ def _gate(table, max_error: float, console) -> None:
         raise typer.Exit(1)
 
 
-def _stored(db: Path | None) -> Path:
-    """The calibrations/ folder of --db (or of the bundled database) for `--calibration stored`."""
+def _stored(db: Path | None, base: str) -> Path:
+    """For `--calibration stored`: the newest calibration fitted on `base` in the calibrations/ folder of
+    --db (or of the bundled database, which ships one per base)."""
+    from estimator.calibration_files import find
     from perfdb.errors import InputError
     from perfdb.lookup import BUNDLED_ROOT
 
-    folder = (BUNDLED_ROOT if db is None else Path(db)) / "calibrations"
+    root = BUNDLED_ROOT if db is None else Path(db)
+    folder = root / "calibrations"
     if not folder.is_dir():
         raise InputError(f"--calibration stored: {folder} does not exist; fit one with `servecast calibrate fit "
                          f"RUNS --out {folder}`")
-    return folder
+    found = find(root, "", "", base)
+    if found is None:
+        raise InputError(f"--calibration stored: {folder} holds no calibration fitted with --base {base}; fit one "
+                         f"with `servecast calibrate fit RUNS --base {base} --out {folder}`")
+    return found
 
 
-def _held_out(frame, calibration: Path, console):
+def _held_out(frame, cal, directory: Path, base: str, console):
     """Rows the calibration was not fitted on, with the calibration applied."""
     import pandas as pd
 
-    from calibrate import store
     from calibrate.predict import apply_calibration
     from perfdb.errors import InputError
 
-    cal, directory = store.read(calibration)
+    if cal.base != base:
+        raise InputError(f"{directory}: calibration {cal.id} was fitted with --base {cal.base}, the runs were "
+                         f"predicted with --base {base}; pass --base {cal.base}")
     trained = directory / "training_rows.parquet"
     if trained.exists():
         seen = set(pd.read_parquet(trained, columns=["run_id"])["run_id"])
@@ -295,21 +306,29 @@ def show_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the artifact JSON")] = False,
 ) -> None:
     """Print a calibration: scope factors, interval quantiles, fallbacks and its cross-validated errors.
+    Given a folder of several (a database's calibrations/; the bundled one holds one per base), each.
 
     Example: servecast calibrate show calibrations/
     """
-    import math
-
     from rich.console import Console
-    from rich.table import Table
 
     from calibrate import store
 
-    cal, directory = store.read(calibration)
-    if as_json:
-        typer.echo(cal.to_json())
+    found = store.read_all(calibration)
+    if as_json:   # one object, or an array of them for a folder of several
+        texts = [cal.to_json() for cal, _ in found]
+        typer.echo(texts[0] if len(texts) == 1 else "[\n" + ",\n".join(texts) + "\n]")
         return
     console = Console()
+    for cal, directory in found:
+        _show_one(console, cal, directory)
+
+
+def _show_one(console, cal, directory: Path) -> None:
+    import math
+
+    from rich.table import Table
+
     tr = cal.training
     console.print(f"calibration {cal.id} ({directory}); base: {cal.base}, statistic: {cal.statistic}; "
                   f"{tr.get('rows')} rows from {tr.get('deployments')} deployments")

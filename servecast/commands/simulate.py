@@ -267,8 +267,9 @@ def register(app: typer.Typer) -> None:
         moe_quant: str = typer.Option(None, help="override expert weight format"),
         db: Path = typer.Option(None, help="perfdb directory (default: the bundled database)"),
         calibration: Path = typer.Option(None, help="calibration directory fitted with `servecast calibrate fit "
-                                         "--base simulate` (default: the newest such in <db>/calibrations/ when --db "
-                                         "has one): adds calibrated mean TTFT/TPOT with 80% intervals per point"),
+                                         "--base simulate` (default: the newest such in <db>/calibrations/; the bundled "
+                                         "database ships one; `none`: uncalibrated): adds calibrated mean TTFT/TPOT "
+                                         "with 80% intervals per point"),
         as_json: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
         _run(dict(locals()))

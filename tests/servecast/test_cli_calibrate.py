@@ -1,6 +1,9 @@
 """`servecast calibrate` through the real CLI entry point (typer runner), library errors as one line."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,3 +147,11 @@ def test_show_the_bundled_calibration():
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
     assert "scope factors" in text and "unseen system or model" in text and "on a model it never saw" in text
+    assert "base: estimate" in text and "base: simulate" in text      # the folder holds one per base
+    res = runner.invoke(app, ["calibrate", "show", str(BUNDLED_ROOT / "calibrations"), "--json"])
+    assert res.exit_code == 0 and {c["base"] for c in json.loads(res.output)} == {"estimate", "simulate"}
+    # a folder of several is ambiguous where one calibration is applied: a one-line error naming them
+    proc = subprocess.run([sys.executable, "-m", "servecast.cli", "calibrate", "validate", "runs.csv",
+                           "--calibration", str(BUNDLED_ROOT / "calibrations")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "holds 2 calibrations" in proc.stderr and proc.stderr.count("\n") == 1
