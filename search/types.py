@@ -153,3 +153,5 @@ class SimCheck:
     ttft_ms: float
     tpot_ms: float
     meets_sla: bool
+    statistic: str = "p50"       # the client statistic shown: p50 raw, or the calibration's (mean)
+    calibrated: bool = False     # corrected by a `--base simulate` calibration

@@ -294,7 +294,9 @@ def _table(title: str, cands, sims, cals=None, model: tuple[str, str] | None = N
     if cals:
         t.add_column(f"{_coverage(cals):.0%} interval TTFT / TPOT ms")
     if sims is not None:
-        t.add_column("sim p50 TTFT / TPOT" + (" (uncalibrated)" if cals else ""))
+        calibrated = any(x.calibrated for x in sims.values())
+        t.add_column("sim TTFT / TPOT (calibrated mean)" if calibrated else
+                     "sim p50 TTFT / TPOT" + (" (uncalibrated)" if cals else ""))
     for i, c in enumerate(cands, 1):
         _row(t, i, c, sims, cals, model)
     return t

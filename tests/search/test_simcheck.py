@@ -32,6 +32,26 @@ def test_best_of_each_mode_is_simulated_near_its_static_estimate():
         assert math.isfinite(s.ttft_ms) and s.ttft_ms > 0
         # the decode step is the same physics in both: the simulated median TPOT stays near the static one
         assert s.tpot_ms == pytest.approx(cands[0].metrics.tpot_ms, rel=0.35)
+        assert not s.calibrated and s.statistic == "p50"     # --calibration none: the raw simulator
+
+
+def test_a_stored_simulate_calibration_corrects_the_replay():
+    """The bundled database ships a --base simulate calibration: the re-check replays with the protocol it
+    was fitted on and shows its corrected mean, which lands nearer the calibrated static estimate than
+    the raw replay does (the raw simulator's TTFT is 68% off on the training runs)."""
+    from search.simcheck import sim_calibration, simulate_candidate
+
+    req = PlanRequest(model="Qwen/Qwen3-32B-FP8", system="h200_sxm", backends=(Backend.TRTLLM,), total_gpus=8,
+                      isl=4000, osl=500, sla=Sla(600, 16.67), top_n=1)
+    db = PerfDB(None)
+    result = plan(req, db)
+    cal = sim_calibration(result, Backend.TRTLLM)
+    assert cal is not None and cal.base == "simulate"
+    sims = simulate_top(result, db)
+    c = result.top[Mode.AGG][0]
+    s, raw = sims[c.row], simulate_candidate(result, c, db)
+    assert s.calibrated and s.statistic == cal.statistic == "mean" and not raw.calibrated
+    assert abs(math.log(s.ttft_ms / c.metrics.ttft_ms)) < abs(math.log(raw.ttft_ms / c.metrics.ttft_ms))
 
 
 def test_huge_deployments_simulate_a_bounded_share_at_proportional_load():
