@@ -1,7 +1,7 @@
 """Calibrations on disk, and which one a command applies.
 
     <dir>/calibration.json        one artifact (estimator.calibration.Calibration, plain JSON)
-    <db>/calibrations/<id>/       the ones a database carries; the bundled database ships one
+    <db>/calibrations/<id>/       the ones a database carries; the bundled database ships one per base
 
 `resolve` is what estimate / plan / simulate call with their --calibration and --db flags.
 """
@@ -73,13 +73,13 @@ def calibration_flag(value: Path | str | None) -> tuple[Path | None, bool]:
 
 
 def resolve(calibration_dir: Path | None, db_root: Path | None, system: str, backend: str,
-            base: str | None = None, stored: bool = True) -> Calibration | None:
+            base: str | None = "estimate", stored: bool = True) -> Calibration | None:
     """The calibration a command should apply: the explicit directory (or calibration.json) when given,
     else (`stored`) the newest one stored in the database (<db>/calibrations/; db_root None = the bundled
-    database, which ships one fitted to its own predictions) covering system/backend, else None.
+    database, which ships one per base fitted to its own predictions) covering system/backend, else None.
     estimate / plan / simulate call this with their --calibration and --db flags (`--calibration none`:
-    stored False). With `base`, a stored calibration fitted on another prediction is passed over, and an
-    explicit one is refused (InputError)."""
+    stored False). A stored calibration fitted on another prediction than `base` is passed over, and an
+    explicit one is refused (InputError); base None accepts any."""
     if calibration_dir is not None:
         cal = load(calibration_dir)
         if base is not None and cal.base != base:

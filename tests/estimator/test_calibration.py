@@ -91,7 +91,8 @@ def test_resolve_explicit_then_database_then_none(tmp_path):
     bundled = resolve(None, None, "h200_sxm", "vllm")                  # the bundled database ships one
     assert bundled is not None and bundled.base == "estimate" and bundled.id != CAL.id
     assert resolve(None, None, "h200_sxm", "vllm", stored=False) is None   # --calibration none
-    assert resolve(None, None, "h200_sxm", "vllm", base="simulate") is None
+    sim = resolve(None, None, "h200_sxm", "vllm", base="simulate")        # ... and one for the simulator
+    assert sim is not None and sim.base == "simulate" and sim.id != bundled.id
     save(CAL, tmp_path / "calibrations" / CAL.id)
     assert resolve(None, tmp_path, "h200_sxm", "vllm").id == CAL.id
     assert resolve(None, tmp_path, "h200_sxm", "vllm", stored=False) is None
