@@ -238,7 +238,7 @@ class Calibration:
             raise DataError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise DataError(f"{where}: not a {FORMAT} file")
-        if d.get("format_version") != FORMAT_VERSION:   # v1 scopes had no model: its content hash differs
+        if d.get("format_version") != FORMAT_VERSION:   # v1: scopes without a model; v2: one unseen_factor for both
             raise DataError(f"{where}: calibration format v{d.get('format_version')}, this servecast reads "
                             f"v{FORMAT_VERSION}; refit with `servecast calibrate fit`")
         try:
