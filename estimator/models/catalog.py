@@ -9,6 +9,7 @@ written from the public config.json facts), or a model in the local Hugging Face
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -41,12 +42,16 @@ def _catalog() -> dict[str, dict]:
 
 # checkpoint-name suffixes that do not change the architecture (numerics come from the config or flags)
 NAME_SUFFIXES = ("-fp8", "-fp4", "-nvfp4", "-mxfp4", "-bf16", "-fp16", "-awq", "-gptq", "-int4", "-int8",
-                 "-w4a16", "-w8a8", "-instruct", "-chat", "-dynamic", "-block")
+                 "-w4a16", "-w8a8", "-instruct", "-chat", "-thinking", "-dynamic", "-block")
+# release-date suffixes of re-trained checkpoints of one architecture: Qwen3-235B-A22B-Instruct-2507,
+# DeepSeek-R1-0528, Kimi-K2-Instruct-0905
+_DATE_SUFFIX = re.compile(r"-\d{4}$")
 
 
 def base_name(spec: str) -> str:
     """The architecture a checkpoint name stands for: its last path part in lower case without
-    quantisation or instruction-tuning suffixes (nvidia/DeepSeek-R1-FP4 -> deepseek-r1)."""
+    quantisation, instruction-tuning or release-date suffixes (nvidia/DeepSeek-R1-FP4 -> deepseek-r1,
+    Qwen/Qwen3-235B-A22B-Instruct-2507-FP8 -> qwen3-235b-a22b)."""
     key = str(spec).rstrip("/").rsplit("/", 1)[-1].lower()
     stripped = True
     while stripped:
@@ -54,6 +59,9 @@ def base_name(spec: str) -> str:
         for suffix in NAME_SUFFIXES:
             if key.endswith(suffix) and len(key) > len(suffix):
                 key, stripped = key[: -len(suffix)], True
+        dated = _DATE_SUFFIX.search(key)
+        if dated and dated.start() > 0:
+            key, stripped = key[: dated.start()], True
     return key
 
 

@@ -56,11 +56,14 @@ def _moe_gqa(cfg: dict, name: str) -> dict:
     experts = int(cfg.get("num_experts") or cfg.get("num_local_experts") or _req(cfg, "n_routed_experts", name))
     moe_inter = int(cfg.get("moe_intermediate_size") or _req(cfg, "intermediate_size", name))
     topk = int(cfg.get("num_experts_per_tok") or _req(cfg, "experts_per_token", name))
-    # Qwen3-MoE: `mlp_only_layers` are dense, and layers off the `decoder_sparse_step` grid too.
+    # Qwen3-MoE: `mlp_only_layers` are dense, and layers off the `decoder_sparse_step` grid too; GLM-4.5
+    # (DeepSeek-style keys): the first `first_k_dense_replace` layers, and `n_shared_experts` of the expert size.
     layers = base["num_layers"]
     step = int(cfg.get("decoder_sparse_step") or 1)
-    dense_ids = set(cfg.get("mlp_only_layers") or []) | {i for i in range(layers) if (i + 1) % step != 0}
-    shared_inter = int(cfg.get("shared_intermediate_size") or cfg.get("shared_expert_intermediate_size") or 0)
+    dense_ids = set(cfg.get("mlp_only_layers") or []) | {i for i in range(layers) if (i + 1) % step != 0} \
+        | set(range(int(cfg.get("first_k_dense_replace") or 0)))
+    shared_inter = int(cfg.get("shared_intermediate_size") or cfg.get("shared_expert_intermediate_size")
+                       or int(cfg.get("n_shared_experts") or 0) * moe_inter)
     return dict(base, num_experts=experts, topk=topk, moe_inter=moe_inter, shared_inter=shared_inter,
                 inter=int(cfg.get("intermediate_size") or 0) if dense_ids else 0,
                 num_dense_layers=len(dense_ids), attention_sinks=cfg.get("model_type") == "gpt_oss",
@@ -94,8 +97,13 @@ SUPPORTED: dict[str, Callable[[dict, str], dict]] = {
     "MixtralForCausalLM": _moe_gqa,
     "GptOssForCausalLM": _moe_gqa,
     "MiniMaxM2ForCausalLM": _moe_gqa,
+    "Glm4MoeForCausalLM": _moe_gqa,
     "DeepseekV3ForCausalLM": _deepseek,
     "DeepseekV2ForCausalLM": _deepseek,
+    # DeepSeek-V3.2: V3's MLA plus a lightning indexer that lets each query attend to its top 2,048 keys
+    # (DSA). Priced as dense MLA: attention beyond 2k tokens of context is over-predicted (at 8k, decode
+    # attention reads ~4x the keys DSA does; the indexer itself, an fp8 MQA over all keys, is ~6% of dense).
+    "DeepseekV32ForCausalLM": _deepseek,
 }
 
 

@@ -88,3 +88,29 @@ def test_unknown_architecture_lists_supported():
         parse_config({"architectures": ["MambaForCausalLM"]}, "x")
     with pytest.raises(NotFoundError, match="catalog: "):
         load_model("nobody/nothing")
+
+
+def test_more_architectures_and_release_suffixes():
+    """GLM-4.5/4.6 (DeepSeek-style dense-first layers and shared expert on a GQA MoE), DeepSeek-V3.2
+    (priced as V3's dense MLA), Kimi-K2 (fp8 blocks; Thinking: int4 experts), and checkpoint names with
+    release dates or thinking/instruct variants resolving to their architecture."""
+    from estimator.models.catalog import base_name
+
+    glm = load_model("zai-org/GLM-4.6")
+    assert glm.architecture == "Glm4MoeForCausalLM" and glm.num_dense_layers == 3 and glm.shared_inter == 1536
+    assert glm.num_experts == 160 and glm.topk == 8 and glm.num_kv_heads == 8
+    assert glm.total_params() / 1e9 == pytest.approx(355, rel=0.03)           # published: 355B
+    assert load_model("zai-org/GLM-4.5-Air").total_params() / 1e9 == pytest.approx(106, rel=0.03)
+    v32 = load_model("deepseek-ai/DeepSeek-V3.2-Exp")
+    assert v32.attention == AttentionKind.MLA and v32.total_params() == load_model("deepseek-ai/DeepSeek-V3").total_params()
+    assert load_model("moonshotai/Kimi-K2-Instruct").gemm_quant == Dtype.FP8_BLOCK
+    assert load_model("moonshotai/Kimi-K2-Thinking").moe_quant == Dtype.MXFP4             # int4 weight-only experts
+    assert load_model("moonshotai/Kimi-K2-Instruct").total_params() / 1e9 == pytest.approx(1030, rel=0.03)
+    assert load_model("Qwen/Qwen3-Coder-480B-A35B-Instruct").total_params() / 1e9 == pytest.approx(480, rel=0.02)
+    assert load_model("mistralai/Mixtral-8x22B-Instruct-v0.1").total_params() / 1e9 == pytest.approx(141, rel=0.02)
+    for name, dense_b in [("Qwen/Qwen3-14B", 14.8), ("Qwen/Qwen3-4B", 4.0), ("Qwen/Qwen2.5-72B-Instruct", 72.7)]:
+        assert load_model(name).total_params() / 1e9 == pytest.approx(dense_b, rel=0.03)
+    assert base_name("Qwen/Qwen3-235B-A22B-Instruct-2507-FP8") == "qwen3-235b-a22b"
+    assert base_name("deepseek-ai/DeepSeek-R1-0528") == "deepseek-r1" and base_name("Qwen/Qwen3-8B") == "qwen3-8b"
+    assert load_model("Qwen/Qwen3-235B-A22B-Thinking-2507").name == "Qwen/Qwen3-235B-A22B"
+    assert load_model("MiniMaxAI/MiniMax-M2.1").num_experts == 256
