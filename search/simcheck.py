@@ -20,6 +20,7 @@ from estimator.engine import EngineConfig
 from estimator.sim import LoadSpec, Pool, SimDeployment, build_steps, simulate
 from estimator.sim.calibrated import BASE as SIM_BASE
 from estimator.sim.calibrated import calibrate_sweep
+from estimator.sim.runs import RUN_MAX_REQUESTS, RUN_REQUESTS_PER_CLIENT
 from perfdb.lookup import PerfDB
 from perfdb.types import Backend
 from search.plan import PlanResult
@@ -27,8 +28,6 @@ from search.types import Candidate, Mode, SimCheck
 
 SIM_REQUESTS_PER_CLIENT = 4   # requests each closed-loop client sends (after the first wave's warm-up)
 SIM_MIN_REQUESTS = 64
-# what a `--base simulate` calibration saw: calibrate fit replays each run with simulate_runs' defaults
-FIT_REQUESTS_PER_CLIENT, FIT_MAX_REQUESTS = 10, 20_000
 # Identical replicas (agg) or xPyD groups (disagg) behind a balancing router serve the same per-request
 # metrics, so the re-check simulates at most this many GPUs' worth of them at the proportional share of
 # the concurrency: its cost stays bounded (a 16,384-GPU plan took 70 s simulating every replica).
@@ -67,7 +66,7 @@ def simulate_candidate(result: PlanResult, c: Candidate, db: PerfDB, seed: int =
     if cal is None:
         n = max(SIM_MIN_REQUESTS, SIM_REQUESTS_PER_CLIENT * conc)
     else:
-        n = min(FIT_MAX_REQUESTS, max(SIM_MIN_REQUESTS, FIT_REQUESTS_PER_CLIENT * conc))
+        n = min(RUN_MAX_REQUESTS, max(SIM_MIN_REQUESTS, RUN_REQUESTS_PER_CLIENT * conc))   # as it was fitted
     r = simulate(steps, dep, LoadSpec.closed(conc, req.isl, req.osl, n), seed=seed)
     if cal is None:
         ttft, tpot, stat = r.ttft.p50, r.tpot.p50, "p50"

@@ -88,7 +88,12 @@ class SimRun:
         return Prediction(self.id, getattr(r.ttft, stat), getattr(r.tpot, stat), r.output_tokens_per_s_per_gpu, "ok")
 
 
-def simulate_runs(rows: list[RunRow], db: PerfDB, requests_per_client: int = 10, max_requests: int = 20_000,
+# the replay protocol of a measured run (and so of every `--base simulate` calibration fitted on them)
+RUN_REQUESTS_PER_CLIENT, RUN_MAX_REQUESTS = 10, 20_000
+
+
+def simulate_runs(rows: list[RunRow], db: PerfDB, requests_per_client: int = RUN_REQUESTS_PER_CLIENT,
+                  max_requests: int = RUN_MAX_REQUESTS,
                   seed: int = 0, frontend_ms: float | None = None, range_ratio: float = 0.0,
                   on_row: Callable[[], None] | None = None) -> list[SimRun]:
     """One SimRun per row, in input order. `frontend_ms` as in simulate() (None: the estimator's);
