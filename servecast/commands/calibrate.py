@@ -123,6 +123,9 @@ def fit_cmd(
     shrink_tpot: Annotated[float, typer.Option(help="the same for TPOT (default 2)")] = None,
     clip: Annotated[float, typer.Option(help="how far (natural log) one run may pull its scope's factor from "
                                              "the wider scope's; 0 = no limit (default log 2 = 0.69)")] = None,
+    rel_weight_ttft: Annotated[float, typer.Option(help="TTFT residual trees weight each run by predicted / "
+                                                        "measured, bounded to exp(+-this); 0 = unweighted "
+                                                        "(default 0.5)")] = None,
     loss: Annotated[str, typer.Option(help="residual trees' loss in log space: absolute_error | huber | "
                                            "squared_error")] = "absolute_error",
     plot: Annotated[str, typer.Option(help="predicted-vs-measured PNG (cross-validated); none by default")] = "",
@@ -144,7 +147,8 @@ def fit_cmd(
     opts = FitOptions(folds=folds, residual=residual, min_rows=min_rows, min_deployments=min_deployments,
                       shrink_ttft=FitOptions.shrink_ttft if shrink_ttft is None else shrink_ttft,
                       shrink_tpot=FitOptions.shrink_tpot if shrink_tpot is None else shrink_tpot, loss=loss,
-                      clip=FitOptions.clip if clip is None else clip)
+                      clip=FitOptions.clip if clip is None else clip,
+                      rel_weight_ttft=FitOptions.rel_weight_ttft if rel_weight_ttft is None else rel_weight_ttft)
     result = train(frame, opts, base)
     path = store.write(result, out)
     console = Console()

@@ -101,6 +101,10 @@ def test_fit_validate_show_end_to_end(tmp_path, tiny_db):
     assert res.exit_code != 0          # every row was used to fit it: nothing held out to report on
     res = runner.invoke(app, ["calibrate", "show", str(art)])
     assert res.exit_code == 0 and "scope factors" in res.output and "cross-validated" in res.output
+    # the fit's options reach FitOptions, and a bad one is refused before any fitting
+    res = runner.invoke(app, ["calibrate", "fit", str(train_csv), "--db", str(tiny_db), "--out", str(tmp_path / "c2"),
+                              "--folds", "3", "--residual", "none", "--min-rows", "4", "--rel-weight-ttft", "-1"])
+    assert res.exit_code != 0 and "rel_weight=-1" in str(res.exception) and not (tmp_path / "c2").exists()
 
 
 def test_help_for_every_command():
