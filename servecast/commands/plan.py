@@ -356,12 +356,14 @@ def render(result, sims, save_dir, written) -> None:
 
 def _render_miss(con, result) -> None:
     from search.points import MODES
+    from search.types import SlaAt
 
     d = result.diagnosis
     req = result.request
+    upper = req.sla.at == SlaAt.UPPER
     con.print(f"[bold red]no configuration meets every target[/] (TTFT <= {req.sla.ttft_ms:g} ms, "
-              f"TPOT <= {req.sla.tpot_ms:g} ms{', request latency' if req.sla.request_latency_ms else ''}); "
-              f"binding constraint: [bold]{d.binding.value}[/]")
+              f"TPOT <= {req.sla.tpot_ms:g} ms{', request latency' if req.sla.request_latency_ms else ''}"
+              f"{' at the upper end of the interval' if upper else ''}); binding constraint: [bold]{d.binding.value}[/]")
     con.print("feasible points meeting each target alone: " +
               ", ".join(f"{k.value} {v:,}" for k, v in d.meeting_each.items()) + f" (of {d.feasible_points:,})")
     if d.closest_rows:
@@ -369,4 +371,5 @@ def _render_miss(con, result) -> None:
         con.print(_table("closest points (none meets the targets)", closest, None, result.calibrations,
                          (result.model.name, result.system.name)))
         modes = {MODES[int(result.points['mode'][r])].value for r in d.closest_rows}
-        con.print(f"relax --{d.binding.value}, add GPUs, or try another backend ({', '.join(sorted(modes))} shown)")
+        con.print(f"relax --{d.binding.value}, add GPUs, or try another backend ({', '.join(sorted(modes))} shown)"
+                  + ("; or check the medians with --sla-at median" if upper else ""))

@@ -146,6 +146,11 @@ def test_sla_at_upper_checks_the_upper_end_of_the_intervals(runs, tiny_db, tmp_p
         assert c["calibrated"]["ttft_interval_ms"][1] <= TTFT and c["calibrated"]["tpot_interval_ms"][1] <= TPOT
     spec = yaml.safe_load(next((tmp_path / "upper" / "top").glob("*/deployment.yaml")).read_text())
     assert spec["sla"]["at"] == "upper"
+    # nothing meets a target at the upper end: the miss says so, and where to look
+    args = [a if a != str(TPOT) else "0.5" for a in ARGS]
+    res = runner.invoke(app, [*args, "--db", str(tiny_db), "--calibration", str(art), "--sla-at", "upper"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1 and "at the upper end of the interval" in text and "--sla-at median" in text
 
 
 def test_sla_at_upper_without_a_calibration_or_an_unknown_value_is_a_one_line_error():
