@@ -254,12 +254,8 @@ class PriorInterp:
     def _no_prior(self, raw_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The measured points alone (as without a prior) where the prior has no answer."""
         if self._fallback is None:
-            sol = self.sol_fn(self.row_raw)
-            cls = CompletionInterp if len(self.row_raw) >= 20 else GridInterp
-            kwargs = {"sol_fn": self.sol_fn} if cls is CompletionInterp else {}
             with completion_store.stored_completions(self._store):
-                self._fallback = cls(self.kind, self.axes, self.row_raw, sol / self.row_latency, self.row_latency,
-                                     **kwargs)
+                self._fallback = points_alone(self.kind, self.axes, self.row_raw, self.row_latency, self.sol_fn)
         util, _, code = self._fallback.query(raw_q, exact_allowed=False)
         return util, code
 
@@ -279,6 +275,15 @@ class PriorInterp:
         if missing.any() and len(self.row_raw):
             util[missing], code[missing] = self._no_prior(raw_q[missing])
         return util, exact_hits(raw_q, self.measured, code, exact_allowed), code
+
+
+def points_alone(kind: OpKind, axes: tuple[str, ...], raw: np.ndarray, latency: np.ndarray,
+                 sol_fn: Callable[[np.ndarray], np.ndarray]) -> CompletionInterp | GridInterp:
+    """The interpolator of measured points without a prior: the completion from 20 points, else the grid."""
+    util = sol_fn(raw) / latency
+    if len(raw) >= 20:
+        return CompletionInterp(kind, axes, raw, util, latency, sol_fn=sol_fn)
+    return GridInterp(kind, axes, raw, util, latency)
 
 
 def exact_hits(raw_q: np.ndarray, measured: dict[tuple, float], code: np.ndarray, allowed: bool) -> np.ndarray:

@@ -16,9 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from perfdb.interp import GridInterp
-from perfdb.prior import PriorFn, PriorInterp, exact_hits
-from perfdb.scatter import CompletionInterp
+from perfdb.prior import PriorFn, PriorInterp, exact_hits, points_alone
 from perfdb.types import OpKind
 
 _STEPS = 4          # simplex grid: weights in multiples of 1/4
@@ -52,13 +50,10 @@ class PriorBlend:
         self.parts = self._fit(np.ones(len(raw), bool))
 
     def _fit(self, rows: np.ndarray) -> list:
-        """One PriorInterp per prior (no blend of its own), then the points alone (CompletionInterp)."""
+        """One PriorInterp per prior (no blend of its own), then the points alone."""
         raw, lat = self.row_raw[rows], self.row_latency[rows]
         parts: list = [PriorInterp(self.kind, self.axes, raw, lat, p, self.sol_fn, blend=False) for p in self.priors]
-        cls = CompletionInterp if len(raw) >= 20 else GridInterp
-        kwargs = {"sol_fn": self.sol_fn} if cls is CompletionInterp else {}
-        parts.append(cls(self.kind, self.axes, raw, self.sol_fn(raw) / lat, lat, **kwargs))
-        return parts
+        return parts + [points_alone(self.kind, self.axes, raw, lat, self.sol_fn)]
 
     def _logs(self, parts: list, raw_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(parts, n) log latency and Source code of each part; a prior's gaps take the points' prediction."""

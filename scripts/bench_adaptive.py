@@ -142,26 +142,21 @@ def points_table(db, args, spec, fractions, seeds) -> None:
     print("| family | budget | fraction used | dense, GridInterp | dense, completion | levels + GridInterp | "
           "points + completion | ratio | per-seed ratio | ratio c | random + completion |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for kind in [OpKind(f) for f in args.families.split(",")]:
-        axes, groups = slices(db, kind, args.system, args.top, args.min_rows, args.backend)
-        t0 = time.time()
-        lv = {sd: [evaluate_slice(kind, axes, c, r, la, spec, np.random.default_rng([sd, i]), fractions, args.stride)
-                   for i, (c, r, la) in enumerate(groups)] for sd in seeds}
-        pt = {sd: [evaluate_points(kind, axes, c, r, la, spec, np.random.default_rng([sd, i]), fractions, args.scorer)
-                   for i, (c, r, la) in enumerate(groups)] for sd in seeds}
-        gi_seed = {sd: np.concatenate([r[0] for r in rs]) for sd, rs in lv.items()}
-        gi = np.concatenate(list(gi_seed.values()))
-        ci = np.concatenate([r[0] for rs in pt.values() for r in rs])
+    def levels_for(kind, axes):
+        return lambda c, r, la, rng: evaluate_slice(kind, axes, c, r, la, spec, rng, fractions, args.stride)
+
+    for kind, axes, groups, lv, gi_seed, gi in family_runs(db, args, seeds, levels_for):
+        pt, _, ci = seed_runs(groups, seeds, lambda c, r, la, rng: evaluate_points(
+            kind, axes, c, r, la, spec, rng, fractions, args.scorer))  # noqa: B023 - used within this iteration
         for f in fractions:
             lev = np.concatenate([r[1][f][0] for rs in lv.values() for r in rs])
-            ad_seed = {sd: np.concatenate([r[1][f][0] for r in rs]) for sd, rs in pt.items()}
+            ad_seed = by_seed(pt, lambda r: r[1][f][0])  # noqa: B023
             ad = np.concatenate(list(ad_seed.values()))
             rnd = np.concatenate([r[1][f][1] for rs in pt.values() for r in rs])
             used = np.mean([r[1][f][2] for rs in pt.values() for r in rs])
-            per_seed = ", ".join(f"{ad_seed[sd].mean() / gi_seed[sd].mean():.2f}" for sd in seeds)
+            per_seed = per_seed_ratios(ad_seed, gi_seed)
             print(f"| {kind.value} | {f:.0%} | {used:.1%} | {_mm(gi)} | {_mm(ci)} | {_mm(lev)} | {_mm(ad)} | "
                   f"{ad.mean() / gi.mean():.2f}x | [{per_seed}] | {ad.mean() / ci.mean():.2f}x | {_mm(rnd)} |", flush=True)
-        print(f"<!-- {kind.value}: {len(groups)} slices, {time.time() - t0:.0f} s -->", flush=True)
 
 
 def seed_runs(groups, seeds, evaluate) -> tuple[dict, dict, np.ndarray]:
@@ -172,6 +167,17 @@ def seed_runs(groups, seeds, evaluate) -> tuple[dict, dict, np.ndarray]:
             for sd in seeds}
     by_seed = {sd: np.concatenate([r[0] for r in rs]) for sd, rs in runs.items()}
     return runs, by_seed, np.concatenate(list(by_seed.values()))
+
+
+def family_runs(db, args, seeds, evaluate_for, note=lambda runs: ""):
+    """Per family of --families: (kind, axes, slices, *seed_runs of evaluate_for(kind, axes)); after the
+    caller's rows for it, the family's timing comment (with `note(runs)`)."""
+    for kind in [OpKind(f) for f in args.families.split(",")]:
+        axes, groups = slices(db, kind, args.system, args.top, args.min_rows, args.backend)
+        t0 = time.time()
+        runs, per_seed, pooled = seed_runs(groups, seeds, evaluate_for(kind, axes))
+        yield kind, axes, groups, runs, per_seed, pooled
+        print(f"<!-- {kind.value}: {len(groups)} slices, {note(runs)}{time.time() - t0:.0f} s -->", flush=True)
 
 
 def by_seed(runs: dict, pick) -> dict:
@@ -272,11 +278,13 @@ def levels_table(db, args, spec, fractions, seeds) -> None:
           "ratio = adaptive mean / dense mean; per-seed ratios in brackets.\n")
     print("| family | budget | fraction used | dense | adaptive | ratio | per-seed ratio | random subset |")
     print("|---|---|---|---|---|---|---|---|")
-    for kind in [OpKind(f) for f in args.families.split(",")]:
-        axes, groups = slices(db, kind, args.system, args.top, args.min_rows, args.backend)
-        t0 = time.time()
-        runs, dense_by_seed, dense = seed_runs(groups, seeds, lambda combo, raw, lat, rng: evaluate_slice(
-            kind, axes, combo, raw, lat, spec, rng, fractions, args.stride))  # noqa: B023 - used within this iteration
+    def evaluate_for(kind, axes):
+        return lambda combo, raw, lat, rng: evaluate_slice(kind, axes, combo, raw, lat, spec, rng, fractions, args.stride)
+
+    def pool_points(runs) -> str:
+        return f"{sum(r[2] for r in runs[seeds[0]])} pool points, "
+
+    for kind, _, _, runs, dense_by_seed, dense in family_runs(db, args, seeds, evaluate_for, pool_points):
         for f in fractions:
             ad_by_seed = by_seed(runs, lambda r: r[1][f][0])  # noqa: B023
             ad = np.concatenate(list(ad_by_seed.values()))
@@ -286,8 +294,6 @@ def levels_table(db, args, spec, fractions, seeds) -> None:
             print(f"| {kind.value} | {f:.0%} | {used:.1%} | {dense.mean():.2%} ({np.median(dense):.2%}) | "
                   f"{ad.mean():.2%} ({np.median(ad):.2%}) | {ad.mean() / dense.mean():.2f}x | [{per_seed}] | "
                   f"{rnd.mean():.2%} ({np.median(rnd):.2%}) |", flush=True)
-        print(f"<!-- {kind.value}: {len(groups)} slices, {sum(r[2] for r in runs[seeds[0]])} pool points, "
-              f"{time.time() - t0:.0f} s -->", flush=True)
 
 
 def main() -> None:

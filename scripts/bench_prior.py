@@ -8,10 +8,8 @@ already has, against the dense grid, on the same held-out draws, slices and seed
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
-from bench_adaptive import _mm, _setup, by_seed, per_seed_ratios, rel_err, seed_runs, slices
+from bench_adaptive import _mm, _setup, by_seed, family_runs, per_seed_ratios, rel_err
 
 from collectors.adaptive import util_predictor
 from collectors.adaptive_points import (
@@ -24,7 +22,7 @@ from collectors.adaptive_points import (
 )
 from perfdb.errors import InputError
 from perfdb.prior import Correction, PriorSource, prior_latency
-from perfdb.types import Backend, OpKind
+from perfdb.types import Backend
 
 # (column, PriorInterp options): the prior alone needs no points; the rest are fitted on the sample.
 VARIANTS = (("prior alone", dict(correction=Correction.NONE)),
@@ -103,11 +101,11 @@ def multi_table(db, args, spec, fractions, seeds, sources) -> None:
           "(priors in order, then the points alone).\n")
     print("| family | budget | dense, GridInterp | priors blended | ratio | per-seed ratio | mean weights |")
     print("|---|---|---|---|---|---|---|")
-    for kind in [OpKind(f) for f in args.families.split(",")]:
-        axes, groups = slices(db, kind, args.system, args.top, args.min_rows, args.backend)
-        t0 = time.time()
-        runs, gi_seed, gi = seed_runs(groups, seeds, lambda c, r, la, rng: evaluate_multi(
-            kind, axes, c, r, la, spec, rng, fractions, sources, args.prior_scorer))  # noqa: B023 - used within this iteration
+    def evaluate_for(kind, axes):
+        return lambda c, r, la, rng: evaluate_multi(kind, axes, c, r, la, spec, rng, fractions, sources,
+                                                    args.prior_scorer)
+
+    for kind, _, _, runs, gi_seed, gi in family_runs(db, args, seeds, evaluate_for):
         for f in fractions:
             ad_seed = by_seed(runs, lambda r: r[1][f][0])  # noqa: B023
             ad = np.concatenate(list(ad_seed.values()))
@@ -116,7 +114,6 @@ def multi_table(db, args, spec, fractions, seeds, sources) -> None:
             per_seed = per_seed_ratios(ad_seed, gi_seed)
             print(f"| {kind.value} | {f:.0%} ({used:.1%}) | {_mm(gi)} | {_mm(ad)} | {ad.mean() / gi.mean():.2f}x | "
                   f"[{per_seed}] | {' / '.join(f'{w:.2f}' for w in weights)} |", flush=True)
-        print(f"<!-- {kind.value}: {len(groups)} slices, {time.time() - t0:.0f} s -->", flush=True)
 
 
 def prior_table(db, args, spec, fractions, seeds) -> None:
@@ -131,11 +128,11 @@ def prior_table(db, args, spec, fractions, seeds) -> None:
     print("| family | budget | prior coverage | dense, GridInterp | " + " | ".join(names) +
           " | ratio | per-seed ratio | random + adopted |")
     print("|---" * (len(names) + 7) + "|")
-    for kind in [OpKind(f) for f in args.families.split(",")]:
-        axes, groups = slices(db, kind, args.system, args.top, args.min_rows, args.backend)
-        t0 = time.time()
-        runs, gi_seed, gi = seed_runs(groups, seeds, lambda c, r, la, rng: evaluate_prior(
-            kind, axes, c, r, la, spec, rng, fractions, source, args.prior_scorer))  # noqa: B023 - used within this iteration
+    def evaluate_for(kind, axes):
+        return lambda c, r, la, rng: evaluate_prior(kind, axes, c, r, la, spec, rng, fractions, source,
+                                                    args.prior_scorer)
+
+    for kind, _, _, runs, gi_seed, gi in family_runs(db, args, seeds, evaluate_for):
         cover = np.mean([r[2] for rs in runs.values() for r in rs])
         for f in fractions:
             cols = {n: np.concatenate([r[1][f][0][n] for rs in runs.values() for r in rs]) for n in names}
@@ -147,4 +144,3 @@ def prior_table(db, args, spec, fractions, seeds) -> None:
                   " | ".join(f"{_mm(cols[n])} {cols[n].mean() / gi.mean():.2f}x" for n in names) +
                   f" | {cols[ADOPTED].mean() / gi.mean():.2f}x | [{per_seed}] | {_mm(rnd)} {rnd.mean() / gi.mean():.2f}x |",
                   flush=True)
-        print(f"<!-- {kind.value}: {len(groups)} slices, {time.time() - t0:.0f} s -->", flush=True)

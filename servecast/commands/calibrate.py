@@ -141,17 +141,21 @@ def fit_cmd(
     from calibrate import store
     from calibrate.fit import FitOptions
     from calibrate.train import train
-    from calibrate.validate import error_table
 
-    frame = _frame(runs, db, predictions, base, statistic)
-    opts = FitOptions(folds=folds, residual=residual, min_rows=min_rows, min_deployments=min_deployments,
-                      shrink_ttft=FitOptions.shrink_ttft if shrink_ttft is None else shrink_ttft,
-                      shrink_tpot=FitOptions.shrink_tpot if shrink_tpot is None else shrink_tpot, loss=loss,
-                      clip=FitOptions.clip if clip is None else clip,
-                      rel_weight_ttft=FitOptions.rel_weight_ttft if rel_weight_ttft is None else rel_weight_ttft)
-    result = train(frame, opts, base)
+    tuned = dict(shrink_ttft=shrink_ttft, shrink_tpot=shrink_tpot, clip=clip, rel_weight_ttft=rel_weight_ttft)
+    opts = FitOptions(folds=folds, residual=residual, min_rows=min_rows, min_deployments=min_deployments, loss=loss,
+                      **{k: v for k, v in tuned.items() if v is not None})   # before predicting: bad ones fail at once
+    result = train(_frame(runs, db, predictions, base, statistic), opts, base)
     path = store.write(result, out)
     console = Console()
+    _report_fit(console, result, folds, plot)
+    console.print(f"calibration {result.calibration.id} -> {path}")
+
+
+def _report_fit(console, result, folds: int, plot: str) -> None:
+    """What `calibrate fit` prints: CV before/after, held-out errors, fallbacks, unused rows; the PNG."""
+    from calibrate.validate import error_table
+
     table = error_table(result.rows, {m: (f"measured_{m}", f"pred_{m}", f"cv_{m}") for m in ("ttft", "tpot")})
     console.print(_error_rich_table(table[table["grouping"].isin(["all", "mode"])],
                                     f"{folds}-fold CV grouped by deployment: before vs after"))
@@ -166,7 +170,6 @@ def fit_cmd(
         from calibrate.plot import predicted_vs_measured
 
         predicted_vs_measured(result.rows, "cv_", Path(plot), f"calibration {result.calibration.id} (cross-validated)")
-    console.print(f"calibration {result.calibration.id} -> {path}")
 
 
 def _print_held_out(console, cal) -> None:
