@@ -25,12 +25,12 @@ from perfdb.ops import (
     OpCase,
 )
 from perfdb.ops.base import act_bytes
+from perfdb.ops.moe import DEFAULT_DISTRIBUTION
 from perfdb.specs import SystemSpec
 from perfdb.types import CommOp, Dtype, ElementwiseOp, Transport
 
-# Routing imbalance the MoE latency is looked up under: real routers are skewed, and a power law with
-# exponent 1.01 over experts is the mild skew the kernel tables are collected with.
-MOE_DISTRIBUTION = "power_law_1.01"
+# Routing imbalance the MoE latency is looked up under (one definition, shared with the collectors).
+MOE_DISTRIBUTION = DEFAULT_DISTRIBUTION
 ACT_BYTES = 2.0  # bf16 hidden states on the wire
 
 

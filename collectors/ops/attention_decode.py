@@ -2,11 +2,13 @@
 
 GPU: our Triton kernel (paged_decode_triton.py). CPU: a torch reference (gather the pages, then
 attention) that runs the same harness and is what the Triton kernel is checked against.
+The cache is stored in `kv_dtype`: the math dtype, or fp8 e4m3 (read and up-converted in the kernel, as
+engines' fp8-KV decode kernels do; the per-tensor scale is 1 and costs nothing measurable).
 """
 from __future__ import annotations
 
 from collectors.cases import pow2, product
-from collectors.ops.common import device, randn, torch_dtype
+from collectors.ops.common import device, kv_randn, randn, torch_dtype
 from collectors.registry import DeviceCtx, GridSize, OpCollector, Prepared, Unsupported, register
 from perfdb.ops import AttentionDecodeCase
 from perfdb.types import Dtype, OpKind
@@ -24,25 +26,32 @@ def grid(size: GridSize, ctx: DeviceCtx | None = None) -> list[AttentionDecodeCa
         heads = [(64, 8, 128), (32, 8, 128), (16, 2, 128), (8, 1, 128), (4, 1, 128), (32, 32, 128), (64, 4, 128),
                  (16, 16, 64)]
         axes = {"batch": pow2(1, 512), "kv_len": pow2(64, 131072)}
+    dt = Dtype.FP32 if size == GridSize.TINY else Dtype.BF16  # CPU hosts: native fp32
+    # fp8 KV (engines' --kv-cache-dtype fp8) beside the 16-bit cache; TINY checks the fp8 path on bf16 math
+    kv_dtypes = [(dt, dt), (Dtype.BF16, Dtype.FP8)]
     out = []
     for h, kvh, d in heads:
-        dt = Dtype.FP32 if size == GridSize.TINY else Dtype.BF16  # CPU hosts: native fp32
-        fixed = {"dtype": dt, "kv_dtype": dt, "num_heads": h, "num_kv_heads": kvh, "head_dim": d,
-                 "window": 0}
-        out += product(AttentionDecodeCase, fixed, axes, keep=lambda batch, kv_len: batch * kv_len <= _MAX_KV_TOKENS)
+        for math_dt, kv_dt in kv_dtypes:
+            fixed = {"dtype": math_dt, "kv_dtype": kv_dt, "num_heads": h, "num_kv_heads": kvh, "head_dim": d,
+                     "window": 0}
+            out += product(AttentionDecodeCase, fixed, axes,
+                           keep=lambda batch, kv_len: batch * kv_len <= _MAX_KV_TOKENS)
     return out
 
 
-def make_inputs(batch: int, kv_len: int, heads: int, kv_heads: int, dim: int, dt, ctx: DeviceCtx, seed: int = 0):
-    """Query, paged caches with pages scattered in random order, block table and lengths."""
+def make_inputs(batch: int, kv_len: int, heads: int, kv_heads: int, dim: int, dtype: Dtype, ctx: DeviceCtx,
+                seed: int = 0, kv_dtype: Dtype | None = None):
+    """Query, paged caches (in kv_dtype, default dtype) with pages scattered in random order, block table
+    and lengths."""
     import torch
 
     torch.manual_seed(seed)
+    kv_dtype = kv_dtype or dtype
     pages_per_req = -(-kv_len // PAGE_SIZE)
     num_pages = batch * pages_per_req
-    q = randn((batch, heads, dim), dt, ctx)
-    k_cache = randn((num_pages, PAGE_SIZE, kv_heads, dim), dt, ctx)
-    v_cache = randn((num_pages, PAGE_SIZE, kv_heads, dim), dt, ctx)
+    q = randn((batch, heads, dim), torch_dtype(dtype), ctx)
+    k_cache = kv_randn((num_pages, PAGE_SIZE, kv_heads, dim), kv_dtype, dtype, ctx)
+    v_cache = kv_randn((num_pages, PAGE_SIZE, kv_heads, dim), kv_dtype, dtype, ctx)
     perm = torch.randperm(num_pages).to(device(ctx), torch.int32)
     block_table = perm.view(batch, pages_per_req).contiguous()
     kv_lens = torch.full((batch,), kv_len, dtype=torch.int32, device=device(ctx))
@@ -69,16 +78,15 @@ def reference(q, k_cache, v_cache, block_table, kv_lens):
 def build(case: AttentionDecodeCase, ctx: DeviceCtx) -> Prepared:
     if case.window > 0:
         raise Unsupported("sliding-window decode is not implemented in the torch backend's paged kernel")
-    if case.kv_dtype != case.dtype:
-        raise Unsupported(f"paged decode kernel needs kv_dtype == dtype, got {case.kv_dtype.value}/{case.dtype.value}")
-    dt = torch_dtype(case.dtype)
     b, kv = int(case.batch), int(case.kv_len)
-    inputs = make_inputs(b, kv, case.num_heads, case.num_kv_heads, case.head_dim, dt, ctx)
+    inputs = make_inputs(b, kv, case.num_heads, case.num_kv_heads, case.head_dim, case.dtype, ctx,
+                         kv_dtype=case.kv_dtype)
+    suffix = "_fp8kv" if case.kv_dtype == Dtype.FP8 else ""
     if ctx.device != "cuda":
-        return Prepared(lambda: reference(*inputs), "torch_paged_reference")
+        return Prepared(lambda: reference(*inputs), "torch_paged_reference" + suffix)
     from collectors.ops.paged_decode_triton import paged_decode
 
-    return Prepared(lambda: paged_decode(*inputs, max_kv_len=kv), "triton_paged_decode")
+    return Prepared(lambda: paged_decode(*inputs, max_kv_len=kv), "triton_paged_decode" + suffix)
 
 
 register(OpCollector(OpKind.ATTENTION_DECODE, grid, build))

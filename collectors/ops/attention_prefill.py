@@ -1,10 +1,14 @@
 """Prefill attention collector: causal attention of `seq_len` new tokens after `prefix_len` cached ones,
 through torch scaled_dot_product_attention with one explicit kernel (flash first, then cuDNN,
-memory-efficient; math on CPU). The row's kernel_source names the kernel that ran."""
+memory-efficient; math on CPU). The row's kernel_source names the kernel that ran.
+
+An fp8 KV cache (engines' --kv-cache-dtype fp8) is stored in fp8 e4m3 and up-converted to the math dtype
+before SDPA inside the timed call (kernel_source gets `_fp8kv_dequant`): torch has no SDPA kernel that
+reads fp8 K/V, and the extra pass over K/V is what a torch backend really pays."""
 from __future__ import annotations
 
 from collectors.cases import pow2, product
-from collectors.ops.common import prefix_causal_mask, randn, torch_dtype
+from collectors.ops.common import kv_randn, prefix_causal_mask, randn, torch_dtype
 from collectors.registry import DeviceCtx, GridSize, OpCollector, Prepared, Unsupported, register
 from perfdb.ops import AttentionPrefillCase
 from perfdb.types import Dtype, OpKind
@@ -46,23 +50,23 @@ def _kernels(ctx: DeviceCtx):
 def build(case: AttentionPrefillCase, ctx: DeviceCtx) -> Prepared:
     if case.window > 0:
         raise Unsupported("sliding-window prefill needs an engine kernel; torch SDPA runs full causal only")
-    if case.kv_dtype != case.dtype:
-        raise Unsupported(f"torch SDPA needs kv_dtype == dtype, got {case.kv_dtype.value} KV with {case.dtype.value} math")
     dt = torch_dtype(case.dtype)
     b, s, p = int(case.batch), int(case.seq_len), int(case.prefix_len)
     q = randn((b, case.num_heads, s, case.head_dim), dt, ctx)
-    k = randn((b, case.num_kv_heads, s + p, case.head_dim), dt, ctx)
-    v = randn((b, case.num_kv_heads, s + p, case.head_dim), dt, ctx)
+    k = kv_randn((b, case.num_kv_heads, s + p, case.head_dim), case.kv_dtype, case.dtype, ctx)
+    v = kv_randn((b, case.num_kv_heads, s + p, case.head_dim), case.kv_dtype, case.dtype, ctx)
+    dequant = k.dtype != dt
     gqa = case.num_heads != case.num_kv_heads
     # With a cached prefix the causal mask is aligned bottom-right (query i sees prefix + i + 1 keys).
     mask = prefix_causal_mask(s, p, ctx)
     reasons: list[str] = []
-    prepared = _first_kernel(q, k, v, mask, gqa, ctx, reasons, "")
+    suffix = "_fp8kv_dequant" if dequant else ""
+    prepared = _first_kernel(q, k, v, mask, gqa, ctx, reasons, suffix)
     if prepared is None and gqa:
         # No kernel takes grouped KV heads here: expand them (reads group x more KV; labelled as such).
         group = case.num_heads // case.num_kv_heads
         k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-        prepared = _first_kernel(q, k, v, mask, False, ctx, reasons, "_kv_expanded")
+        prepared = _first_kernel(q, k, v, mask, False, ctx, reasons, "_kv_expanded" + suffix)
     if prepared is None:
         raise Unsupported("no SDPA kernel accepts this case: " + "; ".join(reasons))
     return prepared
@@ -75,10 +79,11 @@ def _first_kernel(q, k, v, mask, gqa: bool, ctx: DeviceCtx, reasons: list[str], 
 
     for backend, name in _kernels(ctx):
         def fn(backend=backend):
+            kk, vv = (k.to(q.dtype), v.to(q.dtype)) if k.dtype != q.dtype else (k, v)  # fp8 cache: dequantize
             with sdpa_kernel([backend]):
                 if mask is None:
-                    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
-                return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+                    return torch.nn.functional.scaled_dot_product_attention(q, kk, vv, is_causal=True, enable_gqa=gqa)
+                return torch.nn.functional.scaled_dot_product_attention(q, kk, vv, attn_mask=mask, enable_gqa=gqa)
         try:
             fn()
         except RuntimeError as exc:

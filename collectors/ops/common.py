@@ -15,6 +15,29 @@ def torch_dtype(dtype: Dtype):
     return table[dtype]
 
 
+def kv_storage_dtype(kv_dtype: Dtype, math_dtype: Dtype):
+    """The torch dtype a KV cache of `kv_dtype` is stored in, next to `math_dtype` activations: the same
+    16/32-bit type, or fp8 e4m3 (the format vLLM's, SGLang's and TRT-LLM's fp8 KV caches use)."""
+    import torch
+
+    if kv_dtype == math_dtype:
+        return torch_dtype(math_dtype)
+    if kv_dtype == Dtype.FP8 and math_dtype in (Dtype.BF16, Dtype.FP16):
+        return torch.float8_e4m3fn
+    raise Unsupported(f"a {kv_dtype.value} KV cache with {math_dtype.value} math is not collected here; accepted: "
+                      f"kv_dtype == dtype, or fp8 KV with bf16/fp16 math")
+
+
+def kv_randn(shape, kv_dtype: Dtype, math_dtype: Dtype, ctx: DeviceCtx):
+    """Random KV-cache contents stored in the cache's dtype (fp8 is drawn in fp32, then rounded)."""
+    import torch
+
+    store = kv_storage_dtype(kv_dtype, math_dtype)
+    if store == torch.float8_e4m3fn:
+        return randn(shape, torch.float32, ctx).to(store)
+    return randn(shape, store, ctx)
+
+
 def device(ctx: DeviceCtx):
     import torch
 

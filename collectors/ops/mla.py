@@ -5,12 +5,13 @@ by every head) and V (v_head_dim) are up-projected from the latent, then causal 
 Decode: the weight-absorbed form over the compressed cache. q_nope is absorbed into the latent space
 (kv_lora_rank), scores = q_latent . c + q_rope . k_rope against the shared cache of kv_lora_rank +
 qk_rope dims per token; the output stays in latent space (the V up-projection is a separate GEMM).
+An fp8 KV cache is stored in fp8 e4m3 and up-converted inside the timed call (kernel_source `_fp8kv`).
 """
 from __future__ import annotations
 
 from collectors.cases import pow2, product
-from collectors.ops.common import prefix_causal_mask, randn, torch_dtype
-from collectors.registry import DeviceCtx, GridSize, OpCollector, Prepared, Unsupported, register
+from collectors.ops.common import kv_randn, kv_storage_dtype, prefix_causal_mask, randn, torch_dtype
+from collectors.registry import DeviceCtx, GridSize, OpCollector, Prepared, register
 from perfdb.ops import MlaDecodeCase, MlaPrefillCase
 from perfdb.types import Dtype, OpKind
 
@@ -45,8 +46,7 @@ def decode_grid(size: GridSize, ctx: DeviceCtx | None = None) -> list[MlaDecodeC
 
 
 def _check(case) -> object:
-    if case.kv_dtype != case.dtype:
-        raise Unsupported(f"torch MLA needs kv_dtype == dtype, got {case.kv_dtype.value}/{case.dtype.value}")
+    kv_storage_dtype(case.kv_dtype, case.dtype)  # raises Unsupported for a KV format not collected here
     return torch_dtype(case.dtype)
 
 
@@ -58,17 +58,17 @@ def build_prefill(case: MlaPrefillCase, ctx: DeviceCtx) -> Prepared:
     qk = case.qk_nope_head_dim + case.qk_rope_head_dim
     q = randn((b, h, s, qk), dt, ctx)
     k_nope = randn((b, h, s + p, case.qk_nope_head_dim), dt, ctx)
-    k_rope = randn((b, 1, s + p, case.qk_rope_head_dim), dt, ctx)
+    k_rope = kv_randn((b, 1, s + p, case.qk_rope_head_dim), case.kv_dtype, case.dtype, ctx)
     v = randn((b, h, s + p, case.v_head_dim), dt, ctx)
     mask = prefix_causal_mask(s, p, ctx)
 
     def fn():
-        k = torch.cat((k_nope, k_rope.expand(b, h, s + p, case.qk_rope_head_dim)), dim=-1)
+        k = torch.cat((k_nope, k_rope.to(dt).expand(b, h, s + p, case.qk_rope_head_dim)), dim=-1)
         if mask is None:
             return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
         return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
-    return Prepared(fn, "torch_mla_expanded_sdpa")
+    return Prepared(fn, "torch_mla_expanded_sdpa" + ("_fp8kv" if case.kv_dtype != case.dtype else ""))
 
 
 def build_decode(case: MlaDecodeCase, ctx: DeviceCtx) -> Prepared:
@@ -78,14 +78,15 @@ def build_decode(case: MlaDecodeCase, ctx: DeviceCtx) -> Prepared:
     b, t, h = int(case.batch), int(case.kv_len), case.num_heads
     latent = case.kv_lora_rank + case.qk_rope_head_dim
     q = randn((b, h, latent), dt, ctx)          # absorbed q_nope (kv_lora_rank) + q_rope
-    cache = randn((b, t, latent), dt, ctx)      # compressed KV: latent c + shared k_rope per token
+    stored = kv_randn((b, t, latent), case.kv_dtype, case.dtype, ctx)  # compressed KV: latent c + k_rope
     scale = (case.qk_nope_head_dim + case.qk_rope_head_dim) ** -0.5
 
     def fn():
+        cache = stored.to(dt) if stored.dtype != dt else stored  # an fp8 cache is up-converted first
         scores = torch.bmm(q, cache.transpose(1, 2)).float().mul_(scale).softmax(-1).to(dt)  # [b, h, t]
         return torch.bmm(scores, cache[:, :, :case.kv_lora_rank])                         # [b, h, kv_lora_rank]
 
-    return Prepared(fn, "torch_mla_absorbed")
+    return Prepared(fn, "torch_mla_absorbed" + ("_fp8kv" if case.kv_dtype != case.dtype else ""))
 
 
 register(OpCollector(OpKind.MLA_PREFILL, prefill_grid, build_prefill))

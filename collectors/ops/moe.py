@@ -15,11 +15,13 @@ from collectors.cases import pow2, product
 from collectors.ops.common import device, randn, source, torch_dtype
 from collectors.registry import DeviceCtx, GridSize, OpCollector, Prepared, Unsupported, register
 from perfdb.ops import MoeCase
+from perfdb.ops.moe import DEFAULT_DISTRIBUTION
 from perfdb.types import Dtype, OpKind
 
 # (hidden, per-expert inter, topk, experts): DeepSeek-V3, Qwen3-235B-A22B, Qwen3-30B-A3B, gpt-oss-120b, Mixtral-8x7B
 _MODELS = [(7168, 2048, 8, 256), (4096, 1536, 8, 128), (2048, 768, 8, 128), (2880, 2880, 4, 128), (4096, 14336, 2, 8)]
-DISTRIBUTIONS = ("balanced", "power_law_1.2")
+# The estimator's routing first (what predictions look up), then the uniform bound.
+DISTRIBUTIONS = (DEFAULT_DISTRIBUTION, "balanced")
 
 
 def grid(size: GridSize, ctx: DeviceCtx | None = None) -> list[MoeCase]:

@@ -39,8 +39,10 @@ def test_triton_paged_decode_matches_the_torch_reference():
     from collectors.ops.attention_decode import make_inputs, reference
     from collectors.ops.paged_decode_triton import paged_decode
 
-    for batch, kv, heads, kv_heads, dim in [(3, 1000, 32, 8, 128), (1, 17, 8, 1, 64), (8, 4096, 64, 8, 128)]:
-        inputs = make_inputs(batch, kv, heads, kv_heads, dim, torch.bfloat16, _ctx())
+    cases = [(3, 1000, 32, 8, 128, Dtype.BF16), (1, 17, 8, 1, 64, Dtype.BF16), (8, 4096, 64, 8, 128, Dtype.BF16),
+             (3, 1000, 32, 8, 128, Dtype.FP8), (2, 333, 8, 1, 64, Dtype.FP8)]
+    for batch, kv, heads, kv_heads, dim, kv_dtype in cases:
+        inputs = make_inputs(batch, kv, heads, kv_heads, dim, Dtype.BF16, _ctx(), kv_dtype=kv_dtype)
         lens = inputs[4].clone()
         lens[0] = max(1, kv // 3)  # ragged lengths exercise the masking
         inputs = inputs[:4] + (lens,)

@@ -41,7 +41,7 @@ def test_nvfp4_is_recorded_unsupported_off_blackwell():
 
 def test_paged_reference_matches_dense_attention():
     torch.manual_seed(0)
-    q, kc, vc, table, lens = attention_decode.make_inputs(2, 40, 4, 2, 16, torch.float32, CPU)
+    q, kc, vc, table, lens = attention_decode.make_inputs(2, 40, 4, 2, 16, Dtype.FP32, CPU)
     out = attention_decode.reference(q, kc, vc, table, lens)
     # Dense recomputation: pages in table order are the request's tokens in order.
     for b in range(2):
@@ -78,3 +78,45 @@ def test_cpu_prefix_mask_is_bottom_right_causal():
     mask = prefix_causal_mask(3, 2, CPU)
     assert mask.tolist() == [[True, True, True, False, False], [True, True, True, True, False], [True] * 5]
     assert prefix_causal_mask(4, 0, CPU) is None
+
+
+def test_fp8_kv_cache_cases_build_and_run_on_every_attention_family():
+    """The estimator asks for fp8-KV attention when an engine runs --kv-cache-dtype fp8: every attention
+    collector must measure it (cache stored as fp8, up-converted in the timed call), not refuse it."""
+    from perfdb.ops import AttentionDecodeCase, AttentionPrefillCase, MlaDecodeCase, MlaPrefillCase
+
+    gqa = dict(dtype=Dtype.BF16, kv_dtype=Dtype.FP8, num_heads=4, num_kv_heads=2, head_dim=16, window=0)
+    mla = dict(dtype=Dtype.BF16, kv_dtype=Dtype.FP8, num_heads=2, kv_lora_rank=16, qk_rope_head_dim=8,
+               qk_nope_head_dim=8, v_head_dim=8)
+    cases = [AttentionDecodeCase(batch=2, kv_len=40, **gqa), AttentionPrefillCase(batch=1, seq_len=8, prefix_len=8, **gqa),
+             MlaDecodeCase(batch=2, kv_len=24, **mla), MlaPrefillCase(batch=1, seq_len=8, prefix_len=0, **mla)]
+    for case in cases:
+        prepared = load_all()[case.KIND].build(case, CPU)
+        out = prepared.fn()
+        assert "fp8kv" in prepared.kernel_source, prepared.kernel_source
+        assert torch.isfinite(out.float()).all()
+
+
+def test_fp8_kv_decode_matches_a_dequantized_reference():
+    """Reading an fp8 cache is the same attention as reading its dequantized bf16 copy."""
+    q, kc, vc, table, lens = attention_decode.make_inputs(2, 40, 4, 2, 16, Dtype.BF16, CPU, kv_dtype=Dtype.FP8)
+    assert kc.dtype == torch.float8_e4m3fn
+    fp8 = attention_decode.reference(q, kc, vc, table, lens)
+    bf16 = attention_decode.reference(q, kc.to(torch.bfloat16), vc.to(torch.bfloat16), table, lens)
+    torch.testing.assert_close(fp8, bf16)
+
+
+def test_other_kv_formats_are_recorded_unsupported():
+    from perfdb.ops import AttentionDecodeCase
+
+    case = AttentionDecodeCase(dtype=Dtype.FP32, kv_dtype=Dtype.FP8, num_heads=4, num_kv_heads=2, head_dim=16,
+                               window=0, batch=1, kv_len=16)
+    with pytest.raises(Unsupported, match="fp8 KV with bf16/fp16 math"):
+        load_all()[OpKind.ATTENTION_DECODE].build(case, CPU)
+
+
+def test_moe_collectors_measure_the_routing_the_estimator_asks_for():
+    from estimator.layers import MOE_DISTRIBUTION
+
+    cases = load_all()[OpKind.MOE].grid(GridSize.SMALL, DeviceCtx("cuda", 90))
+    assert MOE_DISTRIBUTION in {c.distribution for c in cases}
