@@ -1,6 +1,7 @@
 """Decode attention over a paged KV cache: our own Triton kernel (split-KV, GQA-grouped).
 
-Layout (as vLLM's): k_cache, v_cache [num_pages, page_size, num_kv_heads, head_dim]; block_table
+Layout (as vLLM's): k_cache, v_cache [num_pages, page_size, num_kv_heads, head_dim] in q's dtype or fp8
+e4m3 (up-converted on load); block_table
 [batch, max_pages] of page ids; kv_lens [batch]. One program handles one (request, kv head, split):
 the GQA group of query heads sharing that kv head attends over its split's pages with an online
 softmax; partial outputs and log-sum-exps are merged in torch (exact, not an approximation).
@@ -31,18 +32,24 @@ def _decode_split(Q, KC, VC, BT, LENS, OP, LSE, scale,
     acc = tl.zeros([GROUP_PAD, D], tl.float32)
     first = split * PAGES_PER_SPLIT
     last = tl.minimum(first + PAGES_PER_SPLIT, tl.cdiv(kv_len, PAGE))
-    for page_idx in range(first, last):
-        page = tl.load(BT + b * s_bt + page_idx).to(tl.int64)
+    # a constexpr trip count with masking (not range(first, last)): the same code runs under
+    # TRITON_INTERPRET=1 on CPU, which is how the tests check this kernel without a GPU
+    for i in range(PAGES_PER_SPLIT):
+        page_idx = first + i
+        live = page_idx < last
+        page = tl.load(BT + b * s_bt + page_idx, mask=live, other=0).to(tl.int64)
         tok = page_idx * PAGE + t
-        tmask = tok < kv_len
+        tmask = (tok < kv_len) & live
         offs = page * s_kp + t[:, None] * s_kt + kvh * s_kh + d[None, :]
-        k = tl.load(KC + offs, mask=tmask[:, None], other=0.0)
-        v = tl.load(VC + offs, mask=tmask[:, None], other=0.0)
+        # an fp8 cache is up-converted on load (a no-op for a 16-bit cache)
+        k = tl.load(KC + offs, mask=tmask[:, None], other=0.0).to(q.dtype)
+        v = tl.load(VC + offs, mask=tmask[:, None], other=0.0).to(q.dtype)
         s = tl.dot(q, tl.trans(k)) * scale
         s = tl.where(tmask[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp(m_i - m_new)
-        p = tl.exp(s - m_new[:, None])
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # nothing seen yet: keep acc and l at 0, no NaN
+        alpha = tl.exp(m_i - m_safe)
+        p = tl.exp(s - m_safe[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
         m_i = m_new
