@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collectors.cases import pow2, product
 from collectors.ops.common import device, kv_randn, randn, torch_dtype
-from collectors.registry import DeviceCtx, GridSize, OpCollector, Prepared, Unsupported, register
+from collectors.registry import DeviceCtx, GridSize, OpCollector, Prepared, register
 from perfdb.ops import AttentionDecodeCase
 from perfdb.types import Dtype, OpKind
 
@@ -58,8 +58,9 @@ def make_inputs(batch: int, kv_len: int, heads: int, kv_heads: int, dim: int, dt
     return q, k_cache, v_cache, block_table, kv_lens
 
 
-def reference(q, k_cache, v_cache, block_table, kv_lens):
-    """Torch paged decode: gather each request's pages, then grouped attention in fp32."""
+def reference(q, k_cache, v_cache, block_table, kv_lens, window: int = 0):
+    """Torch paged decode: gather each request's pages, then grouped attention in fp32 (window > 0: over
+    each request's last `window` tokens)."""
     import torch
 
     batch, heads, dim = q.shape
@@ -70,23 +71,25 @@ def reference(q, k_cache, v_cache, block_table, kv_lens):
     k = k.transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1).float()
     v = v.transpose(1, 2).repeat_interleave(heads // kv_heads, dim=1).float()
     scores = torch.einsum("bhd,bhtd->bht", q.float(), k) * dim ** -0.5
-    valid = torch.arange(max_len, device=q.device)[None, :] < kv_lens[:, None]
+    pos = torch.arange(max_len, device=q.device)[None, :]
+    valid = pos < kv_lens[:, None]
+    if window > 0:
+        valid &= pos >= kv_lens[:, None] - window
     scores = scores.masked_fill(~valid[:, None, :], float("-inf"))
     return torch.einsum("bht,bhtd->bhd", scores.softmax(-1), v).to(q.dtype)
 
 
 def build(case: AttentionDecodeCase, ctx: DeviceCtx) -> Prepared:
-    if case.window > 0:
-        raise Unsupported("sliding-window decode is not implemented in the torch backend's paged kernel")
     b, kv = int(case.batch), int(case.kv_len)
     inputs = make_inputs(b, kv, case.num_heads, case.num_kv_heads, case.head_dim, case.dtype, ctx,
                          kv_dtype=case.kv_dtype)
-    suffix = "_fp8kv" if case.kv_dtype == Dtype.FP8 else ""
+    suffix = ("_fp8kv" if case.kv_dtype == Dtype.FP8 else "") + ("_window" if case.window > 0 else "")
+    w = int(case.window)
     if ctx.device != "cuda":
-        return Prepared(lambda: reference(*inputs), "torch_paged_reference" + suffix)
+        return Prepared(lambda: reference(*inputs, window=w), "torch_paged_reference" + suffix)
     from collectors.ops.paged_decode_triton import paged_decode
 
-    return Prepared(lambda: paged_decode(*inputs, max_kv_len=kv), "triton_paged_decode" + suffix)
+    return Prepared(lambda: paged_decode(*inputs, max_kv_len=kv, window=w), "triton_paged_decode" + suffix)
 
 
 register(OpCollector(OpKind.ATTENTION_DECODE, grid, build))

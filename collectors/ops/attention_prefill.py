@@ -1,6 +1,7 @@
 """Prefill attention collector: causal attention of `seq_len` new tokens after `prefix_len` cached ones,
 through torch scaled_dot_product_attention with one explicit kernel (flash first, then cuDNN,
-memory-efficient; math on CPU). The row's kernel_source names the kernel that ran.
+memory-efficient; math on CPU). The row's kernel_source names the kernel that ran. Sliding-window
+layers (window > 0) pass an explicit windowed causal mask, so a masked kernel runs (`_window`).
 
 An fp8 KV cache (engines' --kv-cache-dtype fp8) is stored in fp8 e4m3 and up-converted to the math dtype
 before SDPA inside the timed call (kernel_source gets `_fp8kv_dequant`): torch has no SDPA kernel that
@@ -8,7 +9,7 @@ reads fp8 K/V, and the extra pass over K/V is what a torch backend really pays."
 from __future__ import annotations
 
 from collectors.cases import pow2, product
-from collectors.ops.common import kv_randn, prefix_causal_mask, randn, torch_dtype
+from collectors.ops.common import kv_randn, prefix_causal_mask, randn, torch_dtype, window_causal_mask
 from collectors.registry import DeviceCtx, GridSize, OpCollector, Prepared, Unsupported, register
 from perfdb.ops import AttentionPrefillCase
 from perfdb.types import Dtype, OpKind
@@ -48,8 +49,6 @@ def _kernels(ctx: DeviceCtx):
 
 
 def build(case: AttentionPrefillCase, ctx: DeviceCtx) -> Prepared:
-    if case.window > 0:
-        raise Unsupported("sliding-window prefill needs an engine kernel; torch SDPA runs full causal only")
     dt = torch_dtype(case.dtype)
     b, s, p = int(case.batch), int(case.seq_len), int(case.prefix_len)
     q = randn((b, case.num_heads, s, case.head_dim), dt, ctx)
@@ -58,9 +57,10 @@ def build(case: AttentionPrefillCase, ctx: DeviceCtx) -> Prepared:
     dequant = k.dtype != dt
     gqa = case.num_heads != case.num_kv_heads
     # With a cached prefix the causal mask is aligned bottom-right (query i sees prefix + i + 1 keys).
-    mask = prefix_causal_mask(s, p, ctx)
+    # sliding-window layers: an explicit windowed causal mask (flash takes none; a masked kernel runs)
+    mask = window_causal_mask(s, p, int(case.window), ctx) if case.window > 0 else prefix_causal_mask(s, p, ctx)
     reasons: list[str] = []
-    suffix = "_fp8kv_dequant" if dequant else ""
+    suffix = ("_fp8kv_dequant" if dequant else "") + ("_window" if case.window > 0 else "")
     prepared = _first_kernel(q, k, v, mask, gqa, ctx, reasons, suffix)
     if prepared is None and gqa:
         # No kernel takes grouped KV heads here: expand them (reads group x more KV; labelled as such).

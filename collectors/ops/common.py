@@ -68,3 +68,13 @@ def prefix_causal_mask(seq: int, prefix: int, ctx: DeviceCtx):
 
         return causal_lower_right(seq, seq + prefix)
     return torch.ones(seq, seq + prefix, dtype=torch.bool).tril(diagonal=prefix)
+
+
+def window_causal_mask(seq: int, prefix: int, window: int, ctx: DeviceCtx):
+    """Boolean mask of sliding-window causal attention: query i (after `prefix` cached keys) sees keys
+    prefix + i - window < j <= prefix + i, i.e. itself and the window - 1 before it."""
+    import torch
+
+    q = torch.arange(seq, device=device(ctx))[:, None] + prefix
+    k = torch.arange(seq + prefix, device=device(ctx))[None, :]
+    return (k <= q) & (k > q - window)

@@ -13,7 +13,7 @@ import triton.language as tl
 
 
 @triton.jit
-def _decode_split(Q, KC, VC, BT, LENS, OP, LSE, scale,
+def _decode_split(Q, KC, VC, BT, LENS, OP, LSE, scale, window,
                   s_qb, s_qh, s_kp, s_kt, s_kh, s_bt, s_ob, s_oh, s_os, s_lb, s_lh,
                   GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, D: tl.constexpr, PAGE: tl.constexpr,
                   PAGES_PER_SPLIT: tl.constexpr):
@@ -30,7 +30,9 @@ def _decode_split(Q, KC, VC, BT, LENS, OP, LSE, scale,
     m_i = tl.full([GROUP_PAD], float("-inf"), tl.float32)
     l_i = tl.zeros([GROUP_PAD], tl.float32)
     acc = tl.zeros([GROUP_PAD, D], tl.float32)
-    first = split * PAGES_PER_SPLIT
+    # sliding window (window > 0): only the last `window` tokens are attended; splits start at their page
+    lo = tl.where(window > 0, tl.maximum(kv_len - window, 0), 0)
+    first = lo // PAGE + split * PAGES_PER_SPLIT
     last = tl.minimum(first + PAGES_PER_SPLIT, tl.cdiv(kv_len, PAGE))
     # a constexpr trip count with masking (not range(first, last)): the same code runs under
     # TRITON_INTERPRET=1 on CPU, which is how the tests check this kernel without a GPU
@@ -39,7 +41,7 @@ def _decode_split(Q, KC, VC, BT, LENS, OP, LSE, scale,
         live = page_idx < last
         page = tl.load(BT + b * s_bt + page_idx, mask=live, other=0).to(tl.int64)
         tok = page_idx * PAGE + t
-        tmask = (tok < kv_len) & live
+        tmask = (tok < kv_len) & (tok >= lo) & live
         offs = page * s_kp + t[:, None] * s_kt + kvh * s_kh + d[None, :]
         # an fp8 cache is up-converted on load (a no-op for a 16-bit cache)
         k = tl.load(KC + offs, mask=tmask[:, None], other=0.0).to(q.dtype)
@@ -59,18 +61,21 @@ def _decode_split(Q, KC, VC, BT, LENS, OP, LSE, scale,
     tl.store(LSE + b * s_lb + heads * s_lh + split, lse, mask=gmask)
 
 
-def paged_decode(q, k_cache, v_cache, block_table, kv_lens, max_kv_len: int, pages_per_split: int = 16):
-    """q [batch, heads, head_dim] -> out [batch, heads, head_dim] (q's dtype)."""
+def paged_decode(q, k_cache, v_cache, block_table, kv_lens, max_kv_len: int, pages_per_split: int = 16,
+                 window: int = 0):
+    """q [batch, heads, head_dim] -> out [batch, heads, head_dim] (q's dtype). window > 0: each request
+    attends its last `window` tokens only (sliding-window layers)."""
     import torch
 
     batch, heads, dim = q.shape
     page, kv_heads = k_cache.shape[1], k_cache.shape[2]
     group = heads // kv_heads
-    splits = max(1, triton.cdiv(triton.cdiv(max_kv_len, page), pages_per_split))
+    span = min(max_kv_len, window + page) if window > 0 else max_kv_len  # a window may straddle one more page
+    splits = max(1, triton.cdiv(triton.cdiv(span, page), pages_per_split))
     part = torch.empty(batch, heads, splits, dim, device=q.device, dtype=torch.float32)
     lse = torch.empty(batch, heads, splits, device=q.device, dtype=torch.float32)
     _decode_split[(batch, kv_heads, splits)](
-        q, k_cache, v_cache, block_table, kv_lens, part, lse, dim ** -0.5,
+        q, k_cache, v_cache, block_table, kv_lens, part, lse, dim ** -0.5, window,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), block_table.stride(0),
         part.stride(0), part.stride(1), part.stride(2), lse.stride(0), lse.stride(1),
         GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), D=dim, PAGE=page,

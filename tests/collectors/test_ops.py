@@ -120,3 +120,19 @@ def test_moe_collectors_measure_the_routing_the_estimator_asks_for():
 
     cases = load_all()[OpKind.MOE].grid(GridSize.SMALL, DeviceCtx("cuda", 90))
     assert MOE_DISTRIBUTION in {c.distribution for c in cases}
+
+
+def test_sliding_window_attention_builds_and_attends_only_the_window():
+    from perfdb.ops import AttentionDecodeCase, AttentionPrefillCase
+
+    common = dict(dtype=Dtype.FP32, kv_dtype=Dtype.FP32, num_heads=4, num_kv_heads=2, head_dim=16, window=8)
+    for case in (AttentionDecodeCase(batch=2, kv_len=40, **common),
+                 AttentionPrefillCase(batch=1, seq_len=16, prefix_len=8, **common)):
+        prepared = load_all()[case.KIND].build(case, CPU)
+        assert prepared.kernel_source.endswith("_window") and torch.isfinite(prepared.fn()).all()
+    # decode over a window == decode over only the last `window` tokens of each request
+    q, kc, vc, table, lens = attention_decode.make_inputs(2, 48, 4, 2, 16, Dtype.FP32, CPU)
+    windowed = attention_decode.reference(q, kc, vc, table, lens, window=16)
+    tail_table = table[:, 2:]  # pages 2..3 hold tokens 32..47: the last 16
+    tail = attention_decode.reference(q, kc, vc, tail_table, torch.full_like(lens, 16))
+    torch.testing.assert_close(windowed, tail)
