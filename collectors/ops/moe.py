@@ -5,7 +5,8 @@ uniformly ("balanced") or with popularity ~ rank^-alpha ("power_law_<alpha>", as
 traffic). The GPU timed is the EP rank holding the most-loaded experts, because a step waits for its
 slowest rank. Its local experts run as one grouped GEMM (torch._grouped_mm) for gate+up, SiLU-and-mul,
 and one for down; where _grouped_mm is unavailable, a loop of per-expert GEMMs. Token permutation and
-the EP all-to-all are not included (the all-to-all is a communication case).
+the EP all-to-all are not included (the all-to-all is a communication case). Quantized experts (fp8,
+fp8_block, mxfp4, nvfp4, int8) are stored in their format and dequantized in the timed call.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from collectors.cases import pow2, product
 from collectors.ops.common import device, randn, source, torch_dtype
+from collectors.ops.quant import QUANTIZED, dequantize, store
 from collectors.registry import DeviceCtx, GridSize, OpCollector, Prepared, Unsupported, register
 from perfdb.ops import MoeCase
 from perfdb.ops.moe import DEFAULT_DISTRIBUTION
@@ -72,8 +74,10 @@ def build(case: MoeCase, ctx: DeviceCtx) -> Prepared:
 
     if case.num_experts % case.moe_ep or case.inter % case.moe_tp:
         raise Unsupported(f"{case.num_experts} experts / ep {case.moe_ep} and inter {case.inter} / tp {case.moe_tp} must divide")
-    dt = torch_dtype(case.dtype)
     counts = local_counts(case)
+    if case.dtype in QUANTIZED:
+        return _build_quantized(case, counts, ctx)
+    dt = torch_dtype(case.dtype)
     local, inter, hidden = len(counts), case.inter // case.moe_tp, case.hidden
     rows = max(int(counts.sum()), 1)
     x = randn((rows, hidden), dt, ctx)
@@ -103,6 +107,49 @@ def build(case: MoeCase, ctx: DeviceCtx) -> Prepared:
         except RuntimeError:
             pass  # e.g. pre-Hopper GPU or alignment: the per-expert loop runs the same math
     return Prepared(loop, source(ctx, "torch_expert_loop", "torch_cpu_expert_loop"))
+
+
+def _build_quantized(case: MoeCase, counts: np.ndarray, ctx: DeviceCtx) -> Prepared:
+    """Quantized experts: the experts the routing touches are held in their format ([out, in] as
+    checkpoints store them, collectors/ops/quant.py) and dequantized to bf16 inside the timed call, then
+    the same grouped GEMMs as bf16. What a torch backend without fused quantized-MoE kernels pays."""
+    import torch
+
+    touched = counts[counts > 0]
+    local, inter, hidden = max(len(touched), 1), case.inter // case.moe_tp, case.hidden
+    rows = max(int(touched.sum()), 1)
+    x = randn((rows, hidden), torch.bfloat16, ctx)
+    w13 = store((local, 2 * inter, hidden), case.dtype, ctx)
+    w2 = store((local, hidden, inter), case.dtype, ctx)
+    offs = torch.tensor(np.cumsum(touched if len(touched) else [1]), dtype=torch.int32, device=device(ctx))
+    starts = np.concatenate(([0], offs.cpu().numpy()))
+
+    def weights():
+        a = dequantize(w13, torch.bfloat16)[..., :hidden].transpose(1, 2)   # [local, hidden, 2 * inter]
+        b = dequantize(w2, torch.bfloat16)[..., :inter].transpose(1, 2)     # [local, inter, hidden]
+        return a, b
+
+    def grouped():
+        a, b = weights()
+        h = torch._grouped_mm(x, a, offs=offs)
+        return torch._grouped_mm(torch.nn.functional.silu(h[:, :inter]) * h[:, inter:], b, offs=offs)
+
+    def loop():
+        a, b = weights()
+        outs = []
+        for e in range(local):
+            h = x[starts[e]:starts[e + 1]] @ a[e]
+            outs.append((torch.nn.functional.silu(h[:, :inter]) * h[:, inter:]) @ b[e])
+        return outs
+
+    name = f"dequant_{case.dtype.value}"
+    if hasattr(torch, "_grouped_mm"):
+        try:
+            grouped()
+            return Prepared(grouped, source(ctx, f"torch_{name}_grouped_mm", f"torch_cpu_{name}_grouped_mm"))
+        except RuntimeError:
+            pass  # strided or unaligned weights: the per-expert loop runs the same math
+    return Prepared(loop, source(ctx, f"torch_{name}_expert_loop", f"torch_cpu_{name}_expert_loop"))
 
 
 register(OpCollector(OpKind.MOE, grid, build))

@@ -136,3 +136,24 @@ def test_sliding_window_attention_builds_and_attends_only_the_window():
     tail_table = table[:, 2:]  # pages 2..3 hold tokens 32..47: the last 16
     tail = attention_decode.reference(q, kc, vc, tail_table, torch.full_like(lens, 16))
     torch.testing.assert_close(windowed, tail)
+
+
+@pytest.mark.parametrize("dtype", [Dtype.FP8, Dtype.FP8_BLOCK, Dtype.MXFP4, Dtype.NVFP4, Dtype.INT8])
+def test_quantized_moe_is_collected_in_its_stored_format(dtype):
+    case = MoeCase(dtype=dtype, hidden=160, inter=96, topk=2, num_experts=8, moe_tp=2, moe_ep=2,
+                   distribution="balanced", num_tokens=16)
+    prepared = load_all()[OpKind.MOE].build(case, CPU)
+    assert f"dequant_{dtype.value}" in prepared.kernel_source
+    out = prepared.fn()
+    assert all(torch.isfinite(o.float()).all() for o in (out if isinstance(out, list) else [out]))
+
+
+def test_fp4_dequantization_decodes_e2m1_codes_and_block_scales():
+    from collectors.ops.quant import FP4_VALUES, dequantize, store
+
+    w = store((2, 64), Dtype.MXFP4, CPU)
+    dense = dequantize(w, torch.float32)
+    code = int(w.data[1, 3])  # byte 3 of row 1 holds columns 6 (low nibble) and 7 (high nibble)
+    scale = float(w.scale[1, 0])
+    assert dense[1, 6].item() == pytest.approx(FP4_VALUES[code & 0xF] * scale)
+    assert dense[1, 7].item() == pytest.approx(FP4_VALUES[code >> 4] * scale)
