@@ -55,7 +55,7 @@ def _build_fp8(m, n, k, ctx, block: bool) -> Prepared:
 
     try:
         fn()
-    except (RuntimeError, NotImplementedError) as exc:
+    except (RuntimeError, NotImplementedError, ValueError) as exc:  # torch raises ValueError for unsupported scalings
         what = "block-scaled fp8" if block else "per-tensor fp8"
         raise Unsupported(f"torch._scaled_mm has no {what} kernel here: {str(exc).splitlines()[0]}") from None
     return Prepared(fn, source(ctx, "cublaslt_fp8_block" if block else "cublaslt_fp8", "torch_cpu_fp8"))
@@ -83,7 +83,7 @@ def _build_nvfp4(m, n, k, ctx) -> Prepared:
 
     try:
         fn()
-    except (RuntimeError, NotImplementedError) as exc:
+    except (RuntimeError, NotImplementedError, ValueError) as exc:  # torch raises ValueError for unsupported scalings
         raise Unsupported(f"torch._scaled_mm has no nvfp4 kernel here: {str(exc).splitlines()[0]}") from None
     return Prepared(fn, "cublaslt_nvfp4")
 

@@ -52,40 +52,15 @@ def _dist_from_env():
 
 
 def _model_cases(model: str, tps: str, system, device: str):
-    """Per-GPU op cases of a model's prefill and decode steps at each TP (from estimator.StepModel.op_cases)."""
+    """Per-GPU op cases of a model's prefill and decode steps at each TP (estimator.collect_cases)."""
+    from estimator.collect_cases import model_cases
+    from estimator.models.catalog import load_model
     from perfdb.errors import InputError
 
-    try:
-        from estimator.engine import EngineConfig
-        from estimator.models.catalog import load_model
-        from estimator.parallel import ParallelConfig
-        from estimator.steps import StepModel
-    except ImportError as exc:
-        raise InputError(f"model-driven shapes need estimator.StepModel.op_cases ({exc})") from None
-    from perfdb.errors import InfeasibleError
-    from perfdb.lookup import PerfDB
-    from perfdb.types import Backend, Phase
-
-    spec = load_model(model)
-    view = PerfDB(None).view(system.name, Backend.TORCH)
-    cases, skipped = [], []
-    for tp in [int(t) for t in tps.split(",") if t.strip()]:
-        # MoE models: expert-parallel and MoE-tensor-parallel slices of the same GPUs.
-        splits = [(1, tp), (tp, 1)] if spec.is_moe and tp > 1 else [(tp, 1)]
-        for moe_tp, moe_ep in splits:
-            try:
-                step = StepModel.build(spec, system, ParallelConfig(tp=tp, moe_tp=moe_tp, moe_ep=moe_ep),
-                                       EngineConfig(Backend.TORCH), view)
-            except InfeasibleError as exc:
-                skipped.append(str(exc))
-                continue
-            for batch, seq in ((1, 128), (1, 1024), (1, 4096), (4, 4096), (16, 1024)):
-                cases += step.op_cases(Phase.PREFILL, batch, seq, seq)
-            for batch, kv in ((1, 1024), (8, 2048), (32, 4096), (128, 4096), (256, 8192)):
-                cases += step.op_cases(Phase.DECODE, batch, 1, kv)
-    if not cases:
-        raise InputError(f"no feasible parallel layout of {model} at --tp {tps}: " + "; ".join(skipped))
-    return cases
+    found = model_cases(load_model(model), system, [int(t) for t in tps.split(",") if t.strip()])
+    if not found.cases:
+        raise InputError(f"no feasible parallel layout of {model} at --tp {tps}: " + "; ".join(found.skipped))
+    return list(found.cases)
 
 
 def _setup(ops, device, system, backend, grid, budget_ms, model, tp, budget_minutes, base=True, ray=None,
