@@ -21,6 +21,7 @@ Needs torch and transformers (>= 5.0: grouped_mm experts, AttentionInterface).
 from __future__ import annotations
 
 import copy
+import inspect
 import types
 from dataclasses import dataclass
 
@@ -99,14 +100,19 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
     return out.unsqueeze(1), None
 
 
-def _mla_decode_forward(self, hidden_states, position_embeddings, attention_mask, past_key_values=None, **kwargs):
+def cache_kwarg(model) -> str:
+    """The name transformers' forward takes the KV cache under: `past_key_values` up to 5.2x, `cache` after."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _mla_decode_forward(self, hidden_states, position_embeddings, attention_mask, **kwargs):
     """DeepSeek-V3 attention with the weight-absorbed decode (prefill keeps transformers' expanded form)."""
     import torch
 
     b, s = hidden_states.shape[:-1]
+    past_key_values = kwargs.get("cache", kwargs.get("past_key_values"))
     if s > 1 or past_key_values is None:
-        return self._servecast_expanded_forward(hidden_states, position_embeddings, attention_mask,
-                                                past_key_values=past_key_values, **kwargs)
+        return self._servecast_expanded_forward(hidden_states, position_embeddings, attention_mask, **kwargs)
     from transformers.models.deepseek_v3 import modeling_deepseek_v3 as hf
 
     nope, rope, latent, vdim = self.qk_nope_head_dim, self.qk_rope_head_dim, self.kv_lora_rank, self.v_head_dim
@@ -171,7 +177,7 @@ def decode_inputs(model, point: StepPoint, device: str):
     cache = StaticCache(config=model.config, max_cache_len=length)
     ids = torch.randint(0, model.config.vocab_size, (b, 1), device=device)
     pos = torch.full((1,), kv, dtype=torch.long, device=device)
-    kwargs = {"input_ids": ids, "past_key_values": cache, "cache_position": pos, "position_ids": pos.expand(b, 1),
+    kwargs = {"input_ids": ids, cache_kwarg(model): cache, "cache_position": pos, "position_ids": pos.expand(b, 1),
               "use_cache": True, "logits_to_keep": 1}
     if not mla:
         kvh = model.config.num_key_value_heads

@@ -38,10 +38,11 @@ def _decode_split(Q, KC, VC, BT, LENS, OP, LSE, scale, window,
     # TRITON_INTERPRET=1 on CPU, which is how the tests check this kernel without a GPU
     for i in range(PAGES_PER_SPLIT):
         page_idx = first + i
-        live = page_idx < last
-        page = tl.load(BT + b * s_bt + page_idx, mask=live, other=0).to(tl.int64)
+        page = tl.load(BT + b * s_bt + page_idx, mask=page_idx < last, other=0).to(tl.int64)
         tok = page_idx * PAGE + t
-        tmask = (tok < kv_len) & (tok >= lo) & live
+        # tok < last * PAGE <=> this page is live (a tensor comparison: mixing in a scalar bool trips
+        # triton 3.9's interpreter)
+        tmask = (tok < kv_len) & (tok >= lo) & (tok < last * PAGE)
         offs = page * s_kp + t[:, None] * s_kt + kvh * s_kh + d[None, :]
         # an fp8 cache is up-converted on load (a no-op for a 16-bit cache)
         k = tl.load(KC + offs, mask=tmask[:, None], other=0.0).to(q.dtype)
