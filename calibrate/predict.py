@@ -2,7 +2,7 @@
 (estimator.sim.runs) at each run's measured concurrency, joined to the measurements in one frame.
 
 The frame (pandas, one row per run) is what fitting and validation work on:
-  run_id, deployment_key, model, system, backend, version, mode, isl, osl, concurrency, gpus,
+  run_id, deployment_key, model, system, backend, version, mode, isl, osl, concurrency (per agg replica or xPyD group), gpus,
   measured_ttft, measured_tpot, pred_ttft, pred_tpot, status
 `gpus` = GPUs of one engine instance (agg replica / decode worker); `status` is 'ok' or why no
 prediction (or no measurement) exists for the row.
@@ -47,6 +47,12 @@ def to_run_row(run: MeasuredRun) -> RunRow:
                   ttft_ms=run.metrics.ttft.mean, tpot_ms=run.metrics.tpot.mean)
 
 
+def _units(run: MeasuredRun) -> int:
+    """Agg replicas (a run's xPyD deployment is one group): the concurrency feature is per unit."""
+    d = run.deployment
+    return (d.agg.workers or 1) if d.mode is Mode.AGG else 1
+
+
 def _instance_gpus(run: MeasuredRun) -> int:
     d = run.deployment
     return (d.agg if d.mode is Mode.AGG else d.decode).parallel.num_gpus
@@ -66,7 +72,7 @@ def base_frame(runs: list[MeasuredRun], statistic: Statistic = Statistic.MEAN) -
             status = "no concurrency (open-loop run without a measured in-flight average)"
         rows.append({"run_id": r.run_id, "deployment_key": d.key(), "model": d.model, "system": d.system,
                      "backend": d.backend.value, "version": d.version, "mode": d.mode.value, "isl": r.load.isl,
-                     "osl": r.load.osl, "concurrency": conc if conc is not None else math.nan,
+                     "osl": r.load.osl, "concurrency": conc / _units(r) if conc is not None else math.nan,
                      "gpus": _instance_gpus(r), "measured_ttft": ttft, "measured_tpot": tpot, "status": status,
                      "source_file": r.source_file})
     return pd.DataFrame(rows)

@@ -38,7 +38,8 @@ FEATURES = ("log_concurrency", "log_isl", "log_osl", "log_pred_ttft", "log_pred_
 
 @dataclass(frozen=True)
 class FeatureInputs:
-    """What the residual model sees; arrays broadcast. concurrency: requests in flight, whole deployment."""
+    """What the residual model sees; arrays broadcast. concurrency: requests in flight per agg replica or
+    per xPyD group (never the whole fleet: the same replica gets the same correction at any GPU count)."""
 
     isl: np.ndarray | float
     osl: np.ndarray | float
@@ -296,7 +297,7 @@ class CalibrationContext:
     isl: np.ndarray | float
     osl: np.ndarray | float
     gpus: np.ndarray | float       # GPUs of one engine instance (agg replica / decode worker)
-    concurrency: np.ndarray | float | None = None   # whole deployment; None = the Estimate's
+    concurrency: np.ndarray | float | None = None   # per agg replica / xPyD group; None = the Estimate's
     model: str = ""                # model_key; "" = not stated: model-wide scopes only
 
     @property
@@ -366,8 +367,9 @@ def context_for(system: str, backend: str, version: str | None, mode: str, isl, 
                 concurrency=None, model: str | None = None) -> CalibrationContext:
     """CalibrationContext from what a command knows. `version` None or "" (newest in the database, or
     not stated) matches only version-wide scopes, never the fitted "unknown version" scope.
-    concurrency: requests in flight for the whole deployment, as a benchmark client counts them (the
-    fit's feature); None = the Estimate's own (per replica / per decode worker). model: the HF id or
+    concurrency: requests in flight per agg replica or per xPyD group (the fit's feature; a benchmark
+    client's count divided by the replicas / groups); None = the Estimate's own (per replica / per
+    decode worker). model: the HF id or
     path (None: model-wide scopes only)."""
     return CalibrationContext(system=system, backend=backend, version=version or _NO_VERSION, mode=mode,
                               isl=isl, osl=osl, gpus=instance_gpus, concurrency=concurrency,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from estimator.deployment import within_domain
 from estimator.engine import EngineConfig
 from estimator.estimate import Estimate, WorkerSpec, estimate, estimate_disagg
 from estimator.models import AttentionKind, load_model
@@ -175,19 +176,6 @@ def model_for(row: RunRow, system):
     return load_model(row.model, gemm_quant=gemm, moe_quant=moe or gemm, kv_dtype=kv)
 
 
-def _within_domain(par: ParallelConfig, system) -> ParallelConfig:
-    """The table's `tp` counts every GPU of a multi-node replica, but the engines' multi-node recipes
-    never stretch a tensor-parallel group over the network: beyond one NVLink domain attention runs
-    data-parallel across domains with TP inside each, and the experts keep the recorded EP split."""
-    dom = system.nvlink_domain_gpus
-    if par.tp <= dom or par.tp % dom:
-        return par
-    gpus = par.tp * par.attn_dp
-    moe_tp = gpus // par.moe_ep if par.moe_ep > 1 and gpus % par.moe_ep == 0 else gpus
-    return ParallelConfig(tp=dom, pp=par.pp, attn_dp=gpus // dom, moe_tp=moe_tp,
-                          moe_ep=par.moe_ep if moe_tp != gpus else 1)
-
-
 def group_key(row: RunRow) -> tuple:
     return (row.model, row.gemm_quant, row.moe_quant, row.system, row.backend, row.backend_version, row.mode,
             row.agg, row.prefill, row.decode)
@@ -219,7 +207,7 @@ def _predict_agg(rows: list[RunRow], model, system, view) -> list[Prediction]:
     conc = np.array([r.concurrency or rows[0].agg.batch or 1 for r in rows], dtype=np.float64)
     load = Workload(isl=np.array([r.isl for r in rows], dtype=np.float64), osl=np.array([r.osl for r in rows], dtype=np.float64),
                     concurrency=conc, num_requests=conc * BENCH_REQUESTS_PER_CONCURRENCY)
-    return _collect(rows, estimate(model, system, _within_domain(w.parallel, system), engine, load, view))
+    return _collect(rows, estimate(model, system, within_domain(w.parallel, system), engine, load, view))
 
 
 def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]:
@@ -234,7 +222,7 @@ def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]
     isl = np.array([r.isl for r in rows], dtype=np.float64)
     osl = np.array([r.osl for r in rows], dtype=np.float64)
     conc = np.array([r.concurrency or (r0.decode.batch or 1) * (r0.decode.workers or 1) for r in rows], dtype=np.float64)
-    p_par, d_par = _within_domain(r0.prefill.parallel, system), _within_domain(r0.decode.parallel, system)
+    p_par, d_par = within_domain(r0.prefill.parallel, system), within_domain(r0.decode.parallel, system)
     if r0.decode.workers is not None:
         d_workers = np.full(len(rows), float(r0.decode.workers))
     else:

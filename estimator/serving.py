@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from estimator.deployment import kv_same_node
 from estimator.memory import MemoryReport
 from estimator.steps import OpTime, StepModel
 from estimator.workload import Workload
@@ -170,13 +171,22 @@ def disagg_metrics(sp: StepModel, sd: StepModel, prefill: "WorkerSpec", decode: 
     dec = sd.step(Phase.DECODE, 0, 0, 0, b, isl + osl / 2.0)
     pb = float(prefill.batch or 1)
     pre = sp.step(Phase.PREFILL, pb, new, prefix, 0, 0)
-    same_node = prefill.parallel.num_gpus + decode.parallel.num_gpus <= sp.system.nvlink_domain_gpus
-    xfer = sp.kv_transfer_ms(isl, decode.parallel, same_node)
+    # the KV path is decided per xPyD group (estimator.deployment.kv_same_node): NVLink when the group fits
+    # one NVLink domain. Rate-matched prefill pools are sized on the path a one-prefill-worker group takes.
+    by_path = {same: sp.kv_transfer_ms(isl, decode.parallel, same) for same in (True, False)}
+    d_workers = np.asarray(decode.workers, dtype=np.float64)
+
+    def path_xfer(p_workers):
+        same = kv_same_node(sp.system.nvlink_domain_gpus, prefill.parallel.num_gpus, p_workers,
+                            decode.parallel.num_gpus, d_workers)
+        return np.where(same, by_path[True], by_path[False])
+
     tpot = dec.ms / sd.resolved.tokens_per_step
+    n_total = conc * d_workers
+    p_workers = np.asarray(prefill.workers, dtype=np.float64) if prefill.workers is not None else \
+        prefill_workers_needed(n_total / (pre.ms + path_xfer(1.0) + 0.5 * dec.ms + (osl - 1.0) * tpot), pre.ms, pb)
+    xfer = path_xfer(p_workers)
     t0 = pre.ms + xfer + 0.5 * dec.ms + (osl - 1.0) * tpot     # a request's time with no queueing
-    n_total = conc * np.asarray(decode.workers, dtype=np.float64)
-    p_workers = prefill_workers_needed(n_total / t0, pre.ms, pb) if prefill.workers is None \
-        else np.asarray(prefill.workers, dtype=np.float64)
     mu = p_workers * pb / pre.ms                               # prefill capacity, requests per ms
     if prefill.batch is None:   # the engine batches what queued, up to its token budget
         kmax = np.maximum(1.0, np.floor(sp.resolved.max_num_tokens / new))

@@ -22,7 +22,7 @@ from pathlib import Path
 from estimator.engine import EngineConfig
 from estimator.models import load_model
 from estimator.parallel import ParallelConfig
-from estimator.sim import Lengths, LoadSpec, Pool, SimDeployment, build_steps, simulate
+from estimator.sim import Deployment, Lengths, LoadSpec, Pool, build_steps, simulate
 from perfdb.lookup import PerfDB
 from perfdb.specs import load_system
 from perfdb.types import Backend
@@ -47,10 +47,10 @@ def speed(args) -> None:
     model, system = load_model("Qwen/Qwen3-32B-FP8"), load_system("h200_sxm")
     fixed = LoadSpec.closed(256, 4000, 500, 10_000)
     varied = LoadSpec.closed(256, Lengths.of(4000, 0.5), Lengths.of(500, 0.5), 10_000)
-    cases = [(f"{b.value} agg tp2 x4, fixed ISL/OSL", SimDeployment.aggregated(b, ParallelConfig(tp=2), 4), fixed)
+    cases = [(f"{b.value} agg tp2 x4, fixed ISL/OSL", Deployment.aggregated(b, ParallelConfig(tp=2), 4), fixed)
              for b in (Backend.VLLM, Backend.SGLANG, Backend.TRTLLM)]
-    cases.append(("vllm agg tp2 x4, range ratio 0.5", SimDeployment.aggregated(Backend.VLLM, ParallelConfig(tp=2), 4), varied))
-    cases.append(("trtllm disagg 1 x tp4 prefill + 1 x tp4 decode", SimDeployment(
+    cases.append(("vllm agg tp2 x4, range ratio 0.5", Deployment.aggregated(Backend.VLLM, ParallelConfig(tp=2), 4), varied))
+    cases.append(("trtllm disagg 1 x tp4 prefill + 1 x tp4 decode", Deployment(
         Backend.TRTLLM, prefill=Pool(ParallelConfig(tp=4), 1), decode=Pool(ParallelConfig(tp=4), 1)), fixed))
     print("| case | GPUs | build s | simulate wall s | simulate CPU s | iterations | TTFT p50 ms | TPOT p50 ms | req/s |")
     print("|---|---|---|---|---|---|---|---|---|")

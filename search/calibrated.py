@@ -39,6 +39,14 @@ def instance_gpus(points: PointTable, rows: np.ndarray) -> np.ndarray:
     return (points["d_tp"][rows] * points["d_pp"][rows] * points["d_dp"][rows]).astype(np.float64)
 
 
+def unit_concurrency(points: PointTable, rows: np.ndarray) -> np.ndarray:
+    """Requests in flight per agg replica or per xPyD group (the fit's concurrency feature): the same
+    replica shape gets the same correction at any total GPU count."""
+    agg = points["mode"][rows] == MODES.index(Mode.AGG)
+    units = np.where(agg, points["d_workers"][rows], points["replicas"][rows]).astype(np.float64)
+    return points["concurrency"][rows] / np.maximum(units, 1.0)
+
+
 def calibrate_points(points: PointTable, calibrations: dict, system: str, versions: dict, isl: int,
                      osl: int, model: str | None = None) -> PointTable:
     """The table with calibrated TTFT/TPOT and what follows from them, source CALIBRATED and interval
@@ -63,7 +71,7 @@ def _scope(points: PointTable, rows: np.ndarray, cal: Calibration, ctx, osl: int
     """Correct `rows` (one backend and mode) in place in `cols`/`bounds`."""
     raw_ttft, raw_tpot = points["ttft_ms"][rows], points["tpot_ms"][rows]
     with np.errstate(invalid="ignore", divide="ignore"):
-        x = feature_matrix(FeatureInputs(isl=ctx.isl, osl=ctx.osl, concurrency=points["concurrency"][rows],
+        x = feature_matrix(FeatureInputs(isl=ctx.isl, osl=ctx.osl, concurrency=unit_concurrency(points, rows),
                                          pred_ttft_ms=raw_ttft, pred_tpot_ms=raw_tpot,
                                          gpus=instance_gpus(points, rows), is_agg=float(ctx.mode == Mode.AGG.value)))
         key = ctx.key

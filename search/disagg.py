@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from estimator.deployment import kv_same_node
 from estimator.serving import RHO_MAX  # the estimator's queue utilisation cap
 from estimator.workload import BENCH_REQUESTS_PER_CONCURRENCY
 from search.pareto import frontier
@@ -113,14 +114,16 @@ class GroupLoad:
     osl: int
     budget: int              # GPUs in the budget (idle ones count in tokens/s/GPU)
     ttft_overhead_ms: float = 0.0   # the engine's host-side time before the first token (estimator.engine)
+    domain_gpus: int = 8     # GPUs of one NVLink domain: a group that fits one moves its KV over NVLink
 
 
 def compose(prefill: WorkerPoints, decode: WorkerPoints, kv_ms, wl: GroupLoad, backend_code: int,
             prefill_cfgs: list, decode_cfgs: list) -> PointTable:
     """Every (prefill row, decode row, x, y) that fits the budget, as point-table rows.
 
-    `kv_ms(pi, di) -> float` gives the KV transfer time of one request's prompt from a prefill
-    worker of config pi to a decode worker of config di.
+    `kv_ms(pi, di, same_node) -> float` gives the KV transfer time of one request's prompt from a
+    prefill worker of config pi to a decode worker of config di, over NVLink or the network; each
+    xPyD group takes the path estimator.deployment.kv_same_node decides for it.
     """
     blocks = []
     if composed_rows(prefill, decode, wl.budget, MAX_WORKERS) > MAX_COMPOSED_ROWS:
@@ -138,10 +141,10 @@ def compose(prefill: WorkerPoints, decode: WorkerPoints, kv_ms, wl: GroupLoad, b
     return PointTable.concat(blocks)
 
 
-def _kv_table(prefill, decode, pi, di, kv_ms) -> np.ndarray:
+def _kv_table(prefill, decode, pi, di, kv_ms, same: bool) -> np.ndarray:
     pc, dc = prefill.cfg[pi].astype(int), decode.cfg[di].astype(int)
     pairs = {(int(a), int(b)) for a in np.unique(pc) for b in np.unique(dc)}
-    val = {k: kv_ms(*k) for k in pairs}
+    val = {k: kv_ms(*k, same) for k in pairs}
     return np.array([[val[(int(a), int(b))] for b in dc] for a in pc], dtype=np.float64)
 
 
@@ -163,7 +166,9 @@ def _compose_group(prefill, decode, pi, di, x, y, kv_ms, wl, backend_code, prefi
     gp, gd = int(prefill.gpus[pi[0]]), int(decode.gpus[di[0]])
     group = x * gp + y * gd                                      # (W,)
     copies = wl.budget // group
-    kv = _kv_table(prefill, decode, pi, di, kv_ms)[:, :, None]   # (P, D, 1)
+    same = kv_same_node(wl.domain_gpus, gp, x, gd, y)[None, None, :]   # (1, 1, W): the group's KV path
+    kv = np.where(same, _kv_table(prefill, decode, pi, di, kv_ms, True)[:, :, None],
+                  _kv_table(prefill, decode, pi, di, kv_ms, False)[:, :, None])   # (P, D, W)
     P, D, W = len(pi), len(di), len(x)
     shape = (P, D, W)
     tp = prefill.step_ms[pi][:, None, None]

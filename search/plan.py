@@ -65,14 +65,13 @@ def _backend_points(ctx: Context, modes: tuple[Mode, ...], sla) -> tuple[list[Po
         workers = len(pre) + len(dec)
         pre = pre.take(dominant(pre))
 
-        def kv_ms(pi: int, di: int) -> float:
+        def kv_ms(pi: int, di: int, same: bool) -> float:
             sm = ctx.step_model(half[pi], max(PREFILL_TOKEN_BUDGET, ctx.new_tokens))
-            same = half[pi].num_gpus + half[di].num_gpus <= ctx.system.nvlink_domain_gpus
             return float(sm.kv_transfer_ms(ctx.isl, half[di], same))
 
         overhead = ctx.step_model(half[int(pre.cfg[0])], max(PREFILL_TOKEN_BUDGET, ctx.new_tokens)).resolved \
             .ttft_overhead_ms if len(pre) else 0.0
-        tables.append(compose(pre, dec, kv_ms, GroupLoad(ctx.osl, ctx.budget, overhead), BACKENDS.index(ctx.backend),
+        tables.append(compose(pre, dec, kv_ms, GroupLoad(ctx.osl, ctx.budget, overhead, ctx.system.nvlink_domain_gpus), BACKENDS.index(ctx.backend),
                               half, half))
     return tables, workers
 

@@ -34,7 +34,7 @@ def recheck(c: Candidate, ctx: Context, sla: Sla, agg_too: bool = False) -> Cand
         est = estimate(ctx.model, ctx.system, w.parallel, _engine(ctx, w.max_num_tokens),
                        Workload.benchmark(ctx.isl, ctx.osl, ctx.prefix, w.max_batch), ctx.view)
         used = w.workers * w.parallel.num_gpus
-        scale, conc = used / c.total_gpus, est.concurrency * w.workers
+        scale, conc, unit_conc = used / c.total_gpus, est.concurrency * w.workers, est.concurrency
     else:
         p, d = c.prefill, c.decode
         est = estimate_disagg(ctx.model, ctx.system,
@@ -43,11 +43,12 @@ def recheck(c: Candidate, ctx: Context, sla: Sla, agg_too: bool = False) -> Cand
                               Workload.benchmark(ctx.isl, ctx.osl, ctx.prefix, d.max_batch), ctx.view)
         group = p.workers * p.parallel.num_gpus + d.workers * d.parallel.num_gpus
         scale, conc = group * c.replicas / c.total_gpus, est.concurrency * d.workers * c.replicas
+        unit_conc = est.concurrency * d.workers   # one xPyD group
     if not bool(est.feasible):
         return None
     if ctx.calibration is not None:   # the same correction search.calibrated applied to the points
         est = apply(est, ctx.calibration, context_for(ctx.system.name, ctx.backend.value, ctx.version, c.mode.value,
-                                                      ctx.isl, ctx.osl, c.decode.parallel.num_gpus, conc,
+                                                      ctx.isl, ctx.osl, c.decode.parallel.num_gpus, unit_conc,
                                                       ctx.model.name))
     m = Metrics(ttft_ms=float(est.ttft_ms), tpot_ms=float(est.tpot_ms),
                 request_latency_ms=float(est.request_latency_ms),

@@ -17,7 +17,7 @@ import math
 from estimator.calibration import Calibration
 from estimator.calibration_files import resolve
 from estimator.engine import EngineConfig
-from estimator.sim import LoadSpec, Pool, SimDeployment, build_steps, simulate
+from estimator.sim import Deployment, LoadSpec, Pool, build_steps, simulate
 from estimator.sim.calibrated import BASE as SIM_BASE
 from estimator.sim.calibrated import calibrate_sweep
 from estimator.sim.runs import RUN_MAX_REQUESTS, RUN_REQUESTS_PER_CLIENT
@@ -41,17 +41,17 @@ def sim_units(c: Candidate) -> tuple[int, int]:
     return min(deployed, max(1, SIM_MAX_GPUS // unit_gpus)), deployed
 
 
-def sim_deployment(c: Candidate, nvlink_domain_gpus: int) -> SimDeployment:
+def sim_deployment(c: Candidate, nvlink_domain_gpus: int) -> Deployment:
+    """The candidate as the simulator replays it: `sim_units` of its replicas or xPyD groups, the KV
+    path decided per group (estimator.deployment)."""
     units, _ = sim_units(c)
     if c.mode == Mode.AGG:
         w = c.decode
-        return SimDeployment(c.backend, agg=Pool(w.parallel, units, w.max_batch, w.max_num_tokens))
+        return Deployment(c.backend, agg=Pool(w.parallel, units, w.max_batch, w.max_num_tokens))
     p, d = c.prefill, c.decode
-    return SimDeployment(
-        c.backend,
-        prefill=Pool(p.parallel, p.workers * units, p.max_batch, p.max_num_tokens),
-        decode=Pool(d.parallel, d.workers * units, d.max_batch, d.max_num_tokens),
-        same_node=p.parallel.num_gpus + d.parallel.num_gpus <= nvlink_domain_gpus)
+    return Deployment.disaggregated(c.backend, Pool(p.parallel, p.workers * units, p.max_batch, p.max_num_tokens),
+                                    Pool(d.parallel, d.workers * units, d.max_batch, d.max_num_tokens),
+                                    nvlink_domain_gpus, groups=units)
 
 
 def simulate_candidate(result: PlanResult, c: Candidate, db: PerfDB, seed: int = 0,
@@ -70,8 +70,8 @@ def simulate_candidate(result: PlanResult, c: Candidate, db: PerfDB, seed: int =
     r = simulate(steps, dep, LoadSpec.closed(conc, req.isl, req.osl, n), seed=seed)
     if cal is None:
         ttft, tpot, stat = r.ttft.p50, r.tpot.p50, "p50"
-    else:   # the fit's concurrency feature is the whole deployment's, as for the static points
-        (p,) = calibrate_sweep([r], [c.metrics.concurrency], cal, dep, result.system.name, c.version, req.isl,
+    else:   # the simulated clients; calibrate_sweep takes the fit's feature per replica / xPyD group
+        (p,) = calibrate_sweep([r], [conc], cal, dep, result.system.name, c.version, req.isl,
                                req.osl, req.model)
         ttft, tpot, stat = p.ttft_ms, p.tpot_ms, p.statistic
     ok = ttft <= req.sla.ttft_ms and tpot <= req.sla.tpot_ms

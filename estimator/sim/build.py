@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from estimator.deployment import Deployment, Pool
 from estimator.engine import EngineConfig
 from estimator.sim.engine import RoleSteps
-from estimator.sim.types import Pool, SimDeployment
 from perfdb.lookup import DbView
 from perfdb.specs import SystemSpec
 
@@ -18,7 +18,7 @@ def _pool_steps(model, system: SystemSpec, pool: Pool, engine: EngineConfig, vie
     return StepModel.build(model, system, pool.parallel, eng, view)
 
 
-def build_steps(model, system: SystemSpec, deployment: SimDeployment, engine: EngineConfig, view: DbView):
+def build_steps(model, system: SystemSpec, deployment: Deployment, engine: EngineConfig, view: DbView):
     """StepModel (aggregated) or RoleSteps (disaggregated) for `deployment`; the pools' max_batch /
     max_num_tokens override `engine`'s, so memory (activations) and the scheduler agree."""
     if deployment.agg is not None:

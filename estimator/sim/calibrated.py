@@ -3,8 +3,9 @@
 The calibration was fitted on the simulator's client statistic `cal.statistic` (mean by default) at
 each measured run's concurrency, so it corrects that statistic of every sweep point, all points in
 one `correct_log` call per metric. Percentiles are not corrected: the fit never saw them.
-Requests in flight (the fit's concurrency feature): the closed-loop client count, else the
-simulated time-averaged in-flight count (open loop, trace), as `calibrate` takes it from a run.
+Requests in flight (the fit's concurrency feature, per agg replica or xPyD group): the closed-loop client
+count, else the simulated time-averaged in-flight count (open loop, trace), as `calibrate` takes it
+from a run, divided by the deployment's replicas / groups.
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from estimator.calibration import Calibration, FeatureInputs, Interval, context_for, feature_matrix
+from estimator.deployment import Deployment
 from estimator.sim.metrics import SimResult
-from estimator.sim.types import SimDeployment
 from perfdb.errors import InputError
 
 BASE = "simulate"     # the prediction a calibration must have been fitted on to correct the simulator
@@ -36,13 +37,13 @@ class CalibratedPoint:
     scope: str                       # the scope label the TTFT factor came from
 
 
-def instance_gpus(dep: SimDeployment) -> int:
+def instance_gpus(dep: Deployment) -> int:
     """GPUs of one engine instance: an agg replica, or a decode worker (the fit's `gpus` feature)."""
     pool = dep.agg if dep.agg is not None else dep.decode
     return pool.parallel.num_gpus
 
 
-def calibrate_sweep(results: list[SimResult], in_flight: list[float | None], cal: Calibration, dep: SimDeployment,
+def calibrate_sweep(results: list[SimResult], in_flight: list[float | None], cal: Calibration, dep: Deployment,
                     system: str, version: str | None, isl: int, osl: int, model: str | None = None
                     ) -> list[CalibratedPoint]:
     """Calibrated TTFT/TPOT of every sweep point. in_flight: the closed-loop concurrency of each point,
@@ -56,7 +57,7 @@ def calibrate_sweep(results: list[SimResult], in_flight: list[float | None], cal
     ttft = np.array([getattr(r.ttft, stat) for r in results], dtype=np.float64)
     tpot = np.array([getattr(r.tpot, stat) for r in results], dtype=np.float64)
     conc = np.array([r.mean_in_flight if c is None else c for r, c in zip(results, in_flight, strict=True)],
-                    dtype=np.float64)
+                    dtype=np.float64) / dep.units
     mode = dep.mode.value
     ctx = context_for(system, dep.backend.value, version, mode, isl, osl, instance_gpus(dep), conc, model)
     x = feature_matrix(FeatureInputs(isl=isl, osl=osl, concurrency=conc, pred_ttft_ms=ttft, pred_tpot_ms=tpot,

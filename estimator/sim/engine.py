@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from estimator.deployment import Deployment, Mode, Pool, RoutePolicy
 from estimator.sim.load import build_requests
-from estimator.sim.metrics import RequestRecords, SimResult, summarise
+from estimator.sim.metrics import RequestRecords, SimResult, summarise, ttft_parts
 from estimator.sim.policy import SchedulerPolicy, policy_for
 from estimator.sim.steptable import StepTable, StepTimes
-from estimator.sim.types import LoadSpec, Mode, Pool, RoutePolicy, SimDeployment
+from estimator.sim.types import LoadSpec
 from estimator.sim.worker import Requests, Role, Worker
 from perfdb.errors import InfeasibleError, InputError
 
@@ -35,7 +36,7 @@ class RoleSteps:
     decode: StepTimes
 
 
-def simulate(steps: StepTimes | RoleSteps, deployment: SimDeployment, load: LoadSpec, seed: int = 0,
+def simulate(steps: StepTimes | RoleSteps, deployment: Deployment, load: LoadSpec, seed: int = 0,
              records: bool = False, frontend_ms: float | None = None) -> SimResult:
     """Simulate `load` offered to `deployment`; step times from `steps` (a RoleSteps for disagg).
 
@@ -76,7 +77,7 @@ def _load(w: Worker) -> int:
 
 
 class _Sim:
-    def __init__(self, steps, dep: SimDeployment, isl: np.ndarray, osl: np.ndarray, concurrency: int | None,
+    def __init__(self, steps, dep: Deployment, isl: np.ndarray, osl: np.ndarray, concurrency: int | None,
                  frontend_ms: float | None):
         self.dep = dep
         self.reqs = Requests(isl.tolist(), osl.tolist())
@@ -103,6 +104,10 @@ class _Sim:
         self.heap: list = []
         self.seq = 0
         self.prefill_done = [0.0] * self.n
+        self.kv_ready = [0.0] * self.n
+        self.handoff_s = 0.0
+        if dep.mode is Mode.DISAGG:   # the hand-off's extra frontend pass, inside transfer_ms (estimator.engines)
+            self.handoff_s = float(getattr(getattr(steps.prefill, "resolved", None), "kv_handoff_ms", 0.0) or 0.0) / 1e3
 
     def _pool(self, steps: StepTimes, pool: Pool, role: Role, policy, route: RoutePolicy,
               concurrency: int | None) -> _PoolRouter:
@@ -184,6 +189,7 @@ class _Sim:
 
     def _kv_ready(self, rid: int, t: float, finished: list[int]) -> None:
         r = self.reqs
+        self.kv_ready[rid] = t
         if r.gen[rid] >= r.osl[rid]:   # one-token request: the prefill's token was its only one
             r.first[rid] = r.finish[rid] = t
             finished.append(rid)
@@ -205,9 +211,11 @@ class _Sim:
             send_s=np.array(r.send), first_token_s=np.array(r.first), finish_s=np.array(r.finish),
             isl=np.array(r.isl, dtype=np.int64), osl=np.array(r.osl, dtype=np.int64),
             worker=np.array(r.worker, dtype=np.int64), preemptions=np.array(r.preempted, dtype=np.int64),
-            measured=np.arange(self.n) >= warmup)
+            measured=np.arange(self.n) >= warmup, prefill_start_s=np.array(r.start),
+            prefill_end_s=np.array(self.prefill_done) if self.decode else None,
+            kv_ready_s=np.array(self.kv_ready) if self.decode else None)
         ws = self.workers()
         itl = tuple(np.array([x for w in ws for x in getattr(w, name)], dtype=np.float64)
                     for name in ("itl_ms", "itl_w", "itl_t"))
         counts = (sum(w.steps for w in ws), sum(w.prefill_tokens for w in ws), sum(w.decode_tokens for w in ws))
-        return summarise(rec, itl, num_gpus, counts, keep)
+        return summarise(rec, itl, num_gpus, counts, keep, ttft_parts(rec, self.frontend_s, self.handoff_s))

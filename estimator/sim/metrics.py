@@ -48,6 +48,24 @@ def _weighted(values: np.ndarray, weights: np.ndarray) -> Stats:
 
 
 @dataclass(frozen=True)
+class TtftParts:
+    """Mean TTFT of the measured requests split into what it is made of (ms); the parts sum to the
+    mean TTFT. overhead: the frontend (HTTP, tokenisation) and, disaggregated, the hand-off's extra
+    frontend pass; queue: waiting for a prefill slot, plus (disagg) for a decode worker to admit the
+    received KV; prefill: first chunk scheduled to prompt done; kv_transfer: the bytes over the path."""
+
+    overhead_ms: float
+    queue_ms: float
+    prefill_ms: float
+    kv_transfer_ms: float
+
+    def shares(self) -> str:
+        parts = (("prefill", self.prefill_ms), ("queue", self.queue_ms), ("KV transfer", self.kv_transfer_ms),
+                 ("overhead", self.overhead_ms))
+        return ", ".join(f"{name} {ms:.0f}" for name, ms in parts)
+
+
+@dataclass(frozen=True)
 class RequestRecords:
     """One entry per request, in request-id order. Times in seconds from the start of the run."""
 
@@ -59,6 +77,9 @@ class RequestRecords:
     worker: np.ndarray        # agg: replica index; disagg: decode worker index
     preemptions: np.ndarray
     measured: np.ndarray      # False for warm-up requests (left out of the metrics)
+    prefill_start_s: np.ndarray | None = None   # first prompt chunk scheduled
+    prefill_end_s: np.ndarray | None = None     # disagg: prompt done on the prefill worker
+    kv_ready_s: np.ndarray | None = None        # disagg: KV received by the decode side
 
     def to_frame(self):
         import pandas as pd
@@ -109,10 +130,24 @@ class SimResult:
     decode_tokens: int               # request-steps of decode iterations: output tokens not from prefills
                                      # (with speculative decoding each emits resolved.tokens_per_step)
     records: RequestRecords | None = None
+    ttft_parts: TtftParts | None = None
+
+
+def ttft_parts(rec: RequestRecords, frontend_s: float, handoff_s: float) -> TtftParts:
+    """The mean TTFT of the measured requests split into its parts (see TtftParts)."""
+    m = rec.measured
+    send, first, start = rec.send_s[m], rec.first_token_s[m], rec.prefill_start_s[m]
+    queue = start - (send + frontend_s)
+    if rec.kv_ready_s is None:   # aggregated: the prompt's last chunk emits the first token
+        return TtftParts(frontend_s * 1e3, float(queue.mean()) * 1e3, float((first - start).mean()) * 1e3, 0.0)
+    end, ready = rec.prefill_end_s[m], rec.kv_ready_s[m]
+    queue = queue + (first - ready)   # waiting for a decode worker's next step to admit the request
+    return TtftParts((frontend_s + handoff_s) * 1e3, float(queue.mean()) * 1e3, float((end - start).mean()) * 1e3,
+                     float((ready - end).mean() - handoff_s) * 1e3)
 
 
 def summarise(rec: RequestRecords, itl: tuple[np.ndarray, np.ndarray, np.ndarray], num_gpus: int,
-              steps: tuple[int, int, int], keep_records: bool) -> SimResult:
+              steps: tuple[int, int, int], keep_records: bool, parts: TtftParts | None = None) -> SimResult:
     """Reduce the measured requests' times, and the token gaps (ms, weight, step end s) after the first
     measured send, to the client-side metrics."""
     m = rec.measured
@@ -137,5 +172,5 @@ def summarise(rec: RequestRecords, itl: tuple[np.ndarray, np.ndarray, np.ndarray
         tokens_per_s_per_user=1e3 / tpot_stats.mean if tpot.size else float("nan"),
         mean_in_flight=float(lat.sum() / 1e3 / duration), num_gpus=num_gpus,
         preemptions=int(rec.preemptions[m].sum()), steps=steps[0], prefill_tokens=steps[1], decode_tokens=steps[2],
-        records=rec if keep_records else None,
+        records=rec if keep_records else None, ttft_parts=parts,
     )

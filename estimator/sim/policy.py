@@ -1,4 +1,5 @@
-"""Scheduler policies: how each serving engine fills one iteration. One small class per backend.
+"""Scheduler policies: how each serving engine fills one iteration, read from its engine profile
+(estimator/engines/<engine>.py, with the source each rule was read from).
 
 The event loop (worker.py) is shared; a policy only states the engine's rules as data:
 
@@ -15,24 +16,15 @@ The event loop (worker.py) is shared; a policy only states the engine's rules as
   (GUARANTEED_NO_EVICT) admits a request only when its whole prompt + output fits, so it never evicts.
 
 Limits come from, in order: the Pool's `max_batch` / `max_num_tokens`, the step model's resolved
-engine defaults (estimator.engine, which knows the GPU), and the defaults here (the same constants,
-for step models without an engine, e.g. AnalyticStepModel).
+engine defaults (estimator.engine, which knows the GPU), and the engine profile's defaults (for step
+models without an engine, e.g. AnalyticStepModel).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from estimator.engine import (
-    MIXES_PREFILL,
-    SGLANG_CHUNK_SMALL,
-    SGLANG_MAX_RUNNING,
-    TRTLLM_MAX_BATCH,
-    TRTLLM_MAX_TOKENS,
-    VLLM_MAX_SEQS,
-    VLLM_MAX_TOKENS,
-)
+from estimator.engines import profile_for
 from perfdb.errors import NotFoundError
-from perfdb.registry import add
 from perfdb.types import Backend
 
 
@@ -46,30 +38,14 @@ class SchedulerPolicy:
     default_max_tokens: int   # tokens per step (prefill tokens + decodes when mixing)
 
 
-_POLICIES: dict[Backend, SchedulerPolicy] = {}
-
-
-def register(policy: SchedulerPolicy) -> SchedulerPolicy:
-    return add(_POLICIES, policy.backend, policy, "scheduler policy")
-
-
 def policy_for(backend: Backend) -> SchedulerPolicy:
-    try:
-        return _POLICIES[backend]
-    except KeyError:
-        known = ", ".join(b.value for b in _POLICIES)
-        raise NotFoundError(f"no scheduler policy for backend {backend.value!r}; simulated backends: {known}") from None
-
-
-VLLM = register(SchedulerPolicy(Backend.VLLM, mixes_decode=MIXES_PREFILL[Backend.VLLM], reserve_output=0.0,
-                                chunked=True, default_max_batch=VLLM_MAX_SEQS, default_max_tokens=VLLM_MAX_TOKENS))
-# SGLang's new_token_ratio starts at 0.7 and decays towards ~0.1 while nothing is retracted; 0.3 is a
-# mid-run value (a modelling choice, not fitted).
-SGLANG = register(SchedulerPolicy(Backend.SGLANG, mixes_decode=MIXES_PREFILL[Backend.SGLANG], reserve_output=0.3,
-                                  chunked=True, default_max_batch=SGLANG_MAX_RUNNING,
-                                  default_max_tokens=SGLANG_CHUNK_SMALL))
-# TRT-LLM chunked context is off by default, but a prompt longer than max_num_tokens must still be
-# split to run at all, so the simulator chunks only those (see Worker._select).
-TRTLLM = register(SchedulerPolicy(Backend.TRTLLM, mixes_decode=MIXES_PREFILL[Backend.TRTLLM], reserve_output=1.0,
-                                  chunked=False, default_max_batch=TRTLLM_MAX_BATCH,
-                                  default_max_tokens=TRTLLM_MAX_TOKENS))
+    """The engine profile's scheduler rules (estimator/engines/<engine>.py) with its default limits.
+    TRT-LLM's chunked context is off by default, but a prompt longer than max_num_tokens must still be
+    split to run at all, so the simulator chunks only those (see Worker._select)."""
+    prof = profile_for(backend)
+    if prof.scheduler is None:
+        raise NotFoundError(f"backend {backend.value!r} has no serving scheduler to simulate; simulated "
+                            "backends: trtllm, sglang, vllm")
+    r = prof.scheduler
+    return SchedulerPolicy(backend, mixes_decode=r.mixes_decode, reserve_output=r.reserve_output, chunked=r.chunked,
+                           default_max_batch=prof.max_batch, default_max_tokens=prof.max_num_tokens)

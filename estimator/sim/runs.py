@@ -2,9 +2,10 @@
 
 The closed loop runs `requests_per_client` requests per client (InferenceX sends 10 x concurrency
 prompts), capped at `max_requests` so that thousands of rows stay affordable; the first wave of a
-closed loop arrives at once, as it does in the benchmark. Aggregated rows are one replica holding
-the whole concurrency (the run table's batch_size is per replica, and agg rows have one replica);
-disaggregated rows use the table's worker counts, or where it omits them (most rows) the estimator's
+closed loop arrives at once, as it does in the benchmark. Each row's deployment is
+estimator.deployment.from_row's, as the static prediction's: layouts within one NVLink domain, the KV
+path per xPyD group. Aggregated rows are one replica holding the whole concurrency (the run table's
+batch_size is per replica, and agg rows have one replica); disaggregated rows use the table's worker counts, or where it omits them (most rows) the estimator's
 rules (estimator.runs / estimator.serving): decode workers holding the concurrency within
 min(KV pool, DECODE_BATCH_PRIOR) requests each, prefill workers rate-matched at PREFILL_TARGET_UTIL.
 Each row's engine is the estimator's too (RUN_SPEC_TOKENS speculative drafts where it assumes them),
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from estimator.deployment import Deployment, from_row
 from estimator.engine import EngineConfig
 from estimator.runs import (
     DECODE_BATCH_PRIOR,
@@ -33,7 +35,7 @@ from estimator.serving import max_batch, prefill_workers_needed
 from estimator.sim.build import build_steps
 from estimator.sim.engine import RoleSteps, simulate
 from estimator.sim.metrics import SimResult
-from estimator.sim.types import Lengths, LoadSpec, Pool, SimDeployment
+from estimator.sim.types import Lengths, LoadSpec
 from perfdb.errors import ServecastError
 from perfdb.lookup import PerfDB
 from perfdb.specs import load_system
@@ -45,32 +47,28 @@ def row_engine(row: RunRow, backend: Backend, model) -> EngineConfig:
     return EngineConfig(backend, spec_tokens=RUN_SPEC_TOKENS.get((backend, row.mode, model.attention), 0))
 
 
-def _deployment(row: RunRow, backend: Backend, system, steps_for) -> tuple[SimDeployment, int]:
+def _deployment(row: RunRow, system, steps_for) -> tuple[Deployment, int]:
+    """The row's deployment (estimator.deployment.from_row: layouts within an NVLink domain, the KV path
+    per xPyD group) with the worker counts the table omits derived by the estimator's rules."""
     conc = int(row.concurrency or (row.agg.batch if row.agg else 1) or 1)
     if row.mode != "disagg":
-        return SimDeployment(backend, agg=Pool(row.agg.parallel, 1)), conc
-    if row.prefill is None or row.decode is None:
-        raise ValueError("disagg row lacks prefill_tp_size or decode_tp_size")
-    same_node = row.prefill.parallel.num_gpus + row.decode.parallel.num_gpus <= system.nvlink_domain_gpus
-    one = SimDeployment(backend, prefill=Pool(row.prefill.parallel, 1), decode=Pool(row.decode.parallel, 1),
-                        same_node=same_node)
+        return from_row(row, system), conc
+    one = from_row(row, system, 1, 1)
     steps: RoleSteps = steps_for(one)
     cap = min(max(float(max_batch(steps.decode, np.float64(row.isl), np.float64(row.osl))), 1.0), DECODE_BATCH_PRIOR)
     if row.decode.batch:
         cap = min(cap, row.decode.batch)
-    d_workers = row.decode.workers
-    if d_workers is None:
-        d_workers = max(1, math.ceil(conc / cap))
+    d_workers = row.decode.workers or max(1, math.ceil(conc / cap))
     p_workers = row.prefill.workers
-    if p_workers is None:
+    if p_workers is None:   # rate-matched on the path of a one-prefill-worker group (as estimator.serving)
         sd, sp = steps.decode, steps.prefill
         pre = float(sp.prefill_ms(1, row.isl, 0))
-        xfer = float(sp.kv_transfer_ms(row.isl, row.decode.parallel, same_node))
+        path = from_row(row, system, 1, d_workers)
+        xfer = float(sp.kv_transfer_ms(row.isl, path.decode.parallel, path.same_node))
         dec = float(sd.decode_ms(min(conc / d_workers, cap), row.isl + row.osl / 2))
         rate = conc / (pre + xfer + row.osl * dec / sd.resolved.tokens_per_step)   # requests/ms, no queueing
         p_workers = int(prefill_workers_needed(np.float64(rate), np.float64(pre), 1.0))
-    return SimDeployment(backend, prefill=Pool(row.prefill.parallel, p_workers),
-                         decode=Pool(row.decode.parallel, d_workers), same_node=same_node), conc
+    return from_row(row, system, p_workers, d_workers), conc
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,7 @@ class SimRun:
     id: str
     status: str                        # 'ok' or why the row could not be simulated
     result: SimResult | None
-    deployment: SimDeployment | None
+    deployment: Deployment | None
 
     def prediction(self, stat: str = "mean") -> Prediction:
         """As estimator.runs.Prediction, TTFT/TPOT taken as the client's `stat` (mean | p50 | p90 | p99)."""
@@ -129,7 +127,7 @@ def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms, ra
     try:
         if row.isl < 1 or row.osl < 1 or (row.agg is None and row.mode != "disagg"):
             raise ValueError("row lacks isl/osl or its parallel layout")
-        def steps_for(dep: SimDeployment):
+        def steps_for(dep: Deployment):
             # workers and routing do not change a worker's step model: key on the pools' parallelism
             key = tuple((p.parallel, p.max_batch, p.max_num_tokens) if p else None
                         for p in (dep.agg, dep.prefill, dep.decode))
@@ -137,7 +135,7 @@ def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms, ra
                 cache[key] = build_steps(model, system, dep, row_engine(row, backend, model), view)
             return cache[key]
 
-        dep, conc = _deployment(row, backend, system, steps_for)
+        dep, conc = _deployment(row, system, steps_for)
         steps = steps_for(dep)
         n = max(conc, min(counts[0] * conc, counts[1]))
         load = LoadSpec.closed(conc, Lengths.of(row.isl, range_ratio), Lengths.of(row.osl, range_ratio), n)

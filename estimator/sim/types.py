@@ -1,16 +1,14 @@
-"""Typed inputs of the serving simulator: the load to offer and the deployment that serves it.
+"""Typed inputs of the serving simulator: the load to offer (the deployment is estimator.deployment).
 
 Everything here is a frozen dataclass or a str Enum so the CLI, the search and calibration pass the
 same values into `simulate()` without dicts of strings.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
-from estimator.parallel import ParallelConfig
 from perfdb.errors import InputError
-from perfdb.types import Backend
 
 
 class Arrival(str, Enum):
@@ -128,69 +126,3 @@ class LoadSpec:
 def _lengths(value: int | Lengths) -> Lengths:
     return value if isinstance(value, Lengths) else Lengths(int(value))
 
-
-class Mode(str, Enum):
-    AGG = "agg"
-    DISAGG = "disagg"
-
-
-class RoutePolicy(str, Enum):
-    """How a pool's router picks a worker for a new request."""
-
-    ROUND_ROBIN = "round_robin"
-    LEAST_LOADED = "least_loaded"   # fewest requests waiting + in flight; ties to the lowest index
-
-
-@dataclass(frozen=True)
-class Pool:
-    """Identical workers (engine instances) of one role.
-
-    `max_batch` / `max_num_tokens` None = the backend's documented default (see policy.py).
-    """
-
-    parallel: ParallelConfig
-    workers: int = 1
-    max_batch: int | None = None        # max requests in flight per worker (max_num_seqs / max_batch_size / max_running_requests)
-    max_num_tokens: int | None = None   # tokens per engine step (max_num_batched_tokens / max_num_tokens / chunked_prefill_size)
-
-    def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise InputError(f"a pool needs >= 1 worker, got {self.workers}")
-
-    @property
-    def num_gpus(self) -> int:
-        return self.workers * self.parallel.num_gpus
-
-
-@dataclass(frozen=True)
-class SimDeployment:
-    """One serving deployment: `agg` replicas, or a `prefill` pool feeding a `decode` pool."""
-
-    backend: Backend
-    agg: Pool | None = None
-    prefill: Pool | None = None
-    decode: Pool | None = None
-    router: RoutePolicy = RoutePolicy.LEAST_LOADED
-    same_node: bool = False   # disagg: prefill and decode workers share an NVLink domain (KV over NVLink)
-    label: str = field(default="", compare=False)
-
-    def __post_init__(self) -> None:
-        if self.agg is not None and (self.prefill is not None or self.decode is not None):
-            raise InputError("a deployment is either aggregated (agg pool) or disaggregated (prefill + decode pools)")
-        if self.agg is None and (self.prefill is None or self.decode is None):
-            raise InputError("a disaggregated deployment needs both a prefill and a decode pool")
-
-    @property
-    def mode(self) -> Mode:
-        return Mode.AGG if self.agg is not None else Mode.DISAGG
-
-    @property
-    def num_gpus(self) -> int:
-        if self.agg is not None:
-            return self.agg.num_gpus
-        return self.prefill.num_gpus + self.decode.num_gpus
-
-    @staticmethod
-    def aggregated(backend: Backend, parallel: ParallelConfig, replicas: int = 1, **kw) -> "SimDeployment":
-        return SimDeployment(backend, agg=Pool(parallel, replicas, kw.pop("max_batch", None),
-                                               kw.pop("max_num_tokens", None)), **kw)

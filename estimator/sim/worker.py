@@ -35,6 +35,7 @@ class Requests:
         self.isl, self.osl = isl, osl
         self.send = [0.0] * n
         self.first = [-1.0] * n
+        self.start = [-1.0] * n       # first prompt chunk scheduled (the end of its queue wait)
         self.finish = [-1.0] * n
         self.gen = [0] * n            # output tokens produced so far
         self.ctx_total = list(isl)    # tokens to hold in KV before decoding (prompt, + output after recompute)
@@ -198,6 +199,8 @@ class Worker:
                 break
             waiting.popleft()
             r.state[rid] = PREFILLING
+            if r.start[rid] < 0:
+                r.start[rid] = t
             self.pref.append(rid)
             self.pref_reserve += reserve
             chunks.append((rid, take))

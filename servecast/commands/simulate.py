@@ -43,27 +43,32 @@ def _parallel(a: dict, prefix: str = ""):
                           moe_ep=g("moe_ep"))
 
 
-def _deployment_from_flags(a: dict):
-    from estimator.sim import Pool, RoutePolicy, SimDeployment
+def _deployment_from_flags(a: dict, domain_gpus: int):
+    from estimator.sim import Deployment, Pool, RoutePolicy
     from perfdb.errors import InputError
-    from perfdb.types import Backend, parse_enum
+    from perfdb.types import Backend, Transport, parse_enum
 
     backend = parse_enum(Backend, a["backend"], "backend")
     router = parse_enum(RoutePolicy, a["router"], "router")
     if a["mode"] == "agg":
         pool = Pool(_parallel(a), a["replicas"], a["max_batch"], a["max_num_tokens"])
-        return SimDeployment(backend, agg=pool, router=router)
+        return Deployment(backend, agg=pool, router=router)
     if a["mode"] != "disagg":
         raise InputError(f"unknown --mode {a['mode']!r}; accepted: agg, disagg")
     pre = Pool(_parallel(a, "prefill_"), a["prefill_workers"], None, a["prefill_max_num_tokens"])
     dec = Pool(_parallel(a, "decode_"), a["decode_workers"], a["max_batch"], None)
-    return SimDeployment(backend, prefill=pre, decode=dec, router=router, same_node=a["same_node"])
+    forced = {"kv_path": Transport.NVLINK} if a["same_node"] else {}
+    return Deployment.disaggregated(backend, pre, dec, domain_gpus, router=router, **forced)
 
 
-def _deployment_from_plan(path: Path):
-    """(SimDeployment, DeploymentSpec) from a `servecast plan --save-dir` deployment.yaml (or its directory)."""
+def _deployment_from_plan(path: Path, domain_gpus) -> tuple:
+    """(Deployment, DeploymentSpec) from a `servecast plan --save-dir` deployment.yaml (or its directory).
+    `domain_gpus(system name)`: the system's NVLink domain. The plan composes coprime xPyD groups, so
+    the gcd of the worker counts is the number of groups."""
+    import math
+
     from estimator.parallel import ParallelConfig
-    from estimator.sim import Pool, SimDeployment
+    from estimator.sim import Deployment, Pool
     from perfdb.errors import InputError
     from search.artifacts.deployment import load_deployment
 
@@ -74,9 +79,11 @@ def _deployment_from_plan(path: Path):
         par = ParallelConfig(tp=w.tp, pp=w.pp, attn_dp=w.attn_dp, moe_tp=w.moe_tp, moe_ep=w.moe_ep)
         pools[w.role.value] = Pool(par, w.count, w.max_batch, w.max_num_tokens)
     if "agg" in pools:
-        return SimDeployment(spec.backend, agg=pools["agg"]), spec
+        return Deployment(spec.backend, agg=pools["agg"]), spec
     if "prefill" in pools and "decode" in pools:
-        return SimDeployment(spec.backend, prefill=pools["prefill"], decode=pools["decode"]), spec
+        pre, dec = pools["prefill"], pools["decode"]
+        return Deployment.disaggregated(spec.backend, pre, dec, domain_gpus(spec.system),
+                                        groups=math.gcd(pre.workers, dec.workers)), spec
     raise InputError(f"{path}: a deployment needs an agg worker or prefill + decode workers")
 
 
@@ -191,14 +198,14 @@ def _run(a: dict) -> None:
 
     spec = None
     if a["plan"] is not None:
-        dep, spec = _deployment_from_plan(a["plan"])
+        dep, spec = _deployment_from_plan(a["plan"], lambda name: load_system(name).nvlink_domain_gpus)
         name, system_name, version = spec.model, spec.system, spec.version
         gemm, moe = a["gemm_quant"] or spec.gemm_quant or None, a["moe_quant"] or spec.moe_quant or None
         isl, osl = _given(a["isl"], spec.isl), _given(a["osl"], spec.osl)
     else:
         if not a["model"] or not a["system"]:
             raise InputError("--model and --system are required (or --plan deployment.yaml)")
-        dep = _deployment_from_flags(a)
+        dep = _deployment_from_flags(a, load_system(a["system"]).nvlink_domain_gpus)
         name, system_name, version, gemm, moe = a["model"], a["system"], a["version"], a["gemm_quant"], a["moe_quant"]
         isl, osl = _given(a["isl"], 1024), _given(a["osl"], 1024)
     if isl < 1 or osl < 1:
@@ -249,7 +256,7 @@ def register(app: typer.Typer) -> None:
         max_batch: int = typer.Option(None, help="requests in flight per worker (engine default if unset)"),
         max_num_tokens: int = typer.Option(None, help="tokens per engine step (engine default if unset)"),
         router: str = typer.Option("least_loaded", help="least_loaded | round_robin"),
-        same_node: bool = typer.Option(False, help="disagg: KV moves over NVLink instead of the network"),
+        same_node: bool = typer.Option(False, help="disagg: KV moves over NVLink (default: NVLink when the xPyD group fits one NVLink domain, else the network)"),
         isl: int = typer.Option(None, help="input tokens per request (default 1024, or the plan's)"),
         osl: int = typer.Option(None, help="output tokens per request (default 1024, or the plan's)"),
         range_ratio: float = typer.Option(0.0, help="ISL/OSL drawn uniformly in [x(1-r), x(1+r)] (vLLM/aiperf random dataset)"),

@@ -114,8 +114,8 @@ def test_cli_single_and_errors(tiny_db):
 
 
 def test_tp_beyond_one_nvlink_domain_is_read_as_attention_dp():
+    from estimator.deployment import within_domain as _within_domain
     from estimator.parallel import ParallelConfig
-    from estimator.runs import _within_domain
     from perfdb.specs import load_system
 
     b200, gb200 = load_system("b200_sxm"), load_system("gb200")

@@ -3,7 +3,8 @@ hand-off and the batching prefill worker (bundled database, roofline rungs)."""
 import numpy as np
 import pytest
 
-from estimator.engine import KV_HANDOFF_MS, EngineConfig
+from estimator.engine import EngineConfig
+from estimator.engines import profile_for
 from estimator.estimate import WorkerSpec, estimate_disagg
 from estimator.models import load_model
 from estimator.parallel import ParallelConfig
@@ -47,13 +48,15 @@ def test_sglang_pays_the_burst_every_wave_mixing_engines_once(db):
             assert few[0] > many[0] > steady[0]
 
 
-def test_disagg_handoff_is_part_of_the_kv_transfer(db):
-    for backend in (Backend.TRTLLM, Backend.SGLANG):
+def test_disagg_handoff_is_the_engines_extra_frontend_pass_on_top_of_the_bytes(db):
+    for backend in (Backend.TRTLLM, Backend.SGLANG, Backend.VLLM):
         sm = _sm(db, backend)
-        one, big = (float(sm.kv_transfer_ms(np.float64(n), ParallelConfig(tp=2), False)) for n in (1, 8192))
-        assert one >= KV_HANDOFF_MS[backend] > 0
-        assert big - one == pytest.approx(float(sm.kv_transfer_ms(np.float64(8192), ParallelConfig(tp=2), False))
-                                          - KV_HANDOFF_MS[backend] - (one - KV_HANDOFF_MS[backend]))
+        prof = profile_for(backend)
+        assert sm.resolved.kv_handoff_ms == prof.handoff.frontend_hops * prof.ttft_overhead_ms
+        one = float(sm.kv_transfer_ms(np.float64(1), ParallelConfig(tp=2), False))
+        assert one >= sm.resolved.kv_handoff_ms
+    # SGLang's load balancer sends to prefill and decode at once: no second pass; TRT-LLM's router does
+    assert _sm(db, Backend.SGLANG).resolved.kv_handoff_ms == 0 < _sm(db, Backend.TRTLLM).resolved.kv_handoff_ms
 
 
 def test_batching_prefill_worker_waits_for_its_batch_under_load(db):

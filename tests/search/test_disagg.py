@@ -45,7 +45,7 @@ def test_dominated_prefill_workers_are_dropped_per_gpu_count():
 def test_compose_fills_the_budget_and_counts_every_gpu():
     pre = _workers([1, 2], [1, 1], [100.0, 60.0], [0.01, 1 / 60], cfg=[0, 1])
     dec = _workers([2], [32], [20.0], [0.0])
-    pts = compose(pre, dec, lambda p, d: 5.0, GroupLoad(osl=100, budget=8), 0,
+    pts = compose(pre, dec, lambda p, d, same: 5.0, GroupLoad(osl=100, budget=8), 0,
                   [ParallelConfig(tp=1), ParallelConfig(tp=2)], [ParallelConfig(tp=2)])
     used, budget = pts["gpus_used"], pts["total_gpus"]
     assert np.all(used <= budget) and np.all(budget == 8)
@@ -66,12 +66,12 @@ def test_composition_matches_estimate_disagg_point_by_point():
     cfgs = [ParallelConfig(tp=1), ParallelConfig(tp=2), ParallelConfig(tp=4)]
     pre, dec = prefill_workers(ctx, cfgs), decode_workers(ctx, cfgs)
 
-    def kv(pi, di):
+    def kv(pi, di, same):
         sm = ctx.step_model(cfgs[pi], 16384)
-        return float(sm.kv_transfer_ms(4000, cfgs[di], cfgs[pi].num_gpus + cfgs[di].num_gpus <= 8))
+        return float(sm.kv_transfer_ms(4000, cfgs[di], same))
 
     overhead = ctx.step_model(cfgs[0], 16384).resolved.ttft_overhead_ms
-    pts = compose(pre, dec, kv, GroupLoad(500, 8, overhead), 0, cfgs, cfgs)
+    pts = compose(pre, dec, kv, GroupLoad(500, 8, overhead, system.nvlink_domain_gpus), 0, cfgs, cfgs)
     rows = np.random.default_rng(0).choice(len(pts), 12, replace=False)
     for r in rows:
         pp = ParallelConfig(tp=int(pts["p_tp"][r]))
@@ -97,6 +97,6 @@ def test_huge_budgets_of_small_workers_stay_under_the_row_limit():
     assert disagg.composed_rows(pre, dec, 256, disagg.MAX_WORKERS) > disagg.MAX_COMPOSED_ROWS
     kept = disagg.decode_dominant(dec)
     assert sorted(kept.tolist()) == list(range(30))          # the slower twin of each batch goes
-    pts = compose(pre, dec, lambda p, d: 1.0, GroupLoad(100, 256), 0, [ParallelConfig()], [ParallelConfig()])
+    pts = compose(pre, dec, lambda p, d, same: 1.0, GroupLoad(100, 256), 0, [ParallelConfig()], [ParallelConfig()])
     assert 0 < len(pts) <= disagg.MAX_COMPOSED_ROWS
     assert np.all(pts["gpus_used"] <= 256)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from estimator.parallel import ParallelConfig
-from estimator.sim import AnalyticStepModel, Arrival, LengthDist, Lengths, LoadSpec, SimDeployment, Stats, simulate
+from estimator.sim import AnalyticStepModel, Arrival, Deployment, LengthDist, Lengths, LoadSpec, Stats, simulate
 from estimator.sim.load import build_requests, read_trace
 from estimator.sim.steptable import StepTable, quantise
 from perfdb.errors import DataError, InputError
@@ -39,7 +39,7 @@ def test_trace_replay(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     trace = read_trace(path)
     m = AnalyticStepModel()
-    r = simulate(m, SimDeployment.aggregated(Backend.VLLM, ParallelConfig()), LoadSpec.replay(trace), records=True)
+    r = simulate(m, Deployment.aggregated(Backend.VLLM, ParallelConfig()), LoadSpec.replay(trace), records=True)
     f = r.records.to_frame()
     assert list(f.isl) == [100, 300] and list(f.send_s) == [0.0, 1.0]
     assert f.ttft_ms.iloc[0] == pytest.approx(float(m.prefill_ms(1, 100, 0)))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from estimator.parallel import ParallelConfig
-from estimator.sim import AnalyticStepModel, LoadSpec, Pool, RoleSteps, SimDeployment, simulate
+from estimator.sim import AnalyticStepModel, Deployment, LoadSpec, Pool, RoleSteps, simulate
 from perfdb.types import Backend
 
 MODEL = AnalyticStepModel(step_fixed_ms=8.0, prefill_ms_per_token=0.02, attn_ms_per_token_pair=1e-6,
@@ -18,7 +18,7 @@ BACKENDS = [Backend.VLLM, Backend.SGLANG, Backend.TRTLLM]
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_concurrency_one_ttft_is_the_prefill_and_tpot_the_decode_step(backend):
     isl, osl = 1000, 50
-    r = simulate(MODEL, SimDeployment.aggregated(backend, TP2), LoadSpec.closed(1, isl, osl, 20), records=True)
+    r = simulate(MODEL, Deployment.aggregated(backend, TP2), LoadSpec.closed(1, isl, osl, 20), records=True)
     assert r.ttft.p50 == pytest.approx(float(MODEL.prefill_ms(1, isl, 0)), rel=1e-9)
     assert r.ttft.p99 == pytest.approx(r.ttft.p50, rel=1e-9)
     # request alone: its decode steps see KV isl, isl+1, ..., isl+osl-2
@@ -29,7 +29,7 @@ def test_concurrency_one_ttft_is_the_prefill_and_tpot_the_decode_step(backend):
 
 
 def test_ttft_grows_with_concurrency_once_prefill_saturates():
-    dep = SimDeployment.aggregated(Backend.VLLM, TP2, max_num_tokens=2048)
+    dep = Deployment.aggregated(Backend.VLLM, TP2, max_num_tokens=2048)
     ttft = [simulate(MODEL, dep, LoadSpec.closed(c, 2000, 10, 40 * c)).ttft.mean for c in (1, 4, 16, 64)]
     assert all(b >= a for a, b in zip(ttft, ttft[1:], strict=False))
     assert ttft[-1] > 4 * ttft[0]
@@ -39,7 +39,7 @@ def test_ttft_grows_with_concurrency_once_prefill_saturates():
 def test_littles_law_closed_loop(backend):
     """Clients x (throughput x latency): a closed loop keeps exactly N requests in flight."""
     n_clients = 16
-    r = simulate(MODEL, SimDeployment.aggregated(backend, TP2, replicas=2),
+    r = simulate(MODEL, Deployment.aggregated(backend, TP2, replicas=2),
                  LoadSpec.closed(n_clients, 800, 120, 3000), records=True)
     assert r.request_throughput * r.latency.mean / 1e3 == pytest.approx(n_clients, rel=0.02)
     # and directly: requests in flight never exceed the clients
@@ -51,7 +51,7 @@ def test_littles_law_closed_loop(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_tokens_are_conserved(backend):
-    r = simulate(MODEL, SimDeployment.aggregated(backend, TP2, replicas=3),
+    r = simulate(MODEL, Deployment.aggregated(backend, TP2, replicas=3),
                  LoadSpec.closed(24, LoadSpec.closed(1, 1, 1, 1).isl.of(600, 0.5), LoadSpec.closed(1, 1, 1, 1).osl.of(80, 0.5), 500),
                  seed=3, records=True)
     f = r.records.to_frame()
@@ -63,7 +63,7 @@ def test_tokens_are_conserved(backend):
 
 def test_disagg_ttft_includes_the_kv_transfer():
     isl, osl = 3000, 40
-    dep = SimDeployment(Backend.TRTLLM, prefill=Pool(TP2, 1), decode=Pool(TP2, 1))
+    dep = Deployment(Backend.TRTLLM, prefill=Pool(TP2, 1), decode=Pool(TP2, 1))
     r = simulate(RoleSteps(MODEL, MODEL), dep, LoadSpec.closed(1, isl, osl, 10))
     transfer = float(MODEL.kv_transfer_ms(isl, TP2, False))
     assert transfer > 40.0
@@ -76,14 +76,14 @@ def test_disagg_decode_tpot_is_free_of_prefill_interference():
     """A decode pool never runs prompts, so at load its TPOT stays at the decode step while the
     aggregated engine's TPOT carries the prefill chunks mixed into its steps."""
     load = LoadSpec.closed(16, 3000, 200, 400)
-    agg = simulate(MODEL, SimDeployment.aggregated(Backend.VLLM, TP2, replicas=2), load)
-    dis = simulate(RoleSteps(MODEL, MODEL), SimDeployment(Backend.VLLM, prefill=Pool(TP2, 1), decode=Pool(TP2, 1)), load)
+    agg = simulate(MODEL, Deployment.aggregated(Backend.VLLM, TP2, replicas=2), load)
+    dis = simulate(RoleSteps(MODEL, MODEL), Deployment(Backend.VLLM, prefill=Pool(TP2, 1), decode=Pool(TP2, 1)), load)
     assert dis.tpot.p50 < agg.tpot.p50
     assert dis.tpot.p50 == pytest.approx(float(MODEL.decode_ms(16, 3100)), rel=0.1)
 
 
 def test_open_loop_below_capacity_has_no_queueing_and_above_it_queues():
-    dep = SimDeployment.aggregated(Backend.VLLM, TP2)
+    dep = Deployment.aggregated(Backend.VLLM, TP2)
     prefill = float(MODEL.prefill_ms(1, 1000, 0))
     light = simulate(MODEL, dep, LoadSpec.open(0.2, 1000, 20, 200), seed=1)
     assert light.ttft.p50 < 1.5 * prefill
@@ -105,7 +105,7 @@ def test_frontend_overhead_delays_first_token_not_tokens_after_it():
         resolved = Resolved(100.0)
 
     fe = WithFrontend(**{k: getattr(MODEL, k) for k in MODEL.__dataclass_fields__})
-    dep = SimDeployment.aggregated(Backend.VLLM, TP2)
+    dep = Deployment.aggregated(Backend.VLLM, TP2)
     base = simulate(MODEL, dep, LoadSpec.closed(1, 1000, 50, 10))
     slow = simulate(fe, dep, LoadSpec.closed(1, 1000, 50, 10))
     assert slow.ttft.mean == pytest.approx(base.ttft.mean + 100.0, rel=1e-9)
@@ -118,7 +118,7 @@ def test_frontend_overhead_delays_first_token_not_tokens_after_it():
 def test_warmup_requests_are_sent_first_and_left_out_of_the_metrics():
     """aiperf --warmup-request-count: the closed loop's opening wave (every client at once) is
     absorbed by the warm-up, so the measured TTFT is the steady state's."""
-    dep = SimDeployment.aggregated(Backend.VLLM, TP2)
+    dep = Deployment.aggregated(Backend.VLLM, TP2)
     cold = simulate(MODEL, dep, LoadSpec.closed(32, 2000, 100, 320), records=True)
     warm = simulate(MODEL, dep, LoadSpec.closed(32, 2000, 100, 320, warmup=64), records=True)
     f = warm.records.to_frame()
@@ -143,7 +143,7 @@ def test_speculative_decoding_emits_tokens_per_step_per_request():
 
     m = AnalyticStepModel(step_fixed_ms=10.0, decode_ms_per_request=0.0, decode_ms_per_kv_token=0.0)
     spec = Speculative(step_fixed_ms=10.0, decode_ms_per_request=0.0, decode_ms_per_kv_token=0.0)
-    dep = SimDeployment.aggregated(Backend.VLLM, TP2)
+    dep = Deployment.aggregated(Backend.VLLM, TP2)
     plain = simulate(m, dep, LoadSpec.closed(1, 500, 101, 4))
     fast = simulate(spec, dep, LoadSpec.closed(1, 500, 101, 4))
     assert plain.tpot.mean == pytest.approx(10.0, rel=1e-9)

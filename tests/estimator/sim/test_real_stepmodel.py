@@ -9,7 +9,7 @@ import pytest
 from estimator.engine import EngineConfig
 from estimator.models import load_model
 from estimator.parallel import ParallelConfig
-from estimator.sim import LoadSpec, Pool, RoleSteps, SimDeployment, simulate
+from estimator.sim import Deployment, LoadSpec, Pool, RoleSteps, simulate
 from estimator.steps import StepModel
 from perfdb.lookup import PerfDB
 from perfdb.specs import load_system
@@ -26,7 +26,7 @@ def step_model(tiny_db):
 
 def test_concurrency_one_matches_the_step_model(step_model):
     isl, osl = 2000, 64
-    r = simulate(step_model, SimDeployment.aggregated(Backend.TRTLLM, TP2), LoadSpec.closed(1, isl, osl, 8))
+    r = simulate(step_model, Deployment.aggregated(Backend.TRTLLM, TP2), LoadSpec.closed(1, isl, osl, 8))
     frontend = step_model.resolved.ttft_overhead_ms   # per-request time outside the engine's steps
     assert r.ttft.p50 == pytest.approx(float(step_model.prefill_ms(1, isl, 0)) + frontend, rel=1e-9)
     expected = float(step_model.decode_ms(1, isl + np.arange(osl - 1)).mean())
@@ -34,7 +34,7 @@ def test_concurrency_one_matches_the_step_model(step_model):
 
 
 def test_load_raises_ttft_and_throughput(step_model):
-    dep = SimDeployment.aggregated(Backend.TRTLLM, TP2, replicas=4)
+    dep = Deployment.aggregated(Backend.TRTLLM, TP2, replicas=4)
     low = simulate(step_model, dep, LoadSpec.closed(4, 2000, 200, 200))
     high = simulate(step_model, dep, LoadSpec.closed(128, 2000, 200, 2000))
     assert high.ttft.mean > low.ttft.mean and high.tpot.mean > low.tpot.mean
@@ -43,7 +43,7 @@ def test_load_raises_ttft_and_throughput(step_model):
 
 
 def test_disagg_on_the_real_model(step_model):
-    dep = SimDeployment(Backend.TRTLLM, prefill=Pool(TP2, 1), decode=Pool(TP2, 1))
+    dep = Deployment(Backend.TRTLLM, prefill=Pool(TP2, 1), decode=Pool(TP2, 1))
     r = simulate(RoleSteps(step_model, step_model), dep, LoadSpec.closed(1, 1000, 20, 4))
     expected = (float(step_model.prefill_ms(1, 1000, 0)) + float(step_model.kv_transfer_ms(1000, TP2, False))
                 + step_model.resolved.ttft_overhead_ms)
@@ -51,7 +51,7 @@ def test_disagg_on_the_real_model(step_model):
 
 
 def test_ten_thousand_requests_on_eight_gpus_is_fast(step_model):
-    dep = SimDeployment.aggregated(Backend.TRTLLM, TP2, replicas=4)
+    dep = Deployment.aggregated(Backend.TRTLLM, TP2, replicas=4)
     t0 = time.process_time()   # CPU time: wall time on a shared CI runner measures the neighbours
     r = simulate(step_model, dep, LoadSpec.closed(256, 4000, 500, 10_000), seed=0)
     cpu = time.process_time() - t0

@@ -1,0 +1,173 @@
+"""One deployment, one description: roles, workers, parallelism per role, the KV path, engine flags.
+
+The estimator, the simulator, the search and calibration all take `Deployment`; two functions build
+it, `from_row` (a measured run) and `Deployment.disaggregated` / `Deployment.aggregated` (a plan
+candidate, a CLI flag set), and no module re-derives a layout rule:
+
+- `within_domain(parallel, system)`: the run tables' `tp` counts every GPU of a multi-node replica, but
+  the engines' multi-node recipes never stretch a tensor-parallel group over the network; beyond one
+  NVLink domain attention runs data-parallel across domains with TP inside each.
+- `kv_same_node(...)`: a disaggregated deployment is `groups` copies of an xPyD group (x prefill and y
+  decode workers behind one router). Deployment tools place a group's workers together, so the KV
+  cache moves over NVLink when the whole group fits one NVLink domain, and over the inter-node
+  network otherwise (one path per group: a group that spans domains sends most of its pairs' KV over
+  the network, and the model takes the network for all of them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from estimator.parallel import ParallelConfig
+from perfdb.errors import InputError
+from perfdb.specs import SystemSpec
+from perfdb.types import Backend, Transport
+
+if TYPE_CHECKING:
+    from estimator.runs import RunRow
+
+
+class Mode(str, Enum):
+    AGG = "agg"
+    DISAGG = "disagg"
+
+
+class RoutePolicy(str, Enum):
+    """How a pool's router picks a worker for a new request."""
+
+    ROUND_ROBIN = "round_robin"
+    LEAST_LOADED = "least_loaded"   # fewest requests waiting + in flight; ties to the lowest index
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Identical workers (engine instances) of one role.
+
+    `max_batch` / `max_num_tokens` None = the backend's documented default (estimator.engines).
+    """
+
+    parallel: ParallelConfig
+    workers: int = 1
+    max_batch: int | None = None        # max requests in flight per worker (max_num_seqs / max_batch_size / max_running_requests)
+    max_num_tokens: int | None = None   # tokens per engine step (max_num_batched_tokens / max_num_tokens / chunked_prefill_size)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise InputError(f"a pool needs >= 1 worker, got {self.workers}")
+
+    @property
+    def num_gpus(self) -> int:
+        return self.workers * self.parallel.num_gpus
+
+
+def kv_same_node(domain_gpus: int, prefill_gpus: int, p_workers, decode_gpus: int, d_workers):
+    """True where an xPyD group of `p_workers` prefill workers of `prefill_gpus` GPUs and `d_workers`
+    decode workers of `decode_gpus` GPUs fits one NVLink domain (its KV moves over NVLink); worker
+    counts may be arrays (the result broadcasts)."""
+    group = np.asarray(p_workers) * prefill_gpus + np.asarray(d_workers) * decode_gpus
+    out = group <= domain_gpus
+    return bool(out) if np.ndim(out) == 0 else out
+
+
+def within_domain(par: ParallelConfig, system: SystemSpec) -> ParallelConfig:
+    """A run table's layout as the engines run it: TP capped at one NVLink domain (attention DP across
+    domains, the experts keeping the recorded EP split)."""
+    dom = system.nvlink_domain_gpus
+    if par.tp <= dom or par.tp % dom:
+        return par
+    gpus = par.tp * par.attn_dp
+    moe_tp = gpus // par.moe_ep if par.moe_ep > 1 and gpus % par.moe_ep == 0 else gpus
+    return ParallelConfig(tp=dom, pp=par.pp, attn_dp=gpus // dom, moe_tp=moe_tp,
+                          moe_ep=par.moe_ep if moe_tp != gpus else 1)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """`agg` replicas, or `groups` copies of an xPyD group whose prefill pool feeds its decode pool
+    (the pools count the workers of every group). `kv_path`: how the KV cache moves from a prefill to
+    a decode worker (decided per group by `disaggregated`)."""
+
+    backend: Backend
+    agg: Pool | None = None
+    prefill: Pool | None = None
+    decode: Pool | None = None
+    router: RoutePolicy = RoutePolicy.LEAST_LOADED
+    kv_path: Transport = Transport.NETWORK
+    groups: int = 1
+    label: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.agg is not None and (self.prefill is not None or self.decode is not None):
+            raise InputError("a deployment is either aggregated (agg pool) or disaggregated (prefill + decode pools)")
+        if self.agg is None and (self.prefill is None or self.decode is None):
+            raise InputError("a disaggregated deployment needs both a prefill and a decode pool")
+        if self.groups < 1:
+            raise InputError(f"a deployment needs >= 1 xPyD group, got {self.groups}")
+
+    @property
+    def mode(self) -> Mode:
+        return Mode.AGG if self.agg is not None else Mode.DISAGG
+
+    @property
+    def same_node(self) -> bool:
+        return self.kv_path == Transport.NVLINK
+
+    @property
+    def num_gpus(self) -> int:
+        if self.agg is not None:
+            return self.agg.num_gpus
+        return self.prefill.num_gpus + self.decode.num_gpus
+
+    @property
+    def unit_gpus(self) -> int:
+        """GPUs of one agg replica or one xPyD group: what calibration features and invariance see."""
+        if self.agg is not None:
+            return self.agg.parallel.num_gpus
+        return self.num_gpus // self.groups
+
+    @property
+    def units(self) -> int:
+        """Agg replicas, or xPyD groups."""
+        return self.agg.workers if self.agg is not None else self.groups
+
+    @staticmethod
+    def aggregated(backend: Backend, parallel: ParallelConfig, replicas: int = 1, **kw) -> "Deployment":
+        return Deployment(backend, agg=Pool(parallel, replicas, kw.pop("max_batch", None),
+                                            kw.pop("max_num_tokens", None)), **kw)
+
+    @staticmethod
+    def disaggregated(backend: Backend, prefill: Pool, decode: Pool, domain_gpus: int, groups: int = 1,
+                      **kw) -> "Deployment":
+        """`groups` copies of an xPyD group; `prefill` / `decode` count every group's workers. The KV
+        path is NVLink when one group fits one NVLink domain of `domain_gpus` GPUs."""
+        if prefill.workers % groups or decode.workers % groups:
+            raise InputError(f"{prefill.workers} prefill and {decode.workers} decode workers do not split "
+                             f"into {groups} equal xPyD groups")
+        same = kv_same_node(domain_gpus, prefill.parallel.num_gpus, prefill.workers // groups,
+                            decode.parallel.num_gpus, decode.workers // groups)
+        kw.setdefault("kv_path", Transport.NVLINK if same else Transport.NETWORK)
+        return Deployment(backend, prefill=prefill, decode=decode, groups=groups, **kw)
+
+
+def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
+             d_workers: int | None = None) -> Deployment:
+    """The deployment a measured run describes: its layouts within an NVLink domain, its worker counts
+    (or, where the table omits them, the counts the caller derived by the estimator's rules), one agg
+    replica or one xPyD group."""
+    backend = Backend(row.backend)
+    if row.mode != "disagg":
+        if row.agg is None:
+            raise InputError(f"run {row.id}: an agg row needs its tp_size")
+        return Deployment(backend, agg=Pool(within_domain(row.agg.parallel, system), row.agg.workers or 1))
+    if row.prefill is None or row.decode is None:
+        raise InputError(f"run {row.id}: a disagg row needs prefill_tp_size and decode_tp_size")
+    p = row.prefill.workers or p_workers
+    d = row.decode.workers or d_workers
+    if p is None or d is None:
+        raise InputError(f"run {row.id} does not record its worker counts and none were derived")
+    return Deployment.disaggregated(backend, Pool(within_domain(row.prefill.parallel, system), int(p)),
+                                    Pool(within_domain(row.decode.parallel, system), int(d)),
+                                    system.nvlink_domain_gpus)

@@ -1,0 +1,77 @@
+"""SGLang. Read from SGLang 0.5.x sources; fitted values from e2e_train_silicon.csv."""
+from __future__ import annotations
+
+from estimator.engines import register
+from estimator.engines.profile import EngineProfile, KvHandoff, SchedulerRules
+from perfdb.specs import SystemSpec
+from perfdb.types import Backend
+
+FIT = "fit on ../shared/data/e2e_train_silicon.csv"
+
+# `--mem-fraction-static` is the share of total memory for weights + KV pool. Its default
+# (sglang/srt/server_args.py `_handle_gpu_memory_settings`, 0.5.x) reserves, in MiB, 512 + 1.5 per
+# token of `--chunked-prefill-size` (activations) + 2 per captured CUDA-graph batch size + 1024 per 8
+# GPUs of tp*pp (+3 per graph batch per DP rank with DP attention, 4.5 above 300), at least 10 GiB on GPUs
+# above 60 GiB, and takes fraction = 1 - reserved / GPU memory. Chunk 8192 and graph batch 256 (tp < 4)
+# or 512 on GPUs below 160 GiB (H100/H200), chunk 16384 and graph batch 512 above (B200/GB200). Reserving
+# a fixed 10-13 GiB instead of the 0.4 table's 12% (tp1) leaves a tp1 Qwen3-32B on H100 a 21k-token
+# pool instead of 38k: the e2e rows of that deployment run 3-8 requests, not 16.
+SGLANG_RESERVED_BASE_MIB, SGLANG_RESERVED_PER_TOKEN_MIB, SGLANG_RESERVED_PER_GRAPH_BS_MIB = 512, 1.5, 2
+SGLANG_RESERVED_PER_8_GPUS_MIB, SGLANG_RESERVED_DP_PER_GRAPH_BS_MIB = 1024, 3
+SGLANG_RESERVED_FLOOR_MIB, SGLANG_FLOOR_ABOVE_MIB = 10 * 1024, 60 * 1024
+SGLANG_LARGE_GPU_MIB = 160 * 1024
+SGLANG_CHUNK_SMALL, SGLANG_CHUNK_LARGE = 8192, 16384
+
+
+def sglang_defaults(system: SystemSpec, tp: int, pp: int = 1, attn_dp: int = 1,
+                    chunk: int | None = None) -> tuple[float, int]:
+    """(mem_fraction_static, chunked_prefill_size) SGLang picks when not given (a given chunk size
+    changes the activation reserve)."""
+    gpu_mib = system.gpu.mem_bytes / 2**20
+    large = gpu_mib >= SGLANG_LARGE_GPU_MIB
+    chunk = chunk or (SGLANG_CHUNK_LARGE if large else SGLANG_CHUNK_SMALL)
+    graph_bs = 512 if large or tp >= 4 else 256
+    reserved = (SGLANG_RESERVED_BASE_MIB + SGLANG_RESERVED_PER_TOKEN_MIB * max(chunk, 2048)
+                + SGLANG_RESERVED_PER_GRAPH_BS_MIB * graph_bs + SGLANG_RESERVED_PER_8_GPUS_MIB * tp * pp / 8)
+    if attn_dp > 1:   # DP attention pads every rank's graphs (x1.5 more above 300 sizes)
+        reserved += SGLANG_RESERVED_DP_PER_GRAPH_BS_MIB * graph_bs * attn_dp * (1.5 if graph_bs > 300 else 1.0)
+    if gpu_mib > SGLANG_FLOOR_ABOVE_MIB:
+        reserved = max(reserved, SGLANG_RESERVED_FLOOR_MIB)
+    return round(max(gpu_mib - reserved, 0.0) / gpu_mib, 3), chunk
+
+
+PROFILE = register(EngineProfile(
+    backend=Backend.SGLANG,
+    max_num_tokens=SGLANG_CHUNK_SMALL, max_batch=4096, mem_fraction=0.0,
+    memory_rule="share of total GPU memory for weights + KV pool (mem_fraction_static)",
+    reserves_full_sequence=False, step_overhead_ms=1.4, ttft_overhead_ms=91.0,
+    fuses_allreduce_norm=True, overlaps_shared_experts=True, group_wait_weight=0.0,
+    # new_token_ratio starts at 0.7 and decays towards ~0.1 while nothing is retracted; 0.3 is a mid-run
+    # value (a modelling choice, not fitted)
+    scheduler=SchedulerRules(mixes_decode=False, reserve_output=0.3, chunked=True),
+    handoff=KvHandoff(frontend_hops=0, connector="Mooncake / NIXL (bootstrap server)"),
+    spec_acceptance=0.85,
+    layout_defaults=sglang_defaults,
+    provenance={
+        "max_num_tokens": "sglang/srt/server_args.py: chunked_prefill_size 8192 (16384 on GPUs >= 160 GiB)",
+        "max_batch": "sglang/srt/server_args.py: max_running_requests bounded at 4096 here",
+        "mem_fraction": "sglang/srt/server_args.py _handle_gpu_memory_settings (0.5.x): computed per GPU and "
+                        "layout by sglang_defaults; 0 here means 'computed'",
+        "memory_rule": "sglang/srt/model_executor/model_runner.py: KV pool = total x mem_fraction_static - weights",
+        "reserves_full_sequence": "sglang/srt/managers/schedule_policy.py PrefillAdder: admits on prompt + "
+                                  "new_token_ratio x remaining output; retracts when short",
+        "step_overhead_ms": f"{FIT}: decode-dominated rows, small batch",
+        "ttft_overhead_ms": f"{FIT}: agg rows at concurrency <= 4 (median measured - predicted TTFT)",
+        "fuses_allreduce_norm": "sglang/srt/layers/communicator.py: fused all-reduce + residual RMSNorm",
+        "overlaps_shared_experts": "sglang/srt/models/deepseek_v2.py: shared experts on an alternate stream",
+        "group_wait_weight": f"{FIT}: grouped 5-fold CV picks 0",
+        "scheduler": "sglang/srt/managers/scheduler.py get_next_batch_to_run: a prefill batch whenever "
+                     "prompts are admissible (decodes pause), chunked at chunked_prefill_size; "
+                     "schedule_policy.py new_token_ratio",
+        "handoff": "sglang/srt/disaggregation/decode.py: the load balancer sends the request to the prefill "
+                   "and the decode server at once (bootstrap room); the decode side pre-allocates KV, polls "
+                   "the transfer every scheduler iteration and merges the request into its running batch: "
+                   "no second frontend pass",
+        "spec_acceptance": "DeepSeek-V3 technical report sec. 5.4.3: 85-90% acceptance of the MTP draft; low end",
+    },
+))

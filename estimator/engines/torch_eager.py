@@ -1,0 +1,31 @@
+"""Plain PyTorch (the collectors' reference backend): TRT-LLM's memory and batching rules, no scheduler
+of its own (not simulated)."""
+from __future__ import annotations
+
+from estimator.engines import register
+from estimator.engines.profile import EngineProfile, KvHandoff
+from perfdb.types import Backend
+
+PROFILE = register(EngineProfile(
+    backend=Backend.TORCH,
+    max_num_tokens=8192, max_batch=2048, mem_fraction=0.9,
+    memory_rule="share of the memory free after weights and activations",
+    reserves_full_sequence=True, step_overhead_ms=3.0, ttft_overhead_ms=0.0,
+    fuses_allreduce_norm=False, overlaps_shared_experts=False, group_wait_weight=0.0,
+    scheduler=None, handoff=KvHandoff(frontend_hops=0, connector="none"), spec_acceptance=0.85,
+    provenance={
+        "max_num_tokens": "TRT-LLM's default (trtllm.py), no engine of its own",
+        "max_batch": "TRT-LLM's default (trtllm.py)",
+        "mem_fraction": "TRT-LLM's default (trtllm.py)",
+        "memory_rule": "TRT-LLM's rule (trtllm.py)",
+        "reserves_full_sequence": "TRT-LLM's rule (trtllm.py)",
+        "step_overhead_ms": "eager PyTorch launch time per iteration, a modelling choice (no e2e rows)",
+        "ttft_overhead_ms": "no frontend",
+        "fuses_allreduce_norm": "plain modules, no fused kernels",
+        "overlaps_shared_experts": "plain modules, one stream",
+        "group_wait_weight": "no e2e rows: 0",
+        "scheduler": "no serving scheduler: not simulated",
+        "handoff": "no disaggregated serving",
+        "spec_acceptance": "DeepSeek-V3 technical report sec. 5.4.3 (as the engines)",
+    },
+))
