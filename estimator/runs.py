@@ -204,7 +204,8 @@ def _predict_agg(rows: list[RunRow], model, system, view) -> list[Prediction]:
     if w is None:
         return _fail(rows, "no tp_size for an agg row")
     engine = EngineConfig(Backend(rows[0].backend))
-    conc = np.array([r.concurrency or rows[0].agg.batch or 1 for r in rows], dtype=np.float64)
+    # requests in flight per replica: the run's clients spread over its replicas (estimator.deployment)
+    conc = np.array([r.concurrency or rows[0].agg.batch or 1 for r in rows], dtype=np.float64) / (w.workers or 1)
     load = Workload(isl=np.array([r.isl for r in rows], dtype=np.float64), osl=np.array([r.osl for r in rows], dtype=np.float64),
                     concurrency=conc, num_requests=conc * BENCH_REQUESTS_PER_CONCURRENCY)
     return _collect(rows, estimate(model, system, within_domain(w.parallel, system), engine, load, view))
