@@ -99,10 +99,14 @@ def agg_metrics(sm: StepModel, w: Workload) -> ServingResult:
         work = chunks * pre.ms
     first_token = chunks * pre.ms
     gain = eng.tokens_per_step                                 # tokens per request per iteration (>1: speculative)
-    arrivals = b * gain / osl                                  # new requests per decode iteration
+    # A request sees the other b - 1 (the arrival theorem of closed queueing networks, as in mean value
+    # analysis): their prefills interrupt its decode, their running iteration delays its prefill. One
+    # client alone never waits behind itself.
+    others = (b - 1.0) / b
+    arrivals = (b - 1.0) * gain / osl                          # other requests' prefills per decode iteration
     tpot = (dec.ms + arrivals * work) / gain
-    rho = arrivals * work / (tpot * gain)                      # share of time spent on prefill work
-    ttft = first_token + 0.5 * dec.ms + _mdl_wait(rho, work) + eng.ttft_overhead_ms
+    rho = arrivals * work / (tpot * gain)                      # share of time spent on others' prefill work
+    ttft = first_token + 0.5 * dec.ms * others + _mdl_wait(rho, work) + eng.ttft_overhead_ms
     cycle = ttft + (osl - 1.0) * tpot
     ttft = ttft + np.maximum(conc - b, 0.0) / b * cycle        # requests beyond the batch cap queue
     if w.num_requests is not None and eng.mixes_prefill and eng.group_wait_weight:
@@ -125,13 +129,22 @@ def agg_metrics(sm: StepModel, w: Workload) -> ServingResult:
                          osl=osl, memory=mem, breakdown=dec.ops + pre.ops, feasible=ok, reason=reason)
 
 
+def seen_share(n_total):
+    """Share of the load an arriving request sees in a closed loop of n_total clients: the other
+    n - 1 (the arrival theorem; mean value analysis)."""
+    n = np.maximum(np.asarray(n_total, dtype=np.float64), 1.0)
+    return (n - 1.0) / n
+
+
 def _solve_rate(n_total, t0, service, mu) -> np.ndarray:
-    """Closed loop: requests/ms lam with lam * (t0 + M/D/1 wait at lam/mu) = n_total (bisection)."""
+    """Closed loop: requests/ms lam with lam * (t0 + M/D/1 wait at the utilisation the other clients
+    make, seen_share x lam / mu) = n_total (bisection)."""
     lo = np.zeros_like(t0)
     hi = np.minimum(mu * RHO_MAX, n_total / t0)
+    seen = seen_share(n_total)
     for _ in range(40):
         mid = 0.5 * (lo + hi)
-        f = mid * (t0 + _mdl_wait(mid / mu, service)) - n_total
+        f = mid * (t0 + _mdl_wait(seen * mid / mu, service)) - n_total
         lo, hi = np.where(f < 0, mid, lo), np.where(f < 0, hi, mid)
     return 0.5 * (lo + hi)
 
@@ -150,9 +163,10 @@ def _solve_rate_batched(n_total, t0, p1, mu, kmax) -> np.ndarray:
     """Closed loop as `_solve_rate`, with the batching prefill worker's time (`_batched_extra`)."""
     lo = np.zeros_like(t0)
     hi = np.minimum(mu * RHO_MAX, n_total / t0)
+    seen = seen_share(n_total)
     for _ in range(40):
         mid = 0.5 * (lo + hi)
-        f = mid * (t0 + _batched_extra(mid / mu, p1, kmax)) - n_total
+        f = mid * (t0 + _batched_extra(seen * mid / mu, p1, kmax)) - n_total
         lo, hi = np.where(f < 0, mid, lo), np.where(f < 0, hi, mid)
     return 0.5 * (lo + hi)
 
@@ -183,10 +197,12 @@ def disagg_metrics(sp: StepModel, sd: StepModel, prefill: "WorkerSpec", decode: 
 
     tpot = dec.ms / sd.resolved.tokens_per_step
     n_total = conc * d_workers
+    # the decode worker's running iteration delays the hand-off only when others are decoding
+    dec_wait = 0.5 * dec.ms * (b - 1.0) / b
     p_workers = np.asarray(prefill.workers, dtype=np.float64) if prefill.workers is not None else \
-        prefill_workers_needed(n_total / (pre.ms + path_xfer(1.0) + 0.5 * dec.ms + (osl - 1.0) * tpot), pre.ms, pb)
+        prefill_workers_needed(n_total / (pre.ms + path_xfer(1.0) + dec_wait + (osl - 1.0) * tpot), pre.ms, pb)
     xfer = path_xfer(p_workers)
-    t0 = pre.ms + xfer + 0.5 * dec.ms + (osl - 1.0) * tpot     # a request's time with no queueing
+    t0 = pre.ms + xfer + dec_wait + (osl - 1.0) * tpot         # a request's time with no queueing
     mu = p_workers * pb / pre.ms                               # prefill capacity, requests per ms
     if prefill.batch is None:   # the engine batches what queued, up to its token budget
         kmax = np.maximum(1.0, np.floor(sp.resolved.max_num_tokens / new))

@@ -6,13 +6,15 @@ budget. The serving arithmetic is the estimator's (estimator/serving.py `disagg_
 closed form over every (prefill, decode, x, y) at once instead of by bisection per point:
 
     N   = y * b_d                       requests in flight per group (decode batch b_d per worker)
-    t0  = t_p + t_kv + t_d / 2 + (osl - 1) t_d     a request's time without queueing
+    t0  = t_p + t_kv + s_d t_d / 2 + (osl - 1) t_d     a request's time without queueing (s_d = (b_d - 1) / b_d:
+                                        the decode worker's running iteration, when others decode)
     mu  = x * b_p / t_p                 prefill capacity, requests per ms
-    lam * (t0 + W(lam / mu)) = N        closed loop, W the M/D/1 wait with service t_p
+    lam * (t0 + W(s lam / mu)) = N      closed loop, W the M/D/1 wait with service t_p at the load the
+                                        other N - 1 clients make (s = (N - 1) / N, the arrival theorem)
     lam <= min(RHO_MAX * mu, N / t0)
     TTFT += (burst - TTFT)+ / 10        the benchmark's opening burst, as in disagg_metrics
 
-With rho = lam / mu the loop equation is the quadratic mu (t_p - 2 t0) rho^2 + 2 (mu t0 + N) rho - 2N = 0
+With rho = lam / mu the loop equation is the quadratic mu s (t_p - 2 t0) rho^2 + 2 (mu t0 + s N) rho - 2N = 0
 (its smaller positive root). TTFT = N / lam - (osl - 1) t_d + the engine's TTFT overhead, TPOT =
 t_d, request latency = TTFT + (osl - 1) t_d and the served rate N / latency; tokens/s/GPU counts
 copies * rate * osl over the whole budget. tests/search/test_disagg.py pins equality with
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from estimator.deployment import kv_same_node
-from estimator.serving import RHO_MAX  # the estimator's queue utilisation cap
+from estimator.serving import RHO_MAX, seen_share  # the estimator's queue cap and arrival theorem
 from estimator.workload import BENCH_REQUESTS_PER_CONCURRENCY
 from search.pareto import frontier
 from search.points import MODES, PointTable
@@ -153,9 +155,12 @@ def _attr(cfgs: list, attr: str) -> np.ndarray:
 
 
 def closed_loop_rate(n, t0, service, mu):
-    """Requests per ms of the closed loop (see the module docstring); arrays broadcast."""
-    a = mu * (service - 2.0 * t0)
-    b = 2.0 * (mu * t0 + n)
+    """Requests per ms of the closed loop (see the module docstring); arrays broadcast. A request sees
+    the utilisation the other n - 1 clients make (estimator.serving.seen_share): with s = (n - 1) / n
+    the loop is mu s (t_p - 2 t0) rho^2 + 2 (mu t0 + s N) rho - 2N = 0."""
+    s = seen_share(n)
+    a = mu * s * (service - 2.0 * t0)
+    b = 2.0 * (mu * t0 + s * n)
     c = -2.0 * n
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = 2.0 * c / (-b - np.sqrt(np.maximum(b * b - 4.0 * a * c, 0.0)))
@@ -173,7 +178,8 @@ def _compose_group(prefill, decode, pi, di, x, y, kv_ms, wl, backend_code, prefi
     shape = (P, D, W)
     tp = prefill.step_ms[pi][:, None, None]
     td = decode.step_ms[di][None, :, None]
-    t0 = tp + kv + 0.5 * td + (wl.osl - 1) * td
+    bd = decode.batch[di][None, :, None]
+    t0 = tp + kv + 0.5 * td * (bd - 1.0) / bd + (wl.osl - 1) * td   # the decode boundary wait: others decoding
     mu = x[None, None, :] * prefill.batch[pi][:, None, None] / tp
     n = decode.batch[di][None, :, None] * y[None, None, :]
     lam = closed_loop_rate(n, t0, tp, mu)

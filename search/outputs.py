@@ -98,7 +98,17 @@ def summary(result: PlanResult, written: dict) -> dict:
         "top": {m.value: [_cand(c, written.get(c.row), calibrated_fields(result, c)) for c in cs]
                 for m, cs in result.top.items()},
         "calibration": {b.value: cal.id for b, cal in result.calibrations.items()} or None,
+        "simulated": {str(row): _sim(s) for row, s in result.sims.items()} or None,   # search.decide's replays
+        "why": result.why or None,
     }
+
+
+def _sim(s) -> dict:
+    d = {"ttft_ms": round(s.ttft_ms, 3), "tpot_ms": round(s.tpot_ms, 4), "statistic": s.statistic,
+         "tokens_per_s_per_gpu": round(s.tokens_per_s_per_gpu, 3), "meets_sla": s.meets_sla, "calibrated": s.calibrated}
+    if s.parts is not None:
+        d["ttft_parts_ms"] = {k: round(v, 3) for k, v in asdict(s.parts).items()}
+    return d
 
 
 def pareto_data(result: PlanResult) -> ParetoData:

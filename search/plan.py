@@ -46,6 +46,11 @@ class PlanResult:
     frontier_all: dict                 # Mode -> row indices of the frontier ignoring the SLA
     diagnosis: Diagnosis | None        # set when nothing meets the SLA
     calibrations: dict = field(default_factory=dict)   # Backend -> Calibration applied (empty: uncalibrated)
+    # set by search.decide: the replays that ranked the modes, the rows they failed, the static pick
+    sims: dict = field(default_factory=dict)            # points row -> SimCheck
+    rejected: tuple = ()
+    static_winner: Candidate | None = None
+    why: str = ""                                      # one line: why the winning mode wins under load
 
     @property
     def points_evaluated(self) -> int:

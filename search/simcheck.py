@@ -2,8 +2,8 @@
 
 The static estimate is a steady-state average; the simulator replays a closed-loop benchmark
 (aiperf --concurrency) request by request with the engine's scheduler, so it shows the queueing
-and batching effects the average hides. Results sit beside the static TTFT/TPOT; they do not
-re-rank (the simulator is slower and stochastic). Uncalibrated, medians are reported: a short
+and batching effects the average hides. search.decide ranks and filters each mode's near-frontier
+candidates on these results (the static TTFT/TPOT stay beside them). Uncalibrated, medians are reported: a short
 closed-loop run starts with every client's request at once, and that opening wave (which aiperf's
 warm-up requests absorb) would dominate the means. When the database holds a `--base simulate`
 calibration for the system/backend (the bundled one ships one), the replay follows the protocol it
@@ -24,7 +24,7 @@ from estimator.sim.runs import RUN_MAX_REQUESTS, RUN_REQUESTS_PER_CLIENT
 from perfdb.lookup import PerfDB
 from perfdb.types import Backend
 from search.plan import PlanResult
-from search.types import Candidate, Mode, SimCheck
+from search.types import Candidate, Mode, SimCheck, SlaAt
 
 SIM_REQUESTS_PER_CLIENT = 4   # requests each closed-loop client sends (after the first wave's warm-up)
 SIM_MIN_REQUESTS = 64
@@ -68,14 +68,24 @@ def simulate_candidate(result: PlanResult, c: Candidate, db: PerfDB, seed: int =
     else:
         n = min(RUN_MAX_REQUESTS, max(SIM_MIN_REQUESTS, RUN_REQUESTS_PER_CLIENT * conc))   # as it was fitted
     r = simulate(steps, dep, LoadSpec.closed(conc, req.isl, req.osl, n), seed=seed)
+    tps = r.output_tokens_per_s_per_gpu * c.gpus_used / c.total_gpus   # idle GPUs of the budget count
+    hi = (None, None)
     if cal is None:
         ttft, tpot, stat = r.ttft.p50, r.tpot.p50, "p50"
     else:   # the simulated clients; calibrate_sweep takes the fit's feature per replica / xPyD group
         (p,) = calibrate_sweep([r], [conc], cal, dep, result.system.name, c.version, req.isl,
                                req.osl, req.model)
         ttft, tpot, stat = p.ttft_ms, p.tpot_ms, p.statistic
-    ok = ttft <= req.sla.ttft_ms and tpot <= req.sla.tpot_ms
-    return SimCheck(row=c.row, ttft_ms=ttft, tpot_ms=tpot, meets_sla=ok, statistic=stat, calibrated=cal is not None)
+        # a closed loop at fixed concurrency: throughput scales inversely with the request latency
+        tps *= (r.ttft.mean + (req.osl - 1) * r.tpot.mean) / (ttft + (req.osl - 1) * tpot)
+        hi = tuple(None if iv is None else float(iv.hi) for iv in (p.ttft, p.tpot))
+    at_upper = req.sla.at == SlaAt.UPPER and hi[0] is not None
+    t_ttft, t_tpot = (hi[0], hi[1] if hi[1] is not None else tpot) if at_upper else (ttft, tpot)
+    ok = t_ttft <= req.sla.ttft_ms and t_tpot <= req.sla.tpot_ms
+    if req.sla.request_latency_ms is not None:
+        ok = ok and t_ttft + (req.osl - 1) * t_tpot <= req.sla.request_latency_ms
+    return SimCheck(row=c.row, ttft_ms=ttft, tpot_ms=tpot, meets_sla=ok, statistic=stat, calibrated=cal is not None,
+                    tokens_per_s_per_gpu=tps, ttft_hi_ms=hi[0], tpot_hi_ms=hi[1], parts=r.ttft_parts)
 
 
 def sim_calibration(result: PlanResult, backend: Backend) -> Calibration | None:

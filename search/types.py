@@ -155,3 +155,7 @@ class SimCheck:
     meets_sla: bool
     statistic: str = "p50"       # the client statistic shown: p50 raw, or the calibration's (mean)
     calibrated: bool = False     # corrected by a `--base simulate` calibration
+    tokens_per_s_per_gpu: float = float("nan")   # simulated output tokens/s over every GPU of the budget
+    ttft_hi_ms: float | None = None   # upper end of the calibration's interval (what --sla-at upper checks)
+    tpot_hi_ms: float | None = None
+    parts: object = None         # estimator.sim.metrics.TtftParts of the raw simulated mean TTFT

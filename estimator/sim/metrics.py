@@ -62,7 +62,7 @@ class TtftParts:
     def shares(self) -> str:
         parts = (("prefill", self.prefill_ms), ("queue", self.queue_ms), ("KV transfer", self.kv_transfer_ms),
                  ("overhead", self.overhead_ms))
-        return ", ".join(f"{name} {ms:.0f}" for name, ms in parts)
+        return ", ".join(f"{name} {ms:.0f}" for name, ms in parts if name != "KV transfer" or ms > 0)
 
 
 @dataclass(frozen=True)

@@ -73,9 +73,8 @@ def _run(a: dict) -> int:
     out = _save_dir(a["save_dir"])   # before the search: a bad --save-dir fails at once
     db = PerfDB(a["db"])
     result = plan(req, db)
-    sims_job = None
-    if a["simulate"] and result.winner is not None:   # replays (~0.1 s) in a child, on the other core
-        sims_job = _Forked(lambda: _simulate_top(result, db))
+    if a["simulate"] and result.winner is not None:   # the simulator decides (search.decide)
+        result = _decide_on_load(result, db)
     points_files = None
     if out is not None:   # points.parquet/.csv (0.1-0.2 s for 56k rows, GIL released) on a thread
         points_files = _Background(result.points.write, out)
@@ -94,16 +93,13 @@ def _run(a: dict) -> int:
                 raise DataError(f"writing {out / 'pareto.png'} failed: {exc}") from None
         import rich.console  # noqa: F401  (imported while the child simulates: render needs it next)
         import rich.table  # noqa: F401
-    except BaseException:   # the first failure is the one reported; the helpers are only waited for
+    except BaseException:   # the first failure is the one reported; the helper is only waited for
         if points_files is not None:
             points_files.thread.join()
-        if sims_job is not None:
-            sims_job.discard()
         raise
     if points_files is not None:
         points_files.result()
-    sims = sims_job.result() if sims_job is not None else None
-    render(result, sims, a["save_dir"], written)
+    render(result, result.sims if a["simulate"] else None, a["save_dir"], written)
     return 0 if result.winner is not None else 1
 
 
@@ -120,10 +116,23 @@ def _save_dir(path: str | None) -> Path | None:
     return out
 
 
-def _simulate_top(result, db):
-    from search.simcheck import simulate_top  # the simulator is imported in the child only
+def _decide_on_load(result, db):
+    """search.decide with the disagg replays in a forked child while this process replays agg (two
+    cores, each mode's replays independent), then the ranking on the simulated numbers."""
+    from search.decide import rank_on_load, replay
+    from search.types import Mode
 
-    return simulate_top(result, db)
+    modes = [m for m, cands in result.top.items() if cands]
+    child = _Forked(lambda: replay(result, db, (Mode.DISAGG,))) if Mode.DISAGG in modes and len(modes) > 1 else None
+    try:
+        sims = replay(result, db, tuple(m for m in modes if child is None or m != Mode.DISAGG))
+    except BaseException:
+        if child is not None:
+            child.discard()
+        raise
+    if child is not None:
+        sims.update(child.result())
+    return rank_on_load(result, sims)
 
 
 class _Forked:
@@ -257,7 +266,8 @@ def _row(table, rank: int, c, sim=None, cals=None, model: tuple[str, str] | None
         cells.append(_interval_text(c, cals, model))
     if sim is not None:
         got = sim.get(c.row)
-        cells.append("-" if got is None else f"{got.ttft_ms:.0f} / {got.tpot_ms:.2f}" + ("" if got.meets_sla else " (misses)"))
+        cells.append("-" if got is None else f"{got.ttft_ms:.0f} / {got.tpot_ms:.2f} / {got.tokens_per_s_per_gpu:.1f}"
+                     + ("" if got.meets_sla else " (misses)"))
     table.add_row(*cells)
 
 
@@ -295,8 +305,8 @@ def _table(title: str, cands, sims, cals=None, model: tuple[str, str] | None = N
         t.add_column(f"{_coverage(cals):.0%} interval TTFT / TPOT ms")
     if sims is not None:
         calibrated = any(x.calibrated for x in sims.values())
-        t.add_column("sim TTFT / TPOT (calibrated mean)" if calibrated else
-                     "sim p50 TTFT / TPOT" + (" (uncalibrated)" if cals else ""))
+        t.add_column("sim TTFT / TPOT / tok/s/GPU (calibrated mean)" if calibrated else
+                     "sim p50 TTFT / TPOT / tok/s/GPU" + (" (uncalibrated)" if cals else ""))
     for i, c in enumerate(cands, 1):
         _row(t, i, c, sims, cals, model)
     return t
@@ -344,14 +354,36 @@ def render(result, sims, save_dir, written) -> None:
     if result.winner is None:
         _render_miss(con, result)
     else:
-        w = result.winner
-        extra = f", {result.speedup:.2f}x the best {'disagg' if w.mode.value == 'agg' else 'agg'}" if result.speedup else ""
-        con.print(f"[bold green]winner[/]: {w.mode.value} {w.backend.value} {w.label()} - "
-                  f"{w.metrics.tokens_per_s_per_gpu:.1f} tok/s/GPU at {w.metrics.tokens_per_s_per_user:.1f} tok/s/user, "
-                  f"concurrency {w.metrics.concurrency:.0f}{extra}")
+        _render_winner(con, result)
     if save_dir is not None:
         con.print(f"wrote {save_dir}/points.parquet, points.csv, pareto.png, plan.json and "
                   f"{len(written or {})} artifact directories under {save_dir}/top/")
+
+
+def _render_winner(con, result) -> None:
+    from search.decide import static_label
+
+    w, sims = result.winner, result.sims
+    other = "disagg" if w.mode.value == "agg" else "agg"
+    extra = f", {result.speedup:.2f}x the best {other}" if result.speedup else ""
+    sim = sims.get(w.row)
+    if sim is None:   # --no-simulate: the static ranking decided
+        con.print(f"[bold green]winner[/]: {w.mode.value} {w.backend.value} {w.label()} - "
+                  f"{w.metrics.tokens_per_s_per_gpu:.1f} tok/s/GPU at {w.metrics.tokens_per_s_per_user:.1f} tok/s/user, "
+                  f"concurrency {w.metrics.concurrency:.0f}{extra} (static estimate; no simulation)")
+        return
+    con.print(f"[bold green]winner[/] (simulated at its load): {w.mode.value} {w.backend.value} {w.label()} - "
+              f"{sim.tokens_per_s_per_gpu:.1f} tok/s/GPU, TTFT {sim.ttft_ms:,.0f} ms, TPOT {sim.tpot_ms:.2f} ms "
+              f"({sim.statistic}), concurrency {w.metrics.concurrency:.0f}{extra}; {static_label(w)}")
+    for mode, cands in result.top.items():
+        s = sims.get(cands[0].row) if cands else None
+        if s is not None and s.parts is not None:
+            con.print(f"  {mode.value} pick {cands[0].label()}: raw simulated mean TTFT = {s.parts.shares()} ms")
+    sw = result.static_winner
+    if sw is not None and sw.row != w.row:
+        con.print(f"  the static estimate alone would have picked {sw.mode.value} {sw.label()} ({static_label(sw)})")
+    if result.why:
+        con.print(f"[bold]why[/]: {result.why}")
 
 
 def _render_miss(con, result) -> None:

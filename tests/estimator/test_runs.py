@@ -113,20 +113,6 @@ def test_cli_single_and_errors(tiny_db):
     assert bad.returncode != 0 and "not divisible by tp=3" in bad.stdout + bad.stderr
 
 
-def test_tp_beyond_one_nvlink_domain_is_read_as_attention_dp():
-    from estimator.deployment import within_domain as _within_domain
-    from estimator.parallel import ParallelConfig
-    from perfdb.specs import load_system
-
-    b200, gb200 = load_system("b200_sxm"), load_system("gb200")
-    assert _within_domain(ParallelConfig(tp=16, moe_ep=4), b200) == ParallelConfig(tp=8, attn_dp=2, moe_tp=4, moe_ep=4)
-    assert _within_domain(ParallelConfig(tp=64, moe_ep=64), b200) == ParallelConfig(tp=8, attn_dp=8, moe_tp=1, moe_ep=64)
-    assert _within_domain(ParallelConfig(tp=16), b200) == ParallelConfig(tp=8, attn_dp=2, moe_tp=16)   # dense / unset split
-    for par, sys_ in ((ParallelConfig(tp=8, moe_ep=8), b200), (ParallelConfig(tp=16, moe_ep=4), gb200),
-                      (ParallelConfig(tp=12), b200)):
-        assert _within_domain(par, sys_) == par          # inside the domain, or not a whole number of domains
-
-
 def test_header_only_run_table_is_an_error_not_an_empty_prediction(tmp_path):
     from estimator.runs import read_runs
     from perfdb.errors import DataError

@@ -6,7 +6,7 @@ from estimator.engine import EngineConfig
 from estimator.estimate import WorkerSpec, estimate_disagg
 from estimator.models import load_model
 from estimator.parallel import ParallelConfig
-from estimator.serving import RHO_MAX, _mdl_wait
+from estimator.serving import RHO_MAX, _mdl_wait, seen_share
 from estimator.workload import Workload
 from perfdb.lookup import PerfDB
 from perfdb.specs import load_system
@@ -23,7 +23,7 @@ def test_closed_loop_rate_solves_the_loop_equation():
     n = rng.uniform(1, 500, 200)
     lam = closed_loop_rate(n, t0, service, mu)
     inside = lam < np.minimum(RHO_MAX * mu, n / t0) * (1 - 1e-9)
-    resid = lam * (t0 + _mdl_wait(lam / mu, service)) - n
+    resid = lam * (t0 + _mdl_wait(seen_share(n) * lam / mu, service)) - n
     assert np.all(np.abs(resid[inside]) <= 1e-6 * n[inside])
     assert np.all(lam <= RHO_MAX * mu + 1e-15) and np.all(lam <= n / t0 + 1e-15)
     assert inside.any() and (~inside).any()

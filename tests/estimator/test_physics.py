@@ -1,0 +1,94 @@
+"""Physics no fitted constant can move: link bandwidth, queueing limits, M/D/1, replica invariance,
+and the simulator agreeing with the static estimate where there is nothing to queue (concurrency 1)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from estimator.engine import EngineConfig
+from estimator.estimate import WorkerSpec, estimate, estimate_disagg
+from estimator.models import load_model
+from estimator.parallel import ParallelConfig
+from estimator.sim import AnalyticStepModel, Deployment, LoadSpec, Pool, RoleSteps, build_steps, simulate
+from estimator.steps import StepModel
+from estimator.workload import Workload
+from perfdb.lookup import PerfDB
+from perfdb.roofline import link_bw_bytes_per_s
+from perfdb.specs import load_system
+from perfdb.types import Backend, Transport
+
+TP2 = ParallelConfig(tp=2)
+
+
+@pytest.fixture(scope="module")
+def qwen():
+    db = PerfDB(None)   # the bundled database: what a fresh install plans on
+    return load_model("Qwen/Qwen3-32B"), load_system("h200_sxm"), db.view("h200_sxm", Backend.TRTLLM)
+
+
+def test_kv_transfer_takes_at_least_bytes_over_the_link(qwen):
+    model, system, view = qwen
+    for par in (ParallelConfig(tp=1), TP2, ParallelConfig(tp=4)):
+        sm = StepModel.build(model, system, par, EngineConfig(Backend.TRTLLM), view)
+        tokens = np.array([1.0, 1024.0, 8192.0, 65536.0])
+        per_token = model.kv_elems_per_token_layer() * 2 * model.num_layers   # bf16 KV, every layer
+        for same, tr in ((True, Transport.NVLINK), (False, Transport.NETWORK)):
+            senders = min(par.num_gpus, TP2.num_gpus)   # every prefill GPU sends its shard in parallel
+            floor = tokens * per_token / senders / link_bw_bytes_per_s(system, tr) * 1e3
+            got = sm.kv_transfer_ms(tokens, TP2, same) - sm.resolved.kv_handoff_ms
+            assert np.all(got >= floor * (1 - 1e-9))
+        nv = sm.kv_transfer_ms(tokens, TP2, True)
+        assert np.all(sm.kv_transfer_ms(tokens, TP2, False) >= nv)   # the network is never faster than NVLink
+
+
+# one prefill worker serving one prompt per iteration (token budget = the prompt): a deterministic server
+PREFILL = AnalyticStepModel(step_fixed_ms=5.0, prefill_ms_per_token=0.05, decode_ms_per_request=0.01,
+                            transfer_fixed_ms=0.0, transfer_ms_per_token=0.0, kv_capacity_tokens=10_000_000)
+ISL = 1000
+SERVICE_MS = float(PREFILL.prefill_ms(1, ISL, 0))   # 55 ms
+POOL = Deployment(Backend.VLLM, prefill=Pool(TP2, 1, max_batch=1, max_num_tokens=ISL), decode=Pool(TP2, 4))
+
+
+def _queue_wait_ms(rho: float, n: int, seed: int = 0) -> float:
+    rate = rho / SERVICE_MS * 1e3   # requests per s
+    r = simulate(RoleSteps(PREFILL, PREFILL), POOL, LoadSpec.open(rate, ISL, 2, n), seed=seed, records=True,
+                 frontend_ms=0.0)
+    rec = r.records
+    wait = (rec.prefill_start_s - rec.send_s)[rec.measured] * 1e3
+    assert r.ttft_parts.queue_ms >= wait.mean() - 1e-6   # the TTFT split counts the same wait (+ decode admission)
+    return float(wait.mean())
+
+
+def test_prefill_pool_under_poisson_load_matches_md1():
+    for rho in (0.5, 0.8):
+        expected = rho / (2.0 * (1.0 - rho)) * SERVICE_MS          # Pollaczek-Khinchine, deterministic service
+        got = np.mean([_queue_wait_ms(rho, 20_000, seed) for seed in (0, 1)])
+        assert got == pytest.approx(expected, rel=0.05)
+
+
+def test_queue_wait_vanishes_at_no_load_and_grows_without_bound_near_saturation():
+    assert _queue_wait_ms(0.01, 2_000) < 0.01 * SERVICE_MS
+    waits = [_queue_wait_ms(rho, 4_000) for rho in (0.6, 0.9, 0.99)]
+    assert waits[0] < waits[1] < waits[2] and waits[2] > 10 * SERVICE_MS
+    # at utilisation >= 1 the wait has no steady state: it grows with the length of the run
+    assert _queue_wait_ms(1.2, 2_000) > 3 * _queue_wait_ms(1.2, 500) > 3 * 10 * SERVICE_MS
+
+
+@pytest.mark.parametrize("backend", [Backend.TRTLLM, Backend.VLLM, Backend.SGLANG])
+def test_simulator_and_estimator_agree_at_concurrency_one(qwen, backend):
+    model, system, _ = qwen
+    view = PerfDB(None).view("h200_sxm", backend)
+    eng = EngineConfig(backend)
+    isl, osl = 4000, 200
+    static = estimate(model, system, TP2, eng, Workload(isl=isl, osl=osl, concurrency=1), view)
+    dep = Deployment.aggregated(backend, TP2)
+    sim = simulate(build_steps(model, system, dep, eng, view), dep, LoadSpec.closed(1, isl, osl, 6))
+    assert sim.ttft.mean == pytest.approx(float(static.ttft_ms), rel=0.05)
+    assert sim.tpot.mean == pytest.approx(float(static.tpot_ms), rel=0.05)
+    # disaggregated: prefill, the KV over the group's path, the hand-off, the first decode
+    spec = WorkerSpec(TP2, eng, 1, 1)
+    static = estimate_disagg(model, system, spec, WorkerSpec(TP2, eng, 1), Workload(isl=isl, osl=osl, concurrency=1), view)
+    dep = Deployment.disaggregated(backend, Pool(TP2, 1), Pool(TP2, 1), system.nvlink_domain_gpus)
+    sim = simulate(build_steps(model, system, dep, eng, view), dep, LoadSpec.closed(1, isl, osl, 6))
+    assert sim.ttft.mean == pytest.approx(float(static.ttft_ms), rel=0.05)
+    assert sim.tpot.mean == pytest.approx(float(static.tpot_ms), rel=0.05)
