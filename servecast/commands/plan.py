@@ -372,7 +372,7 @@ def _render_winner(con, result) -> None:
                   f"{w.metrics.tokens_per_s_per_gpu:.1f} tok/s/GPU at {w.metrics.tokens_per_s_per_user:.1f} tok/s/user, "
                   f"concurrency {w.metrics.concurrency:.0f}{extra} (static estimate; no simulation)")
         return
-    con.print(f"[bold green]winner[/] (simulated at its load): {w.mode.value} {w.backend.value} {w.label()} - "
+    con.print(f"[bold green]winner[/]: {w.mode.value} {w.backend.value} {w.label()} - simulated at its load "
               f"{sim.tokens_per_s_per_gpu:.1f} tok/s/GPU, TTFT {sim.ttft_ms:,.0f} ms, TPOT {sim.tpot_ms:.2f} ms "
               f"({sim.statistic}), concurrency {w.metrics.concurrency:.0f}{extra}; {static_label(w)}")
     for mode, cands in result.top.items():

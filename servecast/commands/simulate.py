@@ -158,7 +158,7 @@ def _render(points: list, results: list, load_label: str, title: str, as_json: b
     from rich.table import Table
 
     if as_json:
-        rows = [{"load": x, **{k: (vars(v) if hasattr(v, "p50") else v) for k, v in vars(r).items() if k != "records"}}
+        rows = [{"load": x, **{k: (vars(v) if hasattr(v, "p50") or hasattr(v, "queue_ms") else v) for k, v in vars(r).items() if k != "records"}}
                 for x, r in zip(points, results, strict=True)]
         for row, c in zip(rows, cals or [], strict=False):
             row["calibrated"] = _calibrated_json(c)

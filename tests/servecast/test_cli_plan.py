@@ -38,7 +38,8 @@ def planned(tmp_path_factory):
 def test_plan_prints_both_modes_the_winner_and_the_point_count(planned):
     result, _ = planned
     assert result.returncode == 0, result.stderr
-    assert "agg: top 2" in result.stdout and "disagg: top 2" in result.stdout
+    assert "agg: top" in result.stdout and "disagg: top" in result.stdout
+    assert "raw simulated mean TTFT = prefill" in result.stdout and "why: " in result.stdout
     assert "winner:" in result.stdout and "evaluated" in result.stdout and "points" in result.stdout
 
 
@@ -64,7 +65,11 @@ def test_plan_writes_points_png_summary_and_artifacts(planned):
     winner = summary["winner"]
     assert winner["metrics"]["ttft_ms"] <= 600 and winner["metrics"]["tpot_ms"] <= 16.67
     dirs = sorted((out / "top").iterdir())
-    assert len(dirs) == 4
+    # the simulator drops candidates that miss a target under load: every remaining top one has its directory
+    assert len(dirs) == sum(len(v) for v in summary["top"].values()) >= 2
+    sims = summary["simulated"]
+    assert sims and summary["why"] and any(s["meets_sla"] for s in sims.values())
+    assert all(set(s["ttft_parts_ms"]) == {"overhead_ms", "queue_ms", "prefill_ms", "kv_transfer_ms"} for s in sims.values())
     for d in dirs:
         spec = yaml.safe_load((d / "deployment.yaml").read_text())
         assert spec["backend"] == "trtllm" and spec["isl"] == 4000 and spec["concurrency"] >= 1
