@@ -94,14 +94,3 @@ def sim_calibration(result: PlanResult, backend: Backend) -> Calibration | None:
     req = result.request
     return resolve(None, req.db_root, result.system.name, backend.value, base=SIM_BASE,
                    stored=req.stored_calibration)
-
-
-def simulate_top(result: PlanResult, db: PerfDB, per_mode: int = 1) -> dict[int, SimCheck]:
-    """The best `per_mode` candidates of each mode, simulated; {points row: SimCheck}."""
-    out, cals = {}, {}
-    for cands in result.top.values():
-        for c in cands[:per_mode]:
-            if c.backend not in cals:
-                cals[c.backend] = sim_calibration(result, c.backend)
-            out[c.row] = simulate_candidate(result, c, db, cal=cals[c.backend])
-    return out

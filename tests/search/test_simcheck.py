@@ -6,8 +6,9 @@ import pytest
 from estimator.parallel import ParallelConfig
 from perfdb.lookup import PerfDB
 from perfdb.types import Backend, Source
+from search.decide import replay
 from search.plan import plan
-from search.simcheck import sim_deployment, simulate_top
+from search.simcheck import sim_deployment
 from search.types import Candidate, Metrics, Mode, PlanRequest, Sla, WorkerSetup
 
 
@@ -25,8 +26,8 @@ def test_best_of_each_mode_is_simulated_near_its_static_estimate():
                       isl=4000, osl=500, sla=Sla(600, 16.67), top_n=2, stored_calibration=False)
     db = PerfDB(None)
     result = plan(req, db)
-    sims = simulate_top(result, db)
-    assert set(sims) == {cs[0].row for cs in result.top.values() if cs}
+    sims = replay(result, db, per_mode=1)
+    assert {cs[0].row for cs in result.top.values() if cs} <= set(sims)
     for cands in result.top.values():
         s = sims[cands[0].row]
         assert math.isfinite(s.ttft_ms) and s.ttft_ms > 0
@@ -47,7 +48,7 @@ def test_a_stored_simulate_calibration_corrects_the_replay():
     result = plan(req, db)
     cal = sim_calibration(result, Backend.TRTLLM)
     assert cal is not None and cal.base == "simulate"
-    sims = simulate_top(result, db)
+    sims = replay(result, db, per_mode=1)
     c = result.top[Mode.AGG][0]
     s, raw = sims[c.row], simulate_candidate(result, c, db)
     assert s.calibrated and s.statistic == cal.statistic == "mean" and not raw.calibrated

@@ -1,0 +1,50 @@
+"""The plan decides on load: ranking, filtering and the winner come from the simulated replays."""
+from __future__ import annotations
+
+import pytest
+
+from perfdb.lookup import PerfDB
+from perfdb.types import Backend
+from search.decide import decide
+from search.plan import plan
+from search.types import PlanRequest, Sla, SlaAt
+
+
+@pytest.fixture(scope="module")
+def decided():
+    db = PerfDB(None)
+    out = {}
+    for at in (SlaAt.MEDIAN, SlaAt.UPPER):
+        req = PlanRequest(model="Qwen/Qwen3-32B-FP8", system="h200_sxm", backends=(Backend.TRTLLM,), total_gpus=8,
+                          isl=4000, osl=500, sla=Sla(600, 16.67, at=at), top_n=4)
+        static = plan(req, db)
+        out[at] = (static, decide(static, db))
+    return out
+
+
+def test_winner_and_ranking_come_from_the_simulated_numbers(decided):
+    static, r = decided[SlaAt.MEDIAN]
+    sims = r.sims
+    assert r.winner is not None and r.winner.row in sims and sims[r.winner.row].meets_sla
+    assert r.static_winner == static.winner and r.why.startswith(f"{r.winner.mode.value} wins under load")
+    for mode, cands in r.top.items():
+        simulated = [c for c in cands if c.row in sims]
+        assert all(sims[c.row].meets_sla for c in simulated)         # a miss under load is dropped
+        tps = [sims[c.row].tokens_per_s_per_gpu for c in simulated]
+        assert tps == sorted(tps, reverse=True)                       # best simulated throughput first
+        assert not set(r.rejected) & {c.row for c in cands}
+        assert {c.row for c in cands} <= {c.row for c in static.top[mode]}
+    best = [cs[0] for cs in r.top.values() if cs and cs[0].row in sims]
+    assert sims[r.winner.row].tokens_per_s_per_gpu == max(sims[c.row].tokens_per_s_per_gpu for c in best)
+    parts = sims[r.winner.row].parts
+    assert parts.prefill_ms > 0 and parts.overhead_ms > 0 and parts.queue_ms >= 0
+
+
+def test_upper_end_is_checked_on_the_simulate_calibrations_interval(decided):
+    _, med = decided[SlaAt.MEDIAN]
+    _, up = decided[SlaAt.UPPER]
+    for s in up.sims.values():
+        assert s.calibrated and s.ttft_hi_ms is not None and s.ttft_hi_ms >= s.ttft_ms
+        assert s.meets_sla == (s.ttft_hi_ms <= 600 and (s.tpot_hi_ms or s.tpot_ms) <= 16.67)
+    same = set(up.sims) & set(med.sims)
+    assert all(med.sims[r].meets_sla for r in same if up.sims[r].meets_sla)   # upper is never laxer
