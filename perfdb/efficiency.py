@@ -13,7 +13,8 @@ first knot the *latency* is held (util scales with sol_ms): small kernels and sm
 launch/latency-bound, so a 1 KiB all-reduce costs the floor latency, not 1 KiB / link bandwidth.
 
 Fallbacks, most specific first: (backend, comm group) -> backend-agnostic ('*') -> pooled comm group
-('') -> related dtype on the same system (fp8_block -> fp8 -> bf16, ...) -> DEFAULT_UTIL.
+('') -> related dtype on the same system (fp8_block -> fp8 -> bf16, ...) -> the related family's curves
+(KIND_FALLBACK, for families with none of their own) -> DEFAULT_UTIL.
 Curves for a system that had no measurement of a family/dtype are copied at build time from the
 closest system, and meta.yaml says so.
 """
@@ -59,6 +60,18 @@ DTYPE_FALLBACK: dict[Dtype, tuple[Dtype, ...]] = {
     Dtype.BF16: (Dtype.FP16,),
     Dtype.INT8: (Dtype.FP8, Dtype.BF16),
     Dtype.FP32: (Dtype.BF16,),
+    Dtype.INT4: (Dtype.MXFP4, Dtype.BF16),
+    Dtype.W4A8_MXFP4: (Dtype.MXFP4, Dtype.NVFP4, Dtype.FP8),
+}
+# Where an op family has no curve at all (new families before any collection), the curve of the family
+# whose kernels stress the GPU alike: chunked linear-attention scans are tiled attention-like kernels,
+# the recurrent decode update streams a per-request state as paged decode streams KV, and sparse
+# attention is MLA-style attention over the selected tokens. The rung stays labelled `roofline`.
+KIND_FALLBACK: dict[OpKind, OpKind] = {
+    OpKind.LINEAR_PREFILL: OpKind.ATTENTION_PREFILL,
+    OpKind.LINEAR_DECODE: OpKind.ATTENTION_DECODE,
+    OpKind.SPARSE_PREFILL: OpKind.MLA_PREFILL,
+    OpKind.SPARSE_DECODE: OpKind.MLA_DECODE,
 }
 
 CurveKey = tuple[str, str, str, str, str]   # system, kind, dtype, backend, group
@@ -167,12 +180,14 @@ class EfficiencyCurves:
         """The most specific stored curve for the request, following the fallbacks; None if none."""
         backends = ([backend.value] if backend is not None else []) + [ANY_BACKEND]
         groups = [group, ""] if group else [""]
-        for d in (dtype, *DTYPE_FALLBACK.get(dtype, ())):
-            for g in groups:
-                for b in backends:
-                    key = (system, kind.value, d.value, b, g)
-                    if key in self._curves:
-                        return key, self._curves[key]
+        kinds = [kind] + ([KIND_FALLBACK[kind]] if kind in KIND_FALLBACK else [])
+        for k in kinds:
+            for d in (dtype, *DTYPE_FALLBACK.get(dtype, ())):
+                for g in groups:
+                    for b in backends:
+                        key = (system, k.value, d.value, b, g)
+                        if key in self._curves:
+                            return key, self._curves[key]
         return None
 
     def util(self, system: str, kind: OpKind, dtype: Dtype, sol_ms: np.ndarray) -> np.ndarray:

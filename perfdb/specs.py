@@ -41,6 +41,9 @@ class GpuSpec:
             Dtype.NVFP4: self.fp4_dense_flops or self.fp8_dense_flops or self.bf16_dense_flops,
             Dtype.MXFP4: self.fp4_dense_flops or self.bf16_dense_flops,
             Dtype.INT8: self.int8_dense_flops or self.bf16_dense_flops,
+            Dtype.INT4: self.bf16_dense_flops,   # weight-only: dequantised to bf16 before the MMA
+            # mxfp4 x mxfp8 runs at the fp8 rate on Blackwell (the slower operand sets the MMA rate)
+            Dtype.W4A8_MXFP4: self.fp8_dense_flops or self.bf16_dense_flops,
         }
         return table[dtype]
 

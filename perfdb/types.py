@@ -22,6 +22,10 @@ class OpKind(str, Enum):
     MOE = "moe"
     COMM = "comm"
     ELEMENTWISE = "elementwise"
+    LINEAR_PREFILL = "linear_prefill"    # linear attention / SSM (Gated DeltaNet, KDA, Mamba-2): chunked scan
+    LINEAR_DECODE = "linear_decode"      # one recurrent state update per request
+    SPARSE_PREFILL = "sparse_prefill"    # indexer + top-k attention (DSA, MSA) over new tokens
+    SPARSE_DECODE = "sparse_decode"
 
 
 class Dtype(str, Enum):
@@ -35,7 +39,23 @@ class Dtype(str, Enum):
     NVFP4 = "nvfp4"          # fp4 e2m1 with fp8 scales per 16 elements (Blackwell tensor cores)
     MXFP4 = "mxfp4"          # fp4 e2m1 with e8m0 scales per 32 (gpt-oss); w4a16 on Hopper
     INT8 = "int8"
+    INT4 = "int4"            # int4 weight-only, bf16 scale per 32 (Kimi-K2.x experts, AWQ/GPTQ); w4a16 math
+    W4A8_MXFP4 = "w4a8_mxfp4"  # mxfp4 weights x mxfp8 activations (gpt-oss MoE on Blackwell); fp8-rate math
 
+
+class LinearKind(str, Enum):
+    """Linear-attention / state-space mixers: a fixed-size recurrent state per request, no per-token KV."""
+
+    GDN = "gdn"          # Gated DeltaNet (Qwen3-Next, Qwen3.5 / 3.6)
+    KDA = "kda"          # Kimi Delta Attention (Kimi Linear, Kimi-K3): per-channel decay
+    MAMBA2 = "mamba2"    # Mamba-2 SSD (Nemotron-H, Nemotron-3)
+
+
+class SparseKind(str, Enum):
+    """Sparse attention: a light indexer scores every cached token, the attention reads the top-k."""
+
+    DSA = "dsa"          # DeepSeek Sparse Attention (V3.2, GLM-5): fp8 MQA indexer, top-k tokens, MLA latent
+    MSA = "msa"          # MiniMax-M3 block-sparse attention: top-k blocks of GQA KV
 
 class Phase(str, Enum):
     PREFILL = "prefill"
@@ -86,6 +106,7 @@ class ElementwiseOp(str, Enum):
     ROPE = "rope"
     EMBEDDING = "embedding"
     ADD = "add"
+    MHC = "mhc"          # DeepSeek-V4 manifold-constrained hyper-connections: mix hc_mult residual streams
 
 
 class TimingMethod(str, Enum):

@@ -8,12 +8,60 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from perfdb.types import Dtype
+from perfdb.ops.base import act_bytes
+from perfdb.ops.sparse import index_cache_bytes_per_token
+from perfdb.types import Dtype, LinearKind, SparseKind
 
 
 class AttentionKind(str, Enum):
     GQA = "gqa"   # multi-head / grouped-query / multi-query attention over a K,V cache
     MLA = "mla"   # multi-head latent attention (DeepSeek-V2/V3, Kimi-K2): compressed latent cache
+
+
+@dataclass(frozen=True)
+class LinearSpec:
+    """Linear-attention / SSM mixer geometry (whole model, before tensor parallelism)."""
+
+    kind: LinearKind
+    num_k_heads: int           # GDN / KDA key heads; Mamba-2 B/C groups (n_groups)
+    num_v_heads: int           # value heads = state heads (Mamba-2 mamba_num_heads)
+    head_k_dim: int            # Mamba-2: ssm_state_size
+    head_v_dim: int            # Mamba-2: mamba_head_dim
+    conv_kernel: int = 4
+    chunk: int = 64            # fla chunk size 64; Mamba-2 SSD `chunk_size` from the config
+    state_dtype: Dtype = Dtype.FP32
+
+    def in_proj_width(self) -> int:
+        """Outputs of the fused input projection: q, k (B, C), v (x), the output gate (z) and per-head
+        scalars (GDN: beta, decay; Mamba-2: dt); KDA's decay is per channel (a full-rank nv x dk gate)."""
+        qk = 2 * self.num_k_heads * self.head_k_dim
+        vz = 2 * self.num_v_heads * self.head_v_dim
+        per_head = {LinearKind.GDN: 2 * self.num_v_heads, LinearKind.MAMBA2: self.num_v_heads,
+                    LinearKind.KDA: self.num_v_heads * (self.head_k_dim + 1)}[self.kind]
+        return qk + vz + per_head
+
+    def out_width(self) -> int:
+        return self.num_v_heads * self.head_v_dim
+
+    def state_bytes_per_layer(self, tp: int = 1) -> float:
+        """Recurrent state + conv window of one request in one layer, on one of `tp` GPUs."""
+        state = self.num_v_heads * self.head_k_dim * self.head_v_dim * act_bytes(self.state_dtype)
+        conv = (2 * self.num_k_heads * self.head_k_dim + self.num_v_heads * self.head_v_dim) * (self.conv_kernel - 1) * 2.0
+        return (state + conv) / tp
+
+
+@dataclass(frozen=True)
+class SparseSpec:
+    """Sparse-attention indexer (DSA, MSA): each query attends its `topk` best cache entries."""
+
+    kind: SparseKind
+    topk: int                  # entries each query attends (MSA: topk blocks x block size)
+    index_heads: int
+    index_head_dim: int
+    compress: int = 1          # tokens per cache entry (DeepSeek-V4 CSA layers keep one entry per 4 tokens)
+
+    def index_bytes_per_token(self) -> float:
+        return index_cache_bytes_per_token(self.kind, self.index_head_dim) / self.compress
 
 
 @dataclass(frozen=True)
@@ -44,7 +92,21 @@ class ModelSpec:
     sliding_window: int = 0
     num_sliding_layers: int = 0
     attention_sinks: bool = False  # gpt-oss: a learned per-head sink logit (negligible cost, noted for fidelity)
+    attn_output_gate: bool = False  # Qwen3.5: q_proj also emits a per-head sigmoid gate (doubles q's width)
     tie_embeddings: bool = False
+    # Hybrid layouts. Layer counts are over num_layers; a layer may lack a token mixer (Nemotron-H MLP /
+    # MoE blocks, DeciLM no-op attention) or an MLP (Nemotron-H Mamba / attention blocks).
+    num_linear_layers: int = 0     # linear-attention / SSM mixers (no per-token KV)
+    linear: LinearSpec | None = None
+    num_sparse_layers: int = 0     # softmax layers with a top-k indexer (DSA / MSA / V4 CSA)
+    sparse: SparseSpec | None = None
+    num_compressed_layers: int = 0  # DeepSeek-V4 HCA: dense attention over one cache entry per kv_compress tokens
+    kv_compress: int = 1
+    num_attn_free_layers: int = 0
+    num_mlp_free_layers: int = 0
+    mlp_gated: bool = True         # SwiGLU (3 matrices) or squared-ReLU up/down (2, Nemotron-H)
+    moe_latent: int = 0            # latent MoE (Nemotron-3 Super, Kimi-K3): experts work at this width
+    hc_mult: int = 0               # DeepSeek-V4 mHC: residual streams per token (0 = plain residual)
     # Numerics
     attn_quant: Dtype = Dtype.BF16   # QKV/O projections (and MLA low-rank projections)
     gemm_quant: Dtype = Dtype.BF16   # dense MLP and shared-expert GEMMs
@@ -57,11 +119,25 @@ class ModelSpec:
 
     @property
     def num_moe_layers(self) -> int:
-        return self.num_layers - self.num_dense_layers
+        return (self.num_layers - self.num_dense_layers - self.num_mlp_free_layers) if self.is_moe else 0
+
+    @property
+    def num_attn_layers(self) -> int:
+        """Softmax-attention layers (full, sliding, sparse, compressed): the ones with q/k/v projections."""
+        return self.num_layers - self.num_linear_layers - self.num_attn_free_layers
 
     @property
     def num_full_layers(self) -> int:
-        return self.num_layers - self.num_sliding_layers
+        """Dense full-context attention layers (every token of every request in the KV cache)."""
+        return self.num_attn_layers - self.num_sliding_layers - self.num_sparse_layers - self.num_compressed_layers
+
+    @property
+    def mlp_mats(self) -> int:
+        return 3 if self.mlp_gated else 2
+
+    @property
+    def expert_hidden(self) -> int:
+        return self.moe_latent or self.hidden
 
     def with_quant(self, gemm_quant: Dtype | None = None, moe_quant: Dtype | None = None,
                    kv_dtype: Dtype | None = None, attn_quant: Dtype | None = None) -> "ModelSpec":
@@ -82,6 +158,21 @@ class ModelSpec:
             return self.kv_lora_rank + self.qk_rope_head_dim
         return 2 * self.num_kv_heads * self.head_dim
 
+    def growing_kv_layers(self) -> float:
+        """Layer-equivalents whose cache grows with every token: full and sparse layers (sparse ones keep
+        every token; DeepSeek-V4 CSA one entry per `compress`), compressed layers 1/kv_compress each.
+        Linear and sliding layers are not counted: their per-request state is bounded."""
+        sparse = self.num_sparse_layers / (self.sparse.compress if self.sparse else 1)
+        return self.num_full_layers + sparse + self.num_compressed_layers / max(self.kv_compress, 1)
+
+    def index_bytes_per_token(self) -> float:
+        """Sparse-attention index-cache bytes per token over the whole model (0 without an indexer)."""
+        return self.sparse.index_bytes_per_token() * self.num_sparse_layers if self.sparse else 0.0
+
+    def state_bytes_per_request(self, tp: int = 1) -> float:
+        """Recurrent state of one request over every linear layer, on one of `tp` GPUs (fixed size)."""
+        return self.linear.state_bytes_per_layer(tp) * self.num_linear_layers if self.linear else 0.0
+
     def param_counts(self) -> dict[str, int]:
         """Parameter counts by group (elements), used for weight memory. Keys are fixed names."""
         h = self.hidden
@@ -93,13 +184,20 @@ class ModelSpec:
             o = self.num_heads * self.v_head_dim * h
             attn = q + kv + o
         else:
-            attn = h * (self.num_heads + 2 * self.num_kv_heads) * self.head_dim + self.num_heads * self.head_dim * h
-        dense_mlp = 3 * h * self.inter
-        experts = 3 * h * self.moe_inter * self.num_experts
-        shared = 3 * h * self.shared_inter
-        router = h * self.num_experts
+            q_heads = self.num_heads * (2 if self.attn_output_gate else 1)
+            attn = h * (q_heads + 2 * self.num_kv_heads) * self.head_dim + self.num_heads * self.head_dim * h
+        index = 0
+        if self.sparse:   # indexer q / k / head-weight projections
+            sp = self.sparse
+            index = h * (sp.index_heads * sp.index_head_dim + sp.index_head_dim + sp.index_heads) * self.num_sparse_layers
+        lin = h * (self.linear.in_proj_width() + self.linear.out_width()) if self.linear else 0
+        mats = self.mlp_mats
+        dense_mlp = mats * h * self.inter
+        experts = mats * self.expert_hidden * self.moe_inter * self.num_experts
+        shared = mats * h * self.shared_inter
+        router = h * self.num_experts + (2 * h * self.moe_latent if self.moe_latent else 0)
         return {
-            "attention": attn * self.num_layers,
+            "attention": attn * self.num_attn_layers + lin * self.num_linear_layers + index,
             "dense_mlp": dense_mlp * self.num_dense_layers,
             "experts": experts * self.num_moe_layers,
             "shared_experts": shared * self.num_moe_layers,

@@ -4,10 +4,13 @@ from perfdb.ops.base import OP_CASES, OpCase
 from perfdb.ops.comm import CommCase
 from perfdb.ops.elementwise import ElementwiseCase
 from perfdb.ops.gemm import GemmCase
+from perfdb.ops.linear import LinearDecodeCase, LinearPrefillCase
 from perfdb.ops.mla import MlaDecodeCase, MlaPrefillCase
 from perfdb.ops.moe import MoeCase
+from perfdb.ops.sparse import SparseDecodeCase, SparsePrefillCase
 
 __all__ = [
     "OP_CASES", "OpCase", "GemmCase", "AttentionPrefillCase", "AttentionDecodeCase", "MlaPrefillCase",
-    "MlaDecodeCase", "MoeCase", "CommCase", "ElementwiseCase",
+    "MlaDecodeCase", "MoeCase", "CommCase", "ElementwiseCase", "LinearPrefillCase", "LinearDecodeCase",
+    "SparsePrefillCase", "SparseDecodeCase",
 ]

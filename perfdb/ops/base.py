@@ -18,7 +18,7 @@ from perfdb.types import Dtype, OpKind
 
 # (weight bytes/element, activation bytes/element) for each numeric format. Block scales are folded
 # into the weight figure: fp8_block 1 fp32 scale per 128x128, nvfp4 1 fp8 per 16, mxfp4 1 e8m0 per 32.
-# mxfp4 keeps 16-bit activations (w4a16, as gpt-oss runs on Hopper).
+# mxfp4 and int4 keep 16-bit activations (w4a16, as gpt-oss runs on Hopper); w4a8_mxfp4 quantises them to mxfp8.
 DTYPE_BYTES: dict[Dtype, tuple[float, float]] = {
     Dtype.FP32: (4.0, 4.0),
     Dtype.BF16: (2.0, 2.0),
@@ -28,6 +28,8 @@ DTYPE_BYTES: dict[Dtype, tuple[float, float]] = {
     Dtype.NVFP4: (0.5 + 1.0 / 16, 0.5 + 1.0 / 16),
     Dtype.MXFP4: (0.5 + 1.0 / 32, 2.0),
     Dtype.INT8: (1.0, 1.0),
+    Dtype.INT4: (0.5 + 2.0 / 32, 2.0),          # bf16 scale per group of 32 (compressed-tensors pack-quantized)
+    Dtype.W4A8_MXFP4: (0.5 + 1.0 / 32, 1.0 + 1.0 / 32),   # e8m0 scales per 32 on both sides
 }
 OUT_BYTES = 2.0  # outputs of GEMM/attention/MoE are bf16
 

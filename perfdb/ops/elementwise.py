@@ -17,6 +17,11 @@ _TRAFFIC = {
     ElementwiseOp.ROPE: (2.0, 3.0),
     ElementwiseOp.EMBEDDING: (2.0, 0.0),  # gather one row, write it
     ElementwiseOp.ADD: (3.0, 1.0),
+    # mHC (DeepSeek-V4) per sub-layer, `hidden` = hc_mult x model hidden (one "stream-set"): the pre-mix
+    # reads the streams (1) and writes the layer input (1/hc_mult), the post-mix reads the streams (1) and
+    # the layer output (1/hc_mult) and writes the streams (1): 3.5 stream-sets at hc_mult 4; ~2 x hc_mult
+    # flops an element for the two hc_mult x hc_mult mixes (Sinkhorn acts on 4 x 4 matrices: negligible)
+    ElementwiseOp.MHC: (3.5, 8.0),
 }
 
 
