@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from estimator.layers_hybrid import compressed_ops, linear_ops, mhc_ops, sparse_ops
 from estimator.models.spec import AttentionKind, ModelSpec
 from estimator.parallel import ParallelConfig, moe_split
 from perfdb.ops import (
@@ -66,6 +67,7 @@ class LayerComposer:
         pp = parallel.pp
         # layer counts per full pass (all stages: a token crosses every stage in turn)
         self.n_layers = model.num_layers
+        self.n_attn = model.num_attn_layers   # softmax-attention layers (q/k/v projections)
         self.n_dense, self.n_moe = model.num_dense_layers, model.num_moe_layers
         self.n_full, self.n_slide = model.num_full_layers, model.num_sliding_layers
         self.tp_transport = transport(system, parallel.tp)
@@ -91,12 +93,17 @@ class LayerComposer:
     # -- attention ------------------------------------------------------------------------------
     def _gqa(self, t, pb, s, p, db, kv) -> list[OpUse]:
         m, hd, q = self.m, self.m.head_dim, self.m.attn_quant
+        if self.n_attn == 0:
+            return []
+        q_heads = self.heads * (2 if m.attn_output_gate else 1)
         ops = [
-            self._gemm("qkv_proj", q, t, (self.heads + 2 * self.kv_heads) * hd, m.hidden, self.n_layers),
-            self._gemm("o_proj", q, t, m.hidden, self.heads * hd, self.n_layers),
+            self._gemm("qkv_proj", q, t, (q_heads + 2 * self.kv_heads) * hd, m.hidden, self.n_attn),
+            self._gemm("o_proj", q, t, m.hidden, self.heads * hd, self.n_attn),
         ]
         common = dict(dtype=Dtype.BF16, kv_dtype=self.kv_dtype, num_heads=self.heads,
                       num_kv_heads=self.kv_heads, head_dim=hd)
+        ops += sparse_ops(m, self.heads, self.kv_heads, self.kv_dtype, t, pb, s, p, db, kv, OpUse)
+        ops += compressed_ops(m, common, pb, s, p, db, kv, OpUse)
         for suffix, window, count in (("", 0, self.n_full), ("_sliding", m.sliding_window, self.n_slide)):
             if count == 0:
                 continue
@@ -107,7 +114,7 @@ class LayerComposer:
         return ops
 
     def _mla(self, t, pb, s, p, db, kv) -> list[OpUse]:
-        m, q, n = self.m, self.m.attn_quant, self.n_layers
+        m, q, n, nf = self.m, self.m.attn_quant, self.n_attn, self.n_full
         h = self.heads
         down = (m.q_lora_rank or 0) + m.kv_lora_rank + m.qk_rope_head_dim
         ops = [self._gemm("mla_down_proj", q, t, down, m.hidden, n)]
@@ -116,16 +123,22 @@ class LayerComposer:
         else:
             ops.append(self._gemm("mla_q_proj", q, t, h * m.head_dim, m.hidden, n))
         # prefill expands the latent of every KV token (new + cached prefix) into per-head K, V
-        ops.append(OpUse("mla_kv_up_proj", GemmCase(dtype=q, m=pb * (s + p), n=h * (m.qk_nope_head_dim + m.v_head_dim),
-                                                   k=m.kv_lora_rank), n, pb > 0))
         mla = dict(dtype=Dtype.BF16, kv_dtype=self.kv_dtype, num_heads=h, kv_lora_rank=m.kv_lora_rank,
                    qk_rope_head_dim=m.qk_rope_head_dim, qk_nope_head_dim=m.qk_nope_head_dim, v_head_dim=m.v_head_dim)
-        ops.append(OpUse("attn_prefill", MlaPrefillCase(batch=pb, seq_len=s, prefix_len=p, **mla), n, pb > 0))
-        # decode runs the weight-absorbed form: per-head q_nope -> latent and latent -> v BMMs
+        if nf:   # dense layers: prefill expands the latent of every KV token (new + cached prefix) into K, V
+            ops.append(OpUse("mla_kv_up_proj", GemmCase(dtype=q, m=pb * (s + p), n=h * (m.qk_nope_head_dim + m.v_head_dim),
+                                                       k=m.kv_lora_rank), nf, pb > 0))
+            ops.append(OpUse("attn_prefill", MlaPrefillCase(batch=pb, seq_len=s, prefix_len=p, **mla), nf, pb > 0))
+            ops.append(OpUse("attn_decode", MlaDecodeCase(batch=db, kv_len=kv, **mla), nf, db > 0))
+        # the weight-absorbed form (decode everywhere; prefill too in sparse layers): per-head q_nope ->
+        # latent and latent -> v BMMs
         dq = db * self.q_per_decode
-        ops.append(OpUse("mla_absorb_bmm", GemmCase(dtype=Dtype.BF16, m=dq, n=h * m.kv_lora_rank, k=m.qk_nope_head_dim), n, db > 0))
-        ops.append(OpUse("attn_decode", MlaDecodeCase(batch=db, kv_len=kv, **mla), n, db > 0))
-        ops.append(OpUse("mla_out_bmm", GemmCase(dtype=Dtype.BF16, m=dq, n=h * m.v_head_dim, k=m.kv_lora_rank), n, db > 0))
+        absorbed = dq + (pb * s if m.num_sparse_layers else 0.0)
+        ops.append(OpUse("mla_absorb_bmm", GemmCase(dtype=Dtype.BF16, m=absorbed, n=h * m.kv_lora_rank, k=m.qk_nope_head_dim), n,
+                         absorbed > 0))
+        ops += sparse_ops(m, h, h, self.kv_dtype, t, pb, s, p, db, kv, OpUse)
+        ops.append(OpUse("mla_out_bmm", GemmCase(dtype=Dtype.BF16, m=absorbed, n=h * m.v_head_dim, k=m.kv_lora_rank), n,
+                         absorbed > 0))
         ops.append(self._gemm("o_proj", q, t, m.hidden, h * m.v_head_dim, n))
         return ops
 
@@ -136,7 +149,7 @@ class LayerComposer:
             return []
         inter = m.inter // self.tp
         return [
-            self._gemm("mlp_gate_up", g, t, 2 * inter, m.hidden, n),
+            self._gemm("mlp_gate_up", g, t, (m.mlp_mats - 1) * inter, m.hidden, n),
             OpUse("mlp_act", ElementwiseCase(op=ElementwiseOp.SILU_MUL, dtype=Dtype.BF16, hidden=inter, num_tokens=t), n),
             self._gemm("mlp_down", g, t, m.hidden, inter, n),
             *self._allreduce("tp_allreduce", t, self.tp, n, self.tp_transport),
@@ -148,24 +161,30 @@ class LayerComposer:
         m, n, dp = self.m, self.n_moe, self.p.attn_dp
         if n == 0:
             return []
+        # squared-ReLU experts (2 matrices) are priced as gated ones of 2/3 the width: same weights and flops
+        inter = m.moe_inter if m.mlp_gated else m.moe_inter * 2 // 3
+        eh = m.expert_hidden
         ops = [
             self._gemm("router", Dtype.BF16, t, m.num_experts, m.hidden, n),
-            OpUse("moe_experts", MoeCase(dtype=m.moe_quant, hidden=m.hidden, inter=m.moe_inter, topk=m.topk,
+            OpUse("moe_experts", MoeCase(dtype=m.moe_quant, hidden=eh, inter=inter, topk=m.topk,
                                          num_experts=m.num_experts, moe_tp=self.moe_tp, moe_ep=self.moe_ep,
                                          distribution=MOE_DISTRIBUTION, num_tokens=t_group), n),
         ]
+        if m.moe_latent:   # latent MoE: tokens are projected down before dispatch and back up after combine
+            ops += [self._gemm("moe_latent_down", m.gemm_quant, t, eh, m.hidden, n),
+                    self._gemm("moe_latent_up", m.gemm_quant, t, m.hidden, eh, n)]
         if m.shared_inter:
             inter = m.shared_inter // self.tp
-            ops += [self._gemm("shared_gate_up", m.gemm_quant, t, 2 * inter, m.hidden, n),
+            ops += [self._gemm("shared_gate_up", m.gemm_quant, t, (m.mlp_mats - 1) * inter, m.hidden, n),
                     self._gemm("shared_down", m.gemm_quant, t, m.hidden, inter, n)]
         group = self.p.gpus_per_stage
         if dp == 1:
             ops += self._allreduce("moe_allreduce", t, group, n, self.stage_transport)
         else:  # attention-DP: gather every rank's tokens before the experts, reduce-scatter after
             ops.append(OpUse("moe_dispatch", CommCase(op=CommOp.ALL_GATHER, num_gpus=group, transport=self.stage_transport,
-                                                      dtype=m.moe_quant, msg_bytes=t_group * m.hidden * act_bytes(m.moe_quant)), n))
+                                                      dtype=m.moe_quant, msg_bytes=t_group * eh * act_bytes(m.moe_quant)), n))
             ops.append(OpUse("moe_combine", CommCase(op=CommOp.REDUCE_SCATTER, num_gpus=group, transport=self.stage_transport,
-                                                     dtype=Dtype.BF16, msg_bytes=t_group * m.hidden * ACT_BYTES), n))
+                                                     dtype=Dtype.BF16, msg_bytes=t_group * eh * ACT_BYTES), n))
         return ops
 
     # -- one step -------------------------------------------------------------------------------
@@ -177,8 +196,10 @@ class LayerComposer:
         t_group = t * self.p.attn_dp if stage_tokens is None else np.minimum(np.ravel(stage_tokens), t * self.p.attn_dp)
         m = self.m
         attn = self._mla if m.attention == AttentionKind.MLA else self._gqa
-        attn_ops = attn(t, pb, s, p, db, kv)
-        attn_reduce = self._allreduce("tp_allreduce", t, self.tp, self.n_layers, self.tp_transport)
+        attn_ops = attn(t, pb, s, p, db, kv) + linear_ops(m, self.tp, self.kv_dtype, t, pb, s, db, self.q_per_decode, OpUse)
+        attn_ops += mhc_ops(m, t, OpUse)
+        mixers = self.n_attn + m.num_linear_layers
+        attn_reduce = self._allreduce("tp_allreduce", t, self.tp, mixers, self.tp_transport)
         logits_rows = pb + db * self.q_per_decode
         ops = [
             OpUse("embedding", ElementwiseCase(op=ElementwiseOp.EMBEDDING, dtype=Dtype.BF16, hidden=m.hidden, num_tokens=t), 1),

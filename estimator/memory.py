@@ -23,6 +23,15 @@ RUNTIME_RESERVE_BYTES = 1 * GIB
 CUDA_GRAPH_BYTES = GIB // 2
 # NCCL / custom all-reduce workspaces when the worker spans several GPUs.
 COMM_BUFFER_BYTES = 1 * GIB
+# Recurrent state of hybrid (linear-attention / Mamba) models, each engine's rule:
+#  SGLang 0.5.x `--mamba-full-memory-ratio` 0.9 (server_args.py): the static pool is split so that the
+#    Mamba state pool is 0.9x the full-attention KV pool; its slot count caps running requests.
+#  TRT-LLM (PyTorch backend MambaHybridCacheManager): one state slot per `max_batch_size` request, allocated
+#    before the KV pool; where 2048 slots do not fit, the plan lowers max_batch_size so that the states
+#    take at most TRTLLM_STATE_SHARE of the free memory (the artifact sets that max_batch_size).
+#  vLLM V1 hybrid allocator: a request's state occupies pages of the one shared KV pool.
+SGLANG_MAMBA_FULL_RATIO = 0.9
+TRTLLM_STATE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,9 @@ class MemoryReport:
     sliding_bytes_per_token: float = 0.0    # per GPU: KV per token of the sliding-window layers (up to the window)
     full_bytes_per_token: float = 0.0       # per GPU: KV per token of the full-attention layers
     sliding_window: int = 0
+    state_bytes_per_request: float = 0.0    # per GPU: recurrent state of the linear layers (fixed per request)
+    index_bytes_per_token: float = 0.0      # per GPU: sparse-attention indexer keys (inside full_bytes_per_token)
+    state_in_kv_pool: bool = False          # vLLM: states take pages of the KV pool (serving.max_batch counts them)
 
 
 def weights_per_gpu(model: ModelSpec, p: ParallelConfig) -> float:
@@ -55,28 +67,37 @@ def weights_per_gpu(model: ModelSpec, p: ParallelConfig) -> float:
         attn = (replicated + split / tp) * wa
     else:
         kv_split = min(tp, model.num_kv_heads)
-        attn = (2 * h * model.num_heads * model.head_dim / tp + 2 * h * model.num_kv_heads * model.head_dim / kv_split) * wa
+        q_heads = model.num_heads * (2 if model.attn_output_gate else 1)
+        attn = (h * (q_heads + model.num_heads) * model.head_dim / tp + 2 * h * model.num_kv_heads * model.head_dim / kv_split) * wa
     moe_tp, moe_ep = moe_split(p)
-    wg = weight_bytes(model.gemm_quant)
-    dense = 3 * h * model.inter / tp * wg
+    wg, mats = weight_bytes(model.gemm_quant), model.mlp_mats
+    dense = mats * h * model.inter / tp * wg
     moe = 0.0
     if model.is_moe:
-        moe = (3 * h * model.moe_inter * model.num_experts / (moe_tp * moe_ep) * weight_bytes(model.moe_quant)
-               + 3 * h * model.shared_inter / tp * wg + h * model.num_experts * 2.0)
-    layers = (attn * model.num_layers + dense * model.num_dense_layers + moe * model.num_moe_layers) / p.pp
+        moe = (mats * model.expert_hidden * model.moe_inter * model.num_experts / (moe_tp * moe_ep) * weight_bytes(model.moe_quant)
+               + mats * h * model.shared_inter / tp * wg + h * model.num_experts * 2.0 + 2 * h * model.moe_latent * wg)
+    lin = model.linear
+    mixer = (h * (lin.in_proj_width() + lin.out_width()) / tp * wa) if lin else 0.0
+    sp = model.sparse   # the indexer's projections are replicated on every rank
+    index = h * (sp.index_heads * sp.index_head_dim + sp.index_head_dim + sp.index_heads) * 2.0 if sp else 0.0
+    layers = (attn * model.num_attn_layers + mixer * model.num_linear_layers + index * model.num_sparse_layers
+              + dense * model.num_dense_layers + moe * model.num_moe_layers) / p.pp
     emb = model.vocab * h * 2.0 / tp
     head = 0.0 if model.tie_embeddings else emb
     return layers + (emb + head if p.pp == 1 else max(emb, head))
 
 
 def kv_bytes(model: ModelSpec, p: ParallelConfig, kv_dtype: Dtype) -> tuple[float, float]:
-    """(bytes per token over full-attention layers, bytes per token over sliding layers), per GPU."""
+    """(bytes per token over the layers whose cache grows with the context, bytes per token over sliding
+    layers), per GPU. Growing layers: full attention, sparse attention (every token kept, plus its
+    indexer key), compressed attention (1 / kv_compress); linear layers hold a fixed state instead."""
     b = 1.0 if kv_dtype in (Dtype.FP8, Dtype.FP8_BLOCK) else 2.0
     if model.attention == AttentionKind.MLA:
         per_layer = model.kv_elems_per_token_layer() * b  # latent is replicated on every TP rank
     else:
         per_layer = 2 * max(1, model.num_kv_heads // p.tp) * model.head_dim * b
-    return per_layer * model.num_full_layers / p.pp, per_layer * model.num_sliding_layers / p.pp
+    growing = per_layer * model.growing_kv_layers() + model.index_bytes_per_token()   # indexer keys: replicated
+    return growing / p.pp, per_layer * model.num_sliding_layers / p.pp
 
 
 def activation_bytes(model: ModelSpec, p: ParallelConfig, max_tokens: int) -> float:
@@ -90,6 +111,20 @@ def activation_bytes(model: ModelSpec, p: ParallelConfig, max_tokens: int) -> fl
     return 2.0 * max_tokens * per_token + logits
 
 
+def _state_pool(model: ModelSpec, p: ParallelConfig, eng: ResolvedEngine, pool: float, free: float) -> tuple[float, int]:
+    """(KV pool left after the engine's recurrent-state pool, requests whose state it holds) per GPU."""
+    state = model.state_bytes_per_request(p.tp) / p.pp
+    if state <= 0:
+        return pool, eng.max_batch_size
+    if eng.backend == Backend.SGLANG:
+        kv = pool / (1.0 + SGLANG_MAMBA_FULL_RATIO)
+        return kv, min(eng.max_batch_size, int(max(pool - kv, 0.0) // state))
+    if eng.backend == Backend.VLLM:
+        return pool, min(eng.max_batch_size, int(max(pool, 0.0) // state))
+    slots = min(eng.max_batch_size, int(max(TRTLLM_STATE_SHARE * free, 0.0) // state))
+    return eng.mem_fraction * (free - slots * state), slots
+
+
 def memory_report(model: ModelSpec, system: SystemSpec, p: ParallelConfig, eng: ResolvedEngine,
                   kv_dtype: Dtype) -> MemoryReport:
     total = float(system.gpu.mem_bytes)
@@ -97,12 +132,14 @@ def memory_report(model: ModelSpec, system: SystemSpec, p: ParallelConfig, eng: 
     kv_full, kv_slide = kv_bytes(model, p, kv_dtype)
     act = activation_bytes(model, p, eng.max_num_tokens)
     reserve = RUNTIME_RESERVE_BYTES + CUDA_GRAPH_BYTES + (COMM_BUFFER_BYTES if p.num_gpus > 1 else 0)
+    free = total - weights - act - reserve
     if eng.backend == Backend.VLLM:      # budget = util * total, minus everything the profile run sees
         pool = eng.mem_fraction * total - weights - act - reserve
     elif eng.backend == Backend.SGLANG:  # static pool = fraction * total - weights; the rest is dynamic
         pool = eng.mem_fraction * total - weights
     else:                                # TRT-LLM: fraction of what is free after weights and activations
-        pool = eng.mem_fraction * (total - weights - act - reserve)
+        pool = eng.mem_fraction * free
+    pool, slots = _state_pool(model, p, eng, pool, free)
     slide_req = kv_slide * model.sliding_window if model.sliding_window else 0.0
     per_token = kv_full if kv_full > 0 else kv_slide  # all-sliding models: report the per-token cost
     capacity = max(pool, 0.0) / per_token * p.attn_dp if per_token > 0 else math.inf
@@ -114,9 +151,15 @@ def memory_report(model: ModelSpec, system: SystemSpec, p: ParallelConfig, eng: 
         reason = (f"no KV-cache memory left on {system.name} with {p.label()}: weights {weights / GIB:.1f} GiB, "
                   f"activations {act / GIB:.1f} GiB, reserve {reserve / GIB:.1f} GiB of {total / GIB:.0f} GiB "
                   f"({eng.backend.value} memory fraction {eng.mem_fraction})")
+    elif slots < 1:
+        reason = (f"no room for one request's recurrent state ({model.state_bytes_per_request(p.tp) / p.pp / GIB:.2f} GiB/GPU) "
+                  f"on {system.name} with {p.label()}")
     return MemoryReport(
         weights_bytes=weights, kv_bytes_per_token=per_token, activation_bytes=act, reserve_bytes=reserve,
-        kv_capacity_tokens=capacity, max_batch=eng.max_batch_size * p.attn_dp, feasible=not reason,
+        kv_capacity_tokens=capacity, max_batch=slots * p.attn_dp, feasible=not reason,
         reason=reason, gpu_mem_bytes=total, kv_pool_bytes=max(pool, 0.0), sliding_bytes_per_request=slide_req,
         sliding_bytes_per_token=kv_slide, full_bytes_per_token=kv_full, sliding_window=model.sliding_window,
+        state_bytes_per_request=model.state_bytes_per_request(p.tp) / p.pp,
+        index_bytes_per_token=model.index_bytes_per_token() / p.pp,
+        state_in_kv_pool=eng.backend == Backend.VLLM and model.num_linear_layers > 0,
     )

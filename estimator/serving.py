@@ -61,6 +61,8 @@ def max_batch(sm: StepModel, isl: np.ndarray, osl: np.ndarray) -> np.ndarray:
     tokens = isl + (osl if sm.resolved.reserves_full_sequence else osl / 2.0)
     window = np.minimum(tokens, mem.sliding_window) if mem.sliding_window else 0.0
     per_req = tokens * mem.full_bytes_per_token + window * mem.sliding_bytes_per_token
+    if getattr(mem, "state_in_kv_pool", False):   # vLLM hybrids: the recurrent state takes pool pages too
+        per_req = per_req + mem.state_bytes_per_request
     by_kv = np.floor(mem.kv_pool_bytes / np.maximum(per_req, 1.0)) * sm.parallel.attn_dp
     return np.minimum(by_kv, mem.max_batch)
 

@@ -1,0 +1,93 @@
+"""Op composition of the 2026 layer kinds, for estimator.layers.LayerComposer: linear-attention / SSM
+mixers, sparse (indexer + top-k) attention, DeepSeek-V4 compressed attention and mHC.
+
+Per GPU: heads divided by tensor parallelism as the engines shard them (vLLM / SGLang split GDN and
+Mamba-2 heads and B/C groups across TP ranks; the DSA indexer is replicated on every rank).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from estimator.models.spec import AttentionKind, ModelSpec
+from perfdb.ops import (
+    AttentionDecodeCase,
+    AttentionPrefillCase,
+    ElementwiseCase,
+    GemmCase,
+    LinearDecodeCase,
+    LinearPrefillCase,
+    SparseDecodeCase,
+    SparsePrefillCase,
+)
+from perfdb.types import Dtype, ElementwiseOp
+
+
+def linear_ops(m: ModelSpec, tp: int, kv_dtype: Dtype, t, pb, s, db, q_per_decode, op_use) -> list:
+    """In-projection, chunked scan (prefill) / state update (decode), out-projection of every linear layer.
+    The scan does not depend on the cached prefix: the state carries it."""
+    lin, n = m.linear, m.num_linear_layers
+    if lin is None or n == 0:
+        return []
+    geo = dict(kind=lin.kind, dtype=Dtype.BF16, state_dtype=lin.state_dtype,
+               num_k_heads=max(1, lin.num_k_heads // tp), num_v_heads=max(1, lin.num_v_heads // tp),
+               head_k_dim=lin.head_k_dim, head_v_dim=lin.head_v_dim, conv_kernel=lin.conv_kernel)
+    q = m.attn_quant
+    return [
+        op_use("linear_in_proj", GemmCase(dtype=q, m=t, n=lin.in_proj_width() // tp, k=m.hidden), n),
+        op_use("linear_prefill", LinearPrefillCase(chunk=lin.chunk, batch=pb, seq_len=s, **geo), n, pb > 0),
+        op_use("linear_decode", LinearDecodeCase(batch=db * q_per_decode, **geo), n, db > 0),
+        op_use("linear_out_proj", GemmCase(dtype=q, m=t, n=m.hidden, k=lin.out_width() // tp), n),
+    ]
+
+
+def _attn_geometry(m: ModelSpec, heads: int, kv_heads: int) -> dict:
+    """Score / value widths and cache elements per entry of the attention a sparse layer runs."""
+    if m.attention == AttentionKind.MLA:   # absorbed MQA over the latent (FlashMLA sparse kernels)
+        latent = m.kv_lora_rank + m.qk_rope_head_dim
+        return dict(qk_dim=latent, v_dim=m.kv_lora_rank, kv_elems=latent)
+    return dict(qk_dim=m.head_dim, v_dim=m.head_dim, kv_elems=2 * kv_heads * m.head_dim)
+
+
+def sparse_ops(m: ModelSpec, heads: int, kv_heads: int, kv_dtype: Dtype, t, pb, s, p, db, kv, op_use) -> list:
+    """Indexer projections and the indexer + top-k attention of the sparse layers. Cache entries of a
+    compressing layer (DeepSeek-V4 CSA) stand for `compress` tokens each: the lengths are in entries."""
+    sp, n = m.sparse, m.num_sparse_layers
+    if sp is None or n == 0:
+        return []
+    c = float(sp.compress)
+    geo = dict(kind=sp.kind, dtype=Dtype.BF16, kv_dtype=kv_dtype, num_heads=heads, topk=sp.topk,
+               index_heads=sp.index_heads, index_head_dim=sp.index_head_dim, **_attn_geometry(m, heads, kv_heads))
+    width = sp.index_heads * sp.index_head_dim + sp.index_head_dim + sp.index_heads
+    return [
+        op_use("indexer_proj", GemmCase(dtype=Dtype.BF16, m=t, n=width, k=m.hidden), n),
+        # prefill: each query sees min(position / compress, topk) entries; queries are not compressed,
+        # so the entry axes shrink by `compress` and the batch grows by it (pairs scale as 1 / compress)
+        op_use("attn_prefill_sparse", SparsePrefillCase(batch=pb * c, seq_len=s / c, prefix_len=p / c, **geo), n, pb > 0),
+        op_use("attn_decode_sparse", SparseDecodeCase(batch=db, kv_len=kv / c, **geo), n, db > 0),
+    ]
+
+
+def compressed_ops(m: ModelSpec, common: dict, pb, s, p, db, kv, op_use) -> list:
+    """DeepSeek-V4 HCA layers: dense attention over one cache entry per `kv_compress` tokens (same
+    entry-axis scaling as sparse_ops)."""
+    n, c = m.num_compressed_layers, float(m.kv_compress)
+    if n == 0:
+        return []
+    return [
+        op_use("attn_prefill_compressed", AttentionPrefillCase(window=0, batch=pb * c, seq_len=s / c, prefix_len=p / c,
+                                                              **common), n, pb > 0),
+        op_use("attn_decode_compressed", AttentionDecodeCase(window=0, batch=db, kv_len=np.maximum(kv / c, 1.0), **common),
+               n, db > 0),
+    ]
+
+
+def mhc_ops(m: ModelSpec, t, op_use) -> list:
+    """mHC: per layer, twice (attention and MLP sub-layers), a small projection of the hc_mult streams to
+    the mixing weights (hc_mult pre + hc_mult post + hc_mult^2 residual logits) and the stream mixing."""
+    if not m.hc_mult:
+        return []
+    hc, n = m.hc_mult, 2 * m.num_layers
+    return [
+        op_use("mhc_proj", GemmCase(dtype=Dtype.BF16, m=t, n=2 * hc + hc * hc, k=hc * m.hidden), n),
+        op_use("mhc_mix", ElementwiseCase(op=ElementwiseOp.MHC, dtype=Dtype.BF16, hidden=hc * m.hidden, num_tokens=t), n),
+    ]
