@@ -31,8 +31,9 @@ def engine_settings(result: PlanResult, c: Candidate) -> EngineSettings:
 
     resolved = resolve(EngineConfig(c.backend, c.version), result.system, c.decode.parallel)
     kv = req.kv_dtype or model.kv_dtype
+    state = {Dtype.FP32: "float32", Dtype.BF16: "bfloat16"}.get(model.linear.state_dtype, "") if model.linear else ""
     return EngineSettings(model=req.model, max_model_len=req.isl + req.osl, kv_dtype=kv,
-                          mem_fraction=resolved.mem_fraction, is_moe=model.is_moe)
+                          mem_fraction=resolved.mem_fraction, is_moe=model.is_moe, mamba_ssm_dtype=state)
 
 
 def _quant(model: ModelSpec, override: Dtype | None) -> str:

@@ -40,6 +40,9 @@ class EngineSettings:
     mem_fraction: float         # the engine's memory knob the estimate used (see estimator.engine)
     is_moe: bool = False        # MoE flags are only emitted for models with experts
     port: int = 8000
+    # hybrid (linear-attention / Mamba) models: the recurrent-state dtype the estimate sized the state
+    # pool with ("float32" / "bfloat16"); "" for models without linear layers (no flag emitted)
+    mamba_ssm_dtype: str = ""
 
 
 def _kv_flag(kv: Dtype) -> str:
@@ -66,6 +69,8 @@ def vllm_args(w: WorkerSetup, role: Role, s: EngineSettings) -> list[str]:
     ]
     if role == Role.AGG:
         args += ["--enable-chunked-prefill"]
+    if s.mamba_ssm_dtype:   # the state pool shares the KV pool's pages (V1 hybrid allocator)
+        args += ["--mamba-ssm-cache-dtype", s.mamba_ssm_dtype]
     return args
 
 
@@ -85,6 +90,8 @@ def sglang_args(w: WorkerSetup, role: Role, s: EngineSettings) -> list[str]:
     ]
     if role != Role.AGG:
         args += ["--disaggregation-mode", role.value, "--disaggregation-transfer-backend", "nixl"]
+    if s.mamba_ssm_dtype:   # one state slot per running request, as the plan's memory model sized it
+        args += ["--mamba-ssm-dtype", s.mamba_ssm_dtype, "--max-mamba-cache-size", str(w.max_batch)]
     return args
 
 
@@ -119,6 +126,8 @@ def trtllm_options(w: WorkerSetup, role: Role, s: EngineSettings) -> dict:
                             "dtype": "fp8" if s.kv_dtype in (Dtype.FP8, Dtype.FP8_BLOCK) else "auto"},
         "cuda_graph_config": {"enable_padding": True, "max_batch_size": batch},
     }
+    if s.mamba_ssm_dtype:   # MambaHybridCacheManager: max_batch_size state slots of this dtype
+        opts["kv_cache_config"]["mamba_ssm_cache_dtype"] = s.mamba_ssm_dtype
     if s.is_moe:
         opts["moe_expert_parallel_size"] = p.moe_ep
         opts["moe_tensor_parallel_size"] = p.moe_tp

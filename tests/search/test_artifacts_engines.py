@@ -33,13 +33,14 @@ from search.types import Candidate, Metrics, Mode, Sla, WorkerSetup
 VLLM_ARGS = {"--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size", "--enable-expert-parallel",
              "--max-num-seqs", "--max-num-batched-tokens", "--gpu-memory-utilization", "--kv-cache-dtype",
              "--max-model-len", "--enable-chunked-prefill", "--kv-transfer-config", "--served-model-name",
-             "--enable-prefix-caching", "--host", "--port", "--model"}
+             "--enable-prefix-caching", "--host", "--port", "--model", "--mamba-ssm-cache-dtype"}
 SGLANG_ARGS = {"--model-path", "--model", "--tp-size", "--tensor-parallel-size", "--pp-size",
                "--pipeline-parallel-size", "--dp-size", "--data-parallel-size", "--enable-dp-attention",
                "--ep-size", "--expert-parallel-size", "--ep", "--moe-dense-tp-size", "--max-running-requests",
                "--chunked-prefill-size", "--mem-fraction-static", "--kv-cache-dtype", "--context-length",
                "--disaggregation-mode", "--disaggregation-transfer-backend", "--disaggregation-bootstrap-port",
-               "--host", "--port", "--served-model-name", "--trust-remote-code", "--enable-mixed-chunk"}
+               "--host", "--port", "--served-model-name", "--trust-remote-code", "--enable-mixed-chunk",
+               "--mamba-ssm-dtype", "--max-mamba-cache-size"}
 TRTLLM_SERVE_ARGS = {"--tokenizer", "--host", "--port", "--backend", "--log_level", "--max_beam_width",
                      "--max_batch_size", "--max_num_tokens", "--max_seq_len", "--tensor_parallel_size", "--tp_size",
                      "--pipeline_parallel_size", "--pp_size", "--context_parallel_size", "--cp_size",
@@ -63,6 +64,8 @@ DENSE = ParallelConfig(tp=4, pp=2)
 SETTINGS = EngineSettings(model="Qwen/Qwen3-32B-FP8", max_model_len=4500, kv_dtype=Dtype.FP8, mem_fraction=0.9)
 MOE_SETTINGS = EngineSettings(model="deepseek-ai/DeepSeek-R1", max_model_len=15500, kv_dtype=Dtype.BF16,
                               mem_fraction=0.85, is_moe=True)
+HYBRID_SETTINGS = EngineSettings(model="Qwen/Qwen3.5-397B-A17B", max_model_len=4500, kv_dtype=Dtype.BF16,
+                                 mem_fraction=0.9, is_moe=True, mamba_ssm_dtype="float32")
 
 
 def _flags(argv):
@@ -83,13 +86,23 @@ def _disagg(backend=Backend.TRTLLM, parallel=MOE):
 
 
 @pytest.mark.parametrize("role", list(Role))
-@pytest.mark.parametrize("parallel,settings", [(DENSE, SETTINGS), (MOE, MOE_SETTINGS)])
+@pytest.mark.parametrize("parallel,settings", [(DENSE, SETTINGS), (MOE, MOE_SETTINGS), (MOE, HYBRID_SETTINGS)])
 def test_launch_flags_are_documented_engine_arguments(role, parallel, settings):
     w = WorkerSetup(parallel, 1, 128, 8192)
     assert _flags(launch_command(Backend.VLLM, w, role, settings)) <= VLLM_ARGS
     assert _flags(launch_command(Backend.SGLANG, w, role, settings)) <= SGLANG_ARGS
     assert _flags(launch_command(Backend.TRTLLM, w, role, settings)) <= TRTLLM_SERVE_ARGS
     assert set(trtllm_options(w, role, settings)) <= TRTLLM_YAML_KEYS
+
+
+def test_hybrid_models_size_the_mamba_state_pool():
+    w = WorkerSetup(DENSE, 1, 96, 8192)
+    sgl = launch_command(Backend.SGLANG, w, Role.AGG, HYBRID_SETTINGS)
+    assert sgl[sgl.index("--max-mamba-cache-size") + 1] == "96" and sgl[sgl.index("--mamba-ssm-dtype") + 1] == "float32"
+    vllm = launch_command(Backend.VLLM, w, Role.AGG, HYBRID_SETTINGS)
+    assert vllm[vllm.index("--mamba-ssm-cache-dtype") + 1] == "float32"
+    assert trtllm_options(w, Role.AGG, HYBRID_SETTINGS)["kv_cache_config"]["mamba_ssm_cache_dtype"] == "float32"
+    assert "--mamba-ssm-dtype" not in launch_command(Backend.SGLANG, w, Role.AGG, MOE_SETTINGS)
 
 
 def test_launch_flags_carry_the_parallelism_and_limits():

@@ -1,0 +1,57 @@
+"""Benchmark `servecast plan` for the 2026 architectures (issue 16): hybrid linear attention, sparse
+attention, DeepSeek-V4 and int4 experts, each on its natural system, as bench_plan.py times its
+scenarios (a fresh console-script process per run, --save-dir set; median wall and CPU seconds), and
+checks that the written artifacts carry the hybrid engine flags.
+
+    python scripts/bench_plan_2026.py --runs 5
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_plan import run_once  # noqa: E402  (the one timing harness of the plan benchmarks)
+
+COMMON = ["--backend", "trtllm", "--total-gpus", "8", "--isl", "4000", "--osl", "500", "--ttft", "3000", "--tpot", "50"]
+SCENARIOS = {
+    "qwen3.5-397b": (["--model", "Qwen/Qwen3.5-397B-A17B", "--system", "b200_sxm"], True),
+    "glm5-fp8": (["--model", "zai-org/GLM-5-FP8", "--system", "b200_sxm"], False),
+    "dsv4-pro": (["--model", "deepseek-ai/DeepSeek-V4-Pro", "--system", "b200_sxm"], False),
+    "nemotron3-super": (["--model", "nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-FP8", "--system", "h200_sxm"], True),
+    "kimi-k2.5-int4": (["--model", "moonshotai/Kimi-K2.5", "--system", "b200_sxm"], False),
+}
+LIMIT_S = 2.5
+
+
+def _hybrid_flags(out: Path) -> bool:
+    """Every TRT-LLM engine YAML of the top candidates sizes the Mamba state (mamba_ssm_cache_dtype)."""
+    yamls = [p for p in (out / "top").rglob("*.yaml") if p.name in ("agg.yaml", "prefill.yaml", "decode.yaml")]
+    return bool(yamls) and all("mamba_ssm_cache_dtype" in p.read_text() for p in yamls)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    a = ap.parse_args()
+    print(f"{'scenario':16} {'runs':>4} {'median s':>9} {'cpu s':>6} {'limit':>6} {'points':>7} {'mamba flags':>11}  load")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (args, hybrid) in SCENARIOS.items():
+            out = Path(tmp) / name
+            run_once(args + COMMON, out, False)   # warm the page cache; not counted
+            walls, cpus, points = [], [], 0
+            for _ in range(a.runs):
+                w, c, points = run_once(args + COMMON, out, False)
+                walls.append(w)
+                cpus.append(c)
+            flags = ("yes" if _hybrid_flags(out) else "MISSING") if hybrid else "-"
+            print(f"{name:16} {a.runs:4d} {statistics.median(walls):9.3f} {statistics.median(cpus):6.2f} "
+                  f"{LIMIT_S:6.1f} {points:7d} {flags:>11}  {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
