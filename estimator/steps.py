@@ -190,11 +190,13 @@ class StepModel:
         return np.maximum(lat.ms, floor) + self.resolved.kv_handoff_ms
 
     def _kv_bytes_per_token_replica(self) -> float:
-        """KV bytes of one token over the whole model (the layers whose cache grows with the context, all
-        KV heads, no replication; sparse layers' indexer keys too)."""
+        """KV bytes of one token over the whole model (all KV heads, no replication): the layers whose cache
+        grows with the context and the sliding-window layers (priced per token too, an upper bound), plus
+        sparse layers' indexer keys; linear layers' fixed state is not per token."""
         m = self.model
         b = 1.0 if self.kv_dtype in (Dtype.FP8, Dtype.FP8_BLOCK) else 2.0
-        return m.kv_elems_per_token_layer() * b * m.growing_kv_layers() + m.index_bytes_per_token()
+        layers = m.growing_kv_layers() + m.num_sliding_layers
+        return m.kv_elems_per_token_layer() * b * layers + m.index_bytes_per_token()
 
     def op_cases(self, phase: Phase, batch: int, seq_len: int, kv_len: int) -> list[OpCase]:
         """The per-GPU op cases of one step (collectors use these for model-driven shapes)."""

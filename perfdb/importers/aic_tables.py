@@ -16,8 +16,8 @@ import pandas as pd
 from perfdb.specs import SystemSpec
 from perfdb.types import CommOp, Dtype, OpKind, Transport
 
-# AIC dtype / quant-mode strings -> servecast Dtype. Formats with no servecast Dtype (int4_wo, int8_wo,
-# sq, w4afp8, w4a8_mxfp4_mxfp8) are skipped and reported rather than forced onto a wrong roofline.
+# AIC dtype / quant-mode strings -> servecast Dtype. Formats with no servecast Dtype (int8_wo, sq,
+# w4afp8) are skipped and reported rather than forced onto a wrong roofline.
 AIC_DTYPES: dict[str, Dtype] = {
     "bfloat16": Dtype.BF16, "bf16": Dtype.BF16,
     "float16": Dtype.FP16, "half": Dtype.FP16, "fp16": Dtype.FP16,
@@ -27,6 +27,8 @@ AIC_DTYPES: dict[str, Dtype] = {
     "nvfp4": Dtype.NVFP4, "fp4": Dtype.NVFP4,
     "w4a16_mxfp4": Dtype.MXFP4, "mxfp4": Dtype.MXFP4,
     "int8": Dtype.INT8,
+    "int4_wo": Dtype.INT4,                    # int4 weight-only, group-scaled (Kimi-K2.x experts)
+    "w4a8_mxfp4_mxfp8": Dtype.W4A8_MXFP4,     # gpt-oss MoE on Blackwell
 }
 AIC_COMM_OPS = {"all_reduce": CommOp.ALL_REDUCE, "all_gather": CommOp.ALL_GATHER,
                 "reduce_scatter": CommOp.REDUCE_SCATTER, "alltoall": CommOp.ALL_TO_ALL,
@@ -34,7 +36,8 @@ AIC_COMM_OPS = {"all_reduce": CommOp.ALL_REDUCE, "all_gather": CommOp.ALL_GATHER
 # DeepSeek-V3/R1 MLA dimensions: AIC's context/generation MLA tables are collected for that geometry.
 MLA_DIMS = {"kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128}
 _ELEMENT_BYTES = {Dtype.FP16: 2.0, Dtype.BF16: 2.0, Dtype.FP32: 4.0, Dtype.FP8: 1.0, Dtype.INT8: 1.0,
-                  Dtype.NVFP4: 0.5 + 1.0 / 16, Dtype.FP8_BLOCK: 1.0, Dtype.MXFP4: 0.5 + 1.0 / 32}
+                  Dtype.NVFP4: 0.5 + 1.0 / 16, Dtype.FP8_BLOCK: 1.0, Dtype.MXFP4: 0.5 + 1.0 / 32,
+                  Dtype.INT4: 0.5 + 2.0 / 32, Dtype.W4A8_MXFP4: 0.5 + 1.0 / 32}
 
 
 @dataclass

@@ -38,8 +38,8 @@ def test_import_lands_rows_with_schema_and_provenance(imported):
     db, report = imported
     gemm = _rows(db, Backend.TRTLLM, "1.3.0rc20", OpKind.GEMM)
     assert list(gemm.columns) == SCHEMAS[OpKind.GEMM].names
-    assert len(gemm) == 8                                       # bf16 + fp8; int4_wo dropped
-    assert set(gemm["dtype"]) == {"bf16", "fp8"}
+    assert len(gemm) == 12                                      # bf16 + fp8 + int4 weight-only
+    assert set(gemm["dtype"]) == {"bf16", "fp8", "int4"}
     assert set(gemm["timing_method"]) == {"imported"} and set(gemm["backend_version"]) == {"1.3.0rc20"}
     assert set(gemm["gpu_name"]) == {"NVIDIA H200"} and set(gemm["kernel_source"]) == {"torch_flow"}
     assert str(gemm["collected_at"].iloc[0].date()) == "2026-08-09"
@@ -87,12 +87,12 @@ def test_skipped_tables_and_rows_are_reported(imported):
     mhc = [t for t in report.tables if "mhc_module_perf" in t.aic_table]
     assert mhc and mhc[0].op is None and mhc[0].rows_read == 1
     moe = next(t for t in report.tables if t.aic_table.endswith("moe/trtllm/1.3.0rc20/moe_perf.parquet"))
-    assert moe.rows_read == 9 and moe.rows_imported == 6
-    assert dict(moe.skipped) == {"moe_dtype 'int4_wo' has no servecast dtype": 3}
-    assert set(_rows(db, Backend.TRTLLM, "1.3.0rc20", OpKind.MOE)["dtype"]) == {"fp8_block", "mxfp4"}
+    assert moe.rows_read == 12 and moe.rows_imported == 9
+    assert dict(moe.skipped) == {"moe_dtype 'sq' has no servecast dtype": 3}
+    assert set(_rows(db, Backend.TRTLLM, "1.3.0rc20", OpKind.MOE)["dtype"]) == {"fp8_block", "mxfp4", "int4"}
     meta = read_meta(db, "h200_sxm", Backend.TRTLLM, "1.3.0rc20")["imports"]["aiconfigurator-core"]
     assert any("mhc_module_perf" in t["aic_table"] for t in meta["skipped_tables"])
-    assert any(t["op"] == "gemm" and t["rows_imported"] == 8 for t in meta["tables"])
+    assert any(t["op"] == "gemm" and t["rows_imported"] == 12 for t in meta["tables"])
 
 
 def test_reimport_replaces_and_never_duplicates(aic, tmp_path):
@@ -150,7 +150,7 @@ def test_cli_import_reports_tables(aic, tmp_path):
     result = CliRunner().invoke(app, ["db", "import-aic", str(aic), "--out", str(tmp_path / "db"), "--system", "h200_sxm"],
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "gemm" in result.output and "mhc_module_perf" in result.output and "int4_wo" in result.output
+    assert "gemm" in result.output and "mhc_module_perf" in result.output and "'sq'" in result.output
     assert np.isfinite(read_table(tmp_path / "db", TableKey("h200_sxm", Backend.TRTLLM, "1.3.0rc20", OpKind.GEMM))
                        .column("sol_ms").to_numpy()).all()
 
