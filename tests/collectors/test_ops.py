@@ -157,3 +157,31 @@ def test_fp4_dequantization_decodes_e2m1_codes_and_block_scales():
     scale = float(w.scale[1, 0])
     assert dense[1, 6].item() == pytest.approx(FP4_VALUES[code & 0xF] * scale)
     assert dense[1, 7].item() == pytest.approx(FP4_VALUES[code >> 4] * scale)
+
+
+def test_gated_delta_rule_reference_writes_the_value_for_its_key():
+    """Delta rule with beta 1, no decay and a unit key: the updated state maps that key to its value."""
+    from collectors.ops.linear_attention import recurrent_step
+    from perfdb.types import LinearKind
+
+    torch.manual_seed(0)
+    k = torch.nn.functional.normalize(torch.randn(2, 3, 16), dim=-1)
+    v, state = torch.randn(2, 3, 8), torch.randn(2, 3, 16, 8)
+    zero, one = torch.zeros(2, 3), torch.ones(2, 3)
+    out, new = recurrent_step(LinearKind.GDN, k, k, v, zero, one, state)
+    assert torch.allclose(out, v, atol=1e-5) and torch.allclose((k[..., None] * new).sum(-2), v, atol=1e-5)
+    _, mamba = recurrent_step(LinearKind.MAMBA2, k, k, v, zero, one, state)
+    assert torch.allclose(mamba, state + k[..., None] * v[..., None, :])
+
+
+def test_sparse_reference_with_topk_over_everything_is_dense_attention():
+    from collectors.ops.sparse_attention import sparse_attend
+
+    torch.manual_seed(0)
+    b, s, t, h, d = 2, 3, 10, 2, 8
+    q, cache = torch.randn(b, s, h, d), torch.randn(b, t, d)
+    visible = torch.arange(t)[None, :] <= torch.arange(t - s, t)[:, None]
+    out = sparse_attend(q, torch.randn(b, s, 2, 4), torch.rand(b, s, 2), cache, torch.randn(b, t, 4), t, visible)
+    logits = torch.einsum("bshd,btd->bsht", q, cache) * d ** -0.5
+    dense = torch.einsum("bsht,btd->bshd", logits.masked_fill(~visible[None, :, None, :], float("-inf")).softmax(-1), cache)
+    assert torch.allclose(out, dense, atol=1e-5)
