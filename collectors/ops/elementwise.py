@@ -1,5 +1,5 @@
-"""Elementwise collector: RMSNorm, SiLU-and-mul, RoPE, embedding gather, residual add (torch eager ops;
-engines fuse these, so their adapters supply their own kernels where they have them)."""
+"""Elementwise collector: RMSNorm, SiLU-and-mul, RoPE, embedding gather, residual add, mHC stream mixing
+(torch eager ops; engines fuse these, so their adapters supply their own kernels where they have them)."""
 from __future__ import annotations
 
 from collectors.cases import product
@@ -9,6 +9,7 @@ from perfdb.ops import ElementwiseCase
 from perfdb.types import Dtype, ElementwiseOp, OpKind
 
 _VOCAB = 32768  # rows of the embedding table gathered from (large enough to miss in L2)
+HC_MULT = 4     # DeepSeek-V4 `hc_mult`: residual streams per token (an mHC case's hidden is HC_MULT x model width)
 
 
 def grid(size: GridSize, ctx: DeviceCtx | None = None) -> list[ElementwiseCase]:
@@ -18,7 +19,7 @@ def grid(size: GridSize, ctx: DeviceCtx | None = None) -> list[ElementwiseCase]:
         tokens = [1, 4, 16, 64, 256, 1024, 4096, 16384] + ([65536] if size == GridSize.FULL else [])
         widths = {ElementwiseOp.RMSNORM: [4096, 7168, 8192], ElementwiseOp.ADD: [4096, 7168, 8192],
                   ElementwiseOp.EMBEDDING: [4096, 7168, 8192], ElementwiseOp.SILU_MUL: [3584, 14336, 18432],
-                  ElementwiseOp.ROPE: [1536, 5120, 9216]}
+                  ElementwiseOp.ROPE: [1536, 5120, 9216], ElementwiseOp.MHC: [HC_MULT * 4096, HC_MULT * 7168]}
     dtype = Dtype.FP32 if size == GridSize.TINY else Dtype.BF16  # CPU hosts: native fp32
     out = []
     for op, hidden in widths.items():
@@ -43,6 +44,17 @@ def _rope(x, cos, sin):
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
+def mhc_mix(streams, pre, post, res, layer_out):
+    """One mHC sub-layer's stream traffic: the pre-mix (streams [t, c, h] weighted by pre [t, c] into the
+    layer input [t, h]) and the post-mix (res [t, c, c] mixes the streams, post [t, c] adds the layer's
+    output back): what perfdb.ops.elementwise counts for ElementwiseOp.MHC."""
+    import torch
+
+    layer_in = torch.einsum("tc,tch->th", pre, streams)
+    mixed = torch.einsum("tcd,tdh->tch", res, streams) + post[..., None] * layer_out[:, None, :]
+    return layer_in, mixed
+
+
 def build(case: ElementwiseCase, ctx: DeviceCtx) -> Prepared:
     import torch
 
@@ -58,6 +70,11 @@ def build(case: ElementwiseCase, ctx: DeviceCtx) -> Prepared:
         x = randn((t, h), dt, ctx)
         cos, sin = randn((t, h // 2), dt, ctx), randn((t, h // 2), dt, ctx)
         fn = lambda: _rope(x, cos, sin)  # noqa: E731
+    elif op == ElementwiseOp.MHC:
+        c = HC_MULT
+        streams, out = randn((t, c, h // c), dt, ctx), randn((t, h // c), dt, ctx)
+        pre, post, res = randn((t, c), dt, ctx), randn((t, c), dt, ctx), randn((t, c, c), dt, ctx)
+        fn = lambda: mhc_mix(streams, pre, post, res, out)  # noqa: E731
     elif op == ElementwiseOp.EMBEDDING:
         table = randn((_VOCAB, h), dt, ctx)
         ids = torch.randint(0, _VOCAB, (t,), device=device(ctx))

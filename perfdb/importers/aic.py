@@ -86,24 +86,30 @@ def _read(planned: PlannedTable) -> pd.DataFrame:
         raise DataError(f"corrupt or unreadable AIC table {planned.table.path}: {str(exc).splitlines()[0]}") from None
 
 
-def _convert_one(source: AicSource, target: Target, planned: PlannedTable, spec: SystemSpec) -> tuple[TableReport, OpKind | None, pd.DataFrame | None]:
+def _convert_one(source: AicSource, target: Target, planned: PlannedTable,
+                 spec: SystemSpec) -> list[tuple[TableReport, OpKind | None, pd.DataFrame | None]]:
+    """One (report, op, frame) per servecast family the table feeds (the linear-attention tables feed two)."""
     rel = planned.table.rel(source.systems_dir)
     converter = CONVERTERS.get(planned.table.name)
     if converter is None:
         rows = pq.ParquetFile(planned.table.path).metadata.num_rows if planned.table.path.is_file() else 0
         reason = "no servecast op family for this table"
-        return TableReport(target.system, target.backend, target.version, rel, None, rows, 0, ((reason, rows),), planned.backfilled), None, None
+        return [(TableReport(target.system, target.backend, target.version, rel, None, rows, 0, ((reason, rows),),
+                             planned.backfilled), None, None)]
     raw = _read(planned)
     try:
-        conv = converter(raw, spec, target.backend.value)
+        converted = converter(raw, spec, target.backend.value)
     except KeyError as exc:
         raise DataError(f"AIC table {planned.table.path} lacks column {exc}; cannot convert it") from None
-    frame = conv.frame
-    frame["sol_ms"] = frame_sol_ms(conv.kind, frame, spec)
-    frame["collected_at"] = _collected_at(source, planned)
-    report = TableReport(target.system, target.backend, target.version, rel, conv.kind, len(raw), len(frame),
-                         tuple(sorted(conv.skipped.items())), planned.backfilled)
-    return report, conv.kind, frame
+    out = []
+    for conv in converted if isinstance(converted, list) else [converted]:
+        frame = conv.frame
+        frame["sol_ms"] = frame_sol_ms(conv.kind, frame, spec)
+        frame["collected_at"] = _collected_at(source, planned)
+        report = TableReport(target.system, target.backend, target.version, rel, conv.kind, len(raw), len(frame),
+                             tuple(sorted(conv.skipped.items())), planned.backfilled)
+        out.append((report, conv.kind, frame))
+    return out
 
 
 def _merge_duplicates(kind: OpKind, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -152,10 +158,10 @@ def convert_targets(source: AicSource, targets: list[Target], progress: Progress
     for target in targets:
         spec = load_system(target.system)
         for planned in target.tables:
-            report, kind, frame = _convert_one(source, target, planned, spec)
-            reports.append(report)
-            if kind is not None and len(frame):
-                frames.setdefault((target, kind), []).append(frame)
+            for report, kind, frame in _convert_one(source, target, planned, spec):
+                reports.append(report)
+                if kind is not None and len(frame):
+                    frames.setdefault((target, kind), []).append(frame)
             if progress is not None:
                 progress(report.aic_table)
     return reports, frames

@@ -26,6 +26,6 @@ def test_ray_tasks_fill_one_database_and_resume(local_ray, tmp_path, cpu_session
     assert len(summary.shards) >= 3  # one shard per finished task and table
     version = cpu_session.prov.backend_version
     rows = read_table(tmp_path, TableKey("cpu_host", Backend.TORCH, version, OpKind.ELEMENTWISE)).to_pandas()
-    assert len(rows) == len(rows.drop_duplicates(["op", "hidden", "num_tokens"])) == 15
+    assert len(rows) == len(rows.drop_duplicates(["op", "hidden", "num_tokens"])) == 18   # 6 ops x 3 sizes
     again = fleet.run_on_ray("local", cases, tmp_path, cpu_session)
     assert (again.measured, again.failed, again.skipped) == (0, 0, len(cases))

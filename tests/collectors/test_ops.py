@@ -185,3 +185,15 @@ def test_sparse_reference_with_topk_over_everything_is_dense_attention():
     logits = torch.einsum("bshd,btd->bsht", q, cache) * d ** -0.5
     dense = torch.einsum("bsht,btd->bshd", logits.masked_fill(~visible[None, :, None, :], float("-inf")).softmax(-1), cache)
     assert torch.allclose(out, dense, atol=1e-5)
+
+
+def test_mhc_mix_keeps_streams_under_identity_mixing():
+    from collectors.ops.elementwise import mhc_mix
+
+    torch.manual_seed(0)
+    t, c, h = 3, 4, 8
+    streams, out = torch.randn(t, c, h), torch.randn(t, h)
+    pre = torch.full((t, c), 1.0 / c)
+    layer_in, mixed = mhc_mix(streams, pre, torch.ones(t, c), torch.eye(c).expand(t, c, c), out)
+    assert torch.allclose(layer_in, streams.mean(1), atol=1e-6)
+    assert torch.allclose(mixed, streams + out[:, None, :], atol=1e-6)
