@@ -42,6 +42,11 @@ PROMOTED: dict[OpKind, tuple[str, ...]] = {
     # MoE: the tensor- and expert-parallel split set the per-GPU share of the same model's experts;
     # neighbouring splits are close in utilisation (AIC h200 trtllm leave-one-out: 3.2% -> 2.2% median).
     OpKind.MOE: ("moe_tp", "moe_ep"),
+    # linear attention: the per-GPU value / key head counts (tensor-parallel slices of one model's
+    # mixer) set the state size smoothly (AIC h200 vllm 0.24.0 decode leave-one-out: 3.95% / 21.2% ->
+    # 0.65% / 6.4% median / p90 with both promoted)
+    OpKind.LINEAR_PREFILL: ("num_v_heads", "num_k_heads"),
+    OpKind.LINEAR_DECODE: ("num_v_heads", "num_k_heads"),
 }
 
 
