@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from estimator.models import AttentionKind, catalog_ids, load_model, parse_config
-from perfdb.errors import NotFoundError
+from perfdb.errors import DataError, NotFoundError
 from perfdb.types import Dtype
 
 REF = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "model_configs"
@@ -116,3 +117,30 @@ def test_more_architectures_and_release_suffixes():
     assert base_name("deepseek-ai/DeepSeek-R1-0528") == "deepseek-r1" and base_name("Qwen/Qwen3-8B") == "qwen3-8b"
     assert load_model("Qwen/Qwen3-235B-A22B-Thinking-2507").name == "Qwen/Qwen3-235B-A22B"
     assert load_model("MiniMaxAI/MiniMax-M2.1").num_experts == 256
+
+
+def _qwen35_text() -> dict:
+    cfg = json.loads((REF / "Qwen--Qwen3.5-35B-A3B_config.json").read_text())
+    return cfg
+
+
+@pytest.mark.skipif(not REF_CONFIGS, reason="../shared/data/model_configs not present")
+@pytest.mark.parametrize("edit, needle", [
+    (lambda t: t.update(layer_types=t["layer_types"][:-1]), "'layer_types' lists 39 layers; num_hidden_layers is 40"),
+    (lambda t: t.update(layer_types=["mamba"] * 40), "'layer_types' has unknown layer type(s) mamba; accepted: linear_attention, full_attention"),
+    (lambda t: t.pop("linear_num_value_heads"), "lacks required field 'linear_num_value_heads'"),
+    (lambda t: t.update(num_experts_per_tok="eight"), "malformed field"),
+])
+def test_hybrid_config_errors_name_the_field(edit, needle):
+    cfg = _qwen35_text()
+    edit(cfg["text_config"])
+    with pytest.raises(DataError, match=re.escape(needle)):
+        parse_config(cfg, "bad-qwen3.5")
+
+
+@pytest.mark.skipif(not REF_CONFIGS, reason="../shared/data/model_configs not present")
+def test_nemotron_pattern_errors_name_the_field():
+    cfg = json.loads((REF / "nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-BF16_config.json").read_text())
+    cfg["hybrid_override_pattern"] = cfg["hybrid_override_pattern"].replace("E", "X", 1)
+    with pytest.raises(DataError, match=r"'hybrid_override_pattern' has unknown layer type\(s\) X; accepted: M, \*, E, -"):
+        parse_config(cfg, "bad-nemotron")
