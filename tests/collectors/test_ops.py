@@ -138,7 +138,8 @@ def test_sliding_window_attention_builds_and_attends_only_the_window():
     torch.testing.assert_close(windowed, tail)
 
 
-@pytest.mark.parametrize("dtype", [Dtype.FP8, Dtype.FP8_BLOCK, Dtype.MXFP4, Dtype.NVFP4, Dtype.INT8])
+@pytest.mark.parametrize("dtype", [Dtype.FP8, Dtype.FP8_BLOCK, Dtype.MXFP4, Dtype.NVFP4, Dtype.INT8, Dtype.INT4,
+                                   Dtype.W4A8_MXFP4])
 def test_quantized_moe_is_collected_in_its_stored_format(dtype):
     case = MoeCase(dtype=dtype, hidden=160, inter=96, topk=2, num_experts=8, moe_tp=2, moe_ep=2,
                    distribution="balanced", num_tokens=16)
@@ -197,3 +198,14 @@ def test_mhc_mix_keeps_streams_under_identity_mixing():
     layer_in, mixed = mhc_mix(streams, pre, torch.ones(t, c), torch.eye(c).expand(t, c, c), out)
     assert torch.allclose(layer_in, streams.mean(1), atol=1e-6)
     assert torch.allclose(mixed, streams + out[:, None, :], atol=1e-6)
+
+
+def test_int4_dequantization_decodes_signed_nibbles_and_group_scales():
+    from collectors.ops.quant import dequantize, store
+
+    w = store((2, 64), Dtype.INT4, CPU)
+    assert w.data.dtype == torch.uint8 and w.data.shape == (2, 32) and w.scale.shape == (2, 2)
+    dense = dequantize(w, torch.float32)
+    code, scale = int(w.data[1, 20]), float(w.scale[1, 1])   # byte 20 holds columns 40 and 41 (group 1)
+    assert dense[1, 40].item() == pytest.approx(((code & 0xF) - 8) * scale, rel=1e-6)
+    assert dense[1, 41].item() == pytest.approx(((code >> 4) - 8) * scale, rel=1e-6)
