@@ -16,8 +16,9 @@ from pathlib import Path
 from estimator.engine import resolve
 from estimator.models.spec import ModelSpec
 from perfdb.types import Dtype
+from search.artifacts.dynamo import DEFAULT_TAG
 from search.artifacts.engines import EngineSettings
-from search.artifacts.writer import write_candidate
+from search.artifacts.writer import MANIFEST, remove_written, write_candidate
 from search.calibrated import interval
 from search.plan import PlanResult
 from search.plot import ParetoData, sample
@@ -40,10 +41,24 @@ def _quant(model: ModelSpec, override: Dtype | None) -> str:
     return override.value if override else ""
 
 
-def write_artifacts(result: PlanResult, save_dir: Path) -> dict:
-    """Artifacts of every top candidate; returns {row: directory name} for the summary."""
+def clear_stale(top_dir: Path) -> list[Path]:
+    """Remove what an earlier plan wrote under top/ (only the files its directories list as written by
+    servecast); returns the directories left because they hold other files."""
+    kept = []
+    if not top_dir.is_dir():
+        return kept
+    for d in sorted(top_dir.iterdir()):
+        if d.is_dir() and not d.is_symlink() and (d / MANIFEST).is_file() and not remove_written(d):
+            kept.append(d)
+    return kept
+
+
+def write_artifacts(result: PlanResult, save_dir: Path, dynamo_tag: str = DEFAULT_TAG) -> dict:
+    """Artifacts of every top candidate, after clearing an earlier plan's (clear_stale); returns
+    {row: directory name} for the summary. dynamo_tag: the Dynamo release of the k8s manifests' images."""
     req = result.request
     top_dir = Path(save_dir) / "top"
+    clear_stale(top_dir)
     written: dict[int, str] = {}
     rank = 0
     for _mode, cands in result.top.items():
@@ -52,7 +67,7 @@ def write_artifacts(result: PlanResult, save_dir: Path) -> dict:
             out = write_candidate(top_dir, c, rank, req.system, result.system.gpus_per_node, req.isl, req.osl,
                                   req.prefix, req.sla, engine_settings(result, c),
                                   _quant(result.model, req.gemm_quant), _quant(result.model, req.moe_quant),
-                                  calibrated_fields(result, c))
+                                  calibrated_fields(result, c), dynamo_tag)
             written[c.row] = str(out.relative_to(save_dir))
     (Path(save_dir) / "plan.json").write_text(json.dumps(summary(result, written), indent=1, default=str))
     return written

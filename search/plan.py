@@ -17,7 +17,7 @@ from perfdb.errors import InfeasibleError, InputError
 from perfdb.lookup import PerfDB
 from perfdb.specs import SystemSpec, load_system
 from perfdb.types import Backend
-from search.artifacts.engines import supports
+from search.artifacts.engines import Role, supports
 from search.calibrated import BASE, calibrate_points
 from search.disagg import GroupLoad, compose, dominant
 from search.evaluate import Context, decode_workers, evaluate_agg, prefill_workers
@@ -59,25 +59,27 @@ class PlanResult:
 
 def _backend_points(ctx: Context, modes: tuple[Mode, ...], sla) -> tuple[list[PointTable], int]:
     # memory feasibility is the estimator's (Context.step_model drops shapes that do not fit)
-    configs = [p for p in parallel_configs(ctx.model, ctx.system, ctx.budget) if supports(ctx.backend, p)]
+    configs = parallel_configs(ctx.model, ctx.system, ctx.budget)
     tables, workers = [], 0
     if Mode.AGG in modes:
-        tables.append(evaluate_agg(ctx, configs, sla))
+        tables.append(evaluate_agg(ctx, [p for p in configs if supports(ctx.backend, p, Role.AGG)], sla))
     if Mode.DISAGG in modes and ctx.budget >= 2:
-        half = [p for p in configs if p.num_gpus < ctx.budget]
+        # each role only in the shapes its engine runs in that role (e.g. no decode-side PP in vLLM)
+        half = [p for p in configs if p.num_gpus < ctx.budget and supports(ctx.backend, p, Role.PREFILL)]
+        dec_half = [p for p in configs if p.num_gpus < ctx.budget and supports(ctx.backend, p, Role.DECODE)]
         pre = prefill_workers(ctx, half)
-        dec = decode_workers(ctx, half)
+        dec = decode_workers(ctx, dec_half)
         workers = len(pre) + len(dec)
         pre = pre.take(dominant(pre))
 
         def kv_ms(pi: int, di: int, same: bool) -> float:
             sm = ctx.step_model(half[pi], max(PREFILL_TOKEN_BUDGET, ctx.new_tokens))
-            return float(sm.kv_transfer_ms(ctx.isl, half[di], same))
+            return float(sm.kv_transfer_ms(ctx.isl, dec_half[di], same))
 
         overhead = ctx.step_model(half[int(pre.cfg[0])], max(PREFILL_TOKEN_BUDGET, ctx.new_tokens)).resolved \
             .ttft_overhead_ms if len(pre) else 0.0
-        tables.append(compose(pre, dec, kv_ms, GroupLoad(ctx.osl, ctx.budget, overhead, ctx.system.nvlink_domain_gpus), BACKENDS.index(ctx.backend),
-                              half, half))
+        tables.append(compose(pre, dec, kv_ms, GroupLoad(ctx.osl, ctx.budget, overhead, ctx.system.nvlink_domain_gpus),
+                              BACKENDS.index(ctx.backend), half, dec_half))
     return tables, workers
 
 

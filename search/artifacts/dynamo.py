@@ -1,52 +1,56 @@
 """Kubernetes manifests for an NVIDIA Dynamo deployment (DynamoGraphDeployment, nvidia.com/v1alpha1).
 
-Layout as in Dynamo's own examples (examples/backends/<engine>/deploy/{agg,disagg}.yaml): one
-Frontend service, and one worker service per role with `componentType: worker`,
-`subComponentType: prefill|decode` for disaggregated workers, `replicas` = worker count,
-`resources.limits.gpu` = GPUs per worker (per node when the worker spans nodes, with
-`multinode.nodeCount`). Workers run `python3 -m dynamo.<engine>` with the engine's own flags;
-TensorRT-LLM reads its LLM-API options from a ConfigMap mounted at /config.
+Written for Dynamo 1.6.1 (PyPI ai-dynamo 1.6.1; the image tag is a parameter, `plan --dynamo-version`).
+Layout as in Dynamo's examples (examples/backends/<engine>/deploy/{agg,disagg}.yaml): one Frontend
+service running `python3 -m dynamo.frontend --http-port 8000`, and one worker service per role with
+`componentType: worker`, `subComponentType: prefill|decode` for disaggregated workers, `replicas` =
+worker count, `resources.limits.gpu` = GPUs per node of a worker and `multinode.nodeCount` when a
+worker spans nodes (the operator then starts it on each node with the engine's multi-node flags).
+Workers run `python3 -m dynamo.<engine>` with the args each engine builder writes for Dynamo
+(`dynamo_args`: the flags that release accepts, e.g. vLLM's --disaggregation-mode and the prefill
+worker's required --kv-transfer-config); TensorRT-LLM reads its LLM-API options from a ConfigMap
+mounted at /config.
 """
 from __future__ import annotations
 
+import re
+
+from perfdb.errors import InputError
 from perfdb.types import Backend
 from search.artifacts import yamlio
-from search.artifacts.engines import EngineSettings, Role, sglang_args, trtllm_options, vllm_args
+from search.artifacts.engine_trtllm import options as trtllm_options
+from search.artifacts.engines import EngineSettings, Role, builder
 from search.types import Candidate, Mode, WorkerSetup
 
-# Runtime images published by the Dynamo project; set the tag to the Dynamo release you deploy.
+# Runtime images published by the Dynamo project, one per engine; the tag is the Dynamo release.
 IMAGE = {
     Backend.VLLM: "nvcr.io/nvidia/ai-dynamo/vllm-runtime:{tag}",
     Backend.SGLANG: "nvcr.io/nvidia/ai-dynamo/sglang-runtime:{tag}",
     Backend.TRTLLM: "nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:{tag}",
 }
-DEFAULT_TAG = "0.6.1"
+DEFAULT_TAG = "1.6.1"
+FRONTEND_PORT = 8000
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")     # an OCI image tag
 _SERVICE_PREFIX = {Backend.VLLM: "Vllm", Backend.SGLANG: "SGLang", Backend.TRTLLM: "TRTLLM"}
 _ROLE_NAME = {Role.AGG: "Worker", Role.PREFILL: "PrefillWorker", Role.DECODE: "DecodeWorker"}
 
 
-def _worker_args(backend: Backend, w: WorkerSetup, role: Role, s: EngineSettings, config_name: str) -> list[str]:
-    if backend == Backend.VLLM:
-        args = ["--model", s.model, *vllm_args(w, role, s)]
-    elif backend == Backend.SGLANG:
-        args = ["--model-path", s.model, "--served-model-name", s.model, *sglang_args(w, role, s)]
-        return args  # sglang_args already carries --disaggregation-mode for P/D workers
-    else:
-        args = ["--model-path", s.model, "--served-model-name", s.model, "--extra-engine-args", f"/config/{config_name}"]
-    if role != Role.AGG:
-        args += ["--disaggregation-mode", role.value]
-    return args
+def check_tag(tag: str) -> str:
+    if not _TAG.fullmatch(tag):
+        raise InputError(f"dynamo version {tag!r} is not an image tag (letters, digits, '_', '.', '-'; "
+                         f"e.g. {DEFAULT_TAG})")
+    return tag
 
 
 def _service(backend: Backend, w: WorkerSetup, role: Role, s: EngineSettings, name: str, gpus_per_node: int,
-             tag: str, config_map: str | None, config_name: str) -> dict:
+             image: str, config_map: str | None) -> dict:
     gpus = w.parallel.num_gpus
     nodes = -(-gpus // gpus_per_node)
     container = {
-        "image": IMAGE[backend].format(tag=tag),
+        "image": image,
         "workingDir": "/workspace",
         "command": ["python3", "-m", f"dynamo.{backend.value}"],
-        "args": _worker_args(backend, w, role, s, config_name),
+        "args": builder(backend).dynamo_args(w, role, s, f"/config/{role.value}.yaml"),
     }
     svc: dict = {
         "envFromSecret": "hf-token-secret",
@@ -72,23 +76,21 @@ def manifests(c: Candidate, s: EngineSettings, name: str, gpus_per_node: int, ta
     if c.mode == Mode.AGG:
         roles = [(Role.AGG, c.decode)]
     else:
-        scale = c.replicas
-        roles = [(Role.PREFILL, _scaled(c.prefill, scale)), (Role.DECODE, _scaled(c.decode, scale))]
+        roles = [(Role.PREFILL, _scaled(c.prefill, c.replicas)), (Role.DECODE, _scaled(c.decode, c.replicas))]
+    image = IMAGE[c.backend].format(tag=tag)
     docs: list[dict] = []
     config_map = None
     if c.backend == Backend.TRTLLM:
         config_map = f"{name}-engine-config"
         data = {f"{role.value}.yaml": yamlio.dump(trtllm_options(w, role, s)) for role, w in roles}
         docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": config_map}, "data": data})
-    services: dict = {
-        "Frontend": {
-            "dynamoNamespace": name, "componentType": "frontend", "replicas": 1,
-            "extraPodSpec": {"mainContainer": {"image": IMAGE[c.backend].format(tag=tag)}},
-        }
-    }
+    frontend = {"image": image, "workingDir": "/workspace", "command": ["python3", "-m", "dynamo.frontend"],
+                "args": ["--http-port", str(FRONTEND_PORT)]}
+    services: dict = {"Frontend": {"dynamoNamespace": name, "componentType": "frontend", "replicas": 1,
+                                   "extraPodSpec": {"mainContainer": frontend}}}
     for role, w in roles:
         services[_SERVICE_PREFIX[c.backend] + _ROLE_NAME[role]] = _service(
-            c.backend, w, role, s, name, gpus_per_node, tag, config_map, f"{role.value}.yaml")
+            c.backend, w, role, s, name, gpus_per_node, image, config_map)
     docs.append({"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment",
                  "metadata": {"name": name}, "spec": {"services": services}})
     return docs

@@ -1,28 +1,34 @@
 """Write the deployable artifacts of one candidate into its own directory:
 
     deployment.yaml      the spec (`servecast calibrate ingest --deployment` reads it)
-    launch.sh            standalone launch commands, one per worker, with GPUs and ports assigned
+    launch.sh            every worker's command per node (GPUs, ports, multi-node flags) and the router
     <role>.yaml          TensorRT-LLM only: the LLM-API options each trtllm-serve reads
+    disagg.yaml          TensorRT-LLM disaggregated only: `trtllm-serve disaggregated`'s config
     k8s/dynamo.yaml      ConfigMap (TensorRT-LLM) + DynamoGraphDeployment
     aiperf.sh            the benchmark at the predicted concurrency, ISL/OSL and prefix
+    .servecast-files     the list of the files above: `remove_written` deletes exactly these
+
+A reused --save-dir must hold exactly the new plan, and must never lose a user's own files (an aiperf
+run started inside a candidate directory leaves its results there): so a stale directory loses only
+the files its list names, and goes only when nothing else is left in it.
 """
 from __future__ import annotations
 
-import json
 import re
 import shlex
-from dataclasses import replace
 from pathlib import Path
 
 from perfdb.types import Backend
 from search.artifacts import yamlio
 from search.artifacts.aiperf import aiperf_command
 from search.artifacts.deployment import deployment_spec
-from search.artifacts.dynamo import manifests
-from search.artifacts.engines import EngineSettings, Role, launch_command, trtllm_options
-from search.types import Candidate, Mode, Sla, WorkerSetup
+from search.artifacts.dynamo import DEFAULT_TAG, manifests
+from search.artifacts.engine_trtllm import options as trtllm_options
+from search.artifacts.engines import EngineSettings
+from search.artifacts.launch import launch_plan, render, roles
+from search.types import Candidate, Sla
 
-VLLM_NIXL = json.dumps({"kv_connector": "NixlConnector", "kv_role": "kv_both"}, separators=(",", ":"))
+MANIFEST = ".servecast-files"
 
 
 def slug(c: Candidate, rank: int) -> str:
@@ -30,61 +36,64 @@ def slug(c: Candidate, rank: int) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:96]
 
 
-def _roles(c: Candidate) -> list[tuple[Role, WorkerSetup, int]]:
-    if c.mode == Mode.AGG:
-        return [(Role.AGG, c.decode, c.decode.workers)]
-    return [(Role.PREFILL, c.prefill, c.prefill.workers * c.replicas),
-            (Role.DECODE, c.decode, c.decode.workers * c.replicas)]
+def launch_script(c: Candidate, s: EngineSettings, gpus_per_node: int) -> tuple[str, dict]:
+    """launch.sh's text and the router's files to write beside it."""
+    lp = launch_plan(c, s, gpus_per_node)
+    title = (f"{c.label()} on {c.total_gpus} GPUs ({c.gpus_used} used, {lp.nodes} node(s)), "
+             f"{c.backend.value}, planned by servecast")
+    return render(lp, title), (lp.router.files if lp.router else {})
 
 
-def launch_script(c: Candidate, s: EngineSettings, gpus_per_node: int) -> str:
-    lines = ["#!/usr/bin/env bash", f"# {c.label()} on {c.total_gpus} GPUs ({c.gpus_used} used), "
-             f"{c.backend.value}, planned by servecast", "set -euo pipefail", ""]
-    gpu, port = 0, s.port
-    for role, w, count in _roles(c):
-        for i in range(count):
-            n = w.parallel.num_gpus
-            node, first = divmod(gpu, gpus_per_node)
-            visible = ",".join(str(first + k) for k in range(min(n, gpus_per_node)))
-            argv = launch_command(c.backend, w, role, replace(s, port=port),
-                                  options_path=f"{role.value}.yaml")
-            if c.backend == Backend.VLLM and role != Role.AGG:
-                argv += ["--kv-transfer-config", VLLM_NIXL]
-            lines.append(f"# {role.value} worker {i + 1}/{count}: node {node}, {n} GPU(s)")
-            lines.append(f"CUDA_VISIBLE_DEVICES={visible} {shlex.join(argv)} &")
-            gpu, port = gpu + n, port + 1
-    lines += ["wait", ""]
-    if c.mode == Mode.DISAGG:
-        lines.insert(4, "# Disaggregated workers need a KV-aware router in front: deploy k8s/dynamo.yaml,\n"
-                        "# or run Dynamo's frontend (python -m dynamo.frontend) beside these workers.")
-    elif c.decode.workers > 1:
-        lines.insert(4, f"# {c.decode.workers} replicas on ports {s.port}-{s.port + c.decode.workers - 1}: put a router "
-                        "in front (Dynamo's frontend, k8s/dynamo.yaml, or any HTTP load balancer).")
-    return "\n".join(lines)
+def _aiperf_script(c: Candidate, s: EngineSettings, rank: int, isl: int, osl: int, prefix: int, out: Path) -> str:
+    artifact = f"aiperf-{slug(c, rank)}"
+    bench = aiperf_command(s.model, f"http://localhost:{s.port}", c.metrics.concurrency, isl, osl, prefix, artifact)
+    return ("#!/usr/bin/env bash\n# Benchmark at the predicted concurrency through the deployment's front door: on node 0\n"
+            f"# of launch.sh (its router, or its only worker) or the Dynamo frontend of k8s/dynamo.yaml\n"
+            f"# port-forwarded to localhost:{s.port}; then\n"
+            f"#   servecast calibrate ingest {artifact} --deployment {out.name}/deployment.yaml --out runs.parquet\n"
+            f"{shlex.join(bench)}\n")
 
 
 def write_candidate(directory: Path, c: Candidate, rank: int, system: str, gpus_per_node: int, isl: int, osl: int,
                     prefix: int, sla: Sla, s: EngineSettings, gemm_quant: str = "", moe_quant: str = "",
-                    calibrated: dict | None = None) -> Path:
+                    calibrated: dict | None = None, dynamo_tag: str = DEFAULT_TAG) -> Path:
     """calibrated: calibration_id and intervals added to deployment.yaml's `predicted` (calibrated plans)."""
     out = Path(directory) / slug(c, rank)
-    (out / "k8s").mkdir(parents=True, exist_ok=True)
+    if (out / MANIFEST).is_file():
+        remove_written(out)
     spec = deployment_spec(c, system, isl, osl, prefix, sla, s, gemm_quant, moe_quant)
     if calibrated:
         spec.predicted.update(calibrated)
-    (out / "deployment.yaml").write_text(yamlio.dump(spec.to_dict()))
-    (out / "launch.sh").write_text(launch_script(c, s, gpus_per_node))
-    if c.backend == Backend.TRTLLM:
-        for role, w, _ in _roles(c):
-            (out / f"{role.value}.yaml").write_text(yamlio.dump(trtllm_options(w, role, s)))
+    launch, router_files = launch_script(c, s, gpus_per_node)
     name = re.sub(r"[^a-z0-9-]+", "-", f"sc-{c.backend.value}-{c.mode.value}-{rank}".lower())
-    (out / "k8s" / "dynamo.yaml").write_text(yamlio.dump_all(manifests(c, s, name, gpus_per_node)))
-    artifact = f"aiperf-{slug(c, rank)}"
-    bench = aiperf_command(s.model, f"http://localhost:{s.port}", c.metrics.concurrency, isl, osl, prefix, artifact)
-    (out / "aiperf.sh").write_text("#!/usr/bin/env bash\n# Benchmark at the predicted concurrency through the deployment's front door (the Dynamo\n"
-                                   "# frontend of k8s/dynamo.yaml, port-forwarded to localhost:8000); then\n"
-                                   f"#   servecast calibrate ingest {artifact} --deployment {out.name}/deployment.yaml --out runs.parquet\n"
-                                   f"{shlex.join(bench)}\n")
+    files = {"deployment.yaml": yamlio.dump(spec.to_dict()), "launch.sh": launch, **router_files,
+             "k8s/dynamo.yaml": yamlio.dump_all(manifests(c, s, name, gpus_per_node, dynamo_tag)),
+             "aiperf.sh": _aiperf_script(c, s, rank, isl, osl, prefix, out)}
+    if c.backend == Backend.TRTLLM:
+        files.update({f"{role.value}.yaml": yamlio.dump(trtllm_options(w, role, s)) for role, w, _ in roles(c)})
+    (out / "k8s").mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).write_text("".join(f"{f}\n" for f in files))   # first: a crash mid-way stays removable
+    for rel, text in files.items():
+        (out / rel).write_text(text)
     for script in ("launch.sh", "aiperf.sh"):
         (out / script).chmod(0o755)
     return out
+
+
+def remove_written(directory: Path) -> bool:
+    """Delete the files servecast listed in `directory`'s manifest (never anything else, nothing outside
+    it), then the directory and its k8s/ if empty. Returns whether the directory is gone."""
+    directory = Path(directory)
+    root = directory.resolve()
+    listed = (directory / MANIFEST).read_text().splitlines()
+    for rel in listed:
+        path = directory / rel
+        if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts or not path.resolve().is_relative_to(root):
+            continue
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+    (directory / MANIFEST).unlink()
+    for d in (directory / "k8s", directory):
+        if d.is_dir() and not d.is_symlink() and not any(d.iterdir()):
+            d.rmdir()
+    return not directory.exists()

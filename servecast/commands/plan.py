@@ -48,7 +48,11 @@ def register(app: typer.Typer) -> None:
                                         "calibration)"),
         mode: str = typer.Option("both", help="agg, disagg or both"),
         top_n: int = typer.Option(5, "--top-n", help="configurations shown (and written) per mode"),
-        save_dir: str = typer.Option(None, "--save-dir", help="write points, pareto.png and artifacts here"),
+        save_dir: str = typer.Option(None, "--save-dir", help="write points, pareto.png and artifacts here (an "
+                                     "earlier plan's artifact directories there are removed)"),
+        dynamo_version: str = typer.Option(None, "--dynamo-version",
+                                           help="NVIDIA Dynamo release (image tag) of top/*/k8s/dynamo.yaml; "
+                                                "default: the release the manifests are written for (1.6.1)"),
         db: str = typer.Option(None, help="perfdb directory (default: the bundled database)"),
         calibration: str = typer.Option(None, help="calibration directory from `servecast calibrate fit` (--base "
                                         "estimate; default: the newest in <db>/calibrations/, and the bundled database "
@@ -71,6 +75,10 @@ def _run(a: dict) -> int:
 
     req = _request(a)
     out = _save_dir(a["save_dir"])   # before the search: a bad --save-dir fails at once
+    if a["dynamo_version"] is not None:
+        from search.artifacts.dynamo import check_tag
+
+        check_tag(a["dynamo_version"])
     db = PerfDB(a["db"])
     result = plan(req, db)
     if a["simulate"] and result.winner is not None:   # the simulator decides (search.decide)
@@ -81,10 +89,11 @@ def _run(a: dict) -> int:
     try:
         written = None
         if out is not None:
+            from search.artifacts.dynamo import DEFAULT_TAG
             from search.outputs import pareto_data, write_artifacts
             from search.plot import write_pareto_png
 
-            written = write_artifacts(result, out)
+            written = write_artifacts(result, out, a["dynamo_version"] or DEFAULT_TAG)
             try:
                 write_pareto_png(pareto_data(result), out / "pareto.png")
             except OSError as exc:
