@@ -13,6 +13,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from estimator.engine import resolve
 from estimator.models.spec import ModelSpec
 from perfdb.types import Dtype
@@ -21,8 +23,8 @@ from search.artifacts.engines import EngineSettings
 from search.artifacts.writer import MANIFEST, remove_written, write_candidate
 from search.calibrated import interval
 from search.plan import PlanResult
-from search.plot import ParetoData, sample
-from search.points import MODES
+from search.plot import ParetoData, Series, sample
+from search.points import BACKENDS, MODES
 from search.types import Candidate
 
 
@@ -129,18 +131,41 @@ def _sim(s) -> dict:
 
 def pareto_data(result: PlanResult) -> ParetoData:
     pts, req = result.points, result.request
-    x, y = pts["tokens_per_s_per_user"], pts["tokens_per_s_per_gpu"]
-    clouds, fronts = {}, {}
+    code = np.array([req.backends.index(b) if b in req.backends else -1 for b in BACKENDS], dtype=np.int64)
+
+    def series(rows) -> Series:
+        return Series.of(pts["tokens_per_s_per_user"][rows], pts["tokens_per_s_per_gpu"][rows], pts["ttft_ms"][rows],
+                         code[pts["backend"][rows].astype(np.int64)])
+
+    clouds, fronts, missed = {}, {}, {}
     for mode, rows in result.frontier.items():
-        m = pts["feasible"] & (pts["mode"] == MODES.index(mode))
-        clouds[mode.value] = sample(x[m], y[m])
-        fronts[mode.value] = (x[rows], y[rows])
+        feasible = np.flatnonzero(pts["feasible"] & (pts["mode"] == MODES.index(mode)))
+        clouds[mode.value] = series(feasible[sample(len(feasible))])
+        fronts[mode.value] = series(rows)
+        if result.winner is None:
+            missed[mode.value] = series(result.frontier_all[mode])
     w = result.winner
-    winner = (w.metrics.tokens_per_s_per_user, w.metrics.tokens_per_s_per_gpu, f"{w.mode.value} {w.label()}") if w else None
+    winner = (w.metrics.tokens_per_s_per_user, w.metrics.tokens_per_s_per_gpu, w.metrics.ttft_ms,
+              f"{w.mode.value} {w.backend.value} {w.label()}") if w else None
     lat_tps = None
     if req.sla.request_latency_ms:
         lat_tps = 1000.0 * max(req.osl - 1, 1) / max(req.sla.request_latency_ms - 0.0, 1e-9)
     title = (f"{req.model} on {req.total_gpus}x {req.system} ({', '.join(b.value for b in req.backends)}), "
              f"ISL {req.isl} OSL {req.osl}, TTFT<={req.sla.ttft_ms:g} ms, TPOT<={req.sla.tpot_ms:g} ms")
-    return ParetoData(title=title, tpot_ms=req.sla.tpot_ms, request_latency_user_tps=lat_tps, clouds=clouds,
-                      frontiers=fronts, winner=winner)
+    return ParetoData(title=title, tpot_ms=req.sla.tpot_ms, ttft_ms=req.sla.ttft_ms, request_latency_user_tps=lat_tps,
+                      backends=tuple(b.value for b in req.backends), clouds=clouds, frontiers=fronts, winner=winner,
+                      missed=missed, note=_miss_note(result) if w is None else "",
+                      best={b.value: (c.metrics.tokens_per_s_per_user, c.metrics.tokens_per_s_per_gpu, c.metrics.ttft_ms,
+                                      c.mode.value) for b, c in result.per_backend.items()})
+
+
+def _miss_note(result: PlanResult) -> str:
+    """The boxed note of a plan where nothing meets the targets."""
+    sla, d = result.request.sla, result.diagnosis
+    targets = f"TTFT <= {sla.ttft_ms:g} ms, TPOT <= {sla.tpot_ms:g} ms"
+    if sla.request_latency_ms:
+        targets += f", request latency <= {sla.request_latency_ms:g} ms"
+    name = {"ttft": "TTFT", "tpot": "TPOT"}.get(d.binding.value, d.binding.value) if d is not None else ""
+    why = f"; the closest points miss the {name} target" if d is not None else ""
+    return (f"Nothing meets the targets ({targets}){why}. Dashed: the best points ignoring the targets; "
+            "no deployment is recommended.")

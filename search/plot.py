@@ -1,221 +1,203 @@
-"""The Pareto PNG: tokens/s/user (x) against tokens/s/GPU (y), aggregated and disaggregated.
+"""The Pareto PNG of a plan: what each deployment gives per GPU and per user, and its TTFT.
 
-All evaluated feasible points are drawn faintly, the SLA-meeting frontier of each mode as a line,
-the TPOT target as a vertical dashed line (tokens/s/user = 1000 / TPOT: points right of it meet
-TPOT), the request-latency bound dotted when set, and the winner as a star.
-
-Drawn with Pillow (a matplotlib dependency) straight into an RGB array, not with matplotlib: the
-matplotlib import alone costs 0.3-0.8 CPU s, more than the whole search, and `servecast plan` has a
-one-second budget. The background cloud is alpha-blended with numpy on the covered pixels only
-(one np.unique per mode), so thousands of points cost a few milliseconds.
+Top panel: tokens/s/GPU (whole budget) against tokens/s/user, every feasible point faint in its
+mode's colour, the SLA-meeting frontier of each mode as a line whose points are marked by backend
+(circle trtllm, square sglang, triangle vllm), the winner as a star, the TPOT target as a vertical
+dashed line (points right of it meet TPOT: tokens/s/user = 1000 / TPOT) and the request-latency bound
+dotted when set. Bottom panel, same x axis: the TTFT of the same points (log scale) with the TTFT
+target as a horizontal dashed line (points below it meet TTFT). Every mark is named in the legend
+column on the right, so nothing covers the data. When nothing meets the targets, the frontier that
+ignores them is drawn dashed and a boxed note says so and which target binds.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-COLORS = {"agg": "#1f77b4", "disagg": "#d62728"}
-CLOUD_ALPHA = 0.15        # per point; overlapping points darken towards the mode's colour
-SIZE = (675, 450)         # pixels (7.5 x 5 in at 90 dpi, as before)
-MARGIN = (70, 34, 18, 48)  # left, top, right, bottom, pixels
+from search.plot_canvas import Panel, axes, blend_clouds, dashed, font, legend, marker, nice_ticks, rgb
+
+__all__ = ["SIZE", "ParetoData", "Series", "nice_ticks", "sample", "write_pareto_png"]
+
+MODE_COLORS = {"agg": "#1f77b4", "disagg": "#d62728"}
+TPOT_COLOR, TTFT_COLOR = (0, 0, 0), (118, 42, 131)
+BACKEND_MARKERS = {"trtllm": "circle", "sglang": "square", "vllm": "triangle"}
+SIZE = (1280, 960)                   # pixels: 12.8 x 9.6 in at 100 dpi
+LEGEND_X = 935                       # the legend column starts here
+TOP_BOX = (105, 78, 905, 560)        # left, top, right, bottom of the throughput panel
+TTFT_BOX = (105, 610, 905, 868)      # the TTFT panel under it
+
+
+@dataclass(frozen=True)
+class Series:
+    """Points of one mode: tokens/s/user (x), tokens/s/GPU (y), TTFT ms, backend index."""
+
+    x: np.ndarray
+    y: np.ndarray
+    ttft: np.ndarray
+    backend: np.ndarray
+
+    @staticmethod
+    def of(x, y, ttft, backend) -> "Series":
+        return Series(*(np.asarray(v, dtype=np.float64) for v in (x, y, ttft)), np.asarray(backend, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.x)
 
 
 @dataclass(frozen=True)
 class ParetoData:
     title: str
     tpot_ms: float
+    ttft_ms: float
     request_latency_user_tps: float | None       # 1000 / (request latency / osl) when a latency SLA is set
-    clouds: dict                                   # mode -> (x, y) arrays of feasible points (sampled)
-    frontiers: dict                                # mode -> (x, y) arrays of the SLA-meeting frontier
-    winner: tuple[float, float, str] | None        # (x, y, label)
+    backends: tuple[str, ...]                      # backend names; Series.backend indexes them
+    clouds: dict                                   # mode -> Series of every feasible point (sampled)
+    frontiers: dict                                # mode -> Series: the SLA-meeting frontier
+    winner: tuple[float, float, float, str] | None  # (x, y, ttft, label)
+    missed: dict = field(default_factory=dict)     # mode -> frontier ignoring the targets (nothing met them)
+    best: dict = field(default_factory=dict)       # backend -> (x, y, ttft, mode): its best SLA-meeting point
+    note: str = ""                                 # the boxed note when nothing meets the targets
 
 
-def _rgb(hex_color: str) -> tuple[int, int, int]:
-    return tuple(int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+def sample(n: int, limit: int = 4000) -> np.ndarray:
+    """At most `limit` row indices of n for the background cloud (evenly strided: deterministic)."""
+    if n <= limit:
+        return np.arange(n)
+    return np.linspace(0, n - 1, limit).astype(np.int64)
 
 
-def nice_ticks(lo: float, hi: float, n: int = 6) -> np.ndarray:
-    """Round tick positions (1, 2, 2.5, 5 x 10^k steps) covering [lo, hi]."""
-    span = max(hi - lo, 1e-9)
-    raw = span / n
-    mag = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    return np.arange(math.ceil(lo / step) * step, hi + step * 1e-6, step)
+def _finite(*arrays) -> np.ndarray:
+    v = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays] or [np.zeros(0)])
+    return v[np.isfinite(v)]
 
 
-def _fmt(v: float) -> str:
-    return f"{v:,.0f}" if abs(v) >= 10 or v == 0 else f"{v:g}"
+def _limits(data: ParetoData):
+    series = [*data.clouds.values(), *data.frontiers.values(), *data.missed.values()]
+    w = data.winner
+    x = _finite(*(s.x for s in series), [1000.0 / data.tpot_ms], [data.request_latency_user_tps or 0.0],
+                [w[0]] if w else [])
+    y = _finite(*(s.y for s in series), [w[1]] if w else [])
+    xlim = (0.0, (float(x.max()) if len(x) else 1.0) * 1.05 or 1.0)
+    ylim = (0.0, (float(y.max()) if len(y) else 1.0) * 1.08 or 1.0)
+    marks = _finite(*(s.ttft for s in (*data.frontiers.values(), *data.missed.values())), [data.ttft_ms],
+                    [w[2]] if w else [])
+    cloud = _finite(*(s.ttft for s in data.clouds.values()))
+    if len(cloud):
+        marks = np.concatenate([marks, np.percentile(cloud, [2, 98])])
+    marks = marks[marks > 0]
+    lo = float(marks.min()) / 1.6 if len(marks) else 1.0
+    hi = float(marks.max()) * 1.6 if len(marks) else 10.0
+    return xlim, ylim, (max(lo, 1e-3), max(hi, lo * 10))
 
 
-class _Canvas:
-    """Data-to-pixel mapping of the plot area plus the Pillow image being drawn."""
-
-    def __init__(self, xlim: tuple[float, float], ylim: tuple[float, float]):
-        from PIL import Image, ImageDraw, ImageFont
-
-        self.img = Image.new("RGB", SIZE, "white")
-        self.draw = ImageDraw.Draw(self.img)
-        self.font = _font(ImageFont, 11)
-        self.small = _font(ImageFont, 9)
-        left, top, right, bottom = MARGIN
-        self.box = (left, top, SIZE[0] - right, SIZE[1] - bottom)
-        self.xlim, self.ylim = xlim, ylim
-
-    def px(self, x, y):
-        x0, y0, x1, y1 = self.box
-        fx = (np.asarray(x, dtype=np.float64) - self.xlim[0]) / (self.xlim[1] - self.xlim[0])
-        fy = (np.asarray(y, dtype=np.float64) - self.ylim[0]) / (self.ylim[1] - self.ylim[0])
-        return x0 + fx * (x1 - x0), y1 - fy * (y1 - y0)
+def _draw_series(draw, top: Panel, low: Panel, s: Series, color, backends, dash: bool) -> None:
+    order = np.argsort(s.x, kind="stable")
+    for panel, ys in ((top, s.y[order]), (low, s.ttft[order])):
+        px, py = panel.px(s.x[order], ys)
+        pts = [(float(a), float(b)) for a, b in zip(px, py, strict=True) if np.isfinite(a) and np.isfinite(b)]
+        for a, b in zip(pts, pts[1:], strict=False):
+            if dash:
+                dashed(draw, a, b, color, (7, 5), width=2)
+            else:
+                draw.line([a, b], fill=color, width=3)
+        keep = panel.inside(px, py)
+        for qx, qy, bi in zip(px[keep], py[keep], s.backend[order][keep], strict=True):
+            shape = BACKEND_MARKERS.get(backends[bi] if 0 <= bi < len(backends) else "", "circle")
+            if dash:
+                marker(draw, float(qx), float(qy), shape, (255, 255, 255), r=5.0, outline=color)
+            else:
+                marker(draw, float(qx), float(qy), shape, color, r=5.0)
 
 
-def _font(image_font, size: int):
-    try:
-        return image_font.load_default(size=size)   # scalable with FreeType
-    except (ImportError, OSError, TypeError):        # Pillow without FreeType: the bitmap font
-        return image_font.load_default()
+def _targets(draw, top: Panel, low: Panel, data: ParetoData) -> None:
+    for panel in (top, low):
+        x, _ = panel.px(1000.0 / data.tpot_ms, panel.ylim[0])
+        dashed(draw, (x, panel.box[1]), (x, panel.box[3]), TPOT_COLOR, (7, 4))
+        if data.request_latency_user_tps:
+            x, _ = panel.px(data.request_latency_user_tps, panel.ylim[0])
+            dashed(draw, (x, panel.box[1]), (x, panel.box[3]), (110, 110, 110), (2, 3))
+    _, y = low.px(low.xlim[0], data.ttft_ms)
+    if low.box[1] <= y <= low.box[3]:
+        dashed(draw, (low.box[0], y), (low.box[2], y), TTFT_COLOR, (7, 4))
 
 
-def _limits(data: ParetoData) -> tuple[tuple[float, float], tuple[float, float]]:
-    xs = [np.asarray(v[0], dtype=np.float64) for v in (*data.clouds.values(), *data.frontiers.values())]
-    ys = [np.asarray(v[1], dtype=np.float64) for v in (*data.clouds.values(), *data.frontiers.values())]
-    xs.append(np.array([1000.0 / data.tpot_ms]))
+def _best(draw, top: Panel, low: Panel, data: ParetoData) -> None:
+    """Each backend's best SLA-meeting point, a large mark of its backend's shape."""
+    for b, (x, y, ttft, mode) in data.best.items():
+        for panel, yv in ((top, y), (low, ttft)):
+            px, py = panel.px(x, yv)
+            if panel.inside(np.array([px]), np.array([py])).all():
+                marker(draw, float(px), float(py), BACKEND_MARKERS.get(b, "circle"),
+                       rgb(MODE_COLORS.get(mode, "#808080")), r=10.0)
+
+
+def _entries(data: ParetoData) -> list[tuple[str, object, str]]:
+    out: list[tuple[str, object, str]] = [("What is drawn", None, "title")]
+    for mode in data.clouds:
+        out.append((f"{mode}: every feasible point", rgb(MODE_COLORS.get(mode, "#808080")), "cloud"))
+    for mode, s in data.frontiers.items():
+        if len(s):
+            out.append((f"{mode} frontier (meets targets)", rgb(MODE_COLORS.get(mode, "#808080")), "line"))
+    for mode, s in data.missed.items():
+        if len(s):
+            out.append((f"{mode}: best, misses a target", rgb(MODE_COLORS.get(mode, "#808080")), "dash"))
+    out.append(("Frontier points by backend", None, "title"))
+    out += [(b if not data.best or b in data.best else f"{b}: nothing meets the targets", (235, 235, 235),
+             BACKEND_MARKERS.get(b, "circle")) for b in data.backends]
+    if data.best:
+        out.append(("large mark: a backend's best", (235, 235, 235), "big"))
+    out.append(("Targets", None, "title"))
+    out.append((f"TPOT {data.tpot_ms:g} ms (meets: right)", TPOT_COLOR, "dash"))
+    out.append((f"TTFT {data.ttft_ms:g} ms (meets: below)", TTFT_COLOR, "dash"))
     if data.request_latency_user_tps:
-        xs.append(np.array([data.request_latency_user_tps]))
+        out.append(("request latency (meets: right)", (110, 110, 110), "dot"))
     if data.winner:
-        xs.append(np.array([data.winner[0]]))
-        ys.append(np.array([data.winner[1]]))
-    x = np.concatenate(xs)
-    y = np.concatenate(ys) if ys else np.array([0.0, 1.0])
-    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
-    xhi = float(x.max()) if len(x) else 1.0
-    yhi = float(y.max()) if len(y) else 1.0
-    return (0.0, xhi * 1.05 or 1.0), (0.0, yhi * 1.08 or 1.0)
+        out.append((f"winner: {data.winner[3]}", (255, 215, 0), "star"))
+    return out
 
 
-def _axes(cv: _Canvas, data: ParetoData) -> None:
-    from PIL import Image, ImageDraw
-
-    d, (x0, y0, x1, y1) = cv.draw, cv.box
-    for t in nice_ticks(*cv.xlim):
-        px, _ = cv.px(t, 0.0)
-        d.line([(px, y0), (px, y1)], fill=(225, 225, 225))
-        d.line([(px, y1), (px, y1 + 4)], fill="black")
-        d.text((px, y1 + 6), _fmt(t), fill="black", font=cv.small, anchor="mt")
-    for t in nice_ticks(*cv.ylim):
-        _, py = cv.px(0.0, t)
-        d.line([(x0, py), (x1, py)], fill=(225, 225, 225))
-        d.line([(x0 - 4, py), (x0, py)], fill="black")
-        d.text((x0 - 6, py), _fmt(t), fill="black", font=cv.small, anchor="rm")
-    d.rectangle(cv.box, outline="black")
-    d.text(((x0 + x1) / 2, SIZE[1] - 6), "tokens/s/user", fill="black", font=cv.font, anchor="md")
-    d.text((SIZE[0] / 2, 6), data.title, fill="black", font=cv.small, anchor="mt")
-    label = "tokens/s/GPU (whole budget)"
-    w = int(d.textlength(label, font=cv.font)) + 4
-    tmp = Image.new("RGB", (w, 16), "white")
-    ImageDraw.Draw(tmp).text((2, 1), label, fill="black", font=cv.font)
-    rotated = tmp.rotate(90, expand=True)
-    cv.img.paste(rotated, (4, int((y0 + y1) / 2 - w / 2)))
-
-
-def _clouds(cv: _Canvas, clouds: dict) -> None:
-    """Alpha-blend 2x2-pixel dots: a pixel covered k times by a mode gets 1 - (1 - alpha)^k of its
-    colour. Only the covered pixels are touched (one np.unique per mode), not the whole image."""
-    from PIL import Image
-
-    w, h = SIZE
-    x0, y0, x1, y1 = cv.box
-    rgb = np.asarray(cv.img, dtype=np.uint8).reshape(-1, 3).copy()
-    for mode, (x, y) in clouds.items():
-        if not len(x):
-            continue
-        px, py = cv.px(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
-        ok = np.isfinite(px) & np.isfinite(py)
-        ix, iy = np.round(px[ok]).astype(np.int64), np.round(py[ok]).astype(np.int64)
-        ix = np.concatenate([ix, ix + 1, ix, ix + 1])
-        iy = np.concatenate([iy, iy, iy + 1, iy + 1])
-        inside = (ix > x0) & (ix < x1) & (iy > y0) & (iy < y1)
-        pixels, counts = np.unique(iy[inside] * w + ix[inside], return_counts=True)
-        cover = (1.0 - (1.0 - CLOUD_ALPHA) ** counts)[:, None]
-        color = np.array(_rgb(COLORS.get(mode, "#808080")), dtype=np.float64)
-        rgb[pixels] = np.round(rgb[pixels] * (1.0 - cover) + color * cover).astype(np.uint8)
-    cv.img = Image.fromarray(rgb.reshape(h, w, 3), "RGB")
-    from PIL import ImageDraw
-
-    cv.draw = ImageDraw.Draw(cv.img)
-
-
-def _vline(cv: _Canvas, x: float, color, dash: tuple[int, int]) -> None:
-    px, _ = cv.px(x, 0.0)
-    _, y0, _, y1 = cv.box
-    y = y0
-    while y < y1:
-        cv.draw.line([(px, y), (px, min(y + dash[0], y1))], fill=color, width=1)
-        y += dash[0] + dash[1]
-
-
-def _star(cv: _Canvas, x: float, y: float, r: float = 9.0) -> None:
-    px, py = cv.px(x, y)
-    pts = [(float(px + (r if k % 2 == 0 else r * 0.42) * math.sin(k * math.pi / 5)),
-            float(py - (r if k % 2 == 0 else r * 0.42) * math.cos(k * math.pi / 5))) for k in range(10)]
-    cv.draw.polygon(pts, fill=(255, 215, 0), outline="black")
-
-
-def _legend(cv: _Canvas, entries: list[tuple[str, object, str]]) -> None:
-    """Entries (label, colour, kind) in a box at the top right; kind: line, dash, dot, star."""
-    d = cv.draw
-    width = max(int(d.textlength(t, font=cv.small)) for t, _, _ in entries) + 40
-    x1, y0 = cv.box[2] - 6, cv.box[1] + 6
-    x0 = x1 - width
-    d.rectangle((x0, y0, x1, y0 + 14 * len(entries) + 6), fill="white", outline=(180, 180, 180))
-    for i, (text, color, kind) in enumerate(entries):
-        yy = y0 + 10 + 14 * i
-        if kind == "star":
-            d.regular_polygon((x0 + 16, yy, 5), 5, fill=(255, 215, 0), outline="black")
-        elif kind == "line":
-            d.line([(x0 + 6, yy), (x0 + 26, yy)], fill=color, width=2)
-        else:
-            step = 4 if kind == "dash" else 2
-            for xx in range(x0 + 6, x0 + 26, 2 * step):
-                d.line([(xx, yy), (xx + step - 1, yy)], fill=color)
-        d.text((x0 + 32, yy), text, fill="black", font=cv.small, anchor="lm")
+def _note(draw, origin: tuple[int, int], text: str, fnt) -> None:
+    """The boxed note in the legend column, under the legend (never over the data)."""
+    lines = textwrap.wrap(text, 30)
+    x0, y0 = origin
+    h = 24 * len(lines) + 14
+    w = SIZE[0] - x0 - 16
+    draw.rectangle((x0, y0, x0 + w, y0 + h), fill=(255, 240, 240), outline=(200, 0, 0), width=2)
+    for i, line in enumerate(lines):
+        draw.text((x0 + 12, y0 + 10 + 24 * i), line, fill=(150, 0, 0), font=fnt)
 
 
 def write_pareto_png(data: ParetoData, path: Path) -> Path:
     """Draw the plot and write it as a PNG at `path` (returned)."""
-    cv = _Canvas(*_limits(data))
-    _axes(cv, data)
-    _clouds(cv, data.clouds)
-    entries = []
-    for mode, (x, y) in data.frontiers.items():
-        if len(x):
-            color = _rgb(COLORS.get(mode, "#808080"))
-            px, py = cv.px(x, y)
-            pts = list(zip(px.tolist(), py.tolist(), strict=True))
-            if len(pts) > 1:
-                cv.draw.line(pts, fill=color, width=2, joint="curve")
-            for qx, qy in pts:
-                cv.draw.ellipse((qx - 2.5, qy - 2.5, qx + 2.5, qy + 2.5), fill=color)
-            entries.append((f"{mode} frontier (meets SLA)", color, "line"))
-    _vline(cv, 1000.0 / data.tpot_ms, (0, 0, 0), (5, 3))
-    entries.append((f"TPOT {data.tpot_ms:g} ms", (0, 0, 0), "dash"))
-    if data.request_latency_user_tps:
-        _vline(cv, data.request_latency_user_tps, (128, 128, 128), (1, 2))
-        entries.append(("request-latency bound", (128, 128, 128), "dot"))
+    from PIL import Image, ImageDraw
+
+    xlim, ylim, tlim = _limits(data)
+    top, low = Panel(TOP_BOX, xlim, ylim), Panel(TTFT_BOX, xlim, tlim, log_y=True)
+    small, normal, big = font(14), font(17), font(19)
+    img = Image.new("RGB", SIZE, "white")
+    axes(img, top, "tokens/s/GPU (whole budget)", (small, normal))
+    axes(img, low, "TTFT ms (log)", (small, normal), xlabel="tokens/s/user (= 1000 / TPOT)")
+    img = blend_clouds(img, [(panel, s.x, ys, rgb(MODE_COLORS.get(mode, "#808080")))
+                             for mode, s in data.clouds.items() for panel, ys in ((top, s.y), (low, s.ttft))])
+    draw = ImageDraw.Draw(img)
+    draw.text((TOP_BOX[0], 24), data.title, fill="black", font=big, anchor="lm")
+    _targets(draw, top, low, data)
+    for mode, s in data.missed.items():
+        _draw_series(draw, top, low, s, rgb(MODE_COLORS.get(mode, "#808080")), data.backends, dash=True)
+    for mode, s in data.frontiers.items():
+        _draw_series(draw, top, low, s, rgb(MODE_COLORS.get(mode, "#808080")), data.backends, dash=False)
+    _best(draw, top, low, data)
     if data.winner:
-        x, y, label = data.winner
-        _star(cv, x, y)
-        entries.append((f"winner: {label}", None, "star"))
-    _legend(cv, entries)
-    cv.img.save(path, format="PNG", compress_level=1)   # level 6 costs ~0.03 s more for ~2x smaller
+        for panel, yv in ((top, data.winner[1]), (low, data.winner[2])):
+            px, py = panel.px(data.winner[0], yv)
+            if panel.inside(np.array([px]), np.array([py])).all():
+                marker(draw, float(px), float(py), "star", (255, 215, 0), r=13.0)
+    below = legend(draw, _entries(data), (LEGEND_X, TOP_BOX[1]), normal, line_h=28)
+    if data.note:
+        _note(draw, (LEGEND_X - 8, below + 16), data.note, normal)
+    # a 256-colour palette halves the encoding time and the file (the plot has few distinct colours)
+    img.quantize(colors=256, method=Image.Quantize.MAXCOVERAGE).save(path, format="PNG", compress_level=1)
     return Path(path)
-
-
-def sample(x: np.ndarray, y: np.ndarray, limit: int = 4000) -> tuple[np.ndarray, np.ndarray]:
-    """At most `limit` points for the background cloud (evenly strided: deterministic)."""
-    if len(x) <= limit:
-        return x, y
-    idx = np.linspace(0, len(x) - 1, limit).astype(np.int64)
-    return x[idx], y[idx]
