@@ -102,6 +102,7 @@ def test_impossible_sla_exits_one_with_the_binding_constraint_and_closest_points
     (["--model", "nope/none"], "unknown model"),
     (["--system", "tpu_v9"], "unknown system"),
     (["--ttft", "-1"], "ttft=-1.0: must be > 0"),
+    (["--dynamo-version", "1.6 1"], "dynamo version '1.6 1' is not an image tag"),
 ])
 def test_errors_are_one_line_without_traceback(args, needle, monkeypatch, capsys):
     argv = BASE + ["--ttft", "600", "--tpot", "16.67"]
@@ -113,3 +114,18 @@ def test_errors_are_one_line_without_traceback(args, needle, monkeypatch, capsys
     code, out, err = _main(argv, monkeypatch, capsys)
     assert code == 2, out + err
     assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_reused_save_dir_holds_exactly_the_new_plan(tmp_path, monkeypatch, capsys):
+    args = BASE + ["--ttft", "600", "--tpot", "16.67", "--no-simulate", "--save-dir", str(tmp_path)]
+    code, _, _ = _main(args + ["--top-n", "2"], monkeypatch, capsys)
+    first = sorted(p.name for p in (tmp_path / "top").iterdir())
+    assert code == 0 and len(first) == 4
+    (tmp_path / "top" / first[-1] / "my-notes.txt").write_text("mine")
+    code, _, _ = _main(args + ["--top-n", "1", "--mode", "agg", "--dynamo-version", "1.7.0"], monkeypatch, capsys)
+    summary = json.loads((tmp_path / "plan.json").read_text())
+    now = sorted(p.name for p in (tmp_path / "top").iterdir())
+    assert code == 0 and now == sorted([summary["top"]["agg"][0]["artifacts"].split("/")[-1], first[-1]])
+    assert sorted(p.name for p in (tmp_path / "top" / first[-1]).iterdir()) == ["my-notes.txt"]   # only the user's file
+    dynamo = (tmp_path / summary["top"]["agg"][0]["artifacts"] / "k8s" / "dynamo.yaml").read_text()
+    assert "tensorrtllm-runtime:1.7.0" in dynamo
