@@ -20,7 +20,7 @@ from estimator.models.spec import ModelSpec
 from perfdb.types import Dtype
 from search.artifacts.dynamo import DEFAULT_TAG
 from search.artifacts.engines import EngineSettings
-from search.artifacts.writer import MANIFEST, remove_written, write_candidate
+from search.artifacts.writer import remove_written, write_candidate, written_by_servecast
 from search.calibrated import interval
 from search.plan import PlanResult
 from search.plot import ParetoData, Series, sample
@@ -44,13 +44,13 @@ def _quant(model: ModelSpec, override: Dtype | None) -> str:
 
 
 def clear_stale(top_dir: Path) -> list[Path]:
-    """Remove what an earlier plan wrote under top/ (only the files its directories list as written by
-    servecast); returns the directories left because they hold other files."""
+    """Remove what an earlier plan wrote under top/ (only the files servecast wrote: writer.written_by_servecast);
+    returns the directories left because they hold other files."""
     kept = []
     if not top_dir.is_dir():
         return kept
     for d in sorted(top_dir.iterdir()):
-        if d.is_dir() and not d.is_symlink() and (d / MANIFEST).is_file() and not remove_written(d):
+        if d.is_dir() and not d.is_symlink() and written_by_servecast(d) is not None and not remove_written(d):
             kept.append(d)
     return kept
 

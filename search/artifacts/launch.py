@@ -28,17 +28,17 @@ class LaunchPlan:
     nodes: int
 
 
-def roles(c: Candidate) -> list[tuple[Role, WorkerSetup, int]]:
-    """(role, worker setup, count over the whole deployment), prefill before decode."""
+def worker_order(c: Candidate) -> list[tuple[Role, WorkerSetup]]:
+    """Every worker in placement order: the replicas, or one xPyD group after another (prefill first)."""
     if c.mode == Mode.AGG:
-        return [(Role.AGG, c.decode, c.decode.workers)]
-    return [(Role.PREFILL, c.prefill, c.prefill.workers * c.replicas),
-            (Role.DECODE, c.decode, c.decode.workers * c.replicas)]
+        return [(Role.AGG, c.decode)] * c.decode.workers
+    group = [(Role.PREFILL, c.prefill)] * c.prefill.workers + [(Role.DECODE, c.decode)] * c.decode.workers
+    return group * c.replicas
 
 
 def launch_plan(c: Candidate, s: EngineSettings, gpus_per_node: int) -> LaunchPlan:
     b = builder(c.backend)
-    placements = place(roles(c), gpus_per_node, s.port)
+    placements = place(worker_order(c), gpus_per_node, s.port)
     commands = [cmd for p in placements for cmd in b.node_commands(p, s)]
     router = b.router(placements, s) if len(placements) > 1 else None
     if router is not None:
@@ -80,7 +80,8 @@ def _header(lp: LaunchPlan, title: str) -> list[str]:
                   '(space-separated, node 0 first)" >&2; exit 2',
                   "fi"]
     nodes = "|".join(str(k) for k in range(n))
-    lines += [f'case "$NODE" in {nodes}) ;; *) echo "error: node $NODE: this plan has nodes 0..{n - 1}" >&2; '
+    which = f"nodes 0..{n - 1}" if n > 1 else "one node, 0"
+    lines += [f'case "$NODE" in {nodes}) ;; *) echo "error: node $NODE: this plan has {which}" >&2; '
               "exit 2 ;; esac", ""]
     return lines
 

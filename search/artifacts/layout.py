@@ -4,8 +4,10 @@ Placement rules (the launch script follows them, so no two processes share a GPU
 - a worker as wide as a node or wider takes whole nodes of its own (ceil(GPUs / GPUs per node),
   the same node-local GPUs on each), opened after every node in use;
 - a narrower worker goes to the first node with that many GPUs still free (first fit, in the
-  plan's order: prefill workers, then decode workers), else to a new node, on the node's next
-  free GPUs (so a worker on node 1 gets node 1's GPUs 0.., never another node's numbering);
+  order given: launch.py places one xPyD group after another, its prefill workers then its decode
+  workers, so a group that fits in one node shares it, as the estimator's KV-transfer time assumes),
+  else to a new node, on the node's next free GPUs (so a worker on node 1 gets node 1's GPUs 0..,
+  never another node's numbering);
 - every worker listens on its own HTTP port: the front-door port (EngineSettings.port) when it is
   the deployment's only worker, else ports from front door + 1 counted per node (the router
   takes the front door on node 0);
@@ -56,23 +58,24 @@ class _Node:
     next_port: int = 0
 
 
-def place(roles: list[tuple[Role, WorkerSetup, int]], gpus_per_node: int, first_port: int) -> tuple[Placement, ...]:
-    """Place `count` workers of each (role, setup, count), in order. first_port: the front door."""
+def place(workers: list[tuple[Role, WorkerSetup]], gpus_per_node: int, first_port: int) -> tuple[Placement, ...]:
+    """Place one worker per (role, setup), in this order. first_port: the deployment's front door."""
     if gpus_per_node < 1:
         raise ValueError(f"gpus_per_node={gpus_per_node}: must be >= 1")
-    total = sum(count for _, _, count in roles)
+    counts = {role: sum(r == role for r, _ in workers) for role, _ in workers}
+    seen = dict.fromkeys(counts, 0)
     nodes: list[_Node] = []
     out: list[Placement] = []
-    for role, w, count in roles:
-        for i in range(count):
-            span, gpus = _claim(nodes, w.parallel.num_gpus, gpus_per_node, first_port + (total > 1))
-            head = nodes[span[0]]
-            port = first_port if total == 1 else head.next_port
-            out.append(Placement(role=role, index=i + 1, count=count, order=len(out), worker=w, nodes=span,
-                                 gpus=gpus, port=port, slot=head.slots, side=head.side))
-            head.slots += 1
-            head.side += w.parallel.attn_dp
-            head.next_port += 1
+    for role, w in workers:
+        span, gpus = _claim(nodes, w.parallel.num_gpus, gpus_per_node, first_port + (len(workers) > 1))
+        head = nodes[span[0]]
+        seen[role] += 1
+        out.append(Placement(role=role, index=seen[role], count=counts[role], order=len(out), worker=w, nodes=span,
+                             gpus=gpus, port=first_port if len(workers) == 1 else head.next_port, slot=head.slots,
+                             side=head.side))
+        head.slots += 1
+        head.side += w.parallel.attn_dp
+        head.next_port += 1
     return tuple(out)
 
 

@@ -6,7 +6,8 @@
     disagg.yaml          TensorRT-LLM disaggregated only: `trtllm-serve disaggregated`'s config
     k8s/dynamo.yaml      ConfigMap (TensorRT-LLM) + DynamoGraphDeployment
     aiperf.sh            the benchmark at the predicted concurrency, ISL/OSL and prefix
-    .servecast-files     the list of the files above: `remove_written` deletes exactly these
+    .servecast-files     the list of the files above: `remove_written` deletes exactly these (and in a
+                         directory from before the list, only the names servecast wrote then)
 
 A reused --save-dir must hold exactly the new plan, and must never lose a user's own files (an aiperf
 run started inside a candidate directory leaves its results there): so a stale directory loses only
@@ -25,7 +26,7 @@ from search.artifacts.deployment import deployment_spec
 from search.artifacts.dynamo import DEFAULT_TAG, manifests
 from search.artifacts.engine_trtllm import options as trtllm_options
 from search.artifacts.engines import EngineSettings
-from search.artifacts.launch import launch_plan, render, roles
+from search.artifacts.launch import launch_plan, render, worker_order
 from search.types import Candidate, Sla
 
 MANIFEST = ".servecast-files"
@@ -59,7 +60,7 @@ def write_candidate(directory: Path, c: Candidate, rank: int, system: str, gpus_
                     calibrated: dict | None = None, dynamo_tag: str = DEFAULT_TAG) -> Path:
     """calibrated: calibration_id and intervals added to deployment.yaml's `predicted` (calibrated plans)."""
     out = Path(directory) / slug(c, rank)
-    if (out / MANIFEST).is_file():
+    if written_by_servecast(out) is not None:
         remove_written(out)
     spec = deployment_spec(c, system, isl, osl, prefix, sla, s, gemm_quant, moe_quant)
     if calibrated:
@@ -70,7 +71,8 @@ def write_candidate(directory: Path, c: Candidate, rank: int, system: str, gpus_
              "k8s/dynamo.yaml": yamlio.dump_all(manifests(c, s, name, gpus_per_node, dynamo_tag)),
              "aiperf.sh": _aiperf_script(c, s, rank, isl, osl, prefix, out)}
     if c.backend == Backend.TRTLLM:
-        files.update({f"{role.value}.yaml": yamlio.dump(trtllm_options(w, role, s)) for role, w, _ in roles(c)})
+        files.update({f"{role.value}.yaml": yamlio.dump(trtllm_options(w, role, s))
+                      for role, w in dict(worker_order(c)).items()})
     (out / "k8s").mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).write_text("".join(f"{f}\n" for f in files))   # first: a crash mid-way stays removable
     for rel, text in files.items():
@@ -80,19 +82,39 @@ def write_candidate(directory: Path, c: Candidate, rank: int, system: str, gpus_
     return out
 
 
+# What servecast wrote into a candidate directory before it kept a MANIFEST (recognised only beside a
+# deployment.yaml of its own format).
+_UNLISTED = ("deployment.yaml", "launch.sh", "aiperf.sh", "k8s/dynamo.yaml", "agg.yaml", "prefill.yaml",
+             "decode.yaml")
+
+
+def written_by_servecast(directory: Path) -> list[str] | None:
+    """The files servecast wrote into a candidate directory: its MANIFEST, or for a directory from before
+    the MANIFEST the known names beside a servecast deployment.yaml; None when it is not servecast's."""
+    directory = Path(directory)
+    if (directory / MANIFEST).is_file():
+        return [*(directory / MANIFEST).read_text().splitlines(), MANIFEST]
+    try:
+        head = (directory / "deployment.yaml").read_text()[:200]
+    except (OSError, UnicodeDecodeError):
+        return None
+    if "format: servecast-deployment" not in head:
+        return None
+    return [f for f in _UNLISTED if (directory / f).is_file()]
+
+
 def remove_written(directory: Path) -> bool:
-    """Delete the files servecast listed in `directory`'s manifest (never anything else, nothing outside
-    it), then the directory and its k8s/ if empty. Returns whether the directory is gone."""
+    """Delete the files servecast wrote in `directory` (written_by_servecast: never anything else, nothing
+    outside it), then the directory and its k8s/ if empty. Returns whether the directory is gone."""
     directory = Path(directory)
     root = directory.resolve()
-    listed = (directory / MANIFEST).read_text().splitlines()
+    listed = written_by_servecast(directory) or []
     for rel in listed:
         path = directory / rel
         if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts or not path.resolve().is_relative_to(root):
             continue
         if path.is_file() or path.is_symlink():
             path.unlink()
-    (directory / MANIFEST).unlink()
     for d in (directory / "k8s", directory):
         if d.is_dir() and not d.is_symlink() and not any(d.iterdir()):
             d.rmdir()

@@ -63,12 +63,21 @@ def test_no_two_processes_share_a_gpu_or_a_port_on_a_node(backend, name, c, s):
 
 def test_workers_on_a_later_node_number_that_nodes_gpus_from_zero():
     w4, w8 = WorkerSetup(ParallelConfig(tp=4), 1, 8, 8192), WorkerSetup(ParallelConfig(tp=8), 1, 8, 8192)
-    ps = place([(Role.PREFILL, w4, 3), (Role.DECODE, w8, 1), (Role.DECODE, w4, 1)], 8, 8000)
+    ps = place([(Role.PREFILL, w4)] * 3 + [(Role.DECODE, w8), (Role.DECODE, w4)], 8, 8000)
     assert [(p.nodes, p.gpus) for p in ps] == [((0,), (0, 1, 2, 3)), ((0,), (4, 5, 6, 7)), ((1,), (0, 1, 2, 3)),
                                               ((2,), tuple(range(8))), ((1,), (4, 5, 6, 7))]
     assert [p.port for p in ps] == [8001, 8002, 8001, 8001, 8002]
-    (only,) = place([(Role.AGG, w8, 1)], 8, 8000)
+    assert [(p.role, p.index, p.count) for p in ps][2:] == [(Role.PREFILL, 3, 3), (Role.DECODE, 1, 2), (Role.DECODE, 2, 2)]
+    (only,) = place([(Role.AGG, w8)], 8, 8000)
     assert only.port == 8000                       # a lone worker is the front door itself
+
+
+def test_an_xpyd_group_that_fits_a_node_shares_it():
+    """As the estimator's KV-transfer time assumes (same NVLink domain when P + D GPUs fit one)."""
+    c = disagg(Backend.SGLANG, ParallelConfig(tp=4), ParallelConfig(tp=4), x=1, y=1, replicas=2)
+    lp = launch_plan(c, SETTINGS, 8)
+    assert [(p.role.value, p.head) for p in lp.placements] == [("prefill", 0), ("decode", 0), ("prefill", 1),
+                                                               ("decode", 1)]
 
 
 @pytest.mark.parametrize("backend", [Backend.VLLM, Backend.SGLANG])
@@ -151,6 +160,8 @@ def test_single_node_launch_sh_runs_from_any_directory(tmp_path):
     assert "--prefill http://127.0.0.1:8001 --decode http://127.0.0.1:8002 --decode http://127.0.0.1:8003" in router
     assert sorted(line.split("GPUS=")[1].split()[0] for line in started if line.startswith("vllm serve")) == \
         ["0,1,2,3", "4,5", "6,7"]
+    done, started = _run(out / "launch.sh", tmp_path, "1")
+    assert done.returncode == 2 and started == [] and done.stderr.strip() == "error: node 1: this plan has one node, 0"
 
 
 def test_multi_node_launch_sh_starts_each_nodes_share_and_refuses_bad_input(tmp_path):
@@ -186,11 +197,15 @@ def test_a_reused_save_dir_keeps_only_the_new_plan_and_never_a_users_file(tmp_pa
     mine = top / "hand-made"
     mine.mkdir()
     (mine / "launch.sh").write_text("echo mine\n")
+    legacy = write_candidate(top, ALL_CASES[0][2], 9, "h200_sxm", 8, 4000, 500, 0, Sla(600, 16.67), ALL_CASES[0][3])
+    (legacy / MANIFEST).unlink()                      # as written before servecast kept the list
+    (legacy / "disagg.yaml").write_text("mine\n")     # not a name servecast wrote then: kept
     (old[0] / MANIFEST).write_text((old[0] / MANIFEST).read_text() + "../../outside.txt\n")
     (tmp_path / "outside.txt").write_text("keep")
     kept = clear_stale(top)
     assert not old[0].exists() and (tmp_path / "outside.txt").read_text() == "keep"
-    assert kept == [old[1]] and sorted(os.listdir(old[1])) == ["aiperf-results", "notes.txt"]
+    assert kept == [old[1], legacy] and sorted(os.listdir(old[1])) == ["aiperf-results", "notes.txt"]
+    assert os.listdir(legacy) == ["disagg.yaml"]
     assert (mine / "launch.sh").exists()      # no list of servecast's files: not servecast's to remove
 
 
