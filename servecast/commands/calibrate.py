@@ -55,6 +55,50 @@ def ingest_cmd(
     Console().print(f"{table.num_rows} runs ({deployments} deployments; {', '.join(clients)}) -> {out}")
 
 
+@app.command("enrich")
+def enrich_cmd(
+    runs: Annotated[Path, typer.Argument(help="run table in the e2e_train_silicon.csv layout")],
+    inferencex: Annotated[Path, typer.Option("--inferencex", help="clone of github.com/SemiAnalysisAI/InferenceX "
+                                                                 "(bare git dir, checkout, or a plain snapshot)")],
+    out: Annotated[Path, typer.Option("--out", help="enriched table to write (CSV)")],
+    columns_only: Annotated[bool, typer.Option(help="write only id, the filled worker counts and the enrichment "
+                                                    "columns (the derived facts, e.g. to commit)")] = False,
+) -> None:
+    """Recover each run's deployment and benchmark protocol from the public InferenceX configs at the commit in
+    effect when it was measured: worker counts, speculative decoding, engine flags, client protocol, provenance.
+
+    Example: servecast calibrate enrich ../shared/data/e2e_train_silicon.csv --inferencex ./InferenceX --out enriched.csv
+    """
+    from rich.console import Console
+
+    from calibrate.enrich import enrich, write
+
+    text, report = enrich(runs, inferencex, columns_only=columns_only)
+    write(text, out)
+    _print_enrich_report(Console(), report)
+    typer.echo(f"{sum(report.rows.values())} runs -> {out}")
+
+
+def _print_enrich_report(console, report) -> None:
+    from rich.table import Table
+
+    from estimator.run_facts import COLUMNS
+
+    sources = sorted(report.rows, key=lambda s: (-report.rows[s], s))
+    main = [s for s in sources if "/" not in s][:4]
+    other = [s for s in sources if s not in main]
+    t = Table("field", *[f"{s} ({report.rows[s]})" for s in main],
+              f"other files ({sum(report.rows[s] for s in other)})", title="rows that got each field")
+    for name in ("prefill_num_workers", "decode_num_workers", *COLUMNS):
+        got = report.fields.get(name, {})
+        t.add_row(name, *[str(got.get(s, 0)) for s in main], str(sum(got.get(s, 0) for s in other)))
+    console.print(t)
+    console.print("status: " + ", ".join(f"{k} {v}" for k, v in report.status.most_common()))
+    console.print("spec decoding: " + ", ".join(f"{k} {v}" for k, v in report.spec.most_common()))
+    for reason, n in report.reasons.most_common(6):
+        console.print(f"  {n} x {reason}")
+
+
 def _frame(runs_path: Path, db: Path | None, predictions: Path | None, base: str, statistic: str):
     """Measured runs joined to predictions (from a predictions CSV, or computed with the estimator)."""
     from calibrate.predict import Base, from_predictions_file, predict

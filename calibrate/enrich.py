@@ -1,0 +1,218 @@
+"""`servecast calibrate enrich`: a run table (the e2e_train_silicon.csv layout) + an InferenceX repository
+-> the same table with the deployment and benchmark facts the public configs state.
+
+Per row (calibrate.inferencex.match finds the config points): the table's empty `prefill_num_workers` /
+`decode_num_workers` are filled when every matching point agrees, and the columns of
+estimator.run_facts.COLUMNS are added: speculative decoding (on / off / ambiguous / unknown) and its
+depth, attention-DP and expert-parallel sizes per role, engine flags from the launch script, the client
+protocol, and provenance (commit, config key, script, client files). A row that matches nothing keeps
+its columns empty and says why in `enrich_reason`. The output is written whole or not at all.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from calibrate.inferencex.configs import ConfigPoint
+from calibrate.inferencex.match import Match, Row, match
+from calibrate.inferencex.repo import Repo
+from calibrate.inferencex.scripts import read_script, workflow_range_ratio
+from estimator.run_facts import COLUMNS, SpecStatus, format_cell
+from perfdb.errors import DataError
+
+REQUIRED = ("id", "silicon_data_source", "model_path", "system", "backend", "precision", "mode", "isl", "osl",
+            "tp_size", "moe_ep_size", "prefill_tp_size", "prefill_moe_ep_size", "decode_tp_size",
+            "prefill_num_workers", "decode_num_workers")
+FILLED = ("prefill_num_workers", "decode_num_workers")
+_MTP_DEPTH = re.compile(r"mtp(\d+)")
+_BATCH = re.compile(r"batch(\d+)")
+
+
+@dataclass
+class Report:
+    """Rows that got each field, overall and per source file; statuses; spec decoding outcomes."""
+
+    rows: Counter = field(default_factory=Counter)                 # source file -> rows
+    fields: dict[str, Counter] = field(default_factory=dict)       # field -> source file -> rows with a value
+    status: Counter = field(default_factory=Counter)
+    spec: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+
+    def add(self, source: str, out: dict[str, str], filled: set[str]) -> None:
+        self.rows[source] += 1
+        for name in (*FILLED, *COLUMNS):
+            has = name in filled if name in FILLED else out.get(name) not in ("", None, SpecStatus.UNKNOWN.value)
+            if has:
+                self.fields.setdefault(name, Counter())[source] += 1
+        self.status[out["enrich_status"]] += 1
+        self.spec[out["spec_decoding"]] += 1
+        if out.get("enrich_reason"):
+            self.reasons[out["enrich_reason"].split(":")[0][:70]] += 1
+
+
+def _num(raw: dict, key: str) -> int | None:
+    t = (raw.get(key) or "").strip()
+    if not t or t.lower() == "nan":
+        return None
+    try:
+        v = float(t)
+    except ValueError:
+        raise DataError(f"run {raw.get('id')}: {key}={t!r} is not a number") from None
+    return None if v == 0 else int(round(v))
+
+
+def source_fields(text: str) -> dict[str, str]:
+    return {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in (text or "").split(";")) if _}
+
+
+def to_row(raw: dict) -> Row:
+    src = source_fields(raw["silicon_data_source"])
+    return Row(id=raw["id"], source_file=Path(src.get("source_file", "")).name if src.get("source_file", "")
+               .endswith(".csv") and "/" not in src.get("source_file", "") else src.get("source_file", ""),
+               measured=src.get("measured", ""), image=src.get("image", "").replace("#", "/"),
+               model=raw["model_path"].strip(), system=raw["system"].strip(), backend=raw["backend"].strip(),
+               precision=raw["precision"].strip(), mode=raw["mode"].strip(), isl=_num(raw, "isl") or 0,
+               osl=_num(raw, "osl") or 0,
+               conc=int(src["silicon_concurrency"]) if src.get("silicon_concurrency", "").isdigit() else None,
+               tp=_num(raw, "tp_size"), ep=_num(raw, "moe_ep_size"), prefill_tp=_num(raw, "prefill_tp_size"),
+               prefill_ep=_num(raw, "prefill_moe_ep_size"), decode_tp=_num(raw, "decode_tp_size"))
+
+
+def _agree(values) -> object | None:
+    s = set(values)
+    return s.pop() if len(s) == 1 else None
+
+
+def _recipe_int(p: ConfigPoint, pattern: re.Pattern) -> int | None:
+    settings = " ".join(p.decode.settings + p.prefill.settings) if p.decode else ""
+    m = pattern.findall(settings.rsplit("/", 1)[-1])
+    return int(m[-1]) if m else None
+
+
+def _spec(points: tuple[ConfigPoint, ...]) -> SpecStatus:
+    on = {p.spec.lower() not in ("none", "") for p in points}
+    return SpecStatus.AMBIGUOUS if len(on) > 1 else (SpecStatus.ON if on.pop() else SpecStatus.OFF)
+
+
+def _roles(points: tuple[ConfigPoint, ...], out: dict) -> None:
+    for role in ("agg", "prefill", "decode"):
+        cfgs = [getattr(p, role) for p in points]
+        if all(c is not None for c in cfgs):
+            out[f"{role}_dp_attn"] = _agree(c.dp_attn for c in cfgs)
+            out[f"{role}_ep"] = _agree(c.ep for c in cfgs)
+    if points[0].decode is not None:
+        out["decode_max_batch"] = _agree(_recipe_int(p, _BATCH) for p in points)
+
+
+def facts(repo: Repo, r: Row, m: Match) -> tuple[dict, dict]:
+    """(enrichment columns, fills of the table's own columns) for one matched row."""
+    pts = m.points
+    out: dict = {"enrich_commit": m.commit, "enrich_config_key": ",".join(sorted({p.key for p in pts}))}
+    status = _spec(pts)
+    out["spec_decoding"] = status.value
+    if status is SpecStatus.ON:
+        out["spec_method"] = _agree(p.spec for p in pts)
+    _roles(pts, out)
+    fills = {}
+    if r.mode == "disagg":
+        for role, col in (("prefill", "prefill_num_workers"), ("decode", "decode_num_workers")):
+            n = _agree(getattr(p, role).workers for p in pts)
+            if n is not None:
+                fills[col] = n
+    multinode = pts[0].decode is not None
+    ratio, wf = workflow_range_ratio(repo, m.commit, multinode)
+    ratio = ratio if ratio is not None else _agree(p.range_ratio for p in pts)
+    scripts = [read_script(repo, m.commit, p, r.conc, ratio) for p in pts]
+    found = [s for s in scripts if s is not None]
+    if found and len(found) == len(scripts):
+        out["enrich_script"] = ",".join(sorted({s.path for s in found}))
+        for col in ("engine_max_batch_size", "engine_max_num_tokens", "engine_kv_dtype", "engine_mem_fraction",
+                    "engine_cuda_graph_max_bs"):
+            out[col] = _agree(s.known.get(col) for s in found)
+        out["engine_flags"] = _agree(";".join(f"{k}={v}" for k, v in sorted(s.flags.items())) for s in found)
+        for col in ("client_range_ratio", "client_num_prompts", "client_num_warmups"):
+            out[col] = _agree(s.client.get(col) for s in found)
+        out["enrich_client"] = ",".join(sorted({f for s in found for f in s.client_files}))
+    if status is SpecStatus.ON:
+        depth = _agree(_recipe_int(p, _MTP_DEPTH) for p in pts) if multinode else \
+            _agree(s.known.get("spec_tokens") for s in found) if found else None
+        out["spec_tokens"] = depth
+    if out.get("client_range_ratio") is None and ratio is not None:
+        out["client_range_ratio"] = ratio
+        out["enrich_client"] = ",".join(filter(None, (out.get("enrich_client"), wf)))
+    if out.get("client_range_ratio") is not None:
+        out["client_length_dist"] = "fixed" if out["client_range_ratio"] == 1 else "uniform"
+    return out, fills
+
+
+def enrich_row(repo: Repo, raw: dict) -> tuple[dict[str, str], set[str]]:
+    """The row's enrichment columns (as CSV text) and the names of its own columns it filled in `raw`."""
+    r = to_row(raw)
+    m = match(repo, r)
+    if not m.points:
+        out = {"enrich_status": "other-harness" if not r.inferencex else "unmatched", "enrich_reason": m.reason,
+               "spec_decoding": SpecStatus.UNKNOWN.value}
+        return {k: format_cell(out.get(k)) for k in COLUMNS}, set()
+    out, fills = facts(repo, r, m)
+    filled = set()
+    for col, n in fills.items():
+        if _num(raw, col) is None:
+            raw[col] = str(n)
+            filled.add(col)
+    reasons = []
+    if r.mode == "disagg" and not all(_num(raw, c) for c in FILLED):
+        reasons.append("matching config points disagree on worker counts")
+    if out["spec_decoding"] == SpecStatus.AMBIGUOUS.value:
+        reasons.append("the configs list this point with and without speculative decoding")
+    if not m.image_checked and r.image:
+        reasons.append(f"no config entry with image {r.image}; matched on the rest")
+    out["enrich_status"] = "ambiguous" if len(m.points) > 1 and reasons[:2] else "matched"
+    out["enrich_reason"] = "; ".join(reasons)
+    return {k: format_cell(out.get(k)) for k in COLUMNS}, filled
+
+
+def read_table(path: Path) -> tuple[list[str], list[dict]]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read run table ({exc.strerror or exc})") from None
+    reader = csv.DictReader(io.StringIO(text))
+    header = list(reader.fieldnames or [])
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise DataError(f"{path}: not a run table in the e2e_train_silicon.csv layout: missing column(s) "
+                        f"{', '.join(missing)}")
+    rows = list(reader)
+    if not rows or any(None in r or None in r.values() for r in rows):
+        raise DataError(f"{path}: no rows, or a row with fewer fields than the header (truncated file?)")
+    return header, rows
+
+
+def enrich(runs: Path, inferencex: Path, columns_only: bool = False) -> tuple[str, Report]:
+    """The enriched table as CSV text (columns of the input, then COLUMNS) and the match report.
+    `columns_only`: just `id`, the filled worker columns and COLUMNS (the committed derived facts)."""
+    header, rows = read_table(runs)
+    repo = Repo(inferencex)
+    report = Report()
+    if columns_only:
+        header = ["id", *FILLED]
+    cols = [c for c in header if c not in COLUMNS] + list(COLUMNS)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for raw in rows:
+        extra, filled = enrich_row(repo, raw)
+        report.add(to_row(raw).source_file, extra, filled)
+        w.writerow({**{c: raw.get(c, "") for c in header}, **extra})
+    return buf.getvalue(), report
+
+
+def write(text: str, out: Path) -> None:
+    """Whole or not at all: a temporary file beside `out`, then renamed."""
+    from perfdb.storage import atomic_write_bytes
+
+    atomic_write_bytes(Path(out), text.encode("utf-8"))

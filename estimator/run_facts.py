@@ -1,0 +1,113 @@
+"""The enrichment columns of a measured-run table: what `servecast calibrate enrich` recovers from the
+public benchmark configs behind a run (speculative decoding, engine flags, client protocol), declared
+here once with their types so every reader (estimator.runs, the simulator's replay, calibrate) takes
+the same names. All are optional: a table without them reads as before, an empty cell means unknown.
+
+Besides these, enrichment fills the table's own `prefill_num_workers` / `decode_num_workers` where
+they were empty; a reader needs nothing new for those.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class SpecStatus(str, Enum):
+    ON = "on"                # the matching configs run this point with speculative decoding
+    OFF = "off"              # ... without it
+    AMBIGUOUS = "ambiguous"  # the configs list the same point both with and without it
+    UNKNOWN = "unknown"      # no config matched (or the run is from another harness)
+
+
+class Kind(str, Enum):
+    TEXT = "text"
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+
+
+# name -> (kind, meaning). Order is the order written after the table's own columns.
+COLUMNS: dict[str, tuple[Kind, str]] = {
+    "spec_decoding": (Kind.TEXT, "on | off | ambiguous | unknown (SpecStatus)"),
+    "spec_method": (Kind.TEXT, "the config's spec-decoding value when on, e.g. mtp"),
+    "spec_tokens": (Kind.INT, "draft tokens per step (MTP depth) when on and the config/script says"),
+    "agg_dp_attn": (Kind.BOOL, "attention data-parallel in the aggregated engine (config dp-attn)"),
+    "agg_ep": (Kind.INT, "expert-parallel size of the aggregated engine, as the config says"),
+    "prefill_dp_attn": (Kind.BOOL, "attention data-parallel in each prefill worker"),
+    "prefill_ep": (Kind.INT, "expert-parallel size of a prefill worker, as the config says"),
+    "decode_dp_attn": (Kind.BOOL, "attention data-parallel in each decode worker"),
+    "decode_ep": (Kind.INT, "expert-parallel size of a decode worker, as the config says"),
+    "decode_max_batch": (Kind.INT, "max batch of a decode worker from its recipe name (batchN)"),
+    "engine_max_batch_size": (Kind.INT, "engine max batch / max-num-seqs / max-running-requests"),
+    "engine_max_num_tokens": (Kind.INT, "max-num-batched-tokens / max_num_tokens / chunked-prefill-size"),
+    "engine_kv_dtype": (Kind.TEXT, "KV-cache dtype flag (fp8, fp8_e4m3, auto)"),
+    "engine_mem_fraction": (Kind.FLOAT, "gpu-memory-utilization / mem-fraction-static / free_gpu_memory_fraction"),
+    "engine_cuda_graph_max_bs": (Kind.INT, "largest CUDA-graph batch"),
+    "engine_flags": (Kind.TEXT, "every engine flag read from the launch script, `key=value;...` (`?` = set "
+                                "by shell logic the reader did not resolve)"),
+    "client_length_dist": (Kind.TEXT, "uniform: ISL/OSL drawn uniformly in [ratio x nominal, nominal]; "
+                                      "fixed: ratio 1"),
+    "client_range_ratio": (Kind.FLOAT, "the client's --random-range-ratio"),
+    "client_num_prompts": (Kind.INT, "requests sent (after warm-up)"),
+    "client_num_warmups": (Kind.INT, "warm-up requests sent before measuring"),
+    "enrich_status": (Kind.TEXT, "matched | ambiguous | unmatched | other-harness"),
+    "enrich_reason": (Kind.TEXT, "why a field stayed unknown"),
+    "enrich_commit": (Kind.TEXT, "repository commit whose configs described the run"),
+    "enrich_config_key": (Kind.TEXT, "config key(s) of the matching entries"),
+    "enrich_script": (Kind.TEXT, "launch script path read for engine flags"),
+    "enrich_client": (Kind.TEXT, "file(s) the client protocol was read from"),
+}
+TRUE = ("true", "1", "yes")
+
+
+def parse_cell(name: str, text: str | None):
+    """A cell of column `name` as its Python value; None for empty / unknown."""
+    t = (text or "").strip()
+    if not t or t.lower() == "nan":
+        return None
+    kind = COLUMNS[name][0]
+    if kind is Kind.INT:
+        return int(float(t))
+    if kind is Kind.FLOAT:
+        return float(t)
+    if kind is Kind.BOOL:
+        return t.lower() in TRUE
+    return t
+
+
+def format_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What a reader of the enrichment needs; None = unknown (the reader keeps its own rule)."""
+
+    spec: SpecStatus = SpecStatus.UNKNOWN
+    spec_tokens: int | None = None
+    num_prompts: int | None = None
+    num_warmups: int | None = None
+    range_ratio: float | None = None
+
+    @staticmethod
+    def from_row(raw: dict) -> "RunFacts":
+        """From a CSV row (dict of strings); absent columns are unknown."""
+        def get(name: str):
+            return parse_cell(name, raw.get(name)) if name in raw else None
+
+        status = get("spec_decoding")
+        return RunFacts(spec=SpecStatus(status) if status else SpecStatus.UNKNOWN, spec_tokens=get("spec_tokens"),
+                        num_prompts=get("client_num_prompts"), num_warmups=get("client_num_warmups"),
+                        range_ratio=get("client_range_ratio"))
+
+    def spec_draft_tokens(self) -> int | None:
+        """Draft tokens the engine ran with: 0 when off, the depth when on and known, else None."""
+        if self.spec is SpecStatus.OFF:
+            return 0
+        return self.spec_tokens if self.spec is SpecStatus.ON else None

@@ -1,0 +1,120 @@
+"""`calibrate enrich` on a hand-written two-commit repository in the InferenceX layout (tests/calibrate/
+inferencex_fixture.py): matching at the commit in effect, spec-decoding status, worker counts, launch-script
+flags, client protocol, provenance; one-line errors and no output on bad input."""
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from calibrate.enrich import enrich
+from calibrate.inferencex import shell
+from perfdb.errors import DataError, InputError
+from servecast.cli import main
+from tests.calibrate.inferencex_fixture import make_repo, runs_csv, write_tree
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return make_repo(tmp_path_factory.mktemp("ix") / "InferenceX")
+
+
+def _rows(text: str) -> dict[str, dict]:
+    return {r["id"]: r for r in csv.DictReader(text.splitlines())}
+
+
+def test_rows_get_the_facts_of_the_commit_in_effect(repo, tmp_path):
+    root, (c1, c2) = repo
+    text, report = enrich(runs_csv(tmp_path / "runs.csv"), root)
+    rows = _rows(text)
+    off, amb, d1, d2 = rows["a16"], rows["a4"], rows["d1"], rows["d2"]
+    assert off["spec_decoding"] == "off" and off["enrich_status"] == "matched" and off["enrich_commit"] == c1
+    assert off["engine_max_batch_size"] == "16" and off["engine_mem_fraction"] == "0.85"
+    assert off["engine_kv_dtype"] == "fp8" and off["engine_max_num_tokens"] == "8192"
+    assert off["enrich_script"] == "benchmarks/single_node/dsr1_fp8_h200_trt.sh"
+    assert (off["client_range_ratio"], off["client_num_prompts"], off["client_num_warmups"]) == ("0.8", "160", "32")
+    # conc 4 is swept with and without MTP: ambiguous, and the script's conc-dependent batch is 8 either way
+    assert amb["spec_decoding"] == "ambiguous" and amb["enrich_status"] == "ambiguous"
+    assert amb["engine_max_batch_size"] == "8" and amb["spec_tokens"] == ""
+    # disaggregated worker counts follow the config of the commit in effect at measured=
+    assert (d1["prefill_num_workers"], d1["decode_num_workers"], d1["enrich_commit"]) == ("1", "2", c1)
+    assert (d2["prefill_num_workers"], d2["decode_num_workers"], d2["enrich_commit"]) == ("1", "3", c2)
+    assert d1["decode_dp_attn"] == "true" and d1["decode_ep"] == "8" and d1["decode_max_batch"] == "32"
+    assert d1["client_range_ratio"] == "0.8" and d1["client_num_prompts"] == ""
+    assert rows["x1"]["enrich_status"] == "other-harness" and rows["x1"]["spec_decoding"] == "unknown"
+    assert rows["old"]["enrich_status"] == "unmatched" and "before the repository" in rows["old"]["enrich_reason"]
+    assert report.status == {"matched": 3, "ambiguous": 1, "other-harness": 1, "unmatched": 1}
+    assert report.fields["decode_num_workers"]["2026-03-25.csv"] == 2
+
+
+def test_recorded_worker_counts_are_kept(repo, tmp_path):
+    root, _ = repo
+    path = runs_csv(tmp_path / "runs.csv")
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3].replace(",,8,1,1,1,8,,,8,", ",7,8,1,1,1,8,,,8,", 1)   # d1 records 7 prefill workers
+    path.write_text("\n".join(lines) + "\n")
+    rows = _rows(enrich(path, root)[0])
+    assert rows["d1"]["prefill_num_workers"] == "7" and rows["d1"]["decode_num_workers"] == "2"
+
+
+def test_an_mtp_point_gets_its_depth_from_the_launch_script(repo, tmp_path):
+    root, _ = repo
+    snap = tmp_path / "snapshot"                 # a plain directory: one snapshot, commit "worktree"
+    write_tree(snap, 2)
+    cfg = snap / ".github/configs/nvidia-master.yaml"
+    cfg.write_text(cfg.read_text().replace("- { tp: 8, ep: 8, conc-start: 4, conc-end: 16 }\n", ""))
+    rows = _rows(enrich(runs_csv(tmp_path / "runs.csv"), snap)[0])
+    assert rows["a4"]["spec_decoding"] == "on" and rows["a4"]["spec_tokens"] == "3"
+    assert rows["a4"]["enrich_commit"] == "worktree"
+    assert rows["a16"]["enrich_status"] == "unmatched"      # conc 16 is no longer swept
+
+
+def test_bare_clone_reads_the_same(repo, tmp_path):
+    root, _ = repo
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(root), str(bare)], check=True)
+    assert enrich(runs_csv(tmp_path / "runs.csv"), bare)[0] == enrich(runs_csv(tmp_path / "r2.csv"), root)[0]
+
+
+@pytest.mark.parametrize("case", ["not-inferencex", "missing-column", "unknown-layout"])
+def test_bad_input_is_one_line_and_writes_nothing(repo, tmp_path, case, monkeypatch, capsys):
+    root, _ = repo
+    runs, ix = runs_csv(tmp_path / "runs.csv"), root
+    if case == "not-inferencex":
+        ix = tmp_path / "empty"
+        ix.mkdir()
+    elif case == "missing-column":
+        runs.write_text(runs.read_text().replace("decode_tp_size", "decode_tp", 1))
+    else:
+        ix = tmp_path / "odd"
+        write_tree(ix, 2)
+        (ix / ".github/configs/nvidia-master.yaml").write_text("- just\n- a list\n")
+    out = tmp_path / "out.csv"
+    monkeypatch.setattr(sys, "argv", ["servecast", "calibrate", "enrich", str(runs), "--inferencex", str(ix),
+                                      "--out", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2 and not out.exists()
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error:") and "\n" not in line
+    expected = {"not-inferencex": "not an InferenceX repository", "missing-column": "missing column(s) decode_tp_size",
+                "unknown-layout": "unknown config layout"}[case]
+    assert expected in line
+    with pytest.raises((DataError, InputError)):
+        enrich(runs, ix)
+
+
+def test_shell_reader_takes_decided_branches_and_leaves_the_rest_unknown():
+    text = ('if [[ $TP -eq 8 ]] && [[ "$X" == "a" ]]; then\n  A=1\nelif [[ $ISL -ne 8192 ]] || [[ $OSL -ne 1024 ]]; '
+            'then\n  A=2\nelse\n  A=3\nfi\nB=$(( CONC < 4 ? CONC : CONC / 4 ))\nif [[ $UNSET == 1 ]]; then\n  C=5\nfi\n'
+            'serve --a $A --b=$B --c "$C"\n')
+    w = shell.run(text, {"TP": "8", "X": "b", "ISL": "8192", "OSL": "1024", "CONC": "64"})
+    assert w.vars["A"] == "3" and w.vars["B"] == "16" and w.vars["C"] is None
+    assert w.commands == [("serve --a 3 --b=16 --c \"?\"", True)]
+    assert shell.run(text, {"TP": "4", "ISL": "1024", "OSL": "1024", "CONC": "2"}).vars["A"] == "2"
+    assert shell.arith("2 * max_concurrency", {"max_concurrency": "12"}) == 24
