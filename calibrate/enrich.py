@@ -192,11 +192,42 @@ def read_table(path: Path) -> tuple[list[str], list[dict]]:
     return header, rows
 
 
-def enrich(runs: Path, inferencex: Path, columns_only: bool = False) -> tuple[str, Report]:
+def read_facts(path: Path) -> dict[str, dict]:
+    """A `--columns-only` file (CSV, or .csv.gz) by run id."""
+    import gzip
+
+    try:
+        raw = gzip.decompress(Path(path).read_bytes()) if str(path).endswith(".gz") else Path(path).read_bytes()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read enrichment facts ({exc})") from None
+    reader = csv.DictReader(io.StringIO(raw.decode("utf-8")))
+    missing = [c for c in ("id", *FILLED, *COLUMNS) if c not in (reader.fieldnames or ())]
+    if missing:
+        raise DataError(f"{path}: not an enrichment file from `calibrate enrich --columns-only`: missing "
+                        f"{', '.join(missing[:5])}")
+    return {r["id"]: r for r in reader}
+
+
+def _from_facts(facts: dict[str, dict], raw: dict) -> tuple[dict[str, str], set[str]]:
+    got = facts.get(raw["id"])
+    if got is None:
+        out = {"enrich_status": "unmatched", "enrich_reason": "run id not in the enrichment file",
+               "spec_decoding": SpecStatus.UNKNOWN.value}
+        return {k: format_cell(out.get(k)) for k in COLUMNS}, set()
+    filled = {c for c in FILLED if got[c] and _num(raw, c) is None}
+    for c in filled:
+        raw[c] = got[c]
+    return {k: got[k] for k in COLUMNS}, filled
+
+
+def enrich(runs: Path, inferencex: Path | None = None, columns_only: bool = False,
+           facts: Path | None = None) -> tuple[str, Report]:
     """The enriched table as CSV text (columns of the input, then COLUMNS) and the match report.
-    `columns_only`: just `id`, the filled worker columns and COLUMNS (the committed derived facts)."""
+    From the repository at `inferencex`, or from `facts` (a committed `--columns-only` file).
+    `columns_only`: just `id`, the filled worker columns and COLUMNS (the derived facts, to commit)."""
     header, rows = read_table(runs)
-    repo = Repo(inferencex)
+    known = read_facts(facts) if facts is not None else None
+    repo = Repo(inferencex) if known is None else None
     report = Report()
     if columns_only:
         header = ["id", *FILLED]
@@ -205,14 +236,17 @@ def enrich(runs: Path, inferencex: Path, columns_only: bool = False) -> tuple[st
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for raw in rows:
-        extra, filled = enrich_row(repo, raw)
+        extra, filled = enrich_row(repo, raw) if repo is not None else _from_facts(known, raw)
         report.add(to_row(raw).source_file, extra, filled)
         w.writerow({**{c: raw.get(c, "") for c in header}, **extra})
     return buf.getvalue(), report
 
 
 def write(text: str, out: Path) -> None:
-    """Whole or not at all: a temporary file beside `out`, then renamed."""
+    """Whole or not at all: a temporary file beside `out`, then renamed; gzip-compressed for `.gz`."""
+    import gzip
+
     from perfdb.storage import atomic_write_bytes
 
-    atomic_write_bytes(Path(out), text.encode("utf-8"))
+    data = text.encode("utf-8")
+    atomic_write_bytes(Path(out), gzip.compress(data, mtime=0) if str(out).endswith(".gz") else data)

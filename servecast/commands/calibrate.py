@@ -58,9 +58,11 @@ def ingest_cmd(
 @app.command("enrich")
 def enrich_cmd(
     runs: Annotated[Path, typer.Argument(help="run table in the e2e_train_silicon.csv layout")],
+    out: Annotated[Path, typer.Option("--out", help="enriched table to write (CSV; .csv.gz compressed)")],
     inferencex: Annotated[Path, typer.Option("--inferencex", help="clone of github.com/SemiAnalysisAI/InferenceX "
-                                                                 "(bare git dir, checkout, or a plain snapshot)")],
-    out: Annotated[Path, typer.Option("--out", help="enriched table to write (CSV)")],
+                                                                 "(bare git dir, checkout, or a plain snapshot)")] = None,
+    facts: Annotated[Path, typer.Option(help="instead of --inferencex: facts from an earlier --columns-only run, "
+                                             "e.g. the committed calibrate/data/e2e_train_enrichment.csv.gz")] = None,
     columns_only: Annotated[bool, typer.Option(help="write only id, the filled worker counts and the enrichment "
                                                     "columns (the derived facts, e.g. to commit)")] = False,
 ) -> None:
@@ -68,12 +70,17 @@ def enrich_cmd(
     effect when it was measured: worker counts, speculative decoding, engine flags, client protocol, provenance.
 
     Example: servecast calibrate enrich ../shared/data/e2e_train_silicon.csv --inferencex ./InferenceX --out enriched.csv
+
+    Example: servecast calibrate enrich ../shared/data/e2e_train_silicon.csv --facts calibrate/data/e2e_train_enrichment.csv.gz --out enriched.csv
     """
     from rich.console import Console
 
     from calibrate.enrich import enrich, write
+    from perfdb.errors import InputError
 
-    text, report = enrich(runs, inferencex, columns_only=columns_only)
+    if (inferencex is None) == (facts is None):
+        raise InputError("give exactly one of --inferencex DIR (a clone of SemiAnalysisAI/InferenceX) or --facts FILE")
+    text, report = enrich(runs, inferencex, columns_only=columns_only, facts=facts)
     write(text, out)
     _print_enrich_report(Console(), report)
     typer.echo(f"{sum(report.rows.values())} runs -> {out}")

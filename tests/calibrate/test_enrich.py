@@ -118,3 +118,13 @@ def test_shell_reader_takes_decided_branches_and_leaves_the_rest_unknown():
     assert w.commands == [("serve --a 3 --b=16 --c \"?\"", True)]
     assert shell.run(text, {"TP": "4", "ISL": "1024", "OSL": "1024", "CONC": "2"}).vars["A"] == "2"
     assert shell.arith("2 * max_concurrency", {"max_concurrency": "12"}) == 24
+
+
+def test_committed_facts_reproduce_the_enrichment(repo, tmp_path):
+    root, _ = repo
+    runs = runs_csv(tmp_path / "runs.csv")
+    facts = tmp_path / "facts.csv.gz"
+    from calibrate.enrich import write
+
+    write(enrich(runs, root, columns_only=True)[0], facts)
+    assert enrich(runs, facts=facts)[0] == enrich(runs, root)[0]
