@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from calibrate.runs import MeasuredRun, Mode, Role, Statistic
+from estimator.run_facts import RunFacts
 from estimator.runs import RunRow, Worker, predict_runs
 from perfdb.lookup import PerfDB
 
@@ -44,7 +45,8 @@ def to_run_row(run: MeasuredRun) -> RunRow:
                   gemm_quant=d.gemm_quant or None, moe_quant=d.moe_quant or None,
                   concurrency=None if conc is None else max(1, int(round(conc))),
                   agg=_worker(d.agg), prefill=_worker(d.prefill), decode=_worker(d.decode),
-                  ttft_ms=run.metrics.ttft.mean, tpot_ms=run.metrics.tpot.mean)
+                  ttft_ms=run.metrics.ttft.mean, tpot_ms=run.metrics.tpot.mean,
+                  facts=RunFacts.from_extra(d.engine.extra, run.load.num_requests))
 
 
 def _units(run: MeasuredRun) -> int:

@@ -106,6 +106,21 @@ class RunFacts:
                         num_prompts=get("client_num_prompts"), num_warmups=get("client_num_warmups"),
                         range_ratio=get("client_range_ratio"))
 
+    def to_extra(self) -> str:
+        """As `key=value;...` for a measured-run table's engine_extra (calibrate.runs.EngineSettings);
+        "" when nothing is known."""
+        vals = {"spec_decoding": None if self.spec is SpecStatus.UNKNOWN else self.spec.value,
+                "spec_tokens": self.spec_tokens, "client_num_warmups": self.num_warmups,
+                "client_range_ratio": self.range_ratio}
+        return ";".join(f"{k}={format_cell(v)}" for k, v in vals.items() if v is not None)
+
+    @staticmethod
+    def from_extra(extra: str, num_prompts: int | None = None) -> "RunFacts":
+        """Inverse of to_extra (other keys in `extra` are ignored); `num_prompts` from the load."""
+        kv = dict(p.split("=", 1) for p in (extra or "").split(";") if "=" in p)
+        return RunFacts.from_row({**{k: v for k, v in kv.items() if k in COLUMNS},
+                                  "client_num_prompts": "" if num_prompts is None else str(num_prompts)})
+
     def spec_draft_tokens(self) -> int | None:
         """Draft tokens the engine ran with: 0 when off, the depth when on and known, else None."""
         if self.spec is SpecStatus.OFF:

@@ -21,6 +21,7 @@ from estimator.engine import EngineConfig
 from estimator.estimate import Estimate, WorkerSpec, estimate, estimate_disagg
 from estimator.models import AttentionKind, load_model
 from estimator.parallel import ParallelConfig
+from estimator.run_facts import RunFacts, SpecStatus
 from estimator.workload import BENCH_REQUESTS_PER_CONCURRENCY, Workload
 from perfdb.errors import DataError, ServecastError
 from perfdb.lookup import PerfDB
@@ -59,6 +60,7 @@ class RunRow:
     decode: Worker | None
     ttft_ms: float | None        # measured, when the table has it
     tpot_ms: float | None
+    facts: RunFacts = RunFacts()  # from `servecast calibrate enrich` columns; unknown when the table has none
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ def parse_row(raw: dict) -> RunRow:
         prefill=_worker(raw, "prefill_") if mode == "disagg" else None,
         decode=_worker(raw, "decode_") if mode == "disagg" else None,
         ttft_ms=_num(raw, "silicon_ttft_ms"), tpot_ms=_num(raw, "silicon_tpot_ms"),
+        facts=RunFacts.from_row(raw),
     )
 
 
@@ -178,7 +181,23 @@ def model_for(row: RunRow, system):
 
 def group_key(row: RunRow) -> tuple:
     return (row.model, row.gemm_quant, row.moe_quant, row.system, row.backend, row.backend_version, row.mode,
-            row.agg, row.prefill, row.decode)
+            row.agg, row.prefill, row.decode, row.facts.spec_draft_tokens())
+
+
+def spec_tokens(row: RunRow, backend: Backend, model) -> int:
+    """Draft tokens per step: what the enrichment recorded (0 when off), else the RUN_SPEC_TOKENS rule
+    (unknown, or the configs list the point both ways: never decided from the measurement)."""
+    known = row.facts.spec_draft_tokens()
+    rule = RUN_SPEC_TOKENS.get((backend, row.mode, model.attention), 0)
+    if known is None and row.facts.spec is SpecStatus.ON:
+        return max(rule, 1)           # on, depth not stated: at least one draft token
+    return known if known is not None else rule
+
+
+def num_requests(rows: list[RunRow], conc: np.ndarray) -> np.ndarray:
+    """Requests each run's client sent: the enrichment's count, else BENCH_REQUESTS_PER_CONCURRENCY x conc."""
+    return np.array([r.facts.num_prompts or c * BENCH_REQUESTS_PER_CONCURRENCY for r, c in zip(rows, conc, strict=True)],
+                    dtype=np.float64)
 
 
 def _fail(rows: list[RunRow], status: str) -> list[Prediction]:
@@ -203,11 +222,13 @@ def _predict_agg(rows: list[RunRow], model, system, view) -> list[Prediction]:
     w = rows[0].agg
     if w is None:
         return _fail(rows, "no tp_size for an agg row")
-    engine = EngineConfig(Backend(rows[0].backend))
+    backend = Backend(rows[0].backend)
+    engine = EngineConfig(backend, spec_tokens=spec_tokens(rows[0], backend, model))
     # requests in flight per replica: the run's clients spread over its replicas (estimator.deployment)
-    conc = np.array([r.concurrency or rows[0].agg.batch or 1 for r in rows], dtype=np.float64) / (w.workers or 1)
+    total = np.array([r.concurrency or rows[0].agg.batch or 1 for r in rows], dtype=np.float64)
+    conc, replicas = total / (w.workers or 1), float(w.workers or 1)
     load = Workload(isl=np.array([r.isl for r in rows], dtype=np.float64), osl=np.array([r.osl for r in rows], dtype=np.float64),
-                    concurrency=conc, num_requests=conc * BENCH_REQUESTS_PER_CONCURRENCY)
+                    concurrency=conc, num_requests=num_requests(rows, total) / replicas)
     return _collect(rows, estimate(model, system, within_domain(w.parallel, system), engine, load, view))
 
 
@@ -219,7 +240,7 @@ def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]
     if r0.prefill is None or r0.decode is None:
         return _fail(rows, "disagg row lacks prefill_tp_size or decode_tp_size")
     backend = Backend(r0.backend)
-    engine = EngineConfig(backend, spec_tokens=RUN_SPEC_TOKENS.get((backend, "disagg", model.attention), 0))
+    engine = EngineConfig(backend, spec_tokens=spec_tokens(r0, backend, model))
     isl = np.array([r.isl for r in rows], dtype=np.float64)
     osl = np.array([r.osl for r in rows], dtype=np.float64)
     conc = np.array([r.concurrency or (r0.decode.batch or 1) * (r0.decode.workers or 1) for r in rows], dtype=np.float64)
@@ -235,7 +256,7 @@ def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]
     est = estimate_disagg(model, system, WorkerSpec(p_par, engine, r0.prefill.workers, r0.prefill.batch),
                           WorkerSpec(d_par, engine, d_workers, r0.decode.batch),
                           Workload(isl=isl, osl=osl, concurrency=conc / d_workers,
-                                   num_requests=conc / d_workers * BENCH_REQUESTS_PER_CONCURRENCY), view)
+                                   num_requests=num_requests(rows, conc) / d_workers), view)
     return _collect(rows, est)
 
 

@@ -16,8 +16,9 @@ import math
 from pathlib import Path
 
 from calibrate.parsers.common import fail, read_text
-from calibrate.runs import Client, Deployment, Load, MeasuredRun, Metrics, Mode, Role, Stat
+from calibrate.runs import Client, Deployment, EngineSettings, Load, MeasuredRun, Metrics, Mode, Role, Stat
 from estimator.parallel import ParallelConfig
+from estimator.run_facts import RunFacts
 from perfdb.errors import InputError
 from perfdb.types import Backend, parse_enum
 
@@ -67,6 +68,18 @@ def source_fields(text: str) -> dict[str, str]:
     return out
 
 
+def _engine(row: dict, facts: RunFacts) -> EngineSettings:
+    """Engine flags and speculative decoding the enrichment recovered (engine_* columns, engine_extra)."""
+    def num(key: str, cast):
+        text = (row.get(key) or "").strip()
+        return cast(float(text)) if text else None
+
+    return EngineSettings(max_batch_size=num("engine_max_batch_size", int),
+                          max_num_tokens=num("engine_max_num_tokens", int),
+                          mem_fraction=num("engine_mem_fraction", float),
+                          kv_dtype=(row.get("engine_kv_dtype") or "").strip() or None, extra=facts.to_extra())
+
+
 def parse_row(path: Path, row: dict, line: int) -> MeasuredRun:
     src = source_fields(row["silicon_data_source"] or "")
     try:
@@ -74,9 +87,14 @@ def parse_row(path: Path, row: dict, line: int) -> MeasuredRun:
         mode = parse_enum(Mode, row["mode"], "mode")
     except InputError as exc:
         raise fail(path, f"line {line}: {exc}") from None
+    try:    # `servecast calibrate enrich` columns, when the file has them
+        facts = RunFacts.from_row(row)
+        engine = _engine(row, facts)
+    except ValueError as exc:
+        raise fail(path, f"line {line}: enrichment column ({exc})") from None
     common = dict(model=row["model_path"], system=row["system"], backend=backend, version=row["backend_version"] or "",
                   precision=row.get("precision") or "", gemm_quant=row.get("gemm_quant_mode") or "",
-                  moe_quant=row.get("moe_quant_mode") or "")
+                  moe_quant=row.get("moe_quant_mode") or "", engine=engine)
     if mode is Mode.AGG:
         dep = Deployment(mode=mode, agg=_role(path, row, "", line, 1), **common)
     else:
@@ -91,7 +109,7 @@ def parse_row(path: Path, row: dict, line: int) -> MeasuredRun:
     if math.isnan(ttft) or math.isnan(tpot):
         raise fail(path, f"line {line}: missing silicon_ttft_ms/silicon_tpot_ms")
     load = Load(isl=_f(path, row, "isl", line), osl=_f(path, row, "osl", line),
-                concurrency=None if math.isnan(conc) else conc)
+                concurrency=None if math.isnan(conc) else conc, num_requests=facts.num_prompts)
     metrics = Metrics(ttft=Stat(mean=ttft), tpot=Stat(mean=tpot))
     return MeasuredRun(run_id=row["id"], deployment=dep, load=load, metrics=metrics, client=Client.SILICON_CSV,
                        source_file=str(path), measured_at=src.get("measured", ""))

@@ -5,11 +5,14 @@ prompts), capped at `max_requests` so that thousands of rows stay affordable; th
 closed loop arrives at once, as it does in the benchmark. Each row's deployment is
 estimator.deployment.from_row's, as the static prediction's: layouts within one NVLink domain, the KV
 path per xPyD group. Aggregated rows are one replica holding the whole concurrency (the run table's
-batch_size is per replica, and agg rows have one replica); disaggregated rows use the table's worker counts, or where it omits them (most rows) the estimator's
+batch_size is per replica, and agg rows have one replica); disaggregated rows use the table's worker
+counts (recorded, or filled by `servecast calibrate enrich`), or where it omits them the estimator's
 rules (estimator.runs / estimator.serving): decode workers holding the concurrency within
 min(KV pool, DECODE_BATCH_PRIOR) requests each, prefill workers rate-matched at PREFILL_TARGET_UTIL.
-Each row's engine is the estimator's too (RUN_SPEC_TOKENS speculative drafts where it assumes them),
-so simulated and static predictions differ only in how they turn step times into metrics.
+Each row's engine is the estimator's too (the enrichment's speculative decoding, else RUN_SPEC_TOKENS
+drafts where it assumes them). An enriched row also replays its client protocol: its request and
+warm-up counts (capped as above) and its length distribution (below), which the static estimate does
+not model.
 """
 from __future__ import annotations
 
@@ -24,12 +27,12 @@ from estimator.deployment import Deployment, from_row
 from estimator.engine import EngineConfig
 from estimator.runs import (
     DECODE_BATCH_PRIOR,
-    RUN_SPEC_TOKENS,
     Prediction,
     RunRow,
     group_key,
     model_for,
     pick_version,
+    spec_tokens,
 )
 from estimator.serving import max_batch, prefill_workers_needed
 from estimator.sim.build import build_steps
@@ -43,8 +46,8 @@ from perfdb.types import Backend
 
 
 def row_engine(row: RunRow, backend: Backend, model) -> EngineConfig:
-    """The engine the estimator assumes for a run-table row."""
-    return EngineConfig(backend, spec_tokens=RUN_SPEC_TOKENS.get((backend, row.mode, model.attention), 0))
+    """The engine the estimator assumes for a run-table row (its recorded speculative decoding, if enriched)."""
+    return EngineConfig(backend, spec_tokens=spec_tokens(row, backend, model))
 
 
 def _deployment(row: RunRow, system, steps_for) -> tuple[Deployment, int]:
@@ -137,12 +140,25 @@ def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms, ra
 
         dep, conc = _deployment(row, system, steps_for)
         steps = steps_for(dep)
-        n = max(conc, min(counts[0] * conc, counts[1]))
-        load = LoadSpec.closed(conc, Lengths.of(row.isl, range_ratio), Lengths.of(row.osl, range_ratio), n)
+        n = max(conc, min(row.facts.num_prompts or counts[0] * conc, counts[1]))
+        warm = min(row.facts.num_warmups or 0, counts[1])
+        isl, osl = _lengths(row, range_ratio)
+        load = LoadSpec.closed(conc, isl, osl, n, warmup=warm)
         r = simulate(steps, dep, load, seed=seed, frontend_ms=frontend_ms)
     except (ServecastError, ValueError) as exc:
         return _failed(row, exc)
     return SimRun(row.id, "ok", r, dep)
+
+
+def _lengths(row: RunRow, range_ratio: float) -> tuple[Lengths, Lengths]:
+    """ISL/OSL draws: `range_ratio` > 0 as asked; else the row's recorded client protocol (InferenceX's
+    client draws integers in [r x nominal, nominal]: the simulator's uniform around a mean, mean
+    nominal x (1 + r) / 2 and ratio (1 - r) / (1 + r)); else the nominal lengths."""
+    if range_ratio > 0 or row.facts.range_ratio is None or row.facts.range_ratio >= 1:
+        return Lengths.of(row.isl, range_ratio), Lengths.of(row.osl, range_ratio)
+    r = row.facts.range_ratio
+    sym = (1 - r) / (1 + r)
+    return Lengths.of(max(1, round(row.isl * (1 + r) / 2)), sym), Lengths.of(max(1, round(row.osl * (1 + r) / 2)), sym)
 
 
 def _failed(row: RunRow, exc: Exception) -> SimRun:
