@@ -168,9 +168,11 @@ def enrich_row(repo: Repo, raw: dict) -> tuple[dict[str, str], set[str]]:
         reasons.append("matching config points disagree on worker counts")
     if out["spec_decoding"] == SpecStatus.AMBIGUOUS.value:
         reasons.append("the configs list this point with and without speculative decoding")
+    out["enrich_status"] = "ambiguous" if reasons else "matched"
     if not m.image_checked and r.image:
         reasons.append(f"no config entry with image {r.image}; matched on the rest")
-    out["enrich_status"] = "ambiguous" if len(m.points) > 1 and reasons[:2] else "matched"
+    if m.commit != repo.commit_at(r.measured):
+        reasons.append("matched in a config change merged after measured= (the run's branch)")
     out["enrich_reason"] = "; ".join(reasons)
     return {k: format_cell(out.get(k)) for k in COLUMNS}, filled
 
