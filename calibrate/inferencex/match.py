@@ -98,9 +98,13 @@ def _conc_ok(p: ConfigPoint, r: Row) -> bool:
 
 
 def candidates(points: list[ConfigPoint], r: Row) -> list[ConfigPoint]:
-    return [p for p in points if p.system == r.system and p.backend == r.backend and p.precision == r.precision
-            and p.isl == r.isl and p.osl == r.osl and _conc_ok(p, r) and _model_ok(p, r.model)
-            and _parallel_ok(p, r)]
+    """Points matching the row; a point that sweeps the row's concurrency itself outranks one that
+    reaches it only as conc x decode workers."""
+    found = [p for p in points if p.system == r.system and p.backend == r.backend and p.precision == r.precision
+             and p.isl == r.isl and p.osl == r.osl and _conc_ok(p, r) and _model_ok(p, r.model)
+             and _parallel_ok(p, r)]
+    direct = [p for p in found if r.conc in p.concs]
+    return direct or found
 
 
 def _commits(repo: Repo, r: Row) -> list[str]:

@@ -146,4 +146,4 @@ def test_committed_training_facts_cover_the_inferencex_rows(silicon_csv, tmp_pat
     assert share(lambda r: r["spec_decoding"] in ("on", "off", "ambiguous")) >= 0.95
     assert share(lambda r: r["client_range_ratio"] != "") >= 0.95
     dis = [r for r in ix if r["mode"] == "disagg"]
-    assert sum(bool(r["prefill_num_workers"] and r["decode_num_workers"]) for r in dis) == 861
+    assert sum(bool(r["prefill_num_workers"] and r["decode_num_workers"]) for r in dis) == 882
