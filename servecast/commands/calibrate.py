@@ -10,6 +10,12 @@ app = typer.Typer(help="Ingest real benchmark runs, fit corrections to the estim
                        "cross-validated error bars.", no_args_is_help=True)
 
 
+def _register_enrich() -> None:
+    from servecast.commands import calibrate_enrich
+
+    app.command("enrich")(calibrate_enrich.enrich_cmd)
+
+
 @app.command("ingest")
 def ingest_cmd(
     results: Annotated[list[Path], typer.Argument(help="result files or directories (aiperf, genai-perf, vllm bench serve, "
@@ -53,57 +59,6 @@ def ingest_cmd(
     clients = sorted(set(table.column("client").to_pylist()))
     deployments = len(set(table.column("deployment_key").to_pylist()))
     Console().print(f"{table.num_rows} runs ({deployments} deployments; {', '.join(clients)}) -> {out}")
-
-
-@app.command("enrich")
-def enrich_cmd(
-    runs: Annotated[Path, typer.Argument(help="run table in the e2e_train_silicon.csv layout")],
-    out: Annotated[Path, typer.Option("--out", help="enriched table to write (CSV; .csv.gz compressed)")],
-    inferencex: Annotated[Path, typer.Option("--inferencex", help="clone of github.com/SemiAnalysisAI/InferenceX "
-                                                                 "(bare git dir, checkout, or a plain snapshot)")] = None,
-    facts: Annotated[Path, typer.Option(help="instead of --inferencex: facts from an earlier --columns-only run, "
-                                             "e.g. the committed calibrate/data/e2e_train_enrichment.csv.gz")] = None,
-    columns_only: Annotated[bool, typer.Option(help="write only id, the filled worker counts and the enrichment "
-                                                    "columns (the derived facts, e.g. to commit)")] = False,
-) -> None:
-    """Recover each run's deployment and benchmark protocol from the public InferenceX configs at the commit in
-    effect when it was measured: worker counts, speculative decoding, engine flags, client protocol, provenance.
-
-    Example: servecast calibrate enrich ../shared/data/e2e_train_silicon.csv --inferencex ./InferenceX --out enriched.csv
-
-    Example: servecast calibrate enrich ../shared/data/e2e_train_silicon.csv --facts calibrate/data/e2e_train_enrichment.csv.gz --out enriched.csv
-    """
-    from rich.console import Console
-
-    from calibrate.enrich import enrich, write
-    from perfdb.errors import InputError
-
-    if (inferencex is None) == (facts is None):
-        raise InputError("give exactly one of --inferencex DIR (a clone of SemiAnalysisAI/InferenceX) or --facts FILE")
-    text, report = enrich(runs, inferencex, columns_only=columns_only, facts=facts)
-    write(text, out)
-    _print_enrich_report(Console(), report)
-    typer.echo(f"{sum(report.rows.values())} runs -> {out}")
-
-
-def _print_enrich_report(console, report) -> None:
-    from rich.table import Table
-
-    from estimator.run_facts import COLUMNS
-
-    sources = sorted(report.rows, key=lambda s: (-report.rows[s], s))
-    main = [s for s in sources if "/" not in s][:4]
-    other = [s for s in sources if s not in main]
-    t = Table("field", *[f"{s} ({report.rows[s]})" for s in main],
-              f"other files ({sum(report.rows[s] for s in other)})", title="rows that got each field")
-    for name in ("prefill_num_workers", "decode_num_workers", *COLUMNS):
-        got = report.fields.get(name, {})
-        t.add_row(name, *[str(got.get(s, 0)) for s in main], str(sum(got.get(s, 0) for s in other)))
-    console.print(t)
-    console.print("status: " + ", ".join(f"{k} {v}" for k, v in report.status.most_common()))
-    console.print("spec decoding: " + ", ".join(f"{k} {v}" for k, v in report.spec.most_common()))
-    for reason, n in report.reasons.most_common(6):
-        console.print(f"  {n} x {reason}")
 
 
 def _frame(runs_path: Path, db: Path | None, predictions: Path | None, base: str, statistic: str):
@@ -412,3 +367,6 @@ def _show_one(console, cal, directory: Path) -> None:
         console.print(f"  note: {n}")
     if len(cal.notes) > 20:
         console.print(f"  ... {len(cal.notes) - 20} more notes (--json shows all)")
+
+
+_register_enrich()

@@ -108,7 +108,7 @@ def test_fit_validate_show_end_to_end(tmp_path, tiny_db):
 
 
 def test_help_for_every_command():
-    for cmd in ("ingest", "fit", "validate", "show"):
+    for cmd in ("ingest", "fit", "validate", "show", "enrich"):
         res = runner.invoke(app, ["calibrate", cmd, "--help"])
         assert res.exit_code == 0 and "Example: servecast calibrate" in res.output
 
