@@ -3,7 +3,7 @@
 Commit 1 (2026-01-10): a master config with an aggregated TRT-LLM entry swept without and with MTP
 (conc 4-16 and 4-8: conc 4 and 8 are listed both ways) and a multi-node disaggregated entry (1 prefill
 + 2 decode workers), two launch scripts, the client library and the two workflow templates.
-Commit 2 (2026-02-10): the disaggregated entry moves to 3 decode workers.
+Commit 2 (2026-02-10): the disaggregated entry moves to 3 decode workers and adds concurrency 96.
 Invented values throughout; nothing here is copied from the real repository.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ dsr1-fp8-h200-dynamo-trt:
   - isl: 1024
     osl: 1024
     search-space:
-    - conc-list: [64]
+    - conc-list: [64CONC2]
       prefill:
         num-worker: 1
         tp: 8
@@ -104,7 +104,8 @@ def _git(repo: Path, *args: str, date: str = "") -> str:
 
 
 def write_tree(root: Path, decode_workers: int) -> None:
-    files = {".github/configs/nvidia-master.yaml": MASTER.replace("DECODE_WORKERS", str(decode_workers)),
+    master = MASTER.replace("DECODE_WORKERS", str(decode_workers)).replace("CONC2", ", 96" if decode_workers == 3 else "")
+    files = {".github/configs/nvidia-master.yaml": master,
              ".github/workflows/benchmark-tmpl.yml": WORKFLOW,
              ".github/workflows/benchmark-multinode-tmpl.yml": WORKFLOW,
              "benchmarks/benchmark_lib.sh": LIB,
@@ -133,8 +134,9 @@ def _src(measured: str, conc: int, image: str, source: str = "2026-03-25.csv") -
 
 
 def runs_csv(path: Path) -> Path:
-    """Six rows: agg off (conc 16), agg ambiguous (conc 4), disagg before/after the second commit, a row of
-    another harness, and one measured before the repository existed."""
+    """Seven rows: agg off (conc 16), agg ambiguous (conc 4), disagg before/after the second commit, a disagg
+    row run before the commit that added its concurrency, a row of another harness, and one measured before
+    the repository existed."""
     agg_img, dis_img = "nvcr.io#nvidia/tensorrt-llm/release:1.0", "nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:0.8"
     agg = "trtllm,1.0,deepseek-ai/DeepSeek-R1,h200_sxm,fp8,agg,1024,1024,fp8,fp8,{c},8,1,1,1,8" + "," * 14 + ",100,10"
     dis = ("trtllm,1.0,deepseek-ai/DeepSeek-R1,h200_sxm,fp8,disagg,1024,1024,fp8,fp8,,,,,,,"
@@ -143,6 +145,7 @@ def runs_csv(path: Path) -> Path:
             f"a4,{_src('2026-01-20T10:00:00Z', 4, agg_img)},{agg.format(c=4)}",
             f"d1,{_src('2026-01-20T10:00:00Z', 64, dis_img)},{dis}",
             f"d2,{_src('2026-02-20T10:00:00Z', 64, dis_img)},{dis}",
+            f"d3,{_src('2026-01-20T10:00:00Z', 96, dis_img)},{dis}",
             f"x1,{_src('2026-01-20', 16, '', '/data/aic-auto-gap-analysis/h200.csv')},{agg.format(c=16)}",
             f"old,{_src('2025-01-01T00:00:00Z', 16, agg_img)},{agg.format(c=16)}"]
     path.write_text(HEADER + "\n" + "\n".join(rows) + "\n")

@@ -46,10 +46,13 @@ def test_rows_get_the_facts_of_the_commit_in_effect(repo, tmp_path):
     assert (d2["prefill_num_workers"], d2["decode_num_workers"], d2["enrich_commit"]) == ("1", "3", c2)
     assert d1["decode_dp_attn"] == "true" and d1["decode_ep"] == "8" and d1["decode_max_batch"] == "32"
     assert d1["client_range_ratio"] == "0.8" and d1["client_num_prompts"] == ""
+    d3 = rows["d3"]     # its concurrency only appears in the next config change: matched there, and said so
+    assert (d3["decode_num_workers"], d3["enrich_commit"]) == ("3", c2) and "merged after" in d3["enrich_reason"]
+    assert "merged after" not in d1["enrich_reason"]
     assert rows["x1"]["enrich_status"] == "other-harness" and rows["x1"]["spec_decoding"] == "unknown"
     assert rows["old"]["enrich_status"] == "unmatched" and "before the repository" in rows["old"]["enrich_reason"]
-    assert report.status == {"matched": 3, "ambiguous": 1, "other-harness": 1, "unmatched": 1}
-    assert report.fields["decode_num_workers"]["2026-03-25.csv"] == 2
+    assert report.status == {"matched": 4, "ambiguous": 1, "other-harness": 1, "unmatched": 1}
+    assert report.fields["decode_num_workers"]["2026-03-25.csv"] == 3
 
 
 def test_recorded_worker_counts_are_kept(repo, tmp_path):
