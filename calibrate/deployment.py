@@ -27,6 +27,7 @@ from calibrate.runs import Deployment, EngineSettings, Mode, Role
 from estimator.parallel import ParallelConfig
 from perfdb.errors import DataError, InputError
 from perfdb.types import Backend, parse_enum
+from perfdb.userfiles import read_text
 
 _ROLE_KEYS = {"tp": "tp", "pp": "pp", "attn_dp": "attn_dp", "dp": "attn_dp", "moe_tp": "moe_tp",
               "etp": "moe_tp", "moe_ep": "moe_ep", "ep": "moe_ep", "workers": "workers", "batch_size": "batch_size"}
@@ -101,10 +102,8 @@ def load_spec(path: Path) -> Deployment:
     path = Path(path)
     if path.is_dir():
         path = path / "deployment.yaml"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read deployment spec ({exc.strerror or exc})") from None
+    text = read_text(path, "--deployment", "a deployment spec (YAML/JSON, e.g. deployment.yaml from `servecast plan "
+                     "--save-dir`) or the directory holding it")
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:

@@ -15,6 +15,7 @@ from calibrate.parsers import Format, parse_file
 from calibrate.runs import ClientResult, Deployment, MeasuredRun
 from calibrate.table import read_runs, runs_to_table, write_runs
 from perfdb.errors import DataError, InputError
+from perfdb.userfiles import check_out_file
 
 _RESULT_SUFFIXES = (".json", ".jsonl", ".csv")
 # aiperf writes the same run three ways; in a directory, the JSON summary wins.
@@ -72,13 +73,17 @@ def read_results(paths: list[Path], deployment: Deployment | None, fmt: Format |
                                  "give --deployment SPEC (from `servecast plan --save-dir`) or --model/--system/"
                                  "--backend/--mode/--agg flags")
             run_id = f"{path.parent.name}/{path.name}" + (f"#{i}" if len(items) > 1 else "")
-            runs.append(MeasuredRun.from_result(_with_load(item, override), deployment, run_id))
+            try:
+                runs.append(MeasuredRun.from_result(_with_load(item, override), deployment, run_id))
+            except InputError as exc:   # e.g. no TTFT measured: name the file
+                raise DataError(f"{path}: {exc}") from None
     return runs
 
 
 def ingest(paths: list[Path], out: Path, deployment: Deployment | None = None, fmt: Format | None = None,
            override: LoadOverride = LoadOverride(), append: bool = False) -> pa.Table:
     """Parse every file, then write (or extend, with append) the run table at `out` atomically."""
+    check_out_file(out, "--out")   # before parsing: a bad output path fails at once
     runs = read_results(paths, deployment, fmt, override)
     table = runs_to_table(runs)
     if append and Path(out).exists():

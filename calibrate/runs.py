@@ -100,7 +100,10 @@ class Deployment:
 
     def __post_init__(self) -> None:
         from perfdb.errors import InputError
+        from perfdb.specs import list_systems
 
+        if self.system not in list_systems():
+            raise InputError(f"unknown system {self.system!r} of {self.model}; known systems: {', '.join(list_systems())}")
         if self.mode is Mode.AGG and (self.agg is None or self.prefill or self.decode):
             raise InputError(f"agg deployment of {self.model} needs exactly the agg role (no prefill/decode roles)")
         if self.mode is Mode.DISAGG and (self.prefill is None or self.decode is None or self.agg):
@@ -168,6 +171,18 @@ class Metrics:
     output_throughput: float = math.nan         # output tokens/s, whole deployment
     total_token_throughput: float = math.nan    # input + output tokens/s, whole deployment
 
+    def __post_init__(self) -> None:
+        """A latency the client reported is a positive number of ms; NaN only where it reported none."""
+        from perfdb.errors import InputError
+
+        for name in ("ttft", "tpot", "itl", "e2el"):
+            stat = getattr(self, name)
+            for which in Statistic:
+                value = stat.get(which)
+                if not math.isnan(value) and not (0.0 < value < math.inf):
+                    raise InputError(f"{name} {which.value} is {value:g} ms; a measured latency must be a finite "
+                                     "number > 0")
+
 
 @dataclass(frozen=True)
 class ClientResult:
@@ -190,6 +205,13 @@ class MeasuredRun:
     client: Client
     source_file: str
     measured_at: str = ""
+
+    def __post_init__(self) -> None:
+        from perfdb.errors import InputError
+
+        for name in ("ttft", "tpot"):   # what calibration compares with the prediction
+            if getattr(self.metrics, name).empty:
+                raise InputError(f"run {self.run_id}: no {name.upper()} measured (NaN); a run needs TTFT and TPOT")
 
     @staticmethod
     def from_result(result: ClientResult, deployment: Deployment, run_id: str) -> "MeasuredRun":

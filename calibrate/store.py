@@ -17,11 +17,12 @@ from calibrate.train import FitResult
 from estimator.calibration import ARTIFACT_FILE, Calibration
 from estimator.calibration_files import load, save
 from perfdb.errors import InputError
+from perfdb.userfiles import check_out_dir
 
 
 def write(result: FitResult, out: Path) -> Path:
     """Write the artifact directory atomically (built beside, then renamed); returns it."""
-    out = Path(out)
+    out = check_out_dir(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     final = out / result.calibration.id
     tmp = out / f".tmp-{result.calibration.id}-{os.getpid()}"

@@ -14,6 +14,7 @@ from pathlib import Path
 from estimator.calibration import ANY, ARTIFACT_FILE, Calibration
 from perfdb.errors import InputError
 from perfdb.lookup import BUNDLED_ROOT
+from perfdb.userfiles import read_text
 
 
 def save(cal: Calibration, directory: Path) -> Path:
@@ -42,7 +43,8 @@ def load(path: Path) -> Calibration:
 def _read(path: str, mtime_ns: int, size: int) -> Calibration:
     """Parse and hash-check once per file version: `find` reads every stored calibration and `resolve`
     the chosen one again, once per backend of a plan. Calibrations are frozen, so sharing is safe."""
-    return Calibration.from_json(Path(path).read_text(), path)
+    return Calibration.from_json(read_text(path, "--calibration", "a calibration directory or calibration.json from "
+                                             "`servecast calibrate fit`"), path)
 
 
 def find(db_root: Path, system: str, backend: str, base: str | None = None) -> Path | None:
@@ -60,6 +62,20 @@ def find(db_root: Path, system: str, backend: str, base: str | None = None) -> P
             return path.parent
         best = best or path.parent
     return best
+
+
+def _one_in(path: Path, base: str | None) -> Path:
+    """The calibration a --calibration path names: itself, or the one fit inside the folder `calibrate fit --out`
+    wrote (<out>/<id>/), or among several there the one fitted on `base`."""
+    if not path.is_dir() or (path / ARTIFACT_FILE).exists():
+        return path
+    found = sorted(path.glob(f"*/{ARTIFACT_FILE}"))
+    if len(found) > 1 and base is not None:
+        found = [f for f in found if load(f).base == base] or found
+    if len(found) > 1:
+        raise InputError(f"--calibration {path} holds {len(found)} calibrations "
+                         f"({', '.join(f.parent.name for f in found)}); give one of their directories")
+    return found[0].parent if found else path
 
 
 NO_CALIBRATION = "none"   # --calibration none: apply no calibration, not even the database's stored one
@@ -81,7 +97,7 @@ def resolve(calibration_dir: Path | None, db_root: Path | None, system: str, bac
     stored False). A stored calibration fitted on another prediction than `base` is passed over, and an
     explicit one is refused (InputError); base None accepts any."""
     if calibration_dir is not None:
-        cal = load(calibration_dir)
+        cal = load(_one_in(Path(calibration_dir), base))
         if base is not None and cal.base != base:
             raise InputError(f"{calibration_dir}: calibration {cal.id} was fitted with --base {cal.base}; this "
                              f"command accepts only --base {base} calibrations (refit with `servecast calibrate "

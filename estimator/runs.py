@@ -8,6 +8,7 @@ concurrency of the same deployment (one vectorised call per group).
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 from collections import defaultdict
@@ -27,6 +28,7 @@ from perfdb.errors import DataError, ServecastError
 from perfdb.lookup import PerfDB
 from perfdb.specs import load_system
 from perfdb.types import Backend, Dtype
+from perfdb.userfiles import read_text
 
 _CONC = re.compile(r"silicon_concurrency=(\d+)")
 # quant-mode strings of the run table -> Dtype; empty means the checkpoint's own numerics
@@ -116,15 +118,19 @@ def parse_row(raw: dict) -> RunRow:
 
 
 def read_runs(path: Path) -> list[RunRow]:
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            missing = {"id", "backend", "model_path", "system", "isl", "osl"} - set(reader.fieldnames or ())
-            if missing:
-                raise DataError(f"run table {path} lacks columns {sorted(missing)}")
-            rows = [parse_row(r) for r in reader]
-    except OSError as exc:
-        raise DataError(f"cannot read run table {path}: {exc}") from None
+    text = read_text(path, "run table", "a CSV of measured runs in the format of e2e_train_silicon.csv (a "
+                     "Parquet table from `calibrate ingest` is read by `calibrate fit` / `calibrate validate`)")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = {"id", "backend", "model_path", "system", "isl", "osl"} - set(reader.fieldnames or ())
+    if missing:
+        raise DataError(f"run table {path} lacks columns {sorted(missing)}; expected a CSV in the format of "
+                        "e2e_train_silicon.csv")
+    rows = []
+    for line, raw in enumerate(reader, start=2):
+        try:
+            rows.append(parse_row(raw))
+        except (AttributeError, TypeError, ValueError) as exc:   # a short or mistyped row: name it
+            raise DataError(f"run table {path} line {line}: cannot read the row ({exc})") from None
     if not rows:
         raise DataError(f"run table {path} has a header but no rows (truncated?); nothing to predict")
     return rows

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perfdb.errors import NotFoundError
+from perfdb.errors import InputError, NotFoundError
 from perfdb.family import FamilyTable, make_case
 from perfdb.lookup import DbView
 from perfdb.types import OpKind, Source
@@ -80,6 +80,8 @@ def _accuracy(op: OpKind, dtype: str, err: np.ndarray, code: np.ndarray) -> Inte
 
 def check_interp(view: DbView, op: OpKind, sample: int = 2000, seed: int = 0) -> CheckInterpReport:
     """Leave-one-out over up to `sample` rows of one op family of a view."""
+    if sample < 1:
+        raise InputError(f"--sample {sample}: must be >= 1 rows (e.g. 2000)")
     fam = view.family(op)
     if fam is None:
         raise NotFoundError(f"no {op.value} rows for {view.system.name}/{view.backend.value}"

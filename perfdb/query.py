@@ -20,6 +20,7 @@ from perfdb.errors import InputError
 from perfdb.schema import SCHEMAS
 from perfdb.storage import list_tables, read_table
 from perfdb.types import OpKind
+from perfdb.userfiles import check_out_file
 
 _FILTER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|!=|==|=|>|<)\s*(.*?)\s*$")
 _OPS = {"=": pc.equal, "==": pc.equal, "!=": pc.not_equal, ">=": pc.greater_equal, "<=": pc.less_equal,
@@ -110,7 +111,7 @@ def query(root: Path, filters: list[Filter], op: OpKind | None = None, columns: 
 
 def write_result(table: pa.Table, fmt: Format, path: Path) -> Path:
     """Write the result in one of the file formats, atomically (temp file + rename)."""
-    path = Path(path)
+    path = check_out_file(path, "--out")
     if not path.parent.is_dir():
         raise InputError(f"cannot write {path}: directory {path.parent} does not exist")
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")

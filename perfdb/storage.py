@@ -21,6 +21,7 @@ import yaml
 from perfdb.errors import DataError, InputError, NotFoundError
 from perfdb.schema import conform
 from perfdb.types import Backend, OpKind
+from perfdb.userfiles import check_out_file
 
 MARKER = "servecast-db.yaml"  # at the root: says "this directory is a servecast database"
 
@@ -57,12 +58,16 @@ def require_db(root: Path) -> Path:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = check_out_file(path, "output")
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_shard(root: Path, key: TableKey, table: pa.Table, counter: int, host: str | None = None) -> Path:

@@ -16,6 +16,9 @@ import sys
 
 import typer
 
+# typer >= 0.29 vendors click as typer._click; its exception classes are what a parse raises
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
 from perfdb.errors import ServecastError
 from servecast import fast_options
 
@@ -68,14 +71,28 @@ def build_app(only: str | None = None) -> typer.Typer:
     fast_options.install()
     app = typer.Typer(name="servecast", help=HELP, no_args_is_help=True, pretty_exceptions_enable=False,
                       add_completion=False)
-    if only is None:
-        for register in GROUPS.values():
-            register(app)
-    else:
-        # A callback keeps the app a group: typer runs a lone command as the program itself otherwise.
-        app.callback()(lambda: None)
-        GROUPS[only](app)
+    # The callback carries --version, and keeps the app a group when only one command is registered
+    # (typer runs a lone command as the program itself otherwise).
+    app.callback()(_root)
+    for register in (GROUPS.values() if only is None else (GROUPS[only],)):
+        register(app)
     return app
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"servecast {version('servecast')}")
+        except PackageNotFoundError:   # run from a source tree that was never installed
+            typer.echo("servecast (not installed: no version recorded)")
+        raise typer.Exit(0)
+
+
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the servecast version and exit")) -> None:
+    """Measure GPU kernels, estimate LLM serving performance, and plan deployments."""
 
 
 def _named_command(argv: list[str]) -> str | None:
@@ -90,23 +107,51 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _usage_error(exc: UsageError) -> str:
+    """click's usage error (missing or unknown option, bad value) as one line naming the command and where
+    its accepted options are listed, instead of typer's multi-line box."""
+    where = exc.ctx.command_path if exc.ctx is not None else "servecast"
+    return f"error: {where}: {_one_line(exc.format_message())} (accepted options: {where} --help)"
+
+
+def run(argv: list[str]) -> int:
+    """Run the CLI on `argv` (without the program name) in this process; returns the exit status. Usage
+    errors and library errors (`ServecastError`) are printed as one `error:` line on stderr."""
+    command = _named_command(argv)
+    try:
+        cli = typer.main.get_command(build_app(command))
+        rv = cli.main(args=list(argv), prog_name="servecast", standalone_mode=False)
+    except NoArgsIsHelpError as exc:   # a group without a command: its help, as before
+        exc.show()
+        return exc.exit_code
+    except UsageError as exc:
+        typer.echo(_usage_error(exc), err=True)
+        return exc.exit_code
+    except ClickException as exc:   # e.g. a file option click could not open
+        typer.echo(f"error: {_one_line(exc.format_message())}", err=True)
+        return exc.exit_code
+    except ServecastError as exc:
+        typer.echo(f"error: {_one_line(str(exc))}", err=True)
+        return exc.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        typer.echo("interrupted", err=True)
+        return 130
+    return rv if isinstance(rv, int) else 0
+
+
 def main() -> None:
-    """Entry point: typer handles usage errors itself (exit 2); library errors become one line here."""
-    command = _named_command(sys.argv[1:])
-    if command == "plan" and "numpy" not in sys.modules:
+    """Entry point of the console script."""
+    if _named_command(sys.argv[1:]) == "plan" and "numpy" not in sys.modules:
         # plan's arrays are element-wise (no large matrix products): OpenBLAS's worker threads only
         # cost start-up time (~0.03 CPU s). An explicit setting by the user wins.
         import os
 
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    try:
-        build_app(command)()
-    except ServecastError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+    sys.exit(run(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perfdb import userfiles
 from perfdb.errors import DataError
 
 if TYPE_CHECKING:
@@ -16,13 +17,12 @@ def fail(path: Path, problem: str) -> DataError:
     return DataError(f"{path}: {problem}")
 
 
+RESULT_FILE = ("a benchmark-client result file (aiperf JSON/CSV/JSONL, genai-perf JSON, vllm bench serve JSON, "
+               "SGLang bench_serving JSONL, InferenceX rows, silicon CSV)")
+
+
 def read_text(path: Path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise fail(path, "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise fail(path, f"cannot read as UTF-8 text ({exc.__class__.__name__})") from None
+    return userfiles.read_text(path, "result file", RESULT_FILE)
 
 
 def load_json(path: Path) -> Any:
@@ -79,6 +79,15 @@ def optional(path: Path, record: dict, key: str, where: str = "") -> float:
     return number(path, record, key, where)
 
 
+def latency(path: Path, record: dict, key: str, where: str = "") -> float:
+    """An optional latency: NaN when absent (the client did not report it), DataError when the file
+    writes NaN or a non-number for it."""
+    value = optional(path, record, key, where)
+    if math.isnan(value) and record.get(key) is not None:
+        raise fail(path, f"field {key!r}{where} is NaN; expected a latency > 0")
+    return value
+
+
 def opt_or_none(x: float) -> float | None:
     return None if math.isnan(x) else x
 
@@ -132,8 +141,8 @@ def stat_from_summary(path: Path, block: object, what: str) -> "Stat":
         raise fail(path, f"{what} is a {type(block).__name__}, expected an object with unit/avg/p50/...")
     k = to_ms_factor(path, block.get("unit"), what)
     where = f" of {what}"
-    return Stat(mean=optional(path, block, "avg", where) * k, p50=optional(path, block, "p50", where) * k,
-                p90=optional(path, block, "p90", where) * k, p99=optional(path, block, "p99", where) * k)
+    return Stat(mean=latency(path, block, "avg", where) * k, p50=latency(path, block, "p50", where) * k,
+                p90=latency(path, block, "p90", where) * k, p99=latency(path, block, "p99", where) * k)
 
 
 def completed_requests(path: Path, record: dict, required: tuple[str, ...], where: str = "") -> float:
@@ -151,7 +160,7 @@ def prefixed_stat(path: Path, record: dict, name: str, where: str = "", scale: f
     times `scale` (e.g. 1000 for seconds)."""
     from calibrate.runs import Stat
 
-    return Stat(**{field: optional(path, record, f"{prefix}_{name}", where) * scale
+    return Stat(**{field: latency(path, record, f"{prefix}_{name}", where) * scale
                    for field, prefix in (("mean", "mean"), ("p50", "median"), ("p90", "p90"), ("p99", "p99"))})
 
 

@@ -18,13 +18,19 @@ from estimator.models.hf_config import parse_config
 from estimator.models.spec import ModelSpec
 from perfdb.errors import DataError, NotFoundError
 from perfdb.types import Dtype
+from perfdb.userfiles import read_text
 
 
 def _read_json(path: Path) -> dict:
+    text = read_text(path, "model config", "a Hugging Face config.json (or a directory holding one)")
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read model config {path}: {exc}") from None
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"model config {path} is not valid JSON ({exc.msg} at line {exc.lineno}); expected a "
+                        "Hugging Face config.json") from None
+    if not isinstance(data, dict):
+        raise DataError(f"model config {path} is a JSON {type(data).__name__}; expected a config.json object")
+    return data
 
 
 @cache

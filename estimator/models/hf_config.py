@@ -12,7 +12,7 @@ from estimator.models import layout_configs as lay
 from estimator.models.hybrid_configs import gqa_common as _gqa_common
 from estimator.models.hybrid_configs import req as _req
 from estimator.models.spec import ModelSpec
-from perfdb.errors import DataError, NotFoundError
+from perfdb.errors import DataError, InputError, NotFoundError
 from perfdb.types import Dtype
 
 
@@ -207,6 +207,9 @@ def parse_config(cfg: dict, name: str, quant_cfg: dict | None = None) -> ModelSp
                             f"supported: {', '.join(sorted(SUPPORTED))}")
     try:
         fields = parser(cfg, name)
+    except ZeroDivisionError:   # a size derived from another one that is 0 (head_dim = hidden / 0 heads)
+        zero = [k for k, v in cfg.items() if isinstance(v, int) and not isinstance(v, bool) and v == 0]
+        raise InputError(f"model {name}: config sizes must be >= 1, got 0 for {', '.join(zero) or 'a size'}") from None
     except (TypeError, ValueError, AttributeError, KeyError) as exc:   # a field of the wrong type or shape
         raise DataError(f"config of {name} ({arch}): malformed field: {exc}") from None
     fields.update(_quant_from_config(cfg))

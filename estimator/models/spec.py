@@ -5,12 +5,16 @@ Sizes are counts of elements; dtypes say how weights / KV are stored.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from enum import Enum
 
+from perfdb.errors import InputError
 from perfdb.ops.base import act_bytes
 from perfdb.ops.sparse import index_cache_bytes_per_token
 from perfdb.types import Dtype, LinearKind, SparseKind
+
+# sizes every model has (the others may be 0: no dense MLP, no experts, no MLA, no sliding window)
+_POSITIVE = frozenset({"hidden", "num_layers", "num_heads", "num_kv_heads", "head_dim", "vocab"})
 
 
 class AttentionKind(str, Enum):
@@ -112,6 +116,20 @@ class ModelSpec:
     gemm_quant: Dtype = Dtype.BF16   # dense MLP and shared-expert GEMMs
     moe_quant: Dtype = Dtype.BF16    # routed experts
     kv_dtype: Dtype = Dtype.BF16     # KV-cache storage
+
+    def __post_init__(self) -> None:
+        """A config with a non-positive size (a negative hidden size, 0 heads) would give negative or infinite
+        latencies downstream: refuse it here, naming the field."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if type(value) is not int:
+                continue
+            least = 1 if f.name in _POSITIVE else 0
+            if value < least:
+                raise InputError(f"model {self.name}: {f.name} = {value}; must be {'>= 1' if least else '>= 0'}")
+        if self.num_kv_heads > self.num_heads or self.num_heads % self.num_kv_heads:
+            raise InputError(f"model {self.name}: {self.num_heads} attention heads are not a multiple of "
+                             f"{self.num_kv_heads} KV heads")
 
     @property
     def is_moe(self) -> bool:

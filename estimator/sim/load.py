@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from estimator.sim.types import Arrival, LengthDist, Lengths, LoadSpec, TraceRequest
-from perfdb.errors import DataError, InputError
+from perfdb.errors import DataError
+from perfdb.userfiles import read_text
+
+_TRACE_FORMAT = "JSON lines with arrival_s (or timestamp, ms), isl and osl per request"
 
 
 def draw_lengths(spec: Lengths, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -48,10 +51,8 @@ def read_trace(path: Path) -> tuple[TraceRequest, ...]:
     """JSON lines with `arrival_s` (or `timestamp` in ms, as mooncake traces), `isl`/`input_length`
     and `osl`/`output_length` per request."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"trace file {str(path)!r} does not exist")
     out = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    for n, line in enumerate(read_text(path, "--trace file", _TRACE_FORMAT).splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -24,6 +24,7 @@ from pathlib import Path
 from estimator.parallel import ParallelConfig
 from perfdb.errors import DataError
 from perfdb.types import Backend
+from perfdb.userfiles import read_text
 from search.artifacts.engines import EngineSettings, Role
 from search.types import Candidate, Mode, Sla
 
@@ -143,8 +144,8 @@ def load_deployment(path: Path) -> DeploymentSpec:
     import yaml
 
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        raw = yaml.safe_load(read_text(path, "deployment spec", "a deployment.yaml from `servecast plan --save-dir`"))
+    except yaml.YAMLError as exc:
         raise DataError(f"cannot read deployment spec {path}: {exc}") from None
     if not isinstance(raw, dict):
         raise DataError(f"deployment spec {path} is not a mapping")

@@ -147,7 +147,9 @@ def fit_cmd(
     from calibrate import store
     from calibrate.fit import FitOptions
     from calibrate.train import train
+    from perfdb.userfiles import check_out_dir
 
+    check_out_dir(out, "--out")   # before predicting and fitting: a bad path fails at once
     tuned = dict(shrink_ttft=shrink_ttft, shrink_tpot=shrink_tpot, clip=clip, rel_weight_ttft=rel_weight_ttft)
     opts = FitOptions(folds=folds, residual=residual, min_rows=min_rows, min_deployments=min_deployments, loss=loss,
                       **{k: v for k, v in tuned.items() if v is not None})   # before predicting: bad ones fail at once

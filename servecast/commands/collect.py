@@ -27,6 +27,18 @@ def _ops(text: str):
     return [parse_enum(OpKind, t.strip(), "op family") for t in text.split(",") if t.strip()]
 
 
+def _require_torch() -> None:
+    """collect times kernels with torch: without it, one line saying how to install it."""
+    from perfdb.errors import InputError
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise InputError("collect measures kernels with torch, which is not installed in this Python; install "
+                         "it with `pip install 'servecast[torch]'` (CPU or your CUDA build), or "
+                         "`pip install 'servecast[gpu]'` on a GPU node") from None
+
+
 def _device(text: Optional[str]) -> str:
     from perfdb.errors import InputError
 
@@ -72,6 +84,7 @@ def _setup(ops, device, system, backend, grid, budget_ms, model, tp, budget_minu
     from perfdb.errors import InputError
     from perfdb.types import Backend, parse_enum
 
+    _require_torch()
     dev = _device(device)
     probe_local = not (ray and dev == "cuda" and not _local_cuda())
     if dev == "cuda" and probe_local and not _local_cuda():
@@ -184,7 +197,7 @@ def run_cmd(
                                             "or engine, e.g. an AIC import); its shape steers the sampler and serves "
                                             "the sparse tables. 'bundled' for the bundled database."),
     prior_system: Optional[str] = typer.Option(None, help="--prior-db: the prior's system (default: the run's); "
-                                               "several priors as system[/backend] items, e.g. "
+                                               "several priors as system or system/backend items, e.g. "
                                                "h100_sxm/trtllm,h200_sxm/vllm."),
     prior_backend: Optional[str] = typer.Option(None, help="--prior-db: the prior's backend (default: the run's)."),
 ) -> None:

@@ -220,6 +220,9 @@ def register(app: typer.Typer) -> None:
         if from_runs is not None:
             if out is None:
                 raise InputError("--from-runs needs --out FILE")
+            from perfdb.userfiles import check_out_file
+
+            check_out_file(out, "--out")   # before predicting: a bad path fails at once
             _from_runs(from_runs, out, database, calibration, db is not None)
             return
         if not model or not system:

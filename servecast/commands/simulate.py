@@ -185,6 +185,15 @@ def _records_path(base: Path, label: str, x: float, many: bool) -> Path:
     return base.with_name(f"{base.stem}-{tag}{base.suffix}")
 
 
+def _check_records(path: Path) -> None:
+    from perfdb.errors import InputError
+    from perfdb.userfiles import check_out_file
+
+    check_out_file(path, "--records")
+    if Path(path).suffix not in (".parquet", ".jsonl"):
+        raise InputError(f"--records {path}: accepted suffixes are .parquet and .jsonl")
+
+
 def _run(a: dict) -> None:
     from estimator.calibration_files import calibration_flag, resolve
     from estimator.engine import EngineConfig
@@ -210,6 +219,8 @@ def _run(a: dict) -> None:
         isl, osl = _given(a["isl"], 1024), _given(a["osl"], 1024)
     if isl < 1 or osl < 1:
         raise InputError(f"--isl {isl} / --osl {osl}: both must be >= 1 token")
+    if a["records"] is not None:   # before simulating: a bad path fails at once
+        _check_records(a["records"])
     label, loads = _loads(a, isl, osl, spec.concurrency if spec else None)
     system = load_system(system_name)
     explicit, stored = calibration_flag(a["calibration"])
