@@ -172,14 +172,17 @@ class Metrics:
     total_token_throughput: float = math.nan    # input + output tokens/s, whole deployment
 
     def __post_init__(self) -> None:
-        """A latency the client reported is a positive number of ms; NaN only where it reported none."""
+        """A latency the client reported is a finite number of ms > 0; NaN only where it reported none. The
+        one exception: percentiles of the gaps between tokens (TPOT, ITL) may be 0, as a client reads several
+        tokens sent close together in one network read and times them at once."""
         from perfdb.errors import InputError
 
         for name in ("ttft", "tpot", "itl", "e2el"):
             stat = getattr(self, name)
             for which in Statistic:
                 value = stat.get(which)
-                if not math.isnan(value) and not (0.0 < value < math.inf):
+                least_ok = 0.0 if name in ("tpot", "itl") and which is not Statistic.MEAN else math.ulp(0.0)
+                if not math.isnan(value) and not (least_ok <= value < math.inf):
                     raise InputError(f"{name} {which.value} is {value:g} ms; a measured latency must be a finite "
                                      "number > 0")
 

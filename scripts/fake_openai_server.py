@@ -7,6 +7,13 @@ Timing imitates a continuously batched engine, scaled down so fixtures record in
   first token after  prefill_ms_per_token * prompt_words + base_ttft_ms
   each next token after  tpot_ms * (1 + contention * (requests in flight - 1))
 so TTFT grows with the prompt and TPOT with concurrency, as on a real server.
+Each chunk goes out at once (TCP_NODELAY: without it the kernel holds small writes ~40 ms for the
+client's delayed ACK, and clients read several tokens in one read). The final usage chunk
+(`choices: []` + `usage`) is sent only when the request asks for it with
+`stream_options.include_usage`, as OpenAI and vLLM do: clients that do not ask (SGLang's
+bench_serving, genai-perf) index `choices[0]` of every chunk and would fail on it.
+GET /metrics serves one fake GPU's DCGM-exporter gauges (Prometheus text), so a client's GPU
+telemetry (aiperf --gpu-telemetry URL) records a real table.
 Standard library only, so it runs under any Python.
 
 Example: python scripts/fake_openai_server.py --port 8765 --model tiny-fake
@@ -51,8 +58,17 @@ def _prompt_words(body: dict) -> int:
     return len(text.split())
 
 
+def _dcgm_metrics(in_flight: int) -> str:
+    """DCGM exporter gauges of one fake GPU (names and labels as dcgm-exporter writes them)."""
+    labels = 'gpu="0",UUID="GPU-00000000-fake-0000-0000-000000000000",device="nvidia0",modelName="Fake GPU",Hostname="localhost"'
+    gauges = {"DCGM_FI_DEV_POWER_USAGE": 100.0 + 50.0 * in_flight, "DCGM_FI_DEV_GPU_UTIL": min(100, 20 * in_flight),
+              "DCGM_FI_DEV_FB_USED": 1024 + 64 * in_flight, "DCGM_FI_DEV_GPU_TEMP": 40, "DCGM_FI_DEV_SM_CLOCK": 1980}
+    return "".join(f"# TYPE {name} gauge\n{name}{{{labels}}} {value}\n" for name, value in gauges.items())
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True   # each SSE chunk leaves when written, as from a real server
     state: _State
 
     def log_message(self, fmt: str, *args: object) -> None:  # quiet: the client's output is what matters
@@ -73,6 +89,14 @@ class Handler(BaseHTTPRequestHandler):
                                                          "owned_by": "servecast-fixtures", "created": 0}]})
         elif self.path.rstrip("/") in ("/health", "/v1/health"):
             self._json(200, {"status": "ok"})
+        elif self.path.rstrip("/") == "/metrics":
+            with self.state.lock:
+                data = _dcgm_metrics(self.state.in_flight).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
         else:
             self._json(404, {"error": f"no route {self.path}"})
 
@@ -118,9 +142,10 @@ class Handler(BaseHTTPRequestHandler):
                 choice["finish_reason"] = "length" if i == n_out - 1 else None
                 self._chunk({"id": "cmpl-fake", "object": obj, "created": created, "model": args.model,
                              "choices": [choice]})
-            usage = {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}
-            self._chunk({"id": "cmpl-fake", "object": obj, "created": created, "model": args.model,
-                         "choices": [], "usage": usage})
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}
+                self._chunk({"id": "cmpl-fake", "object": obj, "created": created, "model": args.model,
+                             "choices": [], "usage": usage})
             self._chunk("[DONE]")
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()

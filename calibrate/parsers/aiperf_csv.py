@@ -2,7 +2,8 @@
 
 Section 1 (`Metric,avg,min,max,[sum,]p1,...,p99,std`) holds per-request metrics named by display
 label with the unit in parentheses, e.g. `Time to First Token (ms)`; section 2 (`Metric,Value`)
-holds run totals such as `Request Throughput (requests/sec)`. Written by aiperf's
+holds run totals such as `Request Throughput (requests/sec)`. Tables after those (aiperf >= 0.13 adds
+GPU telemetry, `Endpoint,GPU_Index,GPU_Name,...,Metric,avg,...`, one row per GPU and metric) are skipped. Written by aiperf's
 exporters/csv_exporter.py (ai-dynamo/aiperf). The CSV carries no load configuration: the
 concurrency cap or request rate comes from `servecast calibrate ingest --concurrency/--request-rate`;
 the measured `Effective Concurrency` is kept when present.
@@ -33,12 +34,18 @@ def _sections(path: Path, text: str) -> tuple[dict[str, dict[str, str]], dict[st
     per_request: dict[str, dict[str, str]] = {}
     totals: dict[str, str] = {}
     header: list[str] | None = None
+    other = False   # inside a table that is not a metrics section (aiperf's GPU telemetry, `Endpoint,GPU_Index,...`)
     for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not row or not any(cell.strip() for cell in row):
-            header = None
+            header, other = None, False
             continue
         if row[0] == "Metric":
             header = row
+            continue
+        if header is None and not other and per_request and row[0] != "Metric":
+            other = True   # the header row of another table after the metrics sections: skip that table
+            continue
+        if other:
             continue
         if header is None:
             raise fail(path, f"line {number} comes before any `Metric,...` header row")
