@@ -5,6 +5,10 @@ in the database (or a recorded failure, unless retrying) is skipped. Rows are wr
 shards every few cases, so `kill -9` loses at most one unwritten batch and a re-run of the same
 command measures exactly the cases that have no row: none lost, none twice. A wall-clock budget
 stops the run between cases; the rest stay pending for the next run.
+
+Several collectors may write into one database at once (one per GPU, per node): each claims a case
+before measuring it (perfdb.claims), and after claiming re-reads the shards written since it last
+looked, so every case is measured once; a crashed collector's claims return to the pool.
 """
 from __future__ import annotations
 
@@ -20,10 +24,11 @@ from collectors.cases import key
 from collectors.failures import Failure, read_failures
 from collectors.session import Session, measure
 from collectors.sinks import DbSink, NullSink
+from perfdb.claims import ClaimBook
 from perfdb.errors import NotFoundError
 from perfdb.ops import OpCase
 from perfdb.schema import key_columns
-from perfdb.storage import TableKey, read_meta, read_table, write_meta
+from perfdb.storage import TableKey, read_meta, read_table, shard_paths, write_meta
 from perfdb.types import OpKind
 
 
@@ -46,6 +51,7 @@ class RunSummary:
     shards: tuple[Path, ...]
     failures_file: Path | None
     unneeded: int = 0  # adaptive runs: planned cases the sampler judged unnecessary (never measured)
+    taken: int = 0     # measured (or being measured) by another collector into the same database
 
 
 def label(case: OpCase) -> str:
@@ -77,6 +83,55 @@ def pending(cases: list[OpCase], root: Path, s: Session, retry_failed: bool = Fa
     return [c for c in cases if (c.KIND, _norm(key(c))) not in done]
 
 
+class _Shared:
+    """Claims plus what other collectors wrote since `pending` read the database (rank 0 of a run that is
+    not a torchrun job: a communication job has one writer)."""
+
+    def __init__(self, root: Path, s: Session, retry_failed: bool):
+        self.root, self.s, self.retry_failed = Path(root), s, retry_failed
+        self.claims = ClaimBook(root, s.prov.system, s.prov.backend, s.prov.backend_version)
+        self.seen: dict[OpKind, set[Path]] = {}
+        self.done: set[tuple] = set()
+
+    def start(self, kinds: set[OpKind]) -> None:
+        for kind in kinds:
+            self.seen[kind] = set(shard_paths(self.root, self._tkey(kind)))
+
+    def _tkey(self, kind: OpKind) -> TableKey:
+        return TableKey(self.s.prov.system, self.s.prov.backend, self.s.prov.backend_version, kind)
+
+    def _written_elsewhere(self, kind: OpKind, k: tuple) -> bool:
+        import pyarrow.parquet as pq
+
+        for path in sorted(set(shard_paths(self.root, self._tkey(kind))) - self.seen.setdefault(kind, set())):
+            table = pq.ParquetFile(path).read(columns=list(key_columns(kind)))   # no pyarrow.dataset import
+            cols = [table.column(c).to_pylist() for c in key_columns(kind)]
+            self.done.update((kind, tuple(v)) for v in zip(*cols, strict=True))
+            self.seen[kind].add(path)
+        if (kind, k) in self.done:
+            return True
+        return not self.retry_failed and any(
+            (f.op, f.key) == (kind, k) and (f.system, f.backend, f.backend_version) ==
+            (self.s.prov.system, self.s.prov.backend.value, self.s.prov.backend_version) for f in read_failures(self.root))
+
+    def written(self, case: OpCase, flushed: bool, failed: bool) -> None:
+        """Release claims whose outcome is on disk: all held ones after a shard flush, a failure at once."""
+        if flushed:
+            self.claims.release_all()
+        elif failed:
+            self.claims.release(case.KIND, _norm(key(case)))
+
+    def take(self, case: OpCase) -> bool:
+        """Claim the case; False when another collector holds it or has already written it."""
+        k = _norm(key(case))
+        if not self.claims.claim(case.KIND, k):
+            return False
+        if self._written_elsewhere(case.KIND, k):
+            self.claims.release(case.KIND, k)
+            return False
+        return True
+
+
 def _norm(k: tuple) -> tuple:
     return tuple(int(v) if isinstance(v, (np.integer,)) else v for v in k)
 
@@ -102,7 +157,10 @@ def run(cases: list[OpCase], root: Path, s: Session, budget_s: float | None = No
                   host=s.prov.host) if s.ctx.rank == 0 else NullSink()
     if s.ctx.rank == 0:
         _record_meta(sink.root, s)
-    start, measured, failed, done = time.monotonic(), 0, 0, 0
+    shared = _Shared(sink.root, s, retry_failed) if s.ctx.rank == 0 and not multi else None
+    if shared is not None:
+        shared.start({c.KIND for c in todo})
+    start, measured, failed, done, taken = time.monotonic(), 0, 0, 0, 0
     try:
         for case in todo:
             go = budget_s is None or time.monotonic() - start < budget_s
@@ -110,6 +168,10 @@ def run(cases: list[OpCase], root: Path, s: Session, budget_s: float | None = No
                 go = distributed.broadcast(go)
             if not go:
                 break
+            if shared is not None and not shared.take(case):
+                taken += 1
+                continue
+            written = len(sink.shards) if shared is not None else 0
             result = measure(case, s)
             if isinstance(result, Failure):
                 sink.add_failure(result)
@@ -117,10 +179,15 @@ def run(cases: list[OpCase], root: Path, s: Session, budget_s: float | None = No
             else:
                 sink.add_row(case.KIND, result)
                 measured += 1
+            if shared is not None:
+                shared.written(case, flushed=len(sink.shards) > written, failed=isinstance(result, Failure))
             done += 1
             if on_progress:
-                on_progress(Progress(done, len(todo), measured, failed, label(case)))
+                on_progress(Progress(done, len(todo) - taken, measured, failed, label(case)))
     finally:
         sink.flush()  # on Ctrl-C too: what was measured is kept
-    return RunSummary(len(cases), len(cases) - len(todo), measured, failed, len(todo) - done,
-                      tuple(getattr(sink, "shards", ())), getattr(getattr(sink, "failures", None), "path", None))
+        if shared is not None:
+            shared.claims.release_all()   # after the flush: every claimed case is written (or pending again)
+    return RunSummary(len(cases), len(cases) - len(todo), measured, failed, len(todo) - done - taken,
+                      tuple(getattr(sink, "shards", ())), getattr(getattr(sink, "failures", None), "path", None),
+                      taken=taken)

@@ -2,11 +2,16 @@
 
 Starts scripts/fake_openai_server.py on 127.0.0.1, builds a small WordLevel tokenizer locally (no
 model hub: its vocabulary is the words of aiperf's bundled Shakespeare corpus plus the server's
-output words), runs aiperf against the server with bounded request counts, and copies the files
-aiperf writes into tests/fixtures/clients/aiperf/<run>/:
-  profile_export_aiperf.json, profile_export_aiperf.csv, profile_export.jsonl
-Two runs: closed loop (--concurrency 4) and open loop (--request-rate 20). Absolute paths inside
-the files are replaced by <FIXTURE_DIR> / <TOKENIZER_DIR> so re-running gives comparable files.
+output words), runs aiperf against the server with bounded request counts, warm-up on and GPU telemetry read from
+the server's fake DCGM /metrics, and copies the artifact directory aiperf writes, as written (phase
+manifest, phases/, the CSV with its telemetry table, ...; only logs/ left out), into
+tests/fixtures/clients/aiperf/<run>/. Two runs: closed loop (--concurrency 4) and open loop
+(--request-rate 20). Absolute paths inside the files are replaced by <FIXTURE_DIR> / <TOKENIZER_DIR>
+so re-running gives comparable files.
+
+--loop DIR records the closed loop instead (tests/calibrate/test_loop.py): `servecast plan` (LOOP_PLAN),
+then each top configuration's own aiperf.sh against the server with aiperf's defaults (telemetry on,
+nothing at localhost:9400), the plan's deployment.yaml beside the artifact directory it wrote.
 
 Run it with the Python that has aiperf installed (aiperf also brings `tokenizers`):
   /tmp/aiperf-venv/bin/python scripts/make_client_fixtures.py --out tests/fixtures/clients/aiperf
@@ -35,9 +40,17 @@ OUTPUT_WORDS = "alpha beta gamma delta epsilon zeta eta theta"
 EXPORTS = ("profile_export_aiperf.json", "profile_export_aiperf.csv", "profile_export.jsonl")
 # name -> aiperf load flags; small and bounded so a run takes a few seconds.
 RUNS = {
-    "concurrency4": ["--concurrency", "4", "--request-count", "24"],
-    "rate20": ["--request-rate", "20", "--request-count", "24"],
+    "concurrency4": ["--concurrency", "4", "--request-count", "24", "--warmup-request-count", "4"],
+    "rate20": ["--request-rate", "20", "--request-count", "24", "--warmup-request-count", "4"],
 }
+# The plan of the loop fixture: two aggregated deployments at a small predicted concurrency.
+LOOP_PLAN = ["plan", "--model", "Qwen/Qwen3-0.6B", "--system", "h200_sxm", "--backend", "vllm", "--total-gpus", "2",
+             "--isl", "64", "--osl", "16", "--ttft", "200", "--tpot", "2.2", "--mode", "agg", "--top-n", "2",
+             "--no-simulate", "--calibration", "none"]
+# Left out of the copies: aiperf's own log, and (loop) the per-request files of runs of hundreds of requests,
+# which the ingest of a directory with a phase manifest never reads.
+SKIP = ("logs",)
+LOOP_SKIP = ("logs", "profile_export.jsonl", "inputs.json")
 ISL, OSL = 64, 16
 
 
@@ -90,7 +103,7 @@ def run_aiperf(aiperf: str, port: int, tokenizer: Path, out: Path, load: list[st
            "--streaming", "--tokenizer", str(tokenizer), "--prompt-input-tokens-mean", str(ISL),
            "--prompt-input-tokens-stddev", "0", "--prompt-output-tokens-mean", str(OSL),
            "--prompt-output-tokens-stddev", "0", "--random-seed", "7", "--output-artifact-dir", str(out),
-           "--ui", "none", "--no-server-metrics", "--no-gpu-telemetry", *load]
+           "--ui", "none", "--gpu-telemetry", f"http://127.0.0.1:{port}/metrics", *load]
     env = {**os.environ, "TMPDIR": str(out.parent)}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     if proc.returncode != 0:
@@ -101,6 +114,25 @@ def scrub(text: str, replacements: dict[str, str]) -> str:
     for old, new in replacements.items():
         text = text.replace(old, new)
     return re.sub(r"/tmp/[^\"',\s]*", "<TMP>", text)
+
+
+def copy_artifacts(art: Path, dest: Path, replacements: dict[str, str], skip: tuple[str, ...]) -> list[Path]:
+    """The artifact directory as aiperf wrote it (paths scrubbed), without the `skip` names."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    written = []
+    for src in sorted(art.rglob("*")):
+        rel = src.relative_to(art)
+        if not src.is_file() or rel.parts[0] in skip:
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(scrub(src.read_text(encoding="utf-8"), replacements), encoding="utf-8")
+        written.append(target)
+    for fname in EXPORTS:
+        if fname not in skip and not (dest / fname).is_file():
+            raise RuntimeError(f"aiperf wrote no {fname} under {art}")
+    return written
 
 
 def record(aiperf: str, out_root: Path) -> list[Path]:
@@ -114,19 +146,42 @@ def record(aiperf: str, out_root: Path) -> list[Path]:
             for name, load in RUNS.items():
                 art = tmp_path / name
                 run_aiperf(aiperf, port, tokenizer, art, load)
-                dest = out_root / name
-                if dest.exists():
-                    shutil.rmtree(dest)
-                dest.mkdir(parents=True)
-                for fname in EXPORTS:
-                    found = sorted(art.rglob(fname))
-                    if not found:
-                        raise RuntimeError(f"aiperf wrote no {fname} under {art}")
-                    text = scrub(found[0].read_text(encoding="utf-8"),
-                                 {str(art): "<FIXTURE_DIR>", str(tokenizer): "<TOKENIZER_DIR>",
-                                  f"127.0.0.1:{port}": "127.0.0.1:<PORT>"})
-                    (dest / fname).write_text(text, encoding="utf-8")
-                    written.append(dest / fname)
+                written += copy_artifacts(art, out_root / name, {str(art): "<FIXTURE_DIR>", str(tokenizer): "<TOKENIZER_DIR>",
+                                                                  f"127.0.0.1:{port}": "127.0.0.1:<PORT>"}, SKIP)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    return written
+
+
+def record_loop(aiperf: str, servecast: str, out_root: Path) -> list[Path]:
+    """plan -> each top configuration's aiperf.sh, run as written (AIPERF_URL at the fake server, an offline
+    tokenizer as its extra argument) -> the artifact directories and deployment.yaml files."""
+    written = []
+    with tempfile.TemporaryDirectory(prefix="servecast-loop-") as tmp:
+        tmp_path = Path(tmp)
+        tokenizer = build_tokenizer(tmp_path / "tokenizer")
+        plan = subprocess.run([servecast, *LOOP_PLAN, "--save-dir", str(tmp_path / "plan")], capture_output=True,
+                              text=True, timeout=300)
+        if plan.returncode != 0:
+            raise RuntimeError(f"servecast plan failed: {plan.stdout[-1500:]}{plan.stderr[-1500:]}")
+        port = free_port()
+        server = start_server(port)
+        env = {**os.environ, "AIPERF_URL": f"http://127.0.0.1:{port}", "TMPDIR": str(tmp_path),
+               "PATH": f"{Path(aiperf).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        try:
+            for top in sorted((tmp_path / "plan" / "top").iterdir()):
+                proc = subprocess.run(["bash", str(top / "aiperf.sh"), "--tokenizer", str(tokenizer), "--ui", "none"],
+                                      cwd=top, env=env, capture_output=True, text=True, timeout=600)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"{top}/aiperf.sh failed: {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+                art = next(top.glob("aiperf-*"))
+                dest = out_root / top.name
+                written += copy_artifacts(art, dest / art.name, {str(top): "<FIXTURE_DIR>", str(tokenizer): "<TOKENIZER_DIR>",
+                                                                 f"127.0.0.1:{port}": "127.0.0.1:<PORT>"}, LOOP_SKIP)
+                for name in ("deployment.yaml", "aiperf.sh"):
+                    shutil.copy(top / name, dest / name)
+                    written.append(dest / name)
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -137,8 +192,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=HERE.parent / "tests" / "fixtures" / "clients" / "aiperf")
     p.add_argument("--aiperf", default=shutil.which("aiperf") or str(Path(sys.executable).parent / "aiperf"))
+    p.add_argument("--loop", type=Path, default=None, help="record the plan -> aiperf.sh loop into this directory")
+    p.add_argument("--servecast", default=shutil.which("servecast") or "servecast", help="servecast console script")
     args = p.parse_args()
-    for path in record(args.aiperf, args.out):
+    paths = record_loop(args.aiperf, args.servecast, args.loop) if args.loop else record(args.aiperf, args.out)
+    for path in paths:
         print(path)
 
 

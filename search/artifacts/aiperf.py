@@ -10,6 +10,7 @@ Flag names: ai-dynamo/aiperf, aiperf/common/config/*.py (see tests/search/test_a
 from __future__ import annotations
 
 import math
+import shlex
 
 from estimator.workload import BENCH_REQUESTS_PER_CONCURRENCY
 
@@ -37,3 +38,11 @@ def aiperf_command(model: str, url: str, concurrency: float, isl: int, osl: int,
         cmd[cmd.index("--concurrency"):cmd.index("--concurrency")] = [
             "--prefix-prompt-length", str(prefix), "--num-prefix-prompts", "1"]
     return cmd
+
+
+def shell_line(cmd: list[str]) -> str:
+    """The command as aiperf.sh runs it: $AIPERF_URL, when set, replaces the URL (a port-forward elsewhere, a
+    test server), and the script's own arguments go last (e.g. `--tokenizer DIR` where the model's tokenizer
+    cannot be downloaded). `bash aiperf.sh` alone runs exactly `cmd`."""
+    i = cmd.index("--url")
+    return f'{shlex.join(cmd[:i + 1])} "${{AIPERF_URL:-{cmd[i + 1]}}}" {shlex.join(cmd[i + 2:])} "$@"'

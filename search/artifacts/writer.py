@@ -16,12 +16,11 @@ the files its list names, and goes only when nothing else is left in it.
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 
 from perfdb.types import Backend
 from search.artifacts import yamlio
-from search.artifacts.aiperf import aiperf_command
+from search.artifacts.aiperf import aiperf_command, shell_line
 from search.artifacts.deployment import deployment_spec
 from search.artifacts.dynamo import DEFAULT_TAG, manifests
 from search.artifacts.engine_trtllm import options as trtllm_options
@@ -52,7 +51,7 @@ def _aiperf_script(c: Candidate, s: EngineSettings, rank: int, isl: int, osl: in
             f"# of launch.sh (its router, or its only worker) or the Dynamo frontend of k8s/dynamo.yaml\n"
             f"# port-forwarded to localhost:{s.port}; then\n"
             f"#   servecast calibrate ingest {artifact} --deployment {out.name}/deployment.yaml --out runs.parquet\n"
-            f"{shlex.join(bench)}\n")
+            f"{shell_line(bench)}\n")
 
 
 def write_candidate(directory: Path, c: Candidate, rank: int, system: str, gpus_per_node: int, isl: int, osl: int,
