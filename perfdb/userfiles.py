@@ -54,3 +54,11 @@ def check_out_dir(path: Path | str, what: str) -> Path:
         if parent.exists() and not parent.is_dir():
             raise InputError(f"{what} {path}: {parent} is a file, not a directory")
     return path
+
+
+def check_out_png(path: Path | str, what: str) -> Path:
+    """A PNG to write: a file path ending in .png (matplotlib would pick a format from any other suffix)."""
+    path = check_out_file(path, what)
+    if path.suffix.lower() != ".png":
+        raise InputError(f"{what} {path}: accepted: a file name ending in .png")
+    return path

@@ -6,6 +6,12 @@ the statistics dict (one block per metric: `unit, avg, min, max, p1..p99, std`) 
 `synthetic_input_tokens_mean/stddev`, `output_tokens_mean/stddev`, ...). Metric names and the
 TPOT definition (`inter_token_latency` = (latency - TTFT) / (output tokens - 1)) are the ones
 aiperf kept, so the summary reader is shared with aiperf_json.
+
+genai-perf 0.0.16 writes `input_config` as its ConfigCommand (genai_perf/config/input/config_command.py,
+`to_json_dict`): `model_names`, `subcommand`, `endpoint {...}`, `perf_analyzer {stimulus: {concurrency: N}
+or {request_rate: R}, measurement, warmup_request_count}`, `input {synthetic_tokens {mean, stddev},
+output_tokens {mean, stddev, deterministic}}`. aiperf never writes `perf_analyzer` or `subcommand`, so that
+layout is told apart from aiperf's (which would otherwise claim the file and find no concurrency).
 """
 from __future__ import annotations
 
@@ -16,11 +22,28 @@ from calibrate.parsers.aiperf_json import parse_summary
 from calibrate.parsers.common import fail, load_json
 from calibrate.runs import Client, ClientResult
 
+_FLAT_KEYS = ("synthetic_input_tokens_mean", "service_kind", "endpoint_type")   # genai-perf <= 0.0.15 CLI args
+_COMMAND_KEYS = ("perf_analyzer", "subcommand")                                 # genai-perf 0.0.16 ConfigCommand
+
 
 def looks_like(obj: object) -> bool:
     return isinstance(obj, dict) and "time_to_first_token" in obj and isinstance(obj.get("input_config"), dict) \
-        and "schema_version" not in obj and any(k in obj["input_config"] for k in
-                                                ("synthetic_input_tokens_mean", "service_kind", "endpoint_type"))
+        and "schema_version" not in obj and any(k in obj["input_config"] for k in _FLAT_KEYS + _COMMAND_KEYS)
+
+
+def _flatten_command(cfg: dict) -> dict:
+    """genai-perf 0.0.16's ConfigCommand in the flat argument names of earlier versions."""
+    def block(d: object, *keys: str) -> dict:
+        for k in keys:
+            d = d.get(k) if isinstance(d, dict) else None
+        return d if isinstance(d, dict) else {}
+
+    stimulus = block(cfg, "perf_analyzer", "stimulus")
+    synthetic, output = block(cfg, "input", "synthetic_tokens"), block(cfg, "input", "output_tokens")
+    return {"concurrency": stimulus.get("concurrency"), "request_rate": stimulus.get("request_rate"),
+            "synthetic_input_tokens_mean": synthetic.get("mean"), "synthetic_input_tokens_stddev": synthetic.get("stddev"),
+            "output_tokens_mean": output.get("mean"), "output_tokens_stddev": output.get("stddev"),
+            "model": cfg.get("model_names") or []}
 
 
 def _as_aiperf_config(args: dict) -> dict:
@@ -45,4 +68,6 @@ def parse(path: Path) -> list[ClientResult]:
     args = obj.get("input_config") or {}
     if not isinstance(args, dict):
         raise fail(path, "input_config is not an object")
+    if any(k in args for k in _COMMAND_KEYS):
+        args = _flatten_command(args)
     return [parse_summary(path, obj, _as_aiperf_config(args), Client.GENAI_PERF, "")]

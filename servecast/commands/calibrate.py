@@ -147,9 +147,11 @@ def fit_cmd(
     from calibrate import store
     from calibrate.fit import FitOptions
     from calibrate.train import train
-    from perfdb.userfiles import check_out_dir
+    from perfdb.userfiles import check_out_dir, check_out_png
 
     check_out_dir(out, "--out")   # before predicting and fitting: a bad path fails at once
+    if plot:
+        check_out_png(plot, "--plot")
     tuned = dict(shrink_ttft=shrink_ttft, shrink_tpot=shrink_tpot, clip=clip, rel_weight_ttft=rel_weight_ttft)
     opts = FitOptions(folds=folds, residual=residual, min_rows=min_rows, min_deployments=min_deployments, loss=loss,
                       **{k: v for k, v in tuned.items() if v is not None})   # before predicting: bad ones fail at once
@@ -232,6 +234,10 @@ def validate_cmd(
 
     if max_error is not None and not max_error > 0:
         raise InputError(f"--max-error {max_error:g}: must be a median |error| in % above 0, e.g. 25")
+    if plot:
+        from perfdb.userfiles import check_out_png
+
+        check_out_png(plot, "--plot")
     chosen = None
     if calibration is not None:   # before predicting: a missing or ambiguous one is a one-line error at once
         from calibrate import store

@@ -220,11 +220,11 @@ def check_interp(op: Annotated[str, typer.Option("--op", help="Op family, e.g. g
 
     from perfdb.checkinterp import check_interp as run
     from perfdb.lookup import PerfDB
-    from perfdb.types import Backend, parse_enum
+    from perfdb.types import Backend, OpKind, parse_enum
 
     perf = PerfDB(_root(db) if db is not None else None)
     view = perf.view(system, parse_enum(Backend, backend, "backend"), version)
-    report = run(view, _op(op), sample=sample, seed=seed)
+    report = run(view, parse_enum(OpKind, op, "op family"), sample=sample, seed=seed)   # required: '' is an error
     con = _console()
     sampled = "all rows" if report.sampled >= report.table_rows else f"a seeded sample of {report.sampled:,} (seed {seed})"
     con.print(f"{report.system}/{report.backend}/{report.version} {report.op.value}: {report.table_rows:,} rows, "

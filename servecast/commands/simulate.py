@@ -221,6 +221,10 @@ def _run(a: dict) -> None:
         raise InputError(f"--isl {isl} / --osl {osl}: both must be >= 1 token")
     if a["records"] is not None:   # before simulating: a bad path fails at once
         _check_records(a["records"])
+    if a["plot"]:
+        from perfdb.userfiles import check_out_png
+
+        check_out_png(a["plot"], "--plot")
     label, loads = _loads(a, isl, osl, spec.concurrency if spec else None)
     system = load_system(system_name)
     explicit, stored = calibration_flag(a["calibration"])
