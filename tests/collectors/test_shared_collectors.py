@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from collectors.cases import key
 from collectors.failures import read_failures
