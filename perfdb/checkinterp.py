@@ -82,6 +82,8 @@ def check_interp(view: DbView, op: OpKind, sample: int = 2000, seed: int = 0) ->
     """Leave-one-out over up to `sample` rows of one op family of a view."""
     if sample < 1:
         raise InputError(f"--sample {sample}: must be >= 1 rows (e.g. 2000)")
+    if seed < 0:
+        raise InputError(f"--seed {seed}: must be >= 0")
     fam = view.family(op)
     if fam is None:
         raise NotFoundError(f"no {op.value} rows for {view.system.name}/{view.backend.value}"

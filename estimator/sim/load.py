@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from estimator.sim.types import Arrival, LengthDist, Lengths, LoadSpec, TraceRequest
-from perfdb.errors import DataError
+from perfdb.errors import DataError, InputError
 from perfdb.userfiles import read_text
 
 _TRACE_FORMAT = "JSON lines with arrival_s (or timestamp, ms), isl and osl per request"
@@ -33,6 +33,8 @@ def build_requests(load: LoadSpec, seed: int) -> tuple[np.ndarray, np.ndarray, n
         isl = np.array([load.trace[i].isl for i in order], dtype=np.int64)
         osl = np.array([load.trace[i].osl for i in order], dtype=np.int64)
         return isl, osl, send[order] - send.min()
+    if seed < 0:
+        raise InputError(f"--seed {seed}: must be >= 0")
     rng = np.random.default_rng(seed)
     n = load.total_requests
     isl = draw_lengths(load.isl, n, rng)

@@ -164,7 +164,8 @@ def validate(db: DbOpt = None,
              system: Annotated[str | None, typer.Option("--system", help="Only this system.")] = None,
              op: Annotated[str | None, typer.Option("--op", help="Only this op family.")] = None,
              show: Annotated[int, typer.Option("--show", help="Rejected rows to print (all are counted).")] = 20) -> None:
-    """Check schemas and REFERENCE.md sanity bounds; list rejected rows and why. Exit 1 when any.
+    """Check schemas and REFERENCE.md sanity bounds; list rejected rows and why. Exit 1 when any. Imported rows
+    beyond a bound, and cases stored more than once, are warnings (exit 0).
 
     Example: servecast db validate --db /tmp/aicdb --system h200_sxm
     """
@@ -175,10 +176,11 @@ def validate(db: DbOpt = None,
     report = validate_db(_root(db), system, _op(op))
     con = _console()
     con.print(f"checked {report.tables} tables, {report.shards} shards, {report.rows:,} rows: "
-              f"{len(report.rejections):,} rejected")
-    tables = Counter(("/".join(r.shard.parts[-5:-1]), r.reason) for r in report.rejections)
-    for (table, reason), count in tables.most_common():
-        con.print(f"  {table}: {count:,} x {reason}", soft_wrap=True)
+              f"{len(report.rejections):,} rejected, {len(report.warnings):,} warnings")
+    for label, found in (("warning", report.warnings), ("rejected", report.rejections)):
+        tables = Counter(("/".join(r.shard.parts[-5:-1]), r.reason.split(" (also in ")[0]) for r in found)
+        for (table, reason), count in tables.most_common():
+            con.print(f"  {label}: {table}: {count:,} x {reason}", soft_wrap=True)
     for r in report.rejections[:show]:
         con.print(f"  {r.shard}" + (f" row {r.row}" if r.row is not None else "") + f": {r.reason}", soft_wrap=True)
     if not report.ok:

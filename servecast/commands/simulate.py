@@ -39,7 +39,7 @@ def _parallel(a: dict, prefix: str = ""):
     from estimator.parallel import ParallelConfig
 
     g = lambda k: a[prefix + k]  # noqa: E731
-    return ParallelConfig(tp=g("tp"), pp=g("pp"), attn_dp=g("dp"), moe_tp=g("moe_tp") or max(1, g("tp") * g("dp") // g("moe_ep")),
+    return ParallelConfig(tp=g("tp"), pp=g("pp"), attn_dp=g("dp"), moe_tp=g("moe_tp") or max(1, g("tp") * g("dp") // max(g("moe_ep"), 1)),
                           moe_ep=g("moe_ep"))
 
 

@@ -69,10 +69,25 @@ def test_validate_rejects_impossible_rows_with_reasons(tmp_path):
     reasons = {r.reason for r in report.rejections}
     assert any("non-positive" in r for r in reasons)
     assert any("p10_ms above" in r for r in reasons)
-    assert any("FLOP/s above 75%" in r for r in reasons)
+    assert any("FLOP/s above 88%" in r for r in reasons)
     assert any("bus bandwidth" in r for r in reasons)
     assert any("not readable Parquet" in r for r in reasons)
     assert not report.ok
+
+
+def test_imported_rows_beyond_a_bound_and_duplicate_cases_are_warnings(tmp_path):
+    root = build(tmp_path / "db")
+    gemm = family_table(OpKind.GEMM)
+    big = int(gemm.to_pandas().query("m == 8192").index[0])
+    fast = _set(_set(_set(gemm, "latency_ms", big, 0.01), "p10_ms", big, 0.009), "p90_ms", big, 0.011)  # beyond the bound...
+    fast = _set(fast, "timing_method", big, "imported")             # ...in someone else's table
+    key = TableKey("h200_sxm", Backend.TRTLLM, "1.0.0", OpKind.GEMM)
+    write_shard(root, key, fast.slice(big, 1), counter=8)           # and a case stored twice
+    report = validate_db(root)
+    assert report.ok, report.rejections[:3]
+    reasons = [w.reason for w in report.warnings]
+    assert any("FLOP/s above 88%" in r and "imported" in r for r in reasons)
+    assert sum("duplicate case" in r for r in reasons) == 1
 
 
 def test_check_interp_on_the_fixture(tiny_db):
