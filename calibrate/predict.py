@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from enum import Enum
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -81,10 +82,11 @@ def base_frame(runs: list[MeasuredRun], statistic: Statistic = Statistic.MEAN) -
 
 
 def predict(runs: list[MeasuredRun], db: PerfDB, base: Base = Base.ESTIMATE,
-            statistic: Statistic = Statistic.MEAN, progress: Callable[[int], Callable[[], None]] | None = None
-            ) -> pd.DataFrame:
+            statistic: Statistic = Statistic.MEAN, progress: Callable[[int], Callable[[], None]] | None = None,
+            hf_hub: Path | None = None) -> pd.DataFrame:
     """The frame with pred_ttft/pred_tpot from the chosen base; rows it cannot predict keep the reason.
-    `progress(n)` (simulate base only: seconds per run) returns the callback to tick once per run."""
+    `progress(n)` (simulate base only: seconds per run) returns the callback to tick once per run. `hf_hub`:
+    the local Hugging Face hub cache for models outside the catalog (the estimate base)."""
     frame = base_frame(runs, statistic)
     todo = [to_run_row(r) for r, s in zip(runs, frame["status"], strict=True) if s == "ok"]
     if base is Base.SIMULATE:
@@ -93,7 +95,7 @@ def predict(runs: list[MeasuredRun], db: PerfDB, base: Base = Base.ESTIMATE,
         tick = progress(len(todo)) if progress else None
         preds = [s.prediction(statistic.value) for s in simulate_runs(todo, db, on_row=tick)]
     else:
-        preds = predict_runs(todo, db)
+        preds = predict_runs(todo, db, hf_hub)
     return attach_predictions(frame, preds)
 
 

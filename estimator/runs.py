@@ -171,18 +171,18 @@ def pick_version(db: PerfDB, system: str, backend: Backend, version: str | None)
     return older[0] if older else (available[0] if available else None)
 
 
-def model_for(row: RunRow, system):
+def model_for(row: RunRow, system, hf_hub: Path | None = None):
     gemm = _QUANT.get(row.gemm_quant.lower()) if row.gemm_quant else None
     moe = _QUANT.get(row.moe_quant.lower()) if row.moe_quant else None
     if row.gemm_quant and gemm is None:
         raise DataError(f"unknown gemm_quant_mode {row.gemm_quant!r}; known: {', '.join(_QUANT)}")
-    base = load_model(row.model)
+    base = load_model(row.model, hf_hub=hf_hub)
     if base.moe_quant == Dtype.MXFP4 and (moe or gemm) == Dtype.NVFP4 and not system.gpu.fp4_dense_flops:
         # a natively mxfp4 checkpoint (gpt-oss) labelled "fp4" on a GPU without fp4 tensor cores:
         # the engines run its own mxfp4 experts (w4a16) and bf16 attention
         return base
     kv = Dtype.FP8 if Backend(row.backend) in RUN_FP8_KV and gemm in _FP8_KV_QUANTS else None
-    return load_model(row.model, gemm_quant=gemm, moe_quant=moe or gemm, kv_dtype=kv)
+    return load_model(row.model, gemm_quant=gemm, moe_quant=moe or gemm, kv_dtype=kv, hf_hub=hf_hub)
 
 
 def group_key(row: RunRow) -> tuple:
@@ -266,7 +266,7 @@ def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]
     return _collect(rows, est)
 
 
-def predict_runs(rows: list[RunRow], db: PerfDB) -> list[Prediction]:
+def predict_runs(rows: list[RunRow], db: PerfDB, hf_hub: Path | None = None) -> list[Prediction]:
     """One Prediction per row, in the input order."""
     groups: dict[tuple, list[RunRow]] = defaultdict(list)
     for r in rows:
@@ -281,7 +281,7 @@ def predict_runs(rows: list[RunRow], db: PerfDB) -> list[Prediction]:
         try:
             backend = Backend(r0.backend)
             system = load_system(r0.system)
-            model = model_for(r0, system)
+            model = model_for(r0, system, hf_hub)
             view = db.view(r0.system, backend, pick_version(db, r0.system, backend, r0.backend_version))
             preds = _predict_disagg(group, model, system, view) if r0.mode == "disagg" else \
                 _predict_agg(group, model, system, view)

@@ -98,7 +98,8 @@ def _same(a: Candidate, b: Candidate, rel: float = 1e-6) -> bool:
 
 def plan(req: PlanRequest, db: PerfDB) -> PlanResult:
     system = load_system(req.system)
-    model = load_model(req.model, gemm_quant=req.gemm_quant, moe_quant=req.moe_quant, kv_dtype=req.kv_dtype)
+    model = load_model(req.model, gemm_quant=req.gemm_quant, moe_quant=req.moe_quant, kv_dtype=req.kv_dtype,
+                       hf_hub=req.hf_hub)
     modes = req.mode.modes()
     tables, workers, versions, contexts, reasons = [], 0, {}, {}, []
     for backend in req.backends:

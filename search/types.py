@@ -73,6 +73,7 @@ class PlanRequest:
     db_root: Path | None = None
     calibration: Path | None = None      # explicit calibration directory
     stored_calibration: bool = True      # else apply the newest stored in the database (bundled: shipped one)
+    hf_hub: Path | None = None           # local Hugging Face hub cache to find --model in
 
     def __post_init__(self) -> None:
         if self.total_gpus < 1:

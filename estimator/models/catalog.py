@@ -3,8 +3,8 @@
 Accepted, in this order: a local directory holding config.json (and optionally hf_quant_config.json),
 a path to a config.json, a Hugging Face id (or alias) in the bundled catalog (estimator/catalog/*.json,
 written from the public config.json facts), or a model in the local Hugging Face cache
-(`<hf_home>/hub/models--org--name/snapshots/*/config.json`; offline). The CLI passes `hf_home`
-(it reads $HF_HOME); the library never reads the environment.
+(`<hf_hub>/models--org--name/snapshots/<the commit refs/main names>/config.json`; offline). The CLI
+passes `hf_hub` (servecast.hfcache reads $HF_HUB_CACHE / $HF_HOME); the library never reads the environment.
 """
 from __future__ import annotations
 
@@ -124,9 +124,18 @@ def catalog_ids() -> tuple[str, ...]:
     return tuple(sorted({e["id"] for e in _catalog().values()}))
 
 
-def _from_hf_cache(name: str, hf_home: Path) -> Path | None:
-    repo = hf_home / "hub" / ("models--" + name.replace("/", "--"))
-    snaps = sorted((repo / "snapshots").glob("*/config.json")) if repo.is_dir() else []
+def _from_hf_cache(name: str, hf_hub: Path) -> Path | None:
+    """The snapshot `refs/main` names (what huggingface_hub loads for the default revision); without that
+    ref, the most recently written snapshot holding a config.json."""
+    repo = hf_hub / ("models--" + name.replace("/", "--"))
+    if not repo.is_dir():
+        return None
+    ref = repo / "refs" / "main"
+    if ref.is_file():
+        snap = repo / "snapshots" / ref.read_text().strip()
+        if (snap / "config.json").is_file():
+            return snap
+    snaps = sorted((repo / "snapshots").glob("*/config.json"), key=lambda p: p.stat().st_mtime)
     return snaps[-1].parent if snaps else None
 
 
@@ -138,7 +147,7 @@ def _from_dir(path: Path, name: str) -> ModelSpec:
     return parse_config(_read_json(cfg_path), name, _read_json(qpath) if qpath.is_file() else None)
 
 
-def _base_spec(spec: str, hf_home: Path | None) -> ModelSpec:
+def _base_spec(spec: str, hf_hub: Path | None) -> ModelSpec:
     path = Path(spec).expanduser()
     if path.is_dir():
         return _from_dir(path, spec)
@@ -151,20 +160,20 @@ def _base_spec(spec: str, hf_home: Path | None) -> ModelSpec:
     entry = catalog_entry(spec)
     if entry is not None:
         return parse_config(entry["config"], entry["id"], entry.get("hf_quant_config"))
-    if hf_home is not None:
-        snap = _from_hf_cache(spec, Path(hf_home))
+    if hf_hub is not None:
+        snap = _from_hf_cache(spec, Path(hf_hub))
         if snap is not None:
             return _from_dir(snap, spec)
     raise NotFoundError(f"unknown model {spec!r}: not a directory, a config.json, or a catalog id"
-                        f"{' or in the HF cache at ' + str(hf_home) if hf_home else ''}; "
+                        f"{' or in the HF cache at ' + str(hf_hub) if hf_hub else ''}; "
                         f"catalog: {', '.join(catalog_ids())}")
 
 
 @cache
 def load_model(spec: str, gemm_quant: Dtype | None = None, moe_quant: Dtype | None = None,
-               kv_dtype: Dtype | None = None, hf_home: Path | None = None) -> ModelSpec:
+               kv_dtype: Dtype | None = None, hf_hub: Path | None = None) -> ModelSpec:
     """ModelSpec for `spec`, with optional quantization overrides (None keeps the checkpoint's)."""
-    model = _base_spec(spec, hf_home)
+    model = _base_spec(spec, hf_hub)
     if gemm_quant or moe_quant or kv_dtype:
         model = model.with_quant(gemm_quant=gemm_quant, moe_quant=moe_quant, kv_dtype=kv_dtype)
     return model

@@ -76,7 +76,9 @@ def _frame(runs_path: Path, db: Path | None, predictions: Path | None, base: str
 
     which = parse_enum(Base, base, "base")
     if which is not Base.SIMULATE:
-        return predict(runs, PerfDB(db), which, stat)
+        from servecast.hfcache import hub_cache
+
+        return predict(runs, PerfDB(db), which, stat, hf_hub=hub_cache())
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -69,7 +69,9 @@ def _model_cases(model: str, tps: str, system, device: str):
     from estimator.models.catalog import load_model
     from perfdb.errors import InputError
 
-    found = model_cases(load_model(model), system, [int(t) for t in tps.split(",") if t.strip()])
+    from servecast.hfcache import hub_cache
+
+    found = model_cases(load_model(model, hf_hub=hub_cache()), system, [int(t) for t in tps.split(",") if t.strip()])
     if not found.cases:
         raise InputError(f"no feasible parallel layout of {model} at --tp {tps}: " + "; ".join(found.skipped))
     return list(found.cases)

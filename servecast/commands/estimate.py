@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -124,7 +123,9 @@ def _from_runs(runs: Path, out: Path, db, calibration, db_given: bool) -> None:
     explicit, stored = calibration_flag(calibration)   # a bad --calibration fails before anything is written
     cal = resolve(explicit, db.root if db_given else None, "", "", base="estimate", stored=stored)
     rows = read_runs(runs)
-    preds = predict_runs(rows, db)
+    from servecast.hfcache import hub_cache
+
+    preds = predict_runs(rows, db, hub_cache())
     ok = sum(p.status == "ok" for p in preds)
     note = ""
     if cal is not None:
@@ -238,11 +239,11 @@ def _single(a: dict, database) -> None:
     from perfdb.errors import InputError
     from perfdb.specs import load_system
     from perfdb.types import Backend, parse_enum
+    from servecast.hfcache import hub_cache
 
-    hf_home = os.environ.get("HF_HOME")
-    hf = Path(hf_home) if hf_home else Path.home() / ".cache" / "huggingface"
     gq, mq = _dtype(a["gemm_quant"], "gemm quant"), _dtype(a["moe_quant"], "moe quant")
-    model = load_model(a["model"], gemm_quant=gq, moe_quant=mq or gq, kv_dtype=_dtype(a["kv_dtype"], "kv dtype"), hf_home=hf)
+    model = load_model(a["model"], gemm_quant=gq, moe_quant=mq or gq, kv_dtype=_dtype(a["kv_dtype"], "kv dtype"),
+                       hf_hub=hub_cache())
     system = load_system(a["system"])
     backend = parse_enum(Backend, a["backend"], "backend")
     view = database.view(system.name, backend, a["version"])

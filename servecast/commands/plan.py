@@ -248,6 +248,7 @@ def _request(a: dict):
     from perfdb.errors import InputError
     from perfdb.types import Backend, Dtype, parse_enum
     from search.types import Mode, PlanRequest, Sla, SlaAt
+    from servecast.hfcache import hub_cache
 
     if a["backend"] == "all":
         backends = (Backend.TRTLLM, Backend.SGLANG, Backend.VLLM)
@@ -262,7 +263,7 @@ def _request(a: dict):
         osl=a["osl"], prefix=a["prefix"], sla=Sla(a["ttft"], a["tpot"], a["request_latency"], parse_enum(SlaAt, a["sla_at"], "sla-at")),
         mode=parse_enum(Mode, a["mode"], "mode"), top_n=a["top_n"], version=a["version"],
         db_root=Path(a["db"]) if a["db"] else None,
-        calibration=explicit, stored_calibration=stored, **quant)
+        calibration=explicit, stored_calibration=stored, hf_hub=hub_cache(), **quant)
 
 
 # ---- rendering -------------------------------------------------------------------------------------

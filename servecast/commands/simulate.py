@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
@@ -124,10 +123,11 @@ def _model(a: dict, name: str, gemm: str | None, moe: str | None):
     from perfdb.types import Dtype, parse_enum
 
     dt = lambda v, w: parse_enum(Dtype, v, w) if v else None  # noqa: E731
-    hf_home = os.environ.get("HF_HOME")
-    hf = Path(hf_home) if hf_home else Path.home() / ".cache" / "huggingface"
+    from servecast.hfcache import hub_cache
+
     gq, mq = dt(gemm, "gemm quant"), dt(moe, "moe quant")
-    return load_model(name, gemm_quant=gq, moe_quant=mq or gq, kv_dtype=dt(a["kv_dtype"], "kv dtype"), hf_home=hf)
+    return load_model(name, gemm_quant=gq, moe_quant=mq or gq, kv_dtype=dt(a["kv_dtype"], "kv dtype"),
+                      hf_hub=hub_cache())
 
 
 def _calibrated_json(c) -> dict:

@@ -81,7 +81,7 @@ def test_directory_and_hf_cache(tmp_path):
     snap = tmp_path / "hf" / "hub" / "models--acme--tiny" / "snapshots" / "abc"
     snap.mkdir(parents=True)
     shutil.copy(d / "config.json", snap / "config.json")
-    assert load_model("acme/tiny", hf_home=tmp_path / "hf").hidden == 4096
+    assert load_model("acme/tiny", hf_hub=tmp_path / "hf" / "hub").hidden == 4096
 
 
 def test_unknown_architecture_lists_supported():
