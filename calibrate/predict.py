@@ -115,13 +115,16 @@ def attach_predictions(frame: pd.DataFrame, preds) -> pd.DataFrame:
 def from_predictions_file(runs: list[MeasuredRun], path, statistic: Statistic = Statistic.MEAN) -> pd.DataFrame:
     """The frame with predictions read from a `servecast estimate --from-runs` CSV (id, pred_ttft_ms,
     pred_tpot_ms, status), e.g. to refit without predicting again."""
-    from pathlib import Path
+
+    import io
 
     from perfdb.errors import DataError
+    from perfdb.userfiles import read_text
 
+    text = read_text(path, "--predictions", "a predictions CSV from `servecast estimate --from-runs RUNS --out FILE`")
     try:
-        p = pd.read_csv(Path(path))
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        p = pd.read_csv(io.StringIO(text))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{path}: cannot read predictions CSV ({exc})") from None
     missing = {"id", "pred_ttft_ms", "pred_tpot_ms", "status"} - set(p.columns)
     if missing:

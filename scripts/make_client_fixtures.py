@@ -9,6 +9,10 @@ tests/fixtures/clients/aiperf/<run>/. Two runs: closed loop (--concurrency 4) an
 (--request-rate 20). Absolute paths inside the files are replaced by <FIXTURE_DIR> / <TOKENIZER_DIR>
 so re-running gives comparable files.
 
+--sglang PYTHON records SGLang's `python -m sglang.bench_serving` (run by that Python, e.g. a scratch venv
+with `pip install sglang`) at --max-concurrency 4 into --out/sglang_bench_serving.jsonl, as the client
+appends it.
+
 --loop DIR records the closed loop instead (tests/calibrate/test_loop.py): `servecast plan` (LOOP_PLAN),
 then each top configuration's own aiperf.sh against the server with aiperf's defaults (telemetry on,
 nothing at localhost:9400), the plan's deployment.yaml beside the artifact directory it wrote.
@@ -154,6 +158,33 @@ def record(aiperf: str, out_root: Path) -> list[Path]:
     return written
 
 
+def record_sglang(python: str, out_root: Path) -> list[Path]:
+    """One SGLang bench_serving run (random token ids: no dataset download) against the fake server."""
+    with tempfile.TemporaryDirectory(prefix="servecast-sglang-") as tmp:
+        tmp_path = Path(tmp)
+        tokenizer = build_tokenizer(tmp_path / "tokenizer")
+        port = free_port()
+        server = start_server(port)
+        out = tmp_path / "sglang_bench_serving.jsonl"
+        cmd = [python, "-m", "sglang.bench_serving", "--backend", "vllm", "--base-url", f"http://127.0.0.1:{port}",
+               "--model", MODEL, "--tokenizer", str(tokenizer), "--dataset-name", "random-ids", "--random-input-len",
+               str(ISL), "--random-output-len", str(OSL), "--random-range-ratio", "1.0", "--num-prompts", "24",
+               "--max-concurrency", "4", "--request-rate", "inf", "--seed", "7", "--output-file", str(out)]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+        if proc.returncode != 0:
+            raise RuntimeError(f"sglang.bench_serving failed: {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+        out_root.mkdir(parents=True, exist_ok=True)
+        dest = out_root / out.name
+        dest.write_text(scrub(out.read_text(encoding="utf-8"), {str(tokenizer): "<TOKENIZER_DIR>",
+                                                                f"127.0.0.1:{port}": "127.0.0.1:<PORT>"}))
+    return [dest]
+
+
 def record_loop(aiperf: str, servecast: str, out_root: Path) -> list[Path]:
     """plan -> each top configuration's aiperf.sh, run as written (AIPERF_URL at the fake server, an offline
     tokenizer as its extra argument) -> the artifact directories and deployment.yaml files."""
@@ -194,8 +225,14 @@ def main() -> None:
     p.add_argument("--aiperf", default=shutil.which("aiperf") or str(Path(sys.executable).parent / "aiperf"))
     p.add_argument("--loop", type=Path, default=None, help="record the plan -> aiperf.sh loop into this directory")
     p.add_argument("--servecast", default=shutil.which("servecast") or "servecast", help="servecast console script")
+    p.add_argument("--sglang", default=None, help="record SGLang bench_serving with this Python instead")
     args = p.parse_args()
-    paths = record_loop(args.aiperf, args.servecast, args.loop) if args.loop else record(args.aiperf, args.out)
+    if args.sglang:
+        paths = record_sglang(args.sglang, args.out)
+    elif args.loop:
+        paths = record_loop(args.aiperf, args.servecast, args.loop)
+    else:
+        paths = record(args.aiperf, args.out)
     for path in paths:
         print(path)
 

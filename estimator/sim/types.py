@@ -26,6 +26,12 @@ class LengthDist(str, Enum):
     NORMAL = "normal"       # mean and stddev as aiperf --synthetic-input-tokens-stddev, clipped to >= 1
 
 
+# Bounds on what one simulated run can hold (the arrays are sized by them): 10M tokens per request is beyond
+# every model's context window, 10M requests beyond any benchmark run.
+MAX_TOKENS = 10_000_000
+MAX_REQUESTS = 10_000_000
+
+
 @dataclass(frozen=True)
 class Lengths:
     """Distribution of a per-request token count (input or output length)."""
@@ -36,8 +42,8 @@ class Lengths:
     stddev: float = 0.0        # NORMAL only, tokens
 
     def __post_init__(self) -> None:
-        if self.mean < 1:
-            raise InputError(f"length mean must be >= 1 token, got {self.mean}")
+        if not 1 <= self.mean <= MAX_TOKENS:
+            raise InputError(f"length mean must be 1 to {MAX_TOKENS:,} tokens, got {self.mean}")
         if not 0.0 <= self.range_ratio < 1.0:
             raise InputError(f"range ratio must be in [0, 1), got {self.range_ratio}")
         if self.stddev < 0:
@@ -83,6 +89,8 @@ class LoadSpec:
             raise InputError("a load needs exactly one of concurrency, request rate or trace")
         if self.num_requests < 1:
             raise InputError(f"num_requests must be >= 1, got {self.num_requests}")
+        if self.num_requests + self.warmup > MAX_REQUESTS:
+            raise InputError(f"num_requests + warmup must be <= {MAX_REQUESTS:,}, got {self.num_requests + self.warmup}")
         if self.warmup < 0 or (self.trace is not None and self.warmup >= len(self.trace)):
             raise InputError(f"warmup must be >= 0 and leave requests to measure, got {self.warmup}")
         if self.concurrency is not None and self.concurrency < 1:
