@@ -13,6 +13,9 @@ so re-running gives comparable files.
 with `pip install sglang`) at --max-concurrency 4 into --out/sglang_bench_serving.jsonl, as the client
 appends it.
 
+--vllm VLLM records `vllm bench serve --save-result` (that console script) at --max-concurrency 4 into
+--out/vllm_bench_serve.json.
+
 --loop DIR records the closed loop instead (tests/calibrate/test_loop.py): `servecast plan` (LOOP_PLAN),
 then each top configuration's own aiperf.sh against the server with aiperf's defaults (telemetry on,
 nothing at localhost:9400), the plan's deployment.yaml beside the artifact directory it wrote.
@@ -158,31 +161,48 @@ def record(aiperf: str, out_root: Path) -> list[Path]:
     return written
 
 
-def record_sglang(python: str, out_root: Path) -> list[Path]:
-    """One SGLang bench_serving run (random token ids: no dataset download) against the fake server."""
-    with tempfile.TemporaryDirectory(prefix="servecast-sglang-") as tmp:
+def _record_client(name: str, out_root: Path, command) -> list[Path]:
+    """Run `command(port, tokenizer, out)` (a client writing one result file `name`) against the fake server
+    and copy what it wrote, paths scrubbed."""
+    with tempfile.TemporaryDirectory(prefix="servecast-client-") as tmp:
         tmp_path = Path(tmp)
         tokenizer = build_tokenizer(tmp_path / "tokenizer")
         port = free_port()
         server = start_server(port)
-        out = tmp_path / "sglang_bench_serving.jsonl"
-        cmd = [python, "-m", "sglang.bench_serving", "--backend", "vllm", "--base-url", f"http://127.0.0.1:{port}",
-               "--model", MODEL, "--tokenizer", str(tokenizer), "--dataset-name", "random-ids", "--random-input-len",
-               str(ISL), "--random-output-len", str(OSL), "--random-range-ratio", "1.0", "--num-prompts", "24",
-               "--max-concurrency", "4", "--request-rate", "inf", "--seed", "7", "--output-file", str(out)]
+        out = tmp_path / name
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+            proc = subprocess.run(command(port, tokenizer, out), capture_output=True, text=True, timeout=600, env=env,
+                                  cwd=tmp_path)
         finally:
             server.terminate()
             server.wait(timeout=10)
         if proc.returncode != 0:
-            raise RuntimeError(f"sglang.bench_serving failed: {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+            raise RuntimeError(f"{name}: the client failed: {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
         out_root.mkdir(parents=True, exist_ok=True)
-        dest = out_root / out.name
+        dest = out_root / name
         dest.write_text(scrub(out.read_text(encoding="utf-8"), {str(tokenizer): "<TOKENIZER_DIR>",
                                                                 f"127.0.0.1:{port}": "127.0.0.1:<PORT>"}))
     return [dest]
+
+
+def record_sglang(python: str, out_root: Path) -> list[Path]:
+    """One SGLang bench_serving run (random token ids: no dataset download), at most 4 requests in flight."""
+    return _record_client("sglang_bench_serving.jsonl", out_root, lambda port, tok, out: [
+        python, "-m", "sglang.bench_serving", "--backend", "vllm", "--base-url", f"http://127.0.0.1:{port}",
+        "--model", MODEL, "--tokenizer", str(tok), "--dataset-name", "random-ids", "--random-input-len", str(ISL),
+        "--random-output-len", str(OSL), "--random-range-ratio", "1.0", "--num-prompts", "24", "--max-concurrency",
+        "4", "--request-rate", "inf", "--seed", "7", "--output-file", str(out)])
+
+
+def record_vllm(vllm: str, out_root: Path) -> list[Path]:
+    """One `vllm bench serve` run on the chat endpoint, at most 4 requests in flight."""
+    return _record_client("vllm_bench_serve.json", out_root, lambda port, tok, out: [
+        vllm, "bench", "serve", "--backend", "openai-chat", "--base-url", f"http://127.0.0.1:{port}", "--endpoint",
+        "/v1/chat/completions", "--model", MODEL, "--tokenizer", str(tok), "--dataset-name", "random",
+        "--random-input-len", str(ISL), "--random-output-len", str(OSL), "--num-prompts", "24", "--max-concurrency",
+        "4", "--request-rate", "inf", "--seed", "7", "--save-result", "--result-dir", str(out.parent),
+        "--result-filename", out.name])
 
 
 def record_loop(aiperf: str, servecast: str, out_root: Path) -> list[Path]:
@@ -226,9 +246,12 @@ def main() -> None:
     p.add_argument("--loop", type=Path, default=None, help="record the plan -> aiperf.sh loop into this directory")
     p.add_argument("--servecast", default=shutil.which("servecast") or "servecast", help="servecast console script")
     p.add_argument("--sglang", default=None, help="record SGLang bench_serving with this Python instead")
+    p.add_argument("--vllm", default=None, help="record `vllm bench serve` with this vllm console script instead")
     args = p.parse_args()
     if args.sglang:
         paths = record_sglang(args.sglang, args.out)
+    elif args.vllm:
+        paths = record_vllm(args.vllm, args.out)
     elif args.loop:
         paths = record_loop(args.aiperf, args.servecast, args.loop)
     else:
