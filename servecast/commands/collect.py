@@ -24,7 +24,9 @@ def _ops(text: str):
 
     if text == "all":
         return [k for k in OpKind if k != OpKind.COMM]
-    return [parse_enum(OpKind, t.strip(), "op family") for t in text.split(",") if t.strip()]
+    from servecast import lists
+
+    return [parse_enum(OpKind, t, "op family") for t in lists.items(text)]
 
 
 def _require_torch() -> None:
@@ -69,9 +71,10 @@ def _model_cases(model: str, tps: str, system, device: str):
     from estimator.models.catalog import load_model
     from perfdb.errors import InputError
 
+    from servecast import lists
     from servecast.hfcache import hub_cache
 
-    found = model_cases(load_model(model, hf_hub=hub_cache()), system, [int(t) for t in tps.split(",") if t.strip()])
+    found = model_cases(load_model(model, hf_hub=hub_cache()), system, lists.ints(tps, "tp", "1,2,8"))
     if not found.cases:
         raise InputError(f"no feasible parallel layout of {model} at --tp {tps}: " + "; ".join(found.skipped))
     return list(found.cases)
@@ -284,10 +287,11 @@ def _prior_sources(prior_db, prior_system, prior_backend, session):
     from perfdb.lookup import PerfDB
     from perfdb.prior import PriorSource
     from perfdb.types import Backend, parse_enum
+    from servecast import lists
 
     root = None if str(prior_db) == "bundled" else prior_db
     out = []
-    for item in (prior_system or session.prov.system).split(","):
+    for item in lists.items(prior_system or session.prov.system):
         system, _, backend = item.strip().partition("/")
         backend = backend or prior_backend
         source = PriorSource(root, system, parse_enum(Backend, backend, "prior backend") if backend

@@ -132,7 +132,9 @@ def query(db: DbOpt = None,
 
     form = parse_enum(Format, fmt, "--format")
     filters = [Filter.parse(w) for w in where or []]
-    cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    from servecast import lists
+
+    cols = lists.items(columns) or None
     result = run_query(_root(db), filters, _op(op), cols, limit)
     if out is not None:
         if form == Format.TABLE:

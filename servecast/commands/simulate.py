@@ -16,24 +16,6 @@ EXAMPLE = ("Example: servecast simulate --model Qwen/Qwen3-32B-FP8 --system h200
            "`servecast calibrate fit RUNS --base simulate`)")
 
 
-def _ints(text: str | None, what: str) -> list[int]:
-    from perfdb.errors import InputError
-
-    try:
-        return [int(x) for x in text.split(",") if x.strip()] if text else []
-    except ValueError:
-        raise InputError(f"--{what} takes comma-separated integers, e.g. 1,4,16; got {text!r}") from None
-
-
-def _floats(text: str | None, what: str) -> list[float]:
-    from perfdb.errors import InputError
-
-    try:
-        return [float(x) for x in text.split(",") if x.strip()] if text else []
-    except ValueError:
-        raise InputError(f"--{what} takes comma-separated numbers, e.g. 2,4,8; got {text!r}") from None
-
-
 def _parallel(a: dict, prefix: str = ""):
     from estimator.parallel import ParallelConfig
 
@@ -104,7 +86,9 @@ def _loads(a: dict, isl: int, osl: int, default_conc: int | None):
     if a["trace"] is not None:
         return "trace", [(0.0, LoadSpec.replay(read_trace(a["trace"]), warm))]
     isl_l, osl_l = Lengths.of(isl, a["range_ratio"]), Lengths.of(osl, a["range_ratio"])
-    concs, rates = _ints(a["concurrency"], "concurrency"), _floats(a["request_rate"], "request-rate")
+    from servecast import lists
+
+    concs, rates = lists.ints(a["concurrency"], "concurrency"), lists.floats(a["request_rate"], "request-rate")
     if concs and rates:
         raise InputError("give --concurrency or --request-rate, not both")
     if rates:
