@@ -70,7 +70,6 @@ def _model_cases(model: str, tps: str, system, device: str):
     from estimator.collect_cases import model_cases
     from estimator.models.catalog import load_model
     from perfdb.errors import InputError
-
     from servecast import lists
     from servecast.hfcache import hub_cache
 
