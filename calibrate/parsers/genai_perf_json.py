@@ -10,7 +10,7 @@ aiperf kept, so the summary reader is shared with aiperf_json.
 genai-perf 0.0.16 writes `input_config` as its ConfigCommand (genai_perf/config/input/config_command.py,
 `to_json_dict`): `model_names`, `subcommand`, `endpoint {...}`, `perf_analyzer {stimulus: {concurrency: N}
 or {request_rate: R}, measurement, warmup_request_count}`, `input {synthetic_tokens {mean, stddev},
-output_tokens {mean, stddev, deterministic}}`. aiperf never writes `perf_analyzer` or `subcommand`, so that
+output_tokens {mean, stddev, deterministic}}`. aiperf never writes a `perf_analyzer` section, so that
 layout is told apart from aiperf's (which would otherwise claim the file and find no concurrency).
 """
 from __future__ import annotations
@@ -23,12 +23,13 @@ from calibrate.parsers.common import fail, load_json
 from calibrate.runs import Client, ClientResult
 
 _FLAT_KEYS = ("synthetic_input_tokens_mean", "service_kind", "endpoint_type")   # genai-perf <= 0.0.15 CLI args
-_COMMAND_KEYS = ("perf_analyzer", "subcommand")                                 # genai-perf 0.0.16 ConfigCommand
+_COMMAND_KEY = "perf_analyzer"   # genai-perf 0.0.16 ConfigCommand: a section (earlier flat args also have `subcommand`)
 
 
 def looks_like(obj: object) -> bool:
     return isinstance(obj, dict) and "time_to_first_token" in obj and isinstance(obj.get("input_config"), dict) \
-        and "schema_version" not in obj and any(k in obj["input_config"] for k in _FLAT_KEYS + _COMMAND_KEYS)
+        and "schema_version" not in obj and (any(k in obj["input_config"] for k in _FLAT_KEYS)
+                                             or isinstance(obj["input_config"].get(_COMMAND_KEY), dict))
 
 
 def _flatten_command(cfg: dict) -> dict:
@@ -68,6 +69,6 @@ def parse(path: Path) -> list[ClientResult]:
     args = obj.get("input_config") or {}
     if not isinstance(args, dict):
         raise fail(path, "input_config is not an object")
-    if any(k in args for k in _COMMAND_KEYS):
+    if isinstance(args.get(_COMMAND_KEY), dict):
         args = _flatten_command(args)
     return [parse_summary(path, obj, _as_aiperf_config(args), Client.GENAI_PERF, "")]
