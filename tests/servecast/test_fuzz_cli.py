@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -64,10 +65,13 @@ def _paths(tmp: Path, tinydb: Path) -> dict[str, str]:
     table = tmp / "table.parquet"
     pq.write_table(pa.table({"a": [1, 2]}), table)
     (tmp / "bad.yaml").write_text("model: [unclosed\n")
+    copies = {}   # copies: an output option may be given an input file, and must not overwrite the repository's
+    for key, name in (("vllm", "vllm_bench_serve.json"), ("silicon", "silicon_sample.csv"),
+                      ("genai", "profile_export_genai_perf.json")):
+        copies[key] = str(shutil.copy(FIXTURES / name, tmp / name))
     return {"bin": str(binary), "dir": str(tmp / "adir"), "missing": str(tmp / "missing.json"),
             "empty": str(tmp / "empty.json"), "parquet": str(table), "under_file": str(binary / "x.json"),
-            "yaml": str(tmp / "bad.yaml"), "vllm": str(FIXTURES / "vllm_bench_serve.json"),
-            "silicon": str(FIXTURES / "silicon_sample.csv"), "genai": str(FIXTURES / "profile_export_genai_perf.json"),
+            "yaml": str(tmp / "bad.yaml"), **copies,
             "cal": str(BUNDLED_ROOT / "calibrations"), "tinydb": str(tinydb)}
 
 
