@@ -403,6 +403,10 @@ def _render_miss(con, result) -> None:
     d = result.diagnosis
     req = result.request
     upper = req.sla.at == SlaAt.UPPER
+    if d is None:   # static points met the targets, none of their simulated replays did (the why line says more)
+        con.print("[bold red]no configuration meets every target under load[/] (the simulator's replay of the "
+                  "statically feasible candidates); try --no-simulate for the static ranking, or relax the targets")
+        return
     con.print(f"[bold red]no configuration meets every target[/] (TTFT <= {req.sla.ttft_ms:g} ms, "
               f"TPOT <= {req.sla.tpot_ms:g} ms{', request latency' if req.sla.request_latency_ms else ''}"
               f"{' at the upper end of the interval' if upper else ''}); binding constraint: [bold]{d.binding.value}[/]")
