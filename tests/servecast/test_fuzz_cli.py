@@ -4,14 +4,17 @@ Each example takes a command with a cheap valid baseline and replaces one to thr
 arguments) with values drawn from pools of bad and edge-case inputs: wrong types, negatives, zero, NaN, empty
 strings, comma lists, and paths that are a directory, a binary file, a Parquet table, an empty file, missing,
 or under a file. The CLI runs in this process (`servecast.cli.run`); an exception escaping it is a traceback.
-CI runs FUZZ_EXAMPLES (default 150) seeded examples; BENCHMARKS.md records a local run with 10,000.
+CI runs FUZZ_EXAMPLES (default 150) seeded examples; BENCHMARKS.md records a local run with 10,000
+(FUZZ_REPORT=FILE writes how many ran and their exit statuses).
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -144,7 +147,7 @@ def _argv(path: tuple[str, ...], values: dict[str, str], files: dict[str, str], 
     return [*path, *(positional or args)[:max(n_args, len(positional))], *argv]
 
 
-def _check(argv: list[str]) -> None:
+def _check(argv: list[str]) -> int:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = run(argv)   # any exception other than a clean exit propagates: that is the traceback we hunt
@@ -154,11 +157,13 @@ def _check(argv: list[str]) -> None:
     if code == 2:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), (argv, text)
+    return code
 
 
 @pytest.mark.slow
 def test_fuzz_every_command(tmp_path, tiny_db):
     files = _paths(tmp_path, tiny_db)
+    codes: Counter = Counter()
     cwd = os.getcwd()
     os.chdir(tmp_path)   # default outputs (PNG plots) land here
     try:
@@ -168,11 +173,14 @@ def test_fuzz_every_command(tmp_path, tiny_db):
         @given(invocations())
         def one(case):
             path, values = case
-            _check(_argv(path, values, files, tmp_path))
+            codes[_check(_argv(path, values, files, tmp_path))] += 1
 
         one()
     finally:
         os.chdir(cwd)
+    if os.environ.get("FUZZ_REPORT"):   # the figure in BENCHMARKS.md: examples run and their exit statuses
+        Path(os.environ["FUZZ_REPORT"]).write_text(json.dumps({"examples": sum(codes.values()),
+                                                               "exit_codes": dict(sorted(codes.items()))}))
 
 
 def test_fuzz_baselines_run(tmp_path, tiny_db):
