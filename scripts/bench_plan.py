@@ -45,6 +45,11 @@ SCENARIOS = {
                           "--backend", "trtllm", "--total-gpus", "64", "--isl", "15000", "--osl", "500",
                           "--ttft", "1000", "--tpot", "15"],
                     limit_s=2.0, aic=dict(isl=15000, osl=500, gpus=64, moe=True)),
+    # issue 15: the same with every engine searched (and each mode's picks replayed in the simulator)
+    "dsr1_64_all": dict(args=["--model", "deepseek-ai/DeepSeek-R1", "--moe-quant", "nvfp4", "--system", "b200_sxm",
+                              "--backend", "all", "--total-gpus", "64", "--isl", "15000", "--osl", "500",
+                              "--ttft", "1000", "--tpot", "15"],
+                        limit_s=2.5, aic=dict(isl=15000, osl=500, gpus=64, moe=True)),
 }
 
 
