@@ -205,8 +205,8 @@ def _update_at(pos):
     return update
 
 
-def time_step(model, point: StepPoint, device: str, timer: TimerConfig) -> Timing:
-    """Time one prefill or decode step of `model` (see the module docstring)."""
+def step_fn(model, point: StepPoint, device: str):
+    """One prefill or decode step of `model` as a callable (its inputs built once; see the module docstring)."""
     import torch
 
     if point.phase == "prefill":
@@ -220,5 +220,24 @@ def time_step(model, point: StepPoint, device: str, timer: TimerConfig) -> Timin
     def step():
         with torch.no_grad():
             return model(**kwargs).logits
+    return step
 
-    return time_op(step, device, timer)
+
+def time_step(model, point: StepPoint, device: str, timer: TimerConfig) -> Timing:
+    """Time one prefill or decode step of `model` with the collectors' timer."""
+    return time_op(step_fn(model, point, device), device, timer)
+
+
+# CPU-sized widths of every architecture (the rehearsal and the tests): the same kinds of layers
+_TINY_WIDTHS = dict(hidden_size=64, intermediate_size=128, moe_intermediate_size=32, num_attention_heads=4,
+                    num_key_value_heads=2, head_dim=16, vocab_size=128, num_experts=8, n_routed_experts=8,
+                    num_experts_per_tok=2, q_lora_rank=32, kv_lora_rank=16, qk_rope_head_dim=8,
+                    qk_nope_head_dim=8, v_head_dim=8)
+
+
+def tiny_config(cfg: dict) -> dict:
+    """A CPU-sized copy of an architecture: the same layer kinds and counts, tiny widths."""
+    out = {k: _TINY_WIDTHS.get(k, v) for k, v in cfg.items()}
+    if out.get("model_type") == "deepseek_v3":   # 8 experts: 2 groups of 4; MLA has as many KV heads as heads
+        out.update(n_group=2, topk_group=1, num_key_value_heads=out["num_attention_heads"])
+    return out

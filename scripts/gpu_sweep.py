@@ -25,8 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collectors import runner  # noqa: E402
-from collectors.cases import coarse_first, dedupe  # noqa: E402
-from collectors.model_steps import StepPoint, build_model, time_step, truncated_config  # noqa: E402
+from collectors.model_steps import StepPoint, build_model, step_fn, time_step, tiny_config, truncated_config  # noqa: E402
+from collectors.plan import make_plan  # noqa: E402
+from collectors.registry import GridSize  # noqa: E402
 from collectors.session import open_session  # noqa: E402
 from collectors.timer import TimerConfig  # noqa: E402
 from estimator.collect_cases import model_cases  # noqa: E402
@@ -81,20 +82,8 @@ def chain_specs(tiny: bool) -> list[tuple[str, str, dict]]:
     out = []
     for family, model_id in CHAIN_MODELS:
         cfg = truncated_config(catalog_entry(model_id)["config"], CHAIN_LAYERS - (family == "mla"))
-        out.append((family, model_id, shrink(cfg) if tiny else cfg))
+        out.append((family, model_id, tiny_config(cfg) if tiny else cfg))
     return out
-
-
-def shrink(cfg: dict) -> dict:
-    """A CPU-sized copy of an architecture (the rehearsal): same kinds of layers, tiny widths."""
-    small = dict(hidden_size=64, intermediate_size=128, moe_intermediate_size=32, num_attention_heads=4,
-                 num_key_value_heads=2, head_dim=16, vocab_size=256, num_experts=8, n_routed_experts=8,
-                 num_experts_per_tok=2, q_lora_rank=32, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8,
-                 v_head_dim=8)
-    cfg = {k: (small[k] if k in small else v) for k, v in cfg.items()}
-    if cfg.get("model_type") == "deepseek_v3":
-        cfg.update(n_group=2, topk_group=1, num_key_value_heads=cfg["num_attention_heads"])
-    return cfg
 
 
 def points(tiny: bool) -> list[StepPoint]:
@@ -137,8 +126,9 @@ def gpu_tests(run: Run, seconds: float) -> None:
 
 
 def collect(run: Run, session, cases, seconds: float, what: str) -> None:
-    cases = coarse_first(dedupe(c for c in cases if c.KIND != OpKind.COMM))  # one GPU: no collectives
-    summary = runner.run(cases, run.db, session, budget_s=max(seconds, 1.0), rows_per_shard=64)
+    ops = [k for k in OpKind if k != OpKind.COMM]   # one GPU: no collectives
+    plan = make_plan(ops, GridSize.TINY, session.ctx, session.spec, session.timer, cases, base=False)
+    summary = runner.run(list(plan.cases), run.db, session, budget_s=max(seconds, 1.0), rows_per_shard=64)
     run.say(f"{what}: {summary.measured} measured, {summary.failed} failed, {summary.skipped} already there, "
             f"{summary.remaining} left for lack of time")
     run.pack()
@@ -210,7 +200,7 @@ def profile(run: Run, model_id: str, model) -> None:
     with open(run.out / "profile.txt", "a") as fh:
         for point in (StepPoint("prefill", 1, 64 if run.tiny else 2048), StepPoint("decode", 2 if run.tiny else 64,
                                                                                       64 if run.tiny else 2048)):
-            fn = _eager_step(model, point, run.device)
+            fn = step_fn(model, point, run.device)
             time_op(fn, run.device, TimerConfig(budget_s=0.01, use_graph=False, min_reps=2, max_reps=3))
             with torch_profile(activities=acts) as prof:
                 fn()
@@ -218,23 +208,6 @@ def profile(run: Run, model_id: str, model) -> None:
                     torch.cuda.synchronize()
             fh.write(f"\n=== {model_id} {point.label} ===\n")
             fh.write(prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=60) + "\n")
-
-
-def _eager_step(model, point: StepPoint, device: str):
-    import torch
-
-    from collectors.model_steps import decode_inputs
-
-    if point.phase == "prefill":
-        kwargs = {"input_ids": torch.randint(0, model.config.vocab_size, (point.batch, point.seq), device=device),
-                  "use_cache": False, "logits_to_keep": 1}
-    else:
-        kwargs = decode_inputs(model, point, device)
-
-    def fn():
-        with torch.no_grad():
-            return model(**kwargs).logits
-    return fn
 
 
 def sglang(run: Run, seconds: float) -> None:

@@ -232,14 +232,8 @@ def validate_cmd(
     from rich.console import Console
 
     from calibrate.validate import error_table
-    from perfdb.errors import InputError
 
-    if max_error is not None and not max_error > 0:
-        raise InputError(f"--max-error {max_error:g}: must be a median |error| in % above 0, e.g. 25")
-    if plot:
-        from perfdb.userfiles import check_out_png
-
-        check_out_png(plot, "--plot")
+    _check_validate_flags(max_error, plot)
     chosen = None
     if calibration is not None:   # before predicting: a missing or ambiguous one is a one-line error at once
         from calibrate import store
@@ -247,14 +241,7 @@ def validate_cmd(
         chosen = store.read(_stored(db, base) if str(calibration) == "stored" else calibration)
     frame = _frame(runs, db, predictions, base, statistic)
     console = Console()
-    if chosen is None:
-        from calibrate.fit import FitOptions
-        from calibrate.train import train
-
-        rows = train(frame, FitOptions(folds=folds), base).rows
-        after, title = "cv_", f"{folds}-fold cross-validation grouped by deployment"
-    else:
-        rows, after, title = _held_out(frame, *chosen, base, console)
+    rows, after, title = _validated_rows(frame, chosen, folds, base, console)
     table = error_table(rows, {m: (f"measured_{m}", f"pred_{m}", f"{after}{m}") for m in ("ttft", "tpot")})
     if as_json:
         typer.echo(table.to_json(orient="records", indent=1))
@@ -267,6 +254,28 @@ def validate_cmd(
         console.print(f"plot -> {plot}")
     if max_error is not None:
         _gate(table, max_error, console)
+
+
+def _check_validate_flags(max_error: float | None, plot: str) -> None:
+    from perfdb.errors import InputError
+
+    if max_error is not None and not max_error > 0:
+        raise InputError(f"--max-error {max_error:g}: must be a median |error| in % above 0, e.g. 25")
+    if plot:
+        from perfdb.userfiles import check_out_png
+
+        check_out_png(plot, "--plot")
+
+
+def _validated_rows(frame, chosen, folds: int, base: str, console):
+    """(rows, prefix of the held-out predictions, title): against the chosen calibration, or grouped CV."""
+    if chosen is not None:
+        return _held_out(frame, *chosen, base, console)
+    from calibrate.fit import FitOptions
+    from calibrate.train import train
+
+    rows = train(frame, FitOptions(folds=folds), base).rows
+    return rows, "cv_", f"{folds}-fold cross-validation grouped by deployment"
 
 
 def _gate(table, max_error: float, console) -> None:

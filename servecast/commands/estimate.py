@@ -219,16 +219,21 @@ def register(app: typer.Typer) -> None:
 
         database = PerfDB(db)
         if from_runs is not None:
-            if out is None:
-                raise InputError("--from-runs needs --out FILE")
-            from perfdb.userfiles import check_out_file
-
-            check_out_file(out, "--out")   # before predicting: a bad path fails at once
-            _from_runs(from_runs, out, database, calibration, db is not None)
+            _checked_from_runs(from_runs, out, database, calibration, db is not None)
             return
         if not model or not system:
             raise InputError("--model and --system are required (or --from-runs)")
         _single(locals(), database)
+
+
+def _checked_from_runs(runs: Path, out: Path | None, database, calibration, own_db: bool) -> None:
+    from perfdb.errors import InputError
+    from perfdb.userfiles import check_out_file
+
+    if out is None:
+        raise InputError("--from-runs needs --out FILE")
+    check_out_file(out, "--out")   # before predicting: a bad path fails at once
+    _from_runs(runs, out, database, calibration, own_db)
 
 
 def _single(a: dict, database) -> None:

@@ -1,8 +1,8 @@
 """`servecast plan`: the best aggregated and disaggregated deployments under TTFT/TPOT targets.
 
-Thin: parse flags, call search.plan, write files, render with rich. Everything runs in this one
-process: the Pareto PNG is drawn with Pillow (search.plot) in ~0.05 s, so the matplotlib helper
-process this command used to fork is gone (it cost ~0.8 CPU s and blocked on its pipe).
+Thin: parse flags, call search.plan and search.decide, write files, render with rich. The disagg
+replays run in a forked child and the points files on a thread (servecast.sidework), so the second
+core works while this process replays agg and draws the Pareto PNG with Pillow (search.plot).
 """
 from __future__ import annotations
 
@@ -72,6 +72,7 @@ def register(app: typer.Typer) -> None:
 def _run(a: dict) -> int:
     from perfdb.lookup import PerfDB
     from search.plan import plan
+    from servecast.sidework import Background
 
     req = _request(a)
     out = _save_dir(a["save_dir"])   # before the search: a bad --save-dir fails at once
@@ -85,7 +86,7 @@ def _run(a: dict) -> int:
         result = _decide_on_load(result, db)
     points_files = None
     if out is not None:   # points.parquet/.csv (0.1-0.2 s for 56k rows, GIL released) on a thread
-        points_files = _Background(result.points.write, out)
+        points_files = Background(result.points.write, out)
     try:
         written = None
         if out is not None:
@@ -130,9 +131,10 @@ def _decide_on_load(result, db):
     cores, each mode's replays independent), then the ranking on the simulated numbers."""
     from search.decide import rank_on_load, replay
     from search.types import Mode
+    from servecast.sidework import Forked
 
     modes = [m for m, cands in result.top.items() if cands]
-    child = _Forked(lambda: replay(result, db, (Mode.DISAGG,))) if Mode.DISAGG in modes and len(modes) > 1 else None
+    child = Forked(lambda: replay(result, db, (Mode.DISAGG,))) if Mode.DISAGG in modes and len(modes) > 1 else None
     try:
         sims = replay(result, db, tuple(m for m in modes if child is None or m != Mode.DISAGG))
     except BaseException:
@@ -142,105 +144,6 @@ def _decide_on_load(result, db):
     if child is not None:
         sims.update(child.result())
     return rank_on_load(result, sims)
-
-
-class _Forked:
-    """fn() in a forked child (Linux) while this process goes on; result() returns its value.
-    Forked after the search, before any thread is started here and before anything is printed. A
-    ServecastError in the child is re-raised by result(); any other failure prints its traceback
-    in the child and fails result() too. Without os.fork, fn() runs here, at once."""
-
-    def __init__(self, fn):
-        import os
-
-        self.pid, self.payload = None, None
-        if not hasattr(os, "fork"):
-            self.payload = _call(fn)
-            return
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:   # the child: never returns into the CLI
-            os.close(r)
-            code = 1
-            try:
-                payload = _call(fn)
-                try:
-                    with os.fdopen(w, "wb") as fh:
-                        _pickle().dump(payload, fh, protocol=_pickle().HIGHEST_PROTOCOL)
-                except BrokenPipeError:   # the parent failed and stopped listening: it reports that
-                    pass
-                code = 0
-            finally:
-                if code:
-                    import traceback
-
-                    traceback.print_exc()
-                os._exit(code)
-        os.close(w)
-        self.pid, self.fd = pid, r
-
-    def discard(self) -> None:
-        """Wait for the child without reading its outcome (the caller is already failing)."""
-        import os
-
-        if self.pid is not None:
-            os.close(self.fd)
-            os.waitpid(self.pid, 0)
-            self.pid = None
-
-    def result(self):
-        import os
-
-        if self.pid is not None:
-            with os.fdopen(self.fd, "rb") as fh:
-                data = fh.read()
-            code = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
-            self.pid = None
-            if code != 0 or not data:
-                raise RuntimeError(f"the simulator process failed (exit status {code}); its traceback is above")
-            self.payload = _pickle().loads(data)
-        ok, value = self.payload
-        if not ok:
-            raise value
-        return value
-
-
-def _pickle():
-    import pickle
-
-    return pickle
-
-
-def _call(fn) -> tuple[bool, object]:
-    from perfdb.errors import ServecastError
-
-    try:
-        return True, fn()
-    except ServecastError as exc:   # re-raised by _Forked.result in the parent
-        return False, exc
-
-
-class _Background:
-    """fn(*args) on a thread; result() waits and re-raises its exception in the caller."""
-
-    def __init__(self, fn, *args):
-        import threading
-
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                fn(*args)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller by result(), not swallowed
-                self.error = exc
-
-        self.thread = threading.Thread(target=run, name="servecast-points-files")
-        self.thread.start()
-
-    def result(self) -> None:
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
 
 
 def _request(a: dict):

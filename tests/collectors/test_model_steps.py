@@ -8,23 +8,22 @@ import torch
 
 pytest.importorskip("transformers", reason="the chain check builds models with transformers (pip install transformers)")
 
-from collectors.model_steps import StepPoint, build_model, decode_inputs, time_step, truncated_config  # noqa: E402
+from collectors.model_steps import (  # noqa: E402
+    StepPoint,
+    build_model,
+    decode_inputs,
+    time_step,
+    tiny_config,
+    truncated_config,
+)
 from collectors.timer import TimerConfig  # noqa: E402
 
-TINY = dict(hidden_size=64, intermediate_size=128, moe_intermediate_size=32, num_attention_heads=4,
-            num_key_value_heads=2, head_dim=16, vocab_size=128, num_experts=8, n_routed_experts=8,
-            num_experts_per_tok=2, q_lora_rank=32, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8,
-            v_head_dim=8)
 MODELS = ["meta-llama--Meta-Llama-3.1-8B", "Qwen--Qwen3-30B-A3B", "deepseek-ai--DeepSeek-V3"]
 
 
-def tiny_config(name: str, layers: int = 2) -> dict:
+def catalog_tiny(name: str, layers: int = 2) -> dict:
     entry = json.loads((resources.files("estimator") / "catalog" / f"{name}.json").read_text())
-    cfg = truncated_config(entry["config"], layers)
-    cfg = {k: TINY.get(k, v) for k, v in cfg.items()}
-    if cfg["model_type"] == "deepseek_v3":
-        cfg.update(n_group=2, topk_group=1, num_key_value_heads=cfg["num_attention_heads"])
-    return cfg
+    return tiny_config(truncated_config(entry["config"], layers))
 
 
 def _use_transformers_attention(model) -> None:
@@ -39,7 +38,7 @@ def _use_transformers_attention(model) -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_decode_through_our_kernels_equals_transformers_attention(name):
     torch.manual_seed(0)
-    model = build_model(tiny_config(name), "cpu")
+    model = build_model(catalog_tiny(name), "cpu")
     kwargs = decode_inputs(model, StepPoint("decode", 3, 40), "cpu")
     with torch.no_grad():
         ours = model(**kwargs).logits
@@ -49,7 +48,7 @@ def test_decode_through_our_kernels_equals_transformers_attention(name):
 
 
 def test_prefill_and_decode_steps_time_and_repeat():
-    model = build_model(tiny_config(MODELS[1]), "cpu")
+    model = build_model(catalog_tiny(MODELS[1]), "cpu")
     timer = TimerConfig(budget_s=0.01, warmup_s=0.0, min_reps=3, max_reps=5, flush_bytes=0, use_graph=False)
     for point in (StepPoint("prefill", 2, 24), StepPoint("decode", 2, 30)):
         timing = time_step(model, point, "cpu", timer)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from perfdb.errors import InputError
-from servecast.commands.plan import _Background, _Forked
+from servecast.sidework import Background as _Background
+from servecast.sidework import Forked as _Forked
 
 
 def test_forked_returns_the_childs_value():
