@@ -51,6 +51,8 @@ class PlanResult:
     rejected: tuple = ()
     static_winner: Candidate | None = None
     why: str = ""                                      # one line: why the winning mode wins under load
+    # set by servecast.api.plan(save_dir=...): points row -> its artifact directory, relative to save_dir
+    artifacts: dict = field(default_factory=dict)
 
     @property
     def points_evaluated(self) -> int:

@@ -12,12 +12,6 @@ AGG_EXAMPLE = ("Example: servecast estimate --model Qwen/Qwen3-32B --system h200
                "--tp 2 --concurrency 32 --isl 4000 --osl 500 --breakdown")
 
 
-def _dtype(value: str | None, what: str):
-    from perfdb.types import Dtype, parse_enum
-
-    return parse_enum(Dtype, value, what) if value else None
-
-
 def _parallel(tp, pp, dp, moe_tp, moe_ep):
     from estimator.parallel import ParallelConfig
 
@@ -94,73 +88,6 @@ def _render_calibrated(console, est, cal) -> None:
     console.print(t)
 
 
-def _calibrate(a: dict, est, database, version: str | None):
-    """The CalibratedEstimate for --calibration DIR (or one stored in --db), else None."""
-    from estimator.calibration import calibrate_estimate, context_for
-    from estimator.calibration_files import calibration_flag, resolve
-
-    if not est.feasible:
-        return None
-    root = database.root if a["db"] is not None else None
-    explicit, stored = calibration_flag(a["calibration"])
-    cal = resolve(explicit, root, a["system"], a["backend"], base="estimate", stored=stored)   # analytic numbers
-    if cal is None:
-        return None
-    if a["mode"] == "agg":
-        gpus, total = a["tp"] * a["pp"] * a["dp"], a["concurrency"]
-    else:
-        gpus = a["decode_tp"] * a["decode_pp"] * a["decode_dp"]
-        total = a["concurrency"] * a["decode_workers"]     # Estimate.concurrency is per decode worker
-    ctx = context_for(a["system"], a["backend"], version, a["mode"], a["isl"], a["osl"], gpus, total, a["model"])
-    return calibrate_estimate(est, cal, ctx)
-
-
-def _from_runs(runs: Path, out: Path, db, calibration, db_given: bool) -> None:
-    from estimator.calibration_files import calibration_flag, resolve
-    from estimator.runs import predict_runs, read_runs, write_predictions
-
-    start = time.perf_counter()
-    explicit, stored = calibration_flag(calibration)   # a bad --calibration fails before anything is written
-    cal = resolve(explicit, db.root if db_given else None, "", "", base="estimate", stored=stored)
-    rows = read_runs(runs)
-    from servecast.hfcache import hub_cache
-
-    preds = predict_runs(rows, db, hub_cache())
-    ok = sum(p.status == "ok" for p in preds)
-    note = ""
-    if cal is not None:
-        from perfdb.errors import DataError
-
-        try:
-            _write_calibrated(runs, preds, out, cal)
-            note = f"; calibrated columns from calibration {cal.id}"
-        except DataError as exc:   # the raw predictions stand; say why the calibrated columns do not
-            note = f"; no calibrated columns ({exc})"
-    if not note.startswith("; calibrated"):
-        write_predictions(preds, out)
-    typer.echo(f"{len(preds)} rows, {ok} predicted ({100 * ok / max(len(preds), 1):.1f}%), "
-               f"{time.perf_counter() - start:.1f} s -> {out}{note}")
-
-
-def _write_calibrated(runs: Path, preds, out: Path, cal) -> None:
-    """The predictions CSV with cal_ttft_ms, cal_tpot_ms, their 80% intervals and the calibration id after
-    the raw pred_* columns (which `calibrate fit --predictions` fits on), written once, atomically."""
-    import pandas as pd
-
-    from calibrate.ingest import read_results
-    from calibrate.predict import attach_predictions, base_frame, calibrated_columns
-    from perfdb.storage import atomic_write_bytes
-
-    frame = attach_predictions(base_frame(read_results([runs], None)), preds)
-    extra = calibrated_columns(frame, cal).drop_duplicates("id")   # a repeated id must not repeat rows
-    raw = pd.DataFrame({"id": [p.id for p in preds], "pred_ttft_ms": [p.ttft_ms for p in preds],
-                        "pred_tpot_ms": [p.tpot_ms for p in preds],
-                        "pred_tokens_per_s_per_gpu": [p.tokens_per_s_per_gpu for p in preds],
-                        "status": [p.status for p in preds]})
-    table = raw.merge(extra, on="id", how="left")
-    atomic_write_bytes(out, table.to_csv(index=False, float_format="%.6g", na_rep="nan").encode())
-
-
 HELP = (f"Estimate TTFT, TPOT and throughput of one deployment, or predict every "
         f"row of a measured-run table with --from-runs. {AGG_EXAMPLE}  |  Disagg: servecast estimate "
         f"--model deepseek-ai/DeepSeek-R1 --system gb200 --backend trtllm --mode disagg --prefill-tp 4 "
@@ -214,55 +141,42 @@ def register(app: typer.Typer) -> None:
         from_runs: Annotated[Path | None, typer.Option(help="CSV of measured runs (format of e2e_train_silicon.csv)")] = None,
         out: Annotated[Path | None, typer.Option(help="output CSV for --from-runs")] = None,
     ) -> None:
-        from perfdb.errors import InputError
-        from perfdb.lookup import PerfDB
+        from servecast.hfcache import hub_cache
 
-        database = PerfDB(db)
         if from_runs is not None:
-            _checked_from_runs(from_runs, out, database, calibration, db is not None)
+            _print_runs(from_runs, out, db, calibration, hub_cache())
             return
         if not model or not system:
+            from perfdb.errors import InputError
+
             raise InputError("--model and --system are required (or --from-runs)")
-        _single(locals(), database)
+        from servecast.api import estimate
+
+        disagg = mode == "disagg"
+        result = estimate(
+            model=model, system=system, backend=backend, version=version, mode=mode,   # only the mode's layouts
+            parallel=_parallel(tp, pp, dp, moe_tp, moe_ep) if mode == "agg" else None,
+            prefill=_parallel(prefill_tp, prefill_pp, prefill_dp, prefill_moe_tp, prefill_moe_ep) if disagg else None,
+            decode=_parallel(decode_tp, decode_pp, decode_dp, decode_moe_tp, decode_moe_ep) if disagg else None,
+            prefill_workers=prefill_workers, decode_workers=decode_workers, prefill_batch=prefill_batch,
+            concurrency=concurrency, isl=isl, osl=osl, prefix=prefix, kv_dtype=kv_dtype, gemm_quant=gemm_quant,
+            moe_quant=moe_quant, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, db=db,
+            calibration=calibration, hf_hub=hub_cache())
+        _render(result.estimate, breakdown, as_json, result.calibrated)
 
 
-def _checked_from_runs(runs: Path, out: Path | None, database, calibration, own_db: bool) -> None:
-    from perfdb.errors import InputError
-    from perfdb.userfiles import check_out_file
+def _print_runs(runs: Path, out: Path | None, db: Path | None, calibration: Path | None, hf_hub: Path) -> None:
+    """--from-runs: predict every row into --out and say how many were predicted."""
+    from servecast.api import estimate_runs
 
     if out is None:
+        from perfdb.errors import InputError
+
         raise InputError("--from-runs needs --out FILE")
-    check_out_file(out, "--out")   # before predicting: a bad path fails at once
-    _from_runs(runs, out, database, calibration, own_db)
-
-
-def _single(a: dict, database) -> None:
-    from estimator.engine import EngineConfig
-    from estimator.estimate import WorkerSpec, estimate, estimate_disagg
-    from estimator.models import load_model
-    from estimator.workload import Workload
-    from perfdb.errors import InputError
-    from perfdb.specs import load_system
-    from perfdb.types import Backend, parse_enum
-    from servecast.hfcache import hub_cache
-
-    gq, mq = _dtype(a["gemm_quant"], "gemm quant"), _dtype(a["moe_quant"], "moe quant")
-    model = load_model(a["model"], gemm_quant=gq, moe_quant=mq or gq, kv_dtype=_dtype(a["kv_dtype"], "kv dtype"),
-                       hf_hub=hub_cache())
-    system = load_system(a["system"])
-    backend = parse_enum(Backend, a["backend"], "backend")
-    view = database.view(system.name, backend, a["version"])
-    engine = EngineConfig(backend, a["version"], spec_tokens=a["spec_tokens"], spec_acceptance=a["spec_acceptance"])
-    # the closed-loop benchmark (estimator.workload): what the aiperf command of a plan measures
-    load = Workload.benchmark(a["isl"], a["osl"], a["prefix"], a["concurrency"])
-    if a["mode"] == "agg":
-        est = estimate(model, system, _parallel(a["tp"], a["pp"], a["dp"], a["moe_tp"], a["moe_ep"]), engine, load, view)
-    elif a["mode"] == "disagg":
-        pre = WorkerSpec(_parallel(*(a[f"prefill_{k}"] for k in ("tp", "pp", "dp", "moe_tp", "moe_ep"))), engine,
-                         a["prefill_workers"], a["prefill_batch"])
-        dec = WorkerSpec(_parallel(*(a[f"decode_{k}"] for k in ("tp", "pp", "dp", "moe_tp", "moe_ep"))), engine,
-                         a["decode_workers"], None)
-        est = estimate_disagg(model, system, pre, dec, load, view)
-    else:
-        raise InputError(f"unknown --mode {a['mode']!r}; accepted: agg, disagg")
-    _render(est, a["breakdown"], a["as_json"], _calibrate(a, est, database, view.version))
+    start = time.perf_counter()
+    got = estimate_runs(runs, out, db=db, calibration=calibration, hf_hub=hf_hub)
+    note = (f"; calibrated columns from calibration {got.calibration_id}" if got.calibration_id else
+            f"; no calibrated columns ({got.calibration_error})" if got.calibration_error else "")
+    n = len(got.predictions)
+    typer.echo(f"{n} rows, {got.predicted} predicted ({100 * got.predicted / max(n, 1):.1f}%), "
+               f"{time.perf_counter() - start:.1f} s -> {out}{note}")

@@ -1,13 +1,10 @@
 """`servecast plan`: the best aggregated and disaggregated deployments under TTFT/TPOT targets.
 
-Thin: parse flags, call search.plan and search.decide, write files, render with rich. The disagg
-replays run in a forked child and the points files on a thread (servecast.sidework), so the second
-core works while this process replays agg and draws the Pareto PNG with Pillow (search.plot).
+Thin: flags -> servecast.api.plan (search, the simulator's decision, the files) -> rendering with rich.
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import typer
 
@@ -66,107 +63,16 @@ def register(app: typer.Typer) -> None:
                                       help="replay the best of each mode in the discrete-event simulator at its "
                                            "predicted concurrency (shown beside the static TTFT/TPOT)"),
     ) -> None:
-        raise typer.Exit(_run(locals()))
+        from servecast.api import plan
+        from servecast.hfcache import hub_cache
 
-
-def _run(a: dict) -> int:
-    from perfdb.lookup import PerfDB
-    from search.plan import plan
-    from servecast.sidework import Background
-
-    req = _request(a)
-    out = _save_dir(a["save_dir"])   # before the search: a bad --save-dir fails at once
-    if a["dynamo_version"] is not None:
-        from search.artifacts.dynamo import check_tag
-
-        check_tag(a["dynamo_version"])
-    db = PerfDB(a["db"])
-    result = plan(req, db)
-    if a["simulate"] and result.winner is not None:   # the simulator decides (search.decide)
-        result = _decide_on_load(result, db)
-    points_files = None
-    if out is not None:   # points.parquet/.csv (0.1-0.2 s for 56k rows, GIL released) on a thread
-        points_files = Background(result.points.write, out)
-    try:
-        written = None
-        if out is not None:
-            from search.artifacts.dynamo import DEFAULT_TAG
-            from search.outputs import pareto_data, write_artifacts
-            from search.plot import write_pareto_png
-
-            written = write_artifacts(result, out, a["dynamo_version"] or DEFAULT_TAG)
-            try:
-                write_pareto_png(pareto_data(result), out / "pareto.png")
-            except OSError as exc:
-                from perfdb.errors import DataError
-
-                raise DataError(f"writing {out / 'pareto.png'} failed: {exc}") from None
-        import rich.console  # noqa: F401  (imported while the child simulates: render needs it next)
-        import rich.table  # noqa: F401
-    except BaseException:   # the first failure is the one reported; the helper is only waited for
-        if points_files is not None:
-            points_files.thread.join()
-        raise
-    if points_files is not None:
-        points_files.result()
-    render(result, result.sims if a["simulate"] else None, a["save_dir"], written)
-    return 0 if result.winner is not None else 1
-
-
-def _save_dir(path: str | None) -> Path | None:
-    if path is None:
-        return None
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        from perfdb.errors import InputError
-
-        raise InputError(f"--save-dir {path}: cannot create the directory ({exc.strerror or exc})") from None
-    return out
-
-
-def _decide_on_load(result, db):
-    """search.decide with the disagg replays in a forked child while this process replays agg (two
-    cores, each mode's replays independent), then the ranking on the simulated numbers."""
-    from search.decide import rank_on_load, replay
-    from search.types import Mode
-    from servecast.sidework import Forked
-
-    modes = [m for m, cands in result.top.items() if cands]
-    child = Forked(lambda: replay(result, db, (Mode.DISAGG,))) if Mode.DISAGG in modes and len(modes) > 1 else None
-    try:
-        sims = replay(result, db, tuple(m for m in modes if child is None or m != Mode.DISAGG))
-    except BaseException:
-        if child is not None:
-            child.discard()
-        raise
-    if child is not None:
-        sims.update(child.result())
-    return rank_on_load(result, sims)
-
-
-def _request(a: dict):
-    from estimator.calibration_files import calibration_flag
-    from perfdb.errors import InputError
-    from perfdb.types import Backend, Dtype, parse_enum
-    from search.types import Mode, PlanRequest, Sla, SlaAt
-    from servecast.hfcache import hub_cache
-
-    if a["backend"] == "all":
-        backends = (Backend.TRTLLM, Backend.SGLANG, Backend.VLLM)
-    elif a["backend"] in ("trtllm", "sglang", "vllm"):
-        backends = (Backend(a["backend"]),)
-    else:
-        raise InputError(f"unknown backend {a['backend']!r}; accepted: trtllm, sglang, vllm, all")
-    quant = {k: parse_enum(Dtype, a[k], k.replace("_", "-")) if a[k] else None for k in ("gemm_quant", "moe_quant", "kv_dtype")}
-    explicit, stored = calibration_flag(a["calibration"] or None)
-    return PlanRequest(
-        model=a["model"], system=a["system"], backends=backends, total_gpus=a["total_gpus"], isl=a["isl"],
-        osl=a["osl"], prefix=a["prefix"], sla=Sla(a["ttft"], a["tpot"], a["request_latency"], parse_enum(SlaAt, a["sla_at"], "sla-at")),
-        mode=parse_enum(Mode, a["mode"], "mode"), top_n=a["top_n"], version=a["version"],
-        db_root=Path(a["db"]) if a["db"] else None,
-        calibration=explicit, stored_calibration=stored, hf_hub=hub_cache(), **quant)
+        result = plan(model=model, system=system, backend=backend, total_gpus=total_gpus, isl=isl, osl=osl,
+                      prefix=prefix, ttft_ms=ttft, tpot_ms=tpot, request_latency_ms=request_latency, sla_at=sla_at,
+                      mode=mode, top_n=top_n, version=version, gemm_quant=gemm_quant, moe_quant=moe_quant,
+                      kv_dtype=kv_dtype, db=db, calibration=calibration, hf_hub=hub_cache(), simulate=simulate,
+                      save_dir=save_dir, dynamo_version=dynamo_version)
+        render(result, result.sims if simulate else None, save_dir, result.artifacts)
+        raise typer.Exit(0 if result.winner is not None else 1)
 
 
 # ---- rendering -------------------------------------------------------------------------------------

@@ -1,0 +1,18 @@
+"""The servecast Python API: what every `servecast` command does, as functions (docs/api.md).
+
+    import servecast
+    result = servecast.plan(model="Qwen/Qwen3-32B-FP8", system="h200_sxm", backend="trtllm", total_gpus=8,
+                            isl=4000, osl=500, ttft_ms=600, tpot_ms=16.67)
+    print(result.winner.label(), result.sims[result.winner.row].tokens_per_s_per_gpu)
+
+Typed keyword arguments in, frozen dataclasses out (the search's, estimator's, simulator's, calibration's
+and collectors' own types). Nothing here prints, reads an environment variable or imports typer; a bad
+argument raises a `perfdb.errors.ServecastError` subclass with a one-line message; long runs report
+through an optional `progress` callback. Heavy libraries are imported inside the functions.
+"""
+from __future__ import annotations
+
+from servecast.api._estimate import EstimateResult, RunPredictions, estimate, estimate_runs
+from servecast.api._plan import plan
+
+__all__ = ["EstimateResult", "RunPredictions", "estimate", "estimate_runs", "plan"]

@@ -1,0 +1,148 @@
+"""servecast.plan(): search, decide on load, write the artifacts (what `servecast plan` does, without the printing).
+
+For speed on two cores the disagg replays run in a forked child while this process replays agg, and the
+points files are written on a thread while the artifacts and the Pareto PNG are (servecast.sidework).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from perfdb.lookup import PerfDB
+    from perfdb.types import Backend, Dtype
+    from search.plan import PlanResult
+    from search.types import Mode, PlanRequest, SlaAt
+
+BACKEND_CHOICES = ("trtllm", "sglang", "vllm")
+
+
+def plan(*, model: str, system: str, isl: int, osl: int, ttft_ms: float, tpot_ms: float,
+         backend: str | Backend | Sequence[str | Backend] = "trtllm", total_gpus: int = 8, prefix: int = 0,
+         request_latency_ms: float | None = None, sla_at: str | SlaAt = "median", mode: str | Mode = "both",
+         top_n: int = 5, version: str | None = None, gemm_quant: str | Dtype | None = None,
+         moe_quant: str | Dtype | None = None, kv_dtype: str | Dtype | None = None, db: Path | str | None = None,
+         calibration: Path | str | None = None, hf_hub: Path | None = None, simulate: bool = True,
+         save_dir: Path | str | None = None, dynamo_version: str | None = None, fork: bool = True) -> PlanResult:
+    """The best aggregated and disaggregated deployments meeting the targets (search.plan.PlanResult).
+
+    backend: "trtllm", "sglang", "vllm", "all" or a sequence of them. calibration: a calibration directory,
+    None (the newest stored in the database; the bundled one ships one) or "none" (uncalibrated).
+    simulate: the simulator replays each mode's best candidates and decides (search.decide).
+    save_dir: also write points.parquet/.csv, pareto.png, plan.json and top/<n>/ artifacts there
+    (`PlanResult.artifacts` names them). fork: replay the disagg candidates in a forked child (Linux)
+    while this process replays agg; the result is the same either way.
+    """
+    from perfdb.lookup import PerfDB
+    from search.plan import plan as search_plan
+
+    req = plan_request(model=model, system=system, backend=backend, total_gpus=total_gpus, isl=isl, osl=osl,
+                       prefix=prefix, ttft_ms=ttft_ms, tpot_ms=tpot_ms, request_latency_ms=request_latency_ms,
+                       sla_at=sla_at, mode=mode, top_n=top_n, version=version, gemm_quant=gemm_quant,
+                       moe_quant=moe_quant, kv_dtype=kv_dtype, db=db, calibration=calibration, hf_hub=hf_hub)
+    out = _save_dir(save_dir)   # before the search: a bad save_dir fails at once
+    if dynamo_version is not None:
+        from search.artifacts.dynamo import check_tag
+
+        check_tag(dynamo_version)
+    database = PerfDB(db)
+    result = search_plan(req, database)
+    if simulate and result.winner is not None:   # the simulator decides (search.decide)
+        result = _decide_on_load(result, database, fork)
+    if out is not None:
+        result = _write(result, out, dynamo_version)
+    return result
+
+
+def plan_request(*, model: str, system: str, backend, total_gpus: int, isl: int, osl: int, prefix: int,
+                 ttft_ms: float, tpot_ms: float, request_latency_ms, sla_at, mode, top_n: int, version,
+                 gemm_quant, moe_quant, kv_dtype, db, calibration, hf_hub) -> PlanRequest:
+    """The search's PlanRequest from plan()'s arguments, every value checked (one-line InputError)."""
+    from estimator.calibration_files import calibration_flag
+    from perfdb.types import Dtype, parse_enum
+    from search.types import Mode, PlanRequest, Sla, SlaAt
+
+    backends = _backends(backend)
+    quant = {k: parse_enum(Dtype, v, k.replace("_", "-")) if v else None
+             for k, v in (("gemm_quant", gemm_quant), ("moe_quant", moe_quant), ("kv_dtype", kv_dtype))}
+    explicit, stored = calibration_flag(calibration or None)
+    return PlanRequest(
+        model=model, system=system, backends=backends, total_gpus=total_gpus, isl=isl, osl=osl,
+        prefix=prefix, sla=Sla(ttft_ms, tpot_ms, request_latency_ms, parse_enum(SlaAt, sla_at, "sla-at")),
+        mode=parse_enum(Mode, mode, "mode"), top_n=top_n, version=version, db_root=Path(db) if db else None,
+        calibration=explicit, stored_calibration=stored, hf_hub=hf_hub, **quant)
+
+
+def _backends(backend) -> tuple[Backend, ...]:
+    from perfdb.errors import InputError
+    from perfdb.types import Backend
+
+    names = [backend] if isinstance(backend, str) else list(backend)
+    if names == ["all"]:
+        return tuple(Backend(b) for b in BACKEND_CHOICES)
+    out = []
+    for b in names:
+        value = b.value if isinstance(b, Backend) else b
+        if value not in BACKEND_CHOICES:
+            raise InputError(f"unknown backend {value!r}; accepted: trtllm, sglang, vllm, all")
+        out.append(Backend(value))
+    return tuple(out)
+
+
+def _save_dir(path: Path | str | None) -> Path | None:
+    if path is None:
+        return None
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from perfdb.errors import InputError
+
+        raise InputError(f"--save-dir {path}: cannot create the directory ({exc.strerror or exc})") from None
+    return out
+
+
+def _decide_on_load(result: PlanResult, db: PerfDB, fork: bool) -> PlanResult:
+    """search.decide with the disagg replays in a forked child while this process replays agg (two
+    cores, each mode's replays independent), then the ranking on the simulated numbers."""
+    from search.decide import rank_on_load, replay
+    from search.types import Mode
+    from servecast.sidework import Forked
+
+    modes = [m for m, cands in result.top.items() if cands]
+    split = fork and Mode.DISAGG in modes and len(modes) > 1
+    child = Forked(lambda: replay(result, db, (Mode.DISAGG,))) if split else None
+    try:
+        sims = replay(result, db, tuple(m for m in modes if child is None or m != Mode.DISAGG))
+    except BaseException:
+        if child is not None:
+            child.discard()
+        raise
+    if child is not None:
+        sims.update(child.result())
+    return rank_on_load(result, sims)
+
+
+def _write(result: PlanResult, out: Path, dynamo_version: str | None) -> PlanResult:
+    """points.parquet/.csv on a thread (0.1-0.2 s for 56k rows, GIL released) while the artifacts,
+    plan.json and pareto.png are written here; the first failure is the one raised."""
+    from perfdb.errors import DataError
+    from search.artifacts.dynamo import DEFAULT_TAG
+    from search.outputs import pareto_data, write_artifacts
+    from search.plot import write_pareto_png
+    from servecast.sidework import Background
+
+    points_files = Background(result.points.write, out)
+    try:
+        written = write_artifacts(result, out, dynamo_version or DEFAULT_TAG)
+        try:
+            write_pareto_png(pareto_data(result), out / "pareto.png")
+        except OSError as exc:
+            raise DataError(f"writing {out / 'pareto.png'} failed: {exc}") from None
+    except BaseException:   # the helper is only waited for
+        points_files.thread.join()
+        raise
+    points_files.result()
+    return replace(result, artifacts=written)
