@@ -14,5 +14,6 @@ from __future__ import annotations
 
 from servecast.api._estimate import EstimateResult, RunPredictions, estimate, estimate_runs
 from servecast.api._plan import plan
+from servecast.api._simulate import Simulation, simulate
 
-__all__ = ["EstimateResult", "RunPredictions", "estimate", "estimate_runs", "plan"]
+__all__ = ["EstimateResult", "RunPredictions", "estimate", "estimate_runs", "Simulation", "plan", "simulate"]

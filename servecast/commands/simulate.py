@@ -16,102 +16,30 @@ EXAMPLE = ("Example: servecast simulate --model Qwen/Qwen3-32B-FP8 --system h200
            "`servecast calibrate fit RUNS --base simulate`)")
 
 
-def _parallel(a: dict, prefix: str = ""):
+def _parallel(tp: int, pp: int, dp: int, moe_tp: int, moe_ep: int):
+    """--moe-tp 0: the engines' default, tp*dp/moe_ep."""
     from estimator.parallel import ParallelConfig
 
-    g = lambda k: a[prefix + k]  # noqa: E731
-    return ParallelConfig(tp=g("tp"), pp=g("pp"), attn_dp=g("dp"), moe_tp=g("moe_tp") or max(1, g("tp") * g("dp") // max(g("moe_ep"), 1)),
-                          moe_ep=g("moe_ep"))
+    return ParallelConfig(tp=tp, pp=pp, attn_dp=dp, moe_tp=moe_tp or max(1, tp * dp // max(moe_ep, 1)), moe_ep=moe_ep)
 
 
-def _deployment_from_flags(a: dict, domain_gpus: int):
-    from estimator.sim import Deployment, Pool, RoutePolicy
+def _deployment(system: str, backend: str, router: str, mode: str, same_node: bool, agg, prefill, decode):
+    """The Deployment the flags describe; agg / prefill / decode build the pools (only the mode's are built,
+    so the other mode's flags are never checked)."""
+    from estimator.sim import Deployment, RoutePolicy
     from perfdb.errors import InputError
+    from perfdb.specs import load_system
     from perfdb.types import Backend, Transport, parse_enum
 
-    backend = parse_enum(Backend, a["backend"], "backend")
-    router = parse_enum(RoutePolicy, a["router"], "router")
-    if a["mode"] == "agg":
-        pool = Pool(_parallel(a), a["replicas"], a["max_batch"], a["max_num_tokens"])
-        return Deployment(backend, agg=pool, router=router)
-    if a["mode"] != "disagg":
-        raise InputError(f"unknown --mode {a['mode']!r}; accepted: agg, disagg")
-    pre = Pool(_parallel(a, "prefill_"), a["prefill_workers"], None, a["prefill_max_num_tokens"])
-    dec = Pool(_parallel(a, "decode_"), a["decode_workers"], a["max_batch"], None)
-    forced = {"kv_path": Transport.NVLINK} if a["same_node"] else {}
-    return Deployment.disaggregated(backend, pre, dec, domain_gpus, router=router, **forced)
-
-
-def _deployment_from_plan(path: Path, domain_gpus) -> tuple:
-    """(Deployment, DeploymentSpec) from a `servecast plan --save-dir` deployment.yaml (or its directory).
-    `domain_gpus(system name)`: the system's NVLink domain. The plan composes coprime xPyD groups, so
-    the gcd of the worker counts is the number of groups."""
-    import math
-
-    from estimator.parallel import ParallelConfig
-    from estimator.sim import Deployment, Pool
-    from perfdb.errors import InputError
-    from search.artifacts.deployment import load_deployment
-
-    path = Path(path)
-    spec = load_deployment(path / "deployment.yaml" if path.is_dir() else path)
-    pools = {}
-    for w in spec.workers:
-        par = ParallelConfig(tp=w.tp, pp=w.pp, attn_dp=w.attn_dp, moe_tp=w.moe_tp, moe_ep=w.moe_ep)
-        pools[w.role.value] = Pool(par, w.count, w.max_batch, w.max_num_tokens)
-    if "agg" in pools:
-        return Deployment(spec.backend, agg=pools["agg"]), spec
-    if "prefill" in pools and "decode" in pools:
-        pre, dec = pools["prefill"], pools["decode"]
-        return Deployment.disaggregated(spec.backend, pre, dec, domain_gpus(spec.system),
-                                        groups=math.gcd(pre.workers, dec.workers)), spec
-    raise InputError(f"{path}: a deployment needs an agg worker or prefill + decode workers")
-
-
-def _given(value: int | None, default: int) -> int:
-    """The flag when given (0 included, so that it is rejected as too short rather than replaced), else the default."""
-    return default if value is None else value
-
-
-def _loads(a: dict, isl: int, osl: int, default_conc: int | None):
-    """[(label value, LoadSpec)] for the sweep the flags ask for."""
-    from estimator.sim import Arrival, Lengths, LoadSpec
-    from estimator.sim.load import read_trace
-    from perfdb.errors import InputError
-    from perfdb.types import parse_enum
-
-    warm = a["warmup_requests"]
-    if a["num_requests"] is not None and a["num_requests"] < 1:   # 0 must not silently mean the default
-        raise InputError(f"--num-requests {a['num_requests']}: must be >= 1 (leave it out for the default)")
-    if a["trace"] is not None:
-        return "trace", [(0.0, LoadSpec.replay(read_trace(a["trace"]), warm))]
-    isl_l, osl_l = Lengths.of(isl, a["range_ratio"]), Lengths.of(osl, a["range_ratio"])
-    from servecast import lists
-
-    concs, rates = lists.ints(a["concurrency"], "concurrency"), lists.floats(a["request_rate"], "request-rate")
-    if concs and rates:
-        raise InputError("give --concurrency or --request-rate, not both")
-    if rates:
-        arrival = parse_enum(Arrival, a["arrival"], "arrival")
-        return "request rate (req/s)", [
-            (r, LoadSpec.open(r, isl_l, osl_l, a["num_requests"] or 1000, arrival, warm)) for r in rates]
-    concs = concs or ([default_conc] if default_conc else [])
-    if not concs:
-        raise InputError("give --concurrency N[,N...], --request-rate R[,R...] or --trace FILE")
-    return "concurrency", [(c, LoadSpec.closed(c, isl_l, osl_l, a["num_requests"] or max(100, 10 * c), warm))
-                           for c in concs]
-
-
-def _model(a: dict, name: str, gemm: str | None, moe: str | None):
-    from estimator.models import load_model
-    from perfdb.types import Dtype, parse_enum
-
-    dt = lambda v, w: parse_enum(Dtype, v, w) if v else None  # noqa: E731
-    from servecast.hfcache import hub_cache
-
-    gq, mq = dt(gemm, "gemm quant"), dt(moe, "moe quant")
-    return load_model(name, gemm_quant=gq, moe_quant=mq or gq, kv_dtype=dt(a["kv_dtype"], "kv dtype"),
-                      hf_hub=hub_cache())
+    domain_gpus = load_system(system).nvlink_domain_gpus
+    be = parse_enum(Backend, backend, "backend")
+    route = parse_enum(RoutePolicy, router, "router")
+    if mode == "agg":
+        return Deployment(be, agg=agg(), router=route)
+    if mode != "disagg":
+        raise InputError(f"unknown --mode {mode!r}; accepted: agg, disagg")
+    forced = {"kv_path": Transport.NVLINK} if same_node else {}
+    return Deployment.disaggregated(be, prefill(), decode(), domain_gpus, router=route, **forced)
 
 
 def _calibrated_json(c) -> dict:
@@ -162,76 +90,6 @@ def _render(points: list, results: list, load_label: str, title: str, as_json: b
         _render_calibrated(console, points, cals, load_label)
 
 
-def _records_path(base: Path, label: str, x: float, many: bool) -> Path:
-    if not many:
-        return base
-    tag = ("c" if label == "concurrency" else "r") + f"{x:g}"
-    return base.with_name(f"{base.stem}-{tag}{base.suffix}")
-
-
-def _check_records(path: Path) -> None:
-    from perfdb.errors import InputError
-    from perfdb.userfiles import check_out_file
-
-    check_out_file(path, "--records")
-    if Path(path).suffix not in (".parquet", ".jsonl"):
-        raise InputError(f"--records {path}: accepted suffixes are .parquet and .jsonl")
-
-
-def _run(a: dict) -> None:
-    from estimator.calibration_files import calibration_flag, resolve
-    from estimator.engine import EngineConfig
-    from estimator.sim import build_steps, simulate
-    from estimator.sim.calibrated import BASE as SIM_BASE
-    from estimator.sim.calibrated import calibrate_sweep
-    from estimator.sim.plot import plot_sweep
-    from perfdb.errors import InputError
-    from perfdb.lookup import PerfDB
-    from perfdb.specs import load_system
-
-    spec = None
-    if a["plan"] is not None:
-        dep, spec = _deployment_from_plan(a["plan"], lambda name: load_system(name).nvlink_domain_gpus)
-        name, system_name, version = spec.model, spec.system, spec.version
-        gemm, moe = a["gemm_quant"] or spec.gemm_quant or None, a["moe_quant"] or spec.moe_quant or None
-        isl, osl = _given(a["isl"], spec.isl), _given(a["osl"], spec.osl)
-    else:
-        if not a["model"] or not a["system"]:
-            raise InputError("--model and --system are required (or --plan deployment.yaml)")
-        dep = _deployment_from_flags(a, load_system(a["system"]).nvlink_domain_gpus)
-        name, system_name, version, gemm, moe = a["model"], a["system"], a["version"], a["gemm_quant"], a["moe_quant"]
-        isl, osl = _given(a["isl"], 1024), _given(a["osl"], 1024)
-    if isl < 1 or osl < 1:
-        raise InputError(f"--isl {isl} / --osl {osl}: both must be >= 1 token")
-    if a["records"] is not None:   # before simulating: a bad path fails at once
-        _check_records(a["records"])
-    if a["plot"]:
-        from perfdb.userfiles import check_out_png
-
-        check_out_png(a["plot"], "--plot")
-    label, loads = _loads(a, isl, osl, spec.concurrency if spec else None)
-    system = load_system(system_name)
-    explicit, stored = calibration_flag(a["calibration"])
-    cal = resolve(explicit, a["db"], system.name, dep.backend.value, base=SIM_BASE, stored=stored)   # before simulating
-    view = PerfDB(a["db"]).view(system.name, dep.backend, version)
-    steps = build_steps(_model(a, name, gemm, moe), system, dep, EngineConfig(dep.backend, version), view)
-    keep = a["records"] is not None
-    results = [simulate(steps, dep, load, seed=a["seed"], records=keep) for _, load in loads]
-    points = [x for x, _ in loads]
-    title = f"{name} on {system_name} / {dep.backend.value} {dep.mode.value}, {dep.num_gpus} GPUs, ISL {isl} OSL {osl}"
-    cals = None
-    if cal is not None:
-        in_flight = [x if label == "concurrency" else None for x in points]
-        cals = calibrate_sweep(results, in_flight, cal, dep, system.name, view.version, isl, osl, name)
-    _render(points, results, label, title, a["as_json"], cals)
-    if keep:
-        for x, r in zip(points, results, strict=True):
-            r.records.write(_records_path(a["records"], label, x, len(points) > 1))
-    plot = a["plot"] if a["plot"] is not None else ("simulate_sweep.png" if len(points) > 1 else "")
-    if plot and label != "trace":
-        typer.echo(f"sweep plot -> {plot_sweep(results, points, label, title, Path(plot))}", err=a["as_json"])
-
-
 def register(app: typer.Typer) -> None:
     @app.command("simulate", help="Simulate a deployment under benchmark load, request by request and step by "
                  "step, and report the client-side metrics (TTFT/TPOT/ITL mean, p50, p90, p99, throughput). "
@@ -278,4 +136,31 @@ def register(app: typer.Typer) -> None:
                                          "with 80% intervals per point"),
         as_json: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
-        _run(dict(locals()))
+        from estimator.sim import Pool
+        from servecast import lists
+        from servecast.api import simulate
+        from servecast.hfcache import hub_cache
+
+        dep = None
+        if plan is None:
+            if not model or not system:
+                from perfdb.errors import InputError
+
+                raise InputError("--model and --system are required (or --plan deployment.yaml)")
+            dep = _deployment(
+                system, backend, router, mode, same_node,
+                agg=lambda: Pool(_parallel(tp, pp, dp, moe_tp, moe_ep), replicas, max_batch, max_num_tokens),
+                prefill=lambda: Pool(_parallel(prefill_tp, prefill_pp, prefill_dp, prefill_moe_tp, prefill_moe_ep),
+                                     prefill_workers, None, prefill_max_num_tokens),
+                decode=lambda: Pool(_parallel(decode_tp, decode_pp, decode_dp, decode_moe_tp, decode_moe_ep),
+                                    decode_workers, max_batch, None))
+        concs, rates = lists.ints(concurrency, "concurrency"), lists.floats(request_rate, "request-rate")
+        sweep = max(len(concs), len(rates)) > 1   # a sweep draws simulate_sweep.png unless --plot says otherwise
+        sim = simulate(deployment=dep, model=model, system=system, plan=plan, version=version, isl=isl, osl=osl,
+                       concurrency=concs, request_rate=rates, arrival=arrival, trace=trace, num_requests=num_requests,
+                       warmup_requests=warmup_requests, range_ratio=range_ratio, seed=seed, kv_dtype=kv_dtype,
+                       gemm_quant=gemm_quant, moe_quant=moe_quant, db=db, calibration=calibration, hf_hub=hub_cache(),
+                       records=records, plot=plot if plot is not None else ("simulate_sweep.png" if sweep else ""))
+        _render(sim.points, sim.results, sim.load_label, sim.title, as_json, sim.calibrated)
+        if sim.plot is not None:
+            typer.echo(f"sweep plot -> {sim.plot}", err=as_json)
