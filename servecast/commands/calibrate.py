@@ -1,6 +1,7 @@
 """`servecast calibrate`: ingest benchmark results, fit corrections, validate them, show an artifact."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -61,41 +62,29 @@ def ingest_cmd(
     Console().print(f"{table.num_rows} runs ({deployments} deployments; {', '.join(clients)}) -> {out}")
 
 
-def _frame(runs_path: Path, db: Path | None, predictions: Path | None, base: str, statistic: str):
-    """Measured runs joined to predictions (from a predictions CSV, or computed with the estimator)."""
-    from calibrate.predict import Base, from_predictions_file, predict
-    from calibrate.runs import Statistic
-    from calibrate.table import read_runs, table_to_runs
-    from perfdb.types import parse_enum
-
-    runs = table_to_runs(read_runs(runs_path)) if runs_path.suffix == ".parquet" else _parse_any(runs_path)
-    stat = parse_enum(Statistic, statistic, "statistic")
-    if predictions is not None:
-        return from_predictions_file(runs, predictions, stat)
-    from perfdb.lookup import PerfDB
-
-    which = parse_enum(Base, base, "base")
-    if which is not Base.SIMULATE:
-        from servecast.hfcache import hub_cache
-
-        return predict(runs, PerfDB(db), which, stat, hf_hub=hub_cache())
+@contextmanager
+def _progress(base: str, predictions: Path | None):
+    """A transient bar on stderr while the simulator predicts the runs (the slow base); else no callback."""
+    if base != "simulate" or predictions is not None:
+        yield None
+        return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("simulating runs"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=Console(stderr=True), transient=True) as bar:
-        def start(n: int):
-            task = bar.add_task("runs", total=n)
-            return lambda: bar.advance(task)
-
-        return predict(runs, PerfDB(db), which, stat, progress=start)
+        task = bar.add_task("runs", total=None)
+        yield lambda done, total: bar.update(task, total=total, completed=done)
 
 
-def _parse_any(path: Path):
-    """A result file with its deployment inside (silicon CSV, InferenceX) read directly, without ingest."""
-    from calibrate.ingest import read_results
+def _frame(runs: Path, db: Path | None, predictions: Path | None, base: str, statistic: str):
+    """Measured runs joined to predictions (servecast.api.predicted_runs), with the progress bar."""
+    from servecast.api import predicted_runs
+    from servecast.hfcache import hub_cache
 
-    return read_results([path], None)
+    with _progress(base, predictions) as progress:
+        return predicted_runs(runs, db=db, predictions=predictions, base=base, statistic=statistic,
+                              hf_hub=hub_cache(), progress=progress)
 
 
 def _error_rich_table(table, title: str):
@@ -146,26 +135,23 @@ def fit_cmd(
     """
     from rich.console import Console
 
-    from calibrate import store
     from calibrate.fit import FitOptions
-    from calibrate.train import train
-    from perfdb.userfiles import check_out_dir, check_out_png
+    from servecast.api import fit
+    from servecast.hfcache import hub_cache
 
-    check_out_dir(out, "--out")   # before predicting and fitting: a bad path fails at once
-    if plot:
-        check_out_png(plot, "--plot")
     tuned = dict(shrink_ttft=shrink_ttft, shrink_tpot=shrink_tpot, clip=clip, rel_weight_ttft=rel_weight_ttft)
     opts = FitOptions(folds=folds, residual=residual, min_rows=min_rows, min_deployments=min_deployments, loss=loss,
                       **{k: v for k, v in tuned.items() if v is not None})   # before predicting: bad ones fail at once
-    result = train(_frame(runs, db, predictions, base, statistic), opts, base)
-    path = store.write(result, out)
+    with _progress(base, predictions) as progress:
+        fitted = fit(runs, out=out, db=db, predictions=predictions, base=base, statistic=statistic, options=opts,
+                     plot=plot or None, hf_hub=hub_cache(), progress=progress)
     console = Console()
-    _report_fit(console, result, folds, plot)
-    console.print(f"calibration {result.calibration.id} -> {path}")
+    _report_fit(console, fitted.result, folds)
+    console.print(f"calibration {fitted.calibration.id} -> {fitted.path}")
 
 
-def _report_fit(console, result, folds: int, plot: str) -> None:
-    """What `calibrate fit` prints: CV before/after, held-out errors, fallbacks, unused rows; the PNG."""
+def _report_fit(console, result, folds: int) -> None:
+    """What `calibrate fit` prints: CV before/after, held-out errors, fallbacks, unused rows."""
     from calibrate.validate import error_table
 
     table = error_table(result.rows, {m: (f"measured_{m}", f"pred_{m}", f"cv_{m}") for m in ("ttft", "tpot")})
@@ -178,10 +164,6 @@ def _report_fit(console, result, folds: int, plot: str) -> None:
     if len(result.excluded):
         reasons = result.excluded["status"].str.slice(0, 60).value_counts().head(3)
         console.print(f"{len(result.excluded)} rows not used: " + "; ".join(f"{n} x {s}" for s, n in reasons.items()))
-    if plot:  # a str, not a Path: Path("") is "." and would be written as ".png"
-        from calibrate.plot import predicted_vs_measured
-
-        predicted_vs_measured(result.rows, "cv_", Path(plot), f"calibration {result.calibration.id} (cross-validated)")
 
 
 def _print_held_out(console, cal) -> None:
