@@ -12,9 +12,10 @@ through an optional `progress` callback. Heavy libraries are imported inside the
 """
 from __future__ import annotations
 
+from servecast.api._collect import CollectionPlan, collect, collect_plan
 from servecast.api._estimate import EstimateResult, RunPredictions, estimate, estimate_runs
 from servecast.api._fit import Fitted, fit, predicted_runs
 from servecast.api._plan import plan
 from servecast.api._simulate import Simulation, simulate
 
-__all__ = ["EstimateResult", "Fitted", "fit", "predicted_runs", "RunPredictions", "estimate", "estimate_runs", "Simulation", "plan", "simulate"]
+__all__ = ["CollectionPlan", "collect", "collect_plan", "EstimateResult", "Fitted", "fit", "predicted_runs", "RunPredictions", "estimate", "estimate_runs", "Simulation", "plan", "simulate"]

@@ -6,6 +6,7 @@ collectors library, render with rich. torch and the estimator are imported insid
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -19,38 +20,18 @@ OPS_HELP = "Comma-separated op families: gemm, attention_prefill, attention_deco
 MODEL_HELP = "Add the exact shapes of a catalog model (HF id, directory or config.json), per --tp."
 
 
-def _ops(text: str):
-    from perfdb.types import OpKind, parse_enum
-
-    if text == "all":
-        return [k for k in OpKind if k != OpKind.COMM]
+def _ops(text: str) -> list[str] | None:
+    """--ops: "all" (every family but comm) or a comma list."""
     from servecast import lists
 
-    return [parse_enum(OpKind, t, "op family") for t in lists.items(text)]
+    return None if text == "all" else lists.items(text)
 
 
-def _require_torch() -> None:
-    """collect times kernels with torch: without it, one line saying how to install it."""
-    from perfdb.errors import InputError
+def _tp(text: str, model: str | None) -> tuple[int, ...]:
+    """--tp, read only with --model (which it applies to)."""
+    from servecast import lists
 
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise InputError("collect measures kernels with torch, which is not installed in this Python; install "
-                         "it with `pip install 'servecast[torch]'` (CPU or your CUDA build), or "
-                         "`pip install 'servecast[gpu]'` on a GPU node") from None
-
-
-def _device(text: Optional[str]) -> str:
-    from perfdb.errors import InputError
-
-    if text is None:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if text not in ("cuda", "cpu"):
-        raise InputError(f"unknown device {text!r}; accepted: cuda, cpu")
-    return text
+    return tuple(lists.ints(text, "tp", "1,2,8")) if model else (1,)
 
 
 def _dist_from_env():
@@ -63,67 +44,6 @@ def _dist_from_env():
     return DistSpec(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_WORLD_SIZE", world)),
                     os.environ.get("MASTER_ADDR", "127.0.0.1"), int(os.environ.get("MASTER_PORT", "29500")),
                     agent_store=os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true")
-
-
-def _model_cases(model: str, tps: str, system, device: str):
-    """Per-GPU op cases of a model's prefill and decode steps at each TP (estimator.collect_cases)."""
-    from estimator.collect_cases import model_cases
-    from estimator.models.catalog import load_model
-    from perfdb.errors import InputError
-    from servecast import lists
-    from servecast.hfcache import hub_cache
-
-    found = model_cases(load_model(model, hf_hub=hub_cache()), system, lists.ints(tps, "tp", "1,2,8"))
-    if not found.cases:
-        raise InputError(f"no feasible parallel layout of {model} at --tp {tps}: " + "; ".join(found.skipped))
-    return list(found.cases)
-
-
-def _setup(ops, device, system, backend, grid, budget_ms, model, tp, budget_minutes, base=True, ray=None,
-           shard_rows=8):
-    from collectors.plan import make_plan
-    from collectors.registry import GridSize
-    from collectors.session import open_session
-    from collectors.timer import TimerConfig
-    from perfdb.errors import InputError
-    from perfdb.types import Backend, parse_enum
-
-    _require_torch()
-    dev = _device(device)
-    probe_local = not (ray and dev == "cuda" and not _local_cuda())
-    if dev == "cuda" and probe_local and not _local_cuda():
-        import torch
-
-        raise InputError(f"--device cuda: torch {torch.__version__} sees no CUDA GPU here; use --device cpu, "
-                         "or --ray ADDRESS to run on a cluster's GPUs")
-    if budget_minutes is not None and not budget_minutes > 0:
-        raise InputError(f"--budget-minutes {budget_minutes:g}: must be > 0 (leave it out for no bound)")
-    size = parse_enum(GridSize, grid or ("full" if dev == "cuda" else "tiny"), "grid")
-    timer = TimerConfig.for_device(dev, budget_s=budget_ms / 1e3)
-    dist = _dist_from_env()
-    session = open_session(parse_enum(Backend, backend, "backend"), dev, timer, system,
-                           rank=dist.rank if dist else 0, world_size=dist.world_size if dist else 1,
-                           transport=_transport(dist, dev), probe_local=probe_local,
-                           device_index=dist.rank % dist.local_world_size if dist and dev == "cuda" else 0)
-    kinds = _ops(ops)
-    extra = _model_cases(model, tp, session.spec, dev) if model else []
-    budget_s = budget_minutes * 60 if budget_minutes else None
-    plan = make_plan(kinds, size, session.ctx, session.spec, timer, extra, budget_s, base=base)
-    return session, plan, kinds, dist
-
-
-def _local_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _transport(dist, device: str):
-    from perfdb.types import Transport
-
-    if device == "cpu":
-        return Transport.LOOPBACK
-    return Transport.NVLINK if dist is None or dist.local_world_size == dist.world_size else Transport.NETWORK
 
 
 def _duration(seconds: float) -> str:
@@ -171,9 +91,13 @@ def plan_cmd(
 
     Example: servecast collect plan --model Qwen/Qwen3-32B --tp 1,2,4,8 --ops gemm,attention_prefill,attention_decode
     """
-    session, plan, _, _ = _setup(ops, device, system, backend, grid, timer_budget_ms, model, tp, budget_minutes,
-                                 base=model is None)
-    _print_plan(session, plan, budget_minutes)
+    from servecast.api import collect_plan
+    from servecast.hfcache import hub_cache
+
+    planned = collect_plan(ops=_ops(ops), device=device, system=system, backend=backend, grid=grid, model=model,
+                           tp=_tp(tp, model), budget_minutes=budget_minutes, timer_budget_ms=timer_budget_ms,
+                           hf_hub=hub_cache(), dist=_dist_from_env())
+    _print_plan(planned.session, planned.plan, budget_minutes)
 
 
 @app.command("run")
@@ -216,46 +140,30 @@ def run_cmd(
     """
     from rich.console import Console
 
-    session, plan, kinds, dist = _setup(ops, device, system, backend, grid, timer_budget_ms, model, tp,
-                                        budget_minutes, base=model is None, ray=ray)
-    _check_run_flags(kinds, dist, ray, adaptive, sampler, prior_db, prior_system or prior_backend)
-    if session.ctx.rank == 0:
-        from perfdb.storage import init_db
+    from servecast import lists
+    from servecast.api import collect
+    from servecast.hfcache import hub_cache
 
-        init_db(db)   # an unwritable --db fails here, before any case is measured
+    dist = _dist_from_env()
     console = Console(stderr=True)
-    if adaptive:
-        prior = _prior_sources(prior_db, prior_system, prior_backend, session) if prior_db is not None else None
-        summary = _run_adaptive(plan, db, session, budget_minutes, max_fraction, sampler, prior)
-    elif ray:
-        summary = _run_ray(ray, plan, db, session, budget_minutes, retry_failed)
-    elif dist:
-        summary = _run_dist(dist, plan, db, session, budget_minutes, retry_failed)
-    else:
-        summary = _run_local(plan, db, session, budget_minutes, retry_failed, quiet, console, shard_rows)
-    if session.ctx.rank == 0:
+    with _bar(console, quiet) as progress:
+        summary = collect(db, ops=_ops(ops), device=device, system=system, backend=backend, grid=grid, model=model,
+                          tp=_tp(tp, model), budget_minutes=budget_minutes, timer_budget_ms=timer_budget_ms,
+                          retry_failed=retry_failed, ray=ray, shard_rows=shard_rows, adaptive=adaptive,
+                          max_fraction=max_fraction, sampler=sampler, prior_db=prior_db,
+                          prior_systems=lists.items(prior_system), prior_backend=prior_backend, dist=dist,
+                          hf_hub=hub_cache(), progress=progress)
+    if dist is None or dist.rank == 0:
         _print_summary(console, summary, db)
 
 
-def _check_run_flags(kinds, dist, ray, adaptive: bool, sampler: str, prior_db, prior_named) -> None:
-    """The flag combinations `collect run` refuses, each a one-line error."""
-    from perfdb.errors import InputError
-    from perfdb.types import OpKind
-
-    if (OpKind.COMM in kinds) != (dist is not None) or (dist and kinds != [OpKind.COMM]):
-        raise InputError("communication cases run alone under torchrun (--ops comm with WORLD_SIZE >= 2); "
-                         f"got ops {','.join(k.value for k in kinds)} with world size {dist.world_size if dist else 1}")
-    if adaptive and (ray or dist):
-        raise InputError("--adaptive runs on one device; drop --ray / torchrun, or drop --adaptive")
-    if sampler not in ("auto", "points", "levels"):
-        raise InputError(f"unknown --sampler {sampler!r}; accepted: auto, points, levels")
-    if prior_named and prior_db is None:
-        raise InputError("--prior-system / --prior-backend name a table in --prior-db; add --prior-db DIR (or 'bundled')")
-    if prior_db is not None and not adaptive:
-        raise InputError("--prior-db steers the adaptive sampler; add --adaptive, or drop --prior-db")
-
-
-def _run_local(plan, db, session, budget_minutes, retry_failed, quiet, console, shard_rows):
+@contextmanager
+def _bar(console, off: bool):
+    """The progress bar of a plain run on stderr, started by the first case measured (so that an error while
+    planning prints only its line); none with --quiet."""
+    if off:
+        yield None
+        return
     from rich.markup import escape
     from rich.progress import (
         BarColumn,
@@ -266,65 +174,22 @@ def _run_local(plan, db, session, budget_minutes, retry_failed, quiet, console, 
         TimeRemainingColumn,
     )
 
-    from collectors import runner
-
-    budget_s = budget_minutes * 60 if budget_minutes else None
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[last]}"))
-    with Progress(*columns, console=console, disable=quiet) as bar:
-        task = bar.add_task("measuring", total=None, last="")
+    bar = Progress(*columns, console=console)
+    task = []
 
-        def on_progress(p):
-            bar.update(task, total=p.total, completed=p.done, last=escape(f"{p.failed} failed | {p.last}"))
+    def update(p) -> None:
+        if not task:
+            bar.start()
+            task.append(bar.add_task("measuring", total=None, last=""))
+        bar.update(task[0], total=p.total, completed=p.done, last=escape(f"{p.failed} failed | {p.last}"))
 
-        return runner.run(list(plan.cases), db, session, budget_s, retry_failed, shard_rows, on_progress=on_progress)
-
-
-def _prior_sources(prior_db, prior_system, prior_backend, session):
-    """--prior-system "h100_sxm,h200_sxm/vllm": system[/backend] items; backend default --prior-backend,
-    else the run's."""
-    from perfdb.lookup import PerfDB
-    from perfdb.prior import PriorSource
-    from perfdb.types import Backend, parse_enum
-    from servecast import lists
-
-    root = None if str(prior_db) == "bundled" else prior_db
-    out = []
-    for item in lists.items(prior_system or session.prov.system):
-        system, _, backend = item.strip().partition("/")
-        backend = backend or prior_backend
-        source = PriorSource(root, system, parse_enum(Backend, backend, "prior backend") if backend
-                             else session.prov.backend)
-        PerfDB(root).view(source.system, source.backend)   # an unknown system or a non-database fails here
-        out.append(source)
-    return tuple(out)
-
-
-def _run_adaptive(plan, db, session, budget_minutes, max_fraction, sampler, prior=None):
-    from collectors.adaptive import AdaptiveConfig
-    from collectors.adaptive_points import PointConfig
-    from collectors.adaptive_run import AutoConfig, run_adaptive
-
-    cfg = {"auto": AutoConfig, "points": PointConfig, "levels": AdaptiveConfig}[sampler](max_fraction=max_fraction)
-    return run_adaptive(list(plan.cases), db, session, cfg, budget_minutes * 60 if budget_minutes else None,
-                        prior=prior)
-
-
-def _run_dist(dist, plan, db, session, budget_minutes, retry_failed):
-    from collectors import distributed, runner
-
-    distributed.init(dist, session.ctx.device)
     try:
-        return runner.run(list(plan.cases), db, session, budget_minutes * 60 if budget_minutes else None, retry_failed)
+        yield update
     finally:
-        distributed.shutdown()
-
-
-def _run_ray(address, plan, db, session, budget_minutes, retry_failed):
-    from collectors import fleet
-
-    return fleet.run_on_ray(address, list(plan.cases), db, session,
-                            budget_s=budget_minutes * 60 if budget_minutes else None, retry_failed=retry_failed)
+        if task:
+            bar.stop()
 
 
 def _print_summary(console, s, db) -> None:
