@@ -18,4 +18,5 @@ from servecast.api._fit import Fitted, fit, predicted_runs
 from servecast.api._plan import plan
 from servecast.api._simulate import Simulation, simulate
 
-__all__ = ["CollectionPlan", "collect", "collect_plan", "EstimateResult", "Fitted", "fit", "predicted_runs", "RunPredictions", "estimate", "estimate_runs", "Simulation", "plan", "simulate"]
+__all__ = ["CollectionPlan", "EstimateResult", "Fitted", "RunPredictions", "Simulation", "collect", "collect_plan",
+           "estimate", "estimate_runs", "fit", "plan", "predicted_runs", "simulate"]
