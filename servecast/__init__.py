@@ -6,8 +6,7 @@ fit, predicted_runs, collect, collect_plan and their result types. The `servecas
 """
 from __future__ import annotations
 
-__all__ = ["CollectionPlan", "EstimateResult", "Fitted", "RunPredictions", "Simulation", "collect", "collect_plan",
-           "estimate", "estimate_runs", "fit", "plan", "predicted_runs", "simulate"]
+from servecast.api import __all__  # the names re-exported here (servecast.api imports none of them yet)
 
 
 def __getattr__(name: str):

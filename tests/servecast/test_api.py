@@ -56,6 +56,10 @@ def test_every_api_function_is_documented_with_an_example():
         assert f"servecast.{name}(" in code, f"docs/api.md has no example calling servecast.{name}"
         assert f"`{name}(" in DOC.read_text(), f"docs/api.md's table does not list {name}"
     assert set(FUNCTIONS) <= set(servecast.__all__) and all(callable(getattr(servecast, n)) for n in FUNCTIONS)
+    from servecast import api
+
+    assert sorted(api._WHERE) == sorted(api.__all__) == sorted(servecast.__all__)
+    assert all(getattr(api, n) is getattr(servecast, n) for n in api.__all__)
 
 
 def test_the_documented_examples_run_and_give_real_results(docs_run):
