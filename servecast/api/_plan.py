@@ -128,14 +128,15 @@ def _decide_on_load(result: PlanResult, db: PerfDB, fork: bool) -> PlanResult:
 def _write(result: PlanResult, out: Path, dynamo_version: str | None) -> PlanResult:
     """points.parquet/.csv on a thread (0.1-0.2 s for 56k rows, GIL released) while the artifacts,
     plan.json and pareto.png are written here; the first failure is the one raised."""
-    from perfdb.errors import DataError
-    from search.artifacts.dynamo import DEFAULT_TAG
-    from search.outputs import pareto_data, write_artifacts
-    from search.plot import write_pareto_png
     from servecast.sidework import Background
 
-    points_files = Background(result.points.write, out)
+    points_files = Background(result.points.write, out)   # started first: it overlaps the imports below too
     try:
+        from perfdb.errors import DataError
+        from search.artifacts.dynamo import DEFAULT_TAG
+        from search.outputs import pareto_data, write_artifacts
+        from search.plot import write_pareto_png
+
         written = write_artifacts(result, out, dynamo_version or DEFAULT_TAG)
         try:
             write_pareto_png(pareto_data(result), out / "pareto.png")
