@@ -63,6 +63,8 @@ def simulate(*, deployment: Deployment | None = None, model: str | None = None, 
     from servecast.api._estimate import _calibration
 
     spec = None
+    if plan is not None and deployment is not None:
+        raise InputError("give a deployment or a plan's deployment.yaml, not both")
     if plan is not None:
         deployment, spec = deployment_from_plan(Path(plan))
         model, system, version = spec.model, spec.system, spec.version

@@ -137,6 +137,12 @@ def test_library_errors_are_one_line_servecast_errors_and_nothing_is_printed(cap
         assert str(info.value) and "\n" not in str(info.value)
     with pytest.raises(InputError, match="accepted: agg, disagg"):
         servecast.estimate(model="Qwen/Qwen3-32B", system="h200_sxm", mode="both")
+    from estimator.deployment import Deployment
+    from estimator.parallel import ParallelConfig
+    from perfdb.types import Backend
+
+    with pytest.raises(InputError, match="not both"):
+        servecast.simulate(deployment=Deployment.aggregated(Backend.VLLM, ParallelConfig()), plan="plan-out")
     assert capfd.readouterr() == ("", "")
 
 
