@@ -1,7 +1,7 @@
 """`servecast collect`: plan and run kernel measurements into a performance database.
 
-Thin layer: parse flags, build cases (asking the estimator for model-driven shapes), call the
-collectors library, render with rich. torch and the estimator are imported inside the commands.
+Thin: flags (comma lists through servecast.lists, torchrun's environment read here) -> servecast.api.collect
+/ collect_plan (session, cases, the run modes) -> rendering with rich.
 """
 from __future__ import annotations
 
