@@ -14,6 +14,10 @@ estimates that do not straddle a step. A node that no axis brackets (only planes
 extrapolation and labelled so. Where even that fails, a per-axis line search (smoothness-weighted)
 answers, holding one-sided values as `extrapolated`. Outside the measured range on any axis the
 boundary utilisation is held (`extrapolated`).
+
+Physics beyond the grid (perfdb.coords): linear-attention families also fill a missing node along its
+iso-work line (equal batch x value heads), and an axis tied one-to-one to another in a group's rows
+is not gridded (its grid would be one diagonal).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import itertools
 
 import numpy as np
 
+from perfdb.coords import ISO_VOTES, IsoLines, iso_coordinates, tied_axes
 from perfdb.types import OpKind, Source
 
 _SQRT_AXES = {(OpKind.ATTENTION_PREFILL, "seq_len"), (OpKind.MLA_PREFILL, "seq_len")}
@@ -44,8 +49,16 @@ class GridInterp:
     """log-util interpolator over one group's rows. Build once, query many times (vectorised)."""
 
     def __init__(self, kind: OpKind, axes: tuple[str, ...], raw: np.ndarray, util: np.ndarray, latency: np.ndarray):
-        """raw: (rows, d) axis values; util, latency: (rows,) with util > 0 and latency > 0."""
-        self.kind, self.axes = kind, axes
+        """raw: (rows, d) axis values; util, latency: (rows,) with util > 0 and latency > 0.
+
+        An axis tied one-to-one to an earlier one in these rows is not gridded (perfdb.coords); a
+        family with iso-work lines (perfdb.coords) fills missing nodes along them first.
+        """
+        self.kind, self.axes = kind, tuple(axes)
+        self.range = [(float(raw[:, j].min()), float(raw[:, j].max())) for j in range(raw.shape[1])]
+        self.ties = tied_axes(raw)
+        iso = iso_coordinates(kind, self.axes, raw)
+        raw = self._untie(raw)
         self.raw_values = [np.unique(raw[:, j]) for j in range(raw.shape[1])]
         self.coords = [transform_axis(kind, a, v) for a, v in zip(axes, self.raw_values, strict=True)]
         self.shape = tuple(len(v) for v in self.raw_values)
@@ -61,6 +74,7 @@ class GridInterp:
         self.logu = np.where(np.isfinite(logu), logu, np.nan)
         self.loglat = np.log(self.latency)
         self._strides = [int(np.prod(self.shape[j + 1:])) for j in range(len(self.shape))]
+        self.iso = None if iso is None else IsoLines(iso[0], iso[1], self.row_node)
         self._reset_fill_cache()
         self._neighbours()
 
@@ -109,10 +123,32 @@ class GridInterp:
             self.prev[j][flat] = np.maximum.accumulate(np.where(present, np.arange(n), -1))
             self.next[j][flat] = np.minimum.accumulate(np.where(present, np.arange(n), n)[::-1])[::-1]
 
+    def _untie(self, raw: np.ndarray) -> np.ndarray:
+        """Tied axes set to their first tied value (one grid level); rows not tied keep theirs."""
+        if not self.ties:
+            return raw
+        out = raw.copy()
+        for j, (_, _, values) in self.ties.items():
+            out[:, j] = values[0]
+        return out
+
+    def _tie_mismatch(self, raw_q: np.ndarray) -> np.ndarray:
+        """True where a query's tied axis is not the value its partner implies (never an exact hit)."""
+        bad = np.zeros(raw_q.shape[0], bool)
+        for j, (i, keys, values) in self.ties.items():
+            pos = np.minimum(np.searchsorted(keys, raw_q[:, i]), len(keys) - 1)
+            bad |= (keys[pos] != raw_q[:, i]) | (values[pos] != raw_q[:, j])
+        return bad
+
     def query(self, raw_q: np.ndarray, exact_allowed: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """raw_q: (n, d). Returns (util, measured latency or NaN, Source code) per query."""
+        """raw_q: (n, d) lookup-axis values. Returns (util, measured latency or NaN, Source code) per query."""
         n, d = raw_q.shape
-        lo, t, outside, exact_idx = [], [], np.zeros(n, bool), []
+        mismatch = self._tie_mismatch(raw_q)
+        outside = np.zeros(n, bool)
+        for j, (low, high) in enumerate(self.range):
+            outside |= (raw_q[:, j] < low) | (raw_q[:, j] > high)
+        raw_q = self._untie(raw_q)
+        lo, t, exact_idx = [], [], []
         for j in range(d):
             c, q = self.coords[j], transform_axis(self.kind, self.axes[j], raw_q[:, j])
             if len(c) == 1:
@@ -120,9 +156,8 @@ class GridInterp:
             else:
                 lo_j = np.clip(np.searchsorted(c, q, side="right") - 1, 0, len(c) - 2)
                 t_j = np.clip((q - c[lo_j]) / (c[lo_j + 1] - c[lo_j]), 0.0, 1.0)
-            outside |= (raw_q[:, j] < self.raw_values[j][0]) | (raw_q[:, j] > self.raw_values[j][-1])
             pos = np.minimum(np.searchsorted(self.raw_values[j], raw_q[:, j]), len(c) - 1)
-            exact_idx.append(np.where(self.raw_values[j][pos] == raw_q[:, j], pos, -1))
+            exact_idx.append(np.where((self.raw_values[j][pos] == raw_q[:, j]) & ~mismatch, pos, -1))
             lo.append(lo_j)
             t.append(t_j)
         util, one_sided = self._multilinear(lo, t)
@@ -185,7 +220,8 @@ class GridInterp:
 
         Estimates: along each axis, linear between the nearest measured nodes on either side; for
         each pair of axes and each quadrant, the plane A + B - C through three adjacent nodes. The
-        median discards the estimates that straddle a kernel/tile switch along one axis.
+        median discards the estimates that straddle a kernel/tile switch along one axis. Families with
+        iso-work lines (perfdb.coords) add the estimate along the node's line (ISO_VOTES says how).
         """
         active = self._active()
         if not active:
@@ -196,11 +232,29 @@ class GridInterp:
             for j in active[a_i + 1:]:
                 for si, sj in itertools.product((-1, 1), repeat=2):
                     vals.append(self._plane_estimate(idx, i, j, si, sj))
+        votes = ISO_VOTES.get(self.kind) if self.iso is not None else 0
+        if votes:   # prefill: the iso-work estimate is one estimate of the median, with `votes` weight
+            iso, two_sided = self._iso_estimate(idx)
+            vals += [iso] * votes
+            bracketed |= two_sided
         stacked = np.array(vals)
         found = ~np.all(np.isnan(stacked), axis=0)
         out = np.full(idx[0].shape[0], np.nan)
         out[found] = np.nanmedian(stacked[:, found], axis=0)
+        if votes is None:   # decode: the iso-work line answers where it reaches
+            iso, two_sided = self._iso_estimate(idx)
+            on_line = ~np.isnan(iso)
+            out[on_line], found = iso[on_line], found | on_line
+            bracketed |= two_sided
         return out, found & ~bracketed
+
+    def _iso_estimate(self, idx: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Estimates along the nodes' iso-work lines (perfdb.coords.IsoLines)."""
+        raw = np.stack([self.raw_values[j][idx[j]] for j in range(len(idx))], axis=1)
+        for j, (i, keys, values) in self.ties.items():   # a tied axis' value follows its partner's
+            raw[:, j] = values[np.minimum(np.searchsorted(keys, raw[:, i]), len(keys) - 1)]
+        keys, pos = iso_coordinates(self.kind, self.axes, raw)
+        return self.iso.estimate(keys, pos, self.logu)
 
     def _line_estimate(self, j: int, idx: list[np.ndarray]) -> np.ndarray:
         c = self.coords[j]
