@@ -11,10 +11,11 @@ to (4, 64), reaches 45.0% of its roofline, and at 512 all reach 54.0-54.7%; the 
 agree within ~2% at every sequence length. The key heads enter as the value heads sharing one key
 head (v / k, as in GQA), which sets the q/k share of the bytes that sol_ms carries.
 So the grid nodes with equal (batch x num_v_heads, seq_len, num_v_heads / num_k_heads) lie on one
-line along num_v_heads on which utilisation is nearly flat: perfdb.interp fills a missing node from
-its nearest measured neighbours on that line (linear in log num_v_heads between two, held from one)
-before it falls back to the median of grid-line and plane estimates. The stored grid stays the
-interpolation grid: a node is still one stored shape, so exact hits stay exact.
+line along num_v_heads on which utilisation is nearly flat (decode: also across v / k, a looser line
+tried second). perfdb.interp estimates a missing node from its nearest measured neighbours on that
+line (linear in log num_v_heads between two, held from one) and weighs that against the grid-line and
+plane estimates as ISO_RULES says. The stored grid stays the interpolation grid: a node is still one
+stored shape, so exact hits stay exact.
 
 Tied axes. An axis whose values are a one-to-one function of an earlier axis' in a group's rows
 spans one diagonal of its grid (TRT-LLM's GDN tables pair 16/32/48/64 value heads with 16 key heads,
@@ -23,18 +24,32 @@ missing and no line or plane through measured nodes reaches it, so the grid keep
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from perfdb.types import OpKind
 
 _LINEAR_KINDS = (OpKind.LINEAR_PREFILL, OpKind.LINEAR_DECODE)
-# How a missing node's iso-work estimate is used. Decode: head_batch is exactly the kernel's parallel
-# work (one program per request x value head), so the line answers wherever it reaches (None). Prefill:
-# the engines pack a batch's sequences into one varlen stream (cu_seqlens), whose per-sequence cost
-# makes the law approximate (vLLM 0.24.0 KDA prefill at 32,768 tokens and head_batch 96: 9.2% for 96
-# heads x 1 request, 4.6% for 12 x 8), so it joins the median of grid estimates with 2 votes (AIC
-# 0.12.0 leave-one-out: vllm KDA prefill p90 6.6% -> 5.3% with 2 votes; replacing the median: 15.8%).
-ISO_VOTES: dict[OpKind, int | None] = {OpKind.LINEAR_DECODE: None, OpKind.LINEAR_PREFILL: 2}
+
+
+@dataclass(frozen=True)
+class IsoRule:
+    """How a missing node's iso-work estimate enters its fill: votes in the median of grid estimates when
+    measured nodes on both sides of the line bracket it (None: it answers alone) and when only one side
+    has one (the nearest held)."""
+
+    two_sided: int | None
+    one_sided: int
+
+
+# Decode: batch x heads is exactly the kernel's parallel work (one program per request x value head), so
+# a bracketed line answers; a value held from one side is weaker (tables timed near the launch floor
+# step by ~2 us: vLLM KDA batch 1 runs 6.5 us where batch 2 runs 9-11 us) and gets 3 votes. Prefill:
+# the engines pack a batch's sequences into one varlen stream (cu_seqlens) whose per-sequence cost makes
+# the law approximate (vLLM 0.24.0 KDA prefill at 32,768 tokens and head_batch 96: 9.2% for 96 heads x
+# 1 request, 4.6% for 12 x 8): 2 votes either way. Figures of the alternatives: docs/bench/perfdb-lookup.md.
+ISO_RULES: dict[OpKind, IsoRule] = {OpKind.LINEAR_DECODE: IsoRule(None, 3), OpKind.LINEAR_PREFILL: IsoRule(2, 2)}
 
 
 def iso_coordinates(kind: OpKind, axes: tuple[str, ...], raw: np.ndarray) -> tuple[list[np.ndarray], np.ndarray] | None:

@@ -25,7 +25,7 @@ import itertools
 
 import numpy as np
 
-from perfdb.coords import ISO_VOTES, IsoLines, iso_coordinates, tied_axes
+from perfdb.coords import ISO_RULES, IsoLines, iso_coordinates, tied_axes
 from perfdb.types import OpKind, Source
 
 _SQRT_AXES = {(OpKind.ATTENTION_PREFILL, "seq_len"), (OpKind.MLA_PREFILL, "seq_len")}
@@ -221,7 +221,7 @@ class GridInterp:
         Estimates: along each axis, linear between the nearest measured nodes on either side; for
         each pair of axes and each quadrant, the plane A + B - C through three adjacent nodes. The
         median discards the estimates that straddle a kernel/tile switch along one axis. Families with
-        iso-work lines (perfdb.coords) add the estimate along the node's line (ISO_VOTES says how).
+        iso-work lines (perfdb.coords) add the estimate along the node's line (ISO_RULES says how).
         """
         active = self._active()
         if not active:
@@ -232,20 +232,19 @@ class GridInterp:
             for j in active[a_i + 1:]:
                 for si, sj in itertools.product((-1, 1), repeat=2):
                     vals.append(self._plane_estimate(idx, i, j, si, sj))
-        votes = ISO_VOTES.get(self.kind) if self.iso is not None else 0
-        if votes:   # prefill: the iso-work estimate is one estimate of the median, with `votes` weight
+        rule = ISO_RULES.get(self.kind) if self.iso is not None else None
+        if rule is not None:   # the iso-work estimate joins the median with the rule's votes
             iso, two_sided = self._iso_estimate(idx)
-            vals += [iso] * votes
+            if rule.two_sided is not None:
+                vals += [np.where(two_sided, iso, np.nan)] * rule.two_sided
+            vals += [np.where(two_sided, np.nan, iso)] * rule.one_sided
             bracketed |= two_sided
         stacked = np.array(vals)
         found = ~np.all(np.isnan(stacked), axis=0)
         out = np.full(idx[0].shape[0], np.nan)
         out[found] = np.nanmedian(stacked[:, found], axis=0)
-        if votes is None:   # decode: the iso-work line answers where it reaches
-            iso, two_sided = self._iso_estimate(idx)
-            on_line = ~np.isnan(iso)
-            out[on_line], found = iso[on_line], found | on_line
-            bracketed |= two_sided
+        if rule is not None and rule.two_sided is None:   # a bracketed iso-work estimate answers
+            out[two_sided], found = iso[two_sided], found | two_sided
         return out, found & ~bracketed
 
     def _iso_estimate(self, idx: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
