@@ -18,9 +18,9 @@ plane estimates as ISO_RULES says. The stored grid stays the interpolation grid:
 stored shape, so exact hits stay exact.
 
 Tied axes. An axis whose values are a one-to-one function of an earlier axis' in a group's rows
-spans one diagonal of its grid (TRT-LLM's GDN tables pair 16/32/48/64 value heads with 16 key heads,
-so v / k follows v; a KDA table's key and value head counts are equal): every off-diagonal node is
-missing and no line or plane through measured nodes reaches it, so the grid keeps the earlier axis.
+spans one diagonal of its grid (a KDA table's key and value head counts are equal: 12/12 ... 96/96):
+every off-diagonal node is missing and no line or plane through measured nodes reaches it, so the
+grid keeps the earlier axis.
 """
 from __future__ import annotations
 

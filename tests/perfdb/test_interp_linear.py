@@ -107,3 +107,22 @@ def test_tied_head_axes_are_not_a_diagonal_grid():
             for r in range(len(raw))]
     assert np.median(errs) < 0.02 and max(errs) < 0.25
 
+
+
+def test_decode_lines_ignore_the_key_split_when_no_strict_partner_exists():
+    """TRT-LLM's GDN tables keep 16 key heads for 16-64 value heads, so no two rows share v/k at equal
+    batch x heads; decode, whose bytes are the state's, reads the line across v/k instead."""
+    raw = np.array([[b, v, 16.0] for v in (16.0, 32.0, 64.0) for b in (1.0, 2.0, 4.0, 8.0, 16.0)])
+    util = _occupancy(raw[:, 0] * raw[:, 1], 0.9, 128.0)
+    gi = GridInterp(OpKind.LINEAR_DECODE, ("batch", "num_v_heads", "num_k_heads"), raw, util, 1.0 / util)
+    r = int(np.flatnonzero((raw[:, 0] == 4.0) & (raw[:, 1] == 32.0))[0])   # 128 head-states: 8 x 16, 2 x 64
+    got, _, code = gi.without_node_of(r).query(raw[r:r + 1], exact_allowed=False)
+    assert got[0] == pytest.approx(util[r], rel=1e-9) and code[0] == Source.INTERPOLATED.code
+
+
+def test_a_tied_axis_beyond_its_range_is_extrapolated():
+    raw = np.array([[b, v, v] for v in (12.0, 24.0, 48.0) for b in (1.0, 2.0, 4.0)])
+    util = _occupancy(raw[:, 0] * raw[:, 1], 0.8, 200.0)
+    gi = GridInterp(OpKind.LINEAR_DECODE, ("batch", "num_v_heads", "num_k_heads"), raw, util, 1.0 / util)
+    _, _, code = gi.query(np.array([[2.0, 24.0, 96.0], [2.0, 24.0, 16.0]]))
+    assert code[0] == Source.EXTRAPOLATED.code and code[1] == Source.INTERPOLATED.code
