@@ -72,6 +72,24 @@ def kv_same_node(domain_gpus: int, prefill_gpus: int, p_workers, decode_gpus: in
     return bool(out) if np.ndim(out) == 0 else out
 
 
+def role_layout(par: ParallelConfig, dp_attn: bool | None, ep: int | None) -> ParallelConfig:
+    """A run table's role layout with the enrichment's attention-DP flag and EP size (either None: the
+    table's columns stand). The table's `tp_size` counts the worker's GPUs in a stage. With attention DP
+    every GPU is one attention rank running attention at TP 1 on its own requests (TRT-LLM
+    `enable_attention_dp: true` with `tensor_parallel_size` N; SGLang `--enable-dp-attention
+    --data-parallel-size N --tensor-parallel-size N`, as every InferenceX recipe sets it), and the MoE
+    layers split `ep` ways over the same GPUs with the rest as expert TP. An `ep` that does not divide
+    the GPUs is ignored (the table's split stands)."""
+    if dp_attn is None and ep is None:
+        return par
+    gpus = par.gpus_per_stage
+    attn_dp = gpus if dp_attn else (1 if dp_attn is not None else par.attn_dp)
+    moe_ep = ep if ep and gpus % ep == 0 else par.moe_ep
+    if gpus % moe_ep:
+        moe_ep = 1
+    return ParallelConfig(tp=gpus // attn_dp, pp=par.pp, attn_dp=attn_dp, moe_tp=gpus // moe_ep, moe_ep=moe_ep)
+
+
 def within_domain(par: ParallelConfig, system: SystemSpec) -> ParallelConfig:
     """A run table's layout as the engines run it: TP capped at one NVLink domain (attention DP across
     domains, the experts keeping the recorded EP split)."""
@@ -152,11 +170,38 @@ class Deployment:
         return Deployment(backend, prefill=prefill, decode=decode, groups=groups, **kw)
 
 
+def row_layouts(row: "RunRow", system: SystemSpec) -> tuple[ParallelConfig, ParallelConfig]:
+    """(prefill, decode) layouts of a disaggregated run row: the enrichment's attention DP and EP per role
+    (role_layout; the table's decode_moe_* columns repeat the prefill split in many rows, the config's
+    decode EP does not), then within one NVLink domain."""
+    f = row.facts
+    return (within_domain(role_layout(row.prefill.parallel, f.prefill.dp_attn, f.prefill.ep), system),
+            within_domain(role_layout(row.decode.parallel, f.decode.dp_attn, f.decode.ep), system))
+
+
+def decode_batch_cap(row: "RunRow") -> int | None:
+    """Requests one decode worker holds at most: the table's decode batch, else the config's max batch per
+    attention rank (TRT-LLM's max_batch_size applies per attention-DP rank: pyexecutor's scheduler runs
+    on each rank) times the engine's attention ranks (as configured, before within_domain's cost
+    layout); None = the engine's default."""
+    if row.decode.batch:
+        return int(row.decode.batch)
+    per_rank = row.facts.decode.max_batch
+    ranks = role_layout(row.decode.parallel, row.facts.decode.dp_attn, row.facts.decode.ep).attn_dp
+    return per_rank * ranks if per_rank else None
+
+
+# How the InferenceX multi-node harness routes: srt-slurm starts Dynamo frontends (docs: "By default,
+# srtctl uses Dynamo frontends"), and `python -m dynamo.frontend` routes round-robin unless told
+# otherwise (components/src/dynamo/frontend/main.py: --router-mode default "round-robin", Dynamo 0.5-0.8).
+RUN_ROUTER = RoutePolicy.ROUND_ROBIN
+
+
 def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
              d_workers: int | None = None) -> Deployment:
     """The deployment a measured run describes: its layouts within an NVLink domain, its worker counts
-    (or, where the table omits them, the counts the caller derived by the estimator's rules), one agg
-    replica or one xPyD group."""
+    as recorded (or, where the table omits them, the counts the caller derived by the estimator's
+    rules), the decode batch cap the config states, one agg replica or one xPyD group."""
     backend = Backend(row.backend)
     if row.mode != "disagg":
         if row.agg is None:
@@ -168,6 +213,6 @@ def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
     d = row.decode.workers or d_workers
     if p is None or d is None:
         raise InputError(f"run {row.id} does not record its worker counts and none were derived")
-    return Deployment.disaggregated(backend, Pool(within_domain(row.prefill.parallel, system), int(p)),
-                                    Pool(within_domain(row.decode.parallel, system), int(d)),
-                                    system.nvlink_domain_gpus)
+    p_par, d_par = row_layouts(row, system)
+    return Deployment.disaggregated(backend, Pool(p_par, int(p)), Pool(d_par, int(d), decode_batch_cap(row)),
+                                    system.nvlink_domain_gpus, router=RUN_ROUTER)

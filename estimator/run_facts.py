@@ -86,6 +86,15 @@ def format_cell(value) -> str:
 
 
 @dataclass(frozen=True)
+class RoleFacts:
+    """A disaggregated role's layout as the config states it; None = unknown (the table's columns stand)."""
+
+    dp_attn: bool | None = None     # attention data-parallel across the worker's GPUs
+    ep: int | None = None           # expert-parallel size
+    max_batch: int | None = None    # max batch per attention rank (TRT-LLM max_batch_size; recipe batchN)
+
+
+@dataclass(frozen=True)
 class RunFacts:
     """What a reader of the enrichment needs; None = unknown (the reader keeps its own rule)."""
 
@@ -94,6 +103,8 @@ class RunFacts:
     num_prompts: int | None = None
     num_warmups: int | None = None
     range_ratio: float | None = None
+    prefill: RoleFacts = RoleFacts()
+    decode: RoleFacts = RoleFacts()
 
     @staticmethod
     def from_row(raw: dict) -> "RunFacts":
@@ -104,14 +115,19 @@ class RunFacts:
         status = get("spec_decoding")
         return RunFacts(spec=SpecStatus(status) if status else SpecStatus.UNKNOWN, spec_tokens=get("spec_tokens"),
                         num_prompts=get("client_num_prompts"), num_warmups=get("client_num_warmups"),
-                        range_ratio=get("client_range_ratio"))
+                        range_ratio=get("client_range_ratio"),
+                        prefill=RoleFacts(get("prefill_dp_attn"), get("prefill_ep")),
+                        decode=RoleFacts(get("decode_dp_attn"), get("decode_ep"), get("decode_max_batch")))
 
     def to_extra(self) -> str:
         """As `key=value;...` for a measured-run table's engine_extra (calibrate.runs.EngineSettings);
         "" when nothing is known."""
         vals = {"spec_decoding": None if self.spec is SpecStatus.UNKNOWN else self.spec.value,
                 "spec_tokens": self.spec_tokens, "client_num_warmups": self.num_warmups,
-                "client_range_ratio": self.range_ratio}
+                "client_range_ratio": self.range_ratio,
+                "prefill_dp_attn": self.prefill.dp_attn, "prefill_ep": self.prefill.ep,
+                "decode_dp_attn": self.decode.dp_attn, "decode_ep": self.decode.ep,
+                "decode_max_batch": self.decode.max_batch}
         return ";".join(f"{k}={format_cell(v)}" for k, v in vals.items() if v is not None)
 
     @staticmethod

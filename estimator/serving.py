@@ -187,6 +187,11 @@ def disagg_metrics(sp: StepModel, sd: StepModel, prefill: "WorkerSpec", decode: 
     dec = sd.step(Phase.DECODE, 0, 0, 0, b, isl + osl / 2.0)
     pb = float(prefill.batch or 1)
     pre = sp.step(Phase.PREFILL, pb, new, prefix, 0, 0)
+    # Attention DP: each rank prefills its own requests (attention at TP 1), the MoE runs over every
+    # rank's tokens; a worker serves `ranks` requests per iteration, each at the pace of a full one.
+    ranks = float(sp.parallel.attn_dp)
+    full = sp.step(Phase.PREFILL, pb * ranks, new, prefix, 0, 0) if ranks > 1 else pre
+    share = full.ms / ranks                                    # worker time per request at full load
     # the KV path is decided per xPyD group (estimator.deployment.kv_same_node): NVLink when the group fits
     # one NVLink domain. Rate-matched prefill pools are sized on the path a one-prefill-worker group takes.
     by_path = {same: sp.kv_transfer_ms(isl, decode.parallel, same) for same in (True, False)}
@@ -202,19 +207,22 @@ def disagg_metrics(sp: StepModel, sd: StepModel, prefill: "WorkerSpec", decode: 
     # the decode worker's running iteration delays the hand-off only when others are decoding
     dec_wait = 0.5 * dec.ms * (b - 1.0) / b
     p_workers = np.asarray(prefill.workers, dtype=np.float64) if prefill.workers is not None else \
-        prefill_workers_needed(n_total / (pre.ms + path_xfer(1.0) + dec_wait + (osl - 1.0) * tpot), pre.ms, pb)
+        prefill_workers_needed(n_total / (pre.ms + path_xfer(1.0) + dec_wait + (osl - 1.0) * tpot), share, pb)
     xfer = path_xfer(p_workers)
     t0 = pre.ms + xfer + dec_wait + (osl - 1.0) * tpot         # a request's time with no queueing
-    mu = p_workers * pb / pre.ms                               # prefill capacity, requests per ms
+    mu = p_workers * pb / share                                # prefill capacity, requests per ms
     if prefill.batch is None:   # the engine batches what queued, up to its token budget
         kmax = np.maximum(1.0, np.floor(sp.resolved.max_num_tokens / new))
-        lam = _solve_rate_batched(n_total, t0, pre.ms, mu, kmax)
+        lam = _solve_rate_batched(n_total, t0, share, mu, kmax)
     else:
-        lam = _solve_rate(n_total, t0, pre.ms, mu)
+        lam = _solve_rate(n_total, t0, share, mu)
+    # the decode pool holds at most b requests per worker: beyond it requests wait for admission (their
+    # KV parked at the prefill side), and that wait is part of TTFT
+    lam = np.minimum(lam, b * d_workers / (dec_wait + (osl - 1.0) * tpot))
     ttft = n_total / lam - (osl - 1.0) * tpot + sp.resolved.ttft_overhead_ms
     if w.num_requests is not None:  # the opening burst: every request queues at the prefill workers at once
-        waves = np.ceil(n_total / (p_workers * pb))
-        burst_ttft = (waves + 1.0) / 2.0 * pre.ms + xfer + sp.resolved.ttft_overhead_ms
+        waves = np.ceil(n_total / (p_workers * pb * ranks))
+        burst_ttft = (waves - 1.0) / 2.0 * full.ms + pre.ms + xfer + sp.resolved.ttft_overhead_ms
         ttft = ttft + np.maximum(burst_ttft - ttft, 0.0) * np.minimum(1.0, conc / np.asarray(w.num_requests, dtype=np.float64))
     latency = ttft + (osl - 1.0) * tpot
     lam = n_total / latency

@@ -3,7 +3,7 @@ measure its TTFT error on the measured-run table next to the static estimate's.
 
     /work/.venv/bin/python scripts/bench_sim.py speed [--db DIR] [--repeat 3]
     /work/.venv/bin/python scripts/bench_sim.py accuracy [--runs ../shared/data/e2e_train_silicon.csv]
-        [--sample N] [--max-requests 20000] [--out per_row.csv]
+        [--sample N] [--mode disagg] [--max-requests 20000] [--out per_row.csv]
 
 Deployment: Qwen/Qwen3-32B-FP8 on h200_sxm, TP2 x 4 replicas, ISL 4000 / OSL 500, 256 closed-loop
 clients, per backend; plus a variable-length load (range ratio 0.5) and a 2 x TP4 disagg case.
@@ -72,7 +72,7 @@ def accuracy(args) -> None:
     from estimator.runs import predict_runs, read_runs
     from estimator.sim.runs import simulate_runs
 
-    rows = [r for r in read_runs(args.runs) if r.concurrency and r.ttft_ms]
+    rows = [r for r in read_runs(args.runs) if r.concurrency and r.ttft_ms and (not args.mode or r.mode == args.mode)]
     if args.sample and args.sample < len(rows):
         rows = random.Random(0).sample(rows, args.sample)
     db = PerfDB(args.db)
@@ -96,12 +96,16 @@ def accuracy(args) -> None:
                             ("sim_ttft_p50", "sim_ttft_p50_ms", "ttft_ms"), ("static_tpot", "static_tpot_ms", "tpot_ms"),
                             ("sim_tpot", "sim_tpot_mean_ms", "tpot_ms")]:
         both[col] = [_ape(p, m) for p, m in zip(both[pred], both[meas], strict=True)]
-    cols = ["static_ttft", "sim_ttft_mean", "sim_ttft_p50", "static_tpot", "sim_tpot"]
-    table = both.groupby(["backend", "mode"])[cols].median().round(1)
+    # predicted / measured TTFT: the median says whether a group is under- or over-predicted
+    both["static_ttft_ratio"] = both.static_ttft_ms / both.ttft_ms
+    both["sim_ttft_ratio"] = both.sim_ttft_mean_ms / both.ttft_ms
+    cols = ["static_ttft", "sim_ttft_mean", "sim_ttft_p50", "static_tpot", "sim_tpot", "static_ttft_ratio",
+            "sim_ttft_ratio"]
+    table = both.groupby(["backend", "mode"])[cols].median().round(2)
     table.insert(0, "rows", both.groupby(["backend", "mode"]).size())
-    total = both[cols].median().round(1)
+    total = both[cols].median().round(2)
     print(f"rows: {len(rows)} (both predicted: {len(both)}); static {t1 - t0:.1f} s, simulator {t2 - t1:.1f} s")
-    print("median absolute % error (uncalibrated)")
+    print("median absolute % error (uncalibrated); *_ratio: median predicted / measured TTFT")
     print("| backend | mode | " + " | ".join(table.columns) + " |")
     print("|---|---|" + "---|" * len(table.columns))
     for (backend, mode), vals in table.iterrows():
@@ -122,6 +126,7 @@ def main() -> None:
     ac = sub.add_parser("accuracy")
     ac.add_argument("--runs", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/e2e_train_silicon.csv")
     ac.add_argument("--sample", type=int, default=0, help="random sample of rows (seed 0); 0 = all")
+    ac.add_argument("--mode", choices=["agg", "disagg"], default=None, help="only rows of this mode")
     ac.add_argument("--max-requests", type=int, default=20_000)
     ac.add_argument("--out", type=Path, default=None)
     ac.add_argument("--range-ratio", type=float, default=0.0, help="ISL/OSL jitter in the simulated runs")

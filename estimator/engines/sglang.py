@@ -48,7 +48,7 @@ PROFILE = register(EngineProfile(
     fuses_allreduce_norm=True, overlaps_shared_experts=True, group_wait_weight=0.0,
     # new_token_ratio starts at 0.7 and decays towards ~0.1 while nothing is retracted; 0.3 is a mid-run
     # value (a modelling choice, not fitted)
-    scheduler=SchedulerRules(mixes_decode=False, reserve_output=0.3, chunked=True),
+    scheduler=SchedulerRules(mixes_decode=False, reserve_output=0.3, chunked=True, budget_per_dp_rank=False),
     handoff=KvHandoff(frontend_hops=0, connector="Mooncake / NIXL (bootstrap server)"),
     spec_acceptance=0.85,
     layout_defaults=sglang_defaults,
@@ -67,7 +67,8 @@ PROFILE = register(EngineProfile(
         "group_wait_weight": f"{FIT}: grouped 5-fold CV picks 0",
         "scheduler": "sglang/srt/managers/scheduler.py get_next_batch_to_run: a prefill batch whenever "
                      "prompts are admissible (decodes pause), chunked at chunked_prefill_size; "
-                     "schedule_policy.py new_token_ratio",
+                     "schedule_policy.py new_token_ratio; with --enable-dp-attention server_args.py sets "
+                     "chunked_prefill_size //= dp_size (each rank's budget is the configured one split)",
         "handoff": "sglang/srt/disaggregation/decode.py: the load balancer sends the request to the prefill "
                    "and the decode server at once (bootstrap room); the decode side pre-allocates KV, polls "
                    "the transfer every scheduler iteration and merges the request into its running batch: "

@@ -34,7 +34,9 @@ PROFILE = register(EngineProfile(
         "group_wait_weight": f"{FIT}: grouped 5-fold CV by deployment family picks 0.5 in 4 of 5 folds "
                              "(TRT-LLM agg TTFT 35.8% -> 29.3% held out; docs/bench/estimator.md)",
         "scheduler": "tensorrt_llm/_torch/pyexecutor/scheduler.py: in-flight batching, every generation plus "
-                     "context requests within max_num_tokens / max_batch_size; chunked context off by default",
+                     "context requests within max_num_tokens / max_batch_size; chunked context off by default; "
+                     "with enable_attention_dp every rank runs its own scheduler with these limits "
+                     "(pyexecutor/py_executor.py, attention-DP request balancing)",
         "handoff": "tensorrt_llm/serve/openai_disagg_server.py: the disaggregated server sends the context "
                    "request, waits for its answer (first token + disaggregated_params), then sends the "
                    "generation request; the cache transceiver moves the blocks "

@@ -30,7 +30,8 @@ PROFILE = register(EngineProfile(
         "overlaps_shared_experts": "vllm/model_executor/layers/fused_moe: shared experts on the main stream",
         "group_wait_weight": f"{FIT}: grouped 5-fold CV picks 0 (chunked prefill spreads a group)",
         "scheduler": "vllm/v1/core/sched/scheduler.py schedule(): running requests first (1 token each of "
-                     "the budget), then waiting, chunked to the token budget; nothing reserved for output",
+                     "the budget), then waiting, chunked to the token budget; nothing reserved for output; "
+                     "data-parallel attention runs one engine core (one scheduler) per DP rank",
         "handoff": "vllm tests/v1/kv_connector/nixl_integration/toy_proxy_server.py: the proxy sends the "
                    "prompt with max_tokens=1 to a prefill server, then a second request with the "
                    "kv_transfer_params to a decode server, which pulls the blocks with NIXL "

@@ -13,7 +13,9 @@ from perfdb.specs import SystemSpec
 def _pool_steps(model, system: SystemSpec, pool: Pool, engine: EngineConfig, view: DbView):
     from estimator.steps import StepModel
 
-    eng = replace(engine, max_batch_size=pool.max_batch or engine.max_batch_size,
+    # the pool's max_batch counts the worker's requests; the engine's max_batch_size is per attention rank
+    per_rank = -(-pool.max_batch // pool.parallel.attn_dp) if pool.max_batch else None
+    eng = replace(engine, max_batch_size=per_rank or engine.max_batch_size,
                   max_num_tokens=pool.max_num_tokens or engine.max_num_tokens)
     return StepModel.build(model, system, pool.parallel, eng, view)
 

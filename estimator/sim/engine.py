@@ -62,14 +62,21 @@ class _PoolRouter:
         return min(self.workers, key=_load)
 
 
-def _limits(steps: StepTimes, pool: Pool, policy: SchedulerPolicy) -> tuple[int, int]:
-    """(max requests in flight, max tokens per step) of one worker: the pool's override, else the
-    step model's resolved engine defaults (estimator.engine), else the policy's."""
+def _limits(steps: StepTimes, pool: Pool, policy: SchedulerPolicy) -> tuple[int, int, int]:
+    """(max requests in flight, max tokens per step, max prompt tokens of one request per step) of one
+    worker: the pool's override, else the step model's resolved engine defaults (estimator.engine),
+    else the policy's. With attention DP a request runs on one rank: the worker's step holds every
+    rank's budget (engines with a budget per rank) or the configured one split over the ranks."""
     resolved = getattr(steps, "resolved", None)
     engine_batch = getattr(resolved, "max_batch_size", None)
-    batch = pool.max_batch or (engine_batch * pool.parallel.attn_dp if engine_batch else policy.default_max_batch)
-    tokens = pool.max_num_tokens or getattr(resolved, "max_num_tokens", None) or policy.default_max_tokens
-    return int(batch), int(tokens)
+    dp = pool.parallel.attn_dp
+    batch = pool.max_batch or (engine_batch * dp if engine_batch else policy.default_max_batch)
+    tokens = int(pool.max_num_tokens or getattr(resolved, "max_num_tokens", None) or policy.default_max_tokens)
+    if dp == 1:
+        return int(batch), tokens, tokens
+    if policy.budget_per_dp_rank:
+        return int(batch), tokens * dp, tokens
+    return int(batch), tokens, max(1, tokens // dp)
 
 
 def _load(w: Worker) -> int:
@@ -120,13 +127,13 @@ class _Sim:
         if cap < need:
             raise InfeasibleError(f"{role.value} worker {pool.parallel.label()} holds {cap} KV tokens; "
                                   f"a request needs {need}")
-        max_batch, max_tokens = _limits(steps, pool, policy)
+        max_batch, max_tokens, rank_tokens = _limits(steps, pool, policy)
         bound = self.n if concurrency is None else concurrency
         lengths = np.unique(np.asarray(self.reqs.isl))
         hints = tuple(lengths.tolist()) if lengths.size <= MAX_HINTS else ()
         table = StepTable(steps, self.max_kv, max_tokens, max(1, min(max_batch, bound)), hints)
         gain = float(getattr(getattr(steps, "resolved", None), "tokens_per_step", 1.0) or 1.0)
-        workers = [Worker(i, role, policy, table, cap, max_batch, max_tokens, self.reqs, gain)
+        workers = [Worker(i, role, policy, table, cap, max_batch, max_tokens, self.reqs, gain, rank_tokens)
                    for i in range(pool.workers)]
         return _PoolRouter(workers, route)
 

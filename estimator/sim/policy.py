@@ -36,6 +36,7 @@ class SchedulerPolicy:
     chunked: bool             # a prompt may be split across steps when it exceeds the step budget
     default_max_batch: int    # requests in flight per worker
     default_max_tokens: int   # tokens per step (prefill tokens + decodes when mixing)
+    budget_per_dp_rank: bool = True   # attention DP: each rank has the token budget (else it is split)
 
 
 def policy_for(backend: Backend) -> SchedulerPolicy:
@@ -48,4 +49,5 @@ def policy_for(backend: Backend) -> SchedulerPolicy:
                             "backends: trtllm, sglang, vllm")
     r = prof.scheduler
     return SchedulerPolicy(backend, mixes_decode=r.mixes_decode, reserve_output=r.reserve_output, chunked=r.chunked,
-                           default_max_batch=prof.max_batch, default_max_tokens=prof.max_num_tokens)
+                           default_max_batch=prof.max_batch, default_max_tokens=prof.max_num_tokens,
+                           budget_per_dp_rank=r.budget_per_dp_rank)

@@ -59,8 +59,8 @@ def _deployment(row: RunRow, system, steps_for) -> tuple[Deployment, int]:
     one = from_row(row, system, 1, 1)
     steps: RoleSteps = steps_for(one)
     cap = min(max(float(max_batch(steps.decode, np.float64(row.isl), np.float64(row.osl))), 1.0), DECODE_BATCH_PRIOR)
-    if row.decode.batch:
-        cap = min(cap, row.decode.batch)
+    if one.decode.max_batch:
+        cap = min(cap, one.decode.max_batch)
     d_workers = row.decode.workers or max(1, math.ceil(conc / cap))
     p_workers = row.prefill.workers
     if p_workers is None:   # rate-matched on the path of a one-prefill-worker group (as estimator.serving)

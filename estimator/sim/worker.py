@@ -49,9 +49,11 @@ class Requests:
 
 class Worker:
     def __init__(self, index: int, role: Role, policy: SchedulerPolicy, table: StepTable, kv_capacity: int,
-                 max_batch: int, max_tokens: int, reqs: Requests, gain: float = 1.0):
+                 max_batch: int, max_tokens: int, reqs: Requests, gain: float = 1.0, rank_tokens: int | None = None):
         self.index, self.role, self.table, self.reqs = index, role, table, reqs
         self.cap, self.max_batch, self.max_tokens = kv_capacity, max_batch, max_tokens
+        # prompt tokens one request gets per step: one attention-DP rank's budget (max_tokens without DP)
+        self.rank_tokens = min(rank_tokens or max_tokens, max_tokens)
         self.mixes = policy.mixes_decode
         self.rho = policy.reserve_output
         self.chunked = policy.chunked
@@ -170,7 +172,7 @@ class Worker:
         for rid in self.pref:
             if budget <= 0:
                 break
-            take = min(r.ctx_total[rid] - r.ctx_done[rid], budget, int(free))
+            take = min(r.ctx_total[rid] - r.ctx_done[rid], budget, int(free), self.rank_tokens)
             if take <= 0:
                 break
             chunks.append((rid, take))
@@ -191,8 +193,8 @@ class Worker:
                     r.first[rid] = t
                 self._join(rid)
                 continue
-            if self.chunked or left > self.max_tokens:
-                take = min(left, budget)
+            if self.chunked or left > self.rank_tokens:
+                take = min(left, budget, self.rank_tokens)
             else:   # whole prompts only; the first one may overrun the decodes' share of the budget
                 take = left if left <= budget or not chunks else 0
             if take <= 0 or free < take + reserve:

@@ -4,7 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from estimator.deployment import Deployment, Pool, from_row, kv_same_node, within_domain
+from estimator.deployment import (
+    Deployment,
+    Pool,
+    RoutePolicy,
+    decode_batch_cap,
+    from_row,
+    kv_same_node,
+    role_layout,
+    row_layouts,
+    within_domain,
+)
 from estimator.parallel import ParallelConfig
 from estimator.runs import parse_row
 from perfdb.errors import InputError
@@ -50,3 +60,63 @@ def test_from_row_applies_the_domain_rule_and_the_group_path():
         from_row(row, b200)
     assert from_row(row, b200, 1, 1).same_node          # 8 GPUs: one HGX node
     assert not from_row(row, b200, 2, 1).same_node      # 12 GPUs: across nodes
+
+
+def _dsr1(**kw) -> dict:
+    """A DeepSeek-R1 disagg row as the enrichment leaves it: the table's decode_moe_* repeat the prefill EP."""
+    base = dict(mode="disagg", model_path="deepseek-ai/DeepSeek-R1", system="gb200", prefill_tp_size="4",
+                prefill_moe_tp_size="1", prefill_moe_ep_size="4", decode_tp_size="32", decode_moe_tp_size="8",
+                decode_moe_ep_size="4")
+    return _raw(**{**base, **kw})
+
+
+def test_role_layout_reads_attention_dp_and_ep_from_the_config():
+    tp4 = ParallelConfig(tp=4, moe_ep=4)
+    assert role_layout(tp4, True, 4) == ParallelConfig(tp=1, attn_dp=4, moe_tp=1, moe_ep=4)
+    assert role_layout(tp4, False, 2) == ParallelConfig(tp=4, moe_tp=2, moe_ep=2)
+    assert role_layout(tp4, None, None) is tp4                     # un-enriched: the table stands
+    assert role_layout(tp4, True, 3) == ParallelConfig(tp=1, attn_dp=4, moe_tp=1, moe_ep=4)   # 3 does not divide 4
+    gb200 = load_system("gb200")
+    row = parse_row(_dsr1(prefill_dp_attn="true", prefill_ep="4", decode_dp_attn="true", decode_ep="32",
+                          decode_max_batch="16", prefill_num_workers="8", decode_num_workers="1"))
+    p, d = row_layouts(row, gb200)
+    assert p == ParallelConfig(tp=1, attn_dp=4, moe_tp=1, moe_ep=4)
+    assert d == ParallelConfig(tp=1, attn_dp=32, moe_tp=1, moe_ep=32)   # not the table's etp8 x ep4
+    dep = from_row(row, gb200, 1, 1)
+    assert (dep.prefill.parallel, dep.decode.parallel) == (p, d)
+    assert dep.decode.max_batch == 16 * 32                  # TRT-LLM max_batch_size per attention rank
+    assert dep.router is RoutePolicy.ROUND_ROBIN             # the harness's Dynamo frontend default
+
+
+def test_decode_batch_cap_counts_the_engines_ranks_not_the_cost_layout():
+    # tp16 across two H100 nodes without attention DP is one engine of one attention rank, although the
+    # cost model prices it as tp8 x dp2 inside NVLink domains
+    h100 = load_system("h100_sxm")
+    row = parse_row(_dsr1(system="h100_sxm", decode_tp_size="16", decode_dp_attn="false", decode_ep="16",
+                          decode_max_batch="1"))
+    assert decode_batch_cap(row) == 1
+    assert from_row(row, h100, 1, 3).decode.parallel.attn_dp == 2
+    table = parse_row(_dsr1(decode_batch_size="64", decode_max_batch="16", decode_dp_attn="true"))
+    assert decode_batch_cap(table) == 64                    # the table's own decode batch wins
+    assert decode_batch_cap(parse_row(_dsr1())) is None      # unknown: the engine's default
+
+
+def test_recorded_worker_counts_are_used_as_recorded(tmp_path, tiny_db):
+    from estimator.runs import predict_runs, read_runs
+    from estimator.sim.runs import simulate_runs
+    from perfdb.lookup import PerfDB
+
+    gb200 = load_system("gb200")
+    row = parse_row(_dsr1(prefill_num_workers="3", decode_num_workers="2"))
+    dep = from_row(row, gb200, 7, 9)                        # derived counts are ignored when recorded
+    assert (dep.prefill.workers, dep.decode.workers) == (3, 2)
+    # both predictors on a table row with recorded counts: the simulator's deployment holds them
+    qwen = {**_raw(mode="disagg", system="h200_sxm", prefill_tp_size="1", decode_tp_size="2",
+                   prefill_num_workers="3", decode_num_workers="2", silicon_ttft_ms="100", silicon_tpot_ms="10")}
+    cols = list(qwen)
+    path = tmp_path / "runs.csv"
+    path.write_text(",".join(cols) + "\n" + ",".join(qwen[c] for c in cols) + "\n")
+    rows = read_runs(path)
+    sim = simulate_runs(rows, PerfDB(tiny_db), max_requests=100)[0]
+    assert sim.status == "ok" and (sim.deployment.prefill.workers, sim.deployment.decode.workers) == (3, 2)
+    assert predict_runs(rows, PerfDB(tiny_db))[0].status == "ok"

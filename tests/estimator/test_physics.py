@@ -92,3 +92,62 @@ def test_simulator_and_estimator_agree_at_concurrency_one(qwen, backend):
     sim = simulate(build_steps(model, system, dep, eng, view), dep, LoadSpec.closed(1, isl, osl, 6))
     assert sim.ttft.mean == pytest.approx(float(static.ttft_ms), rel=0.05)
     assert sim.tpot.mean == pytest.approx(float(static.tpot_ms), rel=0.05)
+
+
+@pytest.fixture(scope="module")
+def dsr1():
+    return load_model("deepseek-ai/DeepSeek-R1"), load_system("b200_sxm"), PerfDB(None).view("b200_sxm", Backend.TRTLLM)
+
+
+TP8_EP8 = ParallelConfig(tp=8, moe_tp=1, moe_ep=8)
+DEP8 = ParallelConfig(tp=1, attn_dp=8, moe_tp=1, moe_ep=8)   # attention DP over 8 ranks, experts EP 8
+
+
+def test_kv_transfer_of_an_mla_request_moves_its_whole_latent_over_one_link(dsr1):
+    """MLA keeps one latent per token on every attention rank: the request's whole cache leaves one GPU
+    (the rank that prefilled it), whatever the layouts, so bytes / one link's bandwidth is the floor."""
+    model, system, view = dsr1
+    tokens = np.array([1024.0, 8192.0, 131072.0])
+    for par in (TP8_EP8, DEP8):
+        sm = StepModel.build(model, system, par, EngineConfig(Backend.TRTLLM), view)
+        per_token = (model.kv_lora_rank + model.qk_rope_head_dim) * (1 if sm.kv_dtype.value.startswith("fp8") else 2) \
+            * model.num_layers
+        for dec in (TP8_EP8, DEP8):
+            for same, tr in ((True, Transport.NVLINK), (False, Transport.NETWORK)):
+                floor = tokens * per_token / link_bw_bytes_per_s(system, tr) * 1e3
+                got = sm.kv_transfer_ms(tokens, dec, same) - sm.resolved.kv_handoff_ms
+                assert np.all(got >= floor * (1 - 1e-9)), (par.label(), dec.label(), tr)
+
+
+def test_attention_dp_prefill_of_one_request_is_slower_than_tp_but_a_full_iteration_is_faster(dsr1):
+    """One request on an attention-DP worker runs its attention (and its projections) on one rank at TP 1:
+    for long prompts, where attention dominates, that is slower than TP 8; with every rank busy the
+    worker prefills 8 requests in less time than TP 8 takes for the same 8."""
+    model, system, view = dsr1
+    tp = StepModel.build(model, system, TP8_EP8, EngineConfig(Backend.TRTLLM), view)
+    dp = StepModel.build(model, system, DEP8, EngineConfig(Backend.TRTLLM), view)
+    for isl in (8192, 32768):
+        assert float(dp.prefill_ms(1, isl)) > 1.5 * float(tp.prefill_ms(1, isl))
+        assert float(dp.prefill_ms(8, isl)) < float(tp.prefill_ms(8, isl))
+    # attention-bound: the DP penalty grows with the prompt (quadratic attention on one GPU)
+    ratio = [float(dp.prefill_ms(1, s) / tp.prefill_ms(1, s)) for s in (1024, 8192, 32768)]
+    assert ratio[0] < ratio[1] < ratio[2]
+
+
+def test_a_full_decode_pool_holds_requests_back_and_the_wait_is_ttft(qwen):
+    """Closed loop of 2 x the decode slots: half the requests wait for a slot, about one decode lifetime
+    each (Little's law: the pool turns over `slots` requests per lifetime); both predictors see it."""
+    model, system, view = qwen
+    eng = EngineConfig(Backend.TRTLLM)
+    isl, osl, slots = 1000, 400, 8
+    free = estimate_disagg(model, system, WorkerSpec(TP2, eng, 1), WorkerSpec(TP2, eng, 1, None),
+                           Workload(isl=isl, osl=osl, concurrency=2 * slots), view)
+    full = estimate_disagg(model, system, WorkerSpec(TP2, eng, 1), WorkerSpec(TP2, eng, 1, slots),
+                           Workload(isl=isl, osl=osl, concurrency=2 * slots), view)
+    life = (osl - 1) * float(full.tpot_ms)
+    assert float(full.ttft_ms) > 0.9 * life > 2 * float(free.ttft_ms)
+    dep = Deployment.disaggregated(Backend.TRTLLM, Pool(TP2, 1), Pool(TP2, 1, max_batch=slots),
+                                   system.nvlink_domain_gpus)
+    sim = simulate(build_steps(model, system, dep, eng, view), dep, LoadSpec.closed(2 * slots, isl, osl, 20 * slots,
+                                                                                   warmup=2 * slots))
+    assert sim.ttft.mean > 0.8 * (osl - 1) * sim.tpot.mean

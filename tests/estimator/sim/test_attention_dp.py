@@ -1,0 +1,41 @@
+"""Attention-DP workers in the simulator: a request runs on one rank, the worker's iteration holds every
+rank's share of the token budget (TRT-LLM, vLLM: a budget per rank; SGLang: the configured budget split
+over the ranks)."""
+from __future__ import annotations
+
+import numpy as np
+
+from estimator.parallel import ParallelConfig
+from estimator.sim import AnalyticStepModel, Deployment, LoadSpec, Pool, RoleSteps, simulate
+from estimator.sim.engine import _limits
+from estimator.sim.policy import policy_for
+from perfdb.types import Backend
+
+MODEL = AnalyticStepModel(step_fixed_ms=5.0, prefill_ms_per_token=0.01, decode_ms_per_request=0.01,
+                          transfer_fixed_ms=0.0, transfer_ms_per_token=0.0, kv_capacity_tokens=10_000_000)
+DP4 = ParallelConfig(tp=1, attn_dp=4)
+
+
+def test_token_budget_per_rank_or_split_as_the_engine_does():
+    pool = Pool(DP4, 1, max_batch=64, max_num_tokens=4096)
+    assert _limits(MODEL, pool, policy_for(Backend.TRTLLM))[1:] == (4 * 4096, 4096)   # each rank: 4096
+    assert _limits(MODEL, pool, policy_for(Backend.VLLM))[1:] == (4 * 4096, 4096)
+    assert _limits(MODEL, pool, policy_for(Backend.SGLANG))[1:] == (4096, 1024)       # 4096 split over 4 ranks
+    tp = Pool(ParallelConfig(tp=4), 1, max_batch=64, max_num_tokens=4096)
+    assert _limits(MODEL, tp, policy_for(Backend.SGLANG))[1:] == (4096, 4096)
+
+
+def _prefill_ends(backend: Backend, isl: int) -> np.ndarray:
+    dep = Deployment(backend, prefill=Pool(DP4, 1, max_batch=64, max_num_tokens=4096), decode=Pool(DP4, 1))
+    # the first request starts an iteration alone; the next four queue behind it
+    r = simulate(RoleSteps(MODEL, MODEL), dep, LoadSpec.closed(5, isl, 2, 5), records=True, frontend_ms=0.0)
+    return np.sort(r.records.prefill_end_s)
+
+
+def test_an_attention_dp_prefill_worker_serves_one_request_per_rank_per_iteration():
+    # TRT-LLM: the four queued prompts of 4096 tokens, one per rank, finish in the same iteration
+    ends = _prefill_ends(Backend.TRTLLM, 4096)
+    assert ends[0] == float(MODEL.prefill_ms(1, 4096, 0)) / 1e3 and np.allclose(ends[1:], ends[1])
+    # SGLang: a rank gets 1024 of the 4096 tokens a step, so a lone prompt of 2048 takes two steps
+    ends = _prefill_ends(Backend.SGLANG, 2048)
+    assert ends[0] >= 2 * float(MODEL.prefill_ms(1, 1024, 0)) / 1e3 > float(MODEL.prefill_ms(1, 2048, 0)) / 1e3
