@@ -22,8 +22,8 @@ class SchedulerRules:
     mixes_decode: bool        # decodes ride in the same iteration as prefill chunks (else they pause)
     reserve_output: float     # share of each request's remaining output held in KV at admission
     chunked: bool             # a prompt may be split across iterations by default
-    # with attention DP: True = every rank has its own token budget (the worker runs ranks x budget per
-    # iteration); False = the engine splits the configured budget over the ranks
+    # with attention DP: True = every rank has its own token budget and batch cap (the worker runs
+    # ranks x budget per iteration); False = the engine splits the configured ones over the ranks
     budget_per_dp_rank: bool = True
 
 

@@ -68,7 +68,8 @@ PROFILE = register(EngineProfile(
         "scheduler": "sglang/srt/managers/scheduler.py get_next_batch_to_run: a prefill batch whenever "
                      "prompts are admissible (decodes pause), chunked at chunked_prefill_size; "
                      "schedule_policy.py new_token_ratio; with --enable-dp-attention server_args.py sets "
-                     "chunked_prefill_size //= dp_size (each rank's budget is the configured one split)",
+                     "chunked_prefill_size //= dp_size and the scheduler max_running_requests //= dp_size "
+                     "(each rank's limits are the configured ones split)",
         "handoff": "sglang/srt/disaggregation/decode.py: the load balancer sends the request to the prefill "
                    "and the decode server at once (bootstrap room); the decode side pre-allocates KV, polls "
                    "the transfer every scheduler iteration and merges the request into its running batch: "

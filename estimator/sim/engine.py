@@ -66,11 +66,13 @@ def _limits(steps: StepTimes, pool: Pool, policy: SchedulerPolicy) -> tuple[int,
     """(max requests in flight, max tokens per step, max prompt tokens of one request per step) of one
     worker: the pool's override, else the step model's resolved engine defaults (estimator.engine),
     else the policy's. With attention DP a request runs on one rank: the worker's step holds every
-    rank's budget (engines with a budget per rank) or the configured one split over the ranks."""
+    rank's budget (engines with limits per rank) or the configured one split over the ranks (SGLang
+    divides chunked_prefill_size and max_running_requests by dp_size)."""
     resolved = getattr(steps, "resolved", None)
     engine_batch = getattr(resolved, "max_batch_size", None)
     dp = pool.parallel.attn_dp
-    batch = pool.max_batch or (engine_batch * dp if engine_batch else policy.default_max_batch)
+    ranks = dp if policy.budget_per_dp_rank else 1
+    batch = pool.max_batch or (engine_batch * ranks if engine_batch else policy.default_max_batch)
     tokens = int(pool.max_num_tokens or getattr(resolved, "max_num_tokens", None) or policy.default_max_tokens)
     if dp == 1:
         return int(batch), tokens, tokens

@@ -21,6 +21,8 @@ def test_token_budget_per_rank_or_split_as_the_engine_does():
     assert _limits(MODEL, pool, policy_for(Backend.TRTLLM))[1:] == (4 * 4096, 4096)   # each rank: 4096
     assert _limits(MODEL, pool, policy_for(Backend.VLLM))[1:] == (4 * 4096, 4096)
     assert _limits(MODEL, pool, policy_for(Backend.SGLANG))[1:] == (4096, 1024)       # 4096 split over 4 ranks
+    assert _limits(MODEL, Pool(DP4, 1, max_num_tokens=4096), policy_for(Backend.SGLANG))[0] == \
+        policy_for(Backend.SGLANG).default_max_batch           # max_running_requests split too, not x4
     tp = Pool(ParallelConfig(tp=4), 1, max_batch=64, max_num_tokens=4096)
     assert _limits(MODEL, tp, policy_for(Backend.SGLANG))[1:] == (4096, 4096)
 
