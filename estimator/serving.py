@@ -188,8 +188,9 @@ def disagg_metrics(sp: StepModel, sd: StepModel, prefill: "WorkerSpec", decode: 
     pb = float(prefill.batch or 1)
     pre = sp.step(Phase.PREFILL, pb, new, prefix, 0, 0)
     # Attention DP: each rank prefills its own requests (attention at TP 1), the MoE runs over every
-    # rank's tokens; a worker serves `ranks` requests per iteration, each at the pace of a full one.
-    ranks = float(sp.parallel.attn_dp)
+    # rank's tokens; a worker batching what queued serves `ranks` requests per iteration, each at the
+    # pace of a full one. An explicit batch (the search's candidates) already counts the worker's requests.
+    ranks = float(sp.parallel.attn_dp) if prefill.batch is None else 1.0
     full = sp.step(Phase.PREFILL, pb * ranks, new, prefix, 0, 0) if ranks > 1 else pre
     share = full.ms / ranks                                    # worker time per request at full load
     # the KV path is decided per xPyD group (estimator.deployment.kv_same_node): NVLink when the group fits
