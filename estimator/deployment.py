@@ -12,6 +12,10 @@ candidate, a CLI flag set), and no module re-derives a layout rule:
   cache moves over NVLink when the whole group fits one NVLink domain, and over the inter-node
   network otherwise (one path per group: a group that spans domains sends most of its pairs' KV over
   the network, and the model takes the network for all of them).
+- `role_layout(...)` / `row_layouts(row, system)`: a disaggregated run's per-role attention DP and EP as
+  its config states them (the enrichment's columns), then within one domain; `decode_batch_cap(row)`:
+  the decode worker's batch cap (per attention rank x the engine's ranks); `RUN_ROUTER`: the measured
+  runs' router (InferenceX's Dynamo frontend, round-robin). Recorded worker counts are never re-derived.
 """
 from __future__ import annotations
 

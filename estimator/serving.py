@@ -173,6 +173,18 @@ def _solve_rate_batched(n_total, t0, p1, mu, kmax) -> np.ndarray:
     return 0.5 * (lo + hi)
 
 
+def _prefill_steps(sp: StepModel, prefill: "WorkerSpec", new, prefix):
+    """(requests per forward, that forward, a full iteration, requests in it / pb) of a prefill worker.
+    Attention DP: each rank prefills its own requests (attention at TP 1), the MoE runs over every
+    rank's tokens; a worker batching what queued serves `ranks` requests per iteration, each at the pace
+    of a full one. An explicit batch (the search's candidates) already counts the worker's requests."""
+    pb = float(prefill.batch or 1)
+    pre = sp.step(Phase.PREFILL, pb, new, prefix, 0, 0)
+    ranks = float(sp.parallel.attn_dp) if prefill.batch is None else 1.0
+    full = sp.step(Phase.PREFILL, pb * ranks, new, prefix, 0, 0) if ranks > 1 else pre
+    return pb, pre, full, ranks
+
+
 def disagg_metrics(sp: StepModel, sd: StepModel, prefill: "WorkerSpec", decode: "WorkerSpec",
                    w: Workload) -> ServingResult:
     """`prefill.workers` None: as many prefill workers as keep their utilisation at
@@ -185,13 +197,7 @@ def disagg_metrics(sp: StepModel, sd: StepModel, prefill: "WorkerSpec", decode: 
     ok, reason = _feasibility(sd, cap)
     b = np.minimum(conc, np.maximum(cap, 1.0))
     dec = sd.step(Phase.DECODE, 0, 0, 0, b, isl + osl / 2.0)
-    pb = float(prefill.batch or 1)
-    pre = sp.step(Phase.PREFILL, pb, new, prefix, 0, 0)
-    # Attention DP: each rank prefills its own requests (attention at TP 1), the MoE runs over every
-    # rank's tokens; a worker batching what queued serves `ranks` requests per iteration, each at the
-    # pace of a full one. An explicit batch (the search's candidates) already counts the worker's requests.
-    ranks = float(sp.parallel.attn_dp) if prefill.batch is None else 1.0
-    full = sp.step(Phase.PREFILL, pb * ranks, new, prefix, 0, 0) if ranks > 1 else pre
+    pb, pre, full, ranks = _prefill_steps(sp, prefill, new, prefix)
     share = full.ms / ranks                                    # worker time per request at full load
     # the KV path is decided per xPyD group (estimator.deployment.kv_same_node): NVLink when the group fits
     # one NVLink domain. Rate-matched prefill pools are sized on the path a one-prefill-worker group takes.
