@@ -13,14 +13,13 @@ Per metric (TTFT = prefill phase, TPOT = decode phase), in log space, r = log(me
 2. A residual model on the load features of estimator.calibration.FEATURES (concurrency, ISL, OSL,
    the predictions themselves, GPUs per instance, agg/disagg) fitted to what the factors leave:
    small gradient-boosted trees (Huber loss, shallow, many rows per leaf) or a ridge line.
-3. Cross-validation grouped by deployment (all concurrencies of one deployment in the same fold),
-   so every reported error is on deployments the fit never saw. The 80% intervals come from the
-   cross-validated residuals; their coverage is checked honestly by nesting: each outer fold's
-   intervals are computed from an inner cross-validation on its own training rows only.
+3. Held-out protocols (calibrate.heldout: grouped by deployment, one model out, one system out) decide
+   which parts reach an unseen model or system and give the intervals per novelty; calibrate.train
+   checks both honestly by nesting.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -31,7 +30,7 @@ from estimator.calibration import (
     Calibration,
     Factor,
     FeatureInputs,
-    IntervalQuantiles,
+    Reach,
     Residual,
     Scope,
     feature_matrix,
@@ -88,12 +87,7 @@ class FitOptions:
     learning_rate: float = 0.2
     min_leaf: int = 25
     seed: int = 0
-    inner_folds: int = 3         # nested CV that checks the intervals' coverage honestly
-    # metrics whose per-mode factor corrects an unseen (system, model) pair, of a model the fit never saw
-    # and of a seen model on another system (Calibration.unseen_model_factor / unseen_system_factor);
-    # None: `train` decides from the leave-one-model-out / leave-one-system-out errors
-    unseen_model_factor: tuple[str, ...] | None = None
-    unseen_system_factor: tuple[str, ...] | None = None
+    inner_folds: int = 3         # grouped-by-deployment folds of the nested fits that check coverage honestly
 
     def __post_init__(self) -> None:
         if self.residual not in RESIDUAL_KINDS:
@@ -233,18 +227,23 @@ def factor_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.ndarra
 
 
 def corrected_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.ndarray:
-    """log(calibrated / predicted) per row."""
+    """log(calibrated / predicted) per row: the factor and the residual trees where they reach the row's
+    novelty (Calibration.reaches)."""
     r = cal.residual(metric)
     out = factor_logs(cal, frame, metric)
-    if r is not None:   # only on the models it was fitted on (Residual.applies_to)
-        mine = _model_keys(frame).map(r.applies_to).to_numpy(dtype=bool)
+    if r is not None:
+        keys = scope_keys(frame)
+        per_key = {k: cal.reaches(metric, "residual", cal.novelty_of(k)) for k in dict.fromkeys(keys)}
+        mine = np.array([per_key[k] for k in keys], dtype=bool)
         if mine.any():
             out[mine] += r.predict(features(frame[mine].reset_index(drop=True)))
     return out
 
 
-def fit_point(frame: pd.DataFrame, opts: FitOptions, base: str, intervals=()) -> Calibration:
-    """Factors + residual models on `frame` (usable rows only), no cross-validation."""
+def fit_point(frame: pd.DataFrame, opts: FitOptions, base: str, intervals=(), reach: tuple[Reach, ...] = ()) \
+        -> Calibration:
+    """Factors + residual models on `frame` (usable rows only), no cross-validation; `intervals` and
+    `reach` come from held-out fits (calibrate.heldout)."""
     factors, residuals, notes = [], [], []
     x = features(frame)
     for metric in METRICS:
@@ -254,12 +253,11 @@ def fit_point(frame: pd.DataFrame, opts: FitOptions, base: str, intervals=()) ->
         partial = Calibration(fs, (), ())
         res = fit_residual(x, log_ratio(frame, metric) - factor_logs(partial, frame, metric), metric, opts)
         if res is not None:
-            residuals.append(replace(res, models=tuple(sorted(frame["model_key"].unique()))))
-    fitted = tuple(sorted(set(zip(frame["system"].astype(str), frame["model_key"].astype(str), strict=True))))
+            residuals.append(res)
+    cols = [frame[c].astype(str) for c in ("system", "backend", "mode", "model_key")]
+    fitted = tuple(sorted(set(zip(*cols, strict=True))))
     return Calibration(tuple(factors), tuple(residuals), tuple(intervals), base=base, notes=tuple(notes),
-                       unseen_model_factor=METRICS if opts.unseen_model_factor is None else tuple(opts.unseen_model_factor),
-                       unseen_system_factor=METRICS if opts.unseen_system_factor is None else tuple(opts.unseen_system_factor),
-                       fitted=fitted)
+                       reach=tuple(reach), fitted=fitted)
 
 
 def fold_ids(frame: pd.DataFrame, folds: int, seed: int) -> np.ndarray:
@@ -277,51 +275,3 @@ def fold_ids(frame: pd.DataFrame, folds: int, seed: int) -> np.ndarray:
         assign[uniq[i]] = k
         load[k] += counts[i]
     return np.array([assign[d] for d in deps])
-
-
-def cv_logs(frame: pd.DataFrame, opts: FitOptions, base: str) -> dict[str, np.ndarray]:
-    """Cross-validated log(calibrated / predicted) per metric: each row from a fit without its deployment."""
-    folds = fold_ids(frame, opts.folds, opts.seed)
-    out = {m: np.zeros(len(frame)) for m in METRICS}
-    for k in range(opts.folds):
-        train, test = frame[folds != k].reset_index(drop=True), frame[folds == k].reset_index(drop=True)
-        cal = fit_point(train, opts, base)
-        for m in METRICS:
-            out[m][folds == k] = corrected_logs(cal, test, m)
-    return out
-
-
-def leave_one_out_logs(frame: pd.DataFrame, column: str, opts: FitOptions, base: str,
-                       factor_part: bool = False):
-    """Leave-one-group-out log(calibrated / predicted) by `column` (model_key: as a model the calibration
-    never saw would be corrected; system: an unseen GPU system). None with fewer than two groups. With
-    `factor_part`, (total, factor) pairs of dicts: the part of each correction that is the scope factor."""
-    keys = frame[column].astype(str).to_numpy()
-    if len(set(keys)) < 2:
-        return None
-    out = {m: np.zeros(len(frame)) for m in METRICS}
-    part = {m: np.zeros(len(frame)) for m in METRICS}
-    for key in sorted(set(keys)):
-        held = keys == key
-        cal = fit_point(frame[~held].reset_index(drop=True), opts, base)
-        test = frame[held].reset_index(drop=True)
-        for m in METRICS:
-            out[m][held] = corrected_logs(cal, test, m)
-            part[m][held] = factor_logs(cal, test, m)
-    return (out, part) if factor_part else out
-
-
-def interval_quantiles(frame: pd.DataFrame, resid: dict[str, np.ndarray], coverage: float,
-                       seen: bool = True) -> tuple:
-    """Quantiles of log(measured / calibrated) per metric, per mode with enough rows and overall."""
-    lo_q, hi_q = (1 - coverage) / 2, (1 + coverage) / 2
-    out = []
-    for m in METRICS:
-        for mode in [ANY, *sorted(frame["mode"].unique())]:
-            sel = np.ones(len(frame), bool) if mode == ANY else (frame["mode"] == mode).to_numpy()
-            if sel.sum() < 10:
-                continue
-            r = resid[m][sel]
-            out.append(IntervalQuantiles(m, mode, float(np.quantile(r, lo_q)), float(np.quantile(r, hi_q)),
-                                         coverage, int(sel.sum()), seen))
-    return tuple(out)

@@ -1,4 +1,12 @@
-"""Fit + cross-validate + nested interval check in one call: what `servecast calibrate fit` runs."""
+"""Fit + the three held-out protocols + their nested interval check in one call: what `servecast calibrate
+fit` runs (and `calibrate validate` without a calibration).
+
+Under each protocol (calibrate.heldout: by deployment, one model out, one system out), every row is
+predicted by a calibration fitted entirely without it: point fit, reach decisions and intervals, the
+last two from inner protocols on that fit's own rows. So the reported errors and interval coverage are
+those of a calibration that never saw the row, as new to it as the protocol makes it. The calibration
+stored is fitted on all rows, its reach and intervals from the outer protocols' held-out rows.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -7,44 +15,60 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from calibrate.fit import (
-    METRICS,
-    FitOptions,
-    corrected_logs,
-    cv_logs,
-    fit_point,
-    fold_ids,
-    interval_quantiles,
-    leave_one_out_logs,
-    log_ratio,
-    usable,
-)
+from calibrate.fit import METRICS, FitOptions, corrected_logs, fold_ids, log_ratio, usable
+from calibrate.heldout import HeldOut, Protocol, finish, fit_full, test_masks
 from calibrate.validate import error_stats
-from estimator.calibration import ANY, Calibration
+from estimator.calibration import Calibration
 from perfdb.errors import InputError
+
+# column prefix of each protocol's held-out predictions in FitResult.rows, and its training-summary name
+PREFIX = {Protocol.DEPLOYMENT: "cv_", Protocol.MODEL: "lomo_", Protocol.SYSTEM: "loso_"}
+SUMMARY = {Protocol.DEPLOYMENT: "cv", Protocol.MODEL: "leave_one_model_out", Protocol.SYSTEM: "leave_one_system_out"}
 
 
 @dataclass(frozen=True)
 class FitResult:
     calibration: Calibration
-    rows: pd.DataFrame          # usable rows: fold, cv_<metric> (calibrated, from a fit without the row's deployment),
-    #                             covered_<metric> (inside that fold's nested 80% interval)
+    rows: pd.DataFrame          # usable rows: fold; per protocol (PREFIX p): <p><metric> calibrated by a fit without
+    #                             the row, <p>covered_<metric> 1/0 inside that fit's 80% interval (NaN: not held
+    #                             out), <p>novelty how new the row was to that fit
     excluded: pd.DataFrame      # rows not used, with the reason in status
     fold_errors: pd.DataFrame   # per fold and metric: rows, median/mean/p90 abs % error before and after
+
 
 
 def _inner_opts(opts: FitOptions, frame: pd.DataFrame) -> FitOptions:
     return replace(opts, folds=max(2, min(opts.inner_folds, frame["deployment_key"].nunique())))
 
 
-def _covered(q: tuple, frame: pd.DataFrame, metric: str, resid: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(frame), dtype=bool)
-    modes = frame["mode"].to_numpy()
-    for i, mode in enumerate(modes):
-        cands = [x for x in q if x.metric == metric and x.mode == mode] or \
-                [x for x in q if x.metric == metric and x.mode == ANY]
-        out[i] = bool(cands) and cands[0].lo <= resid[i] <= cands[0].hi
+def _covered(cal: Calibration, frame: pd.DataFrame, metric: str, resid: np.ndarray) -> np.ndarray:
+    """1.0 where log(measured / calibrated) lies inside the interval `cal` gives the row, else 0.0."""
+    cols = [frame[c].astype(str).to_numpy() for c in ("mode", "model_key", "system", "backend")]
+    out = np.zeros(len(frame))
+    for i, key in enumerate(zip(*cols, strict=True)):
+        q = cal.interval(metric, *key)
+        out[i] = float(q is not None and q.lo <= resid[i] <= q.hi)
     return out
+
+
+def _protocol(data: pd.DataFrame, protocol: Protocol, opts: FitOptions, base: str, rows: pd.DataFrame) -> HeldOut:
+    """Fill `rows` with the nested predictions of one protocol; returns the outer fits' parts."""
+    held = HeldOut.empty(len(data))
+    pre = PREFIX[protocol]
+    cal_logs = {m: np.full(len(data), np.nan) for m in METRICS}
+    covered = {m: np.full(len(data), np.nan) for m in METRICS}
+    for i, mask in enumerate(test_masks(data, protocol, opts.folds, opts.seed)):
+        tr, te = data[~mask].reset_index(drop=True), data[mask].reset_index(drop=True)
+        cal_k = fit_full(tr, _inner_opts(opts, tr), base)
+        held.fill(mask, cal_k, te, f"{protocol.value}:{i}")
+        for m in METRICS:
+            cal_logs[m][mask] = c = corrected_logs(cal_k, te, m)
+            covered[m][mask] = _covered(cal_k, te, m, log_ratio(te, m) - c)
+    for m in METRICS:
+        rows[f"{pre}{m}"] = rows[f"pred_{m}"] * np.exp(cal_logs[m])
+        rows[f"{pre}covered_{m}"] = covered[m]
+    rows[f"{pre}novelty"] = held.novelty
+    return held
 
 
 def train(frame: pd.DataFrame, opts: FitOptions, base: str) -> FitResult:
@@ -54,74 +78,10 @@ def train(frame: pd.DataFrame, opts: FitOptions, base: str) -> FitResult:
         reasons = excluded["status"].value_counts().head(3).to_dict() if len(excluded) else {}
         raise InputError(f"no run could be predicted and measured; reasons: {reasons or 'no rows'}")
     rows = data.copy()
-    served = unseen(data, opts, base)
-    for tag, by_metric in served.logs.items():
-        for m, logs in by_metric.items():
-            rows[f"{tag}_{m}"] = rows[f"pred_{m}"] * np.exp(logs)
-    opts = replace(opts, unseen_model_factor=served.model_factor if opts.unseen_model_factor is None
-                   else opts.unseen_model_factor,
-                   unseen_system_factor=served.system_factor if opts.unseen_system_factor is None
-                   else opts.unseen_system_factor)
-    folds = fold_ids(data, opts.folds, opts.seed)
-    cv = {m: np.zeros(len(data)) for m in METRICS}
-    covered = {m: np.zeros(len(data), dtype=bool) for m in METRICS}
-    for k in range(opts.folds):
-        tr, te = data[folds != k].reset_index(drop=True), data[folds == k].reset_index(drop=True)
-        cal_k = fit_point(tr, opts, base)
-        inner = cv_logs(tr, _inner_opts(opts, tr), base)
-        q_k = interval_quantiles(tr, {m: log_ratio(tr, m) - inner[m] for m in METRICS}, opts.coverage)
-        for m in METRICS:
-            c = corrected_logs(cal_k, te, m)
-            cv[m][folds == k] = c
-            covered[m][folds == k] = _covered(q_k, te, m, log_ratio(te, m) - c)
-    rows["fold"] = folds
-    for m in METRICS:
-        rows[f"cv_{m}"] = rows[f"pred_{m}"] * np.exp(cv[m])
-        rows[f"covered_{m}"] = covered[m]
-    intervals = interval_quantiles(data, {m: log_ratio(data, m) - cv[m] for m in METRICS}, opts.coverage)
-    cal = fit_point(data, opts, base, intervals + served.intervals)
-    fold_errors = _fold_errors(rows)
-    training = _summary(rows, excluded, opts)
-    return FitResult(replace(cal, training=training), rows, excluded, fold_errors)
-
-
-@dataclass(frozen=True)
-class Unseen:
-    """How a (system, model) pair the fit never saw is served (see `unseen`)."""
-
-    intervals: tuple                 # IntervalQuantiles with seen=False
-    model_factor: tuple[str, ...]    # metrics whose per-mode factor applies to a model the fit never saw
-    system_factor: tuple[str, ...]   # ... and to a model it saw, on a system it never saw it on
-    logs: dict                       # "lomo" / "loso" -> metric -> log(calibrated / predicted) per row
-
-
-def unseen(data: pd.DataFrame, opts: FitOptions, base: str) -> Unseen:
-    """Per metric, whether the per-mode factor helps a model the fit never saw (decided on the
-    leave-one-model-out predictions) and a seen model on a system it never saw (leave-one-system-out):
-    kept only where it lowers their median |error|. The two are decided apart because they differ: with
-    TTFT's residual trees weighted (FitOptions.rel_weight_ttft) the factor helps an unseen system (TTFT
-    33.6% -> 29.4% on the training runs) and hurts an unseen model (33.7% -> 34.7%). Plus wider intervals
-    from both residual sets (the cross-validated ones cover just 63-74% of such rows)."""
-    opts = replace(opts, unseen_model_factor=METRICS, unseen_system_factor=METRICS)
-    parts = {}
-    for column, tag in (("model_key", "lomo"), ("system", "loso")):
-        got = leave_one_out_logs(data, column, opts, base, factor_part=True)
-        if got is not None:
-            parts[tag] = got
-    if not parts:
-        return Unseen((), METRICS, METRICS, {})
-    transfer = {tag: [] for tag in parts}
-    resid, logs = {m: [] for m in METRICS}, {tag: {} for tag in parts}
-    for m in METRICS:
-        r = log_ratio(data, m)
-        for tag, (total, factor) in parts.items():
-            keep = np.median(np.abs(np.exp(total[m] - r) - 1)) <= np.median(np.abs(np.exp(total[m] - factor[m] - r) - 1))
-            transfer[tag] += [m] if keep else []
-            logs[tag][m] = total[m] - (0.0 if keep else factor[m])
-            resid[m].append(r - logs[tag][m])
-    both = pd.concat([data] * len(parts), ignore_index=True)
-    intervals = interval_quantiles(both, {m: np.concatenate(v) for m, v in resid.items()}, opts.coverage, seen=False)
-    return Unseen(intervals, tuple(transfer.get("lomo", METRICS)), tuple(transfer.get("loso", METRICS)), logs)
+    rows["fold"] = fold_ids(data, opts.folds, opts.seed)
+    helds = [_protocol(data, p, opts, base, rows) for p in Protocol]
+    cal = finish(data, helds, opts, base)
+    return FitResult(replace(cal, training=_summary(rows, excluded, opts)), rows, excluded, _fold_errors(rows))
 
 
 def _fold_errors(rows: pd.DataFrame) -> pd.DataFrame:
@@ -143,10 +103,11 @@ def _summary(rows: pd.DataFrame, excluded: pd.DataFrame, opts: FitOptions) -> di
            or None}
     for m in METRICS:
         out[f"{m}_before"] = error_stats(rows[f"measured_{m}"], rows[f"pred_{m}"])
-        out[f"{m}_after_cv"] = error_stats(rows[f"measured_{m}"], rows[f"cv_{m}"])
-        out[f"{m}_interval_coverage_cv"] = float(rows[f"covered_{m}"].mean())
-        if f"lomo_{m}" in rows.columns:   # how the calibration does on a model it never saw
-            out[f"{m}_after_leave_one_model_out"] = error_stats(rows[f"measured_{m}"], rows[f"lomo_{m}"])
-        if f"loso_{m}" in rows.columns:   # ... and on a system it never saw
-            out[f"{m}_after_leave_one_system_out"] = error_stats(rows[f"measured_{m}"], rows[f"loso_{m}"])
+        for p, name in SUMMARY.items():
+            cov = rows[f"{PREFIX[p]}covered_{m}"]
+            if cov.notna().any():   # a leave-one-out needs two models / systems
+                out[f"{m}_after_{name}"] = error_stats(rows[f"measured_{m}"], rows[f"{PREFIX[p]}{m}"])
+                out[f"{m}_interval_coverage_{name}"] = float(cov.mean())
+                out[f"{m}_interval_coverage_{name}_by_mode"] = {str(k): float(v) for k, v in
+                                                                 cov.groupby(rows["mode"]).mean().dropna().items()}
     return out

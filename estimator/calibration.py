@@ -13,6 +13,11 @@ A scope is (system, backend, version, mode, model); a key field "*" matches anyt
 matching scope wins, so scopes the fit had too little data for fall back to wider ones. Model-specific
 corrections stay with their model (`model_key`): a model the fit never saw gets only the model-wide
 scopes, because kernel-table biases differ per architecture and one model's factor hurts another's.
+
+How new a query is to the fit (`Novelty`, from the (system, backend, mode, model) scopes it was fitted
+on) decides two things: which parts of the correction reach it (`Reach`: a per-mode factor or the
+residual trees reach an unseen model or system only where held-out evidence showed they help there),
+and which interval it gets (quantiles of held-out residuals of rows exactly that new to their fit).
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from enum import Enum
 from functools import cached_property
 
 import numpy as np
@@ -28,7 +34,7 @@ from estimator.trees import Trees
 from perfdb.errors import DataError
 from perfdb.types import Phase, Source
 
-FORMAT, FORMAT_VERSION = "servecast-calibration", 3
+FORMAT, FORMAT_VERSION = "servecast-calibration", 4
 ARTIFACT_FILE = "calibration.json"
 ANY = "*"
 METRIC_PHASE = {"ttft": Phase.PREFILL, "tpot": Phase.DECODE}
@@ -117,13 +123,6 @@ class Residual:
     trees: Trees | None = None
     coef: tuple[float, ...] = ()     # linear alternative: intercept + coef . features
     intercept: float = 0.0
-    # model_keys it was fitted on; it applies to those only (empty: every model). Its features (the
-    # predictions themselves among them) tell the training models apart, so on a model it never saw it
-    # corrects another model's pattern: leave-one-model-out it made TTFT worse than no correction.
-    models: tuple[str, ...] = ()
-
-    def applies_to(self, model: str) -> bool:
-        return not self.models or model in self.models
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if tuple(self.features) != FEATURES:
@@ -134,11 +133,41 @@ class Residual:
         return self.intercept + x @ np.asarray(self.coef, dtype=np.float64)
 
 
+class Novelty(str, Enum):
+    """How new a query's (system, backend, mode, model) is to a calibration, narrowest first."""
+
+    SCOPE = "scope"      # the fit had runs of this (system, backend, mode, model): a new deployment of it
+    PAIR = "pair"        # ... of this model on this system, with another backend or mode
+    SYSTEM = "system"    # ... of this model, never on this system
+    MODEL = "model"      # a model the fit never saw, on a system it saw
+    BOTH = "both"        # neither the model nor the system
+
+
+PARTS = ("factor", "residual")
+# levels whose reach is decided on held-out evidence; narrower ones always get both parts (grouped CV by
+# deployment is their evidence), BOTH gets a part only where SYSTEM and MODEL both do
+DECIDED = (Novelty.SYSTEM, Novelty.MODEL)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Whether `part` (the per-mode "factor" or the "residual" trees) of `metric` reaches queries of
+    `novelty`, and the held-out evidence: median |error| % of the `n_rows` held-out rows of that
+    novelty with the part applied and without it (the other part as decided)."""
+
+    novelty: str
+    metric: str
+    part: str
+    applied: bool
+    n_rows: int
+    with_pct: float | None
+    without_pct: float | None
+
+
 @dataclass(frozen=True)
 class IntervalQuantiles:
-    """Quantiles of cross-validated log(measured / calibrated) for `metric` in `mode` ("*" = all).
-    `seen` False: from leave-one-model-out and leave-one-system-out residuals, for a (system, model)
-    pair the fit never saw (wider: such runs get the per-mode factor only)."""
+    """Quantiles of held-out log(measured / calibrated) for `metric` in `mode` ("*" = all), from rows as
+    new to the fit that predicted them as `novelty` (a Novelty value) says."""
 
     metric: str
     mode: str
@@ -146,7 +175,7 @@ class IntervalQuantiles:
     hi: float            # log quantile at (1 + coverage) / 2
     coverage: float
     n_rows: int
-    seen: bool = True
+    novelty: str = Novelty.SCOPE.value
 
 
 @dataclass(frozen=True)
@@ -158,12 +187,9 @@ class Calibration:
     statistic: str = "mean"          # the client statistic fitted (mean TTFT/TPOT)
     notes: tuple[str, ...] = ()      # fallbacks and caveats, in words
     training: dict = field(default_factory=dict)   # summary: rows, deployments, source files, CV errors
-    # metrics whose per-mode factor also corrects a (system, model) pair the fit never saw: for a model
-    # it never saw, and for a model it saw on other systems. The fit keeps each only where its
-    # leave-one-model-out (resp. leave-one-system-out) residuals say it helps such pairs.
-    unseen_model_factor: tuple[str, ...] = ("ttft", "tpot")
-    unseen_system_factor: tuple[str, ...] = ("ttft", "tpot")
-    fitted: tuple[tuple[str, str], ...] = ()   # (system, model_key) pairs of the training rows
+    # which parts reach an unseen model / system, decided on held-out rows (none recorded: neither does)
+    reach: tuple[Reach, ...] = ()
+    fitted: tuple[tuple[str, str, str, str], ...] = ()   # (system, backend, mode, model_key) of the training rows
 
     @cached_property
     def id(self) -> str:
@@ -185,47 +211,67 @@ class Calibration:
         return next((r for r in self.residuals if r.metric == metric), None)
 
     @cached_property
-    def models(self) -> frozenset[str]:
-        """model_keys of the training rows."""
-        return frozenset(m for _, m in self.fitted)
+    def _known(self) -> tuple[frozenset, frozenset, frozenset, frozenset]:
+        """(scopes, (system, model) pairs, models, systems) of the training rows."""
+        return (frozenset(self.fitted), frozenset((s, m) for s, _, _, m in self.fitted),
+                frozenset(m for *_, m in self.fitted), frozenset(s for s, *_ in self.fitted))
 
-    @cached_property
-    def _fitted(self) -> frozenset[tuple[str, str]]:
-        return frozenset(self.fitted)
+    def novelty(self, system: str, backend: str, mode: str, model: str) -> Novelty:
+        """How new (system, backend, mode, model_key) is to the fit; no scopes recorded: SCOPE."""
+        scopes, pairs, models, systems = self._known
+        if not self.fitted or (system, backend, mode, model) in scopes:
+            return Novelty.SCOPE
+        if (system, model) in pairs:
+            return Novelty.PAIR
+        if model in models:
+            return Novelty.SYSTEM
+        return Novelty.MODEL if system in systems else Novelty.BOTH
 
-    def interval(self, metric: str, mode: str, model: str | None = None,
-                 system: str | None = None) -> IntervalQuantiles | None:
-        """The interval for `mode`: for a (system, model_key) pair the fit never saw, the wider
-        leave-one-out one when the fit has it; model or system None: the seen one."""
-        seen = model is None or system is None or self.seen(system, model) or all(q.seen for q in self.intervals)
-        pool = [q for q in self.intervals if q.metric == metric and q.seen == seen]
-        exact = [q for q in pool if q.mode == mode]
-        wide = [q for q in pool if q.mode == ANY]
-        return (exact or wide or [None])[0]
+    def reaches(self, metric: str, part: str, novelty: Novelty) -> bool:
+        """Whether `part` ("factor" | "residual") of `metric` applies to a query of `novelty`."""
+        if novelty not in DECIDED and novelty is not Novelty.BOTH:
+            return True
+        levels = DECIDED if novelty is Novelty.BOTH else (novelty,)
+        return all(any(r.applied for r in self.reach if (r.novelty, r.metric, r.part) == (lv.value, metric, part))
+                   for lv in levels)
 
-    def seen(self, system: str, model: str) -> bool:
-        """Whether the training rows had the (system, model_key) pair (no pairs recorded: always)."""
-        return not self.fitted or (system, model) in self._fitted
+    def interval(self, metric: str, mode: str, model: str | None = None, system: str | None = None,
+                 backend: str | None = None) -> IntervalQuantiles | None:
+        """The interval for a query in `mode`, from held-out rows as new to their fit as this query is to
+        this one (model or system None: a seen scope; backend None: a seen (system, model) pair counts as
+        PAIR). A novelty without stored quantiles takes the next wider one that has them."""
+        if model is None or system is None:
+            level = Novelty.SCOPE
+        elif backend is None:
+            level = self.novelty(system, "", mode, model)
+        else:
+            level = self.novelty(system, backend, mode, model)
+        order = list(Novelty)
+        for lv in order[order.index(level):] + order[:order.index(level)][::-1]:
+            pool = [q for q in self.intervals if q.metric == metric and q.novelty == lv.value]
+            found = [q for q in pool if q.mode == mode] or [q for q in pool if q.mode == ANY]
+            if found:
+                return found[0]
+        return None
 
     def factor_log(self, metric: str, scope: tuple[str, ...]) -> float:
-        """The scope factor (log) a key gets: the narrowest matching one, except that an unseen (system,
-        model) pair gets none for a metric not in `unseen_model_factor` (a model the fit never saw) or
-        `unseen_system_factor` (a model it saw, on other systems)."""
-        model = scope[4] if len(scope) > 4 else ""
-        if not self.seen(scope[0], model):
-            allowed = self.unseen_system_factor if model in self.models else self.unseen_model_factor
-            if metric not in allowed:
-                return 0.0
+        """The scope factor (log) a key (system, backend, version, mode, model) gets: the narrowest matching
+        one, where it reaches the key's novelty (`reaches`), else none."""
+        if not self.reaches(metric, "factor", self.novelty_of(scope)):
+            return 0.0
         f = self.factor(metric, *scope)
         return f.log_factor if f else 0.0
+
+    def novelty_of(self, scope: tuple[str, ...]) -> Novelty:
+        return self.novelty(scope[0], scope[1], scope[3], scope[4] if len(scope) > 4 else "")
 
     def correct_log(self, metric: str, scope: tuple[str, ...], x: np.ndarray) -> np.ndarray:
         """log(corrected / predicted) for rows `x` (feature_matrix) of one scope key
         (system, backend, version, mode, model)."""
         r = self.residual(metric)
         out = np.full(x.shape[0], self.factor_log(metric, scope))
-        model = scope[4] if len(scope) > 4 else ""
-        return out + (r.predict(x) if r is not None and r.applies_to(model) else 0.0)
+        reached = r is not None and self.reaches(metric, "residual", self.novelty_of(scope))
+        return out + (r.predict(x) if reached else 0.0)
 
     def to_json(self) -> str:
         body = {"format": FORMAT, "format_version": FORMAT_VERSION, "id": self.id, **_plain(asdict(self))}
@@ -239,7 +285,7 @@ class Calibration:
             raise DataError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise DataError(f"{where}: not a {FORMAT} file")
-        if d.get("format_version") != FORMAT_VERSION:   # v1: scopes without a model; v2: one unseen_factor for both
+        if d.get("format_version") != FORMAT_VERSION:   # v3: seen/unseen pairs only, no recorded evidence
             raise DataError(f"{where}: calibration format v{d.get('format_version')}, this servecast reads "
                             f"v{FORMAT_VERSION}; refit with `servecast calibrate fit`")
         try:
@@ -249,8 +295,7 @@ class Calibration:
                 residuals=tuple(_residual(r) for r in d["residuals"]),
                 intervals=tuple(IntervalQuantiles(**q) for q in d["intervals"]),
                 base=d["base"], statistic=d["statistic"], notes=tuple(d["notes"]), training=d["training"],
-                unseen_model_factor=tuple(d["unseen_model_factor"]),
-                unseen_system_factor=tuple(d["unseen_system_factor"]), fitted=tuple(tuple(p) for p in d["fitted"]))
+                reach=tuple(Reach(**r) for r in d["reach"]), fitted=tuple(tuple(p) for p in d["fitted"]))
         except (KeyError, TypeError) as exc:
             raise DataError(f"{where}: calibration lacks or mistypes a field ({exc})") from None
         if d.get("id") != cal.id:
@@ -264,7 +309,7 @@ def _residual(r: dict) -> Residual:
     trees = None if t is None else Trees(**{k: (tuple(tuple(v) for v in t[k]) if isinstance(t[k], list) else t[k])
                                            for k in t})
     return Residual(metric=r["metric"], features=tuple(r["features"]), trees=trees, coef=tuple(r["coef"]),
-                    intercept=r["intercept"], models=tuple(r["models"]))
+                    intercept=r["intercept"])
 
 
 def _plain(x):
@@ -344,7 +389,7 @@ def calibrate_estimate(estimate, calibration: Calibration, context: CalibrationC
             float(np.exp(calibration.correct_log(metric, key, x))[0])
         value = np.asarray(pred, dtype=np.float64) * corr
         out[metric] = value.item() if scalar else value
-        q = calibration.interval(metric, context.mode, context.model, context.system)
+        q = calibration.interval(metric, context.mode, context.model, context.system, context.backend)
         intervals[metric] = None if q is None else Interval(lo=out[metric] * math.exp(q.lo),
                                                             hi=out[metric] * math.exp(q.hi), coverage=q.coverage)
     ttft, tpot = out["ttft"], out["tpot"]

@@ -1,0 +1,188 @@
+"""Held-out protocols, and what a calibration learns from them beyond its point fit.
+
+Three protocols, each predicting every row from a fit that did not see it:
+  deployment  k folds grouped by deployment (all concurrencies of one deployment in one fold)
+  model       leave one model out (a model the calibration never saw)
+  system      leave one GPU system out
+Each held-out row is as new to the fit that predicted it as `Calibration.novelty` says (a new deployment
+of a fitted scope, a fitted model on a new system, a new model ...). Pooled over the protocols by that
+novelty, the held-out rows decide
+- which parts of the correction reach an unseen model or system (`decide_reach`): the per-mode factor
+  and the residual trees each only where they lowered the held-out median |error| of rows that new;
+- the intervals (`novelty_quantiles`): quantiles of held-out log(measured / calibrated) per novelty and
+  mode, so that a query gets the spread of rows as new to their fit as it is to this one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import pandas as pd
+
+from calibrate.fit import METRICS, FitOptions, features, fit_point, fold_ids, log_ratio, scope_keys
+from estimator.calibration import ANY, DECIDED, PARTS, Calibration, IntervalQuantiles, Novelty, Reach
+
+# held-out rows a decision or an interval needs; fewer: the part does not reach / the wider pool serves
+MIN_ROWS = 20
+# a part reaches an unseen model / system only if it lowers the held-out median |error| of such rows by at
+# least this share of it: with 3-6 held-out groups smaller gains flip from one fit to the next (decided
+# on any gain, the nested one-model-out TTFT error rose from 36.9% to 41.4%: the per-mode factor, chosen on
+# a 2-point gain over three models, cost the fourth 21 points; docs/bench/calibration.md)
+MARGIN = 0.1
+# novelties whose interval is the widest of the held-out groups' own: a fit holds 3-4 models, and a pooled
+# quantile over them says how a typical training row fared, not how far a new architecture may be off
+# (pooled, one-model-out TPOT intervals covered 67%; docs/bench/calibration.md). Six systems pool well.
+ENVELOPE = (Novelty.MODEL, Novelty.BOTH)
+# the novelties whose rows serve one with too few rows of its own (its own first)
+POOLS = {Novelty.SCOPE: (Novelty.SCOPE, Novelty.PAIR), Novelty.PAIR: (Novelty.PAIR, Novelty.SCOPE),
+         Novelty.SYSTEM: (Novelty.SYSTEM, Novelty.BOTH), Novelty.MODEL: (Novelty.MODEL, Novelty.BOTH),
+         Novelty.BOTH: (Novelty.BOTH, Novelty.SYSTEM, Novelty.MODEL)}
+
+
+class Protocol(str, Enum):
+    DEPLOYMENT = "deployment"
+    MODEL = "model"
+    SYSTEM = "system"
+
+
+def test_masks(frame: pd.DataFrame, protocol: Protocol, folds: int, seed: int) -> list[np.ndarray]:
+    """The held-out rows of each fit of `protocol` (none for a leave-one-out with fewer than two groups)."""
+    if protocol is Protocol.DEPLOYMENT:
+        ids = fold_ids(frame, folds, seed)
+        return [ids == k for k in range(folds)]
+    keys = frame["model_key" if protocol is Protocol.MODEL else "system"].astype(str).to_numpy()
+    groups = sorted(set(keys))
+    return [keys == g for g in groups] if len(groups) > 1 else []
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Per row of a frame, from the fit that held it out under one protocol: its novelty to that fit ("" for
+    rows no fit held out), and the log corrections that fit's scope factor and residual trees would make
+    (whether or not they reach the row)."""
+
+    novelty: np.ndarray
+    factor: dict[str, np.ndarray]
+    residual: dict[str, np.ndarray]
+    group: np.ndarray            # which fit held the row out ("" for none)
+
+    @staticmethod
+    def empty(n: int) -> "HeldOut":
+        return HeldOut(np.full(n, "", dtype=object), {m: np.zeros(n) for m in METRICS},
+                       {m: np.zeros(n) for m in METRICS}, np.full(n, "", dtype=object))
+
+    def fill(self, mask: np.ndarray, cal: Calibration, test: pd.DataFrame, group: str) -> None:
+        """Record `cal`'s parts for the held-out rows `test` (= frame[mask]), held out by fit `group`."""
+        keys = scope_keys(test)
+        self.group[mask] = group
+        self.novelty[mask] = [cal.novelty_of(k).value for k in keys]
+        x = features(test)
+        for m in METRICS:
+            f = {k: cal.factor(m, *k) for k in dict.fromkeys(keys)}
+            self.factor[m][mask] = [f[k].log_factor if f[k] else 0.0 for k in keys]
+            r = cal.residual(m)
+            self.residual[m][mask] = r.predict(x) if r is not None else 0.0
+
+
+def held_out(frame: pd.DataFrame, protocol: Protocol, opts: FitOptions, base: str) -> HeldOut:
+    """Every row's parts from a point fit without it under `protocol`."""
+    out = HeldOut.empty(len(frame))
+    for i, mask in enumerate(test_masks(frame, protocol, opts.folds, opts.seed)):
+        cal = fit_point(frame[~mask].reset_index(drop=True), opts, base)
+        out.fill(mask, cal, frame[mask].reset_index(drop=True), f"{protocol.value}:{i}")
+    return out
+
+
+def _pooled(frame: pd.DataFrame, helds: list[HeldOut], levels: tuple[Novelty, ...], metric: str):
+    """(log ratio, factor part, residual part, mode, group) of the held-out rows of `levels`, over all
+    protocols."""
+    r = log_ratio(frame, metric)
+    modes = frame["mode"].astype(str).to_numpy()
+    names = [lv.value for lv in levels]
+    sel = [np.isin(h.novelty, names) for h in helds]
+    return (np.concatenate([r[s] for s in sel]), np.concatenate([h.factor[metric][s] for h, s in zip(helds, sel, strict=True)]),
+            np.concatenate([h.residual[metric][s] for h, s in zip(helds, sel, strict=True)]),
+            np.concatenate([modes[s] for s in sel]), np.concatenate([h.group[s] for h, s in zip(helds, sel, strict=True)]))
+
+
+def _median_abs_pct(r: np.ndarray, corrected: np.ndarray) -> float:
+    return float(np.median(np.abs(np.exp(corrected - r) - 1.0)) * 100.0)
+
+
+def decide_reach(frame: pd.DataFrame, helds: list[HeldOut]) -> tuple[Reach, ...]:
+    """Per decided novelty (an unseen system, an unseen model) and metric, the parts (per-mode factor,
+    residual trees) whose combination has the lowest held-out median |error| on rows that new (fewer
+    parts on a tie); with fewer than MIN_ROWS such rows, neither part reaches them."""
+    out = []
+    for level in DECIDED:
+        for m in METRICS:
+            r, f, t, _, _ = _pooled(frame, helds, (level,), m)
+            if len(r) < MIN_ROWS:
+                out += [Reach(level.value, m, p, False, len(r), None, None) for p in PARTS]
+                continue
+            err = {(a, b): _median_abs_pct(r, a * f + b * t) for a in (0, 1) for b in (0, 1)}
+            best = (0, 0)
+            for c in sorted(err, key=lambda c: (sum(c), c)):   # fewer parts first; more only for a clear gain
+                if err[c] < err[best] * (1 - MARGIN) and err[c] <= min(err.values()) + 1e-9:
+                    best = c
+            for i, part in enumerate(PARTS):
+                on, off = tuple(1 if j == i else best[j] for j in range(2)), tuple(0 if j == i else best[j]
+                                                                                     for j in range(2))
+                out.append(Reach(level.value, m, part, bool(best[i]), len(r), round(err[on], 3), round(err[off], 3)))
+    return tuple(out)
+
+
+def novelty_quantiles(frame: pd.DataFrame, helds: list[HeldOut], reach: tuple[Reach, ...],
+                      coverage: float) -> tuple[IntervalQuantiles, ...]:
+    """Quantiles of held-out log(measured / calibrated) per metric, novelty and mode (a mode with fewer
+    than MIN_ROWS rows: only the all-modes one), each row corrected as `reach` corrects that novelty. A
+    novelty with fewer rows of its own is served by its pool (POOLS), corrected as that novelty would be."""
+    judge = Calibration((), (), (), reach=reach)
+    lo_q, hi_q = (1 - coverage) / 2, (1 + coverage) / 2
+    out = []
+    for level in Novelty:
+        for m in METRICS:
+            r, f, t, modes, groups = _pooled(frame, helds, (level,), m)
+            if len(r) < MIN_ROWS:
+                r, f, t, modes, groups = _pooled(frame, helds, POOLS[level], m)
+            if len(r) < MIN_ROWS:
+                continue
+            resid = r - f * judge.reaches(m, "factor", level) - t * judge.reaches(m, "residual", level)
+            wide = _quantiles(resid, groups, lo_q, hi_q, level)
+            if wide is None:
+                continue
+            out.append(IntervalQuantiles(m, ANY, *wide, coverage, len(r), level.value))
+            for mode in sorted(set(modes)):
+                sel = modes == mode
+                got = _quantiles(resid[sel], groups[sel], lo_q, hi_q, level) if sel.sum() >= MIN_ROWS else None
+                if got is not None and level in ENVELOPE:    # never narrower than the all-modes envelope
+                    got = (min(got[0], wide[0]), max(got[1], wide[1]))
+                if got is not None:
+                    out.append(IntervalQuantiles(m, mode, *got, coverage, int(sel.sum()), level.value))
+    return tuple(out)
+
+
+def _quantiles(resid: np.ndarray, groups: np.ndarray, lo_q: float, hi_q: float, level: Novelty):
+    """(lo, hi) log quantiles of `resid`; for an unseen model (ENVELOPE) the widest of the held-out groups'
+    own ranges (groups of fewer than MIN_ROWS rows pooled into one), else None where fewer than two
+    groups have MIN_ROWS rows (one model's spread says nothing of another's)."""
+    if level not in ENVELOPE:
+        return float(np.quantile(resid, lo_q)), float(np.quantile(resid, hi_q))
+    names, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    big = [i for i in range(len(names)) if counts[i] >= MIN_ROWS]
+    if not big:
+        return None
+    return (float(min(np.quantile(resid[inv == i], lo_q) for i in big)),
+            float(max(np.quantile(resid[inv == i], hi_q) for i in big)))
+
+
+def finish(frame: pd.DataFrame, helds: list[HeldOut], opts: FitOptions, base: str) -> Calibration:
+    """The calibration of `frame` with the reach and intervals its held-out parts support."""
+    reach = decide_reach(frame, helds)
+    return fit_point(frame, opts, base, novelty_quantiles(frame, helds, reach, opts.coverage), reach)
+
+
+def fit_full(frame: pd.DataFrame, opts: FitOptions, base: str) -> Calibration:
+    """Point fit + reach + intervals from the three protocols on `frame` (opts.folds deployment folds)."""
+    return finish(frame, [held_out(frame, p, opts, base) for p in Protocol], opts, base)
