@@ -158,16 +158,16 @@ def apply_calibration(frame: pd.DataFrame, cal) -> pd.DataFrame:
 
 
 def calibrated_columns(frame: pd.DataFrame, cal) -> pd.DataFrame:
-    """Per run_id: calibrated TTFT/TPOT (ms) and their prediction intervals (the wider ones where the
-    calibration never saw the run's system and model), for `servecast estimate --from-runs`."""
+    """Per run_id: calibrated TTFT/TPOT (ms) and their prediction intervals (as wide as the held-out spread
+    of runs as new to their fit as this run is to the calibration), for `servecast estimate --from-runs`."""
     from estimator.calibration import model_key
 
     out = apply_calibration(frame, cal)
     keys = out["model"].map(model_key)
     cols = {"id": out["run_id"], "cal_ttft_ms": out["cal_ttft"], "cal_tpot_ms": out["cal_tpot"]}
     for m in ("ttft", "tpot"):
-        qs = [cal.interval(m, mode, key, system) for mode, key, system in
-              zip(out["mode"], keys, out["system"], strict=True)]
+        qs = [cal.interval(m, mode, key, system, backend) for mode, key, system, backend in
+              zip(out["mode"], keys, out["system"], out["backend"], strict=True)]
         lo = np.array([np.nan if q is None else math.exp(q.lo) for q in qs])
         hi = np.array([np.nan if q is None else math.exp(q.hi) for q in qs])
         cols[f"{m}_lo_ms"], cols[f"{m}_hi_ms"] = out[f"cal_{m}"] * lo, out[f"cal_{m}"] * hi

@@ -52,3 +52,24 @@ def worst_median(table: pd.DataFrame, stage: str = "after") -> dict[str, float]:
     """Overall median absolute % error per metric at `stage` (the --max-error gate)."""
     sel = table[(table["grouping"] == "all") & (table["stage"] == stage)]
     return {r["metric"]: float(r["median_abs_pct"]) for _, r in sel.iterrows()}
+
+
+# held-out protocols of calibrate.train's rows: (name, column prefix)
+PROTOCOL_COLUMNS = (("by deployment", "cv_"), ("one model out", "lomo_"), ("one system out", "loso_"))
+
+
+def coverage_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per held-out protocol, metric and mode ("all" first): rows held out, calibrated median |error| % and
+    the share inside the nested 80% interval (`<prefix>covered_<metric>`, NaN where no fit held the row out)."""
+    out = []
+    for name, pre in PROTOCOL_COLUMNS:
+        for metric in ("ttft", "tpot"):
+            cov = f"{pre}covered_{metric}"
+            if cov not in rows or rows[cov].isna().all():
+                continue
+            held = rows[rows[cov].notna()]
+            for mode, g in [("all", held), *sorted(held.groupby("mode"), key=lambda kv: str(kv[0]))]:
+                out.append({"protocol": name, "metric": metric, "mode": str(mode), "n": len(g),
+                            "median_abs_pct": error_stats(g[f"measured_{metric}"], g[f"{pre}{metric}"])["median_abs_pct"],
+                            "coverage": float(g[cov].mean())})
+    return pd.DataFrame(out)

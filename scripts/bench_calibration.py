@@ -1,14 +1,15 @@
-"""Calibration error under three held-out protocols, before and after, from one predictions file.
+"""Calibration error and interval coverage under three held-out protocols, from one predictions file.
 
-    servecast estimate --from-runs ../shared/data/e2e_train_silicon.csv --db /tmp/aicdb_all --out pred.csv
-    python scripts/bench_calibration.py ../shared/data/e2e_train_silicon.csv pred.csv [--residual gbm|none] [--clip 0.69]
+    servecast estimate --from-runs ../shared/data/e2e_train_silicon.csv --out pred.csv     # bundled database
+    python scripts/bench_calibration.py ../shared/data/e2e_train_silicon.csv pred.csv [--residual gbm|none]
 
-Protocols (each row is corrected by a fit that never saw it):
-  deployment  5-fold CV grouped by deployment (the issue's target protocol; what `calibrate fit` reports)
+Protocols (each row is corrected by a calibration fitted without it, its reach decisions and intervals
+from inner protocols on that fit's own rows: calibrate.train):
+  deployment  5-fold CV grouped by deployment
   model       leave one model out: how a model the calibration never saw is served
   system      leave one GPU system out
-Prints median |error| % for TTFT and TPOT, overall and by mode, for the uncalibrated predictions and
-for each protocol. About 40 s on 2 cores.
+Prints median |error| % and nested 80% interval coverage for TTFT and TPOT, overall and by mode, and the
+reach decisions of the calibration fitted on all rows. About 1-2 min on 2 cores.
 """
 from __future__ import annotations
 
@@ -17,28 +18,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibrate.fit import METRICS, FitOptions, cv_logs, log_ratio, usable  # noqa: E402
+from calibrate.fit import FitOptions  # noqa: E402
 from calibrate.ingest import read_results  # noqa: E402
 from calibrate.predict import from_predictions_file  # noqa: E402
-from calibrate.train import unseen  # noqa: E402
-
-
-def scored_frame(runs: Path, predictions: Path):
-    """The measured runs of a run table joined to a predictions CSV, usable rows only (as `calibrate fit`)."""
-    return usable(from_predictions_file(read_results([runs], None), predictions))
-
-
-def medians(frame, logs) -> dict[str, tuple[float, float, float]]:
-    out = {}
-    agg = (frame["mode"] == "agg").to_numpy()
-    for m in METRICS:
-        err = np.abs(np.exp(logs[m] - log_ratio(frame, m)) - 1.0) * 100   # |calibrated / measured - 1|
-        out[m] = (float(np.median(err)), float(np.median(err[agg])), float(np.median(err[~agg])))
-    return out
+from calibrate.train import train  # noqa: E402
+from calibrate.validate import coverage_table, error_stats  # noqa: E402
 
 
 def main() -> int:
@@ -46,25 +32,24 @@ def main() -> int:
     ap.add_argument("runs", type=Path)
     ap.add_argument("predictions", type=Path)
     ap.add_argument("--residual", default="gbm")
-    ap.add_argument("--clip", type=float, default=FitOptions.clip, help="FitOptions.clip (0 = no limit)")
     args = ap.parse_args()
-    frame = scored_frame(args.runs, args.predictions)
-    base = replace(FitOptions(), residual=args.residual, clip=args.clip)
-    served = unseen(frame, base, "estimate")   # as `calibrate fit` decides
-    opts = replace(base, unseen_model_factor=served.model_factor, unseen_system_factor=served.system_factor)
-    rows = {"uncalibrated": {m: np.zeros(len(frame)) for m in METRICS},
-            "deployment 5-fold": cv_logs(frame, opts, "estimate"),
-            "leave one model out": served.logs["lomo"],
-            "leave one system out": served.logs["loso"]}
-    print(f"{len(frame)} rows, {frame['deployment_key'].nunique()} deployments, "
-          f"{frame['model_key'].nunique()} models, {frame['system'].nunique()} systems; median |error| %")
-    print(f"per-mode factor applied to an unseen model for: {', '.join(served.model_factor) or 'none'}; "
-          f"to a seen model on an unseen system for: {', '.join(served.system_factor) or 'none'}")
-    print("| protocol | TTFT | TTFT agg | TTFT disagg | TPOT | TPOT agg | TPOT disagg |")
-    print("|---|---|---|---|---|---|---|")
-    for name, logs in rows.items():
-        r = medians(frame, logs)
-        print(f"| {name} | " + " | ".join(f"{v:.1f}" for m in METRICS for v in r[m]) + " |")
+    frame = from_predictions_file(read_results([args.runs], None), args.predictions)
+    res = train(frame, replace(FitOptions(), residual=args.residual), "estimate")
+    rows = res.rows
+    print(f"{len(rows)} rows, {rows['deployment_key'].nunique()} deployments, {rows['model_key'].nunique()} models, "
+          f"{rows['system'].nunique()} systems; calibration {res.calibration.id}")
+    before = {m: error_stats(rows[f"measured_{m}"], rows[f"pred_{m}"])["median_abs_pct"] for m in ("ttft", "tpot")}
+    print(f"uncalibrated median |error| TTFT {before['ttft']:.1f}%, TPOT {before['tpot']:.1f}%")
+    table = coverage_table(rows)
+    print("| protocol | mode | TTFT median abs % | TPOT median abs % | TTFT 80% interval covers | TPOT covers |")
+    print("|---|---|---|---|---|---|")
+    for (proto, mode), g in table.groupby(["protocol", "mode"], sort=False):
+        t, p = g.set_index("metric").loc["ttft"], g.set_index("metric").loc["tpot"]
+        print(f"| {proto} | {mode} | {t.median_abs_pct:.1f} | {p.median_abs_pct:.1f} | {100 * t.coverage:.1f} | "
+              f"{100 * p.coverage:.1f} |")
+    for r in res.calibration.reach:
+        print(f"reach: {r.metric} {r.part} -> unseen {r.novelty}: {'applied' if r.applied else 'withheld'} "
+              f"({r.with_pct} with / {r.without_pct} without, {r.n_rows} rows)")
     return 0
 
 

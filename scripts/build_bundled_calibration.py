@@ -81,7 +81,8 @@ def main() -> int:
             "cv_median_abs_error_pct": {m: {"before": round(tr[f"{m}_before"]["median_abs_pct"], 1),
                                             "after": round(tr[f"{m}_after_cv"]["median_abs_pct"], 1)}
                                         for m in ("ttft", "tpot")},
-            "interval_coverage_cv": {m: round(tr[f"{m}_interval_coverage_cv"], 3) for m in ("ttft", "tpot")},
+            "interval_coverage_nested": {name: {m: round(tr[f"{m}_interval_coverage_{name}"], 3) for m in ("ttft", "tpot")}
+                                         for name in ("cv", "leave_one_model_out", "leave_one_system_out")},
         }
         atomic_write_bytes(path / "provenance.yaml", yaml.safe_dump(provenance, sort_keys=False).encode())
         print(f"{base.value}: calibration {result.calibration.id} ({time.perf_counter() - t0:.0f} s); "

@@ -84,7 +84,7 @@ def _scope(points: PointTable, rows: np.ndarray, cal: Calibration, ctx, osl: int
     cols["ttft_ms"][rows], cols["tpot_ms"][rows], cols["request_latency_ms"][rows] = ttft, tpot, latency
     cols["source"][rows] = Source.CALIBRATED.code
     for metric, value in (("ttft", ttft), ("tpot", tpot)):
-        q = cal.interval(metric, ctx.mode, ctx.model, ctx.system)
+        q = cal.interval(metric, ctx.mode, ctx.model, ctx.system, ctx.backend)
         if q is not None:
             bounds[f"{metric}_lo_ms"][rows] = value * math.exp(q.lo)
             bounds[f"{metric}_hi_ms"][rows] = value * math.exp(q.hi)

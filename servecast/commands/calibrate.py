@@ -157,7 +157,7 @@ def _report_fit(console, result, folds: int) -> None:
     table = error_table(result.rows, {m: (f"measured_{m}", f"pred_{m}", f"cv_{m}") for m in ("ttft", "tpot")})
     console.print(_error_rich_table(table[table["grouping"].isin(["all", "mode"])],
                                     f"{folds}-fold CV grouped by deployment: before vs after"))
-    _print_held_out(console, result.calibration)
+    _print_held_out(console, result.rows, result.calibration)
     notes = result.calibration.notes
     if notes:
         console.print(f"{len(notes)} scope fallbacks, e.g.: " + "; ".join(notes[:3]))
@@ -166,23 +166,30 @@ def _report_fit(console, result, folds: int) -> None:
         console.print(f"{len(result.excluded)} rows not used: " + "; ".join(f"{n} x {s}" for s, n in reasons.items()))
 
 
-def _print_held_out(console, cal) -> None:
-    """Interval coverage and the leave-one-model/system-out errors of a fit's training summary."""
-    tr = cal.training
-    console.print(f"80% intervals cover {tr['ttft_interval_coverage_cv']:.1%} (TTFT) and "
-                  f"{tr['tpot_interval_coverage_cv']:.1%} (TPOT) of held-out rows (nested CV)")
-    before = {m: tr[f"{m}_before"]["median_abs_pct"] for m in ("ttft", "tpot")}
-    for what, key in (("model", "leave_one_model_out"), ("system", "leave_one_system_out")):
-        if f"ttft_after_{key}" in tr:
-            got = {m: tr[f"{m}_after_{key}"]["median_abs_pct"] for m in ("ttft", "tpot")}
-            console.print(f"on a {what} it never saw ({key.replace('_', '-')}): median |error| TTFT "
-                          f"{got['ttft']:.1f}% (uncalibrated {before['ttft']:.1f}%), TPOT {got['tpot']:.1f}% "
-                          f"({before['tpot']:.1f}%)")
-    if any(f"ttft_after_{k}" in tr for k in ("leave_one_model_out", "leave_one_system_out")):
-        console.print(f"the per-mode factor (where it helped held out) reaches a model the fit never saw for "
-                      f"{', '.join(cal.unseen_model_factor) or 'no metric'} and a seen model on a new system for "
-                      f"{', '.join(cal.unseen_system_factor) or 'no metric'}; no residual trees for an unseen model; "
-                      "wider intervals for both")
+def _print_held_out(console, rows, cal) -> None:
+    """Per held-out protocol: calibrated error and nested 80% interval coverage; what reaches unseen pairs."""
+    console.print(_coverage_rich_table(rows))
+    _print_reach(console, cal)
+
+
+def _print_reach(console, cal) -> None:
+    for r in cal.reach:
+        if r.with_pct is not None:
+            console.print(f"{r.metric} {r.part} -> unseen {r.novelty}: {'applied' if r.applied else 'withheld'} "
+                          f"(held out {r.with_pct:.1f}% with, {r.without_pct:.1f}% without, {r.n_rows} rows)")
+
+
+def _coverage_rich_table(rows):
+    from rich.table import Table
+
+    from calibrate.validate import coverage_table
+
+    t = Table("protocol", "metric", "mode", "n", "median |err| %", "80% interval covers",
+              title="held out (each row calibrated by a fit without it; nested intervals)")
+    for _, r in coverage_table(rows).iterrows():
+        t.add_row(r["protocol"], r["metric"], r["mode"], str(r["n"]), f"{r['median_abs_pct']:.1f}",
+                  f"{r['coverage']:.1%}")
+    return t
 
 
 @app.command("validate")
@@ -229,6 +236,8 @@ def validate_cmd(
         typer.echo(table.to_json(orient="records", indent=1))
     else:
         console.print(_error_rich_table(table, title))
+        if chosen is None:   # cross-validated: every protocol's error and interval coverage
+            console.print(_coverage_rich_table(rows))
     if plot:  # a str, not a Path: Path("") is "." and would be written as ".png"
         from calibrate.plot import predicted_vs_measured
 
@@ -351,9 +360,9 @@ def _show_one(console, cal, directory: Path) -> None:
     for f in sorted(cal.factors, key=lambda f: (f.metric, f.scope.width, f.scope.label())):
         t.add_row(f.metric, f.scope.label(), f"x{math.exp(f.log_factor):.3f}", str(f.n_rows), str(f.n_deployments))
     console.print(t)
-    q = Table("metric", "mode", "for", "coverage", "low", "high", "rows", title="prediction intervals (x calibrated)")
+    q = Table("metric", "mode", "novelty", "coverage", "low", "high", "rows", title="prediction intervals (x calibrated)")
     for i in cal.intervals:
-        q.add_row(i.metric, i.mode, "fitted system+model" if i.seen else "unseen system or model", f"{i.coverage:.0%}",
+        q.add_row(i.metric, i.mode, i.novelty, f"{i.coverage:.0%}",
                   f"x{math.exp(i.lo):.3f}", f"x{math.exp(i.hi):.3f}", str(i.n_rows))
     console.print(q)
     for m in ("ttft", "tpot"):
@@ -363,7 +372,9 @@ def _show_one(console, cal, directory: Path) -> None:
                           f"calibrated (cross-validated); interval coverage {tr.get(f'{m}_interval_coverage_cv', 0):.1%}")
         for what, key in (("model", "leave_one_model_out"), ("system", "leave_one_system_out")):
             if f"{m}_after_{key}" in tr:
-                console.print(f"{m}: on a {what} it never saw {tr[f'{m}_after_{key}']['median_abs_pct']:.1f}%")
+                console.print(f"{m}: on a {what} it never saw {tr[f'{m}_after_{key}']['median_abs_pct']:.1f}%; "
+                              f"interval coverage {tr.get(f'{m}_interval_coverage_{key}', 0):.1%}")
+    _print_reach(console, cal)
     for n in cal.notes[:20]:
         console.print(f"  note: {n}")
     if len(cal.notes) > 20:

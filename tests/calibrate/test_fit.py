@@ -9,7 +9,7 @@ from synth import TRUE_FACTORS, frame
 
 from calibrate.fit import FitOptions, fit_point, fold_ids, usable
 from calibrate.train import train
-from estimator.calibration import Calibration
+from estimator.calibration import Calibration, Novelty
 from perfdb.errors import InputError
 
 # a small, fast configuration for 75 synthetic rows (5 deployments per scope), fixed here so the tests do
@@ -42,6 +42,9 @@ def test_cv_error_drops_and_intervals_cover(trained):
     for m in ("ttft", "tpot"):
         assert tr[f"{m}_after_cv"]["median_abs_pct"] < tr[f"{m}_before"]["median_abs_pct"] / 3
         assert 0.6 <= tr[f"{m}_interval_coverage_cv"] <= 0.97
+        # one model in the table: no leave-one-model-out, so nothing is decided for an unseen model
+        assert f"{m}_interval_coverage_leave_one_model_out" not in tr
+        assert not res.calibration.reaches(m, "factor", Novelty.MODEL)
     assert tr["rows"] == 75 and tr["excluded_rows"] == 1 and len(res.excluded) == 1
     assert set(res.fold_errors["fold"]) == set(range(3))
     # every deployment sits in exactly one fold
@@ -107,35 +110,46 @@ def test_folds_and_options():
         FitOptions(residual="forest")
 
 
-def test_unseen_model_gets_mode_factor_no_residual_and_wider_interval():
+def test_unseen_model_and_system_get_only_what_held_out_evidence_supports():
     f = frame()
     f["model"] = np.where(f["deployment_key"].str[-1].astype(int) % 2 == 0, "org/Alpha-7B", "org/Beta-7B-FP8")
     res = train(f, FitOptions(residual="gbm", **FAST), "estimate")
     cal = res.calibration
-    assert cal.models == {"alpha-7b", "beta-7b"}            # quantisation suffix stripped from the scope key
-    assert cal.residual("ttft").models == ("alpha-7b", "beta-7b")
-    assert "ttft_after_leave_one_model_out" in cal.training and "lomo_ttft" in res.rows
+    # quantisation suffix stripped from the scope key; scopes recorded per (system, backend, mode, model)
+    assert {m for *_, m in cal.fitted} == {"alpha-7b", "beta-7b"}
+    assert ("h200_sxm", "vllm", "agg", "alpha-7b") in cal.fitted
+    for m in ("ttft", "tpot"):
+        for name in ("cv", "leave_one_model_out", "leave_one_system_out"):
+            assert f"{m}_after_{name}" in cal.training and 0.0 <= cal.training[f"{m}_interval_coverage_{name}"] <= 1.0
+    assert {"lomo_ttft", "lomo_covered_tpot", "loso_novelty", "cv_covered_ttft"} <= set(res.rows.columns)
     x = np.zeros((1, 7))
     key = ("h200_sxm", "vllm", "1.0", "agg")
-    seen, unseen = cal.correct_log("ttft", (*key, "alpha-7b"), x), cal.correct_log("ttft", (*key, "gamma-9b"), x)
+    # every decided (novelty, metric, part) is recorded with its held-out figures; applied = what reaches
+    assert {(r.novelty, r.metric, r.part) for r in cal.reach} == \
+        {(n, m, p) for n in ("system", "model") for m in ("ttft", "tpot") for p in ("factor", "residual")}
+    for r in cal.reach:
+        if r.applied:   # a part reaches only with a clear held-out gain (calibrate.heldout.MARGIN)
+            assert r.with_pct < r.without_pct
+    unseen = cal.correct_log("ttft", (*key, "gamma-9b"), x)[0]
     mode_factor = cal.factor("ttft", *key, "gamma-9b")
     assert mode_factor.scope.label() == "*/*/*/agg"
-    # the per-mode factor reaches an unseen pair only for metrics where it helped them held out
-    expected = mode_factor.log_factor if "ttft" in cal.unseen_model_factor else 0.0
-    assert set(cal.unseen_model_factor) <= {"ttft", "tpot"} and unseen[0] == pytest.approx(expected)
-    assert seen[0] != pytest.approx(unseen[0])
-    assert set(cal.fitted) == {(s, m) for s in ("h200_sxm", "b200_sxm") for m in ("alpha-7b", "beta-7b")}
-    forced = train(f, FitOptions(residual="none", unseen_model_factor=(), unseen_system_factor=("tpot",), **FAST),
-                   "estimate").calibration
-    assert forced.unseen_model_factor == () and forced.correct_log("tpot", (*key, "gamma-9b"), x)[0] == 0.0
-    # a seen model on a system it was never fitted on: the system rule, not the model rule
-    new_system = ("b300_sxm", "vllm", "1.0", "agg", "alpha-7b")
-    assert forced.factor_log("tpot", new_system) == pytest.approx(forced.factor("tpot", *new_system).log_factor)
-    assert forced.factor_log("ttft", new_system) == 0.0
-    wide, narrow = cal.interval("ttft", "agg", "gamma-9b", "h200_sxm"), cal.interval("ttft", "agg", "alpha-7b", "h200_sxm")
-    assert not wide.seen and narrow.seen
-    assert not cal.interval("ttft", "agg", "alpha-7b", "b300_sxm").seen        # a system it never saw
-    assert "ttft_after_leave_one_system_out" in cal.training and "loso_tpot" in res.rows
+    expected = mode_factor.log_factor if cal.reaches("ttft", "factor", Novelty.MODEL) else 0.0
+    if cal.reaches("ttft", "residual", Novelty.MODEL):
+        expected += cal.residual("ttft").predict(x)[0]
+    assert unseen == pytest.approx(expected)
+    # a new model on a new system gets a part only where both an unseen model and an unseen system do
+    both = all(cal.reaches("tpot", "factor", n) for n in (Novelty.MODEL, Novelty.SYSTEM))
+    assert cal.reaches("tpot", "factor", Novelty.BOTH) == both
+    assert cal.novelty("b300_sxm", "vllm", "agg", "alpha-7b") is Novelty.SYSTEM
+    assert cal.novelty("h200_sxm", "vllm", "agg", "gamma-9b") is Novelty.MODEL
+    assert cal.novelty("b300_sxm", "vllm", "agg", "gamma-9b") is Novelty.BOTH
+    assert cal.novelty("h200_sxm", "sglang", "agg", "alpha-7b") is Novelty.PAIR
+    assert cal.novelty("h200_sxm", "vllm", "agg", "alpha-7b") is Novelty.SCOPE
+    # each query's interval comes from held-out rows as new to their fit as it is (or the next wider)
+    narrow = cal.interval("ttft", "agg", "alpha-7b", "h200_sxm", "vllm")
+    assert narrow.novelty == "scope"
+    assert cal.interval("ttft", "agg", "gamma-9b", "h200_sxm", "vllm").novelty in ("model", "both")
+    assert cal.interval("ttft", "agg", "alpha-7b", "b300_sxm", "vllm").novelty in ("system", "both")
 
 
 def test_one_far_off_deployment_pulls_its_scope_at_most_the_clip():
