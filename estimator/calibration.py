@@ -211,15 +211,18 @@ class Calibration:
         return next((r for r in self.residuals if r.metric == metric), None)
 
     @cached_property
-    def _known(self) -> tuple[frozenset, frozenset, frozenset, frozenset]:
-        """(scopes, (system, model) pairs, models, systems) of the training rows."""
-        return (frozenset(self.fitted), frozenset((s, m) for s, _, _, m in self.fitted),
-                frozenset(m for *_, m in self.fitted), frozenset(s for s, *_ in self.fitted))
+    def _known(self) -> tuple[frozenset, frozenset, frozenset, frozenset, frozenset]:
+        """(scopes, (system, mode, model), (system, model) pairs, models, systems) of the training rows."""
+        return (frozenset(self.fitted), frozenset((s, mo, m) for s, _, mo, m in self.fitted),
+                frozenset((s, m) for s, _, _, m in self.fitted), frozenset(m for *_, m in self.fitted),
+                frozenset(s for s, *_ in self.fitted))
 
-    def novelty(self, system: str, backend: str, mode: str, model: str) -> Novelty:
-        """How new (system, backend, mode, model_key) is to the fit; no scopes recorded: SCOPE."""
-        scopes, pairs, models, systems = self._known
-        if not self.fitted or (system, backend, mode, model) in scopes:
+    def novelty(self, system: str, backend: str | None, mode: str, model: str) -> Novelty:
+        """How new (system, backend, mode, model_key) is to the fit (backend None: any backend's scope
+        counts); no scopes recorded: SCOPE."""
+        scopes, any_backend, pairs, models, systems = self._known
+        if not self.fitted or (system, backend, mode, model) in scopes or \
+                (backend is None and (system, mode, model) in any_backend):
             return Novelty.SCOPE
         if (system, model) in pairs:
             return Novelty.PAIR
@@ -238,14 +241,9 @@ class Calibration:
     def interval(self, metric: str, mode: str, model: str | None = None, system: str | None = None,
                  backend: str | None = None) -> IntervalQuantiles | None:
         """The interval for a query in `mode`, from held-out rows as new to their fit as this query is to
-        this one (model or system None: a seen scope; backend None: a seen (system, model) pair counts as
-        PAIR). A novelty without stored quantiles takes the next wider one that has them."""
-        if model is None or system is None:
-            level = Novelty.SCOPE
-        elif backend is None:
-            level = self.novelty(system, "", mode, model)
-        else:
-            level = self.novelty(system, backend, mode, model)
+        this one (model or system None: a seen scope; backend None: any backend's scope counts). A
+        novelty without stored quantiles takes the next wider one that has them."""
+        level = Novelty.SCOPE if model is None or system is None else self.novelty(system, backend, mode, model)
         order = list(Novelty)
         for lv in order[order.index(level):] + order[:order.index(level)][::-1]:
             pool = [q for q in self.intervals if q.metric == metric and q.novelty == lv.value]
@@ -263,6 +261,7 @@ class Calibration:
         return f.log_factor if f else 0.0
 
     def novelty_of(self, scope: tuple[str, ...]) -> Novelty:
+        """`novelty` of a scope key (system, backend, version, mode, model)."""
         return self.novelty(scope[0], scope[1], scope[3], scope[4] if len(scope) > 4 else "")
 
     def correct_log(self, metric: str, scope: tuple[str, ...], x: np.ndarray) -> np.ndarray:

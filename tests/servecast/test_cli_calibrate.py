@@ -150,7 +150,7 @@ def test_show_the_bundled_calibration():
     res = runner.invoke(app, ["calibrate", "show", str(BUNDLED_ROOT / "calibrations")])
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
-    assert "scope factors" in text and "unseen system or model" in text and "on a model it never saw" in text
+    assert "scope factors" in text and "novelty" in text and "on a model it never saw" in text
     assert "base: estimate" in text and "base: simulate" in text      # the folder holds one per base
     res = runner.invoke(app, ["calibrate", "show", str(BUNDLED_ROOT / "calibrations"), "--json"])
     assert res.exit_code == 0 and {c["base"] for c in json.loads(res.output)} == {"estimate", "simulate"}
