@@ -24,7 +24,7 @@ from calibrate.fit import METRICS, FitOptions, features, fit_point, fold_ids, lo
 from estimator.calibration import ANY, DECIDED, PARTS, Calibration, IntervalQuantiles, Novelty, Reach
 
 # held-out rows a decision or an interval needs; fewer: the part does not reach / the wider pool serves
-MIN_ROWS = 20
+MIN_ROWS = 10
 # the best combination of parts reaches an unseen model / system only if it lowers the held-out median
 # |error| of such rows (without any part) by at least this share of it: with 3-6 held-out groups smaller gains flip from one fit to the next (decided
 # on any gain, the nested one-model-out TTFT error rose from 36.9% to 41.4%: the per-mode factor, chosen on
