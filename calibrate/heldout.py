@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from calibrate.fit import METRICS, FitOptions, features, fit_point, fold_ids, log_ratio, scope_keys
-from estimator.calibration import ANY, DECIDED, PARTS, Calibration, IntervalQuantiles, Novelty, Reach
+from estimator.calibration import ANY, Calibration, IntervalQuantiles
+from estimator.calibration_reach import DECIDED, PARTS, Novelty, Reach
 
 # held-out rows a decision or an interval needs; fewer: the part does not reach / the wider pool serves
 MIN_ROWS = 10

@@ -21,7 +21,8 @@ from calibrate.fit import FitOptions
 from calibrate.ingest import read_results
 from calibrate.predict import from_predictions_file
 from calibrate.train import train
-from estimator.calibration import Calibration, Novelty
+from estimator.calibration import Calibration
+from estimator.calibration_reach import Novelty
 from servecast.cli import app
 
 HEADER = ("id,silicon_data_source,backend,backend_version,model_path,system,precision,mode,isl,osl,gemm_quant_mode,"

@@ -9,7 +9,8 @@ from synth import TRUE_FACTORS, frame
 
 from calibrate.fit import FitOptions, fit_point, fold_ids, usable
 from calibrate.train import train
-from estimator.calibration import Calibration, Novelty
+from estimator.calibration import Calibration
+from estimator.calibration_reach import Novelty
 from perfdb.errors import InputError
 
 # a small, fast configuration for 75 synthetic rows (5 deployments per scope), fixed here so the tests do
