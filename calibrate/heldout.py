@@ -167,9 +167,9 @@ def novelty_quantiles(frame: pd.DataFrame, helds: list[HeldOut], reach: tuple[Re
 
 
 def _quantiles(resid: np.ndarray, groups: np.ndarray, lo_q: float, hi_q: float, level: Novelty):
-    """(lo, hi) log quantiles of `resid`; for an unseen model (ENVELOPE) the widest of the held-out groups'
-    own ranges (groups of fewer than MIN_ROWS rows pooled into one), else None where fewer than two
-    groups have MIN_ROWS rows (one model's spread says nothing of another's)."""
+    """(lo, hi) log quantiles of `resid`; for ENVELOPE novelties the widest of the held-out groups' own
+    ranges (a group: the rows one fit held out, e.g. one model's), over groups of at least MIN_ROWS rows
+    (None if there is none)."""
     if level not in ENVELOPE:
         return float(np.quantile(resid, lo_q)), float(np.quantile(resid, hi_q))
     names, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
