@@ -73,3 +73,24 @@ def coverage_table(rows: pd.DataFrame) -> pd.DataFrame:
                             "median_abs_pct": error_stats(g[f"measured_{metric}"], g[f"{pre}{metric}"])["median_abs_pct"],
                             "coverage": float(g[cov].mean())})
     return pd.DataFrame(out)
+
+
+def novelty_coverage(rows: pd.DataFrame, cal) -> pd.DataFrame:
+    """Rows calibrated by `cal` (cal_<metric> columns, calibrate.predict.apply_calibration), per metric and
+    novelty to `cal` ("all" first): rows, median |error| % and the share inside the interval `cal` gives."""
+    from estimator.calibration import model_key
+
+    keys = list(zip(rows["system"].astype(str), rows["backend"].astype(str), rows["mode"].astype(str),
+                    rows["model"].map(model_key), strict=True))
+    novelty = pd.Series([cal.novelty(*k).value for k in keys], index=rows.index)
+    out = []
+    for metric in ("ttft", "tpot"):
+        qs = [cal.interval(metric, mode, model, system, backend) for system, backend, mode, model in keys]
+        ratio = rows[f"measured_{metric}"].to_numpy() / rows[f"cal_{metric}"].to_numpy()
+        inside = pd.Series([q is not None and np.exp(q.lo) <= x <= np.exp(q.hi) for q, x in zip(qs, ratio, strict=True)],
+                           index=rows.index, dtype=float)
+        for level, g in [("all", rows), *rows.groupby(novelty, sort=True)]:
+            out.append({"metric": metric, "novelty": str(level), "n": len(g),
+                        "median_abs_pct": error_stats(g[f"measured_{metric}"], g[f"cal_{metric}"])["median_abs_pct"],
+                        "coverage": float(inside[g.index].mean())})
+    return pd.DataFrame(out)

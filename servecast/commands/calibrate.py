@@ -192,6 +192,18 @@ def _coverage_rich_table(rows):
     return t
 
 
+def _novelty_rich_table(rows, cal):
+    from rich.table import Table
+
+    from calibrate.validate import novelty_coverage
+
+    t = Table("metric", "novelty to the calibration", "n", "median |err| %", "80% interval covers",
+              title=f"held-out rows by how new they are to calibration {cal.id}")
+    for _, r in novelty_coverage(rows, cal).iterrows():
+        t.add_row(r["metric"], r["novelty"], str(r["n"]), f"{r['median_abs_pct']:.1f}", f"{r['coverage']:.1%}")
+    return t
+
+
 @app.command("validate")
 def validate_cmd(
     runs: Annotated[Path, typer.Argument(help=_RUNS_HELP)],
@@ -238,6 +250,8 @@ def validate_cmd(
         console.print(_error_rich_table(table, title))
         if chosen is None:   # cross-validated: every protocol's error and interval coverage
             console.print(_coverage_rich_table(rows))
+        else:                # against a calibration: by how new each run is to it
+            console.print(_novelty_rich_table(rows, chosen[0]))
     if plot:  # a str, not a Path: Path("") is "." and would be written as ".png"
         from calibrate.plot import predicted_vs_measured
 

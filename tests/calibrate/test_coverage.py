@@ -138,3 +138,20 @@ def test_bad_coverage_is_refused():
 
     with pytest.raises(InputError, match="coverage=1.5"):
         FitOptions(coverage=1.5)
+
+
+def test_validate_against_a_calibration_reports_coverage_by_novelty(tmp_path):
+    """Fitted on two models, validated on a third: its rows are `model`-new to the calibration, and their
+    coverage is that of the interval the calibration gives a new model."""
+    (tmp_path / "fit").mkdir()
+    runs, pred = _write(tmp_path / "fit", model_bias=(1.0, 1.0), tps=(1, 4), concs=(1, 16, 256))
+    res = CliRunner().invoke(app, ["calibrate", "fit", str(runs), "--predictions", str(pred), "--out",
+                                   str(tmp_path / "cal"), "--residual", "none", "--folds", "3"])
+    assert res.exit_code == 0, res.output
+    (art,) = [p for p in (tmp_path / "cal").iterdir() if p.is_dir()]
+    runs, pred = _write(tmp_path, tps=(1, 4), concs=(1, 16, 256))
+    res = CliRunner().invoke(app, ["calibrate", "validate", str(runs), "--predictions", str(pred), "--calibration",
+                                   str(art), "--plot", ""])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "were used to fit" in text and "how new they are to calibration" in text and "│ model │ 18 │" in text
