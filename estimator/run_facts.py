@@ -85,6 +85,36 @@ def format_cell(value) -> str:
     return str(value)
 
 
+# AIConfigurator's gap-analysis runs (silicon_data_source names AIC_HARNESS; enrich_status other-harness)
+# deploy the engine config AIConfigurator generates. Since its first public version its aggregated
+# TRT-LLM config sets max_num_tokens = batch + ISL + 1500 ("assuming no chunked prefill",
+# src/aiconfigurator/cli/backends/trtllm.py, 2025-08), as its generator still does for TRT-LLM and vLLM
+# (generator/rule_plugin/{trtllm,vllm}.rule, since 2025-12: `agg max_num_tokens = max_batch_size +
+# SlaConfig.isl + 1500`); its SGLang rule changed between versions, so SGLang rows keep the defaults.
+AIC_HARNESS = "aic-auto-gap-analysis"
+AIC_AGG_TOKEN_MARGIN = 1500
+AIC_BUDGET_BACKENDS = ("trtllm", "vllm")
+
+
+def harness_token_budget(raw: dict) -> int | None:
+    """The token budget a run's harness launched its aggregated engine with when the table does not
+    record one (AIConfigurator's rule above); None where the harness is not known to set one."""
+    if AIC_HARNESS not in (raw.get("silicon_data_source") or "") or (raw.get("mode") or "agg").strip() != "agg":
+        return None
+    if (raw.get("backend") or "").strip() not in AIC_BUDGET_BACKENDS:
+        return None
+    try:
+        return int(float(raw["batch_size"])) + int(float(raw["isl"])) + AIC_AGG_TOKEN_MARGIN
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def parse_flags(text: str | None) -> tuple[tuple[str, str], ...]:
+    """`key=value;...` (engine_flags) as pairs; a part without `=` is skipped, `?` values are kept as read."""
+    pairs = (p.split("=", 1) for p in (text or "").split(";") if "=" in p)
+    return tuple((k.strip(), v.strip()) for k, v in pairs if k.strip())
+
+
 @dataclass(frozen=True)
 class RoleFacts:
     """A disaggregated role's layout as the config states it; None = unknown (the table's columns stand)."""
@@ -105,6 +135,10 @@ class RunFacts:
     range_ratio: float | None = None
     prefill: RoleFacts = RoleFacts()
     decode: RoleFacts = RoleFacts()
+    max_batch: int | None = None          # engine_max_batch_size
+    max_num_tokens: int | None = None     # engine_max_num_tokens
+    mem_fraction: float | None = None     # engine_mem_fraction
+    flags: tuple[tuple[str, str], ...] = ()   # engine_flags as (key, value) pairs, in the table's order
 
     @staticmethod
     def from_row(raw: dict) -> "RunFacts":
@@ -117,7 +151,10 @@ class RunFacts:
                         num_prompts=get("client_num_prompts"), num_warmups=get("client_num_warmups"),
                         range_ratio=get("client_range_ratio"),
                         prefill=RoleFacts(get("prefill_dp_attn"), get("prefill_ep")),
-                        decode=RoleFacts(get("decode_dp_attn"), get("decode_ep"), get("decode_max_batch")))
+                        decode=RoleFacts(get("decode_dp_attn"), get("decode_ep"), get("decode_max_batch")),
+                        max_batch=get("engine_max_batch_size"),
+                        max_num_tokens=get("engine_max_num_tokens") or harness_token_budget(raw),
+                        mem_fraction=get("engine_mem_fraction"), flags=parse_flags(get("engine_flags")))
 
     def to_extra(self) -> str:
         """As `key=value;...` for a measured-run table's engine_extra (calibrate.runs.EngineSettings);

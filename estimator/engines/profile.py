@@ -17,7 +17,10 @@ from perfdb.types import Backend
 
 @dataclass(frozen=True)
 class SchedulerRules:
-    """How the engine fills one iteration (the simulator's policy; estimator.sim.policy)."""
+    """How the engine fills one iteration (the simulator's policy; estimator.sim.policy).
+
+    The defaults are the engine's own; `from_flags` (one per engine file) reads the launch flags that
+    change them, under the engine's own flag names, so a replayed run uses what it was launched with."""
 
     mixes_decode: bool        # decodes ride in the same iteration as prefill chunks (else they pause)
     reserve_output: float     # share of each request's remaining output held in KV at admission
@@ -25,6 +28,30 @@ class SchedulerRules:
     # with attention DP: True = every rank has its own token budget and batch cap (the worker runs
     # ranks x budget per iteration); False = the engine splits the configured ones over the ranks
     budget_per_dp_rank: bool = True
+    recv_interval: int = 1    # decode iterations between two looks at newly arrived requests (1: every one)
+    wait_iters: int = 0       # iterations new prompts may be held back while decodes run, to batch more (0: never)
+    wait_tokens_ratio: float = 0.0   # ... unless the iteration would already hold this share of max_num_tokens
+    balance_iters: int = 0    # attention DP: iterations new prompts may wait for every rank to have one (0: never)
+    from_flags: Callable[["SchedulerRules", Mapping[str, str]], "SchedulerRules"] | None = None
+
+    def with_flags(self, flags: Mapping[str, str] | None) -> "SchedulerRules":
+        """These rules under a run's launch flags (`key` -> value as launched); unknown keys are ignored."""
+        return self.from_flags(self, flags) if flags and self.from_flags else self
+
+
+def flag_int(flags: Mapping[str, str], key: str, default: int) -> int:
+    """An integer launch flag, `default` when absent or unresolved (`?`)."""
+    try:
+        return int(float(flags[key]))
+    except (KeyError, ValueError):
+        return default
+
+
+def flag_float(flags: Mapping[str, str], key: str, default: float) -> float:
+    try:
+        return float(flags[key])
+    except (KeyError, ValueError):
+        return default
 
 
 @dataclass(frozen=True)

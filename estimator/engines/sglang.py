@@ -1,8 +1,10 @@
 """SGLang. Read from SGLang 0.5.x sources; fitted values from e2e_train_silicon.csv."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from estimator.engines import register
-from estimator.engines.profile import EngineProfile, KvHandoff, SchedulerRules
+from estimator.engines.profile import EngineProfile, KvHandoff, SchedulerRules, flag_int
 from perfdb.specs import SystemSpec
 from perfdb.types import Backend
 
@@ -40,6 +42,18 @@ def sglang_defaults(system: SystemSpec, tp: int, pp: int = 1, attn_dp: int = 1,
     return round(max(gpu_mib - reserved, 0.0) / gpu_mib, 3), chunk
 
 
+def scheduler_flags(rules: SchedulerRules, flags) -> SchedulerRules:
+    """`--scheduler-recv-interval N` (sglang/srt/server_args.py, default 1): the scheduler polls its
+    input socket only once its counter reaches N; each decode (or target-verify) iteration adds 1 and any
+    other iteration 1000 (sglang/srt/managers/scheduler_recv_skipper.py, 0.5.x), so while only decodes
+    run a new request waits up to N iterations before the scheduler sees it. `--enable-mixed-chunk`
+    (server_args.py, off by default): running decodes ride in the prefill batch (scheduler.py
+    get_new_batch_prefill mixes them) instead of pausing."""
+    mixed = flags.get("enable-mixed-chunk", "").lower() in ("true", "1") or rules.mixes_decode
+    return replace(rules, recv_interval=max(1, flag_int(flags, "scheduler-recv-interval", rules.recv_interval)),
+                   mixes_decode=mixed)
+
+
 PROFILE = register(EngineProfile(
     backend=Backend.SGLANG,
     max_num_tokens=SGLANG_CHUNK_SMALL, max_batch=4096, mem_fraction=0.0,
@@ -48,7 +62,8 @@ PROFILE = register(EngineProfile(
     fuses_allreduce_norm=True, overlaps_shared_experts=True, group_wait_weight=0.0,
     # new_token_ratio starts at 0.7 and decays towards ~0.1 while nothing is retracted; 0.3 is a mid-run
     # value (a modelling choice, not fitted)
-    scheduler=SchedulerRules(mixes_decode=False, reserve_output=0.3, chunked=True, budget_per_dp_rank=False),
+    scheduler=SchedulerRules(mixes_decode=False, reserve_output=0.3, chunked=True, budget_per_dp_rank=False,
+                             from_flags=scheduler_flags),
     handoff=KvHandoff(frontend_hops=0, connector="Mooncake / NIXL (bootstrap server)"),
     spec_acceptance=0.85,
     layout_defaults=sglang_defaults,
@@ -69,7 +84,9 @@ PROFILE = register(EngineProfile(
                      "prompts are admissible (decodes pause), chunked at chunked_prefill_size; "
                      "schedule_policy.py new_token_ratio; with --enable-dp-attention server_args.py sets "
                      "chunked_prefill_size //= dp_size and the scheduler max_running_requests //= dp_size "
-                     "(each rank's limits are the configured ones split)",
+                     "(each rank's limits are the configured ones split); "
+                     "--scheduler-recv-interval and --enable-mixed-chunk as scheduler_flags "
+                     "(managers/scheduler_recv_skipper.py, 0.5.x)",
         "handoff": "sglang/srt/disaggregation/decode.py: the load balancer sends the request to the prefill "
                    "and the decode server at once (bootstrap room); the decode side pre-allocates KV, polls "
                    "the transfer every scheduler iteration and merges the request into its running batch: "

@@ -2,11 +2,37 @@
 e2e_train_silicon.csv."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from estimator.engines import register
-from estimator.engines.profile import EngineProfile, KvHandoff, SchedulerRules
+from estimator.engines.profile import EngineProfile, KvHandoff, SchedulerRules, flag_float, flag_int
 from perfdb.types import Backend
 
 FIT = "fit on ../shared/data/e2e_train_silicon.csv"
+
+ADP_TIMEOUT_ITERS = 50   # tensorrt_llm/llmapi/llm_args.py AttentionDpConfig.timeout_iters default (1.0-1.1)
+
+
+def scheduler_flags(rules: SchedulerRules, flags) -> SchedulerRules:
+    """The LLM API options that change scheduling (tensorrt_llm/llmapi/llm_args.py, 1.0-1.1):
+    `batch_wait_timeout_iters` / `batch_wait_max_tokens_ratio` (PyExecutor._waiting_requests, in
+    tensorrt_llm/_torch/pyexecutor/py_executor.py: while generations run, the scheduled context
+    requests are held back until the iteration would hold ratio x max_num_tokens tokens or the wait
+    reached the timeout), attention-DP balancing (`attention_dp_config.enable_balance`, `timeout_iters`:
+    PyExecutor._balance_adp_requests holds context requests until every attention-DP rank has one, for at
+    most timeout_iters iterations, while every rank runs generations), `enable_chunked_prefill`, and the
+    capacity scheduler policy
+    (`scheduler_config.capacity_scheduler_policy`: MAX_UTILIZATION admits on the tokens present
+    instead of GUARANTEED_NO_EVICT's prompt + max output)."""
+    chunked = flags.get("enable_chunked_prefill", "").lower() in ("true", "1") or rules.chunked
+    policy = flags.get("scheduler_config.capacity_scheduler_policy", "").upper()
+    return replace(rules, chunked=chunked,
+                   reserve_output=0.0 if policy == "MAX_UTILIZATION" else rules.reserve_output,
+                   wait_iters=max(0, flag_int(flags, "batch_wait_timeout_iters", rules.wait_iters)),
+                   balance_iters=max(0, flag_int(flags, "attention_dp_config.timeout_iters", ADP_TIMEOUT_ITERS))
+                   if flags.get("attention_dp_config.enable_balance", "").lower() in ("true", "1") else 0,
+                   wait_tokens_ratio=max(0.0, flag_float(flags, "batch_wait_max_tokens_ratio", rules.wait_tokens_ratio)))
+
 
 PROFILE = register(EngineProfile(
     backend=Backend.TRTLLM,
@@ -14,7 +40,7 @@ PROFILE = register(EngineProfile(
     memory_rule="share of the memory free after weights and activations",
     reserves_full_sequence=True, step_overhead_ms=0.0, ttft_overhead_ms=52.0,
     fuses_allreduce_norm=True, overlaps_shared_experts=True, group_wait_weight=0.5,
-    scheduler=SchedulerRules(mixes_decode=True, reserve_output=1.0, chunked=False),
+    scheduler=SchedulerRules(mixes_decode=True, reserve_output=1.0, chunked=False, from_flags=scheduler_flags),
     handoff=KvHandoff(frontend_hops=1, connector="UCX/NIXL cache transceiver"),
     spec_acceptance=0.85,
     provenance={
@@ -36,7 +62,8 @@ PROFILE = register(EngineProfile(
         "scheduler": "tensorrt_llm/_torch/pyexecutor/scheduler.py: in-flight batching, every generation plus "
                      "context requests within max_num_tokens / max_batch_size; chunked context off by default; "
                      "with enable_attention_dp every rank runs its own scheduler with these limits "
-                     "(pyexecutor/py_executor.py, attention-DP request balancing)",
+                     "(pyexecutor/py_executor.py, attention-DP request balancing); batch waiting off by default "
+                     "(batch_wait_timeout_iters 0); the launch flags that change these as scheduler_flags",
         "handoff": "tensorrt_llm/serve/openai_disagg_server.py: the disaggregated server sends the context "
                    "request, waits for its answer (first token + disaggregated_params), then sends the "
                    "generation request; the cache transceiver moves the blocks "

@@ -1,18 +1,28 @@
 """vLLM (V1 engine). Read from vLLM 0.10-0.11 sources; fitted values from e2e_train_silicon.csv."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from estimator.engines import register
 from estimator.engines.profile import EngineProfile, KvHandoff, SchedulerRules
 from perfdb.types import Backend
 
 FIT = "fit on ../shared/data/e2e_train_silicon.csv"
 
+def scheduler_flags(rules: SchedulerRules, flags) -> SchedulerRules:
+    """`--enable-chunked-prefill` / `--no-enable-chunked-prefill` (vllm/engine/arg_utils.py, 0.10-0.11;
+    on by default in V1). The token budget (`--max-num-batched-tokens`) and `--max-num-seqs` are the
+    run's recorded limits, not rules."""
+    off = flags.get("enable-chunked-prefill", "").lower() in ("false", "0") or "no-enable-chunked-prefill" in flags
+    return replace(rules, chunked=False) if off else rules
+
+
 PROFILE = register(EngineProfile(
     backend=Backend.VLLM,
     max_num_tokens=8192, max_batch=1024, mem_fraction=0.9, memory_rule="share of total GPU memory",
     reserves_full_sequence=False, step_overhead_ms=0.0, ttft_overhead_ms=27.0,
     fuses_allreduce_norm=False, overlaps_shared_experts=False, group_wait_weight=0.0,
-    scheduler=SchedulerRules(mixes_decode=True, reserve_output=0.0, chunked=True),
+    scheduler=SchedulerRules(mixes_decode=True, reserve_output=0.0, chunked=True, from_flags=scheduler_flags),
     handoff=KvHandoff(frontend_hops=1, connector="NixlConnector"),
     spec_acceptance=0.85,
     provenance={

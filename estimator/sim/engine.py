@@ -11,6 +11,7 @@ may truncate the target worker's decode run at its next step boundary.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,15 +38,18 @@ class RoleSteps:
 
 
 def simulate(steps: StepTimes | RoleSteps, deployment: Deployment, load: LoadSpec, seed: int = 0,
-             records: bool = False, frontend_ms: float | None = None) -> SimResult:
+             records: bool = False, frontend_ms: float | None = None,
+             engine_flags: Mapping[str, str] | None = None) -> SimResult:
     """Simulate `load` offered to `deployment`; step times from `steps` (a RoleSteps for disagg).
 
     `frontend_ms`: per-request time outside the engine, between a client's send and the engine's
     queue (None: the step model's `resolved.ttft_overhead_ms`, 0 where it has none).
+    `engine_flags`: the launch flags the engines ran with, under the engine's own names (e.g. SGLang
+    `scheduler-recv-interval`); they change the scheduler's rules (estimator.sim.policy).
     Deterministic for a given seed. Raises InfeasibleError when a request can never fit a worker's KV.
     """
     isl, osl, send = build_requests(load, seed)
-    sim = _Sim(steps, deployment, isl, osl, load.concurrency, frontend_ms)
+    sim = _Sim(steps, deployment, isl, osl, load.concurrency, frontend_ms, engine_flags)
     sim.run(send, load.concurrency)
     return sim.result(deployment.num_gpus, records, load.warmup)
 
@@ -87,12 +91,12 @@ def _load(w: Worker) -> int:
 
 class _Sim:
     def __init__(self, steps, dep: Deployment, isl: np.ndarray, osl: np.ndarray, concurrency: int | None,
-                 frontend_ms: float | None):
+                 frontend_ms: float | None, engine_flags: Mapping[str, str] | None = None):
         self.dep = dep
         self.reqs = Requests(isl.tolist(), osl.tolist())
         self.n = len(isl)
         self.max_kv = int((isl + osl).max()) + 2
-        policy = policy_for(dep.backend)
+        policy = policy_for(dep.backend, engine_flags)
         if dep.mode is Mode.AGG:
             if isinstance(steps, RoleSteps):
                 raise InputError("an aggregated deployment takes one step model, not prefill/decode ones")
@@ -134,8 +138,11 @@ class _Sim:
         lengths = np.unique(np.asarray(self.reqs.isl))
         hints = tuple(lengths.tolist()) if lengths.size <= MAX_HINTS else ()
         table = StepTable(steps, self.max_kv, max_tokens, max(1, min(max_batch, bound)), hints)
-        gain = float(getattr(getattr(steps, "resolved", None), "tokens_per_step", 1.0) or 1.0)
-        workers = [Worker(i, role, policy, table, cap, max_batch, max_tokens, self.reqs, gain, rank_tokens)
+        resolved = getattr(steps, "resolved", None)
+        gain = float(getattr(resolved, "tokens_per_step", 1.0) or 1.0)
+        draft = int(getattr(resolved, "spec_tokens", 0) or 0)
+        workers = [Worker(i, role, policy, table, cap, max_batch, max_tokens, self.reqs, gain, rank_tokens,
+                          draft=draft, ranks=pool.parallel.attn_dp)
                    for i in range(pool.workers)]
         return _PoolRouter(workers, route)
 

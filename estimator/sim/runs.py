@@ -46,8 +46,15 @@ from perfdb.types import Backend
 
 
 def row_engine(row: RunRow, backend: Backend, model) -> EngineConfig:
-    """The engine the estimator assumes for a run-table row (its recorded speculative decoding, if enriched)."""
-    return EngineConfig(backend, spec_tokens=spec_tokens(row, backend, model))
+    """The engine the estimator assumes for a run-table row (its recorded speculative decoding, if
+    enriched); an aggregated row's engine also gets its recorded limits (engine_max_batch_size,
+    engine_max_num_tokens: the launch flags, per attention-DP rank where the engine's are per rank)
+    and memory share (engine_mem_fraction, in the engine's own sense: estimator.memory)."""
+    agg = row.mode != "disagg"
+    return EngineConfig(backend, spec_tokens=spec_tokens(row, backend, model),
+                        max_batch_size=row.facts.max_batch if agg else None,
+                        max_num_tokens=row.facts.max_num_tokens if agg else None,
+                        mem_fraction=row.facts.mem_fraction if agg else None)
 
 
 def _deployment(row: RunRow, system, steps_for) -> tuple[Deployment, int]:
@@ -130,21 +137,26 @@ def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms, ra
     try:
         if row.isl < 1 or row.osl < 1 or (row.agg is None and row.mode != "disagg"):
             raise ValueError("row lacks isl/osl or its parallel layout")
+        engine = row_engine(row, backend, model)
+
         def steps_for(dep: Deployment):
             # workers and routing do not change a worker's step model: key on the pools' parallelism
-            key = tuple((p.parallel, p.max_batch, p.max_num_tokens) if p else None
-                        for p in (dep.agg, dep.prefill, dep.decode))
+            key = (engine, *((p.parallel, p.max_batch, p.max_num_tokens) if p else None
+                             for p in (dep.agg, dep.prefill, dep.decode)))
             if key not in cache:
-                cache[key] = build_steps(model, system, dep, row_engine(row, backend, model), view)
+                cache[key] = build_steps(model, system, dep, engine, view)
             return cache[key]
 
         dep, conc = _deployment(row, system, steps_for)
         steps = steps_for(dep)
+        # the client's warm-up is a phase of its own that drains before the measured run (InferenceX
+        # utils/bench_serving/benchmark_serving.py: `await asyncio.gather(*warmup_tasks)` before the
+        # benchmark starts): the measured requests start on an idle engine, their first wave at once
         n = max(conc, min(row.facts.num_prompts or counts[0] * conc, counts[1]))
-        warm = min(row.facts.num_warmups or 0, counts[1])
         isl, osl = _lengths(row, range_ratio)
-        load = LoadSpec.closed(conc, isl, osl, n, warmup=warm)
-        r = simulate(steps, dep, load, seed=seed, frontend_ms=frontend_ms)
+        load = LoadSpec.closed(conc, isl, osl, n)
+        flags = dict(row.facts.flags) if dep.agg is not None else None
+        r = simulate(steps, dep, load, seed=seed, frontend_ms=frontend_ms, engine_flags=flags)
     except (ServecastError, ValueError) as exc:
         return _failed(row, exc)
     return SimRun(row.id, "ok", r, dep)

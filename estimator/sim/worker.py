@@ -49,7 +49,8 @@ class Requests:
 
 class Worker:
     def __init__(self, index: int, role: Role, policy: SchedulerPolicy, table: StepTable, kv_capacity: int,
-                 max_batch: int, max_tokens: int, reqs: Requests, gain: float = 1.0, rank_tokens: int | None = None):
+                 max_batch: int, max_tokens: int, reqs: Requests, gain: float = 1.0, rank_tokens: int | None = None,
+                 draft: int = 0, ranks: int = 1):
         self.index, self.role, self.table, self.reqs = index, role, table, reqs
         self.cap, self.max_batch, self.max_tokens = kv_capacity, max_batch, max_tokens
         # prompt tokens one request gets per step: one attention-DP rank's budget (max_tokens without DP)
@@ -57,7 +58,18 @@ class Worker:
         self.mixes = policy.mixes_decode
         self.rho = policy.reserve_output
         self.chunked = policy.chunked
+        self.recv_every = policy.recv_interval      # SGLang: new arrivals seen every N decode steps
+        self.since_recv = self.recv_every           # decode steps since the scheduler last polled
+        self.inbox: list[int] = []                  # arrived, not yet seen by the scheduler
+        self.wait_iters, self.wait_ratio = policy.wait_iters, policy.wait_tokens_ratio   # TRT-LLM batch waiting
+        self.balance_iters, self.ranks = policy.balance_iters, ranks   # TRT-LLM attention-DP balancing
+        self.waited = 0                             # steps the queued prompts have been held so far
+        self.hold_left = 0                          # steps the current hold may still last
+        self.holding = False                        # the current decode run holds the queued prompts
         self.gain = gain   # tokens each decoding request emits per step (expected; > 1 with speculation)
+        # tokens each decoding request takes of a step's budget: 1 + its draft tokens (TRT-LLM
+        # MicroBatchScheduler counts 1 + num_draft_tokens; vLLM V1 schedules num_tokens_with_spec)
+        self.q_dec = 1 + draft
         self.waiting: deque[int] = deque()
         self.pref: list[int] = []              # admitted, prompt not fully computed, admission order
         self.heap: list[tuple[int, int]] = []  # (done_step, rid) of decoding requests (lazy deletion)
@@ -82,22 +94,63 @@ class Worker:
     # ---- arrivals -------------------------------------------------------------------------------
     def enqueue(self, rid: int, t: float) -> bool:
         """Queue a request; True when the caller must (re)schedule this worker's step-end event."""
-        self.waiting.append(rid)
         self.load += 1
         self.reqs.worker[rid] = self.index
-        if not self.busy:
+        if not self.busy:   # an idle scheduler polls at once
+            self.waiting.append(rid)
             return self.plan(t)
+        (self.inbox if self.recv_every > 1 else self.waiting).append(rid)
         run = self.run
         if run is None or not self._admissible(rid):
             return False
         t0, kv0, k, batch = run
-        j = max(self.table.steps_done_by(batch, kv0, (t - t0) * 1e3, self.gain), 1)
+        j = self._next_poll(max(self.table.steps_done_by(batch, kv0, (t - t0) * 1e3, self.gain), 1))
         if j >= k:
             return False
         self.run = (t0, kv0, j, batch)
         self.end = max(t0 + self.table.decode_run_ms(batch, kv0, j, self.gain) / 1e3, t)
         self.version += 1
         return True
+
+    def _next_poll(self, j: int) -> int:
+        """The first step boundary of the current run, at or after its j-th, where the scheduler looks at
+        new arrivals: every one, or (SGLang recv interval N) where its decode-step counter reaches N."""
+        n = self.recv_every
+        return j if n == 1 else j + (-(self.since_recv + j)) % n
+
+    def _poll(self) -> None:
+        """Let the scheduler see the arrivals when its counter is due, or when it has nothing to run (its
+        idle loop spins through the count at once)."""
+        if self.since_recv >= self.recv_every or not (self.n_dec or self.pref or self.waiting):
+            self.waiting.extend(self.inbox)
+            self.inbox.clear()
+            self.since_recv = 0
+
+    def _hold(self) -> bool:
+        """Whether to hold the queued prompts for this step (decodes only); sets hold_left.
+        TRT-LLM attention-DP balancing (PyExecutor._balance_adp_requests): while every rank runs
+        generations, wait until every rank has a new prompt (here: as many queued prompts as ranks) or
+        balance_iters steps. TRT-LLM batch waiting (PyExecutor._waiting_requests): hold the prompts the
+        step would take until they and the decodes make wait_tokens_ratio x max_num_tokens tokens, or
+        the prompts have been held wait_iters steps."""
+        if not self.n_dec or self.pref or not self.waiting:
+            return False
+        if (self.balance_iters and self.ranks > 1 and self.n_dec >= self.ranks and len(self.waiting) < self.ranks
+                and self.waited < self.balance_iters):
+            self.hold_left = self.balance_iters - self.waited
+            return True
+        if not self.wait_iters or self.waited >= self.wait_iters:
+            return False
+        self.hold_left = self.wait_iters - self.waited
+        r, want = self.reqs, self.wait_ratio * self.max_tokens
+        tokens = self.n_dec * self.q_dec
+        budget, room = self.max_tokens - tokens, self.max_batch - self.n_dec
+        for rid in self.waiting:
+            left = r.ctx_total[rid] - r.ctx_done[rid]
+            if left > budget or room <= 0 or tokens >= want:
+                break
+            tokens, budget, room = tokens + left, budget - left, room - 1
+        return tokens < want
 
     def _charge(self) -> float:
         return (self.sum_kv + self.pref_kv + self.pref_reserve
@@ -114,10 +167,13 @@ class Worker:
     def plan(self, t: float) -> bool:
         """Choose the next iteration at time t. True if one was started (its end is self.end)."""
         self.run = self.step = None
+        self._poll()
         self._preempt_if_short()
-        chunks, prefix = self._select(t)
+        self.holding = self._hold()
+        chunks, prefix = ([], 0.0) if self.holding else self._select(t)
         n_dec = self.n_dec
         if chunks:
+            self.waited = 0
             tokens = sum(c[1] for c in chunks)
             if self.mixes and n_dec:
                 ms = self.table.mixed_ms(len(chunks), tokens, n_dec, self.sum_kv / n_dec)
@@ -146,6 +202,10 @@ class Worker:
         k = heap[0][0] - self.S
         if self.rho < 1.0:
             k = min(k, int((self.cap - self.sum_kv - self.pref_kv) / (self.n_dec * self.gain)))
+        if self.inbox:   # stop where the scheduler next polls
+            k = min(k, self.recv_every - self.since_recv)
+        if self.holding:   # stop where the held prompts time out
+            k = min(k, self.hold_left)
         return max(k, 1)
 
     def _preempt_if_short(self) -> None:
@@ -165,7 +225,7 @@ class Worker:
     def _select(self, t: float) -> tuple[list[tuple[int, int]], float]:
         """Prompt chunks for this step (continuing prompts first, then the queue), and their mean prefix."""
         r = self.reqs
-        budget = self.max_tokens - (self.n_dec if self.mixes else 0)
+        budget = self.max_tokens - (self.n_dec * self.q_dec if self.mixes else 0)
         free = self.cap - self._charge() - self.n_dec
         chunks: list[tuple[int, int]] = []
         prefix = 0
@@ -195,7 +255,9 @@ class Worker:
                 continue
             if self.chunked or left > self.rank_tokens:
                 take = min(left, budget, self.rank_tokens)
-            else:   # whole prompts only; the first one may overrun the decodes' share of the budget
+            else:   # whole prompts only; the first one may overrun what the decodes leave of the budget
+                # (TRT-LLM's MicroBatchScheduler would stop there until decodes finish: a launch whose
+                # max_num_tokens cannot hold one prompt beside its batch, which launchers size away)
                 take = left if left <= budget or not chunks else 0
             if take <= 0 or free < take + reserve:
                 break
@@ -246,7 +308,11 @@ class Worker:
             ms = self.table.decode_run_ms(batch, self.run[1], k, self.gain)
             self._record_gaps(ms / k, batch, k, t)
             self._advance(k, t, finished)
+            self.waited += k if self.holding else 0
+            since = (self.since_recv + k) % self.recv_every   # the counter restarts at each poll
+            self.since_recv = since or self.recv_every
         else:
+            self.since_recv = self.recv_every   # any non-decode iteration makes the next one poll
             chunks, rides, ms = self.step
             if rides:
                 self._record_gaps(ms, self.n_dec, 1, t)

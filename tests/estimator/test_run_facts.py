@@ -69,3 +69,17 @@ def test_replay_draws_lengths_as_the_recorded_client():
     lo, hi = isl.mean * (1 - isl.range_ratio), isl.mean * (1 + isl.range_ratio)
     assert np.isclose(lo, 800) and np.isclose(hi, 1000) and osl.mean == 450      # [0.8 x nominal, nominal]
     assert _lengths(RunRow(**base), 0.0)[0].mean == 1000                           # un-enriched: nominal
+
+
+def test_aiconfigurator_gap_analysis_runs_get_its_launch_token_budget():
+    src = "source_file=/x/aic-auto-gap-analysis/data/h100_sxm/trtllm/1.0.0rc3/Qwen.csv; silicon_concurrency=32"
+    raw = {"silicon_data_source": src, "mode": "agg", "backend": "trtllm", "batch_size": "32", "isl": "1024"}
+    assert RunFacts.from_row(raw).max_num_tokens == 32 + 1024 + 1500        # its generator's agg rule
+    assert RunFacts.from_row({**raw, "engine_max_num_tokens": "8192"}).max_num_tokens == 8192   # recorded wins
+    assert RunFacts.from_row({**raw, "backend": "sglang"}).max_num_tokens is None
+    assert RunFacts.from_row({**raw, "silicon_data_source": "source_file=2026-04-06.csv"}).max_num_tokens is None
+
+
+def test_engine_flags_read_as_pairs():
+    facts = RunFacts.from_row({"engine_flags": "scheduler-recv-interval=30;tp=?;bare;max_num_tokens=1152"})
+    assert dict(facts.flags) == {"scheduler-recv-interval": "30", "tp": "?", "max_num_tokens": "1152"}

@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import math
 
+import pytest
+
 from estimator.runs import read_runs
 from estimator.sim.runs import simulate_runs
 from perfdb.lookup import PerfDB
@@ -41,3 +43,60 @@ def test_agg_and_disagg_rows(tmp_path, tiny_db):
     assert a32.prediction().ttft_ms > a1.prediction().ttft_ms
     assert d8.deployment.decode.parallel.tp == 2 and d8.deployment.prefill.workers >= 1
     assert bad.status.startswith("InfeasibleError") and math.isnan(bad.prediction().ttft_ms)
+
+
+def _write(path, rows, extra=()):
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, [*HEADER, *extra])
+        w.writeheader()
+        w.writerows(rows)
+    return read_runs(path)
+
+
+ENRICH = ["engine_max_num_tokens", "engine_max_batch_size", "engine_flags", "client_range_ratio",
+          "client_num_prompts", "client_num_warmups"]
+
+
+def test_the_clients_warm_up_drains_before_the_measured_run(tmp_path, tiny_db):
+    # InferenceX's client waits for every warm-up request before it starts measuring: the measured
+    # run starts on an idle engine, its first wave at once, whatever the warm-up count
+    rows = [_row(f"w{w}", 16, "agg", batch_size="16", tp_size="1", client_num_prompts="160",
+                 client_num_warmups=str(w)) for w in (0, 32)]
+    cold, warmed = simulate_runs(_write(tmp_path / "r.csv", rows, ENRICH), PerfDB(tiny_db))
+    assert cold.result.completed == warmed.result.completed == 160
+    assert warmed.prediction().ttft_ms == cold.prediction().ttft_ms
+
+
+def test_recorded_engine_limits_reach_the_replayed_engine(tmp_path, tiny_db):
+    from types import SimpleNamespace
+
+    from estimator.deployment import Pool
+    from estimator.models import load_model
+    from estimator.parallel import ParallelConfig
+    from estimator.sim.engine import _limits
+    from estimator.sim.policy import policy_for
+    from estimator.sim.runs import row_engine
+    from perfdb.types import Backend
+
+    rows = [_row("plain", 8, "agg", batch_size="8", tp_size="1"),
+            _row("flags", 8, "agg", batch_size="8", tp_size="2", attention_dp_size="2",
+                 engine_max_num_tokens="1200", engine_max_batch_size="4",
+                 engine_flags="attention_dp_config.enable_balance=True;max_num_tokens=1200")]
+    runs = _write(tmp_path / "r.csv", rows, ENRICH)
+    model = load_model("Qwen/Qwen3-8B")
+    assert row_engine(runs[0], Backend.TRTLLM, model).max_num_tokens is None
+    eng = row_engine(runs[1], Backend.TRTLLM, model)
+    assert (eng.max_num_tokens, eng.max_batch_size) == (1200, 4)
+    assert all(r.status == "ok" for r in simulate_runs(runs, PerfDB(tiny_db), max_requests=80))
+    # the recorded flags are per attention-DP rank (TRT-LLM): the worker holds ranks x them
+    steps = SimpleNamespace(resolved=SimpleNamespace(max_batch_size=4, max_num_tokens=1200))
+    assert _limits(steps, Pool(ParallelConfig(tp=2, attn_dp=2)), policy_for(Backend.TRTLLM))[:2] == (8, 2400)
+
+
+def test_concurrency_one_simulated_ttft_matches_the_static_estimate(tmp_path, tiny_db):
+    from estimator.runs import predict_runs
+
+    runs = _write(tmp_path / "r.csv", [_row("c1", 1, "agg", batch_size="1", tp_size="1")])
+    sim, = simulate_runs(runs, PerfDB(tiny_db))
+    static, = predict_runs(runs, PerfDB(tiny_db))
+    assert sim.prediction().ttft_ms == pytest.approx(static.ttft_ms, rel=0.05)
