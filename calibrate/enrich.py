@@ -28,6 +28,8 @@ REQUIRED = ("id", "silicon_data_source", "model_path", "system", "backend", "pre
             "tp_size", "moe_ep_size", "prefill_tp_size", "prefill_moe_ep_size", "decode_tp_size",
             "prefill_num_workers", "decode_num_workers")
 FILLED = ("prefill_num_workers", "decode_num_workers")
+# the committed facts of ../shared/data/e2e_train_silicon.csv (regenerated with `calibrate enrich --columns-only`)
+TRAINING_FACTS = Path(__file__).resolve().parent / "data" / "e2e_train_enrichment.csv.gz"
 _MTP_DEPTH = re.compile(r"mtp(\d+)")
 _BATCH = re.compile(r"batch(\d+)")
 
@@ -252,3 +254,15 @@ def write(text: str, out: Path) -> None:
 
     data = text.encode("utf-8")
     atomic_write_bytes(Path(out), gzip.compress(data, mtime=0) if str(out).endswith(".gz") else data)
+
+
+def enriched_copy(runs: Path, facts: Path, into: Path) -> Path:
+    """`runs` with the committed `facts` applied, written as into/<runs.name>: the same file name, so the
+    runs read from it keep their source (what a calibration records as fitted on). The shipped
+    calibrations and their drift test read the training table this way: the facts are what lets the
+    estimator and the simulator replay each run as it was deployed (worker counts, attention DP, the
+    client protocol), so a calibration fitted without them corrects deployments nobody ran."""
+    text, _ = enrich(runs, facts=facts)
+    out = Path(into) / Path(runs).name
+    write(text, out)
+    return out

@@ -11,10 +11,10 @@ class Novelty(str, Enum):
     """How new a query's (system, backend, mode, model) is to a calibration, narrowest first."""
 
     SCOPE = "scope"      # the fit had runs of this (system, backend, mode, model): a new deployment of it
-    PAIR = "pair"        # ... of this model on this system, with another backend or mode
-    SYSTEM = "system"    # ... of this model, never on this system
-    MODEL = "model"      # a model the fit never saw, on a system it saw
-    BOTH = "both"        # neither the model nor the system
+    PAIR = "pair"        # ... of this model in this mode on this system, with another backend
+    SYSTEM = "system"    # ... of this model in this mode, never on this system
+    MODEL = "model"      # a model the fit never saw in this mode (agg / disagg), on a system it saw
+    BOTH = "both"        # neither the model in this mode nor the system
 
 
 PARTS = ("factor", "residual")

@@ -3,7 +3,9 @@
     python scripts/build_bundled_calibration.py                         # ../shared/data/e2e_train_silicon.csv, ~5 min
     python scripts/build_bundled_calibration.py --runs RUNS.csv        # or another measured-run table
 
-What it does: predicts every run of the training table on the bundled database (roofline +
+What it does: applies the committed enrichment facts (calibrate/data/e2e_train_enrichment.csv.gz:
+worker counts, attention DP, speculative decoding, engine flags, client protocol, recovered from the
+public InferenceX configs) to the training table, predicts every run of it on the bundled database (roofline +
 efficiency curves; no --db) twice, with the static estimator and with the discrete-event simulator
 at the run's concurrency (~4 min of the time), fits the default calibration to each with 5-fold
 cross-validation grouped by deployment (`servecast calibrate fit --base estimate|simulate`), and
@@ -30,6 +32,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from calibrate import store  # noqa: E402
+from calibrate.enrich import TRAINING_FACTS, enriched_copy  # noqa: E402
 from calibrate.fit import FitOptions  # noqa: E402
 from calibrate.ingest import read_results  # noqa: E402
 from calibrate.predict import Base, predict  # noqa: E402
@@ -59,8 +63,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="measured-run table (silicon CSV format)")
     ap.add_argument("--out", type=Path, default=TARGET, help="calibrations directory to replace")
+    ap.add_argument("--facts", type=Path, default=TRAINING_FACTS,
+                    help="enrichment facts applied to the table first (`calibrate enrich --columns-only`)")
     args = ap.parse_args()
-    runs = read_results([args.runs], None)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = read_results([enriched_copy(args.runs, args.facts, Path(tmp))], None)
     staging = args.out.parent / f".{args.out.name}-staging"
     shutil.rmtree(staging, ignore_errors=True)
     for base, what in ((Base.ESTIMATE, "servecast estimator"),
@@ -73,7 +80,9 @@ def main() -> int:
             "calibration": result.calibration.id,
             "base": base.value,
             "fitted_on": {"file": args.runs.name, "sha256": hashlib.sha256(args.runs.read_bytes()).hexdigest(),
-                          "rows_used": tr["rows"], "deployments": tr["deployments"]},
+                          "rows_used": tr["rows"], "deployments": tr["deployments"],
+                          "enrichment": {"file": args.facts.name,
+                                         "sha256": hashlib.sha256(args.facts.read_bytes()).hexdigest()}},
             "predictions": f"{what} on the bundled database (no --db)",
             "servecast_commit": commit(),
             "options": "servecast calibrate fit defaults (5 folds grouped by deployment, shrunk scope factors, "

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from calibrate.enrich import TRAINING_FACTS, enriched_copy
 from calibrate.ingest import read_results
 from calibrate.predict import Base, predict
 from estimator.calibration import ARTIFACT_FILE, model_key
@@ -51,15 +52,17 @@ def test_artifact_is_the_directory_it_claims(shipped, base):
 @pytest.mark.skipif(not TRAIN.exists(), reason="../shared/data is not beside the checkout")
 @pytest.mark.parametrize("base", ["estimate", "simulate"])
 def test_fitted_on_the_training_table_only(shipped, base):
+    """... and its committed enrichment facts (public configs), nothing else."""
     prov = yaml.safe_load((shipped[base] / "provenance.yaml").read_text())
     assert prov["fitted_on"]["sha256"] == hashlib.sha256(TRAIN.read_bytes()).hexdigest()
+    assert prov["fitted_on"]["enrichment"]["sha256"] == hashlib.sha256(TRAINING_FACTS.read_bytes()).hexdigest()
 
 
 @pytest.mark.skipif(not TRAIN.exists(), reason="../shared/data is not beside the checkout")
 @pytest.mark.parametrize("base, n", [("estimate", 300), ("simulate", 40)])   # a simulated run costs ~0.1 s
-def test_stored_predictions_are_what_the_estimator_predicts_now(shipped, base, n):
+def test_stored_predictions_are_what_the_estimator_predicts_now(shipped, base, n, tmp_path):
     stored = pd.read_parquet(shipped[base] / "training_rows.parquet").set_index("run_id")
-    runs = read_results([TRAIN], None)
+    runs = read_results([enriched_copy(TRAIN, TRAINING_FACTS, tmp_path)], None)   # as the build script reads it
     rng = np.random.default_rng(0)
     sample = [runs[i] for i in sorted(rng.choice(len(runs), n, replace=False))]
     now = predict(sample, PerfDB(None), Base(base))

@@ -146,6 +146,12 @@ def test_unseen_model_and_system_get_only_what_held_out_evidence_supports():
     assert cal.novelty("b300_sxm", "vllm", "agg", "gamma-9b") is Novelty.BOTH
     assert cal.novelty("h200_sxm", "sglang", "agg", "alpha-7b") is Novelty.PAIR
     assert cal.novelty("h200_sxm", "vllm", "agg", "alpha-7b") is Novelty.SCOPE
+    # a model counts as seen per serving mode: on b200 it ran only disaggregated, so an agg query there is
+    # as new as a system it never ran on (the h200 agg runs are its evidence), a disagg one with another
+    # backend a pair
+    assert cal.novelty("b200_sxm", "vllm", "agg", "alpha-7b") is Novelty.SYSTEM
+    assert cal.novelty("b200_sxm", "sglang", "disagg", "alpha-7b") is Novelty.PAIR
+    assert cal.novelty("h200_sxm", "vllm", "disagg", "alpha-7b") is Novelty.SYSTEM
     # each query's interval comes from held-out rows as new to their fit as it is (or the next wider)
     narrow = cal.interval("ttft", "agg", "alpha-7b", "h200_sxm", "vllm")
     assert narrow.novelty == "scope"

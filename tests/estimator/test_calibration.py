@@ -104,3 +104,20 @@ def test_calibration_flag_none_disables_stored():
     assert calibration_flag(None) == (None, True)
     assert calibration_flag("NONE") == (None, False)
     assert calibration_flag("cal/abc") == (Path("cal/abc"), True)
+
+
+def test_a_model_counts_as_seen_per_serving_mode():
+    """A model fitted only aggregated is new to a disaggregated query (its agg runs say nothing of prefill
+    pools or the KV hand-off), so the disagg factor reaches it only as far as an unseen model's evidence
+    allows; within its mode, a new system or a new backend is as before."""
+    from estimator.calibration import Calibration
+    from estimator.calibration_reach import Novelty
+
+    cal = Calibration((), (), (), fitted=(("h200_sxm", "trtllm", "agg", "qwen3-32b"),
+                                          ("b200_sxm", "trtllm", "disagg", "deepseek-r1")))
+    assert cal.novelty("h200_sxm", "trtllm", "disagg", "qwen3-32b") is Novelty.MODEL
+    assert cal.novelty("h100_sxm", "trtllm", "disagg", "qwen3-32b") is Novelty.BOTH
+    assert cal.novelty("h200_sxm", "vllm", "agg", "qwen3-32b") is Novelty.PAIR
+    assert cal.novelty("b200_sxm", "trtllm", "agg", "qwen3-32b") is Novelty.SYSTEM
+    assert cal.novelty("h200_sxm", "trtllm", "disagg", "deepseek-r1") is Novelty.SYSTEM
+    assert cal.novelty("h200_sxm", None, "agg", "qwen3-32b") is Novelty.SCOPE
