@@ -186,8 +186,11 @@ def model_for(row: RunRow, system, hf_hub: Path | None = None):
 
 
 def group_key(row: RunRow) -> tuple:
+    """Rows predicted together share one deployment: the table's columns and every enrichment fact (the
+    first row's attention DP, EP and decode batch cap stand for the group's, so rows that differ in them
+    must not share a group, else a row's prediction would depend on which rows it was predicted with)."""
     return (row.model, row.gemm_quant, row.moe_quant, row.system, row.backend, row.backend_version, row.mode,
-            row.agg, row.prefill, row.decode, row.facts.spec_draft_tokens())
+            row.agg, row.prefill, row.decode, row.facts)
 
 
 def spec_tokens(row: RunRow, backend: Backend, model) -> int:
