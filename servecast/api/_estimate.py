@@ -2,6 +2,7 @@
 of a measured-run table predicted (what `servecast estimate` and `servecast estimate --from-runs` do)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,19 +92,37 @@ def estimate(*, model: str, system: str, backend: str | Backend = "trtllm", vers
 
 
 def estimate_runs(runs: Path | str, out: Path | str, *, db: Path | str | None = None,
-                  calibration: Path | str | None = None, hf_hub: Path | None = None) -> RunPredictions:
+                  calibration: Path | str | None = None, hf_hub: Path | None = None, base: str = "estimate",
+                  progress: Callable[[int, int], None] | None = None) -> RunPredictions:
     """Predict every row of a measured-run CSV (the format of e2e_train_silicon.csv) and write the predictions
-    CSV to `out` atomically; with a calibration (explicit, or stored in `db`) its cal_* and interval columns too."""
+    CSV to `out` atomically; with a calibration (explicit, or stored in `db`) its cal_* and interval columns too.
+    `base`: "estimate" (the static estimate, what `plan` screens with) or "simulate" (the simulator's replay of
+    each run at its concurrency and client protocol, what `plan` decides on, with the calibration fitted on
+    that base; seconds per hundred rows, `progress(done, total)` per row)."""
+    from calibrate.predict import Base
     from estimator.runs import predict_runs, read_runs, write_predictions
     from perfdb.errors import DataError
     from perfdb.lookup import PerfDB
+    from perfdb.types import parse_enum
     from perfdb.userfiles import check_out_file
 
+    which = parse_enum(Base, base, "--base")
     database = PerfDB(db)
     out = check_out_file(out, "--out")   # before predicting: a bad path fails at once
-    cal = _calibration(calibration, database.root if db is not None else None, "", "", "estimate")
+    cal = _calibration(calibration, database.root if db is not None else None, "", "", which.value)
     rows = read_runs(Path(runs))
-    preds = predict_runs(rows, database, hf_hub)
+    if which is Base.SIMULATE:
+        from estimator.sim.runs import simulate_runs
+
+        done = [0]
+
+        def tick() -> None:
+            done[0] += 1
+            if progress:
+                progress(done[0], len(rows))
+        preds = [s.prediction("mean") for s in simulate_runs(rows, database, on_row=tick)]
+    else:
+        preds = predict_runs(rows, database, hf_hub)
     cal_id = cal_error = None
     if cal is not None:
         try:

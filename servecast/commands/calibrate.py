@@ -1,7 +1,6 @@
 """`servecast calibrate`: ingest benchmark results, fit corrections, validate them, show an artifact."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -62,19 +61,11 @@ def ingest_cmd(
     Console().print(f"{table.num_rows} runs ({deployments} deployments; {', '.join(clients)}) -> {out}")
 
 
-@contextmanager
 def _progress(base: str, predictions: Path | None):
-    """A transient bar on stderr while the simulator predicts the runs (the slow base); else no callback."""
-    if base != "simulate" or predictions is not None:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    """The simulator's progress bar where it predicts the runs (the slow base); else no callback."""
+    from servecast.progress import simulating_runs
 
-    with Progress(TextColumn("simulating runs"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("runs", total=None)
-        yield lambda done, total: bar.update(task, total=total, completed=done)
+    return simulating_runs(base == "simulate" and predictions is None)
 
 
 def _frame(runs: Path, db: Path | None, predictions: Path | None, base: str, statistic: str):

@@ -92,7 +92,7 @@ HELP = (f"Estimate TTFT, TPOT and throughput of one deployment, or predict every
         f"row of a measured-run table with --from-runs. {AGG_EXAMPLE}  |  Disagg: servecast estimate "
         f"--model deepseek-ai/DeepSeek-R1 --system gb200 --backend trtllm --mode disagg --prefill-tp 4 "
         f"--prefill-moe-ep 4 --prefill-workers 2 --decode-tp 8 --decode-moe-ep 8 --concurrency 64 "
-        f"--isl 8192 --osl 1024  |  Runs: servecast estimate --from-runs runs.csv --db DB --out pred.csv")
+        f"--isl 8192 --osl 1024  |  Runs: servecast estimate --from-runs runs.csv --db DB --out pred.csv [--base simulate]")
 
 
 def register(app: typer.Typer) -> None:
@@ -140,11 +140,18 @@ def register(app: typer.Typer) -> None:
         breakdown: Annotated[bool, typer.Option(help="time per op with its source, memory per category")] = False,
         from_runs: Annotated[Path | None, typer.Option(help="CSV of measured runs (format of e2e_train_silicon.csv)")] = None,
         out: Annotated[Path | None, typer.Option(help="output CSV for --from-runs")] = None,
+        base: Annotated[str, typer.Option(help="with --from-runs: estimate (the static estimate) | simulate (the "
+                                          "simulator's replay of each run at its concurrency, what plan decides on; "
+                                          "with the calibration fitted on that base)")] = "estimate",
     ) -> None:
         from servecast.hfcache import hub_cache
 
+        if base != "estimate" and from_runs is None:
+            from perfdb.errors import InputError
+
+            raise InputError(f"--base {base} applies to --from-runs (a single deployment: `servecast simulate`)")
         if from_runs is not None:
-            _print_runs(from_runs, out, db, calibration, hub_cache())
+            _print_runs(from_runs, out, db, calibration, hub_cache(), base)
             return
         if not model or not system:
             from perfdb.errors import InputError
@@ -165,16 +172,19 @@ def register(app: typer.Typer) -> None:
         _render(result.estimate, breakdown, as_json, result.calibrated)
 
 
-def _print_runs(runs: Path, out: Path | None, db: Path | None, calibration: Path | None, hf_hub: Path) -> None:
+def _print_runs(runs: Path, out: Path | None, db: Path | None, calibration: Path | None, hf_hub: Path,
+                base: str) -> None:
     """--from-runs: predict every row into --out and say how many were predicted."""
     from servecast.api import estimate_runs
+    from servecast.progress import simulating_runs
 
     if out is None:
         from perfdb.errors import InputError
 
         raise InputError("--from-runs needs --out FILE")
     start = time.perf_counter()
-    got = estimate_runs(runs, out, db=db, calibration=calibration, hf_hub=hf_hub)
+    with simulating_runs(base == "simulate") as progress:
+        got = estimate_runs(runs, out, db=db, calibration=calibration, hf_hub=hf_hub, base=base, progress=progress)
     note = (f"; calibrated columns from calibration {got.calibration_id}" if got.calibration_id else
             f"; no calibrated columns ({got.calibration_error})" if got.calibration_error else "")
     n = len(got.predictions)

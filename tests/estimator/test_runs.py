@@ -145,3 +145,37 @@ def test_quantized_trtllm_rows_run_an_fp8_kv_cache_other_engines_the_model_dtype
     fp8 = memory_report(model_for(rows["a1"], h200), h200, par, eng, Dtype.FP8)
     bf16 = memory_report(model_for(rows["a1"], h200), h200, par, eng, Dtype.BF16)
     assert fp8.kv_capacity_tokens == pytest.approx(2 * bf16.kv_capacity_tokens)
+
+
+def test_cli_from_runs_through_the_simulator(table, tmp_path):
+    """--base simulate: each row is the simulator's replay of it (estimator.sim.runs, as `plan` decides on), not
+    the static estimate, and the calibration fitted on that base adds its columns; --base outside --from-runs
+    and an unknown base are one-line errors."""
+    from typer.testing import CliRunner
+
+    from estimator.sim.runs import simulate_runs
+    from servecast.cli import app
+
+    table.write_text(table.read_text().replace(",mystery,", ",trtllm,"))
+    sim, est = tmp_path / "sim.csv", tmp_path / "est.csv"
+    res = CliRunner().invoke(app, ["estimate", "--from-runs", str(table), "--out", str(sim), "--base", "simulate"])
+    assert res.exit_code == 0, res.output
+    assert CliRunner().invoke(app, ["estimate", "--from-runs", str(table), "--out", str(est)]).exit_code == 0
+    got, static = list(csv.DictReader(sim.open())), list(csv.DictReader(est.open()))
+    expect = {s.id: s.prediction("mean") for s in simulate_runs(read_runs(table), PerfDB(None))}
+    ok = [g for g in got if g["status"] == "ok"]
+    assert ok and len(ok) == sum(p.status == "ok" for p in expect.values())
+    for g in ok:
+        assert float(g["pred_ttft_ms"]) == pytest.approx(expect[g["id"]].ttft_ms, rel=1e-5)
+        assert float(g["pred_tpot_ms"]) == pytest.approx(expect[g["id"]].tpot_ms, rel=1e-5)
+    assert any(g["pred_ttft_ms"] != s["pred_ttft_ms"] for g, s in zip(got, static, strict=True) if g["status"] == "ok")
+    ids = {g["calibration_id"] for g in ok} | {s["calibration_id"] for s in static if s["status"] == "ok"}
+    assert len(ids) == 2                                    # each base with its own shipped calibration
+    root = Path(__file__).resolve().parents[2]
+    for args, msg in ((["--from-runs", str(table), "--out", str(sim), "--base", "queue"],
+                       "error: unknown --base 'queue'; accepted: estimate, simulate"),
+                      (["--model", "Qwen/Qwen3-32B", "--system", "h200_sxm", "--base", "simulate"],
+                       "error: --base simulate applies to --from-runs")):
+        bad = subprocess.run([sys.executable, "-m", "servecast.cli", "estimate", *args], capture_output=True,
+                             text=True, cwd=root)
+        assert bad.returncode == 2 and msg in bad.stderr + bad.stdout and "Traceback" not in bad.stderr
