@@ -29,7 +29,7 @@ from functools import cached_property
 
 import numpy as np
 
-from estimator.calibration_reach import DECIDED, Novelty, Reach
+from estimator.calibration_reach import DECIDED, Novelty, Reach, Seen
 from estimator.trees import Trees
 from perfdb.errors import DataError
 from perfdb.types import Phase, Source
@@ -180,27 +180,12 @@ class Calibration:
         return next((r for r in self.residuals if r.metric == metric), None)
 
     @cached_property
-    def _known(self) -> tuple[frozenset, frozenset, frozenset, frozenset]:
-        """(scopes, (system, mode, model), (mode, model), systems) of the training rows."""
-        return (frozenset(self.fitted), frozenset((s, mo, m) for s, _, mo, m in self.fitted),
-                frozenset((mo, m) for _, _, mo, m in self.fitted), frozenset(s for s, *_ in self.fitted))
+    def _seen(self) -> Seen:
+        return Seen.of(self.fitted)
 
     def novelty(self, system: str, backend: str | None, mode: str, model: str) -> Novelty:
-        """How new (system, backend, mode, model_key) is to the fit (backend None: any backend's scope
-        counts); no scopes recorded: SCOPE. A model counts as seen only in the serving mode it was fitted
-        in: what decides a disaggregated TTFT (prefill pools' queues, the KV hand-off) is not what decides
-        an aggregated one, so a model's agg runs are no evidence for its disagg correction (the disagg
-        factor, fitted on DeepSeek-R1 multi-node runs, must not reach a same-node dense model's disagg
-        plan unless the held-out rows of models new to disagg show it helps: `Reach`)."""
-        scopes, same_place, seen, systems = self._known
-        if not self.fitted or (system, backend, mode, model) in scopes or \
-                (backend is None and (system, mode, model) in same_place):
-            return Novelty.SCOPE
-        if (system, mode, model) in same_place:
-            return Novelty.PAIR
-        if (mode, model) in seen:
-            return Novelty.SYSTEM
-        return Novelty.MODEL if system in systems else Novelty.BOTH
+        """How new (system, backend, mode, model_key) is to the fit (`Seen.novelty`: per serving mode)."""
+        return self._seen.novelty(system, backend, mode, model)
 
     def reaches(self, metric: str, part: str, novelty: Novelty) -> bool:
         """Whether `part` ("factor" | "residual") of `metric` applies to a query of `novelty`."""

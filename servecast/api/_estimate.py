@@ -113,13 +113,9 @@ def estimate_runs(runs: Path | str, out: Path | str, *, db: Path | str | None = 
     rows = read_runs(Path(runs))
     if which is Base.SIMULATE:
         from estimator.sim.runs import simulate_runs
+        from servecast.api._fit import _ticks
 
-        done = [0]
-
-        def tick() -> None:
-            done[0] += 1
-            if progress:
-                progress(done[0], len(rows))
+        tick = _ticks(progress)(len(rows)) if progress else None
         preds = [s.prediction("mean") for s in simulate_runs(rows, database, on_row=tick)]
     else:
         preds = predict_runs(rows, database, hf_hub)
