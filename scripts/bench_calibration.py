@@ -20,11 +20,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibrate.fit import FitOptions  # noqa: E402
+from calibrate.fit import FitOptions, usable  # noqa: E402
 from calibrate.ingest import read_results  # noqa: E402
 from calibrate.predict import from_predictions_file  # noqa: E402
 from calibrate.train import train  # noqa: E402
 from calibrate.validate import coverage_table, error_stats  # noqa: E402
+
+
+def scored_frame(runs: Path, predictions: Path):
+    """The measured runs of a run table joined to a predictions CSV, usable rows only (as `calibrate fit`);
+    also read by bench_ceiling.py."""
+    return usable(from_predictions_file(read_results([runs], None), predictions))
 
 
 def main() -> int:

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_calibration import scored_frame  # noqa: E402  (scripts/ is on sys.path when run as a script)
 
 from calibrate.fit import METRICS, FitOptions, fold_ids, log_ratio  # noqa: E402
+from estimator.run_facts import COLUMNS, Kind  # noqa: E402
 
 RAW_NUMERIC = ("tp_size", "pp_size", "attention_dp_size", "moe_ep_size", "prefill_tp_size", "decode_tp_size",
                "prefill_moe_ep_size", "decode_moe_ep_size")
@@ -45,7 +46,10 @@ def _summary(err: np.ndarray) -> tuple[float, float]:
 
 
 def noise_floor(raw: pd.DataFrame) -> dict[str, tuple[float, float]]:
-    inputs = [c for c in raw.columns if c not in ("id", "silicon_ttft_ms", "silicon_tpot_ms", "silicon_data_source")]
+    # every recorded field, the enrichment's facts included and its provenance (enrich_*) not: two rows
+    # matched through different config commits describe the same deployment
+    inputs = [c for c in raw.columns if c not in ("id", "silicon_ttft_ms", "silicon_tpot_ms", "silicon_data_source")
+              and not c.startswith("enrich_")]
     cols = raw[[*inputs, "concurrency"]]
     key = cols.astype(object).where(cols.notna(), "").map(str).agg("|".join, axis=1)
     out = {}
@@ -71,13 +75,18 @@ def oracle(frame: pd.DataFrame) -> dict[str, tuple[float, float]]:
 def free_fit(frame: pd.DataFrame, raw: pd.DataFrame) -> dict[str, tuple[float, float]]:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    joined = frame.join(raw.set_index("id")[list(RAW_NUMERIC) + ["precision"]], on="run_id")
-    x = pd.DataFrame({c: joined[c].astype("category").cat.codes for c in CATEGORIES})
-    for c in ("isl", "osl", "concurrency", "gpus", *RAW_NUMERIC):
+    # the enrichment's facts count as recorded fields when the table has them (calibrate enrich)
+    facts = [c for c, (kind, _) in COLUMNS.items() if c in raw.columns and kind in (Kind.INT, Kind.FLOAT)]
+    bools = [c for c, (kind, _) in COLUMNS.items() if c in raw.columns and kind is Kind.BOOL]
+    numeric = [*RAW_NUMERIC, "prefill_num_workers", "decode_num_workers", *facts]
+    texts = [c for c in ("spec_decoding", "client_length_dist") if c in raw.columns]
+    joined = frame.join(raw.set_index("id")[[*numeric, *bools, *texts, "precision"]], on="run_id")
+    x = pd.DataFrame({c: joined[c].astype("category").cat.codes for c in (*CATEGORIES, *texts, *bools)})
+    for c in ("isl", "osl", "concurrency", "gpus", *numeric):
         x[c] = np.log1p(joined[c].astype(float)).fillna(-1.0)
     x["pred_ttft"], x["pred_tpot"] = np.log(joined["pred_ttft"]), np.log(joined["pred_tpot"])
     x = x.loc[:, x.nunique() > 1]
-    cats = [c for c in CATEGORIES if c in x.columns]
+    cats = [c for c in (*CATEGORIES, *texts, *bools) if c in x.columns]
     folds = fold_ids(frame, 5, 0)
     out, opts = {}, FitOptions()
     for m in METRICS:
