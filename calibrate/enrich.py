@@ -17,10 +17,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from calibrate import enrich_recipes
 from calibrate.inferencex.configs import ConfigPoint
 from calibrate.inferencex.match import Match, Row, match
 from calibrate.inferencex.repo import Repo
 from calibrate.inferencex.scripts import read_script, workflow_range_ratio
+from calibrate.inferencex.srtslurm import SRT_SLURM
 from estimator.run_facts import COLUMNS, SpecStatus, format_cell
 from perfdb.errors import DataError
 
@@ -110,9 +112,12 @@ def _roles(points: tuple[ConfigPoint, ...], out: dict) -> None:
         out["decode_max_batch"] = _agree(_recipe_int(p, _BATCH) for p in points)
 
 
-def facts(repo: Repo, r: Row, m: Match) -> tuple[dict, dict]:
-    """(enrichment columns, fills of the table's own columns) for one matched row."""
-    pts = m.points
+def facts(repo: Repo, r: Row, m: Match, srt: Repo | None = None) -> tuple[dict, dict, list[str]]:
+    """(enrichment columns, fills of the table's own columns, notes for enrich_reason) for one matched
+    row; with `srt` (an srt-slurm clone) a multi-node row's recipes narrow its config points and add
+    what they state (calibrate.enrich_recipes)."""
+    got = enrich_recipes.read(repo, srt, r, m) if srt is not None else None
+    pts = got.points if got is not None else m.points
     out: dict = {"enrich_commit": m.commit, "enrich_config_key": ",".join(sorted({p.key for p in pts}))}
     status = _spec(pts)
     out["spec_decoding"] = status.value
@@ -146,12 +151,26 @@ def facts(repo: Repo, r: Row, m: Match) -> tuple[dict, dict]:
     if out.get("client_range_ratio") is None and ratio is not None:
         out["client_range_ratio"] = ratio
         out["enrich_client"] = ",".join(filter(None, (out.get("enrich_client"), wf)))
+    if got is not None:
+        _recipe_facts(srt, got, r, out, fills)
     if out.get("client_range_ratio") is not None:
         out["client_length_dist"] = "fixed" if out["client_range_ratio"] == 1 else "uniform"
-    return out, fills
+    return out, fills, list(got.notes) if got is not None else []
 
 
-def enrich_row(repo: Repo, raw: dict) -> tuple[dict[str, str], set[str]]:
+def _recipe_facts(srt: Repo, got: enrich_recipes.Recipes, r: Row, out: dict, fills: dict) -> None:
+    """The recipes' facts over the configs': what srtctl launched (workers, per-role engine) and the
+    client that measured (sa-bench) stand where the recipes agree; the config's stay otherwise."""
+    rec_out, rec_fills = enrich_recipes.facts(srt, got, r.conc)
+    if r.mode == "disagg":
+        for col, n in rec_fills.items():
+            fills[col] = n
+    for col, v in rec_out.items():
+        if v is not None:
+            out[col] = v
+
+
+def enrich_row(repo: Repo, raw: dict, srt: Repo | None = None) -> tuple[dict[str, str], set[str]]:
     """The row's enrichment columns (as CSV text) and the names of its own columns it filled in `raw`."""
     r = to_row(raw)
     m = match(repo, r)
@@ -159,7 +178,7 @@ def enrich_row(repo: Repo, raw: dict) -> tuple[dict[str, str], set[str]]:
         out = {"enrich_status": "other-harness" if not r.inferencex else "unmatched", "enrich_reason": m.reason,
                "spec_decoding": SpecStatus.UNKNOWN.value}
         return {k: format_cell(out.get(k)) for k in COLUMNS}, set()
-    out, fills = facts(repo, r, m)
+    out, fills, notes = facts(repo, r, m, srt)
     filled = set()
     for col, n in fills.items():
         if _num(raw, col) is None:
@@ -175,7 +194,7 @@ def enrich_row(repo: Repo, raw: dict) -> tuple[dict[str, str], set[str]]:
         reasons.append(f"no config entry with image {r.image}; matched on the rest")
     if m.commit != repo.commit_at(r.measured):
         reasons.append("matched in a config change merged after measured= (the run's branch)")
-    out["enrich_reason"] = "; ".join(reasons)
+    out["enrich_reason"] = "; ".join(reasons + notes)
     return {k: format_cell(out.get(k)) for k in COLUMNS}, filled
 
 
@@ -225,13 +244,15 @@ def _from_facts(facts: dict[str, dict], raw: dict) -> tuple[dict[str, str], set[
 
 
 def enrich(runs: Path, inferencex: Path | None = None, columns_only: bool = False,
-           facts: Path | None = None) -> tuple[str, Report]:
+           facts: Path | None = None, srt_slurm: Path | None = None) -> tuple[str, Report]:
     """The enriched table as CSV text (columns of the input, then COLUMNS) and the match report.
-    From the repository at `inferencex`, or from `facts` (a committed `--columns-only` file).
+    From the repository at `inferencex` (and, for the multi-node runs, the srt-slurm clone at
+    `srt_slurm`), or from `facts` (a committed `--columns-only` file).
     `columns_only`: just `id`, the filled worker columns and COLUMNS (the derived facts, to commit)."""
     header, rows = read_table(runs)
     known = read_facts(facts) if facts is not None else None
     repo = Repo(inferencex) if known is None else None
+    srt = Repo(srt_slurm, SRT_SLURM) if srt_slurm is not None and known is None else None
     report = Report()
     if columns_only:
         header = ["id", *FILLED]
@@ -240,7 +261,7 @@ def enrich(runs: Path, inferencex: Path | None = None, columns_only: bool = Fals
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for raw in rows:
-        extra, filled = enrich_row(repo, raw) if repo is not None else _from_facts(known, raw)
+        extra, filled = enrich_row(repo, raw, srt) if repo is not None else _from_facts(known, raw)
         report.add(to_row(raw).source_file, extra, filled)
         w.writerow({**{c: raw.get(c, "") for c in header}, **extra})
     return buf.getvalue(), report

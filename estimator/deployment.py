@@ -13,8 +13,8 @@ candidate, a CLI flag set), and no module re-derives a layout rule:
   network otherwise (one path per group: a group that spans domains sends most of its pairs' KV over
   the network, and the model takes the network for all of them).
 - `role_layout(...)` / `row_layouts(row, system)`: a disaggregated run's per-role attention DP and EP as
-  its config states them (the enrichment's columns), then within one domain; `decode_batch_cap(row)`:
-  the decode worker's batch cap (per attention rank x the engine's ranks); `RUN_ROUTER`: the measured
+  its config states them (the enrichment's columns), then within one domain; `role_batch_cap(row, role)`:
+  a worker's batch cap (per attention rank x the engine's ranks); `RUN_ROUTER`: the measured
   runs' router (InferenceX's Dynamo frontend, round-robin). Recorded worker counts are never re-derived.
 """
 from __future__ import annotations
@@ -183,16 +183,17 @@ def row_layouts(row: "RunRow", system: SystemSpec) -> tuple[ParallelConfig, Para
             within_domain(role_layout(row.decode.parallel, f.decode.dp_attn, f.decode.ep), system))
 
 
-def decode_batch_cap(row: "RunRow") -> int | None:
-    """Requests one decode worker holds at most: the table's decode batch, else the config's max batch per
-    attention rank (TRT-LLM's max_batch_size applies per attention-DP rank: pyexecutor's scheduler runs
-    on each rank) times the engine's attention ranks (as configured, before within_domain's cost
-    layout); None = the engine's default."""
-    if row.decode.batch:
+def role_batch_cap(row: "RunRow", role: str = "decode") -> int | None:
+    """Requests one worker of `role` holds at most: the table's decode batch (decode only), else the
+    recipe's max batch per attention rank (TRT-LLM's max_batch_size applies per attention-DP rank:
+    pyexecutor's scheduler runs on each rank; SGLang's max_running_requests is recorded divided over its
+    DP ranks) times the engine's attention ranks (as configured, before within_domain's cost layout);
+    None = the engine's default."""
+    if role == "decode" and row.decode.batch:
         return int(row.decode.batch)
-    per_rank = row.facts.decode.max_batch
-    ranks = role_layout(row.decode.parallel, row.facts.decode.dp_attn, row.facts.decode.ep).attn_dp
-    return per_rank * ranks if per_rank else None
+    facts = getattr(row.facts, role)
+    ranks = role_layout(getattr(row, role).parallel, facts.dp_attn, facts.ep).attn_dp
+    return facts.max_batch * ranks if facts.max_batch else None
 
 
 # How the InferenceX multi-node harness routes: srt-slurm starts Dynamo frontends (docs: "By default,
@@ -205,7 +206,8 @@ def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
              d_workers: int | None = None) -> Deployment:
     """The deployment a measured run describes: its layouts within an NVLink domain, its worker counts
     as recorded (or, where the table omits them, the counts the caller derived by the estimator's
-    rules), the decode batch cap the config states, one agg replica or one xPyD group."""
+    rules), each role's batch cap and tokens per step as its recipe states (run_facts: max_num_tokens in
+    the engine's own sense, as Pool takes it), one agg replica or one xPyD group."""
     backend = Backend(row.backend)
     if row.mode != "disagg":
         if row.agg is None:
@@ -218,5 +220,8 @@ def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
     if p is None or d is None:
         raise InputError(f"run {row.id} does not record its worker counts and none were derived")
     p_par, d_par = row_layouts(row, system)
-    return Deployment.disaggregated(backend, Pool(p_par, int(p)), Pool(d_par, int(d), decode_batch_cap(row)),
-                                    system.nvlink_domain_gpus, router=RUN_ROUTER)
+    f = row.facts
+    return Deployment.disaggregated(
+        backend, Pool(p_par, int(p), role_batch_cap(row, "prefill"), f.prefill.max_num_tokens),
+        Pool(d_par, int(d), role_batch_cap(row), f.decode.max_num_tokens), system.nvlink_domain_gpus,
+        router=RUN_ROUTER)

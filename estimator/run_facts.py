@@ -37,14 +37,28 @@ COLUMNS: dict[str, tuple[Kind, str]] = {
     "prefill_ep": (Kind.INT, "expert-parallel size of a prefill worker, as the config says"),
     "decode_dp_attn": (Kind.BOOL, "attention data-parallel in each decode worker"),
     "decode_ep": (Kind.INT, "expert-parallel size of a decode worker, as the config says"),
-    "decode_max_batch": (Kind.INT, "max batch of a decode worker from its recipe name (batchN)"),
+    "decode_max_batch": (Kind.INT, "max batch per attention rank of a decode worker: its srt-slurm recipe's "
+                                   "(TRT-LLM max_batch_size; SGLang max-running-requests / dp-size), else the "
+                                   "recipe name's batchN"),
+    # per role of a disaggregated run, from its srt-slurm recipe (the engine_* columns are the aggregated
+    # engine's launch flags: one disaggregated run has two engines, configured differently)
+    "prefill_max_batch": (Kind.INT, "max batch per attention rank of a prefill worker (as decode_max_batch)"),
+    "prefill_max_num_tokens": (Kind.INT, "tokens per step of a prefill worker as configured (TRT-LLM "
+                                         "max_num_tokens, per rank; SGLang chunked-prefill-size, per worker)"),
+    "decode_max_num_tokens": (Kind.INT, "tokens per step of a decode worker as configured (as prefill's)"),
+    "prefill_mem_fraction": (Kind.FLOAT, "prefill worker's mem-fraction-static / free_gpu_memory_fraction"),
+    "decode_mem_fraction": (Kind.FLOAT, "decode worker's mem-fraction-static / free_gpu_memory_fraction"),
+    "prefill_cuda_graph_max_bs": (Kind.INT, "largest CUDA-graph batch of a prefill worker"),
+    "decode_cuda_graph_max_bs": (Kind.INT, "largest CUDA-graph batch of a decode worker (cuda-graph-max-bs, "
+                                           "the largest of cuda-graph-bs / cuda_graph_config.batch_sizes)"),
     "engine_max_batch_size": (Kind.INT, "engine max batch / max-num-seqs / max-running-requests"),
     "engine_max_num_tokens": (Kind.INT, "max-num-batched-tokens / max_num_tokens / chunked-prefill-size"),
     "engine_kv_dtype": (Kind.TEXT, "KV-cache dtype flag (fp8, fp8_e4m3, auto)"),
     "engine_mem_fraction": (Kind.FLOAT, "gpu-memory-utilization / mem-fraction-static / free_gpu_memory_fraction"),
     "engine_cuda_graph_max_bs": (Kind.INT, "largest CUDA-graph batch"),
     "engine_flags": (Kind.TEXT, "every engine flag read from the launch script, `key=value;...` (`?` = set "
-                                "by shell logic the reader did not resolve)"),
+                                "by shell logic the reader did not resolve); of a disaggregated run, its "
+                                "recipe's engine config as `prefill.key=value;...;decode.key=value`"),
     "client_length_dist": (Kind.TEXT, "uniform: ISL/OSL drawn uniformly in [ratio x nominal, nominal]; "
                                       "fixed: ratio 1"),
     "client_range_ratio": (Kind.FLOAT, "the client's --random-range-ratio"),
@@ -56,6 +70,7 @@ COLUMNS: dict[str, tuple[Kind, str]] = {
     "enrich_config_key": (Kind.TEXT, "config key(s) of the matching entries"),
     "enrich_script": (Kind.TEXT, "launch script path read for engine flags"),
     "enrich_client": (Kind.TEXT, "file(s) the client protocol was read from"),
+    "enrich_recipe": (Kind.TEXT, "srt-slurm recipe(s) read: `clone url@commit:path`"),
 }
 TRUE = ("true", "1", "yes")
 
@@ -122,6 +137,14 @@ class RoleFacts:
     dp_attn: bool | None = None     # attention data-parallel across the worker's GPUs
     ep: int | None = None           # expert-parallel size
     max_batch: int | None = None    # max batch per attention rank (TRT-LLM max_batch_size; recipe batchN)
+    max_num_tokens: int | None = None   # tokens per step as configured (the engine's own sense, see COLUMNS)
+    mem_fraction: float | None = None
+    cuda_graph_max_bs: int | None = None
+
+    @staticmethod
+    def of(get, role: str) -> "RoleFacts":
+        return RoleFacts(get(f"{role}_dp_attn"), get(f"{role}_ep"), get(f"{role}_max_batch"),
+                         get(f"{role}_max_num_tokens"), get(f"{role}_mem_fraction"), get(f"{role}_cuda_graph_max_bs"))
 
 
 @dataclass(frozen=True)
@@ -150,8 +173,7 @@ class RunFacts:
         return RunFacts(spec=SpecStatus(status) if status else SpecStatus.UNKNOWN, spec_tokens=get("spec_tokens"),
                         num_prompts=get("client_num_prompts"), num_warmups=get("client_num_warmups"),
                         range_ratio=get("client_range_ratio"),
-                        prefill=RoleFacts(get("prefill_dp_attn"), get("prefill_ep")),
-                        decode=RoleFacts(get("decode_dp_attn"), get("decode_ep"), get("decode_max_batch")),
+                        prefill=RoleFacts.of(get, "prefill"), decode=RoleFacts.of(get, "decode"),
                         max_batch=get("engine_max_batch_size"),
                         max_num_tokens=get("engine_max_num_tokens") or harness_token_budget(raw),
                         mem_fraction=get("engine_mem_fraction"), flags=parse_flags(get("engine_flags")))
@@ -162,9 +184,8 @@ class RunFacts:
         vals = {"spec_decoding": None if self.spec is SpecStatus.UNKNOWN else self.spec.value,
                 "spec_tokens": self.spec_tokens, "client_num_warmups": self.num_warmups,
                 "client_range_ratio": self.range_ratio,
-                "prefill_dp_attn": self.prefill.dp_attn, "prefill_ep": self.prefill.ep,
-                "decode_dp_attn": self.decode.dp_attn, "decode_ep": self.decode.ep,
-                "decode_max_batch": self.decode.max_batch}
+                **{f"{role}_{name}": getattr(getattr(self, role), name) for role in ("prefill", "decode")
+                   for name in ("dp_attn", "ep", "max_batch", "max_num_tokens", "mem_fraction", "cuda_graph_max_bs")}}
         return ";".join(f"{k}={format_cell(v)}" for k, v in vals.items() if v is not None)
 
     @staticmethod

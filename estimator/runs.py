@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from estimator.deployment import decode_batch_cap, row_layouts, within_domain
+from estimator.deployment import role_batch_cap, row_layouts, within_domain
 from estimator.engine import EngineConfig
 from estimator.estimate import Estimate, WorkerSpec, estimate, estimate_disagg
 from estimator.models import AttentionKind, load_model
@@ -254,7 +254,7 @@ def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]
     osl = np.array([r.osl for r in rows], dtype=np.float64)
     conc = np.array([r.concurrency or (r0.decode.batch or 1) * (r0.decode.workers or 1) for r in rows], dtype=np.float64)
     p_par, d_par = row_layouts(r0, system)           # estimator.deployment: the simulator's layouts too
-    d_batch = decode_batch_cap(r0)
+    d_batch = role_batch_cap(r0)
     if r0.decode.workers is not None:
         d_workers = np.full(len(rows), float(r0.decode.workers))
     else:

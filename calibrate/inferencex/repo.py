@@ -9,14 +9,29 @@ line counts: a run measured at time T used the configs of the last commit merged
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
 
 from perfdb.errors import InputError
 
 WORKTREE = "worktree"   # the pseudo-commit of a plain directory
-# files whose presence says "this is an InferenceX repository" (one of them, at the newest commit)
-_MARKERS = (".github/configs/nvidia-master.yaml", ".github/workflows/benchmark-tmpl.yml")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Which repository a Repo reads: the option that named it, files whose presence (one of them, at the
+    newest commit) says it is that repository, and what to give instead."""
+
+    option: str
+    name: str
+    markers: tuple[str, ...]
+    source: str
+
+
+INFERENCEX = Kind("--inferencex", "InferenceX", (".github/configs/nvidia-master.yaml",
+                                                 ".github/workflows/benchmark-tmpl.yml"),
+                  "github.com/SemiAnalysisAI/InferenceX")
 
 
 def _memo(method):
@@ -32,19 +47,21 @@ def _memo(method):
 
 
 class Repo:
-    """Files of one InferenceX repository by (commit, path); `commit_at(iso)` picks the commit."""
+    """Files of one repository (InferenceX unless `kind` says otherwise) by (commit, path); `commit_at(iso)`
+    picks the commit."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, kind: Kind = INFERENCEX):
         self.path = Path(path)
+        self.kind = kind
         self._memo: dict[tuple, object] = {}
         if not self.path.is_dir():
-            raise InputError(f"--inferencex {path}: no such directory; give a clone (bare or checkout) "
-                             "of github.com/SemiAnalysisAI/InferenceX")
+            raise InputError(f"{kind.option} {path}: no such directory; give a clone (bare or checkout) "
+                             f"of {kind.source}")
         self.git = self._git_dir()
         head = self.head()
-        if not any(self.read(head, m) is not None for m in _MARKERS):
-            raise InputError(f"--inferencex {path}: not an InferenceX repository (none of "
-                             f"{', '.join(_MARKERS)} at {head}); give a clone of SemiAnalysisAI/InferenceX")
+        if not any(self.read(head, m) is not None for m in kind.markers):
+            raise InputError(f"{kind.option} {path}: not an {kind.name} repository (none of "
+                             f"{', '.join(kind.markers)} at {head[:10]}); give a clone of {kind.source}")
 
     def _git_dir(self) -> Path | None:
         for cand in (self.path / ".git", self.path):
@@ -57,7 +74,7 @@ class Repo:
         try:
             out = subprocess.run(["git", f"--git-dir={self.git}", *args], capture_output=True, check=False)
         except OSError as exc:
-            raise InputError(f"--inferencex {self.path}: cannot run git ({exc.strerror})") from None
+            raise InputError(f"{self.kind.option} {self.path}: cannot run git ({exc.strerror})") from None
         return out.stdout.decode("utf-8", "replace") if out.returncode == 0 else None
 
     def head(self) -> str:
@@ -65,17 +82,29 @@ class Repo:
             return WORKTREE
         rev = self._run("rev-parse", "HEAD")
         if not rev:
-            raise InputError(f"--inferencex {self.path}: a git directory without commits")
+            raise InputError(f"{self.kind.option} {self.path}: a git directory without commits")
         return rev.strip()
 
     @_memo
-    def commit_at(self, iso_time: str) -> str | None:
-        """The main-line commit in effect at `iso_time` (the last first-parent commit before it);
-        None when the repository's history starts later."""
+    def commit_at(self, iso_time: str, tip: str = "HEAD") -> str | None:
+        """The commit in effect at `iso_time` on the first-parent line of `tip` (the last one before it);
+        None when that history starts later."""
         if self.git is None:
             return WORKTREE
-        rev = self._run("rev-list", "-1", "--first-parent", f"--before={iso_time}", "HEAD")
+        rev = self._run("rev-list", "-1", "--first-parent", f"--before={iso_time}", tip)
         return rev.strip() or None if rev is not None else None
+
+    @_memo
+    def rev(self, ref: str) -> str | None:
+        """The commit `ref` (a commit id, branch, or a clone's origin/<branch>) names here; None when this
+        clone does not have it."""
+        if self.git is None:
+            return None
+        for name in (ref, f"origin/{ref}"):
+            out = self._run("rev-parse", "--verify", "--quiet", f"{name}^{{commit}}")
+            if out and out.strip():
+                return out.strip()
+        return None
 
     @_memo
     def first_parent(self) -> tuple[str, ...]:
@@ -99,6 +128,25 @@ class Repo:
         if commit not in pos:
             return []
         return [c for c in self.changes(path) if pos.get(c, -1) > pos[commit]][:n]
+
+    def earlier_changes(self, commit: str, path: str) -> list[str]:
+        """Main-line commits up to and including `commit` that changed `path`, newest first."""
+        pos = self._positions()
+        return [c for c in reversed(self.changes(path)) if pos.get(c, len(pos)) <= pos.get(commit, -1)]
+
+    @_memo
+    def naming(self, text: str) -> tuple[str, ...]:
+        """Main-line commits whose message contains `text` (e.g. the merges of a branch), oldest first."""
+        if self.git is None:
+            return ()
+        out = self._run("log", "--first-parent", "--reverse", "--format=%H", "--fixed-strings", f"--grep={text}",
+                        "HEAD") or ""
+        return tuple(out.split())
+
+    def after(self, commits: tuple[str, ...], commit: str) -> str | None:
+        """The first of main-line `commits` after `commit`."""
+        pos = self._positions()
+        return next((c for c in commits if pos.get(c, -1) > pos.get(commit, len(pos))), None)
 
     @_memo
     def _positions(self) -> dict[str, int]:

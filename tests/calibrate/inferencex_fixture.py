@@ -4,6 +4,9 @@ Commit 1 (2026-01-10): a master config with an aggregated TRT-LLM entry swept wi
 (conc 4-16 and 4-8: conc 4 and 8 are listed both ways) and a multi-node disaggregated entry (1 prefill
 + 2 decode workers), two launch scripts, the client library and the two workflow templates.
 Commit 2 (2026-02-10): the disaggregated entry moves to 3 decode workers and adds concurrency 96.
+Both commits also list an 8k/1k disaggregated point at concurrency 32 with and without MTP (each with its
+own worker counts and srt-slurm recipe), and a runner script that clones srt-slurm at a branch
+(tests/calibrate/srtslurm_fixture.py holds the recipes).
 Invented values throughout; nothing here is copied from the real repository.
 """
 from __future__ import annotations
@@ -53,6 +56,18 @@ dsr1-fp8-h200-dynamo-trt:
         tp: 8
         ep: 8
         dp-attn: true
+  - isl: 8192
+    osl: 1024
+    search-space:
+    - conc-list: [32]
+      prefill: { num-worker: 2, tp: 8, ep: 8, dp-attn: true,
+                 additional-settings: ["CONFIG_FILE=recipes/h200/8k1k/stp.yaml"] }
+      decode: { num-worker: 1, tp: 8, ep: 8, dp-attn: true }
+    - conc-list: [32]
+      spec-decoding: mtp
+      prefill: { num-worker: 1, tp: 8, ep: 8, dp-attn: true,
+                 additional-settings: ["CONFIG_FILE=recipes/h200/8k1k/mtp.yaml"] }
+      decode: { num-worker: 4, tp: 8, ep: 8, dp-attn: true }
 """
 TRT = """#!/usr/bin/env bash
 source "$(dirname "$0")/../benchmark_lib.sh"
@@ -85,6 +100,13 @@ LIB = """run_benchmark_serving() {
         --save-result
 }
 """
+RUNNER = """#!/usr/bin/env bash
+SRT_REPO_DIR="srt-slurm"
+git clone https://github.com/ishandhanani/srt-slurm.git "$SRT_REPO_DIR"
+cd "$SRT_REPO_DIR"
+git checkout sa-submission-q1-2026
+srtctl apply -f "$CONFIG_FILE"
+"""
 WORKFLOW = "name: Template - Benchmark\nenv:\n  RANDOM_RANGE_RATIO: 0.8\n"
 HEADER = ("id,silicon_data_source,backend,backend_version,model_path,system,precision,mode,isl,osl,"
           "gemm_quant_mode,moe_quant_mode,batch_size,tp_size,pp_size,attention_dp_size,moe_tp_size,moe_ep_size,"
@@ -109,6 +131,7 @@ def write_tree(root: Path, decode_workers: int) -> None:
              ".github/workflows/benchmark-tmpl.yml": WORKFLOW,
              ".github/workflows/benchmark-multinode-tmpl.yml": WORKFLOW,
              "benchmarks/benchmark_lib.sh": LIB,
+             "runners/launch_h200-nv.sh": RUNNER,
              "benchmarks/single_node/dsr1_fp8_h200_trt.sh": TRT,
              "benchmarks/single_node/dsr1_fp8_h200_trt_mtp.sh": MTP}
     for rel, text in files.items():

@@ -8,9 +8,9 @@ from estimator.deployment import (
     Deployment,
     Pool,
     RoutePolicy,
-    decode_batch_cap,
     from_row,
     kv_same_node,
+    role_batch_cap,
     role_layout,
     row_layouts,
     within_domain,
@@ -88,17 +88,31 @@ def test_role_layout_reads_attention_dp_and_ep_from_the_config():
     assert dep.router is RoutePolicy.ROUND_ROBIN             # the harness's Dynamo frontend default
 
 
-def test_decode_batch_cap_counts_the_engines_ranks_not_the_cost_layout():
+def test_role_batch_cap_counts_the_engines_ranks_not_the_cost_layout():
     # tp16 across two H100 nodes without attention DP is one engine of one attention rank, although the
     # cost model prices it as tp8 x dp2 inside NVLink domains
     h100 = load_system("h100_sxm")
     row = parse_row(_dsr1(system="h100_sxm", decode_tp_size="16", decode_dp_attn="false", decode_ep="16",
                           decode_max_batch="1"))
-    assert decode_batch_cap(row) == 1
+    assert role_batch_cap(row) == 1
     assert from_row(row, h100, 1, 3).decode.parallel.attn_dp == 2
     table = parse_row(_dsr1(decode_batch_size="64", decode_max_batch="16", decode_dp_attn="true"))
-    assert decode_batch_cap(table) == 64                    # the table's own decode batch wins
-    assert decode_batch_cap(parse_row(_dsr1())) is None      # unknown: the engine's default
+    assert role_batch_cap(table) == 64                    # the table's own decode batch wins
+    assert role_batch_cap(parse_row(_dsr1())) is None      # unknown: the engine's default
+
+
+def test_each_role_gets_its_recipes_batch_cap_and_token_budget():
+    from estimator.run_facts import RunFacts
+
+    raw = _dsr1(prefill_dp_attn="true", prefill_ep="4", prefill_max_batch="8", prefill_max_num_tokens="8448",
+                decode_dp_attn="false", decode_ep="32", decode_max_batch="32", decode_max_num_tokens="96",
+                decode_mem_fraction="0.9")
+    dep = from_row(parse_row(raw), load_system("gb200"), 1, 2)
+    assert (dep.prefill.max_batch, dep.prefill.max_num_tokens) == (8 * 4, 8448)   # per rank x 4 attention ranks
+    assert (dep.decode.max_batch, dep.decode.max_num_tokens) == (32, 96)
+    facts = RunFacts.from_row(raw)                       # carried through calibration's engine_extra as well
+    assert RunFacts.from_extra(facts.to_extra()) == facts
+    assert facts.decode.mem_fraction == 0.9 and facts.prefill.max_num_tokens == 8448
 
 
 def test_recorded_worker_counts_are_used_as_recorded(tmp_path, tiny_db):

@@ -1,0 +1,246 @@
+"""The srt-slurm recipes behind InferenceX's multi-node disaggregated runs: worker counts, per-role
+parallelism and engine limits, speculative decoding, and the benchmark client's protocol.
+
+How InferenceX launches them (read from its runner scripts, `runners/launch_<gpu>-*.sh`, 2026-01-28 on):
+`git clone https://github.com/ishandhanani/srt-slurm.git` (now github.com/NVIDIA/srt-slurm), `git checkout
+<branch or commit>` (`sa-submission-q1-2026` for the 2026-Q1 runs), then `srtctl apply -f $CONFIG_FILE`
+with the config point's `additional-settings: CONFIG_FILE=recipes/...yaml`, a path inside that clone; the
+recipe is applied as written (only its `name:` is replaced), so its `benchmark.concurrencies` are the
+concurrencies that run measured. Before 2026-01-28 the runners cloned ai-dynamo/dynamo instead: those rows
+name no srt-slurm recipe. The client is srt-slurm's `sa-bench` (`src/srtctl/benchmarks/scripts/sa-bench/
+bench.sh`): per concurrency c a warm-up run of its own (2c prompts in the 2026 versions) and the measured
+run (10c prompts), lengths drawn with --random-range-ratio (bench.sh's default 0.8, or the recipe's
+`benchmark.random_range_ratio` where `sa_bench.py` passes it). These are launch configuration and client
+code of the same runs, read on that ground; srt-slurm's result files and logs are never read.
+
+Which recipe commit: the runner's ref at the row's InferenceX commit; a commit id or a branch this clone
+holds is read as in effect at `measured=` (exact). The 2026-Q1 branch is not in the public history: it
+was squash-merged into main (2026-03-03 and 2026-03-25, commits whose message names the branch), and
+main had its own recipe changes, some later fixed on the branch (an H100 recipe's decode workers 2 on
+main, 3 in the merge). So the branch's state at `measured=` is bracketed by two main-line snapshots:
+the recipe as main had it at `measured=` (or, deleted there, its last earlier main-line version) and
+the recipe in the first later main-line commit that names the branch (its merge). Where both exist,
+a fact is kept only where they agree; where one exists, it is used and `note` says which.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields, replace
+
+import yaml
+
+from calibrate.inferencex import shell
+from calibrate.inferencex.repo import Kind, Repo
+from perfdb.errors import DataError
+
+SRT_SLURM = Kind("--srt-slurm", "srt-slurm", ("src/srtctl/benchmarks/scripts/sa-bench/bench.sh",
+                                              "src/srtctl/__init__.py"), "github.com/NVIDIA/srt-slurm")
+SA_BENCH = "src/srtctl/benchmarks/scripts/sa-bench/bench.sh"
+SA_BENCH_PY = "src/srtctl/benchmarks/sa_bench.py"
+_CLONE = re.compile(r"git clone\s+(?:--\S+\s+)*(https://github\.com/[\w.-]+/srt-slurm[\w.-]*?)(?:\.git)?[\s\"]")
+_CHECKOUT = re.compile(r"git checkout\s+([\w./-]+)")
+# recipe key spellings per engine -> role field
+_SGLANG = {"tp": ("tensor-parallel-size", "tp-size", "tp"), "dp": ("data-parallel-size", "dp-size", "dp"),
+           "ep": ("expert-parallel-size", "ep-size", "ep"), "dp_attn": ("enable-dp-attention",),
+           "max_batch": ("max-running-requests",), "max_num_tokens": ("chunked-prefill-size",),
+           "mem_fraction": ("mem-fraction-static",), "cuda_graph_max_bs": ("cuda-graph-max-bs",),
+           "spec_tokens": ("speculative-num-steps",), "spec": ("speculative-algorithm",)}
+_TRTLLM = {"tp": ("tensor_parallel_size",), "ep": ("moe_expert_parallel_size",),
+           "dp_attn": ("enable_attention_dp",), "max_batch": ("max_batch_size",),
+           "max_num_tokens": ("max_num_tokens",), "mem_fraction": ("kv_cache_config.free_gpu_memory_fraction",),
+           "cuda_graph_max_bs": ("cuda_graph_config.max_batch_size",),
+           "spec_tokens": ("speculative_config.num_nextn_predict_layers",), "spec": ("speculative_config.decoding_type",)}
+_ENGINES = {"sglang_config": _SGLANG, "trtllm_config": _TRTLLM}
+
+
+@dataclass(frozen=True)
+class RoleRecipe:
+    """One role's engine as the recipe configures it; None = the recipe does not say."""
+
+    tp: int | None
+    ep: int | None
+    dp_attn: bool | None
+    attn_ranks: int | None           # attention-DP ranks of one worker (1 without attention DP)
+    max_batch: int | None            # per attention rank (SGLang max-running-requests / dp-size)
+    max_num_tokens: int | None       # as configured (TRT-LLM per rank; SGLang chunked-prefill-size)
+    mem_fraction: float | None
+    cuda_graph_max_bs: int | None
+    spec_tokens: int | None          # draft steps when speculative decoding is configured, else None
+    spec: bool | None
+    flags: dict[str, str] = field(default_factory=dict)
+
+    def common(self, other: "RoleRecipe") -> "RoleRecipe":
+        """What both versions state alike (None where they differ)."""
+        same = {f.name: getattr(self, f.name) if getattr(self, f.name) == getattr(other, f.name) else None
+                for f in fields(self) if f.name != "flags"}
+        return RoleRecipe(**same, flags={k: v for k, v in self.flags.items() if other.flags.get(k) == v})
+
+
+@dataclass(frozen=True)
+class Recipe:
+    path: str
+    commits: tuple[str, ...]         # the one version read, or the two bracketing the run (module doc)
+    note: str                        # "" when read at the ref the run used, in effect at measured=
+    prefill_workers: int | None
+    decode_workers: int | None
+    prefill: RoleRecipe
+    decode: RoleRecipe
+    concs: tuple[int, ...] | None    # benchmark.concurrencies (None: the recipe does not list them)
+    bench: str                       # benchmark.type
+    range_ratio: float | None        # benchmark.random_range_ratio when the recipe sets it
+
+    def provenance(self, url: str) -> str:
+        return f"{url}@{'+'.join(c[:12] for c in self.commits)}:{self.path}"
+
+    def common(self, other: "Recipe", note: str) -> "Recipe":
+        """Both versions' agreement; the concurrencies either lists (a point is only dropped when no
+        version of its recipe runs the row's concurrency)."""
+        def same(a, b):
+            return a if a == b else None
+
+        concs = None if self.concs is None or other.concs is None else tuple(sorted({*self.concs, *other.concs}))
+        return Recipe(self.path, (*self.commits, *other.commits), note,
+                      same(self.prefill_workers, other.prefill_workers), same(self.decode_workers, other.decode_workers),
+                      self.prefill.common(other.prefill), self.decode.common(other.decode), concs,
+                      self.bench if self.bench == other.bench else "", same(self.range_ratio, other.range_ratio))
+
+
+def runner_ref(ix: Repo, commit: str, gpu: str) -> tuple[str, str] | None:
+    """(clone url, ref) of srt-slurm the InferenceX runner for `gpu` uses at `commit`; None when it
+    clones no srt-slurm (the runs before 2026-01-28 used ai-dynamo/dynamo recipes)."""
+    found = set()
+    for name in ix.listdir(commit, "runners"):
+        if not name.startswith(f"launch_{gpu}") or not name.endswith(".sh"):
+            continue
+        text = ix.read(commit, f"runners/{name}") or ""
+        url, ref = _CLONE.search(text), _CHECKOUT.search(text)
+        if url and ref:
+            found.add((url.group(1), ref.group(1)))
+    return sorted(found)[0] if len(found) == 1 else None
+
+
+def _pick(flat: dict[str, str], names: tuple[str, ...]) -> str | None:
+    return next((flat[n] for n in names if n in flat and flat[n] not in ("None", "null")), None)
+
+
+def _int(v: str | None) -> int | None:
+    return int(float(v)) if v is not None and re.fullmatch(r"-?\d+(\.0+)?", v.strip()) else None
+
+
+def _flatten(d, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        elif isinstance(v, list):
+            out[f"{prefix}{k}"] = "[" + ",".join(str(x) for x in v) + "]"
+        else:
+            out[f"{prefix}{k}"] = "true" if v is True else "false" if v is False else str(v)
+    return out
+
+
+def _role(cfg: dict, keys: dict, where: str) -> RoleRecipe:
+    if not isinstance(cfg, dict):
+        raise DataError(f"{where}: role config is not a mapping (unknown srt-slurm recipe layout)")
+    flat = _flatten(cfg)
+    get = {k: _pick(flat, names) for k, names in keys.items()}
+    dp_attn = (get["dp_attn"] or "").lower() == "true"
+    tp = _int(get["tp"])
+    ranks = (_int(get.get("dp")) or tp or 1) if dp_attn else 1
+    batch = _int(get["max_batch"])
+    if batch is not None and keys is _SGLANG:
+        batch = max(1, batch // ranks)       # SGLang divides max_running_requests over the DP ranks
+    graph = _int(get["cuda_graph_max_bs"])
+    sizes = re.findall(r"\d+", flat.get("cuda-graph-bs", flat.get("cuda_graph_config.batch_sizes", "")))
+    if graph is None and sizes:
+        graph = max(int(s) for s in sizes)
+    spec = get["spec"] is not None
+    mem = get["mem_fraction"]
+    return RoleRecipe(tp=tp, ep=_int(get["ep"]), dp_attn=dp_attn, attn_ranks=ranks, max_batch=batch,
+                      max_num_tokens=_int(get["max_num_tokens"]), mem_fraction=None if mem is None else float(mem),
+                      cuda_graph_max_bs=graph, spec_tokens=_int(get["spec_tokens"]) if spec else None, spec=spec,
+                      flags=flat)
+
+
+def parse_recipe(text: str, path: str, commit: str, note: str = "") -> Recipe:
+    """A recipe file (srtctl's layout: `resources`, `backend.<engine>_config.{prefill,decode}`, `benchmark`);
+    DataError for anything else."""
+    where = f"{path}@{commit[:10]}"
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DataError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("resources"), dict) or \
+            not isinstance(doc.get("backend"), dict):
+        raise DataError(f"{where}: no resources / backend mapping (unknown srt-slurm recipe layout)")
+    engines = [k for k in _ENGINES if isinstance(doc["backend"].get(k), dict)]
+    if len(engines) != 1 or not {"prefill", "decode"} <= set(doc["backend"][engines[0]]):
+        raise DataError(f"{where}: backend has no sglang_config / trtllm_config with prefill and decode "
+                        "(unknown srt-slurm recipe layout)")
+    cfg, keys, res = doc["backend"][engines[0]], _ENGINES[engines[0]], doc["resources"]
+    bench = doc.get("benchmark") if isinstance(doc.get("benchmark"), dict) else {}
+    concs = bench.get("concurrencies")
+    concs = tuple(int(c) for c in re.findall(r"\d+", str(concs))) if concs not in (None, "") else None
+    ratio = bench.get("random_range_ratio")
+    return Recipe(path=path, commits=(commit,), note=note, prefill_workers=_int(str(res.get("prefill_workers"))),
+                  decode_workers=_int(str(res.get("decode_workers"))),
+                  prefill=_role(cfg["prefill"], keys, f"{where}: prefill"),
+                  decode=_role(cfg["decode"], keys, f"{where}: decode"), concs=concs,
+                  bench=str(bench.get("type") or ""), range_ratio=None if ratio is None else float(ratio))
+
+
+def recipe_at(srt: Repo, ref: str, measured: str, path: str) -> Recipe | None:
+    """The recipe `path` as the run read it (see the module doc for the commits); None when none has it."""
+    tip = srt.rev(ref)
+    if tip is not None:
+        commit = srt.commit_at(measured, tip)
+        text = srt.read(commit, path) if commit else None
+        return None if text is None else parse_recipe(text, path, commit)
+    first = srt.commit_at(measured)
+    if first is None:
+        return None
+    before = next((c for c in srt.earlier_changes(first, path) if srt.read(c, path) is not None), None)
+    before = first if before is not None and srt.read(first, path) is not None else before
+    merge = srt.after(srt.naming(ref), first)
+    after = merge if merge is not None and srt.read(merge, path) is not None else None
+    versions = [parse_recipe(srt.read(c, path), path, c) for c in (before, after) if c is not None]
+    if not versions:
+        return None
+    where = (f"main {before[:10]}" + ("" if before == first else ", its last version before measured=")
+             if before else "") + (" and " if before and after else "") + \
+        (f"{after[:10]} merging {ref} after measured=" if after else "")
+    note = f"recipe at srt-slurm {where} ({ref} itself is not in the clone" + \
+        ("; facts where both agree)" if len(versions) == 2 else ")")
+    return versions[0].common(versions[1], note) if len(versions) == 2 else replace(versions[0], note=note)
+
+
+@dataclass(frozen=True)
+class Client:
+    num_prompts: int | None
+    num_warmups: int | None
+    range_ratio: float | None
+    file: str
+
+
+def sa_bench(srt: Repo, commit: str, conc: int, recipe_ratio: float | None) -> Client | None:
+    """The sa-bench client's protocol at `commit` for concurrency `conc`: bench.sh walked (never run) with
+    that concurrency; its last benchmark_serving.py call that saves a result is the measured run, an
+    earlier one the warm-up."""
+    text = srt.read(commit, SA_BENCH)
+    if text is None:
+        return None
+    env = {"concurrency": str(conc)}
+    if recipe_ratio is not None and "random_range_ratio" in (srt.read(commit, SA_BENCH_PY) or ""):
+        env["12"] = f"{recipe_ratio:g}"
+    calls = [(c, ok) for c, ok in shell.run(text, env).commands if "benchmark_serving.py" in c]
+    measured = [c for c, ok in calls if ok and "--save-result" in c]
+    if not measured:
+        return None
+    flags = dict(re.findall(r"--([\w-]+)[= ]+\"?([0-9.]+)\"?", measured[-1]))
+    warm = [(c, ok) for c, ok in calls if "--save-result" not in c]
+    n = re.search(r"--num-prompts[= ]+\"?(\d+)\"?", warm[-1][0]) if warm else None
+    # no warm-up call: none sent; one in a branch not decided, or with a count not read: unknown
+    warmups = 0 if not warm else int(n.group(1)) if n and all(ok for _, ok in warm) else None
+    ratio = flags.get("random-range-ratio")
+    return Client(num_prompts=_int(flags.get("num-prompts")), num_warmups=warmups,
+                  range_ratio=float(ratio) if ratio is not None else None, file=SA_BENCH)

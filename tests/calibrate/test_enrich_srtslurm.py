@@ -1,0 +1,125 @@
+"""`calibrate enrich --srt-slurm`: the multi-node runs' srt-slurm recipes and sa-bench client, on the
+hand-written InferenceX and srt-slurm repositories (tests/calibrate/inferencex_fixture.py,
+srtslurm_fixture.py): the two snapshots that bracket a branch missing from the clone, an exact branch,
+narrowing by the recipes' own concurrencies, the client protocol, one-line errors."""
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from calibrate.enrich import enrich
+from calibrate.inferencex.srtslurm import parse_recipe
+from perfdb.errors import DataError, InputError
+from servecast.cli import main
+from tests.calibrate.inferencex_fixture import _git, make_repo, runs_csv
+from tests.calibrate.srtslurm_fixture import disagg_8k_row, make_srt
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
+
+
+@pytest.fixture(scope="module")
+def repos(tmp_path_factory):
+    base = tmp_path_factory.mktemp("srt")
+    return make_repo(base / "InferenceX")[0], make_srt(base / "srt-slurm")
+
+
+def _runs(tmp_path):
+    path = runs_csv(tmp_path / "runs.csv")
+    path.write_text(path.read_text() + disagg_8k_row() + "\n")
+    return path
+
+
+def _rows(text: str) -> dict[str, dict]:
+    return {r["id"]: r for r in csv.DictReader(text.splitlines())}
+
+
+def test_recipes_add_per_role_engines_and_the_client(repos, tmp_path):
+    ix, (srt, (a, b)) = repos
+    rows = _rows(enrich(_runs(tmp_path), ix, srt_slurm=srt)[0])
+    d1, d2 = rows["d1"], rows["d2"]
+    # d1 ran between main's A and the branch's merge B: facts where both agree, the rest stays unknown
+    assert d1["enrich_recipe"].endswith(f"@{a[:12]}+{b[:12]}:recipes/h200/ctx1_genN_dep8_batch32_eplb0_mtp0.yaml")
+    assert "merging sa-submission-q1-2026 after measured=" in d1["enrich_reason"]
+    assert d1["decode_num_workers"] == "2"              # A says 2, B 3: the config of the commit in effect stands
+    assert (d1["decode_max_batch"], d1["prefill_max_batch"], d1["decode_max_num_tokens"]) == ("32", "4", "96")
+    assert d1["prefill_max_num_tokens"] == "8448" and d1["decode_cuda_graph_max_bs"] == "32"
+    assert d1["decode_mem_fraction"] == ""              # 0.85 in A, 0.9 in B
+    assert "decode.max_batch_size=32" in d1["engine_flags"] and "prefill.max_num_tokens=8448" in d1["engine_flags"]
+    # the sa-bench client: 12 x concurrency measured after 3 x concurrency warm-up, bench.sh's ratio
+    assert (d1["client_num_prompts"], d1["client_num_warmups"], d1["client_range_ratio"]) == ("768", "192", "0.8")
+    assert "sa-bench/bench.sh" in d1["enrich_client"]
+    # d2 ran after B with no later merge: B alone, and said so
+    assert (d2["decode_num_workers"], d2["decode_mem_fraction"]) == ("3", "0.9")
+    assert d2["enrich_recipe"].endswith(f"@{b[:12]}:recipes/h200/ctx1_genN_dep8_batch32_eplb0_mtp0.yaml")
+    assert f"main {b[:10]}" in d2["enrich_reason"]
+
+
+def test_a_recipe_that_does_not_run_the_concurrency_narrows_the_points(repos, tmp_path):
+    ix, (srt, _) = repos
+    runs = _runs(tmp_path)
+    before = _rows(enrich(runs, ix)[0])["d8k"]
+    assert before["spec_decoding"] == "ambiguous" and before["decode_num_workers"] == ""
+    row = _rows(enrich(runs, ix, srt_slurm=srt)[0])["d8k"]
+    # the MTP recipe sweeps 8x16 only: it did not measure concurrency 32
+    assert row["spec_decoding"] == "off" and row["enrich_status"] == "matched"
+    assert (row["prefill_num_workers"], row["decode_num_workers"]) == ("2", "1")
+    assert "1 of 2 matching config points dropped" in row["enrich_reason"]
+    assert row["client_range_ratio"] == "0.9"           # the recipe's own, passed on by this sa_bench.py
+    assert row["client_num_prompts"] == "384"
+
+
+def test_a_branch_the_clone_holds_is_read_exactly(repos, tmp_path):
+    ix, (srt, (a, _)) = repos
+    clone = tmp_path / "with-branch"
+    shutil.copytree(srt, clone)
+    subprocess.run(["git", "-C", str(clone), "branch", "sa-submission-q1-2026", a], check=True)
+    d1 = _rows(enrich(_runs(tmp_path), ix, srt_slurm=clone)[0])["d1"]
+    assert d1["enrich_recipe"].endswith(f"@{a[:12]}:recipes/h200/ctx1_genN_dep8_batch32_eplb0_mtp0.yaml")
+    assert d1["decode_mem_fraction"] == "0.85" and "srt-slurm" not in d1["enrich_reason"]
+
+
+def test_sglang_recipe_limits_are_per_attention_rank():
+    text = ("resources: {prefill_workers: 1, decode_workers: 2}\nbackend:\n  sglang_config:\n"
+            "    prefill: {tp-size: 4, dp-size: 4, ep-size: 4, enable-dp-attention: true, chunked-prefill-size: 16384,"
+            " max-running-requests: 1000, mem-fraction-static: 0.8}\n"
+            "    decode: {tensor-parallel-size: 8, enable-dp-attention: false, max-running-requests: 256,"
+            " cuda-graph-bs: [1, 8, 128], speculative-algorithm: EAGLE, speculative-num-steps: 3}\n"
+            "benchmark: {type: sa-bench, concurrencies: 4x8}\n")
+    r = parse_recipe(text, "r.yaml", "c" * 40)
+    assert (r.prefill.attn_ranks, r.prefill.max_batch, r.prefill.max_num_tokens) == (4, 250, 16384)
+    assert (r.decode.max_batch, r.decode.cuda_graph_max_bs, r.decode.spec_tokens) == (256, 128, 3)
+    assert r.concs == (4, 8) and r.prefill.spec is False and r.prefill.spec_tokens is None
+
+
+@pytest.mark.parametrize("case", ["not-srt-slurm", "unknown-recipe", "no-inferencex"])
+def test_bad_input_is_one_line_and_writes_nothing(repos, tmp_path, case, monkeypatch, capsys):
+    ix, (srt, _) = repos
+    runs = _runs(tmp_path)
+    if case == "not-srt-slurm":
+        srt = ix                                        # an InferenceX clone given as srt-slurm
+    elif case == "unknown-recipe":
+        srt = tmp_path / "odd"
+        shutil.copytree(repos[1][0], srt)
+        (srt / "recipes/h200/8k1k/stp.yaml").write_text("name: x\nprefill:\n  tp: 8\n")
+        _git(srt, "add", "-A")
+        _git(srt, "commit", "-q", "-m", "a recipe in another layout", date="2026-01-10T00:00:00Z")
+    out = tmp_path / "out.csv"
+    args = ["--srt-slurm", str(srt)] if case == "no-inferencex" else ["--inferencex", str(ix), "--srt-slurm", str(srt)]
+    if case == "no-inferencex":
+        args += ["--facts", str(tmp_path / "facts.csv")]
+    monkeypatch.setattr(sys, "argv", ["servecast", "calibrate", "enrich", str(runs), *args, "--out", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2 and not out.exists()
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error:") and "\n" not in line
+    expected = {"not-srt-slurm": "not an srt-slurm repository", "unknown-recipe": "unknown srt-slurm recipe layout",
+                "no-inferencex": "--srt-slurm DIR needs --inferencex DIR"}[case]
+    assert expected in line
+    if case != "no-inferencex":
+        with pytest.raises((DataError, InputError)):
+            enrich(runs, ix, srt_slurm=srt)
