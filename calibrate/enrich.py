@@ -174,6 +174,10 @@ def enrich_row(repo: Repo, raw: dict, srt: Repo | None = None) -> tuple[dict[str
     """The row's enrichment columns (as CSV text) and the names of its own columns it filled in `raw`."""
     r = to_row(raw)
     m = match(repo, r)
+    by_recipe = None
+    if not m.points and srt is not None and r.mode == "disagg" and r.inferencex and r.measured:
+        by_recipe = match(repo, r, enrich_recipes.recipe_concs(repo, srt, r))
+        m = by_recipe if by_recipe.points else m
     if not m.points:
         out = {"enrich_status": "other-harness" if not r.inferencex else "unmatched", "enrich_reason": m.reason,
                "spec_decoding": SpecStatus.UNKNOWN.value}
@@ -192,6 +196,8 @@ def enrich_row(repo: Repo, raw: dict, srt: Repo | None = None) -> tuple[dict[str
     out["enrich_status"] = "ambiguous" if reasons else "matched"
     if not m.image_checked and r.image:
         reasons.append(f"no config entry with image {r.image}; matched on the rest")
+    if by_recipe is m:
+        reasons.append("matched on its srt-slurm recipe's concurrencies (the config lists others)")
     if m.commit != repo.commit_at(r.measured):
         reasons.append("matched in a config change merged after measured= (the run's branch)")
     out["enrich_reason"] = "; ".join(reasons + notes)

@@ -57,6 +57,17 @@ def read(ix: Repo, srt: Repo, r: Row, m: Match) -> Recipes | None:
     return Recipes(pts, tuple(found[p] for p in pts), url, tuple(notes))
 
 
+def recipe_concs(ix: Repo, srt: Repo, r: Row):
+    """For match(concs_of=...): a multi-node point's recipe concurrencies at the row's time (srtctl runs
+    the recipe's list, whatever the config's conc-list says); None when no recipe is read."""
+    def concs(commit: str, p: ConfigPoint) -> tuple[int, ...] | None:
+        src, path = runner_ref(ix, commit, p.runner.split("-")[0]), _recipe_path(p)
+        rec = recipe_at(srt, src[1], r.measured, path) if src and path else None
+        return rec.concs if rec is not None else None
+
+    return concs
+
+
 def _agree(values):
     s = set(values)
     return s.pop() if len(s) == 1 else None

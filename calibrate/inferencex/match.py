@@ -16,7 +16,9 @@ the decode ep is read from the config only, and attention-DP is not recorded (al
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from calibrate.inferencex.configs import MASTER, ConfigPoint, points_at
 from calibrate.inferencex.repo import Repo
@@ -97,12 +99,17 @@ def _conc_ok(p: ConfigPoint, r: Row) -> bool:
     return r.conc in p.concs or (p.decode is not None and r.conc in {c * p.decode.workers for c in p.concs})
 
 
-def candidates(points: list[ConfigPoint], r: Row) -> list[ConfigPoint]:
+def candidates(points: list[ConfigPoint], r: Row,
+               concs_of: Callable[[ConfigPoint], tuple[int, ...] | None] | None = None) -> list[ConfigPoint]:
     """Points matching the row; a point that sweeps the row's concurrency itself outranks one that
-    reaches it only as conc x decode workers."""
+    reaches it only as conc x decode workers. With `concs_of` (a multi-node point's recipe concurrencies)
+    the concurrency is matched against those instead of the config's."""
+    def conc_ok(p: ConfigPoint) -> bool:
+        return _conc_ok(p, r) if concs_of is None else p.decode is not None and r.conc in (concs_of(p) or ())
+
     found = [p for p in points if p.system == r.system and p.backend == r.backend and p.precision == r.precision
-             and p.isl == r.isl and p.osl == r.osl and _conc_ok(p, r) and _model_ok(p, r.model)
-             and _parallel_ok(p, r)]
+             and p.isl == r.isl and p.osl == r.osl and _model_ok(p, r.model) and _parallel_ok(p, r)
+             and conc_ok(p)]
     direct = [p for p in found if r.conc in p.concs]
     return direct or found
 
@@ -115,7 +122,9 @@ def _commits(repo: Repo, r: Row) -> list[str]:
     return [first, *later]
 
 
-def match(repo: Repo, r: Row) -> Match:
+def match(repo: Repo, r: Row, concs_of: Callable[[str, ConfigPoint], tuple[int, ...] | None] | None = None) -> Match:
+    """The row's config points (module doc). `concs_of(commit, point)`: match the concurrency on what the
+    point's launch recipe runs instead of the config's list (calibrate.enrich_recipes)."""
     if not r.inferencex:
         return Match("", (), False, "not an InferenceX run (another harness: its configs are not in this repository)")
     if not r.measured or r.conc is None:
@@ -126,7 +135,7 @@ def match(repo: Repo, r: Row) -> Match:
     loose: Match | None = None
     for commit in tried:
         _, points = points_at(repo, commit)
-        found = candidates(points, r)
+        found = candidates(points, r, None if concs_of is None else partial(concs_of, commit))
         if not found:
             continue
         same = [p for p in found if p.image == r.image] if r.image else found

@@ -52,7 +52,7 @@ def trt_recipe(prefill: int, decode: int, mem: float, concs: str, spec: bool = F
 
 
 def write_srt(root: Path, version: str) -> None:
-    one = trt_recipe(1, 2, 0.85, "64x128") if version == "A" else trt_recipe(1, 3, 0.9, "64x96x128")
+    one = trt_recipe(1, 2, 0.85, "64x80") if version == "A" else trt_recipe(1, 3, 0.9, "64x80x96")
     files = {"src/srtctl/__init__.py": "", "src/srtctl/benchmarks/scripts/sa-bench/bench.sh": BENCH,
              "src/srtctl/benchmarks/sa_bench.py": SA_BENCH_PY,
              "recipes/h200/ctx1_genN_dep8_batch32_eplb0_mtp0.yaml": one,

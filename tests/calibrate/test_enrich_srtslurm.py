@@ -29,7 +29,9 @@ def repos(tmp_path_factory):
 
 def _runs(tmp_path):
     path = runs_csv(tmp_path / "runs.csv")
-    path.write_text(path.read_text() + disagg_8k_row() + "\n")
+    d80 = [ln for ln in path.read_text().splitlines() if ln.startswith("d1,")][0]
+    d80 = d80.replace("d1,", "d80,", 1).replace("silicon_concurrency=64", "silicon_concurrency=80")
+    path.write_text(path.read_text() + disagg_8k_row() + "\n" + d80 + "\n")
     return path
 
 
@@ -70,6 +72,15 @@ def test_a_recipe_that_does_not_run_the_concurrency_narrows_the_points(repos, tm
     assert "1 of 2 matching config points dropped" in row["enrich_reason"]
     assert row["client_range_ratio"] == "0.9"           # the recipe's own, passed on by this sa_bench.py
     assert row["client_num_prompts"] == "384"
+
+
+def test_a_concurrency_only_the_recipe_lists_is_matched_through_it(repos, tmp_path):
+    ix, (srt, _) = repos
+    runs = _runs(tmp_path)
+    assert _rows(enrich(runs, ix)[0])["d80"]["enrich_status"] == "unmatched"  # no config lists it (nor 80 / workers)
+    row = _rows(enrich(runs, ix, srt_slurm=srt)[0])["d80"]
+    assert row["enrich_status"] == "matched" and "recipe's concurrencies" in row["enrich_reason"]
+    assert (row["decode_max_batch"], row["client_num_prompts"]) == ("32", str(12 * 80))
 
 
 def test_a_branch_the_clone_holds_is_read_exactly(repos, tmp_path):
