@@ -79,7 +79,8 @@ def main() -> int:
     for name, cols in (("worker counts", ["prefill_num_workers", "decode_num_workers"]),
                        ("spec decoding", ["spec_decoding", "spec_tokens"]),
                        ("parallel roles (dp-attn, ep)", [c for c in FACTS if c.endswith(("_dp_attn", "_ep"))]),
-                       ("engine flags", [c for c in FACTS if c.startswith("engine_")] + ["decode_max_batch"]),
+                       ("engine flags and per-role limits", [c for c in FACTS if c.startswith("engine_") or c.endswith(
+                           ("_max_batch", "_max_num_tokens", "_mem_fraction", "_cuda_graph_max_bs"))]),
                        ("client protocol", [c for c in FACTS if c.startswith("client_")])):
         n = int(sub.groupby(grp_key).apply(lambda g, c=cols: keys(g, c).nunique() > 1).sum())
         print(f"  groups told apart by {name}: {n}")

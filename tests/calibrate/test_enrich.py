@@ -149,7 +149,7 @@ def test_committed_training_facts_cover_the_inferencex_rows(silicon_csv, tmp_pat
     assert share(lambda r: r["spec_decoding"] in ("on", "off", "ambiguous")) >= 0.95
     assert share(lambda r: r["client_range_ratio"] != "") >= 0.95
     dis = [r for r in ix if r["mode"] == "disagg"]
-    assert sum(bool(r["prefill_num_workers"] and r["decode_num_workers"]) for r in dis) == 890
+    assert sum(bool(r["prefill_num_workers"] and r["decode_num_workers"]) for r in dis) == 900
     # the srt-slurm recipes (`--srt-slurm`): request and warm-up counts of the multi-node runs they launched
     recipes = [r for r in dis if r["enrich_recipe"]]
-    assert len(recipes) == 897 and all(r["client_num_prompts"] and r["client_num_warmups"] for r in recipes)
+    assert len(recipes) == 907 and all(r["client_num_prompts"] and r["client_num_warmups"] for r in recipes)
