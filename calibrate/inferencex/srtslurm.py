@@ -106,8 +106,8 @@ class Recipe:
 
 
 def runner_ref(ix: Repo, commit: str, gpu: str) -> tuple[str, str] | None:
-    """(clone url, ref) of srt-slurm the InferenceX runner for `gpu` uses at `commit`; None when it
-    clones no srt-slurm (the runs before 2026-01-28 used ai-dynamo/dynamo recipes)."""
+    """(clone url, ref) of srt-slurm the InferenceX runners for `gpu` use at `commit`; None when they clone
+    none (the runs before 2026-01-28 used ai-dynamo/dynamo recipes) or disagree on it."""
     found = set()
     for name in ix.listdir(commit, "runners"):
         if not name.startswith(f"launch_{gpu}") or not name.endswith(".sh"):
