@@ -6,7 +6,9 @@ Per row (calibrate.inferencex.match finds the config points): the table's empty 
 estimator.run_facts.COLUMNS are added: speculative decoding (on / off / ambiguous / unknown) and its
 depth, attention-DP and expert-parallel sizes per role, engine flags from the launch script, the client
 protocol, and provenance (commit, config key, script, client files). A row that matches nothing keeps
-its columns empty and says why in `enrich_reason`. The output is written whole or not at all.
+its columns empty and says why in `enrich_reason`. With an srt-slurm clone, the multi-node rows also get
+what their recipes and benchmark client state (calibrate.enrich_recipes). The output is written whole or
+not at all.
 """
 from __future__ import annotations
 
@@ -166,7 +168,7 @@ def _recipe_facts(srt: Repo, got: enrich_recipes.Recipes, r: Row, out: dict, fil
         for col, n in rec_fills.items():
             fills[col] = n
     for col, v in rec_out.items():
-        if v is not None:
+        if v is not None and (col != "spec_tokens" or out["spec_decoding"] == SpecStatus.ON.value):
             out[col] = v
 
 
