@@ -7,17 +7,20 @@ Identical layers are not looped over: each op appears once with the number of la
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from estimator.layers_hybrid import compressed_ops, linear_ops, mhc_ops, sparse_ops
+from estimator.layers_hybrid import compressed_ops, dsa_module_fields, dsa_module_ops, linear_ops, mhc_ops, sparse_ops
 from estimator.models.spec import AttentionKind, ModelSpec
 from estimator.parallel import ParallelConfig, moe_split
 from perfdb.ops import (
     AttentionDecodeCase,
     AttentionPrefillCase,
     CommCase,
+    DsaModuleDecodeCase,
+    DsaModulePrefillCase,
     ElementwiseCase,
     GemmCase,
     MlaDecodeCase,
@@ -54,7 +57,9 @@ class LayerComposer:
     """Per-GPU shapes of one (model, parallel) precomputed once; `ops()` builds the cases of one step."""
 
     def __init__(self, model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, kv_dtype: Dtype,
-                 fuse_norm: bool = False, spec_tokens: int = 0):
+                 fuse_norm: bool = False, spec_tokens: int = 0, covers: Callable[[OpCase], bool] | None = None):
+        """covers: whether the database answers a case from its tables (perfdb.lookup.DbView.covers); a
+        DSA model's attention block is then priced from the module tables where they hold it."""
         self.m, self.sys, self.p, self.kv_dtype = model, system, parallel, kv_dtype
         # speculative decoding verifies 1 + k tokens per decoding request; each request's KV is read once
         self.q_per_decode = 1 + spec_tokens
@@ -74,6 +79,16 @@ class LayerComposer:
         self.stage_transport = transport(system, parallel.gpus_per_stage)
         self.pp_transport = Transport.NVLINK if parallel.num_gpus <= system.nvlink_domain_gpus else Transport.NETWORK
         self.pp = pp
+        self.dsa_module = self._dsa_module(covers)
+
+    def _dsa_module(self, covers: Callable[[OpCase], bool] | None) -> dict | None:
+        """The module fields when both phases' module tables answer this model's layer, else None."""
+        fields = dsa_module_fields(self.m, self.heads, self.kv_dtype)
+        if fields is None or covers is None:
+            return None
+        probes = (DsaModulePrefillCase(batch=1, seq_len=1, prefix_len=0, **fields),
+                  DsaModuleDecodeCase(batch=1, kv_len=1, **fields))
+        return fields if all(covers(c) for c in probes) else None
 
     # -- building blocks ------------------------------------------------------------------------
     def _gemm(self, name, dtype, m, n, k, count) -> OpUse:
@@ -116,6 +131,8 @@ class LayerComposer:
     def _mla(self, t, pb, s, p, db, kv) -> list[OpUse]:
         m, q, n, nf = self.m, self.m.attn_quant, self.n_attn, self.n_full
         h = self.heads
+        if self.dsa_module is not None:   # measured DSA modules: projections, indexer and attention in one
+            return dsa_module_ops(self.dsa_module, n, pb, s, p, db, kv, self.q_per_decode, OpUse)
         down = (m.q_lora_rank or 0) + m.kv_lora_rank + m.qk_rope_head_dim
         ops = [self._gemm("mla_down_proj", q, t, down, m.hidden, n)]
         if m.q_lora_rank:

@@ -12,6 +12,8 @@ from estimator.models.spec import AttentionKind, ModelSpec
 from perfdb.ops import (
     AttentionDecodeCase,
     AttentionPrefillCase,
+    DsaModuleDecodeCase,
+    DsaModulePrefillCase,
     ElementwiseCase,
     GemmCase,
     LinearDecodeCase,
@@ -19,7 +21,7 @@ from perfdb.ops import (
     SparseDecodeCase,
     SparsePrefillCase,
 )
-from perfdb.types import Dtype, ElementwiseOp
+from perfdb.types import Dtype, ElementwiseOp, SparseKind
 
 
 def linear_ops(m: ModelSpec, tp: int, kv_dtype: Dtype, t, pb, s, db, q_per_decode, op_use) -> list:
@@ -64,6 +66,27 @@ def sparse_ops(m: ModelSpec, heads: int, kv_heads: int, kv_dtype: Dtype, t, pb, 
         # so the entry axes shrink by `compress` and the batch grows by it (pairs scale as 1 / compress)
         op_use("attn_prefill_sparse", SparsePrefillCase(batch=pb * c, seq_len=s / c, prefix_len=p / c, **geo), n, pb > 0),
         op_use("attn_decode_sparse", SparseDecodeCase(batch=db, kv_len=kv / c, **geo), n, db > 0),
+    ]
+
+
+def dsa_module_fields(m: ModelSpec, heads: int, kv_dtype: Dtype) -> dict | None:
+    """The DsaModule*Case fields of a model whose every attention layer is an MLA DSA layer (DeepSeek-V3.2,
+    GLM-5.x), None for any other model (dense or compressed layers beside the sparse ones)."""
+    sp = m.sparse
+    if (m.attention != AttentionKind.MLA or sp is None or sp.kind != SparseKind.DSA or sp.compress != 1
+            or m.num_sparse_layers != m.num_attn_layers or m.num_sparse_layers == 0):
+        return None
+    return dict(dtype=m.attn_quant, kv_dtype=kv_dtype, num_heads=heads, hidden=m.hidden, q_lora_rank=m.q_lora_rank,
+                kv_lora_rank=m.kv_lora_rank, qk_nope_head_dim=m.qk_nope_head_dim, qk_rope_head_dim=m.qk_rope_head_dim,
+                v_head_dim=m.v_head_dim, topk=sp.topk, index_heads=sp.index_heads, index_head_dim=sp.index_head_dim)
+
+
+def dsa_module_ops(fields: dict, n: int, pb, s, p, db, kv, q_per_decode, op_use) -> list:
+    """A DSA layer's attention block priced whole from the module tables: prefill requests and decode
+    query tokens (each verified speculative token selects its own top-k) as two modules."""
+    return [
+        op_use("dsa_module_prefill", DsaModulePrefillCase(batch=pb, seq_len=s, prefix_len=p, **fields), n, pb > 0),
+        op_use("dsa_module_decode", DsaModuleDecodeCase(batch=db * q_per_decode, kv_len=kv, **fields), n, db > 0),
     ]
 
 

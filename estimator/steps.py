@@ -59,7 +59,7 @@ class StepModel:
         self.kv_dtype: Dtype = engine.kv_dtype or model.kv_dtype
         self.resolved: ResolvedEngine = resolve(engine, system, parallel)
         self.composer = LayerComposer(model, system, parallel, self.kv_dtype, self.resolved.fuses_allreduce_norm,
-                                      self.resolved.spec_tokens)
+                                      self.resolved.spec_tokens, covers=view.covers)
         self.memory: MemoryReport = memory_report(model, system, parallel, self.resolved, self.kv_dtype)
 
     @classmethod

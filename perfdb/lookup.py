@@ -91,6 +91,15 @@ class DbView:
                                    prior, completions=None if self.db.bundled else self.db.root / COMPLETIONS_DIR)
         return None
 
+    def covers(self, case: OpCase) -> bool:
+        """Whether the table rungs can answer the case: its family has rows for its categorical
+        combination, or a stored combination that may stand in for it (perfdb.family.nearest)."""
+        fam = self.family(case.KIND)
+        if fam is None:
+            return False
+        combo = case_combo(case)
+        return fam.interp(combo) is not None or fam.nearest(combo) is not None
+
     def latency(self, case: OpCase) -> Latency:
         shape = case.shape
         if isinstance(case, CommCase):

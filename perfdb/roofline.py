@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from perfdb.ops import CommCase, OpCase
+from perfdb.ops.base import ModuleCase
 from perfdb.specs import SystemSpec
 from perfdb.types import Transport
 
@@ -24,7 +25,11 @@ def link_bw_bytes_per_s(system: SystemSpec, transport: Transport) -> float:
 
 def roofline_s(case: OpCase, system: SystemSpec) -> tuple[np.ndarray, np.ndarray]:
     """(compute seconds, memory seconds) of a compute case, broadcast to its shape (compute 0 where the
-    dtype has no compute peak)."""
+    dtype has no compute peak). A module's times are its parts' sums, each part at its own dtype's peak."""
+    if isinstance(case, ModuleCase):
+        times = [roofline_s(p, system) for p in case.parts()]
+        return (np.broadcast_to(sum(c for c, _ in times), case.shape),
+                np.broadcast_to(sum(m for _, m in times), case.shape))
     peak = system.gpu.peak_flops(case.dtype)
     compute = case.flops() / peak if peak > 0 else np.zeros(case.shape)
     memory = case.bytes() / system.gpu.mem_bw_bytes_per_s

@@ -26,6 +26,8 @@ class OpKind(str, Enum):
     LINEAR_DECODE = "linear_decode"      # one recurrent state update per request
     SPARSE_PREFILL = "sparse_prefill"    # indexer + top-k attention (DSA, MSA) over new tokens
     SPARSE_DECODE = "sparse_decode"
+    DSA_MODULE_PREFILL = "dsa_module_prefill"   # a DSA layer's whole attention block (projections + indexer
+    DSA_MODULE_DECODE = "dsa_module_decode"     # + top-k MLA), as the reference tool's dsa_*_module tables time it
 
 
 class Dtype(str, Enum):

@@ -183,8 +183,9 @@ def _moe_a2a(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
     return _finish(OpKind.COMM, df, out, skipped, kernel_source=ks, latency_scale=1e-3)
 
 
-# AIC table name (file stem) -> converter (the linear-attention tables: perfdb.importers.aic_hybrid).
-# Everything else (module-level tables such as mla_*_module, wideep_*, dsa/dsv4/msa, mhc, mla_bmm,
+# AIC table name (file stem) -> converter (the linear-attention tables: perfdb.importers.aic_hybrid; the
+# DSA module tables: perfdb.importers.aic_module).
+# Everything else (module-level tables such as mla_*_module, wideep_*, dsv4/msa, mhc, mla_bmm,
 # quantize, encoder attention) has no servecast op family and is skipped and reported.
 CONVERTERS: dict[str, Converter] = {
     "gemm_perf": _gemm,
@@ -198,6 +199,8 @@ CONVERTERS: dict[str, Converter] = {
     "moe_a2a_perf": _moe_a2a,
 }
 
-from perfdb.importers.aic_hybrid import LINEAR_CONVERTERS  # noqa: E402  (it builds on this module's helpers)
+from perfdb.importers.aic_hybrid import LINEAR_CONVERTERS  # noqa: E402  (they build on this module's helpers)
+from perfdb.importers.aic_module import MODULE_CONVERTERS  # noqa: E402
 
 CONVERTERS.update(LINEAR_CONVERTERS)
+CONVERTERS.update(MODULE_CONVERTERS)

@@ -8,9 +8,10 @@ from perfdb.ops.linear import LinearDecodeCase, LinearPrefillCase
 from perfdb.ops.mla import MlaDecodeCase, MlaPrefillCase
 from perfdb.ops.moe import MoeCase
 from perfdb.ops.sparse import SparseDecodeCase, SparsePrefillCase
+from perfdb.ops.sparse_module import DsaModuleDecodeCase, DsaModulePrefillCase
 
 __all__ = [
     "OP_CASES", "OpCase", "GemmCase", "AttentionPrefillCase", "AttentionDecodeCase", "MlaPrefillCase",
     "MlaDecodeCase", "MoeCase", "CommCase", "ElementwiseCase", "LinearPrefillCase", "LinearDecodeCase",
-    "SparsePrefillCase", "SparseDecodeCase",
+    "SparsePrefillCase", "SparseDecodeCase", "DsaModulePrefillCase", "DsaModuleDecodeCase",
 ]

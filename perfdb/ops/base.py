@@ -85,6 +85,21 @@ class OpCase:
         raise NotImplementedError
 
 
+class ModuleCase(OpCase):
+    """An op that times several kernels together (the reference tool's module-level tables): its
+    flops and bytes are its parts' sums, and perfdb.roofline prices each part's compute at that part's
+    own dtype peak."""
+
+    def parts(self) -> tuple[OpCase, ...]:
+        raise NotImplementedError
+
+    def flops(self) -> np.ndarray:
+        return sum(np.broadcast_to(p.flops(), self.shape) for p in self.parts())
+
+    def bytes(self) -> np.ndarray:
+        return sum(np.broadcast_to(p.bytes(), self.shape) for p in self.parts())
+
+
 OP_CASES: dict[OpKind, type[OpCase]] = {}
 
 

@@ -1,0 +1,108 @@
+"""A DeepSeek Sparse Attention layer's whole attention block as one op (DeepSeek-V3.2, GLM-5.x).
+
+The reference tool times DSA at module level (aiconfigurator-core `dsa_context_module` /
+`dsa_generation_module`): the fused q_a / kv_a down projection, the q up projection, the indexer's
+projections, its fp8 MQA logits and top-k, the weight-absorbed sparse MLA over the selected tokens
+(with the per-head BMMs into and out of the latent) and o_proj, in one timing. No single servecast op
+matches that, so this family is that block, and its roofline is the sum of the pieces servecast
+prices a DSA layer with when no module table exists (estimator.layers: mla_down_proj, mla_q_up_proj,
+mla_absorb_bmm, indexer_proj, the sparse attention of perfdb.ops.sparse, mla_out_bmm, o_proj): the
+same GemmCase / Sparse*Case flops and bytes, each part's compute at its own dtype's peak
+(perfdb.roofline sums the parts). The TP all-reduce after o_proj is not part of the module.
+
+Fields (per GPU): dtype is the projections' GEMM format (the tables' gemm_type: bf16 or fp8_block);
+the attention math is bf16 over a kv_dtype latent cache; num_heads are this GPU's query heads; the
+indexer (index_heads x index_head_dim) is replicated on every rank. Prefill axes: batch, seq_len new
+tokens after prefix_len cached ones; decode: batch requests (one query token each) at kv_len.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from perfdb.ops.base import ModuleCase, register
+from perfdb.ops.gemm import GemmCase
+from perfdb.ops.sparse import SparseDecodeCase, SparsePrefillCase
+from perfdb.types import Dtype, OpKind, SparseKind
+
+
+@dataclass(frozen=True)
+class _DsaModuleShape:
+    def index_proj_width(self) -> int:
+        """Indexer q heads, its single MQA key, its per-head weights (all from the hidden state)."""
+        return self.index_heads * self.index_head_dim + self.index_head_dim + self.index_heads
+
+    def attention_fields(self) -> dict:
+        """The Sparse*Case fields of the absorbed MQA over the kv_lora_rank + rope latent."""
+        latent = self.kv_lora_rank + self.qk_rope_head_dim
+        return dict(kind=SparseKind.DSA, dtype=Dtype.BF16, kv_dtype=self.kv_dtype, num_heads=self.num_heads,
+                    qk_dim=latent, v_dim=self.kv_lora_rank, kv_elems=latent, topk=self.topk,
+                    index_heads=self.index_heads, index_head_dim=self.index_head_dim)
+
+    def _gemms(self, tokens) -> tuple[GemmCase, ...]:
+        h, d = self.num_heads, self.dtype
+        down = self.q_lora_rank + self.kv_lora_rank + self.qk_rope_head_dim
+        q_in = self.q_lora_rank or self.hidden
+        return (
+            GemmCase(dtype=d, m=tokens, n=down, k=self.hidden),                                         # q_a + kv_a
+            GemmCase(dtype=d, m=tokens, n=h * (self.qk_nope_head_dim + self.qk_rope_head_dim), k=q_in),  # q_b
+            GemmCase(dtype=Dtype.BF16, m=tokens, n=h * self.kv_lora_rank, k=self.qk_nope_head_dim),       # absorb
+            GemmCase(dtype=Dtype.BF16, m=tokens, n=self.index_proj_width(), k=self.hidden),              # indexer
+            GemmCase(dtype=Dtype.BF16, m=tokens, n=h * self.v_head_dim, k=self.kv_lora_rank),            # out bmm
+            GemmCase(dtype=d, m=tokens, n=self.hidden, k=h * self.v_head_dim),                           # o_proj
+        )
+
+
+@register
+@dataclass(frozen=True)
+class DsaModulePrefillCase(_DsaModuleShape, ModuleCase):
+    KIND: ClassVar = OpKind.DSA_MODULE_PREFILL
+    NUMERIC: ClassVar = ("batch", "seq_len", "prefix_len")
+    dtype: Dtype            # projection GEMMs
+    kv_dtype: Dtype
+    num_heads: int
+    hidden: int
+    q_lora_rank: int
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+    topk: int
+    index_heads: int
+    index_head_dim: int
+    batch: np.ndarray
+    seq_len: np.ndarray
+    prefix_len: np.ndarray
+
+    def parts(self) -> tuple:
+        attn = SparsePrefillCase(batch=self.batch, seq_len=self.seq_len, prefix_len=self.prefix_len,
+                                 **self.attention_fields())
+        return (*self._gemms(self.batch * self.seq_len), attn)
+
+
+@register
+@dataclass(frozen=True)
+class DsaModuleDecodeCase(_DsaModuleShape, ModuleCase):
+    KIND: ClassVar = OpKind.DSA_MODULE_DECODE
+    NUMERIC: ClassVar = ("batch", "kv_len")
+    dtype: Dtype
+    kv_dtype: Dtype
+    num_heads: int
+    hidden: int
+    q_lora_rank: int
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+    topk: int
+    index_heads: int
+    index_head_dim: int
+    batch: np.ndarray       # query tokens (decoding requests; speculative tokens count as requests)
+    kv_len: np.ndarray
+
+    def parts(self) -> tuple:
+        attn = SparseDecodeCase(batch=self.batch, kv_len=self.kv_len, **self.attention_fields())
+        return (*self._gemms(self.batch), attn)
+
