@@ -12,15 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from estimator.layers_hybrid import compressed_ops, dsa_module_fields, dsa_module_ops, linear_ops, mhc_ops, sparse_ops
+from estimator.layers_hybrid import SparseModule, compressed_ops, linear_ops, mhc_ops, sparse_module, sparse_ops
 from estimator.models.spec import AttentionKind, ModelSpec
 from estimator.parallel import ParallelConfig, moe_split
 from perfdb.ops import (
     AttentionDecodeCase,
     AttentionPrefillCase,
     CommCase,
-    DsaModuleDecodeCase,
-    DsaModulePrefillCase,
     ElementwiseCase,
     GemmCase,
     MlaDecodeCase,
@@ -79,16 +77,9 @@ class LayerComposer:
         self.stage_transport = transport(system, parallel.gpus_per_stage)
         self.pp_transport = Transport.NVLINK if parallel.num_gpus <= system.nvlink_domain_gpus else Transport.NETWORK
         self.pp = pp
-        self.dsa_module = self._dsa_module(covers)
-
-    def _dsa_module(self, covers: Callable[[OpCase], bool] | None) -> dict | None:
-        """The module fields when both phases' module tables answer this model's layer, else None."""
-        fields = dsa_module_fields(self.m, self.heads, self.kv_dtype)
-        if fields is None or covers is None:
-            return None
-        probes = (DsaModulePrefillCase(batch=1, seq_len=1, prefix_len=0, **fields),
-                  DsaModuleDecodeCase(batch=1, kv_len=1, **fields))
-        return fields if all(covers(c) for c in probes) else None
+        module = sparse_module(model, self.heads, self.kv_heads, kv_dtype) if covers is not None else None
+        # the sparse layers' attention block from the module tables when both phases' tables answer it
+        self.sparse_module: SparseModule | None = module if module and all(map(covers, module.probes())) else None
 
     # -- building blocks ------------------------------------------------------------------------
     def _gemm(self, name, dtype, m, n, k, count) -> OpUse:
@@ -111,13 +102,18 @@ class LayerComposer:
         if self.n_attn == 0:
             return []
         q_heads = self.heads * (2 if m.attn_output_gate else 1)
-        ops = [
-            self._gemm("qkv_proj", q, t, (q_heads + 2 * self.kv_heads) * hd, m.hidden, self.n_attn),
-            self._gemm("o_proj", q, t, m.hidden, self.heads * hd, self.n_attn),
-        ]
+        module, ops = self.sparse_module, []
+        # with measured MSA modules the sparse layers' projections are inside the module
+        projected = self.n_attn - (m.num_sparse_layers if module else 0)
+        if projected:
+            ops += [self._gemm("qkv_proj", q, t, (q_heads + 2 * self.kv_heads) * hd, m.hidden, projected),
+                    self._gemm("o_proj", q, t, m.hidden, self.heads * hd, projected)]
         common = dict(dtype=Dtype.BF16, kv_dtype=self.kv_dtype, num_heads=self.heads,
                       num_kv_heads=self.kv_heads, head_dim=hd)
-        ops += sparse_ops(m, self.heads, self.kv_heads, self.kv_dtype, t, pb, s, p, db, kv, OpUse)
+        if module:
+            ops += module.ops(m.num_sparse_layers, pb, s, p, db, kv, self.q_per_decode, OpUse)
+        else:
+            ops += sparse_ops(m, self.heads, self.kv_heads, self.kv_dtype, t, pb, s, p, db, kv, OpUse)
         ops += compressed_ops(m, common, pb, s, p, db, kv, OpUse)
         for suffix, window, count in (("", 0, self.n_full), ("_sliding", m.sliding_window, self.n_slide)):
             if count == 0:
@@ -131,8 +127,8 @@ class LayerComposer:
     def _mla(self, t, pb, s, p, db, kv) -> list[OpUse]:
         m, q, n, nf = self.m, self.m.attn_quant, self.n_attn, self.n_full
         h = self.heads
-        if self.dsa_module is not None:   # measured DSA modules: projections, indexer and attention in one
-            return dsa_module_ops(self.dsa_module, n, pb, s, p, db, kv, self.q_per_decode, OpUse)
+        if self.sparse_module is not None:   # measured DSA modules: every attention layer's whole block
+            return self.sparse_module.ops(n, pb, s, p, db, kv, self.q_per_decode, OpUse)
         down = (m.q_lora_rank or 0) + m.kv_lora_rank + m.qk_rope_head_dim
         ops = [self._gemm("mla_down_proj", q, t, down, m.hidden, n)]
         if m.q_lora_rank:

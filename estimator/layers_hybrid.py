@@ -6,6 +6,8 @@ Mamba-2 heads and B/C groups across TP ranks; the DSA indexer is replicated on e
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from estimator.models.spec import AttentionKind, ModelSpec
@@ -18,6 +20,9 @@ from perfdb.ops import (
     GemmCase,
     LinearDecodeCase,
     LinearPrefillCase,
+    MsaModuleDecodeCase,
+    MsaModulePrefillCase,
+    OpCase,
     SparseDecodeCase,
     SparsePrefillCase,
 )
@@ -69,25 +74,44 @@ def sparse_ops(m: ModelSpec, heads: int, kv_heads: int, kv_dtype: Dtype, t, pb, 
     ]
 
 
-def dsa_module_fields(m: ModelSpec, heads: int, kv_dtype: Dtype) -> dict | None:
-    """The DsaModule*Case fields of a model whose every attention layer is an MLA DSA layer (DeepSeek-V3.2,
-    GLM-5.x), None for any other model (dense or compressed layers beside the sparse ones)."""
+@dataclass(frozen=True)
+class SparseModule:
+    """The module family that prices a sparse layer's whole attention block (perfdb.ops.sparse_module), with
+    this model's fields on this GPU."""
+
+    prefill: type[OpCase]
+    decode: type[OpCase]
+    fields: dict
+
+    def probes(self) -> tuple[OpCase, OpCase]:
+        return (self.prefill(batch=1, seq_len=1, prefix_len=0, **self.fields), self.decode(batch=1, kv_len=1, **self.fields))
+
+    def ops(self, n: int, pb, s, p, db, kv, q_per_decode, op_use) -> list:
+        """Prefill requests and decode query tokens (each verified speculative token selects its own
+        top-k) as two modules, run by the n sparse layers."""
+        return [
+            op_use(self.prefill.KIND.value, self.prefill(batch=pb, seq_len=s, prefix_len=p, **self.fields), n, pb > 0),
+            op_use(self.decode.KIND.value, self.decode(batch=db * q_per_decode, kv_len=kv, **self.fields), n, db > 0),
+        ]
+
+
+def sparse_module(m: ModelSpec, heads: int, kv_heads: int, kv_dtype: Dtype) -> SparseModule | None:
+    """The module of a model's sparse layers: DSA for MLA models whose every attention layer is sparse
+    (DeepSeek-V3.2, GLM-5.x), MSA for GQA ones (MiniMax-M3); None otherwise (DeepSeek-V4's compressed
+    layers, no sparse layers)."""
     sp = m.sparse
-    if (m.attention != AttentionKind.MLA or sp is None or sp.kind != SparseKind.DSA or sp.compress != 1
-            or m.num_sparse_layers != m.num_attn_layers or m.num_sparse_layers == 0):
+    if sp is None or m.num_sparse_layers == 0 or sp.compress != 1:
         return None
-    return dict(dtype=m.attn_quant, kv_dtype=kv_dtype, num_heads=heads, hidden=m.hidden, q_lora_rank=m.q_lora_rank,
-                kv_lora_rank=m.kv_lora_rank, qk_nope_head_dim=m.qk_nope_head_dim, qk_rope_head_dim=m.qk_rope_head_dim,
-                v_head_dim=m.v_head_dim, topk=sp.topk, index_heads=sp.index_heads, index_head_dim=sp.index_head_dim)
-
-
-def dsa_module_ops(fields: dict, n: int, pb, s, p, db, kv, q_per_decode, op_use) -> list:
-    """A DSA layer's attention block priced whole from the module tables: prefill requests and decode
-    query tokens (each verified speculative token selects its own top-k) as two modules."""
-    return [
-        op_use("dsa_module_prefill", DsaModulePrefillCase(batch=pb, seq_len=s, prefix_len=p, **fields), n, pb > 0),
-        op_use("dsa_module_decode", DsaModuleDecodeCase(batch=db * q_per_decode, kv_len=kv, **fields), n, db > 0),
-    ]
+    common = dict(dtype=m.attn_quant, kv_dtype=kv_dtype, num_heads=heads, hidden=m.hidden, topk=sp.topk,
+                  index_heads=sp.index_heads, index_head_dim=sp.index_head_dim)
+    if m.attention == AttentionKind.MLA and sp.kind == SparseKind.DSA and m.num_sparse_layers == m.num_attn_layers:
+        return SparseModule(DsaModulePrefillCase, DsaModuleDecodeCase, dict(
+            common, q_lora_rank=m.q_lora_rank, kv_lora_rank=m.kv_lora_rank, qk_nope_head_dim=m.qk_nope_head_dim,
+            qk_rope_head_dim=m.qk_rope_head_dim, v_head_dim=m.v_head_dim))
+    if m.attention == AttentionKind.GQA and sp.kind == SparseKind.MSA and not m.attn_output_gate:
+        return SparseModule(MsaModulePrefillCase, MsaModuleDecodeCase,
+                            dict(common, num_kv_heads=kv_heads, head_dim=m.head_dim))
+    return None
 
 
 def compressed_ops(m: ModelSpec, common: dict, pb, s, p, db, kv, op_use) -> list:

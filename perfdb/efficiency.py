@@ -66,8 +66,8 @@ DTYPE_FALLBACK: dict[Dtype, tuple[Dtype, ...]] = {
 # Where an op family has no curve at all (new families before any collection), the curve of the family
 # whose kernels stress the GPU alike: chunked linear-attention scans are tiled attention-like kernels,
 # the recurrent decode update streams a per-request state as paged decode streams KV, and sparse
-# attention (alone or as a whole DSA module) is MLA-style attention over the selected tokens. The
-# rung stays labelled `roofline`.
+# attention (alone or as a whole DSA module) is MLA-style attention over the selected tokens (a whole
+# MSA module: GQA attention over them). The rung stays labelled `roofline`.
 KIND_FALLBACK: dict[OpKind, OpKind] = {
     OpKind.LINEAR_PREFILL: OpKind.ATTENTION_PREFILL,
     OpKind.LINEAR_DECODE: OpKind.ATTENTION_DECODE,
@@ -75,6 +75,8 @@ KIND_FALLBACK: dict[OpKind, OpKind] = {
     OpKind.SPARSE_DECODE: OpKind.MLA_DECODE,
     OpKind.DSA_MODULE_PREFILL: OpKind.MLA_PREFILL,
     OpKind.DSA_MODULE_DECODE: OpKind.MLA_DECODE,
+    OpKind.MSA_MODULE_PREFILL: OpKind.ATTENTION_PREFILL,
+    OpKind.MSA_MODULE_DECODE: OpKind.ATTENTION_DECODE,
 }
 
 CurveKey = tuple[str, str, str, str, str]   # system, kind, dtype, backend, group

@@ -47,9 +47,12 @@ PROMOTED: dict[OpKind, tuple[str, ...]] = {
     # 0.65% / 6.4% median / p90 with both promoted)
     OpKind.LINEAR_PREFILL: ("num_v_heads", "num_k_heads"),
     OpKind.LINEAR_DECODE: ("num_v_heads", "num_k_heads"),
-    # DSA modules: the per-GPU query heads are the tensor-parallel slices of one model's attention
+    # sparse-attention modules: the per-GPU query heads are tensor-parallel slices of one model's attention
+    # (MSA's KV heads stay a group key: 1 for every slice of 16 query heads or fewer)
     OpKind.DSA_MODULE_PREFILL: ("num_heads",),
     OpKind.DSA_MODULE_DECODE: ("num_heads",),
+    OpKind.MSA_MODULE_PREFILL: ("num_heads",),
+    OpKind.MSA_MODULE_DECODE: ("num_heads",),
 }
 
 

@@ -28,6 +28,8 @@ class OpKind(str, Enum):
     SPARSE_DECODE = "sparse_decode"
     DSA_MODULE_PREFILL = "dsa_module_prefill"   # a DSA layer's whole attention block (projections + indexer
     DSA_MODULE_DECODE = "dsa_module_decode"     # + top-k MLA), as the reference tool's dsa_*_module tables time it
+    MSA_MODULE_PREFILL = "msa_module_prefill"   # the same for MiniMax-M3's block-sparse GQA layers (msa_*_module)
+    MSA_MODULE_DECODE = "msa_module_decode"
 
 
 class Dtype(str, Enum):

@@ -10,8 +10,9 @@ for one shape (KDA decode: three implementations) the fastest is kept and named 
 Shapes with no scan row (the 0.12.0 mamba2 tables hold conv1d rows only), `verify` (speculative)
 rows and shapes missing their conv row are dropped and counted per reason. AIC's head counts are
 per GPU; the state is fp32 (the Qwen3.5 / Kimi-K3 / Nemotron-3 checkpoints' mamba_ssm_dtype).
-The module-level sparse-attention tables time projections and attention together: the DSA ones feed
-servecast's dsa_module families (perfdb.importers.aic_module); msa / dsv4 *_module_perf stay skipped.
+The module-level sparse-attention tables time projections and attention together: the DSA and MSA
+ones feed servecast's dsa_module / msa_module families (perfdb.importers.aic_module); dsv4_*_module_perf
+stay skipped.
 """
 from __future__ import annotations
 

@@ -184,8 +184,8 @@ def _moe_a2a(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
 
 
 # AIC table name (file stem) -> converter (the linear-attention tables: perfdb.importers.aic_hybrid; the
-# DSA module tables: perfdb.importers.aic_module).
-# Everything else (module-level tables such as mla_*_module, wideep_*, dsv4/msa, mhc, mla_bmm,
+# DSA / MSA module tables: perfdb.importers.aic_module).
+# Everything else (module-level tables such as mla_*_module, wideep_*, dsv4_*, mhc, mla_bmm,
 # quantize, encoder attention) has no servecast op family and is skipped and reported.
 CONVERTERS: dict[str, Converter] = {
     "gemm_perf": _gemm,

@@ -8,10 +8,16 @@ from perfdb.ops.linear import LinearDecodeCase, LinearPrefillCase
 from perfdb.ops.mla import MlaDecodeCase, MlaPrefillCase
 from perfdb.ops.moe import MoeCase
 from perfdb.ops.sparse import SparseDecodeCase, SparsePrefillCase
-from perfdb.ops.sparse_module import DsaModuleDecodeCase, DsaModulePrefillCase
+from perfdb.ops.sparse_module import (
+    DsaModuleDecodeCase,
+    DsaModulePrefillCase,
+    MsaModuleDecodeCase,
+    MsaModulePrefillCase,
+)
 
 __all__ = [
     "OP_CASES", "OpCase", "GemmCase", "AttentionPrefillCase", "AttentionDecodeCase", "MlaPrefillCase",
     "MlaDecodeCase", "MoeCase", "CommCase", "ElementwiseCase", "LinearPrefillCase", "LinearDecodeCase",
     "SparsePrefillCase", "SparseDecodeCase", "DsaModulePrefillCase", "DsaModuleDecodeCase",
+    "MsaModulePrefillCase", "MsaModuleDecodeCase",
 ]

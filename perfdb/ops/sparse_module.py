@@ -1,4 +1,5 @@
-"""A DeepSeek Sparse Attention layer's whole attention block as one op (DeepSeek-V3.2, GLM-5.x).
+"""A sparse-attention layer's whole attention block as one op: DeepSeek Sparse Attention (DeepSeek-V3.2,
+GLM-5.x) and MiniMax Sparse Attention (MiniMax-M3).
 
 The reference tool times DSA at module level (aiconfigurator-core `dsa_context_module` /
 `dsa_generation_module`): the fused q_a / kv_a down projection, the q up projection, the indexer's
@@ -14,6 +15,11 @@ Fields (per GPU): dtype is the projections' GEMM format (the tables' gemm_type: 
 the attention math is bf16 over a kv_dtype latent cache; num_heads are this GPU's query heads; the
 indexer (index_heads x index_head_dim) is replicated on every rank. Prefill axes: batch, seq_len new
 tokens after prefix_len cached ones; decode: batch requests (one query token each) at kv_len.
+
+MSA (aiconfigurator-core `msa_*_module`): the same block for GQA attention, whose top-k blocks of
+tokens are picked by a small indexer: the qkv projection, the indexer's projections, the indexer +
+top-k GQA attention (perfdb.ops.sparse, cache entries of 2 x kv heads x head_dim) and o_proj, as
+estimator.layers prices an MSA layer (qkv_proj, indexer_proj, attn_*_sparse, o_proj).
 """
 from __future__ import annotations
 
@@ -29,11 +35,17 @@ from perfdb.types import Dtype, OpKind, SparseKind
 
 
 @dataclass(frozen=True)
-class _DsaModuleShape:
+class _Indexed:
     def index_proj_width(self) -> int:
         """Indexer q heads, its single MQA key, its per-head weights (all from the hidden state)."""
         return self.index_heads * self.index_head_dim + self.index_head_dim + self.index_heads
 
+    def _indexer_gemm(self, tokens) -> GemmCase:
+        return GemmCase(dtype=Dtype.BF16, m=tokens, n=self.index_proj_width(), k=self.hidden)
+
+
+@dataclass(frozen=True)
+class _DsaModuleShape(_Indexed):
     def attention_fields(self) -> dict:
         """The Sparse*Case fields of the absorbed MQA over the kv_lora_rank + rope latent."""
         latent = self.kv_lora_rank + self.qk_rope_head_dim
@@ -49,7 +61,7 @@ class _DsaModuleShape:
             GemmCase(dtype=d, m=tokens, n=down, k=self.hidden),                                         # q_a + kv_a
             GemmCase(dtype=d, m=tokens, n=h * (self.qk_nope_head_dim + self.qk_rope_head_dim), k=q_in),  # q_b
             GemmCase(dtype=Dtype.BF16, m=tokens, n=h * self.kv_lora_rank, k=self.qk_nope_head_dim),       # absorb
-            GemmCase(dtype=Dtype.BF16, m=tokens, n=self.index_proj_width(), k=self.hidden),              # indexer
+            self._indexer_gemm(tokens),
             GemmCase(dtype=Dtype.BF16, m=tokens, n=h * self.v_head_dim, k=self.kv_lora_rank),            # out bmm
             GemmCase(dtype=d, m=tokens, n=self.hidden, k=h * self.v_head_dim),                           # o_proj
         )
@@ -106,3 +118,64 @@ class DsaModuleDecodeCase(_DsaModuleShape, ModuleCase):
         attn = SparseDecodeCase(batch=self.batch, kv_len=self.kv_len, **self.attention_fields())
         return (*self._gemms(self.batch), attn)
 
+
+
+@dataclass(frozen=True)
+class _MsaModuleShape(_Indexed):
+    def attention_fields(self) -> dict:
+        """The Sparse*Case fields of the GQA attention over the selected tokens."""
+        return dict(kind=SparseKind.MSA, dtype=Dtype.BF16, kv_dtype=self.kv_dtype, num_heads=self.num_heads,
+                    qk_dim=self.head_dim, v_dim=self.head_dim, kv_elems=2 * self.num_kv_heads * self.head_dim,
+                    topk=self.topk, index_heads=self.index_heads, index_head_dim=self.index_head_dim)
+
+    def _gemms(self, tokens) -> tuple[GemmCase, ...]:
+        qkv = (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
+        return (GemmCase(dtype=self.dtype, m=tokens, n=qkv, k=self.hidden),
+                self._indexer_gemm(tokens),
+                GemmCase(dtype=self.dtype, m=tokens, n=self.hidden, k=self.num_heads * self.head_dim))
+
+
+@register
+@dataclass(frozen=True)
+class MsaModulePrefillCase(_MsaModuleShape, ModuleCase):
+    KIND: ClassVar = OpKind.MSA_MODULE_PREFILL
+    NUMERIC: ClassVar = ("batch", "seq_len", "prefix_len")
+    dtype: Dtype            # projection GEMMs
+    kv_dtype: Dtype
+    num_heads: int          # query heads on this GPU
+    num_kv_heads: int       # KV heads on this GPU
+    head_dim: int
+    hidden: int
+    topk: int               # tokens attended (top-k blocks x block size)
+    index_heads: int
+    index_head_dim: int
+    batch: np.ndarray
+    seq_len: np.ndarray
+    prefix_len: np.ndarray
+
+    def parts(self) -> tuple:
+        attn = SparsePrefillCase(batch=self.batch, seq_len=self.seq_len, prefix_len=self.prefix_len,
+                                 **self.attention_fields())
+        return (*self._gemms(self.batch * self.seq_len), attn)
+
+
+@register
+@dataclass(frozen=True)
+class MsaModuleDecodeCase(_MsaModuleShape, ModuleCase):
+    KIND: ClassVar = OpKind.MSA_MODULE_DECODE
+    NUMERIC: ClassVar = ("batch", "kv_len")
+    dtype: Dtype
+    kv_dtype: Dtype
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    hidden: int
+    topk: int
+    index_heads: int
+    index_head_dim: int
+    batch: np.ndarray
+    kv_len: np.ndarray
+
+    def parts(self) -> tuple:
+        attn = SparseDecodeCase(batch=self.batch, kv_len=self.kv_len, **self.attention_fields())
+        return (*self._gemms(self.batch), attn)

@@ -209,3 +209,23 @@ def test_int4_dequantization_decodes_signed_nibbles_and_group_scales():
     code, scale = int(w.data[1, 20]), float(w.scale[1, 1])   # byte 20 holds columns 40 and 41 (group 1)
     assert dense[1, 40].item() == pytest.approx(((code & 0xF) - 8) * scale, rel=1e-6)
     assert dense[1, 41].item() == pytest.approx(((code >> 4) - 8) * scale, rel=1e-6)
+
+
+def test_msa_module_reference_with_topk_over_everything_is_dense_gqa():
+    from collectors.ops.sparse_module import msa_module_forward
+    from perfdb.ops import MsaModuleDecodeCase
+
+    torch.manual_seed(0)
+    case = MsaModuleDecodeCase(dtype=Dtype.FP32, kv_dtype=Dtype.FP32, num_heads=4, num_kv_heads=2, head_dim=8,
+                               hidden=16, topk=64, index_heads=2, index_head_dim=4, batch=2, kv_len=10)
+    b, s, t, hd = 2, 3, 10, 8
+    w = {"qkv": torch.randn(16, 8 * hd), "index": torch.randn(16, 2 * 4 + 4 + 2), "o": torch.randn(4 * hd, 16)}
+    x, cache = torch.randn(b, s, 16), torch.randn(b, t, 2 * 2 * hd)
+    visible = torch.arange(t)[None, :] <= torch.arange(t - s, t)[:, None]
+    out = msa_module_forward(case, x, w, cache, torch.randn(b, t, 4), visible)
+    q = (x @ w["qkv"])[..., :4 * hd].view(b, s, 4, hd)
+    k, v = cache.view(b, t, 2, 2, hd).unbind(2)                                  # [b, t, kv heads, hd]
+    k, v = k.repeat_interleave(2, dim=2), v.repeat_interleave(2, dim=2)          # query head i reads kv head i // 2
+    logits = torch.einsum("bshd,bthd->bsht", q, k) * hd ** -0.5
+    attn = torch.einsum("bsht,bthd->bshd", logits.masked_fill(~visible[None, :, None, :], float("-inf")).softmax(-1), v)
+    assert torch.allclose(out, attn.reshape(b, s, 4 * hd) @ w["o"], atol=1e-4)

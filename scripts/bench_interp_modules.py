@@ -1,0 +1,106 @@
+"""Leave-one-out interpolation error of the imported sparse-attention module tables (dsa_module_* with
+DeepSeek-V3.2 / GLM-5 geometry, msa_module_* with MiniMax-M3's), per backend, phase and architecture,
+every row predicted (or a seeded sample with --sample): the ladder and protocol of `servecast db
+check-interp` (perfdb.checkinterp.loo_predict).
+
+`formats`: the table's own scatter across projection formats: each row against the median of the rows
+of its shape measured with the other gemm_type values (bf16 / fp8_block / nvfp4; 2+ rows), median / p90.
+The attention dominates most shapes, so rows far apart here are noise in the measurement.
+
+`pieces`: what servecast priced the same block at before the module tables were imported: the sum of
+the module's parts (perfdb.ops.sparse_module: projection GEMMs and BMMs from the same database's GEMM
+table, the indexer + top-k attention from its roofline rung) against the measured module: median / p90
+|error| and the median ratio pieces / measured (below 1: the pieces priced the block too fast).
+
+    servecast db import-aic /tmp/aic/pkg/aiconfigurator_core/systems --out /tmp/aicdb --system h200_sxm
+    python scripts/bench_interp_modules.py /tmp/aicdb h200_sxm
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from perfdb.checkinterp import loo_predict
+from perfdb.family import make_case
+from perfdb.lookup import PerfDB
+from perfdb.types import Backend, OpKind
+
+# by op family and hidden size (perfdb.importers.aic_module: DSA_GEOMETRY, MSA_GEOMETRY)
+ARCH = {("dsa", 7168): "V3.2", ("dsa", 6144): "GLM-5", ("msa", 6144): "M3"}
+OPS = (OpKind.DSA_MODULE_PREFILL, OpKind.DSA_MODULE_DECODE, OpKind.MSA_MODULE_PREFILL, OpKind.MSA_MODULE_DECODE)
+
+
+def _pct(e: np.ndarray) -> str:
+    return f"{np.median(e) * 100:5.2f}% / {np.percentile(e, 90) * 100:5.2f}%"
+
+
+def pieces_ms(view, fam, rows: np.ndarray) -> np.ndarray:
+    """Sum of the parts' ladder latencies for each row (the estimator's path without module tables)."""
+    out = np.full(len(rows), np.nan)
+    for combo, members in fam.groups.items():
+        sel = np.flatnonzero(np.isin(rows, members))
+        if not sel.size:
+            continue
+        numeric = {a: fam.raw[rows[sel], j] for j, a in enumerate(fam.axes)}
+        case = make_case(fam.kind, combo, numeric)
+        out[sel] = sum(np.ravel(view.latency(p).ms) for p in case.parts())
+    return out
+
+
+def format_spread(fam) -> np.ndarray:
+    """|latency / median latency of the same shape's rows in the other projection formats - 1| per row."""
+    at = fam.cat_fields.index("dtype")
+    keys: dict[tuple, list[int]] = {}
+    for combo, members in fam.groups.items():
+        rest = combo[:at] + combo[at + 1:]
+        for r in members:
+            keys.setdefault((rest, *fam.raw[r]), []).append(int(r))
+    out = np.full(fam.num_rows, np.nan)
+    for rows in keys.values():
+        if len(rows) >= 2:
+            for r in rows:
+                others = [fam.latency[o] for o in rows if o != r]
+                out[r] = abs(fam.latency[r] / np.median(others) - 1.0)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("db")
+    ap.add_argument("system")
+    ap.add_argument("--sample", type=int, default=0, help="rows per table, seeded (0: every row)")
+    a = ap.parse_args()
+    db = PerfDB(a.db)
+    print(f"{'backend':8} {'version':10} {'op':19} {'model':6} {'rows':>6}  {'leave-one-out':17}  {'formats':17}  pieces (before): |error|, ratio")
+    for backend in Backend:
+        if not db.versions(a.system, backend):
+            continue
+        view = db.view(a.system, backend)
+        for op in OPS:
+            fam = view.family(op)
+            if fam is None:
+                continue
+            rows = np.arange(fam.num_rows)
+            if 0 < a.sample < fam.num_rows:
+                rows = np.sort(np.random.default_rng(0).choice(fam.num_rows, a.sample, replace=False))
+            pred, _ = loo_predict(view, fam, rows)
+            meas = fam.latency[rows]
+            ratio = pieces_ms(view, fam, rows) / meas
+            err, before = np.abs(pred / meas - 1.0), np.abs(ratio - 1.0)
+            spread = format_spread(fam)[rows]
+            hidden = np.empty(fam.num_rows, dtype=np.int64)
+            at = fam.cat_fields.index("hidden")
+            for combo, members in fam.groups.items():
+                hidden[members] = combo[at]
+            for (family, h), name in ARCH.items():
+                on = (hidden[rows] == h) & np.isfinite(err) & op.value.startswith(family)
+                both, sib = on & np.isfinite(ratio), on & np.isfinite(spread)
+                if on.any():
+                    formats = _pct(spread[sib]) if sib.any() else "-"
+                    print(f"{backend.value:8} {fam.version:10} {op.value:19} {name:6} {int(on.sum()):6d}  "
+                          f"{_pct(err[on]):17}  {formats:17}  {_pct(before[both])}  x{np.median(ratio[both]):.2f}")
+
+
+if __name__ == "__main__":
+    main()
