@@ -3,9 +3,10 @@ DeepSeek-V3.2 / GLM-5 geometry, msa_module_* with MiniMax-M3's), per backend, ph
 every row predicted (or a seeded sample with --sample): the ladder and protocol of `servecast db
 check-interp` (perfdb.checkinterp.loo_predict).
 
-`formats`: the table's own scatter across projection formats: each row against the median of the rows
-of its shape measured with the other gemm_type values (bf16 / fp8_block / nvfp4; 2+ rows), median / p90.
-The attention dominates most shapes, so rows far apart here are noise in the measurement.
+`formats`: each row against the median of the rows of its shape measured with the other gemm_type
+values (bf16 / fp8_block / nvfp4), median / p90: the projection format changes only the GEMM share of
+a block, so where that share is small (decode, short prefill) rows far apart here are scatter in the
+table itself, which no interpolant of neighbours can beat.
 
 `pieces`: what servecast priced the same block at before the module tables were imported: the sum of
 the module's parts (perfdb.ops.sparse_module: projection GEMMs and BMMs from the same database's GEMM
@@ -14,6 +15,7 @@ table, the indexer + top-k attention from its roofline rung) against the measure
 
     servecast db import-aic /tmp/aic/pkg/aiconfigurator_core/systems --out /tmp/aicdb --system h200_sxm
     python scripts/bench_interp_modules.py /tmp/aicdb h200_sxm
+    python scripts/bench_interp_modules.py /tmp/aicdb h200_sxm --family msa --sample 2000
 """
 from __future__ import annotations
 
@@ -70,6 +72,7 @@ def main() -> None:
     ap.add_argument("db")
     ap.add_argument("system")
     ap.add_argument("--sample", type=int, default=0, help="rows per table, seeded (0: every row)")
+    ap.add_argument("--family", choices=("dsa", "msa"), help="only this module family (default: both)")
     a = ap.parse_args()
     db = PerfDB(a.db)
     print(f"{'backend':8} {'version':10} {'op':19} {'model':6} {'rows':>6}  {'leave-one-out':17}  {'formats':17}  pieces (before): |error|, ratio")
@@ -78,6 +81,8 @@ def main() -> None:
             continue
         view = db.view(a.system, backend)
         for op in OPS:
+            if a.family and not op.value.startswith(a.family):
+                continue
             fam = view.family(op)
             if fam is None:
                 continue
