@@ -56,8 +56,8 @@ class LayerComposer:
 
     def __init__(self, model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, kv_dtype: Dtype,
                  fuse_norm: bool = False, spec_tokens: int = 0, covers: Callable[[OpCase], bool] | None = None):
-        """covers: whether the database answers a case from its tables (perfdb.lookup.DbView.covers); a
-        DSA model's attention block is then priced from the module tables where they hold it."""
+        """covers: whether the database answers a case from its tables (perfdb.lookup.DbView.covers); the
+        sparse (DSA / MSA) layers' attention block is then priced from the module tables where they hold it."""
         self.m, self.sys, self.p, self.kv_dtype = model, system, parallel, kv_dtype
         # speculative decoding verifies 1 + k tokens per decoding request; each request's KV is read once
         self.q_per_decode = 1 + spec_tokens
