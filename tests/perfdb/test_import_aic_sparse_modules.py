@@ -173,3 +173,23 @@ def test_estimator_prices_minimax_m3_sparse_layers_from_the_msa_module(db):
     assert "indexer_proj" not in uses and "attn_decode_sparse" not in uses
     ops = {o.name: o for o in sm.step(Phase.DECODE, 0, 0, 0, 4, 4096).ops}
     assert ops["msa_module_decode"].source == Source.MEASURED
+
+
+def test_another_dsa_geometry_borrows_the_stored_one_and_is_labelled_extrapolated(db):
+    out, _ = db                                            # the table holds GLM-5 rows only
+    sm = StepModel.build(load_model("deepseek-ai/DeepSeek-V3.2"), H200, ParallelConfig(tp=8, moe_tp=8),
+                         EngineConfig(Backend.TRTLLM), PerfDB(out).view("h200_sxm", Backend.TRTLLM))
+    assert sm.composer.sparse_module is not None
+    ops = {o.name: o for o in sm.step(Phase.DECODE, 0, 0, 0, 4, 4096).ops}
+    assert ops["dsa_module_decode"].source == Source.EXTRAPOLATED
+
+
+def test_check_interp_runs_on_the_module_tables(db):
+    from perfdb.checkinterp import check_interp
+
+    out, _ = db
+    view = PerfDB(out).view("h200_sxm", Backend.TRTLLM)
+    for op in (OpKind.DSA_MODULE_PREFILL, OpKind.DSA_MODULE_DECODE, OpKind.MSA_MODULE_DECODE):
+        report = check_interp(view, op)
+        overall = report.results[0]
+        assert report.table_rows == overall.rows > 0 and np.isfinite(overall.median_rel_err)
