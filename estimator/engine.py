@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from estimator.engines import profile_for
+from estimator.engines.profile import DpMoeExchange
 from estimator.engines.sglang import sglang_defaults
 from perfdb.errors import InputError
 from perfdb.specs import SystemSpec
@@ -62,6 +63,7 @@ class ResolvedEngine:
     kv_handoff_ms: float = 0.0         # disagg: frontend passes beyond the first (KvHandoff), ms
     reserves_full_sequence: bool = True
     group_wait_weight: float = 0.0     # EngineProfile.group_wait_weight
+    dp_moe_exchange: DpMoeExchange = DpMoeExchange.GATHER_SCATTER   # EngineProfile.dp_moe_exchange
 
     @property
     def tokens_per_step(self) -> float:
@@ -90,6 +92,7 @@ def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig) 
         kv_handoff_ms=prof.handoff.frontend_hops * prof.ttft_overhead_ms,
         reserves_full_sequence=prof.reserves_full_sequence,
         group_wait_weight=prof.group_wait_weight,
+        dp_moe_exchange=prof.dp_moe_exchange,
     )
 
 

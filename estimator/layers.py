@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from estimator.engines.profile import DpMoeExchange
 from estimator.layers_hybrid import SparseModule, compressed_ops, linear_ops, mhc_ops, sparse_module, sparse_ops
 from estimator.models.spec import AttentionKind, ModelSpec
 from estimator.parallel import ParallelConfig, moe_split
@@ -55,10 +56,12 @@ class LayerComposer:
     """Per-GPU shapes of one (model, parallel) precomputed once; `ops()` builds the cases of one step."""
 
     def __init__(self, model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, kv_dtype: Dtype,
-                 fuse_norm: bool = False, spec_tokens: int = 0, covers: Callable[[OpCase], bool] | None = None):
+                 fuse_norm: bool = False, spec_tokens: int = 0, covers: Callable[[OpCase], bool] | None = None,
+                 dp_exchange: DpMoeExchange = DpMoeExchange.GATHER_SCATTER):
         """covers: whether the database answers a case from its tables (perfdb.lookup.DbView.covers); the
         sparse (DSA / MSA) layers' attention block is then priced from the module tables where they hold it."""
         self.m, self.sys, self.p, self.kv_dtype = model, system, parallel, kv_dtype
+        self.dp_exchange = dp_exchange
         # speculative decoding verifies 1 + k tokens per decoding request; each request's KV is read once
         self.q_per_decode = 1 + spec_tokens
         # residual + RMSNorm fused into the TP all-reduce: only the final norm stays a kernel
@@ -168,9 +171,9 @@ class LayerComposer:
             *self._allreduce("tp_allreduce", t, self.tp, n, self.tp_transport),
         ]
 
-    def _moe(self, t, t_group) -> list[OpUse]:
+    def _moe(self, t, t_group, extend) -> list[OpUse]:
         """t: tokens on the busiest attention rank; t_group: tokens entering the MoE across the stage
-        (after the attention-DP gather)."""
+        (after the attention-DP gather); extend: where the step holds prompt tokens."""
         m, n, dp = self.m, self.n_moe, self.p.attn_dp
         if n == 0:
             return []
@@ -190,15 +193,31 @@ class LayerComposer:
             inter = m.shared_inter // self.tp
             ops += [self._gemm("shared_gate_up", m.gemm_quant, t, (m.mlp_mats - 1) * inter, m.hidden, n),
                     self._gemm("shared_down", m.gemm_quant, t, m.hidden, inter, n)]
-        group = self.p.gpus_per_stage
         if dp == 1:
-            ops += self._allreduce("moe_allreduce", t, group, n, self.stage_transport)
-        else:  # attention-DP: gather every rank's tokens before the experts, reduce-scatter after
-            ops.append(OpUse("moe_dispatch", CommCase(op=CommOp.ALL_GATHER, num_gpus=group, transport=self.stage_transport,
-                                                      dtype=m.moe_quant, msg_bytes=t_group * eh * act_bytes(m.moe_quant)), n))
-            ops.append(OpUse("moe_combine", CommCase(op=CommOp.REDUCE_SCATTER, num_gpus=group, transport=self.stage_transport,
-                                                     dtype=Dtype.BF16, msg_bytes=t_group * eh * ACT_BYTES), n))
-        return ops
+            return ops + self._allreduce("moe_allreduce", t, self.p.gpus_per_stage, n, self.stage_transport)
+        return ops + self._dp_exchange(t, t_group, extend)
+
+    def _dp_exchange(self, t, t_group, extend) -> list[OpUse]:
+        """Attention DP: every rank's tokens reach the experts and the experts' output returns to the rank
+        that owns the token (DpMoeExchange: the engine's collectives)."""
+        m, n, group, tr = self.m, self.n_moe, self.p.gpus_per_stage, self.stage_transport
+
+        def comm(name, op, dtype, msg, mask=None) -> OpUse:
+            return OpUse(name, CommCase(op=op, num_gpus=group, transport=tr, dtype=dtype, msg_bytes=msg), n, mask)
+
+        eh = m.expert_hidden
+        if self.dp_exchange is DpMoeExchange.GATHER_SCATTER:
+            return [comm("moe_dispatch", CommOp.ALL_GATHER, m.moe_quant, t_group * eh * act_bytes(m.moe_quant)),
+                    comm("moe_combine", CommOp.REDUCE_SCATTER, Dtype.BF16, t_group * eh * ACT_BYTES)]
+        # SUM_LEN (any prompt tokens in the step): a bf16 all-reduce of the summed-length buffer before the
+        # experts and one of their output after; MAX_LEN (decode only): every rank padded to the busiest
+        summed = t_group * m.hidden * ACT_BYTES
+        padded = t * self.p.attn_dp * m.hidden * ACT_BYTES
+        decode = ~extend
+        return [comm("moe_dispatch", CommOp.ALL_REDUCE, Dtype.BF16, summed, extend),
+                comm("moe_combine", CommOp.ALL_REDUCE, Dtype.BF16, summed, extend),
+                comm("moe_dispatch", CommOp.ALL_GATHER, Dtype.BF16, padded, decode),
+                comm("moe_combine", CommOp.REDUCE_SCATTER, Dtype.BF16, padded, decode)]
 
     # -- one step -------------------------------------------------------------------------------
     def ops(self, pb, s, p, db, kv, stage_tokens=None) -> list[OpUse]:
@@ -217,7 +236,7 @@ class LayerComposer:
         ops = [
             OpUse("embedding", ElementwiseCase(op=ElementwiseOp.EMBEDDING, dtype=Dtype.BF16, hidden=m.hidden, num_tokens=t), 1),
             self._norm(t, self.norms),
-            *attn_ops, *attn_reduce, *self._dense_mlp(t), *self._moe(t, t_group),
+            *attn_ops, *attn_reduce, *self._dense_mlp(t), *self._moe(t, t_group, pb > 0),
             self._gemm("lm_head", Dtype.BF16, logits_rows, m.vocab // self.tp, m.hidden, 1),
         ]
         if self.tp > 1:

@@ -59,7 +59,8 @@ class StepModel:
         self.kv_dtype: Dtype = engine.kv_dtype or model.kv_dtype
         self.resolved: ResolvedEngine = resolve(engine, system, parallel)
         self.composer = LayerComposer(model, system, parallel, self.kv_dtype, self.resolved.fuses_allreduce_norm,
-                                      self.resolved.spec_tokens, covers=view.covers)
+                                      self.resolved.spec_tokens, covers=view.covers,
+                                      dp_exchange=self.resolved.dp_moe_exchange)
         self.memory: MemoryReport = memory_report(model, system, parallel, self.resolved, self.kv_dtype)
 
     @classmethod
@@ -147,8 +148,12 @@ class StepModel:
                     ops.append(OpTime(name, phase, ms[lo:hi].reshape(shape), Source.from_code(worst)))
             kernels = total[lo:hi].reshape(shape)
             k = self.resolved.spec_tokens
-            if k and phase != Phase.PREFILL:  # k sequential draft passes of a one-layer MTP module / draft head
-                draft = kernels * k / self.model.num_layers
+            if k:   # the draft module (one MTP layer / draft head) priced as one layer of the target
+                # decode: k sequential draft passes; prefill: one pass over the prompt, whose last hidden
+                # states seed the first draft (SGLang eagle_worker.py forward_draft_extend after the target
+                # extend; TRT-LLM _torch/speculative/mtp.py runs the MTP layer over the context tokens);
+                # its k - 1 further one-token passes per request are left out
+                draft = kernels * (k if phase != Phase.PREFILL else 1) / self.model.num_layers
                 ops.append(OpTime("spec_draft", phase, draft, max((o.source for o in ops), key=lambda s: s.code)))
                 kernels = kernels + draft
             overhead = np.full(shape, self.resolved.step_overhead_ms)

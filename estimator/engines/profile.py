@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from enum import Enum
 
 from perfdb.types import Backend
 
@@ -54,6 +55,18 @@ def flag_float(flags: Mapping[str, str], key: str, default: float) -> float:
         return default
 
 
+class DpMoeExchange(str, Enum):
+    """How an attention-DP worker moves hidden states between its ranks' attention and the MoE layers
+    (estimator.layers prices it)."""
+
+    # all-gather of every rank's (quantised) activations before the experts, reduce-scatter (bf16) after
+    GATHER_SCATTER = "gather_scatter"
+    # steps with prompt tokens: the ranks' tokens written into a zeroed buffer of the summed length and
+    # all-reduced in bf16 before the experts, and the experts' output all-reduced again before each rank
+    # copies its rows back; decode-only steps: bf16 all-gather padded to the busiest rank, reduce-scatter
+    SUM_LEN_ALL_REDUCE = "sum_len_all_reduce"
+
+
 @dataclass(frozen=True)
 class KvHandoff:
     """What a disaggregated request pays between its prefill and its first decode besides the bytes.
@@ -90,6 +103,7 @@ class EngineProfile:
     # (system, tp, pp, attn_dp, chunk) -> (mem_fraction, max_num_tokens) where the defaults depend on the
     # GPU and layout (SGLang); None: the fixed fields above
     layout_defaults: Callable | None = None
+    dp_moe_exchange: DpMoeExchange = DpMoeExchange.GATHER_SCATTER
 
     def __post_init__(self) -> None:
         missing = [f.name for f in fields(self) if f.name not in ("backend", "provenance", "layout_defaults")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from estimator.engines import register
-from estimator.engines.profile import EngineProfile, KvHandoff, SchedulerRules, flag_int
+from estimator.engines.profile import DpMoeExchange, EngineProfile, KvHandoff, SchedulerRules, flag_int
 from perfdb.specs import SystemSpec
 from perfdb.types import Backend
 
@@ -67,6 +67,7 @@ PROFILE = register(EngineProfile(
     handoff=KvHandoff(frontend_hops=0, connector="Mooncake / NIXL (bootstrap server)"),
     spec_acceptance=0.85,
     layout_defaults=sglang_defaults,
+    dp_moe_exchange=DpMoeExchange.SUM_LEN_ALL_REDUCE,
     provenance={
         "max_num_tokens": "sglang/srt/server_args.py: chunked_prefill_size 8192 (16384 on GPUs >= 160 GiB)",
         "max_batch": "sglang/srt/server_args.py: max_running_requests bounded at 4096 here",
@@ -92,5 +93,12 @@ PROFILE = register(EngineProfile(
                    "the transfer every scheduler iteration and merges the request into its running batch: "
                    "no second frontend pass",
         "spec_acceptance": "DeepSeek-V3 technical report sec. 5.4.3: 85-90% acceptance of the MTP draft; low end",
+        "dp_moe_exchange": "sglang/srt/layers/dp_attention.py (0.5.x): DpPaddingMode.get_dp_padding_mode picks "
+                           "SUM_LEN for any batch with prompt tokens, whose dp_gather is _dp_gather_via_all_reduce "
+                           "(a zeroed bf16 buffer of the ranks' summed tokens, tensor_model_parallel_all_reduce over "
+                           "the worker); models/deepseek_v2.py all-reduces the experts' output over the worker "
+                           "before layers/communicator.py dp_scatter copies each rank's rows back (reduce-scatter "
+                           "only in MAX_LEN mode: decode, all_gather_into_tensor padded to the busiest rank); "
+                           "without --moe-a2a-backend (the InferenceX / srt-slurm recipes set none)",
     },
 ))

@@ -27,5 +27,6 @@ PROFILE = register(EngineProfile(
         "scheduler": "no serving scheduler: not simulated",
         "handoff": "no disaggregated serving",
         "spec_acceptance": "DeepSeek-V3 technical report sec. 5.4.3 (as the engines)",
+        "dp_moe_exchange": "no attention data parallelism in plain modules: the default, unused",
     },
 ))

@@ -69,5 +69,8 @@ PROFILE = register(EngineProfile(
                    "generation request; the cache transceiver moves the blocks "
                    "(docs/source/features/disagg-serving.md, cache_transceiver_config)",
         "spec_acceptance": "DeepSeek-V3 technical report sec. 5.4.3: 85-90% acceptance of the MTP draft; low end",
+        "dp_moe_exchange": "tensorrt_llm/_torch/modules/fused_moe (1.0-1.1): with enable_attention_dp and no "
+                           "all-to-all backend the MoE all-gathers every rank's quantised activations "
+                           "(allgather with all_rank_num_tokens) and reduce-scatters the output",
     },
 ))

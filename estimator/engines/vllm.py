@@ -47,5 +47,6 @@ PROFILE = register(EngineProfile(
                    "kv_transfer_params to a decode server, which pulls the blocks with NIXL "
                    "(vllm/distributed/kv_transfer/kv_connector/v1/nixl_connector.py) before scheduling it",
         "spec_acceptance": "DeepSeek-V3 technical report sec. 5.4.3: 85-90% acceptance of the MTP draft; low end",
+        "dp_moe_exchange": "vllm/distributed/device_communicators/all2all.py (0.10+): the default --all2all-backend allgather_reducescatter gathers the ranks' tokens before the experts and reduce-scatters after",
     },
 ))
