@@ -1,0 +1,116 @@
+"""Attention-DP MoE physics no fitted constant can move: what crosses the links between a DP rank's
+attention and the experts (per engine, as its source does it), where the bytes go when the expert group
+spans nodes, a lone prompt staying on one rank, and the speculative draft module's pass over the prompt."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from estimator.engine import EngineConfig
+from estimator.engines.profile import DpMoeExchange
+from estimator.layers import ACT_BYTES
+from estimator.models import load_model
+from estimator.parallel import ParallelConfig
+from estimator.steps import StepModel
+from perfdb.lookup import PerfDB
+from perfdb.roofline import link_bw_bytes_per_s
+from perfdb.specs import load_system
+from perfdb.types import Backend, CommOp, Phase, Transport
+
+DEP4 = ParallelConfig(tp=1, attn_dp=4, moe_tp=1, moe_ep=4)
+DEP8 = ParallelConfig(tp=1, attn_dp=8, moe_tp=1, moe_ep=8)
+DEP16 = ParallelConfig(tp=1, attn_dp=16, moe_tp=1, moe_ep=16)   # two 8-GPU B200 nodes
+
+
+@pytest.fixture(scope="module")
+def dsr1():
+    db = PerfDB(None)
+    model, system = load_model("deepseek-ai/DeepSeek-R1"), load_system("b200_sxm")
+    return model, system, {b: db.view("b200_sxm", b) for b in (Backend.SGLANG, Backend.TRTLLM)}
+
+
+def _step(dsr1, backend, par, **eng):
+    model, system, views = dsr1
+    return StepModel.build(model, system, par, EngineConfig(backend, **eng), views[backend])
+
+
+def _exchange(sm: StepModel, pb, s, db=0, kv=0, stage_tokens=None):
+    """(cases, ms) of the attention-DP exchange ops of one step: pb, db per rank (the busiest), every rank
+    as busy unless stage_tokens (the worker's new tokens) says otherwise."""
+    uses = [u for u in sm.composer.ops(pb, s, 0, db, kv, stage_tokens) if u.name in ("moe_dispatch", "moe_combine")]
+    live = [u for u in uses if u.mask is None or bool(np.all(u.mask))]
+    ms = sum(float(np.ravel(sm.view.latency(u.case).ms)[0]) * u.count for u in live)
+    return [u.case for u in live], ms
+
+
+def test_sglang_prefill_exchange_is_two_bf16_all_reduces_of_the_summed_tokens(dsr1):
+    """SGLang (dp_attention.py SUM_LEN): with prompt tokens in the step, each MoE layer all-reduces a bf16
+    buffer of every rank's tokens before the experts and their output after, so each layer moves at least
+    2 x 2(n-1)/n x tokens x hidden x 2 bytes per GPU: more than TRT-LLM's quantised all-gather +
+    reduce-scatter of the same tokens."""
+    model, system, _ = dsr1
+    sg, trt = _step(dsr1, Backend.SGLANG, DEP8), _step(dsr1, Backend.TRTLLM, DEP8)
+    assert sg.resolved.dp_moe_exchange is DpMoeExchange.SUM_LEN_ALL_REDUCE
+    assert trt.resolved.dp_moe_exchange is DpMoeExchange.GATHER_SCATTER
+    for per_rank in (1024, 8192):
+        cases, ms = _exchange(sg, 1, per_rank)
+        total = per_rank * DEP8.attn_dp
+        assert [c.op for c in cases] == [CommOp.ALL_REDUCE, CommOp.ALL_REDUCE]
+        assert all(float(c.msg_bytes) == total * model.hidden * ACT_BYTES for c in cases)
+        floor = 2 * 2 * 7 / 8 * total * model.hidden * ACT_BYTES / link_bw_bytes_per_s(system, Transport.NVLINK)
+        assert ms >= floor * 1e3 * model.num_moe_layers * (1 - 1e-9)
+        assert ms > _exchange(trt, 1, per_rank)[1]
+
+
+def test_sglang_decode_exchange_pads_every_rank_to_the_busiest(dsr1):
+    """Decode-only steps (MAX_LEN): all-gather and reduce-scatter of busiest-rank tokens x ranks, in bf16."""
+    model, _, _ = dsr1
+    cases, _ = _exchange(_step(dsr1, Backend.SGLANG, DEP8), 0, 0, db=16, kv=4096)
+    assert [c.op for c in cases] == [CommOp.ALL_GATHER, CommOp.REDUCE_SCATTER]
+    assert all(float(c.msg_bytes) == 16 * DEP8.attn_dp * model.hidden * ACT_BYTES for c in cases)
+
+
+def test_the_exchange_grows_with_its_bytes_and_crosses_to_the_network_beyond_one_nvlink_domain(dsr1):
+    """More tokens, more exchange time; an expert group of 16 B200 GPUs (two NVLink domains of 8) pays the
+    inter-node network: its exchange is no faster than the bytes over one network link, and slower than
+    the same per-rank load inside one node."""
+    model, system, _ = dsr1
+    for backend in (Backend.SGLANG, Backend.TRTLLM):
+        sm8, sm16 = _step(dsr1, backend, DEP8), _step(dsr1, backend, DEP16)
+        times = [_exchange(sm8, 1, s)[1] for s in (512, 2048, 8192)]
+        assert times[0] < times[1] < times[2]
+        assert {c.transport for c in _exchange(sm8, 1, 2048)[0]} == {Transport.NVLINK}
+        cases, ms16 = _exchange(sm16, 1, 2048)
+        assert {c.transport for c in cases} == {Transport.NETWORK}
+        floor = sum(float(c.bytes()) for c in cases) / link_bw_bytes_per_s(system, Transport.NETWORK) * 1e3
+        assert ms16 >= floor * model.num_moe_layers * (1 - 1e-9)
+        assert ms16 > _exchange(sm8, 1, 2048)[1]
+        # the whole prefill step carries it
+        assert float(sm16.prefill_ms(16, 2048)) > float(sm8.prefill_ms(8, 2048))
+
+
+def test_a_lone_prompt_under_attention_dp_stays_on_one_rank(dsr1):
+    """One request is one rank's: its attention runs at TP 1 on all its tokens (not 1/dp of them), and the
+    experts see only its tokens, whatever the number of ranks."""
+    for backend in (Backend.SGLANG, Backend.TRTLLM):
+        one = _step(dsr1, backend, DEP4).step(Phase.PREFILL, 1, 8192, 0, 0, 0)
+        wide = _step(dsr1, backend, DEP8).step(Phase.PREFILL, 1, 8192, 0, 0, 0)
+        attn = {r: next(float(o.ms) for o in res.ops if o.name == "attn_prefill") for r, res in (("4", one), ("8", wide))}
+        assert attn["4"] == pytest.approx(attn["8"], rel=1e-9)
+        tokens = [c.msg_bytes for c in _exchange(_step(dsr1, backend, DEP8), 1, 8192, stage_tokens=[8192.0])[0]]
+        assert max(float(np.max(t)) for t in tokens) <= 8192 * 7168 * ACT_BYTES
+
+
+def test_speculative_prefill_runs_the_draft_module_over_the_prompt_once(dsr1):
+    """MTP / EAGLE: the draft layer runs once over the prompt in prefill (one layer of the target's),
+    k times per decode step."""
+    model, _, _ = dsr1
+    for backend in (Backend.SGLANG, Backend.TRTLLM):
+        base, spec = _step(dsr1, backend, DEP8), _step(dsr1, backend, DEP8, spec_tokens=3)
+        pre = spec.step(Phase.PREFILL, 1, 8192, 0, 0, 0)
+        draft = next(float(o.ms) for o in pre.ops if o.name == "spec_draft")
+        kernels = float(base.prefill_ms(1, 8192)) - base.resolved.step_overhead_ms
+        assert draft == pytest.approx(kernels / model.num_layers, rel=1e-6)
+        dec = spec.step(Phase.DECODE, 0, 0, 0, 64, 4096)
+        dec_draft = next(float(o.ms) for o in dec.ops if o.name == "spec_draft")
+        assert dec_draft > 0 and float(pre.ms) > float(base.prefill_ms(1, 8192))
