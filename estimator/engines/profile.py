@@ -33,6 +33,9 @@ class SchedulerRules:
     wait_iters: int = 0       # iterations new prompts may be held back while decodes run, to batch more (0: never)
     wait_tokens_ratio: float = 0.0   # ... unless the iteration would already hold this share of max_num_tokens
     balance_iters: int = 0    # attention DP: iterations new prompts may wait for every rank to have one (0: never)
+    # attention DP in a disaggregated prefill worker: each request lands on a rank drawn from its
+    # bootstrap room (uniform, blind to the ranks' queues) instead of the least-loaded one
+    dp_rank_by_room: bool = False
     from_flags: Callable[["SchedulerRules", Mapping[str, str]], "SchedulerRules"] | None = None
 
     def with_flags(self, flags: Mapping[str, str] | None) -> "SchedulerRules":

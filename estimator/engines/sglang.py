@@ -63,6 +63,7 @@ PROFILE = register(EngineProfile(
     # new_token_ratio starts at 0.7 and decays towards ~0.1 while nothing is retracted; 0.3 is a mid-run
     # value (a modelling choice, not fitted)
     scheduler=SchedulerRules(mixes_decode=False, reserve_output=0.3, chunked=True, budget_per_dp_rank=False,
+                             dp_rank_by_room=True,
                              from_flags=scheduler_flags),
     handoff=KvHandoff(frontend_hops=0, connector="Mooncake / NIXL (bootstrap server)"),
     spec_acceptance=0.85,
@@ -87,7 +88,9 @@ PROFILE = register(EngineProfile(
                      "chunked_prefill_size //= dp_size and the scheduler max_running_requests //= dp_size "
                      "(each rank's limits are the configured ones split); "
                      "--scheduler-recv-interval and --enable-mixed-chunk as scheduler_flags "
-                     "(managers/scheduler_recv_skipper.py, 0.5.x)",
+                     "(managers/scheduler_recv_skipper.py, 0.5.x); a disaggregated worker's DP controller "
+                     "sends each request to rank bootstrap_room % dp_size (managers/data_parallel_controller.py, "
+                     "0.5.x; the room is a random 63-bit number the router draws per request)",
         "handoff": "sglang/srt/disaggregation/decode.py: the load balancer sends the request to the prefill "
                    "and the decode server at once (bootstrap room); the decode side pre-allocates KV, polls "
                    "the transfer every scheduler iteration and merges the request into its running batch: "

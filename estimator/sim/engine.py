@@ -20,6 +20,7 @@ from estimator.deployment import Deployment, Mode, Pool, RoutePolicy
 from estimator.sim.load import build_requests
 from estimator.sim.metrics import RequestRecords, SimResult, summarise, ttft_parts
 from estimator.sim.policy import SchedulerPolicy, policy_for
+from estimator.sim.ranks import draw_rooms
 from estimator.sim.steptable import StepTable, StepTimes
 from estimator.sim.types import LoadSpec
 from estimator.sim.worker import Requests, Role, Worker
@@ -49,7 +50,7 @@ def simulate(steps: StepTimes | RoleSteps, deployment: Deployment, load: LoadSpe
     Deterministic for a given seed. Raises InfeasibleError when a request can never fit a worker's KV.
     """
     isl, osl, send = build_requests(load, seed)
-    sim = _Sim(steps, deployment, isl, osl, load.concurrency, frontend_ms, engine_flags)
+    sim = _Sim(steps, deployment, isl, osl, load.concurrency, frontend_ms, engine_flags, seed)
     sim.run(send, load.concurrency)
     return sim.result(deployment.num_gpus, records, load.warmup)
 
@@ -91,10 +92,11 @@ def _load(w: Worker) -> int:
 
 class _Sim:
     def __init__(self, steps, dep: Deployment, isl: np.ndarray, osl: np.ndarray, concurrency: int | None,
-                 frontend_ms: float | None, engine_flags: Mapping[str, str] | None = None):
+                 frontend_ms: float | None, engine_flags: Mapping[str, str] | None = None, seed: int = 0):
         self.dep = dep
         self.reqs = Requests(isl.tolist(), osl.tolist())
         self.n = len(isl)
+        self.rooms = draw_rooms(self.n, seed + 1)
         self.max_kv = int((isl + osl).max()) + 2
         policy = policy_for(dep.backend, engine_flags)
         if dep.mode is Mode.AGG:
@@ -141,8 +143,9 @@ class _Sim:
         resolved = getattr(steps, "resolved", None)
         gain = float(getattr(resolved, "tokens_per_step", 1.0) or 1.0)
         draft = int(getattr(resolved, "spec_tokens", 0) or 0)
+        by_room = role is Role.PREFILL and policy.dp_rank_by_room and pool.parallel.attn_dp > 1
         workers = [Worker(i, role, policy, table, cap, max_batch, max_tokens, self.reqs, gain, rank_tokens,
-                          draft=draft, ranks=pool.parallel.attn_dp)
+                          draft=draft, ranks=pool.parallel.attn_dp, rooms=self.rooms if by_room else None)
                    for i in range(pool.workers)]
         return _PoolRouter(workers, route)
 

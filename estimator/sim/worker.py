@@ -16,6 +16,7 @@ from collections import deque
 from enum import Enum
 
 from estimator.sim.policy import SchedulerPolicy
+from estimator.sim.ranks import select_by_rank
 from estimator.sim.steptable import StepTable
 
 WAITING, PREFILLING, DECODING, DONE = 0, 1, 2, 3
@@ -50,7 +51,7 @@ class Requests:
 class Worker:
     def __init__(self, index: int, role: Role, policy: SchedulerPolicy, table: StepTable, kv_capacity: int,
                  max_batch: int, max_tokens: int, reqs: Requests, gain: float = 1.0, rank_tokens: int | None = None,
-                 draft: int = 0, ranks: int = 1):
+                 draft: int = 0, ranks: int = 1, rooms: list[int] | None = None):
         self.index, self.role, self.table, self.reqs = index, role, table, reqs
         self.cap, self.max_batch, self.max_tokens = kv_capacity, max_batch, max_tokens
         # prompt tokens one request gets per step: one attention-DP rank's budget (max_tokens without DP)
@@ -63,6 +64,7 @@ class Worker:
         self.inbox: list[int] = []                  # arrived, not yet seen by the scheduler
         self.wait_iters, self.wait_ratio = policy.wait_iters, policy.wait_tokens_ratio   # TRT-LLM batch waiting
         self.balance_iters, self.ranks = policy.balance_iters, ranks   # TRT-LLM attention-DP balancing
+        self.rooms = rooms   # per request id: its bootstrap room, whose rank it runs on (sim/ranks.py); None: balanced
         self.waited = 0                             # steps the queued prompts have been held so far
         self.hold_left = 0                          # steps the current hold may still last
         self.holding = False                        # the current decode run holds the queued prompts
@@ -170,7 +172,8 @@ class Worker:
         self._poll()
         self._preempt_if_short()
         self.holding = self._hold()
-        chunks, prefix = ([], 0.0) if self.holding else self._select(t)
+        select = self._select if self.rooms is None else self._select_by_rank
+        chunks, prefix = ([], 0.0) if self.holding else select(t)
         n_dec = self.n_dec
         if chunks:
             self.waited = 0
@@ -276,6 +279,9 @@ class Worker:
             self.pref_kv += take
             self.prefill_tokens += take
         return chunks, (prefix / len(chunks) if chunks else 0.0)
+
+    def _select_by_rank(self, t: float) -> tuple[list[tuple[int, int]], float]:
+        return select_by_rank(self, t)
 
     # ---- membership -----------------------------------------------------------------------------
     def _join(self, rid: int) -> None:

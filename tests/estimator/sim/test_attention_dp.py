@@ -9,6 +9,7 @@ from estimator.parallel import ParallelConfig
 from estimator.sim import AnalyticStepModel, Deployment, LoadSpec, Pool, RoleSteps, simulate
 from estimator.sim.engine import _limits
 from estimator.sim.policy import policy_for
+from estimator.sim.ranks import draw_rooms
 from perfdb.types import Backend
 
 MODEL = AnalyticStepModel(step_fixed_ms=5.0, prefill_ms_per_token=0.01, decode_ms_per_request=0.01,
@@ -41,3 +42,24 @@ def test_an_attention_dp_prefill_worker_serves_one_request_per_rank_per_iteratio
     # SGLang: a rank gets 1024 of the 4096 tokens a step, so a lone prompt of 2048 takes two steps
     ends = _prefill_ends(Backend.SGLANG, 2048)
     assert ends[0] >= 2 * float(MODEL.prefill_ms(1, 1024, 0)) / 1e3 > float(MODEL.prefill_ms(1, 2048, 0)) / 1e3
+
+
+def test_sglang_disagg_prefill_puts_each_request_on_its_bootstrap_rooms_rank():
+    """SGLang's PD prefill worker sends a request to rank bootstrap_room % dp (a random room per request),
+    not to an idle rank: prompts that draw the same rank take turns while other ranks idle; TRT-LLM's
+    balanced placement runs them side by side. 8 prompts of one rank budget each arrive at once."""
+    isl, n, pool = 1024, 8, Pool(DP4, 1, max_batch=64, max_num_tokens=4096)
+    dep = Deployment(Backend.SGLANG, prefill=pool, decode=Pool(DP4, 1))
+    r = simulate(RoleSteps(MODEL, MODEL), dep, LoadSpec.closed(n, isl, 2, n), records=True, frontend_ms=0.0, seed=3)
+    rank = np.array(draw_rooms(n, 3 + 1)) % DP4.attn_dp
+    ends = r.records.prefill_end_s
+    for k in range(DP4.attn_dp):   # one rank's prompts finish one per iteration, in arrival order
+        mine = ends[rank == k]
+        assert len(np.unique(mine)) == len(mine)
+    # the first prompt starts an iteration alone (the worker was idle); the other seven then drain in as many
+    # iterations as the busiest rank holds of them
+    busiest = np.bincount(rank[1:], minlength=DP4.attn_dp).max()
+    assert len(np.unique(ends)) == 1 + busiest > 1 + -(-(n - 1) // DP4.attn_dp)
+    balanced = Deployment(Backend.TRTLLM, prefill=Pool(DP4, 1, max_batch=64, max_num_tokens=isl), decode=Pool(DP4, 1))
+    t = simulate(RoleSteps(MODEL, MODEL), balanced, LoadSpec.closed(n, isl, 2, n), records=True, frontend_ms=0.0)
+    assert len(np.unique(t.records.prefill_end_s)) == 1 + -(-(n - 1) // DP4.attn_dp) < len(np.unique(ends))
