@@ -12,6 +12,8 @@ candidate, a CLI flag set), and no module re-derives a layout rule:
   cache moves over NVLink when the whole group fits one NVLink domain, and over the inter-node
   network otherwise (one path per group: a group that spans domains sends most of its pairs' KV over
   the network, and the model takes the network for all of them).
+- `agg_layout(row, system)`: an aggregated run's engine as its launch flags state it (the tables record
+  tp x ep in `tp_size` for single-node EP runs), then within one domain.
 - `role_layout(...)` / `row_layouts(row, system)`: a disaggregated run's per-role attention DP and EP as
   its config states them (the enrichment's columns), then within one domain; `role_batch_cap(row, role)`:
   a worker's batch cap (per attention rank x the engine's ranks); `RUN_ROUTER`: the measured
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from estimator.engines.profile import flag_int
 from estimator.parallel import ParallelConfig
 from perfdb.errors import InputError
 from perfdb.specs import SystemSpec
@@ -174,6 +177,26 @@ class Deployment:
         return Deployment(backend, prefill=prefill, decode=decode, groups=groups, **kw)
 
 
+# The launch flag that states an engine's tensor-parallel size (SGLang / vLLM, TRT-LLM LLM-API spellings).
+TP_FLAGS = ("tensor-parallel-size", "tp-size", "tensor_parallel_size", "tp_size")
+
+
+def agg_layout(row: "RunRow", system: SystemSpec) -> ParallelConfig:
+    """An aggregated run's layout as its engine was launched, then within one NVLink domain. Where the
+    enrichment says the engine ran without attention DP and its launch flags give a tensor-parallel size
+    below the table's GPU count (the InferenceX tables record tp x ep in `tp_size` for such runs: tp16 for
+    `--tp 4 --ep 4`, tp64 for `--tp 8 --ep 8`, on one node), the engine is that TP with the config's EP;
+    else the table's columns stand."""
+    par = row.agg.parallel
+    flags = dict(row.facts.flags)
+    tp = next((flag_int(flags, k, 0) for k in TP_FLAGS if k in flags), 0)
+    if row.facts.agg.dp_attn is False and par.pp == 1 and 0 < tp < par.num_gpus and par.num_gpus % tp == 0:
+        ep = row.facts.agg.ep
+        moe_ep = ep if ep and tp % ep == 0 else 1
+        par = ParallelConfig(tp=tp, moe_tp=tp // moe_ep, moe_ep=moe_ep)
+    return within_domain(par, system)
+
+
 def row_layouts(row: "RunRow", system: SystemSpec) -> tuple[ParallelConfig, ParallelConfig]:
     """(prefill, decode) layouts of a disaggregated run row: the enrichment's attention DP and EP per role
     (role_layout; the table's decode_moe_* columns repeat the prefill split in many rows, the config's
@@ -212,7 +235,7 @@ def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
     if row.mode != "disagg":
         if row.agg is None:
             raise InputError(f"run {row.id}: an agg row needs its tp_size")
-        return Deployment(backend, agg=Pool(within_domain(row.agg.parallel, system), row.agg.workers or 1))
+        return Deployment(backend, agg=Pool(agg_layout(row, system), row.agg.workers or 1))
     if row.prefill is None or row.decode is None:
         raise InputError(f"run {row.id}: a disagg row needs prefill_tp_size and decode_tp_size")
     p = row.prefill.workers or p_workers

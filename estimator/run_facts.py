@@ -158,6 +158,7 @@ class RunFacts:
     range_ratio: float | None = None
     prefill: RoleFacts = RoleFacts()
     decode: RoleFacts = RoleFacts()
+    agg: RoleFacts = RoleFacts()          # an aggregated engine's attention DP and EP
     max_batch: int | None = None          # engine_max_batch_size
     max_num_tokens: int | None = None     # engine_max_num_tokens
     mem_fraction: float | None = None     # engine_mem_fraction
@@ -174,6 +175,7 @@ class RunFacts:
                         num_prompts=get("client_num_prompts"), num_warmups=get("client_num_warmups"),
                         range_ratio=get("client_range_ratio"),
                         prefill=RoleFacts.of(get, "prefill"), decode=RoleFacts.of(get, "decode"),
+                        agg=RoleFacts(get("agg_dp_attn"), get("agg_ep")),
                         max_batch=get("engine_max_batch_size"),
                         max_num_tokens=get("engine_max_num_tokens") or harness_token_budget(raw),
                         mem_fraction=get("engine_mem_fraction"), flags=parse_flags(get("engine_flags")))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from estimator.deployment import role_batch_cap, row_layouts, within_domain
+from estimator.deployment import agg_layout, role_batch_cap, row_layouts
 from estimator.engine import EngineConfig
 from estimator.estimate import Estimate, WorkerSpec, estimate, estimate_disagg
 from estimator.models import AttentionKind, load_model
@@ -238,7 +238,7 @@ def _predict_agg(rows: list[RunRow], model, system, view) -> list[Prediction]:
     conc, replicas = total / (w.workers or 1), float(w.workers or 1)
     load = Workload(isl=np.array([r.isl for r in rows], dtype=np.float64), osl=np.array([r.osl for r in rows], dtype=np.float64),
                     concurrency=conc, num_requests=num_requests(rows, total) / replicas)
-    return _collect(rows, estimate(model, system, within_domain(w.parallel, system), engine, load, view))
+    return _collect(rows, estimate(model, system, agg_layout(rows[0], system), engine, load, view))
 
 
 def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]:

@@ -8,6 +8,7 @@ from estimator.deployment import (
     Deployment,
     Pool,
     RoutePolicy,
+    agg_layout,
     from_row,
     kv_same_node,
     role_batch_cap,
@@ -60,6 +61,23 @@ def test_from_row_applies_the_domain_rule_and_the_group_path():
         from_row(row, b200)
     assert from_row(row, b200, 1, 1).same_node          # 8 GPUs: one HGX node
     assert not from_row(row, b200, 2, 1).same_node      # 12 GPUs: across nodes
+
+
+def test_an_agg_engine_is_the_tp_its_launch_flags_state_not_the_tables_tp_times_ep():
+    """InferenceX tables record tp x ep in tp_size for single-node EP runs (tp64 for `--tp 8 --ep 8`); with
+    the enrichment's no-attention-DP and EP, the launch flag's TP is the engine (SGLang and TRT-LLM names)."""
+    b200 = load_system("b200_sxm")
+    for flags in ("tensor-parallel-size=8;ep-size=8;data-parallel-size=1", "tp_size=8;ep_size=8"):
+        row = parse_row(_raw(mode="agg", model_path="deepseek-ai/DeepSeek-R1", tp_size="64", moe_tp_size="8",
+                             moe_ep_size="8", agg_dp_attn="false", agg_ep="8", engine_flags=flags))
+        assert agg_layout(row, b200) == ParallelConfig(tp=8, moe_tp=1, moe_ep=8)
+        assert from_row(row, b200).agg.parallel == ParallelConfig(tp=8, moe_tp=1, moe_ep=8)
+    # attention DP on, or no flag: the table (within one NVLink domain) stands
+    dp = parse_row(_raw(mode="agg", model_path="deepseek-ai/DeepSeek-R1", tp_size="16", moe_ep_size="4",
+                        agg_dp_attn="true", agg_ep="4", engine_flags="tp_size=8"))
+    assert agg_layout(dp, b200) == within_domain(dp.agg.parallel, b200)
+    bare = parse_row(_raw(mode="agg", tp_size="16", moe_ep_size="4"))
+    assert agg_layout(bare, b200) == ParallelConfig(tp=8, attn_dp=2, moe_tp=4, moe_ep=4)
 
 
 def _dsr1(**kw) -> dict:
