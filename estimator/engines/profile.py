@@ -84,6 +84,8 @@ class KvHandoff:
 
     frontend_hops: int
     connector: str            # the default KV connector, for the record
+    # the prefill starts only once the decode worker has reserved the request's KV (estimator.sim.prealloc)
+    decode_first: bool = False
 
 
 @dataclass(frozen=True)

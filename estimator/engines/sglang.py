@@ -65,7 +65,7 @@ PROFILE = register(EngineProfile(
     scheduler=SchedulerRules(mixes_decode=False, reserve_output=0.3, chunked=True, budget_per_dp_rank=False,
                              dp_rank_by_room=True,
                              from_flags=scheduler_flags),
-    handoff=KvHandoff(frontend_hops=0, connector="Mooncake / NIXL (bootstrap server)"),
+    handoff=KvHandoff(frontend_hops=0, connector="Mooncake / NIXL (bootstrap server)", decode_first=True),
     spec_acceptance=0.85,
     layout_defaults=sglang_defaults,
     dp_moe_exchange=DpMoeExchange.SUM_LEN_ALL_REDUCE,
@@ -94,7 +94,10 @@ PROFILE = register(EngineProfile(
         "handoff": "sglang/srt/disaggregation/decode.py: the load balancer sends the request to the prefill "
                    "and the decode server at once (bootstrap room); the decode side pre-allocates KV, polls "
                    "the transfer every scheduler iteration and merges the request into its running batch: "
-                   "no second frontend pass",
+                   "no second frontend pass; disaggregation/prefill.py PrefillBootstrapQueue lets a request into "
+                   "the prefill queue only once the decode side has sent its pre-allocated KV indices, and "
+                   "decode.py DecodePreallocQueue pre-allocates only while the KV pool and a request slot "
+                   "have room (0.5.x)",
         "spec_acceptance": "DeepSeek-V3 technical report sec. 5.4.3: 85-90% acceptance of the MTP draft; low end",
         "dp_moe_exchange": "sglang/srt/layers/dp_attention.py (0.5.x): DpPaddingMode.get_dp_padding_mode picks "
                            "SUM_LEN for any batch with prompt tokens, whose dp_gather is _dp_gather_via_all_reduce "

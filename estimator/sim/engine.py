@@ -20,6 +20,7 @@ from estimator.deployment import Deployment, Mode, Pool, RoutePolicy
 from estimator.sim.load import build_requests
 from estimator.sim.metrics import RequestRecords, SimResult, summarise, ttft_parts
 from estimator.sim.policy import SchedulerPolicy, policy_for
+from estimator.sim.prealloc import DecodePrealloc
 from estimator.sim.ranks import draw_rooms
 from estimator.sim.steptable import StepTable, StepTimes
 from estimator.sim.types import LoadSpec
@@ -110,6 +111,8 @@ class _Sim:
             self.entry = self._pool(steps.prefill, dep.prefill, Role.PREFILL, policy, dep.router, None)
             self.decode = self._pool(steps.decode, dep.decode, Role.DECODE, policy, dep.router, concurrency)
             self.transfer = self.entry.workers[0].table
+        self.prealloc = DecodePrealloc(self.reqs, policy.reserve_output) \
+            if dep.mode is Mode.DISAGG and policy.decode_first else None
         if frontend_ms is None:
             entry_steps = steps if dep.mode is Mode.AGG else steps.prefill
             frontend_ms = getattr(getattr(entry_steps, "resolved", None), "ttft_overhead_ms", 0.0) or 0.0
@@ -161,6 +164,11 @@ class _Sim:
             self._enter(rid, t)
 
     def _enter(self, rid: int, t: float) -> None:
+        if self.prealloc is not None and not self.prealloc.admit(self.decode.pick(), rid):
+            return   # waits for room on its decode worker (_step_end drains it)
+        self._prefill(rid, t)
+
+    def _prefill(self, rid: int, t: float) -> None:
         w = self.entry.pick()
         if w.enqueue(rid, t):
             self._push(w.end, STEP_END, w, w.version)
@@ -201,6 +209,9 @@ class _Sim:
     def _step_end(self, w: Worker, t: float, finished: list[int]) -> None:
         handed: list[int] = []
         w.finish_step(t, finished, handed)
+        if self.prealloc is not None and w.role is Role.DECODE:
+            for rid in self.prealloc.drain(w):
+                self._prefill(rid, t)
         for rid in handed:
             self.prefill_done[rid] = t
             ms = self.transfer.transfer_ms(self.reqs.ctx_total[rid], self.dep.decode.parallel, self.dep.same_node)
@@ -209,13 +220,16 @@ class _Sim:
     def _kv_ready(self, rid: int, t: float, finished: list[int]) -> None:
         r = self.reqs
         self.kv_ready[rid] = t
+        held = self.prealloc.arrive(rid) if self.prealloc is not None else None
         if r.gen[rid] >= r.osl[rid]:   # one-token request: the prefill's token was its only one
             r.first[rid] = r.finish[rid] = t
             finished.append(rid)
+            for nxt in self.prealloc.drain(held) if held is not None else ():
+                self._prefill(nxt, t)
             return
         r.state[rid] = 0
         r.ctx_done[rid] = r.ctx_total[rid]
-        w = self.decode.pick()
+        w = held or self.decode.pick()
         if w.enqueue(rid, t):
             self._push(w.end, STEP_END, w, w.version)
 

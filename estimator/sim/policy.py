@@ -48,6 +48,7 @@ class SchedulerPolicy:
     wait_tokens_ratio: float = 0.0   # ... unless the step would hold this share of the token budget
     balance_iters: int = 0    # steps new prompts may wait for every attention-DP rank to have one (TRT-LLM)
     dp_rank_by_room: bool = False   # disagg prefill: a request's attention-DP rank is random (SGLang; sim/ranks.py)
+    decode_first: bool = False      # disagg: the prefill waits for a decode reservation (SGLang; sim/prealloc.py)
 
 
 def policy_for(backend: Backend, flags: Mapping[str, str] | None = None) -> SchedulerPolicy:
@@ -64,4 +65,5 @@ def policy_for(backend: Backend, flags: Mapping[str, str] | None = None) -> Sche
                            default_max_batch=prof.max_batch, default_max_tokens=prof.max_num_tokens,
                            budget_per_dp_rank=r.budget_per_dp_rank, recv_interval=r.recv_interval,
                            wait_iters=r.wait_iters, wait_tokens_ratio=r.wait_tokens_ratio,
-                           balance_iters=r.balance_iters, dp_rank_by_room=r.dp_rank_by_room)
+                           balance_iters=r.balance_iters, dp_rank_by_room=r.dp_rank_by_room,
+                           decode_first=prof.handoff.decode_first)

@@ -63,3 +63,23 @@ def test_sglang_disagg_prefill_puts_each_request_on_its_bootstrap_rooms_rank():
     balanced = Deployment(Backend.TRTLLM, prefill=Pool(DP4, 1, max_batch=64, max_num_tokens=isl), decode=Pool(DP4, 1))
     t = simulate(RoleSteps(MODEL, MODEL), balanced, LoadSpec.closed(n, isl, 2, n), records=True, frontend_ms=0.0)
     assert len(np.unique(t.records.prefill_end_s)) == 1 + -(-(n - 1) // DP4.attn_dp) < len(np.unique(ends))
+
+
+def _in_flight_at_prefill_starts(backend: Backend, slots: int) -> int:
+    """Most requests at once between their prefill start and their finish, with a decode pool of `slots`."""
+    tp1 = ParallelConfig()
+    dep = Deployment(backend, prefill=Pool(tp1, 2, max_batch=64, max_num_tokens=4096), decode=Pool(tp1, 1, max_batch=slots))
+    r = simulate(RoleSteps(MODEL, MODEL), dep, LoadSpec.closed(3 * slots, 512, 64, 12 * slots), records=True,
+                 frontend_ms=0.0).records
+    start, finish = r.prefill_start_s, r.finish_s
+    return max(int(np.sum((start <= t) & (finish > t))) for t in start)
+
+
+def test_sglang_prefills_only_what_a_decode_worker_has_reserved_room_for():
+    """SGLang's prefill starts once the decode side pre-allocated the request's KV (PrefillBootstrapQueue /
+    DecodePreallocQueue): with a full decode pool, new requests wait before their prefill, so never more
+    than the decode slots are between prefill start and finish. TRT-LLM's context servers prefill ahead and
+    the requests then wait for a generation slot."""
+    slots = 4
+    assert _in_flight_at_prefill_starts(Backend.SGLANG, slots) <= slots
+    assert _in_flight_at_prefill_starts(Backend.TRTLLM, slots) > slots
