@@ -21,7 +21,7 @@ candidate, a CLI flag set), and no module re-derives a layout rule:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -34,6 +34,7 @@ from perfdb.specs import SystemSpec
 from perfdb.types import Backend, Transport
 
 if TYPE_CHECKING:
+    from estimator.engine import EngineConfig
     from estimator.runs import RunRow
 
 
@@ -60,6 +61,7 @@ class Pool:
     workers: int = 1
     max_batch: int | None = None        # max requests in flight per worker (max_num_seqs / max_batch_size / max_running_requests)
     max_num_tokens: int | None = None   # tokens per engine step (max_num_batched_tokens / max_num_tokens / chunked_prefill_size)
+    mem_fraction: float | None = None   # the engine's memory knob as launched, in its own sense (estimator.memory)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -68,6 +70,15 @@ class Pool:
     @property
     def num_gpus(self) -> int:
         return self.workers * self.parallel.num_gpus
+
+    def engine_for(self, engine: "EngineConfig") -> "EngineConfig":
+        """`engine` with this pool's limits where it states them, so memory (activations, KV pool) and
+        the scheduler see the same engine; `max_batch` counts the worker's requests, the engine's
+        max_batch_size is per attention rank."""
+        per_rank = -(-self.max_batch // self.parallel.attn_dp) if self.max_batch else None
+        return replace(engine, max_batch_size=per_rank or engine.max_batch_size,
+                       max_num_tokens=self.max_num_tokens or engine.max_num_tokens,
+                       mem_fraction=self.mem_fraction or engine.mem_fraction)
 
 
 def kv_same_node(domain_gpus: int, prefill_gpus: int, p_workers, decode_gpus: int, d_workers):
@@ -225,12 +236,23 @@ def role_batch_cap(row: "RunRow", role: str = "decode") -> int | None:
 RUN_ROUTER = RoutePolicy.ROUND_ROBIN
 
 
+def role_pools(row: "RunRow", system: SystemSpec) -> tuple[Pool, Pool]:
+    """A disaggregated row's prefill and decode pools of one worker each: layouts (row_layouts) and the
+    limits its recipe states; the static estimate and the simulator both price these."""
+    p_par, d_par = row_layouts(row, system)
+    f = row.facts
+    return (Pool(p_par, 1, role_batch_cap(row, "prefill"), f.prefill.max_num_tokens, f.prefill.mem_fraction),
+            Pool(d_par, 1, role_batch_cap(row), f.decode.max_num_tokens, f.decode.mem_fraction))
+
+
 def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
              d_workers: int | None = None) -> Deployment:
     """The deployment a measured run describes: its layouts within an NVLink domain, its worker counts
     as recorded (or, where the table omits them, the counts the caller derived by the estimator's
-    rules), each role's batch cap and tokens per step as its recipe states (run_facts: max_num_tokens in
-    the engine's own sense, as Pool takes it), one agg replica or one xPyD group."""
+    rules), each role's batch cap, tokens per step and memory share as its recipe states (run_facts:
+    max_num_tokens and mem_fraction in the engine's own sense, as Pool takes them; a recipe that sets
+    SGLang's chunked-prefill-size also sets mem-fraction-static, so the role never falls back on the
+    default fraction SGLang would derive from that chunk), one agg replica or one xPyD group."""
     backend = Backend(row.backend)
     if row.mode != "disagg":
         if row.agg is None:
@@ -242,9 +264,7 @@ def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
     d = row.decode.workers or d_workers
     if p is None or d is None:
         raise InputError(f"run {row.id} does not record its worker counts and none were derived")
-    p_par, d_par = row_layouts(row, system)
-    f = row.facts
+    pre, dec = role_pools(row, system)
     return Deployment.disaggregated(
-        backend, Pool(p_par, int(p), role_batch_cap(row, "prefill"), f.prefill.max_num_tokens),
-        Pool(d_par, int(d), role_batch_cap(row), f.decode.max_num_tokens), system.nvlink_domain_gpus,
+        backend, replace(pre, workers=int(p)), replace(dec, workers=int(d)), system.nvlink_domain_gpus,
         router=RUN_ROUTER)

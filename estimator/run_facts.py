@@ -143,8 +143,12 @@ class RoleFacts:
 
     @staticmethod
     def of(get, role: str) -> "RoleFacts":
+        tokens = get(f"{role}_max_num_tokens")
+        # SGLang's chunked-prefill-size -1 turns chunking off (sglang/srt/server_args.py, 0.5.x): no
+        # per-step token limit is stated, so the engine's default budget stands (None)
         return RoleFacts(get(f"{role}_dp_attn"), get(f"{role}_ep"), get(f"{role}_max_batch"),
-                         get(f"{role}_max_num_tokens"), get(f"{role}_mem_fraction"), get(f"{role}_cuda_graph_max_bs"))
+                         tokens if tokens is not None and tokens > 0 else None, get(f"{role}_mem_fraction"),
+                         get(f"{role}_cuda_graph_max_bs"))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from estimator.deployment import agg_layout, role_batch_cap, row_layouts
+from estimator.deployment import agg_layout, role_pools
 from estimator.engine import EngineConfig
 from estimator.estimate import Estimate, WorkerSpec, estimate, estimate_disagg
 from estimator.models import AttentionKind, load_model
@@ -253,18 +253,19 @@ def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]
     isl = np.array([r.isl for r in rows], dtype=np.float64)
     osl = np.array([r.osl for r in rows], dtype=np.float64)
     conc = np.array([r.concurrency or (r0.decode.batch or 1) * (r0.decode.workers or 1) for r in rows], dtype=np.float64)
-    p_par, d_par = row_layouts(r0, system)           # estimator.deployment: the simulator's layouts too
-    d_batch = role_batch_cap(r0)
+    pre, dec = role_pools(r0, system)        # estimator.deployment: the simulator's pools too
+    p_par, d_par, d_batch = pre.parallel, dec.parallel, dec.max_batch
+    p_engine, d_engine = pre.engine_for(engine), dec.engine_for(engine)
     if r0.decode.workers is not None:
         d_workers = np.full(len(rows), float(r0.decode.workers))
     else:
-        sd = StepModel.build(model, system, d_par, engine, view)
+        sd = StepModel.build(model, system, d_par, d_engine, view)
         cap = np.clip(max_batch(sd, isl, osl), 1.0, DECODE_BATCH_PRIOR)
         if d_batch:
             cap = np.minimum(cap, d_batch)
         d_workers = np.maximum(1.0, np.ceil(conc / cap))
-    est = estimate_disagg(model, system, WorkerSpec(p_par, engine, r0.prefill.workers, r0.prefill.batch),
-                          WorkerSpec(d_par, engine, d_workers, d_batch),
+    est = estimate_disagg(model, system, WorkerSpec(p_par, p_engine, r0.prefill.workers, r0.prefill.batch),
+                          WorkerSpec(d_par, d_engine, d_workers, d_batch),
                           Workload(isl=isl, osl=osl, concurrency=conc / d_workers,
                                    num_requests=num_requests(rows, conc) / d_workers), view)
     return _collect(rows, est)

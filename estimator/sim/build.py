@@ -1,8 +1,6 @@
 """Step models for a simulated deployment: one StepModel per pool, with each pool's engine limits."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 from estimator.deployment import Deployment, Pool
 from estimator.engine import EngineConfig
 from estimator.sim.engine import RoleSteps
@@ -13,16 +11,12 @@ from perfdb.specs import SystemSpec
 def _pool_steps(model, system: SystemSpec, pool: Pool, engine: EngineConfig, view: DbView):
     from estimator.steps import StepModel
 
-    # the pool's max_batch counts the worker's requests; the engine's max_batch_size is per attention rank
-    per_rank = -(-pool.max_batch // pool.parallel.attn_dp) if pool.max_batch else None
-    eng = replace(engine, max_batch_size=per_rank or engine.max_batch_size,
-                  max_num_tokens=pool.max_num_tokens or engine.max_num_tokens)
-    return StepModel.build(model, system, pool.parallel, eng, view)
+    return StepModel.build(model, system, pool.parallel, pool.engine_for(engine), view)
 
 
 def build_steps(model, system: SystemSpec, deployment: Deployment, engine: EngineConfig, view: DbView):
     """StepModel (aggregated) or RoleSteps (disaggregated) for `deployment`; the pools' max_batch /
-    max_num_tokens override `engine`'s, so memory (activations) and the scheduler agree."""
+    max_num_tokens / mem_fraction override `engine`'s, so memory (activations) and the scheduler agree."""
     if deployment.agg is not None:
         return _pool_steps(model, system, deployment.agg, engine, view)
     return RoleSteps(prefill=_pool_steps(model, system, deployment.prefill, engine, view),

@@ -141,7 +141,7 @@ def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms, ra
 
         def steps_for(dep: Deployment):
             # workers and routing do not change a worker's step model: key on the pools' parallelism
-            key = (engine, *((p.parallel, p.max_batch, p.max_num_tokens) if p else None
+            key = (engine, *((p.parallel, p.max_batch, p.max_num_tokens, p.mem_fraction) if p else None
                              for p in (dep.agg, dep.prefill, dep.decode)))
             if key not in cache:
                 cache[key] = build_steps(model, system, dep, engine, view)

@@ -133,6 +133,29 @@ def test_each_role_gets_its_recipes_batch_cap_and_token_budget():
     assert facts.decode.mem_fraction == 0.9 and facts.prefill.max_num_tokens == 8448
 
 
+def test_a_recipes_memory_share_reaches_its_roles_engine_and_sglangs_chunking_off_is_no_budget():
+    # SGLang recipes set chunked-prefill-size (e.g. 131072) beside mem-fraction-static; the default
+    # fraction SGLang derives from such a chunk leaves no KV pool, so the recorded share must reach the
+    # role's engine (the static estimate and the simulator both take it from Pool.engine_for)
+    from estimator.engine import EngineConfig, resolve
+
+    b200 = load_system("b200_sxm")
+    raw = _dsr1(backend="sglang", system="b200_sxm", prefill_tp_size="8", prefill_moe_ep_size="8",
+                prefill_dp_attn="true", prefill_ep="8", prefill_max_num_tokens="131072",
+                prefill_mem_fraction="0.8", decode_tp_size="8", decode_dp_attn="false", decode_ep="8",
+                decode_max_num_tokens="-1", decode_mem_fraction="0.85")
+    dep = from_row(parse_row(raw), b200, 1, 1)
+    assert (dep.prefill.max_num_tokens, dep.prefill.mem_fraction) == (131072, 0.8)
+    assert (dep.decode.max_num_tokens, dep.decode.mem_fraction) == (None, 0.85)   # -1: chunking off
+    engine = EngineConfig(Backend.SGLANG)
+    default = resolve(EngineConfig(Backend.SGLANG, max_num_tokens=131072), b200, dep.prefill.parallel)
+    assert default.mem_fraction < 0.5                      # what the chunk alone would leave
+    pre = resolve(dep.prefill.engine_for(engine), b200, dep.prefill.parallel)
+    assert (pre.mem_fraction, pre.max_num_tokens) == (0.8, 131072)
+    dec = resolve(dep.decode.engine_for(engine), b200, dep.decode.parallel)
+    assert dec.mem_fraction == 0.85 and dec.max_num_tokens == resolve(engine, b200, dep.decode.parallel).max_num_tokens
+
+
 def test_recorded_worker_counts_are_used_as_recorded(tmp_path, tiny_db):
     from estimator.runs import predict_runs, read_runs
     from estimator.sim.runs import simulate_runs
