@@ -13,7 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from estimator.engines.profile import DpMoeExchange
-from estimator.layers_hybrid import SparseModule, compressed_ops, linear_ops, mhc_ops, sparse_module, sparse_ops
+from estimator.layers_hybrid import (
+    SparseModule,
+    compressed_ops,
+    linear_ops,
+    mhc_ops,
+    sparse_module,
+    sparse_ops,
+    v4_projection_ops,
+)
 from estimator.models.spec import AttentionKind, ModelSpec
 from estimator.parallel import ParallelConfig, moe_split
 from perfdb.ops import (
@@ -75,7 +83,7 @@ class LayerComposer:
         self.n_layers = model.num_layers
         self.n_attn = model.num_attn_layers   # softmax-attention layers (q/k/v projections)
         self.n_dense, self.n_moe = model.num_dense_layers, model.num_moe_layers
-        self.n_full, self.n_slide = model.num_full_layers, model.num_sliding_layers
+        self.n_full = model.num_full_layers
         self.tp_transport = transport(system, parallel.tp)
         self.stage_transport = transport(system, parallel.gpus_per_stage)
         self.pp_transport = Transport.NVLINK if parallel.num_gpus <= system.nvlink_domain_gpus else Transport.NETWORK
@@ -108,8 +116,10 @@ class LayerComposer:
         module, ops = self.sparse_module, []
         # with measured MSA modules the sparse layers' projections are inside the module
         projected = self.n_attn - (m.num_sparse_layers if module else 0)
-        if projected:
-            ops += [self._gemm("qkv_proj", q, t, (q_heads + 2 * self.kv_heads) * hd, m.hidden, projected),
+        if m.o_groups:
+            ops += v4_projection_ops(m, self.tp, t, OpUse)
+        elif projected:
+            ops += [self._gemm("qkv_proj", q, t, (q_heads + m.kv_per_head * self.kv_heads) * hd, m.hidden, projected),
                     self._gemm("o_proj", q, t, m.hidden, self.heads * hd, projected)]
         common = dict(dtype=Dtype.BF16, kv_dtype=self.kv_dtype, num_heads=self.heads,
                       num_kv_heads=self.kv_heads, head_dim=hd)
@@ -118,13 +128,16 @@ class LayerComposer:
         else:
             ops += sparse_ops(m, self.heads, self.kv_heads, self.kv_dtype, t, pb, s, p, db, kv, OpUse)
         ops += compressed_ops(m, common, pb, s, p, db, kv, OpUse)
-        for suffix, window, count in (("", 0, self.n_full), ("_sliding", m.sliding_window, self.n_slide)):
-            if count == 0:
-                continue
-            ops.append(OpUse("attn_prefill" + suffix, AttentionPrefillCase(
-                window=window, batch=pb, seq_len=s, prefix_len=p, **common), count, pb > 0))
-            ops.append(OpUse("attn_decode" + suffix, AttentionDecodeCase(
-                window=window, batch=db, kv_len=kv, **common), count, db > 0))
+        # sliding layers; DeepSeek-V4's CSA / HCA layers' window pairs too in prefill (their decode reads
+        # the window inside the sparse / compressed op)
+        for suffix, window, n_pre, n_dec in (("", 0, self.n_full, self.n_full),
+                                             ("_sliding", m.sliding_window, m.num_window_layers, m.num_sliding_layers)):
+            if n_pre:
+                ops.append(OpUse("attn_prefill" + suffix, AttentionPrefillCase(
+                    window=window, batch=pb, seq_len=s, prefix_len=p, **common), n_pre, pb > 0))
+            if n_dec:
+                ops.append(OpUse("attn_decode" + suffix, AttentionDecodeCase(
+                    window=window, batch=db, kv_len=kv, **common), n_dec, db > 0))
         return ops
 
     def _mla(self, t, pb, s, p, db, kv) -> list[OpUse]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from estimator.models.spec import AttentionKind, ModelSpec
+from estimator.models.spec import AttentionKind, ModelSpec, compressor_width
 from perfdb.ops import (
     AttentionDecodeCase,
     AttentionPrefillCase,
@@ -52,7 +52,8 @@ def _attn_geometry(m: ModelSpec, heads: int, kv_heads: int) -> dict:
     if m.attention == AttentionKind.MLA:   # absorbed MQA over the latent (FlashMLA sparse kernels)
         latent = m.kv_lora_rank + m.qk_rope_head_dim
         return dict(qk_dim=latent, v_dim=m.kv_lora_rank, kv_elems=latent)
-    return dict(qk_dim=m.head_dim, v_dim=m.head_dim, kv_elems=2 * kv_heads * m.head_dim)
+    # DeepSeek-V4: one head_dim entry is key and value (kv_per_head 1)
+    return dict(qk_dim=m.head_dim, v_dim=m.head_dim, kv_elems=m.kv_per_head * kv_heads * m.head_dim)
 
 
 def sparse_ops(m: ModelSpec, heads: int, kv_heads: int, kv_dtype: Dtype, t, pb, s, p, db, kv, op_use) -> list:
@@ -64,13 +65,23 @@ def sparse_ops(m: ModelSpec, heads: int, kv_heads: int, kv_dtype: Dtype, t, pb, 
     c = float(sp.compress)
     geo = dict(kind=sp.kind, dtype=Dtype.BF16, kv_dtype=kv_dtype, num_heads=heads, topk=sp.topk,
                index_heads=sp.index_heads, index_head_dim=sp.index_head_dim, **_attn_geometry(m, heads, kv_heads))
-    width = sp.index_heads * sp.index_head_dim + sp.index_head_dim + sp.index_heads
+    # indexer queries from the q_lora_rank bottleneck (the hidden state without one); per-head weights
+    # and, where entries are single tokens, the index key from the hidden state (a compressing layer's
+    # key comes from its indexer compressor: compressor_proj)
+    key = sp.index_head_dim if sp.compress == 1 else 0
+    # DeepSeek-V4 decode: one sparse_attn kernel reads the window and the selected entries together
+    # (inference model.py: window indices ++ compressed top-k): the window joins the entry axis and
+    # the top-k (the indexer then also scores the <= window extra entries: 128 of thousands)
+    w = m.compressed_window
+    dec = dict(geo, topk=sp.topk + w)
     return [
-        op_use("indexer_proj", GemmCase(dtype=Dtype.BF16, m=t, n=width, k=m.hidden), n),
+        op_use("indexer_q_proj", GemmCase(dtype=Dtype.BF16, m=t, n=sp.index_heads * sp.index_head_dim,
+                                          k=m.q_lora_rank or m.hidden), n),
+        op_use("indexer_k_proj", GemmCase(dtype=Dtype.BF16, m=t, n=key + sp.index_heads, k=m.hidden), n),
         # prefill: each query sees min(position / compress, topk) entries; queries are not compressed,
         # so the entry axes shrink by `compress` and the batch grows by it (pairs scale as 1 / compress)
         op_use("attn_prefill_sparse", SparsePrefillCase(batch=pb * c, seq_len=s / c, prefix_len=p / c, **geo), n, pb > 0),
-        op_use("attn_decode_sparse", SparseDecodeCase(batch=db, kv_len=kv / c, **geo), n, db > 0),
+        op_use("attn_decode_sparse", SparseDecodeCase(batch=db, kv_len=kv / c + np.minimum(kv, w), **dec), n, db > 0),
     ]
 
 
@@ -116,14 +127,15 @@ def sparse_module(m: ModelSpec, heads: int, kv_heads: int, kv_dtype: Dtype) -> S
 
 def compressed_ops(m: ModelSpec, common: dict, pb, s, p, db, kv, op_use) -> list:
     """DeepSeek-V4 HCA layers: dense attention over one cache entry per `kv_compress` tokens (same
-    entry-axis scaling as sparse_ops)."""
+    entry-axis scaling as sparse_ops); decode reads the window's entries in the same kernel."""
     n, c = m.num_compressed_layers, float(m.kv_compress)
     if n == 0:
         return []
     return [
         op_use("attn_prefill_compressed", AttentionPrefillCase(window=0, batch=pb * c, seq_len=s / c, prefix_len=p / c,
                                                               **common), n, pb > 0),
-        op_use("attn_decode_compressed", AttentionDecodeCase(window=0, batch=db, kv_len=np.maximum(kv / c, 1.0), **common),
+        op_use("attn_decode_compressed", AttentionDecodeCase(window=0, batch=db, kv_len=np.maximum(kv / c, 1.0)
+                                                                       + np.minimum(kv, m.compressed_window), **common),
                n, db > 0),
     ]
 
@@ -137,4 +149,32 @@ def mhc_ops(m: ModelSpec, t, op_use) -> list:
     return [
         op_use("mhc_proj", GemmCase(dtype=Dtype.BF16, m=t, n=2 * hc + hc * hc, k=hc * m.hidden), n),
         op_use("mhc_mix", ElementwiseCase(op=ElementwiseOp.MHC, dtype=Dtype.BF16, hidden=hc * m.hidden, num_tokens=t), n),
+        # before the final norm the streams are mixed once more into one (hc weights a token)
+        op_use("mhc_head", GemmCase(dtype=Dtype.BF16, m=t, n=hc, k=hc * m.hidden), 1),
     ]
+
+
+def v4_projection_ops(m: ModelSpec, tp: int, t, op_use) -> list:
+    """DeepSeek-V4 attention projections of every attention layer (DeepSeek's inference model.py, vLLM's
+    deepseek_v4: wq_a and wkv fused and replicated; wq_b column-split by heads; wo_a a grouped
+    projection, each of the o_groups / tp local groups maps its heads x head_dim to o_lora_rank (priced
+    as one GEMM of n = local groups x o_lora_rank over one group's width: the flops and weight bytes of
+    the batched form); wo_b row-split back to the hidden size), then the KV compressors of the CSA / HCA
+    layers (wkv and wgate fused; a CSA layer's indexer compressor beside its KV one)."""
+    q, n, h, hd = m.attn_quant, m.num_attn_layers, m.hidden, m.head_dim
+    heads, groups = max(1, m.num_heads // tp), max(1, m.o_groups // tp)
+    group_width = m.num_heads * hd // m.o_groups
+    ops = [
+        op_use("attn_q_kv_down", GemmCase(dtype=q, m=t, n=m.q_lora_rank + m.kv_per_head * m.num_kv_heads * hd, k=h), n),
+        op_use("attn_q_up", GemmCase(dtype=q, m=t, n=heads * hd, k=m.q_lora_rank), n),
+        op_use("attn_o_group", GemmCase(dtype=q, m=t, n=groups * m.o_lora_rank, k=group_width), n),
+        op_use("attn_o_up", GemmCase(dtype=q, m=t, n=h, k=groups * m.o_lora_rank), n),
+    ]
+    sp = m.sparse
+    if sp is not None and sp.compress > 1 and m.num_sparse_layers:
+        width = 2 * (compressor_width(sp.compress, hd) + compressor_width(sp.compress, sp.index_head_dim))
+        ops.append(op_use("compressor_proj_csa", GemmCase(dtype=q, m=t, n=width, k=h), m.num_sparse_layers))
+    if m.num_compressed_layers:
+        ops.append(op_use("compressor_proj_hca", GemmCase(dtype=q, m=t, n=2 * compressor_width(m.kv_compress, hd), k=h),
+                          m.num_compressed_layers))
+    return ops

@@ -65,10 +65,14 @@ def weights_per_gpu(model: ModelSpec, p: ParallelConfig) -> float:
             + model.kv_lora_rank * model.num_heads * (model.qk_nope_head_dim + model.v_head_dim) \
             + model.num_heads * model.v_head_dim * h
         attn = (replicated + split / tp) * wa
+    elif model.o_groups:   # DeepSeek-V4: replicated q / kv down-projection, the rest split by heads / groups
+        replicated, split = model.attention_params()
+        attn = (replicated + split / tp) * wa
     else:
         kv_split = min(tp, model.num_kv_heads)
         q_heads = model.num_heads * (2 if model.attn_output_gate else 1)
-        attn = (h * (q_heads + model.num_heads) * model.head_dim / tp + 2 * h * model.num_kv_heads * model.head_dim / kv_split) * wa
+        kv = model.kv_per_head * h * model.num_kv_heads * model.head_dim
+        attn = (h * (q_heads + model.num_heads) * model.head_dim / tp + kv / kv_split) * wa
     moe_tp, moe_ep = moe_split(p)
     wg, mats = weight_bytes(model.gemm_quant), model.mlp_mats
     dense = mats * h * model.inter / tp * wg
@@ -78,9 +82,9 @@ def weights_per_gpu(model: ModelSpec, p: ParallelConfig) -> float:
                + mats * h * model.shared_inter / tp * wg + h * model.num_experts * 2.0 + 2 * h * model.moe_latent * wg)
     lin = model.linear
     mixer = (h * (lin.in_proj_width() + lin.out_width()) / tp * wa) if lin else 0.0
-    sp = model.sparse   # the indexer's projections are replicated on every rank
-    index = h * (sp.index_heads * sp.index_head_dim + sp.index_head_dim + sp.index_heads) * 2.0 if sp else 0.0
-    layers = (attn * model.num_attn_layers + mixer * model.num_linear_layers + index * model.num_sparse_layers
+    # the indexer's projections (bf16) and the V4 compressors are replicated on every rank; mHC weights fp32
+    index = model.index_params() * 2.0 * model.num_sparse_layers + model.compressor_params() * wa + model.mhc_params() * 4.0
+    layers = (attn * model.num_attn_layers + mixer * model.num_linear_layers + index
               + dense * model.num_dense_layers + moe * model.num_moe_layers) / p.pp
     emb = model.vocab * h * 2.0 / tp
     head = 0.0 if model.tie_embeddings else emb
@@ -95,9 +99,9 @@ def kv_bytes(model: ModelSpec, p: ParallelConfig, kv_dtype: Dtype) -> tuple[floa
     if model.attention == AttentionKind.MLA:
         per_layer = model.kv_elems_per_token_layer() * b  # latent is replicated on every TP rank
     else:
-        per_layer = 2 * max(1, model.num_kv_heads // p.tp) * model.head_dim * b
+        per_layer = model.kv_per_head * max(1, model.num_kv_heads // p.tp) * model.head_dim * b
     growing = per_layer * model.growing_kv_layers() + model.index_bytes_per_token()   # indexer keys: replicated
-    return growing / p.pp, per_layer * model.num_sliding_layers / p.pp
+    return growing / p.pp, per_layer * model.num_window_layers / p.pp
 
 
 def activation_bytes(model: ModelSpec, p: ParallelConfig, max_tokens: int) -> float:

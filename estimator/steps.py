@@ -200,7 +200,7 @@ class StepModel:
         sparse layers' indexer keys; linear layers' fixed state is not per token."""
         m = self.model
         b = 1.0 if self.kv_dtype in (Dtype.FP8, Dtype.FP8_BLOCK) else 2.0
-        layers = m.growing_kv_layers() + m.num_sliding_layers
+        layers = m.growing_kv_layers() + m.num_window_layers
         return m.kv_elems_per_token_layer() * b * layers + m.index_bytes_per_token()
 
     def op_cases(self, phase: Phase, batch: int, seq_len: int, kv_len: int) -> list[OpCase]:

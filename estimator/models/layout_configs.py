@@ -95,11 +95,13 @@ def minimax_m3(cfg: dict, name: str) -> dict:
 
 
 def deepseek_v4(cfg: dict, name: str) -> dict:
-    """DeepSeek-V4: multi-query attention (one 512-dim KV head) over compressed caches, per layer
-    `compress_ratios`: 4 = CSA (one entry per 4 tokens, a DSA-style indexer picks `index_topk` of them),
-    128 = HCA (one entry per 128 tokens, read densely), 0 = the 128-token sliding window alone; mHC
-    residual streams (`hc_mult`). The sliding window every layer also keeps (128 tokens) and the
-    low-rank grouped output projection are not modelled (the o_proj is priced as a full one)."""
+    """DeepSeek-V4 (DeepSeek's inference model.py): multi-query attention whose one 512-dim entry per
+    token is key and value, q through `q_lora_rank`, a grouped low-rank output projection (`o_groups`
+    groups -> `o_lora_rank` each, then one projection to the hidden size); per layer `compress_ratios`:
+    4 = CSA (overlapping compressor, one entry per 4 tokens, an indexer picks `index_topk` of them),
+    128 = HCA (one entry per 128 tokens, read densely), 0 = the sliding window alone. Every layer also
+    attends its last `sliding_window` (128) tokens. mHC residual streams (`hc_mult`). The list may
+    carry one more ratio for the MTP layer (not priced)."""
     base = gqa_common(cfg, name)
     layers = base["num_layers"]
     ratios = req(cfg, "compress_ratios", name)
@@ -111,11 +113,17 @@ def deepseek_v4(cfg: dict, name: str) -> dict:
     unknown = sorted(set(n) - {0, csa, hca})
     if unknown:
         raise DataError(f"config of {name}: 'compress_ratios' has ratio(s) {unknown}; accepted: 0, one CSA ratio, one HCA ratio")
+    heads, groups = base["num_heads"], int(req(cfg, "o_groups", name))
+    if groups < 1 or heads % groups:
+        raise DataError(f"config of {name}: 'o_groups' = {groups} must divide num_attention_heads ({heads})")
     moe_inter = int(req(cfg, "moe_intermediate_size", name))
+    window = int(cfg.get("sliding_window") or 128)
     sparse = SparseSpec(SparseKind.DSA, topk=int(req(cfg, "index_topk", name)), index_heads=int(req(cfg, "index_n_heads", name)),
                         index_head_dim=int(req(cfg, "index_head_dim", name)), compress=csa)
     return dict(base, sparse=sparse, num_sparse_layers=n[csa], num_compressed_layers=n[hca] if hca else 0,
-                kv_compress=hca or 1, sliding_window=int(cfg.get("sliding_window") or 128), num_sliding_layers=n[0],
+                kv_compress=hca or 1, sliding_window=window, num_sliding_layers=n[0], compressed_window=window,
+                kv_shared=True, q_lora_rank=int(req(cfg, "q_lora_rank", name)), o_groups=groups,
+                o_lora_rank=int(req(cfg, "o_lora_rank", name)),
                 num_experts=int(req(cfg, "n_routed_experts", name)), topk=int(req(cfg, "num_experts_per_tok", name)),
                 moe_inter=moe_inter, shared_inter=int(cfg.get("n_shared_experts") or 0) * moe_inter,
                 inter=0, num_dense_layers=0, hc_mult=int(cfg.get("hc_mult") or 0))

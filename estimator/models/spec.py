@@ -13,6 +13,16 @@ from perfdb.ops.base import act_bytes
 from perfdb.ops.sparse import index_cache_bytes_per_token
 from perfdb.types import Dtype, LinearKind, SparseKind
 
+# DeepSeek-V4 compressors overlap neighbouring windows at this ratio (CSA): wkv / wgate emit 2 x the
+# entry width (DeepSeek's inference model.py, `Compressor`: overlap = compress_ratio == 4, coff = 1 + overlap)
+OVERLAP_RATIO = 4
+
+
+def compressor_width(ratio: int, dim: int) -> int:
+    """Output width of each of a compressor's two projections (wkv, wgate) for entries of `dim`."""
+    return dim * (2 if ratio == OVERLAP_RATIO else 1)
+
+
 # sizes every model has (the others may be 0: no dense MLP, no experts, no MLA, no sliding window)
 _POSITIVE = frozenset({"hidden", "num_layers", "num_heads", "num_kv_heads", "head_dim", "vocab"})
 
@@ -86,7 +96,7 @@ class ModelSpec:
     topk: int = 0
     moe_inter: int = 0             # per-expert intermediate size
     shared_inter: int = 0          # total shared-expert intermediate size (n_shared * moe_inter)
-    # MLA (0 unless attention is MLA)
+    # MLA (0 unless attention is MLA; q_lora_rank also for DeepSeek-V4's GQA-form attention)
     q_lora_rank: int = 0           # 0 = plain q projection
     kv_lora_rank: int = 0
     qk_rope_head_dim: int = 0
@@ -111,6 +121,13 @@ class ModelSpec:
     mlp_gated: bool = True         # SwiGLU (3 matrices) or squared-ReLU up/down (2, Nemotron-H)
     moe_latent: int = 0            # latent MoE (Nemotron-3 Super, Kimi-K3): experts work at this width
     hc_mult: int = 0               # DeepSeek-V4 mHC: residual streams per token (0 = plain residual)
+    # DeepSeek-V4 attention (DeepSeek's inference model.py): q through the q_lora_rank bottleneck, one
+    # head_dim entry per token that is both key and value, a grouped low-rank output projection, and
+    # the sliding window every compressing (CSA / HCA) layer attends beside its compressed entries
+    kv_shared: bool = False        # one cache entry per token serves as key and value (K = V)
+    o_groups: int = 0              # 0 = plain o_proj; else heads in o_groups groups, each -> o_lora_rank
+    o_lora_rank: int = 0
+    compressed_window: int = 0     # window tokens the CSA / HCA layers also attend and cache (0 = none)
     # Numerics
     attn_quant: Dtype = Dtype.BF16   # QKV/O projections (and MLA low-rank projections)
     gemm_quant: Dtype = Dtype.BF16   # dense MLP and shared-expert GEMMs
@@ -170,11 +187,23 @@ class ModelSpec:
             kv_dtype=kv_dtype or self.kv_dtype,
         )
 
+    @property
+    def num_window_layers(self) -> int:
+        """Layers holding a sliding-window cache: the sliding layers, plus DeepSeek-V4's CSA / HCA layers
+        (each keeps the last `compressed_window` tokens beside its compressed entries)."""
+        extra = self.num_sparse_layers + self.num_compressed_layers if self.compressed_window else 0
+        return self.num_sliding_layers + extra
+
+    @property
+    def kv_per_head(self) -> int:
+        """Cache vectors per KV head and token: 2 (K and V), 1 where one entry is both (DeepSeek-V4)."""
+        return 1 if self.kv_shared else 2
+
     def kv_elems_per_token_layer(self, layer_sliding: bool = False) -> int:
         """KV-cache elements stored per token per layer (MLA: latent + rope key, shared by heads)."""
         if self.attention == AttentionKind.MLA:
             return self.kv_lora_rank + self.qk_rope_head_dim
-        return 2 * self.num_kv_heads * self.head_dim
+        return self.kv_per_head * self.num_kv_heads * self.head_dim
 
     def growing_kv_layers(self) -> float:
         """Layer-equivalents whose cache grows with every token: full and sparse layers (sparse ones keep
@@ -191,8 +220,46 @@ class ModelSpec:
         """Recurrent state of one request over every linear layer, on one of `tp` GPUs (fixed size)."""
         return self.linear.state_bytes_per_layer(tp) * self.num_linear_layers if self.linear else 0.0
 
+    def index_params(self) -> int:
+        """Indexer weights of one sparse layer (DeepSeek's V3.2 / V4 inference model.py): its query heads
+        from the q_lora_rank bottleneck (the hidden state without one), per-head weights from the hidden
+        state, and its key: one projection (DSA, MSA) or, in a compressing layer, its own overlapping
+        compressor (wkv and wgate, hidden -> 2 x index_head_dim each)."""
+        sp, h = self.sparse, self.hidden
+        if sp is None:
+            return 0
+        key = h * sp.index_head_dim if sp.compress == 1 else 2 * h * compressor_width(sp.compress, sp.index_head_dim)
+        return (self.q_lora_rank or h) * sp.index_heads * sp.index_head_dim + h * sp.index_heads + key
+
+    def compressor_params(self) -> int:
+        """DeepSeek-V4 KV compressors over the model: wkv and wgate (hidden -> width) per CSA / HCA layer."""
+        csa = self.num_sparse_layers * compressor_width(self.sparse.compress, self.head_dim) if self.sparse \
+            and self.sparse.compress > 1 else 0
+        hca = self.num_compressed_layers * compressor_width(self.kv_compress, self.head_dim)
+        return 2 * self.hidden * (csa + hca)
+
+    def attention_params(self) -> tuple[int, int]:
+        """Attention weights of one attention layer, (replicated on every TP rank, split by TP) elements:
+        DeepSeek-V4 (o_groups): wq_a and wkv replicated (vLLM fuses them, ReplicatedLinear), wq_b, the
+        grouped wo_a (o_groups x heads*head_dim/o_groups x o_lora_rank) and wo_b split; else the q / k /
+        v / o projections, all counted as split (weights_per_gpu splits KV heads up to their count)."""
+        h, hd, heads = self.hidden, self.head_dim, self.num_heads
+        if self.o_groups:
+            o = heads * hd * self.o_lora_rank + self.o_groups * self.o_lora_rank * h
+            return h * (self.q_lora_rank + self.kv_per_head * self.num_kv_heads * hd), \
+                self.q_lora_rank * heads * hd + o
+        q_heads = heads * (2 if self.attn_output_gate else 1)
+        return 0, h * (q_heads + self.kv_per_head * self.num_kv_heads) * hd + heads * hd * h
+
+    def mhc_params(self) -> int:
+        """mHC mixing weights (fp32): per layer, per sub-layer, (2 + hc) x hc logits from the hc x hidden
+        streams; hc more for the head's final mix."""
+        hc = self.hc_mult
+        return (2 * self.num_layers * (2 + hc) * hc + hc) * hc * self.hidden if hc else 0
+
     def param_counts(self) -> dict[str, int]:
-        """Parameter counts by group (elements), used for weight memory. Keys are fixed names."""
+        """Parameter counts by group (elements), used for weight memory. Keys are fixed names. Left out:
+        norms, rope tables, attention sinks, the compressors' position biases (< 0.01%)."""
         h = self.hidden
         if self.attention == AttentionKind.MLA:
             q = (h * self.q_lora_rank + self.q_lora_rank * self.num_heads * self.head_dim) if self.q_lora_rank \
@@ -202,12 +269,8 @@ class ModelSpec:
             o = self.num_heads * self.v_head_dim * h
             attn = q + kv + o
         else:
-            q_heads = self.num_heads * (2 if self.attn_output_gate else 1)
-            attn = h * (q_heads + 2 * self.num_kv_heads) * self.head_dim + self.num_heads * self.head_dim * h
-        index = 0
-        if self.sparse:   # indexer q / k / head-weight projections
-            sp = self.sparse
-            index = h * (sp.index_heads * sp.index_head_dim + sp.index_head_dim + sp.index_heads) * self.num_sparse_layers
+            attn = sum(self.attention_params())
+        index = self.index_params() * self.num_sparse_layers + self.compressor_params()
         lin = h * (self.linear.in_proj_width() + self.linear.out_width()) if self.linear else 0
         mats = self.mlp_mats
         dense_mlp = mats * h * self.inter
@@ -216,6 +279,7 @@ class ModelSpec:
         router = h * self.num_experts + (2 * h * self.moe_latent if self.moe_latent else 0)
         return {
             "attention": attn * self.num_attn_layers + lin * self.num_linear_layers + index,
+            "mhc": self.mhc_params(),
             "dense_mlp": dense_mlp * self.num_dense_layers,
             "experts": experts * self.num_moe_layers,
             "shared_experts": shared * self.num_moe_layers,

@@ -104,7 +104,9 @@ def test_more_architectures_and_release_suffixes():
     assert load_model("zai-org/GLM-4.5-Air").total_params() / 1e9 == pytest.approx(106, rel=0.03)
     v32 = load_model("deepseek-ai/DeepSeek-V3.2-Exp")
     assert v32.attention == AttentionKind.MLA and v32.num_sparse_layers == 61 and v32.sparse.topk == 2048
-    indexer = 61 * 7168 * (64 * 128 + 128 + 64)     # DSA indexer projections on every layer
+    # DSA indexer on every layer (DeepSeek-V3.2 inference model.py): wq_b from the 1,536 q_lora
+    # bottleneck to 64 heads x 128, wk and weights_proj from the 7,168 hidden state
+    indexer = 61 * (1536 * 64 * 128 + 7168 * (128 + 64))
     assert v32.total_params() == load_model("deepseek-ai/DeepSeek-V3").total_params() + indexer
     assert load_model("moonshotai/Kimi-K2-Instruct").gemm_quant == Dtype.FP8_BLOCK
     assert load_model("moonshotai/Kimi-K2-Thinking").moe_quant == Dtype.INT4              # int4 weight-only experts
