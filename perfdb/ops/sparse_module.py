@@ -7,7 +7,7 @@ projections, its fp8 MQA logits and top-k, the weight-absorbed sparse MLA over t
 (with the per-head BMMs into and out of the latent) and o_proj, in one timing. No single servecast op
 matches that, so this family is that block, and its roofline is the sum of the pieces servecast
 prices a DSA layer with when no module table exists (estimator.layers: mla_down_proj, mla_q_up_proj,
-mla_absorb_bmm, indexer_proj, the sparse attention of perfdb.ops.sparse, mla_out_bmm, o_proj): the
+mla_absorb_bmm, indexer_q_proj / indexer_k_proj, the sparse attention of perfdb.ops.sparse, mla_out_bmm, o_proj): the
 same GemmCase / Sparse*Case flops and bytes, each part's compute at its own dtype's peak
 (perfdb.roofline sums the parts). The TP all-reduce after o_proj is not part of the module.
 
@@ -19,7 +19,7 @@ tokens after prefix_len cached ones; decode: batch requests (one query token eac
 MSA (aiconfigurator-core `msa_*_module`): the same block for GQA attention, whose top-k blocks of
 tokens are picked by a small indexer: the qkv projection, the indexer's projections, the indexer +
 top-k GQA attention (perfdb.ops.sparse, cache entries of 2 x kv heads x head_dim) and o_proj, as
-estimator.layers prices an MSA layer (qkv_proj, indexer_proj, attn_*_sparse, o_proj).
+estimator.layers prices an MSA layer (qkv_proj, indexer_q_proj / indexer_k_proj, attn_*_sparse, o_proj).
 """
 from __future__ import annotations
 
@@ -36,12 +36,12 @@ from perfdb.types import Dtype, OpKind, SparseKind
 
 @dataclass(frozen=True)
 class _Indexed:
-    def index_proj_width(self) -> int:
-        """Indexer q heads, its single MQA key, its per-head weights (all from the hidden state)."""
-        return self.index_heads * self.index_head_dim + self.index_head_dim + self.index_heads
-
-    def _indexer_gemm(self, tokens) -> GemmCase:
-        return GemmCase(dtype=Dtype.BF16, m=tokens, n=self.index_proj_width(), k=self.hidden)
+    def _indexer_gemms(self, tokens, q_in: int) -> tuple[GemmCase, GemmCase]:
+        """Indexer q heads from `q_in` (DSA: the q_lora_rank bottleneck, as DeepSeek-V3.2's model.py
+        builds its wq_b; MSA: the hidden state), its single MQA key and per-head weights from the hidden
+        state (estimator.layers_hybrid: indexer_q_proj, indexer_k_proj)."""
+        return (GemmCase(dtype=Dtype.BF16, m=tokens, n=self.index_heads * self.index_head_dim, k=q_in),
+                GemmCase(dtype=Dtype.BF16, m=tokens, n=self.index_head_dim + self.index_heads, k=self.hidden))
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class _DsaModuleShape(_Indexed):
             GemmCase(dtype=d, m=tokens, n=down, k=self.hidden),                                         # q_a + kv_a
             GemmCase(dtype=d, m=tokens, n=h * (self.qk_nope_head_dim + self.qk_rope_head_dim), k=q_in),  # q_b
             GemmCase(dtype=Dtype.BF16, m=tokens, n=h * self.kv_lora_rank, k=self.qk_nope_head_dim),       # absorb
-            self._indexer_gemm(tokens),
+            *self._indexer_gemms(tokens, q_in),
             GemmCase(dtype=Dtype.BF16, m=tokens, n=h * self.v_head_dim, k=self.kv_lora_rank),            # out bmm
             GemmCase(dtype=d, m=tokens, n=self.hidden, k=h * self.v_head_dim),                           # o_proj
         )
@@ -131,7 +131,7 @@ class _MsaModuleShape(_Indexed):
     def _gemms(self, tokens) -> tuple[GemmCase, ...]:
         qkv = (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
         return (GemmCase(dtype=self.dtype, m=tokens, n=qkv, k=self.hidden),
-                self._indexer_gemm(tokens),
+                *self._indexer_gemms(tokens, self.hidden),
                 GemmCase(dtype=self.dtype, m=tokens, n=self.hidden, k=self.num_heads * self.head_dim))
 
 

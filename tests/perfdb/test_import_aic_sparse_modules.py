@@ -111,7 +111,7 @@ def test_module_roofline_is_the_sum_of_the_layer_pieces(name, module):
     assert pieces.sparse_module is None and whole.sparse_module is not None
     for args in ((2, 3000, 500, 0, 0), (0, 0, 0, 16, 20000)):
         names = {u.name for u in whole.ops(*args)}
-        assert {f"{module}_prefill", f"{module}_decode"} <= names and "indexer_proj" not in names
+        assert {f"{module}_prefill", f"{module}_decode"} <= names and "indexer_q_proj" not in names
         assert _step_totals(whole, args) == pytest.approx(_step_totals(pieces, args), rel=1e-12)
 
 
@@ -137,7 +137,7 @@ def test_estimator_prices_the_attention_block_from_the_module_and_says_so(db):
     dec = sm.step(Phase.DECODE, 0, 0, 0, 4, 4096)          # 4 requests at 4,096 tokens: a measured row
     ops = {o.name: o for o in dec.ops}
     assert ops["dsa_module_decode"].source == Source.MEASURED
-    assert not {"indexer_proj", "attn_decode_sparse", "mla_down_proj", "o_proj"} & set(ops)
+    assert not {"indexer_q_proj", "attn_decode_sparse", "mla_down_proj", "o_proj"} & set(ops)
     measured = 0.1 + 0.002 * 8 * 4 * (1 + 4095 / 8192)
     assert float(np.ravel(ops["dsa_module_decode"].ms)[0]) == pytest.approx(measured * sm.model.num_layers)
     pre = {o.name: o for o in sm.step(Phase.PREFILL, 2, 600, 0, 0, 0).ops}
@@ -149,7 +149,7 @@ def test_estimator_falls_back_to_the_pieces_without_a_matching_module_table(db):
     fp8_kv = _glm5(out, kv_dtype=Dtype.FP8)                # the table holds bf16-KV modules only
     assert fp8_kv.composer.sparse_module is None
     ops = {o.name for o in fp8_kv.step(Phase.DECODE, 0, 0, 0, 4, 4096).ops}
-    assert {"indexer_proj", "attn_decode_sparse", "mla_down_proj", "o_proj"} <= ops and "dsa_module_decode" not in ops
+    assert {"indexer_q_proj", "attn_decode_sparse", "mla_down_proj", "o_proj"} <= ops and "dsa_module_decode" not in ops
     dense = StepModel.build(load_model("deepseek-ai/DeepSeek-V3"), H200, ParallelConfig(tp=8, moe_tp=8),
                             EngineConfig(Backend.TRTLLM), PerfDB(out).view("h200_sxm", Backend.TRTLLM))
     assert dense.composer.sparse_module is None               # not a DSA model
@@ -170,7 +170,7 @@ def test_estimator_prices_minimax_m3_sparse_layers_from_the_msa_module(db):
     uses = {u.name: u for u in sm.composer.ops(0, 0, 0, 4, 4096)}
     assert uses["msa_module_decode"].count == 57                       # its sparse layers
     assert uses["qkv_proj"].count == uses["o_proj"].count == 3        # the 3 full-attention layers keep theirs
-    assert "indexer_proj" not in uses and "attn_decode_sparse" not in uses
+    assert "indexer_q_proj" not in uses and "attn_decode_sparse" not in uses
     ops = {o.name: o for o in sm.step(Phase.DECODE, 0, 0, 0, 4, 4096).ops}
     assert ops["msa_module_decode"].source == Source.MEASURED
 
