@@ -46,6 +46,19 @@ class _Indexed:
 
 @dataclass(frozen=True)
 class _DsaModuleShape(_Indexed):
+    dtype: Dtype            # projection GEMMs
+    kv_dtype: Dtype
+    num_heads: int
+    hidden: int
+    q_lora_rank: int
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+    topk: int
+    index_heads: int
+    index_head_dim: int
+
     def attention_fields(self) -> dict:
         """The Sparse*Case fields of the absorbed MQA over the kv_lora_rank + rope latent."""
         latent = self.kv_lora_rank + self.qk_rope_head_dim
@@ -72,18 +85,6 @@ class _DsaModuleShape(_Indexed):
 class DsaModulePrefillCase(_DsaModuleShape, ModuleCase):
     KIND: ClassVar = OpKind.DSA_MODULE_PREFILL
     NUMERIC: ClassVar = ("batch", "seq_len", "prefix_len")
-    dtype: Dtype            # projection GEMMs
-    kv_dtype: Dtype
-    num_heads: int
-    hidden: int
-    q_lora_rank: int
-    kv_lora_rank: int
-    qk_nope_head_dim: int
-    qk_rope_head_dim: int
-    v_head_dim: int
-    topk: int
-    index_heads: int
-    index_head_dim: int
     batch: np.ndarray
     seq_len: np.ndarray
     prefix_len: np.ndarray
@@ -99,18 +100,6 @@ class DsaModulePrefillCase(_DsaModuleShape, ModuleCase):
 class DsaModuleDecodeCase(_DsaModuleShape, ModuleCase):
     KIND: ClassVar = OpKind.DSA_MODULE_DECODE
     NUMERIC: ClassVar = ("batch", "kv_len")
-    dtype: Dtype
-    kv_dtype: Dtype
-    num_heads: int
-    hidden: int
-    q_lora_rank: int
-    kv_lora_rank: int
-    qk_nope_head_dim: int
-    qk_rope_head_dim: int
-    v_head_dim: int
-    topk: int
-    index_heads: int
-    index_head_dim: int
     batch: np.ndarray       # query tokens (decoding requests; speculative tokens count as requests)
     kv_len: np.ndarray
 
@@ -119,9 +108,18 @@ class DsaModuleDecodeCase(_DsaModuleShape, ModuleCase):
         return (*self._gemms(self.batch), attn)
 
 
-
 @dataclass(frozen=True)
 class _MsaModuleShape(_Indexed):
+    dtype: Dtype            # projection GEMMs
+    kv_dtype: Dtype
+    num_heads: int          # query heads on this GPU
+    num_kv_heads: int       # KV heads on this GPU
+    head_dim: int
+    hidden: int
+    topk: int               # tokens attended (top-k blocks x block size)
+    index_heads: int
+    index_head_dim: int
+
     def attention_fields(self) -> dict:
         """The Sparse*Case fields of the GQA attention over the selected tokens."""
         return dict(kind=SparseKind.MSA, dtype=Dtype.BF16, kv_dtype=self.kv_dtype, num_heads=self.num_heads,
@@ -140,15 +138,6 @@ class _MsaModuleShape(_Indexed):
 class MsaModulePrefillCase(_MsaModuleShape, ModuleCase):
     KIND: ClassVar = OpKind.MSA_MODULE_PREFILL
     NUMERIC: ClassVar = ("batch", "seq_len", "prefix_len")
-    dtype: Dtype            # projection GEMMs
-    kv_dtype: Dtype
-    num_heads: int          # query heads on this GPU
-    num_kv_heads: int       # KV heads on this GPU
-    head_dim: int
-    hidden: int
-    topk: int               # tokens attended (top-k blocks x block size)
-    index_heads: int
-    index_head_dim: int
     batch: np.ndarray
     seq_len: np.ndarray
     prefix_len: np.ndarray
@@ -164,15 +153,6 @@ class MsaModulePrefillCase(_MsaModuleShape, ModuleCase):
 class MsaModuleDecodeCase(_MsaModuleShape, ModuleCase):
     KIND: ClassVar = OpKind.MSA_MODULE_DECODE
     NUMERIC: ClassVar = ("batch", "kv_len")
-    dtype: Dtype
-    kv_dtype: Dtype
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    hidden: int
-    topk: int
-    index_heads: int
-    index_head_dim: int
     batch: np.ndarray
     kv_len: np.ndarray
 
