@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from perfdb.importers.aic_tables import Converted, _finish, _map_dtype
+from perfdb.importers.aic_tables import Converted, _attention_axes, _finish, _map_dtype
 from perfdb.specs import SystemSpec
 from perfdb.types import OpKind
 
@@ -70,12 +70,7 @@ def _module(family: str, geometry: dict[str, dict[str, int]], kind: OpKind):
                               dtype="int64")
         for name in columns:
             out[name] = fields[name]
-        out["batch"] = df["batch_size"].astype("int64")
-        if decode:
-            out["kv_len"] = df["isl"].astype("int64") + df["step"].astype("int64")
-        else:
-            out["seq_len"] = df["isl"].astype("int64")
-            out["prefix_len"] = df["step"].astype("int64")
+        _attention_axes(df, out, decode)
         return _finish(kind, df, out, skipped)
     return convert
 

@@ -78,6 +78,19 @@ def _gemm(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
     return _finish(OpKind.GEMM, df, out, skipped)
 
 
+def _attention_axes(df: pd.DataFrame, out: pd.DataFrame, decode: bool) -> None:
+    """The tables' batch_size / isl / step as servecast's axes: decode rows hold isl (1 in the 0.12.0
+    generation tables) tokens plus `step` decoded ones in the KV cache; prefill rows run isl new tokens
+    after `step` cached ones (0 in every 0.12.0 context table that has the column)."""
+    out["batch"] = df["batch_size"].astype("int64")
+    step = df["step"].astype("int64") if "step" in df else 0
+    if decode:
+        out["kv_len"] = df["isl"].astype("int64") + step
+    else:
+        out["seq_len"] = df["isl"].astype("int64")
+        out["prefix_len"] = step
+
+
 def _attention(decode: bool) -> Converter:
     def convert(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
         out, skipped = pd.DataFrame(index=df.index), {}
@@ -87,14 +100,7 @@ def _attention(decode: bool) -> Converter:
         out["num_kv_heads"] = df["num_key_value_heads"].astype("int64")
         out["head_dim"] = df["head_dim"].astype("int64")
         out["window"] = df["window_size"].astype("int64") if "window_size" in df else 0
-        out["batch"] = df["batch_size"].astype("int64")
-        step = df["step"].astype("int64") if "step" in df else 0
-        if decode:
-            # generation rows: isl (always 1) tokens then `step` decoded ones sit in the KV cache
-            out["kv_len"] = df["isl"].astype("int64") + step
-        else:
-            out["seq_len"] = df["isl"].astype("int64")
-            out["prefix_len"] = step  # 0 in every 0.12.0 table: no cached prefix
+        _attention_axes(df, out, decode)
         return _finish(OpKind.ATTENTION_DECODE if decode else OpKind.ATTENTION_PREFILL, df, out, skipped)
     return convert
 
@@ -107,12 +113,7 @@ def _mla(decode: bool) -> Converter:
         out["num_heads"] = df["num_heads"].astype("int64")   # per GPU already (128 / tp_size)
         for name, value in MLA_DIMS.items():
             out[name] = value
-        out["batch"] = df["batch_size"].astype("int64")
-        if decode:
-            out["kv_len"] = df["isl"].astype("int64") + df["step"].astype("int64")
-        else:
-            out["seq_len"] = df["isl"].astype("int64")
-            out["prefix_len"] = df["step"].astype("int64")
+        _attention_axes(df, out, decode)
         return _finish(OpKind.MLA_DECODE if decode else OpKind.MLA_PREFILL, df, out, skipped)
     return convert
 
