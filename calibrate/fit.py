@@ -19,7 +19,7 @@ Per metric (TTFT = prefill phase, TPOT = decode phase), in log space, r = log(me
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -140,12 +140,17 @@ def fit_factors(frame: pd.DataFrame, metric: str, opts: FitOptions) -> tuple[tup
     """Scope factors, widest scope first. Each qualifying scope moves its parent's factor towards its own
     median by the weight d / (d + shrink) (d = its deployments): a scope resting on one deployment goes
     only part way, so that one unusual deployment cannot set the correction of every later one. A scope
-    holding exactly its parent's deployments adds nothing (the same evidence is not counted twice). The
-    factor stored per scope is the cumulative one, so `Calibration.factor` (narrowest match wins) gives
-    the shrunk value, and a scope absent from the fit falls back to its widest ancestor that is present."""
+    holding exactly its parent's deployments adds nothing (the same evidence is not counted twice).
+    A serving mode holding one model stores its factor for that model in that mode (scope mode/model, on
+    any system and backend) and none (0) for the models new to the mode: its median is that model's bias,
+    not the mode's (fitted on gpt-oss-120b's 42 disaggregated rows alone, it moved an unseen DeepSeek-R1's
+    disaggregated TPOT 36% the wrong way, where its intervals covered 31%: nested one model out,
+    docs/bench/calibration.md); every scope of that model gets what it got before. The factor stored per
+    scope is the cumulative one, so `Calibration.factor` (narrowest match wins) gives the shrunk value, and a scope absent from the fit falls back to its widest ancestor that is present."""
     k = opts.shrink_for(metric)
     r = log_ratio(frame, metric)
     deps_all = frame["deployment_key"].to_numpy()
+    models = _model_keys(frame).to_numpy()
     chain = np.full(len(frame), float(np.median(r)))        # each row's cumulative factor so far
     chain_deps = np.full(len(frame), int(pd.unique(deps_all).size))
     factors = [Factor(_scope((), ()), metric, float(chain[0]), len(frame), int(chain_deps[0]))]
@@ -156,15 +161,28 @@ def fit_factors(frame: pd.DataFrame, metric: str, opts: FitOptions) -> tuple[tup
             n, d = len(idx), int(pd.unique(deps_all[idx]).size)
             if n < opts.min_rows or d < opts.min_deployments or d == chain_deps[idx[0]]:
                 continue                                    # too thin, or nothing beyond its parent
-            parent = float(chain[idx[0]])                   # nested levels: one parent per group
-            dev = r[idx] - parent
-            if opts.clip > 0:
-                dev = np.clip(dev, -opts.clip, opts.clip)
-            value = parent + d / (d + k) * float(np.median(dev))
-            factors.append(Factor(_scope(level, key), metric, value, n, d))
+            value = _shrunk(r[idx], float(chain[idx[0]]), d, k, opts.clip)   # nested levels: one parent per group
+            scope = _scope(level, key)
+            if level == ("mode",) and len(only := pd.unique(models[idx])) == 1:
+                factors.append(Factor(scope, metric, 0.0, n, d))     # for the models new to the mode: none
+                scope = replace(scope, model=str(only[0]))            # the one model's, in this mode
+            factors.append(Factor(scope, metric, value, n, d))
             nxt[idx], nxt_deps[idx] = value, d
         chain, chain_deps = nxt, nxt_deps
-    cal = Calibration(tuple(factors), (), ())
+    return tuple(factors), _fallback_notes(frame, Calibration(tuple(factors), (), ()), metric, k)
+
+
+def _shrunk(r: np.ndarray, parent: float, d: int, k: float, clip: float) -> float:
+    """`parent` moved towards the median of `r` by d / (d + k), each row's pull clipped to `clip` (0: none)."""
+    dev = r - parent
+    if clip > 0:
+        dev = np.clip(dev, -clip, clip)
+    return parent + d / (d + k) * float(np.median(dev))
+
+
+def _fallback_notes(frame: pd.DataFrame, cal: Calibration, metric: str, k: float) -> list[str]:
+    """Per (system, backend, version, mode, model) of `frame`: that it falls back to a wider scope, or
+    rests on so few deployments that its parent's factor weighs most."""
     notes = []
     for key, g in frame.groupby(list(SCOPE_LEVELS[0]), sort=True):
         used = cal.factor(metric, *map(str, key))
@@ -175,7 +193,7 @@ def fit_factors(frame: pd.DataFrame, metric: str, opts: FitOptions) -> tuple[tup
         elif k > 0 and d <= 2:
             notes.append(f"{metric}: {'/'.join(map(str, key))} rests on {d} deployment(s); its own median counts "
                          f"{d / (d + k):.0%} against its parent scope's")
-    return tuple(factors), notes
+    return notes
 
 
 def _export_trees(model) -> Trees:

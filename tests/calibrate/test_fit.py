@@ -33,8 +33,11 @@ def test_factors_recover_the_truth():
         # the narrowest scope that adds deployments beyond its parent's: the scope's own 5
         assert tpot.scope.matches(system, backend, "1.0", mode, "m") and tpot.n_deployments == 5
         assert math.exp(tpot.log_factor) == pytest.approx(truth ** 0.5, rel=1e-9)
-    # a scope never seen falls back to the widest factor that matches
-    assert cal.factor("ttft", "gb200", "sglang", "9", "agg").scope.label() == "*/*/*/agg"
+    # a scope never seen falls back to the widest factor that matches; one model holds each mode here, so
+    # the mode's factor is that model's (in that mode) and a model new to the mode gets none
+    assert cal.factor("ttft", "gb200", "sglang", "9", "agg", "m").scope.label() == "*/*/*/agg/m"
+    new = cal.factor("ttft", "gb200", "sglang", "9", "agg", "other")
+    assert new.scope.label() == "*/*/*/agg" and new.log_factor == 0.0
 
 
 def test_cv_error_drops_and_intervals_cover(trained):
@@ -76,8 +79,10 @@ def test_shrinkage_moves_a_thin_scope_part_way_from_its_parent():
     opts = FitOptions(residual="none", shrink_tpot=1.0, folds=3)
     cal = fit_point(thin.reset_index(drop=True), opts, "estimate")
     own = cal.factor("tpot", "h200_sxm", "vllm", "1.0", "agg", "m")
-    parent = cal.factor("tpot", "gb200", "sglang", "1.0", "agg", "m")     # unseen backend: the mode scope
-    assert own.n_deployments == 1 and own.scope.label() == "h200_sxm/vllm/*/agg/m" and parent.scope.label() == "*/*/*/agg"
+    # unseen backend: the mode scope, which, one model holding the mode, is that model's in the mode
+    parent = cal.factor("tpot", "gb200", "sglang", "1.0", "agg", "m")
+    assert own.n_deployments == 1 and own.scope.label() == "h200_sxm/vllm/*/agg/m"
+    assert parent.scope.label() == "*/*/*/agg/m"
     # one deployment, shrink 1: half way from the parent's factor towards its own median (the truth,
     # noise-free); the narrower scopes hold the same deployment and add no factor of their own
     assert own.log_factor == pytest.approx(parent.log_factor + 0.5 * (math.log(1.5 ** 0.5) - parent.log_factor))
