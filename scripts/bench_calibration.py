@@ -1,7 +1,9 @@
 """Calibration error and interval coverage under three held-out protocols, from one predictions file.
 
-    servecast estimate --from-runs ../shared/data/e2e_train_silicon.csv --out pred.csv     # bundled database
+    servecast estimate --from-runs ../shared/data/e2e_train_silicon.csv --out pred.csv     # bundled db, simulator
     python scripts/bench_calibration.py ../shared/data/e2e_train_silicon.csv pred.csv [--residual gbm|none]
+    servecast estimate --from-runs ../shared/data/e2e_train_silicon.csv --base estimate --out pred_static.csv
+    python scripts/bench_calibration.py ../shared/data/e2e_train_silicon.csv pred_static.csv --base estimate
 
 Protocols (each row is corrected by a calibration fitted without it, its reach decisions and intervals
 from inner protocols on that fit's own rows: calibrate.train):
@@ -38,9 +40,11 @@ def main() -> int:
     ap.add_argument("runs", type=Path)
     ap.add_argument("predictions", type=Path)
     ap.add_argument("--residual", default="gbm")
+    ap.add_argument("--base", default="simulate", choices=("simulate", "estimate"),
+                    help="what the predictions file holds (`estimate --from-runs --base`; simulate by default)")
     args = ap.parse_args()
     frame = from_predictions_file(read_results([args.runs], None), args.predictions)
-    res = train(frame, replace(FitOptions(), residual=args.residual), "estimate")
+    res = train(frame, replace(FitOptions(), residual=args.residual), args.base)
     rows = res.rows
     print(f"{len(rows)} rows, {rows['deployment_key'].nunique()} deployments, {rows['model_key'].nunique()} models, "
           f"{rows['system'].nunique()} systems; calibration {res.calibration.id}")

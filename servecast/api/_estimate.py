@@ -92,13 +92,13 @@ def estimate(*, model: str, system: str, backend: str | Backend = "trtllm", vers
 
 
 def estimate_runs(runs: Path | str, out: Path | str, *, db: Path | str | None = None,
-                  calibration: Path | str | None = None, hf_hub: Path | None = None, base: str = "estimate",
+                  calibration: Path | str | None = None, hf_hub: Path | None = None, base: str = "simulate",
                   progress: Callable[[int, int], None] | None = None) -> RunPredictions:
     """Predict every row of a measured-run CSV (the format of e2e_train_silicon.csv) and write the predictions
     CSV to `out` atomically; with a calibration (explicit, or stored in `db`) its cal_* and interval columns too.
-    `base`: "estimate" (the static estimate, what `plan` screens with) or "simulate" (the simulator's replay of
-    each run at its concurrency and client protocol, what `plan` decides on, with the calibration fitted on
-    that base; seconds per hundred rows, `progress(done, total)` per row)."""
+    `base`: "simulate" (the default: the simulator's replay of each run at its concurrency and client protocol,
+    what `plan` decides on, with the calibration fitted on that base; seconds per hundred rows,
+    `progress(done, total)` per row) or "estimate" (the static estimate, what `plan` screens with)."""
     from calibrate.predict import Base
     from estimator.runs import predict_runs, read_runs, write_predictions
     from perfdb.errors import DataError

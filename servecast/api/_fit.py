@@ -28,14 +28,15 @@ class Fitted:
 
 
 def fit(runs: Path | str, *, out: Path | str | None = None, db: Path | str | None = None,
-        predictions: Path | str | None = None, base: str = "estimate", statistic: str = "mean",
+        predictions: Path | str | None = None, base: str = "simulate", statistic: str = "mean",
         options: FitOptions | None = None, plot: Path | str | None = None, hf_hub: Path | None = None,
         progress: Callable[[int, int], None] | None = None) -> Fitted:
     """Fit per-scope factors and a residual model to `runs` (a Parquet table from `calibrate ingest`, a silicon
     CSV or InferenceX rows) with grouped cross-validation; write the artifact to <out>/<id>/ when `out` is given.
 
-    Predictions come from `predictions` (a CSV from estimate_runs) or are computed with base "estimate"
-    (analytic) or "simulate" (the simulator; progress(done, total) per run). statistic: the client statistic
+    Predictions come from `predictions` (a CSV from estimate_runs, made on the same `base`) or are computed
+    with base "simulate" (the simulator's replay of each run, what `plan` decides on; the default;
+    progress(done, total) per run) or "estimate" (the static estimate: seconds, not minutes). statistic: the client statistic
     fitted (mean, p50, p90, p99). options: calibrate.fit.FitOptions (folds, residual model, shrinkage, ...).
     plot: a cross-validated predicted-vs-measured PNG.
     """
@@ -60,7 +61,7 @@ def fit(runs: Path | str, *, out: Path | str | None = None, db: Path | str | Non
 
 
 def predicted_runs(runs: Path | str, *, db: Path | str | None = None, predictions: Path | str | None = None,
-                   base: str = "estimate", statistic: str = "mean", hf_hub: Path | None = None,
+                   base: str = "simulate", statistic: str = "mean", hf_hub: Path | None = None,
                    progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Measured runs joined to predictions (from a predictions CSV, or computed with the estimator or the
     simulator): one row per run, measured_* and pred_* columns, status "ok" or why it cannot be used."""

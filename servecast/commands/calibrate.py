@@ -99,7 +99,9 @@ def fit_cmd(
     db: Annotated[Path, typer.Option(help="perfdb directory (default: the bundled database)")] = None,
     predictions: Annotated[Path, typer.Option(help="reuse predictions from `servecast estimate --from-runs` "
                                                    "instead of predicting")] = None,
-    base: Annotated[str, typer.Option(help="estimate (analytic) | simulate (discrete-event, slower)")] = "estimate",
+    base: Annotated[str, typer.Option(help="simulate (the simulator's replay of each run, what `plan` decides on; "
+                                           "the default) | estimate (the static estimate: seconds, not minutes)")
+                    ] = "simulate",
     statistic: Annotated[str, typer.Option(help="client statistic to fit: mean | p50 | p90 | p99")] = "mean",
     folds: Annotated[int, typer.Option(help="cross-validation folds, grouped by deployment")] = 5,
     residual: Annotated[str, typer.Option(help="residual model on load features: gbm | linear | none")] = "gbm",
@@ -204,7 +206,8 @@ def validate_cmd(
                                                    "cross-validated by fitting on the others")] = None,
     db: Annotated[Path, typer.Option(help="perfdb directory (default: the bundled database)")] = None,
     predictions: Annotated[Path, typer.Option(help="predictions CSV from `servecast estimate --from-runs`")] = None,
-    base: Annotated[str, typer.Option(help="estimate | simulate (must match the calibration's)")] = "estimate",
+    base: Annotated[str, typer.Option(help="simulate | estimate (default: the calibration's; without one, "
+                                           "simulate)")] = None,
     statistic: Annotated[str, typer.Option(help="mean | p50 | p90 | p99")] = "mean",
     folds: Annotated[int, typer.Option(help="folds when cross-validating (no --calibration)")] = 5,
     max_error: Annotated[float, typer.Option(help="exit 1 if the calibrated median |error| % of TTFT or TPOT "
@@ -230,7 +233,8 @@ def validate_cmd(
     if calibration is not None:   # before predicting: a missing or ambiguous one is a one-line error at once
         from calibrate import store
 
-        chosen = store.read(_stored(db, base) if str(calibration) == "stored" else calibration)
+        chosen = store.read(_stored(db, base or "simulate") if str(calibration) == "stored" else calibration)
+    base = base or (chosen[0].base if chosen is not None else "simulate")
     frame = _frame(runs, db, predictions, base, statistic)
     console = Console()
     rows, after, title = _validated_rows(frame, chosen, folds, base, console)

@@ -140,18 +140,19 @@ def register(app: typer.Typer) -> None:
         breakdown: Annotated[bool, typer.Option(help="time per op with its source, memory per category")] = False,
         from_runs: Annotated[Path | None, typer.Option(help="CSV of measured runs (format of e2e_train_silicon.csv)")] = None,
         out: Annotated[Path | None, typer.Option(help="output CSV for --from-runs")] = None,
-        base: Annotated[str, typer.Option(help="with --from-runs: estimate (the static estimate) | simulate (the "
-                                          "simulator's replay of each run at its concurrency, what plan decides on; "
-                                          "with the calibration fitted on that base)")] = "estimate",
+        base: Annotated[str | None, typer.Option(help="with --from-runs: simulate (the simulator's replay of each "
+                                                 "run at its concurrency, what plan decides on; the default) | "
+                                                 "estimate (the static estimate, seconds); with the calibration "
+                                                 "fitted on that base")] = None,
     ) -> None:
         from servecast.hfcache import hub_cache
 
-        if base != "estimate" and from_runs is None:
+        if base is not None and from_runs is None:
             from perfdb.errors import InputError
 
             raise InputError(f"--base {base} applies to --from-runs (a single deployment: `servecast simulate`)")
         if from_runs is not None:
-            _print_runs(from_runs, out, db, calibration, hub_cache(), base)
+            _print_runs(from_runs, out, db, calibration, hub_cache(), base or "simulate")
             return
         if not model or not system:
             from perfdb.errors import InputError

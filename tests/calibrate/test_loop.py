@@ -64,8 +64,9 @@ def check_loop(loop: Path, tmp_path: Path) -> None:
     cal = tmp_path / "cal"
     assert run(["calibrate", "fit", str(runs), "--out", str(cal), "--folds", str(len(tops))]) == 0
     assert run(["calibrate", "validate", str(runs), "--folds", str(len(tops)), "--plot", ""]) == 0
-    assert run(["estimate", "--model", "Qwen/Qwen3-0.6B", "--system", "h200_sxm", "--backend", "vllm",
-                "--calibration", str(cal), "--json"]) == 0, "the folder calibrate fit wrote is accepted as written"
+    # fitted on the default base, the simulator's replays: what `simulate` (and the plan's decision) corrects
+    assert run(["simulate", "--plan", str(tops[0] / "deployment.yaml"), "--num-requests", "20", "--plot", "",
+                "--calibration", str(cal)]) == 0, "the folder calibrate fit wrote is accepted as written"
 
 
 def test_loop_on_the_recorded_aiperf_runs(fixtures, tmp_path):

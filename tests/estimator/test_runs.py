@@ -148,19 +148,22 @@ def test_quantized_trtllm_rows_run_an_fp8_kv_cache_other_engines_the_model_dtype
 
 
 def test_cli_from_runs_through_the_simulator(table, tmp_path):
-    """--base simulate: each row is the simulator's replay of it (estimator.sim.runs, as `plan` decides on), not
-    the static estimate, and the calibration fitted on that base adds its columns; --base outside --from-runs
-    and an unknown base are one-line errors."""
+    """The default base, simulate: each row is the simulator's replay of it (estimator.sim.runs, as `plan`
+    decides on), not the static estimate (--base estimate), and the calibration fitted on that base adds its
+    columns; --base outside --from-runs and an unknown base are one-line errors."""
     from typer.testing import CliRunner
 
     from estimator.sim.runs import simulate_runs
     from servecast.cli import app
 
     table.write_text(table.read_text().replace(",mystery,", ",trtllm,"))
-    sim, est = tmp_path / "sim.csv", tmp_path / "est.csv"
-    res = CliRunner().invoke(app, ["estimate", "--from-runs", str(table), "--out", str(sim), "--base", "simulate"])
+    sim, named, est = tmp_path / "sim.csv", tmp_path / "named.csv", tmp_path / "est.csv"
+    res = CliRunner().invoke(app, ["estimate", "--from-runs", str(table), "--out", str(sim)])
     assert res.exit_code == 0, res.output
-    assert CliRunner().invoke(app, ["estimate", "--from-runs", str(table), "--out", str(est)]).exit_code == 0
+    res = CliRunner().invoke(app, ["estimate", "--from-runs", str(table), "--out", str(named), "--base", "simulate"])
+    assert res.exit_code == 0 and named.read_text() == sim.read_text()
+    res = CliRunner().invoke(app, ["estimate", "--from-runs", str(table), "--out", str(est), "--base", "estimate"])
+    assert res.exit_code == 0, res.output
     got, static = list(csv.DictReader(sim.open())), list(csv.DictReader(est.open()))
     expect = {s.id: s.prediction("mean") for s in simulate_runs(read_runs(table), PerfDB(None))}
     ok = [g for g in got if g["status"] == "ok"]
