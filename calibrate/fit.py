@@ -145,8 +145,9 @@ def fit_factors(frame: pd.DataFrame, metric: str, opts: FitOptions) -> tuple[tup
     any system and backend) and none (0) for the models new to the mode: its median is that model's bias,
     not the mode's (fitted on gpt-oss-120b's 42 disaggregated rows alone, it moved an unseen DeepSeek-R1's
     disaggregated TPOT 36% the wrong way, where its intervals covered 31%: nested one model out,
-    docs/bench/calibration.md); every scope of that model gets what it got before. The factor stored per
-    scope is the cumulative one, so `Calibration.factor` (narrowest match wins) gives the shrunk value, and a scope absent from the fit falls back to its widest ancestor that is present."""
+    BENCHMARKS.md, issue 15 item 5); every scope of that model gets what it got before. The factor stored
+    per scope is the cumulative one, so `Calibration.factor` (narrowest match wins) gives the shrunk value,
+    and a scope absent from the fit falls back to its widest ancestor that is present."""
     k = opts.shrink_for(metric)
     r = log_ratio(frame, metric)
     deps_all = frame["deployment_key"].to_numpy()

@@ -190,7 +190,7 @@ def _new_group(resid: np.ndarray, groups: np.ndarray, hi_q: float) -> np.ndarray
     sqrt((k + 1) / (k - 1)) x t_{k-1}(hi_q) / z(hi_q). k offsets spread around their own mean by (k - 1) / k
     of their variance, a new one falls from that estimated mean with (1 + 1 / k) of it, and a variance
     estimated from k draws needs t's tails. Pooled as they are, the held-out rows of 4-5 systems gave
-    intervals that covered 73% of an unseen system's simulated TTFT (nested, docs/bench/calibration.md).
+    intervals that covered 73% of an unseen system's simulated TTFT (nested; BENCHMARKS.md, issue 15 item 5).
     Fewer than two groups: as they are."""
     from scipy.stats import norm, t
 
