@@ -36,8 +36,8 @@ def fit(runs: Path | str, *, out: Path | str | None = None, db: Path | str | Non
 
     Predictions come from `predictions` (a CSV from estimate_runs, made on the same `base`) or are computed
     with base "simulate" (the simulator's replay of each run, what `plan` decides on; the default;
-    progress(done, total) per run) or "estimate" (the static estimate: seconds, not minutes). statistic: the client statistic
-    fitted (mean, p50, p90, p99). options: calibrate.fit.FitOptions (folds, residual model, shrinkage, ...).
+    progress(done, total) per run) or "estimate" (the static estimate: seconds, not minutes). statistic:
+    the client statistic fitted (mean, p50, p90, p99). options: calibrate.fit.FitOptions (folds, residual model, shrinkage, ...).
     plot: a cross-validated predicted-vs-measured PNG.
     """
     from calibrate import store
