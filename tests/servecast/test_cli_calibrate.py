@@ -85,6 +85,9 @@ def test_fit_validate_show_end_to_end(tmp_path, tiny_db):
     assert "calibration " in res.output and (tmp_path / "fit.png").stat().st_size > 1000
     (art,) = [p for p in (tmp_path / "cal").iterdir() if p.is_dir()]
     assert {p.name for p in art.iterdir()} >= {"calibration.json", "training_rows.parquet", "fold_errors.csv"}
+    from estimator.calibration_files import load
+
+    assert load(art).base == "simulate"    # the default base: the simulator's replays, what plan decides on
     held = _table(tmp_path / "held.csv", "h", concs=(2, 8, 32))
     res = runner.invoke(app, ["calibrate", "validate", str(held), "--calibration", str(tmp_path / "cal"), "--db",
                               str(tiny_db), "--plot", str(tmp_path / "v.png"), "--json"])
@@ -101,6 +104,15 @@ def test_fit_validate_show_end_to_end(tmp_path, tiny_db):
     assert res.exit_code != 0          # every row was used to fit it: nothing held out to report on
     res = runner.invoke(app, ["calibrate", "show", str(art)])
     assert res.exit_code == 0 and "scope factors" in res.output and "cross-validated" in res.output
+    # a static-base calibration is validated on static predictions without naming the base again
+    res = runner.invoke(app, ["calibrate", "fit", str(train_csv), "--db", str(tiny_db), "--out", str(tmp_path / "c3"),
+                              "--base", "estimate", "--folds", "3", "--residual", "none"])
+    assert res.exit_code == 0, res.output
+    (static,) = [p for p in (tmp_path / "c3").iterdir() if p.is_dir()]
+    assert load(static).base == "estimate"
+    res = runner.invoke(app, ["calibrate", "validate", str(held), "--calibration", str(static), "--db", str(tiny_db),
+                              "--plot", ""])
+    assert res.exit_code == 0, res.output
     # the fit's options reach FitOptions, and a bad one is refused before any fitting
     res = runner.invoke(app, ["calibrate", "fit", str(train_csv), "--db", str(tiny_db), "--out", str(tmp_path / "c2"),
                               "--folds", "3", "--residual", "none", "--min-rows", "4", "--rel-weight-ttft", "-1"])
