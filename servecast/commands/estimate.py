@@ -92,7 +92,7 @@ HELP = (f"Estimate TTFT, TPOT and throughput of one deployment, or predict every
         f"row of a measured-run table with --from-runs. {AGG_EXAMPLE}  |  Disagg: servecast estimate "
         f"--model deepseek-ai/DeepSeek-R1 --system gb200 --backend trtllm --mode disagg --prefill-tp 4 "
         f"--prefill-moe-ep 4 --prefill-workers 2 --decode-tp 8 --decode-moe-ep 8 --concurrency 64 "
-        f"--isl 8192 --osl 1024  |  Runs: servecast estimate --from-runs runs.csv --db DB --out pred.csv [--base simulate]")
+        f"--isl 8192 --osl 1024  |  Runs: servecast estimate --from-runs runs.csv --db DB --out pred.csv [--base estimate]")
 
 
 def register(app: typer.Typer) -> None:
