@@ -107,3 +107,16 @@ def resolve(calibration_dir: Path | None, db_root: Path | None, system: str, bac
         return None
     found = find(BUNDLED_ROOT if db_root is None else db_root, system, backend, base)
     return None if found is None else load(found)
+
+
+def resolve_for_base(calibration_dir: Path | None, db_root: Path | None, system: str, backend: str,
+                     base: str, stored: bool = True) -> Calibration | None:
+    """For a command that applies one calibration per base (plan: the estimate-base one to the static
+    screen, the simulate-base one to the replayed picks): the explicit --calibration serves the base it
+    was fitted on, and the other base comes from the database as without the flag. So `calibrate fit`'s
+    default (simulate-base) output is accepted by plan instead of refused."""
+    if calibration_dir is not None:
+        cal = load(_one_in(Path(calibration_dir), base))
+        if cal.base == base:
+            return cal
+    return resolve(None, db_root, system, backend, base, stored)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from estimator.calibration_files import resolve
+from estimator.calibration_files import resolve_for_base
 from estimator.models import load_model
 from estimator.models.spec import ModelSpec
 from perfdb.errors import InfeasibleError, InputError
@@ -108,8 +108,8 @@ def plan(req: PlanRequest, db: PerfDB) -> PlanResult:
         view = db.view(system.name, backend, req.version)   # unknown version: NotFoundError listing the known
         versions[backend] = view.version
         ctx = Context(model, system, backend, view, view.version, req.kv_dtype, req.isl, req.osl, req.prefix,
-                      req.total_gpus, calibration=resolve(req.calibration, req.db_root, system.name, backend.value,
-                                                          base=BASE, stored=req.stored_calibration))
+                      req.total_gpus, calibration=resolve_for_base(req.calibration, req.db_root, system.name,
+                                                                   backend.value, BASE, req.stored_calibration))
         if req.sla.at == SlaAt.UPPER and ctx.calibration is None:
             raise InputError(f"--sla-at upper checks the targets on the calibration's prediction intervals, and "
                              f"{backend.value} on {system.name} has no calibration (give --calibration DIR from "

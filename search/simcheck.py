@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 from estimator.calibration import Calibration
-from estimator.calibration_files import resolve
+from estimator.calibration_files import resolve_for_base
 from estimator.engine import EngineConfig
 from estimator.sim import Deployment, LoadSpec, Pool, build_steps, simulate
 from estimator.sim.calibrated import BASE as SIM_BASE
@@ -89,8 +89,8 @@ def simulate_candidate(result: PlanResult, c: Candidate, db: PerfDB, seed: int =
 
 
 def sim_calibration(result: PlanResult, backend: Backend) -> Calibration | None:
-    """The `--base simulate` calibration stored in the plan's database for the system/backend, unless the
-    plan ran with --calibration none."""
+    """The `--base simulate` calibration for the system/backend: the plan's --calibration when it was
+    fitted on the simulator, else the one stored in the plan's database, unless --calibration none."""
     req = result.request
-    return resolve(None, req.db_root, result.system.name, backend.value, base=SIM_BASE,
-                   stored=req.stored_calibration)
+    return resolve_for_base(req.calibration, req.db_root, result.system.name, backend.value, SIM_BASE,
+                            req.stored_calibration)

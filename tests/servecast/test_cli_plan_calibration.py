@@ -126,13 +126,25 @@ def _simulate_base(art, where):
     return where / sim.id
 
 
-def test_simulate_base_and_missing_dir_are_one_line_errors(runs, tmp_path):
-    for path, needle in ((_simulate_base(runs[0], tmp_path), "accepts only --base estimate"),
-                         (tmp_path / "nope", "no calibration here")):
-        proc = _cli(*ARGS, "--calibration", str(path))
-        assert proc.returncode == 2, proc.stdout + proc.stderr
-        assert needle in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+def test_a_simulate_base_calibration_serves_the_replay_and_the_screen_keeps_its_own(runs, tiny_db, tmp_path):
+    # `calibrate fit` writes a simulate-base calibration by default: plan takes it for the simulated picks
+    # and screens with the database's estimate-base one (none in tiny_db: the screen stays raw)
+    from estimator.calibration_files import resolve_for_base
 
+    art, cal, (raw_out, raw, _), _, _ = runs
+    sim = _simulate_base(art, tmp_path / "sim")
+    assert resolve_for_base(sim, tiny_db, "h200_sxm", "trtllm", "simulate").id == load(sim).id
+    assert resolve_for_base(sim, tiny_db, "h200_sxm", "trtllm", "estimate") is None
+    assert resolve_for_base(art, tiny_db, "h200_sxm", "trtllm", "estimate").id == cal.id
+    out, got, plan = _plan(tiny_db, tmp_path / "out", "--calibration", str(sim))
+    assert plan["calibration"] is None and "interval" not in out
+    np.testing.assert_allclose(got["ttft_ms"], raw["ttft_ms"], rtol=1e-12)
+
+
+def test_a_missing_calibration_dir_is_a_one_line_error(tmp_path):
+    proc = _cli(*ARGS, "--calibration", str(tmp_path / "nope"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no calibration here" in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
 def test_sla_at_upper_checks_the_upper_end_of_the_intervals(runs, tiny_db, tmp_path):
