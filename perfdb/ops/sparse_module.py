@@ -80,34 +80,6 @@ class _DsaModuleShape(_Indexed):
         )
 
 
-@register
-@dataclass(frozen=True)
-class DsaModulePrefillCase(_DsaModuleShape, ModuleCase):
-    KIND: ClassVar = OpKind.DSA_MODULE_PREFILL
-    NUMERIC: ClassVar = ("batch", "seq_len", "prefix_len")
-    batch: np.ndarray
-    seq_len: np.ndarray
-    prefix_len: np.ndarray
-
-    def parts(self) -> tuple:
-        attn = SparsePrefillCase(batch=self.batch, seq_len=self.seq_len, prefix_len=self.prefix_len,
-                                 **self.attention_fields())
-        return (*self._gemms(self.batch * self.seq_len), attn)
-
-
-@register
-@dataclass(frozen=True)
-class DsaModuleDecodeCase(_DsaModuleShape, ModuleCase):
-    KIND: ClassVar = OpKind.DSA_MODULE_DECODE
-    NUMERIC: ClassVar = ("batch", "kv_len")
-    batch: np.ndarray       # query tokens (decoding requests; speculative tokens count as requests)
-    kv_len: np.ndarray
-
-    def parts(self) -> tuple:
-        attn = SparseDecodeCase(batch=self.batch, kv_len=self.kv_len, **self.attention_fields())
-        return (*self._gemms(self.batch), attn)
-
-
 @dataclass(frozen=True)
 class _MsaModuleShape(_Indexed):
     dtype: Dtype            # projection GEMMs
@@ -133,10 +105,9 @@ class _MsaModuleShape(_Indexed):
                 GemmCase(dtype=self.dtype, m=tokens, n=self.hidden, k=self.num_heads * self.head_dim))
 
 
-@register
 @dataclass(frozen=True)
-class MsaModulePrefillCase(_MsaModuleShape, ModuleCase):
-    KIND: ClassVar = OpKind.MSA_MODULE_PREFILL
+class _PrefillAxes:
+    """Prefill axes (after the shape fields): batch requests of seq_len new tokens after prefix_len cached."""
     NUMERIC: ClassVar = ("batch", "seq_len", "prefix_len")
     batch: np.ndarray
     seq_len: np.ndarray
@@ -148,10 +119,9 @@ class MsaModulePrefillCase(_MsaModuleShape, ModuleCase):
         return (*self._gemms(self.batch * self.seq_len), attn)
 
 
-@register
 @dataclass(frozen=True)
-class MsaModuleDecodeCase(_MsaModuleShape, ModuleCase):
-    KIND: ClassVar = OpKind.MSA_MODULE_DECODE
+class _DecodeAxes:
+    """Decode axes: batch query tokens (decoding requests; speculative tokens count as requests) at kv_len."""
     NUMERIC: ClassVar = ("batch", "kv_len")
     batch: np.ndarray
     kv_len: np.ndarray
@@ -159,3 +129,27 @@ class MsaModuleDecodeCase(_MsaModuleShape, ModuleCase):
     def parts(self) -> tuple:
         attn = SparseDecodeCase(batch=self.batch, kv_len=self.kv_len, **self.attention_fields())
         return (*self._gemms(self.batch), attn)
+
+
+@register
+@dataclass(frozen=True)
+class DsaModulePrefillCase(_PrefillAxes, _DsaModuleShape, ModuleCase):
+    KIND: ClassVar = OpKind.DSA_MODULE_PREFILL
+
+
+@register
+@dataclass(frozen=True)
+class DsaModuleDecodeCase(_DecodeAxes, _DsaModuleShape, ModuleCase):
+    KIND: ClassVar = OpKind.DSA_MODULE_DECODE
+
+
+@register
+@dataclass(frozen=True)
+class MsaModulePrefillCase(_PrefillAxes, _MsaModuleShape, ModuleCase):
+    KIND: ClassVar = OpKind.MSA_MODULE_PREFILL
+
+
+@register
+@dataclass(frozen=True)
+class MsaModuleDecodeCase(_DecodeAxes, _MsaModuleShape, ModuleCase):
+    KIND: ClassVar = OpKind.MSA_MODULE_DECODE
