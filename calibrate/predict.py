@@ -112,9 +112,11 @@ def attach_predictions(frame: pd.DataFrame, preds) -> pd.DataFrame:
     return frame
 
 
-def from_predictions_file(runs: list[MeasuredRun], path, statistic: Statistic = Statistic.MEAN) -> pd.DataFrame:
+def from_predictions_file(runs: list[MeasuredRun], path, statistic: Statistic = Statistic.MEAN,
+                          base: str | None = None) -> pd.DataFrame:
     """The frame with predictions read from a `servecast estimate --from-runs` CSV (id, pred_ttft_ms,
-    pred_tpot_ms, status), e.g. to refit without predicting again."""
+    pred_tpot_ms, status; `base` since 2026-12-05), e.g. to refit without predicting again. A file made
+    on another base than `base` is refused (a file without the column is taken as it is)."""
 
     import io
 
@@ -130,6 +132,11 @@ def from_predictions_file(runs: list[MeasuredRun], path, statistic: Statistic = 
     if missing:
         raise DataError(f"{path}: predictions CSV lacks {sorted(missing)}; write one with "
                         "`servecast estimate --from-runs RUNS --out FILE`")
+    made = sorted(set(p["base"].dropna().astype(str))) if "base" in p.columns else []
+    if base is not None and made and made != [base]:
+        raise DataError(f"{path}: holds --base {'/'.join(made)} predictions, and this fit is --base {base}; pass "
+                        f"--base {made[0]}, or predict again with `servecast estimate --from-runs RUNS --base {base} "
+                        "--out FILE`")
     frame = base_frame(runs, statistic)
     by_id = p.drop_duplicates("id").set_index("id")
     known = frame["run_id"].isin(by_id.index)

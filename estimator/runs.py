@@ -296,15 +296,16 @@ def predict_runs(rows: list[RunRow], db: PerfDB, hf_hub: Path | None = None) -> 
     return [by_id[r.id] for r in rows]
 
 
-def write_predictions(preds: list[Prediction], path: Path) -> None:
-    """The predictions CSV, written atomically (a temporary file beside it, then renamed)."""
+def write_predictions(preds: list[Prediction], path: Path, base: str = "estimate") -> None:
+    """The predictions CSV, written atomically (a temporary file beside it, then renamed); `base` (estimate
+    or simulate: what made them) goes in every row so a fit on the other base refuses the file."""
     import io
 
     from perfdb.storage import atomic_write_bytes
 
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
-    w.writerow(["id", "pred_ttft_ms", "pred_tpot_ms", "pred_tokens_per_s_per_gpu", "status"])
+    w.writerow(["id", "pred_ttft_ms", "pred_tpot_ms", "pred_tokens_per_s_per_gpu", "status", "base"])
     for p in preds:
-        w.writerow([p.id, f"{p.ttft_ms:.6g}", f"{p.tpot_ms:.6g}", f"{p.tokens_per_s_per_gpu:.6g}", p.status])
+        w.writerow([p.id, f"{p.ttft_ms:.6g}", f"{p.tpot_ms:.6g}", f"{p.tokens_per_s_per_gpu:.6g}", p.status, base])
     atomic_write_bytes(Path(path), buf.getvalue().encode())

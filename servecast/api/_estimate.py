@@ -122,12 +122,12 @@ def estimate_runs(runs: Path | str, out: Path | str, *, db: Path | str | None = 
     cal_id = cal_error = None
     if cal is not None:
         try:
-            _write_calibrated(Path(runs), preds, out, cal)
+            _write_calibrated(Path(runs), preds, out, cal, which.value)
             cal_id = cal.id
         except DataError as exc:   # the raw predictions stand; say why the calibrated columns do not
             cal_error = str(exc)
     if cal_id is None:
-        write_predictions(preds, out)
+        write_predictions(preds, out, which.value)
     return RunPredictions(tuple(preds), out, cal_id, cal_error)
 
 
@@ -145,7 +145,7 @@ def _calibration(value, db_root: Path | None, system: str, backend: str, base: s
     return resolve(explicit, db_root, system, backend, base=base, stored=stored)
 
 
-def _write_calibrated(runs: Path, preds, out: Path, cal) -> None:
+def _write_calibrated(runs: Path, preds, out: Path, cal, base: str) -> None:
     """The predictions CSV with cal_ttft_ms, cal_tpot_ms, their 80% intervals and the calibration id after
     the raw pred_* columns (which `calibrate fit --predictions` fits on), written once, atomically."""
     import pandas as pd
@@ -159,6 +159,6 @@ def _write_calibrated(runs: Path, preds, out: Path, cal) -> None:
     raw = pd.DataFrame({"id": [p.id for p in preds], "pred_ttft_ms": [p.ttft_ms for p in preds],
                         "pred_tpot_ms": [p.tpot_ms for p in preds],
                         "pred_tokens_per_s_per_gpu": [p.tokens_per_s_per_gpu for p in preds],
-                        "status": [p.status for p in preds]})
+                        "status": [p.status for p in preds], "base": base})
     table = raw.merge(extra, on="id", how="left")
     atomic_write_bytes(out, table.to_csv(index=False, float_format="%.6g", na_rep="nan").encode())
