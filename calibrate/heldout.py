@@ -170,7 +170,14 @@ def _quantiles(resid: np.ndarray, groups: np.ndarray, lo_q: float, hi_q: float, 
     """(lo, hi) log quantiles of `resid`: pooled for a new deployment of a fitted scope (rows of one
     population); for an unseen system, as the rows of one system more would spread (`_new_group`); for
     ENVELOPE novelties the widest of the held-out groups' own ranges (a group: the rows one fit held out,
-    e.g. one model's), over groups of at least MIN_ROWS rows (None if there is none)."""
+    e.g. one model's), over groups of at least MIN_ROWS rows (None if there is none). Every range holds 0:
+    the interval always contains the calibrated value it is drawn around (held-out rows all on one side
+    mean a correction the reach rules withheld, not a point outside its own interval)."""
+    lo, hi = _raw_quantiles(resid, groups, lo_q, hi_q, level) or (None, None)
+    return None if lo is None else (min(lo, 0.0), max(hi, 0.0))
+
+
+def _raw_quantiles(resid: np.ndarray, groups: np.ndarray, lo_q: float, hi_q: float, level: Novelty):
     if level in ENVELOPE:
         names, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
         big = [i for i in range(len(names)) if counts[i] >= MIN_ROWS]
