@@ -40,7 +40,7 @@ def test_a_stored_simulate_calibration_corrects_the_replay():
     """The bundled database ships a --base simulate calibration: the re-check replays with the protocol it
     was fitted on and shows its corrected mean, inside its own 80% interval. (Until 2026-12-05 this also
     asserted that the corrected replay lands nearer the calibrated static estimate than the raw one: true of
-    earlier fits, not a property of the method; with da67aec0 / 12d1358f the raw replay's TPOT sits on the
+    earlier fits, not a property of the method; with 212d6f6d / e8ad0d23 the raw replay's TPOT sits on the
     static estimate and the correction moves it 6% below.)"""
     from search.simcheck import sim_calibration, simulate_candidate
 
