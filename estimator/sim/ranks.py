@@ -21,9 +21,6 @@ import numpy as np
 if TYPE_CHECKING:
     from estimator.sim.worker import Worker
 
-PREFILLING = 1   # estimator.sim.worker.PREFILLING
-
-
 def draw_rooms(n: int, seed: int) -> list[int]:
     """One router-drawn bootstrap room per request (seeded: the replay is deterministic)."""
     return np.random.default_rng(seed).integers(0, 2**62, size=n).tolist()
@@ -58,19 +55,11 @@ def select_by_rank(w: "Worker", t: float) -> tuple[list[tuple[int, int]], float]
         if take <= 0 or count[k] >= cap or free < take + reserve:
             kept.append(rid)
             continue
-        r.state[rid] = PREFILLING
-        if r.start[rid] < 0:
-            r.start[rid] = t
-        w.pref.append(rid)
-        w.pref_reserve += reserve
+        w._admit(rid, reserve, t)
         chunks.append((rid, take))
         prefix += r.ctx_done[rid]
         left[k] -= take
         count[k] += 1
         free -= take + reserve
     w.waiting = kept
-    for rid, take in chunks:
-        r.ctx_done[rid] += take
-        w.pref_kv += take
-        w.prefill_tokens += take
-    return chunks, (prefix / len(chunks) if chunks else 0.0)
+    return w._commit(chunks, prefix)

@@ -265,23 +265,33 @@ class Worker:
             if take <= 0 or free < take + reserve:
                 break
             waiting.popleft()
-            r.state[rid] = PREFILLING
-            if r.start[rid] < 0:
-                r.start[rid] = t
-            self.pref.append(rid)
-            self.pref_reserve += reserve
+            self._admit(rid, reserve, t)
             chunks.append((rid, take))
             prefix += r.ctx_done[rid]
             budget -= take
             free -= take + reserve
+        return self._commit(chunks, prefix)
+
+    def _select_by_rank(self, t: float) -> tuple[list[tuple[int, int]], float]:
+        return select_by_rank(self, t)
+
+    def _admit(self, rid: int, reserve: float, t: float) -> None:
+        """A queued prompt starts its prefill (its decode KV `reserve` held from now on)."""
+        r = self.reqs
+        r.state[rid] = PREFILLING
+        if r.start[rid] < 0:
+            r.start[rid] = t
+        self.pref.append(rid)
+        self.pref_reserve += reserve
+
+    def _commit(self, chunks: list[tuple[int, int]], prefix: int) -> tuple[list[tuple[int, int]], float]:
+        """Book this step's prompt chunks; (chunks, their mean prefix) as _select returns them."""
+        r = self.reqs
         for rid, take in chunks:
             r.ctx_done[rid] += take
             self.pref_kv += take
             self.prefill_tokens += take
         return chunks, (prefix / len(chunks) if chunks else 0.0)
-
-    def _select_by_rank(self, t: float) -> tuple[list[tuple[int, int]], float]:
-        return select_by_rank(self, t)
 
     # ---- membership -----------------------------------------------------------------------------
     def _join(self, rid: int) -> None:
