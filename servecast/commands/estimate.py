@@ -145,20 +145,11 @@ def register(app: typer.Typer) -> None:
                                                  "estimate (the static estimate, seconds); with the calibration "
                                                  "fitted on that base")] = None,
     ) -> None:
+        from servecast.api import estimate
         from servecast.hfcache import hub_cache
 
-        if base is not None and from_runs is None:
-            from perfdb.errors import InputError
-
-            raise InputError(f"--base {base} applies to --from-runs (a single deployment: `servecast simulate`)")
-        if from_runs is not None:
-            _print_runs(from_runs, out, db, calibration, hub_cache(), base or "simulate")
+        if _runs_mode(from_runs, out, db, calibration, base, bool(model and system)):
             return
-        if not model or not system:
-            from perfdb.errors import InputError
-
-            raise InputError("--model and --system are required (or --from-runs)")
-        from servecast.api import estimate
 
         disagg = mode == "disagg"
         result = estimate(
@@ -171,6 +162,23 @@ def register(app: typer.Typer) -> None:
             moe_quant=moe_quant, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, db=db,
             calibration=calibration, hf_hub=hub_cache())
         _render(result.estimate, breakdown, as_json, result.calibrated)
+
+
+def _runs_mode(from_runs: Path | None, out: Path | None, db: Path | None, calibration: Path | None,
+               base: str | None, one_deployment: bool) -> bool:
+    """True when --from-runs was given (and its predictions printed); the one-line errors of a command line
+    that is neither a runs table nor one deployment (--model and --system)."""
+    from perfdb.errors import InputError
+    from servecast.hfcache import hub_cache
+
+    if base is not None and from_runs is None:
+        raise InputError(f"--base {base} applies to --from-runs (a single deployment: `servecast simulate`)")
+    if from_runs is not None:
+        _print_runs(from_runs, out, db, calibration, hub_cache(), base or "simulate")
+        return True
+    if not one_deployment:
+        raise InputError("--model and --system are required (or --from-runs)")
+    return False
 
 
 def _print_runs(runs: Path, out: Path | None, db: Path | None, calibration: Path | None, hf_hub: Path,
