@@ -38,10 +38,7 @@ def _memo(method):
     """Per-instance cache of a method's results (git answers do not change while we read)."""
     @wraps(method)
     def cached(self, *args):
-        key = (method.__name__, *args)
-        if key not in self._memo:
-            self._memo[key] = method(self, *args)
-        return self._memo[key]
+        return self.remember((method.__name__, *args), lambda: method(self, *args))
 
     return cached
 
@@ -128,6 +125,13 @@ class Repo:
         if commit not in pos:
             return []
         return [c for c in self.changes(path) if pos.get(c, -1) > pos[commit]][:n]
+
+    def remember(self, key: tuple, compute):
+        """`compute()` once per `key` for this repository (what is derived from its files, e.g. a parsed
+        recipe, is as fixed as the git answers it is read from)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def earlier_changes(self, commit: str, path: str) -> list[str]:
         """Main-line commits up to and including `commit` that changed `path`, newest first."""

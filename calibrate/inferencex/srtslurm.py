@@ -190,7 +190,12 @@ def parse_recipe(text: str, path: str, commit: str, note: str = "") -> Recipe:
 
 
 def recipe_at(srt: Repo, ref: str, measured: str, path: str) -> Recipe | None:
-    """The recipe `path` as the run read it (see the module doc for the commits); None when none has it."""
+    """The recipe `path` as the run read it (see the module doc for the commits); None when none has it.
+    Read and parsed once per (ref, time, path): matching asks for its concurrencies, enrichment for its facts."""
+    return srt.remember(("recipe_at", ref, measured, path), lambda: _recipe_at(srt, ref, measured, path))
+
+
+def _recipe_at(srt: Repo, ref: str, measured: str, path: str) -> Recipe | None:
     tip = srt.rev(ref)
     if tip is not None:
         commit = srt.commit_at(measured, tip)
