@@ -1,8 +1,11 @@
 """The plan decides on load: the static screen picks each mode's candidates near the frontier, the
 simulator replays each at the concurrency it would serve, and the ranking, the SLA filter (at the
 median or the interval's upper end, as the request says) and the winner use the simulated TTFT, TPOT
-and tokens/s/GPU. The static numbers stay on every candidate (`Candidate.metrics`) beside the
-simulated ones (`PlanResult.sims`).
+and tokens/s/GPU. A candidate that misses a target at its static concurrency is backed off: replayed
+at fewer clients per replica / xPyD group (a bisection of BACKOFF_RUNS replays at most) until it meets
+every target, and is then ranked, reported and written (search.outputs: aiperf.sh, deployment.yaml,
+plan.json) at that concurrency (`SimCheck.concurrency`). The static numbers stay on every candidate
+(`Candidate.metrics`, at the static concurrency) beside the simulated ones (`PlanResult.sims`).
 
 Why the static screen first: it evaluates ten thousand deployments in a fraction of a second, the
 simulator a few per tenth of a second. The static model's TTFT has no real queueing, so it ranks
@@ -16,28 +19,63 @@ from dataclasses import replace
 
 from perfdb.lookup import PerfDB
 from search.plan import PlanResult
-from search.simcheck import sim_calibration, simulate_candidate
-from search.types import Candidate, Mode, SimCheck
+from search.simcheck import sim_calibration, sim_checked, sim_clients, sim_units, simulate_candidate
+from search.sla import target_ratios
+from search.types import Candidate, Constraint, Mode, SimCheck
 
-SIM_PER_MODE = 3    # static top candidates of each mode replayed (each ~0.02-0.06 s of CPU)
+SIM_PER_MODE = 3    # static top candidates of each mode replayed (each ~0.01-0.06 s of CPU)
+# Replays at most spent backing one candidate's concurrency off after it missed a target at its static
+# one: a bisection on clients per replica / xPyD group, whose last run tries 1 when nothing met before,
+# so any static concurrency up to 2**BACKOFF_RUNS per unit is searched down to 1.
+BACKOFF_RUNS = 5
 
 
 def replay(result: PlanResult, db: PerfDB, modes: tuple[Mode, ...] | None = None,
-           per_mode: int = SIM_PER_MODE) -> dict[int, SimCheck]:
+           per_mode: int = SIM_PER_MODE, backoff_runs: int = BACKOFF_RUNS) -> dict[int, SimCheck]:
     """Simulate each mode's first `per_mode` static candidates, and on down the static ranking until one
-    meets every target under load; {points row: SimCheck}. `modes` None: every mode of the result."""
+    meets every target under load; a candidate that misses at its static concurrency is backed off
+    (`back_off`); {points row: SimCheck}. `modes` None: every mode of the result."""
     sims: dict[int, SimCheck] = {}
     cals: dict = {}
     for mode, cands in result.top.items():
         if modes is not None and mode not in modes:
             continue
+        best = 0.0   # the mode's best simulated tokens/s/GPU meeting every target so far
         for done, c in enumerate(cands):
-            if done >= per_mode and any(sims[x.row].meets_sla for x in cands[:done]):
+            if done >= per_mode and best > 0:
                 break
             if c.backend not in cals:
                 cals[c.backend] = sim_calibration(result, c.backend)
-            sims[c.row] = simulate_candidate(result, c, db, cal=cals[c.backend])
+            s = simulate_candidate(result, c, db, cal=cals[c.backend])
+            if not s.meets_sla and backoff_runs > 0:
+                s = back_off(result, c, db, s, cals[c.backend], best, backoff_runs)
+            sims[c.row] = s
+            if s.meets_sla:
+                best = max(best, s.tokens_per_s_per_gpu)
     return sims
+
+
+def back_off(result: PlanResult, c: Candidate, db: PerfDB, first: SimCheck, cal, floor: float = 0.0,
+             runs: int = BACKOFF_RUNS) -> SimCheck:
+    """`c` replayed at the most clients per replica / xPyD group, below its static concurrency, that meet
+    every target (bisection, `runs` replays at most; monotone: fewer clients queue less and batch smaller),
+    with `first` (its miss at the static concurrency) as `at_static`; `first` itself, its runs counted,
+    when even one client per unit misses, or when backing off cannot beat `floor` tokens/s/GPU (fewer
+    clients never serve more than a replay that already served no more than `floor`)."""
+    units, _ = sim_units(c)
+    lo, hi = 0, -(-sim_clients(c)[0] // units)   # per unit: lo met (0: none yet), hi missed
+    best, n, bound = None, 0, first.tokens_per_s_per_gpu
+    while hi - lo > 1 and n < runs and bound > floor:
+        k = 1 if lo == 0 and n == runs - 1 else (lo + hi) // 2
+        s = simulate_candidate(result, c, db, cal=cal, per_unit=k)
+        n += 1
+        if s.meets_sla:
+            lo, best = k, s
+        else:
+            hi, bound = k, s.tokens_per_s_per_gpu
+    if best is None:
+        return replace(first, runs=1 + n)
+    return replace(best, runs=1 + n, at_static=first)
 
 
 def rank_on_load(result: PlanResult, sims: dict[int, SimCheck]) -> PlanResult:
@@ -62,23 +100,36 @@ def rank_on_load(result: PlanResult, sims: dict[int, SimCheck]) -> PlanResult:
     return replace(out, why=why(out))
 
 
-def decide(result: PlanResult, db: PerfDB, per_mode: int = SIM_PER_MODE) -> PlanResult:
+def decide(result: PlanResult, db: PerfDB, per_mode: int = SIM_PER_MODE, backoff_runs: int = BACKOFF_RUNS) -> PlanResult:
     """replay + rank_on_load in one process."""
-    return rank_on_load(result, replay(result, db, None, per_mode))
+    return rank_on_load(result, replay(result, db, None, per_mode, backoff_runs))
 
 
 def _binding(result: PlanResult, s: SimCheck) -> str:
-    """The target a simulated candidate is closest to missing, with its value."""
-    sla = result.request.sla
-    ttft, tpot = (s.ttft_hi_ms or s.ttft_ms, s.tpot_hi_ms or s.tpot_ms) if s.ttft_hi_ms is not None and \
-        sla.at.value == "upper" else (s.ttft_ms, s.tpot_ms)
-    if ttft / sla.ttft_ms >= tpot / sla.tpot_ms:
-        return f"TTFT {ttft:,.0f} of {sla.ttft_ms:g} ms"
-    return f"TPOT {tpot:.2f} of {sla.tpot_ms:g} ms"
+    """The target a simulated candidate is closest to missing (or misses most), with the value checked."""
+    req = result.request
+    rs = target_ratios(*sim_checked(s, req.sla, req.osl), req.sla)
+    k = max(rs, key=lambda x: rs[x])
+    target = {Constraint.TTFT: req.sla.ttft_ms, Constraint.TPOT: req.sla.tpot_ms}.get(k, req.sla.request_latency_ms)
+    name, fmt = {Constraint.TTFT: ("TTFT", ",.0f"), Constraint.TPOT: ("TPOT", ".2f")}.get(k, ("request latency", ",.0f"))
+    return f"{name} {rs[k] * target:{fmt}} of {target:g} ms"
+
+
+def _worst(result: PlanResult, s: SimCheck) -> float:
+    req = result.request
+    return max(target_ratios(*sim_checked(s, req.sla, req.osl), req.sla).values())
 
 
 def _parts(s: SimCheck) -> str:
     return f" (raw TTFT {s.parts.shares()} ms)" if s.parts is not None else ""
+
+
+def load_label(result: PlanResult, s: SimCheck) -> str:
+    """'at 48 clients, backed off from 96 (TTFT 1,453 of 1000 ms there)': the load a replay stands for."""
+    text = f"at {s.concurrency:,.0f} clients"
+    if s.backed_off:
+        text += f", backed off from {s.at_static.concurrency:,.0f} ({_binding(result, s.at_static)} there)"
+    return text
 
 
 def why(result: PlanResult) -> str:
@@ -88,24 +139,27 @@ def why(result: PlanResult) -> str:
         missed = [sims[r] for r in result.rejected if r in sims]
         if not missed:
             return ""
-        s = min(missed, key=lambda x: x.ttft_ms / result.request.sla.ttft_ms)
-        return f"under load no simulated candidate meets every target; the closest misses on {_binding(result, s)}"
+        s = min(missed, key=lambda x: _worst(result, x))
+        return (f"under load no simulated candidate meets every target, even backed off to "
+                f"{s.concurrency:,.0f} clients; the closest misses on {_binding(result, s)}")
     sw = sims[w.row]
     other = [cs[0] for m, cs in result.top.items() if m != w.mode and cs and cs[0].row in sims]
-    head = f"{w.mode.value} wins under load: {sw.tokens_per_s_per_gpu:,.1f} tok/s/GPU simulated"
+    head = f"{w.mode.value} wins under load: {sw.tokens_per_s_per_gpu:,.1f} tok/s/GPU simulated {load_label(result, sw)}"
     if other:
         o = other[0]
         so = sims[o.row]
-        return (f"{head} vs {so.tokens_per_s_per_gpu:,.1f} for the best {o.mode.value} ({o.label()}), which is held "
-                f"by {_binding(result, so)}{_parts(so)}")
+        return (f"{head}; vs {so.tokens_per_s_per_gpu:,.1f} for the best {o.mode.value} ({o.label()}, "
+                f"{load_label(result, so)}), which is held by {_binding(result, so)}{_parts(so)}")
     lost = [m.value for m, cs in result.top.items() if m != w.mode and not any(c.row in sims for c in cs)]
     gone = [r for r in result.rejected if r in sims and result.points.candidate(r).mode != w.mode]
     if gone:
         s = sims[gone[0]]
-        return f"{head}; no {lost[0] if lost else 'other'} candidate meets the targets under load ({_binding(result, s)})"
+        return (f"{head}; no {lost[0] if lost else 'other'} candidate meets the targets under load "
+                f"({_binding(result, s)} {load_label(result, s)})")
     return f"{head}; the other mode has no candidate meeting the targets"
 
 
 def static_label(c: Candidate) -> str:
     m = c.metrics
-    return f"static {m.ttft_ms:,.0f} / {m.tpot_ms:.2f} ms, {m.tokens_per_s_per_gpu:,.1f} tok/s/GPU"
+    return (f"static {m.ttft_ms:,.0f} / {m.tpot_ms:.2f} ms, {m.tokens_per_s_per_gpu:,.1f} tok/s/GPU at "
+            f"{m.concurrency:,.0f} clients")

@@ -18,6 +18,7 @@ import numpy as np
 from estimator.engine import resolve
 from estimator.models.spec import ModelSpec
 from perfdb.types import Dtype
+from search.artifacts.deployment import simulated_fields
 from search.artifacts.dynamo import DEFAULT_TAG
 from search.artifacts.engines import EngineSettings
 from search.artifacts.writer import remove_written, write_candidate, written_by_servecast
@@ -25,7 +26,7 @@ from search.calibrated import interval
 from search.plan import PlanResult
 from search.plot import ParetoData, Series, sample
 from search.points import BACKENDS, MODES
-from search.types import Candidate
+from search.types import Candidate, SimCheck
 
 
 def engine_settings(result: PlanResult, c: Candidate) -> EngineSettings:
@@ -69,7 +70,7 @@ def write_artifacts(result: PlanResult, save_dir: Path, dynamo_tag: str = DEFAUL
             out = write_candidate(top_dir, c, rank, req.system, result.system.gpus_per_node, req.isl, req.osl,
                                   req.prefix, req.sla, engine_settings(result, c),
                                   _quant(result.model, req.gemm_quant), _quant(result.model, req.moe_quant),
-                                  calibrated_fields(result, c), dynamo_tag)
+                                  calibrated_fields(result, c), dynamo_tag, result.sims.get(c.row))
             written[c.row] = str(out.relative_to(save_dir))
     (Path(save_dir) / "plan.json").write_text(json.dumps(summary(result, written), indent=1, default=str))
     return written
@@ -88,7 +89,9 @@ def calibrated_fields(result: PlanResult, c: Candidate) -> dict:
     return out
 
 
-def _cand(c: Candidate, artifacts: str | None, calibrated: dict | None = None) -> dict:
+def _cand(c: Candidate, artifacts: str | None, calibrated: dict | None = None, sim: SimCheck | None = None) -> dict:
+    """One candidate of plan.json: its static `metrics` at their own concurrency and, when replayed, `simulated`
+    (the replay the plan decided on, at the concurrency its artifacts use)."""
     d = {"mode": c.mode.value, "backend": c.backend.value, "version": c.version, "shape": c.label(),
          "gpus_used": c.gpus_used, "replicas": c.replicas,
          "decode": {"parallel": asdict(c.decode.parallel), "workers": c.decode.workers,
@@ -97,6 +100,8 @@ def _cand(c: Candidate, artifacts: str | None, calibrated: dict | None = None) -
          "artifacts": artifacts}
     if calibrated:
         d["calibrated"] = calibrated
+    if sim is not None:
+        d["simulated"] = _sim(sim)
     if c.prefill is not None:
         d["prefill"] = {"parallel": asdict(c.prefill.parallel), "workers": c.prefill.workers,
                         "max_batch": c.prefill.max_batch, "max_num_tokens": c.prefill.max_num_tokens}
@@ -110,10 +115,10 @@ def summary(result: PlanResult, written: dict) -> dict:
                     "total_gpus": req.total_gpus, "isl": req.isl, "osl": req.osl, "prefix": req.prefix,
                     "sla": asdict(req.sla), "mode": req.mode.value},
         "points_evaluated": result.points_evaluated,
-        "winner": _cand(result.winner, written.get(result.winner.row), calibrated_fields(result, result.winner))
-        if result.winner else None,
+        "winner": _cand(result.winner, written.get(result.winner.row), calibrated_fields(result, result.winner),
+                        result.sims.get(result.winner.row)) if result.winner else None,
         "speedup_over_other_mode": result.speedup,
-        "top": {m.value: [_cand(c, written.get(c.row), calibrated_fields(result, c)) for c in cs]
+        "top": {m.value: [_cand(c, written.get(c.row), calibrated_fields(result, c), result.sims.get(c.row)) for c in cs]
                 for m, cs in result.top.items()},
         "calibration": {b.value: cal.id for b, cal in result.calibrations.items()} or None,
         "simulated": {str(row): _sim(s) for row, s in result.sims.items()} or None,   # search.decide's replays
@@ -121,9 +126,8 @@ def summary(result: PlanResult, written: dict) -> dict:
     }
 
 
-def _sim(s) -> dict:
-    d = {"ttft_ms": round(s.ttft_ms, 3), "tpot_ms": round(s.tpot_ms, 4), "statistic": s.statistic,
-         "tokens_per_s_per_gpu": round(s.tokens_per_s_per_gpu, 3), "meets_sla": s.meets_sla, "calibrated": s.calibrated}
+def _sim(s: SimCheck) -> dict:
+    d = simulated_fields(s)
     if s.parts is not None:
         d["ttft_parts_ms"] = {k: round(v, 3) for k, v in asdict(s.parts).items()}
     return d

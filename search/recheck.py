@@ -13,7 +13,7 @@ from estimator.estimate import WorkerSpec, estimate, estimate_disagg
 from estimator.workload import Workload
 from search.calibrated import interval
 from search.evaluate import Context
-from search.sla import checked
+from search.sla import checked, within
 from search.types import Candidate, Metrics, Mode, Sla, SlaAt
 
 
@@ -62,7 +62,5 @@ def recheck(c: Candidate, ctx: Context, sla: Sla, agg_too: bool = False) -> Cand
         if iv is None:
             return None
         hi = (iv.ttft_ms[1], iv.tpot_ms[1])
-    ttft, tpot, latency = checked(m.ttft_ms, m.tpot_ms, m.request_latency_ms, *hi, sla)
-    fits = ttft <= sla.ttft_ms and tpot <= sla.tpot_ms and \
-        (sla.request_latency_ms is None or latency <= sla.request_latency_ms)
+    fits = within(*checked(m.ttft_ms, m.tpot_ms, m.request_latency_ms, *hi, sla), sla)
     return replace(c, metrics=m) if fits else None

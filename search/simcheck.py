@@ -13,6 +13,7 @@ shown instead: uncalibrated, the simulator's TTFT is 68% off on the training run
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from estimator.calibration import Calibration
 from estimator.calibration_files import resolve_for_base
@@ -24,7 +25,8 @@ from estimator.sim.runs import RUN_MAX_REQUESTS, RUN_REQUESTS_PER_CLIENT
 from perfdb.lookup import PerfDB
 from perfdb.types import Backend
 from search.plan import PlanResult
-from search.types import Candidate, Mode, SimCheck, SlaAt
+from search.sla import checked, within
+from search.types import Candidate, Mode, SimCheck, Sla
 
 SIM_REQUESTS_PER_CLIENT = 4   # requests each closed-loop client sends (after the first wave's warm-up)
 SIM_MIN_REQUESTS = 64
@@ -54,15 +56,25 @@ def sim_deployment(c: Candidate, nvlink_domain_gpus: int) -> Deployment:
                                     nvlink_domain_gpus, groups=units)
 
 
+def sim_clients(c: Candidate, per_unit: int | None = None) -> tuple[int, float]:
+    """(closed-loop clients simulated, requests in flight over the whole deployment they stand for): the
+    candidate's static concurrency, or `per_unit` clients per replica / xPyD group."""
+    units, deployed = sim_units(c)
+    if per_unit is None:
+        return max(1, int(math.ceil(c.metrics.concurrency * units / deployed))), c.metrics.concurrency
+    return per_unit * units, float(per_unit * deployed)
+
+
 def simulate_candidate(result: PlanResult, c: Candidate, db: PerfDB, seed: int = 0,
-                       cal: Calibration | None = None) -> SimCheck:
+                       cal: Calibration | None = None, per_unit: int | None = None) -> SimCheck:
+    """The candidate replayed as a closed loop at its static concurrency, or at `per_unit` clients per
+    replica / xPyD group; corrected by `cal` (a `--base simulate` calibration) when given."""
     req = result.request
     dep = sim_deployment(c, result.system.nvlink_domain_gpus)
     view = db.view(result.system.name, c.backend, c.version)
     steps = build_steps(result.model, result.system, dep, EngineConfig(c.backend, c.version, kv_dtype=req.kv_dtype),
                         view)
-    units, deployed = sim_units(c)
-    conc = max(1, int(math.ceil(c.metrics.concurrency * units / deployed)))
+    conc, load = sim_clients(c, per_unit)
     if cal is None:
         n = max(SIM_MIN_REQUESTS, SIM_REQUESTS_PER_CLIENT * conc)
     else:
@@ -79,13 +91,18 @@ def simulate_candidate(result: PlanResult, c: Candidate, db: PerfDB, seed: int =
         # a closed loop at fixed concurrency: throughput scales inversely with the request latency
         tps *= (r.ttft.mean + (req.osl - 1) * r.tpot.mean) / (ttft + (req.osl - 1) * tpot)
         hi = tuple(None if iv is None else float(iv.hi) for iv in (p.ttft, p.tpot))
-    at_upper = req.sla.at == SlaAt.UPPER and hi[0] is not None
-    t_ttft, t_tpot = (hi[0], hi[1] if hi[1] is not None else tpot) if at_upper else (ttft, tpot)
-    ok = t_ttft <= req.sla.ttft_ms and t_tpot <= req.sla.tpot_ms
-    if req.sla.request_latency_ms is not None:
-        ok = ok and t_ttft + (req.osl - 1) * t_tpot <= req.sla.request_latency_ms
-    return SimCheck(row=c.row, ttft_ms=ttft, tpot_ms=tpot, meets_sla=ok, statistic=stat, calibrated=cal is not None,
-                    tokens_per_s_per_gpu=tps, ttft_hi_ms=hi[0], tpot_hi_ms=hi[1], parts=r.ttft_parts)
+    s = SimCheck(row=c.row, ttft_ms=ttft, tpot_ms=tpot, meets_sla=False, statistic=stat, calibrated=cal is not None,
+                 tokens_per_s_per_gpu=tps, ttft_hi_ms=hi[0], tpot_hi_ms=hi[1], parts=r.ttft_parts, concurrency=load)
+    return replace(s, meets_sla=bool(within(*sim_checked(s, req.sla, req.osl), req.sla)))
+
+
+def sim_checked(s: SimCheck, sla: Sla, osl: int) -> tuple[float, float, float]:
+    """The replay's (TTFT, TPOT, request latency) the targets are checked on (search.sla.checked): with
+    `--sla-at upper`, the upper ends of the simulate calibration's intervals; the replay's own values where
+    it has none (uncalibrated)."""
+    hi_ttft = s.ttft_ms if s.ttft_hi_ms is None else s.ttft_hi_ms
+    hi_tpot = s.tpot_ms if s.tpot_hi_ms is None or s.ttft_hi_ms is None else s.tpot_hi_ms
+    return checked(s.ttft_ms, s.tpot_ms, s.ttft_ms + (osl - 1) * s.tpot_ms, hi_ttft, hi_tpot, sla)
 
 
 def sim_calibration(result: PlanResult, backend: Backend) -> Calibration | None:

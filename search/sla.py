@@ -24,22 +24,36 @@ def checked(ttft, tpot, latency, ttft_hi, tpot_hi, sla: Sla):
         return ttft_hi, tpot_hi, ttft_hi + (latency - ttft) * tpot_hi / tpot
 
 
-def ratios(points: PointTable, sla: Sla) -> dict[Constraint, np.ndarray]:
-    """Checked value / target per constraint (<= 1 meets it)."""
-    hi = (None, None) if sla.at == SlaAt.MEDIAN else (points["ttft_hi_ms"], points["tpot_hi_ms"])
-    ttft, tpot, latency = checked(points["ttft_ms"], points["tpot_ms"], points["request_latency_ms"], *hi, sla)
+def target_ratios(ttft, tpot, latency, sla: Sla) -> dict[Constraint, object]:
+    """Checked value / target per constraint (<= 1 meets it), from values `checked` returned. Arrays or floats."""
     out = {Constraint.TTFT: ttft / sla.ttft_ms, Constraint.TPOT: tpot / sla.tpot_ms}
     if sla.request_latency_ms is not None:
         out[Constraint.REQUEST_LATENCY] = latency / sla.request_latency_ms
     return out
 
 
-def meets(points: PointTable, sla: Sla) -> np.ndarray:
-    """Boolean mask: feasible in memory and every ratio <= 1 (NaN never meets)."""
-    ok = points["feasible"].astype(bool).copy()
-    for r in ratios(points, sla).values():
-        ok &= r <= 1.0
+def within(ttft, tpot, latency, sla: Sla):
+    """Whether values `checked` returned meet every target (arrays or floats; NaN never meets): the one
+    SLA test of the static points, the estimator's re-check and the simulator's replays."""
+    ok = (ttft <= sla.ttft_ms) & (tpot <= sla.tpot_ms)
+    if sla.request_latency_ms is not None:
+        ok = ok & (latency <= sla.request_latency_ms)
     return ok
+
+
+def _checked_points(points: PointTable, sla: Sla):
+    hi = (None, None) if sla.at == SlaAt.MEDIAN else (points["ttft_hi_ms"], points["tpot_hi_ms"])
+    return checked(points["ttft_ms"], points["tpot_ms"], points["request_latency_ms"], *hi, sla)
+
+
+def ratios(points: PointTable, sla: Sla) -> dict[Constraint, np.ndarray]:
+    """Checked value / target per constraint of every point (<= 1 meets it)."""
+    return target_ratios(*_checked_points(points, sla), sla)
+
+
+def meets(points: PointTable, sla: Sla) -> np.ndarray:
+    """Boolean mask: feasible in memory and every target met (NaN never meets)."""
+    return points["feasible"].astype(bool) & within(*_checked_points(points, sla), sla)
 
 
 @dataclass(frozen=True)

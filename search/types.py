@@ -148,7 +148,9 @@ class Candidate:
 
 @dataclass(frozen=True)
 class SimCheck:
-    """A candidate replayed in the discrete-event simulator at its predicted concurrency."""
+    """A candidate replayed in the discrete-event simulator: at its static concurrency, or backed off to
+    fewer clients per replica / xPyD group when that missed a target (search.decide.back_off); then
+    `concurrency` is the backed-off load and `at_static` the replay that missed."""
 
     row: int
     ttft_ms: float
@@ -160,3 +162,10 @@ class SimCheck:
     ttft_hi_ms: float | None = None   # upper end of the calibration's interval (what --sla-at upper checks)
     tpot_hi_ms: float | None = None
     parts: object = None         # estimator.sim.metrics.TtftParts of the raw simulated mean TTFT
+    concurrency: float = float("nan")   # requests in flight over the whole deployment this replay stands for
+    runs: int = 1                # simulator runs spent on the candidate (1 + its back-off's)
+    at_static: SimCheck | None = None   # the replay at the static concurrency, when this one is backed off
+
+    @property
+    def backed_off(self) -> bool:
+        return self.at_static is not None

@@ -6,14 +6,19 @@ it and for `servecast calibrate ingest --deployment`, which pairs it with the be
                                         # model, system, backend, version, mode, agg | prefill+decode
                                         # {tp, pp, attn_dp, moe_tp, moe_ep, workers, batch_size}, engine
     model, system, backend, version, mode (agg | disagg), gemm_quant, moe_quant
-    isl, osl, prefix, concurrency       # concurrency: requests in flight over the whole deployment
+    isl, osl, prefix, concurrency       # concurrency: requests in flight over the whole deployment, as the
+                                        # simulator replayed it (backed off when the static one missed a
+                                        # target under load), else the static estimate's
     total_gpus, gpus_used
     workers: [{role: agg|prefill|decode, count, tp, pp, attn_dp, moe_tp, moe_ep, gpus_per_worker,
                max_batch, max_num_tokens}]        # counts over the whole deployment
     engine: {kv_cache_dtype, mem_fraction, max_model_len}
     sla: {ttft_ms, tpot_ms, request_latency_ms, at (median | upper: which value met them, `plan --sla-at`)}
     predicted: {ttft_ms, tpot_ms, request_latency_ms, tokens_per_s_per_gpu, tokens_per_s_per_user,
-                concurrency, source, estimated_share}   # share of kernel time from extrapolation/roofline
+                concurrency, source, estimated_share}   # the static estimate at its own concurrency;
+                                        # estimated_share: kernel time from extrapolation/roofline
+    simulated: {ttft_ms, tpot_ms, tokens_per_s_per_gpu, concurrency, statistic, calibrated, ttft_hi_ms,
+                tpot_hi_ms, backed_off_from}   # the replay the plan decided on (absent: --no-simulate)
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from perfdb.errors import DataError
 from perfdb.types import Backend
 from perfdb.userfiles import read_text
 from search.artifacts.engines import EngineSettings, Role
-from search.types import Candidate, Mode, Sla
+from search.types import Candidate, Mode, SimCheck, Sla
 
 FORMAT, FORMAT_VERSION = "servecast-deployment", 1
 
@@ -68,6 +73,7 @@ class DeploymentSpec:
     predicted: dict
     gemm_quant: str = ""       # perfdb Dtype value when the plan overrode the checkpoint's numerics
     moe_quant: str = ""
+    simulated: dict | None = None   # the simulator's replay at `concurrency` (None: not simulated)
 
     def calibrate_section(self) -> dict:
         """The same deployment in the calibration's spec format (one engine section: the decode side's)."""
@@ -90,6 +96,8 @@ class DeploymentSpec:
         d = asdict(self)
         d["backend"], d["mode"] = self.backend.value, self.mode.value
         d["workers"] = [dict(asdict(w), role=w.role.value) for w in self.workers]
+        if self.simulated is None:
+            del d["simulated"]
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "deployment": self.calibrate_section(), **d}
 
     @staticmethod
@@ -101,7 +109,7 @@ class DeploymentSpec:
             workers = tuple(WorkerEntry(**dict(w, role=Role(w["role"]))) for w in d["workers"])
             fields = {k: d[k] for k in ("model", "system", "version", "isl", "osl", "prefix", "concurrency",
                                         "total_gpus", "gpus_used", "engine", "sla", "predicted")}
-            fields.update({k: d.get(k) or "" for k in ("gemm_quant", "moe_quant")})
+            fields.update({k: d.get(k) or "" for k in ("gemm_quant", "moe_quant")}, simulated=d.get("simulated"))
             return DeploymentSpec(backend=Backend(d["backend"]), mode=Mode(d["mode"]), workers=workers, **fields)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"deployment spec is missing or has a bad field: {exc}") from None
@@ -113,8 +121,23 @@ def _entry(role: Role, w, count: int) -> WorkerEntry:
                        gpus_per_worker=p.num_gpus, max_batch=w.max_batch, max_num_tokens=w.max_num_tokens)
 
 
+def simulated_fields(sim: SimCheck) -> dict:
+    """A replay as deployment.yaml's `simulated` and plan.json's replays hold it."""
+    d = {"ttft_ms": round(sim.ttft_ms, 3), "tpot_ms": round(sim.tpot_ms, 4),
+         "tokens_per_s_per_gpu": round(sim.tokens_per_s_per_gpu, 3), "concurrency": round(sim.concurrency, 2),
+         "statistic": sim.statistic, "calibrated": sim.calibrated, "meets_sla": sim.meets_sla, "runs": sim.runs}
+    if sim.ttft_hi_ms is not None:
+        d["ttft_hi_ms"] = round(sim.ttft_hi_ms, 3)
+    if sim.tpot_hi_ms is not None:
+        d["tpot_hi_ms"] = round(sim.tpot_hi_ms, 4)
+    if sim.at_static is not None:
+        d["backed_off_from"] = simulated_fields(sim.at_static)
+    return d
+
+
 def deployment_spec(c: Candidate, system: str, isl: int, osl: int, prefix: int, sla: Sla,
-                    s: EngineSettings, gemm_quant: str = "", moe_quant: str = "") -> DeploymentSpec:
+                    s: EngineSettings, gemm_quant: str = "", moe_quant: str = "",
+                    sim: SimCheck | None = None) -> DeploymentSpec:
     if c.mode == Mode.AGG:
         workers = (_entry(Role.AGG, c.decode, c.decode.workers),)
     else:
@@ -123,7 +146,8 @@ def deployment_spec(c: Candidate, system: str, isl: int, osl: int, prefix: int, 
     m = c.metrics
     return DeploymentSpec(
         model=s.model, system=system, backend=c.backend, version=c.version, mode=c.mode, isl=isl, osl=osl,
-        prefix=prefix, concurrency=max(1, int(math.ceil(m.concurrency))), total_gpus=c.total_gpus,
+        prefix=prefix, concurrency=max(1, int(math.ceil(m.concurrency if sim is None else sim.concurrency))),
+        total_gpus=c.total_gpus,
         gpus_used=c.gpus_used, workers=workers,
         engine={"kv_cache_dtype": s.kv_dtype.value, "mem_fraction": round(s.mem_fraction, 3),
                 "max_model_len": s.max_model_len},
@@ -135,7 +159,7 @@ def deployment_spec(c: Candidate, system: str, isl: int, osl: int, prefix: int, 
                    "tokens_per_s_per_user": round(m.tokens_per_s_per_user, 2),
                    "concurrency": round(m.concurrency, 2), "source": m.source.value,
                    "estimated_share": round(m.estimated_share, 3)},
-        gemm_quant=gemm_quant, moe_quant=moe_quant,
+        gemm_quant=gemm_quant, moe_quant=moe_quant, simulated=None if sim is None else simulated_fields(sim),
     )
 
 

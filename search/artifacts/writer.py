@@ -5,7 +5,8 @@
     <role>.yaml          TensorRT-LLM only: the LLM-API options each trtllm-serve reads
     disagg.yaml          TensorRT-LLM disaggregated only: `trtllm-serve disaggregated`'s config
     k8s/dynamo.yaml      ConfigMap (TensorRT-LLM) + DynamoGraphDeployment
-    aiperf.sh            the benchmark at the predicted concurrency, ISL/OSL and prefix
+    aiperf.sh            the benchmark at the planned concurrency (the simulator's, backed off when the
+                         static one missed a target under load), ISL/OSL and prefix
     .servecast-files     the list of the files above: `remove_written` deletes exactly these (and in a
                          directory from before the list, only the names servecast wrote then)
 
@@ -21,12 +22,12 @@ from pathlib import Path
 from perfdb.types import Backend
 from search.artifacts import yamlio
 from search.artifacts.aiperf import aiperf_command, shell_line
-from search.artifacts.deployment import deployment_spec
+from search.artifacts.deployment import DeploymentSpec, deployment_spec
 from search.artifacts.dynamo import DEFAULT_TAG, manifests
 from search.artifacts.engine_trtllm import options as trtllm_options
 from search.artifacts.engines import EngineSettings
 from search.artifacts.launch import launch_plan, render, worker_order
-from search.types import Candidate, Sla
+from search.types import Candidate, SimCheck, Sla
 
 MANIFEST = ".servecast-files"
 
@@ -44,10 +45,13 @@ def launch_script(c: Candidate, s: EngineSettings, gpus_per_node: int) -> tuple[
     return render(lp, title), (lp.router.files if lp.router else {})
 
 
-def _aiperf_script(c: Candidate, s: EngineSettings, rank: int, isl: int, osl: int, prefix: int, out: Path) -> str:
+def _aiperf_script(c: Candidate, s: EngineSettings, rank: int, spec: DeploymentSpec, out: Path) -> str:
+    """At the deployment spec's concurrency: the one the simulator replayed (backed off when the static
+    one missed a target under load), else the static estimate's."""
     artifact = f"aiperf-{slug(c, rank)}"
-    bench = aiperf_command(s.model, f"http://localhost:{s.port}", c.metrics.concurrency, isl, osl, prefix, artifact)
-    return ("#!/usr/bin/env bash\n# Benchmark at the predicted concurrency through the deployment's front door: on node 0\n"
+    bench = aiperf_command(s.model, f"http://localhost:{s.port}", spec.concurrency, spec.isl, spec.osl, spec.prefix,
+                           artifact)
+    return ("#!/usr/bin/env bash\n# Benchmark at the planned concurrency through the deployment's front door: on node 0\n"
             f"# of launch.sh (its router, or its only worker) or the Dynamo frontend of k8s/dynamo.yaml\n"
             f"# port-forwarded to localhost:{s.port}; then\n"
             f"#   servecast calibrate ingest {artifact} --deployment {out.name}/deployment.yaml --out runs.parquet\n"
@@ -56,19 +60,20 @@ def _aiperf_script(c: Candidate, s: EngineSettings, rank: int, isl: int, osl: in
 
 def write_candidate(directory: Path, c: Candidate, rank: int, system: str, gpus_per_node: int, isl: int, osl: int,
                     prefix: int, sla: Sla, s: EngineSettings, gemm_quant: str = "", moe_quant: str = "",
-                    calibrated: dict | None = None, dynamo_tag: str = DEFAULT_TAG) -> Path:
-    """calibrated: calibration_id and intervals added to deployment.yaml's `predicted` (calibrated plans)."""
+                    calibrated: dict | None = None, dynamo_tag: str = DEFAULT_TAG, sim: SimCheck | None = None) -> Path:
+    """calibrated: calibration_id and intervals added to deployment.yaml's `predicted` (calibrated plans).
+    sim: the simulator's replay that decided the plan: deployment.yaml and aiperf.sh take its concurrency."""
     out = Path(directory) / slug(c, rank)
     if written_by_servecast(out) is not None:
         remove_written(out)
-    spec = deployment_spec(c, system, isl, osl, prefix, sla, s, gemm_quant, moe_quant)
+    spec = deployment_spec(c, system, isl, osl, prefix, sla, s, gemm_quant, moe_quant, sim)
     if calibrated:
         spec.predicted.update(calibrated)
     launch, router_files = launch_script(c, s, gpus_per_node)
     name = re.sub(r"[^a-z0-9-]+", "-", f"sc-{c.backend.value}-{c.mode.value}-{rank}".lower())
     files = {"deployment.yaml": yamlio.dump(spec.to_dict()), "launch.sh": launch, **router_files,
              "k8s/dynamo.yaml": yamlio.dump_all(manifests(c, s, name, gpus_per_node, dynamo_tag)),
-             "aiperf.sh": _aiperf_script(c, s, rank, isl, osl, prefix, out)}
+             "aiperf.sh": _aiperf_script(c, s, rank, spec, out)}
     if c.backend == Backend.TRTLLM:
         files.update({f"{role.value}.yaml": yamlio.dump(trtllm_options(w, role, s))
                       for role, w in dict(worker_order(c)).items()})

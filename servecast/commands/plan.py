@@ -85,8 +85,8 @@ def _row(table, rank: int, c, sim=None, cals=None, model: tuple[str, str] | None
         cells.append(_interval_text(c, cals, model))
     if sim is not None:
         got = sim.get(c.row)
-        cells.append("-" if got is None else f"{got.ttft_ms:.0f} / {got.tpot_ms:.2f} / {got.tokens_per_s_per_gpu:.1f}"
-                     + ("" if got.meets_sla else " (misses)"))
+        cells.append("-" if got is None else f"{got.ttft_ms:.0f} / {got.tpot_ms:.2f} / {got.tokens_per_s_per_gpu:.1f} "
+                     f"@ {got.concurrency:.0f}" + ("" if got.meets_sla else " (misses)"))
     table.add_row(*cells)
 
 
@@ -124,8 +124,8 @@ def _table(title: str, cands, sims, cals=None, model: tuple[str, str] | None = N
         t.add_column(f"{_coverage(cals):.0%} interval TTFT / TPOT ms")
     if sims is not None:
         calibrated = any(x.calibrated for x in sims.values())
-        t.add_column("sim TTFT / TPOT / tok/s/GPU (calibrated mean)" if calibrated else
-                     "sim p50 TTFT / TPOT / tok/s/GPU" + (" (uncalibrated)" if cals else ""))
+        t.add_column("sim TTFT / TPOT / tok/s/GPU @ concurrency (calibrated mean)" if calibrated else
+                     "sim p50 TTFT / TPOT / tok/s/GPU @ concurrency" + (" (uncalibrated)" if cals else ""))
     for i, c in enumerate(cands, 1):
         _row(t, i, c, sims, cals, model)
     return t
@@ -180,7 +180,7 @@ def render(result, sims, save_dir, written) -> None:
 
 
 def _render_winner(con, result) -> None:
-    from search.decide import static_label
+    from search.decide import load_label, static_label
 
     w, sims = result.winner, result.sims
     other = "disagg" if w.mode.value == "agg" else "agg"
@@ -191,13 +191,14 @@ def _render_winner(con, result) -> None:
                   f"{w.metrics.tokens_per_s_per_gpu:.1f} tok/s/GPU at {w.metrics.tokens_per_s_per_user:.1f} tok/s/user, "
                   f"concurrency {w.metrics.concurrency:.0f}{extra} (static estimate; no simulation)")
         return
-    con.print(f"[bold green]winner[/]: {w.mode.value} {w.backend.value} {w.label()} - simulated at its load "
+    con.print(f"[bold green]winner[/]: {w.mode.value} {w.backend.value} {w.label()} - simulated "
               f"{sim.tokens_per_s_per_gpu:.1f} tok/s/GPU, TTFT {sim.ttft_ms:,.0f} ms, TPOT {sim.tpot_ms:.2f} ms "
-              f"({sim.statistic}), concurrency {w.metrics.concurrency:.0f}{extra}; {static_label(w)}")
+              f"({sim.statistic}) {load_label(result, sim)}{extra}; {static_label(w)}")
     for mode, cands in result.top.items():
         s = sims.get(cands[0].row) if cands else None
         if s is not None and s.parts is not None:
-            con.print(f"  {mode.value} pick {cands[0].label()}: raw simulated mean TTFT = {s.parts.shares()} ms")
+            con.print(f"  {mode.value} pick {cands[0].label()} at {s.concurrency:,.0f} clients: raw simulated mean "
+                      f"TTFT = {s.parts.shares()} ms")
     sw = result.static_winner
     if sw is not None and sw.row != w.row:
         con.print(f"  the static estimate alone would have picked {sw.mode.value} {sw.label()} ({static_label(sw)})")
