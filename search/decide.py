@@ -32,26 +32,31 @@ BACKOFF_RUNS = 5
 
 def replay(result: PlanResult, db: PerfDB, modes: tuple[Mode, ...] | None = None,
            per_mode: int = SIM_PER_MODE, backoff_runs: int = BACKOFF_RUNS) -> dict[int, SimCheck]:
-    """Simulate each mode's first `per_mode` static candidates, and on down the static ranking until one
-    meets every target under load; a candidate that misses at its static concurrency is backed off
-    (`back_off`); {points row: SimCheck}. `modes` None: every mode of the result."""
+    """Simulate each mode's first `per_mode` static candidates at their static concurrency, and on down the
+    static ranking until one meets every target under load; then back off (`back_off`) the `per_mode`
+    misses that served the most, best first, each bounded by the best replay meeting the targets so far;
+    {points row: SimCheck}. `modes` None: every mode of the result. Simulator runs per mode: at most
+    len(top) + per_mode x backoff_runs."""
     sims: dict[int, SimCheck] = {}
     cals: dict = {}
     for mode, cands in result.top.items():
         if modes is not None and mode not in modes:
             continue
-        best = 0.0   # the mode's best simulated tokens/s/GPU meeting every target so far
+        mine: dict[int, SimCheck] = {}
         for done, c in enumerate(cands):
-            if done >= per_mode and best > 0:
+            if done >= per_mode and any(s.meets_sla for s in mine.values()):
                 break
             if c.backend not in cals:
                 cals[c.backend] = sim_calibration(result, c.backend)
-            s = simulate_candidate(result, c, db, cal=cals[c.backend])
-            if not s.meets_sla and backoff_runs > 0:
-                s = back_off(result, c, db, s, cals[c.backend], best, backoff_runs)
-            sims[c.row] = s
+            mine[c.row] = simulate_candidate(result, c, db, cal=cals[c.backend])
+        best = max((s.tokens_per_s_per_gpu for s in mine.values() if s.meets_sla), default=0.0)
+        missed = sorted((c for c in cands if c.row in mine and not mine[c.row].meets_sla),
+                        key=lambda c: -mine[c.row].tokens_per_s_per_gpu)
+        for c in missed[:per_mode] if backoff_runs > 0 else ():
+            mine[c.row] = s = back_off(result, c, db, mine[c.row], cals[c.backend], best, backoff_runs)
             if s.meets_sla:
                 best = max(best, s.tokens_per_s_per_gpu)
+        sims.update(mine)
     return sims
 
 

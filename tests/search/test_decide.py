@@ -46,5 +46,12 @@ def test_upper_end_is_checked_on_the_simulate_calibrations_interval(decided):
     for s in up.sims.values():
         assert s.calibrated and s.ttft_hi_ms is not None and s.ttft_hi_ms >= s.ttft_ms
         assert s.meets_sla == (s.ttft_hi_ms <= 600 and (s.tpot_hi_ms or s.tpot_ms) <= 16.67)
+    # a miss at the static concurrency is backed off on the same rule: the upper end must meet the targets
+    backed = [s for s in up.sims.values() if s.backed_off]
+    assert backed and up.winner is not None and up.sims[up.winner.row].meets_sla
+    for s in backed:
+        first = s.at_static
+        assert first.concurrency > s.concurrency and not first.meets_sla
+        assert first.ttft_hi_ms > 600 or first.tpot_hi_ms > 16.67
     same = set(up.sims) & set(med.sims)
     assert all(med.sims[r].meets_sla for r in same if up.sims[r].meets_sla)   # upper is never laxer

@@ -1,0 +1,74 @@
+"""A candidate that misses a target under load at its static concurrency is backed off: replayed at fewer
+clients per replica until it meets every target, then ranked, reported and written at that concurrency."""
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+import yaml
+
+from perfdb.lookup import PerfDB
+from perfdb.types import Backend
+from search.decide import BACKOFF_RUNS, decide
+from search.outputs import write_artifacts
+from search.plan import plan
+from search.simcheck import sim_units, simulate_candidate
+from search.types import Mode, PlanRequest, Sla
+
+# Qwen3-8B on one H200, uncalibrated (the replay's numbers, not a shipped fit's): the static screen's best
+# agg point runs 16 clients at a static TTFT just under 200 ms, and the replay at 16 clients queues prompts
+# behind each other's prefill chunks (TTFT ~2x the target); a few clients meet it.
+REQUEST = PlanRequest(model="Qwen/Qwen3-8B", system="h200_sxm", backends=(Backend.TRTLLM,), total_gpus=1, isl=2000,
+                      osl=200, sla=Sla(200, 20), mode=Mode.AGG, top_n=1, stored_calibration=False)
+
+
+@pytest.fixture(scope="module")
+def backed_off(tmp_path_factory):
+    db = PerfDB(None)
+    static = plan(REQUEST, db)
+    result = decide(static, db)
+    out = tmp_path_factory.mktemp("plan")
+    return db, static, result, out, write_artifacts(result, out)
+
+
+def test_the_static_concurrency_misses_and_the_backed_off_one_meets(backed_off):
+    db, static, r, _, _ = backed_off
+    w = r.winner
+    assert w is not None and w.row == static.winner.row      # without the back-off: no winner at all
+    s = r.sims[w.row]
+    first = s.at_static
+    assert s.backed_off and not first.meets_sla and first.concurrency == w.metrics.concurrency
+    assert s.meets_sla and s.ttft_ms <= 200 and s.tpot_ms <= 20
+    assert 1 <= s.concurrency < w.metrics.concurrency and 2 <= s.runs <= 1 + BACKOFF_RUNS
+    units, deployed = sim_units(w)
+    k = int(s.concurrency) // deployed
+    assert k * deployed == s.concurrency                      # whole clients per replica
+    # the bisection ended next to a miss: one more client per replica misses the targets
+    assert not simulate_candidate(r, w, db, per_unit=k + 1).meets_sla
+    assert w.metrics == static.winner.metrics                # the static numbers stay as they were
+    assert f"at {s.concurrency:,.0f} clients, backed off from {first.concurrency:,.0f}" in r.why
+
+
+def test_artifacts_and_summary_carry_the_backed_off_concurrency(backed_off):
+    _, _, r, out, written = backed_off
+    w, s = r.winner, r.sims[r.winner.row]
+    d = out / written[w.row]
+    cmd = shlex.split((d / "aiperf.sh").read_text().splitlines()[-1])
+    assert cmd[cmd.index("--concurrency") + 1] == str(int(s.concurrency))
+    assert cmd[cmd.index("--warmup-request-count") + 1] == str(int(s.concurrency))
+    spec = yaml.safe_load((d / "deployment.yaml").read_text())
+    assert spec["concurrency"] == int(s.concurrency) and spec["simulated"]["concurrency"] == s.concurrency
+    assert spec["simulated"]["meets_sla"] and not spec["simulated"]["backed_off_from"]["meets_sla"]
+    assert spec["predicted"]["concurrency"] == w.metrics.concurrency == spec["simulated"]["backed_off_from"]["concurrency"]
+    summary = json.loads((out / "plan.json").read_text())
+    assert summary["winner"]["simulated"]["concurrency"] == s.concurrency
+    assert summary["winner"]["metrics"]["concurrency"] == w.metrics.concurrency
+
+
+def test_no_back_off_leaves_the_miss_unranked(backed_off):
+    db, static, _, _, _ = backed_off
+    r = decide(static, db, backoff_runs=0)
+    s = r.sims[static.winner.row]
+    assert r.winner is None and not s.meets_sla and not s.backed_off and s.runs == 1
+    assert "no simulated candidate meets every target" in r.why
