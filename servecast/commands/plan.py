@@ -61,7 +61,8 @@ def register(app: typer.Typer) -> None:
         kv_dtype: str = typer.Option(None, "--kv-dtype", help="KV-cache dtype (default: the checkpoint's), e.g. fp8"),
         simulate: bool = typer.Option(True, "--simulate/--no-simulate",
                                       help="replay the best of each mode in the discrete-event simulator at its "
-                                           "predicted concurrency (shown beside the static TTFT/TPOT)"),
+                                           "predicted concurrency, backed off to fewer clients where a target is "
+                                           "missed there, and decide on those numbers (shown beside the static ones)"),
     ) -> None:
         from servecast.api import plan
         from servecast.hfcache import hub_cache
