@@ -145,8 +145,8 @@ def why(result: PlanResult) -> str:
         if not missed:
             return ""
         s = min(missed, key=lambda x: _worst(result, x))
-        return (f"under load no simulated candidate meets every target, even backed off to "
-                f"{s.concurrency:,.0f} clients; the closest misses on {_binding(result, s)}")
+        return (f"under load no simulated candidate meets every target, at its static concurrency or backed off; "
+                f"the closest misses on {_binding(result, s)} at {s.concurrency:,.0f} clients")
     sw = sims[w.row]
     other = [cs[0] for m, cs in result.top.items() if m != w.mode and cs and cs[0].row in sims]
     head = f"{w.mode.value} wins under load: {sw.tokens_per_s_per_gpu:,.1f} tok/s/GPU simulated {load_label(result, sw)}"

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from perfdb.lookup import PerfDB
-from perfdb.types import Backend
+from perfdb.types import Backend, Dtype
 from search.decide import BACKOFF_RUNS, decide
 from search.outputs import write_artifacts
 from search.plan import plan
@@ -72,3 +72,16 @@ def test_no_back_off_leaves_the_miss_unranked(backed_off):
     s = r.sims[static.winner.row]
     assert r.winner is None and not s.meets_sla and not s.backed_off and s.runs == 1
     assert "no simulated candidate meets every target" in r.why
+
+
+def test_the_deepseek_r1_b200_example_ends_with_a_winner_that_meets_every_target_under_load():
+    """BENCHMARKS.md's DeepSeek-R1 64x b200_sxm `--backend all` example: every static pick misses TTFT when
+    replayed at its static concurrency; backed off, the winner meets every target in the simulator."""
+    req = PlanRequest(model="deepseek-ai/DeepSeek-R1", system="b200_sxm", backends=(Backend.TRTLLM, Backend.SGLANG, Backend.VLLM),
+                      total_gpus=64, isl=15000, osl=500, sla=Sla(1000, 15), moe_quant=Dtype.NVFP4)
+    db = PerfDB(None)
+    r = decide(plan(req, db), db)
+    assert r.winner is not None
+    s = r.sims[r.winner.row]
+    assert s.meets_sla and s.ttft_ms <= 1000 and s.tpot_ms <= 15 and s.concurrency <= r.winner.metrics.concurrency
+    assert all(x.runs <= 1 + BACKOFF_RUNS for x in r.sims.values())
