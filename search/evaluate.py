@@ -26,6 +26,7 @@ from perfdb.specs import SystemSpec
 from perfdb.types import Backend, Dtype, Phase, Source
 from search.disagg import WorkerPoints
 from search.points import BACKENDS, MODES, PointTable
+from search.sla import target_ratios
 from search.space import AGG_TOKEN_BUDGETS, PREFILL_TOKEN_BUDGET, batch_ladder, prefill_batches
 from search.types import Mode, Sla
 
@@ -138,7 +139,8 @@ def _agg_block(ctx: Context, p: ParallelConfig, tokens: int | None) -> PointTabl
 def _config_score(block: PointTable, sla: Sla) -> float:
     """How promising a replica shape is: its best SLA-meeting tokens/s/GPU, else minus its distance
     to the targets (worst ratio), so shapes near the targets are refined when none meets them."""
-    ratios = np.maximum(block["ttft_ms"] / sla.ttft_ms, block["tpot_ms"] / sla.tpot_ms)
+    ratios = np.maximum.reduce(list(target_ratios(block["ttft_ms"], block["tpot_ms"], block["request_latency_ms"],
+                                                  sla).values()))
     ok = block["feasible"] & (ratios <= 1.0)
     if ok.any():
         return float(block["tokens_per_s_per_gpu"][ok].max())
