@@ -150,7 +150,7 @@ def pareto_data(result: PlanResult) -> ParetoData:
             missed[mode.value] = series(result.frontier_all[mode])
     w = result.winner
     winner = (w.metrics.tokens_per_s_per_user, w.metrics.tokens_per_s_per_gpu, w.metrics.ttft_ms,
-              f"{w.mode.value} {w.backend.value} {w.label()}") if w else None
+              f"{w.mode.value} {w.backend.value} {w.label()}" + _sim_note(result.sims.get(w.row))) if w else None
     lat_tps = None
     if req.sla.request_latency_ms:
         lat_tps = 1000.0 * max(req.osl - 1, 1) / max(req.sla.request_latency_ms - 0.0, 1e-9)
@@ -161,6 +161,13 @@ def pareto_data(result: PlanResult) -> ParetoData:
                       missed=missed, note=_miss_note(result) if w is None else "",
                       best={b.value: (c.metrics.tokens_per_s_per_user, c.metrics.tokens_per_s_per_gpu, c.metrics.ttft_ms,
                                       c.mode.value) for b, c in result.per_backend.items()})
+
+
+def _sim_note(s: SimCheck | None) -> str:
+    """The winner's legend entry marks its static point; what the simulator decided on goes beside."""
+    if s is None:
+        return ""
+    return f" (static point; simulated {s.tokens_per_s_per_gpu:,.1f} tok/s/GPU at {s.concurrency:,.0f} clients)"
 
 
 def _miss_note(result: PlanResult) -> str:
