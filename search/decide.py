@@ -25,8 +25,9 @@ from search.types import Candidate, Constraint, Mode, SimCheck
 
 SIM_PER_MODE = 3    # static top candidates of each mode replayed (each ~0.01-0.06 s of CPU)
 # Replays at most spent backing one candidate's concurrency off after it missed a target at its static
-# one: a bisection on clients per replica / xPyD group, whose last run tries 1 when nothing met before,
-# so any static concurrency up to 2**BACKOFF_RUNS per unit is searched down to 1.
+# one: a bisection on clients per replica / xPyD group whose last run tries 1 client when nothing has met
+# yet (so a candidate is dropped only when one client per unit misses); from up to 2**BACKOFF_RUNS
+# clients per unit it ends next to a miss.
 BACKOFF_RUNS = 5
 
 
