@@ -74,11 +74,14 @@ def test_no_back_off_leaves_the_miss_unranked(backed_off):
     assert "no simulated candidate meets every target" in r.why
 
 
-def test_the_deepseek_r1_b200_example_ends_with_a_winner_that_meets_every_target_under_load():
-    """BENCHMARKS.md's DeepSeek-R1 64x b200_sxm `--backend all` example: every static pick misses TTFT when
-    replayed at its static concurrency; backed off, the winner meets every target in the simulator."""
-    req = PlanRequest(model="deepseek-ai/DeepSeek-R1", system="b200_sxm", backends=(Backend.TRTLLM, Backend.SGLANG, Backend.VLLM),
-                      total_gpus=64, isl=15000, osl=500, sla=Sla(1000, 15), moe_quant=Dtype.NVFP4)
+@pytest.mark.parametrize("stored", [True, False], ids=["shipped-calibration", "calibration-none"])
+def test_the_deepseek_r1_b200_example_ends_with_a_winner_that_meets_every_target_under_load(stored):
+    """BENCHMARKS.md's DeepSeek-R1 64x b200_sxm `--backend all` example: with the shipped calibrations every
+    static pick misses TTFT when replayed at its static concurrency; backed off, the winner meets every
+    target in the simulator (uncalibrated too)."""
+    req = PlanRequest(model="deepseek-ai/DeepSeek-R1", system="b200_sxm",
+                      backends=(Backend.TRTLLM, Backend.SGLANG, Backend.VLLM), total_gpus=64, isl=15000, osl=500,
+                      sla=Sla(1000, 15), moe_quant=Dtype.NVFP4, stored_calibration=stored)
     db = PerfDB(None)
     r = decide(plan(req, db), db)
     assert r.winner is not None
