@@ -1,4 +1,5 @@
-"""Re-check candidates in the discrete-event simulator at their predicted concurrency.
+"""Re-check candidates in the discrete-event simulator at their predicted concurrency, or at fewer
+clients per replica / xPyD group when search.decide backs one off (`per_unit`).
 
 The static estimate is a steady-state average; the simulator replays a closed-loop benchmark
 (aiperf --concurrency) request by request with the engine's scheduler, so it shows the queueing
