@@ -102,8 +102,28 @@ def rank_on_load(result: PlanResult, sims: dict[int, SimCheck]) -> PlanResult:
         others = [sims[c.row].tokens_per_s_per_gpu for m, c in best.items() if m != winner.mode]
         speedup = sims[winner.row].tokens_per_s_per_gpu / max(others) if others and max(others) > 0 else None
     out = replace(result, top=top, winner=winner, speedup=speedup, sims=sims, rejected=tuple(rejected),
-                  static_winner=result.winner)
+                  static_winner=result.winner, per_backend=_per_backend_on_load(result, top, sims))
     return replace(out, why=why(out))
+
+
+def _per_backend_on_load(result: PlanResult, top: dict, sims: dict[int, SimCheck]) -> dict:
+    """`--backend all`'s best candidate per backend, decided like the winner: the best simulated
+    tokens/s/GPU among its replays that meet every target; a backend none of whose candidates was
+    replayed keeps its static best (shown with its static figures); one whose replays all missed has none."""
+    out = {}
+    for b, static in result.per_backend.items():
+        met = [c for cs in top.values() for c in cs
+               if c.backend == b and c.row in sims and sims[c.row].meets_sla]
+        if met:
+            out[b] = max(met, key=lambda c: sims[c.row].tokens_per_s_per_gpu)
+        elif static.row not in sims and not any(c.backend == b and c.row in sims for cs in top.values() for c in cs):
+            out[b] = static
+    return out
+
+
+def load_tokens(c: Candidate, sims: dict[int, SimCheck] | None) -> float:
+    """What the plan ranks `c` on: its simulated tokens/s/GPU where it was replayed, else its static one."""
+    return sims[c.row].tokens_per_s_per_gpu if sims and c.row in sims else c.metrics.tokens_per_s_per_gpu
 
 
 def decide(result: PlanResult, db: PerfDB, per_mode: int = SIM_PER_MODE, backoff_runs: int = BACKOFF_RUNS) -> PlanResult:

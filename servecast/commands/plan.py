@@ -165,7 +165,8 @@ def render(result, sims, save_dir, written) -> None:
         else:
             con.print(f"{mode.value}: no configuration meets the targets")
     if len(req.backends) > 1:
-        ranked = sorted(result.per_backend.values(), key=lambda c: -c.metrics.tokens_per_s_per_gpu)
+        from search.decide import load_tokens
+        ranked = sorted(result.per_backend.values(), key=lambda c: -load_tokens(c, sims))
         if ranked:
             con.print(_table("best per backend", ranked, sims, cals, (result.model.name, result.system.name)))
         missing = [b.value for b in req.backends if b not in result.per_backend]

@@ -88,3 +88,11 @@ def test_the_deepseek_r1_b200_example_ends_with_a_winner_that_meets_every_target
     s = r.sims[r.winner.row]
     assert s.meets_sla and s.ttft_ms <= 1000 and s.tpot_ms <= 15 and s.concurrency <= r.winner.metrics.concurrency
     assert all(x.runs <= 1 + BACKOFF_RUNS for x in r.sims.values())
+    # `--backend all`'s best per backend is decided like the winner: on its replays that meet the targets
+    assert r.per_backend[r.winner.backend].row == r.winner.row
+    for b, c in r.per_backend.items():
+        replayed = [x for cs in r.top.values() for x in cs if x.backend == b and x.row in r.sims]
+        if replayed:
+            assert r.sims[c.row].meets_sla
+            assert r.sims[c.row].tokens_per_s_per_gpu == max(r.sims[x.row].tokens_per_s_per_gpu for x in replayed
+                                                             if r.sims[x.row].meets_sla)
