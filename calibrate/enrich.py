@@ -145,6 +145,7 @@ def facts(repo: Repo, r: Row, m: Match, srt: Repo | None = None) -> tuple[dict, 
         out["engine_flags"] = _agree(";".join(f"{k}={v}" for k, v in sorted(s.flags.items())) for s in found)
         for col in ("client_range_ratio", "client_num_prompts", "client_num_warmups"):
             out[col] = _agree(s.client.get(col) for s in found)
+        out["client_warmup"] = _agree(s.warmup for s in found)
         out["enrich_client"] = ",".join(sorted({f for s in found for f in s.client_files}))
     if status is SpecStatus.ON:
         depth = _agree(_recipe_int(p, _MTP_DEPTH) for p in pts) if multinode else \

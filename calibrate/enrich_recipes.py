@@ -104,6 +104,7 @@ def facts(srt: Repo, got: Recipes, conc: int) -> tuple[dict, dict]:
         out["client_num_prompts"] = _agree(c.num_prompts for c in clients)
         out["client_num_warmups"] = _agree(c.num_warmups for c in clients)
         out["client_range_ratio"] = _agree(c.range_ratio for c in clients)
+        out["client_warmup"] = "run" if out["client_num_warmups"] else None
         out["enrich_client"] = ",".join(sorted({f"{got.url}@{c.file}" for c in clients}))
     return out, fills
 

@@ -64,6 +64,11 @@ COLUMNS: dict[str, tuple[Kind, str]] = {
     "client_range_ratio": (Kind.FLOAT, "the client's --random-range-ratio"),
     "client_num_prompts": (Kind.INT, "requests sent (after warm-up)"),
     "client_num_warmups": (Kind.INT, "warm-up requests sent before measuring"),
+    "client_warmup": (Kind.TEXT, "how the client's code warms up, as read: test-request (benchmark_serving.py's "
+                                 "one initial request, alone, before the measured requests; client_num_warmups "
+                                 "counts any others) | run (a warm-up run of client_num_warmups prompts at the "
+                                 "row's concurrency) | sweep (warm-up runs at several concurrencies before the "
+                                 "whole sweep; client_num_warmups = their total)"),
     "enrich_status": (Kind.TEXT, "matched | ambiguous | unmatched | other-harness"),
     "enrich_reason": (Kind.TEXT, "why a field stayed unknown"),
     "enrich_commit": (Kind.TEXT, "repository commit whose configs described the run"),

@@ -27,6 +27,16 @@ VENDORED_CLIENT = "utils/bench_serving/benchmark_serving.py"
 WORKFLOWS = {False: ".github/workflows/benchmark-tmpl.yml", True: ".github/workflows/benchmark-multinode-tmpl.yml"}
 _SERVERS = ("trtllm-serve", "sglang.launch_server", "vllm serve", "vllm.entrypoints")
 _CLIENTS = ("run_benchmark_serving", "benchmark_serving.py")
+# The client cloned at run time without a pinned ref (`git clone https://github.com/kimbochen/bench_serving`,
+# no checkout): the run used that repository's default-branch HEAD at the moment it ran, i.e. the commit in
+# effect at measured=. Its benchmark_serving.py has no --num-warmups: it sends one "initial single prompt test
+# run" (the first prompt, alone, awaited) and then the measured requests. Read at kimbochen/bench_serving
+# 406abc35 and at 2ddd364c, the commit InferenceX vendored on 2026-01-21 (InferenceX d053ae24e, "upstream
+# kimbochen/bench_serving, adding warmup": the warm-up requests were what the port added), so every clone
+# before that date ran a version without warm-up requests (docs/calibration.md section 2b).
+UNPINNED_CLIENTS = {"github.com/kimbochen/bench_serving": 0}
+_CLONE = re.compile(r"git clone\s+(?:--\S+\s+)*https://(github\.com/[\w.-]+/[\w.-]+?)(?:\.git)?(?=[\s\"']|$)", re.M)
+_PINNED = re.compile(r"git (?:-C \S+ )?checkout\s|git clone\s+[^\n]*(?:--branch|\s-b)\s")
 _FLAG = re.compile(r"--([\w-]+)(?:[= ]+(\"[^\"]*\"|'[^']*'|[^\s-][^\s]*))?")
 # engine flag (any spelling) -> enrichment column
 _KNOWN = {
@@ -47,6 +57,7 @@ class ScriptFacts:
     known: dict[str, str]              # enrichment column -> value (only decided ones)
     client: dict[str, float | int]     # client_range_ratio / client_num_prompts / client_num_warmups
     client_files: tuple[str, ...]
+    warmup: str | None = None          # client_warmup (estimator.run_facts)
 
 
 def find_script(repo: Repo, commit: str, p: ConfigPoint) -> str | None:
@@ -130,10 +141,12 @@ def _known(flags: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def client_protocol(repo: Repo, commit: str, walk: shell.Walk, conc: int) -> tuple[dict, tuple[str, ...]]:
-    """--random-range-ratio, --num-prompts, --num-warmups of the script's client call (with benchmark_lib's)."""
+def client_protocol(repo: Repo, commit: str, walk: shell.Walk, conc: int, text: str = "") -> tuple[dict, tuple[str, ...]]:
+    """--random-range-ratio, --num-prompts, --num-warmups of the script's client call (with benchmark_lib's),
+    and `client_warmup` where the client's own code is known (`text`: the launch script)."""
     out: dict = {}
     files: list[str] = []
+    source = text
     for cmd, certain in walk.commands:
         if not certain or not any(c in cmd for c in _CLIENTS):
             continue
@@ -145,27 +158,47 @@ def client_protocol(repo: Repo, commit: str, walk: shell.Walk, conc: int) -> tup
         if "num-warmups" in f and f["num-warmups"].isdigit():
             out["client_num_warmups"] = int(f["num-warmups"])
         if "run_benchmark_serving" in cmd:
-            lib = repo.read(commit, LIB) or ""
+            source = repo.read(commit, LIB) or ""
             files.append(LIB)
-            m = re.search(r"--num-warmups\s+\"?\$\(\((.+?)\)\)", lib)
+            m = re.search(r"--num-warmups\s+\"?\$\(\((.+?)\)\)", source)
             if m and "client_num_warmups" not in out:
                 w = shell.arith(m.group(1), {"max_concurrency": str(conc)})
                 if w is not None:
                     out["client_num_warmups"] = w
         break
-    if "client_num_warmups" not in out and "client_num_prompts" in out:
-        client = repo.read(commit, VENDORED_CLIENT) or ""
-        if re.search(r"['\"]--num-warmups['\"].*default=0\b", client):
-            out["client_num_warmups"] = 0      # flag not passed; the vendored client's default
-            files.append(VENDORED_CLIENT)
+    if "client_num_prompts" in out:
+        files.extend(_client_code(repo, commit, source, out))
     return out, tuple(files)
+
+
+def _client_code(repo: Repo, commit: str, source: str, out: dict) -> list[str]:
+    """The warm-up the client's own code sends (sets client_num_warmups when the call does not pass it, and
+    client_warmup); returns what was read. The client is InferenceX's vendored one, or a clone the script
+    (or benchmark_lib.sh) makes at run time."""
+    if VENDORED_CLIENT in source:
+        client = repo.read(commit, VENDORED_CLIENT) or ""
+        if "client_num_warmups" not in out and re.search(r"['\"]--num-warmups['\"].*default=0\b", client):
+            out["client_num_warmups"] = 0      # flag not passed; the vendored client's default
+        if "initial single prompt test run" in client:
+            out["client_warmup"] = "test-request"
+        return [VENDORED_CLIENT] if client else []
+    clones = {m.group(1) for m in _CLONE.finditer(source)} & set(UNPINNED_CLIENTS)
+    if len(clones) == 1 and not _PINNED.search(source) and "client_num_warmups" not in out:
+        url = clones.pop()
+        out["client_num_warmups"] = UNPINNED_CLIENTS[url]
+        out["client_warmup"] = "test-request"
+        return [f"{url}@HEAD at measured= (cloned unpinned)"]
+    return []
 
 
 def read_script(repo: Repo, commit: str, p: ConfigPoint, conc: int, range_ratio: float | None) -> ScriptFacts | None:
     path = find_script(repo, commit, p)
     if path is None:
         return None
-    walk = shell.run(repo.read(commit, path) or "", run_env(p, conc, range_ratio))
+    text = repo.read(commit, path) or ""
+    walk = shell.run(text, run_env(p, conc, range_ratio))
     flags = engine_flags(walk)
-    client, files = client_protocol(repo, commit, walk, conc)
-    return ScriptFacts(path=path, flags=flags, known=_known(flags), client=client, client_files=(path, *files))
+    client, files = client_protocol(repo, commit, walk, conc, text)
+    warmup = client.pop("client_warmup", None)
+    return ScriptFacts(path=path, flags=flags, known=_known(flags), client=client, client_files=(path, *files),
+                       warmup=warmup)

@@ -14,7 +14,7 @@ from calibrate.enrich import enrich
 from calibrate.inferencex import shell
 from perfdb.errors import DataError, InputError
 from servecast.cli import main
-from tests.calibrate.inferencex_fixture import make_repo, runs_csv, write_tree
+from tests.calibrate.inferencex_fixture import _git, make_repo, runs_csv, write_tree
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
 
@@ -153,3 +153,22 @@ def test_committed_training_facts_cover_the_inferencex_rows(silicon_csv, tmp_pat
     # the srt-slurm recipes (`--srt-slurm`): request and warm-up counts of the multi-node runs they launched
     recipes = [r for r in dis if r["enrich_recipe"]]
     assert len(recipes) == 907 and all(r["client_num_prompts"] and r["client_num_warmups"] for r in recipes)
+
+
+def test_an_unpinned_client_clone_runs_no_warmups_but_its_test_request(tmp_path):
+    """benchmark_lib.sh cloning kimbochen/bench_serving without a ref (InferenceX before 2026-01-21): the
+    client is that repository's HEAD at measured=, whose benchmark_serving.py sends one test request and no
+    warm-ups; pinned to a ref the reader cannot read, the warm-up stays unknown."""
+    unpinned = ("run_benchmark_serving() {\n    git clone https://github.com/kimbochen/bench_serving.git \"$D\"\n"
+                "    python3 \"$D/benchmark_serving.py\" \"$@\" --save-result\n}\n")
+    for name, lib, want in (("unpinned", unpinned, ("0", "test-request")),
+                            ("pinned", unpinned.replace("\"$D\"\n", "\"$D\"\n    git -C \"$D\" checkout abc123\n"),
+                             ("", ""))):
+        root = make_repo(tmp_path / name)[0]
+        (root / "benchmarks/benchmark_lib.sh").write_text(lib)
+        _git(root, "commit", "-qam", "client", date="2026-01-15T00:00:00Z")    # in effect at a16's measured=
+        row = _rows(enrich(runs_csv(tmp_path / f"{name}.csv"), root)[0])["a16"]
+        assert row["client_num_prompts"] == "160"
+        assert (row["client_num_warmups"], row["client_warmup"]) == want, name
+        if name == "unpinned":
+            assert "github.com/kimbochen/bench_serving@HEAD at measured=" in row["enrich_client"]
