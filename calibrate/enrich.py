@@ -19,8 +19,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from calibrate import enrich_recipes
+from calibrate import enrich_dynamo, enrich_recipes
 from calibrate.inferencex.configs import ConfigPoint
+from calibrate.inferencex.dynamo import DYNAMO
 from calibrate.inferencex.match import Match, Row, match
 from calibrate.inferencex.repo import Repo
 from calibrate.inferencex.scripts import read_script, workflow_range_ratio
@@ -114,10 +115,12 @@ def _roles(points: tuple[ConfigPoint, ...], out: dict) -> None:
         out["decode_max_batch"] = _agree(_recipe_int(p, _BATCH) for p in points)
 
 
-def facts(repo: Repo, r: Row, m: Match, srt: Repo | None = None) -> tuple[dict, dict, list[str]]:
+def facts(repo: Repo, r: Row, m: Match, srt: Repo | None = None,
+          dyn: Repo | None = None) -> tuple[dict, dict, list[str]]:
     """(enrichment columns, fills of the table's own columns, notes for enrich_reason) for one matched
     row; with `srt` (an srt-slurm clone) a multi-node row's recipes narrow its config points and add
-    what they state (calibrate.enrich_recipes)."""
+    what they state (calibrate.enrich_recipes); a Dynamo-era one gets its config's engine settings and,
+    with `dyn` (a Dynamo clone), its launch files' (calibrate.enrich_dynamo)."""
     got = enrich_recipes.read(repo, srt, r, m) if srt is not None else None
     pts = got.points if got is not None else m.points
     out: dict = {"enrich_commit": m.commit, "enrich_config_key": ",".join(sorted({p.key for p in pts}))}
@@ -154,11 +157,32 @@ def facts(repo: Repo, r: Row, m: Match, srt: Repo | None = None) -> tuple[dict, 
     if out.get("client_range_ratio") is None and ratio is not None:
         out["client_range_ratio"] = ratio
         out["enrich_client"] = ",".join(filter(None, (out.get("enrich_client"), wf)))
-    if got is not None:
-        _recipe_facts(srt, got, r, out, fills)
+    notes = _launch_facts(repo, (srt, dyn), got, r, (m.commit, pts), out, fills)
     if out.get("client_range_ratio") is not None:
         out["client_length_dist"] = "fixed" if out["client_range_ratio"] == 1 else "uniform"
-    return out, fills, list(got.notes) if got is not None else []
+    return out, fills, notes
+
+
+def _launch_facts(repo: Repo, clones: tuple[Repo | None, Repo | None], got: enrich_recipes.Recipes | None, r: Row,
+                  where: tuple[str, tuple[ConfigPoint, ...]], out: dict, fills: dict) -> list[str]:
+    """A multi-node row's srt-slurm recipes where they were read, else (the Dynamo-era rows) what the
+    config's Dynamo settings and, with a Dynamo clone, Dynamo's launch files state (`clones`: srt-slurm,
+    Dynamo; `where`: the InferenceX commit and the row's config points); returns the notes."""
+    (srt, dyn), (commit, pts) = clones, where
+    notes = list(got.notes) if got is not None else []
+    if got is not None and got.recipes:
+        _recipe_facts(srt, got, r, out, fills)
+        return notes
+    dyn_out, dyn_notes = enrich_dynamo.read(repo, dyn, r, commit, pts)
+    _over(out, dyn_out)
+    return notes + dyn_notes
+
+
+def _over(out: dict, launched: dict) -> None:
+    """What the launch files state stands over the config's (a depth only where spec decoding is on)."""
+    for col, v in launched.items():
+        if v is not None and (col != "spec_tokens" or out["spec_decoding"] == SpecStatus.ON.value):
+            out[col] = v
 
 
 def _recipe_facts(srt: Repo, got: enrich_recipes.Recipes, r: Row, out: dict, fills: dict) -> None:
@@ -168,12 +192,11 @@ def _recipe_facts(srt: Repo, got: enrich_recipes.Recipes, r: Row, out: dict, fil
     if r.mode == "disagg":
         for col, n in rec_fills.items():
             fills[col] = n
-    for col, v in rec_out.items():
-        if v is not None and (col != "spec_tokens" or out["spec_decoding"] == SpecStatus.ON.value):
-            out[col] = v
+    _over(out, rec_out)
 
 
-def enrich_row(repo: Repo, raw: dict, srt: Repo | None = None) -> tuple[dict[str, str], set[str]]:
+def enrich_row(repo: Repo, raw: dict, srt: Repo | None = None,
+               dyn: Repo | None = None) -> tuple[dict[str, str], set[str]]:
     """The row's enrichment columns (as CSV text) and the names of its own columns it filled in `raw`."""
     r = to_row(raw)
     m = match(repo, r)
@@ -185,7 +208,7 @@ def enrich_row(repo: Repo, raw: dict, srt: Repo | None = None) -> tuple[dict[str
         out = {"enrich_status": "other-harness" if not r.inferencex else "unmatched", "enrich_reason": m.reason,
                "spec_decoding": SpecStatus.UNKNOWN.value}
         return {k: format_cell(out.get(k)) for k in COLUMNS}, set()
-    out, fills, notes = facts(repo, r, m, srt)
+    out, fills, notes = facts(repo, r, m, srt, dyn)
     filled = set()
     for col, n in fills.items():
         if _num(raw, col) is None:
@@ -253,15 +276,17 @@ def _from_facts(facts: dict[str, dict], raw: dict) -> tuple[dict[str, str], set[
 
 
 def enrich(runs: Path, inferencex: Path | None = None, columns_only: bool = False,
-           facts: Path | None = None, srt_slurm: Path | None = None) -> tuple[str, Report]:
+           facts: Path | None = None, srt_slurm: Path | None = None,
+           dynamo: Path | None = None) -> tuple[str, Report]:
     """The enriched table as CSV text (columns of the input, then COLUMNS) and the match report.
     From the repository at `inferencex` (and, for the multi-node runs, the srt-slurm clone at
-    `srt_slurm`), or from `facts` (a committed `--columns-only` file).
+    `srt_slurm` and the Dynamo clone at `dynamo`), or from `facts` (a committed `--columns-only` file).
     `columns_only`: just `id`, the filled worker columns and COLUMNS (the derived facts, to commit)."""
     header, rows = read_table(runs)
     known = read_facts(facts) if facts is not None else None
     repo = Repo(inferencex) if known is None else None
     srt = Repo(srt_slurm, SRT_SLURM) if srt_slurm is not None and known is None else None
+    dyn = Repo(dynamo, DYNAMO) if dynamo is not None and known is None else None
     report = Report()
     if columns_only:
         header = ["id", *FILLED]
@@ -270,7 +295,7 @@ def enrich(runs: Path, inferencex: Path | None = None, columns_only: bool = Fals
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for raw in rows:
-        extra, filled = enrich_row(repo, raw, srt) if repo is not None else _from_facts(known, raw)
+        extra, filled = enrich_row(repo, raw, srt, dyn) if repo is not None else _from_facts(known, raw)
         report.add(to_row(raw).source_file, extra, filled)
         w.writerow({**{c: raw.get(c, "") for c in header}, **extra})
     return buf.getvalue(), report

@@ -38,7 +38,7 @@ def read(ix: Repo, srt: Repo, r: Row, m: Match) -> Recipes | None:
     src = runner_ref(ix, m.commit, pts[0].runner.split("-")[0])
     if src is None:
         return Recipes(pts, (), "", (f"the {pts[0].runner} runner at {m.commit[:10]} names no single srt-slurm "
-                                     "clone (before 2026-01-28: ai-dynamo/dynamo recipes, not read)",))
+                                     "clone (before 2026-01-28 the runs cloned ai-dynamo/dynamo: --dynamo)",))
     url, ref = src
     found: dict[ConfigPoint, Recipe | None] = {}
     for p in pts:

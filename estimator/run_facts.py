@@ -37,9 +37,9 @@ COLUMNS: dict[str, tuple[Kind, str]] = {
     "prefill_ep": (Kind.INT, "expert-parallel size of a prefill worker, as the config says"),
     "decode_dp_attn": (Kind.BOOL, "attention data-parallel in each decode worker"),
     "decode_ep": (Kind.INT, "expert-parallel size of a decode worker, as the config says"),
-    "decode_max_batch": (Kind.INT, "max batch per attention rank of a decode worker: its srt-slurm recipe's "
-                                   "(TRT-LLM max_batch_size; SGLang max-running-requests / dp-size), else the "
-                                   "recipe name's batchN"),
+    "decode_max_batch": (Kind.INT, "max batch per attention rank of a decode worker: its srt-slurm recipe's or "
+                                   "Dynamo launch's (TRT-LLM max_batch_size; SGLang max-running-requests / "
+                                   "dp-size), else the recipe name's batchN"),
     # per role of a disaggregated run, from its srt-slurm recipe (the engine_* columns are the aggregated
     # engine's launch flags: one disaggregated run has two engines, configured differently)
     "prefill_max_batch": (Kind.INT, "max batch per attention rank of a prefill worker (as decode_max_batch)"),
@@ -75,7 +75,7 @@ COLUMNS: dict[str, tuple[Kind, str]] = {
     "enrich_config_key": (Kind.TEXT, "config key(s) of the matching entries"),
     "enrich_script": (Kind.TEXT, "launch script path read for engine flags"),
     "enrich_client": (Kind.TEXT, "file(s) the client protocol was read from"),
-    "enrich_recipe": (Kind.TEXT, "srt-slurm recipe(s) read: `clone url@commit:path`"),
+    "enrich_recipe": (Kind.TEXT, "srt-slurm recipe(s), or Dynamo worker script(s), read: `clone url@commit:path`"),
 }
 TRUE = ("true", "1", "yes")
 

@@ -162,6 +162,12 @@ def _role(cfg: dict, keys: dict, where: str) -> RoleRecipe:
                       flags=flat)
 
 
+def sglang_role(flags: dict[str, str], where: str) -> RoleRecipe:
+    """One role's engine from SGLang server flags (`name -> value`, the spellings recipes use); the Dynamo
+    launch scripts (calibrate.inferencex.dynamo) pass the same flags on the command line."""
+    return _role(flags, _SGLANG, where)
+
+
 def parse_recipe(text: str, path: str, commit: str, note: str = "") -> Recipe:
     """A recipe file (srtctl's layout: `resources`, `backend.<engine>_config.{prefill,decode}`, `benchmark`);
     DataError for anything else."""

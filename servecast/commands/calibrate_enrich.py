@@ -18,12 +18,17 @@ def enrich_cmd(
     srt_slurm: Annotated[Path, typer.Option("--srt-slurm", help="with --inferencex: clone of github.com/NVIDIA/"
                                                               "srt-slurm (formerly ishandhanani/srt-slurm), whose "
                                                               "recipes launched the multi-node runs")] = None,
+    dynamo: Annotated[Path, typer.Option("--dynamo", help="with --inferencex: clone of github.com/ai-dynamo/dynamo "
+                                                         "(or a fork holding the commits the runs checked out), "
+                                                         "whose launch files ran the multi-node runs before "
+                                                         "2026-01-28")] = None,
     columns_only: Annotated[bool, typer.Option(help="write only id, the filled worker counts and the enrichment "
                                                     "columns (the derived facts, e.g. to commit)")] = False,
 ) -> None:
     """Recover each run's deployment and benchmark protocol from the public InferenceX configs at the commit in
     effect when it was measured: worker counts, speculative decoding, engine flags, client protocol, provenance.
-    With --srt-slurm, the multi-node runs also get what their srt-slurm recipes and sa-bench client state.
+    With --srt-slurm, the multi-node runs also get what their srt-slurm recipes and sa-bench client state;
+    with --dynamo, those before 2026-01-28 what their Dynamo launch files state.
 
     Example: servecast calibrate enrich ../shared/data/e2e_train_silicon.csv --inferencex ./InferenceX --srt-slurm ./srt-slurm --out enriched.csv
 
@@ -36,10 +41,12 @@ def enrich_cmd(
 
     if (inferencex is None) == (facts is None):
         raise InputError("give exactly one of --inferencex DIR (a clone of SemiAnalysisAI/InferenceX) or --facts FILE")
-    if srt_slurm is not None and inferencex is None:
-        raise InputError("--srt-slurm DIR needs --inferencex DIR (the runs are matched to their recipes through "
-                         "InferenceX's configs)")
-    text, report = enrich(runs, inferencex, columns_only=columns_only, facts=facts, srt_slurm=srt_slurm)
+    for name, given in (("--srt-slurm", srt_slurm), ("--dynamo", dynamo)):
+        if given is not None and inferencex is None:
+            raise InputError(f"{name} DIR needs --inferencex DIR (the runs are matched to their recipes through "
+                             "InferenceX's configs)")
+    text, report = enrich(runs, inferencex, columns_only=columns_only, facts=facts, srt_slurm=srt_slurm,
+                          dynamo=dynamo)
     write(text, out)
     _print_enrich_report(Console(), report)
     typer.echo(f"{sum(report.rows.values())} runs -> {out}")

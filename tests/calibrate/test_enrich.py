@@ -151,8 +151,14 @@ def test_committed_training_facts_cover_the_inferencex_rows(silicon_csv, tmp_pat
     dis = [r for r in ix if r["mode"] == "disagg"]
     assert sum(bool(r["prefill_num_workers"] and r["decode_num_workers"]) for r in dis) == 900
     # the srt-slurm recipes (`--srt-slurm`): request and warm-up counts of the multi-node runs they launched
-    recipes = [r for r in dis if r["enrich_recipe"]]
+    recipes = [r for r in dis if "srt-slurm" in r["enrich_recipe"]]
     assert len(recipes) == 907 and all(r["client_num_prompts"] and r["client_num_warmups"] for r in recipes)
+    # the Dynamo launch files (`--dynamo`) of the dynamo-sglang runs before 2026-01-28, and the engine limits
+    # the dynamo-trt configs name
+    dynamo = [r for r in dis if "ai-dynamo/dynamo@" in r["enrich_recipe"]]
+    assert len(dynamo) == 34 and all(r["client_num_prompts"] and r["prefill_dp_attn"] for r in dynamo)
+    trt = [r for r in dis if r["enrich_config_key"].endswith("-dynamo-trt") and "no single srt-slurm" in r["enrich_reason"]]
+    assert sum(bool(r["decode_max_batch"] and r["prefill_max_num_tokens"]) for r in trt) >= 0.8 * len(trt) > 0
 
 
 def test_an_unpinned_client_clone_runs_no_warmups_but_its_test_request(tmp_path):
