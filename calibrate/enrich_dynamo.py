@@ -63,6 +63,7 @@ def _recipe_columns(recs: list[DynamoRecipe]) -> dict:
         roles = [getattr(x, role) for x in recs]
         for name in _FIELDS:
             out[f"{role}_{name}"] = _agree(getattr(x, name) for x in roles)
+        out[f"{role}_gpus"] = _agree(x.tp for x in roles)
     if _agree(x.decode.spec for x in recs):
         out["spec_tokens"] = _agree(x.decode.spec_tokens for x in recs)
     out["engine_flags"] = _agree(";".join(f"{role}.{k}={v}" for role in ("prefill", "decode")

@@ -90,14 +90,18 @@ def kv_same_node(domain_gpus: int, prefill_gpus: int, p_workers, decode_gpus: in
     return bool(out) if np.ndim(out) == 0 else out
 
 
-def role_layout(par: ParallelConfig, dp_attn: bool | None, ep: int | None) -> ParallelConfig:
+def role_layout(par: ParallelConfig, dp_attn: bool | None, ep: int | None, gpus: int | None = None) -> ParallelConfig:
     """A run table's role layout with the enrichment's attention-DP flag and EP size (either None: the
-    table's columns stand). The table's `tp_size` counts the worker's GPUs in a stage. With attention DP
+    table's columns stand); `gpus`, the GPUs of a stage as the launch states them, replaces the table's
+    count where they differ (the dynamo-sglang configs' tp 1 is a placeholder: their Dynamo worker scripts
+    run --tp-size of all the worker's GPUs). The table's `tp_size` counts the worker's GPUs in a stage. With attention DP
     every GPU is one attention rank running attention at TP 1 on its own requests (TRT-LLM
     `enable_attention_dp: true` with `tensor_parallel_size` N; SGLang `--enable-dp-attention
     --data-parallel-size N --tensor-parallel-size N`, as every InferenceX recipe sets it), and the MoE
     layers split `ep` ways over the same GPUs with the rest as expert TP. An `ep` that does not divide
     the GPUs is ignored (the table's split stands)."""
+    if gpus and gpus != par.gpus_per_stage:
+        par = ParallelConfig(tp=gpus, pp=par.pp, moe_tp=gpus)
     if dp_attn is None and ep is None:
         return par
     gpus = par.gpus_per_stage
@@ -213,8 +217,8 @@ def row_layouts(row: "RunRow", system: SystemSpec) -> tuple[ParallelConfig, Para
     (role_layout; the table's decode_moe_* columns repeat the prefill split in many rows, the config's
     decode EP does not), then within one NVLink domain."""
     f = row.facts
-    return (within_domain(role_layout(row.prefill.parallel, f.prefill.dp_attn, f.prefill.ep), system),
-            within_domain(role_layout(row.decode.parallel, f.decode.dp_attn, f.decode.ep), system))
+    return (within_domain(role_layout(row.prefill.parallel, f.prefill.dp_attn, f.prefill.ep, f.prefill.gpus), system),
+            within_domain(role_layout(row.decode.parallel, f.decode.dp_attn, f.decode.ep, f.decode.gpus), system))
 
 
 def role_batch_cap(row: "RunRow", role: str = "decode") -> int | None:
@@ -226,7 +230,7 @@ def role_batch_cap(row: "RunRow", role: str = "decode") -> int | None:
     if role == "decode" and row.decode.batch:
         return int(row.decode.batch)
     facts = getattr(row.facts, role)
-    ranks = role_layout(getattr(row, role).parallel, facts.dp_attn, facts.ep).attn_dp
+    ranks = role_layout(getattr(row, role).parallel, facts.dp_attn, facts.ep, facts.gpus).attn_dp
     return facts.max_batch * ranks if facts.max_batch else None
 
 

@@ -48,6 +48,10 @@ COLUMNS: dict[str, tuple[Kind, str]] = {
     "decode_max_num_tokens": (Kind.INT, "tokens per step of a decode worker as configured (as prefill's)"),
     "prefill_mem_fraction": (Kind.FLOAT, "prefill worker's mem-fraction-static / free_gpu_memory_fraction"),
     "decode_mem_fraction": (Kind.FLOAT, "decode worker's mem-fraction-static / free_gpu_memory_fraction"),
+    "prefill_gpus": (Kind.INT, "GPUs of one prefill worker's stage as its launch states (the engine's tensor-"
+                               "parallel size, attention-DP ranks included: a Dynamo worker script's tp-size; "
+                               "the dynamo-sglang configs' tp is a placeholder the script ignores)"),
+    "decode_gpus": (Kind.INT, "GPUs of one decode worker's stage as its launch states (as prefill_gpus)"),
     "prefill_cuda_graph_max_bs": (Kind.INT, "largest CUDA-graph batch of a prefill worker"),
     "decode_cuda_graph_max_bs": (Kind.INT, "largest CUDA-graph batch of a decode worker (cuda-graph-max-bs, "
                                            "the largest of cuda-graph-bs / cuda_graph_config.batch_sizes)"),
@@ -145,6 +149,7 @@ class RoleFacts:
     max_num_tokens: int | None = None   # tokens per step as configured (the engine's own sense, see COLUMNS)
     mem_fraction: float | None = None
     cuda_graph_max_bs: int | None = None
+    gpus: int | None = None         # GPUs of one stage as launched (over the table's tp, a placeholder there)
 
     @staticmethod
     def of(get, role: str) -> "RoleFacts":
@@ -153,7 +158,7 @@ class RoleFacts:
         # per-step token limit is stated, so the engine's default budget stands (None)
         return RoleFacts(get(f"{role}_dp_attn"), get(f"{role}_ep"), get(f"{role}_max_batch"),
                          tokens if tokens is not None and tokens > 0 else None, get(f"{role}_mem_fraction"),
-                         get(f"{role}_cuda_graph_max_bs"))
+                         get(f"{role}_cuda_graph_max_bs"), get(f"{role}_gpus"))
 
 
 @dataclass(frozen=True)
@@ -196,7 +201,8 @@ class RunFacts:
                 "spec_tokens": self.spec_tokens, "client_num_warmups": self.num_warmups,
                 "client_range_ratio": self.range_ratio,
                 **{f"{role}_{name}": getattr(getattr(self, role), name) for role in ("prefill", "decode")
-                   for name in ("dp_attn", "ep", "max_batch", "max_num_tokens", "mem_fraction", "cuda_graph_max_bs")}}
+                   for name in ("dp_attn", "ep", "max_batch", "max_num_tokens", "mem_fraction", "cuda_graph_max_bs",
+                                "gpus")}}
         return ";".join(f"{k}={format_cell(v)}" for k, v in vals.items() if v is not None)
 
     @staticmethod

@@ -11,6 +11,8 @@ import sys
 import pytest
 
 from calibrate.enrich import enrich
+from estimator.deployment import role_layout
+from estimator.parallel import ParallelConfig
 from perfdb.errors import InputError
 from servecast.cli import main
 from tests.calibrate.dynamo_fixture import make_dynamo, make_inferencex, runs_csv
@@ -53,6 +55,13 @@ def test_sglang_workers_and_client_at_the_pinned_commit(repos, tmp_path):
     assert (sgl["decode_dp_attn"], sgl["decode_max_batch"], sgl["decode_cuda_graph_max_bs"]) == ("false", "256", "64")
     assert sgl["decode_mem_fraction"] == "0.8"
     assert "decode.tp-size=8" in sgl["engine_flags"] and "prefill.tp-size=4" in sgl["engine_flags"]
+    # the config's tp 1 is a placeholder: the workers' GPUs as the scripts launch them, and the layouts
+    # the predictors take from them (4 attention-DP ranks; 8-way TP)
+    assert (sgl["prefill_gpus"], sgl["decode_gpus"]) == ("4", "8")
+    one = ParallelConfig(tp=1)
+    assert role_layout(one, True, None, 4) == ParallelConfig(tp=1, attn_dp=4, moe_tp=4)
+    assert role_layout(one, False, None, 8) == ParallelConfig(tp=8, moe_tp=8)
+    assert role_layout(one, False, None, None) == one
     # vllm profiler: 5 x 16 measured; warm-up sweep at 1, 8 and the sweep's 8, 16: 5 x (1 + 8 + 16)
     assert (sgl["client_num_prompts"], sgl["client_num_warmups"], sgl["client_warmup"]) == ("80", "125", "sweep")
     assert sgl["client_range_ratio"] == "0.8" and "scripts/vllm/bench.sh" in sgl["enrich_client"]
