@@ -146,10 +146,11 @@ def client_protocol(repo: Repo, commit: str, walk: shell.Walk, conc: int, text: 
     and `client_warmup` where the client's own code is known (`text`: the launch script)."""
     out: dict = {}
     files: list[str] = []
-    source = text
+    source, called = text, False
     for cmd, certain in walk.commands:
         if not certain or not any(c in cmd for c in _CLIENTS):
             continue
+        called = True
         f = _flags(cmd)
         if re.fullmatch(r"[0-9.]+", f.get("random-range-ratio", "")):
             out["client_range_ratio"] = float(f["random-range-ratio"])
@@ -166,7 +167,7 @@ def client_protocol(repo: Repo, commit: str, walk: shell.Walk, conc: int, text: 
                 if w is not None:
                     out["client_num_warmups"] = w
         break
-    if "client_num_prompts" in out:
+    if called:
         files.extend(_client_code(repo, commit, source, out))
     return out, tuple(files)
 
@@ -191,14 +192,34 @@ def _client_code(repo: Repo, commit: str, source: str, out: dict) -> list[str]:
     return []
 
 
+def runner_client(repo: Repo, commit: str, p: ConfigPoint, env: dict[str, str], conc: int) -> tuple[dict, tuple[str, ...]]:
+    """The client of a `_docker.sh` launch, which only starts the server: the runner scripts that start
+    docker launches (`runners/launch_<gpu>-*.sh`, the one run is the machine's, not recorded) call it;
+    each is walked with the run's environment and what they all state alike is kept."""
+    found = []
+    for name in repo.listdir(commit, "runners"):
+        text = repo.read(commit, f"runners/{name}") or "" if name.startswith(f"launch_{p.runner.split('-')[0]}-") else ""
+        if "_docker.sh" in text:
+            client, files = client_protocol(repo, commit, shell.run(text, env), conc, text)
+            found.append((client, (f"runners/{name}", *files)))
+    if not found:
+        return {}, ()
+    keys = {k for client, _ in found for k in client}
+    same = {k: found[0][0].get(k) for k in keys if len({repr(client.get(k)) for client, _ in found}) == 1}
+    return {k: v for k, v in same.items() if v is not None}, tuple(sorted({f for _, fs in found for f in fs}))
+
+
 def read_script(repo: Repo, commit: str, p: ConfigPoint, conc: int, range_ratio: float | None) -> ScriptFacts | None:
     path = find_script(repo, commit, p)
     if path is None:
         return None
     text = repo.read(commit, path) or ""
-    walk = shell.run(text, run_env(p, conc, range_ratio))
+    env = run_env(p, conc, range_ratio)
+    walk = shell.run(text, env)
     flags = engine_flags(walk)
     client, files = client_protocol(repo, commit, walk, conc, text)
+    if not client and path.endswith("_docker.sh"):
+        client, files = runner_client(repo, commit, p, env, conc)
     warmup = client.pop("client_warmup", None)
     return ScriptFacts(path=path, flags=flags, known=_known(flags), client=client, client_files=(path, *files),
                        warmup=warmup)

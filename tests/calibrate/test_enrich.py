@@ -178,3 +178,28 @@ def test_an_unpinned_client_clone_runs_no_warmups_but_its_test_request(tmp_path)
         assert (row["client_num_warmups"], row["client_warmup"]) == want, name
         if name == "unpinned":
             assert "github.com/kimbochen/bench_serving@HEAD at measured=" in row["enrich_client"]
+
+
+def test_a_docker_launch_takes_the_client_its_runners_agree_on(tmp_path):
+    """A `_docker.sh` script only starts the server; the runner scripts that start docker launches call the
+    client, and the machine (which runner) is not recorded: what they all state stands, the rest stays
+    unknown."""
+    server = "#!/usr/bin/env bash\ntrtllm-serve $MODEL --tp_size=$TP --max_batch_size=16 > log 2>&1 &\n"
+    runner = ("#!/usr/bin/env bash\ndocker run img benchmarks/\"${EXP_NAME%%_*}_docker.sh\"\n"
+              "git clone https://github.com/kimbochen/bench_serving.git\n"
+              "python3 bench_serving/benchmark_serving.py --random-range-ratio $RANDOM_RANGE_RATIO \\\n"
+              "    --num-prompts $(( $CONC * PER )) --max-concurrency $CONC --save-result\n")
+    for name, per_b, prompts in (("same", 10, "160"), ("differ", 20, "")):
+        root = make_repo(tmp_path / name)[0]
+        for rel in ("benchmarks/single_node/dsr1_fp8_h200_trt.sh", "benchmarks/single_node/dsr1_fp8_h200_trt_mtp.sh"):
+            (root / rel).unlink()
+        (root / "benchmarks/dsr1_fp8_h200_trt_docker.sh").write_text(server)
+        (root / "runners/launch_h200-a.sh").write_text(runner.replace("PER", "10"))
+        (root / "runners/launch_h200-b.sh").write_text(runner.replace("PER", str(per_b)))
+        _git(root, "add", "-A")
+        _git(root, "commit", "-qm", "docker", date="2026-01-15T00:00:00Z")
+        row = _rows(enrich(runs_csv(tmp_path / f"{name}.csv"), root)[0])["a16"]
+        assert row["enrich_script"] == "benchmarks/dsr1_fp8_h200_trt_docker.sh" and row["engine_max_batch_size"] == "16"
+        assert (row["client_num_prompts"], row["client_num_warmups"], row["client_warmup"]) == (prompts, "0",
+                                                                                               "test-request")
+        assert "runners/launch_h200-a.sh" in row["enrich_client"] and "runners/launch_h200-b.sh" in row["enrich_client"]
