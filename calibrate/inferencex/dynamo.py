@@ -108,6 +108,7 @@ def launch(ix: Repo, commit: str, script: str, p: ConfigPoint, env: dict[str, st
             args = tuple(shlex.split(submit[0].split("submit_disagg.sh", 1)[1]))
         except ValueError:
             args = ()
+    # the runner's path is relative to the clone's parent (`dynamo/examples/...`): inside the clone, drop it
     jobs = (walk.vars.get("SGL_SLURM_JOBS_PATH") or "").split("/", 1)[-1]
     return Launch(clones[0].group(2), refs[0], args, jobs)
 

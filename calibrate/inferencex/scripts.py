@@ -4,7 +4,9 @@ The runner scripts start `benchmarks/[single_node/|multi_node/]<prefix>_<precisi
 suffix><_mtp>[_slurm|_docker].sh` (`runners/launch_*.sh`: FRAMEWORK_SUFFIX `_trt` for TensorRT-LLM, none
 for the model's default engine; SPEC_SUFFIX `_mtp`). The single-node client call is in that script
 (`benchmark_serving.py` or, from 2025-11-21, `run_benchmark_serving` of `benchmarks/benchmark_lib.sh`,
-which adds `--num-warmups 2 x concurrency` from 2026-01-21); RANDOM_RANGE_RATIO comes from the workflow
+which adds `--num-warmups 2 x concurrency` from 2026-01-21), or, for a `_docker.sh` launch, in the
+runner that started it (`runner_client`); the client itself is InferenceX's vendored one (from
+2026-01-21) or a clone made at run time (`UNPINNED_CLIENTS`); RANDOM_RANGE_RATIO comes from the workflow
 template's env (`benchmark-tmpl.yml`, `benchmark-multinode-tmpl.yml`) or, before 2025-11, the sweep
 workflow's input. Multi-node disaggregated recipes live in an external repository (srt-slurm); of
 those runs InferenceX records the range ratio (workflow env) and the recipe file name (batch, MTP
@@ -197,8 +199,9 @@ def runner_client(repo: Repo, commit: str, p: ConfigPoint, env: dict[str, str], 
     docker launches (`runners/launch_<gpu>-*.sh`, the one run is the machine's, not recorded) call it;
     each is walked with the run's environment and what they all state alike is kept."""
     found = []
+    gpu = p.runner.split("-")[0]
     for name in repo.listdir(commit, "runners"):
-        text = repo.read(commit, f"runners/{name}") or "" if name.startswith(f"launch_{p.runner.split('-')[0]}-") else ""
+        text = (repo.read(commit, f"runners/{name}") or "") if name.startswith(f"launch_{gpu}-") else ""
         if "_docker.sh" in text:
             client, files = client_protocol(repo, commit, shell.run(text, env), conc, text)
             found.append((client, (f"runners/{name}", *files)))
