@@ -36,6 +36,11 @@ class SchedulerRules:
     # attention DP in a disaggregated prefill worker: each request lands on a rank drawn from its
     # bootstrap room (uniform, blind to the ranks' queues) instead of the least-loaded one
     dp_rank_by_room: bool = False
+    # overlap scheduler: the batch that starts when one ends was formed when that one started (the CPU
+    # schedules one batch ahead), so a request that arrives during a batch waits one more iteration
+    # whenever the engine had other work; `overlap_spec`: it stays on with speculative decoding
+    overlap: bool = False
+    overlap_spec: bool = False
     from_flags: Callable[["SchedulerRules", Mapping[str, str]], "SchedulerRules"] | None = None
 
     def with_flags(self, flags: Mapping[str, str] | None) -> "SchedulerRules":

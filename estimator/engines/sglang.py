@@ -48,10 +48,15 @@ def scheduler_flags(rules: SchedulerRules, flags) -> SchedulerRules:
     other iteration 1000 (sglang/srt/managers/scheduler_recv_skipper.py, 0.5.x), so while only decodes
     run a new request waits up to N iterations before the scheduler sees it. `--enable-mixed-chunk`
     (server_args.py, off by default): running decodes ride in the prefill batch (scheduler.py
-    get_new_batch_prefill mixes them) instead of pausing."""
-    mixed = flags.get("enable-mixed-chunk", "").lower() in ("true", "1") or rules.mixes_decode
+    get_new_batch_prefill mixes them) instead of pausing. `--disable-overlap-schedule` (server_args.py):
+    the scheduler forms each batch after the previous one finished instead of while it runs."""
+    mixed = _on(flags, "enable-mixed-chunk") or rules.mixes_decode
     return replace(rules, recv_interval=max(1, flag_int(flags, "scheduler-recv-interval", rules.recv_interval)),
-                   mixes_decode=mixed)
+                   mixes_decode=mixed, overlap=rules.overlap and not _on(flags, "disable-overlap-schedule"))
+
+
+def _on(flags, key: str) -> bool:
+    return flags.get(key, "").lower() in ("true", "1")
 
 
 PROFILE = register(EngineProfile(
@@ -63,7 +68,7 @@ PROFILE = register(EngineProfile(
     # new_token_ratio starts at 0.7 and decays towards ~0.1 while nothing is retracted; 0.3 is a mid-run
     # value (a modelling choice, not fitted)
     scheduler=SchedulerRules(mixes_decode=False, reserve_output=0.3, chunked=True, budget_per_dp_rank=False,
-                             dp_rank_by_room=True,
+                             dp_rank_by_room=True, overlap=True, overlap_spec=False,
                              from_flags=scheduler_flags),
     handoff=KvHandoff(frontend_hops=0, connector="Mooncake / NIXL (bootstrap server)", decode_first=True),
     spec_acceptance=0.85,
@@ -90,7 +95,13 @@ PROFILE = register(EngineProfile(
                      "--scheduler-recv-interval and --enable-mixed-chunk as scheduler_flags "
                      "(managers/scheduler_recv_skipper.py, 0.5.x); a disaggregated worker's DP controller "
                      "sends each request to rank bootstrap_room % dp_size (managers/data_parallel_controller.py, "
-                     "0.5.x; the room is a random 63-bit number the router draws per request)",
+                     "0.5.x; the room is a random 63-bit number the router draws per request); "
+                     "the overlap scheduler is on by default (server_args.py disable_overlap_schedule False; "
+                     "scheduler.py event_loop_overlap, and disaggregation/prefill.py / decode.py "
+                     "event_loop_overlap_disagg_*: each iteration polls, forms and launches the next batch "
+                     "while the current one runs) and off with EAGLE / MTP drafts (server_args.py: "
+                     "speculative EAGLE without SGLANG_ENABLE_SPEC_V2, default off, sets "
+                     "disable_overlap_schedule; 0.5.9)",
         "handoff": "sglang/srt/disaggregation/decode.py: the load balancer sends the request to the prefill "
                    "and the decode server at once (bootstrap room); the decode side pre-allocates KV, polls "
                    "the transfer every scheduler iteration and merges the request into its running batch: "

@@ -46,6 +46,7 @@ class Requests:
         self.state = [WAITING] * n
         self.worker = [-1] * n
         self.preempted = [0] * n
+        self.seen = [0.0] * n         # when the scheduler of its current worker first saw it
 
 
 class Worker:
@@ -69,6 +70,10 @@ class Worker:
         self.hold_left = 0                          # steps the current hold may still last
         self.holding = False                        # the current decode run holds the queued prompts
         self.gain = gain   # tokens each decoding request emits per step (expected; > 1 with speculation)
+        # overlap scheduler (SGLang event_loop_overlap): the batch starting at a boundary was formed when
+        # the previous one started, so what the scheduler saw after that start waits one more batch
+        self.overlap = policy.overlap and (draft == 0 or policy.overlap_spec)
+        self.last_start = 0.0   # start of the step (of a decode run: its last step) that ended last
         # tokens each decoding request takes of a step's budget: 1 + its draft tokens (TRT-LLM
         # MicroBatchScheduler counts 1 + num_draft_tokens; vLLM V1 schedules num_tokens_with_spec)
         self.q_dec = 1 + draft
@@ -98,6 +103,7 @@ class Worker:
         """Queue a request; True when the caller must (re)schedule this worker's step-end event."""
         self.load += 1
         self.reqs.worker[rid] = self.index
+        self.reqs.seen[rid] = t
         if not self.busy:   # an idle scheduler polls at once
             self.waiting.append(rid)
             return self.plan(t)
@@ -120,13 +126,28 @@ class Worker:
         n = self.recv_every
         return j if n == 1 else j + (-(self.since_recv + j)) % n
 
-    def _poll(self) -> None:
+    def _poll(self, t: float) -> None:
         """Let the scheduler see the arrivals when its counter is due, or when it has nothing to run (its
         idle loop spins through the count at once)."""
         if self.since_recv >= self.recv_every or not (self.n_dec or self.pref or self.waiting):
+            seen = self.reqs.seen
+            for rid in self.inbox:
+                seen[rid] = t
             self.waiting.extend(self.inbox)
             self.inbox.clear()
             self.since_recv = 0
+
+    def _held_back(self) -> list[int]:
+        """Overlap scheduler: the queued requests the scheduler first saw after the last step started
+        (the batch starting now was formed then without them); taken off the queue's tail, oldest first.
+        sglang/srt/managers/scheduler.py event_loop_overlap (0.5.9): each iteration polls, forms and
+        launches batch n+1, then blocks on batch n's result, so it polls at batch n's start."""
+        waiting, seen, since = self.waiting, self.reqs.seen, self.last_start
+        held: list[int] = []
+        while waiting and seen[waiting[-1]] > since:
+            held.append(waiting.pop())
+        held.reverse()
+        return held
 
     def _hold(self) -> bool:
         """Whether to hold the queued prompts for this step (decodes only); sets hold_left.
@@ -169,11 +190,17 @@ class Worker:
     def plan(self, t: float) -> bool:
         """Choose the next iteration at time t. True if one was started (its end is self.end)."""
         self.run = self.step = None
-        self._poll()
+        self._poll(t)
         self._preempt_if_short()
         self.holding = self._hold()
+        held = self._held_back() if self.overlap else None
         select = self._select if self.rooms is None else self._select_by_rank
         chunks, prefix = ([], 0.0) if self.holding else select(t)
+        if held:
+            self.waiting.extend(held)
+            if not chunks and not self.n_dec:   # nothing else to run: the idle loop polls and takes them now
+                chunks, prefix = select(t)
+                held = None
         n_dec = self.n_dec
         if chunks:
             self.waited = 0
@@ -185,7 +212,7 @@ class Worker:
                 ms = self.table.prefill_ms(len(chunks), tokens / len(chunks), prefix)
                 self.step = (chunks, False, ms)
         elif n_dec:
-            k = self._run_length()
+            k = 1 if held else self._run_length()   # held requests join at the next boundary
             kv0 = self.sum_kv / n_dec
             ms = self.table.decode_run_ms(n_dec, kv0, k, self.gain)
             self.run = (t, kv0, k, n_dec)
@@ -320,8 +347,9 @@ class Worker:
         """Apply the iteration that ends at t. Appends finished and handed-off request ids.
         The worker stays busy until the caller routes new arrivals and calls plan(t)."""
         if self.run is not None:
-            _, _, k, batch = self.run
-            ms = self.table.decode_run_ms(batch, self.run[1], k, self.gain)
+            t0, kv0, k, batch = self.run
+            ms = self.table.decode_run_ms(batch, kv0, k, self.gain)
+            self.last_start = t0 + (self.table.decode_run_ms(batch, kv0, k - 1, self.gain) / 1e3 if k > 1 else 0.0)
             self._record_gaps(ms / k, batch, k, t)
             self._advance(k, t, finished)
             self.waited += k if self.holding else 0
@@ -330,6 +358,7 @@ class Worker:
         else:
             self.since_recv = self.recv_every   # any non-decode iteration makes the next one poll
             chunks, rides, ms = self.step
+            self.last_start = t - ms / 1e3
             if rides:
                 self._record_gaps(ms, self.n_dec, 1, t)
                 self._advance(1, t, finished)

@@ -94,14 +94,43 @@ def test_sglang_prefill_priority_pauses_decodes_and_chunks_at_the_budget():
 
 def test_sglang_recv_interval_delays_a_new_request_to_the_schedulers_next_poll():
     # A (100 tokens) prefills in 8 ms, then decodes alone in 6.1 ms steps; B arrives at 50 ms.
+    # Without the overlap scheduler (its own test below) the poll's batch starts at once.
     trace = [TraceRequest(0.0, 100, 1000), TraceRequest(0.050, 100, 2)]
-    every = ttfts(Backend.SGLANG, trace)[1]
+    plain = {"disable-overlap-schedule": "true"}
+    every = ttfts(Backend.SGLANG, trace, plain)[1]
     # polled every step: B prefills at the first boundary after 50 ms (step 7 of the run)
     assert every == pytest.approx(prefill(100) + 7 * decode(1) + prefill(100) - 50.0, rel=1e-6)
     # --scheduler-recv-interval 30: the prefill makes the next boundary poll (A's own), then every 30
     # decode steps: B is seen after the 30th
-    late = ttfts(Backend.SGLANG, trace, {"scheduler-recv-interval": "30"})[1]
+    late = ttfts(Backend.SGLANG, trace, {"scheduler-recv-interval": "30", **plain})[1]
     assert late == pytest.approx(prefill(100) + 30 * decode(1) + prefill(100) - 50.0, rel=1e-6)
+    # with the overlap scheduler (the default) the batch after the poll was already formed: one step more
+    assert ttfts(Backend.SGLANG, trace, {"scheduler-recv-interval": "30"})[1] == pytest.approx(late + decode(1), rel=1e-6)
+
+
+def test_sglang_overlap_scheduler_forms_the_next_batch_while_the_current_one_runs():
+    # scheduler.py event_loop_overlap (0.5.9): each iteration polls, forms and launches batch n+1 when
+    # batch n starts, so a request seen after that start waits for batch n+1 too, whenever there is one
+    trace = [TraceRequest(0.0, 100, 1000), TraceRequest(0.050, 100, 2)]
+    on, off = ttfts(Backend.SGLANG, trace), ttfts(Backend.SGLANG, trace, {"disable-overlap-schedule": "true"})
+    assert on[0] == pytest.approx(off[0], rel=1e-9) == pytest.approx(prefill(100), rel=1e-9)   # idle: at once
+    assert on[1] == pytest.approx(off[1] + decode(1), rel=1e-6)   # A's next decode step was already launched
+    # a prompt that arrives during another's prefill with nothing else to run starts when that one ends
+    # (the scheduler found no batch n+1 and polled again after batch n), and rides ahead of A's decodes:
+    # C (200) at 1 ms, during B0's 8 ms prefill; no decodes yet
+    solo = [TraceRequest(0.0, 100, 1), TraceRequest(0.001, 200, 1)]
+    assert ttfts(Backend.SGLANG, solo)[1] == pytest.approx(prefill(100) + prefill(200) - 1.0, rel=1e-6)
+    # with a decode running (A), a prompt arriving mid-prefill waits for A's already formed decode step
+    busy = [TraceRequest(0.0, 100, 1000), TraceRequest(0.0081, 100, 2), TraceRequest(0.0082, 100, 2)]
+    t_on = ttfts(Backend.SGLANG, busy)
+    t_off = ttfts(Backend.SGLANG, busy, {"disable-overlap-schedule": "true"})
+    assert t_on[2] - t_off[2] == pytest.approx(decode(1), rel=1e-6)
+    # EAGLE / MTP drafts turn it off (server_args.py: speculative decoding without SGLANG_ENABLE_SPEC_V2)
+    spec = simulate(DRAFTING, Deployment.aggregated(Backend.SGLANG, TP1), LoadSpec.replay(tuple(trace)),
+                    records=True, frontend_ms=0.0)
+    spec_off = simulate(DRAFTING, Deployment.aggregated(Backend.SGLANG, TP1), LoadSpec.replay(tuple(trace)),
+                        records=True, frontend_ms=0.0, engine_flags={"disable-overlap-schedule": "true"})
+    assert spec.records.to_frame().ttft_ms.tolist() == pytest.approx(spec_off.records.to_frame().ttft_ms.tolist())
 
 
 def test_trtllm_batch_waiting_holds_new_prompts_until_the_timeout_or_the_token_share():
