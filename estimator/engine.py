@@ -61,6 +61,7 @@ class ResolvedEngine:
     spec_tokens: int = 0
     spec_acceptance: float = 0.85
     kv_handoff_ms: float = 0.0         # disagg: frontend passes beyond the first (KvHandoff), ms
+    mla_copy_per_decode_rank: bool = False   # KvHandoff.mla_copy_per_decode_rank
     reserves_full_sequence: bool = True
     group_wait_weight: float = 0.0     # EngineProfile.group_wait_weight
     dp_moe_exchange: DpMoeExchange = DpMoeExchange.GATHER_SCATTER   # EngineProfile.dp_moe_exchange
@@ -90,6 +91,7 @@ def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig) 
         spec_tokens=engine.spec_tokens,
         spec_acceptance=prof.spec_acceptance if engine.spec_acceptance is None else engine.spec_acceptance,
         kv_handoff_ms=prof.handoff.frontend_hops * prof.ttft_overhead_ms,
+        mla_copy_per_decode_rank=prof.handoff.mla_copy_per_decode_rank,
         reserves_full_sequence=prof.reserves_full_sequence,
         group_wait_weight=prof.group_wait_weight,
         dp_moe_exchange=prof.dp_moe_exchange,

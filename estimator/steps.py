@@ -183,11 +183,16 @@ class StepModel:
     def kv_transfer_ms(self, tokens, decode_parallel: ParallelConfig, same_node: bool) -> np.ndarray:
         """KV cache of `tokens` tokens (one request) moved from a prefill worker to a decode worker.
         Every prefill GPU sends its shard in parallel; the slower of the two sides' links sets the pace.
-        Includes the engine's fixed per-request hand-off (`ResolvedEngine.kv_handoff_ms`)."""
+        MLA's latent is replicated: one copy per pp stage moves, or, where each decode attention-TP rank
+        pulls its own (`mla_copy_per_decode_rank`), a prefill rank sends decode tp / prefill tp copies
+        (all of a decode TP8 worker's from one attention-DP prefill rank). Includes the engine's fixed
+        per-request hand-off (`ResolvedEngine.kv_handoff_ms`)."""
         bytes_total = _arr(tokens) * self._kv_bytes_per_token_replica()
         senders = max(1, min(self.parallel.num_gpus, decode_parallel.num_gpus))
         if self.model.attention == AttentionKind.MLA:  # the latent is replicated: one copy per pp stage moves
             senders = max(1, min(self.parallel.pp, decode_parallel.pp))
+            if self.resolved.mla_copy_per_decode_rank and decode_parallel.tp > self.parallel.tp:
+                bytes_total = bytes_total * (decode_parallel.tp // self.parallel.tp)
         tr = Transport.NVLINK if same_node else Transport.NETWORK
         case = CommCase(op=CommOp.P2P, num_gpus=2, transport=tr, dtype=self.kv_dtype, msg_bytes=bytes_total / senders)
         lat = self.view.latency(case)

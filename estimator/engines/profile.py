@@ -91,6 +91,9 @@ class KvHandoff:
     connector: str            # the default KV connector, for the record
     # the prefill starts only once the decode worker has reserved the request's KV (estimator.sim.prealloc)
     decode_first: bool = False
+    # MLA: every attention-TP rank of the decode worker holds its own copy of the latent and pulls it from
+    # one prefill rank, so a prefill rank serving k decode ranks sends k copies (else one copy moves)
+    mla_copy_per_decode_rank: bool = False
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,8 @@ PROFILE = register(EngineProfile(
     scheduler=SchedulerRules(mixes_decode=False, reserve_output=0.3, chunked=True, budget_per_dp_rank=False,
                              dp_rank_by_room=True, overlap=True, overlap_spec=False,
                              from_flags=scheduler_flags),
-    handoff=KvHandoff(frontend_hops=0, connector="Mooncake / NIXL (bootstrap server)", decode_first=True),
+    handoff=KvHandoff(frontend_hops=0, connector="Mooncake / NIXL (bootstrap server)", decode_first=True,
+                      mla_copy_per_decode_rank=True),
     spec_acceptance=0.85,
     layout_defaults=sglang_defaults,
     dp_moe_exchange=DpMoeExchange.SUM_LEN_ALL_REDUCE,
@@ -108,7 +109,12 @@ PROFILE = register(EngineProfile(
                    "no second frontend pass; disaggregation/prefill.py PrefillBootstrapQueue lets a request into "
                    "the prefill queue only once the decode side has sent its pre-allocated KV indices, and "
                    "decode.py DecodePreallocQueue pre-allocates only while the KV pool and a request slot "
-                   "have room (0.5.x)",
+                   "have room (0.5.x); disaggregation/common/conn.py CommonKVReceiver: a decode worker "
+                   "with more attention-TP ranks than the prefill's points every rank at prefill rank "
+                   "(rank % attn_tp) // (attn_tp // prefill_attn_tp) and the prefill waits for "
+                   "required_dst_info_num = attn_tp // prefill_attn_tp destinations; nixl/conn.py and "
+                   "mooncake/conn.py add_transfer_request send the whole MLA cache (send_kvcache) to each "
+                   "non-dummy destination (0.5.9)",
         "spec_acceptance": "DeepSeek-V3 technical report sec. 5.4.3: 85-90% acceptance of the MTP draft; low end",
         "dp_moe_exchange": "sglang/srt/layers/dp_attention.py (0.5.x): DpPaddingMode.get_dp_padding_mode picks "
                            "SUM_LEN for any batch with prompt tokens, whose dp_gather is _dp_gather_via_all_reduce "

@@ -119,6 +119,27 @@ def test_kv_transfer_of_an_mla_request_moves_its_whole_latent_over_one_link(dsr1
                 assert np.all(got >= floor * (1 - 1e-9)), (par.label(), dec.label(), tr)
 
 
+def test_sglang_attention_dp_prefill_rank_sends_the_latent_to_every_decode_tp_rank(dsr1):
+    """SGLang (disaggregation/common/conn.py, nixl|mooncake/conn.py add_transfer_request, 0.5.9): each
+    attention-TP rank of the decode worker pulls its own copy of the MLA latent from one prefill rank, so an
+    attention-DP prefill rank (attention TP 1) feeding a TP8 decode worker sends 8 copies over its link, a
+    TP4 prefill rank 2; with equal TP, or an attention-DP decode worker, each sender sends one."""
+    model, system, _ = dsr1
+    view = PerfDB(None).view("b200_sxm", Backend.SGLANG)
+    tokens = np.array([1024.0, 8192.0])
+    latent = (model.kv_lora_rank + model.qk_rope_head_dim) * model.num_layers
+    tp4 = ParallelConfig(tp=4, moe_tp=1, moe_ep=4)
+    for par, dec, copies in ((DEP8, TP8_EP8, 8), (tp4, TP8_EP8, 2), (TP8_EP8, TP8_EP8, 1), (DEP8, DEP8, 1)):
+        sm = StepModel.build(model, system, par, EngineConfig(Backend.SGLANG), view)
+        per_token = latent * (1 if sm.kv_dtype.value.startswith("fp8") else 2)
+        got = sm.kv_transfer_ms(tokens, dec, False) - sm.resolved.kv_handoff_ms
+        floor = tokens * per_token * copies / link_bw_bytes_per_s(system, Transport.NETWORK) * 1e3
+        assert np.all(got >= floor * (1 - 1e-9)), (par.label(), dec.label())
+        if copies > 1:   # TRT-LLM's transceiver is not modelled this way: one copy leaves the rank
+            trt = StepModel.build(model, system, par, EngineConfig(Backend.TRTLLM), dsr1[2])
+            assert np.all(got > 1.5 * (trt.kv_transfer_ms(tokens, dec, False) - trt.resolved.kv_handoff_ms))
+
+
 def test_attention_dp_prefill_of_one_request_is_slower_than_tp_but_a_full_iteration_is_faster(dsr1):
     """One request on an attention-DP worker runs its attention (and its projections) on one rank at TP 1:
     for long prompts, where attention dominates, that is slower than TP 8; with every rank busy the
