@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from calibrate import enrich_dynamo, enrich_recipes
+from calibrate.agree import agree, agree_flags
 from calibrate.inferencex.configs import ConfigPoint
 from calibrate.inferencex.dynamo import DYNAMO
 from calibrate.inferencex.match import Match, Row, match
@@ -89,11 +90,6 @@ def to_row(raw: dict) -> Row:
                prefill_ep=_num(raw, "prefill_moe_ep_size"), decode_tp=_num(raw, "decode_tp_size"))
 
 
-def _agree(values) -> object | None:
-    s = set(values)
-    return s.pop() if len(s) == 1 else None
-
-
 def _recipe_int(p: ConfigPoint, pattern: re.Pattern) -> int | None:
     settings = " ".join(p.decode.settings + p.prefill.settings) if p.decode else ""
     m = pattern.findall(settings.rsplit("/", 1)[-1])
@@ -109,10 +105,10 @@ def _roles(points: tuple[ConfigPoint, ...], out: dict) -> None:
     for role in ("agg", "prefill", "decode"):
         cfgs = [getattr(p, role) for p in points]
         if all(c is not None for c in cfgs):
-            out[f"{role}_dp_attn"] = _agree(c.dp_attn for c in cfgs)
-            out[f"{role}_ep"] = _agree(c.ep for c in cfgs)
+            out[f"{role}_dp_attn"] = agree(c.dp_attn for c in cfgs)
+            out[f"{role}_ep"] = agree(c.ep for c in cfgs)
     if points[0].decode is not None:
-        out["decode_max_batch"] = _agree(_recipe_int(p, _BATCH) for p in points)
+        out["decode_max_batch"] = agree(_recipe_int(p, _BATCH) for p in points)
 
 
 def facts(repo: Repo, r: Row, m: Match, srt: Repo | None = None,
@@ -127,32 +123,32 @@ def facts(repo: Repo, r: Row, m: Match, srt: Repo | None = None,
     status = _spec(pts)
     out["spec_decoding"] = status.value
     if status is SpecStatus.ON:
-        out["spec_method"] = _agree(p.spec for p in pts)
+        out["spec_method"] = agree(p.spec for p in pts)
     _roles(pts, out)
     fills = {}
     if r.mode == "disagg":
         for role, col in (("prefill", "prefill_num_workers"), ("decode", "decode_num_workers")):
-            n = _agree(getattr(p, role).workers for p in pts)
+            n = agree(getattr(p, role).workers for p in pts)
             if n is not None:
                 fills[col] = n
     multinode = pts[0].decode is not None
     ratio, wf = workflow_range_ratio(repo, m.commit, multinode)
-    ratio = ratio if ratio is not None else _agree(p.range_ratio for p in pts)
+    ratio = ratio if ratio is not None else agree(p.range_ratio for p in pts)
     scripts = [read_script(repo, m.commit, p, r.conc, ratio) for p in pts]
     found = [s for s in scripts if s is not None]
     if found and len(found) == len(scripts):
         out["enrich_script"] = ",".join(sorted({s.path for s in found}))
         for col in ("engine_max_batch_size", "engine_max_num_tokens", "engine_kv_dtype", "engine_mem_fraction",
                     "engine_cuda_graph_max_bs"):
-            out[col] = _agree(s.known.get(col) for s in found)
-        out["engine_flags"] = _agree(";".join(f"{k}={v}" for k, v in sorted(s.flags.items())) for s in found)
+            out[col] = agree(s.known.get(col) for s in found)
+        out["engine_flags"] = agree_flags(s.flags for s in found)
         for col in ("client_range_ratio", "client_num_prompts", "client_num_warmups"):
-            out[col] = _agree(s.client.get(col) for s in found)
-        out["client_warmup"] = _agree(s.warmup for s in found)
+            out[col] = agree(s.client.get(col) for s in found)
+        out["client_warmup"] = agree(s.warmup for s in found)
         out["enrich_client"] = ",".join(sorted({f for s in found for f in s.client_files}))
     if status is SpecStatus.ON:
-        depth = _agree(_recipe_int(p, _MTP_DEPTH) for p in pts) if multinode else \
-            _agree(s.known.get("spec_tokens") for s in found) if found else None
+        depth = agree(_recipe_int(p, _MTP_DEPTH) for p in pts) if multinode else \
+            agree(s.known.get("spec_tokens") for s in found) if found else None
         out["spec_tokens"] = depth
     if out.get("client_range_ratio") is None and ratio is not None:
         out["client_range_ratio"] = ratio

@@ -5,6 +5,7 @@ matching config point agrees; nothing is chosen from measured values.
 """
 from __future__ import annotations
 
+from calibrate.agree import agree, agree_flags
 from calibrate.inferencex.configs import ConfigPoint
 from calibrate.inferencex.dynamo import TRT_SETTINGS, DynamoRecipe, dynamo_commit, launch, sglang_recipe, trt_limits
 from calibrate.inferencex.match import Row
@@ -12,11 +13,6 @@ from calibrate.inferencex.repo import Repo
 from calibrate.inferencex.scripts import find_script, run_env
 
 _FIELDS = ("dp_attn", "ep", "max_batch", "max_num_tokens", "mem_fraction", "cuda_graph_max_bs")
-
-
-def _agree(values):
-    s = set(values)
-    return s.pop() if len(s) == 1 else None
 
 
 def _column(role: str, name: str) -> str:
@@ -31,7 +27,7 @@ def read(ix: Repo, dyn: Repo | None, r: Row, commit: str, pts: tuple[ConfigPoint
     if all(p.framework == "dynamo-trt" for p in pts):
         limits = [trt_limits(p) for p in pts]
         for key in TRT_SETTINGS.values():
-            out[_column(*key)] = _agree(lim.get(key) for lim in limits)
+            out[_column(*key)] = agree(lim.get(key) for lim in limits)
     if dyn is None or not all(p.framework == "dynamo-sglang" for p in pts):
         return out, []
     recs: list[DynamoRecipe] = []
@@ -62,17 +58,17 @@ def _recipe_columns(recs: list[DynamoRecipe]) -> dict:
     for role in ("prefill", "decode"):
         roles = [getattr(x, role) for x in recs]
         for name in _FIELDS:
-            out[f"{role}_{name}"] = _agree(getattr(x, name) for x in roles)
-        out[f"{role}_gpus"] = _agree(x.tp for x in roles)
-    if _agree(x.decode.spec for x in recs):
-        out["spec_tokens"] = _agree(x.decode.spec_tokens for x in recs)
-    out["engine_flags"] = _agree(";".join(f"{role}.{k}={v}" for role in ("prefill", "decode")
-                                          for k, v in sorted(getattr(x, role).flags.items())) for x in recs)
+            out[f"{role}_{name}"] = agree(getattr(x, name) for x in roles)
+        out[f"{role}_gpus"] = agree(x.tp for x in roles)
+    if agree(x.decode.spec for x in recs):
+        out["spec_tokens"] = agree(x.decode.spec_tokens for x in recs)
+    out["engine_flags"] = agree_flags({f"{role}.{k}": v for role in ("prefill", "decode")
+                                       for k, v in getattr(x, role).flags.items()} for x in recs)
     clients = [x.client for x in recs]
     if all(c is not None for c in clients):
-        out["client_num_prompts"] = _agree(c.num_prompts for c in clients)
-        out["client_num_warmups"] = _agree(c.num_warmups for c in clients)
-        out["client_range_ratio"] = _agree(c.range_ratio for c in clients)
+        out["client_num_prompts"] = agree(c.num_prompts for c in clients)
+        out["client_num_warmups"] = agree(c.num_warmups for c in clients)
+        out["client_range_ratio"] = agree(c.range_ratio for c in clients)
         out["client_warmup"] = "sweep" if out["client_num_warmups"] else None
         out["enrich_client"] = ",".join(sorted({c.file for c in clients}))
     return out

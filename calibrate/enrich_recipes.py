@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from calibrate.agree import agree, agree_flags
 from calibrate.inferencex.configs import ConfigPoint
 from calibrate.inferencex.match import Match, Row
 from calibrate.inferencex.repo import Repo
@@ -68,14 +69,8 @@ def recipe_concs(ix: Repo, srt: Repo, r: Row):
     return concs
 
 
-def _agree(values):
-    s = set(values)
-    return s.pop() if len(s) == 1 else None
-
-
-def _flags(rec: Recipe) -> str:
-    return ";".join([f"{role}.{k}={v}" for role in ("prefill", "decode")
-                     for k, v in sorted(getattr(rec, role).flags.items())])
+def _flags(rec: Recipe) -> dict[str, str]:
+    return {f"{role}.{k}": v for role in ("prefill", "decode") for k, v in getattr(rec, role).flags.items()}
 
 
 def facts(srt: Repo, got: Recipes, conc: int) -> tuple[dict, dict]:
@@ -86,24 +81,24 @@ def facts(srt: Repo, got: Recipes, conc: int) -> tuple[dict, dict]:
     out: dict = {"enrich_recipe": ",".join(sorted({rec.provenance(got.url) for rec in recs}))}
     fills = {}
     for col, attr in (("prefill_num_workers", "prefill_workers"), ("decode_num_workers", "decode_workers")):
-        n = _agree(getattr(rec, attr) for rec in recs)
+        n = agree(getattr(rec, attr) for rec in recs)
         if n is not None:
             fills[col] = n
     for role in ("prefill", "decode"):
         roles = [getattr(rec, role) for rec in recs]
-        out[f"{role}_dp_attn"] = _agree(x.dp_attn for x in roles)
-        out[f"{role}_ep"] = _agree(x.ep for x in roles)
+        out[f"{role}_dp_attn"] = agree(x.dp_attn for x in roles)
+        out[f"{role}_ep"] = agree(x.ep for x in roles)
         for name in ("max_batch", "max_num_tokens", "mem_fraction", "cuda_graph_max_bs"):
-            out[f"{role}_{name}"] = _agree(getattr(x, name) for x in roles)
-    spec = _agree(rec.decode.spec for rec in recs)
+            out[f"{role}_{name}"] = agree(getattr(x, name) for x in roles)
+    spec = agree(rec.decode.spec for rec in recs)
     if spec:
-        out["spec_tokens"] = _agree(rec.decode.spec_tokens for rec in recs)
-    out["engine_flags"] = _agree(_flags(rec) for rec in recs)
+        out["spec_tokens"] = agree(rec.decode.spec_tokens for rec in recs)
+    out["engine_flags"] = agree_flags(_flags(rec) for rec in recs)
     clients = [_client(srt, rec, conc) for rec in recs]
     if all(c is not None for c in clients):
-        out["client_num_prompts"] = _agree(c.num_prompts for c in clients)
-        out["client_num_warmups"] = _agree(c.num_warmups for c in clients)
-        out["client_range_ratio"] = _agree(c.range_ratio for c in clients)
+        out["client_num_prompts"] = agree(c.num_prompts for c in clients)
+        out["client_num_warmups"] = agree(c.num_warmups for c in clients)
+        out["client_range_ratio"] = agree(c.range_ratio for c in clients)
         out["client_warmup"] = "run" if out["client_num_warmups"] else None
         out["enrich_client"] = ",".join(sorted({f"{got.url}@{c.file}" for c in clients}))
     return out, fills
@@ -116,6 +111,6 @@ def _client(srt: Repo, rec: Recipe, conc: int) -> Client | None:
     found = [sa_bench(srt, c, conc, rec.range_ratio) for c in rec.commits]
     if any(c is None for c in found):
         return None
-    return Client(num_prompts=_agree(c.num_prompts for c in found), num_warmups=_agree(c.num_warmups for c in found),
-                  range_ratio=_agree(c.range_ratio for c in found),
+    return Client(num_prompts=agree(c.num_prompts for c in found), num_warmups=agree(c.num_warmups for c in found),
+                  range_ratio=agree(c.range_ratio for c in found),
                   file=f"{'+'.join(c[:12] for c in rec.commits)}:{found[0].file}")

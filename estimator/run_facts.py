@@ -61,7 +61,8 @@ COLUMNS: dict[str, tuple[Kind, str]] = {
     "engine_mem_fraction": (Kind.FLOAT, "gpu-memory-utilization / mem-fraction-static / free_gpu_memory_fraction"),
     "engine_cuda_graph_max_bs": (Kind.INT, "largest CUDA-graph batch"),
     "engine_flags": (Kind.TEXT, "every engine flag read from the launch script, `key=value;...` (`?` = set "
-                                "by shell logic the reader did not resolve); of a disaggregated run, its "
+                                "by shell logic the reader did not resolve, or set differently by the "
+                                "row's candidate launch files: calibrate.agree); of a disaggregated run, its "
                                 "recipe's engine config as `prefill.key=value;...;decode.key=value`"),
     "client_length_dist": (Kind.TEXT, "uniform: ISL/OSL drawn uniformly in [ratio x nominal, nominal]; "
                                       "fixed: ratio 1"),

@@ -41,6 +41,10 @@ def test_rows_get_the_facts_of_the_commit_in_effect(repo, tmp_path):
     # conc 4 is swept with and without MTP: ambiguous, and the script's conc-dependent batch is 8 either way
     assert amb["spec_decoding"] == "ambiguous" and amb["enrich_status"] == "ambiguous"
     assert amb["engine_max_batch_size"] == "8" and amb["spec_tokens"] == ""
+    # its flags are agreed flag by flag (calibrate.agree): the two scripts' shared ones kept, MTP's unresolved
+    flags = dict(kv.split("=", 1) for kv in amb["engine_flags"].split(";"))
+    assert flags["max_num_tokens"] == "8192" and flags["kv_cache_config.free_gpu_memory_fraction"] == "0.85"
+    assert flags["speculative_config.decoding_type"] == "?"
     # disaggregated worker counts follow the config of the commit in effect at measured=
     assert (d1["prefill_num_workers"], d1["decode_num_workers"], d1["enrich_commit"]) == ("1", "2", c1)
     assert (d2["prefill_num_workers"], d2["decode_num_workers"], d2["enrich_commit"]) == ("1", "3", c2)
