@@ -94,6 +94,7 @@ def facts(srt: Repo, got: Recipes, conc: int) -> tuple[dict, dict]:
     if spec:
         out["spec_tokens"] = agree(rec.decode.spec_tokens for rec in recs)
     out["engine_flags"] = agree_flags(_flags(rec) for rec in recs)
+    out["frontends"] = agree(rec.frontends for rec in recs)
     clients = [_client(srt, rec, conc) for rec in recs]
     if all(c is not None for c in clients):
         out["client_num_prompts"] = agree(c.num_prompts for c in clients)

@@ -16,8 +16,9 @@ candidate, a CLI flag set), and no module re-derives a layout rule:
   tp x ep in `tp_size` for single-node EP runs), then within one domain.
 - `role_layout(...)` / `row_layouts(row, system)`: a disaggregated run's per-role attention DP and EP as
   its config states them (the enrichment's columns), then within one domain; `role_batch_cap(row, role)`:
-  a worker's batch cap (per attention rank x the engine's ranks); `RUN_ROUTER`: the measured
-  runs' router (InferenceX's Dynamo frontend, round-robin). Recorded worker counts are never re-derived.
+  a worker's batch cap (per attention rank x the engine's ranks); `run_router(row)`: the measured
+  run's router (one Dynamo frontend: round-robin; several behind nginx: no coordination, a uniform
+  random pick per request). Recorded worker counts are never re-derived.
 """
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ class RoutePolicy(str, Enum):
 
     ROUND_ROBIN = "round_robin"
     LEAST_LOADED = "least_loaded"   # fewest requests waiting + in flight; ties to the lowest index
+    # uniform and independent per request (seeded): several routers behind a load balancer, each
+    # with its own round-robin state, coordinate nothing between them
+    RANDOM = "random"
 
 
 @dataclass(frozen=True)
@@ -240,6 +244,19 @@ def role_batch_cap(row: "RunRow", role: str = "decode") -> int | None:
 RUN_ROUTER = RoutePolicy.ROUND_ROBIN
 
 
+def run_router(row: "RunRow") -> RoutePolicy:
+    """The router of a measured disaggregated run. With srtctl's multiple frontends (the enrichment's
+    `frontends` > 1: nginx on the head node in front of up to 10 Dynamo frontends; srtctl
+    cli/mixins/frontend_stage.py and templates/nginx.conf.j2, 2026-01 on) a request passes two
+    round-robins that share no state: nginx's, kept per nginx worker process (`worker_processes auto`, an
+    upstream without a shared `zone`), then the chosen frontend's own over the workers (and, decode-first,
+    the decode worker's own over the prefill workers: dynamo.trtllm DecodeHandler.remote_prefill
+    `next_client.round_robin`). Which worker a request lands on is then unrelated to which one is free:
+    a uniform random pick per request, so two closed-loop clients meet on one worker as often as chance
+    says (batch-1 decode workers: a whole request lifetime of TTFT). One frontend: its round-robin."""
+    return RoutePolicy.RANDOM if (row.facts.frontends or 1) > 1 else RUN_ROUTER
+
+
 def role_pools(row: "RunRow", system: SystemSpec) -> tuple[Pool, Pool]:
     """A disaggregated row's prefill and decode pools of one worker each: layouts (row_layouts) and the
     limits its recipe states; the static estimate and the simulator both price these."""
@@ -271,4 +288,4 @@ def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
     pre, dec = role_pools(row, system)
     return Deployment.disaggregated(
         backend, replace(pre, workers=int(p)), replace(dec, workers=int(d)), system.nvlink_domain_gpus,
-        router=RUN_ROUTER)
+        router=run_router(row))

@@ -64,6 +64,9 @@ COLUMNS: dict[str, tuple[Kind, str]] = {
                                 "by shell logic the reader did not resolve, or set differently by the "
                                 "row's candidate launch files: calibrate.agree); of a disaggregated run, its "
                                 "recipe's engine config as `prefill.key=value;...;decode.key=value`"),
+    "frontends": (Kind.INT, "routers the client's requests were spread over: srtctl's nginx in front of "
+                            "min(num_additional_frontends + 1, nodes - 1) Dynamo frontends when "
+                            "enable_multiple_frontends, else 1 (calibrate/inferencex/srtslurm.py)"),
     "client_length_dist": (Kind.TEXT, "uniform: ISL/OSL drawn uniformly in [ratio x nominal, nominal]; "
                                       "fixed: ratio 1"),
     "client_range_ratio": (Kind.FLOAT, "the client's --random-range-ratio"),
@@ -178,6 +181,7 @@ class RunFacts:
     max_num_tokens: int | None = None     # engine_max_num_tokens
     mem_fraction: float | None = None     # engine_mem_fraction
     flags: tuple[tuple[str, str], ...] = ()   # engine_flags as (key, value) pairs, in the table's order
+    frontends: int | None = None          # routers in front of the workers (estimator.deployment.run_router)
 
     @staticmethod
     def from_row(raw: dict) -> "RunFacts":
@@ -193,14 +197,15 @@ class RunFacts:
                         agg=RoleFacts(get("agg_dp_attn"), get("agg_ep")),
                         max_batch=get("engine_max_batch_size"),
                         max_num_tokens=get("engine_max_num_tokens") or harness_token_budget(raw),
-                        mem_fraction=get("engine_mem_fraction"), flags=parse_flags(get("engine_flags")))
+                        mem_fraction=get("engine_mem_fraction"), flags=parse_flags(get("engine_flags")),
+                        frontends=get("frontends"))
 
     def to_extra(self) -> str:
         """As `key=value;...` for a measured-run table's engine_extra (calibrate.runs.EngineSettings);
         "" when nothing is known."""
         vals = {"spec_decoding": None if self.spec is SpecStatus.UNKNOWN else self.spec.value,
                 "spec_tokens": self.spec_tokens, "client_num_warmups": self.num_warmups,
-                "client_range_ratio": self.range_ratio,
+                "client_range_ratio": self.range_ratio, "frontends": self.frontends,
                 **{f"{role}_{name}": getattr(getattr(self, role), name) for role in ("prefill", "decode")
                    for name in ("dp_attn", "ep", "max_batch", "max_num_tokens", "mem_fraction", "cuda_graph_max_bs",
                                 "gpus")}}

@@ -13,6 +13,12 @@ run (10c prompts), lengths drawn with --random-range-ratio (bench.sh's default 0
 `benchmark.random_range_ratio` where `sa_bench.py` passes it). These are launch configuration and client
 code of the same runs, read on that ground; srt-slurm's result files and logs are never read.
 
+The client does not talk to one router: srtctl's frontend stage (src/srtctl/cli/mixins/frontend_stage.py,
+2026-01 on) puts nginx on the head node and one Dynamo frontend on each other node, up to
+`num_additional_frontends + 1`, when `frontend.enable_multiple_frontends` (schema defaults True and 9,
+src/srtctl/core/schema.py FrontendConfig) and the job has 2+ nodes; else one frontend and no nginx.
+`Recipe.frontends` is that count, with the defaults read from schema.py at the recipe's commit.
+
 Which recipe commit: the runner's ref at the row's InferenceX commit; a commit id or a branch this clone
 holds is read as in effect at `measured=` (exact). The 2026-Q1 branch is not in the public history: it
 was squash-merged into main (2026-03-03 and 2026-03-25, commits whose message names the branch), and
@@ -37,6 +43,9 @@ SRT_SLURM = Kind("--srt-slurm", "srt-slurm", ("src/srtctl/benchmarks/scripts/sa-
                                               "src/srtctl/__init__.py"), "github.com/NVIDIA/srt-slurm")
 SA_BENCH = "src/srtctl/benchmarks/scripts/sa-bench/bench.sh"
 SA_BENCH_PY = "src/srtctl/benchmarks/sa_bench.py"
+SCHEMA = "src/srtctl/core/schema.py"
+_MULTI_FE = re.compile(r"enable_multiple_frontends:\s*bool\s*=\s*(True|False)")
+_EXTRA_FE = re.compile(r"num_additional_frontends:\s*int\s*=\s*(\d+)")
 _CLONE = re.compile(r"git clone\s+(?:--\S+\s+)*(https://github\.com/[\w.-]+/srt-slurm[\w.-]*?)(?:\.git)?[\s\"]")
 _CHECKOUT = re.compile(r"git checkout\s+([\w./-]+)")
 # recipe key spellings per engine -> role field
@@ -88,6 +97,7 @@ class Recipe:
     concs: tuple[int, ...] | None    # benchmark.concurrencies (None: the recipe does not list them)
     bench: str                       # benchmark.type
     range_ratio: float | None        # benchmark.random_range_ratio when the recipe sets it
+    frontends: int | None = None     # routers the client's requests are spread over (module doc); None: unknown
 
     def provenance(self, url: str) -> str:
         return f"{url}@{'+'.join(c[:12] for c in self.commits)}:{self.path}"
@@ -102,7 +112,8 @@ class Recipe:
         return Recipe(self.path, (*self.commits, *other.commits), note,
                       same(self.prefill_workers, other.prefill_workers), same(self.decode_workers, other.decode_workers),
                       self.prefill.common(other.prefill), self.decode.common(other.decode), concs,
-                      self.bench if self.bench == other.bench else "", same(self.range_ratio, other.range_ratio))
+                      self.bench if self.bench == other.bench else "", same(self.range_ratio, other.range_ratio),
+                      same(self.frontends, other.frontends))
 
 
 def runner_ref(ix: Repo, commit: str, gpu: str) -> tuple[str, str] | None:
@@ -168,9 +179,43 @@ def sglang_role(flags: dict[str, str], where: str) -> RoleRecipe:
     return _role(flags, _SGLANG, where)
 
 
-def parse_recipe(text: str, path: str, commit: str, note: str = "") -> Recipe:
+def frontend_defaults(srt: Repo, commit: str) -> tuple[bool | None, int | None]:
+    """srtctl's FrontendConfig defaults at `commit` (enable_multiple_frontends, num_additional_frontends);
+    None where schema.py does not state them."""
+    text = srt.read(commit, SCHEMA) or ""
+    multi, extra = _MULTI_FE.search(text), _EXTRA_FE.search(text)
+    return (multi.group(1) == "True" if multi else None, int(extra.group(1)) if extra else None)
+
+
+def _nodes(res: dict) -> int | None:
+    """Nodes of the job: the recipe's prefill/decode/agg node counts, or its workers x GPUs per worker."""
+    stated = [_int(str(res[k])) for k in ("prefill_nodes", "decode_nodes", "agg_nodes") if k in res]
+    if stated and None not in stated:
+        return sum(stated)
+    per_node = _int(str(res.get("gpus_per_node")))
+    gpus = [(_int(str(res.get(f"{r}_workers"))), _int(str(res.get(f"gpus_per_{r}")))) for r in ("prefill", "decode")]
+    if not per_node or any(w is None or g is None for w, g in gpus):
+        return None
+    return sum(-(-w * g // per_node) for w, g in gpus)
+
+
+def _frontends(doc: dict, res: dict, defaults: tuple[bool | None, int | None]) -> int | None:
+    """How many routers srtctl puts behind its nginx for this recipe (module doc); None when unknown."""
+    fe = doc.get("frontend") if isinstance(doc.get("frontend"), dict) else {}
+    multi = fe.get("enable_multiple_frontends", defaults[0])
+    nodes = _nodes(res)
+    if multi is False or nodes == 1:
+        return 1
+    extra = _int(str(fe.get("num_additional_frontends", defaults[1])))
+    if multi is None or extra is None or nodes is None:
+        return None
+    return min(extra + 1, nodes - 1)
+
+
+def parse_recipe(text: str, path: str, commit: str, note: str = "",
+                 fe_defaults: tuple[bool | None, int | None] = (None, None)) -> Recipe:
     """A recipe file (srtctl's layout: `resources`, `backend.<engine>_config.{prefill,decode}`, `benchmark`);
-    DataError for anything else."""
+    DataError for anything else. `fe_defaults`: srtctl's frontend defaults at the commit (frontend_defaults)."""
     where = f"{path}@{commit[:10]}"
     try:
         doc = yaml.safe_load(text)
@@ -192,7 +237,8 @@ def parse_recipe(text: str, path: str, commit: str, note: str = "") -> Recipe:
                   decode_workers=_int(str(res.get("decode_workers"))),
                   prefill=_role(cfg["prefill"], keys, f"{where}: prefill"),
                   decode=_role(cfg["decode"], keys, f"{where}: decode"), concs=concs,
-                  bench=str(bench.get("type") or ""), range_ratio=None if ratio is None else float(ratio))
+                  bench=str(bench.get("type") or ""), range_ratio=None if ratio is None else float(ratio),
+                  frontends=_frontends(doc, res, fe_defaults))
 
 
 def recipe_at(srt: Repo, ref: str, measured: str, path: str) -> Recipe | None:
@@ -206,7 +252,7 @@ def _recipe_at(srt: Repo, ref: str, measured: str, path: str) -> Recipe | None:
     if tip is not None:
         commit = srt.commit_at(measured, tip)
         text = srt.read(commit, path) if commit else None
-        return None if text is None else parse_recipe(text, path, commit)
+        return None if text is None else parse_recipe(text, path, commit, "", frontend_defaults(srt, commit))
     first = srt.commit_at(measured)
     if first is None:
         return None
@@ -214,7 +260,8 @@ def _recipe_at(srt: Repo, ref: str, measured: str, path: str) -> Recipe | None:
     before = first if before is not None and srt.read(first, path) is not None else before
     merge = srt.after(srt.naming(ref), first)
     after = merge if merge is not None and srt.read(merge, path) is not None else None
-    versions = [parse_recipe(srt.read(c, path), path, c) for c in (before, after) if c is not None]
+    versions = [parse_recipe(srt.read(c, path), path, c, "", frontend_defaults(srt, c))
+                for c in (before, after) if c is not None]
     if not versions:
         return None
     where = (f"main {before[:10]}" + ("" if before == first else ", its last version before measured=")

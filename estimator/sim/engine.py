@@ -29,6 +29,7 @@ from perfdb.errors import InfeasibleError, InputError
 
 STEP_END, ARRIVAL, KV_READY, ENTER = 0, 1, 2, 3
 MAX_HINTS = 16   # distinct prompt lengths made exact grid nodes (fixed-length and few-length loads)
+ROUTER_STREAM = 7   # the random routers' seed sequences, apart from the load's (seed) and the rooms' (seed + 1)
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,14 @@ def simulate(steps: StepTimes | RoleSteps, deployment: Deployment, load: LoadSpe
 
 
 class _PoolRouter:
-    def __init__(self, workers: list[Worker], policy: RoutePolicy):
+    def __init__(self, workers: list[Worker], policy: RoutePolicy, seed: tuple[int, ...] = (0,)):
         self.workers, self.policy, self.next = workers, policy, 0
+        # RANDOM: one stream per pool (the prefill and decode picks are independent of each other)
+        self.rng = np.random.default_rng(seed) if policy is RoutePolicy.RANDOM else None
 
     def pick(self) -> Worker:
+        if self.policy is RoutePolicy.RANDOM:
+            return self.workers[int(self.rng.integers(len(self.workers)))]
         if self.policy is RoutePolicy.ROUND_ROBIN:
             w = self.workers[self.next % len(self.workers)]
             self.next += 1
@@ -95,6 +100,7 @@ class _Sim:
     def __init__(self, steps, dep: Deployment, isl: np.ndarray, osl: np.ndarray, concurrency: int | None,
                  frontend_ms: float | None, engine_flags: Mapping[str, str] | None = None, seed: int = 0):
         self.dep = dep
+        self.seed = seed
         self.reqs = Requests(isl.tolist(), osl.tolist())
         self.n = len(isl)
         self.rooms = draw_rooms(self.n, seed + 1)
@@ -150,7 +156,7 @@ class _Sim:
         workers = [Worker(i, role, policy, table, cap, max_batch, max_tokens, self.reqs, gain, rank_tokens,
                           draft=draft, ranks=pool.parallel.attn_dp, rooms=self.rooms if by_room else None)
                    for i in range(pool.workers)]
-        return _PoolRouter(workers, route)
+        return _PoolRouter(workers, route, (self.seed, ROUTER_STREAM, list(Role).index(role)))
 
     def _push(self, t: float, kind: int, ref, version: int = 0) -> None:
         self.seq += 1

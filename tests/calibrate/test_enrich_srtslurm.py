@@ -106,6 +106,40 @@ def test_sglang_recipe_limits_are_per_attention_rank():
     assert r.concs == (4, 8) and r.prefill.spec is False and r.prefill.spec_tokens is None
 
 
+_TRT = ("backend:\n  trtllm_config:\n    prefill: {tensor_parallel_size: 4}\n    decode: {tensor_parallel_size: 8}\n"
+        "benchmark: {type: sa-bench, concurrencies: '6'}\n")
+
+
+@pytest.mark.parametrize("resources, frontend, defaults, expected", [
+    ("{prefill_nodes: 1, decode_nodes: 5, prefill_workers: 1, decode_workers: 5}", "", (True, 9), 5),
+    ("{prefill_nodes: 1, decode_nodes: 14}", "", (True, 9), 10),         # capped at num_additional + 1
+    ("{prefill_nodes: 2, decode_nodes: 6}", "{enable_multiple_frontends: false}", (True, 9), 1),
+    ("{prefill_nodes: 2, decode_nodes: 6}", "{num_additional_frontends: 2}", (True, 9), 3),
+    # no node counts: workers x GPUs per worker over GPUs per node (4 + 24 GPUs on 4-GPU nodes)
+    ("{prefill_workers: 1, gpus_per_prefill: 4, decode_workers: 3, gpus_per_decode: 8, gpus_per_node: 4}", "",
+     (True, 9), 6),
+    ("{prefill_nodes: 1, decode_nodes: 0}", "", (True, 9), 1),            # one node: one frontend, no nginx
+    ("{prefill_nodes: 1, decode_nodes: 5}", "", (None, None), None),      # srtctl's defaults not read: unknown
+])
+def test_recipe_frontends_follow_srtctl_topology(resources, frontend, defaults, expected):
+    text = f"resources: {resources}\n" + (f"frontend: {frontend}\n" if frontend else "") + _TRT
+    assert parse_recipe(text, "r.yaml", "c" * 40, "", defaults).frontends == expected
+
+
+def test_frontend_defaults_are_read_from_srtctls_schema_at_the_commit(tmp_path):
+    from calibrate.inferencex.repo import Repo
+    from calibrate.inferencex.srtslurm import SCHEMA, SRT_SLURM, frontend_defaults
+
+    (tmp_path / "src/srtctl/core").mkdir(parents=True)
+    (tmp_path / "src/srtctl/__init__.py").write_text("")
+    srt = Repo(tmp_path, SRT_SLURM)
+    assert frontend_defaults(srt, srt.commit_at("2026-02-01T00:00:00")) == (None, None)
+    (tmp_path / SCHEMA).write_text("class FrontendConfig:\n    type: str = 'dynamo'\n"
+                                   "    enable_multiple_frontends: bool = True\n    num_additional_frontends: int = 9\n")
+    srt = Repo(tmp_path, SRT_SLURM)
+    assert frontend_defaults(srt, srt.commit_at("2026-02-01T00:00:00")) == (True, 9)
+
+
 @pytest.mark.parametrize("case", ["not-srt-slurm", "unknown-recipe", "no-inferencex"])
 def test_bad_input_is_one_line_and_writes_nothing(repos, tmp_path, case, monkeypatch, capsys):
     ix, (srt, _) = repos

@@ -106,6 +106,15 @@ def test_role_layout_reads_attention_dp_and_ep_from_the_config():
     assert dep.router is RoutePolicy.ROUND_ROBIN             # the harness's Dynamo frontend default
 
 
+def test_several_frontends_behind_nginx_route_without_coordination():
+    # srtctl's nginx in front of 7 Dynamo frontends (the enrichment's `frontends`): two round-robins that
+    # share no state, a uniform random pick per request; one frontend, or unknown: its round-robin
+    gb200 = load_system("gb200")
+    assert from_row(parse_row(_dsr1(frontends="7")), gb200, 1, 3).router is RoutePolicy.RANDOM
+    assert from_row(parse_row(_dsr1(frontends="1")), gb200, 1, 3).router is RoutePolicy.ROUND_ROBIN
+    assert from_row(parse_row(_dsr1()), gb200, 1, 3).router is RoutePolicy.ROUND_ROBIN
+
+
 def test_role_batch_cap_counts_the_engines_ranks_not_the_cost_layout():
     # tp16 across two H100 nodes without attention DP is one engine of one attention rank, although the
     # cost model prices it as tp8 x dp2 inside NVLink domains

@@ -149,3 +149,27 @@ def test_speculative_decoding_emits_tokens_per_step_per_request():
     assert plain.tpot.mean == pytest.approx(10.0, rel=1e-9)
     assert fast.tpot.mean == pytest.approx(5.0, rel=1e-9)
     assert fast.decode_tokens == 4 * 50
+
+
+def test_uncoordinated_routers_collide_on_batch_one_decode_workers():
+    # 3 closed-loop clients, 3 decode workers of batch 1: a round-robin router hands each freed worker
+    # the next request (no waiting); routers that share no state (RoutePolicy.RANDOM: nginx in front of
+    # several frontends) put two requests on one worker as often as chance says, and the second waits for
+    # the first's whole decode
+    from estimator.deployment import RoutePolicy
+
+    isl, osl, n = 1000, 200, 300
+    lifetime = float(MODEL.decode_ms(1, isl + osl // 2)) * (osl - 1)
+
+    def run(router, seed=0):
+        dep = Deployment(Backend.TRTLLM, prefill=Pool(TP2, 1), decode=Pool(TP2, 3, max_batch=1), router=router)
+        return simulate(RoleSteps(MODEL, MODEL), dep, LoadSpec.closed(3, isl, osl, n), seed=seed, records=True)
+
+    rr, rnd = run(RoutePolicy.ROUND_ROBIN), run(RoutePolicy.RANDOM)
+    alone = float(MODEL.prefill_ms(1, isl, 0) + MODEL.kv_transfer_ms(isl, TP2, False))
+    assert rr.ttft.p90 < alone + 0.05 * lifetime
+    assert rnd.ttft.mean > 0.3 * lifetime                     # collisions: a lifetime each, a third or more of them
+    picks = np.bincount(rnd.records.to_frame()["worker"], minlength=3)
+    assert picks.min() > n / 3 * 0.7                          # uniform over the workers
+    assert run(RoutePolicy.RANDOM).ttft.mean == rnd.ttft.mean  # seeded
+    assert run(RoutePolicy.RANDOM, seed=1).ttft.mean != rnd.ttft.mean
