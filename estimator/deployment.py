@@ -16,9 +16,9 @@ candidate, a CLI flag set), and no module re-derives a layout rule:
   tp x ep in `tp_size` for single-node EP runs), then within one domain.
 - `role_layout(...)` / `row_layouts(row, system)`: a disaggregated run's per-role attention DP and EP as
   its config states them (the enrichment's columns), then within one domain; `role_batch_cap(row, role)`:
-  a worker's batch cap (per attention rank x the engine's ranks); `run_router(row)`: the measured
-  run's router (one Dynamo frontend: round-robin; several behind nginx: no coordination, a uniform
-  random pick per request). Recorded worker counts are never re-derived.
+  a worker's batch cap (per attention rank x the engine's ranks); `RUN_ROUTER` / `run_routers(row)`: the
+  measured runs' router (Dynamo frontends, round-robin) and how many of them stand behind srtctl's nginx.
+  Recorded worker counts are never re-derived.
 """
 from __future__ import annotations
 
@@ -49,9 +49,6 @@ class RoutePolicy(str, Enum):
 
     ROUND_ROBIN = "round_robin"
     LEAST_LOADED = "least_loaded"   # fewest requests waiting + in flight; ties to the lowest index
-    # uniform and independent per request (seeded): several routers behind a load balancer, each
-    # with its own round-robin state, coordinate nothing between them
-    RANDOM = "random"
 
 
 @dataclass(frozen=True)
@@ -132,7 +129,9 @@ def within_domain(par: ParallelConfig, system: SystemSpec) -> ParallelConfig:
 class Deployment:
     """`agg` replicas, or `groups` copies of an xPyD group whose prefill pool feeds its decode pool
     (the pools count the workers of every group). `kv_path`: how the KV cache moves from a prefill to
-    a decode worker (decided per group by `disaggregated`)."""
+    a decode worker (decided per group by `disaggregated`). `routers`: independent routers in front of
+    the pools (srtctl's Dynamo frontends behind nginx, `run_routers`): each request reaches one of them
+    at random and that one's `router` policy, with its own state, picks the worker (1: one router)."""
 
     backend: Backend
     agg: Pool | None = None
@@ -142,6 +141,7 @@ class Deployment:
     kv_path: Transport = Transport.NETWORK
     groups: int = 1
     label: str = field(default="", compare=False)
+    routers: int = 1
 
     def __post_init__(self) -> None:
         if self.agg is not None and (self.prefill is not None or self.decode is not None):
@@ -150,6 +150,8 @@ class Deployment:
             raise InputError("a disaggregated deployment needs both a prefill and a decode pool")
         if self.groups < 1:
             raise InputError(f"a deployment needs >= 1 xPyD group, got {self.groups}")
+        if self.routers < 1:
+            raise InputError(f"a deployment needs >= 1 router, got {self.routers}")
 
     @property
     def mode(self) -> Mode:
@@ -244,17 +246,17 @@ def role_batch_cap(row: "RunRow", role: str = "decode") -> int | None:
 RUN_ROUTER = RoutePolicy.ROUND_ROBIN
 
 
-def run_router(row: "RunRow") -> RoutePolicy:
-    """The router of a measured disaggregated run. With srtctl's multiple frontends (the enrichment's
-    `frontends` > 1: nginx on the head node in front of up to 10 Dynamo frontends; srtctl
-    cli/mixins/frontend_stage.py and templates/nginx.conf.j2, 2026-01 on) a request passes two
+def run_routers(row: "RunRow") -> int:
+    """How many routers stand in front of a measured disaggregated run's workers. srtctl's multiple
+    frontends (the enrichment's `frontends`: nginx on the head node in front of up to 10 Dynamo frontends;
+    srtctl cli/mixins/frontend_stage.py and templates/nginx.conf.j2, 2026-01 on) make a request pass two
     round-robins that share no state: nginx's, kept per nginx worker process (`worker_processes auto`, an
-    upstream without a shared `zone`), then the chosen frontend's own over the workers (and, decode-first,
-    the decode worker's own over the prefill workers: dynamo.trtllm DecodeHandler.remote_prefill
-    `next_client.round_robin`). Which worker a request lands on is then unrelated to which one is free:
-    a uniform random pick per request, so two closed-loop clients meet on one worker as often as chance
-    says (batch-1 decode workers: a whole request lifetime of TTFT). One frontend: its round-robin."""
-    return RoutePolicy.RANDOM if (row.facts.frontends or 1) > 1 else RUN_ROUTER
+    upstream without a shared `zone`, so which frontend a request reaches is unrelated to the last one:
+    a random pick in the model), then the chosen frontend's own over the workers. Each frontend spreads its
+    requests evenly, but which worker a request lands on is unrelated to which one is free, so two
+    closed-loop clients meet on one worker (batch-1 decode workers: a whole request lifetime of TTFT)
+    where one round-robin would hand each freed worker the next request. Unknown: one router."""
+    return int(row.facts.frontends or 1)
 
 
 def role_pools(row: "RunRow", system: SystemSpec) -> tuple[Pool, Pool]:
@@ -288,4 +290,4 @@ def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
     pre, dec = role_pools(row, system)
     return Deployment.disaggregated(
         backend, replace(pre, workers=int(p)), replace(dec, workers=int(d)), system.nvlink_domain_gpus,
-        router=run_router(row))
+        router=RUN_ROUTER, routers=run_routers(row))

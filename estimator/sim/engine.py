@@ -29,7 +29,7 @@ from perfdb.errors import InfeasibleError, InputError
 
 STEP_END, ARRIVAL, KV_READY, ENTER = 0, 1, 2, 3
 MAX_HINTS = 16   # distinct prompt lengths made exact grid nodes (fixed-length and few-length loads)
-ROUTER_STREAM = 7   # the random routers' seed sequences, apart from the load's (seed) and the rooms' (seed + 1)
+ROUTER_STREAM = 7   # the routers' seed sequences (Deployment.routers > 1), apart from the load's and the rooms'
 
 
 @dataclass(frozen=True)
@@ -58,17 +58,20 @@ def simulate(steps: StepTimes | RoleSteps, deployment: Deployment, load: LoadSpe
 
 
 class _PoolRouter:
-    def __init__(self, workers: list[Worker], policy: RoutePolicy, seed: tuple[int, ...] = (0,)):
-        self.workers, self.policy, self.next = workers, policy, 0
-        # RANDOM: one stream per pool (the prefill and decode picks are independent of each other)
-        self.rng = np.random.default_rng(seed) if policy is RoutePolicy.RANDOM else None
+    """`routers` independent routers in front of one pool (Deployment.routers): a request reaches one of
+    them uniformly at random, and that one's round-robin counter (started at a random worker: the state
+    the warm-up left) picks the worker. One router: the plain policy."""
+
+    def __init__(self, workers: list[Worker], policy: RoutePolicy, routers: int = 1, seed: tuple[int, ...] = (0,)):
+        self.workers, self.policy = workers, policy
+        self.rng = np.random.default_rng(seed) if routers > 1 else None
+        self.next = [0] if self.rng is None else self.rng.integers(len(workers), size=routers).tolist()
 
     def pick(self) -> Worker:
-        if self.policy is RoutePolicy.RANDOM:
-            return self.workers[int(self.rng.integers(len(self.workers)))]
         if self.policy is RoutePolicy.ROUND_ROBIN:
-            w = self.workers[self.next % len(self.workers)]
-            self.next += 1
+            r = 0 if self.rng is None else int(self.rng.integers(len(self.next)))
+            w = self.workers[self.next[r] % len(self.workers)]
+            self.next[r] += 1
             return w
         return min(self.workers, key=_load)
 
@@ -156,7 +159,7 @@ class _Sim:
         workers = [Worker(i, role, policy, table, cap, max_batch, max_tokens, self.reqs, gain, rank_tokens,
                           draft=draft, ranks=pool.parallel.attn_dp, rooms=self.rooms if by_room else None)
                    for i in range(pool.workers)]
-        return _PoolRouter(workers, route, (self.seed, ROUTER_STREAM, list(Role).index(role)))
+        return _PoolRouter(workers, route, self.dep.routers, (self.seed, ROUTER_STREAM, list(Role).index(role)))
 
     def _push(self, t: float, kind: int, ref, version: int = 0) -> None:
         self.seq += 1

@@ -107,12 +107,14 @@ def test_role_layout_reads_attention_dp_and_ep_from_the_config():
 
 
 def test_several_frontends_behind_nginx_route_without_coordination():
-    # srtctl's nginx in front of 7 Dynamo frontends (the enrichment's `frontends`): two round-robins that
-    # share no state, a uniform random pick per request; one frontend, or unknown: its round-robin
+    # srtctl's nginx in front of 7 Dynamo frontends (the enrichment's `frontends`): 7 round-robins that
+    # share no state; one frontend, or unknown: one round-robin
     gb200 = load_system("gb200")
-    assert from_row(parse_row(_dsr1(frontends="7")), gb200, 1, 3).router is RoutePolicy.RANDOM
-    assert from_row(parse_row(_dsr1(frontends="1")), gb200, 1, 3).router is RoutePolicy.ROUND_ROBIN
-    assert from_row(parse_row(_dsr1()), gb200, 1, 3).router is RoutePolicy.ROUND_ROBIN
+    for cell, routers in (("7", 7), ("1", 1), ("", 1)):
+        dep = from_row(parse_row(_dsr1(frontends=cell)), gb200, 1, 3)
+        assert (dep.router, dep.routers) == (RoutePolicy.ROUND_ROBIN, routers)
+    with pytest.raises(InputError, match="router"):
+        Deployment(Backend.TRTLLM, agg=Pool(ParallelConfig(tp=2)), routers=0)
 
 
 def test_role_batch_cap_counts_the_engines_ranks_not_the_cost_layout():
