@@ -41,7 +41,7 @@ PROFILE = register(EngineProfile(
     reserves_full_sequence=True, step_overhead_ms=0.0, ttft_overhead_ms=52.0,
     fuses_allreduce_norm=True, overlaps_shared_experts=True, group_wait_weight=0.5,
     scheduler=SchedulerRules(mixes_decode=True, reserve_output=1.0, chunked=False, from_flags=scheduler_flags),
-    handoff=KvHandoff(frontend_hops=1, connector="UCX/NIXL cache transceiver"),
+    handoff=KvHandoff(frontend_hops=1, connector="UCX/NIXL cache transceiver", mla_copy_per_decode_rank=True),
     spec_acceptance=0.85,
     provenance={
         "max_num_tokens": "tensorrt_llm/llmapi/llm_args.py: max_num_tokens 8192",
@@ -67,7 +67,13 @@ PROFILE = register(EngineProfile(
         "handoff": "tensorrt_llm/serve/openai_disagg_server.py: the disaggregated server sends the context "
                    "request, waits for its answer (first token + disaggregated_params), then sends the "
                    "generation request; the cache transceiver moves the blocks "
-                   "(docs/source/features/disagg-serving.md, cache_transceiver_config)",
+                   "(docs/source/features/disagg-serving.md, cache_transceiver_config). MLA "
+                   "(cpp/tensorrt_llm/batch_manager/mlaCacheFormatter.cpp, 1.0-1.1): every generation rank "
+                   "receives the whole latent from one context rank (pickRecvConnections: one connection per "
+                   "PP domain) and a context rank sends it to each generation rank it serves (formatOutput "
+                   "loops over its connections; needSendCache: every context TP rank of an attention group "
+                   "sends when it has no more ranks than the generation side), so a tp8 generation worker "
+                   "pulls 8 copies, from the one rank of an attention-DP context worker that holds the request",
         "spec_acceptance": "DeepSeek-V3 technical report sec. 5.4.3: 85-90% acceptance of the MTP draft; low end",
         "dp_moe_exchange": "tensorrt_llm/_torch/modules/fused_moe (1.0-1.1): with enable_attention_dp and no "
                            "all-to-all backend the MoE all-gathers every rank's quantised activations "

@@ -135,9 +135,29 @@ def test_sglang_attention_dp_prefill_rank_sends_the_latent_to_every_decode_tp_ra
         got = sm.kv_transfer_ms(tokens, dec, False) - sm.resolved.kv_handoff_ms
         floor = tokens * per_token * copies / link_bw_bytes_per_s(system, Transport.NETWORK) * 1e3
         assert np.all(got >= floor * (1 - 1e-9)), (par.label(), dec.label())
-        if copies > 1:   # TRT-LLM's transceiver is not modelled this way: one copy leaves the rank
+        if copies > 1:   # TRT-LLM's transceiver does the same (test below): the same bytes on the link
             trt = StepModel.build(model, system, par, EngineConfig(Backend.TRTLLM), dsr1[2])
-            assert np.all(got > 1.5 * (trt.kv_transfer_ms(tokens, dec, False) - trt.resolved.kv_handoff_ms))
+            assert np.allclose(got - (trt.kv_transfer_ms(tokens, dec, False) - trt.resolved.kv_handoff_ms), 0,
+                               atol=0.05 * got.min())
+
+
+def test_trtllm_sends_an_mla_latent_to_every_decode_attention_rank(dsr1):
+    """TRT-LLM's MLA cache formatter (mlaCacheFormatter.cpp, 1.0-1.1): each generation attention-TP rank
+    pulls the whole latent from one context rank that holds it. An attention-DP prefill worker holds a
+    request on one rank, so a tp8 decode worker's 8 copies all leave that rank's link: 8 x bytes / link
+    over the network; a TP8 prefill worker's 8 ranks send one copy each; an attention-DP decode worker
+    (a request on one rank) takes one copy."""
+    model, system, view = dsr1
+    tokens = np.array([1024.0, 8192.0])
+    per_token = (model.kv_lora_rank + model.qk_rope_head_dim) * model.num_layers
+    for engine_tp, dec, copies in ((DEP8, TP8_EP8, 8), (TP8_EP8, TP8_EP8, 1), (DEP8, DEP8, 1)):
+        sm = StepModel.build(model, system, engine_tp, EngineConfig(Backend.TRTLLM), view)
+        got = sm.kv_transfer_ms(tokens, dec, False) - sm.resolved.kv_handoff_ms
+        byte = 1 if sm.kv_dtype.value.startswith("fp8") else 2
+        floor = copies * tokens * per_token * byte / link_bw_bytes_per_s(system, Transport.NETWORK) * 1e3
+        assert np.all(got >= floor * (1 - 1e-9)), (engine_tp.label(), dec.label())
+        if copies == 1:
+            assert np.all(got < 2 * floor), (engine_tp.label(), dec.label())
 
 
 def test_attention_dp_prefill_of_one_request_is_slower_than_tp_but_a_full_iteration_is_faster(dsr1):
