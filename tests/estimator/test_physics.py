@@ -135,10 +135,7 @@ def test_sglang_attention_dp_prefill_rank_sends_the_latent_to_every_decode_tp_ra
         got = sm.kv_transfer_ms(tokens, dec, False) - sm.resolved.kv_handoff_ms
         floor = tokens * per_token * copies / link_bw_bytes_per_s(system, Transport.NETWORK) * 1e3
         assert np.all(got >= floor * (1 - 1e-9)), (par.label(), dec.label())
-        if copies > 1:   # TRT-LLM's transceiver does the same (test below): the same bytes on the link
-            trt = StepModel.build(model, system, par, EngineConfig(Backend.TRTLLM), dsr1[2])
-            assert np.allclose(got - (trt.kv_transfer_ms(tokens, dec, False) - trt.resolved.kv_handoff_ms), 0,
-                               atol=0.05 * got.min())
+        # TRT-LLM's transceiver sends the same copies (test_trtllm_sends_an_mla_latent_to_every_decode_attention_rank)
 
 
 def test_trtllm_sends_an_mla_latent_to_every_decode_attention_rank(dsr1):
