@@ -17,6 +17,7 @@ from estimator.layers_hybrid import (
     SparseModule,
     compressed_ops,
     linear_ops,
+    mhc_module,
     mhc_ops,
     sparse_module,
     sparse_ops,
@@ -67,7 +68,8 @@ class LayerComposer:
                  fuse_norm: bool = False, spec_tokens: int = 0, covers: Callable[[OpCase], bool] | None = None,
                  dp_exchange: DpMoeExchange = DpMoeExchange.GATHER_SCATTER):
         """covers: whether the database answers a case from its tables (perfdb.lookup.DbView.covers); the
-        sparse (DSA / MSA) layers' attention block is then priced from the module tables where they hold it."""
+        sparse (DSA / MSA) layers' attention block and mHC's pre / post are then priced from the module
+        tables where they hold them."""
         self.m, self.sys, self.p, self.kv_dtype = model, system, parallel, kv_dtype
         self.dp_exchange = dp_exchange
         # speculative decoding verifies 1 + k tokens per decoding request; each request's KV is read once
@@ -91,6 +93,8 @@ class LayerComposer:
         module = sparse_module(model, self.heads, self.kv_heads, kv_dtype) if covers is not None else None
         # the sparse layers' attention block from the module tables when both phases' tables answer it
         self.sparse_module: SparseModule | None = module if module and all(map(covers, module.probes())) else None
+        mhc = mhc_module(model) if covers is not None else None
+        self.mhc_module = mhc if mhc and all(map(covers, mhc)) else None   # measured mHC pre / post modules
 
     # -- building blocks ------------------------------------------------------------------------
     def _gemm(self, name, dtype, m, n, k, count) -> OpUse:
@@ -242,7 +246,7 @@ class LayerComposer:
         m = self.m
         attn = self._mla if m.attention == AttentionKind.MLA else self._gqa
         attn_ops = attn(t, pb, s, p, db, kv) + linear_ops(m, self.tp, self.kv_dtype, t, pb, s, db, self.q_per_decode, OpUse)
-        attn_ops += mhc_ops(m, t, OpUse)
+        attn_ops += mhc_ops(m, t, OpUse, self.mhc_module)
         mixers = self.n_attn + m.num_linear_layers
         attn_reduce = self._allreduce("tp_allreduce", t, self.tp, mixers, self.tp_transport)
         logits_rows = pb + db * self.q_per_decode

@@ -6,7 +6,7 @@ Mamba-2 heads and B/C groups across TP ranks; the DSA indexer is replicated on e
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,13 +20,14 @@ from perfdb.ops import (
     GemmCase,
     LinearDecodeCase,
     LinearPrefillCase,
+    MhcModuleCase,
     MsaModuleDecodeCase,
     MsaModulePrefillCase,
     OpCase,
     SparseDecodeCase,
     SparsePrefillCase,
 )
-from perfdb.types import Dtype, ElementwiseOp, SparseKind
+from perfdb.types import Dtype, ElementwiseOp, MhcStage, SparseKind
 
 
 def linear_ops(m: ModelSpec, tp: int, kv_dtype: Dtype, t, pb, s, db, q_per_decode, op_use) -> list:
@@ -140,17 +141,32 @@ def compressed_ops(m: ModelSpec, common: dict, pb, s, p, db, kv, op_use) -> list
     ]
 
 
-def mhc_ops(m: ModelSpec, t, op_use) -> list:
+def mhc_module(m: ModelSpec) -> tuple[MhcModuleCase, MhcModuleCase] | None:
+    """Probes (one token) of a model's mHC pre and post modules, one layer (both sub-layers) each; None
+    without mHC."""
+    if not m.hc_mult:
+        return None
+    geo = dict(dtype=Dtype.BF16, hc_mult=m.hc_mult, hidden=m.hidden, sinkhorn_iters=m.hc_sinkhorn_iters, sites=2,
+               num_tokens=1)
+    return MhcModuleCase(stage=MhcStage.PRE, **geo), MhcModuleCase(stage=MhcStage.POST, **geo)
+
+
+def mhc_ops(m: ModelSpec, t, op_use, module: tuple[MhcModuleCase, MhcModuleCase] | None = None) -> list:
     """mHC: per layer, twice (attention and MLP sub-layers), a small projection of the hc_mult streams to
-    the mixing weights (hc_mult pre + hc_mult post + hc_mult^2 residual logits) and the stream mixing."""
+    the mixing weights (hc_mult pre + hc_mult post + hc_mult^2 residual logits) and the stream mixing; with
+    measured modules (`module`: the probes of mhc_module) a layer's pre and post modules instead, each
+    covering both sub-layers. The head's final mix stays a GEMM either way."""
     if not m.hc_mult:
         return []
     hc, n = m.hc_mult, 2 * m.num_layers
+    head = op_use("mhc_head", GemmCase(dtype=Dtype.BF16, m=t, n=hc, k=hc * m.hidden), 1)
+    if module is not None:
+        return [op_use(f"mhc_{p.stage.value}", replace(p, num_tokens=t), m.num_layers) for p in module] + [head]
     return [
         op_use("mhc_proj", GemmCase(dtype=Dtype.BF16, m=t, n=2 * hc + hc * hc, k=hc * m.hidden), n),
         op_use("mhc_mix", ElementwiseCase(op=ElementwiseOp.MHC, dtype=Dtype.BF16, hidden=hc * m.hidden, num_tokens=t), n),
         # before the final norm the streams are mixed once more into one (hc weights a token)
-        op_use("mhc_head", GemmCase(dtype=Dtype.BF16, m=t, n=hc, k=hc * m.hidden), 1),
+        head,
     ]
 
 

@@ -67,7 +67,8 @@ DTYPE_FALLBACK: dict[Dtype, tuple[Dtype, ...]] = {
 # whose kernels stress the GPU alike: chunked linear-attention scans are tiled attention-like kernels,
 # the recurrent decode update streams a per-request state as paged decode streams KV, and sparse
 # attention (alone or as a whole DSA module) is MLA-style attention over the selected tokens (a whole
-# MSA module: GQA attention over them). The rung stays labelled `roofline`.
+# MSA module: GQA attention over them); mHC streams its residual streams as the elementwise ops
+# do. The rung stays labelled `roofline`.
 KIND_FALLBACK: dict[OpKind, OpKind] = {
     OpKind.LINEAR_PREFILL: OpKind.ATTENTION_PREFILL,
     OpKind.LINEAR_DECODE: OpKind.ATTENTION_DECODE,
@@ -77,6 +78,7 @@ KIND_FALLBACK: dict[OpKind, OpKind] = {
     OpKind.DSA_MODULE_DECODE: OpKind.MLA_DECODE,
     OpKind.MSA_MODULE_PREFILL: OpKind.ATTENTION_PREFILL,
     OpKind.MSA_MODULE_DECODE: OpKind.ATTENTION_DECODE,
+    OpKind.MHC_MODULE: OpKind.ELEMENTWISE,   # bandwidth-bound stream mixing (its GEMM is n = 24 wide)
 }
 
 CurveKey = tuple[str, str, str, str, str]   # system, kind, dtype, backend, group

@@ -30,6 +30,7 @@ class OpKind(str, Enum):
     DSA_MODULE_DECODE = "dsa_module_decode"     # + top-k MLA), as the reference tool's dsa_*_module tables time it
     MSA_MODULE_PREFILL = "msa_module_prefill"   # the same for MiniMax-M3's block-sparse GQA layers (msa_*_module)
     MSA_MODULE_DECODE = "msa_module_decode"
+    MHC_MODULE = "mhc_module"            # DeepSeek-V4 mHC pre / post of one layer, as the mhc_module tables time it
 
 
 class Dtype(str, Enum):
@@ -60,6 +61,14 @@ class SparseKind(str, Enum):
 
     DSA = "dsa"          # DeepSeek Sparse Attention (V3.2, GLM-5): fp8 MQA indexer, top-k tokens, MLA latent
     MSA = "msa"          # MiniMax-M3 block-sparse attention: top-k blocks of GQA KV
+
+
+class MhcStage(str, Enum):
+    """The two halves of a manifold-constrained hyper-connection around a sub-layer (DeepSeek-V4)."""
+
+    PRE = "pre"          # mixing weights from the streams (projection + Sinkhorn), streams -> sub-layer input
+    POST = "post"        # sub-layer output and the mixed streams -> new streams
+
 
 class Phase(str, Enum):
     PREFILL = "prefill"

@@ -126,7 +126,9 @@ def deepseek_v4(cfg: dict, name: str) -> dict:
                 o_lora_rank=int(req(cfg, "o_lora_rank", name)),
                 num_experts=int(req(cfg, "n_routed_experts", name)), topk=int(req(cfg, "num_experts_per_tok", name)),
                 moe_inter=moe_inter, shared_inter=int(cfg.get("n_shared_experts") or 0) * moe_inter,
-                inter=0, num_dense_layers=0, hc_mult=int(cfg.get("hc_mult") or 0))
+                inter=0, num_dense_layers=0, hc_mult=int(cfg.get("hc_mult") or 0),
+                # model.py's default when the config omits it
+                hc_sinkhorn_iters=int(cfg.get("hc_sinkhorn_iters") or 20) if cfg.get("hc_mult") else 0)
 
 
 def _decilm_inter(ffn_mult: float, hidden: int) -> int:

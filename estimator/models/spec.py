@@ -121,6 +121,7 @@ class ModelSpec:
     mlp_gated: bool = True         # SwiGLU (3 matrices) or squared-ReLU up/down (2, Nemotron-H)
     moe_latent: int = 0            # latent MoE (Nemotron-3 Super, Kimi-K3): experts work at this width
     hc_mult: int = 0               # DeepSeek-V4 mHC: residual streams per token (0 = plain residual)
+    hc_sinkhorn_iters: int = 0     # and the Sinkhorn passes that normalise its residual mix
     # DeepSeek-V4 attention (DeepSeek's inference model.py): q through the q_lora_rank bottleneck, one
     # head_dim entry per token that is both key and value, a grouped low-rank output projection, and
     # the sliding window every compressing (CSA / HCA) layer attends beside its compressed entries

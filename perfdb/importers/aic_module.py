@@ -14,6 +14,11 @@ cached tokens (as the MLA tables). `gemm_type` is the projections' format, `kv_c
 cache's; `mla_dtype` is bf16 in every row (the attention math). Dropped and counted: GLM-5.2's
 skip-indexer rows (its layers that reuse another layer's top-k: servecast has no such layer) and
 architectures with no geometry here.
+
+`mhc_module_perf` (mhc folder) into mhc_module (perfdb.ops.mhc): op_name is the stage (pre / post),
+num_sites the sub-layers one timing covers (2 in every 0.12.0 row: the collectors run a layer's attention
+and MLP calls back to back and report them as one), hidden_size the stream width (4096: DeepSeek-V4-Flash,
+7168: -Pro), hc_mult and sinkhorn_iters the config's. The streams are bf16 (the collectors' residual).
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import pandas as pd
 
 from perfdb.importers.aic_tables import Converted, _attention_axes, _finish, _map_dtype
 from perfdb.specs import SystemSpec
-from perfdb.types import OpKind
+from perfdb.types import Dtype, MhcStage, OpKind
 
 _MSA_TOTAL_HEADS, _MSA_TOTAL_KV_HEADS = 64, 4     # MiniMax-M3 config.json: num_attention_heads, num_key_value_heads
 
@@ -75,9 +80,28 @@ def _module(family: str, geometry: dict[str, dict[str, int]], kind: OpKind):
     return convert
 
 
+def _mhc(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
+    skipped: dict[str, int] = {}
+    stage = df["op_name"].astype(str)
+    known = stage.isin([s.value for s in MhcStage])
+    for name, n in stage[~known].value_counts().items():
+        skipped[f"op_name {name!r} is not an mHC stage (pre / post)"] = int(n)
+    df = df[known].reset_index(drop=True)
+    out = pd.DataFrame(index=df.index)
+    out["stage"] = df["op_name"].astype(str)
+    out["dtype"] = Dtype.BF16.value
+    out["hc_mult"] = df["hc_mult"].astype("int64")
+    out["hidden"] = df["hidden_size"].astype("int64")
+    out["sinkhorn_iters"] = df["sinkhorn_iters"].astype("int64")
+    out["sites"] = df["num_sites"].astype("int64")
+    out["num_tokens"] = df["num_tokens"].astype("int64")
+    return _finish(OpKind.MHC_MODULE, df, out, skipped)
+
+
 MODULE_CONVERTERS = {
     "dsa_context_module_perf": _module("dsa", DSA_GEOMETRY, OpKind.DSA_MODULE_PREFILL),
     "dsa_generation_module_perf": _module("dsa", DSA_GEOMETRY, OpKind.DSA_MODULE_DECODE),
     "msa_context_module_perf": _module("msa", MSA_GEOMETRY, OpKind.MSA_MODULE_PREFILL),
     "msa_generation_module_perf": _module("msa", MSA_GEOMETRY, OpKind.MSA_MODULE_DECODE),
+    "mhc_module_perf": _mhc,
 }

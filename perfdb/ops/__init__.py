@@ -5,6 +5,7 @@ from perfdb.ops.comm import CommCase
 from perfdb.ops.elementwise import ElementwiseCase
 from perfdb.ops.gemm import GemmCase
 from perfdb.ops.linear import LinearDecodeCase, LinearPrefillCase
+from perfdb.ops.mhc import MhcModuleCase
 from perfdb.ops.mla import MlaDecodeCase, MlaPrefillCase
 from perfdb.ops.moe import MoeCase
 from perfdb.ops.sparse import SparseDecodeCase, SparsePrefillCase
@@ -19,5 +20,5 @@ __all__ = [
     "OP_CASES", "OpCase", "GemmCase", "AttentionPrefillCase", "AttentionDecodeCase", "MlaPrefillCase",
     "MlaDecodeCase", "MoeCase", "CommCase", "ElementwiseCase", "LinearPrefillCase", "LinearDecodeCase",
     "SparsePrefillCase", "SparseDecodeCase", "DsaModulePrefillCase", "DsaModuleDecodeCase",
-    "MsaModulePrefillCase", "MsaModuleDecodeCase",
+    "MsaModulePrefillCase", "MsaModuleDecodeCase", "MhcModuleCase",
 ]
