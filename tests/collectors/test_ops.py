@@ -229,3 +229,18 @@ def test_msa_module_reference_with_topk_over_everything_is_dense_gqa():
     logits = torch.einsum("bshd,bthd->bsht", q, k) * hd ** -0.5
     attn = torch.einsum("bsht,bthd->bshd", logits.masked_fill(~visible[None, :, None, :], float("-inf")).softmax(-1), v)
     assert torch.allclose(out, attn.reshape(b, s, 4 * hd) @ w["o"], atol=1e-4)
+
+
+def test_mhc_module_reference_mixes_as_model_py_does():
+    from collectors.ops.mhc_module import mhc_post, mhc_pre, sinkhorn
+
+    torch.manual_seed(0)
+    comb = sinkhorn(torch.randn(5, 4, 4), iters=20)   # the last pass normalises columns; rows converge to 1
+    assert torch.allclose(comb.sum(-2), torch.ones(5, 4), atol=1e-5) and torch.allclose(comb.sum(-1), torch.ones(5, 4), atol=2e-2)
+    streams, out = torch.randn(5, 4, 32), torch.randn(5, 32)
+    layer_in, post, mix = mhc_pre(streams, torch.zeros(24, 4 * 32), torch.zeros(24), iters=20)
+    # zero logits: pre weights sigmoid(0) (+ eps) each, post weights 2 sigmoid(0) = 1, a uniform residual mix
+    assert torch.allclose(layer_in, 0.5 * streams.sum(1), atol=1e-4) and torch.allclose(post, torch.ones(5, 4))
+    assert torch.allclose(mix, torch.full((5, 4, 4), 0.25), atol=1e-4)
+    kept = mhc_post(out, streams, torch.zeros(5, 4), torch.eye(4).expand(5, 4, 4))
+    assert torch.allclose(kept, streams)                    # identity mix, no output: the streams unchanged

@@ -84,14 +84,14 @@ def test_comm_sources_units_and_shared_nccl(imported):
 
 def test_skipped_tables_and_rows_are_reported(imported):
     db, report = imported
-    mhc = [t for t in report.tables if "mhc_module_perf" in t.aic_table]
-    assert mhc and mhc[0].op is None and mhc[0].rows_read == 1
+    bmm = [t for t in report.tables if "mla_bmm_perf" in t.aic_table]
+    assert bmm and bmm[0].op is None and bmm[0].rows_read == 1
     moe = next(t for t in report.tables if t.aic_table.endswith("moe/trtllm/1.3.0rc20/moe_perf.parquet"))
     assert moe.rows_read == 12 and moe.rows_imported == 9
     assert dict(moe.skipped) == {"moe_dtype 'sq' has no servecast dtype": 3}
     assert set(_rows(db, Backend.TRTLLM, "1.3.0rc20", OpKind.MOE)["dtype"]) == {"fp8_block", "mxfp4", "int4"}
     meta = read_meta(db, "h200_sxm", Backend.TRTLLM, "1.3.0rc20")["imports"]["aiconfigurator-core"]
-    assert any("mhc_module_perf" in t["aic_table"] for t in meta["skipped_tables"])
+    assert any("mla_bmm_perf" in t["aic_table"] for t in meta["skipped_tables"])
     assert any(t["op"] == "gemm" and t["rows_imported"] == 12 for t in meta["tables"])
 
 
@@ -150,7 +150,7 @@ def test_cli_import_reports_tables(aic, tmp_path):
     result = CliRunner().invoke(app, ["db", "import-aic", str(aic), "--out", str(tmp_path / "db"), "--system", "h200_sxm"],
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "gemm" in result.output and "mhc_module_perf" in result.output and "'sq'" in result.output
+    assert "gemm" in result.output and "mla_bmm_perf" in result.output and "'sq'" in result.output
     assert np.isfinite(read_table(tmp_path / "db", TableKey("h200_sxm", Backend.TRTLLM, "1.3.0rc20", OpKind.GEMM))
                        .column("sol_ms").to_numpy()).all()
 
