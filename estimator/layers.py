@@ -21,6 +21,7 @@ from estimator.layers_hybrid import (
     mhc_ops,
     sparse_module,
     sparse_ops,
+    v4_module,
     v4_projection_ops,
 )
 from estimator.models.spec import AttentionKind, ModelSpec
@@ -93,6 +94,8 @@ class LayerComposer:
         module = sparse_module(model, self.heads, self.kv_heads, kv_dtype) if covers is not None else None
         # the sparse layers' attention block from the module tables when both phases' tables answer it
         self.sparse_module: SparseModule | None = module if module and all(map(covers, module.probes())) else None
+        v4 = v4_module(model, parallel.tp, self.heads, kv_dtype) if covers is not None else None
+        self.v4_module: SparseModule | None = v4 if v4 and all(map(covers, v4.probes())) else None   # V4's HCA layers
         mhc = mhc_module(model) if covers is not None else None
         self.mhc_module = mhc if mhc and all(map(covers, mhc)) else None   # measured mHC pre / post modules
 
@@ -120,8 +123,9 @@ class LayerComposer:
         module, ops = self.sparse_module, []
         # with measured MSA modules the sparse layers' projections are inside the module
         projected = self.n_attn - (m.num_sparse_layers if module else 0)
+        v4, n_hca = self.v4_module, m.num_compressed_layers if self.v4_module else 0
         if m.o_groups:
-            ops += v4_projection_ops(m, self.tp, t, OpUse)
+            ops += v4_projection_ops(m, self.tp, t, OpUse, hca_module=v4 is not None)
         elif projected:
             ops += [self._gemm("qkv_proj", q, t, (q_heads + m.kv_per_head * self.kv_heads) * hd, m.hidden, projected),
                     self._gemm("o_proj", q, t, m.hidden, self.heads * hd, projected)]
@@ -131,11 +135,14 @@ class LayerComposer:
             ops += module.ops(m.num_sparse_layers, pb, s, p, db, kv, self.q_per_decode, OpUse)
         else:
             ops += sparse_ops(m, self.heads, self.kv_heads, self.kv_dtype, t, pb, s, p, db, kv, OpUse)
-        ops += compressed_ops(m, common, pb, s, p, db, kv, OpUse)
+        if v4:   # measured DeepSeek-V4 HCA modules: projections, compressor, attention and window of those layers
+            ops += v4.ops(n_hca, pb, s, p, db, kv, self.q_per_decode, OpUse)
+        else:
+            ops += compressed_ops(m, common, pb, s, p, db, kv, OpUse)
         # sliding layers; DeepSeek-V4's CSA / HCA layers' window pairs too in prefill (their decode reads
         # the window inside the sparse / compressed op)
         for suffix, window, n_pre, n_dec in (("", 0, self.n_full, self.n_full),
-                                             ("_sliding", m.sliding_window, m.num_window_layers, m.num_sliding_layers)):
+                                             ("_sliding", m.sliding_window, m.num_window_layers - n_hca, m.num_sliding_layers)):
             if n_pre:
                 ops.append(OpUse("attn_prefill" + suffix, AttentionPrefillCase(
                     window=window, batch=pb, seq_len=s, prefix_len=p, **common), n_pre, pb > 0))

@@ -10,12 +10,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from estimator.models.spec import AttentionKind, ModelSpec, compressor_width
+from estimator.models.spec import AttentionKind, ModelSpec
 from perfdb.ops import (
     AttentionDecodeCase,
     AttentionPrefillCase,
     DsaModuleDecodeCase,
     DsaModulePrefillCase,
+    Dsv4ModuleDecodeCase,
+    Dsv4ModulePrefillCase,
     ElementwiseCase,
     GemmCase,
     LinearDecodeCase,
@@ -27,6 +29,7 @@ from perfdb.ops import (
     SparseDecodeCase,
     SparsePrefillCase,
 )
+from perfdb.ops.dsv4_module import compressor_width
 from perfdb.types import Dtype, ElementwiseOp, MhcStage, SparseKind
 
 
@@ -126,6 +129,18 @@ def sparse_module(m: ModelSpec, heads: int, kv_heads: int, kv_dtype: Dtype) -> S
     return None
 
 
+def v4_module(m: ModelSpec, tp: int, heads: int, kv_dtype: Dtype) -> SparseModule | None:
+    """The module of DeepSeek-V4's HCA layers (perfdb.ops.dsv4_module at the model's kv_compress), with
+    this model's fields on this GPU; None for other models. CSA layers keep their pieces (the imported CSA
+    tables are not used: docs/perfdb-import.md)."""
+    if not m.o_groups or not m.num_compressed_layers:
+        return None
+    fields = dict(dtype=m.attn_quant, kv_dtype=kv_dtype, compress=m.kv_compress, num_heads=heads,
+                  o_groups=max(1, m.o_groups // tp), hidden=m.hidden, head_dim=m.head_dim, q_lora_rank=m.q_lora_rank,
+                  o_lora_rank=m.o_lora_rank, window=m.compressed_window, topk=0, index_heads=0, index_head_dim=0)
+    return SparseModule(Dsv4ModulePrefillCase, Dsv4ModuleDecodeCase, fields)
+
+
 def compressed_ops(m: ModelSpec, common: dict, pb, s, p, db, kv, op_use) -> list:
     """DeepSeek-V4 HCA layers: dense attention over one cache entry per `kv_compress` tokens (same
     entry-axis scaling as sparse_ops); decode reads the window's entries in the same kernel."""
@@ -170,14 +185,16 @@ def mhc_ops(m: ModelSpec, t, op_use, module: tuple[MhcModuleCase, MhcModuleCase]
     ]
 
 
-def v4_projection_ops(m: ModelSpec, tp: int, t, op_use) -> list:
+def v4_projection_ops(m: ModelSpec, tp: int, t, op_use, hca_module: bool = False) -> list:
     """DeepSeek-V4 attention projections of every attention layer (DeepSeek's inference model.py, vLLM's
     deepseek_v4: wq_a and wkv fused and replicated; wq_b column-split by heads; wo_a a grouped
     projection, each of the o_groups / tp local groups maps its heads x head_dim to o_lora_rank (priced
     as one GEMM of n = local groups x o_lora_rank over one group's width: the flops and weight bytes of
     the batched form); wo_b row-split back to the hidden size), then the KV compressors of the CSA / HCA
-    layers (wkv and wgate fused; a CSA layer's indexer compressor beside its KV one)."""
-    q, n, h, hd = m.attn_quant, m.num_attn_layers, m.hidden, m.head_dim
+    layers (wkv and wgate fused; a CSA layer's indexer compressor beside its KV one). hca_module: the HCA
+    layers are priced by their measured module (v4_module), which holds their projections and compressor."""
+    hca = 0 if hca_module else m.num_compressed_layers
+    q, n, h, hd = m.attn_quant, m.num_attn_layers - (m.num_compressed_layers - hca), m.hidden, m.head_dim
     heads, groups = max(1, m.num_heads // tp), max(1, m.o_groups // tp)
     group_width = m.num_heads * hd // m.o_groups
     ops = [
@@ -190,7 +207,6 @@ def v4_projection_ops(m: ModelSpec, tp: int, t, op_use) -> list:
     if sp is not None and sp.compress > 1 and m.num_sparse_layers:
         width = 2 * (compressor_width(sp.compress, hd) + compressor_width(sp.compress, sp.index_head_dim))
         ops.append(op_use("compressor_proj_csa", GemmCase(dtype=q, m=t, n=width, k=h), m.num_sparse_layers))
-    if m.num_compressed_layers:
-        ops.append(op_use("compressor_proj_hca", GemmCase(dtype=q, m=t, n=2 * compressor_width(m.kv_compress, hd), k=h),
-                          m.num_compressed_layers))
+    if hca:
+        ops.append(op_use("compressor_proj_hca", GemmCase(dtype=q, m=t, n=2 * compressor_width(m.kv_compress, hd), k=h), hca))
     return ops

@@ -67,7 +67,7 @@ DTYPE_FALLBACK: dict[Dtype, tuple[Dtype, ...]] = {
 # whose kernels stress the GPU alike: chunked linear-attention scans are tiled attention-like kernels,
 # the recurrent decode update streams a per-request state as paged decode streams KV, and sparse
 # attention (alone or as a whole DSA module) is MLA-style attention over the selected tokens (a whole
-# MSA module: GQA attention over them); mHC streams its residual streams as the elementwise ops
+# MSA module, a DeepSeek-V4 module: GQA attention over them); mHC streams its residual streams as the elementwise ops
 # do. The rung stays labelled `roofline`.
 KIND_FALLBACK: dict[OpKind, OpKind] = {
     OpKind.LINEAR_PREFILL: OpKind.ATTENTION_PREFILL,
@@ -78,6 +78,8 @@ KIND_FALLBACK: dict[OpKind, OpKind] = {
     OpKind.DSA_MODULE_DECODE: OpKind.MLA_DECODE,
     OpKind.MSA_MODULE_PREFILL: OpKind.ATTENTION_PREFILL,
     OpKind.MSA_MODULE_DECODE: OpKind.ATTENTION_DECODE,
+    OpKind.DSV4_MODULE_PREFILL: OpKind.ATTENTION_PREFILL,
+    OpKind.DSV4_MODULE_DECODE: OpKind.ATTENTION_DECODE,
     OpKind.MHC_MODULE: OpKind.ELEMENTWISE,   # bandwidth-bound stream mixing (its GEMM is n = 24 wide)
 }
 

@@ -30,6 +30,8 @@ class OpKind(str, Enum):
     DSA_MODULE_DECODE = "dsa_module_decode"     # + top-k MLA), as the reference tool's dsa_*_module tables time it
     MSA_MODULE_PREFILL = "msa_module_prefill"   # the same for MiniMax-M3's block-sparse GQA layers (msa_*_module)
     MSA_MODULE_DECODE = "msa_module_decode"
+    DSV4_MODULE_PREFILL = "dsv4_module_prefill"   # a DeepSeek-V4 CSA / HCA layer's whole attention block
+    DSV4_MODULE_DECODE = "dsv4_module_decode"     # (dsv4_*_module tables)
     MHC_MODULE = "mhc_module"            # DeepSeek-V4 mHC pre / post of one layer, as the mhc_module tables time it
 
 

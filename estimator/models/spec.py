@@ -10,18 +10,9 @@ from enum import Enum
 
 from perfdb.errors import InputError
 from perfdb.ops.base import act_bytes
+from perfdb.ops.dsv4_module import compressor_width
 from perfdb.ops.sparse import index_cache_bytes_per_token
 from perfdb.types import Dtype, LinearKind, SparseKind
-
-# DeepSeek-V4 compressors overlap neighbouring windows at this ratio (CSA): wkv / wgate emit 2 x the
-# entry width (DeepSeek's inference model.py, `Compressor`: overlap = compress_ratio == 4, coff = 1 + overlap)
-OVERLAP_RATIO = 4
-
-
-def compressor_width(ratio: int, dim: int) -> int:
-    """Output width of each of a compressor's two projections (wkv, wgate) for entries of `dim`."""
-    return dim * (2 if ratio == OVERLAP_RATIO else 1)
-
 
 # sizes every model has (the others may be 0: no dense MLP, no experts, no MLA, no sliding window)
 _POSITIVE = frozenset({"hidden", "num_layers", "num_heads", "num_kv_heads", "head_dim", "vocab"})

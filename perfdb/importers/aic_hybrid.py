@@ -11,8 +11,8 @@ Shapes with no scan row (the 0.12.0 mamba2 tables hold conv1d rows only), `verif
 rows and shapes missing their conv row are dropped and counted per reason. AIC's head counts are
 per GPU; the state is fp32 (the Qwen3.5 / Kimi-K3 / Nemotron-3 checkpoints' mamba_ssm_dtype).
 The module-level sparse-attention tables time projections and attention together: the DSA and MSA
-ones feed servecast's dsa_module / msa_module families (perfdb.importers.aic_module); dsv4_*_module_perf
-stay skipped.
+ones feed servecast's dsa_module / msa_module families (perfdb.importers.aic_module), DeepSeek-V4's HCA
+ones dsv4_module (perfdb.importers.aic_dsv4); the dsv4 CSA ones stay skipped.
 """
 from __future__ import annotations
 

@@ -185,8 +185,8 @@ def _moe_a2a(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
 
 
 # AIC table name (file stem) -> converter (the linear-attention tables: perfdb.importers.aic_hybrid; the
-# DSA / MSA module tables: perfdb.importers.aic_module).
-# Everything else (module-level tables such as mla_*_module, wideep_*, dsv4_*, mhc, mla_bmm,
+# DSA / MSA / mHC module tables: perfdb.importers.aic_module; DeepSeek-V4's HCA modules: aic_dsv4).
+# Everything else (module-level tables such as mla_*_module, wideep_*, dsv4_csa_*, mla_bmm,
 # quantize, encoder attention) has no servecast op family and is skipped and reported.
 CONVERTERS: dict[str, Converter] = {
     "gemm_perf": _gemm,
@@ -200,8 +200,10 @@ CONVERTERS: dict[str, Converter] = {
     "moe_a2a_perf": _moe_a2a,
 }
 
+from perfdb.importers.aic_dsv4 import DSV4_CONVERTERS  # noqa: E402
 from perfdb.importers.aic_hybrid import LINEAR_CONVERTERS  # noqa: E402  (they build on this module's helpers)
 from perfdb.importers.aic_module import MODULE_CONVERTERS  # noqa: E402
 
 CONVERTERS.update(LINEAR_CONVERTERS)
 CONVERTERS.update(MODULE_CONVERTERS)
+CONVERTERS.update(DSV4_CONVERTERS)

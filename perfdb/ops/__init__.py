@@ -2,6 +2,7 @@
 from perfdb.ops.attention import AttentionDecodeCase, AttentionPrefillCase
 from perfdb.ops.base import OP_CASES, OpCase
 from perfdb.ops.comm import CommCase
+from perfdb.ops.dsv4_module import Dsv4ModuleDecodeCase, Dsv4ModulePrefillCase
 from perfdb.ops.elementwise import ElementwiseCase
 from perfdb.ops.gemm import GemmCase
 from perfdb.ops.linear import LinearDecodeCase, LinearPrefillCase
@@ -20,5 +21,6 @@ __all__ = [
     "OP_CASES", "OpCase", "GemmCase", "AttentionPrefillCase", "AttentionDecodeCase", "MlaPrefillCase",
     "MlaDecodeCase", "MoeCase", "CommCase", "ElementwiseCase", "LinearPrefillCase", "LinearDecodeCase",
     "SparsePrefillCase", "SparseDecodeCase", "DsaModulePrefillCase", "DsaModuleDecodeCase",
-    "MsaModulePrefillCase", "MsaModuleDecodeCase", "MhcModuleCase",
+    "MsaModulePrefillCase", "MsaModuleDecodeCase", "MhcModuleCase", "Dsv4ModulePrefillCase",
+    "Dsv4ModuleDecodeCase",
 ]
