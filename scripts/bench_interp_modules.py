@@ -1,6 +1,6 @@
-"""Leave-one-out interpolation error of the imported sparse-attention module tables (dsa_module_* with
-DeepSeek-V3.2 / GLM-5 geometry, msa_module_* with MiniMax-M3's), per backend, phase and architecture,
-every row predicted (or a seeded sample with --sample): the ladder and protocol of `servecast db
+"""Leave-one-out interpolation error of the imported module tables (dsa_module_* with DeepSeek-V3.2 /
+GLM-5 geometry, msa_module_* with MiniMax-M3's, mhc_module and dsv4_module_* with DeepSeek-V4's), per
+backend, phase and architecture, every row predicted (or a seeded sample with --sample): the ladder and protocol of `servecast db
 check-interp` (perfdb.checkinterp.loo_predict).
 
 `formats`: each row against the median of the rows of its shape measured with the other gemm_type
@@ -22,6 +22,7 @@ table, the indexer + top-k attention from its roofline rung) against the measure
     python scripts/bench_interp_modules.py /tmp/aicdb h200_sxm
     python scripts/bench_interp_modules.py /tmp/aicdb h200_sxm --family msa --sample 2000
     python scripts/bench_interp_modules.py /tmp/aicdb b200_sxm --family mhc
+    python scripts/bench_interp_modules.py /tmp/aicdb b200_sxm --family dsv4 --sample 2000
 """
 from __future__ import annotations
 
@@ -36,9 +37,9 @@ from perfdb.types import Backend, OpKind
 
 # by op family and hidden size (perfdb.importers.aic_module: DSA_GEOMETRY, MSA_GEOMETRY)
 ARCH = {("dsa", 7168): "V3.2", ("dsa", 6144): "GLM-5", ("msa", 6144): "M3", ("mhc", 4096): "V4-F",
-        ("mhc", 7168): "V4-Pro"}
+        ("mhc", 7168): "V4-Pro", ("dsv4", 4096): "V4-F", ("dsv4", 7168): "V4-Pro"}
 OPS = (OpKind.DSA_MODULE_PREFILL, OpKind.DSA_MODULE_DECODE, OpKind.MSA_MODULE_PREFILL, OpKind.MSA_MODULE_DECODE,
-       OpKind.MHC_MODULE)
+       OpKind.MHC_MODULE, OpKind.DSV4_MODULE_PREFILL, OpKind.DSV4_MODULE_DECODE)
 SEQ_AXIS = ("seq_len", "kv_len", "num_tokens")
 
 
@@ -103,7 +104,7 @@ def main() -> None:
     ap.add_argument("db")
     ap.add_argument("system")
     ap.add_argument("--sample", type=int, default=0, help="rows per table, seeded (0: every row)")
-    ap.add_argument("--family", choices=("dsa", "msa", "mhc"), help="only this module family (default: all)")
+    ap.add_argument("--family", choices=("dsa", "msa", "mhc", "dsv4"), help="only this module family (default: all)")
     a = ap.parse_args()
     db = PerfDB(a.db)
     print(f"{'backend':8} {'version':10} {'op':19} {'model':6} {'rows':>6}  {'leave-one-out':17}  {'neighbour':17}  "

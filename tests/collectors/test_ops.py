@@ -244,3 +244,26 @@ def test_mhc_module_reference_mixes_as_model_py_does():
     assert torch.allclose(mix, torch.full((5, 4, 4), 0.25), atol=1e-4)
     kept = mhc_post(out, streams, torch.zeros(5, 4), torch.eye(4).expand(5, 4, 4))
     assert torch.allclose(kept, streams)                    # identity mix, no output: the streams unchanged
+
+
+def test_dsv4_hca_reference_is_dense_causal_attention_within_the_window():
+    """No complete compressed entry and a window as long as the sequence: the block is causal attention
+    over the window tokens' entries (K = V), between the projections."""
+    from collectors.ops.dsv4_module import _weights, hca_module_forward, visibility
+    from perfdb.ops import Dsv4ModulePrefillCase
+
+    torch.manual_seed(0)
+    case = Dsv4ModulePrefillCase(dtype=Dtype.FP32, kv_dtype=Dtype.FP32, compress=64, num_heads=4, o_groups=2,
+                                 hidden=32, head_dim=8, q_lora_rank=16, o_lora_rank=8, window=16, topk=0,
+                                 index_heads=0, index_head_dim=0, batch=2, seq_len=6, prefix_len=0)
+    w = _weights(case, torch.float32, CPU)
+    x, kv = torch.randn(2, 6, 32), torch.randn(2, 6, 8)
+    out = hca_module_forward(case, x, w, torch.zeros(2, 0, 8), kv, visibility(case, 6, 0, 0, 0, 6, CPU))
+    q = ((x @ w["down"])[..., :16] @ w["q_up"]).view(2, 6, 4, 8).transpose(1, 2)
+    k = kv[:, None].expand(2, 4, 6, 8)
+    attn = torch.nn.functional.scaled_dot_product_attention(q, k, k, is_causal=True).transpose(1, 2)   # [b, s, h, d]
+    groups = attn.reshape(12, 2, 16).transpose(0, 1)
+    want = (torch.bmm(groups, w["o_a"]).transpose(0, 1).reshape(12, 16) @ w["o_b"]).view(2, 6, 32)
+    assert torch.allclose(out, want, atol=1e-5)
+    # position 200: entries ending at 63, 127, 191 seen, the one ending at 255 not; window (184, 200]
+    assert visibility(case, 1, 200, 4, 184, 17, CPU).tolist() == [[True] * 3 + [False] * 2 + [True] * 16]
