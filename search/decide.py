@@ -108,15 +108,14 @@ def rank_on_load(result: PlanResult, sims: dict[int, SimCheck]) -> PlanResult:
 
 def _per_backend_on_load(result: PlanResult, top: dict, sims: dict[int, SimCheck]) -> dict:
     """`--backend all`'s best candidate per backend, decided like the winner: the best simulated
-    tokens/s/GPU among its replays that meet every target; a backend none of whose candidates was
-    replayed keeps its static best (shown with its static figures); one whose replays all missed has none."""
+    tokens/s/GPU among its replays that meet every target (`top`, ranked on load, holds no missed replay);
+    without one, its static best where that was never replayed (shown with its static figures), else none."""
     out = {}
     for b, static in result.per_backend.items():
-        met = [c for cs in top.values() for c in cs
-               if c.backend == b and c.row in sims and sims[c.row].meets_sla]
+        met = [c for cs in top.values() for c in cs if c.backend == b and c.row in sims]
         if met:
             out[b] = max(met, key=lambda c: sims[c.row].tokens_per_s_per_gpu)
-        elif static.row not in sims and not any(c.backend == b and c.row in sims for cs in top.values() for c in cs):
+        elif static.row not in sims:
             out[b] = static
     return out
 

@@ -22,9 +22,10 @@ from estimator.sim.metrics import RequestRecords, SimResult, summarise, ttft_par
 from estimator.sim.policy import SchedulerPolicy, policy_for
 from estimator.sim.prealloc import DecodePrealloc
 from estimator.sim.ranks import draw_rooms
+from estimator.sim.requests import Requests, Role
 from estimator.sim.steptable import StepTable, StepTimes
 from estimator.sim.types import LoadSpec
-from estimator.sim.worker import Requests, Role, Worker
+from estimator.sim.worker import Worker
 from perfdb.errors import InfeasibleError, InputError
 
 STEP_END, ARRIVAL, KV_READY, ENTER = 0, 1, 2, 3

@@ -14,7 +14,8 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from estimator.sim.worker import Requests, Worker
+    from estimator.sim.requests import Requests
+    from estimator.sim.worker import Worker
 
 
 class DecodePrealloc:
