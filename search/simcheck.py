@@ -4,12 +4,16 @@ clients per replica / xPyD group when search.decide backs one off (`per_unit`).
 The static estimate is a steady-state average; the simulator replays a closed-loop benchmark
 (aiperf --concurrency) request by request with the engine's scheduler, so it shows the queueing
 and batching effects the average hides. search.decide ranks and filters each mode's near-frontier
-candidates on these results (the static TTFT/TPOT stay beside them). Uncalibrated, medians are reported: a short
-closed-loop run starts with every client's request at once, and that opening wave (which aiperf's
-warm-up requests absorb) would dominate the means. When the database holds a `--base simulate`
-calibration for the system/backend (the bundled one ships one), the replay follows the protocol it
-was fitted on (10 requests per client, estimator.sim.runs.simulate_runs) and its corrected mean is
-shown instead: uncalibrated, the simulator's TTFT is 68% off on the training runs.
+candidates on these results (the static TTFT/TPOT stay beside them). Calibrated or not, the replay follows
+the protocol the simulator is validated on (estimator.sim.runs.simulate_runs: 10 requests per client,
+the measured requests starting together on an idle engine, as InferenceX's client starts them once its
+warm-up has drained) and reports the client's mean, the statistic the benchmarks publish and the
+calibration is fitted to. Until 2026-12-05 the uncalibrated re-check used 4 requests per client and the
+per-request median: a statistic the benchmarks do not report (on the enriched training table the
+simulated median TTFT is 51% off, the mean 34%), and one that hid the opening wave's queue the
+breakdown (means) showed: DeepSeek-R1's disagg pick met a 1,000 ms p50 while its mean queue wait was
+4.5 s. When the database holds a `--base simulate` calibration for the system/backend (the bundled one
+ships one), its corrected mean is shown instead.
 """
 from __future__ import annotations
 
@@ -29,7 +33,6 @@ from search.plan import PlanResult
 from search.sla import checked, within
 from search.types import Candidate, Mode, SimCheck, Sla
 
-SIM_REQUESTS_PER_CLIENT = 4   # requests each closed-loop client sends (after the first wave's warm-up)
 SIM_MIN_REQUESTS = 64
 # Identical replicas (agg) or xPyD groups (disagg) behind a balancing router serve the same per-request
 # metrics, so the re-check simulates at most this many GPUs' worth of them at the proportional share of
@@ -76,15 +79,12 @@ def simulate_candidate(result: PlanResult, c: Candidate, db: PerfDB, seed: int =
     steps = build_steps(result.model, result.system, dep, EngineConfig(c.backend, c.version, kv_dtype=req.kv_dtype),
                         view)
     conc, load = sim_clients(c, per_unit)
-    if cal is None:
-        n = max(SIM_MIN_REQUESTS, SIM_REQUESTS_PER_CLIENT * conc)
-    else:
-        n = min(RUN_MAX_REQUESTS, max(SIM_MIN_REQUESTS, RUN_REQUESTS_PER_CLIENT * conc))   # as it was fitted
+    n = min(RUN_MAX_REQUESTS, max(SIM_MIN_REQUESTS, RUN_REQUESTS_PER_CLIENT * conc))   # as validated and fitted
     r = simulate(steps, dep, LoadSpec.closed(conc, req.isl, req.osl, n), seed=seed)
     tps = r.output_tokens_per_s_per_gpu * c.gpus_used / c.total_gpus   # idle GPUs of the budget count
     hi = (None, None)
     if cal is None:
-        ttft, tpot, stat = r.ttft.p50, r.tpot.p50, "p50"
+        ttft, tpot, stat = r.ttft.mean, r.tpot.mean, "mean"
     else:   # the simulated clients; calibrate_sweep takes the fit's feature per replica / xPyD group
         (p,) = calibrate_sweep([r], [conc], cal, dep, result.system.name, c.version, req.isl,
                                req.osl, req.model)

@@ -156,7 +156,7 @@ class SimCheck:
     ttft_ms: float
     tpot_ms: float
     meets_sla: bool
-    statistic: str = "p50"       # the client statistic shown: p50 raw, or the calibration's (mean)
+    statistic: str = "mean"      # the client statistic shown: the replay's mean, or the calibration's
     calibrated: bool = False     # corrected by a `--base simulate` calibration
     tokens_per_s_per_gpu: float = float("nan")   # simulated output tokens/s over every GPU of the budget
     ttft_hi_ms: float | None = None   # upper end of the calibration's interval (what --sla-at upper checks)

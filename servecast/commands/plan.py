@@ -126,7 +126,7 @@ def _table(title: str, cands, sims, cals=None, model: tuple[str, str] | None = N
     if sims is not None:
         calibrated = any(x.calibrated for x in sims.values())
         t.add_column("sim TTFT / TPOT / tok/s/GPU @ concurrency (calibrated mean)" if calibrated else
-                     "sim p50 TTFT / TPOT / tok/s/GPU @ concurrency" + (" (uncalibrated)" if cals else ""))
+                     "sim mean TTFT / TPOT / tok/s/GPU @ concurrency" + (" (uncalibrated)" if cals else ""))
     for i, c in enumerate(cands, 1):
         _row(t, i, c, sims, cals, model)
     return t

@@ -32,11 +32,11 @@ def test_best_of_each_mode_is_simulated_near_its_static_estimate():
         s = sims[cands[0].row]
         assert math.isfinite(s.ttft_ms) and s.ttft_ms > 0
         # the decode step is the same physics in both: at the static concurrency (the replay before any
-        # back-off) the simulated median TPOT stays near the static one
+        # back-off) the simulated mean TPOT stays near the static one
         at = s.at_static or s
         assert at.concurrency == cands[0].metrics.concurrency
         assert at.tpot_ms == pytest.approx(cands[0].metrics.tpot_ms, rel=0.35)
-        assert not s.calibrated and s.statistic == "p50"     # --calibration none: the raw simulator
+        assert not s.calibrated and s.statistic == "mean"    # --calibration none: the raw simulator's mean
 
 
 def test_a_stored_simulate_calibration_corrects_the_replay():
