@@ -6,7 +6,7 @@ composition and the estimator ever drift apart (see _confirm).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from search.rank import Ranking, rank
 from search.recheck import recheck
 from search.sla import Diagnosis, diagnose, meets
 from search.space import PREFILL_TOKEN_BUDGET, parallel_configs
-from search.types import Candidate, Mode, PlanRequest, SlaAt
+from search.types import DECIDE_POOL, Candidate, Mode, PlanRequest, SlaAt
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def plan(req: PlanRequest, db: PerfDB) -> PlanResult:
         points = calibrate_points(points, cals, system.name, versions, req.isl, req.osl, req.model)
     ok = meets(points, req.sla)
     points = points.with_column("meets_sla", ok)
-    ranking = rank(points, ok, modes, req.top_n)
+    ranking = rank(points, ok, modes, max(req.top_n, DECIDE_POOL))   # shown(): the first top_n of them
     top, winner, per_backend = _confirm(points, ranking, req, contexts, versions, modes)
     fr = {m: frontier(points["tokens_per_s_per_user"], points["tokens_per_s_per_gpu"],
                       ok & (points["mode"] == MODES.index(m))) for m in modes}
@@ -187,3 +187,11 @@ def _per_backend(points: PointTable, top: dict, req: PlanRequest, contexts: dict
             if c is not None:
                 out[b] = c
     return out
+
+
+def shown(result: PlanResult) -> PlanResult:
+    """The result as printed and written: the first `--top-n` candidates of each mode. The search and the
+    load decision (search.decide) worked on DECIDE_POOL of them, so `--top-n` changes what is shown, never
+    what wins."""
+    n = result.request.top_n
+    return replace(result, top={m: tuple(cs[:n]) for m, cs in result.top.items()})

@@ -54,6 +54,12 @@ class Sla:
                 raise InputError(f"{name.removesuffix('_ms').replace('_', '-')}={value}: must be > 0 ms")
 
 
+# Static candidates per mode the load decision may replay (search.decide), whatever `--top-n` shows: with
+# `--top-n 1` the plan used to replay one candidate per mode, so a deployment only a back-off (or the walk
+# down the static ranking) would have revealed never ran and the answer depended on how many rows were printed.
+DECIDE_POOL = 5
+
+
 @dataclass(frozen=True)
 class PlanRequest:
     model: str

@@ -37,6 +37,7 @@ def plan(*, model: str, system: str, isl: int, osl: int, ttft_ms: float, tpot_ms
     """
     from perfdb.lookup import PerfDB
     from search.plan import plan as search_plan
+    from search.plan import shown
 
     req = plan_request(model=model, system=system, backend=backend, total_gpus=total_gpus, isl=isl, osl=osl,
                        prefix=prefix, ttft_ms=ttft_ms, tpot_ms=tpot_ms, request_latency_ms=request_latency_ms,
@@ -51,6 +52,7 @@ def plan(*, model: str, system: str, isl: int, osl: int, ttft_ms: float, tpot_ms
     result = search_plan(req, database)
     if simulate and result.winner is not None:   # the simulator decides (search.decide)
         result = _decide_on_load(result, database, fork)
+    result = shown(result)
     if out is not None:
         result = _write(result, out, dynamo_version)
     return result

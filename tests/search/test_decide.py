@@ -55,3 +55,18 @@ def test_upper_end_is_checked_on_the_simulate_calibrations_interval(decided):
         assert first.ttft_hi_ms > 600 or first.tpot_hi_ms > 16.67
     same = set(up.sims) & set(med.sims)
     assert all(med.sims[r].meets_sla for r in same if up.sims[r].meets_sla)   # upper is never laxer
+
+
+def test_top_n_changes_what_is_shown_never_what_wins():
+    """`--top-n 1` used to replay one candidate per mode, so the best disagg of the README example came out
+    at 1.50x below agg instead of 1.48x: the load decision works on DECIDE_POOL candidates per mode and
+    `--top-n` only trims what is printed and written (servecast.api.plan -> search.plan.shown)."""
+    from search.types import DECIDE_POOL
+    from servecast.api import plan as api_plan
+
+    args = dict(model="Qwen/Qwen3-32B-FP8", system="h200_sxm", backend="trtllm", total_gpus=8, isl=4000, osl=500,
+                ttft_ms=600, tpot_ms=16.67, fork=False)
+    one, five = api_plan(top_n=1, **args), api_plan(top_n=DECIDE_POOL, **args)
+    assert all(len(cs) <= 1 for cs in one.top.values()) and any(len(cs) > 1 for cs in five.top.values())
+    assert one.winner.row == five.winner.row and one.speedup == pytest.approx(five.speedup, rel=1e-12)
+    assert {m: cs[0].row for m, cs in one.top.items() if cs} == {m: cs[0].row for m, cs in five.top.items() if cs}
