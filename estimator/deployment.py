@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from estimator.engines import profile_for
 from estimator.engines.profile import flag_int
 from estimator.parallel import ParallelConfig
 from perfdb.errors import InputError
@@ -63,6 +64,7 @@ class Pool:
     max_batch: int | None = None        # max requests in flight per worker (max_num_seqs / max_batch_size / max_running_requests)
     max_num_tokens: int | None = None   # tokens per engine step (max_num_batched_tokens / max_num_tokens / chunked_prefill_size)
     mem_fraction: float | None = None   # the engine's memory knob as launched, in its own sense (estimator.memory)
+    expert_slots: int | None = None     # physical expert slots per MoE layer as launched (estimator.parallel.placed_experts)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -79,7 +81,8 @@ class Pool:
         per_rank = -(-self.max_batch // self.parallel.attn_dp) if self.max_batch else None
         return replace(engine, max_batch_size=per_rank or engine.max_batch_size,
                        max_num_tokens=self.max_num_tokens or engine.max_num_tokens,
-                       mem_fraction=self.mem_fraction or engine.mem_fraction)
+                       mem_fraction=self.mem_fraction or engine.mem_fraction,
+                       expert_slots=self.expert_slots or engine.expert_slots)
 
 
 def kv_same_node(domain_gpus: int, prefill_gpus: int, p_workers, decode_gpus: int, d_workers):
@@ -259,35 +262,46 @@ def run_routers(row: "RunRow") -> int:
     return int(row.facts.frontends or 1)
 
 
-def role_pools(row: "RunRow", system: SystemSpec) -> tuple[Pool, Pool]:
+def role_slots(row: "RunRow", role: str, experts: int) -> int | None:
+    """Physical expert slots per MoE layer the row's `role` engine (agg, prefill or decode) was launched
+    with: its engine profile's expert_slot_flags read from that engine's flags; None: one per expert."""
+    return profile_for(Backend(row.backend)).expert_slots(row.facts.role_flags(role), experts)
+
+
+def role_pools(row: "RunRow", system: SystemSpec, experts: int = 0) -> tuple[Pool, Pool]:
     """A disaggregated row's prefill and decode pools of one worker each: layouts (row_layouts) and the
-    limits its recipe states; the static estimate and the simulator both price these."""
+    limits its recipe states, expert slots included (`experts`: the model's routed experts, 0 for a
+    dense model); the static estimate and the simulator both price these."""
     p_par, d_par = row_layouts(row, system)
     f = row.facts
-    return (Pool(p_par, 1, role_batch_cap(row, "prefill"), f.prefill.max_num_tokens, f.prefill.mem_fraction),
-            Pool(d_par, 1, role_batch_cap(row), f.decode.max_num_tokens, f.decode.mem_fraction))
+    return (Pool(p_par, 1, role_batch_cap(row, "prefill"), f.prefill.max_num_tokens, f.prefill.mem_fraction,
+                 role_slots(row, "prefill", experts)),
+            Pool(d_par, 1, role_batch_cap(row), f.decode.max_num_tokens, f.decode.mem_fraction,
+                 role_slots(row, "decode", experts)))
 
 
 def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
-             d_workers: int | None = None) -> Deployment:
+             d_workers: int | None = None, experts: int = 0) -> Deployment:
     """The deployment a measured run describes: its layouts within an NVLink domain, its worker counts
     as recorded (or, where the table omits them, the counts the caller derived by the estimator's
     rules), each role's batch cap, tokens per step and memory share as its recipe states (run_facts:
     max_num_tokens and mem_fraction in the engine's own sense, as Pool takes them; a recipe that sets
     SGLang's chunked-prefill-size also sets mem-fraction-static, so the role never falls back on the
-    default fraction SGLang would derive from that chunk), one agg replica or one xPyD group."""
+    default fraction SGLang would derive from that chunk), each engine's expert slots (`experts`: the
+    model's routed experts; role_slots), one agg replica or one xPyD group."""
     backend = Backend(row.backend)
     if row.mode != "disagg":
         if row.agg is None:
             raise InputError(f"run {row.id}: an agg row needs its tp_size")
-        return Deployment(backend, agg=Pool(agg_layout(row, system), row.agg.workers or 1))
+        return Deployment(backend, agg=Pool(agg_layout(row, system), row.agg.workers or 1,
+                                            expert_slots=role_slots(row, "agg", experts)))
     if row.prefill is None or row.decode is None:
         raise InputError(f"run {row.id}: a disagg row needs prefill_tp_size and decode_tp_size")
     p = row.prefill.workers or p_workers
     d = row.decode.workers or d_workers
     if p is None or d is None:
         raise InputError(f"run {row.id} does not record its worker counts and none were derived")
-    pre, dec = role_pools(row, system)
+    pre, dec = role_pools(row, system, experts)
     return Deployment.disaggregated(
         backend, replace(pre, workers=int(p)), replace(dec, workers=int(d)), system.nvlink_domain_gpus,
         router=RUN_ROUTER, routers=run_routers(row))

@@ -32,6 +32,7 @@ class EngineConfig:
     mem_fraction: float | None = None    # vLLM gpu_memory_utilization / SGLang mem_fraction_static / TRT-LLM free_gpu_memory_fraction
     spec_tokens: int = 0                 # speculative decoding: draft tokens per step (MTP layers, EAGLE); 0 = off
     spec_acceptance: float | None = None  # probability that each draft token is accepted (None: the profile's)
+    expert_slots: int | None = None       # physical expert slots per MoE layer (redundant experts); None: the model's
 
     def __post_init__(self) -> None:
         if self.mem_fraction is not None and not 0.0 < self.mem_fraction <= 1.0:
@@ -39,7 +40,7 @@ class EngineConfig:
         if self.spec_tokens < 0 or (self.spec_acceptance is not None and not 0.0 <= self.spec_acceptance <= 1.0):
             raise InputError(f"spec_tokens={self.spec_tokens}, spec_acceptance={self.spec_acceptance}: "
                              "need spec_tokens >= 0 and an acceptance in [0, 1]")
-        for name in ("max_batch_size", "max_num_tokens"):
+        for name in ("max_batch_size", "max_num_tokens", "expert_slots"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise InputError(f"{name}={v}: must be >= 1")

@@ -8,7 +8,7 @@ moe_tp = tp * attn_dp, moe_ep = 1. A replica uses tp * attn_dp * pp GPUs.
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from perfdb.errors import InfeasibleError, InputError
@@ -86,3 +86,19 @@ def validate_parallel(model: "ModelSpec", parallel: ParallelConfig, system: "Sys
             and p.gpus_per_stage % system.gpus_per_node:
         raise InfeasibleError(f"{label}: a stage of {p.gpus_per_stage} GPUs spans nodes of "
                               f"{system.gpus_per_node} GPUs unevenly")
+
+
+def placed_experts(model: "ModelSpec", slots: int | None) -> "ModelSpec":
+    """The model as an engine launched with `slots` physical expert slots per MoE layer runs it (redundant
+    copies of experts for expert-parallel load balancing: SGLang --ep-num-redundant-experts, TRT-LLM
+    moe_config.load_balancer.num_slots; estimator.engines' expert_slot_flags): every count that places
+    experts becomes the slot count, so the EP split must divide the slots (288 over 48 ranks for
+    DeepSeek-R1's 256 experts + 32), each rank holds slots / ep experts' weights, and a layer's routed
+    tokens spread over every slot (the copies exist to even the load). The router still scores the
+    model's experts; its GEMM priced at the slot width is off by the copies' share of a sub-1% op.
+    None, or no more slots than experts: the model as it is."""
+    if not slots or not model.is_moe or slots == model.num_experts:
+        return model
+    if slots < model.num_experts:
+        raise InputError(f"{slots} expert slots cannot place the {model.num_experts} experts of {model.name}")
+    return replace(model, num_experts=int(slots))

@@ -218,6 +218,16 @@ class RunFacts:
         return RunFacts.from_row({**{k: v for k, v in kv.items() if k in COLUMNS},
                                   "client_num_prompts": "" if num_prompts is None else str(num_prompts)})
 
+    def role_flags(self, role: str) -> dict[str, str]:
+        """One engine's launch flags: an aggregated run's as recorded (`agg`); of a disaggregated run the
+        `prefill.` or `decode.` entries with the prefix dropped (engine_flags writes a recipe's two engines
+        that way), entries without a role prefix applying to both."""
+        if role == "agg":
+            return dict(self.flags)
+        out = {k: v for k, v in self.flags if "." not in k or k.split(".", 1)[0] not in ("prefill", "decode")}
+        out.update((k.split(".", 1)[1], v) for k, v in self.flags if k.startswith(role + "."))
+        return out
+
     def spec_draft_tokens(self) -> int | None:
         """Draft tokens the engine ran with: 0 when off, the depth when on and known, else None."""
         if self.spec is SpecStatus.OFF:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from estimator.deployment import agg_layout, role_pools
+from estimator.deployment import agg_layout, role_pools, role_slots
 from estimator.engine import EngineConfig
 from estimator.estimate import Estimate, WorkerSpec, estimate, estimate_disagg
 from estimator.models import AttentionKind, load_model
@@ -232,7 +232,8 @@ def _predict_agg(rows: list[RunRow], model, system, view) -> list[Prediction]:
     if w is None:
         return _fail(rows, "no tp_size for an agg row")
     backend = Backend(rows[0].backend)
-    engine = EngineConfig(backend, spec_tokens=spec_tokens(rows[0], backend, model))
+    engine = EngineConfig(backend, spec_tokens=spec_tokens(rows[0], backend, model),
+                          expert_slots=role_slots(rows[0], "agg", model.num_experts))
     # requests in flight per replica: the run's clients spread over its replicas (estimator.deployment)
     total = np.array([r.concurrency or rows[0].agg.batch or 1 for r in rows], dtype=np.float64)
     conc, replicas = total / (w.workers or 1), float(w.workers or 1)
@@ -253,7 +254,7 @@ def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]
     isl = np.array([r.isl for r in rows], dtype=np.float64)
     osl = np.array([r.osl for r in rows], dtype=np.float64)
     conc = np.array([r.concurrency or (r0.decode.batch or 1) * (r0.decode.workers or 1) for r in rows], dtype=np.float64)
-    pre, dec = role_pools(r0, system)        # estimator.deployment: the simulator's pools too
+    pre, dec = role_pools(r0, system, model.num_experts)   # estimator.deployment: the simulator's pools too
     p_par, d_par, d_batch = pre.parallel, dec.parallel, dec.max_batch
     p_engine, d_engine = pre.engine_for(engine), dec.engine_for(engine)
     if r0.decode.workers is not None:

@@ -20,7 +20,7 @@ from estimator.engine import EngineConfig, ResolvedEngine, resolve
 from estimator.layers import LayerComposer, OpUse
 from estimator.memory import MemoryReport, memory_report
 from estimator.models.spec import AttentionKind, ModelSpec
-from estimator.parallel import ParallelConfig, validate_parallel
+from estimator.parallel import ParallelConfig, placed_experts, validate_parallel
 from perfdb.lookup import DbView
 from perfdb.ops import CommCase, OpCase
 from perfdb.roofline import link_bw_bytes_per_s
@@ -54,6 +54,7 @@ def _arr(x) -> np.ndarray:
 class StepModel:
     def __init__(self, model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, engine: EngineConfig,
                  view: DbView):
+        model = placed_experts(model, engine.expert_slots)
         validate_parallel(model, parallel, system)
         self.model, self.system, self.parallel, self.engine, self.view = model, system, parallel, engine, view
         self.kv_dtype: Dtype = engine.kv_dtype or model.kv_dtype

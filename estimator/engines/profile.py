@@ -97,6 +97,16 @@ class KvHandoff:
 
 
 @dataclass(frozen=True)
+class ExpertSlotFlag:
+    """A launch flag that places more physical expert slots per MoE layer than the model has experts
+    (redundant copies of hot experts, for expert-parallel load balancing): `total` True when its value
+    counts every slot, False when it counts the slots beyond the model's experts."""
+
+    key: str
+    total: bool
+
+
+@dataclass(frozen=True)
 class EngineProfile:
     backend: Backend
     max_num_tokens: int                  # tokens per iteration by default
@@ -117,6 +127,17 @@ class EngineProfile:
     # GPU and layout (SGLang); None: the fixed fields above
     layout_defaults: Callable | None = None
     dp_moe_exchange: DpMoeExchange = DpMoeExchange.GATHER_SCATTER
+    expert_slot_flags: tuple[ExpertSlotFlag, ...] = ()
+
+    def expert_slots(self, flags: Mapping[str, str], num_experts: int) -> int | None:
+        """Physical expert slots per MoE layer one engine was launched with (`flags`: that engine's own,
+        estimator.run_facts.RunFacts.role_flags); None when no flag adds any or the model has no experts."""
+        for f in self.expert_slot_flags:
+            n = flag_int(flags, f.key, 0)
+            if num_experts and n > 0:
+                slots = n if f.total else num_experts + n
+                return slots if slots > num_experts else None
+        return None
 
     def __post_init__(self) -> None:
         missing = [f.name for f in fields(self) if f.name not in ("backend", "provenance", "layout_defaults")

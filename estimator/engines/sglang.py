@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from estimator.engines import register
-from estimator.engines.profile import DpMoeExchange, EngineProfile, KvHandoff, SchedulerRules, flag_int
+from estimator.engines.profile import DpMoeExchange, EngineProfile, ExpertSlotFlag, KvHandoff, SchedulerRules, flag_int
 from perfdb.specs import SystemSpec
 from perfdb.types import Backend
 
@@ -73,9 +73,12 @@ PROFILE = register(EngineProfile(
     handoff=KvHandoff(frontend_hops=0, connector="Mooncake / NIXL (bootstrap server)", decode_first=True,
                       mla_copy_per_decode_rank=True),
     spec_acceptance=0.85,
+    expert_slot_flags=(ExpertSlotFlag("ep-num-redundant-experts", total=False),),
     layout_defaults=sglang_defaults,
     dp_moe_exchange=DpMoeExchange.SUM_LEN_ALL_REDUCE,
     provenance={
+        "expert_slot_flags": "sglang/srt/server_args.py --ep-num-redundant-experts (default 0); sglang/srt/eplb/expert_location.py: "
+                             "physical experts = routed experts + redundant ones, split evenly over the EP ranks (0.5.x)",
         "max_num_tokens": "sglang/srt/server_args.py: chunked_prefill_size 8192 (16384 on GPUs >= 160 GiB)",
         "max_batch": "sglang/srt/server_args.py: max_running_requests bounded at 4096 here",
         "mem_fraction": "sglang/srt/server_args.py _handle_gpu_memory_settings (0.5.x): computed per GPU and "

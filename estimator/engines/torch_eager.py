@@ -15,6 +15,7 @@ PROFILE = register(EngineProfile(
     scheduler=None, handoff=KvHandoff(frontend_hops=0, connector="none"), spec_acceptance=0.85,
     provenance={
         "max_num_tokens": "TRT-LLM's default (trtllm.py), no engine of its own",
+        "expert_slot_flags": "none: plain torch places each expert once",
         "max_batch": "TRT-LLM's default (trtllm.py)",
         "mem_fraction": "TRT-LLM's default (trtllm.py)",
         "memory_rule": "TRT-LLM's rule (trtllm.py)",

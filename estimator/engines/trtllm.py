@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from estimator.engines import register
-from estimator.engines.profile import EngineProfile, KvHandoff, SchedulerRules, flag_float, flag_int
+from estimator.engines.profile import EngineProfile, ExpertSlotFlag, KvHandoff, SchedulerRules, flag_float, flag_int
 from perfdb.types import Backend
 
 FIT = "fit on ../shared/data/e2e_train_silicon.csv"
@@ -43,7 +43,10 @@ PROFILE = register(EngineProfile(
     scheduler=SchedulerRules(mixes_decode=True, reserve_output=1.0, chunked=False, from_flags=scheduler_flags),
     handoff=KvHandoff(frontend_hops=1, connector="UCX/NIXL cache transceiver", mla_copy_per_decode_rank=True),
     spec_acceptance=0.85,
+    expert_slot_flags=(ExpertSlotFlag("moe_config.load_balancer.num_slots", total=True),),
     provenance={
+        "expert_slot_flags": "tensorrt_llm/_torch/modules/fused_moe/moe_load_balancer.py (MoeLoadBalancerConfig.num_slots: every "
+                             "expert slot of a layer, num_slots // ep_size per rank; 1.0-1.1)",
         "max_num_tokens": "tensorrt_llm/llmapi/llm_args.py: max_num_tokens 8192",
         "max_batch": "tensorrt_llm/llmapi/llm_args.py: max_batch_size 2048",
         "mem_fraction": "tensorrt_llm/llmapi/llm_args.py KvCacheConfig.free_gpu_memory_fraction 0.9",

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from estimator.engines import register
-from estimator.engines.profile import EngineProfile, KvHandoff, SchedulerRules
+from estimator.engines.profile import EngineProfile, ExpertSlotFlag, KvHandoff, SchedulerRules
 from perfdb.types import Backend
 
 FIT = "fit on ../shared/data/e2e_train_silicon.csv"
@@ -25,7 +25,10 @@ PROFILE = register(EngineProfile(
     scheduler=SchedulerRules(mixes_decode=True, reserve_output=0.0, chunked=True, from_flags=scheduler_flags),
     handoff=KvHandoff(frontend_hops=1, connector="NixlConnector"),
     spec_acceptance=0.85,
+    expert_slot_flags=(ExpertSlotFlag("num-redundant-experts", total=False),),
     provenance={
+        "expert_slot_flags": "vllm/engine/arg_utils.py --num-redundant-experts (with --enable-eplb); vllm/model_executor/models/"
+                             "deepseek_v2.py: n_physical_experts = n_logical_experts + n_redundant_experts (0.10-0.11)",
         "max_num_tokens": "vllm/engine/arg_utils.py: max_num_batched_tokens 8192 for online serving on GPUs "
                           ">= 70 GiB (0.10)",
         "max_batch": "vllm/engine/arg_utils.py: max_num_seqs 1024 for online serving on GPUs >= 70 GiB (0.10)",

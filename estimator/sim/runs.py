@@ -57,13 +57,14 @@ def row_engine(row: RunRow, backend: Backend, model) -> EngineConfig:
                         mem_fraction=row.facts.mem_fraction if agg else None)
 
 
-def _deployment(row: RunRow, system, steps_for) -> tuple[Deployment, int]:
+def _deployment(row: RunRow, system, steps_for, experts: int) -> tuple[Deployment, int]:
     """The row's deployment (estimator.deployment.from_row: layouts within an NVLink domain, the KV path
-    per xPyD group) with the worker counts the table omits derived by the estimator's rules."""
+    per xPyD group, each engine's expert slots) with the worker counts the table omits derived by the
+    estimator's rules."""
     conc = int(row.concurrency or (row.agg.batch if row.agg else 1) or 1)
     if row.mode != "disagg":
-        return from_row(row, system), conc
-    one = from_row(row, system, 1, 1)
+        return from_row(row, system, experts=experts), conc
+    one = from_row(row, system, 1, 1, experts)
     steps: RoleSteps = steps_for(one)
     cap = min(max(float(max_batch(steps.decode, np.float64(row.isl), np.float64(row.osl))), 1.0), DECODE_BATCH_PRIOR)
     if one.decode.max_batch:
@@ -73,12 +74,12 @@ def _deployment(row: RunRow, system, steps_for) -> tuple[Deployment, int]:
     if p_workers is None:   # rate-matched on the path of a one-prefill-worker group (as estimator.serving)
         sd, sp = steps.decode, steps.prefill
         pre = float(sp.prefill_ms(1, row.isl, 0))
-        path = from_row(row, system, 1, d_workers)
+        path = from_row(row, system, 1, d_workers, experts)
         xfer = float(sp.kv_transfer_ms(row.isl, path.decode.parallel, path.same_node))
         dec = float(sd.decode_ms(min(conc / d_workers, cap), row.isl + row.osl / 2))
         rate = conc / (pre + xfer + row.osl * dec / sd.resolved.tokens_per_step)   # requests/ms, no queueing
         p_workers = int(prefill_workers_needed(np.float64(rate), np.float64(pre), 1.0))
-    return from_row(row, system, p_workers, d_workers), conc
+    return from_row(row, system, p_workers, d_workers, experts), conc
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms, ra
                 cache[key] = build_steps(model, system, dep, engine, view)
             return cache[key]
 
-        dep, conc = _deployment(row, system, steps_for)
+        dep, conc = _deployment(row, system, steps_for, model.num_experts)
         steps = steps_for(dep)
         # the client's warm-up is a phase of its own that drains before the measured run (InferenceX
         # utils/bench_serving/benchmark_serving.py: `await asyncio.gather(*warmup_tasks)` before the

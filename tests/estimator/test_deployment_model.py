@@ -186,3 +186,40 @@ def test_recorded_worker_counts_are_used_as_recorded(tmp_path, tiny_db):
     sim = simulate_runs(rows, PerfDB(tiny_db), max_requests=100)[0]
     assert sim.status == "ok" and (sim.deployment.prefill.workers, sim.deployment.decode.workers) == (3, 2)
     assert predict_runs(rows, PerfDB(tiny_db))[0].status == "ok"
+
+
+def test_redundant_expert_slots_make_the_launched_ep_split_place_experts():
+    """Twelve GB200/GB300 SGLang rows run DeepSeek-R1's 256 experts over 48 EP ranks with
+    --ep-num-redundant-experts 32: 288 slots, 6 per rank. Read per role from the launch flags (the
+    decode engine's only here), the deployment places them; without the flag the split is infeasible."""
+    from estimator.engine import EngineConfig
+    from estimator.engines import profile_for
+    from estimator.models import load_model
+    from estimator.run_facts import RunFacts
+    from estimator.steps import StepModel
+    from perfdb.errors import InfeasibleError
+    from perfdb.lookup import PerfDB
+
+    flags = "prefill.tp-size=4;decode.ep-num-redundant-experts=32;decode.tp-size=48"
+    facts = RunFacts.from_row({"engine_flags": flags})
+    assert facts.role_flags("decode") == {"ep-num-redundant-experts": "32", "tp-size": "48"}
+    assert facts.role_flags("prefill") == {"tp-size": "4"}
+    assert profile_for(Backend.SGLANG).expert_slots({"ep-num-redundant-experts": "32"}, 256) == 288
+    assert profile_for(Backend.TRTLLM).expert_slots({"moe_config.load_balancer.num_slots": "288"}, 256) == 288
+    assert profile_for(Backend.TRTLLM).expert_slots({"moe_config.load_balancer.num_slots": "256"}, 256) is None
+    assert profile_for(Backend.SGLANG).expert_slots({"ep-num-redundant-experts": "32"}, 0) is None   # dense
+
+    gb200 = load_system("gb200")
+    raw = _dsr1(backend="sglang", decode_tp_size="48", decode_dp_attn="true", decode_ep="48", engine_flags=flags)
+    dep = from_row(parse_row(raw), gb200, 1, 1, experts=256)
+    assert dep.decode.parallel == ParallelConfig(tp=1, attn_dp=48, moe_tp=1, moe_ep=48)
+    assert (dep.prefill.expert_slots, dep.decode.expert_slots) == (None, 288)
+    model, view = load_model("deepseek-ai/DeepSeek-R1"), PerfDB(None).view("gb200", Backend.SGLANG, None)
+    engine = EngineConfig(Backend.SGLANG)
+    with pytest.raises(InfeasibleError, match="256 experts are not divisible by moe_ep=48"):
+        StepModel.build(model, gb200, dep.decode.parallel, engine, view)
+    placed = StepModel.build(model, gb200, dep.decode.parallel, dep.decode.engine_for(engine), view)
+    assert placed.model.num_experts == 288
+    # each rank holds 6 experts' weights: at EP 32 (8 per rank) without copies the same model holds more
+    ep32 = StepModel.build(model, gb200, ParallelConfig(tp=1, attn_dp=32, moe_tp=1, moe_ep=32), engine, view)
+    assert placed.memory.weights_bytes < ep32.memory.weights_bytes
