@@ -17,6 +17,7 @@ from perfdb.specs import SystemSpec
 from perfdb.types import Backend, Dtype
 
 if TYPE_CHECKING:
+    from estimator.models.spec import ModelSpec
     from estimator.parallel import ParallelConfig
 
 GIB = 1024**3
@@ -26,7 +27,7 @@ GIB = 1024**3
 class EngineConfig:
     backend: Backend
     version: str | None = None
-    kv_dtype: Dtype | None = None        # None: the checkpoint's KV dtype
+    kv_dtype: Dtype | None = None        # None: what the engine stores by default (kv_cache_dtype)
     max_batch_size: int | None = None    # requests per iteration (vLLM max_num_seqs, SGLang max_running_requests)
     max_num_tokens: int | None = None    # tokens per iteration (vLLM max_num_batched_tokens, SGLang chunked_prefill_size)
     mem_fraction: float | None = None    # vLLM gpu_memory_utilization / SGLang mem_fraction_static / TRT-LLM free_gpu_memory_fraction
@@ -74,6 +75,15 @@ class ResolvedEngine:
         return float(sum(a**i for i in range(k + 1)))
 
 
+def kv_cache_dtype(engine: EngineConfig, model: ModelSpec) -> Dtype:
+    """The KV-cache dtype a worker stores: the one asked for, else the engine's own choice for the
+    architecture when its flag is left at auto (EngineProfile.kv_dtype_by_arch: SGLang and vLLM store
+    DeepSeek-V4's KV in FP8), else the checkpoint's."""
+    if engine.kv_dtype is not None:
+        return engine.kv_dtype
+    return profile_for(engine.backend).kv_dtype_by_arch.get(model.architecture, model.kv_dtype)
+
+
 def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig) -> ResolvedEngine:
     prof = profile_for(engine.backend)
     frac, tokens = prof.mem_fraction, prof.max_num_tokens
@@ -99,4 +109,4 @@ def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig) 
     )
 
 
-__all__ = ["GIB", "EngineConfig", "ResolvedEngine", "resolve", "sglang_defaults"]
+__all__ = ["GIB", "EngineConfig", "ResolvedEngine", "kv_cache_dtype", "resolve", "sglang_defaults"]

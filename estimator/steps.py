@@ -16,7 +16,7 @@ from dataclasses import replace as dc_replace
 
 import numpy as np
 
-from estimator.engine import EngineConfig, ResolvedEngine, resolve
+from estimator.engine import EngineConfig, ResolvedEngine, kv_cache_dtype, resolve
 from estimator.layers import LayerComposer, OpUse
 from estimator.memory import MemoryReport, memory_report
 from estimator.models.spec import AttentionKind, ModelSpec
@@ -57,7 +57,7 @@ class StepModel:
         model = placed_experts(model, engine.expert_slots)
         validate_parallel(model, parallel, system)
         self.model, self.system, self.parallel, self.engine, self.view = model, system, parallel, engine, view
-        self.kv_dtype: Dtype = engine.kv_dtype or model.kv_dtype
+        self.kv_dtype: Dtype = kv_cache_dtype(engine, model)
         self.resolved: ResolvedEngine = resolve(engine, system, parallel)
         self.composer = LayerComposer(model, system, parallel, self.kv_dtype, self.resolved.fuses_allreduce_norm,
                                       self.resolved.spec_tokens, covers=view.covers,

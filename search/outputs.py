@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from estimator.engine import resolve
+from estimator.engine import kv_cache_dtype, resolve
 from estimator.models.spec import ModelSpec
 from perfdb.types import Dtype
 from search.artifacts.deployment import simulated_fields
@@ -33,10 +33,12 @@ def engine_settings(result: PlanResult, c: Candidate) -> EngineSettings:
     req, model = result.request, result.model
     from estimator.engine import EngineConfig
 
-    resolved = resolve(EngineConfig(c.backend, c.version), result.system, c.decode.parallel)
-    kv = req.kv_dtype or model.kv_dtype
+    engine = EngineConfig(c.backend, c.version, kv_dtype=req.kv_dtype)
+    resolved = resolve(engine, result.system, c.decode.parallel)
+    kv = kv_cache_dtype(engine, model)
     state = {Dtype.FP32: "float32", Dtype.BF16: "bfloat16"}.get(model.linear.state_dtype, "") if model.linear else ""
     return EngineSettings(model=req.model, max_model_len=req.isl + req.osl, kv_dtype=kv,
+                          kv_auto=kv_cache_dtype(EngineConfig(c.backend, c.version), model),
                           mem_fraction=resolved.mem_fraction, is_moe=model.is_moe, mamba_ssm_dtype=state)
 
 

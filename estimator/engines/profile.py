@@ -10,10 +10,10 @@ file and version it was read from, or the fit that produced it and its cross-val
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import Enum
 
-from perfdb.types import Backend
+from perfdb.types import Backend, Dtype
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,9 @@ class EngineProfile:
     layout_defaults: Callable | None = None
     dp_moe_exchange: DpMoeExchange = DpMoeExchange.GATHER_SCATTER
     expert_slot_flags: tuple[ExpertSlotFlag, ...] = ()
+    # KV-cache dtype the engine stores for an architecture (HF `architectures[0]`) when its KV-dtype flag is
+    # left at its default; architectures not named follow the checkpoint (estimator.engine.kv_cache_dtype)
+    kv_dtype_by_arch: Mapping[str, Dtype] = field(default_factory=dict)
 
     def expert_slots(self, flags: Mapping[str, str], num_experts: int) -> int | None:
         """Physical expert slots per MoE layer one engine was launched with (`flags`: that engine's own,

@@ -6,7 +6,7 @@ from dataclasses import replace
 from estimator.engines import register
 from estimator.engines.profile import DpMoeExchange, EngineProfile, ExpertSlotFlag, KvHandoff, SchedulerRules, flag_int
 from perfdb.specs import SystemSpec
-from perfdb.types import Backend
+from perfdb.types import Backend, Dtype
 
 FIT = "fit on ../shared/data/e2e_train_silicon.csv"
 
@@ -76,6 +76,7 @@ PROFILE = register(EngineProfile(
     expert_slot_flags=(ExpertSlotFlag("ep-num-redundant-experts", total=False),),
     layout_defaults=sglang_defaults,
     dp_moe_exchange=DpMoeExchange.SUM_LEN_ALL_REDUCE,
+    kv_dtype_by_arch={"DeepseekV4ForCausalLM": Dtype.FP8},
     provenance={
         "expert_slot_flags": "sglang/srt/server_args.py --ep-num-redundant-experts (default 0); sglang/srt/eplb/expert_location.py: "
                              "physical experts = routed experts + redundant ones, split evenly over the EP ranks (0.5.x)",
@@ -126,5 +127,10 @@ PROFILE = register(EngineProfile(
                            "before layers/communicator.py dp_scatter copies each rank's rows back (reduce-scatter "
                            "only in MAX_LEN mode: decode, all_gather_into_tensor padded to the busiest rank); "
                            "without --moe-a2a-backend (the InferenceX / srt-slurm recipes set none)",
+        "kv_dtype_by_arch": "sglang/srt/arg_groups/deepseek_v4_hook.py (0.5.14 wheel), arg_groups/overrides.py "
+                            "_deepseek_v4_kv_cache_dtype (0.5.23 wheel): --kv-cache-dtype auto becomes "
+                            "fp8_e4m3 for DeepseekV4ForCausalLM (bfloat16 only on NPU); mem_cache/"
+                            "deepseek_v4_memory_pool.py stores 448 FP8 NoPE + 64 BF16 RoPE dims + scales, 584 B a "
+                            "token and layer",
     },
 ))

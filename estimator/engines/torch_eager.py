@@ -29,5 +29,6 @@ PROFILE = register(EngineProfile(
         "handoff": "no disaggregated serving",
         "spec_acceptance": "DeepSeek-V3 technical report sec. 5.4.3 (as the engines)",
         "dp_moe_exchange": "no attention data parallelism in plain modules: the default, unused",
+        "kv_dtype_by_arch": "none: the checkpoint's KV dtype",
     },
 ))

@@ -81,5 +81,11 @@ PROFILE = register(EngineProfile(
         "dp_moe_exchange": "tensorrt_llm/_torch/modules/fused_moe (1.0-1.1): with enable_attention_dp and no "
                            "all-to-all backend the MoE all-gathers every rank's quantised activations "
                            "(allgather with all_rank_num_tokens) and reduce-scatters the output",
+        "kv_dtype_by_arch": "none: kv_cache_config.dtype auto follows the checkpoint's kv_cache_quant_algo "
+                            "(null in deepseek-ai/DeepSeek-V4-* and nvidia/DeepSeek-V4-*-NVFP4); "
+                            "_torch/model_config.py from_pretrained's DeepseekV4ForCausalLM branch sets only the "
+                            "sparse attention config and _torch/attention_backend/sparse/deepseek_v4/"
+                            "cache_manager.py DeepseekV4CacheManager takes BF16 or FP8 (main, read 2026-12); "
+                            "examples/models/core/deepseek_v4/README.md recommends dtype fp8 for benchmarking",
     },
 ))

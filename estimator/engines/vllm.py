@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from estimator.engines import register
 from estimator.engines.profile import EngineProfile, ExpertSlotFlag, KvHandoff, SchedulerRules
-from perfdb.types import Backend
+from perfdb.types import Backend, Dtype
 
 FIT = "fit on ../shared/data/e2e_train_silicon.csv"
 
@@ -26,6 +26,7 @@ PROFILE = register(EngineProfile(
     handoff=KvHandoff(frontend_hops=1, connector="NixlConnector"),
     spec_acceptance=0.85,
     expert_slot_flags=(ExpertSlotFlag("num-redundant-experts", total=False),),
+    kv_dtype_by_arch={"DeepseekV4ForCausalLM": Dtype.FP8},
     provenance={
         "expert_slot_flags": "vllm/engine/arg_utils.py --num-redundant-experts (with --enable-eplb); vllm/model_executor/models/"
                              "deepseek_v2.py: n_physical_experts = n_logical_experts + n_redundant_experts (0.10-0.11)",
@@ -51,5 +52,11 @@ PROFILE = register(EngineProfile(
                    "(vllm/distributed/kv_transfer/kv_connector/v1/nixl_connector.py) before scheduling it",
         "spec_acceptance": "DeepSeek-V3 technical report sec. 5.4.3: 85-90% acceptance of the MTP draft; low end",
         "dp_moe_exchange": "vllm/distributed/device_communicators/all2all.py (0.10+): the default --all2all-backend allgather_reducescatter gathers the ranks' tokens before the experts and reduce-scatters after",
+        "kv_dtype_by_arch": "vllm 0.34.0 wheel: models/deepseek_v4/nvidia/model.py gives DeepseekV4ForCausalLM "
+                            "the FlashMLA attention on SM90 / SM100 unless --attention-backend says otherwise, and "
+                            "models/deepseek_v4/attention.py _resolve_dsv4_kv_cache_dtype turns --kv-cache-dtype "
+                            "auto into fp8 for its fp8_ds_mla layout (448 FP8 NoPE + 64 BF16 RoPE dims + scales, "
+                            "584 B a token and layer; 0.24.0 refused auto there, asking for fp8); bf16 KV only "
+                            "with FLASHINFER_MLA_SPARSE_DSV4 on SM100",
     },
 ))

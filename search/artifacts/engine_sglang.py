@@ -15,7 +15,7 @@ Router: `python -m sglang_router.launch_router --pd-disaggregation --prefill URL
 from __future__ import annotations
 
 from estimator.parallel import ParallelConfig
-from search.artifacts.engines import Command, EngineSettings, Role, Router, address, is_fp8_kv
+from search.artifacts.engines import Command, EngineSettings, Role, Router, address, kv_flag
 from search.types import WorkerSetup
 
 BOOTSTRAP_PORT = 8998          # SGLang's default --disaggregation-bootstrap-port
@@ -41,7 +41,7 @@ def serve_args(w: WorkerSetup, role: Role, s: EngineSettings) -> list[str]:
         "--max-running-requests", str(w.max_batch),
         "--chunked-prefill-size", str(w.max_num_tokens),
         "--mem-fraction-static", f"{s.mem_fraction:.2f}",
-        "--kv-cache-dtype", "fp8_e4m3" if is_fp8_kv(s.kv_dtype) else "auto",
+        "--kv-cache-dtype", kv_flag(s, "fp8_e4m3", "bfloat16"),
         "--context-length", str(s.max_model_len),
     ]
     if role != Role.AGG:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 
 from estimator.parallel import ParallelConfig
-from search.artifacts.engines import Command, EngineSettings, Role, Router, address, is_fp8_kv, per_rank
+from search.artifacts.engines import Command, EngineSettings, Role, Router, address, kv_flag, per_rank
 from search.types import WorkerSetup
 
 NIXL_SIDE_CHANNEL_PORT = 5600     # vllm/envs.py default
@@ -53,7 +53,7 @@ def serve_args(w: WorkerSetup, role: Role, s: EngineSettings) -> list[str]:
         "--max-num-seqs", str(per_rank(w.max_batch, p.attn_dp)),
         "--max-num-batched-tokens", str(w.max_num_tokens),
         "--gpu-memory-utilization", f"{s.mem_fraction:.2f}",
-        "--kv-cache-dtype", "fp8" if is_fp8_kv(s.kv_dtype) else "auto",
+        "--kv-cache-dtype", kv_flag(s, "fp8", "bfloat16"),
         "--max-model-len", str(s.max_model_len),
     ]
     if role == Role.AGG:

@@ -36,6 +36,8 @@ class EngineSettings:
     max_model_len: int          # isl + osl: the longest request the plan serves
     kv_dtype: Dtype
     mem_fraction: float         # the engine's memory knob the estimate used (see estimator.engine)
+    # what the engine stores with its KV-dtype flag at auto (estimator.engine.kv_cache_dtype); None: kv_dtype
+    kv_auto: Dtype | None = None
     is_moe: bool = False        # MoE flags are only emitted for models with experts
     port: int = 8000            # the deployment's front door: the router, or the only worker
     # hybrid (linear-attention / Mamba) models: the recurrent-state dtype the estimate sized the state
@@ -67,6 +69,14 @@ def address(node: int) -> str:
 
 def is_fp8_kv(kv: Dtype) -> bool:
     return kv in (Dtype.FP8, Dtype.FP8_BLOCK)
+
+
+def kv_flag(s: EngineSettings, fp8: str, bf16: str) -> str:
+    """The engine's KV-cache dtype value for s.kv_dtype, in its own spelling: `fp8` for an FP8 cache, else
+    auto, unless auto would store FP8 (SGLang and vLLM for DeepSeek-V4): then `bf16` says so."""
+    if is_fp8_kv(s.kv_dtype):
+        return fp8
+    return bf16 if s.kv_auto is not None and is_fp8_kv(s.kv_auto) else "auto"
 
 
 def per_rank(total: int, dp: int) -> int:

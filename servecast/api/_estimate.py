@@ -62,11 +62,12 @@ def estimate(*, model: str, system: str, backend: str | Backend = "trtllm", vers
 
     database = PerfDB(db)
     gq, mq = _dtype(gemm_quant, "gemm quant"), _dtype(moe_quant, "moe quant")
-    spec = load_model(model, gemm_quant=gq, moe_quant=mq or gq, kv_dtype=_dtype(kv_dtype, "kv dtype"), hf_hub=hf_hub)
+    kv = _dtype(kv_dtype, "kv dtype")   # None: the engine's default for the model (estimator.engine.kv_cache_dtype)
+    spec = load_model(model, gemm_quant=gq, moe_quant=mq or gq, kv_dtype=kv, hf_hub=hf_hub)
     sysspec = load_system(system)
     be = parse_enum(Backend, backend, "backend")
     view = database.view(sysspec.name, be, version)
-    engine = EngineConfig(be, version, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance)
+    engine = EngineConfig(be, version, kv_dtype=kv, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance)
     # the closed-loop benchmark (estimator.workload): what the aiperf command of a plan measures
     load = Workload.benchmark(isl, osl, prefix, concurrency)
     if mode == "agg":

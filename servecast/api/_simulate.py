@@ -45,8 +45,9 @@ def simulate(*, deployment: Deployment | None = None, model: str | None = None, 
              records: Path | str | None = None, plot: Path | str | None = None,
              progress: Callable[[int, int], None] | None = None) -> Simulation:
     """Simulate `deployment` of `model` on `system` (or the deployment.yaml a plan wrote, `plan`, whose model,
-    system, version, quantization, ISL/OSL and concurrency are the defaults) at each load: closed-loop
-    `concurrency` clients, open-loop `request_rate` (req/s, `arrival` poisson or constant) or a JSONL `trace`.
+    system, version, quantization, KV-cache dtype, ISL/OSL and concurrency are the defaults) at each load:
+    closed-loop `concurrency` clients, open-loop `request_rate` (req/s, `arrival` poisson or constant) or a
+    JSONL `trace`.
 
     isl/osl default 1024 (or the plan's). num_requests per point default max(100, 10 x concurrency), 1000
     open loop. records: per-request records (.parquet or .jsonl; sweeps add -c<N>/-r<R> to the name).
@@ -69,6 +70,7 @@ def simulate(*, deployment: Deployment | None = None, model: str | None = None, 
         deployment, spec = deployment_from_plan(Path(plan))
         model, system, version = spec.model, spec.system, spec.version
         gemm_quant, moe_quant = gemm_quant or spec.gemm_quant or None, moe_quant or spec.moe_quant or None
+        kv_dtype = kv_dtype or spec.engine.get("kv_cache_dtype") or None   # the KV cache the plan priced
         isl, osl = _given(isl, spec.isl), _given(osl, spec.osl)
     else:
         if not model or not system or deployment is None:
@@ -82,8 +84,9 @@ def simulate(*, deployment: Deployment | None = None, model: str | None = None, 
     sysspec = load_system(system)
     cal = _calibration(calibration, db, sysspec.name, deployment.backend.value, BASE)   # before simulating
     view = PerfDB(db).view(sysspec.name, deployment.backend, version)
-    steps = build_steps(_model(model, gemm_quant, moe_quant, kv_dtype, hf_hub), sysspec, deployment,
-                        EngineConfig(deployment.backend, version), view)
+    kv = _kv(kv_dtype)
+    steps = build_steps(_model(model, gemm_quant, moe_quant, kv, hf_hub), sysspec, deployment,
+                        EngineConfig(deployment.backend, version, kv_dtype=kv), view)
     results = []
     for i, (_, load) in enumerate(loads):
         results.append(run_sim(steps, deployment, load, seed=seed, records=records is not None))
@@ -167,12 +170,19 @@ def _loads(isl: int, osl: int, concs: Sequence[int], rates: Sequence[float], arr
                            for c in concs]
 
 
+def _kv(kv):
+    """The --kv-dtype asked for (None: the engine's default for the model, estimator.engine.kv_cache_dtype)."""
+    from servecast.api._estimate import _dtype
+
+    return _dtype(kv, "kv dtype")
+
+
 def _model(name: str, gemm, moe, kv, hf_hub: Path | None):
     from estimator.models import load_model
     from servecast.api._estimate import _dtype
 
     gq, mq = _dtype(gemm, "gemm quant"), _dtype(moe, "moe quant")
-    return load_model(name, gemm_quant=gq, moe_quant=mq or gq, kv_dtype=_dtype(kv, "kv dtype"), hf_hub=hf_hub)
+    return load_model(name, gemm_quant=gq, moe_quant=mq or gq, kv_dtype=kv, hf_hub=hf_hub)
 
 
 def _records_path(base: Path, label: str, x: float, many: bool) -> Path:

@@ -126,7 +126,7 @@ def register(app: typer.Typer) -> None:
         decode_moe_tp: Annotated[int, typer.Option()] = 1,
         decode_moe_ep: Annotated[int, typer.Option()] = 1,
         decode_workers: Annotated[int, typer.Option()] = 1,
-        kv_dtype: Annotated[str | None, typer.Option(help="KV cache dtype: bf16 | fp8 (default: the checkpoint's)")] = None,
+        kv_dtype: Annotated[str | None, typer.Option(help="KV cache dtype: bf16 | fp8 (default: what the engine stores for the model: the checkpoint's; FP8 for DeepSeek-V4 on SGLang / vLLM)")] = None,
         gemm_quant: Annotated[str | None, typer.Option(help="override GEMM weight format: bf16 | fp8 | fp8_block | nvfp4 | mxfp4")] = None,
         moe_quant: Annotated[str | None, typer.Option(help="override expert weight format")] = None,
         spec_tokens: Annotated[int, typer.Option(help="speculative decoding draft tokens per step (e.g. 1 for DeepSeek MTP)")] = 0,

@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
         version: str = typer.Option(None, help="backend version in the database (default: newest)"),
         gemm_quant: str = typer.Option(None, "--gemm-quant", help="override dense GEMM numerics: bf16, fp8, fp8_block, nvfp4, ..."),
         moe_quant: str = typer.Option(None, "--moe-quant", help="override expert numerics, e.g. nvfp4 for an FP4 checkpoint"),
-        kv_dtype: str = typer.Option(None, "--kv-dtype", help="KV-cache dtype (default: the checkpoint's), e.g. fp8"),
+        kv_dtype: str = typer.Option(None, "--kv-dtype", help="KV-cache dtype, e.g. fp8 (default: what the engine stores for the model: the checkpoint's; FP8 for DeepSeek-V4 on SGLang / vLLM)"),
         simulate: bool = typer.Option(True, "--simulate/--no-simulate",
                                       help="replay the best of each mode in the discrete-event simulator at its "
                                            "predicted concurrency, backed off to fewer clients where a target is "

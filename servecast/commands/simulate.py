@@ -126,7 +126,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0),
         records: Path = typer.Option(None, help="per-request records (.parquet or .jsonl); sweeps add -c<N>/-r<R>"),
         plot: str = typer.Option(None, help="sweep PNG (default simulate_sweep.png for sweeps; '' disables)"),
-        kv_dtype: str = typer.Option(None, help="KV cache dtype: bf16 | fp8"),
+        kv_dtype: str = typer.Option(None, help="KV cache dtype: bf16 | fp8 (default: the plan's, else what the engine stores for the model)"),
         gemm_quant: str = typer.Option(None, help="override GEMM weight format"),
         moe_quant: str = typer.Option(None, help="override expert weight format"),
         db: Path = typer.Option(None, help="perfdb directory (default: the bundled database)"),

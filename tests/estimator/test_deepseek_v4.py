@@ -3,10 +3,12 @@
 Indexer; Block's mHC), on a hand-written config with DeepSeek-V4-Flash's sizes."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from estimator.engine import EngineConfig
+from estimator.engine import EngineConfig, kv_cache_dtype
 from estimator.layers import LayerComposer
 from estimator.memory import kv_bytes, weights_per_gpu
 from estimator.models.hf_config import parse_config
@@ -121,3 +123,24 @@ def test_decode_grows_with_context_only_through_what_attention_reads():
 def test_o_groups_must_divide_the_heads():
     with pytest.raises(DataError, match="o_groups"):
         _flash(o_groups=7)
+
+
+def test_sglang_and_vllm_store_its_kv_in_fp8_unless_asked_trtllm_follows_the_checkpoint():
+    """SGLang turns --kv-cache-dtype auto into fp8_e4m3 for DeepseekV4ForCausalLM, vLLM's default FlashMLA
+    layout into fp8_ds_mla; TRT-LLM's auto is the checkpoint's, which names no KV quantization (the
+    provenance in estimator/engines/*.py). A dtype asked for wins; other architectures keep the checkpoint's."""
+    m = _flash()
+    assert m.kv_dtype == Dtype.BF16
+    got = {b: kv_cache_dtype(EngineConfig(b), m) for b in Backend}
+    assert got == {Backend.SGLANG: Dtype.FP8, Backend.VLLM: Dtype.FP8, Backend.TRTLLM: Dtype.BF16,
+                   Backend.TORCH: Dtype.BF16}
+    assert kv_cache_dtype(EngineConfig(Backend.SGLANG, kv_dtype=Dtype.BF16), m) == Dtype.BF16
+    assert kv_cache_dtype(EngineConfig(Backend.SGLANG), replace(m, architecture="DeepseekV32ForCausalLM")) == Dtype.BF16
+
+
+def test_an_sglang_worker_sizes_and_prices_an_fp8_cache_by_default():
+    view, par = PerfDB().view("b200_sxm", Backend.SGLANG), ParallelConfig(tp=8, moe_tp=8)
+    default, fp8, bf16 = (StepModel.build(_flash(), B200, par, EngineConfig(Backend.SGLANG, kv_dtype=kv), view)
+                          for kv in (None, Dtype.FP8, Dtype.BF16))
+    assert default.kv_dtype == Dtype.FP8
+    assert default.memory.kv_capacity_tokens == fp8.memory.kv_capacity_tokens > 1.5 * bf16.memory.kv_capacity_tokens

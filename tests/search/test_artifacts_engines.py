@@ -16,7 +16,7 @@ import yaml
 from artifact_cases import ALL_CASES, DENSE, MOE, MOE_SETTINGS, SETTINGS, agg, disagg, key_list
 
 from perfdb.errors import DataError, InputError
-from perfdb.types import Backend
+from perfdb.types import Backend, Dtype
 from search.artifacts.aiperf import aiperf_command
 from search.artifacts.deployment import DeploymentSpec, load_deployment
 from search.artifacts.dynamo import check_tag, manifests
@@ -217,3 +217,23 @@ def test_hybrid_models_size_the_mamba_state_pool():
     assert vllm[vllm.index("--mamba-ssm-cache-dtype") + 1] == "float32"
     assert trtllm_options(w, Role.AGG, hybrid)["kv_cache_config"]["mamba_ssm_cache_dtype"] == "float32"
     assert "--mamba-ssm-dtype" not in engine_sglang.serve_args(w, Role.AGG, MOE_SETTINGS)
+
+
+def test_kv_cache_dtype_flag_is_each_engines_own_spelling():
+    """An FP8 cache in each engine's words; a bf16 cache of a model whose auto means FP8 there (DeepSeek-V4 on
+    SGLang / vLLM, estimator.engine.kv_cache_dtype) says bfloat16, else auto (SGLang 0.5.23 fields/model.py
+    and vLLM 0.34.0 config/cache.py CacheDType accept fp8_e4m3 / fp8 and bfloat16)."""
+    from dataclasses import replace
+
+    from search.artifacts import engine_sglang, engine_vllm
+
+    def flags(s):
+        sgl, vllm = engine_sglang.serve_args(w, Role.AGG, s), engine_vllm.serve_args(w, Role.AGG, s)
+        return (sgl[sgl.index("--kv-cache-dtype") + 1], vllm[vllm.index("--kv-cache-dtype") + 1],
+                trtllm_options(w, Role.AGG, s)["kv_cache_config"]["dtype"])
+
+    w = WorkerSetup(MOE, workers=1, max_batch=64, max_num_tokens=8192)
+    v4 = replace(MOE_SETTINGS, model="deepseek-ai/DeepSeek-V4-Pro", kv_dtype=Dtype.FP8, kv_auto=Dtype.FP8)
+    assert flags(v4) == ("fp8_e4m3", "fp8", "fp8")
+    assert flags(replace(v4, kv_dtype=Dtype.BF16))[:2] == ("bfloat16", "bfloat16")
+    assert flags(MOE_SETTINGS) == ("auto", "auto", "auto")

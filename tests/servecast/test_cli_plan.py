@@ -129,3 +129,19 @@ def test_a_reused_save_dir_holds_exactly_the_new_plan(tmp_path, monkeypatch, cap
     assert sorted(p.name for p in (tmp_path / "top" / first[-1]).iterdir()) == ["my-notes.txt"]   # only the user's file
     dynamo = (tmp_path / summary["top"]["agg"][0]["artifacts"] / "k8s" / "dynamo.yaml").read_text()
     assert "tensorrtllm-runtime:1.7.0" in dynamo
+
+
+def test_deepseek_v4_artifacts_carry_the_engines_kv_cache_dtype(tmp_path, monkeypatch, capsys):
+    """SGLang stores DeepSeek-V4's KV in fp8_e4m3 unless told otherwise: the plan prices that cache and its
+    launch flags, Dynamo args and deployment spec say so; --kv-dtype bf16 is written as bfloat16."""
+    args = ["plan", "--model", "deepseek-ai/DeepSeek-V4-Pro", "--system", "b200_sxm", "--backend", "sglang",
+            "--isl", "4000", "--osl", "500", "--ttft", "3000", "--tpot", "50", "--mode", "agg", "--top-n", "1",
+            "--no-simulate"]
+    for extra, flag, kv in (([], "fp8_e4m3", "fp8"), (["--kv-dtype", "bf16"], "bfloat16", "bf16")):
+        out = tmp_path / flag
+        code, _, _ = _main(args + extra + ["--save-dir", str(out)], monkeypatch, capsys)
+        (top,) = (out / "top").iterdir()
+        assert code == 0 and f"--kv-cache-dtype {flag}" in (top / "launch.sh").read_text()
+        text = (top / "k8s" / "dynamo.yaml").read_text()
+        assert "- --kv-cache-dtype\n" in text and text.split("- --kv-cache-dtype\n", 1)[1].split()[1] == flag
+        assert yaml.safe_load((top / "deployment.yaml").read_text())["engine"]["kv_cache_dtype"] == kv
