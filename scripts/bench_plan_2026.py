@@ -1,7 +1,7 @@
 """Benchmark `servecast plan` for the 2026 architectures (issue 16): hybrid linear attention, sparse
 attention, DeepSeek-V4 and int4 experts, each on its natural system, as bench_plan.py times its
 scenarios (a fresh console-script process per run, --save-dir set; median wall and CPU seconds), and
-checks that the written artifacts carry the hybrid engine flags.
+checks that the written artifacts carry the hybrid engine flags and the KV-cache dtype the plan priced.
 
     python scripts/bench_plan_2026.py --runs 5
 """
@@ -13,6 +13,8 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_plan import run_once  # noqa: E402  (the one timing harness of the plan benchmarks)
@@ -34,11 +36,26 @@ def _hybrid_flags(out: Path) -> bool:
     return bool(yamls) and all("mamba_ssm_cache_dtype" in p.read_text() for p in yamls)
 
 
+def _kv_flags(out: Path) -> str:
+    """`flag=priced` pairs over the top candidates: the KV-cache dtype each TRT-LLM engine YAML sets and the
+    one its deployment.yaml says the plan priced (auto=bf16: auto, the checkpoint's bf16); MISMATCH where
+    one says fp8 and the other not."""
+    seen = set()
+    for dep in (out / "top").rglob("deployment.yaml"):
+        priced = yaml.safe_load(dep.read_text())["engine"]["kv_cache_dtype"]
+        for p in dep.parent.glob("*.yaml"):
+            if p.name in ("agg.yaml", "prefill.yaml", "decode.yaml"):
+                flag = yaml.safe_load(p.read_text())["kv_cache_config"]["dtype"]
+                seen.add(f"{flag}={priced}" if (flag == "fp8") == (priced == "fp8") else "MISMATCH")
+    return ",".join(sorted(seen)) or "-"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     a = ap.parse_args()
-    print(f"{'scenario':16} {'runs':>4} {'median s':>9} {'cpu s':>6} {'limit':>6} {'points':>7} {'mamba flags':>11}  load")
+    print(f"{'scenario':16} {'runs':>4} {'median s':>9} {'cpu s':>6} {'limit':>6} {'points':>7} {'mamba flags':>11} "
+          f"{'kv flag':>12}  load")
     with tempfile.TemporaryDirectory() as tmp:
         for name, (args, hybrid) in SCENARIOS.items():
             out = Path(tmp) / name
@@ -50,7 +67,7 @@ def main() -> None:
                 cpus.append(c)
             flags = ("yes" if _hybrid_flags(out) else "MISSING") if hybrid else "-"
             print(f"{name:16} {a.runs:4d} {statistics.median(walls):9.3f} {statistics.median(cpus):6.2f} "
-                  f"{LIMIT_S:6.1f} {points:7d} {flags:>11}  {os.getloadavg()[0]:.2f}")
+                  f"{LIMIT_S:6.1f} {points:7d} {flags:>11} {_kv_flags(out):>12}  {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
