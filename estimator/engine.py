@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from estimator.engines import profile_for
 from estimator.engines.profile import DpMoeExchange
 from estimator.engines.sglang import sglang_defaults
+from estimator.spec import accepted_length, default_acceptance
 from perfdb.errors import InputError
 from perfdb.specs import SystemSpec
 from perfdb.types import Backend, Dtype
@@ -32,7 +33,7 @@ class EngineConfig:
     max_num_tokens: int | None = None    # tokens per iteration (vLLM max_num_batched_tokens, SGLang chunked_prefill_size)
     mem_fraction: float | None = None    # vLLM gpu_memory_utilization / SGLang mem_fraction_static / TRT-LLM free_gpu_memory_fraction
     spec_tokens: int = 0                 # speculative decoding: draft tokens per step (MTP layers, EAGLE); 0 = off
-    spec_acceptance: float | None = None  # probability that each draft token is accepted (None: the profile's)
+    spec_acceptance: float | None = None  # probability that each draft token is accepted (None: estimator.spec's)
     expert_slots: int | None = None       # physical expert slots per MoE layer (redundant experts); None: the model's
 
     def __post_init__(self) -> None:
@@ -61,7 +62,7 @@ class ResolvedEngine:
     fuses_allreduce_norm: bool
     overlaps_shared_experts: bool
     spec_tokens: int = 0
-    spec_acceptance: float = 0.85
+    spec_acceptance: float = 1.0       # per draft token (estimator.spec); unused when spec_tokens is 0
     kv_handoff_ms: float = 0.0         # disagg: frontend passes beyond the first (KvHandoff), ms
     mla_copy_per_decode_rank: bool = False   # KvHandoff.mla_copy_per_decode_rank
     reserves_full_sequence: bool = True
@@ -70,9 +71,8 @@ class ResolvedEngine:
 
     @property
     def tokens_per_step(self) -> float:
-        """Expected tokens each decoding request emits per iteration: 1 + a + ... + a^k."""
-        a, k = self.spec_acceptance, self.spec_tokens
-        return float(sum(a**i for i in range(k + 1)))
+        """Expected tokens each decoding request emits per iteration (estimator.spec.accepted_length)."""
+        return accepted_length(self.spec_acceptance, self.spec_tokens)
 
 
 def kv_cache_dtype(engine: EngineConfig, model: ModelSpec) -> Dtype:
@@ -84,7 +84,9 @@ def kv_cache_dtype(engine: EngineConfig, model: ModelSpec) -> Dtype:
     return profile_for(engine.backend).kv_dtype_by_arch.get(model.architecture, model.kv_dtype)
 
 
-def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig) -> ResolvedEngine:
+def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig,
+            architecture: str | None = None) -> ResolvedEngine:
+    """architecture: the model's HF architecture, which picks the default draft acceptance (estimator.spec)."""
     prof = profile_for(engine.backend)
     frac, tokens = prof.mem_fraction, prof.max_num_tokens
     if prof.layout_defaults is not None:   # defaults that depend on the GPU and layout (SGLang)
@@ -100,7 +102,7 @@ def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig) 
         fuses_allreduce_norm=prof.fuses_allreduce_norm,
         overlaps_shared_experts=prof.overlaps_shared_experts,
         spec_tokens=engine.spec_tokens,
-        spec_acceptance=prof.spec_acceptance if engine.spec_acceptance is None else engine.spec_acceptance,
+        spec_acceptance=default_acceptance(architecture) if engine.spec_acceptance is None else engine.spec_acceptance,
         kv_handoff_ms=prof.handoff.frontend_hops * prof.ttft_overhead_ms,
         mla_copy_per_decode_rank=prof.handoff.mla_copy_per_decode_rank,
         reserves_full_sequence=prof.reserves_full_sequence,

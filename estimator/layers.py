@@ -75,6 +75,7 @@ class LayerComposer:
         self.dp_exchange = dp_exchange
         # speculative decoding verifies 1 + k tokens per decoding request; each request's KV is read once
         self.q_per_decode = 1 + spec_tokens
+        self.spec_tokens = spec_tokens
         # residual + RMSNorm fused into the TP all-reduce: only the final norm stays a kernel
         self.norms = 1 if fuse_norm and parallel.tp > 1 else 2 * model.num_layers + 1
         self.tp = parallel.tp
@@ -146,9 +147,10 @@ class LayerComposer:
             if n_pre:
                 ops.append(OpUse("attn_prefill" + suffix, AttentionPrefillCase(
                     window=window, batch=pb, seq_len=s, prefix_len=p, **common), n_pre, pb > 0))
-            if n_dec:
+            if n_dec:   # the 1 + k verified queries of a request fold into its query heads (decode_heads)
                 ops.append(OpUse("attn_decode" + suffix, AttentionDecodeCase(
-                    window=window, batch=db, kv_len=kv, **common), n_dec, db > 0))
+                    window=window, batch=db, kv_len=kv, **{**common, "num_heads": self.heads * self.q_per_decode}),
+                    n_dec, db > 0))
         return ops
 
     def _mla(self, t, pb, s, p, db, kv) -> list[OpUse]:
@@ -169,7 +171,9 @@ class LayerComposer:
             ops.append(OpUse("mla_kv_up_proj", GemmCase(dtype=q, m=pb * (s + p), n=h * (m.qk_nope_head_dim + m.v_head_dim),
                                                        k=m.kv_lora_rank), nf, pb > 0))
             ops.append(OpUse("attn_prefill", MlaPrefillCase(batch=pb, seq_len=s, prefix_len=p, **mla), nf, pb > 0))
-            ops.append(OpUse("attn_decode", MlaDecodeCase(batch=db, kv_len=kv, **mla), nf, db > 0))
+            # decode: the 1 + k verified queries of a request fold into its query heads (see __init__)
+            ops.append(OpUse("attn_decode", MlaDecodeCase(batch=db, kv_len=kv, **{**mla, "num_heads": h * self.q_per_decode}),
+                             nf, db > 0))
         # the weight-absorbed form (decode everywhere; prefill too in sparse layers): per-head q_nope ->
         # latent and latent -> v BMMs
         dq = db * self.q_per_decode
@@ -243,6 +247,23 @@ class LayerComposer:
                 comm("moe_dispatch", CommOp.ALL_GATHER, Dtype.BF16, padded, decode),
                 comm("moe_combine", CommOp.REDUCE_SCATTER, Dtype.BF16, padded, decode)]
 
+    def _draft_head(self, pb, s, db) -> list[OpUse]:
+        """What each draft pass adds beyond its decoder layer (priced in estimator.steps): the MTP
+        module's eh_proj over [embedding; hidden] (a replicated bf16 Linear(2h, h): SGLang
+        models/deepseek_nextn.py, TRT-LLM _torch/models/modeling_deepseekv3.py DeepseekV3MTP) and the
+        shared head's logits for one row per request (each pass samples the next draft). Decode runs k
+        passes (SGLang eagle_worker.py: k - 1 draft forwards + the draft extend after verify; TRT-LLM
+        _torch/speculative/mtp.py: one pass per MTP depth); a prompt runs one, over all its tokens."""
+        k, m = self.spec_tokens, self.m
+        if not k:
+            return []
+        ops = []
+        for rows, heads, passes, on in ((db, db, k, db > 0), (pb * s, pb, 1, pb > 0)):   # decode, prompt
+            ops += [OpUse("spec_draft_eh_proj", GemmCase(dtype=Dtype.BF16, m=rows, n=m.hidden, k=2 * m.hidden), passes, on),
+                    OpUse("spec_draft_head", GemmCase(dtype=Dtype.BF16, m=heads, n=m.vocab // self.tp, k=m.hidden),
+                          passes, on)]
+        return ops
+
     # -- one step -------------------------------------------------------------------------------
     def ops(self, pb, s, p, db, kv, stage_tokens=None) -> list[OpUse]:
         """Cases of one step; pb and db are per attention-DP rank (the busiest one). stage_tokens: new
@@ -262,6 +283,7 @@ class LayerComposer:
             self._norm(t, self.norms),
             *attn_ops, *attn_reduce, *self._dense_mlp(t), *self._moe(t, t_group, pb > 0),
             self._gemm("lm_head", Dtype.BF16, logits_rows, m.vocab // self.tp, m.hidden, 1),
+            *self._draft_head(pb, s, db),
         ]
         if self.tp > 1:
             ops.append(OpUse("logits_gather", CommCase(op=CommOp.ALL_GATHER, num_gpus=self.tp, transport=self.tp_transport,

@@ -227,13 +227,14 @@ def _collect(rows: list[RunRow], est: Estimate) -> list[Prediction]:
     return out
 
 
-def _predict_agg(rows: list[RunRow], model, system, view) -> list[Prediction]:
+def _predict_agg(rows: list[RunRow], model, system, view, acceptance: float | None = None) -> list[Prediction]:
     w = rows[0].agg
     if w is None:
         return _fail(rows, "no tp_size for an agg row")
     backend = Backend(rows[0].backend)
     engine = EngineConfig(backend, spec_tokens=spec_tokens(rows[0], backend, model),
-                          expert_slots=role_slots(rows[0], "agg", model.num_experts))
+                          expert_slots=role_slots(rows[0], "agg", model.num_experts),
+                          spec_acceptance=acceptance)
     # requests in flight per replica: the run's clients spread over its replicas (estimator.deployment)
     total = np.array([r.concurrency or rows[0].agg.batch or 1 for r in rows], dtype=np.float64)
     conc, replicas = total / (w.workers or 1), float(w.workers or 1)
@@ -242,7 +243,7 @@ def _predict_agg(rows: list[RunRow], model, system, view) -> list[Prediction]:
     return _collect(rows, estimate(model, system, agg_layout(rows[0], system), engine, load, view))
 
 
-def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]:
+def _predict_disagg(rows: list[RunRow], model, system, view, acceptance: float | None = None) -> list[Prediction]:
     from estimator.serving import max_batch
     from estimator.steps import StepModel
 
@@ -250,7 +251,7 @@ def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]
     if r0.prefill is None or r0.decode is None:
         return _fail(rows, "disagg row lacks prefill_tp_size or decode_tp_size")
     backend = Backend(r0.backend)
-    engine = EngineConfig(backend, spec_tokens=spec_tokens(r0, backend, model))
+    engine = EngineConfig(backend, spec_tokens=spec_tokens(r0, backend, model), spec_acceptance=acceptance)
     isl = np.array([r.isl for r in rows], dtype=np.float64)
     osl = np.array([r.osl for r in rows], dtype=np.float64)
     conc = np.array([r.concurrency or (r0.decode.batch or 1) * (r0.decode.workers or 1) for r in rows], dtype=np.float64)
@@ -272,8 +273,10 @@ def _predict_disagg(rows: list[RunRow], model, system, view) -> list[Prediction]
     return _collect(rows, est)
 
 
-def predict_runs(rows: list[RunRow], db: PerfDB, hf_hub: Path | None = None) -> list[Prediction]:
-    """One Prediction per row, in the input order."""
+def predict_runs(rows: list[RunRow], db: PerfDB, hf_hub: Path | None = None,
+                 spec_acceptance: float | None = None) -> list[Prediction]:
+    """One Prediction per row, in the input order. spec_acceptance: the draft acceptance of rows with
+    speculative decoding (None: estimator.spec's default; scripts/fit_spec_acceptance.py varies it)."""
     groups: dict[tuple, list[RunRow]] = defaultdict(list)
     for r in rows:
         groups[group_key(r)].append(r)
@@ -289,8 +292,8 @@ def predict_runs(rows: list[RunRow], db: PerfDB, hf_hub: Path | None = None) -> 
             system = load_system(r0.system)
             model = model_for(r0, system, hf_hub)
             view = db.view(r0.system, backend, pick_version(db, r0.system, backend, r0.backend_version))
-            preds = _predict_disagg(group, model, system, view) if r0.mode == "disagg" else \
-                _predict_agg(group, model, system, view)
+            predict = _predict_disagg if r0.mode == "disagg" else _predict_agg
+            preds = predict(group, model, system, view, spec_acceptance)
         except ServecastError as exc:
             preds = _fail(group, f"{type(exc).__name__}: {exc}")
         by_id.update((p.id, p) for p in preds)

@@ -47,6 +47,10 @@ class StepResult:
                    default=Source.MEASURED)
 
 
+# ops outside the decoder layers: a draft pass's layer share leaves them out
+_HEAD_OPS = frozenset({"embedding", "lm_head", "logits_gather", "spec_draft_eh_proj", "spec_draft_head"})
+
+
 def _arr(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
@@ -58,7 +62,7 @@ class StepModel:
         validate_parallel(model, parallel, system)
         self.model, self.system, self.parallel, self.engine, self.view = model, system, parallel, engine, view
         self.kv_dtype: Dtype = kv_cache_dtype(engine, model)
-        self.resolved: ResolvedEngine = resolve(engine, system, parallel)
+        self.resolved: ResolvedEngine = resolve(engine, system, parallel, model.architecture)
         self.composer = LayerComposer(model, system, parallel, self.kv_dtype, self.resolved.fuses_allreduce_norm,
                                       self.resolved.spec_tokens, covers=view.covers,
                                       dp_exchange=self.resolved.dp_moe_exchange)
@@ -149,12 +153,14 @@ class StepModel:
                     ops.append(OpTime(name, phase, ms[lo:hi].reshape(shape), Source.from_code(worst)))
             kernels = total[lo:hi].reshape(shape)
             k = self.resolved.spec_tokens
-            if k:   # the draft module (one MTP layer / draft head) priced as one layer of the target
-                # decode: k sequential draft passes; prefill: one pass over the prompt, whose last hidden
-                # states seed the first draft (SGLang eagle_worker.py forward_draft_extend after the target
-                # extend; TRT-LLM _torch/speculative/mtp.py runs the MTP layer over the context tokens);
-                # its k - 1 further one-token passes per request are left out
-                draft = kernels * (k if phase != Phase.PREFILL else 1) / self.model.num_layers
+            if k:   # the draft module's decoder layer (one MTP layer) priced as one layer of the target step
+                # (its eh_proj and logits are ops of their own, LayerComposer._draft_head); decode: k
+                # sequential passes; prefill: one pass over the prompt, whose last hidden states seed
+                # the first draft (SGLang eagle_worker.py forward_draft_extend after the target extend;
+                # TRT-LLM _torch/speculative/mtp.py runs the MTP layer over the context tokens)
+                head = sum((ms[lo:hi] for name, (ms, _) in per_op.items() if name in _HEAD_OPS), np.zeros(hi - lo))
+                layers = kernels - head.reshape(shape)
+                draft = layers * (k if phase != Phase.PREFILL else 1) / self.model.num_layers
                 ops.append(OpTime("spec_draft", phase, draft, max((o.source for o in ops), key=lambda s: s.code)))
                 kernels = kernels + draft
             overhead = np.full(shape, self.resolved.step_overhead_ms)

@@ -121,7 +121,6 @@ class EngineProfile:
     group_wait_weight: float             # closed-loop packed-group return (estimator.serving)
     scheduler: SchedulerRules | None     # None: not simulated (plain torch)
     handoff: KvHandoff
-    spec_acceptance: float               # per draft token, when not given
     provenance: Mapping[str, str]
     # (system, tp, pp, attn_dp, chunk) -> (mem_fraction, max_num_tokens) where the defaults depend on the
     # GPU and layout (SGLang); None: the fixed fields above

@@ -72,7 +72,6 @@ PROFILE = register(EngineProfile(
                              from_flags=scheduler_flags),
     handoff=KvHandoff(frontend_hops=0, connector="Mooncake / NIXL (bootstrap server)", decode_first=True,
                       mla_copy_per_decode_rank=True),
-    spec_acceptance=0.85,
     expert_slot_flags=(ExpertSlotFlag("ep-num-redundant-experts", total=False),),
     layout_defaults=sglang_defaults,
     dp_moe_exchange=DpMoeExchange.SUM_LEN_ALL_REDUCE,
@@ -119,7 +118,6 @@ PROFILE = register(EngineProfile(
                    "required_dst_info_num = attn_tp // prefill_attn_tp destinations; nixl/conn.py and "
                    "mooncake/conn.py add_transfer_request send the whole MLA cache (send_kvcache) to each "
                    "non-dummy destination (0.5.9)",
-        "spec_acceptance": "DeepSeek-V3 technical report sec. 5.4.3: 85-90% acceptance of the MTP draft; low end",
         "dp_moe_exchange": "sglang/srt/layers/dp_attention.py (0.5.x): DpPaddingMode.get_dp_padding_mode picks "
                            "SUM_LEN for any batch with prompt tokens, whose dp_gather is _dp_gather_via_all_reduce "
                            "(a zeroed bf16 buffer of the ranks' summed tokens, tensor_model_parallel_all_reduce over "

@@ -12,7 +12,7 @@ PROFILE = register(EngineProfile(
     memory_rule="share of the memory free after weights and activations",
     reserves_full_sequence=True, step_overhead_ms=3.0, ttft_overhead_ms=0.0,
     fuses_allreduce_norm=False, overlaps_shared_experts=False, group_wait_weight=0.0,
-    scheduler=None, handoff=KvHandoff(frontend_hops=0, connector="none"), spec_acceptance=0.85,
+    scheduler=None, handoff=KvHandoff(frontend_hops=0, connector="none"),
     provenance={
         "max_num_tokens": "TRT-LLM's default (trtllm.py), no engine of its own",
         "expert_slot_flags": "none: plain torch places each expert once",
@@ -27,7 +27,6 @@ PROFILE = register(EngineProfile(
         "group_wait_weight": "no e2e rows: 0",
         "scheduler": "no serving scheduler: not simulated",
         "handoff": "no disaggregated serving",
-        "spec_acceptance": "DeepSeek-V3 technical report sec. 5.4.3 (as the engines)",
         "dp_moe_exchange": "no attention data parallelism in plain modules: the default, unused",
         "kv_dtype_by_arch": "none: the checkpoint's KV dtype",
     },

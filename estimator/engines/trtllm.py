@@ -42,7 +42,6 @@ PROFILE = register(EngineProfile(
     fuses_allreduce_norm=True, overlaps_shared_experts=True, group_wait_weight=0.5,
     scheduler=SchedulerRules(mixes_decode=True, reserve_output=1.0, chunked=False, from_flags=scheduler_flags),
     handoff=KvHandoff(frontend_hops=1, connector="UCX/NIXL cache transceiver", mla_copy_per_decode_rank=True),
-    spec_acceptance=0.85,
     expert_slot_flags=(ExpertSlotFlag("moe_config.load_balancer.num_slots", total=True),),
     provenance={
         "expert_slot_flags": "tensorrt_llm/_torch/modules/fused_moe/moe_load_balancer.py (MoeLoadBalancerConfig.num_slots: every "
@@ -77,7 +76,6 @@ PROFILE = register(EngineProfile(
                    "loops over its connections; needSendCache: every context TP rank of an attention group "
                    "sends when it has no more ranks than the generation side), so a tp8 generation worker "
                    "pulls 8 copies, from the one rank of an attention-DP context worker that holds the request",
-        "spec_acceptance": "DeepSeek-V3 technical report sec. 5.4.3: 85-90% acceptance of the MTP draft; low end",
         "dp_moe_exchange": "tensorrt_llm/_torch/modules/fused_moe (1.0-1.1): with enable_attention_dp and no "
                            "all-to-all backend the MoE all-gathers every rank's quantised activations "
                            "(allgather with all_rank_num_tokens) and reduce-scatters the output",

@@ -24,7 +24,6 @@ PROFILE = register(EngineProfile(
     fuses_allreduce_norm=False, overlaps_shared_experts=False, group_wait_weight=0.0,
     scheduler=SchedulerRules(mixes_decode=True, reserve_output=0.0, chunked=True, from_flags=scheduler_flags),
     handoff=KvHandoff(frontend_hops=1, connector="NixlConnector"),
-    spec_acceptance=0.85,
     expert_slot_flags=(ExpertSlotFlag("num-redundant-experts", total=False),),
     kv_dtype_by_arch={"DeepseekV4ForCausalLM": Dtype.FP8},
     provenance={
@@ -50,7 +49,6 @@ PROFILE = register(EngineProfile(
                    "prompt with max_tokens=1 to a prefill server, then a second request with the "
                    "kv_transfer_params to a decode server, which pulls the blocks with NIXL "
                    "(vllm/distributed/kv_transfer/kv_connector/v1/nixl_connector.py) before scheduling it",
-        "spec_acceptance": "DeepSeek-V3 technical report sec. 5.4.3: 85-90% acceptance of the MTP draft; low end",
         "dp_moe_exchange": "vllm/distributed/device_communicators/all2all.py (0.10+): the default --all2all-backend allgather_reducescatter gathers the ranks' tokens before the experts and reduce-scatters after",
         "kv_dtype_by_arch": "vllm 0.34.0 wheel: models/deepseek_v4/nvidia/model.py gives DeepseekV4ForCausalLM "
                             "the FlashMLA attention on SM90 / SM100 unless --attention-backend says otherwise, and "
