@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,8 @@ def report(rows: list, pred: np.ndarray, grid: tuple[float, ...], folds: int, se
     ids = fold_ids(deps, min(folds, deps.deployment_key.nunique()), seed)
     systems = np.array([r.system for r in rows])
     cv, cv_picks = held_out(pred, meas, [ids == k for k in range(ids.max() + 1)])
-    loso, loso_picks = held_out(pred, meas, [systems == s for s in sorted(set(systems))])
+    # one system out needs a second system to fit on
+    loso, loso_picks = held_out(pred, meas, [systems == s for s in sorted(set(systems))] if len(set(systems)) > 1 else [])
     return {"rows": len(rows), "deployments": int(deps.deployment_key.nunique()), "fitted": grid[best],
             "in_sample": median_ape(pred[best], meas), "literature": median_ape(pred[lit], meas),
             "cv": median_ape(cv, meas), "cv_picks": [grid[k] for k in cv_picks],
@@ -104,11 +106,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     from estimator.runs import read_runs
+    from perfdb.errors import ServecastError
     from perfdb.lookup import PerfDB
 
-    rows = spec_rows(read_runs(args.runs))
+    try:
+        rows = spec_rows(read_runs(args.runs))
+    except ServecastError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     if not rows:
-        raise SystemExit(f"error: {args.runs}: no row with speculative decoding on (enrich the table first)")
+        print(f"error: {args.runs}: no row with speculative decoding on and a measured TPOT; give a table "
+              "enriched by `servecast calibrate enrich` (spec_decoding column)", file=sys.stderr)
+        raise SystemExit(2)
     pred = predictions(rows, PerfDB(args.db), GRID)
     res = report(rows, pred, GRID, args.folds, args.seed)
     print(f"speculative rows: {res['rows']} in {res['deployments']} deployments")
