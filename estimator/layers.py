@@ -147,7 +147,7 @@ class LayerComposer:
             if n_pre:
                 ops.append(OpUse("attn_prefill" + suffix, AttentionPrefillCase(
                     window=window, batch=pb, seq_len=s, prefix_len=p, **common), n_pre, pb > 0))
-            if n_dec:   # the 1 + k verified queries of a request fold into its query heads (decode_heads)
+            if n_dec:   # the 1 + k verified queries of a request fold into its query heads (as in _mla)
                 ops.append(OpUse("attn_decode" + suffix, AttentionDecodeCase(
                     window=window, batch=db, kv_len=kv, **{**common, "num_heads": self.heads * self.q_per_decode}),
                     n_dec, db > 0))
@@ -171,7 +171,8 @@ class LayerComposer:
             ops.append(OpUse("mla_kv_up_proj", GemmCase(dtype=q, m=pb * (s + p), n=h * (m.qk_nope_head_dim + m.v_head_dim),
                                                        k=m.kv_lora_rank), nf, pb > 0))
             ops.append(OpUse("attn_prefill", MlaPrefillCase(batch=pb, seq_len=s, prefix_len=p, **mla), nf, pb > 0))
-            # decode: the 1 + k verified queries of a request fold into its query heads (see __init__)
+            # decode: the 1 + k verified queries of a request fold into its query heads against its one KV
+            # (FlashMLA packs s_q x h_q query rows; the trtllm-gen MLA generation kernels likewise)
             ops.append(OpUse("attn_decode", MlaDecodeCase(batch=db, kv_len=kv, **{**mla, "num_heads": h * self.q_per_decode}),
                              nf, db > 0))
         # the weight-absorbed form (decode everywhere; prefill too in sparse layers): per-head q_nope ->
@@ -249,7 +250,7 @@ class LayerComposer:
 
     def _draft_head(self, pb, s, db) -> list[OpUse]:
         """What each draft pass adds beyond its decoder layer (priced in estimator.steps): the MTP
-        module's eh_proj over [embedding; hidden] (a replicated bf16 Linear(2h, h): SGLang
+        module's eh_proj over [embedding; hidden] (a bf16 Linear(2h, h), replicated in SGLang:
         models/deepseek_nextn.py, TRT-LLM _torch/models/modeling_deepseekv3.py DeepseekV3MTP) and the
         shared head's logits for one row per request (each pass samples the next draft). Decode runs k
         passes (SGLang eagle_worker.py: k - 1 draft forwards + the draft extend after verify; TRT-LLM
