@@ -8,6 +8,7 @@ they were empty; a reader needs nothing new for those.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -143,6 +144,47 @@ def parse_flags(text: str | None) -> tuple[tuple[str, str], ...]:
     return tuple((k.strip(), v.strip()) for k, v in pairs if k.strip())
 
 
+ROLE_PREFIXES = ("prefill", "decode")   # a disaggregated run's engine_flags prefixes, one per role
+
+
+@dataclass(frozen=True)
+class RoleFlags:
+    """A run's launch flags per engine role, under the engine's own names, as (key, value) pairs.
+
+    An aggregated run has one engine (`agg`). A disaggregated run has two, configured differently, and
+    records them as `prefill.key=value;...;decode.key=value` (COLUMNS["engine_flags"]): `split` strips
+    each role's prefix; a key without a role prefix applies to both roles, a role's own value winning.
+    The simulator builds each pool's scheduler from its role's flags (estimator.sim.engine)."""
+
+    agg: tuple[tuple[str, str], ...] = ()
+    prefill: tuple[tuple[str, str], ...] = ()
+    decode: tuple[tuple[str, str], ...] = ()
+
+    @staticmethod
+    def split(pairs: tuple[tuple[str, str], ...], disagg: bool) -> "RoleFlags":
+        """A row's recorded pairs (RunFacts.flags) per role: an aggregated row's all go to `agg`."""
+        if not disagg:
+            return RoleFlags(agg=tuple(pairs))
+        shared = [(k, v) for k, v in pairs if k.split(".", 1)[0] not in ROLE_PREFIXES]
+        roles = {}
+        for role in ROLE_PREFIXES:
+            own = {k[len(role) + 1:]: v for k, v in pairs if k.startswith(role + ".")}
+            roles[role] = tuple(dict([*shared, *own.items()]).items())
+        return RoleFlags(prefill=roles["prefill"], decode=roles["decode"])
+
+    @staticmethod
+    def same(flags: Mapping[str, str]) -> "RoleFlags":
+        """The same flags on every role (one engine configuration for an agg replica or both pools)."""
+        pairs = tuple(flags.items())
+        return RoleFlags(agg=pairs, prefill=pairs, decode=pairs)
+
+    def of(self, role: str) -> dict[str, str]:
+        """The flags of `role` ('agg', 'prefill' or 'decode') as key -> value."""
+        if role not in ("agg", *ROLE_PREFIXES):
+            raise ValueError(f"unknown role {role!r}; roles: agg, prefill, decode")
+        return dict(getattr(self, role))
+
+
 @dataclass(frozen=True)
 class RoleFacts:
     """A disaggregated role's layout as the config states it; None = unknown (the table's columns stand)."""
@@ -199,6 +241,10 @@ class RunFacts:
                         max_num_tokens=get("engine_max_num_tokens") or harness_token_budget(raw),
                         mem_fraction=get("engine_mem_fraction"), flags=parse_flags(get("engine_flags")),
                         frontends=get("frontends"))
+
+    def role_flags(self, disagg: bool) -> RoleFlags:
+        """engine_flags per engine role (RoleFlags.split)."""
+        return RoleFlags.split(self.flags, disagg)
 
     def to_extra(self) -> str:
         """As `key=value;...` for a measured-run table's engine_extra (calibrate.runs.EngineSettings);

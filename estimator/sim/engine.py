@@ -11,12 +11,12 @@ may truncate the target worker's decode run at its next step boundary.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from estimator.deployment import Deployment, Mode, Pool, RoutePolicy
+from estimator.run_facts import RoleFlags
 from estimator.sim.load import build_requests
 from estimator.sim.metrics import RequestRecords, SimResult, summarise, ttft_parts
 from estimator.sim.policy import SchedulerPolicy, policy_for
@@ -43,13 +43,15 @@ class RoleSteps:
 
 def simulate(steps: StepTimes | RoleSteps, deployment: Deployment, load: LoadSpec, seed: int = 0,
              records: bool = False, frontend_ms: float | None = None,
-             engine_flags: Mapping[str, str] | None = None) -> SimResult:
+             engine_flags: RoleFlags | None = None) -> SimResult:
     """Simulate `load` offered to `deployment`; step times from `steps` (a RoleSteps for disagg).
 
     `frontend_ms`: per-request time outside the engine, between a client's send and the engine's
     queue (None: the step model's `resolved.ttft_overhead_ms`, 0 where it has none).
-    `engine_flags`: the launch flags the engines ran with, under the engine's own names (e.g. SGLang
-    `scheduler-recv-interval`); they change the scheduler's rules (estimator.sim.policy).
+    `engine_flags`: the launch flags the engines ran with, per role (estimator.run_facts.RoleFlags: an
+    agg replica's, or a disaggregated run's prefill and decode engines', configured differently), under
+    the engine's own names (e.g. SGLang `scheduler-recv-interval`); each pool's scheduler follows its
+    role's flags (estimator.sim.policy). None: every engine's defaults.
     Deterministic for a given seed. Raises InfeasibleError when a request can never fit a worker's KV.
     """
     isl, osl, send = build_requests(load, seed)
@@ -102,27 +104,31 @@ def _load(w: Worker) -> int:
 
 class _Sim:
     def __init__(self, steps, dep: Deployment, isl: np.ndarray, osl: np.ndarray, concurrency: int | None,
-                 frontend_ms: float | None, engine_flags: Mapping[str, str] | None = None, seed: int = 0):
+                 frontend_ms: float | None, engine_flags: RoleFlags | None = None, seed: int = 0):
         self.dep = dep
         self.seed = seed
         self.reqs = Requests(isl.tolist(), osl.tolist())
         self.n = len(isl)
         self.rooms = draw_rooms(self.n, seed + 1)
         self.max_kv = int((isl + osl).max()) + 2
-        policy = policy_for(dep.backend, engine_flags)
+        def policy(role: Role) -> SchedulerPolicy:   # each role's engine as it was launched
+            return policy_for(dep.backend, engine_flags.of(role.value) if engine_flags else None)
+
         if dep.mode is Mode.AGG:
             if isinstance(steps, RoleSteps):
                 raise InputError("an aggregated deployment takes one step model, not prefill/decode ones")
-            self.entry = self._pool(steps, dep.agg, Role.AGG, policy, dep.router, concurrency)
+            self.entry = self._pool(steps, dep.agg, Role.AGG, policy(Role.AGG), dep.router, concurrency)
             self.decode = None
+            self.prealloc = None
         else:
             if not isinstance(steps, RoleSteps):
                 raise InputError("a disaggregated deployment needs RoleSteps(prefill=..., decode=...)")
-            self.entry = self._pool(steps.prefill, dep.prefill, Role.PREFILL, policy, dep.router, None)
-            self.decode = self._pool(steps.decode, dep.decode, Role.DECODE, policy, dep.router, concurrency)
+            pre, dec = policy(Role.PREFILL), policy(Role.DECODE)
+            self.entry = self._pool(steps.prefill, dep.prefill, Role.PREFILL, pre, dep.router, None)
+            self.decode = self._pool(steps.decode, dep.decode, Role.DECODE, dec, dep.router, concurrency)
             self.transfer = self.entry.workers[0].table
-        self.prealloc = DecodePrealloc(self.reqs, policy.reserve_output) \
-            if dep.mode is Mode.DISAGG and policy.decode_first else None
+            # the reservation is the decode engine's (its admission rule); decode-first is the engine's hand-off
+            self.prealloc = DecodePrealloc(self.reqs, dec.reserve_output) if dec.decode_first else None
         if frontend_ms is None:
             entry_steps = steps if dep.mode is Mode.AGG else steps.prefill
             frontend_ms = getattr(getattr(entry_steps, "resolved", None), "ttft_overhead_ms", 0.0) or 0.0
@@ -137,7 +143,7 @@ class _Sim:
         if dep.mode is Mode.DISAGG:   # the hand-off's extra frontend pass, inside transfer_ms (estimator.engines)
             self.handoff_s = float(getattr(getattr(steps.prefill, "resolved", None), "kv_handoff_ms", 0.0) or 0.0) / 1e3
 
-    def _pool(self, steps: StepTimes, pool: Pool, role: Role, policy, route: RoutePolicy,
+    def _pool(self, steps: StepTimes, pool: Pool, role: Role, policy: SchedulerPolicy, route: RoutePolicy,
               concurrency: int | None) -> _PoolRouter:
         mem = steps.memory
         if hasattr(mem, "feasible") and not mem.feasible:
@@ -240,7 +246,7 @@ class _Sim:
         r.state[rid] = 0
         r.ctx_done[rid] = r.ctx_total[rid]
         w = held or self.decode.pick()
-        if w.enqueue(rid, t):
+        if w.enqueue(rid, t, transferred=True):
             self._push(w.end, STEP_END, w, w.version)
 
     def workers(self) -> list[Worker]:

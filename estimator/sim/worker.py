@@ -69,20 +69,28 @@ class Worker:
         self.itl_t: list[float] = []
 
     # ---- arrivals -------------------------------------------------------------------------------
-    def enqueue(self, rid: int, t: float) -> bool:
-        """Queue a request; True when the caller must (re)schedule this worker's step-end event."""
+    def enqueue(self, rid: int, t: float, transferred: bool = False) -> bool:
+        """Queue a request; True when the caller must (re)schedule this worker's step-end event.
+
+        `transferred`: a disaggregated request whose KV reached this decode worker. The engines look for
+        those at every iteration, not through the request socket that a recv interval skips (SGLang
+        event_loop_*_disagg_decode: process_decode_queue polls the transfer queue each iteration, after
+        recv_requests; TRT-LLM PyExecutor checks the generation transfers each iteration), so the request
+        joins at the worker's next step boundary."""
         self.load += 1
         self.reqs.worker[rid] = self.index
         self.reqs.seen[rid] = t
         if not self.busy:   # an idle scheduler polls at once
             self.waiting.append(rid)
             return self.plan(t)
-        (self.inbox if self.recv_every > 1 else self.waiting).append(rid)
+        gated = self.recv_every > 1 and not transferred
+        (self.inbox if gated else self.waiting).append(rid)
         run = self.run
         if run is None or not self._admissible(rid):
             return False
         t0, kv0, k, batch = run
-        j = self._next_poll(max(self.table.steps_done_by(batch, kv0, (t - t0) * 1e3, self.gain), 1))
+        j = max(self.table.steps_done_by(batch, kv0, (t - t0) * 1e3, self.gain), 1)
+        j = self._next_poll(j) if gated else j
         if j >= k:
             return False
         self.run = (t0, kv0, j, batch)
@@ -125,8 +133,9 @@ class Worker:
         generations, wait until every rank has a new prompt (here: as many queued prompts as ranks) or
         balance_iters steps. TRT-LLM batch waiting (PyExecutor._waiting_requests): hold the prompts the
         step would take until they and the decodes make wait_tokens_ratio x max_num_tokens tokens, or
-        the prompts have been held wait_iters steps."""
-        if not self.n_dec or self.pref or not self.waiting:
+        the prompts have been held wait_iters steps. Both hold context requests: a decode worker's queue
+        holds transferred requests, which a generation-only worker schedules as generations (no hold)."""
+        if not self.n_dec or self.pref or not self.waiting or self.role is Role.DECODE:
             return False
         if (self.balance_iters and self.ranks > 1 and self.n_dec >= self.ranks and len(self.waiting) < self.ranks
                 and self.waited < self.balance_iters):

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from estimator.parallel import ParallelConfig
+from estimator.run_facts import RoleFlags
 from estimator.sim import AnalyticStepModel, Deployment, LoadSpec, simulate
 from estimator.sim.types import TraceRequest
 from perfdb.types import Backend
@@ -44,7 +45,7 @@ def decode(decodes: int) -> float:
 
 def ttfts(backend, trace, flags=None, **pool) -> list[float]:
     dep = Deployment.aggregated(backend, TP1, **pool)
-    r = simulate(STEP, dep, LoadSpec.replay(tuple(trace)), records=True, frontend_ms=0.0, engine_flags=flags)
+    r = simulate(STEP, dep, LoadSpec.replay(tuple(trace)), records=True, frontend_ms=0.0, engine_flags=RoleFlags.same(flags) if flags else None)
     f = r.records.to_frame()
     return f.ttft_ms.tolist()
 
@@ -87,7 +88,7 @@ def test_sglang_prefill_priority_pauses_decodes_and_chunks_at_the_budget():
     assert f.finish_s[0] - f.first_token_s[0] == pytest.approx(a_second_token + decode(2) / 1e3, rel=1e-6)
     # --enable-mixed-chunk lets A's decode ride with B's chunks instead
     mixed_run = simulate(STEP, dep, LoadSpec.replay(trace), records=True, frontend_ms=0.0,
-                         engine_flags={"enable-mixed-chunk": "true"})
+                         engine_flags=RoleFlags.same({"enable-mixed-chunk": "true"}))
     assert mixed_run.records.to_frame().ttft_ms[1] == pytest.approx(
         prefill(600) + mixed(999, 1) + mixed(501, 1), rel=1e-6)
 
@@ -129,7 +130,7 @@ def test_sglang_overlap_scheduler_forms_the_next_batch_while_the_current_one_run
     spec = simulate(DRAFTING, Deployment.aggregated(Backend.SGLANG, TP1), LoadSpec.replay(tuple(trace)),
                     records=True, frontend_ms=0.0)
     spec_off = simulate(DRAFTING, Deployment.aggregated(Backend.SGLANG, TP1), LoadSpec.replay(tuple(trace)),
-                        records=True, frontend_ms=0.0, engine_flags={"disable-overlap-schedule": "true"})
+                        records=True, frontend_ms=0.0, engine_flags=RoleFlags.same({"disable-overlap-schedule": "true"}))
     assert spec.records.to_frame().ttft_ms.tolist() == pytest.approx(spec_off.records.to_frame().ttft_ms.tolist())
 
 
@@ -151,7 +152,7 @@ def test_trtllm_attention_dp_balancing_waits_for_a_prompt_per_rank():
 
     def run(trace):
         r = simulate(STEP, Deployment.aggregated(Backend.TRTLLM, dp2), LoadSpec.replay(tuple(trace)),
-                     records=True, frontend_ms=0.0, engine_flags=flags)
+                     records=True, frontend_ms=0.0, engine_flags=RoleFlags.same(flags) if flags else None)
         return r.records.to_frame().ttft_ms.tolist()
 
     # two long decodes on two ranks; one new prompt: held 10 iterations (one rank has none), then runs
