@@ -28,7 +28,7 @@ from estimator.sim.types import LoadSpec
 from estimator.sim.worker import Worker
 from perfdb.errors import InfeasibleError, InputError
 
-STEP_END, ARRIVAL, KV_READY, ENTER = 0, 1, 2, 3
+STEP_END, ARRIVAL, KV_READY, ENTER, HANDOFF, REGISTER = 0, 1, 2, 3, 4, 5
 MAX_HINTS = 16   # distinct prompt lengths made exact grid nodes (fixed-length and few-length loads)
 ROUTER_STREAM = 7   # the routers' seed sequences (Deployment.routers > 1), apart from the load's and the rooms'
 
@@ -139,6 +139,9 @@ class _Sim:
         self.seq = 0
         self.prefill_done = [0.0] * self.n
         self.kv_ready = [0.0] * self.n
+        self.target: dict[int, Worker] = {}   # request id -> the decode worker it was routed to
+        self.reached = [0.0] * self.n         # when the request reached its decode worker
+        self.decode_wait = [0.0] * self.n     # ... and waited there for the iteration that starts its pull
         self.handoff_s = 0.0
         if dep.mode is Mode.DISAGG:   # the hand-off's extra frontend pass, inside transfer_ms (estimator.engines)
             self.handoff_s = float(getattr(getattr(steps.prefill, "resolved", None), "kv_handoff_ms", 0.0) or 0.0) / 1e3
@@ -180,9 +183,35 @@ class _Sim:
             self._enter(rid, t)
 
     def _enter(self, rid: int, t: float) -> None:
-        if self.prealloc is not None and not self.prealloc.admit(self.decode.pick(), rid):
-            return   # waits for room on its decode worker (_step_end drains it)
-        self._prefill(rid, t)
+        if self.prealloc is None:
+            self._prefill(rid, t)
+        else:   # decode-first: the decode worker pre-allocates before the prefill may start
+            self._route_decode(rid, t)
+
+    def _route_decode(self, rid: int, t: float) -> None:
+        """The request reaches the decode worker the router picks (SGLang: on arrival, beside the prefill
+        request; TRT-LLM, vLLM: the generation request after the prefill's answer). Its scheduler takes it
+        at its next iteration boundary (sim/worker.py Worker.next_boundary): SGLang pre-allocates its KV
+        there, TRT-LLM / vLLM start the pull there."""
+        w = self.decode.pick()
+        w.load += 1   # routed: the least-loaded router counts it from now on (Worker.enqueue does not again)
+        self.target[rid] = w
+        self.reached[rid] = t
+        b = w.next_boundary(t)
+        if b > t:
+            self._push(b, REGISTER, rid)
+        else:
+            self._register(rid, t)
+
+    def _register(self, rid: int, t: float) -> None:
+        w = self.target[rid]
+        if self.prealloc is not None:
+            if self.prealloc.admit(w, rid):
+                self._prefill(rid, t)
+            return   # else it waits for room on its decode worker (_step_end drains it)
+        self.decode_wait[rid] = t - self.reached[rid]
+        ms = self.transfer.transfer_ms(self.reqs.ctx_total[rid], self.dep.decode.parallel, self.dep.same_node)
+        self._push(t + ms / 1e3 - self.handoff_s, KV_READY, rid)   # the hop was paid before reaching it
 
     def _prefill(self, rid: int, t: float) -> None:
         w = self.entry.pick()
@@ -200,13 +229,13 @@ class _Sim:
                 self._push(t, ARRIVAL, rid)
         heap = self.heap
         finished: list[int] = []
+        # events of one request that finish nothing (a request entering a queue or reaching a worker)
+        moves = {ARRIVAL: self._send, ENTER: self._enter, HANDOFF: self._route_decode, REGISTER: self._register}
         while heap:
             t, _, kind, ref, version = heapq.heappop(heap)
-            if kind == ARRIVAL:
-                self._send(ref, t)
-                continue
-            if kind == ENTER:
-                self._enter(ref, t)
+            move = moves.get(kind)
+            if move is not None:
+                move(ref, t)
                 continue
             if kind == KV_READY:
                 self._kv_ready(ref, t, finished)
@@ -230,22 +259,29 @@ class _Sim:
                 self._prefill(rid, t)
         for rid in handed:
             self.prefill_done[rid] = t
-            ms = self.transfer.transfer_ms(self.reqs.ctx_total[rid], self.dep.decode.parallel, self.dep.same_node)
-            self._push(t + ms / 1e3, KV_READY, rid)
+            if self.prealloc is not None:   # pre-allocated: the prefill sends the KV as soon as it is done
+                ms = self.transfer.transfer_ms(self.reqs.ctx_total[rid], self.dep.decode.parallel, self.dep.same_node)
+                self._push(t + ms / 1e3, KV_READY, rid)
+            elif self.handoff_s:   # the prefill's answer goes back through the frontend, which sends it on
+                self._push(t + self.handoff_s, HANDOFF, rid)
+            else:
+                self._route_decode(rid, t)
 
     def _kv_ready(self, rid: int, t: float, finished: list[int]) -> None:
         r = self.reqs
         self.kv_ready[rid] = t
-        held = self.prealloc.arrive(rid) if self.prealloc is not None else None
+        w = self.target.pop(rid)
+        if self.prealloc is not None:
+            self.prealloc.arrive(rid)
         if r.gen[rid] >= r.osl[rid]:   # one-token request: the prefill's token was its only one
             r.first[rid] = r.finish[rid] = t
+            w.load -= 1
             finished.append(rid)
-            for nxt in self.prealloc.drain(held) if held is not None else ():
+            for nxt in self.prealloc.drain(w) if self.prealloc is not None else ():
                 self._prefill(nxt, t)
             return
         r.state[rid] = 0
         r.ctx_done[rid] = r.ctx_total[rid]
-        w = held or self.decode.pick()
         if w.enqueue(rid, t, transferred=True):
             self._push(w.end, STEP_END, w, w.version)
 
@@ -267,4 +303,5 @@ class _Sim:
         itl = tuple(np.array([x for w in ws for x in getattr(w, name)], dtype=np.float64)
                     for name in ("itl_ms", "itl_w", "itl_t"))
         counts = (sum(w.steps for w in ws), sum(w.prefill_tokens for w in ws), sum(w.decode_tokens for w in ws))
-        return summarise(rec, itl, num_gpus, counts, keep, ttft_parts(rec, self.frontend_s, self.handoff_s))
+        wait = np.array(self.decode_wait) if self.decode else None
+        return summarise(rec, itl, num_gpus, counts, keep, ttft_parts(rec, self.frontend_s, self.handoff_s, wait))

@@ -51,8 +51,8 @@ def _weighted(values: np.ndarray, weights: np.ndarray) -> Stats:
 class TtftParts:
     """Mean TTFT of the measured requests split into what it is made of (ms); the parts sum to the
     mean TTFT. overhead: the frontend (HTTP, tokenisation) and, disaggregated, the hand-off's extra
-    frontend pass; queue: waiting for a prefill slot, plus (disagg) for a decode worker to admit the
-    received KV; prefill: first chunk scheduled to prompt done; kv_transfer: the bytes over the path."""
+    frontend pass; queue: waiting for a prefill slot, plus (disagg) for a decode worker's iteration that
+    starts the KV pull (TRT-LLM, vLLM) and the one that admits the received KV; prefill: first chunk scheduled to prompt done; kv_transfer: the bytes over the path."""
 
     overhead_ms: float
     queue_ms: float
@@ -133,17 +133,21 @@ class SimResult:
     ttft_parts: TtftParts | None = None
 
 
-def ttft_parts(rec: RequestRecords, frontend_s: float, handoff_s: float) -> TtftParts:
-    """The mean TTFT of the measured requests split into its parts (see TtftParts)."""
+def ttft_parts(rec: RequestRecords, frontend_s: float, handoff_s: float,
+               decode_wait_s: np.ndarray | None = None) -> TtftParts:
+    """The mean TTFT of the measured requests split into its parts (see TtftParts). `decode_wait_s`
+    (disagg, per request): the wait at the decode worker for the iteration that starts the KV pull, a
+    queue wait inside kv_ready - prefill end."""
     m = rec.measured
     send, first, start = rec.send_s[m], rec.first_token_s[m], rec.prefill_start_s[m]
     queue = start - (send + frontend_s)
     if rec.kv_ready_s is None:   # aggregated: the prompt's last chunk emits the first token
         return TtftParts(frontend_s * 1e3, float(queue.mean()) * 1e3, float((first - start).mean()) * 1e3, 0.0)
     end, ready = rec.prefill_end_s[m], rec.kv_ready_s[m]
-    queue = queue + (first - ready)   # waiting for a decode worker's next step to admit the request
+    wait = decode_wait_s[m] if decode_wait_s is not None else 0.0
+    queue = queue + (first - ready) + wait   # waiting for a decode worker's steps: to pull, then to admit
     return TtftParts((frontend_s + handoff_s) * 1e3, float(queue.mean()) * 1e3, float((end - start).mean()) * 1e3,
-                     float((ready - end).mean() - handoff_s) * 1e3)
+                     float((ready - end - wait).mean() - handoff_s) * 1e3)
 
 
 def summarise(rec: RequestRecords, itl: tuple[np.ndarray, np.ndarray, np.ndarray], num_gpus: int,

@@ -62,10 +62,8 @@ class DecodePrealloc:
             out.append(rid)
         return out
 
-    def arrive(self, rid: int) -> "Worker":
+    def arrive(self, rid: int) -> None:
         """The request's KV reached its decode worker: the reservation becomes the worker's own."""
-        w = self.target.pop(rid)
-        k = w.index
+        k = self.target.pop(rid).index
         self.slots[k] -= 1
         self.tokens[k] -= self._need(rid)
-        return w

@@ -77,7 +77,7 @@ class Worker:
         event_loop_*_disagg_decode: process_decode_queue polls the transfer queue each iteration, after
         recv_requests; TRT-LLM PyExecutor checks the generation transfers each iteration), so the request
         joins at the worker's next step boundary."""
-        self.load += 1
+        self.load += 0 if transferred else 1   # a transferred request was counted when routed here
         self.reqs.worker[rid] = self.index
         self.reqs.seen[rid] = t
         if not self.busy:   # an idle scheduler polls at once
@@ -97,6 +97,20 @@ class Worker:
         self.end = max(t0 + self.table.decode_run_ms(batch, kv0, j, self.gain) / 1e3, t)
         self.version += 1
         return True
+
+    def next_boundary(self, t: float) -> float:
+        """When this worker's scheduler takes a request that reached its request socket at t: at once when
+        idle (its idle loop spins), else at its next iteration boundary, or with a recv interval (SGLang)
+        the next one where its counter is due. Requests that wait there for nothing but a look — a decode
+        worker pre-allocating (SGLang) or starting a KV pull (TRT-LLM, vLLM) — do not change the batch,
+        so the run is not cut; a boundary past the run's end is taken on the run's step times."""
+        if not self.busy:
+            return t
+        if self.run is None:   # a prompt step: it makes the next boundary poll
+            return self.end
+        t0, kv0, _, batch = self.run
+        j = self._next_poll(max(self.table.steps_done_by(batch, kv0, (t - t0) * 1e3, self.gain), 1))
+        return max(t0 + self.table.decode_run_ms(batch, kv0, j, self.gain) / 1e3, t)
 
     def _next_poll(self, j: int) -> int:
         """The first step boundary of the current run, at or after its j-th, where the scheduler looks at
