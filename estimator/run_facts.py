@@ -242,7 +242,7 @@ class RunFacts:
                         mem_fraction=get("engine_mem_fraction"), flags=parse_flags(get("engine_flags")),
                         frontends=get("frontends"))
 
-    def role_flags(self, disagg: bool) -> RoleFlags:
+    def per_role(self, disagg: bool) -> RoleFlags:
         """engine_flags per engine role (RoleFlags.split)."""
         return RoleFlags.split(self.flags, disagg)
 
@@ -268,11 +268,7 @@ class RunFacts:
         """One engine's launch flags: an aggregated run's as recorded (`agg`); of a disaggregated run the
         `prefill.` or `decode.` entries with the prefix dropped (engine_flags writes a recipe's two engines
         that way), entries without a role prefix applying to both."""
-        if role == "agg":
-            return dict(self.flags)
-        out = {k: v for k, v in self.flags if "." not in k or k.split(".", 1)[0] not in ("prefill", "decode")}
-        out.update((k.split(".", 1)[1], v) for k, v in self.flags if k.startswith(role + "."))
-        return out
+        return self.per_role(disagg=role != "agg").of(role)
 
     def spec_draft_tokens(self) -> int | None:
         """Draft tokens the engine ran with: 0 when off, the depth when on and known, else None."""

@@ -156,7 +156,7 @@ def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms, ra
         n = max(conc, min(row.facts.num_prompts or counts[0] * conc, counts[1]))
         isl, osl = _lengths(row, range_ratio)
         load = LoadSpec.closed(conc, isl, osl, n)
-        flags = row.facts.role_flags(disagg=dep.agg is None)   # each role's engine as launched
+        flags = row.facts.per_role(disagg=dep.agg is None)   # each role's engine as launched
         r = simulate(steps, dep, load, seed=seed, frontend_ms=frontend_ms, engine_flags=flags)
     except (ServecastError, ValueError) as exc:
         return _failed(row, exc)
