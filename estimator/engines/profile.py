@@ -83,8 +83,10 @@ class KvHandoff:
     per-request frontend time (`ttft_overhead_ms`): the router waits for the prefill server's answer and
     then sends a second request to the decode server (TRT-LLM, vLLM), or sends both at once (SGLang: 0).
     The bytes themselves go over the deployment's path (NVLink inside an NVLink domain, the network
-    across; estimator.deployment decides it per xPyD group) and the decode worker picks the request up
-    at its next iteration boundary (the simulator's step loop; half a decode step in the static model).
+    across; estimator.deployment decides it per xPyD group). The decode worker takes the request at its
+    next iteration (pre-allocation with `decode_first`, else the start of the pull) and admits the received
+    KV at the first iteration after it arrived (the simulator's step loop, estimator.sim.engine; half a
+    decode step in the static model).
     """
 
     frontend_hops: int

@@ -48,7 +48,10 @@ PROFILE = register(EngineProfile(
         "handoff": "vllm tests/v1/kv_connector/nixl_integration/toy_proxy_server.py: the proxy sends the "
                    "prompt with max_tokens=1 to a prefill server, then a second request with the "
                    "kv_transfer_params to a decode server, which pulls the blocks with NIXL "
-                   "(vllm/distributed/kv_transfer/kv_connector/v1/nixl_connector.py) before scheduling it",
+                   "(vllm/distributed/kv_transfer/kv_connector/v1/nixl_connector.py) before scheduling it: "
+                   "its scheduler takes the request at its next schedule() (WAITING_FOR_REMOTE_KVS, the "
+                   "worker starts the read) and schedules it at the first step after the read finished "
+                   "(v1/core/sched/scheduler.py _update_waiting_for_remote_kv, 0.10-0.11)",
         "dp_moe_exchange": "vllm/distributed/device_communicators/all2all.py (0.10+): the default --all2all-backend allgather_reducescatter gathers the ranks' tokens before the experts and reduce-scatters after",
         "kv_dtype_by_arch": "vllm 0.34.0 wheel: models/deepseek_v4/nvidia/model.py gives DeepseekV4ForCausalLM "
                             "the FlashMLA attention on SM90 / SM100 unless --attention-backend says otherwise, and "

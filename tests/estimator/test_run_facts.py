@@ -3,10 +3,11 @@ worker counts replace the estimator's assumptions; a table without them predicts
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from calibrate.parsers.silicon_csv import parse as parse_silicon
 from calibrate.predict import to_run_row
-from estimator.run_facts import COLUMNS, RunFacts, SpecStatus
+from estimator.run_facts import COLUMNS, RoleFlags, RunFacts, SpecStatus
 from estimator.runs import predict_runs, read_runs, spec_tokens
 from estimator.sim.runs import _lengths
 from perfdb.lookup import PerfDB
@@ -83,3 +84,22 @@ def test_aiconfigurator_gap_analysis_runs_get_its_launch_token_budget():
 def test_engine_flags_read_as_pairs():
     facts = RunFacts.from_row({"engine_flags": "scheduler-recv-interval=30;tp=?;bare;max_num_tokens=1152"})
     assert dict(facts.flags) == {"scheduler-recv-interval": "30", "tp": "?", "max_num_tokens": "1152"}
+
+
+def test_a_disaggregated_runs_flags_split_into_its_two_engines():
+    """engine_flags records a disaggregated run's two engines as prefill.key / decode.key; a key without a
+    role prefix applies to both, a role's own value winning; an aggregated run's flags are its one engine's."""
+    facts = RunFacts.from_row({"engine_flags": "prefill.disable_overlap_scheduler=true;decode.max_batch_size=64;"
+                                               "stream_interval=20;decode.stream_interval=100;"
+                                               "decode.attention_dp_config.enable_balance=true"})
+    split = facts.per_role(disagg=True)
+    assert split.of("prefill") == {"disable_overlap_scheduler": "true", "stream_interval": "20"}
+    assert split.of("decode") == {"max_batch_size": "64", "stream_interval": "100",
+                                  "attention_dp_config.enable_balance": "true"}
+    assert split.of("agg") == {}
+    assert facts.role_flags("decode") == split.of("decode")
+    agg = RunFacts.from_row({"engine_flags": "scheduler-recv-interval=30;tp=4"}).per_role(disagg=False)
+    assert agg.of("agg") == {"scheduler-recv-interval": "30", "tp": "4"} and agg.of("prefill") == {}
+    assert RoleFlags.same({"a": "1"}).of("decode") == {"a": "1"}
+    with pytest.raises(ValueError, match="roles: agg, prefill, decode"):
+        split.of("router")
