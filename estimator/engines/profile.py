@@ -41,6 +41,10 @@ class SchedulerRules:
     # whenever the engine had other work; `overlap_spec`: it stays on with speculative decoding
     overlap: bool = False
     overlap_spec: bool = False
+    # whether this engine was launched with speculative decoding, as its own flags state it (None: they do
+    # not say; the step model's drafts decide). A disaggregated run's servers can differ: drafts on the
+    # decode server only, its prefill server launched without them.
+    speculative: bool | None = None
     from_flags: Callable[["SchedulerRules", Mapping[str, str]], "SchedulerRules"] | None = None
 
     def with_flags(self, flags: Mapping[str, str] | None) -> "SchedulerRules":

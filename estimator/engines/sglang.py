@@ -49,10 +49,16 @@ def scheduler_flags(rules: SchedulerRules, flags) -> SchedulerRules:
     run a new request waits up to N iterations before the scheduler sees it. `--enable-mixed-chunk`
     (server_args.py, off by default): running decodes ride in the prefill batch (scheduler.py
     get_new_batch_prefill mixes them) instead of pausing. `--disable-overlap-schedule` (server_args.py):
-    the scheduler forms each batch after the previous one finished instead of while it runs."""
+    the scheduler forms each batch after the previous one finished instead of while it runs.
+    `--speculative-algorithm` (server_args.py): whether this server drafts, which turns its overlap
+    scheduler off; a disaggregated run's prefill server is often launched without it while its decode
+    server drafts (absent from known flags: no drafts; `?`: unknown)."""
     mixed = _on(flags, "enable-mixed-chunk") or rules.mixes_decode
+    algo = flags.get("speculative-algorithm")
+    spec = (algo.upper() not in ("", "NONE")) if algo not in (None, "?") else (None if algo == "?" else False)
     return replace(rules, recv_interval=max(1, flag_int(flags, "scheduler-recv-interval", rules.recv_interval)),
-                   mixes_decode=mixed, overlap=rules.overlap and not _on(flags, "disable-overlap-schedule"))
+                   mixes_decode=mixed, overlap=rules.overlap and not _on(flags, "disable-overlap-schedule"),
+                   speculative=spec)
 
 
 def _on(flags, key: str) -> bool:
@@ -111,7 +117,8 @@ PROFILE = register(EngineProfile(
                      "event_loop_overlap_disagg_*: each iteration polls, forms and launches the next batch "
                      "while the current one runs) and off with EAGLE / MTP drafts (server_args.py: "
                      "speculative EAGLE without SGLANG_ENABLE_SPEC_V2, default off, sets "
-                     "disable_overlap_schedule; 0.5.9)",
+                     "disable_overlap_schedule; 0.5.9), per server: a disaggregated prefill server launched without "
+                     "--speculative-algorithm keeps it while its decode server drafts",
         "handoff": "sglang/srt/disaggregation/decode.py: the load balancer sends the request to the prefill "
                    "and the decode server at once (bootstrap room); the decode side pre-allocates KV at its "
                    "next loop iteration (recv_requests, then process_decode_queue), polls "

@@ -51,6 +51,7 @@ class SchedulerPolicy:
     decode_first: bool = False      # disagg: the prefill waits for a decode reservation (SGLang; sim/prealloc.py)
     overlap: bool = False           # the next batch is formed when the current one starts (worker.py)
     overlap_spec: bool = False      # ... also with speculative decoding
+    speculative: bool | None = None  # the role's own flags launch speculative decoding (None: unknown)
 
 
 def policy_for(backend: Backend, flags: Mapping[str, str] | None = None) -> SchedulerPolicy:
@@ -68,4 +69,5 @@ def policy_for(backend: Backend, flags: Mapping[str, str] | None = None) -> Sche
                            budget_per_dp_rank=r.budget_per_dp_rank, recv_interval=r.recv_interval,
                            wait_iters=r.wait_iters, wait_tokens_ratio=r.wait_tokens_ratio,
                            balance_iters=r.balance_iters, dp_rank_by_room=r.dp_rank_by_room,
-                           decode_first=prof.handoff.decode_first, overlap=r.overlap, overlap_spec=r.overlap_spec)
+                           decode_first=prof.handoff.decode_first, overlap=r.overlap, overlap_spec=r.overlap_spec,
+                           speculative=r.speculative)

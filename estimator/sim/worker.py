@@ -42,7 +42,10 @@ class Worker:
         self.gain = gain   # tokens each decoding request emits per step (expected; > 1 with speculation)
         # overlap scheduler (SGLang event_loop_overlap): the batch starting at a boundary was formed when
         # the previous one started, so what the scheduler saw after that start waits one more batch
-        self.overlap = policy.overlap and (draft == 0 or policy.overlap_spec)
+        # (off with drafts unless overlap_spec; whether this engine drafts: its own flags where they say,
+        # else the step model's drafts)
+        drafts = draft > 0 if policy.speculative is None else policy.speculative
+        self.overlap = policy.overlap and (not drafts or policy.overlap_spec)
         self.last_start = 0.0   # start of the step (of a decode run: its last step) that ended last
         # tokens each decoding request takes of a step's budget: 1 + its draft tokens (TRT-LLM
         # MicroBatchScheduler counts 1 + num_draft_tokens; vLLM V1 schedules num_tokens_with_spec)

@@ -4,6 +4,8 @@ Linear step model: 6 ms per iteration + 0.02 ms per prompt token + 0.1 ms per de
 expected time below is computed by hand from the engine rules named in each test."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from estimator.parallel import ParallelConfig
@@ -19,8 +21,18 @@ def _model(transfer_ms: float) -> AnalyticStepModel:
                              kv_capacity_tokens=1_000_000)
 
 
-def _run(backend: Backend, trace, flags: str = "", transfer_ms: float = 0.0, max_num_tokens: int = 2000):
+class _Drafting(AnalyticStepModel):
+    """The same steps, with an engine that drafts 3 tokens per decode step (the row's speculative decoding)."""
+
+    resolved = SimpleNamespace(spec_tokens=3, tokens_per_step=1.0, max_batch_size=None, max_num_tokens=None,
+                               ttft_overhead_ms=0.0)
+
+
+def _run(backend: Backend, trace, flags: str = "", transfer_ms: float = 0.0, max_num_tokens: int = 2000,
+         drafting: bool = False):
     m = _model(transfer_ms)
+    if drafting:
+        m = _Drafting(**vars(m))
     dep = Deployment(backend, prefill=Pool(ParallelConfig(), 1, max_batch=64, max_num_tokens=max_num_tokens),
                      decode=Pool(ParallelConfig(), 1, max_batch=64))
     pairs = tuple(tuple(kv.split("=", 1)) for kv in flags.split(";") if kv)
@@ -41,6 +53,21 @@ def test_a_prefill_worker_without_the_overlap_scheduler_takes_a_late_arrival_int
     # the decode engine's flag is the decode engine's: the prefill worker keeps its overlap scheduler
     decode_only = _run(Backend.SGLANG, trace, "decode.disable-overlap-schedule=true").records.prefill_end_s
     assert decode_only == pytest.approx(overlap)
+
+
+def test_a_prefill_server_launched_without_drafts_keeps_its_overlap_scheduler():
+    """SGLang turns a server's overlap scheduler off when it drafts (server_args.py, speculative EAGLE);
+    recipes often launch only the decode server with --speculative-algorithm. The replay's engine drafts
+    (the row's speculative decoding), but each server follows its own flags: the schedule of the test
+    above, with overlap when only the decode server drafts, without when both do."""
+    trace = [TraceRequest(0.0, 1000, 2), TraceRequest(0.0, 1000, 2), TraceRequest(0.010, 1000, 2)]
+    launched = "prefill.disaggregation-mode=prefill;decode.disaggregation-mode=decode;"
+    decode_only = _run(Backend.SGLANG, trace, launched + "decode.speculative-algorithm=EAGLE", drafting=True)
+    assert decode_only.records.prefill_end_s == pytest.approx([0.026, 0.052, 0.078])
+    both = _run(Backend.SGLANG, trace, launched + "speculative-algorithm=EAGLE", drafting=True)
+    assert both.records.prefill_end_s == pytest.approx([0.026, 0.072, 0.072])
+    # a server whose flags are not recorded: the drafts decide, as before
+    assert _run(Backend.SGLANG, trace, drafting=True).records.prefill_end_s == pytest.approx([0.026, 0.072, 0.072])
 
 
 def _second_ttft_ms(backend: Backend, flags: str = "", transfer_ms: float = 0.0) -> tuple[float, object]:
