@@ -111,6 +111,7 @@ class _Sim:
         self.n = len(isl)
         self.rooms = draw_rooms(self.n, seed + 1)
         self.max_kv = int((isl + osl).max()) + 2
+
         def policy(role: Role) -> SchedulerPolicy:   # each role's engine as it was launched
             return policy_for(dep.backend, engine_flags.of(role.value) if engine_flags else None)
 

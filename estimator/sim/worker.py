@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 
+from estimator.sim.holds import hold_prompts
 from estimator.sim.policy import SchedulerPolicy
 from estimator.sim.ranks import select_by_rank
 from estimator.sim.requests import DECODING, DONE, PREFILLING, WAITING, Requests, Role
@@ -41,9 +42,8 @@ class Worker:
         self.holding = False                        # the current decode run holds the queued prompts
         self.gain = gain   # tokens each decoding request emits per step (expected; > 1 with speculation)
         # overlap scheduler (SGLang event_loop_overlap): the batch starting at a boundary was formed when
-        # the previous one started, so what the scheduler saw after that start waits one more batch
-        # (off with drafts unless overlap_spec; whether this engine drafts: its own flags where they say,
-        # else the step model's drafts)
+        # the previous one started, so what the scheduler saw after that start waits one more batch; off
+        # when this engine drafts (its own flags where they say, else the step model) unless overlap_spec
         drafts = draft > 0 if policy.speculative is None else policy.speculative
         self.overlap = policy.overlap and (not drafts or policy.overlap_spec)
         self.last_start = 0.0   # start of the step (of a decode run: its last step) that ended last
@@ -74,13 +74,10 @@ class Worker:
     # ---- arrivals -------------------------------------------------------------------------------
     def enqueue(self, rid: int, t: float, transferred: bool = False) -> bool:
         """Queue a request; True when the caller must (re)schedule this worker's step-end event.
-
-        `transferred`: a disaggregated request whose KV reached this decode worker. The engines look for
-        those at every iteration, not through the request socket that a recv interval skips (SGLang
-        event_loop_*_disagg_decode: process_decode_queue polls the transfer queue each iteration, after
-        recv_requests; TRT-LLM PyExecutor checks the generation transfers each iteration), so the request
-        joins at the worker's next step boundary."""
-        self.load += 0 if transferred else 1   # a transferred request was counted when routed here
+        `transferred`: its KV reached this decode worker, which the engines poll every iteration, not
+        through the socket a recv interval skips (SGLang process_decode_queue; TRT-LLM
+        _check_disagg_gen_transfer_status): it joins at the next step boundary, counted when routed."""
+        self.load += 0 if transferred else 1
         self.reqs.worker[rid] = self.index
         self.reqs.seen[rid] = t
         if not self.busy:   # an idle scheduler polls at once
@@ -92,8 +89,7 @@ class Worker:
         if run is None or not self._admissible(rid):
             return False
         t0, kv0, k, batch = run
-        j = max(self.table.steps_done_by(batch, kv0, (t - t0) * 1e3, self.gain), 1)
-        j = self._next_poll(j) if gated else j
+        j = self._boundary(t, gated)
         if j >= k:
             return False
         self.run = (t0, kv0, j, batch)
@@ -102,18 +98,23 @@ class Worker:
         return True
 
     def next_boundary(self, t: float) -> float:
-        """When this worker's scheduler takes a request that reached its request socket at t: at once when
-        idle (its idle loop spins), else at its next iteration boundary, or with a recv interval (SGLang)
-        the next one where its counter is due. Requests that wait there for nothing but a look — a decode
-        worker pre-allocating (SGLang) or starting a KV pull (TRT-LLM, vLLM) — do not change the batch,
-        so the run is not cut; a boundary past the run's end is taken on the run's step times."""
+        """When this worker's scheduler takes a request that reached its socket at t: at once when idle,
+        else at its next iteration boundary where its recv counter is due. A request waiting only for that
+        look (SGLang pre-allocating, TRT-LLM / vLLM starting the pull) leaves the batch as it is, so the
+        run is not cut; a boundary past the run's end is taken on the run's step times."""
         if not self.busy:
             return t
         if self.run is None:   # a prompt step: it makes the next boundary poll
             return self.end
         t0, kv0, _, batch = self.run
-        j = self._next_poll(max(self.table.steps_done_by(batch, kv0, (t - t0) * 1e3, self.gain), 1))
-        return max(t0 + self.table.decode_run_ms(batch, kv0, j, self.gain) / 1e3, t)
+        return max(t0 + self.table.decode_run_ms(batch, kv0, self._boundary(t, True), self.gain) / 1e3, t)
+
+    def _boundary(self, t: float, gated: bool) -> int:
+        """Steps of the current decode run up to its first boundary at or after t (gated: where the
+        scheduler next reads its socket)."""
+        t0, kv0, _, batch = self.run
+        j = max(self.table.steps_done_by(batch, kv0, (t - t0) * 1e3, self.gain), 1)
+        return self._next_poll(j) if gated else j
 
     def _next_poll(self, j: int) -> int:
         """The first step boundary of the current run, at or after its j-th, where the scheduler looks at
@@ -145,31 +146,7 @@ class Worker:
         return held
 
     def _hold(self) -> bool:
-        """Whether to hold the queued prompts for this step (decodes only); sets hold_left.
-        TRT-LLM attention-DP balancing (PyExecutor._balance_adp_requests): while every rank runs
-        generations, wait until every rank has a new prompt (here: as many queued prompts as ranks) or
-        balance_iters steps. TRT-LLM batch waiting (PyExecutor._waiting_requests): hold the prompts the
-        step would take until they and the decodes make wait_tokens_ratio x max_num_tokens tokens, or
-        the prompts have been held wait_iters steps. Both hold context requests: a decode worker's queue
-        holds transferred requests, which a generation-only worker schedules as generations (no hold)."""
-        if not self.n_dec or self.pref or not self.waiting or self.role is Role.DECODE:
-            return False
-        if (self.balance_iters and self.ranks > 1 and self.n_dec >= self.ranks and len(self.waiting) < self.ranks
-                and self.waited < self.balance_iters):
-            self.hold_left = self.balance_iters - self.waited
-            return True
-        if not self.wait_iters or self.waited >= self.wait_iters:
-            return False
-        self.hold_left = self.wait_iters - self.waited
-        r, want = self.reqs, self.wait_ratio * self.max_tokens
-        tokens = self.n_dec * self.q_dec
-        budget, room = self.max_tokens - tokens, self.max_batch - self.n_dec
-        for rid in self.waiting:
-            left = r.ctx_total[rid] - r.ctx_done[rid]
-            if left > budget or room <= 0 or tokens >= want:
-                break
-            tokens, budget, room = tokens + left, budget - left, room - 1
-        return tokens < want
+        return hold_prompts(self)
 
     def _charge(self) -> float:
         return (self.sum_kv + self.pref_kv + self.pref_reserve
