@@ -75,13 +75,15 @@ class ResolvedEngine:
         return accepted_length(self.spec_acceptance, self.spec_tokens)
 
 
-def kv_cache_dtype(engine: EngineConfig, model: ModelSpec) -> Dtype:
-    """The KV-cache dtype a worker stores: the one asked for, else the engine's own choice for the
-    architecture when its flag is left at auto (EngineProfile.kv_dtype_by_arch: SGLang and vLLM store
-    DeepSeek-V4's KV in FP8), else the checkpoint's."""
+def kv_cache_dtype(engine: EngineConfig, model: ModelSpec, system: SystemSpec) -> Dtype:
+    """The KV-cache dtype a worker on `system`'s GPUs stores: the one asked for, else the engine's own choice
+    for the architecture and GPU when its flag is left at auto (EngineProfile.kv_dtype_by_arch: SGLang and
+    vLLM store DeepSeek-V4's KV in FP8; SGLang DSA models' (GLM-5, DeepSeek-V3.2) in FP8 on Blackwell and
+    BF16 on Hopper; vLLM GLM-5's in FP8 on Blackwell), else the checkpoint's."""
     if engine.kv_dtype is not None:
         return engine.kv_dtype
-    return profile_for(engine.backend).kv_dtype_by_arch.get(model.architecture, model.kv_dtype)
+    rules = profile_for(engine.backend).kv_dtype_by_arch.get(model.architecture, ())
+    return next((r.dtype for r in rules if r.applies(system.gpu.sm_version)), model.kv_dtype)
 
 
 def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig,

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from estimator.engine import GIB, ResolvedEngine
+from estimator.kv_layout import kv_row, per_gpu_layer_bytes
 from estimator.models.spec import AttentionKind, ModelSpec
 from estimator.parallel import ParallelConfig, moe_split
 from perfdb.ops.base import weight_bytes
@@ -91,15 +92,15 @@ def weights_per_gpu(model: ModelSpec, p: ParallelConfig) -> float:
     return layers + (emb + head if p.pp == 1 else max(emb, head))
 
 
-def kv_bytes(model: ModelSpec, p: ParallelConfig, kv_dtype: Dtype) -> tuple[float, float]:
+def kv_bytes(model: ModelSpec, p: ParallelConfig, kv_dtype: Dtype, backend: Backend | None = None,
+             sm_version: int = 0) -> tuple[float, float]:
     """(bytes per token over the layers whose cache grows with the context, bytes per token over sliding
-    layers), per GPU. Growing layers: full attention, sparse attention (every token kept, plus its
-    indexer key), compressed attention (1 / kv_compress); linear layers hold a fixed state instead."""
-    b = 1.0 if kv_dtype in (Dtype.FP8, Dtype.FP8_BLOCK) else 2.0
-    if model.attention == AttentionKind.MLA:
-        per_layer = model.kv_elems_per_token_layer() * b  # latent is replicated on every TP rank
-    else:
-        per_layer = model.kv_per_head * max(1, model.num_kv_heads // p.tp) * model.head_dim * b
+    layers), per GPU, as `backend`'s KV-pool sizing charges them on a GPU of `sm_version`
+    (estimator.kv_layout; None: elements x bytes). Growing layers: full attention, sparse attention (every
+    token kept, plus its indexer key), compressed attention (1 / kv_compress); linear layers hold a fixed
+    state instead."""
+    row = kv_row(model, kv_dtype, backend, sm_version).pool_bytes
+    per_layer = per_gpu_layer_bytes(model, row, p.tp)
     growing = per_layer * model.growing_kv_layers() + model.index_bytes_per_token()   # indexer keys: replicated
     return growing / p.pp, per_layer * model.num_window_layers / p.pp
 
@@ -133,7 +134,7 @@ def memory_report(model: ModelSpec, system: SystemSpec, p: ParallelConfig, eng: 
                   kv_dtype: Dtype) -> MemoryReport:
     total = float(system.gpu.mem_bytes)
     weights = weights_per_gpu(model, p)
-    kv_full, kv_slide = kv_bytes(model, p, kv_dtype)
+    kv_full, kv_slide = kv_bytes(model, p, kv_dtype, eng.backend, system.gpu.sm_version)
     act = activation_bytes(model, p, eng.max_num_tokens)
     reserve = RUNTIME_RESERVE_BYTES + CUDA_GRAPH_BYTES + (COMM_BUFFER_BYTES if p.num_gpus > 1 else 0)
     free = total - weights - act - reserve

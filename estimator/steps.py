@@ -17,6 +17,7 @@ from dataclasses import replace as dc_replace
 import numpy as np
 
 from estimator.engine import EngineConfig, ResolvedEngine, kv_cache_dtype, resolve
+from estimator.kv_layout import kv_row
 from estimator.layers import LayerComposer, OpUse
 from estimator.memory import MemoryReport, memory_report
 from estimator.models.spec import AttentionKind, ModelSpec
@@ -61,7 +62,7 @@ class StepModel:
         model = placed_experts(model, engine.expert_slots)
         validate_parallel(model, parallel, system)
         self.model, self.system, self.parallel, self.engine, self.view = model, system, parallel, engine, view
-        self.kv_dtype: Dtype = kv_cache_dtype(engine, model)
+        self.kv_dtype: Dtype = kv_cache_dtype(engine, model, system)
         self.resolved: ResolvedEngine = resolve(engine, system, parallel, model.architecture)
         self.composer = LayerComposer(model, system, parallel, self.kv_dtype, self.resolved.fuses_allreduce_norm,
                                       self.resolved.spec_tokens, covers=view.covers,
@@ -207,13 +208,13 @@ class StepModel:
         return np.maximum(lat.ms, floor) + self.resolved.kv_handoff_ms
 
     def _kv_bytes_per_token_replica(self) -> float:
-        """KV bytes of one token over the whole model (all KV heads, no replication): the layers whose cache
+        """KV bytes of one token over the whole model (all KV heads, no replication) as the engine's buffers
+        hold them, which is what its hand-off sends (estimator.kv_layout wire_bytes): the layers whose cache
         grows with the context and the sliding-window layers (priced per token too, an upper bound), plus
         sparse layers' indexer keys; linear layers' fixed state is not per token."""
         m = self.model
-        b = 1.0 if self.kv_dtype in (Dtype.FP8, Dtype.FP8_BLOCK) else 2.0
-        layers = m.growing_kv_layers() + m.num_window_layers
-        return m.kv_elems_per_token_layer() * b * layers + m.index_bytes_per_token()
+        row = kv_row(m, self.kv_dtype, self.engine.backend, self.system.gpu.sm_version).wire_bytes
+        return row * (m.growing_kv_layers() + m.num_window_layers) + m.index_bytes_per_token()
 
     def op_cases(self, phase: Phase, batch: int, seq_len: int, kv_len: int) -> list[OpCase]:
         """The per-GPU op cases of one step (collectors use these for model-driven shapes)."""

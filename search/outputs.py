@@ -35,10 +35,10 @@ def engine_settings(result: PlanResult, c: Candidate) -> EngineSettings:
 
     engine = EngineConfig(c.backend, c.version, kv_dtype=req.kv_dtype)
     resolved = resolve(engine, result.system, c.decode.parallel)
-    kv = kv_cache_dtype(engine, model)
+    kv = kv_cache_dtype(engine, model, result.system)
     state = {Dtype.FP32: "float32", Dtype.BF16: "bfloat16"}.get(model.linear.state_dtype, "") if model.linear else ""
     return EngineSettings(model=req.model, max_model_len=req.isl + req.osl, kv_dtype=kv,
-                          kv_auto=kv_cache_dtype(EngineConfig(c.backend, c.version), model),
+                          kv_auto=kv_cache_dtype(EngineConfig(c.backend, c.version), model, result.system),
                           mem_fraction=resolved.mem_fraction, is_moe=model.is_moe, mamba_ssm_dtype=state)
 
 

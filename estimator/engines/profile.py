@@ -113,6 +113,19 @@ class ExpertSlotFlag:
 
 
 @dataclass(frozen=True)
+class KvDefault:
+    """The KV-cache dtype an engine stores for an architecture when its KV-dtype flag is left at auto, on GPUs
+    whose SM version lies in [sm_from, sm_below) (SGLang stores DSA models' KV in FP8 on Blackwell only)."""
+
+    dtype: Dtype
+    sm_from: int = 0
+    sm_below: int = 1_000
+
+    def applies(self, sm_version: int) -> bool:
+        return self.sm_from <= sm_version < self.sm_below
+
+
+@dataclass(frozen=True)
 class EngineProfile:
     backend: Backend
     max_num_tokens: int                  # tokens per iteration by default
@@ -134,8 +147,9 @@ class EngineProfile:
     dp_moe_exchange: DpMoeExchange = DpMoeExchange.GATHER_SCATTER
     expert_slot_flags: tuple[ExpertSlotFlag, ...] = ()
     # KV-cache dtype the engine stores for an architecture (HF `architectures[0]`) when its KV-dtype flag is
-    # left at its default; architectures not named follow the checkpoint (estimator.engine.kv_cache_dtype)
-    kv_dtype_by_arch: Mapping[str, Dtype] = field(default_factory=dict)
+    # left at its default: the first rule that applies to the GPU; architectures or GPUs no rule names follow
+    # the checkpoint (estimator.engine.kv_cache_dtype)
+    kv_dtype_by_arch: Mapping[str, tuple[KvDefault, ...]] = field(default_factory=dict)
 
     def expert_slots(self, flags: Mapping[str, str], num_experts: int) -> int | None:
         """Physical expert slots per MoE layer one engine was launched with (`flags`: that engine's own,

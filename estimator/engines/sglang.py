@@ -4,7 +4,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from estimator.engines import register
-from estimator.engines.profile import DpMoeExchange, EngineProfile, ExpertSlotFlag, KvHandoff, SchedulerRules, flag_int
+from estimator.engines.profile import (
+    DpMoeExchange,
+    EngineProfile,
+    ExpertSlotFlag,
+    KvDefault,
+    KvHandoff,
+    SchedulerRules,
+    flag_int,
+)
 from perfdb.specs import SystemSpec
 from perfdb.types import Backend, Dtype
 
@@ -23,6 +31,9 @@ SGLANG_RESERVED_PER_8_GPUS_MIB, SGLANG_RESERVED_DP_PER_GRAPH_BS_MIB = 1024, 3
 SGLANG_RESERVED_FLOOR_MIB, SGLANG_FLOOR_ABOVE_MIB = 10 * 1024, 60 * 1024
 SGLANG_LARGE_GPU_MIB = 160 * 1024
 SGLANG_CHUNK_SMALL, SGLANG_CHUNK_LARGE = 8192, 16384
+# DSA models (DeepSeek-V3.2, GLM-5) at --kv-cache-dtype auto: fp8_e4m3 on SM100+ (Blackwell), bfloat16 below
+# (server_args.py _set_default_dsa_kv_cache_dtype, 0.5.14: `major >= 10`)
+DSA_KV_DEFAULT = (KvDefault(Dtype.FP8, sm_from=100), KvDefault(Dtype.BF16, sm_below=100))
 
 
 def sglang_defaults(system: SystemSpec, tp: int, pp: int = 1, attn_dp: int = 1,
@@ -81,7 +92,8 @@ PROFILE = register(EngineProfile(
     expert_slot_flags=(ExpertSlotFlag("ep-num-redundant-experts", total=False),),
     layout_defaults=sglang_defaults,
     dp_moe_exchange=DpMoeExchange.SUM_LEN_ALL_REDUCE,
-    kv_dtype_by_arch={"DeepseekV4ForCausalLM": Dtype.FP8},
+    kv_dtype_by_arch={"DeepseekV4ForCausalLM": (KvDefault(Dtype.FP8),),
+                      **{arch: DSA_KV_DEFAULT for arch in ("DeepseekV32ForCausalLM", "GlmMoeDsaForCausalLM")}},
     provenance={
         "expert_slot_flags": "sglang/srt/server_args.py --ep-num-redundant-experts (default 0); sglang/srt/eplb/expert_location.py: "
                              "physical experts = routed experts + redundant ones, split evenly over the EP ranks (0.5.x)",
@@ -143,6 +155,9 @@ PROFILE = register(EngineProfile(
                             "_deepseek_v4_kv_cache_dtype (0.5.23 wheel): --kv-cache-dtype auto becomes "
                             "fp8_e4m3 for DeepseekV4ForCausalLM (bfloat16 only on NPU); mem_cache/"
                             "deepseek_v4_memory_pool.py stores 448 FP8 NoPE + 64 BF16 RoPE dims + scales, 584 B a "
-                            "token and layer",
+                            "token and layer (estimator.kv_layout); server_args.py _set_default_dsa_kv_cache_dtype "
+                            "(0.5.14 wheel): DSA models (configs/model_config.py is_deepseek_dsa: DeepseekV32ForCausalLM, "
+                            "GlmMoeDsaForCausalLM with index_topk) get fp8_e4m3 at auto when the GPU's compute "
+                            "capability major is >= 10, bfloat16 below",
     },
 ))

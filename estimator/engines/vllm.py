@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from estimator.engines import register
-from estimator.engines.profile import EngineProfile, ExpertSlotFlag, KvHandoff, SchedulerRules
+from estimator.engines.profile import EngineProfile, ExpertSlotFlag, KvDefault, KvHandoff, SchedulerRules
 from perfdb.types import Backend, Dtype
 
 FIT = "fit on ../shared/data/e2e_train_silicon.csv"
@@ -25,7 +25,8 @@ PROFILE = register(EngineProfile(
     scheduler=SchedulerRules(mixes_decode=True, reserve_output=0.0, chunked=True, from_flags=scheduler_flags),
     handoff=KvHandoff(frontend_hops=1, connector="NixlConnector"),
     expert_slot_flags=(ExpertSlotFlag("num-redundant-experts", total=False),),
-    kv_dtype_by_arch={"DeepseekV4ForCausalLM": Dtype.FP8},
+    kv_dtype_by_arch={"DeepseekV4ForCausalLM": (KvDefault(Dtype.FP8),),
+                      "GlmMoeDsaForCausalLM": (KvDefault(Dtype.FP8, sm_from=100, sm_below=110),)},
     provenance={
         "expert_slot_flags": "vllm/engine/arg_utils.py --num-redundant-experts (with --enable-eplb); vllm/model_executor/models/"
                              "deepseek_v2.py: n_physical_experts = n_logical_experts + n_redundant_experts (0.10-0.11)",
@@ -58,6 +59,9 @@ PROFILE = register(EngineProfile(
                             "models/deepseek_v4/attention.py _resolve_dsv4_kv_cache_dtype turns --kv-cache-dtype "
                             "auto into fp8 for its fp8_ds_mla layout (448 FP8 NoPE + 64 BF16 RoPE dims + scales, "
                             "584 B a token and layer; 0.24.0 refused auto there, asking for fp8); bf16 KV only "
-                            "with FLASHINFER_MLA_SPARSE_DSV4 on SM100",
+                            "with FLASHINFER_MLA_SPARSE_DSV4 on SM100; model_executor/models/config.py (0.34.0) "
+                            "GlmMoeDsaForCausalLM.verify_and_update_config sets fp8_e4m3 at auto on CUDA SM10x "
+                            "(is_device_capability_family(100)), while DeepseekV32ForCausalLM keeps auto (the "
+                            "checkpoint's bf16)",
     },
 ))

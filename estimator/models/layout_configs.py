@@ -123,6 +123,8 @@ def deepseek_v4(cfg: dict, name: str) -> dict:
     return dict(base, sparse=sparse, num_sparse_layers=n[csa], num_compressed_layers=n[hca] if hca else 0,
                 kv_compress=hca or 1, sliding_window=window, num_sliding_layers=n[0], compressed_window=window,
                 kv_shared=True, q_lora_rank=int(req(cfg, "q_lora_rank", name)), o_groups=groups,
+                # the rope dims of each entry, which the engines' FP8 layouts keep in bf16 (estimator.kv_layout)
+                qk_rope_head_dim=int(req(cfg, "qk_rope_head_dim", name)),
                 o_lora_rank=int(req(cfg, "o_lora_rank", name)),
                 num_experts=int(req(cfg, "n_routed_experts", name)), topk=int(req(cfg, "num_experts_per_tok", name)),
                 moe_inter=moe_inter, shared_inter=int(cfg.get("n_shared_experts") or 0) * moe_inter,

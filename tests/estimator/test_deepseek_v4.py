@@ -131,11 +131,11 @@ def test_sglang_and_vllm_store_its_kv_in_fp8_unless_asked_trtllm_follows_the_che
     provenance in estimator/engines/*.py). A dtype asked for wins; other architectures keep the checkpoint's."""
     m = _flash()
     assert m.kv_dtype == Dtype.BF16
-    got = {b: kv_cache_dtype(EngineConfig(b), m) for b in Backend}
+    got = {b: kv_cache_dtype(EngineConfig(b), m, B200) for b in Backend}
     assert got == {Backend.SGLANG: Dtype.FP8, Backend.VLLM: Dtype.FP8, Backend.TRTLLM: Dtype.BF16,
                    Backend.TORCH: Dtype.BF16}
-    assert kv_cache_dtype(EngineConfig(Backend.SGLANG, kv_dtype=Dtype.BF16), m) == Dtype.BF16
-    assert kv_cache_dtype(EngineConfig(Backend.SGLANG), replace(m, architecture="DeepseekV32ForCausalLM")) == Dtype.BF16
+    assert kv_cache_dtype(EngineConfig(Backend.SGLANG, kv_dtype=Dtype.BF16), m, B200) == Dtype.BF16
+    assert kv_cache_dtype(EngineConfig(Backend.SGLANG), replace(m, architecture="Qwen3ForCausalLM"), B200) == Dtype.BF16
 
 
 def test_an_sglang_worker_sizes_and_prices_an_fp8_cache_by_default():

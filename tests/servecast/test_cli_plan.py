@@ -145,3 +145,16 @@ def test_deepseek_v4_artifacts_carry_the_engines_kv_cache_dtype(tmp_path, monkey
         text = (top / "k8s" / "dynamo.yaml").read_text()
         assert "- --kv-cache-dtype\n" in text and text.split("- --kv-cache-dtype\n", 1)[1].split()[1] == flag
         assert yaml.safe_load((top / "deployment.yaml").read_text())["engine"]["kv_cache_dtype"] == kv
+
+
+def test_glm5_sglang_artifacts_write_the_kv_dtype_priced_on_each_gpu(tmp_path, monkeypatch, capsys):
+    """SGLang stores DSA models' KV in fp8_e4m3 at auto on Blackwell and bfloat16 on Hopper: on b200 the plan
+    prices fp8 and says so with --kv-cache-dtype fp8_e4m3; on h200 it prices bf16 and leaves auto."""
+    args = ["plan", "--model", "zai-org/GLM-5-FP8", "--backend", "sglang", "--isl", "4000", "--osl", "500",
+            "--ttft", "3000", "--tpot", "50", "--mode", "agg", "--top-n", "1", "--no-simulate"]
+    for system, flag, kv in (("b200_sxm", "fp8_e4m3", "fp8"), ("h200_sxm", "auto", "bf16")):
+        out = tmp_path / system
+        code, _, _ = _main(args + ["--system", system, "--save-dir", str(out)], monkeypatch, capsys)
+        (top,) = (out / "top").iterdir()
+        assert code == 0 and f"--kv-cache-dtype {flag}" in (top / "launch.sh").read_text()
+        assert yaml.safe_load((top / "deployment.yaml").read_text())["engine"]["kv_cache_dtype"] == kv
