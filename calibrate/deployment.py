@@ -31,7 +31,7 @@ from perfdb.userfiles import read_text
 
 _ROLE_KEYS = {"tp": "tp", "pp": "pp", "attn_dp": "attn_dp", "dp": "attn_dp", "moe_tp": "moe_tp",
               "etp": "moe_tp", "moe_ep": "moe_ep", "ep": "moe_ep", "workers": "workers", "batch_size": "batch_size"}
-_ENGINE_KEYS = ("max_batch_size", "max_num_tokens", "mem_fraction", "kv_dtype", "extra")
+_ENGINE_KEYS = ("max_batch_size", "max_num_tokens", "mem_fraction", "kv_dtype", "extra", "flags")
 
 
 @dataclass(frozen=True)

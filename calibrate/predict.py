@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from calibrate.runs import MeasuredRun, Mode, Role, Statistic
-from estimator.run_facts import RunFacts
+from calibrate.runs import EngineSettings, MeasuredRun, Mode, Role, Statistic
+from estimator.run_facts import RunFacts, parse_flags
 from estimator.runs import RunRow, Worker, predict_runs
 from perfdb.lookup import PerfDB
 
@@ -47,7 +48,16 @@ def to_run_row(run: MeasuredRun) -> RunRow:
                   concurrency=None if conc is None else max(1, int(round(conc))),
                   agg=_worker(d.agg), prefill=_worker(d.prefill), decode=_worker(d.decode),
                   ttft_ms=run.metrics.ttft.mean, tpot_ms=run.metrics.tpot.mean,
-                  facts=RunFacts.from_extra(d.engine.extra, run.load.num_requests))
+                  facts=run_facts(d.engine, run.load.num_requests))
+
+
+def run_facts(engine: EngineSettings, num_prompts: int | None) -> RunFacts:
+    """The estimator's RunFacts of a measured run: the enrichment facts `extra` carries, the engine's
+    recorded limits and every launch flag, so a calibration is fitted on the predictions
+    `servecast estimate --from-runs` makes for the same rows (per-role flags, expert slots, agg limits)."""
+    return replace(RunFacts.from_extra(engine.extra, num_prompts), max_batch=engine.max_batch_size,
+                   max_num_tokens=engine.max_num_tokens, mem_fraction=engine.mem_fraction,
+                   flags=parse_flags(engine.flags))
 
 
 def _units(run: MeasuredRun) -> int:

@@ -81,6 +81,9 @@ class EngineSettings:
     mem_fraction: float | None = None
     kv_dtype: str | None = None
     extra: str = ""                  # free-form `key=value;...` for knobs the estimator does not model
+    # every launch flag as the enrichment read it (`engine_flags`: `key=value;...`, a disaggregated run's
+    # two engines as `prefill.key=...;decode.key=...`): the estimator's per-role rules read them
+    flags: str = ""
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ _ENGINE = [
     pa.field("engine_mem_fraction", pa.float64()),
     pa.field("engine_kv_dtype", pa.string()),
     pa.field("engine_extra", pa.string(), nullable=False),
+    pa.field("engine_flags", pa.string(), nullable=False),
 ]
 _LOAD = [
     pa.field("isl", pa.float64(), nullable=False),
@@ -99,7 +100,7 @@ def run_to_row(run: MeasuredRun) -> dict:
         "precision": d.precision, "gemm_quant": d.gemm_quant, "moe_quant": d.moe_quant, "num_gpus": d.num_gpus,
         "engine_max_batch_size": d.engine.max_batch_size, "engine_max_num_tokens": d.engine.max_num_tokens,
         "engine_mem_fraction": d.engine.mem_fraction, "engine_kv_dtype": d.engine.kv_dtype,
-        "engine_extra": d.engine.extra,
+        "engine_extra": d.engine.extra, "engine_flags": d.engine.flags,
         "isl": float(ld.isl), "osl": float(ld.osl), "isl_std": float(ld.isl_std), "osl_std": float(ld.osl_std),
         "concurrency": ld.concurrency, "request_rate": ld.request_rate,
         "measured_concurrency": ld.measured_concurrency, "num_requests": ld.num_requests,
@@ -143,7 +144,7 @@ def row_to_run(row: dict) -> MeasuredRun:
         engine=EngineSettings(max_batch_size=row["engine_max_batch_size"],
                               max_num_tokens=row["engine_max_num_tokens"],
                               mem_fraction=row["engine_mem_fraction"], kv_dtype=row["engine_kv_dtype"],
-                              extra=row["engine_extra"]))
+                              extra=row["engine_extra"], flags=row["engine_flags"] or ""))
     load = Load(isl=row["isl"], osl=row["osl"], isl_std=row["isl_std"], osl_std=row["osl_std"],
                 concurrency=row["concurrency"], request_rate=row["request_rate"],
                 measured_concurrency=row["measured_concurrency"], num_requests=row["num_requests"])
@@ -160,7 +161,11 @@ def table_to_runs(table: pa.Table) -> list[MeasuredRun]:
 
 
 def conform(table: pa.Table, where: str = "table") -> pa.Table:
-    """Cast to RUNS_SCHEMA (column order and types) or raise DataError naming the missing columns."""
+    """Cast to RUNS_SCHEMA (column order and types) or raise DataError naming the missing columns. A table
+    written before engine flags were carried (2026-12-05) has no `engine_flags` column: its runs recorded
+    none, so the column is filled empty."""
+    if "engine_flags" not in table.column_names and "engine_extra" in table.column_names:
+        table = table.append_column("engine_flags", pa.array([""] * table.num_rows, pa.string()))
     missing = [f.name for f in RUNS_SCHEMA if f.name not in table.column_names]
     if missing:
         raise DataError(f"{where} is not a measured-run table: missing column(s) {', '.join(missing[:8])}"

@@ -74,10 +74,10 @@ def _engine(row: dict, facts: RunFacts) -> EngineSettings:
         text = (row.get(key) or "").strip()
         return cast(float(text)) if text else None
 
-    return EngineSettings(max_batch_size=num("engine_max_batch_size", int),
-                          max_num_tokens=num("engine_max_num_tokens", int),
-                          mem_fraction=num("engine_mem_fraction", float),
-                          kv_dtype=(row.get("engine_kv_dtype") or "").strip() or None, extra=facts.to_extra())
+    return EngineSettings(max_batch_size=facts.max_batch, max_num_tokens=facts.max_num_tokens,
+                          mem_fraction=facts.mem_fraction,
+                          kv_dtype=(row.get("engine_kv_dtype") or "").strip() or None, extra=facts.to_extra(),
+                          flags=(row.get("engine_flags") or "").strip())
 
 
 def parse_row(path: Path, row: dict, line: int) -> MeasuredRun:

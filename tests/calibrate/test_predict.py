@@ -50,3 +50,29 @@ def test_predictions_file_and_apply(tmp_path):
     cal = Calibration((Factor(Scope(), "ttft", math.log(2.0), 10, 3), Factor(Scope(), "tpot", 0.0, 10, 3)), (), ())
     out = apply_calibration(f, cal)
     assert out["cal_ttft"][0] == 100.0 and out["cal_tpot"][0] == 4.5 and np.isnan(out["cal_ttft"][1])
+
+
+def test_a_calibration_sees_the_rows_as_estimate_from_runs_does(tmp_path):
+    """The calibration's path (parse_file -> MeasuredRun -> to_run_row) used to rebuild the estimator's
+    facts from `engine_extra` alone, dropping the launch flags and an agg engine's recorded limits: the
+    shipped calibrations were fitted on predictions without per-role flags or expert slots, while
+    `estimate --from-runs` (and the nested figures) had them. Both paths now give one RunRow's facts."""
+    from calibrate.table import runs_to_table, table_to_runs
+    from estimator.runs import read_runs
+
+    flags = "prefill.tp-size=4;decode.ep-num-redundant-experts=32;decode.scheduler-recv-interval=10"
+    agg = ("a1,silicon_concurrency=8,sglang,0.5.5,deepseek-ai/DeepSeek-R1,b200_sxm,fp8,agg,1024,1024,fp8,fp8,8,8,1,1,"
+           "1,8,,,,,,,,,,,,,,,300,20")
+    dis = ("d1,silicon_concurrency=64,sglang,0.5.5,deepseek-ai/DeepSeek-R1,gb200,fp4,disagg,1024,1024,fp4,fp4,,,,,,,"
+           ",1,4,1,1,1,4,,1,48,1,1,1,48,900,15")
+    head = HEADER + ",engine_max_batch_size,engine_max_num_tokens,engine_mem_fraction,engine_flags,decode_dp_attn,decode_ep"
+    path = tmp_path / "runs.csv"
+    path.write_text("\n".join([head, agg + ",64,16384,0.8,scheduler-recv-interval=30,,", dis + f",,,,{flags},true,48"]) + "\n")
+    direct = {r.id: r for r in read_runs(path)}
+    measured = parse_file(path)
+    for run in (*measured, *table_to_runs(runs_to_table(measured))):   # also through the Parquet table
+        row = to_run_row(run)
+        want = direct[row.id].facts
+        assert (row.facts.flags, row.facts.max_batch, row.facts.max_num_tokens, row.facts.mem_fraction) == \
+            (want.flags, want.max_batch, want.max_num_tokens, want.mem_fraction)
+    assert direct["a1"].facts.max_batch == 64 and dict(direct["d1"].facts.flags)["decode.ep-num-redundant-experts"] == "32"
