@@ -13,17 +13,12 @@ candidate, a CLI flag set), and no module re-derives a layout rule:
   network otherwise (one path per group: a group that spans domains sends most of its pairs' KV over
   the network, and the model takes the network for all of them).
 - `agg_layout(row, system)`: an aggregated run's engine as its launch flags state it (the tables record
-  tp x ep in `tp_size` for single-node EP runs), then within one domain; `agg_pool(row, system)`: that
-  layout with the limits its launch states (batch cap, tokens per step, memory share, expert slots).
+  tp x ep in `tp_size` for single-node EP runs), then within one domain.
 - `role_layout(...)` / `row_layouts(row, system)`: a disaggregated run's per-role attention DP and EP as
   its config states them (the enrichment's columns), then within one domain; `role_batch_cap(row, role)`:
   a worker's batch cap (per attention rank x the engine's ranks); `RUN_ROUTER` / `run_routers(row)`: the
   measured runs' router (Dynamo frontends, round-robin) and how many of them stand behind srtctl's nginx.
   Recorded worker counts are never re-derived.
-
-A run row's engine for each role is `Pool.engine_for` of that role's pool applied to the row's engine
-(estimator.runs.run_engine: backend and speculative decoding): the static estimate and the simulator
-take the pools from here and nowhere else, so an agg row's recorded limits reach both.
 """
 from __future__ import annotations
 
@@ -273,22 +268,6 @@ def role_slots(row: "RunRow", role: str, experts: int) -> int | None:
     return profile_for(Backend(row.backend)).expert_slots(row.facts.role_flags(role), experts)
 
 
-def agg_pool(row: "RunRow", system: SystemSpec, experts: int = 0, workers: int = 1) -> Pool:
-    """An aggregated row's pool of `workers` replicas: its layout (agg_layout) and the limits its launch
-    states (the enrichment's engine_max_batch_size, engine_max_num_tokens, engine_mem_fraction, in the
-    engine's own sense), expert slots included. The batch flag is per attention-DP rank where the
-    engine's scheduler runs per rank (TRT-LLM, vLLM: the worker holds ranks x it) and the worker's
-    where the engine splits it over its ranks (SGLang's max_running_requests); the pool counts the
-    worker's requests (Pool.engine_for gives the engine its per-rank share back)."""
-    par = agg_layout(row, system)
-    f = row.facts
-    cap = None
-    if f.max_batch:
-        sched = profile_for(Backend(row.backend)).scheduler
-        cap = f.max_batch * (par.attn_dp if sched is None or sched.budget_per_dp_rank else 1)
-    return Pool(par, workers, cap, f.max_num_tokens, f.mem_fraction, role_slots(row, "agg", experts))
-
-
 def role_pools(row: "RunRow", system: SystemSpec, experts: int = 0) -> tuple[Pool, Pool]:
     """A disaggregated row's prefill and decode pools of one worker each: layouts (row_layouts) and the
     limits its recipe states, expert slots included (`experts`: the model's routed experts, 0 for a
@@ -314,7 +293,8 @@ def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
     if row.mode != "disagg":
         if row.agg is None:
             raise InputError(f"run {row.id}: an agg row needs its tp_size")
-        return Deployment(backend, agg=agg_pool(row, system, experts, row.agg.workers or 1))
+        return Deployment(backend, agg=Pool(agg_layout(row, system), row.agg.workers or 1,
+                                            expert_slots=role_slots(row, "agg", experts)))
     if row.prefill is None or row.decode is None:
         raise InputError(f"run {row.id}: a disagg row needs prefill_tp_size and decode_tp_size")
     p = row.prefill.workers or p_workers

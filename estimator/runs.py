@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from estimator.deployment import agg_pool, role_pools
+from estimator.deployment import agg_layout, role_pools, role_slots
 from estimator.engine import EngineConfig
 from estimator.estimate import Estimate, WorkerSpec, estimate, estimate_disagg
 from estimator.models import AttentionKind, load_model
@@ -203,14 +203,6 @@ def spec_tokens(row: RunRow, backend: Backend, model) -> int:
     return known if known is not None else rule
 
 
-def run_engine(row: RunRow, backend: Backend, model, acceptance: float | None = None) -> EngineConfig:
-    """The engine a run row ran, before its role's limits: the backend and its speculative decoding
-    (spec_tokens; `acceptance` None: estimator.spec's default). Each role's engine is its pool's
-    `engine_for` of this (estimator.deployment: agg_pool / role_pools / from_row), in the static
-    estimate and the simulator alike."""
-    return EngineConfig(backend, spec_tokens=spec_tokens(row, backend, model), spec_acceptance=acceptance)
-
-
 def num_requests(rows: list[RunRow], conc: np.ndarray) -> np.ndarray:
     """Requests each run's client sent: the enrichment's count, else BENCH_REQUESTS_PER_CONCURRENCY x conc."""
     return np.array([r.facts.num_prompts or c * BENCH_REQUESTS_PER_CONCURRENCY for r, c in zip(rows, conc, strict=True)],
@@ -239,14 +231,16 @@ def _predict_agg(rows: list[RunRow], model, system, view, acceptance: float | No
     w = rows[0].agg
     if w is None:
         return _fail(rows, "no tp_size for an agg row")
-    pool = agg_pool(rows[0], system, model.num_experts)   # estimator.deployment: the simulator's pool too
-    engine = pool.engine_for(run_engine(rows[0], Backend(rows[0].backend), model, acceptance))
+    backend = Backend(rows[0].backend)
+    engine = EngineConfig(backend, spec_tokens=spec_tokens(rows[0], backend, model),
+                          expert_slots=role_slots(rows[0], "agg", model.num_experts),
+                          spec_acceptance=acceptance)
     # requests in flight per replica: the run's clients spread over its replicas (estimator.deployment)
     total = np.array([r.concurrency or rows[0].agg.batch or 1 for r in rows], dtype=np.float64)
     conc, replicas = total / (w.workers or 1), float(w.workers or 1)
     load = Workload(isl=np.array([r.isl for r in rows], dtype=np.float64), osl=np.array([r.osl for r in rows], dtype=np.float64),
                     concurrency=conc, num_requests=num_requests(rows, total) / replicas)
-    return _collect(rows, estimate(model, system, pool.parallel, engine, load, view))
+    return _collect(rows, estimate(model, system, agg_layout(rows[0], system), engine, load, view))
 
 
 def _predict_disagg(rows: list[RunRow], model, system, view, acceptance: float | None = None) -> list[Prediction]:
@@ -256,7 +250,8 @@ def _predict_disagg(rows: list[RunRow], model, system, view, acceptance: float |
     r0 = rows[0]
     if r0.prefill is None or r0.decode is None:
         return _fail(rows, "disagg row lacks prefill_tp_size or decode_tp_size")
-    engine = run_engine(r0, Backend(r0.backend), model, acceptance)
+    backend = Backend(r0.backend)
+    engine = EngineConfig(backend, spec_tokens=spec_tokens(r0, backend, model), spec_acceptance=acceptance)
     isl = np.array([r.isl for r in rows], dtype=np.float64)
     osl = np.array([r.osl for r in rows], dtype=np.float64)
     conc = np.array([r.concurrency or (r0.decode.batch or 1) * (r0.decode.workers or 1) for r in rows], dtype=np.float64)

@@ -9,9 +9,8 @@ batch_size is per replica, and agg rows have one replica); disaggregated rows us
 counts (recorded, or filled by `servecast calibrate enrich`), or where it omits them the estimator's
 rules (estimator.runs / estimator.serving): decode workers holding the concurrency within
 min(KV pool, DECODE_BATCH_PRIOR) requests each, prefill workers rate-matched at PREFILL_TARGET_UTIL.
-Each row's engine is the estimator's too: estimator.runs.run_engine (the enrichment's speculative
-decoding, else RUN_SPEC_TOKENS drafts where it assumes them) under each pool's recorded limits
-(Pool.engine_for of from_row's pools, an agg row's engine_max_* included). An enriched row also replays its client protocol: its request and
+Each row's engine is the estimator's too (the enrichment's speculative decoding, else RUN_SPEC_TOKENS
+drafts where it assumes them). An enriched row also replays its client protocol: its request and
 warm-up counts (capped as above) and its length distribution (below), which the static estimate does
 not model.
 """
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from estimator.deployment import Deployment, from_row
+from estimator.engine import EngineConfig
 from estimator.runs import (
     DECODE_BATCH_PRIOR,
     Prediction,
@@ -32,7 +32,7 @@ from estimator.runs import (
     group_key,
     model_for,
     pick_version,
-    run_engine,
+    spec_tokens,
 )
 from estimator.serving import max_batch, prefill_workers_needed
 from estimator.sim.build import build_steps
@@ -43,6 +43,18 @@ from perfdb.errors import ServecastError
 from perfdb.lookup import PerfDB
 from perfdb.specs import load_system
 from perfdb.types import Backend
+
+
+def row_engine(row: RunRow, backend: Backend, model) -> EngineConfig:
+    """The engine the estimator assumes for a run-table row (its recorded speculative decoding, if
+    enriched); an aggregated row's engine also gets its recorded limits (engine_max_batch_size,
+    engine_max_num_tokens: the launch flags, per attention-DP rank where the engine's are per rank)
+    and memory share (engine_mem_fraction, in the engine's own sense: estimator.memory)."""
+    agg = row.mode != "disagg"
+    return EngineConfig(backend, spec_tokens=spec_tokens(row, backend, model),
+                        max_batch_size=row.facts.max_batch if agg else None,
+                        max_num_tokens=row.facts.max_num_tokens if agg else None,
+                        mem_fraction=row.facts.mem_fraction if agg else None)
 
 
 def _deployment(row: RunRow, system, steps_for, experts: int) -> tuple[Deployment, int]:
@@ -126,7 +138,7 @@ def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms, ra
     try:
         if row.isl < 1 or row.osl < 1 or (row.agg is None and row.mode != "disagg"):
             raise ValueError("row lacks isl/osl or its parallel layout")
-        engine = run_engine(row, backend, model)   # each pool's limits: Pool.engine_for (sim.build)
+        engine = row_engine(row, backend, model)
 
         def steps_for(dep: Deployment):
             # workers and routing do not change a worker's step model: key on the pools' parallelism

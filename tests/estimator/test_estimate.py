@@ -86,27 +86,3 @@ def test_speculative_decoding_cuts_tpot(view):
     # verifying 2 tokens costs more than 1 but less than 1.8x: TPOT falls, though by less than 1.8x
     assert base.tpot_ms / 1.8 < mtp.tpot_ms < base.tpot_ms
     assert any(o.name == "spec_draft" for o in mtp.breakdown)
-
-
-def test_requests_beyond_the_batch_cap_queue_for_a_slot_closed_form(view):
-    # max_batch_size 8: a closed loop of c > 8 clients holds 8 in the engine, the rest wait for a slot.
-    # Throughput stays at 8 / cycle, TPOT at the 8-batch's, and by Little's law each request's latency
-    # is c / throughput, so TTFT grows by (c - 8) / 8 cycles of the capped batch
-    model, engine = load_model("Qwen/Qwen3-32B"), EngineConfig(Backend.TRTLLM, max_batch_size=8)
-    est = estimate(model, SYS, ParallelConfig(tp=2), engine,
-                   Workload(isl=2000, osl=500, concurrency=np.array([8.0, 16.0, 32.0])), view)
-    cycle = est.request_latency_ms[0]
-    assert est.tpot_ms == pytest.approx(np.full(3, est.tpot_ms[0]))
-    assert est.tokens_per_s_per_gpu == pytest.approx(np.full(3, est.tokens_per_s_per_gpu[0]))
-    assert est.ttft_ms == pytest.approx(est.ttft_ms[0] + np.array([0.0, 1.0, 3.0]) * cycle)
-    free = estimate(model, SYS, ParallelConfig(tp=2), EngineConfig(Backend.TRTLLM), Workload(isl=2000, osl=500,
-                    concurrency=32.0), view)
-    assert free.ttft_ms < est.ttft_ms[2] and free.tokens_per_s_per_gpu > est.tokens_per_s_per_gpu[2]
-
-
-def test_a_token_budget_below_the_prompt_prefills_it_in_chunks(view):
-    # max_num_tokens 1000 < ISL 4000: the prompt takes 4 iterations, each re-reading the cached prefix
-    model = load_model("Qwen/Qwen3-32B")
-    one, chunked = (estimate(model, SYS, ParallelConfig(tp=2), EngineConfig(Backend.VLLM, max_num_tokens=t),
-                             Workload(isl=4000, osl=100, concurrency=1), view) for t in (8192, 1000))
-    assert chunked.ttft_ms > one.ttft_ms

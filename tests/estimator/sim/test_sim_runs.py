@@ -70,13 +70,12 @@ def test_the_clients_warm_up_drains_before_the_measured_run(tmp_path, tiny_db):
 def test_recorded_engine_limits_reach_the_replayed_engine(tmp_path, tiny_db):
     from types import SimpleNamespace
 
-    from estimator.deployment import Pool, agg_pool
+    from estimator.deployment import Pool
     from estimator.models import load_model
     from estimator.parallel import ParallelConfig
-    from estimator.runs import run_engine
     from estimator.sim.engine import _limits
     from estimator.sim.policy import policy_for
-    from perfdb.specs import load_system
+    from estimator.sim.runs import row_engine
     from perfdb.types import Backend
 
     rows = [_row("plain", 8, "agg", batch_size="8", tp_size="1"),
@@ -85,13 +84,8 @@ def test_recorded_engine_limits_reach_the_replayed_engine(tmp_path, tiny_db):
                  engine_flags="attention_dp_config.enable_balance=True;max_num_tokens=1200")]
     runs = _write(tmp_path / "r.csv", rows, ENRICH)
     model = load_model("Qwen/Qwen3-8B")
-    h200 = load_system("h200_sxm")
-
-    def row_engine(row):
-        return agg_pool(row, h200).engine_for(run_engine(row, Backend.TRTLLM, model))
-
-    assert row_engine(runs[0]).max_num_tokens is None
-    eng = row_engine(runs[1])
+    assert row_engine(runs[0], Backend.TRTLLM, model).max_num_tokens is None
+    eng = row_engine(runs[1], Backend.TRTLLM, model)
     assert (eng.max_num_tokens, eng.max_batch_size) == (1200, 4)
     assert all(r.status == "ok" for r in simulate_runs(runs, PerfDB(tiny_db), max_requests=80))
     # the recorded flags are per attention-DP rank (TRT-LLM): the worker holds ranks x them
@@ -106,28 +100,3 @@ def test_concurrency_one_simulated_ttft_matches_the_static_estimate(tmp_path, ti
     sim, = simulate_runs(runs, PerfDB(tiny_db))
     static, = predict_runs(runs, PerfDB(tiny_db))
     assert sim.prediction().ttft_ms == pytest.approx(static.ttft_ms, rel=0.05)
-
-
-def test_the_static_estimate_and_the_simulator_build_the_same_engine_for_a_row(tmp_path, tiny_db, monkeypatch):
-    # one deployment model: both paths take each role's engine from the row's pools (Pool.engine_for), so
-    # an agg row's recorded limits and a disagg row's per-role ones reach both, identically
-    from estimator.runs import predict_runs
-    from estimator.steps import StepModel
-
-    rows = [_row("agg", 8, "agg", batch_size="8", tp_size="1", engine_max_num_tokens="1500",
-                 engine_max_batch_size="6", engine_mem_fraction="0.7"),
-            _row("dis", 8, "disagg", prefill_tp_size="1", decode_tp_size="2", prefill_num_workers="1",
-                 decode_num_workers="1", decode_max_batch="8", prefill_max_num_tokens="2048")]
-    runs = _write(tmp_path / "r.csv", rows, [*ENRICH, "engine_mem_fraction", "decode_max_batch",
-                                              "prefill_max_num_tokens"])
-    seen: dict[str, set] = {"static": set(), "sim": set()}
-    build, path = StepModel.build.__func__, ["static"]
-    monkeypatch.setattr(StepModel, "build", classmethod(
-        lambda cls, model, system, par, engine, view: seen[path[0]].add((par, engine)) or build(cls, model, system, par, engine, view)))
-    assert all(p.status == "ok" for p in predict_runs(runs, PerfDB(tiny_db)))
-    path[0] = "sim"
-    assert all(r.status == "ok" for r in simulate_runs(runs, PerfDB(tiny_db), max_requests=40))
-    assert seen["static"] == seen["sim"]
-    engines = {e for _, e in seen["static"]}
-    assert any((e.max_batch_size, e.max_num_tokens, e.mem_fraction) == (6, 1500, 0.7) for e in engines)
-    assert any(e.max_num_tokens == 2048 for e in engines) and any(e.max_batch_size == 8 for e in engines)
