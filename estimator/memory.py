@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from estimator.engine import GIB, ResolvedEngine
 from estimator.kv_layout import kv_row, per_gpu_layer_bytes
 from estimator.models.spec import AttentionKind, ModelSpec
@@ -33,6 +35,22 @@ COMM_BUFFER_BYTES = 1 * GIB
 #  vLLM V1 hybrid allocator: a request's state occupies pages of the one shared KV pool.
 SGLANG_MAMBA_FULL_RATIO = 0.9
 TRTLLM_STATE_SHARE = 0.5
+# KV of sliding-window layers (hybrids whose other layers' cache grows with the context), each engine's rule:
+#  SGLang 0.5.14 keeps two static pools (model_executor/pool_configurator.py HybridSWAPoolConfigurator, and
+#    DSV4PoolConfigurator for DeepSeek-V4): the window pool holds swa_full_tokens_ratio x the full pool's
+#    tokens, so each full-pool token costs full + ratio x window bytes (server_args.py default 0.8;
+#    arg_groups/deepseek_v4_hook.py sets 0.1 for DeepSeek-V4, with page_size 256). A running request holds
+#    at most window + SGLANG_SWA_EVICTION_INTERVAL (environ.py, 128) + 2 pages of the window pool
+#    (SWAChunkCapPoolConfigurator's per-request bound: the trailing window, the eviction interval, the
+#    alignment page and the decode page), which caps the requests it admits (schedule_policy.py remaining_swa).
+#  vLLM 0.34.0 and TRT-LLM: one KV pool; a request's sliding-window layers hold only the blocks inside its
+#    window (vLLM v1 hybrid KV cache manager, SlidingWindowSpec / SlidingWindowMLASpec groups), charged per
+#    request beside its full-attention tokens (kv_requests).
+SGLANG_SWA_RATIO = 0.8
+SGLANG_SWA_RATIO_V4 = 0.1
+SGLANG_SWA_EVICTION_INTERVAL = 128
+SGLANG_PAGE = 1
+SGLANG_PAGE_V4 = 256
 
 
 @dataclass(frozen=True)
@@ -54,6 +72,8 @@ class MemoryReport:
     state_bytes_per_request: float = 0.0    # per GPU: recurrent state of the linear layers (fixed per request)
     index_bytes_per_token: float = 0.0      # per GPU: sparse-attention indexer keys (inside full_bytes_per_token)
     state_in_kv_pool: bool = False          # vLLM: states take pages of the KV pool (serving.max_batch counts them)
+    window_pool_tokens: float = 0.0         # per replica: SGLang's separate window pool (0: windows share the KV pool)
+    window_hold_tokens: float = 0.0         # window-pool tokens one running request holds at most (SGLang)
 
 
 def weights_per_gpu(model: ModelSpec, p: ParallelConfig) -> float:
@@ -147,7 +167,9 @@ def memory_report(model: ModelSpec, system: SystemSpec, p: ParallelConfig, eng: 
     pool, slots = _state_pool(model, p, eng, pool, free)
     slide_req = kv_slide * model.sliding_window if model.sliding_window else 0.0
     per_token = kv_full if kv_full > 0 else kv_slide  # all-sliding models: report the per-token cost
-    capacity = max(pool, 0.0) / per_token * p.attn_dp if per_token > 0 else math.inf
+    ratio, hold = sglang_window_pool(model, eng.backend) if kv_full > 0 and kv_slide > 0 else (0.0, 0.0)
+    cell = per_token + ratio * kv_slide               # SGLang: each full-pool token brings ratio window tokens
+    capacity = max(pool, 0.0) / cell * p.attn_dp if cell > 0 else math.inf
     reason = ""
     if weights > total:
         reason = (f"{model.name} weights need {weights / 1e9:.0f} GB/GPU with {p.label()}; "
@@ -167,4 +189,40 @@ def memory_report(model: ModelSpec, system: SystemSpec, p: ParallelConfig, eng: 
         state_bytes_per_request=model.state_bytes_per_request(p.tp) / p.pp,
         index_bytes_per_token=model.index_bytes_per_token() / p.pp,
         state_in_kv_pool=eng.backend == Backend.VLLM and model.num_linear_layers > 0,
+        window_pool_tokens=ratio * capacity, window_hold_tokens=hold,
     )
+
+
+def sglang_window_pool(model: ModelSpec, backend: Backend) -> tuple[float, float]:
+    """(swa_full_tokens_ratio, window-pool tokens one running request holds at most) of SGLang's separate
+    window pool; (0, 0) for the engines whose windows share the KV pool."""
+    if backend != Backend.SGLANG or not model.sliding_window:
+        return 0.0, 0.0
+    v4 = model.kv_shared and model.compressed_window > 0
+    ratio, page = (SGLANG_SWA_RATIO_V4, SGLANG_PAGE_V4) if v4 else (SGLANG_SWA_RATIO, SGLANG_PAGE)
+    return ratio, float(model.sliding_window + SGLANG_SWA_EVICTION_INTERVAL + 2 * page)
+
+
+def window_requests(mem: MemoryReport, tokens, attn_dp: int) -> np.ndarray:
+    """Requests of `tokens` tokens whose windows SGLang's window pool holds per replica (inf where the
+    windows share the KV pool): each holds min(tokens, window_hold_tokens) of it."""
+    tokens = np.asarray(tokens, dtype=np.float64)
+    if mem.window_pool_tokens <= 0:
+        return np.full(tokens.shape, np.inf)
+    held = np.maximum(np.minimum(tokens, mem.window_hold_tokens), 1.0)
+    return np.floor(mem.window_pool_tokens / attn_dp / held) * attn_dp
+
+
+def kv_requests(mem: MemoryReport, tokens: np.ndarray, attn_dp: int) -> np.ndarray:
+    """Requests of `tokens` KV tokens each that the engine's KV pools admit per replica (before its batch
+    cap): SGLang's two pools (full-pool tokens, window-pool holds) each bound them; elsewhere a request's
+    full tokens, its window (and on vLLM its recurrent state) come out of the one pool."""
+    tokens = np.asarray(tokens, dtype=np.float64)
+    window = np.minimum(tokens, mem.sliding_window) if mem.sliding_window else 0.0
+    if mem.window_pool_tokens > 0:
+        by_full = np.floor(mem.kv_capacity_tokens / attn_dp / np.maximum(tokens, 1.0)) * attn_dp
+        return np.minimum(by_full, window_requests(mem, tokens, attn_dp))
+    per_req = tokens * mem.full_bytes_per_token + window * mem.sliding_bytes_per_token
+    if mem.state_in_kv_pool:   # vLLM hybrids: the recurrent state takes pool pages too
+        per_req = per_req + mem.state_bytes_per_request
+    return np.floor(mem.kv_pool_bytes / np.maximum(per_req, 1.0)) * attn_dp

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from estimator.deployment import kv_same_node
-from estimator.memory import MemoryReport
+from estimator.memory import MemoryReport, kv_requests
 from estimator.steps import OpTime, StepModel
 from estimator.workload import Workload
 from perfdb.types import Phase
@@ -59,12 +59,7 @@ def max_batch(sm: StepModel, isl: np.ndarray, osl: np.ndarray) -> np.ndarray:
     # SGLang allocate KV blocks as tokens arrive (preempting/retracting when short), so in steady state
     # a request holds its prompt plus half its output on average.
     tokens = isl + (osl if sm.resolved.reserves_full_sequence else osl / 2.0)
-    window = np.minimum(tokens, mem.sliding_window) if mem.sliding_window else 0.0
-    per_req = tokens * mem.full_bytes_per_token + window * mem.sliding_bytes_per_token
-    if getattr(mem, "state_in_kv_pool", False):   # vLLM hybrids: the recurrent state takes pool pages too
-        per_req = per_req + mem.state_bytes_per_request
-    by_kv = np.floor(mem.kv_pool_bytes / np.maximum(per_req, 1.0)) * sm.parallel.attn_dp
-    return np.minimum(by_kv, mem.max_batch)
+    return np.minimum(kv_requests(mem, tokens, sm.parallel.attn_dp), mem.max_batch)
 
 
 def _mdl_wait(rho: np.ndarray, service: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from estimator.deployment import Deployment, Mode, Pool, RoutePolicy
+from estimator.memory import window_requests
 from estimator.run_facts import RoleFlags
 from estimator.sim.load import build_requests
 from estimator.sim.metrics import RequestRecords, SimResult, summarise, ttft_parts
@@ -159,6 +160,12 @@ class _Sim:
             raise InfeasibleError(f"{role.value} worker {pool.parallel.label()} holds {cap} KV tokens; "
                                   f"a request needs {need}")
         max_batch, max_tokens, rank_tokens = _limits(steps, pool, policy)
+        if getattr(mem, "window_pool_tokens", 0.0) > 0:   # SGLang's window pool caps the running requests
+            held = int(window_requests(mem, need, pool.parallel.attn_dp))
+            if held < 1:
+                raise InfeasibleError(f"{role.value} worker {pool.parallel.label()}: its window pool of "
+                                      f"{mem.window_pool_tokens:.0f} tokens cannot hold one request's window")
+            max_batch = min(max_batch, held)
         bound = self.n if concurrency is None else concurrency
         lengths = np.unique(np.asarray(self.reqs.isl))
         hints = tuple(lengths.tolist()) if lengths.size <= MAX_HINTS else ()

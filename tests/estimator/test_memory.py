@@ -92,3 +92,53 @@ def test_sliding_window_requests_hold_at_most_the_window():
     mem = oss.memory
     per_req = (8192 + 512) * mem.full_bytes_per_token + 128 * mem.sliding_bytes_per_token
     assert float(max_batch(oss, np.float64(8192), np.float64(1024))) == min(np.floor(mem.kv_pool_bytes / per_req), mem.max_batch)
+
+
+def test_sglang_sizes_a_separate_window_pool_at_its_ratio_of_the_full_pool():
+    """SGLang (pool_configurator.py HybridSWAPoolConfigurator / DSV4PoolConfigurator): each full-pool token
+    costs full + swa_full_tokens_ratio x window bytes (0.1 for DeepSeek-V4, 0.8 otherwise) and the window
+    pool, ratio x the full pool's tokens, caps the requests (each holds window + 128 + 2 pages of it).
+    vLLM charges a request's window from the one shared pool instead."""
+    from estimator.memory import kv_requests
+
+    v4, sys = load_model("deepseek-ai/DeepSeek-V4-Flash"), load_system("b200_sxm")
+    p = ParallelConfig(tp=8, moe_ep=8)
+    for backend, ratio, hold in ((Backend.SGLANG, 0.1, 128 + 128 + 2 * 256), (Backend.VLLM, 0.0, 0.0)):
+        eng = resolve(EngineConfig(backend), sys, p)
+        mem = memory_report(v4, sys, p, eng, Dtype.FP8)
+        cell = mem.full_bytes_per_token + ratio * mem.sliding_bytes_per_token
+        assert mem.kv_capacity_tokens == pytest.approx(mem.kv_pool_bytes / cell)
+        assert mem.window_pool_tokens == pytest.approx(ratio * mem.kv_capacity_tokens)
+        assert mem.window_hold_tokens == hold
+        tokens = np.array([4250.0, 100.0])
+        got = kv_requests(mem, tokens, 1)
+        if backend == Backend.SGLANG:
+            want = np.minimum(np.floor(mem.kv_capacity_tokens / tokens),
+                              np.floor(mem.window_pool_tokens / np.minimum(tokens, hold)))
+        else:
+            want = np.floor(mem.kv_pool_bytes / (tokens * mem.full_bytes_per_token
+                                                 + np.minimum(tokens, 128) * mem.sliding_bytes_per_token))
+        np.testing.assert_array_equal(got, want)
+    # gpt-oss on SGLang: the default ratio 0.8, page 1; an all-sliding model (Mistral-7B) keeps one pool
+    oss = load_model("openai/gpt-oss-120b")
+    mem = memory_report(oss, sys, p, resolve(EngineConfig(Backend.SGLANG), sys, p), Dtype.BF16)
+    assert mem.window_pool_tokens == pytest.approx(0.8 * mem.kv_capacity_tokens) and mem.window_hold_tokens == 128 + 128 + 2
+    mistral = load_model("mistralai/Mistral-7B-v0.1")
+    one = ParallelConfig()
+    assert memory_report(mistral, sys, one, resolve(EngineConfig(Backend.SGLANG), sys, one), Dtype.BF16).window_pool_tokens == 0
+
+
+def test_the_simulator_admits_no_more_sglang_requests_than_the_window_pool_holds():
+    """The simulator reads the same rule (estimator.memory.window_requests) as the analytic max_batch."""
+    from estimator.deployment import Deployment, Pool
+    from estimator.serving import max_batch
+    from estimator.sim.engine import _Sim
+    from estimator.steps import StepModel
+    from perfdb.lookup import PerfDB
+
+    v4, sys, p = load_model("deepseek-ai/DeepSeek-V4-Pro"), load_system("b200_sxm"), ParallelConfig(tp=8, moe_ep=8)
+    sm = StepModel.build(v4, sys, p, EngineConfig(Backend.SGLANG), PerfDB().view("b200_sxm", Backend.SGLANG))
+    cap = int(max_batch(sm, np.float64(4000), np.float64(1000)))
+    assert cap == int(np.floor(sm.memory.window_pool_tokens / 768)) and cap < sm.resolved.max_batch_size
+    sim = _Sim(sm, Deployment(Backend.SGLANG, agg=Pool(p)), np.full(4, 4000), np.full(4, 1000), None, 0.0)
+    assert {w.max_batch for w in sim.entry.workers} == {cap}
