@@ -100,6 +100,14 @@ def kv_row(model: ModelSpec, kv_dtype: Dtype, backend: Backend | None = None, sm
     return KvRow(plain, plain, _GENERIC)
 
 
+def decode_read_bytes(model: ModelSpec, kv_dtype: Dtype, backend: Backend | None, sm_version: int) -> float:
+    """Bytes a decode attention kernel reads per cached entry where `backend` stores its own FP8 row
+    (DeepSeek-V4 584, DSA 656 on Hopper: the stored row, `wire_bytes`); 0 where the row is elements x bytes
+    per element, which the decode ops price by themselves (perfdb.ops.base.kv_row_field)."""
+    row = kv_row(model, kv_dtype, backend, sm_version)
+    return 0.0 if row.source == _GENERIC else row.wire_bytes
+
+
 def per_gpu_layer_bytes(model: ModelSpec, row: float, tp: int) -> float:
     """One token's cache bytes in one layer on one GPU: an MLA latent (and DeepSeek-V4's single entry) is
     replicated on every TP rank; GQA splits the KV heads over the ranks, each holding at least one."""

@@ -67,12 +67,13 @@ class LayerComposer:
 
     def __init__(self, model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, kv_dtype: Dtype,
                  fuse_norm: bool = False, spec_tokens: int = 0, covers: Callable[[OpCase], bool] | None = None,
-                 dp_exchange: DpMoeExchange = DpMoeExchange.GATHER_SCATTER):
+                 dp_exchange: DpMoeExchange = DpMoeExchange.GATHER_SCATTER, kv_row_bytes: float = 0.0):
         """covers: whether the database answers a case from its tables (perfdb.lookup.DbView.covers); the
         sparse (DSA / MSA) layers' attention block and mHC's pre / post are then priced from the module
         tables where they hold them."""
         self.m, self.sys, self.p, self.kv_dtype = model, system, parallel, kv_dtype
         self.dp_exchange = dp_exchange
+        self.kv_row = kv_row_bytes   # the engine's stored KV row the decode attention reads (0: elements x bytes)
         # speculative decoding verifies 1 + k tokens per decoding request; each request's KV is read once
         self.q_per_decode = 1 + spec_tokens
         self.spec_tokens = spec_tokens
@@ -135,7 +136,7 @@ class LayerComposer:
         if module:
             ops += module.ops(m.num_sparse_layers, pb, s, p, db, kv, self.q_per_decode, OpUse)
         else:
-            ops += sparse_ops(m, self.heads, self.kv_heads, self.kv_dtype, t, pb, s, p, db, kv, OpUse)
+            ops += sparse_ops(m, self.heads, self.kv_heads, self.kv_dtype, t, pb, s, p, db, kv, OpUse, self.kv_row)
         if v4:   # measured DeepSeek-V4 HCA modules: projections, compressor, attention and window of those layers
             ops += v4.ops(n_hca, pb, s, p, db, kv, self.q_per_decode, OpUse)
         else:
@@ -173,7 +174,8 @@ class LayerComposer:
             ops.append(OpUse("attn_prefill", MlaPrefillCase(batch=pb, seq_len=s, prefix_len=p, **mla), nf, pb > 0))
             # decode: the 1 + k verified queries of a request fold into its query heads against its one KV
             # (FlashMLA packs s_q x h_q query rows; the trtllm-gen MLA generation kernels likewise)
-            ops.append(OpUse("attn_decode", MlaDecodeCase(batch=db, kv_len=kv, **{**mla, "num_heads": h * self.q_per_decode}),
+            ops.append(OpUse("attn_decode", MlaDecodeCase(batch=db, kv_len=kv, kv_row_bytes=self.kv_row,
+                                                          **{**mla, "num_heads": h * self.q_per_decode}),
                              nf, db > 0))
         # the weight-absorbed form (decode everywhere; prefill too in sparse layers): per-head q_nope ->
         # latent and latent -> v BMMs
@@ -181,7 +183,7 @@ class LayerComposer:
         absorbed = dq + (pb * s if m.num_sparse_layers else 0.0)
         ops.append(OpUse("mla_absorb_bmm", GemmCase(dtype=Dtype.BF16, m=absorbed, n=h * m.kv_lora_rank, k=m.qk_nope_head_dim), n,
                          absorbed > 0))
-        ops += sparse_ops(m, h, h, self.kv_dtype, t, pb, s, p, db, kv, OpUse)
+        ops += sparse_ops(m, h, h, self.kv_dtype, t, pb, s, p, db, kv, OpUse, self.kv_row)
         ops.append(OpUse("mla_out_bmm", GemmCase(dtype=Dtype.BF16, m=absorbed, n=h * m.v_head_dim, k=m.kv_lora_rank), n,
                          absorbed > 0))
         ops.append(self._gemm("o_proj", q, t, m.hidden, h * m.v_head_dim, n))

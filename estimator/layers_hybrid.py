@@ -60,9 +60,12 @@ def _attn_geometry(m: ModelSpec, heads: int, kv_heads: int) -> dict:
     return dict(qk_dim=m.head_dim, v_dim=m.head_dim, kv_elems=m.kv_per_head * kv_heads * m.head_dim)
 
 
-def sparse_ops(m: ModelSpec, heads: int, kv_heads: int, kv_dtype: Dtype, t, pb, s, p, db, kv, op_use) -> list:
+def sparse_ops(m: ModelSpec, heads: int, kv_heads: int, kv_dtype: Dtype, t, pb, s, p, db, kv, op_use,
+               kv_row_bytes: float = 0.0) -> list:
     """Indexer projections and the indexer + top-k attention of the sparse layers. Cache entries of a
-    compressing layer (DeepSeek-V4 CSA) stand for `compress` tokens each: the lengths are in entries."""
+    compressing layer (DeepSeek-V4 CSA) stand for `compress` tokens each: the lengths are in entries.
+    kv_row_bytes: the engine's stored row the decode reads (estimator.kv_layout.decode_read_bytes; 0: elements
+    x bytes)."""
     sp, n = m.sparse, m.num_sparse_layers
     if sp is None or n == 0:
         return []
@@ -77,7 +80,7 @@ def sparse_ops(m: ModelSpec, heads: int, kv_heads: int, kv_dtype: Dtype, t, pb, 
     # (inference model.py: window indices ++ compressed top-k): the window joins the entry axis and
     # the top-k (the indexer then also scores the <= window extra entries: 128 of thousands)
     w = m.compressed_window
-    dec = dict(geo, topk=sp.topk + w)
+    dec = dict(geo, topk=sp.topk + w, kv_row_bytes=kv_row_bytes)
     return [
         op_use("indexer_q_proj", GemmCase(dtype=Dtype.BF16, m=t, n=sp.index_heads * sp.index_head_dim,
                                           k=m.q_lora_rank or m.hidden), n),

@@ -17,7 +17,7 @@ from dataclasses import replace as dc_replace
 import numpy as np
 
 from estimator.engine import EngineConfig, ResolvedEngine, kv_cache_dtype, resolve
-from estimator.kv_layout import kv_row
+from estimator.kv_layout import decode_read_bytes, kv_row
 from estimator.layers import LayerComposer, OpUse
 from estimator.memory import MemoryReport, memory_report
 from estimator.models.spec import AttentionKind, ModelSpec
@@ -66,7 +66,8 @@ class StepModel:
         self.resolved: ResolvedEngine = resolve(engine, system, parallel, model.architecture)
         self.composer = LayerComposer(model, system, parallel, self.kv_dtype, self.resolved.fuses_allreduce_norm,
                                       self.resolved.spec_tokens, covers=view.covers,
-                                      dp_exchange=self.resolved.dp_moe_exchange)
+                                      dp_exchange=self.resolved.dp_moe_exchange,
+                                      kv_row_bytes=decode_read_bytes(model, self.kv_dtype, engine.backend, system.gpu.sm_version))
         self.memory: MemoryReport = memory_report(model, system, parallel, self.resolved, self.kv_dtype)
 
     @classmethod
@@ -80,7 +81,7 @@ class StepModel:
         bf16 GEMMs of a step, say) are concatenated into one lookup: few calls, long arrays."""
         groups: dict[tuple, list[int]] = {}
         for i, u in enumerate(uses):
-            key = (type(u.case), tuple(sorted(u.case.categoricals().items())))
+            key = (type(u.case), tuple(sorted(u.case.categoricals().items())), getattr(u.case, "kv_row_bytes", 0.0))
             groups.setdefault(key, []).append(i)
         out: list = [None] * len(uses)
         for idx in groups.values():

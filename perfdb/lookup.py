@@ -21,7 +21,7 @@ says which version served a family. A version newer than the chosen one is never
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +117,7 @@ class DbView:
         fam = self.family(case.KIND)
         if fam is None:  # no table: every element is the roofline rung (one pass, no masks)
             return self.roofline_ms(case, sol, ratio), code
-        ms, code = self.table_rungs(fam, case_combo(case), case_numeric(case), sol)
+        ms, code = self.table_rungs(fam, case_combo(case), case_numeric(case), _table_sol(case, sol, self.system))
         rest = np.isnan(ms)
         if rest.any():
             ms[rest] = self.roofline_ms(case, sol[rest], None if ratio is None else ratio[rest])
@@ -157,6 +157,17 @@ class DbView:
         util = np.asarray(self.db.curves().util_for(self.system.name, case, sol, self.backend, ratio),
                           dtype=np.float64)
         return sol / np.clip(util, 1e-9, 1.0)   # the curves bound util themselves; this only guards a zero
+
+
+def _table_sol(case: OpCase, sol: np.ndarray, system: SystemSpec) -> np.ndarray:
+    """The case's sol as its family's tables price their rows: at elements x bytes per element. A case
+    priced at an engine's own KV row (kv_row_bytes) reads a table measured at another layout through the
+    utilisation that table's rows give at theirs, so a table answers with its kernel's time and the row
+    size moves only the roofline rung."""
+    if not getattr(case, "kv_row_bytes", 0.0):
+        return sol
+    compute, memory = roofline_s(replace(case, kv_row_bytes=0.0), system)
+    return np.maximum(np.ravel(compute), np.ravel(memory)) * 1e3
 
 
 def _split_within_grid(gi: GridInterp, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,6 @@ system, backend, backend_version and kernel_source.
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 import typing
 from enum import Enum
@@ -16,6 +15,7 @@ import pyarrow as pa
 
 from perfdb.errors import DataError
 from perfdb.ops import OP_CASES, OpCase
+from perfdb.ops.base import table_fields
 from perfdb.types import OpKind
 
 STAT_COLUMNS: tuple[pa.Field, ...] = (
@@ -63,7 +63,7 @@ def case_key(kind: OpKind) -> tuple[str, ...]:
 
 def _build(kind: OpKind, cls: type[OpCase]) -> pa.Schema:
     hints = typing.get_type_hints(cls, globalns=vars(sys.modules[cls.__module__]))
-    keys = [pa.field(f.name, _arrow_type(hints[f.name]), nullable=False) for f in dataclasses.fields(cls)]
+    keys = [pa.field(f.name, _arrow_type(hints[f.name]), nullable=False) for f in table_fields(cls)]
     return pa.schema(keys + list(STAT_COLUMNS) + list(PROVENANCE_COLUMNS), metadata={"op": kind.value})
 
 

@@ -42,6 +42,22 @@ def act_bytes(dtype: Dtype) -> float:
     return DTYPE_BYTES[dtype][1]
 
 
+# A case field that prices the roofline rung only: no table column, not part of a lookup key
+KEYLESS = {"key": False}
+
+
+def table_fields(cls) -> tuple[dataclasses.Field, ...]:
+    """The fields a family's tables store (every dataclass field but the KEYLESS ones)."""
+    return tuple(f for f in dataclasses.fields(cls) if f.metadata.get("key", True))
+
+
+def kv_row_field() -> dataclasses.Field:
+    """`kv_row_bytes`: one cached token's entry as the engine stores it (estimator.kv_layout.kv_row),
+    which a decode kernel reads; 0 = elements x bytes per element, the layout the tables' rows are
+    priced at (perfdb.lookup reads a table at that layout, so a table answers with its kernel's time)."""
+    return dataclasses.field(default=0.0, metadata=KEYLESS)
+
+
 class OpCase:
     """Base of every case dataclass. Subclasses set KIND and declare NUMERIC (the array axes)."""
 
@@ -62,7 +78,7 @@ class OpCase:
         # so a subclass never sees its parent's tuple
         cached = cls.__dict__.get("_categorical_fields")
         if cached is None:
-            cached = tuple(f.name for f in dataclasses.fields(cls) if f.name not in cls.NUMERIC)
+            cached = tuple(f.name for f in table_fields(cls) if f.name not in cls.NUMERIC)
             cls._categorical_fields = cached
         return cached
 

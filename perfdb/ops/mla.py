@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpy as np
 
 from perfdb.ops.attention import causal_pairs
-from perfdb.ops.base import OUT_BYTES, OpCase, act_bytes, register
+from perfdb.ops.base import OUT_BYTES, OpCase, act_bytes, kv_row_field, register
 from perfdb.types import Dtype, OpKind
 
 
@@ -57,6 +57,7 @@ class MlaDecodeCase(OpCase):
     v_head_dim: int
     batch: np.ndarray
     kv_len: np.ndarray
+    kv_row_bytes: float = kv_row_field()
 
     def flops(self) -> np.ndarray:
         latent = self.kv_lora_rank + self.qk_rope_head_dim
@@ -64,6 +65,6 @@ class MlaDecodeCase(OpCase):
 
     def bytes(self) -> np.ndarray:
         latent = self.kv_lora_rank + self.qk_rope_head_dim
-        cache = self.kv_len * latent * act_bytes(self.kv_dtype)
+        cache = self.kv_len * (self.kv_row_bytes or latent * act_bytes(self.kv_dtype))
         qo = self.num_heads * (latent * act_bytes(self.dtype) + self.kv_lora_rank * OUT_BYTES)
         return self.batch * (cache + qo)

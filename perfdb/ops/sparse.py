@@ -23,7 +23,7 @@ from typing import ClassVar
 import numpy as np
 
 from perfdb.ops.attention import causal_pairs
-from perfdb.ops.base import OUT_BYTES, OpCase, act_bytes, register
+from perfdb.ops.base import OUT_BYTES, OpCase, act_bytes, kv_row_field, register
 from perfdb.types import Dtype, OpKind, SparseKind
 
 # bytes per cached token of the indexer's key: DSA stores fp8 keys with one fp32 scale per 128 (vLLM
@@ -98,6 +98,7 @@ class SparseDecodeCase(_SparseShape, OpCase):
     index_head_dim: int
     batch: np.ndarray
     kv_len: np.ndarray
+    kv_row_bytes: float = kv_row_field()
 
     def _attended(self) -> np.ndarray:
         return np.minimum(self.kv_len, self.topk)
@@ -106,5 +107,5 @@ class SparseDecodeCase(_SparseShape, OpCase):
         return self.batch * (self._pair_flops() * self._attended() + self._index_flops() * self.kv_len)
 
     def bytes(self) -> np.ndarray:
-        selected = self._attended() * self.kv_elems * act_bytes(self.kv_dtype)
+        selected = self._attended() * (self.kv_row_bytes or self.kv_elems * act_bytes(self.kv_dtype))
         return self.batch * (selected + self.kv_len * self._index_bytes() + self._qo_bytes())

@@ -88,3 +88,32 @@ def test_sglang_glm5_capacity_and_transfer_bytes_per_gpu_generation():
     assert fp8_h.memory.kv_bytes_per_token == pytest.approx(576 * layers + index)
     assert fp8_h._kv_bytes_per_token_replica() == pytest.approx(656 * layers + index)
     assert fp8_b._kv_bytes_per_token_replica() == pytest.approx(576 * layers + index)
+
+
+def test_decode_attention_reads_the_engines_stored_row():
+    """The sparse decode op of an SGLang / vLLM V4 worker reads 584 B entries (the row kv_row gives), not
+    512 x 1 B; TRT-LLM and plain rows stay elements x bytes (0: the op prices them itself). A table lookup
+    reads its rows at elements x bytes (perfdb.lookup._table_sol), so a table keeps its kernel's time."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from estimator.kv_layout import decode_read_bytes
+    from perfdb.lookup import _table_sol
+    from perfdb.ops.sparse import SparseDecodeCase
+    from perfdb.roofline import roofline_s
+
+    assert decode_read_bytes(V4, Dtype.FP8, Backend.SGLANG, 100) == 584
+    assert decode_read_bytes(GLM5, Dtype.FP8, Backend.VLLM, 90) == 656
+    assert decode_read_bytes(V4, Dtype.FP8, Backend.TRTLLM, 100) == 0 and decode_read_bytes(R1, Dtype.FP8, Backend.SGLANG, 90) == 0
+    sm = StepModel.build(V4, B200, TP8, EngineConfig(Backend.SGLANG), PerfDB().view("b200_sxm", Backend.SGLANG))
+    one = np.array([1.0])
+    uses = sm.composer.ops(0 * one, 0 * one, 0 * one, 64 * one, 4000 * one, 0 * one)
+    case = next(u.case for u in uses if isinstance(u.case, SparseDecodeCase))
+    plain = replace(case, kv_row_bytes=0.0)
+    selected = np.minimum(case.kv_len, case.topk) * case.batch
+    np.testing.assert_allclose(case.bytes() - plain.bytes(), selected * (584 - 512))
+    sol = np.maximum(*(np.ravel(x) for x in roofline_s(case, B200))) * 1e3
+    plain_sol = np.maximum(*(np.ravel(x) for x in roofline_s(plain, B200))) * 1e3
+    assert sol[0] > plain_sol[0]
+    np.testing.assert_allclose(_table_sol(case, sol, B200), plain_sol)
