@@ -55,7 +55,8 @@ def test_calibrate_reads_the_columns_into_the_run_and_back(tmp_path):
     assert run.deployment.decode.workers == 4 and run.load.num_requests == 1280
     assert run.deployment.engine.max_batch_size == 64 and run.deployment.engine.kv_dtype == "fp8"
     facts = to_run_row(run).facts
-    assert facts == RunFacts(SpecStatus.ON, 2, 1280, 256, 0.8)
+    # the engine's recorded limits reach the facts as `estimate --from-runs` reads them (calibrate.predict.run_facts)
+    assert facts == RunFacts(SpecStatus.ON, 2, 1280, 256, 0.8, max_batch=64)
     plain = parse_silicon(_table(tmp_path, {}))[0]
     assert plain.deployment.engine.extra == "" and to_run_row(plain).facts == RunFacts()
 
