@@ -87,7 +87,7 @@ def test_plan_is_what_the_command_writes_and_forking_changes_nothing(docs_run, t
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     sim = one.sims[one.winner.row]
-    assert f"winner: agg trtllm {one.winner.label()} - simulated {sim.tokens_per_s_per_gpu:.1f} tok/s/GPU" \
+    assert f"winner: {one.winner.mode.value} trtllm {one.winner.label()} - simulated {sim.tokens_per_s_per_gpu:.1f} tok/s/GPU" \
         in proc.stdout
     assert json.loads((tmp_path / "plan.json").read_text()) == json.loads((work / "plan-out" / "plan.json").read_text())
 
