@@ -85,6 +85,28 @@ def _backend_points(ctx: Context, modes: tuple[Mode, ...], sla) -> tuple[list[Po
     return tables, workers
 
 
+def _screen(contexts: dict, modes: tuple[Mode, ...], sla, apart) -> dict:
+    """{backend: (point tables, worker points, memory reasons)} of `_backend_points`; with `apart` and
+    several backends, every other one is screened there (see `plan`)."""
+    def run(backends) -> dict:
+        out = {}
+        for b in backends:
+            t, w = _backend_points(contexts[b], modes, sla)
+            out[b] = (t, w, list(contexts[b].memory_reasons))
+        return out
+
+    backends = list(contexts)
+    far = backends[1::2] if apart is not None and len(backends) > 1 else []
+    child = apart(lambda: run(far)) if far else None
+    try:
+        here = run([b for b in backends if b not in far])
+    except BaseException:
+        if child is not None:
+            child.discard()
+        raise
+    return here | (child.result() if child is not None else {})
+
+
 def _no_fit_error(req: PlanRequest, model: ModelSpec, reasons: list[str]) -> InfeasibleError:
     why = reasons[-1] if reasons else "no parallel layout of the budget is valid for this model"
     return InfeasibleError(f"{model.name} fits nowhere in {req.total_gpus} x {req.system} GPUs "
@@ -98,12 +120,18 @@ def _same(a: Candidate, b: Candidate, rel: float = 1e-6) -> bool:
         (ma.ttft_ms, mb.ttft_ms), (ma.tpot_ms, mb.tpot_ms), (ma.tokens_per_s_per_gpu, mb.tokens_per_s_per_gpu)))
 
 
-def plan(req: PlanRequest, db: PerfDB) -> PlanResult:
+def plan(req: PlanRequest, db: PerfDB, apart=None) -> PlanResult:
+    """The static search: every deployment of the budget evaluated, calibrated, filtered and ranked.
+
+    apart: a callable that starts a function elsewhere and returns a handle whose `result()` is its value
+    (servecast.sidework.Forked: a forked child on the second core). With several backends, every other
+    backend's screen (`req.backends[1::2]`) runs there while this process screens the rest; the points
+    are concatenated in backend order either way, so the result does not depend on it."""
     system = load_system(req.system)
     model = load_model(req.model, gemm_quant=req.gemm_quant, moe_quant=req.moe_quant, kv_dtype=req.kv_dtype,
                        hf_hub=req.hf_hub)
     modes = req.mode.modes()
-    tables, workers, versions, contexts, reasons = [], 0, {}, {}, []
+    versions, contexts = {}, {}
     for backend in req.backends:
         view = db.view(system.name, backend, req.version)   # unknown version: NotFoundError listing the known
         versions[backend] = view.version
@@ -114,11 +142,15 @@ def plan(req: PlanRequest, db: PerfDB) -> PlanResult:
             raise InputError(f"--sla-at upper checks the targets on the calibration's prediction intervals, and "
                              f"{backend.value} on {system.name} has no calibration (give --calibration DIR from "
                              "`servecast calibrate fit`, or use --sla-at median)")
-        t, w = _backend_points(ctx, modes, req.sla)
+        contexts[backend] = ctx
+    screened = _screen(contexts, modes, req.sla, apart)
+    tables, workers, reasons = [], 0, []
+    for backend in req.backends:   # backend order, wherever each was screened
+        t, w, why = screened[backend]
         tables += t
         workers += w
-        contexts[backend] = ctx
-        reasons += ctx.memory_reasons
+        contexts[backend].memory_reasons[:] = why
+        reasons += why
     points = PointTable.concat(tables)
     if not points["feasible"].any():
         raise _no_fit_error(req, model, reasons)

@@ -1,5 +1,5 @@
 """Work beside the CLI's main thread, with values and errors brought back: a forked child (the plan's
-disagg replays on the second core) and a thread (files written while the artifacts are)."""
+second core: a multi-backend screen's other backends, the disagg replays) and a thread (files written while the artifacts are)."""
 from __future__ import annotations
 
 
@@ -56,7 +56,7 @@ class Forked:
             code = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
             self.pid = None
             if code != 0 or not data:
-                raise RuntimeError(f"the simulator process failed (exit status {code}); its traceback is above")
+                raise RuntimeError(f"the forked plan worker failed (exit status {code}); its traceback is above")
             self.payload = _pickle().loads(data)
         ok, value = self.payload
         if not ok:

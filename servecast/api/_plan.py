@@ -1,7 +1,8 @@
 """servecast.plan(): search, decide on load, write the artifacts (what `servecast plan` does, without the printing).
 
-For speed on two cores the disagg replays run in a forked child while this process replays agg, and the
-points files are written on a thread while the artifacts and the Pareto PNG are (servecast.sidework).
+For speed on two cores, with several backends every other backend's static screen runs in a forked child,
+the disagg replays run in another while this process replays agg, and the points files are written on a
+thread while the artifacts and the Pareto PNG are (servecast.sidework).
 """
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ def plan(*, model: str, system: str, isl: int, osl: int, ttft_ms: float, tpot_ms
     None (the newest stored in the database; the bundled one ships one) or "none" (uncalibrated).
     simulate: the simulator replays each mode's best candidates and decides (search.decide).
     save_dir: also write points.parquet/.csv, pareto.png, plan.json and top/<n>/ artifacts there
-    (`PlanResult.artifacts` names them). fork: replay the disagg candidates in a forked child (Linux)
-    while this process replays agg; the result is the same either way.
+    (`PlanResult.artifacts` names them). fork: use the second core through forked children (Linux): with
+    several backends every other backend's static screen runs in one, and the disagg candidates' replays
+    in another while this process replays agg; the result is the same either way.
     """
     from perfdb.lookup import PerfDB
     from search.plan import plan as search_plan
@@ -49,7 +51,9 @@ def plan(*, model: str, system: str, isl: int, osl: int, ttft_ms: float, tpot_ms
 
         check_tag(dynamo_version)
     database = PerfDB(db)
-    result = search_plan(req, database)
+    if fork:
+        from servecast.sidework import Forked
+    result = search_plan(req, database, apart=Forked if fork else None)
     if simulate and result.winner is not None:   # the simulator decides (search.decide)
         result = _decide_on_load(result, database, fork)
     result = shown(result)

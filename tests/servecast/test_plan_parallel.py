@@ -24,7 +24,7 @@ def test_forked_bug_fails_loudly(capfd):
     def bug():
         raise ValueError("a bug")
 
-    with pytest.raises(RuntimeError, match="simulator process failed"):
+    with pytest.raises(RuntimeError, match="forked plan worker failed"):
         _Forked(bug).result()
     assert "ValueError: a bug" in capfd.readouterr().err
 
@@ -75,3 +75,54 @@ def test_a_full_plan_imports_none_of_the_slow_modules(tmp_path):
                            str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert "LOADED []" in proc.stderr, proc.stderr[-2000:]
     assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_multi_backend_screen_split_over_a_forked_child_gives_the_same_points():
+    """`--backend all`: every other backend's static screen runs in a forked child (search.plan._screen);
+    the points, their order, the worker count and the winner are what one process computes."""
+    import numpy as np
+
+    from perfdb.lookup import PerfDB
+    from search.plan import plan as search_plan
+    from servecast.api._plan import plan_request
+
+    req = plan_request(model="Qwen/Qwen3-32B-FP8", system="h200_sxm", backend="all", total_gpus=8, isl=4000,
+                       osl=500, prefix=0, ttft_ms=600, tpot_ms=16.67, request_latency_ms=None, sla_at="median",
+                       mode="both", top_n=5, version=None, gemm_quant=None, moe_quant=None, kv_dtype=None, db=None,
+                       calibration=None, hf_hub=None)
+    db = PerfDB(None)
+    children = []
+
+    def apart(fn):
+        children.append(fn)
+        return _Forked(fn)
+
+    split, alone = search_plan(req, db, apart=apart), search_plan(req, db)
+    assert len(children) == 1 and len(req.backends) == 3
+    assert split.worker_points == alone.worker_points and len(split.points) == len(alone.points)
+    for col in ("backend", "tokens_per_s_per_gpu", "ttft_ms", "tpot_ms", "meets_sla"):
+        assert np.array_equal(split.points[col], alone.points[col], equal_nan=True), col
+    assert split.winner == alone.winner and split.per_backend == alone.per_backend
+
+
+def test_a_screen_that_fails_on_either_side_fails_the_plan(monkeypatch):
+    """A backend whose screen raises fails the plan, screened in the child (its error comes back) or
+    here (the child is waited for, its result dropped)."""
+    import search.plan as sp
+
+    class Ctx:
+        def __init__(self, name):
+            self.name, self.memory_reasons = name, []
+
+    def screen(ctx, modes, sla):
+        if ctx.name == bad:
+            raise InputError(f"{ctx.name} cannot be screened")
+        return [], 1
+
+    monkeypatch.setattr(sp, "_backend_points", screen)
+    contexts = {n: Ctx(n) for n in ("a", "b", "c")}   # "b" is screened in the child
+    for bad in ("b", "a"):
+        with pytest.raises(InputError, match=f"{bad} cannot be screened"):
+            sp._screen(contexts, (), None, _Forked)
+    bad = None
+    assert {k: v[1] for k, v in sp._screen(contexts, (), None, _Forked).items()} == {"a": 1, "b": 1, "c": 1}
