@@ -33,7 +33,7 @@ from search.plan import PlanResult
 from search.sla import checked, within
 from search.types import Candidate, Mode, SimCheck, Sla
 
-SIM_MIN_REQUESTS = 64
+SIM_MIN_REQUESTS = 64   # a whole deployment's replay sends at least this many requests
 # Identical replicas (agg) or xPyD groups (disagg) behind a balancing router serve the same per-request
 # metrics, so the re-check simulates at most this many GPUs' worth of them at the proportional share of
 # the concurrency: its cost stays bounded (a 16,384-GPU plan took 70 s simulating every replica).
@@ -41,10 +41,27 @@ SIM_MAX_GPUS = 64
 
 
 def sim_units(c: Candidate) -> tuple[int, int]:
-    """(units simulated, units deployed): agg replicas, or disagg xPyD groups."""
+    """(units simulated, units deployed): agg replicas, or disagg xPyD groups. The fewest units that take
+    an equal whole share of the static concurrency: the plan's replays have fixed lengths, so a closed loop
+    split evenly over identical units is that many copies of one unit's replay (the same clients, steps and
+    metrics; tests/search/test_simcheck.py pins it against every unit), and one unit costs a fraction of
+    them (DeepSeek-R1 64x b200: 16 replicas -> 1). An uneven split keeps every unit, bounded by
+    SIM_MAX_GPUS at the proportional share."""
     unit_gpus = c.decode.parallel.num_gpus if c.mode == Mode.AGG else c.gpus_used // c.replicas
     deployed = c.decode.workers if c.mode == Mode.AGG else c.replicas
-    return min(deployed, max(1, SIM_MAX_GPUS // unit_gpus)), deployed
+    bound = min(deployed, max(1, SIM_MAX_GPUS // unit_gpus))
+    conc = c.metrics.concurrency
+    if conc >= 1 and float(conc).is_integer():
+        return min(deployed // math.gcd(int(conc), deployed), bound), deployed
+    return bound, deployed
+
+
+def sim_requests(clients: int, units: int, deployed: int) -> int:
+    """Requests of a replay of `clients` closed-loop clients on `units` of `deployed` units: as validated
+    and fitted (estimator.sim.runs: RUN_REQUESTS_PER_CLIENT a client, at most RUN_MAX_REQUESTS), with the
+    whole deployment's floor of SIM_MIN_REQUESTS shared over its units, so one unit replays what each of
+    them would in a replay of all."""
+    return min(RUN_MAX_REQUESTS, max(-(-SIM_MIN_REQUESTS * units // deployed), RUN_REQUESTS_PER_CLIENT * clients))
 
 
 def sim_deployment(c: Candidate, nvlink_domain_gpus: int) -> Deployment:
@@ -79,7 +96,7 @@ def simulate_candidate(result: PlanResult, c: Candidate, db: PerfDB, seed: int =
     steps = build_steps(result.model, result.system, dep, EngineConfig(c.backend, c.version, kv_dtype=req.kv_dtype),
                         view)
     conc, load = sim_clients(c, per_unit)
-    n = min(RUN_MAX_REQUESTS, max(SIM_MIN_REQUESTS, RUN_REQUESTS_PER_CLIENT * conc))   # as validated and fitted
+    n = sim_requests(conc, *sim_units(c))
     r = simulate(steps, dep, LoadSpec.closed(conc, req.isl, req.osl, n), seed=seed)
     tps = r.output_tokens_per_s_per_gpu * c.gpus_used / c.total_gpus   # idle GPUs of the budget count
     hi = (None, None)

@@ -77,3 +77,39 @@ def test_huge_deployments_simulate_a_bounded_share_at_proportional_load():
     assert sim_units(dis) == (1, 200)                       # one 40-GPU xPyD group of 200
     dep = sim_deployment(dis, 8)
     assert dep.prefill.workers == 2 and dep.decode.workers == 3
+
+
+@pytest.mark.parametrize("per_unit", [None, 3])
+def test_one_of_several_identical_units_replays_what_every_unit_does(monkeypatch, per_unit):
+    """An agg candidate of 16 replicas and a disagg one of 8 xPyD groups whose static concurrency splits
+    evenly: the re-check replays one unit (sim_units), at the share of the requests each unit gets in a
+    replay of all 16 / 8 (sim_requests), and gets their TTFT, TPOT and tokens/s/GPU."""
+    import search.simcheck as sc
+
+    req = PlanRequest(model="Qwen/Qwen3-32B-FP8", system="h200_sxm", backends=(Backend.TRTLLM, Backend.SGLANG),
+                      total_gpus=64, isl=1000, osl=1000, sla=Sla(300, 20), top_n=5, stored_calibration=False)
+    db = PerfDB(None)
+    result = plan(req, db)
+    picks = [next(c for c in result.top[m] if sc.sim_units(c)[1] >= 8) for m in (Mode.AGG, Mode.DISAGG)]
+    for c in picks:
+        units, deployed = sc.sim_units(c)
+        assert units == 1 and c.metrics.concurrency % deployed == 0
+        one = sc.simulate_candidate(result, c, db, per_unit=per_unit)
+        monkeypatch.setattr(sc, "sim_units", lambda c, d=deployed: (d, d))   # every unit, as before
+        every = sc.simulate_candidate(result, c, db, per_unit=per_unit)
+        monkeypatch.undo()
+        assert one.concurrency == every.concurrency
+        for a, b in ((one.ttft_ms, every.ttft_ms), (one.tpot_ms, every.tpot_ms),
+                     (one.tokens_per_s_per_gpu, every.tokens_per_s_per_gpu)):
+            assert a == pytest.approx(b, rel=0.005)
+
+
+def test_an_uneven_split_keeps_every_unit():
+    from search.simcheck import sim_units
+
+    c = Candidate(Mode.AGG, Backend.VLLM, None, WorkerSetup(ParallelConfig(tp=2), 4, 256, 8192), None, 1,
+                  8, Metrics(1, 1, 1, 1, 1, 1, 1, Source.ROOFLINE), 0)
+    for conc, units in ((8, 1), (6, 2), (7, 4), (10, 2)):
+        c = Candidate(c.mode, c.backend, None, c.decode, None, 1, 8,
+                      Metrics(1, 1, 1, 1, 1, conc, 1, Source.ROOFLINE), 0)
+        assert sim_units(c) == (units, 4), conc
