@@ -45,6 +45,10 @@ class SchedulerRules:
     # not say; the step model's drafts decide). A disaggregated run's servers can differ: drafts on the
     # decode server only, its prefill server launched without them.
     speculative: bool | None = None
+    # a disaggregated decode server's pre-allocation (decode_first hand-offs, estimator.sim.prealloc): KV
+    # tokens it keeps free for the future output of every request it holds (running, waiting to join,
+    # or with its KV in flight), and asks beyond a new request's prompt (SGLang num_reserved_decode_tokens)
+    reserved_decode_tokens: int = 0
     from_flags: Callable[["SchedulerRules", Mapping[str, str]], "SchedulerRules"] | None = None
 
     def with_flags(self, flags: Mapping[str, str] | None) -> "SchedulerRules":

@@ -61,6 +61,8 @@ def scheduler_flags(rules: SchedulerRules, flags) -> SchedulerRules:
     (server_args.py, off by default): running decodes ride in the prefill batch (scheduler.py
     get_new_batch_prefill mixes them) instead of pausing. `--disable-overlap-schedule` (server_args.py):
     the scheduler forms each batch after the previous one finished instead of while it runs.
+    `--num-reserved-decode-tokens` (server_args.py, default 512): a disaggregated decode server's
+    pre-allocation reserve per request it holds (estimator.sim.prealloc).
     `--speculative-algorithm` (server_args.py): whether this server drafts, which turns its overlap
     scheduler off; a disaggregated run's prefill server is often launched without it while its decode
     server drafts (absent from known flags: no drafts; `?`: unknown)."""
@@ -68,6 +70,8 @@ def scheduler_flags(rules: SchedulerRules, flags) -> SchedulerRules:
     algo = flags.get("speculative-algorithm")
     spec = (algo.upper() not in ("", "NONE")) if algo not in (None, "?") else (None if algo == "?" else False)
     return replace(rules, recv_interval=max(1, flag_int(flags, "scheduler-recv-interval", rules.recv_interval)),
+                   reserved_decode_tokens=max(0, flag_int(flags, "num-reserved-decode-tokens",
+                                                          rules.reserved_decode_tokens)),
                    mixes_decode=mixed, overlap=rules.overlap and not _on(flags, "disable-overlap-schedule"),
                    speculative=spec)
 
@@ -85,7 +89,7 @@ PROFILE = register(EngineProfile(
     # new_token_ratio starts at 0.7 and decays towards ~0.1 while nothing is retracted; 0.3 is a mid-run
     # value (a modelling choice, not fitted)
     scheduler=SchedulerRules(mixes_decode=False, reserve_output=0.3, chunked=True, budget_per_dp_rank=False,
-                             dp_rank_by_room=True, overlap=True, overlap_spec=False,
+                             dp_rank_by_room=True, overlap=True, overlap_spec=False, reserved_decode_tokens=512,
                              from_flags=scheduler_flags),
     handoff=KvHandoff(frontend_hops=0, connector="Mooncake / NIXL (bootstrap server)", decode_first=True,
                       mla_copy_per_decode_rank=True),
@@ -131,6 +135,11 @@ PROFILE = register(EngineProfile(
                      "speculative EAGLE without SGLANG_ENABLE_SPEC_V2, default off, sets "
                      "disable_overlap_schedule; 0.5.9), per server: a disaggregated prefill server launched without "
                      "--speculative-algorithm keeps it while its decode server drafts",
+        "reserved_decode_tokens": "sglang/srt/server_args.py num_reserved_decode_tokens = 512; "
+                                  "disaggregation/decode.py DecodePreallocQueue (0.5.x): _allocatable_tokens = "
+                                  "free KV tokens - 512 x (running + transfer-queue + waiting requests), and "
+                                  "pop_preallocated takes a request (FIFO) while its prompt + 512 fits, "
+                                  "subtracting that much for the next",
         "handoff": "sglang/srt/disaggregation/decode.py: the load balancer sends the request to the prefill "
                    "and the decode server at once (bootstrap room); the decode side pre-allocates KV at its "
                    "next loop iteration (recv_requests, then process_decode_queue), polls "

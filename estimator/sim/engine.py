@@ -130,7 +130,7 @@ class _Sim:
             self.decode = self._pool(steps.decode, dep.decode, Role.DECODE, dec, dep.router, concurrency)
             self.transfer = self.entry.workers[0].table
             # the reservation is the decode engine's (its admission rule); decode-first is the engine's hand-off
-            self.prealloc = DecodePrealloc(self.reqs, dec.reserve_output) if dec.decode_first else None
+            self.prealloc = DecodePrealloc(self.reqs, dec.reserved_decode_tokens) if dec.decode_first else None
         if frontend_ms is None:
             entry_steps = steps if dep.mode is Mode.AGG else steps.prefill
             frontend_ms = getattr(getattr(entry_steps, "resolved", None), "ttft_overhead_ms", 0.0) or 0.0

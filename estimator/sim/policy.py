@@ -52,6 +52,7 @@ class SchedulerPolicy:
     overlap: bool = False           # the next batch is formed when the current one starts (worker.py)
     overlap_spec: bool = False      # ... also with speculative decoding
     speculative: bool | None = None  # the role's own flags launch speculative decoding (None: unknown)
+    reserved_decode_tokens: int = 0  # disagg decode pre-allocation: KV kept free per request held (sim/prealloc.py)
 
 
 def policy_for(backend: Backend, flags: Mapping[str, str] | None = None) -> SchedulerPolicy:
@@ -70,4 +71,4 @@ def policy_for(backend: Backend, flags: Mapping[str, str] | None = None) -> Sche
                            wait_iters=r.wait_iters, wait_tokens_ratio=r.wait_tokens_ratio,
                            balance_iters=r.balance_iters, dp_rank_by_room=r.dp_rank_by_room,
                            decode_first=prof.handoff.decode_first, overlap=r.overlap, overlap_spec=r.overlap_spec,
-                           speculative=r.speculative)
+                           speculative=r.speculative, reserved_decode_tokens=r.reserved_decode_tokens)

@@ -19,28 +19,35 @@ if TYPE_CHECKING:
 
 
 class DecodePrealloc:
-    """Reservations held on decode workers for requests between admission and their KV's arrival."""
+    """Reservations held on decode workers for requests between admission and their KV's arrival.
 
-    def __init__(self, reqs: "Requests", reserve_output: float):
-        self.reqs, self.rho = reqs, reserve_output
+    SGLang's rule (disaggregation/decode.py DecodePreallocQueue, 0.5.x): the decode scheduler takes
+    queued requests in arrival order while a request slot is free and the request's prompt plus
+    `reserved` tokens fit in what it may allocate: the free KV tokens (running requests at their current
+    length, pre-allocated prompts and received ones waiting to join all hold theirs) less `reserved` for
+    every request it holds (running, waiting to join, KV in flight). Left out: the engine's guard that
+    the longest running request could still finish alone with the others retracted (its
+    need_space_for_single_req), which binds only with one or two short requests running."""
+
+    def __init__(self, reqs: "Requests", reserved: int):
+        self.reqs, self.reserved = reqs, reserved
         self.pending: dict[int, deque[int]] = {}   # decode worker index -> requests waiting for room
         self.slots: dict[int, int] = {}            # ... requests reserved on it
-        self.tokens: dict[int, float] = {}         # ... KV tokens reserved on it
+        self.tokens: dict[int, float] = {}         # ... prompt tokens pre-allocated on it
         self.target: dict[int, "Worker"] = {}      # request id -> its decode worker
 
-    def _need(self, rid: int) -> float:
-        return self.reqs.isl[rid] + self.rho * self.reqs.osl[rid]
-
     def _fits(self, w: "Worker", rid: int) -> bool:
-        k = w.index
-        if w.n_dec + len(w.pref) + len(w.waiting) + len(w.inbox) + self.slots.get(k, 0) >= w.max_batch:
+        k, isl = w.index, self.reqs.isl
+        held = w.n_dec + len(w.pref) + len(w.waiting) + len(w.inbox) + self.slots.get(k, 0)
+        if held >= w.max_batch:
             return False
-        return w.cap - w._charge() - w.n_dec - self.tokens.get(k, 0.0) >= self._need(rid)
+        used = w.sum_kv + w.pref_kv + self.tokens.get(k, 0.0) + sum(isl[r] for r in w.waiting)
+        return w.cap - used - self.reserved * held >= isl[rid] + self.reserved
 
     def _reserve(self, w: "Worker", rid: int) -> None:
         k = w.index
         self.slots[k] = self.slots.get(k, 0) + 1
-        self.tokens[k] = self.tokens.get(k, 0.0) + self._need(rid)
+        self.tokens[k] = self.tokens.get(k, 0.0) + self.reqs.isl[rid]
 
     def admit(self, w: "Worker", rid: int) -> bool:
         """Request `rid` routed to decode worker `w`: True if its prefill may start now (room reserved),
@@ -63,7 +70,7 @@ class DecodePrealloc:
         return out
 
     def arrive(self, rid: int) -> None:
-        """The request's KV reached its decode worker: the reservation becomes the worker's own."""
+        """The request's KV reached its decode worker: it waits there to join (counted from its queue)."""
         k = self.target.pop(rid).index
         self.slots[k] -= 1
-        self.tokens[k] -= self._need(rid)
+        self.tokens[k] -= self.reqs.isl[rid]

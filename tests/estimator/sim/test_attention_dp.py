@@ -83,3 +83,27 @@ def test_sglang_prefills_only_what_a_decode_worker_has_reserved_room_for():
     slots = 4
     assert _in_flight_at_prefill_starts(Backend.SGLANG, slots) <= slots
     assert _in_flight_at_prefill_starts(Backend.TRTLLM, slots) > slots
+
+
+def test_sglang_decode_preallocation_keeps_its_reserve_free_for_every_request_it_holds():
+    """DecodePreallocQueue (sglang 0.5.x): a request is pre-allocated while its prompt + 512 reserved tokens
+    fit in the free KV less 512 for every request already held; `--num-reserved-decode-tokens` sets it."""
+    from types import SimpleNamespace
+
+    from estimator.sim.policy import policy_for
+    from estimator.sim.prealloc import DecodePrealloc
+    from estimator.sim.requests import Requests
+
+    assert policy_for(Backend.SGLANG).reserved_decode_tokens == 512
+    assert policy_for(Backend.SGLANG, {"num-reserved-decode-tokens": "64"}).reserved_decode_tokens == 64
+    assert policy_for(Backend.TRTLLM).reserved_decode_tokens == 0
+
+    def admitted(reserved: int) -> int:
+        reqs = Requests([1000] * 20, [1000] * 20)
+        w = SimpleNamespace(index=0, n_dec=0, pref=[], waiting=[], inbox=[], max_batch=64, cap=10_000,
+                            sum_kv=0, pref_kv=0)
+        pre = DecodePrealloc(reqs, reserved)
+        return sum(pre.admit(w, rid) for rid in range(20))
+
+    # k held: 10,000 - 1,000 k - 512 k >= 1,000 + 512  ->  k <= 5, so six fit; without a reserve, ten
+    assert admitted(512) == 6 and admitted(0) == 10
