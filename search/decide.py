@@ -174,7 +174,8 @@ def why(result: PlanResult) -> str:
         o = other[0]
         so = sims[o.row]
         return (f"{head}; vs {so.tokens_per_s_per_gpu:,.1f} for the best {o.mode.value} ({o.label()}, "
-                f"{load_label(result, so)}), which is held by {_binding(result, so)}{_parts(so)}")
+                f"{load_label(result, so)}), which is held by {_binding(result, so)}{_parts(so)}"
+                f"{_near_tie(result, (w, sw), (o, so))}")
     lost = [m.value for m, cs in result.top.items() if m != w.mode and not any(c.row in sims for c in cs)]
     gone = [r for r in result.rejected if r in sims and result.points.candidate(r).mode != w.mode]
     if gone:
@@ -182,6 +183,29 @@ def why(result: PlanResult) -> str:
         return (f"{head}; no {lost[0] if lost else 'other'} candidate meets the targets under load "
                 f"({_binding(result, s)} {load_label(result, s)})")
     return f"{head}; the other mode has no candidate meeting the targets"
+
+
+def _near_tie(result: PlanResult, *picks: tuple[Candidate, SimCheck]) -> str:
+    """When the winner's lead over the other mode's best is smaller than the calibrated replays' own
+    held-out error, say so: a closed loop's throughput at a fixed concurrency goes with 1 / TPOT, so a
+    lead under the calibrations' cross-validated median |TPOT error| (the larger of the two picks'
+    backends; training summary `tpot_after_cv`) is not resolved by the model. Uncalibrated replays carry
+    no such figure and get no note."""
+    (w, sw), (_, so) = picks
+    if not (sw.calibrated and so.calibrated and so.tokens_per_s_per_gpu > 0):
+        return ""
+    errs = []
+    for c, _ in picks:
+        cal = sim_calibration(result, c.backend)
+        err = (cal.training.get("tpot_after_cv") or {}).get("median_abs_pct") if cal is not None else None
+        if err is not None:
+            errs.append((float(err), cal.id))
+    lead = sw.tokens_per_s_per_gpu / so.tokens_per_s_per_gpu - 1.0
+    if not errs or lead * 100 >= max(errs)[0]:
+        return ""
+    err, cid = max(errs)
+    return (f"; a near tie: a {lead:.1%} lead, under the calibrated replay's held-out median TPOT error of "
+            f"{err:.1f}% (calibration {cid}), so both modes are worth measuring")
 
 
 def static_label(c: Candidate) -> str:

@@ -70,3 +70,29 @@ def test_top_n_changes_what_is_shown_never_what_wins():
     assert all(len(cs) <= 1 for cs in one.top.values()) and any(len(cs) > 1 for cs in five.top.values())
     assert one.winner.row == five.winner.row and one.speedup == pytest.approx(five.speedup, rel=1e-12)
     assert {m: cs[0].row for m, cs in one.top.items() if cs} == {m: cs[0].row for m, cs in five.top.items() if cs}
+
+
+def test_a_lead_under_the_calibrated_replays_error_is_called_a_near_tie(decided):
+    """The why line flags a winner whose lead over the other mode's best is smaller than the simulate
+    calibration's held-out median |TPOT error| (its training summary), and only then."""
+    from search.simcheck import sim_calibration
+
+    for _, r in decided.values():
+        w = r.winner
+        other = [cs[0] for m, cs in r.top.items() if m != w.mode and cs and cs[0].row in r.sims]
+        if not other:
+            continue
+        sw, so = r.sims[w.row], r.sims[other[0].row]
+        err = sim_calibration(r, w.backend).training["tpot_after_cv"]["median_abs_pct"]
+        lead = sw.tokens_per_s_per_gpu / so.tokens_per_s_per_gpu - 1
+        assert sw.calibrated and ("a near tie" in r.why) == (lead * 100 < err), (lead, err, r.why)
+        if lead * 100 < err:
+            assert f"a {lead:.1%} lead" in r.why and f"{err:.1f}%" in r.why
+
+
+def test_uncalibrated_replays_get_no_near_tie_note():
+    from servecast.api import plan as api_plan
+
+    r = api_plan(model="Qwen/Qwen3-32B-FP8", system="h200_sxm", backend="trtllm", total_gpus=8, isl=4000, osl=500,
+                 ttft_ms=600, tpot_ms=16.67, calibration="none", fork=False)
+    assert r.why and "near tie" not in r.why and not any(s.calibrated for s in r.sims.values())
