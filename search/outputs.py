@@ -72,7 +72,8 @@ def write_artifacts(result: PlanResult, save_dir: Path, dynamo_tag: str = DEFAUL
             out = write_candidate(top_dir, c, rank, req.system, result.system.gpus_per_node, req.isl, req.osl,
                                   req.prefix, req.sla, engine_settings(result, c),
                                   _quant(result.model, req.gemm_quant), _quant(result.model, req.moe_quant),
-                                  calibrated_fields(result, c), dynamo_tag, result.sims.get(c.row))
+                                  calibrated_fields(result, c), dynamo_tag, result.sims.get(c.row),
+                                  req.range_ratio)
             written[c.row] = str(out.relative_to(save_dir))
     (Path(save_dir) / "plan.json").write_text(json.dumps(summary(result, written), indent=1, default=str))
     return written

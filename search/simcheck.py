@@ -24,6 +24,7 @@ from estimator.calibration import Calibration
 from estimator.calibration_files import resolve_for_base
 from estimator.engine import EngineConfig
 from estimator.sim import Deployment, LoadSpec, Pool, build_steps, simulate
+from estimator.sim.types import Lengths
 from estimator.sim.calibrated import BASE as SIM_BASE
 from estimator.sim.calibrated import calibrate_sweep
 from estimator.sim.runs import RUN_MAX_REQUESTS, RUN_REQUESTS_PER_CLIENT
@@ -42,11 +43,12 @@ SIM_MAX_GPUS = 64
 
 def sim_units(c: Candidate) -> tuple[int, int]:
     """(units simulated, units deployed): agg replicas, or disagg xPyD groups. The fewest units that take
-    an equal whole share of the static concurrency: the plan's replays have fixed lengths, so a closed loop
-    split evenly over identical units is that many copies of one unit's replay (the same clients, steps and
-    metrics; tests/search/test_simcheck.py pins it against every unit), and one unit costs a fraction of
-    them (DeepSeek-R1 64x b200: 16 replicas -> 1). An uneven split keeps every unit, bounded by
-    SIM_MAX_GPUS at the proportional share."""
+    an equal whole share of the static concurrency: a closed loop split evenly over identical units behind
+    a balancing router is that many replays of one unit (with fixed lengths exact copies; with the client's
+    spread of lengths draws of the same distribution, whose means differ by sampling: tests/search/
+    test_simcheck.py pins both against a replay of every unit), and one unit costs a fraction of them
+    (DeepSeek-R1 64x b200: 16 replicas -> 1). An uneven split keeps every unit, bounded by SIM_MAX_GPUS at
+    the proportional share."""
     unit_gpus = c.decode.parallel.num_gpus if c.mode == Mode.AGG else c.gpus_used // c.replicas
     deployed = c.decode.workers if c.mode == Mode.AGG else c.replicas
     bound = min(deployed, max(1, SIM_MAX_GPUS // unit_gpus))
@@ -97,7 +99,8 @@ def simulate_candidate(result: PlanResult, c: Candidate, db: PerfDB, seed: int =
                         view)
     conc, load = sim_clients(c, per_unit)
     n = sim_requests(conc, *sim_units(c))
-    r = simulate(steps, dep, LoadSpec.closed(conc, req.isl, req.osl, n), seed=seed)
+    lengths = (Lengths.of(req.isl, req.range_ratio), Lengths.of(req.osl, req.range_ratio))   # the client's spread
+    r = simulate(steps, dep, LoadSpec.closed(conc, *lengths, n), seed=seed)
     tps = r.output_tokens_per_s_per_gpu * c.gpus_used / c.total_gpus   # idle GPUs of the budget count
     hi = (None, None)
     if cal is None:

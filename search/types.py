@@ -60,6 +60,16 @@ class Sla:
 DECIDE_POOL = 5
 
 
+# The benchmark protocol a plan replays and writes into its aiperf.sh: request lengths uniform in
+# [x(1 - r), x(1 + r)] around the ISL / OSL asked for (`servecast simulate --range-ratio` reads r the same
+# way), by default as the InferenceX client spreads them (.github/workflows/benchmark-tmpl.yml and
+# benchmark-multinode-tmpl.yml: RANDOM_RANGE_RATIO 0.8, lengths uniform in [0.8 n, n], a half-width of
+# (1 - 0.8) / (1 + 0.8) around their mean): the protocol of the public measurements and of every training
+# run whose client is recorded, which the shipped calibrations were fitted on. 0 replays fixed lengths,
+# where a closed loop runs in lockstep waves (BENCHMARKS.md, the eleventh session).
+INFERENCEX_RANGE_RATIO = (1 - 0.8) / (1 + 0.8)
+
+
 @dataclass(frozen=True)
 class PlanRequest:
     model: str
@@ -80,6 +90,7 @@ class PlanRequest:
     calibration: Path | None = None      # explicit calibration directory
     stored_calibration: bool = True      # else apply the newest stored in the database (bundled: shipped one)
     hf_hub: Path | None = None           # local Hugging Face hub cache to find --model in
+    range_ratio: float = INFERENCEX_RANGE_RATIO   # replayed / benchmarked lengths in [x(1 - r), x(1 + r)]
 
     def __post_init__(self) -> None:
         if self.total_gpus < 1:
@@ -90,6 +101,9 @@ class PlanRequest:
             raise InputError(f"prefix={self.prefix}: must be >= 0 and smaller than isl={self.isl}")
         if self.top_n < 1:
             raise InputError(f"top-n={self.top_n}: must be >= 1")
+        if not 0.0 <= self.range_ratio < 1.0:
+            raise InputError(f"range-ratio={self.range_ratio}: must be in [0, 1) (request lengths in "
+                             "[x(1 - r), x(1 + r)]; 0: fixed lengths)")
         if not self.backends:
             raise InputError("no backend given; accepted: trtllm, sglang, vllm, all")
         if self.mode == Mode.DISAGG and self.total_gpus < 2:

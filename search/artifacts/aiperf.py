@@ -1,10 +1,11 @@
 """The aiperf command that measures a deployment at the load the plan predicts for it.
 
 Closed loop at the predicted concurrency (`--concurrency`), synthetic prompts of the planned
-length (a shared prefix of `prefix` tokens through `--prefix-prompt-length`), fixed output length
-(`--output-tokens-mean` with zero spread and `ignore_eos` so every request really produces OSL
-tokens), BENCH_REQUESTS_PER_CONCURRENCY requests per one in flight: the benchmark plan's numbers
-predict. The artifact directory is what `servecast calibrate` reads back.
+length (a shared prefix of `prefix` tokens through `--prefix-prompt-length`), output lengths with
+`ignore_eos` so every request really produces its tokens, BENCH_REQUESTS_PER_CONCURRENCY requests per
+one in flight: the benchmark plan's numbers predict. The lengths spread as the plan's replays spread
+them: uniform in [x(1 - r), x(1 + r)] there, normal here (aiperf's synthetic lengths) with the same
+standard deviation, r x / sqrt(3); r = 0 gives fixed lengths. The artifact directory is what `servecast calibrate` reads back.
 Flag names: ai-dynamo/aiperf, aiperf/common/config/*.py (see tests/search/test_artifacts_engines.py).
 """
 from __future__ import annotations
@@ -16,8 +17,9 @@ from estimator.workload import BENCH_REQUESTS_PER_CONCURRENCY
 
 
 def aiperf_command(model: str, url: str, concurrency: float, isl: int, osl: int, prefix: int,
-                   artifact_dir: str) -> list[str]:
+                   artifact_dir: str, range_ratio: float = 0.0) -> list[str]:
     n = max(1, int(math.ceil(concurrency)))
+    sd = range_ratio / math.sqrt(3.0)   # a uniform [x(1 - r), x(1 + r)]'s standard deviation, in units of x
     cmd = [
         "aiperf", "profile",
         "--model", model,
@@ -26,9 +28,9 @@ def aiperf_command(model: str, url: str, concurrency: float, isl: int, osl: int,
         "--streaming",
         "--concurrency", str(n),
         "--synthetic-input-tokens-mean", str(isl - prefix),
-        "--synthetic-input-tokens-stddev", "0",
+        "--synthetic-input-tokens-stddev", str(round(sd * (isl - prefix))),
         "--output-tokens-mean", str(osl),
-        "--output-tokens-stddev", "0",
+        "--output-tokens-stddev", str(round(sd * osl)),
         "--extra-inputs", "ignore_eos:true",
         "--request-count", str(max(BENCH_REQUESTS_PER_CONCURRENCY * n, 100)),
         "--warmup-request-count", str(n),

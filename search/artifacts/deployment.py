@@ -74,6 +74,7 @@ class DeploymentSpec:
     gemm_quant: str = ""       # perfdb Dtype value when the plan overrode the checkpoint's numerics
     moe_quant: str = ""
     simulated: dict | None = None   # the simulator's replay at `concurrency` (None: not simulated)
+    range_ratio: float = 0.0        # request lengths uniform in [x(1 - r), x(1 + r)] (search.types.PlanRequest)
 
     def calibrate_section(self) -> dict:
         """The same deployment in the calibration's spec format (one engine section: the decode side's)."""
@@ -109,7 +110,8 @@ class DeploymentSpec:
             workers = tuple(WorkerEntry(**dict(w, role=Role(w["role"]))) for w in d["workers"])
             fields = {k: d[k] for k in ("model", "system", "version", "isl", "osl", "prefix", "concurrency",
                                         "total_gpus", "gpus_used", "engine", "sla", "predicted")}
-            fields.update({k: d.get(k) or "" for k in ("gemm_quant", "moe_quant")}, simulated=d.get("simulated"))
+            fields.update({k: d.get(k) or "" for k in ("gemm_quant", "moe_quant")}, simulated=d.get("simulated"),
+                          range_ratio=float(d.get("range_ratio") or 0.0))
             return DeploymentSpec(backend=Backend(d["backend"]), mode=Mode(d["mode"]), workers=workers, **fields)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"deployment spec is missing or has a bad field: {exc}") from None
@@ -137,7 +139,7 @@ def simulated_fields(sim: SimCheck) -> dict:
 
 def deployment_spec(c: Candidate, system: str, isl: int, osl: int, prefix: int, sla: Sla,
                     s: EngineSettings, gemm_quant: str = "", moe_quant: str = "",
-                    sim: SimCheck | None = None) -> DeploymentSpec:
+                    sim: SimCheck | None = None, range_ratio: float = 0.0) -> DeploymentSpec:
     if c.mode == Mode.AGG:
         workers = (_entry(Role.AGG, c.decode, c.decode.workers),)
     else:
@@ -160,6 +162,7 @@ def deployment_spec(c: Candidate, system: str, isl: int, osl: int, prefix: int, 
                    "concurrency": round(m.concurrency, 2), "source": m.source.value,
                    "estimated_share": round(m.estimated_share, 3)},
         gemm_quant=gemm_quant, moe_quant=moe_quant, simulated=None if sim is None else simulated_fields(sim),
+        range_ratio=round(range_ratio, 4),
     )
 
 

@@ -50,7 +50,7 @@ def _aiperf_script(c: Candidate, s: EngineSettings, rank: int, spec: DeploymentS
     one missed a target under load), else the static estimate's."""
     artifact = f"aiperf-{slug(c, rank)}"
     bench = aiperf_command(s.model, f"http://localhost:{s.port}", spec.concurrency, spec.isl, spec.osl, spec.prefix,
-                           artifact)
+                           artifact, spec.range_ratio)
     return ("#!/usr/bin/env bash\n# Benchmark at the planned concurrency through the deployment's front door: on node 0\n"
             f"# of launch.sh (its router, or its only worker) or the Dynamo frontend of k8s/dynamo.yaml\n"
             f"# port-forwarded to localhost:{s.port}; then\n"
@@ -60,13 +60,15 @@ def _aiperf_script(c: Candidate, s: EngineSettings, rank: int, spec: DeploymentS
 
 def write_candidate(directory: Path, c: Candidate, rank: int, system: str, gpus_per_node: int, isl: int, osl: int,
                     prefix: int, sla: Sla, s: EngineSettings, gemm_quant: str = "", moe_quant: str = "",
-                    calibrated: dict | None = None, dynamo_tag: str = DEFAULT_TAG, sim: SimCheck | None = None) -> Path:
+                    calibrated: dict | None = None, dynamo_tag: str = DEFAULT_TAG, sim: SimCheck | None = None,
+                    range_ratio: float = 0.0) -> Path:
     """calibrated: calibration_id and intervals added to deployment.yaml's `predicted` (calibrated plans).
-    sim: the simulator's replay that decided the plan: deployment.yaml and aiperf.sh take its concurrency."""
+    sim: the simulator's replay that decided the plan: deployment.yaml and aiperf.sh take its concurrency.
+    range_ratio: the request lengths' spread the plan replayed (deployment.yaml and aiperf.sh take it)."""
     out = Path(directory) / slug(c, rank)
     if written_by_servecast(out) is not None:
         remove_written(out)
-    spec = deployment_spec(c, system, isl, osl, prefix, sla, s, gemm_quant, moe_quant, sim)
+    spec = deployment_spec(c, system, isl, osl, prefix, sla, s, gemm_quant, moe_quant, sim, range_ratio)
     if calibrated:
         spec.predicted.update(calibrated)
     launch, router_files = launch_script(c, s, gpus_per_node)

@@ -26,12 +26,15 @@ def plan(*, model: str, system: str, isl: int, osl: int, ttft_ms: float, tpot_ms
          top_n: int = 5, version: str | None = None, gemm_quant: str | Dtype | None = None,
          moe_quant: str | Dtype | None = None, kv_dtype: str | Dtype | None = None, db: Path | str | None = None,
          calibration: Path | str | None = None, hf_hub: Path | None = None, simulate: bool = True,
-         save_dir: Path | str | None = None, dynamo_version: str | None = None, fork: bool = True) -> PlanResult:
+         save_dir: Path | str | None = None, dynamo_version: str | None = None, fork: bool = True,
+         range_ratio: float | None = None) -> PlanResult:
     """The best aggregated and disaggregated deployments meeting the targets (search.plan.PlanResult).
 
     backend: "trtllm", "sglang", "vllm", "all" or a sequence of them. calibration: a calibration directory,
     None (the newest stored in the database; the bundled one ships one) or "none" (uncalibrated).
     simulate: the simulator replays each mode's best candidates and decides (search.decide).
+    range_ratio: request lengths of the replays and of aiperf.sh uniform in [x(1 - r), x(1 + r)] around
+    isl / osl; None: the InferenceX client's spread (search.types.INFERENCEX_RANGE_RATIO), 0: fixed.
     save_dir: also write points.parquet/.csv, pareto.png, plan.json and top/<n>/ artifacts there
     (`PlanResult.artifacts` names them). fork: use the second core through forked children (Linux): with
     several backends every other backend's static screen runs in one, and the disagg candidates' replays
@@ -44,7 +47,8 @@ def plan(*, model: str, system: str, isl: int, osl: int, ttft_ms: float, tpot_ms
     req = plan_request(model=model, system=system, backend=backend, total_gpus=total_gpus, isl=isl, osl=osl,
                        prefix=prefix, ttft_ms=ttft_ms, tpot_ms=tpot_ms, request_latency_ms=request_latency_ms,
                        sla_at=sla_at, mode=mode, top_n=top_n, version=version, gemm_quant=gemm_quant,
-                       moe_quant=moe_quant, kv_dtype=kv_dtype, db=db, calibration=calibration, hf_hub=hf_hub)
+                       moe_quant=moe_quant, kv_dtype=kv_dtype, db=db, calibration=calibration, hf_hub=hf_hub,
+                       range_ratio=range_ratio)
     out = _save_dir(save_dir)   # before the search: a bad save_dir fails at once
     if dynamo_version is not None:
         from search.artifacts.dynamo import check_tag
@@ -64,7 +68,8 @@ def plan(*, model: str, system: str, isl: int, osl: int, ttft_ms: float, tpot_ms
 
 def plan_request(*, model: str, system: str, backend, total_gpus: int, isl: int, osl: int, prefix: int,
                  ttft_ms: float, tpot_ms: float, request_latency_ms, sla_at, mode, top_n: int, version,
-                 gemm_quant, moe_quant, kv_dtype, db, calibration, hf_hub) -> PlanRequest:
+                 gemm_quant, moe_quant, kv_dtype, db, calibration, hf_hub,
+                 range_ratio: float | None = None) -> PlanRequest:
     """The search's PlanRequest from plan()'s arguments, every value checked (one-line InputError)."""
     from estimator.calibration_files import calibration_flag
     from perfdb.types import Dtype, parse_enum
@@ -78,7 +83,8 @@ def plan_request(*, model: str, system: str, backend, total_gpus: int, isl: int,
         model=model, system=system, backends=backends, total_gpus=total_gpus, isl=isl, osl=osl,
         prefix=prefix, sla=Sla(ttft_ms, tpot_ms, request_latency_ms, parse_enum(SlaAt, sla_at, "sla-at")),
         mode=parse_enum(Mode, mode, "mode"), top_n=top_n, version=version, db_root=Path(db) if db else None,
-        calibration=explicit, stored_calibration=stored, hf_hub=hf_hub, **quant)
+        calibration=explicit, stored_calibration=stored, hf_hub=hf_hub, **quant,
+        **({} if range_ratio is None else {"range_ratio": float(range_ratio)}))
 
 
 def _backends(backend) -> tuple[Backend, ...]:

@@ -39,13 +39,15 @@ def simulate(*, deployment: Deployment | None = None, model: str | None = None, 
              plan: Path | str | None = None, version: str | None = None, isl: int | None = None,
              osl: int | None = None, concurrency: Sequence[int] = (), request_rate: Sequence[float] = (),
              arrival: str = "poisson", trace: Path | str | None = None, num_requests: int | None = None,
-             warmup_requests: int = 0, range_ratio: float = 0.0, seed: int = 0, kv_dtype: str | Dtype | None = None,
+             warmup_requests: int = 0, range_ratio: float | None = None, seed: int = 0,
+             kv_dtype: str | Dtype | None = None,
              gemm_quant: str | Dtype | None = None, moe_quant: str | Dtype | None = None,
              db: Path | str | None = None, calibration: Path | str | None = None, hf_hub: Path | None = None,
              records: Path | str | None = None, plot: Path | str | None = None,
              progress: Callable[[int, int], None] | None = None) -> Simulation:
     """Simulate `deployment` of `model` on `system` (or the deployment.yaml a plan wrote, `plan`, whose model,
-    system, version, quantization, KV-cache dtype, ISL/OSL and concurrency are the defaults) at each load:
+    system, version, quantization, KV-cache dtype, ISL/OSL, length spread (`range_ratio`) and concurrency
+    are the defaults) at each load:
     closed-loop `concurrency` clients, open-loop `request_rate` (req/s, `arrival` poisson or constant) or a
     JSONL `trace`.
 
@@ -72,10 +74,12 @@ def simulate(*, deployment: Deployment | None = None, model: str | None = None, 
         gemm_quant, moe_quant = gemm_quant or spec.gemm_quant or None, moe_quant or spec.moe_quant or None
         kv_dtype = kv_dtype or spec.engine.get("kv_cache_dtype") or None   # the KV cache the plan priced
         isl, osl = _given(isl, spec.isl), _given(osl, spec.osl)
+        range_ratio = spec.range_ratio if range_ratio is None else range_ratio
     else:
         if not model or not system or deployment is None:
             raise InputError("--model and --system are required (or --plan deployment.yaml)")
         isl, osl = _given(isl, 1024), _given(osl, 1024)
+    range_ratio = 0.0 if range_ratio is None else range_ratio
     if isl < 1 or osl < 1:
         raise InputError(f"--isl {isl} / --osl {osl}: both must be >= 1 token")
     _check_outputs(records, plot)

@@ -35,6 +35,12 @@ def register(app: typer.Typer) -> None:
         isl: int = typer.Option(..., help="input tokens per request (prefix included)"),
         osl: int = typer.Option(..., help="output tokens per request"),
         prefix: int = typer.Option(0, help="input tokens served from the prefix cache"),
+        range_ratio: float = typer.Option(None, "--range-ratio",
+                                          help="request lengths the simulator replays and aiperf.sh benchmarks, "
+                                               "uniform in [x(1-r), x(1+r)] around --isl / --osl (default 0.111: "
+                                               "the InferenceX client's spread, which the shipped calibrations were "
+                                               "fitted on; 0: fixed lengths, where a closed loop runs in lockstep "
+                                               "waves)"),
         ttft: float = typer.Option(..., help="time-to-first-token target, ms"),
         tpot: float = typer.Option(..., help="time-per-output-token target, ms"),
         request_latency: float = typer.Option(None, "--request-latency", help="end-to-end latency target, ms (optional)"),
@@ -71,7 +77,7 @@ def register(app: typer.Typer) -> None:
                       prefix=prefix, ttft_ms=ttft, tpot_ms=tpot, request_latency_ms=request_latency, sla_at=sla_at,
                       mode=mode, top_n=top_n, version=version, gemm_quant=gemm_quant, moe_quant=moe_quant,
                       kv_dtype=kv_dtype, db=db, calibration=calibration, hf_hub=hub_cache(), simulate=simulate,
-                      save_dir=save_dir, dynamo_version=dynamo_version)
+                      save_dir=save_dir, dynamo_version=dynamo_version, range_ratio=range_ratio)
         render(result, result.sims if simulate else None, save_dir, result.artifacts)
         raise typer.Exit(0 if result.winner is not None else 1)
 

@@ -166,6 +166,24 @@ def test_aiperf_command_uses_documented_flags_and_the_predicted_load():
     assert cmd[cmd.index("--output-tokens-mean") + 1] == "500"
 
 
+def test_aiperf_spreads_the_lengths_as_the_plan_replayed_them(tmp_path):
+    """The plan's replays draw lengths uniform in [x(1-r), x(1+r)]; aiperf's synthetic lengths are normal, so
+    aiperf.sh asks for the same standard deviation, r x / sqrt(3) (of the unshared input); deployment.yaml
+    keeps r, which `servecast simulate --plan` replays by default."""
+    from search.types import INFERENCEX_RANGE_RATIO
+
+    r = INFERENCEX_RANGE_RATIO
+    cmd = aiperf_command("m", "http://localhost:8000", 8, 4000, 500, 1000, "out", r)
+    assert cmd[cmd.index("--synthetic-input-tokens-stddev") + 1] == str(round(r * 3000 / 3 ** 0.5)) == "192"
+    assert cmd[cmd.index("--output-tokens-stddev") + 1] == str(round(r * 500 / 3 ** 0.5)) == "32"
+    fixed = aiperf_command("m", "http://localhost:8000", 8, 4000, 500, 0, "out")
+    assert fixed[fixed.index("--synthetic-input-tokens-stddev") + 1] == fixed[fixed.index("--output-tokens-stddev") + 1] == "0"
+    out = write_candidate(tmp_path, disagg(Backend.TRTLLM), 1, "b200_sxm", 8, 15000, 500, 0, Sla(1000, 15),
+                          MOE_SETTINGS, moe_quant="nvfp4", range_ratio=r)
+    assert load_deployment(out / "deployment.yaml").range_ratio == pytest.approx(r, abs=1e-4)
+    assert f"--output-tokens-stddev {round(r * 500 / 3 ** 0.5)}" in (out / "aiperf.sh").read_text()
+
+
 def test_candidate_directory_has_parsable_artifacts_and_a_round_tripping_spec(tmp_path):
     out = write_candidate(tmp_path, disagg(Backend.TRTLLM), 1, "b200_sxm", 8, 15000, 500, 0, Sla(1000, 15),
                           MOE_SETTINGS, moe_quant="nvfp4")

@@ -89,3 +89,8 @@ def test_collect_without_torch(capsys, monkeypatch, tmp_path):
     _one_line(capsys, ["collect", "run", "--ops", "gemm", "--db", str(tmp_path / "db")], "torch", "pip install")
     _one_line(capsys, ["collect", "plan", "--ops", "gemm"], "torch")
     assert not (tmp_path / "db").exists()
+
+
+@pytest.mark.parametrize("ratio", ["1", "-0.1", "1.5"])
+def test_plan_range_ratio_outside_its_range_is_one_line(capsys, ratio):
+    _one_line(capsys, ["plan", *MODEL, *PLAN, "--range-ratio", ratio], f"range-ratio={float(ratio)}", "[0, 1)")

@@ -63,6 +63,34 @@ def test_plan_artifact_is_simulated_at_its_concurrency(tmp_path):
     assert row["load"] == 6 and row["num_gpus"] == 2 and row["completed"] == 30
 
 
+def test_a_plan_artifact_is_replayed_with_the_plans_spread_of_lengths(tmp_path):
+    """deployment.yaml's range_ratio (the plan's client protocol) is `simulate --plan`'s default; an explicit
+    --range-ratio wins."""
+    from dataclasses import replace
+
+    from perfdb.types import Backend
+    from search.artifacts.deployment import DeploymentSpec, WorkerEntry
+    from search.artifacts.engines import Role
+    from search.types import Mode
+
+    spec = DeploymentSpec(
+        model="Qwen/Qwen3-8B", system="h200_sxm", backend=Backend.TRTLLM, version=None, mode=Mode.AGG, isl=2000,
+        osl=100, prefix=0, concurrency=16, total_gpus=1, gpus_used=1,
+        workers=(WorkerEntry(Role.AGG, 1, 1, 1, 1, 1, 1, 1, 64, 8192),),
+        engine={"kv_cache_dtype": "bf16", "mem_fraction": 0.9, "max_model_len": 4096}, sla={}, predicted={})
+    runs = {}
+    for name, s in (("fixed", spec), ("spread", replace(spec, range_ratio=0.2))):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "deployment.yaml").write_text(yaml.safe_dump(s.to_dict()))
+        for extra in ([], ["--range-ratio", "0"]):
+            result = CliRunner().invoke(app, ["simulate", "--plan", str(d), "--json", "--num-requests", "160",
+                                              "--calibration", "none", *extra])
+            assert result.exit_code == 0, result.output
+            runs[name, bool(extra)] = json.loads(result.output)[0]["ttft"]["mean"]
+    assert runs["fixed", False] == runs["fixed", True] == runs["spread", True] != runs["spread", False]
+
+
 @pytest.mark.parametrize("flags, needle", [
     (["--concurrency", "4", "--request-rate", "2"], "--concurrency or --request-rate"),
     (["--osl", "0", "--concurrency", "1"], "--osl 0"),                       # not replaced by the default
