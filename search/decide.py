@@ -31,25 +31,45 @@ SIM_PER_MODE = 3    # static top candidates of each mode replayed (each ~0.01-0.
 BACKOFF_RUNS = 5
 
 
+def first_replays(result: PlanResult, per_mode: int = SIM_PER_MODE) -> list[Candidate]:
+    """The candidates `replay` always simulates at their static concurrency, whatever the others give: each
+    mode's first `per_mode`. They can run anywhere beforehand (`static_replays`, `replay(done=...)`)."""
+    return [c for cands in result.top.values() for c in cands[:per_mode]]
+
+
+def static_replays(result: PlanResult, db: PerfDB, cands: list[Candidate]) -> dict[int, SimCheck]:
+    """{points row: the candidate replayed at its static concurrency}, as `replay` replays it."""
+    cals: dict = {}
+    out = {}
+    for c in cands:
+        if c.backend not in cals:
+            cals[c.backend] = sim_calibration(result, c.backend)
+        out[c.row] = simulate_candidate(result, c, db, cal=cals[c.backend])
+    return out
+
+
 def replay(result: PlanResult, db: PerfDB, modes: tuple[Mode, ...] | None = None,
-           per_mode: int = SIM_PER_MODE, backoff_runs: int = BACKOFF_RUNS) -> dict[int, SimCheck]:
+           per_mode: int = SIM_PER_MODE, backoff_runs: int = BACKOFF_RUNS,
+           done: dict[int, SimCheck] | None = None) -> dict[int, SimCheck]:
     """Simulate each mode's first `per_mode` static candidates at their static concurrency, and on down the
     static ranking until one meets every target under load; then back off (`back_off`) the `per_mode`
     misses that served the most, best first, each bounded by the best replay meeting the targets so far;
     {points row: SimCheck}. `modes` None: every mode of the result. Simulator runs per mode: at most
-    len(top) + per_mode x backoff_runs."""
+    len(top) + per_mode x backoff_runs. `done`: static-concurrency replays already made (`static_replays`:
+    the same runs, so the same result)."""
     sims: dict[int, SimCheck] = {}
     cals: dict = {}
+    done = done or {}
     for mode, cands in result.top.items():
         if modes is not None and mode not in modes:
             continue
         mine: dict[int, SimCheck] = {}
-        for done, c in enumerate(cands):
-            if done >= per_mode and any(s.meets_sla for s in mine.values()):
+        for i, c in enumerate(cands):
+            if i >= per_mode and any(s.meets_sla for s in mine.values()):
                 break
             if c.backend not in cals:
                 cals[c.backend] = sim_calibration(result, c.backend)
-            mine[c.row] = simulate_candidate(result, c, db, cal=cals[c.backend])
+            mine[c.row] = done[c.row] if c.row in done else simulate_candidate(result, c, db, cal=cals[c.backend])
         best = max((s.tokens_per_s_per_gpu for s in mine.values() if s.meets_sla), default=0.0)
         missed = sorted((c for c in cands if c.row in mine and not mine[c.row].meets_sla),
                         key=lambda c: -mine[c.row].tokens_per_s_per_gpu)
@@ -71,14 +91,20 @@ def back_off(result: PlanResult, c: Candidate, db: PerfDB, first: SimCheck, cal,
     units, _ = sim_units(c)
     lo, hi = 0, -(-sim_clients(c)[0] // units)   # per unit: lo met (0: none yet), hi missed
     best, n, bound = None, 0, first.tokens_per_s_per_gpu
+    f_lo, f_hi, moved = None, _worst(result, first), None   # worst target ratios at lo / hi; side moved last
     while hi - lo > 1 and n < runs and bound > floor:
-        k = 1 if lo == 0 and n == runs - 1 else (lo + hi) // 2
+        if lo == 0 and n == runs - 1:
+            k = 1
+        else:
+            k = _probe(lo, hi, f_lo, f_hi, moved)
         s = simulate_candidate(result, c, db, cal=cal, per_unit=k)
         n += 1
+        side = "lo" if s.meets_sla else "hi"
+        moved = side if moved != side else side + "2"   # the same side twice: bisect next
         if s.meets_sla:
-            lo, best = k, s
+            lo, best, f_lo = k, s, _worst(result, s)
         else:
-            hi, bound = k, s.tokens_per_s_per_gpu
+            hi, bound, f_hi = k, s.tokens_per_s_per_gpu, _worst(result, s)
     if best is None:
         return replace(first, runs=1 + n)
     return replace(best, runs=1 + n, at_static=first)
@@ -138,6 +164,21 @@ def _binding(result: PlanResult, s: SimCheck) -> str:
     target = {Constraint.TTFT: req.sla.ttft_ms, Constraint.TPOT: req.sla.tpot_ms}.get(k, req.sla.request_latency_ms)
     name, fmt = {Constraint.TTFT: ("TTFT", ",.0f"), Constraint.TPOT: ("TPOT", ".2f")}.get(k, ("request latency", ",.0f"))
     return f"{name} {rs[k] * target:{fmt}} of {target:g} ms"
+
+
+def _probe(lo: int, hi: int, f_lo: float | None, f_hi: float, moved: str | None) -> int:
+    """The next clients per unit between `lo` (met at worst target ratio f_lo; 0: nothing met yet) and `hi`
+    (missed at f_hi > 1): where the line through the bracket's ratios crosses 1 (regula falsi: a closed
+    loop's TTFT and TPOT rise near-linearly with its clients once it queues, so the crossing lands next
+    to the boundary where halving needs several runs), else the middle: before anything met, when the
+    line falls outside the bracket, and after the same end moved twice in a row (the Illinois safeguard
+    against creeping from one side). The bracket only shrinks, so the search ends at the same boundary as
+    a bisection, in fewer runs (README example, fixed lengths: 4 -> 3; Qwen3.5-397B on 8x b200: 5 -> 3)."""
+    mid = (lo + hi) // 2
+    if f_lo is None or moved in ("lo2", "hi2") or not f_hi > 1.0 > f_lo:
+        return mid
+    k = int(lo + (hi - lo) * (1.0 - f_lo) / (f_hi - f_lo))
+    return k if lo < k < hi else mid
 
 
 def _worst(result: PlanResult, s: SimCheck) -> float:

@@ -117,24 +117,35 @@ def _save_dir(path: Path | str | None) -> Path | None:
 
 
 def _decide_on_load(result: PlanResult, db: PerfDB, fork: bool) -> PlanResult:
-    """search.decide with the disagg replays in a forked child while this process replays agg (two
-    cores, each mode's replays independent), then the ranking on the simulated numbers."""
-    from search.decide import rank_on_load, replay
+    """search.decide on two cores: the replays every mode needs whatever they give (`first_replays`) split
+    between this process and a forked child, then the rest of each mode's (walking down its ranking,
+    backing off) with the disagg mode's in a child while this process does agg's; each replay is
+    deterministic, so the ranking on the simulated numbers is the one a single process makes."""
+    from search.decide import first_replays, rank_on_load, replay, static_replays
     from search.types import Mode
     from servecast.sidework import Forked
 
+    def apart(fn, here):
+        """(fn() in a forked child, here()) when forking, else both here."""
+        child = Forked(fn) if fork else None
+        try:
+            mine = here()
+        except BaseException:
+            if child is not None:
+                child.discard()
+            raise
+        return (child.result() if child is not None else fn()), mine
+
+    first = first_replays(result)
+    theirs, mine = apart(lambda: static_replays(result, db, first[1::2]),
+                         lambda: static_replays(result, db, first[0::2]))
+    done = mine | theirs
     modes = [m for m, cands in result.top.items() if cands]
-    split = fork and Mode.DISAGG in modes and len(modes) > 1
-    child = Forked(lambda: replay(result, db, (Mode.DISAGG,))) if split else None
-    try:
-        sims = replay(result, db, tuple(m for m in modes if child is None or m != Mode.DISAGG))
-    except BaseException:
-        if child is not None:
-            child.discard()
-        raise
-    if child is not None:
-        sims.update(child.result())
-    return rank_on_load(result, sims)
+    if Mode.DISAGG in modes and len(modes) > 1:
+        theirs, mine = apart(lambda: replay(result, db, (Mode.DISAGG,), done=done),
+                             lambda: replay(result, db, tuple(m for m in modes if m != Mode.DISAGG), done=done))
+        return rank_on_load(result, mine | theirs)
+    return rank_on_load(result, replay(result, db, tuple(modes), done=done))
 
 
 def _write(result: PlanResult, out: Path, dynamo_version: str | None) -> PlanResult:
