@@ -50,10 +50,11 @@ RUNS = {
     "concurrency4": ["--concurrency", "4", "--request-count", "24", "--warmup-request-count", "4"],
     "rate20": ["--request-rate", "20", "--request-count", "24", "--warmup-request-count", "4"],
 }
-# The plan of the loop fixture: three aggregated deployments (a 3-fold fit needs them) at small concurrencies.
+# The plan of the loop fixture: three aggregated deployments (a 3-fold fit needs them) at small concurrencies,
+# benchmarked with fixed lengths (`--range-ratio 0`: the recorded runs' aiperf.sh asked for stddev 0).
 LOOP_PLAN = ["plan", "--model", "Qwen/Qwen3-0.6B", "--system", "h200_sxm", "--backend", "vllm", "--total-gpus", "2",
              "--isl", "64", "--osl", "16", "--ttft", "200", "--tpot", "2.2", "--mode", "agg", "--top-n", "3",
-             "--no-simulate", "--calibration", "none"]
+             "--no-simulate", "--calibration", "none", "--range-ratio", "0"]
 # Left out of the copies: aiperf's own log, and (loop) the per-request files of runs of hundreds of requests,
 # which the ingest of a directory with a phase manifest never reads.
 SKIP = ("logs",)
