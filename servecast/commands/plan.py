@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         prefix: int = typer.Option(0, help="input tokens served from the prefix cache"),
         range_ratio: float = typer.Option(None, "--range-ratio",
                                           help="request lengths the simulator replays and aiperf.sh benchmarks, "
-                                               "uniform in [x(1-r), x(1+r)] around --isl / --osl (default 0.111: "
+                                               "uniform between x(1-r) and x(1+r) around --isl / --osl (default 0.111: "
                                                "the InferenceX client's spread, which the shipped calibrations were "
                                                "fitted on; 0: fixed lengths, where a closed loop runs in lockstep "
                                                "waves)"),

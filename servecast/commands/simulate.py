@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
         same_node: bool = typer.Option(False, help="disagg: KV moves over NVLink (default: NVLink when the xPyD group fits one NVLink domain, else the network)"),
         isl: int = typer.Option(None, help="input tokens per request (default 1024, or the plan's)"),
         osl: int = typer.Option(None, help="output tokens per request (default 1024, or the plan's)"),
-        range_ratio: float = typer.Option(None, help="ISL/OSL drawn uniformly in [x(1-r), x(1+r)] (vLLM/aiperf random dataset; default 0, or the plan's)"),
+        range_ratio: float = typer.Option(None, help="ISL/OSL drawn uniformly between x(1-r) and x(1+r) (vLLM/aiperf random dataset; default 0, or the plan's)"),
         concurrency: str = typer.Option(None, help="closed-loop clients, e.g. 1,4,16,64"),
         request_rate: str = typer.Option(None, help="open-loop requests/s, e.g. 2,4,8"),
         arrival: str = typer.Option("poisson", help="open loop: poisson | constant"),
