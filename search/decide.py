@@ -91,16 +91,13 @@ def back_off(result: PlanResult, c: Candidate, db: PerfDB, first: SimCheck, cal,
     units, _ = sim_units(c)
     lo, hi = 0, -(-sim_clients(c)[0] // units)   # per unit: lo met (0: none yet), hi missed
     best, n, bound = None, 0, first.tokens_per_s_per_gpu
-    f_lo, f_hi, moved = None, _worst(result, first), None   # worst target ratios at lo / hi; side moved last
+    f_lo, f_hi = None, _worst(result, first)   # worst target ratios at lo / hi
+    last, repeat = None, False   # whether the last replay met; whether that end then moved twice running
     while hi - lo > 1 and n < runs and bound > floor:
-        if lo == 0 and n == runs - 1:
-            k = 1
-        else:
-            k = _probe(lo, hi, f_lo, f_hi, moved)
+        k = 1 if lo == 0 and n == runs - 1 else _probe(lo, hi, f_lo, f_hi, repeat)
         s = simulate_candidate(result, c, db, cal=cal, per_unit=k)
         n += 1
-        side = "lo" if s.meets_sla else "hi"
-        moved = side if moved != side else side + "2"   # the same side twice: bisect next
+        repeat, last = s.meets_sla == last and not repeat, s.meets_sla
         if s.meets_sla:
             lo, best, f_lo = k, s, _worst(result, s)
         else:
@@ -166,16 +163,16 @@ def _binding(result: PlanResult, s: SimCheck) -> str:
     return f"{name} {rs[k] * target:{fmt}} of {target:g} ms"
 
 
-def _probe(lo: int, hi: int, f_lo: float | None, f_hi: float, moved: str | None) -> int:
+def _probe(lo: int, hi: int, f_lo: float | None, f_hi: float, repeat: bool) -> int:
     """The next clients per unit between `lo` (met at worst target ratio f_lo; 0: nothing met yet) and `hi`
     (missed at f_hi > 1): where the line through the bracket's ratios crosses 1 (regula falsi: a closed
     loop's TTFT and TPOT rise near-linearly with its clients once it queues, so the crossing lands next
     to the boundary where halving needs several runs), else the middle: before anything met, when the
-    line falls outside the bracket, and after the same end moved twice in a row (the Illinois safeguard
+    line falls outside the bracket, and after the same end moved twice in a row (`repeat`: the Illinois safeguard
     against creeping from one side). The bracket only shrinks, so the search ends at the same boundary as
     a bisection, in fewer runs (README example, fixed lengths: 4 -> 3; Qwen3.5-397B on 8x b200: 5 -> 3)."""
     mid = (lo + hi) // 2
-    if f_lo is None or moved in ("lo2", "hi2") or not f_hi > 1.0 > f_lo:
+    if f_lo is None or repeat or not f_hi > 1.0 > f_lo:
         return mid
     k = int(lo + (hi - lo) * (1.0 - f_lo) / (f_hi - f_lo))
     return k if lo < k < hi else mid

@@ -86,8 +86,8 @@ def _backend_points(ctx: Context, modes: tuple[Mode, ...], sla) -> tuple[list[Po
 
 
 def _screen(contexts: dict, modes: tuple[Mode, ...], sla, apart) -> dict:
-    """{backend: (point tables, worker points, memory reasons)} of `_backend_points`; with `apart` and
-    several backends, every other one is screened there (see `plan`)."""
+    """{backend: (point tables, worker points, memory reasons)} of `_backend_points`, every other backend
+    through `apart`'s first function (see `plan`)."""
     def run(backends) -> dict:
         out = {}
         for b in backends:
@@ -96,15 +96,10 @@ def _screen(contexts: dict, modes: tuple[Mode, ...], sla, apart) -> dict:
         return out
 
     backends = list(contexts)
-    far = backends[1::2] if apart is not None and len(backends) > 1 else []
-    child = apart(lambda: run(far)) if far else None
-    try:
-        here = run([b for b in backends if b not in far])
-    except BaseException:
-        if child is not None:
-            child.discard()
-        raise
-    return here | (child.result() if child is not None else {})
+    if len(backends) < 2:   # nothing to share
+        return run(backends)
+    there, here = apart(lambda: run(backends[1::2]), lambda: run(backends[0::2]))
+    return here | there
 
 
 def _no_fit_error(req: PlanRequest, model: ModelSpec, reasons: list[str]) -> InfeasibleError:
@@ -123,10 +118,10 @@ def _same(a: Candidate, b: Candidate, rel: float = 1e-6) -> bool:
 def plan(req: PlanRequest, db: PerfDB, apart=None) -> PlanResult:
     """The static search: every deployment of the budget evaluated, calibrated, filtered and ranked.
 
-    apart: a callable that starts a function elsewhere and returns a handle whose `result()` is its value
-    (servecast.sidework.Forked: a forked child on the second core). With several backends, every other
-    backend's screen (`req.backends[1::2]`) runs there while this process screens the rest; the points
-    are concatenated in backend order either way, so the result does not depend on it."""
+    apart(fn, here) -> (fn(), here()): how two pieces of work run (servecast.sidework.alongside: fn in a
+    forked child on the second core; None: one after the other here). Every other backend's screen
+    (`req.backends[1::2]`) goes to fn; the points are concatenated in backend order either way, so the
+    result does not depend on it."""
     system = load_system(req.system)
     model = load_model(req.model, gemm_quant=req.gemm_quant, moe_quant=req.moe_quant, kv_dtype=req.kv_dtype,
                        hf_hub=req.hf_hub)
@@ -143,7 +138,7 @@ def plan(req: PlanRequest, db: PerfDB, apart=None) -> PlanResult:
                              f"{backend.value} on {system.name} has no calibration (give --calibration DIR from "
                              "`servecast calibrate fit`, or use --sla-at median)")
         contexts[backend] = ctx
-    screened = _screen(contexts, modes, req.sla, apart)
+    screened = _screen(contexts, modes, req.sla, apart or (lambda fn, here: (fn(), here())))
     tables, workers, reasons = [], 0, []
     for backend in req.backends:   # backend order, wherever each was screened
         t, w, why = screened[backend]

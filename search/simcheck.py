@@ -24,10 +24,10 @@ from estimator.calibration import Calibration
 from estimator.calibration_files import resolve_for_base
 from estimator.engine import EngineConfig
 from estimator.sim import Deployment, LoadSpec, Pool, build_steps, simulate
-from estimator.sim.types import Lengths
 from estimator.sim.calibrated import BASE as SIM_BASE
 from estimator.sim.calibrated import calibrate_sweep
 from estimator.sim.runs import RUN_MAX_REQUESTS, RUN_REQUESTS_PER_CLIENT
+from estimator.sim.types import Lengths
 from perfdb.lookup import PerfDB
 from perfdb.types import Backend
 from search.plan import PlanResult

@@ -10,6 +10,7 @@ from enum import Enum
 from pathlib import Path
 
 from estimator.parallel import ParallelConfig
+from estimator.sim.types import client_spread
 from perfdb.errors import InputError
 from perfdb.types import Backend, Dtype, Source
 
@@ -67,7 +68,7 @@ DECIDE_POOL = 5
 # (1 - 0.8) / (1 + 0.8) around their mean): the protocol of the public measurements and of every training
 # run whose client is recorded, which the shipped calibrations were fitted on. 0 replays fixed lengths,
 # where a closed loop runs in lockstep waves (BENCHMARKS.md, the eleventh session).
-INFERENCEX_RANGE_RATIO = (1 - 0.8) / (1 + 0.8)
+INFERENCEX_RANGE_RATIO = client_spread(0.8)
 
 
 @dataclass(frozen=True)

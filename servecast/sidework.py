@@ -1,5 +1,6 @@
 """Work beside the CLI's main thread, with values and errors brought back: a forked child (the plan's
-second core: a multi-backend screen's other backends, the disagg replays) and a thread (files written while the artifacts are)."""
+second core: `alongside`, for a multi-backend screen's other backends and the replays) and a thread (files
+written while the artifacts are)."""
 from __future__ import annotations
 
 
@@ -77,6 +78,23 @@ def _call(fn) -> tuple[bool, object]:
         return True, fn()
     except ServecastError as exc:   # re-raised by Forked.result in the parent
         return False, exc
+
+
+def alongside(fn, here):
+    """(fn(), here()) with fn in a forked child (`Forked`) while this process runs here(); when here() fails
+    the child is waited for and its outcome dropped."""
+    child = Forked(fn)
+    try:
+        mine = here()
+    except BaseException:
+        child.discard()
+        raise
+    return child.result(), mine
+
+
+def in_turn(fn, here):
+    """(fn(), here()), both in this process: `alongside` without the fork."""
+    return fn(), here()
 
 
 class Background:

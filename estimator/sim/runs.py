@@ -38,7 +38,7 @@ from estimator.serving import max_batch, prefill_workers_needed
 from estimator.sim.build import build_steps
 from estimator.sim.engine import RoleSteps, simulate
 from estimator.sim.metrics import SimResult
-from estimator.sim.types import Lengths, LoadSpec
+from estimator.sim.types import Lengths, LoadSpec, client_spread
 from perfdb.errors import ServecastError
 from perfdb.lookup import PerfDB
 from perfdb.specs import load_system
@@ -170,7 +170,7 @@ def _lengths(row: RunRow, range_ratio: float) -> tuple[Lengths, Lengths]:
     if range_ratio > 0 or row.facts.range_ratio is None or row.facts.range_ratio >= 1:
         return Lengths.of(row.isl, range_ratio), Lengths.of(row.osl, range_ratio)
     r = row.facts.range_ratio
-    sym = (1 - r) / (1 + r)
+    sym = client_spread(r)
     return Lengths.of(max(1, round(row.isl * (1 + r) / 2)), sym), Lengths.of(max(1, round(row.osl * (1 + r) / 2)), sym)
 
 

@@ -32,6 +32,12 @@ MAX_TOKENS = 10_000_000
 MAX_REQUESTS = 10_000_000
 
 
+def client_spread(r: float) -> float:
+    """The half-width, relative to their mean, of lengths a client draws uniformly in [r x n, n] (InferenceX's
+    benchmark client: `--random-range-ratio r`): (1 - r) / (1 + r) around the mean n (1 + r) / 2."""
+    return (1 - r) / (1 + r)
+
+
 @dataclass(frozen=True)
 class Lengths:
     """Distribution of a per-request token count (input or output length)."""

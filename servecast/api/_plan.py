@@ -54,12 +54,13 @@ def plan(*, model: str, system: str, isl: int, osl: int, ttft_ms: float, tpot_ms
         from search.artifacts.dynamo import check_tag
 
         check_tag(dynamo_version)
+    from servecast.sidework import alongside, in_turn
+
     database = PerfDB(db)
-    if fork:
-        from servecast.sidework import Forked
-    result = search_plan(req, database, apart=Forked if fork else None)
+    apart = alongside if fork else in_turn
+    result = search_plan(req, database, apart=apart)
     if simulate and result.winner is not None:   # the simulator decides (search.decide)
-        result = _decide_on_load(result, database, fork)
+        result = _decide_on_load(result, database, apart)
     result = shown(result)
     if out is not None:
         result = _write(result, out, dynamo_version)
@@ -116,25 +117,14 @@ def _save_dir(path: Path | str | None) -> Path | None:
     return out
 
 
-def _decide_on_load(result: PlanResult, db: PerfDB, fork: bool) -> PlanResult:
-    """search.decide on two cores: the replays every mode needs whatever they give (`first_replays`) split
-    between this process and a forked child, then the rest of each mode's (walking down its ranking,
-    backing off) with the disagg mode's in a child while this process does agg's; each replay is
-    deterministic, so the ranking on the simulated numbers is the one a single process makes."""
+def _decide_on_load(result: PlanResult, db: PerfDB, apart) -> PlanResult:
+    """search.decide on two cores (`apart`: servecast.sidework.alongside or in_turn): the replays every mode
+    needs whatever they give (`first_replays`) split between this process and a forked child, then the
+    rest of each mode's (walking down its ranking, backing off) with the disagg mode's in a child while this
+    process does agg's; each replay is deterministic, so the ranking on the simulated numbers is the one a
+    single process makes."""
     from search.decide import first_replays, rank_on_load, replay, static_replays
     from search.types import Mode
-    from servecast.sidework import Forked
-
-    def apart(fn, here):
-        """(fn() in a forked child, here()) when forking, else both here."""
-        child = Forked(fn) if fork else None
-        try:
-            mine = here()
-        except BaseException:
-            if child is not None:
-                child.discard()
-            raise
-        return (child.result() if child is not None else fn()), mine
 
     first = first_replays(result)
     theirs, mine = apart(lambda: static_replays(result, db, first[1::2]),

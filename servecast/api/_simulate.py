@@ -60,36 +60,20 @@ def simulate(*, deployment: Deployment | None = None, model: str | None = None, 
     from estimator.sim import build_steps
     from estimator.sim import simulate as run_sim
     from estimator.sim.calibrated import BASE, calibrate_sweep
-    from perfdb.errors import InputError
     from perfdb.lookup import PerfDB
     from perfdb.specs import load_system
     from servecast.api._estimate import _calibration
 
-    spec = None
-    if plan is not None and deployment is not None:
-        raise InputError("give a deployment or a plan's deployment.yaml, not both")
-    if plan is not None:
-        deployment, spec = deployment_from_plan(Path(plan))
-        model, system, version = spec.model, spec.system, spec.version
-        gemm_quant, moe_quant = gemm_quant or spec.gemm_quant or None, moe_quant or spec.moe_quant or None
-        kv_dtype = kv_dtype or spec.engine.get("kv_cache_dtype") or None   # the KV cache the plan priced
-        isl, osl = _given(isl, spec.isl), _given(osl, spec.osl)
-        range_ratio = spec.range_ratio if range_ratio is None else range_ratio
-    else:
-        if not model or not system or deployment is None:
-            raise InputError("--model and --system are required (or --plan deployment.yaml)")
-        isl, osl = _given(isl, 1024), _given(osl, 1024)
-    range_ratio = 0.0 if range_ratio is None else range_ratio
-    if isl < 1 or osl < 1:
-        raise InputError(f"--isl {isl} / --osl {osl}: both must be >= 1 token")
+    w = _what(deployment, plan, model, system, version, gemm_quant, moe_quant, kv_dtype, isl, osl, range_ratio)
+    deployment, model, system, version, isl, osl = w.deployment, w.model, w.system, w.version, w.isl, w.osl
     _check_outputs(records, plot)
     label, loads = _loads(isl, osl, concurrency, request_rate, arrival, trace, num_requests, warmup_requests,
-                          range_ratio, spec.concurrency if spec else None)
+                          w.range_ratio, w.concurrency)
     sysspec = load_system(system)
     cal = _calibration(calibration, db, sysspec.name, deployment.backend.value, BASE)   # before simulating
     view = PerfDB(db).view(sysspec.name, deployment.backend, version)
-    kv = _kv(kv_dtype)
-    steps = build_steps(_model(model, gemm_quant, moe_quant, kv, hf_hub), sysspec, deployment,
+    kv = _kv(w.kv_dtype)
+    steps = build_steps(_model(model, w.gemm_quant, w.moe_quant, kv, hf_hub), sysspec, deployment,
                         EngineConfig(deployment.backend, version, kv_dtype=kv), view)
     results = []
     for i, (_, load) in enumerate(loads):
@@ -103,6 +87,46 @@ def simulate(*, deployment: Deployment | None = None, model: str | None = None, 
         cals = tuple(calibrate_sweep(results, in_flight, cal, deployment, sysspec.name, view.version, isl, osl, model))
     out = Simulation(model, system, deployment, isl, osl, label, points, tuple(results), cals)
     return _write(out, records, plot)
+
+
+@dataclass(frozen=True)
+class _What:
+    """What a simulation replays: the deployment and its workload, from the arguments or a plan's
+    deployment.yaml (whose values fill the arguments not given)."""
+    deployment: Deployment
+    model: str
+    system: str
+    version: str | None
+    gemm_quant: str | Dtype | None
+    moe_quant: str | Dtype | None
+    kv_dtype: str | Dtype | None
+    isl: int
+    osl: int
+    range_ratio: float
+    concurrency: int | None   # the plan's, the default load
+
+
+def _what(deployment, plan, model, system, version, gemm_quant, moe_quant, kv_dtype, isl, osl,
+          range_ratio) -> _What:
+    from perfdb.errors import InputError
+
+    if plan is not None and deployment is not None:
+        raise InputError("give a deployment or a plan's deployment.yaml, not both")
+    if plan is not None:
+        deployment, spec = deployment_from_plan(Path(plan))
+        w = _What(deployment, spec.model, spec.system, spec.version, gemm_quant or spec.gemm_quant or None,
+                  moe_quant or spec.moe_quant or None,
+                  kv_dtype or spec.engine.get("kv_cache_dtype") or None,   # the KV cache the plan priced
+                  _given(isl, spec.isl), _given(osl, spec.osl),
+                  spec.range_ratio if range_ratio is None else range_ratio, spec.concurrency)
+    else:
+        if not model or not system or deployment is None:
+            raise InputError("--model and --system are required (or --plan deployment.yaml)")
+        w = _What(deployment, model, system, version, gemm_quant, moe_quant, kv_dtype, _given(isl, 1024),
+                  _given(osl, 1024), range_ratio or 0.0, None)
+    if w.isl < 1 or w.osl < 1:
+        raise InputError(f"--isl {w.isl} / --osl {w.osl}: both must be >= 1 token")
+    return w
 
 
 def deployment_from_plan(path: Path) -> tuple[Deployment, DeploymentSpec]:

@@ -90,77 +90,77 @@ def _render(points: list, results: list, load_label: str, title: str, as_json: b
         _render_calibrated(console, points, cals, load_label)
 
 
+CALIBRATION_HELP = ("calibration directory fitted with `servecast calibrate fit --base simulate` (default: the newest "
+                    "such in <db>/calibrations/; the bundled database ships one; `none`: uncalibrated): adds calibrated "
+                    "mean TTFT/TPOT with 80% intervals per point")
+
+
+def simulate_cmd(
+    model: str = typer.Option(None, help="HF id in the catalog, a model directory or a config.json"),
+    system: str = typer.Option(None, help="system id, e.g. h200_sxm"),
+    backend: str = typer.Option("trtllm", help="trtllm | sglang | vllm"),
+    version: str = typer.Option(None, help="backend version in the database (default newest)"),
+    plan: Path = typer.Option(None, help="deployment.yaml written by `servecast plan --save-dir` (or its directory)"),
+    mode: str = typer.Option("agg", help="agg | disagg"),
+    tp: int = typer.Option(1), pp: int = typer.Option(1), dp: int = typer.Option(1, help="attention data parallel"),
+    moe_tp: int = typer.Option(0, help="MoE tensor parallel (default tp*dp/moe_ep)"), moe_ep: int = typer.Option(1),
+    replicas: int = typer.Option(1, help="aggregated replicas behind the router"),
+    prefill_tp: int = typer.Option(1), prefill_pp: int = typer.Option(1), prefill_dp: int = typer.Option(1),
+    prefill_moe_tp: int = typer.Option(0), prefill_moe_ep: int = typer.Option(1),
+    prefill_workers: int = typer.Option(1), prefill_max_num_tokens: int = typer.Option(None),
+    decode_tp: int = typer.Option(1), decode_pp: int = typer.Option(1), decode_dp: int = typer.Option(1),
+    decode_moe_tp: int = typer.Option(0), decode_moe_ep: int = typer.Option(1),
+    decode_workers: int = typer.Option(1),
+    max_batch: int = typer.Option(None, help="requests in flight per worker (engine default if unset)"),
+    max_num_tokens: int = typer.Option(None, help="tokens per engine step (engine default if unset)"),
+    router: str = typer.Option("least_loaded", help="least_loaded | round_robin"),
+    same_node: bool = typer.Option(False, help="disagg: KV moves over NVLink (default: NVLink when the xPyD group fits one NVLink domain, else the network)"),
+    isl: int = typer.Option(None, help="input tokens per request (default 1024, or the plan's)"),
+    osl: int = typer.Option(None, help="output tokens per request (default 1024, or the plan's)"),
+    range_ratio: float = typer.Option(None, help="ISL/OSL drawn uniformly between x(1-r) and x(1+r) (vLLM/aiperf random dataset; default 0, or the plan's)"),
+    concurrency: str = typer.Option(None, help="closed-loop clients, e.g. 1,4,16,64"),
+    request_rate: str = typer.Option(None, help="open-loop requests/s, e.g. 2,4,8"),
+    arrival: str = typer.Option("poisson", help="open loop: poisson | constant"),
+    trace: Path = typer.Option(None, help="JSONL trace: arrival_s, isl, osl per line"),
+    num_requests: int = typer.Option(None, help="requests per point (default max(100, 10 x concurrency); 1000 open loop)"),
+    warmup_requests: int = typer.Option(0, help="requests sent first and left out of the metrics (aiperf --warmup-request-count)"),
+    seed: int = typer.Option(0),
+    records: Path = typer.Option(None, help="per-request records (.parquet or .jsonl); sweeps add -c<N>/-r<R>"),
+    plot: str = typer.Option(None, help="sweep PNG (default simulate_sweep.png for sweeps; '' disables)"),
+    kv_dtype: str = typer.Option(None, help="KV cache dtype: bf16 | fp8 (default: the plan's, else what the engine stores for the model)"),
+    gemm_quant: str = typer.Option(None, help="override GEMM weight format"),
+    moe_quant: str = typer.Option(None, help="override expert weight format"),
+    db: Path = typer.Option(None, help="perfdb directory (default: the bundled database)"),
+    calibration: Path = typer.Option(None, help=CALIBRATION_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    from estimator.sim import Pool
+    from servecast import lists
+    from servecast.api import simulate
+    from servecast.hfcache import hub_cache
+
+    dep = None
+    if plan is None and model and system:   # else servecast.simulate says what is missing
+        dep = _deployment(
+            system, backend, router, mode, same_node,
+            agg=lambda: Pool(_parallel(tp, pp, dp, moe_tp, moe_ep), replicas, max_batch, max_num_tokens),
+            prefill=lambda: Pool(_parallel(prefill_tp, prefill_pp, prefill_dp, prefill_moe_tp, prefill_moe_ep),
+                                 prefill_workers, None, prefill_max_num_tokens),
+            decode=lambda: Pool(_parallel(decode_tp, decode_pp, decode_dp, decode_moe_tp, decode_moe_ep),
+                                decode_workers, max_batch, None))
+    concs, rates = lists.ints(concurrency, "concurrency"), lists.floats(request_rate, "request-rate")
+    sweep = max(len(concs), len(rates)) > 1   # a sweep draws simulate_sweep.png unless --plot says otherwise
+    sim = simulate(deployment=dep, model=model, system=system, plan=plan, version=version, isl=isl, osl=osl,
+                   concurrency=concs, request_rate=rates, arrival=arrival, trace=trace, num_requests=num_requests,
+                   warmup_requests=warmup_requests, range_ratio=range_ratio, seed=seed, kv_dtype=kv_dtype,
+                   gemm_quant=gemm_quant, moe_quant=moe_quant, db=db, calibration=calibration, hf_hub=hub_cache(),
+                   records=records, plot=plot if plot is not None else ("simulate_sweep.png" if sweep else ""))
+    _render(sim.points, sim.results, sim.load_label, sim.title, as_json, sim.calibrated)
+    if sim.plot is not None:
+        typer.echo(f"sweep plot -> {sim.plot}", err=as_json)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("simulate", help="Simulate a deployment under benchmark load, request by request and step by "
-                 "step, and report the client-side metrics (TTFT/TPOT/ITL mean, p50, p90, p99, throughput). "
-                 f"Comma lists sweep the load. {EXAMPLE}")
-    def simulate_cmd(
-        model: str = typer.Option(None, help="HF id in the catalog, a model directory or a config.json"),
-        system: str = typer.Option(None, help="system id, e.g. h200_sxm"),
-        backend: str = typer.Option("trtllm", help="trtllm | sglang | vllm"),
-        version: str = typer.Option(None, help="backend version in the database (default newest)"),
-        plan: Path = typer.Option(None, help="deployment.yaml written by `servecast plan --save-dir` (or its directory)"),
-        mode: str = typer.Option("agg", help="agg | disagg"),
-        tp: int = typer.Option(1), pp: int = typer.Option(1), dp: int = typer.Option(1, help="attention data parallel"),
-        moe_tp: int = typer.Option(0, help="MoE tensor parallel (default tp*dp/moe_ep)"), moe_ep: int = typer.Option(1),
-        replicas: int = typer.Option(1, help="aggregated replicas behind the router"),
-        prefill_tp: int = typer.Option(1), prefill_pp: int = typer.Option(1), prefill_dp: int = typer.Option(1),
-        prefill_moe_tp: int = typer.Option(0), prefill_moe_ep: int = typer.Option(1),
-        prefill_workers: int = typer.Option(1), prefill_max_num_tokens: int = typer.Option(None),
-        decode_tp: int = typer.Option(1), decode_pp: int = typer.Option(1), decode_dp: int = typer.Option(1),
-        decode_moe_tp: int = typer.Option(0), decode_moe_ep: int = typer.Option(1),
-        decode_workers: int = typer.Option(1),
-        max_batch: int = typer.Option(None, help="requests in flight per worker (engine default if unset)"),
-        max_num_tokens: int = typer.Option(None, help="tokens per engine step (engine default if unset)"),
-        router: str = typer.Option("least_loaded", help="least_loaded | round_robin"),
-        same_node: bool = typer.Option(False, help="disagg: KV moves over NVLink (default: NVLink when the xPyD group fits one NVLink domain, else the network)"),
-        isl: int = typer.Option(None, help="input tokens per request (default 1024, or the plan's)"),
-        osl: int = typer.Option(None, help="output tokens per request (default 1024, or the plan's)"),
-        range_ratio: float = typer.Option(None, help="ISL/OSL drawn uniformly between x(1-r) and x(1+r) (vLLM/aiperf random dataset; default 0, or the plan's)"),
-        concurrency: str = typer.Option(None, help="closed-loop clients, e.g. 1,4,16,64"),
-        request_rate: str = typer.Option(None, help="open-loop requests/s, e.g. 2,4,8"),
-        arrival: str = typer.Option("poisson", help="open loop: poisson | constant"),
-        trace: Path = typer.Option(None, help="JSONL trace: arrival_s, isl, osl per line"),
-        num_requests: int = typer.Option(None, help="requests per point (default max(100, 10 x concurrency); 1000 open loop)"),
-        warmup_requests: int = typer.Option(0, help="requests sent first and left out of the metrics (aiperf --warmup-request-count)"),
-        seed: int = typer.Option(0),
-        records: Path = typer.Option(None, help="per-request records (.parquet or .jsonl); sweeps add -c<N>/-r<R>"),
-        plot: str = typer.Option(None, help="sweep PNG (default simulate_sweep.png for sweeps; '' disables)"),
-        kv_dtype: str = typer.Option(None, help="KV cache dtype: bf16 | fp8 (default: the plan's, else what the engine stores for the model)"),
-        gemm_quant: str = typer.Option(None, help="override GEMM weight format"),
-        moe_quant: str = typer.Option(None, help="override expert weight format"),
-        db: Path = typer.Option(None, help="perfdb directory (default: the bundled database)"),
-        calibration: Path = typer.Option(None, help="calibration directory fitted with `servecast calibrate fit "
-                                         "--base simulate` (default: the newest such in <db>/calibrations/; the bundled "
-                                         "database ships one; `none`: uncalibrated): adds calibrated mean TTFT/TPOT "
-                                         "with 80% intervals per point"),
-        as_json: bool = typer.Option(False, "--json", help="print JSON"),
-    ) -> None:
-        from estimator.sim import Pool
-        from servecast import lists
-        from servecast.api import simulate
-        from servecast.hfcache import hub_cache
-
-        dep = None
-        if plan is None:
-            if not model or not system:
-                from perfdb.errors import InputError
-
-                raise InputError("--model and --system are required (or --plan deployment.yaml)")
-            dep = _deployment(
-                system, backend, router, mode, same_node,
-                agg=lambda: Pool(_parallel(tp, pp, dp, moe_tp, moe_ep), replicas, max_batch, max_num_tokens),
-                prefill=lambda: Pool(_parallel(prefill_tp, prefill_pp, prefill_dp, prefill_moe_tp, prefill_moe_ep),
-                                     prefill_workers, None, prefill_max_num_tokens),
-                decode=lambda: Pool(_parallel(decode_tp, decode_pp, decode_dp, decode_moe_tp, decode_moe_ep),
-                                    decode_workers, max_batch, None))
-        concs, rates = lists.ints(concurrency, "concurrency"), lists.floats(request_rate, "request-rate")
-        sweep = max(len(concs), len(rates)) > 1   # a sweep draws simulate_sweep.png unless --plot says otherwise
-        sim = simulate(deployment=dep, model=model, system=system, plan=plan, version=version, isl=isl, osl=osl,
-                       concurrency=concs, request_rate=rates, arrival=arrival, trace=trace, num_requests=num_requests,
-                       warmup_requests=warmup_requests, range_ratio=range_ratio, seed=seed, kv_dtype=kv_dtype,
-                       gemm_quant=gemm_quant, moe_quant=moe_quant, db=db, calibration=calibration, hf_hub=hub_cache(),
-                       records=records, plot=plot if plot is not None else ("simulate_sweep.png" if sweep else ""))
-        _render(sim.points, sim.results, sim.load_label, sim.title, as_json, sim.calibrated)
-        if sim.plot is not None:
-            typer.echo(f"sweep plot -> {sim.plot}", err=as_json)
+    app.command("simulate", help="Simulate a deployment under benchmark load, request by request and step by "
+                "step, and report the client-side metrics (TTFT/TPOT/ITL mean, p50, p90, p99, throughput). "
+                f"Comma lists sweep the load. {EXAMPLE}")(simulate_cmd)

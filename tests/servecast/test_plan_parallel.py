@@ -6,6 +6,7 @@ import pytest
 from perfdb.errors import InputError
 from servecast.sidework import Background as _Background
 from servecast.sidework import Forked as _Forked
+from servecast.sidework import alongside as _alongside
 
 
 def test_forked_returns_the_childs_value():
@@ -93,9 +94,9 @@ def test_a_multi_backend_screen_split_over_a_forked_child_gives_the_same_points(
     db = PerfDB(None)
     children = []
 
-    def apart(fn):
+    def apart(fn, here):
         children.append(fn)
-        return _Forked(fn)
+        return _alongside(fn, here)
 
     split, alone = search_plan(req, db, apart=apart), search_plan(req, db)
     assert len(children) == 1 and len(req.backends) == 3
@@ -123,6 +124,6 @@ def test_a_screen_that_fails_on_either_side_fails_the_plan(monkeypatch):
     contexts = {n: Ctx(n) for n in ("a", "b", "c")}   # "b" is screened in the child
     for bad in ("b", "a"):
         with pytest.raises(InputError, match=f"{bad} cannot be screened"):
-            sp._screen(contexts, (), None, _Forked)
+            sp._screen(contexts, (), None, _alongside)
     bad = None
-    assert {k: v[1] for k, v in sp._screen(contexts, (), None, _Forked).items()} == {"a": 1, "b": 1, "c": 1}
+    assert {k: v[1] for k, v in sp._screen(contexts, (), None, _alongside).items()} == {"a": 1, "b": 1, "c": 1}
