@@ -12,7 +12,7 @@ candidate, a CLI flag set), and no module re-derives a layout rule:
   cache moves over NVLink when the whole group fits one NVLink domain, and over the inter-node
   network otherwise (one path per group: a group that spans domains sends most of its pairs' KV over
   the network, and the model takes the network for all of them).
-- `agg_layout(row, system)`: an aggregated run's engine as its launch flags state it (the tables record
+- `agg_layout(row, system)`: an aggregated run's engine as its launch flags state it (TP, EP, attention DP; the tables record
   tp x ep in `tp_size` for single-node EP runs), then within one domain.
 - `role_layout(...)` / `row_layouts(row, system)`: a disaggregated run's per-role attention DP and EP as
   its config states them (the enrichment's columns), then within one domain; `role_batch_cap(row, role)`:
@@ -201,23 +201,63 @@ class Deployment:
         return Deployment(backend, prefill=prefill, decode=decode, groups=groups, **kw)
 
 
-# The launch flag that states an engine's tensor-parallel size (SGLang / vLLM, TRT-LLM LLM-API spellings).
+# The launch flags that state an engine's layout (SGLang / vLLM, TRT-LLM LLM-API spellings): its
+# tensor-parallel size (the engine's GPUs), its expert-parallel size, and attention data parallelism.
 TP_FLAGS = ("tensor-parallel-size", "tp-size", "tensor_parallel_size", "tp_size")
+EP_FLAGS = ("ep-size", "expert-parallel-size", "ep_size", "moe_expert_parallel_size")
+# SGLang's spelling before --ep-size: `--enable-ep-moe` makes the EP size the TP size (sglang 0.4.x
+# srt/server_args.py ServerArgs.__post_init__: `if self.enable_ep_moe: self.ep_size = self.tp_size`);
+# InferenceX's dsr1_fp4_b200_docker.sh passed it whatever the config's `ep` said.
+EP_IS_TP_FLAG = "enable-ep-moe"
+# TRT-LLM enable_attention_dp runs attention data-parallel over all tp_size ranks (one rank per
+# attention replica); SGLang --enable-dp-attention over --dp-size ranks (attention TP = tp / dp).
+DP_ATTN_FLAGS = ("enable_attention_dp", "enable-dp-attention")
+DP_SIZE_FLAGS = ("dp-size", "data-parallel-size")
+
+
+def _flag_on(flags: dict[str, str], keys: tuple[str, ...]) -> bool | None:
+    """A boolean launch flag as launched; None when absent or unresolved (`?`)."""
+    for k in keys:
+        v = flags.get(k, "").strip().lower()
+        if v in ("true", "1", "yes"):
+            return True
+        if v in ("false", "0", "no"):
+            return False
+    return None
+
+
+def launched_layout(flags: dict[str, str], dp_attn: bool | None, ep: int | None) -> ParallelConfig | None:
+    """An engine's layout as its launch flags state it: TP size = the engine's GPUs, EP from the flags
+    (else `ep`, the config's), attention DP from the flags (else `dp_attn`, the config's); None where the
+    flags give no TP size or nothing says whether attention ran data-parallel. What the launch script
+    passed stands over the config: InferenceX's TRT-LLM scripts pick EP and attention DP from the
+    concurrency and lengths (dsr1_fp4_b200_trt_slurm.sh: EP_SIZE=$TP above 8-32 clients, DP_ATTENTION
+    at 256), whatever the config's `ep` / `dp-attn` say."""
+    world = next((flag_int(flags, k, 0) for k in TP_FLAGS if k in flags), 0)
+    on = _flag_on(flags, DP_ATTN_FLAGS)
+    dp_on = on if on is not None else dp_attn
+    if world < 1 or dp_on is None:
+        return None
+    launched_ep = next((flag_int(flags, k, 0) for k in EP_FLAGS if k in flags), 0)
+    if _flag_on(flags, (EP_IS_TP_FLAG,)):
+        launched_ep = world
+    ep = launched_ep or ep or 1
+    moe_ep = ep if world % ep == 0 else 1
+    dp = (next((flag_int(flags, k, 0) for k in DP_SIZE_FLAGS if k in flags), 0) or world) if dp_on else 1
+    dp = dp if dp >= 1 and world % dp == 0 else world
+    return ParallelConfig(tp=world // dp, attn_dp=dp, moe_tp=world // moe_ep, moe_ep=moe_ep)
 
 
 def agg_layout(row: "RunRow", system: SystemSpec) -> ParallelConfig:
-    """An aggregated run's layout as its engine was launched, then within one NVLink domain. Where the
-    enrichment says the engine ran without attention DP and its launch flags give a tensor-parallel size
-    below the table's GPU count (the InferenceX tables record tp x ep in `tp_size` for such runs: tp16 for
-    `--tp 4 --ep 4`, tp64 for `--tp 8 --ep 8`, on one node), the engine is that TP with the config's EP;
-    else the table's columns stand."""
+    """An aggregated run's layout as its engine was launched (launched_layout), then within one NVLink
+    domain. The launch flags' TP size is the engine's GPU count where it divides the table's (the InferenceX
+    tables record tp x ep in `tp_size` for single-node EP runs, tp16 for `--tp 4 --ep 4`, and tp x ep in
+    `attention_dp_size` for attention-DP ones, dp64 for `tp_size 8, ep_size 8, enable_attention_dp`);
+    else, and without flags, the table's columns stand."""
     par = row.agg.parallel
-    flags = dict(row.facts.flags)
-    tp = next((flag_int(flags, k, 0) for k in TP_FLAGS if k in flags), 0)
-    if row.facts.agg.dp_attn is False and par.pp == 1 and 0 < tp < par.num_gpus and par.num_gpus % tp == 0:
-        ep = row.facts.agg.ep
-        moe_ep = ep if ep and tp % ep == 0 else 1
-        par = ParallelConfig(tp=tp, moe_tp=tp // moe_ep, moe_ep=moe_ep)
+    launched = launched_layout(dict(row.facts.flags), row.facts.agg.dp_attn, row.facts.agg.ep)
+    if launched is not None and par.pp == 1 and par.num_gpus % launched.num_gpus == 0:
+        par = launched
     return within_domain(par, system)
 
 

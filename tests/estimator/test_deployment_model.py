@@ -72,12 +72,42 @@ def test_an_agg_engine_is_the_tp_its_launch_flags_state_not_the_tables_tp_times_
                              moe_ep_size="8", agg_dp_attn="false", agg_ep="8", engine_flags=flags))
         assert agg_layout(row, b200) == ParallelConfig(tp=8, moe_tp=1, moe_ep=8)
         assert from_row(row, b200).agg.parallel == ParallelConfig(tp=8, moe_tp=1, moe_ep=8)
-    # attention DP on, or no flag: the table (within one NVLink domain) stands
+    # attention DP on: the launched TP's ranks each run attention (TRT-LLM enable_attention_dp)
     dp = parse_row(_raw(mode="agg", model_path="deepseek-ai/DeepSeek-R1", tp_size="16", moe_ep_size="4",
                         agg_dp_attn="true", agg_ep="4", engine_flags="tp_size=8"))
-    assert agg_layout(dp, b200) == within_domain(dp.agg.parallel, b200)
+    assert agg_layout(dp, b200) == ParallelConfig(tp=1, attn_dp=8, moe_tp=2, moe_ep=4)
+    # a launched TP that does not divide the table's GPUs, or no flag: the table (within one domain) stands
+    odd = parse_row(_raw(mode="agg", model_path="deepseek-ai/DeepSeek-R1", tp_size="12", agg_dp_attn="false",
+                         engine_flags="tp_size=8"))
+    assert agg_layout(odd, b200) == within_domain(odd.agg.parallel, b200)
     bare = parse_row(_raw(mode="agg", tp_size="16", moe_ep_size="4"))
     assert agg_layout(bare, b200) == ParallelConfig(tp=8, attn_dp=2, moe_tp=4, moe_ep=4)
+
+
+def test_the_launch_flags_ep_and_attention_dp_stand_over_the_configs():
+    """InferenceX's TRT-LLM scripts pick EP and attention DP from the load whatever the config says
+    (dsr1_fp4_b200_trt_slurm.sh: EP_SIZE=$TP above 8 clients, DP_ATTENTION at 256), and its SGLang docker
+    script passed --enable-ep-moe (EP = TP) to every run: the engine is what was launched."""
+    b200 = load_system("b200_sxm")
+    dsr1 = dict(mode="agg", model_path="deepseek-ai/DeepSeek-R1", agg_dp_attn="false", agg_ep="1")
+    ep_by_script = parse_row(_raw(**dsr1, tp_size="8", moe_ep_size="1",
+                                  engine_flags="tp_size=8;ep_size=8;enable_attention_dp=False"))
+    assert agg_layout(ep_by_script, b200) == ParallelConfig(tp=8, moe_tp=1, moe_ep=8)
+    old_sglang = parse_row(_raw(**{**dsr1, "backend": "sglang"}, tp_size="4", moe_ep_size="1",
+                                engine_flags="tensor-parallel-size=4;data-parallel-size=1;enable-ep-moe=true"))
+    assert agg_layout(old_sglang, b200) == ParallelConfig(tp=4, moe_tp=1, moe_ep=4)
+    # attention DP as launched: one engine of 8 GPUs, where the table's dp column says 64 (tp x ep)
+    dp_by_script = parse_row(_raw(**{**dsr1, "agg_dp_attn": "true", "agg_ep": "8"}, tp_size="1",
+                                  attention_dp_size="64", moe_ep_size="8",
+                                  engine_flags="tp_size=8;ep_size=8;enable_attention_dp=True"))
+    assert agg_layout(dp_by_script, b200) == ParallelConfig(tp=1, attn_dp=8, moe_tp=1, moe_ep=8)
+    assert from_row(dp_by_script, b200).agg.parallel.num_gpus == 8
+    sglang_dp = parse_row(_raw(**{**dsr1, "backend": "sglang"}, tp_size="8", moe_ep_size="8",
+                               engine_flags="tp-size=8;dp-size=2;enable-dp-attention=true;ep-size=8"))
+    assert agg_layout(sglang_dp, b200) == ParallelConfig(tp=4, attn_dp=2, moe_tp=1, moe_ep=8)
+    # unresolved flags (`?`) leave the config's word
+    unresolved = parse_row(_raw(**dsr1, tp_size="8", engine_flags="tp_size=8;enable_attention_dp=?"))
+    assert agg_layout(unresolved, b200) == ParallelConfig(tp=8, moe_tp=8, moe_ep=1)
 
 
 def _dsr1(**kw) -> dict:
