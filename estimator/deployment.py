@@ -209,10 +209,9 @@ EP_FLAGS = ("ep-size", "expert-parallel-size", "ep_size", "moe_expert_parallel_s
 # srt/server_args.py ServerArgs.__post_init__: `if self.enable_ep_moe: self.ep_size = self.tp_size`);
 # InferenceX's dsr1_fp4_b200_docker.sh passed it whatever the config's `ep` said.
 EP_IS_TP_FLAG = "enable-ep-moe"
-# TRT-LLM enable_attention_dp runs attention data-parallel over all tp_size ranks (one rank per
-# attention replica); SGLang --enable-dp-attention over --dp-size ranks (attention TP = tp / dp).
+# Attention data parallelism as launched (TRT-LLM enable_attention_dp, SGLang --enable-dp-attention): every
+# GPU of the engine an attention rank (role_layout).
 DP_ATTN_FLAGS = ("enable_attention_dp", "enable-dp-attention")
-DP_SIZE_FLAGS = ("dp-size", "data-parallel-size")
 
 
 def _flag_on(flags: dict[str, str], keys: tuple[str, ...]) -> bool | None:
@@ -241,11 +240,7 @@ def launched_layout(flags: dict[str, str], dp_attn: bool | None, ep: int | None)
     launched_ep = next((flag_int(flags, k, 0) for k in EP_FLAGS if k in flags), 0)
     if _flag_on(flags, (EP_IS_TP_FLAG,)):
         launched_ep = world
-    ep = launched_ep or ep or 1
-    moe_ep = ep if world % ep == 0 else 1
-    dp = (next((flag_int(flags, k, 0) for k in DP_SIZE_FLAGS if k in flags), 0) or world) if dp_on else 1
-    dp = dp if dp >= 1 and world % dp == 0 else world
-    return ParallelConfig(tp=world // dp, attn_dp=dp, moe_tp=world // moe_ep, moe_ep=moe_ep)
+    return role_layout(ParallelConfig(tp=world, moe_tp=world), dp_on, launched_ep or ep or 1)
 
 
 def agg_layout(row: "RunRow", system: SystemSpec) -> ParallelConfig:

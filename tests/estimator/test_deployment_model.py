@@ -103,8 +103,8 @@ def test_the_launch_flags_ep_and_attention_dp_stand_over_the_configs():
     assert agg_layout(dp_by_script, b200) == ParallelConfig(tp=1, attn_dp=8, moe_tp=1, moe_ep=8)
     assert from_row(dp_by_script, b200).agg.parallel.num_gpus == 8
     sglang_dp = parse_row(_raw(**{**dsr1, "backend": "sglang"}, tp_size="8", moe_ep_size="8",
-                               engine_flags="tp-size=8;dp-size=2;enable-dp-attention=true;ep-size=8"))
-    assert agg_layout(sglang_dp, b200) == ParallelConfig(tp=4, attn_dp=2, moe_tp=1, moe_ep=8)
+                               engine_flags="tp-size=8;dp-size=8;enable-dp-attention=true;ep-size=8"))
+    assert agg_layout(sglang_dp, b200) == ParallelConfig(tp=1, attn_dp=8, moe_tp=1, moe_ep=8)
     # unresolved flags (`?`) leave the config's word
     unresolved = parse_row(_raw(**dsr1, tp_size="8", engine_flags="tp_size=8;enable_attention_dp=?"))
     assert agg_layout(unresolved, b200) == ParallelConfig(tp=8, moe_tp=8, moe_ep=1)
