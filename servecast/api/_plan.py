@@ -1,8 +1,8 @@
 """servecast.plan(): search, decide on load, write the artifacts (what `servecast plan` does, without the printing).
 
 For speed on two cores, with several backends every other backend's static screen runs in a forked child,
-the disagg replays run in another while this process replays agg, and the points files are written on a
-thread while the artifacts and the Pareto PNG are (servecast.sidework).
+the disagg replays run in another while this process replays agg, and the Pareto PNG is drawn in a forked
+child and the points files written on a thread while the artifacts are (servecast.sidework).
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def plan(*, model: str, system: str, isl: int, osl: int, ttft_ms: float, tpot_ms
         result = _decide_on_load(result, database, apart)
     result = shown(result)
     if out is not None:
-        result = _write(result, out, dynamo_version)
+        result = _write(result, out, dynamo_version, fork)
     return result
 
 
@@ -138,25 +138,39 @@ def _decide_on_load(result: PlanResult, db: PerfDB, apart) -> PlanResult:
     return rank_on_load(result, replay(result, db, tuple(modes), done=done))
 
 
-def _write(result: PlanResult, out: Path, dynamo_version: str | None) -> PlanResult:
-    """points.parquet/.csv on a thread (0.1-0.2 s for 56k rows, GIL released) while the artifacts,
-    plan.json and pareto.png are written here; the first failure is the one raised."""
-    from servecast.sidework import Background
+def _write(result: PlanResult, out: Path, dynamo_version: str | None, fork: bool = True) -> PlanResult:
+    """pareto.png in a forked child (fork: drawing and encoding it, ~0.13 s, hold the GIL) and
+    points.parquet/.csv on a thread (0.1-0.2 s for 56k rows, GIL released) while the artifacts and
+    plan.json are written here; the child is forked before the thread starts. The first failure is the
+    one raised."""
+    from servecast.sidework import Background, Forked
 
-    points_files = Background(result.points.write, out)   # started first: it overlaps the imports below too
+    png = Forked(lambda: _pareto_png(result, out)) if fork else None
+    points_files = Background(result.points.write, out)   # it overlaps the imports below too
     try:
-        from perfdb.errors import DataError
         from search.artifacts.dynamo import DEFAULT_TAG
-        from search.outputs import pareto_data, write_artifacts
-        from search.plot import write_pareto_png
+        from search.outputs import write_artifacts
 
         written = write_artifacts(result, out, dynamo_version or DEFAULT_TAG)
-        try:
-            write_pareto_png(pareto_data(result), out / "pareto.png")
-        except OSError as exc:
-            raise DataError(f"writing {out / 'pareto.png'} failed: {exc}") from None
-    except BaseException:   # the helper is only waited for
+        if png is None:
+            _pareto_png(result, out)
+    except BaseException:   # the helpers are only waited for
         points_files.thread.join()
+        if png is not None:
+            png.discard()
         raise
     points_files.result()
+    if png is not None:
+        png.result()
     return replace(result, artifacts=written)
+
+
+def _pareto_png(result: PlanResult, out: Path) -> None:
+    from perfdb.errors import DataError
+    from search.outputs import pareto_data
+    from search.plot import write_pareto_png
+
+    try:
+        write_pareto_png(pareto_data(result), out / "pareto.png")
+    except OSError as exc:
+        raise DataError(f"writing {out / 'pareto.png'} failed: {exc}") from None

@@ -127,3 +127,21 @@ def test_a_screen_that_fails_on_either_side_fails_the_plan(monkeypatch):
             sp._screen(contexts, (), None, _alongside)
     bad = None
     assert {k: v[1] for k, v in sp._screen(contexts, (), None, _alongside).items()} == {"a": 1, "b": 1, "c": 1}
+
+
+def test_the_pareto_png_drawn_in_a_forked_child_is_the_one_drawn_here(tmp_path):
+    """pareto.png is drawn in a forked child while the artifacts are written (servecast.api._plan._write):
+    the same bytes as drawn in this process, and a failure to write it is the one-line DataError."""
+    from perfdb.errors import DataError
+    from servecast.api import plan
+
+    kw = dict(model="Qwen/Qwen3-32B-FP8", system="h200_sxm", isl=4000, osl=500, ttft_ms=600, tpot_ms=16.67,
+              simulate=False)
+    plan(**kw, save_dir=tmp_path / "forked", fork=True)
+    plan(**kw, save_dir=tmp_path / "here", fork=False)
+    png = (tmp_path / "forked" / "pareto.png").read_bytes()
+    assert png[:4] == b"\x89PNG" and png == (tmp_path / "here" / "pareto.png").read_bytes()
+    (tmp_path / "blocked" / "pareto.png").mkdir(parents=True)   # a directory where the PNG goes
+    for fork in (True, False):
+        with pytest.raises(DataError, match="pareto.png failed"):
+            plan(**kw, save_dir=tmp_path / "blocked", fork=fork)
