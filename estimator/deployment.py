@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from estimator.engines import profile_for
-from estimator.engines.profile import flag_int
+from estimator.engines.profile import flag_bool, flag_int
 from estimator.parallel import ParallelConfig
 from perfdb.errors import InputError
 from perfdb.specs import SystemSpec
@@ -214,17 +214,6 @@ EP_IS_TP_FLAG = "enable-ep-moe"
 DP_ATTN_FLAGS = ("enable_attention_dp", "enable-dp-attention")
 
 
-def _flag_on(flags: dict[str, str], keys: tuple[str, ...]) -> bool | None:
-    """A boolean launch flag as launched; None when absent or unresolved (`?`)."""
-    for k in keys:
-        v = flags.get(k, "").strip().lower()
-        if v in ("true", "1", "yes"):
-            return True
-        if v in ("false", "0", "no"):
-            return False
-    return None
-
-
 def launched_layout(flags: dict[str, str], dp_attn: bool | None, ep: int | None) -> ParallelConfig | None:
     """An engine's layout as its launch flags state it: TP size = the engine's GPUs, EP from the flags
     (else `ep`, the config's), attention DP from the flags (else `dp_attn`, the config's); None where the
@@ -233,12 +222,12 @@ def launched_layout(flags: dict[str, str], dp_attn: bool | None, ep: int | None)
     concurrency and lengths (dsr1_fp4_b200_trt_slurm.sh: EP_SIZE=$TP above 8-32 clients, DP_ATTENTION
     at 256), whatever the config's `ep` / `dp-attn` say."""
     world = next((flag_int(flags, k, 0) for k in TP_FLAGS if k in flags), 0)
-    on = _flag_on(flags, DP_ATTN_FLAGS)
+    on = next((b for b in (flag_bool(flags, k) for k in DP_ATTN_FLAGS) if b is not None), None)
     dp_on = on if on is not None else dp_attn
     if world < 1 or dp_on is None:
         return None
     launched_ep = next((flag_int(flags, k, 0) for k in EP_FLAGS if k in flags), 0)
-    if _flag_on(flags, (EP_IS_TP_FLAG,)):
+    if flag_bool(flags, EP_IS_TP_FLAG):
         launched_ep = world
     return role_layout(ParallelConfig(tp=world, moe_tp=world), dp_on, launched_ep or ep or 1)
 
@@ -250,7 +239,7 @@ def agg_layout(row: "RunRow", system: SystemSpec) -> ParallelConfig:
     `attention_dp_size` for attention-DP ones, dp64 for `tp_size 8, ep_size 8, enable_attention_dp`);
     else, and without flags, the table's columns stand."""
     par = row.agg.parallel
-    launched = launched_layout(dict(row.facts.flags), row.facts.agg.dp_attn, row.facts.agg.ep)
+    launched = launched_layout(row.facts.role_flags("agg"), row.facts.agg.dp_attn, row.facts.agg.ep)
     if launched is not None and par.pp == 1 and par.num_gpus % launched.num_gpus == 0:
         par = launched
     return within_domain(par, system)

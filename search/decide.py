@@ -16,6 +16,7 @@ decides among them.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cache
 
 from perfdb.lookup import PerfDB
 from search.plan import PlanResult
@@ -39,13 +40,13 @@ def first_replays(result: PlanResult, per_mode: int = SIM_PER_MODE) -> list[Cand
 
 def static_replays(result: PlanResult, db: PerfDB, cands: list[Candidate]) -> dict[int, SimCheck]:
     """{points row: the candidate replayed at its static concurrency}, as `replay` replays it."""
-    cals: dict = {}
-    out = {}
-    for c in cands:
-        if c.backend not in cals:
-            cals[c.backend] = sim_calibration(result, c.backend)
-        out[c.row] = simulate_candidate(result, c, db, cal=cals[c.backend])
-    return out
+    cal = _calibrations(result)
+    return {c.row: simulate_candidate(result, c, db, cal=cal(c.backend)) for c in cands}
+
+
+def _calibrations(result: PlanResult):
+    """backend -> its simulate-base calibration (search.simcheck.sim_calibration), each resolved once."""
+    return cache(lambda backend: sim_calibration(result, backend))
 
 
 def replay(result: PlanResult, db: PerfDB, modes: tuple[Mode, ...] | None = None,
@@ -58,7 +59,7 @@ def replay(result: PlanResult, db: PerfDB, modes: tuple[Mode, ...] | None = None
     len(top) + per_mode x backoff_runs. `done`: static-concurrency replays already made (`static_replays`:
     the same runs, so the same result)."""
     sims: dict[int, SimCheck] = {}
-    cals: dict = {}
+    cal = _calibrations(result)
     done = done or {}
     for mode, cands in result.top.items():
         if modes is not None and mode not in modes:
@@ -67,14 +68,12 @@ def replay(result: PlanResult, db: PerfDB, modes: tuple[Mode, ...] | None = None
         for i, c in enumerate(cands):
             if i >= per_mode and any(s.meets_sla for s in mine.values()):
                 break
-            if c.backend not in cals:
-                cals[c.backend] = sim_calibration(result, c.backend)
-            mine[c.row] = done[c.row] if c.row in done else simulate_candidate(result, c, db, cal=cals[c.backend])
+            mine[c.row] = done[c.row] if c.row in done else simulate_candidate(result, c, db, cal=cal(c.backend))
         best = max((s.tokens_per_s_per_gpu for s in mine.values() if s.meets_sla), default=0.0)
         missed = sorted((c for c in cands if c.row in mine and not mine[c.row].meets_sla),
                         key=lambda c: -mine[c.row].tokens_per_s_per_gpu)
         for c in missed[:per_mode] if backoff_runs > 0 else ():
-            mine[c.row] = s = back_off(result, c, db, mine[c.row], cals[c.backend], best, backoff_runs)
+            mine[c.row] = s = back_off(result, c, db, mine[c.row], cal(c.backend), best, backoff_runs)
             if s.meets_sla:
                 best = max(best, s.tokens_per_s_per_gpu)
         sims.update(mine)

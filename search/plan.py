@@ -87,7 +87,7 @@ def _backend_points(ctx: Context, modes: tuple[Mode, ...], sla) -> tuple[list[Po
 
 def _screen(contexts: dict, modes: tuple[Mode, ...], sla, apart) -> dict:
     """{backend: (point tables, worker points, memory reasons)} of `_backend_points`, every other backend
-    through `apart`'s first function (see `plan`)."""
+    through `apart`'s first function (see `plan`; None: all here, in order)."""
     def run(backends) -> dict:
         out = {}
         for b in backends:
@@ -96,7 +96,7 @@ def _screen(contexts: dict, modes: tuple[Mode, ...], sla, apart) -> dict:
         return out
 
     backends = list(contexts)
-    if len(backends) < 2:   # nothing to share
+    if len(backends) < 2 or apart is None:   # nothing to share, or nowhere to share it
         return run(backends)
     there, here = apart(lambda: run(backends[1::2]), lambda: run(backends[0::2]))
     return here | there
@@ -138,7 +138,7 @@ def plan(req: PlanRequest, db: PerfDB, apart=None) -> PlanResult:
                              f"{backend.value} on {system.name} has no calibration (give --calibration DIR from "
                              "`servecast calibrate fit`, or use --sla-at median)")
         contexts[backend] = ctx
-    screened = _screen(contexts, modes, req.sla, apart or (lambda fn, here: (fn(), here())))
+    screened = _screen(contexts, modes, req.sla, apart)
     tables, workers, reasons = [], 0, []
     for backend in req.backends:   # backend order, wherever each was screened
         t, w, why = screened[backend]

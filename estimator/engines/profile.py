@@ -64,6 +64,12 @@ def flag_int(flags: Mapping[str, str], key: str, default: int) -> int:
         return default
 
 
+def flag_bool(flags: Mapping[str, str], key: str) -> bool | None:
+    """A boolean launch flag as launched; None when absent or unresolved (`?`)."""
+    v = flags.get(key, "").strip().lower()
+    return True if v in ("true", "1", "yes") else False if v in ("false", "0", "no") else None
+
+
 def flag_float(flags: Mapping[str, str], key: str, default: float) -> float:
     try:
         return float(flags[key])
