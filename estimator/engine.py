@@ -68,6 +68,7 @@ class ResolvedEngine:
     reserves_full_sequence: bool = True
     group_wait_weight: float = 0.0     # EngineProfile.group_wait_weight
     dp_moe_exchange: DpMoeExchange = DpMoeExchange.GATHER_SCATTER   # EngineProfile.dp_moe_exchange
+    context_step_ms: float = 0.0       # EngineProfile.context_step_ms_by_arch for this model's architecture
 
     @property
     def tokens_per_step(self) -> float:
@@ -88,7 +89,8 @@ def kv_cache_dtype(engine: EngineConfig, model: ModelSpec, system: SystemSpec) -
 
 def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig,
             architecture: str | None = None) -> ResolvedEngine:
-    """architecture: the model's HF architecture, which picks the default draft acceptance (estimator.spec)."""
+    """architecture: the model's HF architecture, which picks the default draft acceptance (estimator.spec)
+    and the engine's extra time per iteration with prompt tokens (EngineProfile.context_step_ms_by_arch)."""
     prof = profile_for(engine.backend)
     frac, tokens = prof.mem_fraction, prof.max_num_tokens
     if prof.layout_defaults is not None:   # defaults that depend on the GPU and layout (SGLang)
@@ -110,6 +112,7 @@ def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig,
         reserves_full_sequence=prof.reserves_full_sequence,
         group_wait_weight=prof.group_wait_weight,
         dp_moe_exchange=prof.dp_moe_exchange,
+        context_step_ms=prof.context_step_ms_by_arch.get(architecture or "", 0.0),
     )
 
 

@@ -136,9 +136,10 @@ class StepModel:
     def steps(self, requests: list[tuple]) -> list[StepResult]:
         """Several steps in one pass: each request is (phase, prefill_batch, seq_len, prefix_len,
         decode_batch, kv_len) with broadcastable arrays. One lookup per op kind for all of them."""
-        shapes, flat = [], []
+        shapes, flat, prompts = [], [], []
         for phase, *args in requests:
             pb, s, p, db, kv = np.broadcast_arrays(*map(_arr, args))
+            prompts.append(pb * s > 0)
             if phase == Phase.DECODE and self.parallel.pp > 1:   # pp micro-batches in flight
                 db = np.maximum(np.ceil(db / self.parallel.pp), np.minimum(db, 1.0))
             shapes.append(pb.shape)
@@ -146,7 +147,7 @@ class StepModel:
         cols = [np.concatenate([f[i] for f in flat]) for i in range(6)]
         total, per_op = self._eval(*cols)
         results, lo = [], 0
-        for (phase, *_), shape in zip(requests, shapes, strict=True):
+        for (phase, *_), shape, prompt in zip(requests, shapes, prompts, strict=True):
             hi = lo + int(np.prod(shape, dtype=np.int64))
             ops = []
             for name, (ms, src) in per_op.items():
@@ -165,7 +166,9 @@ class StepModel:
                 draft = layers * (k if phase != Phase.PREFILL else 1) / self.model.num_layers
                 ops.append(OpTime("spec_draft", phase, draft, max((o.source for o in ops), key=lambda s: s.code)))
                 kernels = kernels + draft
-            overhead = np.full(shape, self.resolved.step_overhead_ms)
+            # host time outside kernels: every iteration's, plus the architecture's extra where the step
+            # carries prompt tokens (EngineProfile.context_step_ms_by_arch)
+            overhead = self.resolved.step_overhead_ms + np.where(prompt, self.resolved.context_step_ms, 0.0)
             ops.append(OpTime("step_overhead", phase, overhead, Source.CALIBRATED))
             results.append(StepResult(kernels + overhead, tuple(ops)))
             lo = hi

@@ -160,6 +160,11 @@ class EngineProfile:
     # left at its default: the first rule that applies to the GPU; architectures or GPUs no rule names follow
     # the checkpoint (estimator.engine.kv_cache_dtype)
     kv_dtype_by_arch: Mapping[str, tuple[KvDefault, ...]] = field(default_factory=dict)
+    # ms an iteration that carries prompt tokens takes beyond its kernels, per architecture (HF
+    # `architectures[0]`), added to step_overhead_ms there: the worker is busy, so it queues what follows
+    # (unlike ttft_overhead_ms). Fitted where an architecture's measured TTFT shows a per-step excess
+    # that no kernel table explains; architectures no entry names pay nothing (no evidence there)
+    context_step_ms_by_arch: Mapping[str, float] = field(default_factory=dict)
 
     def expert_slots(self, flags: Mapping[str, str], num_experts: int) -> int | None:
         """Physical expert slots per MoE layer one engine was launched with (`flags`: that engine's own,

@@ -96,6 +96,7 @@ PROFILE = register(EngineProfile(
     expert_slot_flags=(ExpertSlotFlag("ep-num-redundant-experts", total=False),),
     layout_defaults=sglang_defaults,
     dp_moe_exchange=DpMoeExchange.SUM_LEN_ALL_REDUCE,
+    context_step_ms_by_arch={"DeepseekV3ForCausalLM": 15.0},
     kv_dtype_by_arch={"DeepseekV4ForCausalLM": (KvDefault(Dtype.FP8),),
                       **{arch: DSA_KV_DEFAULT for arch in ("DeepseekV32ForCausalLM", "GlmMoeDsaForCausalLM")}},
     provenance={
@@ -160,6 +161,13 @@ PROFILE = register(EngineProfile(
                            "before layers/communicator.py dp_scatter copies each rank's rows back (reduce-scatter "
                            "only in MAX_LEN mode: decode, all_gather_into_tensor padded to the busiest rank); "
                            "without --moe-a2a-backend (the InferenceX / srt-slurm recipes set none)",
+        "context_step_ms_by_arch": f"{FIT}: with ttft_overhead_ms held (fitted on the same architecture's rows at "
+                                   "<= 4 clients), DeepseekV3ForCausalLM agg rows at <= 8 clients (52: B200 43, "
+                                   "H200 9), the value on a 15 ms grid that minimises the simulator's median "
+                                   "|log(predicted / measured TTFT)| (0.196 -> 0.145). Held out (disagg rows, agg rows "
+                                   "above 8 clients) in docs/simulator.md. Fitting the frontend jointly on every agg "
+                                   "row instead (40 / 60 ms) gained disagg TTFT (54.1 -> 51.7%) but lost agg TTFT "
+                                   "(18.7 -> 20.7%) and TPOT (11.9 -> 13.0%): not taken",
         "kv_dtype_by_arch": "sglang/srt/arg_groups/deepseek_v4_hook.py (0.5.14 wheel), arg_groups/overrides.py "
                             "_deepseek_v4_kv_cache_dtype (0.5.23 wheel): --kv-cache-dtype auto becomes "
                             "fp8_e4m3 for DeepseekV4ForCausalLM (bfloat16 only on NPU); mem_cache/"

@@ -29,5 +29,6 @@ PROFILE = register(EngineProfile(
         "handoff": "no disaggregated serving",
         "dp_moe_exchange": "no attention data parallelism in plain modules: the default, unused",
         "kv_dtype_by_arch": "none: the checkpoint's KV dtype",
+        "context_step_ms_by_arch": "none: no e2e rows",
     },
 ))

@@ -1,6 +1,8 @@
 """Physics of the step model: no step beats the hardware, and time grows with batch and length."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -90,3 +92,23 @@ def test_kv_transfer_grows_with_tokens_and_is_faster_on_nvlink(view):
     t = sm.kv_transfer_ms(np.array([1024, 8192]), dec, same_node=False)
     assert t[1] > t[0] > 0
     assert float(sm.kv_transfer_ms(8192, dec, True)) < t[1]
+
+
+def test_an_architectures_context_step_cost_lands_on_steps_with_prompt_tokens_only():
+    """EngineProfile.context_step_ms_by_arch: TRT-LLM's DeepseekV3 entry is paid by every iteration that
+    carries prompt tokens (prefill, mixed), not by decode-only ones, and by no other architecture."""
+    from estimator.engines import profile_for
+
+    view = PerfDB().view("h200_sxm", Backend.TRTLLM)
+    extra = profile_for(Backend.TRTLLM).context_step_ms_by_arch["DeepseekV3ForCausalLM"]
+    assert extra > 0
+    ds = _sm("deepseek-ai/DeepSeek-R1", ParallelConfig(tp=8, moe_ep=8), view)
+    bare = dataclasses.replace(ds.resolved, context_step_ms=0.0)
+    plain = StepModel(ds.model, ds.system, ds.parallel, ds.engine, ds.view)
+    plain.resolved = bare
+    for phase, args in ((Phase.PREFILL, (1, 1024, 0, 0, 0)), (Phase.MIXED, (1, 512, 0, 16, 2048))):
+        assert float(ds.step(phase, *args).ms - plain.step(phase, *args).ms) == pytest.approx(extra)
+    assert float(ds.decode_ms(16, 2048)) == pytest.approx(float(plain.decode_ms(16, 2048)))
+    mixed_no_prompt = ds.step(Phase.MIXED, 0, 0, 0, 16, 2048).ms
+    assert float(mixed_no_prompt) == pytest.approx(float(plain.step(Phase.MIXED, 0, 0, 0, 16, 2048).ms))
+    assert _sm("meta-llama/Llama-3.1-70B", ParallelConfig(tp=8), view).resolved.context_step_ms == 0.0
