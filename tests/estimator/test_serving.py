@@ -95,3 +95,22 @@ def test_trtllm_returning_group_waits_for_its_packed_prefill(db):
             assert with_wait > without and with_wait == pytest.approx(without + 0.5 * (packed - without), rel=0.25)
         else:
             assert with_wait == pytest.approx(without)
+
+
+def test_a_batching_prefill_worker_pays_an_iterations_fixed_time_once_per_batch():
+    """estimator.serving._batched_extra: with no fixed part it is the plain batched queue; a fixed part
+    (host time an iteration pays whatever it holds) shortens the wait under load, never below the
+    queue with that part removed from every request, and changes nothing without queueing."""
+    import numpy as np
+
+    from estimator.serving import _batched_extra
+
+    p1, kmax = 100.0, 8.0
+    rho = np.array([0.0, 0.3, 0.6, 0.9])
+    plain = _batched_extra(rho, p1, kmax)
+    amortised = _batched_extra(rho, p1, kmax, fixed=60.0)
+    assert amortised[0] == pytest.approx(plain[0]) == pytest.approx(0.0)
+    assert np.all(amortised[1:] < plain[1:])
+    # a batch of k costs k (p1 - fixed) + fixed: at least the variable work of the k - 1 others
+    k = np.clip(1.0 / (1.0 - rho * (p1 - 60.0 + 60.0 / np.clip(1.0 / (1.0 - rho), 1.0, kmax)) / p1), 1.0, kmax)
+    assert np.all(amortised >= (k - 1.0) * (p1 - 60.0) - 1e-9)
