@@ -22,7 +22,7 @@ from estimator.memory import MemoryReport
 from estimator.models.spec import ModelSpec
 from estimator.parallel import ParallelConfig
 from estimator.serving import agg_metrics, disagg_metrics
-from estimator.steps import OpTime, StepModel
+from estimator.steps import HOST_OP, OpTime, StepModel
 from estimator.workload import Workload
 from perfdb.errors import InfeasibleError, InputError
 from perfdb.lookup import DbView
@@ -81,7 +81,7 @@ def _infeasible(reason: str, num_gpus: int, memory: MemoryReport | None, workloa
 def _worst(ops: tuple[OpTime, ...]) -> Source:
     """Worst source over the kernel ops; the fitted per-step host overhead is reported in the breakdown
     as `calibrated` but does not make the whole estimate calibrated."""
-    return max((o.source for o in ops if o.name != "step_overhead"), key=lambda s: s.code, default=Source.MEASURED)
+    return max((o.source for o in ops if o.name != HOST_OP), key=lambda s: s.code, default=Source.MEASURED)
 
 
 def estimate(model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, engine: EngineConfig,

@@ -146,29 +146,34 @@ def _solve_rate(n_total, t0, service, mu) -> np.ndarray:
     return 0.5 * (lo + hi)
 
 
+def _batch_service(p1, fixed, k):
+    """Per-request service of a batch of k requests that pays the iteration's `fixed` part once."""
+    return p1 - fixed + fixed / k
+
+
 def _batched_extra(rho, p1, kmax, fixed=0.0):
     """Extra prefill-side time (ms) of a request over its own unqueued prefill p1 when a prefill
     worker packs the requests that queued during its previous iteration into one iteration (up to
     kmax by the token budget): it finishes with its whole batch of k requests (k ~ 1/(1-rho)), after
     the running batch's residual and the backlog ahead of it (M/D/1 with the per-request service).
     `fixed`: the part of p1 an iteration pays once whatever it holds (its host time outside kernels,
-    estimator.steps: step_overhead plus the architecture's context-step cost), so a batch of k takes
-    k (p1 - fixed) + fixed, not k p1, as the simulator's batched prefill iterations do. `rho` is the
-    utilisation at one request per iteration; batching lowers it to rho x (per-request service / p1)."""
+    StepResult.host_ms), so a batch of k takes k (p1 - fixed) + fixed, not k p1, as the simulator's
+    batched prefill iterations do. `rho` is the utilisation at one request per iteration; batching
+    lowers it to rho x (per-request service / p1)."""
     rho1 = np.clip(rho, 0.0, RHO_MAX)
     k = np.clip(1.0 / (1.0 - rho1), 1.0, kmax)
-    service = p1 - fixed + fixed / k                   # per request in a batch of k
-    rho = np.clip(rho1 * service / p1, 0.0, RHO_MAX)
+    rho = np.clip(rho1 * _batch_service(p1, fixed, k) / p1, 0.0, RHO_MAX)
     k = np.clip(1.0 / (1.0 - rho), 1.0, kmax)
-    batch = k * (p1 - fixed) + fixed
-    return batch - p1 + rho * batch / 2.0 + _mdl_wait(rho, p1 - fixed + fixed / k)
+    service = _batch_service(p1, fixed, k)
+    batch = k * service
+    return batch - p1 + rho * batch / 2.0 + _mdl_wait(rho, service)
 
 
 def _solve_rate_batched(n_total, t0, p1, mu, kmax, fixed=0.0) -> np.ndarray:
     """Closed loop as `_solve_rate`, with the batching prefill worker's time (`_batched_extra`); its
     capacity is that of full batches (kmax requests per iteration paying `fixed` once)."""
     lo = np.zeros_like(t0)
-    hi = np.minimum(mu * p1 / (p1 - fixed + fixed / kmax) * RHO_MAX, n_total / t0)
+    hi = np.minimum(mu * p1 / _batch_service(p1, fixed, kmax) * RHO_MAX, n_total / t0)
     seen = seen_share(n_total)
     for _ in range(40):
         mid = 0.5 * (lo + hi)
@@ -224,8 +229,7 @@ def disagg_metrics(sp: StepModel, sd: StepModel, prefill: "WorkerSpec", decode: 
     mu = p_workers * pb / share                                # prefill capacity, requests per ms
     if prefill.batch is None:   # the engine batches what queued, up to its token budget
         kmax = np.maximum(1.0, np.floor(sp.resolved.max_num_tokens / new))
-        fixed = sum((o.ms for o in full.ops if o.name == "step_overhead"), np.zeros(1)) / ranks
-        lam = _solve_rate_batched(n_total, t0, share, mu, kmax, fixed)
+        lam = _solve_rate_batched(n_total, t0, share, mu, kmax, full.host_ms / ranks)
     else:
         lam = _solve_rate(n_total, t0, share, mu)
     # the decode pool holds at most b requests per worker: beyond it requests wait for admission (their

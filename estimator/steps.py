@@ -37,6 +37,11 @@ class OpTime:
     source: Source       # worst source over the op's lookups
 
 
+# the op that holds a step's host time outside kernels (the engine's per-iteration overhead plus the
+# architecture's context-step cost where the step carries prompt tokens)
+HOST_OP = "step_overhead"
+
+
 @dataclass(frozen=True)
 class StepResult:
     ms: np.ndarray
@@ -44,8 +49,13 @@ class StepResult:
 
     @property
     def source(self) -> Source:
-        return max((o.source for o in self.ops if o.name != "step_overhead"), key=lambda s: s.code,
+        return max((o.source for o in self.ops if o.name != HOST_OP), key=lambda s: s.code,
                    default=Source.MEASURED)
+
+    @property
+    def host_ms(self) -> np.ndarray:
+        """The step's host time outside kernels (its HOST_OP), paid once whatever the step holds."""
+        return sum((o.ms for o in self.ops if o.name == HOST_OP), np.zeros(np.shape(self.ms)))
 
 
 # ops outside the decoder layers: a draft pass's layer share leaves them out
@@ -169,7 +179,7 @@ class StepModel:
             # host time outside kernels: every iteration's, plus the architecture's extra where the step
             # carries prompt tokens (EngineProfile.context_step_ms_by_arch)
             overhead = self.resolved.step_overhead_ms + np.where(prompt, self.resolved.context_step_ms, 0.0)
-            ops.append(OpTime("step_overhead", phase, overhead, Source.CALIBRATED))
+            ops.append(OpTime(HOST_OP, phase, overhead, Source.CALIBRATED))
             results.append(StepResult(kernels + overhead, tuple(ops)))
             lo = hi
         return results
