@@ -20,6 +20,7 @@ closest system, and meta.yaml says so.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,7 @@ _INDEX_DTYPES = {8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}
 class EfficiencyCurves:
     def __init__(self, curves: dict[CurveKey, tuple[np.ndarray, np.ndarray]] | None = None):
         self._curves = curves or {}
+        self._sizes: dict[tuple[str, str, str, str], tuple[str, ...]] = {}   # _other_sizes, memoised
 
     @classmethod
     def from_table(cls, table: pa.Table) -> "EfficiencyCurves":
@@ -188,16 +190,35 @@ class EfficiencyCurves:
               group: str = "") -> tuple[CurveKey, tuple[np.ndarray, np.ndarray]] | None:
         """The most specific stored curve for the request, following the fallbacks; None if none."""
         backends = ([backend.value] if backend is not None else []) + [ANY_BACKEND]
-        groups = [group, ""] if group else [""]
         kinds = [kind] + ([KIND_FALLBACK[kind]] if kind in KIND_FALLBACK else [])
         for k in kinds:
             for d in (dtype, *DTYPE_FALLBACK.get(dtype, ())):
+                groups = [group, *self._other_sizes(system, k.value, d.value, group), ""] if group else [""]
                 for g in groups:
                     for b in backends:
                         key = (system, k.value, d.value, b, g)
                         if key in self._curves:
                             return key, self._curves[key]
         return None
+
+    def _other_sizes(self, system: str, kind: str, dtype: str, group: str) -> tuple[str, ...]:
+        """A comm group's ("op/num_gpus/transport") stored curves at other GPU counts of the same collective
+        and transport, nearest count first (log scale; the larger on a tie): the same collective measured
+        at 4 GPUs says more about 48 (DeepEP's fixed latency, NCCL's algorithm) than the pooled curve of
+        every collective, which the all-reduces' microsecond latencies dominate."""
+        memo, key = self._sizes, (system, kind, dtype, group)
+        if key not in memo:
+            parts = group.split("/")
+            found: list[tuple[float, int, str]] = []
+            if len(parts) == 3 and parts[1].isdigit():
+                n = int(parts[1])
+                for s, k, d, _, g in self._curves:
+                    q = g.split("/")
+                    if (s, k, d) == (system, kind, dtype) and len(q) == 3 and q[1].isdigit() and g != group \
+                            and (q[0], q[2]) == (parts[0], parts[2]):
+                        found.append((abs(math.log2(int(q[1]) / n)), -int(q[1]), g))
+            memo[key] = tuple(dict.fromkeys(g for *_, g in sorted(found)))
+        return memo[key]
 
     def util(self, system: str, kind: OpKind, dtype: Dtype, sol_ms: np.ndarray) -> np.ndarray:
         found = self.curve(system, kind, dtype)

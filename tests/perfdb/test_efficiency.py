@@ -68,6 +68,30 @@ def test_fallbacks_backend_dtype_group_and_default(tmp_path):
     assert EfficiencyCurves.load(None).util("h200_sxm", OpKind.GEMM, Dtype.BF16, sol)[0] == DEFAULT_UTIL
 
 
+def test_a_collective_at_an_unmeasured_size_takes_its_nearest_measured_size_before_the_pooled_curve(tmp_path):
+    """An all-to-all over 48 GPUs (SGLang's wide-EP DeepEP decode) has no curve of its own; the same
+    collective over the same transport at the nearest GPU count measured (4, then 8: log-nearest first)
+    answers before the pooled curve of every collective, whose microsecond all-reduce latencies would price
+    DeepEP's ~60 us kernels at a few microseconds. Another collective or transport never stands in."""
+    fits = [_curve(kind="comm", group="all_to_all/4/nvlink", us=(0.001, 0.1, 0.5)),
+            _curve(kind="comm", group="all_to_all/16/nvlink", us=(0.002, 0.2, 0.6)),
+            _curve(kind="comm", group="all_to_all/8/network", us=(0.003, 0.3, 0.7)),
+            _curve(kind="comm", group="all_reduce/64/nvlink", us=(0.004, 0.4, 0.8)),
+            _curve(kind="comm", group="", us=(0.02, 0.2, 0.8))]
+    curves = _curves(tmp_path, fits)
+    sol = np.array([1e-1])
+
+    def util(op, n, transport):
+        return curves.util_for("h200_sxm", CommCase(op, n, transport, Dtype.BF16, [1e6]), sol)[0]
+
+    assert util(CommOp.ALL_TO_ALL, 48, Transport.NVLINK) == pytest.approx(0.2)    # 16 is nearer 48 than 4
+    assert util(CommOp.ALL_TO_ALL, 6, Transport.NVLINK) == pytest.approx(0.1)     # 4 nearer than 16
+    assert util(CommOp.ALL_TO_ALL, 8, Transport.NVLINK) == pytest.approx(0.2)     # a tie: the larger count
+    assert util(CommOp.ALL_TO_ALL, 16, Transport.NETWORK) == pytest.approx(0.3)
+    assert util(CommOp.ALL_GATHER, 48, Transport.NVLINK) == pytest.approx(0.2)    # none of its own: pooled
+    assert util(CommOp.ALL_REDUCE, 2, Transport.NETWORK) == pytest.approx(0.2)
+
+
 def test_corrupt_curves_file_is_a_data_error(tmp_path):
     (tmp_path / FILENAME).write_bytes(b"not parquet")
     with pytest.raises(DataError, match="efficiency"):
