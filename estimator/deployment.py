@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from estimator.engines import profile_for
-from estimator.engines.profile import flag_bool, flag_int
+from estimator.engines.profile import DpMoeExchange, flag_bool, flag_int
 from estimator.parallel import ParallelConfig
 from perfdb.errors import InputError
 from perfdb.specs import SystemSpec
@@ -65,6 +65,7 @@ class Pool:
     max_num_tokens: int | None = None   # tokens per engine step (max_num_batched_tokens / max_num_tokens / chunked_prefill_size)
     mem_fraction: float | None = None   # the engine's memory knob as launched, in its own sense (estimator.memory)
     expert_slots: int | None = None     # physical expert slots per MoE layer as launched (estimator.parallel.placed_experts)
+    moe_exchange: DpMoeExchange | None = None   # attention-DP MoE exchange as launched (None: the engine's default)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -82,7 +83,8 @@ class Pool:
         return replace(engine, max_batch_size=per_rank or engine.max_batch_size,
                        max_num_tokens=self.max_num_tokens or engine.max_num_tokens,
                        mem_fraction=self.mem_fraction or engine.mem_fraction,
-                       expert_slots=self.expert_slots or engine.expert_slots)
+                       expert_slots=self.expert_slots or engine.expert_slots,
+                       dp_moe_exchange=self.moe_exchange or engine.dp_moe_exchange)
 
 
 def kv_same_node(domain_gpus: int, prefill_gpus: int, p_workers, decode_gpus: int, d_workers):
@@ -292,6 +294,12 @@ def role_slots(row: "RunRow", role: str, experts: int) -> int | None:
     return profile_for(Backend(row.backend)).expert_slots(row.facts.role_flags(role), experts)
 
 
+def role_exchange(row: "RunRow", role: str) -> DpMoeExchange | None:
+    """The attention-DP MoE exchange the row's `role` engine was launched with (EngineProfile.moe_exchange
+    read from that engine's flags); None: the engine's default."""
+    return profile_for(Backend(row.backend)).moe_exchange(row.facts.role_flags(role))
+
+
 def role_pools(row: "RunRow", system: SystemSpec, experts: int = 0) -> tuple[Pool, Pool]:
     """A disaggregated row's prefill and decode pools of one worker each: layouts (row_layouts) and the
     limits its recipe states, expert slots included (`experts`: the model's routed experts, 0 for a
@@ -299,9 +307,9 @@ def role_pools(row: "RunRow", system: SystemSpec, experts: int = 0) -> tuple[Poo
     p_par, d_par = row_layouts(row, system)
     f = row.facts
     return (Pool(p_par, 1, role_batch_cap(row, "prefill"), f.prefill.max_num_tokens, f.prefill.mem_fraction,
-                 role_slots(row, "prefill", experts)),
+                 role_slots(row, "prefill", experts), role_exchange(row, "prefill")),
             Pool(d_par, 1, role_batch_cap(row), f.decode.max_num_tokens, f.decode.mem_fraction,
-                 role_slots(row, "decode", experts)))
+                 role_slots(row, "decode", experts), role_exchange(row, "decode")))
 
 
 def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
@@ -318,7 +326,8 @@ def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
         if row.agg is None:
             raise InputError(f"run {row.id}: an agg row needs its tp_size")
         return Deployment(backend, agg=Pool(agg_layout(row, system), row.agg.workers or 1,
-                                            expert_slots=role_slots(row, "agg", experts)))
+                                            expert_slots=role_slots(row, "agg", experts),
+                                            moe_exchange=role_exchange(row, "agg")))
     if row.prefill is None or row.decode is None:
         raise InputError(f"run {row.id}: a disagg row needs prefill_tp_size and decode_tp_size")
     p = row.prefill.workers or p_workers

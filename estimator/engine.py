@@ -35,6 +35,7 @@ class EngineConfig:
     spec_tokens: int = 0                 # speculative decoding: draft tokens per step (MTP layers, EAGLE); 0 = off
     spec_acceptance: float | None = None  # probability that each draft token is accepted (None: estimator.spec's)
     expert_slots: int | None = None       # physical expert slots per MoE layer (redundant experts); None: the model's
+    dp_moe_exchange: DpMoeExchange | None = None   # attention-DP MoE exchange as launched; None: the engine's default
 
     def __post_init__(self) -> None:
         if self.mem_fraction is not None and not 0.0 < self.mem_fraction <= 1.0:
@@ -111,7 +112,7 @@ def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig,
         mla_copy_per_decode_rank=prof.handoff.mla_copy_per_decode_rank,
         reserves_full_sequence=prof.reserves_full_sequence,
         group_wait_weight=prof.group_wait_weight,
-        dp_moe_exchange=prof.dp_moe_exchange,
+        dp_moe_exchange=engine.dp_moe_exchange or prof.dp_moe_exchange,
         context_step_ms=prof.context_step_ms_by_arch.get(architecture or "", 0.0),
     )
 

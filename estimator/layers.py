@@ -44,6 +44,8 @@ from perfdb.types import CommOp, Dtype, ElementwiseOp, Transport
 
 # Routing imbalance the MoE latency is looked up under (one definition, shared with the collectors).
 MOE_DISTRIBUTION = DEFAULT_DISTRIBUTION
+# an all-to-all rank's grouped GEMM: its received copies, each for one local expert (the balanced average)
+A2A_DISTRIBUTION = "balanced"
 ACT_BYTES = 2.0  # bf16 hidden states on the wire
 
 
@@ -211,12 +213,16 @@ class LayerComposer:
         # squared-ReLU experts (2 matrices) are priced as gated ones of 2/3 the width: same weights and flops
         inter = m.moe_inter if m.mlp_gated else m.moe_inter * 2 // 3
         eh = m.expert_hidden
-        ops = [
-            self._gemm("router", Dtype.BF16, t, m.num_experts, m.hidden, n),
-            OpUse("moe_experts", MoeCase(dtype=m.moe_quant, hidden=eh, inter=inter, topk=m.topk,
-                                         num_experts=m.num_experts, moe_tp=self.moe_tp, moe_ep=self.moe_ep,
-                                         distribution=MOE_DISTRIBUTION, num_tokens=t_group), n),
-        ]
+        if dp > 1 and self.dp_exchange is DpMoeExchange.ALL_TO_ALL:
+            # the rank's experts receive only the copies routed to them (t x topk on average) and run as
+            # one grouped GEMM over its local experts: a kernel no MoE table measures (theirs take every
+            # gathered token; their time grows with all of them at any EP size), so priced as its own case
+            experts = MoeCase(dtype=m.moe_quant, hidden=eh, inter=inter, topk=1, num_experts=m.num_experts // self.moe_ep,
+                              moe_tp=self.moe_tp, moe_ep=1, distribution=A2A_DISTRIBUTION, num_tokens=t * m.topk)
+        else:
+            experts = MoeCase(dtype=m.moe_quant, hidden=eh, inter=inter, topk=m.topk, num_experts=m.num_experts,
+                              moe_tp=self.moe_tp, moe_ep=self.moe_ep, distribution=MOE_DISTRIBUTION, num_tokens=t_group)
+        ops = [self._gemm("router", Dtype.BF16, t, m.num_experts, m.hidden, n), OpUse("moe_experts", experts, n)]
         if m.moe_latent:   # latent MoE: tokens are projected down before dispatch and back up after combine
             ops += [self._gemm("moe_latent_down", m.gemm_quant, t, eh, m.hidden, n),
                     self._gemm("moe_latent_up", m.gemm_quant, t, m.hidden, eh, n)]
@@ -237,6 +243,16 @@ class LayerComposer:
             return OpUse(name, CommCase(op=op, num_gpus=group, transport=tr, dtype=dtype, msg_bytes=msg), n, mask)
 
         eh = m.expert_hidden
+        if self.dp_exchange is DpMoeExchange.ALL_TO_ALL:
+            # each of the rank's tokens goes to its routed experts' ranks and comes back (CommCase counts the
+            # share that leaves the GPU; no rank padded to the busiest). Decode steps (DeepEP low-latency
+            # kernels) send one copy per routed expert; steps with prompt tokens (normal kernels) one per
+            # destination rank: of topk uniform picks over moe_ep ranks, ep (1 - (1 - 1/ep)^topk) distinct
+            ep = max(self.moe_ep, 1)
+            per_token = np.where(extend, ep * (1.0 - (1.0 - 1.0 / ep) ** m.topk), float(m.topk))
+            copies = t * per_token * eh
+            return [comm("moe_dispatch", CommOp.ALL_TO_ALL, m.moe_quant, copies * act_bytes(m.moe_quant)),
+                    comm("moe_combine", CommOp.ALL_TO_ALL, Dtype.BF16, copies * ACT_BYTES)]
         if self.dp_exchange is DpMoeExchange.GATHER_SCATTER:
             return [comm("moe_dispatch", CommOp.ALL_GATHER, m.moe_quant, t_group * eh * act_bytes(m.moe_quant)),
                     comm("moe_combine", CommOp.REDUCE_SCATTER, Dtype.BF16, t_group * eh * ACT_BYTES)]

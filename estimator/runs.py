@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from estimator.deployment import agg_layout, role_pools, role_slots
+from estimator.deployment import agg_layout, role_exchange, role_pools, role_slots
 from estimator.engine import EngineConfig
 from estimator.estimate import Estimate, WorkerSpec, estimate, estimate_disagg
 from estimator.models import AttentionKind, load_model
@@ -234,6 +234,7 @@ def _predict_agg(rows: list[RunRow], model, system, view, acceptance: float | No
     backend = Backend(rows[0].backend)
     engine = EngineConfig(backend, spec_tokens=spec_tokens(rows[0], backend, model),
                           expert_slots=role_slots(rows[0], "agg", model.num_experts),
+                          dp_moe_exchange=role_exchange(rows[0], "agg"),
                           spec_acceptance=acceptance)
     # requests in flight per replica: the run's clients spread over its replicas (estimator.deployment)
     total = np.array([r.concurrency or rows[0].agg.batch or 1 for r in rows], dtype=np.float64)

@@ -87,6 +87,10 @@ class DpMoeExchange(str, Enum):
     # all-reduced in bf16 before the experts, and the experts' output all-reduced again before each rank
     # copies its rows back; decode-only steps: bf16 all-gather padded to the busiest rank, reduce-scatter
     SUM_LEN_ALL_REDUCE = "sum_len_all_reduce"
+    # an all-to-all backend (DeepEP and the like): each rank sends each of its tokens to the ranks of the
+    # token's top-k experts (one copy per routed expert, in the experts' activation dtype) and the experts'
+    # outputs come back the same way in bf16; no rank receives the tokens its experts were not routed
+    ALL_TO_ALL = "all_to_all"
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,9 @@ class EngineProfile:
     layout_defaults: Callable | None = None
     dp_moe_exchange: DpMoeExchange = DpMoeExchange.GATHER_SCATTER
     expert_slot_flags: tuple[ExpertSlotFlag, ...] = ()
+    # the launch flag that picks an all-to-all MoE backend for attention-DP workers (DpMoeExchange.ALL_TO_ALL
+    # unless it is absent, unresolved or `none`); None: the engine has no such flag here
+    moe_a2a_flag: str | None = None
     # KV-cache dtype the engine stores for an architecture (HF `architectures[0]`) when its KV-dtype flag is
     # left at its default: the first rule that applies to the GPU; architectures or GPUs no rule names follow
     # the checkpoint (estimator.engine.kv_cache_dtype)
@@ -175,6 +182,12 @@ class EngineProfile:
                 slots = n if f.total else num_experts + n
                 return slots if slots > num_experts else None
         return None
+
+    def moe_exchange(self, flags: Mapping[str, str]) -> DpMoeExchange | None:
+        """The attention-DP MoE exchange one engine was launched with (`flags`: that engine's own); None:
+        its flags do not change the profile's dp_moe_exchange."""
+        value = flags.get(self.moe_a2a_flag, "").strip().lower() if self.moe_a2a_flag else ""
+        return DpMoeExchange.ALL_TO_ALL if value not in ("", "?", "none") else None
 
     def __post_init__(self) -> None:
         missing = [f.name for f in fields(self) if f.name not in ("backend", "provenance", "layout_defaults")

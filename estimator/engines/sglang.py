@@ -96,6 +96,7 @@ PROFILE = register(EngineProfile(
     expert_slot_flags=(ExpertSlotFlag("ep-num-redundant-experts", total=False),),
     layout_defaults=sglang_defaults,
     dp_moe_exchange=DpMoeExchange.SUM_LEN_ALL_REDUCE,
+    moe_a2a_flag="moe-a2a-backend",
     context_step_ms_by_arch={"DeepseekV3ForCausalLM": 15.0},
     kv_dtype_by_arch={"DeepseekV4ForCausalLM": (KvDefault(Dtype.FP8),),
                       **{arch: DSA_KV_DEFAULT for arch in ("DeepseekV32ForCausalLM", "GlmMoeDsaForCausalLM")}},
@@ -160,7 +161,13 @@ PROFILE = register(EngineProfile(
                            "the worker); models/deepseek_v2.py all-reduces the experts' output over the worker "
                            "before layers/communicator.py dp_scatter copies each rank's rows back (reduce-scatter "
                            "only in MAX_LEN mode: decode, all_gather_into_tensor padded to the busiest rank); "
-                           "without --moe-a2a-backend (the InferenceX / srt-slurm recipes set none)",
+                           "without --moe-a2a-backend (default none)",
+        "moe_a2a_flag": "sglang/srt/server_args.py --moe-a2a-backend {none, deepep, mooncake, ...} (default none); "
+                        "with one, layers/moe/token_dispatcher (deepep.py: DeepEPDispatcher, 0.5.x) dispatches each "
+                        "rank's tokens to their top-k experts' ranks (low-latency mode: one copy per routed expert, "
+                        "FP8 for FP8 experts) and combines the outputs back in bf16 instead of the dp_gather / "
+                        "all-reduce above; the srt-slurm wide-EP recipes (GB200 / GB300 dep32-dep48 decode) set "
+                        "deepep",
         "context_step_ms_by_arch": f"{FIT}: with ttft_overhead_ms held (fitted on the same architecture's rows at "
                                    "<= 4 clients), DeepseekV3ForCausalLM agg rows at <= 8 clients (52: B200 43, "
                                    "H200 9), the value on a 15 ms grid that minimises the simulator's median "

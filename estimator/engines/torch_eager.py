@@ -15,6 +15,7 @@ PROFILE = register(EngineProfile(
     scheduler=None, handoff=KvHandoff(frontend_hops=0, connector="none"),
     provenance={
         "max_num_tokens": "TRT-LLM's default (trtllm.py), no engine of its own",
+        "moe_a2a_flag": "none: plain modules have no attention data parallelism",
         "expert_slot_flags": "none: plain torch places each expert once",
         "max_batch": "TRT-LLM's default (trtllm.py)",
         "mem_fraction": "TRT-LLM's default (trtllm.py)",

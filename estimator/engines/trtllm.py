@@ -55,6 +55,7 @@ PROFILE = register(EngineProfile(
                                    "130 (0.74 there), so H200 stays under-predicted (0.57). Held out (disagg rows, agg "
                                    "rows above 8 clients) in docs/simulator.md. Llama and gpt-oss rows show no such "
                                    "excess, so no other architecture pays it",
+        "moe_a2a_flag": "not read: TRT-LLM picks its all-to-all inside the MoE backend (_torch/modules/fused_moe/fused_moe_wide_ep.py alltoall_method_type, from the backend, GPU and environment), not from one flag; dp_moe_exchange stands",
         "expert_slot_flags": "tensorrt_llm/_torch/modules/fused_moe/moe_load_balancer.py (MoeLoadBalancerConfig.num_slots: every "
                              "expert slot of a layer, num_slots // ep_size per rank; 1.0-1.1)",
         "max_num_tokens": "tensorrt_llm/llmapi/llm_args.py: max_num_tokens 8192",

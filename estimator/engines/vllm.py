@@ -28,6 +28,7 @@ PROFILE = register(EngineProfile(
     kv_dtype_by_arch={"DeepseekV4ForCausalLM": (KvDefault(Dtype.FP8),),
                       "GlmMoeDsaForCausalLM": (KvDefault(Dtype.FP8, sm_from=100, sm_below=110),)},
     provenance={
+        "moe_a2a_flag": "not read: vllm --all2all-backend (default allgather_reducescatter, i.e. dp_moe_exchange); no training run launches another",
         "expert_slot_flags": "vllm/engine/arg_utils.py --num-redundant-experts (with --enable-eplb); vllm/model_executor/models/"
                              "deepseek_v2.py: n_physical_experts = n_logical_experts + n_redundant_experts (0.10-0.11)",
         "max_num_tokens": "vllm/engine/arg_utils.py: max_num_batched_tokens 8192 for online serving on GPUs "

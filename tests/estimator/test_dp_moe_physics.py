@@ -15,7 +15,7 @@ from estimator.steps import StepModel
 from perfdb.lookup import PerfDB
 from perfdb.roofline import link_bw_bytes_per_s
 from perfdb.specs import load_system
-from perfdb.types import Backend, CommOp, Phase, Transport
+from perfdb.types import Backend, CommOp, Dtype, Phase, Transport
 
 DEP4 = ParallelConfig(tp=1, attn_dp=4, moe_tp=1, moe_ep=4)
 DEP8 = ParallelConfig(tp=1, attn_dp=8, moe_tp=1, moe_ep=8)
@@ -117,3 +117,73 @@ def test_speculative_prefill_runs_the_draft_module_over_the_prompt_once(dsr1):
         dec = spec.step(Phase.DECODE, 0, 0, 0, 64, 4096)
         dec_draft = next(float(o.ms) for o in dec.ops if o.name == "spec_draft")
         assert dec_draft > 0 and float(pre.ms) > float(base.prefill_ms(1, 8192))
+
+
+def test_sglang_moe_a2a_backend_flag_picks_the_all_to_all_exchange_per_engine():
+    """SGLang's --moe-a2a-backend (deepep in the srt-slurm wide-EP recipes) replaces the dp_gather /
+    all-reduce exchange; `none`, an unresolved `?` or no flag keep the default. Engines whose profile reads
+    no such flag never switch."""
+    from estimator.engines import profile_for
+
+    sg = profile_for(Backend.SGLANG)
+    assert sg.moe_exchange({"moe-a2a-backend": "deepep"}) is DpMoeExchange.ALL_TO_ALL
+    assert sg.moe_exchange({"moe-a2a-backend": "mooncake"}) is DpMoeExchange.ALL_TO_ALL
+    for flags in ({}, {"moe-a2a-backend": "none"}, {"moe-a2a-backend": "?"}):
+        assert sg.moe_exchange(flags) is None
+    for backend in (Backend.TRTLLM, Backend.VLLM):
+        assert profile_for(backend).moe_exchange({"moe-a2a-backend": "deepep"}) is None
+    # as launched per role, into the engine each role's steps are priced with
+    facts = "prefill.moe-a2a-backend=none;decode.moe-a2a-backend=deepep"
+    from estimator.deployment import role_exchange
+    from estimator.runs import parse_row
+    from estimator.run_facts import RunFacts
+
+    assert RunFacts.from_row({"engine_flags": facts}).role_flags("decode") == {"moe-a2a-backend": "deepep"}
+    row = parse_row({"id": "r", "backend": "sglang", "model_path": "deepseek-ai/DeepSeek-R1", "system": "gb200",
+                     "mode": "disagg", "isl": "1024", "osl": "1024", "prefill_tp_size": "8", "decode_tp_size": "8",
+                     "silicon_ttft_ms": "100", "silicon_tpot_ms": "10", "engine_flags": facts})
+    assert (role_exchange(row, "prefill"), role_exchange(row, "decode")) == (None, DpMoeExchange.ALL_TO_ALL)
+
+
+def test_all_to_all_sends_each_token_to_its_experts_ranks_not_every_rank(dsr1):
+    """DeepEP: a decode step (low-latency kernels) sends one copy of each token per routed expert, a step
+    with prompt tokens (normal kernels) one per destination rank (ep (1 - (1 - 1/ep)^topk) of topk uniform
+    picks), dispatched in the experts' activation dtype and combined in bf16, and no rank is padded to
+    the busiest. Over 16+ ranks with 8 experts a token, that is fewer bytes than gathering every rank's
+    tokens, and no faster than those bytes over the link."""
+    from perfdb.ops.base import act_bytes
+
+    model, system, _ = dsr1
+    a2a = _step(dsr1, Backend.SGLANG, DEP16, dp_moe_exchange=DpMoeExchange.ALL_TO_ALL)
+    gather = _step(dsr1, Backend.SGLANG, DEP16)
+    assert a2a.resolved.dp_moe_exchange is DpMoeExchange.ALL_TO_ALL
+    cases, ms = _exchange(a2a, 0, 0, db=64, kv=2048)
+    assert [c.op for c in cases] == [CommOp.ALL_TO_ALL, CommOp.ALL_TO_ALL]
+    assert [c.dtype for c in cases] == [model.moe_quant, Dtype.BF16]
+    copies = 64 * model.topk * model.expert_hidden
+    assert [float(c.msg_bytes) for c in cases] == [copies * act_bytes(model.moe_quant), copies * ACT_BYTES]
+    floor = sum(float(c.bytes()) for c in cases) / link_bw_bytes_per_s(system, cases[0].transport) * 1e3
+    assert ms >= floor * model.num_moe_layers * (1 - 1e-9)
+    assert ms < _exchange(gather, 0, 0, db=64, kv=2048)[1]
+    pre, _ = _exchange(a2a, 1, 4096)
+    ranks = 16 * (1 - (1 - 1 / 16) ** model.topk)
+    assert float(pre[1].msg_bytes) == pytest.approx(4096 * ranks * model.expert_hidden * ACT_BYTES)
+    assert ranks < model.topk
+
+
+def test_all_to_all_experts_run_only_the_copies_routed_to_the_rank(dsr1):
+    """With an all-to-all the rank's experts see t x topk routed copies, one grouped GEMM over its local
+    experts (as much work as the gathered case's average share), not a kernel over every rank's tokens."""
+    from perfdb.ops import MoeCase
+
+    model, _, _ = dsr1
+    a2a = _step(dsr1, Backend.SGLANG, DEP16, dp_moe_exchange=DpMoeExchange.ALL_TO_ALL)
+    gather = _step(dsr1, Backend.SGLANG, DEP16)
+
+    def experts(sm):
+        return next(u.case for u in sm.composer.ops(0, 0, 0, 64, 2048) if isinstance(u.case, MoeCase))
+
+    mine, theirs = experts(a2a), experts(gather)
+    assert (mine.num_experts, mine.topk, mine.moe_ep) == (model.num_experts // 16, 1, 1)
+    assert float(mine.num_tokens) == 64 * model.topk and float(theirs.num_tokens) == 64 * 16
+    assert float(mine.flops()) == pytest.approx(float(theirs.flops()))
