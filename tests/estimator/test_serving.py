@@ -114,3 +114,29 @@ def test_a_batching_prefill_worker_pays_an_iterations_fixed_time_once_per_batch(
     # a batch of k costs k (p1 - fixed) + fixed: at least the variable work of the k - 1 others
     k = np.clip(1.0 / (1.0 - rho * (p1 - 60.0 + 60.0 / np.clip(1.0 / (1.0 - rho), 1.0, kmax)) / p1), 1.0, kmax)
     assert np.all(amortised >= (k - 1.0) * (p1 - 60.0) - 1e-9)
+
+
+def test_fewer_clients_than_workers_put_only_the_clients_in_flight(db):
+    """One client over nine decode workers (InferenceX's low-concurrency DeepSeek-R1 disagg points) is one
+    request in flight, not one per worker: its TTFT is that of one client over one decode worker (the
+    prefill side sees the same single request; both groups cross the network), its throughput a ninth of
+    a fully busy pool's. Agg: one client over four replicas is one busy replica."""
+    model, system = load_model("Qwen/Qwen3-32B"), load_system(SYS)
+    eng = EngineConfig(Backend.SGLANG)
+    par = ParallelConfig(tp=8)   # 1P + 1D already span two 8-GPU nodes: the KV path is the network in both
+    view = db.view(SYS, Backend.SGLANG)
+
+    def disagg(d_workers, per_worker):
+        load = Workload(isl=2048, osl=256, concurrency=per_worker, num_requests=10 * per_worker)
+        return estimate_disagg(model, system, WorkerSpec(par, eng, 1, None), WorkerSpec(par, eng, d_workers), load, view)
+
+    alone, spread = disagg(1, 1.0), disagg(9, 1.0 / 9.0)
+    assert float(spread.ttft_ms) == pytest.approx(float(alone.ttft_ms), rel=1e-6)
+    assert float(spread.tpot_ms) == pytest.approx(float(alone.tpot_ms), rel=1e-6)
+    busy = disagg(9, 1.0)
+    assert float(busy.ttft_ms) > float(spread.ttft_ms)   # nine clients queue at the one prefill worker
+    sm = _sm(db, Backend.SGLANG)
+    one = agg_metrics(sm, Workload(isl=2048, osl=256, concurrency=1.0))
+    quarter = agg_metrics(sm, Workload(isl=2048, osl=256, concurrency=0.25))
+    assert float(quarter.ttft) == pytest.approx(float(one.ttft)) and float(quarter.tpot) == pytest.approx(float(one.tpot))
+    assert float(quarter.req_per_ms) == pytest.approx(float(one.req_per_ms) / 4)
