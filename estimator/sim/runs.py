@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -141,9 +141,8 @@ def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms, ra
         engine = row_engine(row, backend, model)
 
         def steps_for(dep: Deployment):
-            # workers and routing do not change a worker's step model: key on the pools' parallelism
-            key = (engine, *((p.parallel, p.max_batch, p.max_num_tokens, p.mem_fraction) if p else None
-                             for p in (dep.agg, dep.prefill, dep.decode)))
+            # workers and routing do not change a worker's step model: key on everything else a pool holds
+            key = (engine, *(replace(p, workers=1) if p else None for p in (dep.agg, dep.prefill, dep.decode)))
             if key not in cache:
                 cache[key] = build_steps(model, system, dep, engine, view)
             return cache[key]
