@@ -214,11 +214,13 @@ class LayerComposer:
         inter = m.moe_inter if m.mlp_gated else m.moe_inter * 2 // 3
         eh = m.expert_hidden
         if dp > 1 and self.dp_exchange is DpMoeExchange.ALL_TO_ALL:
-            # the rank's experts receive only the copies routed to them (t x topk on average) and run as
-            # one grouped GEMM over its local experts: a kernel no MoE table measures (theirs take every
-            # gathered token; their time grows with all of them at any EP size), so priced as its own case
+            # a rank's experts receive only the copies routed to them (the stage's tokens x topk / ep on
+            # average: t x topk when every rank is as busy, a 1/ep share of a lone prompt's) and run as one
+            # grouped GEMM over its local experts: a kernel no MoE table measures (theirs take every gathered
+            # token; their time grows with all of them at any EP size), so priced as its own case
             experts = MoeCase(dtype=m.moe_quant, hidden=eh, inter=inter, topk=1, num_experts=m.num_experts // self.moe_ep,
-                              moe_tp=self.moe_tp, moe_ep=1, distribution=A2A_DISTRIBUTION, num_tokens=t * m.topk)
+                              moe_tp=self.moe_tp, moe_ep=1, distribution=A2A_DISTRIBUTION,
+                              num_tokens=t_group * m.topk / self.moe_ep)
         else:
             experts = MoeCase(dtype=m.moe_quant, hidden=eh, inter=inter, topk=m.topk, num_experts=m.num_experts,
                               moe_tp=self.moe_tp, moe_ep=self.moe_ep, distribution=MOE_DISTRIBUTION, num_tokens=t_group)

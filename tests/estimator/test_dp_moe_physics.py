@@ -187,3 +187,6 @@ def test_all_to_all_experts_run_only_the_copies_routed_to_the_rank(dsr1):
     assert (mine.num_experts, mine.topk, mine.moe_ep) == (model.num_experts // 16, 1, 1)
     assert float(mine.num_tokens) == 64 * model.topk and float(theirs.num_tokens) == 64 * 16
     assert float(mine.flops()) == pytest.approx(float(theirs.flops()))
+    # a lone prompt on one rank: every rank's experts receive a 1/ep share of its copies, not all of them
+    lone = next(u.case for u in a2a.composer.ops(1, 4096, 0, 0, 0, [4096.0]) if isinstance(u.case, MoeCase))
+    assert float(np.ravel(lone.num_tokens)[0]) == pytest.approx(4096 * model.topk / 16)
