@@ -300,6 +300,26 @@ def role_exchange(row: "RunRow", role: str) -> DpMoeExchange | None:
     return profile_for(Backend(row.backend)).moe_exchange(row.facts.role_flags(role))
 
 
+# --moe-a2a values the estimator prices (DeepEP's low-latency and normal kernels, estimator.layers)
+MOE_A2A_CHOICES = ("none", "deepep")
+
+
+def moe_a2a_exchange(backend: Backend, value: str | None) -> DpMoeExchange | None:
+    """The MoE exchange a `--moe-a2a` option asks of `backend`'s attention-DP workers: None for none (the
+    engine's default exchange), the engine's all-to-all where its launch flag picks one (SGLang
+    --moe-a2a-backend); an InputError for an engine whose profile reads no such flag or a value not priced."""
+    v = (value or "none").strip().lower()
+    if v not in MOE_A2A_CHOICES:
+        raise InputError(f"--moe-a2a {value!r}: accepted: {', '.join(MOE_A2A_CHOICES)}")
+    if v == "none":
+        return None
+    prof = profile_for(backend)
+    if prof.moe_a2a_flag is None:
+        raise InputError(f"--moe-a2a {v} applies to sglang (its --moe-a2a-backend); {backend.value} picks its "
+                         "MoE exchange itself (estimator/engines/" + backend.value + ".py)")
+    return prof.moe_exchange({prof.moe_a2a_flag: v})
+
+
 def role_pools(row: "RunRow", system: SystemSpec, experts: int = 0) -> tuple[Pool, Pool]:
     """A disaggregated row's prefill and decode pools of one worker each: layouts (row_layouts) and the
     limits its recipe states, expert slots included (`experts`: the model's routed experts, 0 for a

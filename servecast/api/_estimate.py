@@ -40,15 +40,18 @@ def estimate(*, model: str, system: str, backend: str | Backend = "trtllm", vers
              prefill_batch: int = 1, concurrency: int = 1, isl: int = 1024, osl: int = 1024, prefix: int = 0,
              kv_dtype: str | Dtype | None = None, gemm_quant: str | Dtype | None = None,
              moe_quant: str | Dtype | None = None, spec_tokens: int = 0, spec_acceptance: float | None = None,
-             db: Path | str | None = None, calibration: Path | str | None = None,
+             moe_a2a: str | None = None, db: Path | str | None = None, calibration: Path | str | None = None,
              hf_hub: Path | None = None) -> EstimateResult:
     """TTFT, TPOT, throughput and memory of one deployment under the closed-loop benchmark load.
 
     mode "agg": `concurrency` requests in flight on one replica of `parallel` (default tp1). mode "disagg":
     `prefill_workers` of `prefill` feed `decode_workers` of `decode`, `concurrency` per decode worker.
     calibration: a directory from fit(), None (the newest stored in the database) or "none".
+    moe_a2a: "deepep" prices SGLang's attention-DP workers launched with --moe-a2a-backend deepep (an
+    all-to-all MoE exchange; estimator.deployment.moe_a2a_exchange); None / "none": the engine's default.
     An infeasible deployment is an Estimate with feasible False and the reason, not an exception.
     """
+    from estimator.deployment import moe_a2a_exchange
     from estimator.engine import EngineConfig
     from estimator.estimate import WorkerSpec, estimate_disagg
     from estimator.estimate import estimate as estimate_agg
@@ -67,7 +70,8 @@ def estimate(*, model: str, system: str, backend: str | Backend = "trtllm", vers
     sysspec = load_system(system)
     be = parse_enum(Backend, backend, "backend")
     view = database.view(sysspec.name, be, version)
-    engine = EngineConfig(be, version, kv_dtype=kv, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance)
+    engine = EngineConfig(be, version, kv_dtype=kv, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance,
+                          dp_moe_exchange=moe_a2a_exchange(be, moe_a2a))
     # the closed-loop benchmark (estimator.workload): what the aiperf command of a plan measures
     load = Workload.benchmark(isl, osl, prefix, concurrency)
     if mode == "agg":

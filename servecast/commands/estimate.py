@@ -131,6 +131,9 @@ def register(app: typer.Typer) -> None:
         moe_quant: Annotated[str | None, typer.Option(help="override expert weight format")] = None,
         spec_tokens: Annotated[int, typer.Option(help="speculative decoding draft tokens per step (e.g. 1 for DeepSeek MTP)")] = 0,
         spec_acceptance: Annotated[float | None, typer.Option(help="acceptance probability of each draft token (default: 0.625 for DeepSeek-V3/R1 MTP, fitted; 0.85 otherwise; estimator/spec.py)")] = None,
+        moe_a2a: Annotated[str, typer.Option(help="sglang attention-DP workers' MoE exchange: none (the default "
+                                             "gather / all-reduce) | deepep (as launched with --moe-a2a-backend "
+                                             "deepep: tokens sent to their experts' ranks)")] = "none",
         db: Annotated[Path | None, typer.Option(help="perfdb directory (default: the bundled database)")] = None,
         calibration: Annotated[Path | None, typer.Option(help="calibration directory from `servecast calibrate fit` "
                                "(default: the newest in <db>/calibrations/; the bundled database ships one; `none`: "
@@ -159,7 +162,7 @@ def register(app: typer.Typer) -> None:
             decode=_parallel(decode_tp, decode_pp, decode_dp, decode_moe_tp, decode_moe_ep) if disagg else None,
             prefill_workers=prefill_workers, decode_workers=decode_workers, prefill_batch=prefill_batch,
             concurrency=concurrency, isl=isl, osl=osl, prefix=prefix, kv_dtype=kv_dtype, gemm_quant=gemm_quant,
-            moe_quant=moe_quant, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, db=db,
+            moe_quant=moe_quant, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, moe_a2a=moe_a2a, db=db,
             calibration=calibration, hf_hub=hub_cache())
         _render(result.estimate, breakdown, as_json, result.calibrated)
 

@@ -130,6 +130,7 @@ def simulate_cmd(
     kv_dtype: str = typer.Option(None, help="KV cache dtype: bf16 | fp8 (default: the plan's, else what the engine stores for the model)"),
     gemm_quant: str = typer.Option(None, help="override GEMM weight format"),
     moe_quant: str = typer.Option(None, help="override expert weight format"),
+    moe_a2a: str = typer.Option("none", help="sglang attention-DP workers' MoE exchange: none | deepep (as launched with --moe-a2a-backend deepep)"),
     db: Path = typer.Option(None, help="perfdb directory (default: the bundled database)"),
     calibration: Path = typer.Option(None, help=CALIBRATION_HELP),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
@@ -141,13 +142,22 @@ def simulate_cmd(
 
     dep = None
     if plan is None and model and system:   # else servecast.simulate says what is missing
+        from estimator.deployment import moe_a2a_exchange
+        from perfdb.types import Backend, parse_enum
+
+        a2a = moe_a2a_exchange(parse_enum(Backend, backend, "backend"), moe_a2a)
         dep = _deployment(
             system, backend, router, mode, same_node,
-            agg=lambda: Pool(_parallel(tp, pp, dp, moe_tp, moe_ep), replicas, max_batch, max_num_tokens),
+            agg=lambda: Pool(_parallel(tp, pp, dp, moe_tp, moe_ep), replicas, max_batch, max_num_tokens, moe_exchange=a2a),
             prefill=lambda: Pool(_parallel(prefill_tp, prefill_pp, prefill_dp, prefill_moe_tp, prefill_moe_ep),
-                                 prefill_workers, None, prefill_max_num_tokens),
+                                 prefill_workers, None, prefill_max_num_tokens, moe_exchange=a2a),
             decode=lambda: Pool(_parallel(decode_tp, decode_pp, decode_dp, decode_moe_tp, decode_moe_ep),
-                                decode_workers, max_batch, None))
+                                decode_workers, max_batch, None, moe_exchange=a2a))
+    elif moe_a2a.strip().lower() != "none":
+        from perfdb.errors import InputError
+
+        raise InputError("--moe-a2a describes a deployment given by its flags (--model, --system, ...); a plan's "
+                         "deployment.yaml records its own engine")
     concs, rates = lists.ints(concurrency, "concurrency"), lists.floats(request_rate, "request-rate")
     sweep = max(len(concs), len(rates)) > 1   # a sweep draws simulate_sweep.png unless --plot says otherwise
     sim = simulate(deployment=dep, model=model, system=system, plan=plan, version=version, isl=isl, osl=osl,

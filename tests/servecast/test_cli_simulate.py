@@ -102,3 +102,36 @@ def test_bad_loads_fail_on_one_line(flags, needle):
                           timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and needle in proc.stderr
+
+
+def test_moe_a2a_deepep_prices_sglang_wide_ep_decode_with_the_all_to_all(capsys):
+    """`--moe-a2a deepep` (SGLang launched with --moe-a2a-backend deepep): a DEP16 decode worker's tokens go to
+    their experts' ranks instead of every rank gathering every token, so its decode steps change; the same
+    option on an engine that picks its own exchange, or an unpriced value, is a one-line error."""
+    dep16 = ["--model", "deepseek-ai/DeepSeek-R1", "--system", "gb200", "--backend", "sglang", "--mode", "disagg",
+             "--prefill-tp", "1", "--prefill-dp", "8", "--prefill-moe-ep", "8", "--decode-tp", "1", "--decode-dp",
+             "16", "--decode-moe-ep", "16", "--isl", "1024", "--osl", "64", "--concurrency", "256",
+             "--num-requests", "256", "--json", "--plot", "", "--calibration", "none"]
+    tpot = {}
+    for a2a in ("none", "deepep"):
+        result = CliRunner().invoke(app, ["simulate", *dep16, "--moe-a2a", a2a])
+        assert result.exit_code == 0, result.output
+        tpot[a2a] = json.loads(result.output)[0]["tpot"]["mean"]
+    assert tpot["deepep"] != pytest.approx(tpot["none"], rel=0.01)
+    est = {}
+    for a2a in ("none", "deepep"):   # the static estimate of the same decode worker
+        result = CliRunner().invoke(app, ["estimate", "--model", "deepseek-ai/DeepSeek-R1", "--system", "gb200",
+                                          "--backend", "sglang", "--tp", "1", "--dp", "16", "--moe-ep", "16",
+                                          "--concurrency", "256", "--calibration", "none", "--json", "--moe-a2a", a2a])
+        assert result.exit_code == 0, result.output
+        est[a2a] = json.loads(result.output)["tpot_ms"]
+    assert est["deepep"] != pytest.approx(est["none"], rel=0.01)
+    from servecast.cli import run
+
+    for cmd in ("simulate", "estimate"):
+        for argv, needle in ((["--backend", "trtllm", "--moe-a2a", "deepep"], "applies to sglang"),
+                             (["--backend", "sglang", "--moe-a2a", "pplx"], "accepted: none, deepep")):
+            load = ["--concurrency", "4"] if cmd == "simulate" else []
+            assert run([cmd, "--model", "deepseek-ai/DeepSeek-R1", "--system", "gb200", *load, *argv]) == 2
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and needle in err, err
