@@ -92,6 +92,13 @@ def test_simulator_and_estimator_agree_at_concurrency_one(qwen, backend):
     sim = simulate(build_steps(model, system, dep, eng, view), dep, LoadSpec.closed(1, isl, osl, 6))
     assert sim.ttft.mean == pytest.approx(float(static.ttft_ms), rel=0.05)
     assert sim.tpot.mean == pytest.approx(float(static.tpot_ms), rel=0.05)
+    # one client over four decode workers (a quarter of a client each) is still one request in flight
+    static = estimate_disagg(model, system, spec, WorkerSpec(TP2, eng, 4),
+                             Workload(isl=isl, osl=osl, concurrency=0.25, num_requests=1.5), view)
+    dep = Deployment.disaggregated(backend, Pool(TP2, 1), Pool(TP2, 4), system.nvlink_domain_gpus)
+    sim = simulate(build_steps(model, system, dep, eng, view), dep, LoadSpec.closed(1, isl, osl, 6))
+    assert sim.ttft.mean == pytest.approx(float(static.ttft_ms), rel=0.05)
+    assert sim.tpot.mean == pytest.approx(float(static.tpot_ms), rel=0.05)
 
 
 @pytest.fixture(scope="module")
