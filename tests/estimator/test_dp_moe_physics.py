@@ -135,8 +135,8 @@ def test_sglang_moe_a2a_backend_flag_picks_the_all_to_all_exchange_per_engine():
     # as launched per role, into the engine each role's steps are priced with
     facts = "prefill.moe-a2a-backend=none;decode.moe-a2a-backend=deepep"
     from estimator.deployment import role_exchange
-    from estimator.runs import parse_row
     from estimator.run_facts import RunFacts
+    from estimator.runs import parse_row
 
     assert RunFacts.from_row({"engine_flags": facts}).role_flags("decode") == {"moe-a2a-backend": "deepep"}
     row = parse_row({"id": "r", "backend": "sglang", "model_path": "deepseek-ai/DeepSeek-R1", "system": "gb200",
