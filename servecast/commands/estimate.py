@@ -8,6 +8,10 @@ from typing import Annotated
 
 import typer
 
+# --moe-a2a (estimate and simulate): the values estimator.deployment.moe_a2a_exchange accepts
+MOE_A2A_HELP = ("sglang attention-DP workers' MoE exchange: none (the default gather / all-reduce) | deepep (as "
+                "launched with --moe-a2a-backend deepep: tokens sent to their experts' ranks)")
+
 AGG_EXAMPLE = ("Example: servecast estimate --model Qwen/Qwen3-32B --system h200_sxm --backend trtllm "
                "--tp 2 --concurrency 32 --isl 4000 --osl 500 --breakdown")
 
@@ -95,76 +99,76 @@ HELP = (f"Estimate TTFT, TPOT and throughput of one deployment, or predict every
         f"--isl 8192 --osl 1024  |  Runs: servecast estimate --from-runs runs.csv --db DB --out pred.csv [--base estimate]")
 
 
+def estimate_cmd(
+    model: Annotated[str | None, typer.Option(help="HF id in the catalog, a model directory, a config.json, or a model in the HF cache")] = None,
+    system: Annotated[str | None, typer.Option(help="system id, e.g. h200_sxm (servecast db systems)")] = None,
+    backend: Annotated[str, typer.Option(help="trtllm | sglang | vllm")] = "trtllm",
+    version: Annotated[str | None, typer.Option(help="backend version in the database (default newest)")] = None,
+    mode: Annotated[str, typer.Option(help="agg | disagg")] = "agg",
+    tp: Annotated[int, typer.Option(help="tensor parallel (attention)")] = 1,
+    pp: Annotated[int, typer.Option(help="pipeline parallel")] = 1,
+    dp: Annotated[int, typer.Option(help="attention data parallel")] = 1,
+    moe_tp: Annotated[int, typer.Option(help="MoE tensor parallel")] = 1,
+    moe_ep: Annotated[int, typer.Option(help="MoE expert parallel")] = 1,
+    concurrency: Annotated[int, typer.Option("--concurrency", "--batch",
+                                             help="requests in flight per replica (agg) / per decode worker (disagg)")] = 1,
+    isl: Annotated[int, typer.Option(help="input tokens per request")] = 1024,
+    osl: Annotated[int, typer.Option(help="output tokens per request")] = 1024,
+    prefix: Annotated[int, typer.Option(help="cached prefix tokens")] = 0,
+    prefill_tp: Annotated[int, typer.Option()] = 1,
+    prefill_pp: Annotated[int, typer.Option()] = 1,
+    prefill_dp: Annotated[int, typer.Option()] = 1,
+    prefill_moe_tp: Annotated[int, typer.Option()] = 1,
+    prefill_moe_ep: Annotated[int, typer.Option()] = 1,
+    prefill_workers: Annotated[int, typer.Option()] = 1,
+    prefill_batch: Annotated[int, typer.Option(help="requests per prefill iteration")] = 1,
+    decode_tp: Annotated[int, typer.Option()] = 1,
+    decode_pp: Annotated[int, typer.Option()] = 1,
+    decode_dp: Annotated[int, typer.Option()] = 1,
+    decode_moe_tp: Annotated[int, typer.Option()] = 1,
+    decode_moe_ep: Annotated[int, typer.Option()] = 1,
+    decode_workers: Annotated[int, typer.Option()] = 1,
+    kv_dtype: Annotated[str | None, typer.Option(help="KV cache dtype: bf16 | fp8 (default: what the engine stores for the model: the checkpoint's; FP8 for DeepSeek-V4 on SGLang / vLLM)")] = None,
+    gemm_quant: Annotated[str | None, typer.Option(help="override GEMM weight format: bf16 | fp8 | fp8_block | nvfp4 | mxfp4")] = None,
+    moe_quant: Annotated[str | None, typer.Option(help="override expert weight format")] = None,
+    spec_tokens: Annotated[int, typer.Option(help="speculative decoding draft tokens per step (e.g. 1 for DeepSeek MTP)")] = 0,
+    spec_acceptance: Annotated[float | None, typer.Option(help="acceptance probability of each draft token (default: 0.625 for DeepSeek-V3/R1 MTP, fitted; 0.85 otherwise; estimator/spec.py)")] = None,
+    moe_a2a: Annotated[str, typer.Option(help=MOE_A2A_HELP)] = "none",
+    db: Annotated[Path | None, typer.Option(help="perfdb directory (default: the bundled database)")] = None,
+    calibration: Annotated[Path | None, typer.Option(help="calibration directory from `servecast calibrate fit` "
+                           "(default: the newest in <db>/calibrations/; the bundled database ships one; `none`: "
+                           "uncalibrated): prints calibrated TTFT/TPOT with 80% intervals; with --from-runs, adds "
+                           "cal_* and interval columns beside the raw pred_* ones")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    breakdown: Annotated[bool, typer.Option(help="time per op with its source, memory per category")] = False,
+    from_runs: Annotated[Path | None, typer.Option(help="CSV of measured runs (format of e2e_train_silicon.csv)")] = None,
+    out: Annotated[Path | None, typer.Option(help="output CSV for --from-runs")] = None,
+    base: Annotated[str | None, typer.Option(help="with --from-runs: simulate (the simulator's replay of each "
+                                             "run at its concurrency, what plan decides on; the default) | "
+                                             "estimate (the static estimate, seconds); with the calibration "
+                                             "fitted on that base")] = None,
+) -> None:
+    from servecast.api import estimate
+    from servecast.hfcache import hub_cache
+
+    if _runs_mode(from_runs, out, db, calibration, base, bool(model and system)):
+        return
+
+    disagg = mode == "disagg"
+    result = estimate(
+        model=model, system=system, backend=backend, version=version, mode=mode,   # only the mode's layouts
+        parallel=_parallel(tp, pp, dp, moe_tp, moe_ep) if mode == "agg" else None,
+        prefill=_parallel(prefill_tp, prefill_pp, prefill_dp, prefill_moe_tp, prefill_moe_ep) if disagg else None,
+        decode=_parallel(decode_tp, decode_pp, decode_dp, decode_moe_tp, decode_moe_ep) if disagg else None,
+        prefill_workers=prefill_workers, decode_workers=decode_workers, prefill_batch=prefill_batch,
+        concurrency=concurrency, isl=isl, osl=osl, prefix=prefix, kv_dtype=kv_dtype, gemm_quant=gemm_quant,
+        moe_quant=moe_quant, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, moe_a2a=moe_a2a, db=db,
+        calibration=calibration, hf_hub=hub_cache())
+    _render(result.estimate, breakdown, as_json, result.calibrated)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("estimate", help=HELP)
-    def estimate_cmd(
-        model: Annotated[str | None, typer.Option(help="HF id in the catalog, a model directory, a config.json, or a model in the HF cache")] = None,
-        system: Annotated[str | None, typer.Option(help="system id, e.g. h200_sxm (servecast db systems)")] = None,
-        backend: Annotated[str, typer.Option(help="trtllm | sglang | vllm")] = "trtllm",
-        version: Annotated[str | None, typer.Option(help="backend version in the database (default newest)")] = None,
-        mode: Annotated[str, typer.Option(help="agg | disagg")] = "agg",
-        tp: Annotated[int, typer.Option(help="tensor parallel (attention)")] = 1,
-        pp: Annotated[int, typer.Option(help="pipeline parallel")] = 1,
-        dp: Annotated[int, typer.Option(help="attention data parallel")] = 1,
-        moe_tp: Annotated[int, typer.Option(help="MoE tensor parallel")] = 1,
-        moe_ep: Annotated[int, typer.Option(help="MoE expert parallel")] = 1,
-        concurrency: Annotated[int, typer.Option("--concurrency", "--batch",
-                                                 help="requests in flight per replica (agg) / per decode worker (disagg)")] = 1,
-        isl: Annotated[int, typer.Option(help="input tokens per request")] = 1024,
-        osl: Annotated[int, typer.Option(help="output tokens per request")] = 1024,
-        prefix: Annotated[int, typer.Option(help="cached prefix tokens")] = 0,
-        prefill_tp: Annotated[int, typer.Option()] = 1,
-        prefill_pp: Annotated[int, typer.Option()] = 1,
-        prefill_dp: Annotated[int, typer.Option()] = 1,
-        prefill_moe_tp: Annotated[int, typer.Option()] = 1,
-        prefill_moe_ep: Annotated[int, typer.Option()] = 1,
-        prefill_workers: Annotated[int, typer.Option()] = 1,
-        prefill_batch: Annotated[int, typer.Option(help="requests per prefill iteration")] = 1,
-        decode_tp: Annotated[int, typer.Option()] = 1,
-        decode_pp: Annotated[int, typer.Option()] = 1,
-        decode_dp: Annotated[int, typer.Option()] = 1,
-        decode_moe_tp: Annotated[int, typer.Option()] = 1,
-        decode_moe_ep: Annotated[int, typer.Option()] = 1,
-        decode_workers: Annotated[int, typer.Option()] = 1,
-        kv_dtype: Annotated[str | None, typer.Option(help="KV cache dtype: bf16 | fp8 (default: what the engine stores for the model: the checkpoint's; FP8 for DeepSeek-V4 on SGLang / vLLM)")] = None,
-        gemm_quant: Annotated[str | None, typer.Option(help="override GEMM weight format: bf16 | fp8 | fp8_block | nvfp4 | mxfp4")] = None,
-        moe_quant: Annotated[str | None, typer.Option(help="override expert weight format")] = None,
-        spec_tokens: Annotated[int, typer.Option(help="speculative decoding draft tokens per step (e.g. 1 for DeepSeek MTP)")] = 0,
-        spec_acceptance: Annotated[float | None, typer.Option(help="acceptance probability of each draft token (default: 0.625 for DeepSeek-V3/R1 MTP, fitted; 0.85 otherwise; estimator/spec.py)")] = None,
-        moe_a2a: Annotated[str, typer.Option(help="sglang attention-DP workers' MoE exchange: none (the default "
-                                             "gather / all-reduce) | deepep (as launched with --moe-a2a-backend "
-                                             "deepep: tokens sent to their experts' ranks)")] = "none",
-        db: Annotated[Path | None, typer.Option(help="perfdb directory (default: the bundled database)")] = None,
-        calibration: Annotated[Path | None, typer.Option(help="calibration directory from `servecast calibrate fit` "
-                               "(default: the newest in <db>/calibrations/; the bundled database ships one; `none`: "
-                               "uncalibrated): prints calibrated TTFT/TPOT with 80% intervals; with --from-runs, adds "
-                               "cal_* and interval columns beside the raw pred_* ones")] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-        breakdown: Annotated[bool, typer.Option(help="time per op with its source, memory per category")] = False,
-        from_runs: Annotated[Path | None, typer.Option(help="CSV of measured runs (format of e2e_train_silicon.csv)")] = None,
-        out: Annotated[Path | None, typer.Option(help="output CSV for --from-runs")] = None,
-        base: Annotated[str | None, typer.Option(help="with --from-runs: simulate (the simulator's replay of each "
-                                                 "run at its concurrency, what plan decides on; the default) | "
-                                                 "estimate (the static estimate, seconds); with the calibration "
-                                                 "fitted on that base")] = None,
-    ) -> None:
-        from servecast.api import estimate
-        from servecast.hfcache import hub_cache
-
-        if _runs_mode(from_runs, out, db, calibration, base, bool(model and system)):
-            return
-
-        disagg = mode == "disagg"
-        result = estimate(
-            model=model, system=system, backend=backend, version=version, mode=mode,   # only the mode's layouts
-            parallel=_parallel(tp, pp, dp, moe_tp, moe_ep) if mode == "agg" else None,
-            prefill=_parallel(prefill_tp, prefill_pp, prefill_dp, prefill_moe_tp, prefill_moe_ep) if disagg else None,
-            decode=_parallel(decode_tp, decode_pp, decode_dp, decode_moe_tp, decode_moe_ep) if disagg else None,
-            prefill_workers=prefill_workers, decode_workers=decode_workers, prefill_batch=prefill_batch,
-            concurrency=concurrency, isl=isl, osl=osl, prefix=prefix, kv_dtype=kv_dtype, gemm_quant=gemm_quant,
-            moe_quant=moe_quant, spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, moe_a2a=moe_a2a, db=db,
-            calibration=calibration, hf_hub=hub_cache())
-        _render(result.estimate, breakdown, as_json, result.calibrated)
+    app.command("estimate", help=HELP)(estimate_cmd)
 
 
 def _runs_mode(from_runs: Path | None, out: Path | None, db: Path | None, calibration: Path | None,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from servecast.commands.estimate import MOE_A2A_HELP
+
 EXAMPLE = ("Example: servecast simulate --model Qwen/Qwen3-32B-FP8 --system h200_sxm --backend vllm --tp 2 "
            "--replicas 4 --isl 4000 --osl 500 --concurrency 256 --num-requests 10000  |  Sweep: "
            "servecast simulate --model Qwen/Qwen3-32B --system h200_sxm --backend sglang --tp 2 --isl 4000 "
@@ -23,9 +25,13 @@ def _parallel(tp: int, pp: int, dp: int, moe_tp: int, moe_ep: int):
     return ParallelConfig(tp=tp, pp=pp, attn_dp=dp, moe_tp=moe_tp or max(1, tp * dp // max(moe_ep, 1)), moe_ep=moe_ep)
 
 
-def _deployment(system: str, backend: str, router: str, mode: str, same_node: bool, agg, prefill, decode):
+def _deployment(system: str, backend: str, router: str, mode: str, same_node: bool, moe_a2a: str, agg, prefill,
+                decode):
     """The Deployment the flags describe; agg / prefill / decode build the pools (only the mode's are built,
-    so the other mode's flags are never checked)."""
+    so the other mode's flags are never checked), every one with the --moe-a2a exchange."""
+    from dataclasses import replace
+
+    from estimator.deployment import moe_a2a_exchange
     from estimator.sim import Deployment, RoutePolicy
     from perfdb.errors import InputError
     from perfdb.specs import load_system
@@ -34,12 +40,17 @@ def _deployment(system: str, backend: str, router: str, mode: str, same_node: bo
     domain_gpus = load_system(system).nvlink_domain_gpus
     be = parse_enum(Backend, backend, "backend")
     route = parse_enum(RoutePolicy, router, "router")
+    a2a = moe_a2a_exchange(be, moe_a2a)
+
+    def pool(build):
+        return replace(build(), moe_exchange=a2a)
+
     if mode == "agg":
-        return Deployment(be, agg=agg(), router=route)
+        return Deployment(be, agg=pool(agg), router=route)
     if mode != "disagg":
         raise InputError(f"unknown --mode {mode!r}; accepted: agg, disagg")
     forced = {"kv_path": Transport.NVLINK} if same_node else {}
-    return Deployment.disaggregated(be, prefill(), decode(), domain_gpus, router=route, **forced)
+    return Deployment.disaggregated(be, pool(prefill), pool(decode), domain_gpus, router=route, **forced)
 
 
 def _calibrated_json(c) -> dict:
@@ -130,7 +141,7 @@ def simulate_cmd(
     kv_dtype: str = typer.Option(None, help="KV cache dtype: bf16 | fp8 (default: the plan's, else what the engine stores for the model)"),
     gemm_quant: str = typer.Option(None, help="override GEMM weight format"),
     moe_quant: str = typer.Option(None, help="override expert weight format"),
-    moe_a2a: str = typer.Option("none", help="sglang attention-DP workers' MoE exchange: none | deepep (as launched with --moe-a2a-backend deepep)"),
+    moe_a2a: str = typer.Option("none", help=MOE_A2A_HELP),
     db: Path = typer.Option(None, help="perfdb directory (default: the bundled database)"),
     calibration: Path = typer.Option(None, help=CALIBRATION_HELP),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
@@ -142,17 +153,13 @@ def simulate_cmd(
 
     dep = None
     if plan is None and model and system:   # else servecast.simulate says what is missing
-        from estimator.deployment import moe_a2a_exchange
-        from perfdb.types import Backend, parse_enum
-
-        a2a = moe_a2a_exchange(parse_enum(Backend, backend, "backend"), moe_a2a)
         dep = _deployment(
-            system, backend, router, mode, same_node,
-            agg=lambda: Pool(_parallel(tp, pp, dp, moe_tp, moe_ep), replicas, max_batch, max_num_tokens, moe_exchange=a2a),
+            system, backend, router, mode, same_node, moe_a2a,
+            agg=lambda: Pool(_parallel(tp, pp, dp, moe_tp, moe_ep), replicas, max_batch, max_num_tokens),
             prefill=lambda: Pool(_parallel(prefill_tp, prefill_pp, prefill_dp, prefill_moe_tp, prefill_moe_ep),
-                                 prefill_workers, None, prefill_max_num_tokens, moe_exchange=a2a),
+                                 prefill_workers, None, prefill_max_num_tokens),
             decode=lambda: Pool(_parallel(decode_tp, decode_pp, decode_dp, decode_moe_tp, decode_moe_ep),
-                                decode_workers, max_batch, None, moe_exchange=a2a))
+                                decode_workers, max_batch, None))
     elif moe_a2a.strip().lower() != "none":
         from perfdb.errors import InputError
 
