@@ -117,14 +117,28 @@ def _flatten(d, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _config_file(body: str) -> dict[str, str]:
+    """A here-document's YAML flattened. Where the whole fails to parse (an unknown variable left as `?`,
+    which YAML reads as a key marker: `max-model-len: ?`), each top-level `key: value` line is read alone
+    and a line that still fails keeps its key as unknown, so one unknown value loses no other flag."""
+    try:
+        return _flatten(yaml.safe_load(body))
+    except yaml.YAMLError:
+        pass
+    out: dict[str, str] = {}
+    for line in body.splitlines():
+        if m := re.match(r"([\w.-]+):\s*(.*)$", line):
+            try:
+                out.update(_flatten(yaml.safe_load(line)))
+            except yaml.YAMLError:
+                out[m.group(1)] = "?"
+    return out
+
+
 def engine_flags(walk: shell.Walk) -> dict[str, str]:
     flags: dict[str, str] = {}
     for body, certain in walk.heredocs:
-        try:
-            doc = yaml.safe_load(body)
-        except yaml.YAMLError:
-            continue
-        for k, v in _flatten(doc).items():
+        for k, v in _config_file(body).items():
             flags[k] = v if certain and flags.get(k, v) == v else "?"
     for cmd, certain in walk.commands:
         if any(s in cmd for s in _SERVERS):

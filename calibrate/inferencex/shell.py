@@ -123,12 +123,14 @@ def condition(text: str, env) -> bool | None:
 
 
 def _logical_lines(text: str) -> list[str]:
+    """Bash's line continuation: a trailing backslash and its newline are removed, nothing added (so
+    `A='x'\\<newline>'y'` is the one word `'x''y'`; a continued command keeps the spaces it wrote)."""
     out, buf = [], ""
     for raw in text.splitlines():
         line = raw.rstrip()
         if buf or not line.lstrip().startswith("#"):
             if line.endswith("\\"):
-                buf += line[:-1] + " "
+                buf += line[:-1]
                 continue
             out.append(buf + line)
             buf = ""
@@ -173,11 +175,35 @@ def run(text: str, env: dict[str, str]) -> Walk:
                                   certain))
             continue
         if (m := _ASSIGN.match(line)) and _one_word(m.group(2)):
-            value = expand(m.group(2).strip().strip("\"'"), walk.vars)
+            value = word(m.group(2).strip(), walk.vars)
             walk.vars[m.group(1)] = value if certain else None
             continue
         walk.commands.append((_soft(line, walk.vars), certain))
     return walk
+
+
+_SEGMENT = re.compile(r"'([^']*)'|\"((?:[^\"\\]|\\.)*)\"|([^'\"\s]+)")
+
+
+def word(text: str, env: dict[str, str | None]) -> str | None:
+    """One shell word with its quotes removed: adjacent quoted and bare pieces concatenate (`'{'"$A"'}'`),
+    single-quoted pieces stay literal, the others are expanded (None if a variable is unknown). A value
+    that is not one such word keeps the old reading: outer quotes stripped, then expanded."""
+    pieces, pos = [], 0
+    for m in _SEGMENT.finditer(text):
+        if m.start() != pos:
+            break
+        pieces.append((m.group(1), m.group(2) if m.group(2) is not None else m.group(3)))
+        pos = m.end()
+    if pos != len(text) or not pieces:
+        return expand(text.strip("\"'"), env)
+    out = []
+    for literal, other in pieces:
+        v = literal if literal is not None else expand(other, env)
+        if v is None:
+            return None
+        out.append(v)
+    return "".join(out)
 
 
 def _one_word(value: str) -> bool:

@@ -127,6 +127,26 @@ def test_shell_reader_takes_decided_branches_and_leaves_the_rest_unknown():
     assert shell.arith("2 * max_concurrency", {"max_concurrency": "12"}) == 24
 
 
+def test_a_continued_quoted_assignment_and_a_config_file_with_an_unknown_value_keep_their_flags():
+    """The shape of benchmarks/70b_fp8_b200_docker.sh (InferenceX ac1998a5): a JSON flag built from
+    `\\`-continued single-quoted pieces, written into a YAML here-document beside a variable the run's
+    environment does not state. Bash joins the pieces with nothing between; the unknown value must not
+    cost the file's other flags (fp8 KV cache, the token budget)."""
+    from calibrate.inferencex.scripts import engine_flags
+
+    text = ("F='{'\\\n'\"a\": true,'\\\n'\"b\": [\"+x\"]'\\\n'}'\n"
+            "cat > config.yaml <<-EOF\nkv-cache-dtype: fp8\ncompilation-config: '$F'\n"
+            "max-num-batched-tokens: 8192\nmax-model-len: $MAX_MODEL_LEN\nEOF\n"
+            "vllm serve $MODEL --tensor-parallel-size=$TP \\\n--config config.yaml\n")
+    w = shell.run(text, {"TP": "1"})
+    assert w.vars["F"] == '{"a": true,"b": ["+x"]}'
+    flags = engine_flags(w)
+    assert flags["kv-cache-dtype"] == "fp8" and flags["max-num-batched-tokens"] == "8192"
+    assert flags["compilation-config"] == '{"a": true,"b": ["+x"]}' and flags["max-model-len"] == "?"
+    assert flags["tensor-parallel-size"] == "1" and flags["config"] == "config.yaml"
+    assert shell.word("\"x$A\"'$B'c", {"A": "1"}) == "x1$Bc" and shell.word("$U", {}) is None
+
+
 def test_committed_facts_reproduce_the_enrichment(repo, tmp_path):
     root, _ = repo
     runs = runs_csv(tmp_path / "runs.csv")
