@@ -19,6 +19,7 @@ import numpy as np
 
 from estimator.deployment import agg_layout, role_exchange, role_pools, role_slots
 from estimator.engine import EngineConfig
+from estimator.engines import profile_for
 from estimator.estimate import Estimate, WorkerSpec, estimate, estimate_disagg
 from estimator.models import AttentionKind, load_model
 from estimator.parallel import ParallelConfig
@@ -152,6 +153,7 @@ RUN_SPEC_TOKENS = {(Backend.TRTLLM, "disagg", AttentionKind.MLA): 1}
 # at 1024/8192 serves 32 requests at 0.45 s TTFT and queues at 64 (bf16 KV would hold 22, fp8 45).
 # Uncalibrated TPOT error (imported tables): TRT-LLM agg 20.9% -> 16.1%, disagg 36.1% -> 33.8%; the
 # same rule for SGLang (14.7% -> 21.9% agg) or vLLM (8.4% -> 8.8%) is worse, so it is TRT-LLM only.
+# Both only where the launch flags state no KV dtype (launched_kv_dtype): a stated one is what ran.
 RUN_FP8_KV = {Backend.TRTLLM}
 _FP8_KV_QUANTS = (Dtype.FP8, Dtype.FP8_BLOCK, Dtype.NVFP4)
 
@@ -177,12 +179,23 @@ def model_for(row: RunRow, system, hf_hub: Path | None = None):
     if row.gemm_quant and gemm is None:
         raise DataError(f"unknown gemm_quant_mode {row.gemm_quant!r}; known: {', '.join(_QUANT)}")
     base = load_model(row.model, hf_hub=hf_hub)
+    kv = launched_kv_dtype(row)
     if base.moe_quant == Dtype.MXFP4 and (moe or gemm) == Dtype.NVFP4 and not system.gpu.fp4_dense_flops:
         # a natively mxfp4 checkpoint (gpt-oss) labelled "fp4" on a GPU without fp4 tensor cores:
         # the engines run its own mxfp4 experts (w4a16) and bf16 attention
-        return base
-    kv = Dtype.FP8 if Backend(row.backend) in RUN_FP8_KV and gemm in _FP8_KV_QUANTS else None
+        return base if kv is None else load_model(row.model, kv_dtype=kv, hf_hub=hf_hub)
+    if kv is None and Backend(row.backend) in RUN_FP8_KV and gemm in _FP8_KV_QUANTS:
+        kv = Dtype.FP8
     return load_model(row.model, gemm_quant=gemm, moe_quant=moe or gemm, kv_dtype=kv, hf_hub=hf_hub)
+
+
+def launched_kv_dtype(row: RunRow) -> Dtype | None:
+    """The KV-cache dtype the run's launch flags state (EngineProfile.kv_dtype_flag): the aggregated
+    engine's, or a disaggregated run's decode engine's (whose pool holds the requests), else its prefill
+    engine's; None where no flag states one (`auto`, absent, unresolved): the defaults above stand."""
+    prof = profile_for(Backend(row.backend))
+    roles = ("agg",) if row.mode == "agg" else ("decode", "prefill")
+    return next((kv for role in roles if (kv := prof.kv_dtype(row.facts.role_flags(role))) is not None), None)
 
 
 def group_key(row: RunRow) -> tuple:

@@ -139,6 +139,18 @@ class KvDefault:
         return self.sm_from <= sm_version < self.sm_below
 
 
+# KV-cache dtype flag values (vllm/config/cache.py CacheDType, sglang/srt/server_args.py --kv-cache-dtype
+# choices, tensorrt_llm/llmapi/llm_args.py KvCacheConfig.dtype) -> the dtype stored; `auto` and anything
+# else: not stated
+_KV_FLAG_DTYPES = {"fp8": Dtype.FP8, "fp8_e4m3": Dtype.FP8, "fp8_e5m2": Dtype.FP8, "fp8_inc": Dtype.FP8,
+                   "bf16": Dtype.BF16, "bfloat16": Dtype.BF16, "fp16": Dtype.FP16, "float16": Dtype.FP16,
+                   "half": Dtype.FP16}
+
+
+def kv_flag_dtype(value: str) -> Dtype | None:
+    return _KV_FLAG_DTYPES.get(value.strip().lower())
+
+
 @dataclass(frozen=True)
 class EngineProfile:
     backend: Backend
@@ -163,6 +175,8 @@ class EngineProfile:
     # the launch flag that picks an all-to-all MoE backend for attention-DP workers (DpMoeExchange.ALL_TO_ALL
     # unless it is absent, unresolved or `none`); None: the engine has no such flag here
     moe_a2a_flag: str | None = None
+    # the launch flag that sets the KV-cache dtype; a value kv_flag_dtype names overrides the default below
+    kv_dtype_flag: str | None = None
     # KV-cache dtype the engine stores for an architecture (HF `architectures[0]`) when its KV-dtype flag is
     # left at its default: the first rule that applies to the GPU; architectures or GPUs no rule names follow
     # the checkpoint (estimator.engine.kv_cache_dtype)
@@ -188,6 +202,12 @@ class EngineProfile:
         its flags do not change the profile's dp_moe_exchange."""
         value = flags.get(self.moe_a2a_flag, "").strip().lower() if self.moe_a2a_flag else ""
         return DpMoeExchange.ALL_TO_ALL if value not in ("", "?", "none") else None
+
+    def kv_dtype(self, flags: Mapping[str, str]) -> Dtype | None:
+        """The KV-cache dtype one engine was launched with (`flags`: that engine's own); None: absent,
+        unresolved or `auto` (the engine's default stands: kv_dtype_by_arch, else the checkpoint)."""
+        value = flags.get(self.kv_dtype_flag, "") if self.kv_dtype_flag else ""
+        return kv_flag_dtype(value)
 
     def __post_init__(self) -> None:
         missing = [f.name for f in fields(self) if f.name not in ("backend", "provenance", "layout_defaults")

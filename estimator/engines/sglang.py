@@ -96,11 +96,12 @@ PROFILE = register(EngineProfile(
     expert_slot_flags=(ExpertSlotFlag("ep-num-redundant-experts", total=False),),
     layout_defaults=sglang_defaults,
     dp_moe_exchange=DpMoeExchange.SUM_LEN_ALL_REDUCE,
-    moe_a2a_flag="moe-a2a-backend",
+    moe_a2a_flag="moe-a2a-backend", kv_dtype_flag="kv-cache-dtype",
     context_step_ms_by_arch={"DeepseekV3ForCausalLM": 15.0},
     kv_dtype_by_arch={"DeepseekV4ForCausalLM": (KvDefault(Dtype.FP8),),
                       **{arch: DSA_KV_DEFAULT for arch in ("DeepseekV32ForCausalLM", "GlmMoeDsaForCausalLM")}},
     provenance={
+        "kv_dtype_flag": "sglang/srt/server_args.py --kv-cache-dtype {auto, fp8_e4m3, fp8_e5m2, bf16, ...} (default auto: the model dtype, or kv_dtype_by_arch)",
         "expert_slot_flags": "sglang/srt/server_args.py --ep-num-redundant-experts (default 0); sglang/srt/eplb/expert_location.py: "
                              "physical experts = routed experts + redundant ones, split evenly over the EP ranks (0.5.x)",
         "max_num_tokens": "sglang/srt/server_args.py: chunked_prefill_size 8192 (16384 on GPUs >= 160 GiB)",

@@ -14,6 +14,7 @@ PROFILE = register(EngineProfile(
     fuses_allreduce_norm=False, overlaps_shared_experts=False, group_wait_weight=0.0,
     scheduler=None, handoff=KvHandoff(frontend_hops=0, connector="none"),
     provenance={
+        "kv_dtype_flag": "none: plain modules store the model dtype",
         "max_num_tokens": "TRT-LLM's default (trtllm.py), no engine of its own",
         "moe_a2a_flag": "none: plain modules have no attention data parallelism",
         "expert_slot_flags": "none: plain torch places each expert once",

@@ -35,7 +35,7 @@ def scheduler_flags(rules: SchedulerRules, flags) -> SchedulerRules:
 
 
 PROFILE = register(EngineProfile(
-    backend=Backend.TRTLLM,
+    backend=Backend.TRTLLM, kv_dtype_flag="kv_cache_config.dtype",
     max_num_tokens=8192, max_batch=2048, mem_fraction=0.9,
     memory_rule="share of the memory free after weights and activations",
     reserves_full_sequence=True, step_overhead_ms=0.0, ttft_overhead_ms=36.0,
@@ -45,6 +45,7 @@ PROFILE = register(EngineProfile(
     expert_slot_flags=(ExpertSlotFlag("moe_config.load_balancer.num_slots", total=True),),
     context_step_ms_by_arch={"DeepseekV3ForCausalLM": 80.0},
     provenance={
+        "kv_dtype_flag": "tensorrt_llm/llmapi/llm_args.py KvCacheConfig.dtype (extra-llm-api-options kv_cache_config.dtype; default auto: the checkpoint's kv_cache_quant_algo, FP8 in NVIDIA's ModelOpt checkpoints, estimator.runs.RUN_FP8_KV)",
         "context_step_ms_by_arch": f"{FIT}: with ttft_overhead_ms held (36), DeepseekV3ForCausalLM agg rows at <= 8 "
                                    "clients (61: B200 46, H200 13, GB200 2), the value on a 0-130 ms grid that "
                                    "minimises the simulator's median |log(predicted / measured TTFT)| (0.657 at 0 -> "

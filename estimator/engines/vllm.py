@@ -18,7 +18,7 @@ def scheduler_flags(rules: SchedulerRules, flags) -> SchedulerRules:
 
 
 PROFILE = register(EngineProfile(
-    backend=Backend.VLLM,
+    backend=Backend.VLLM, kv_dtype_flag="kv-cache-dtype",
     max_num_tokens=8192, max_batch=1024, mem_fraction=0.9, memory_rule="share of total GPU memory",
     reserves_full_sequence=False, step_overhead_ms=0.0, ttft_overhead_ms=27.0,
     fuses_allreduce_norm=False, overlaps_shared_experts=False, group_wait_weight=0.0,
@@ -28,6 +28,7 @@ PROFILE = register(EngineProfile(
     kv_dtype_by_arch={"DeepseekV4ForCausalLM": (KvDefault(Dtype.FP8),),
                       "GlmMoeDsaForCausalLM": (KvDefault(Dtype.FP8, sm_from=100, sm_below=110),)},
     provenance={
+        "kv_dtype_flag": "vllm/engine/arg_utils.py --kv-cache-dtype {auto, fp8, fp8_e4m3, fp8_e5m2, ...} (default auto: the model dtype, vllm/config/cache.py)",
         "moe_a2a_flag": "not read: vllm --all2all-backend (default allgather_reducescatter, i.e. dp_moe_exchange); no training run launches another",
         "expert_slot_flags": "vllm/engine/arg_utils.py --num-redundant-experts (with --enable-eplb); vllm/model_executor/models/"
                              "deepseek_v2.py: n_physical_experts = n_logical_experts + n_redundant_experts (0.10-0.11)",

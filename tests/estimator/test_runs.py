@@ -149,6 +149,35 @@ def test_quantized_trtllm_rows_run_an_fp8_kv_cache_other_engines_the_model_dtype
     assert fp8.kv_capacity_tokens == pytest.approx(2 * bf16.kv_capacity_tokens)
 
 
+def test_a_kv_dtype_the_launch_flags_state_is_what_the_row_runs(table):
+    """`--kv-cache-dtype fp8` (vLLM), `decode.kv-cache-dtype=fp8_e4m3` (an SGLang recipe's decode engine),
+    `kv_cache_config.dtype` (TRT-LLM): what ran, whatever the engine's default; `auto` and an unresolved
+    value leave the default rule (the test above) standing."""
+    from dataclasses import replace
+
+    from estimator.run_facts import RunFacts
+    from estimator.runs import model_for
+    from perfdb.specs import load_system
+    from perfdb.types import Dtype
+
+    rows = {r.id: r for r in read_runs(table)}
+    h200 = load_system("h200_sxm")
+
+    def kv(row, *flags):
+        return model_for(replace(row, facts=RunFacts(flags=flags)), h200).kv_dtype
+
+    assert kv(rows["a2"], ("kv-cache-dtype", "fp8")) == Dtype.FP8
+    assert kv(rows["a2"], ("kv-cache-dtype", "auto")) == Dtype.BF16
+    assert kv(rows["a2"], ("kv-cache-dtype", "?")) == Dtype.BF16
+    assert kv(rows["a3"], ("kv-cache-dtype", "fp8_e4m3")) == Dtype.FP8
+    assert kv(rows["a1"], ("kv_cache_config.dtype", "auto")) == Dtype.FP8       # the checkpoint's FP8
+    assert kv(rows["a1"], ("kv_cache_config.dtype", "bf16")) == Dtype.BF16
+    sglang_disagg = replace(rows["d1"], backend="sglang")
+    assert kv(sglang_disagg, ("prefill.kv-cache-dtype", "fp8_e4m3"), ("decode.kv-cache-dtype", "fp8_e4m3")) == Dtype.FP8
+    assert kv(sglang_disagg, ("prefill.kv-cache-dtype", "fp8_e4m3")) == Dtype.FP8
+    assert kv(sglang_disagg) == Dtype.BF16
+
+
 def test_cli_from_runs_through_the_simulator(table, tmp_path):
     """The default base, simulate: each row is the simulator's replay of it (estimator.sim.runs, as `plan`
     decides on), not the static estimate (--base estimate), and the calibration fitted on that base adds its
