@@ -23,10 +23,13 @@ def scheduler_flags(rules: SchedulerRules, flags) -> SchedulerRules:
     most timeout_iters iterations, while every rank runs generations), `enable_chunked_prefill`, and the
     capacity scheduler policy
     (`scheduler_config.capacity_scheduler_policy`: MAX_UTILIZATION admits on the tokens present
-    instead of GUARANTEED_NO_EVICT's prompt + max output)."""
+    instead of GUARANTEED_NO_EVICT's prompt + max output), and `disable_overlap_scheduler` (default
+    False: the overlap executor, PyExecutor._executor_loop_overlap, schedules batch n+1 once batch n is
+    launched, so what arrives after that waits one more batch; the disaggregated context servers set it)."""
     chunked = flags.get("enable_chunked_prefill", "").lower() in ("true", "1") or rules.chunked
     policy = flags.get("scheduler_config.capacity_scheduler_policy", "").upper()
-    return replace(rules, chunked=chunked,
+    overlap = rules.overlap and flags.get("disable_overlap_scheduler", "").lower() not in ("true", "1")
+    return replace(rules, chunked=chunked, overlap=overlap,
                    reserve_output=0.0 if policy == "MAX_UTILIZATION" else rules.reserve_output,
                    wait_iters=max(0, flag_int(flags, "batch_wait_timeout_iters", rules.wait_iters)),
                    balance_iters=max(0, flag_int(flags, "attention_dp_config.timeout_iters", ADP_TIMEOUT_ITERS))
@@ -40,7 +43,8 @@ PROFILE = register(EngineProfile(
     memory_rule="share of the memory free after weights and activations",
     reserves_full_sequence=True, step_overhead_ms=0.0, ttft_overhead_ms=36.0,
     fuses_allreduce_norm=True, overlaps_shared_experts=True, group_wait_weight=0.5,
-    scheduler=SchedulerRules(mixes_decode=True, reserve_output=1.0, chunked=False, from_flags=scheduler_flags),
+    scheduler=SchedulerRules(mixes_decode=True, reserve_output=1.0, chunked=False, overlap=True, overlap_spec=True,
+                             from_flags=scheduler_flags),
     handoff=KvHandoff(frontend_hops=1, connector="UCX/NIXL cache transceiver", mla_copy_per_decode_rank=True),
     expert_slot_flags=(ExpertSlotFlag("moe_config.load_balancer.num_slots", total=True),),
     context_step_ms_by_arch={"DeepseekV3ForCausalLM": 80.0},
@@ -86,9 +90,13 @@ PROFILE = register(EngineProfile(
                      "with their own configs); batch waiting and attention-DP balancing hold context requests "
                      "(py_executor.py _waiting_requests, _balance_adp_requests), which a generation-only "
                      "worker does not schedule (its received requests run as generations), so they hold "
-                     "nothing there; the context servers run disable_overlap_scheduler: true "
-                     "(docs/source/features/disagg-serving.md, 1.0-1.1: not supported on disaggregated "
-                     "context servers), as the simulator's TRT-LLM, which does not model the overlap executor",
+                     "nothing there; the overlap executor is on by default (llmapi/llm_args.py "
+                     "disable_overlap_scheduler False; _torch/pyexecutor/py_executor.py _executor_loop_overlap: "
+                     "each iteration schedules and launches batch n+1, then waits for batch n's results), also "
+                     "with MTP (py_executor_creator.py turns it off only for a separate draft-model engine "
+                     "without the chain drafter or TrtllmAttention), and off on the context servers, which run "
+                     "disable_overlap_scheduler: true (docs/source/features/disagg-serving.md, 1.0-1.1: not "
+                     "supported on disaggregated context servers)",
         "handoff": "tensorrt_llm/serve/openai_disagg_server.py: the disaggregated server sends the context "
                    "request, waits for its answer (first token + disaggregated_params), then sends the "
                    "generation request; the generation worker takes it at its next iteration, allocates its KV "

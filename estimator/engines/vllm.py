@@ -11,10 +11,13 @@ FIT = "fit on ../shared/data/e2e_train_silicon.csv"
 
 def scheduler_flags(rules: SchedulerRules, flags) -> SchedulerRules:
     """`--enable-chunked-prefill` / `--no-enable-chunked-prefill` (vllm/engine/arg_utils.py, 0.10-0.11;
-    on by default in V1). The token budget (`--max-num-batched-tokens`) and `--max-num-seqs` are the
-    run's recorded limits, not rules."""
+    on by default in V1), and `--async-scheduling` (off by default: v1/engine/core.py step_with_batch_queue
+    schedules step n+1 while step n runs, so a request that arrives after that waits one more step, as
+    SGLang's overlap scheduler; vllm/config refuses it with speculative decoding, 0.10-0.11). The token
+    budget (`--max-num-batched-tokens`) and `--max-num-seqs` are the run's recorded limits, not rules."""
     off = flags.get("enable-chunked-prefill", "").lower() in ("false", "0") or "no-enable-chunked-prefill" in flags
-    return replace(rules, chunked=False) if off else rules
+    ahead = flags.get("async-scheduling", "").lower() in ("true", "1")
+    return replace(rules, chunked=rules.chunked and not off, overlap=rules.overlap or ahead)
 
 
 PROFILE = register(EngineProfile(
@@ -47,7 +50,8 @@ PROFILE = register(EngineProfile(
         "group_wait_weight": f"{FIT}: grouped 5-fold CV picks 0 (chunked prefill spreads a group)",
         "scheduler": "vllm/v1/core/sched/scheduler.py schedule(): running requests first (1 token each of "
                      "the budget), then waiting, chunked to the token budget; nothing reserved for output; "
-                     "data-parallel attention runs one engine core (one scheduler) per DP rank",
+                     "data-parallel attention runs one engine core (one scheduler) per DP rank; "
+                     "--async-scheduling as scheduler_flags",
         "handoff": "vllm tests/v1/kv_connector/nixl_integration/toy_proxy_server.py: the proxy sends the "
                    "prompt with max_tokens=1 to a prefill server, then a second request with the "
                    "kv_transfer_params to a decode server, which pulls the blocks with NIXL "

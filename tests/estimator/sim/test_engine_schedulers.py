@@ -134,9 +134,30 @@ def test_sglang_overlap_scheduler_forms_the_next_batch_while_the_current_one_run
     assert spec.records.to_frame().ttft_ms.tolist() == pytest.approx(spec_off.records.to_frame().ttft_ms.tolist())
 
 
-def test_trtllm_batch_waiting_holds_new_prompts_until_the_timeout_or_the_token_share():
+def test_trtllm_overlap_executor_forms_the_next_batch_while_the_current_one_runs():
+    # _torch/pyexecutor/py_executor.py _executor_loop_overlap (disable_overlap_scheduler False by default,
+    # llmapi/llm_args.py): batch n+1 is scheduled and launched before batch n's results are read, so a
+    # prompt that arrives while A decodes waits for the step already formed; idle, it starts at once
     trace = [TraceRequest(0.0, 100, 1000), TraceRequest(0.050, 100, 2)]
-    flags = {"batch_wait_timeout_iters": "20", "batch_wait_max_tokens_ratio": "0.9"}
+    off_flags = {"disable_overlap_scheduler": "True"}
+    on = ttfts(Backend.TRTLLM, trace, max_num_tokens=1000)
+    off = ttfts(Backend.TRTLLM, trace, off_flags, max_num_tokens=1000)
+    assert on[0] == pytest.approx(off[0], rel=1e-9) == pytest.approx(prefill(100), rel=1e-9)
+    assert off[1] == pytest.approx(prefill(100) + 7 * decode(1) + mixed(100, 1) - 50.0, rel=1e-6)
+    assert on[1] == pytest.approx(off[1] + decode(1), rel=1e-6)
+    # MTP keeps it on (py_executor_creator.py turns it off only for a separate draft-model engine)
+    spec = simulate(DRAFTING, Deployment.aggregated(Backend.TRTLLM, TP1, max_num_tokens=1000),
+                    LoadSpec.replay(tuple(trace)), records=True, frontend_ms=0.0)
+    spec_off = simulate(DRAFTING, Deployment.aggregated(Backend.TRTLLM, TP1, max_num_tokens=1000),
+                        LoadSpec.replay(tuple(trace)), records=True, frontend_ms=0.0,
+                        engine_flags=RoleFlags.same(off_flags))
+    assert spec.records.to_frame().ttft_ms[1] > spec_off.records.to_frame().ttft_ms[1] + 6.0
+
+
+def test_trtllm_batch_waiting_holds_new_prompts_until_the_timeout_or_the_token_share():
+    # without the overlap executor (its own test above), whose extra step would shift each boundary
+    trace = [TraceRequest(0.0, 100, 1000), TraceRequest(0.050, 100, 2)]
+    flags = {"batch_wait_timeout_iters": "20", "batch_wait_max_tokens_ratio": "0.9", "disable_overlap_scheduler": "True"}
     # B is first seen at boundary 7; 101 tokens < 0.9 x 1000: held 20 iterations, then runs with A's decode
     got = ttfts(Backend.TRTLLM, trace, flags, max_num_tokens=1000)[1]
     assert got == pytest.approx(prefill(100) + 27 * decode(1) + mixed(100, 1) - 50.0, rel=1e-6)
@@ -148,7 +169,8 @@ def test_trtllm_batch_waiting_holds_new_prompts_until_the_timeout_or_the_token_s
 
 def test_trtllm_attention_dp_balancing_waits_for_a_prompt_per_rank():
     dp2 = ParallelConfig(tp=2, attn_dp=2)
-    flags = {"attention_dp_config.enable_balance": "True", "attention_dp_config.timeout_iters": "10"}
+    flags = {"attention_dp_config.enable_balance": "True", "attention_dp_config.timeout_iters": "10",
+             "disable_overlap_scheduler": "True"}
 
     def run(trace):
         r = simulate(STEP, Deployment.aggregated(Backend.TRTLLM, dp2), LoadSpec.replay(tuple(trace)),

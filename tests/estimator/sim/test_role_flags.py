@@ -104,12 +104,18 @@ def test_trtllm_generation_worker_starts_the_pull_at_its_next_iteration():
     request joins at the first iteration after the bytes arrived (_check_disagg_gen_transfer_status).
     r0: prefill 0-8 ms, pull 1 ms, decodes from 9 ms in 6.1 ms steps. r1: prefill 20-28 ms; the decode
     worker's next boundary is 33.4 ms (k=4), the bytes land at 34.4, it joins at 39.5 (k=5): TTFT 19.5 ms,
-    of which 5.4 ms waiting for the boundary that starts the pull."""
-    ttft, r = _second_ttft_ms(Backend.TRTLLM, transfer_ms=1.0)
+    of which 5.4 ms waiting for the boundary that starts the pull. That is without the overlap executor
+    (`decode.disable_overlap_scheduler`); with it (the default) the batch starting at 39.5 was formed at
+    33.4, before the bytes landed, so r1 joins at 45.6 (k=6): 25.6 ms. The context server's flag changes
+    nothing here."""
+    off = "decode.disable_overlap_scheduler=true"
+    ttft, r = _second_ttft_ms(Backend.TRTLLM, off, transfer_ms=1.0)
     assert ttft == pytest.approx(19.5)
     rec = r.records
     assert float(rec.kv_ready_s[1] - rec.prefill_end_s[1]) * 1e3 == pytest.approx(6.4)   # 5.4 wait + 1 ms bytes
     assert r.ttft_parts.kv_transfer_ms == pytest.approx(1.0)                              # the wait is queueing
+    assert _second_ttft_ms(Backend.TRTLLM, transfer_ms=1.0)[0] == pytest.approx(25.6)
+    assert _second_ttft_ms(Backend.TRTLLM, "prefill.disable_overlap_scheduler=true", 1.0)[0] == pytest.approx(25.6)
 
 
 def test_trtllm_holds_of_context_requests_do_not_hold_a_generation_workers_transfers():
@@ -117,4 +123,4 @@ def test_trtllm_holds_of_context_requests_do_not_hold_a_generation_workers_trans
     _balance_adp_requests); a generation-only worker schedules received requests as generations, so the
     decode role's flags leave the replay as it is."""
     flags = "decode.batch_wait_timeout_iters=20;decode.batch_wait_max_tokens_ratio=0.9"
-    assert _second_ttft_ms(Backend.TRTLLM, flags, 1.0)[0] == pytest.approx(19.5)
+    assert _second_ttft_ms(Backend.TRTLLM, flags, 1.0)[0] == pytest.approx(_second_ttft_ms(Backend.TRTLLM, "", 1.0)[0])
