@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from estimator.engine import kv_cache_dtype, resolve
 from estimator.models.spec import ModelSpec
 from perfdb.types import Dtype
 from search.artifacts.deployment import simulated_fields
 from search.artifacts.dynamo import DEFAULT_TAG
-from search.artifacts.engines import EngineSettings
+from search.artifacts.engines import EngineSettings, settings_for
 from search.artifacts.writer import remove_written, write_candidate, written_by_servecast
 from search.calibrated import interval
 from search.plan import PlanResult
@@ -30,16 +29,7 @@ from search.types import Candidate, SimCheck
 
 
 def engine_settings(result: PlanResult, c: Candidate) -> EngineSettings:
-    req, model = result.request, result.model
-    from estimator.engine import EngineConfig
-
-    engine = EngineConfig(c.backend, c.version, kv_dtype=req.kv_dtype)
-    resolved = resolve(engine, result.system, c.decode.parallel)
-    kv = kv_cache_dtype(engine, model, result.system)
-    state = {Dtype.FP32: "float32", Dtype.BF16: "bfloat16"}.get(model.linear.state_dtype, "") if model.linear else ""
-    return EngineSettings(model=req.model, max_model_len=req.isl + req.osl, kv_dtype=kv,
-                          kv_auto=kv_cache_dtype(EngineConfig(c.backend, c.version), model, result.system),
-                          mem_fraction=resolved.mem_fraction, is_moe=model.is_moe, mamba_ssm_dtype=state)
+    return settings_for(result.request, result.model, result.system, c)
 
 
 def _quant(model: ModelSpec, override: Dtype | None) -> str:

@@ -23,6 +23,7 @@ from dataclasses import replace
 from estimator.calibration import Calibration
 from estimator.calibration_files import resolve_for_base
 from estimator.engine import EngineConfig
+from estimator.run_facts import RoleFlags
 from estimator.sim import Deployment, LoadSpec, Pool, build_steps, simulate
 from estimator.sim.calibrated import BASE as SIM_BASE
 from estimator.sim.calibrated import calibrate_sweep
@@ -30,6 +31,7 @@ from estimator.sim.runs import RUN_MAX_REQUESTS, RUN_REQUESTS_PER_CLIENT
 from estimator.sim.types import Lengths
 from perfdb.lookup import PerfDB
 from perfdb.types import Backend
+from search.artifacts.engines import Role, launch_flags, settings_for
 from search.plan import PlanResult
 from search.sla import checked, within
 from search.types import Candidate, Mode, SimCheck, Sla
@@ -79,6 +81,17 @@ def sim_deployment(c: Candidate, nvlink_domain_gpus: int) -> Deployment:
                                     nvlink_domain_gpus, groups=units)
 
 
+def candidate_flags(result: PlanResult, c: Candidate) -> RoleFlags:
+    """The launch flags the plan writes for the candidate's workers (search.artifacts.engines.launch_flags),
+    per role, for the simulator's schedulers: e.g. TRT-LLM's chunked context on an aggregated worker and
+    its overlap executor off on a context server are what the artifacts launch and what the replay runs."""
+    s = settings_for(result.request, result.model, result.system, c)
+    if c.mode == Mode.AGG:
+        return RoleFlags(agg=tuple(launch_flags(c.backend, c.decode, Role.AGG, s).items()))
+    return RoleFlags(prefill=tuple(launch_flags(c.backend, c.prefill, Role.PREFILL, s).items()),
+                     decode=tuple(launch_flags(c.backend, c.decode, Role.DECODE, s).items()))
+
+
 def sim_clients(c: Candidate, per_unit: int | None = None) -> tuple[int, float]:
     """(closed-loop clients simulated, requests in flight over the whole deployment they stand for): the
     candidate's static concurrency, or `per_unit` clients per replica / xPyD group."""
@@ -100,7 +113,7 @@ def simulate_candidate(result: PlanResult, c: Candidate, db: PerfDB, seed: int =
     conc, load = sim_clients(c, per_unit)
     n = sim_requests(conc, *sim_units(c))
     lengths = (Lengths.of(req.isl, req.range_ratio), Lengths.of(req.osl, req.range_ratio))   # the client's spread
-    r = simulate(steps, dep, LoadSpec.closed(conc, *lengths, n), seed=seed)
+    r = simulate(steps, dep, LoadSpec.closed(conc, *lengths, n), seed=seed, engine_flags=candidate_flags(result, c))
     tps = r.output_tokens_per_s_per_gpu * c.gpus_used / c.total_gpus   # idle GPUs of the budget count
     hi = (None, None)
     if cal is None:

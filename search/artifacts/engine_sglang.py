@@ -51,6 +51,12 @@ def serve_args(w: WorkerSetup, role: Role, s: EngineSettings) -> list[str]:
     return args
 
 
+
+def options(w: WorkerSetup, role: Role, s: EngineSettings) -> dict:
+    """No config file: every flag is on the command line."""
+    return {}
+
+
 def node_commands(p, s: EngineSettings) -> list[Command]:
     base = ["python", "-m", "sglang.launch_server", "--model-path", s.model, *serve_args(p.worker, p.role, s)]
     if p.role == Role.PREFILL:

@@ -65,6 +65,12 @@ def serve_args(w: WorkerSetup, role: Role, s: EngineSettings) -> list[str]:
     return args
 
 
+
+def options(w: WorkerSetup, role: Role, s: EngineSettings) -> dict:
+    """No config file: every flag is on the command line."""
+    return {}
+
+
 def node_commands(p, s: EngineSettings) -> list[Command]:
     base = ["vllm", "serve", s.model, *serve_args(p.worker, p.role, s)]
     gpus = ",".join(map(str, p.gpus))

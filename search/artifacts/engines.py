@@ -5,6 +5,7 @@ An engine builder turns one placed worker (search.artifacts.layout.Placement) in
 start it, one per node it spans, and a deployment's placed workers into the router in front of them:
 
     serve_args(w, role, s) -> list[str]            the engine's own flags of one worker (no host/port)
+    options(w, role, s) -> dict                    the config file it reads beside them ({}: none)
     node_commands(p, s) -> list[Command]           the worker's command on each of its nodes
     router(placements, s) -> Router                the front door of a multi-worker deployment
     supports(parallel, role) -> bool               shapes the engine can run (the search skips the rest)
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from estimator.engine import EngineConfig, kv_cache_dtype, resolve
 from estimator.parallel import ParallelConfig
 from perfdb.types import Backend, Dtype
 
@@ -105,3 +107,43 @@ def supports(backend: Backend, p: ParallelConfig, role: Role | None = None) -> b
         return True
     roles = (role,) if role is not None else tuple(Role)
     return any(b.supports(p, r) for r in roles)
+
+
+def settings_for(request, model, system, c) -> EngineSettings:
+    """What every worker of plan candidate `c` shares (request: search.types.PlanRequest, model: the
+    ModelSpec the plan priced, system: its SystemSpec)."""
+    engine = EngineConfig(c.backend, c.version, kv_dtype=request.kv_dtype)
+    resolved = resolve(engine, system, c.decode.parallel)
+    state = {Dtype.FP32: "float32", Dtype.BF16: "bfloat16"}.get(model.linear.state_dtype, "") if model.linear else ""
+    return EngineSettings(model=request.model, max_model_len=request.isl + request.osl,
+                          kv_dtype=kv_cache_dtype(engine, model, system),
+                          kv_auto=kv_cache_dtype(EngineConfig(c.backend, c.version), model, system),
+                          mem_fraction=resolved.mem_fraction, is_moe=model.is_moe, mamba_ssm_dtype=state)
+
+
+def launch_flags(backend: Backend, w, role: Role, s: EngineSettings) -> dict[str, str]:
+    """The flags one worker is launched with, in the engine's own names: its command line (`--key value`,
+    a bare `--key` as true) and the config file its builder writes (nested keys joined with `.`), the
+    form a measured run's recorded flags take (estimator.run_facts.RoleFlags). The plan's simulator
+    replays these, so it replays what the plan launches."""
+    b = builder(backend)
+    return {**_argv_flags(b.serve_args(w, role, s)), **_flat(b.options(w, role, s))}
+
+
+def _argv_flags(argv: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for i, tok in enumerate(argv):
+        if tok.startswith("--"):
+            nxt = argv[i + 1] if i + 1 < len(argv) else "--"
+            out[tok[2:]] = "true" if nxt.startswith("--") else nxt
+    return out
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = str(v).lower() if isinstance(v, bool) else str(v)
+    return out

@@ -151,3 +151,39 @@ def test_a_fixed_length_closed_loop_runs_in_lockstep_waves_and_the_clients_sprea
     alone = simulate(steps, dep, LoadSpec.closed(1, 4000, 500, 10), seed=0).ttft.mean
     fixed, spread = mean_ttft(0.0), mean_ttft(INFERENCEX_RANGE_RATIO)
     assert fixed > 1.5 * spread and spread < 3 * alone < fixed * 1.5, (alone, fixed, spread)
+
+
+def test_the_replay_runs_the_flags_the_artifacts_launch(tmp_path):
+    """The plan's simulator replays each worker under the flags its artifacts start it with
+    (search.artifacts.engines.launch_flags): TRT-LLM's aggregated workers with chunked context, its context
+    servers without the overlap executor (disable_overlap_scheduler, as its disaggregated serving requires)
+    and its generation servers with it. The written YAML is the same dict, so a builder change that the
+    replay did not follow fails here."""
+    import yaml
+
+    from estimator.sim.policy import policy_for
+    from search.outputs import write_artifacts
+    from search.simcheck import candidate_flags
+
+    req = PlanRequest(model="Qwen/Qwen3-32B-FP8", system="h200_sxm", backends=(Backend.TRTLLM,), total_gpus=8,
+                      isl=4000, osl=500, sla=Sla(600, 16.67), top_n=1, stored_calibration=False)
+    result = plan(req, PerfDB(None))
+    agg, disagg = result.top[Mode.AGG][0], result.top[Mode.DISAGG][0]
+    a, d = candidate_flags(result, agg), candidate_flags(result, disagg)
+    assert policy_for(Backend.TRTLLM, a.of("agg")).chunked and policy_for(Backend.TRTLLM, a.of("agg")).overlap
+    assert not policy_for(Backend.TRTLLM, d.of("prefill")).overlap
+    assert policy_for(Backend.TRTLLM, d.of("decode")).overlap
+    written = write_artifacts(result, tmp_path)
+
+    def flat(doc, prefix=""):
+        out = {}
+        for k, v in doc.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": str(v).lower()})
+        return out
+
+    for c, flags, role in ((agg, a, "agg"), (disagg, d, "prefill"), (disagg, d, "decode")):
+        files = list((tmp_path / written[c.row]).rglob(f"{role}.yaml"))
+        assert files, f"no {role}.yaml written for {written[c.row]}"
+        on_disk = flat(yaml.safe_load(files[0].read_text()))
+        replayed = {k: v.lower() for k, v in flags.of(role).items()}
+        assert on_disk.items() <= replayed.items()
