@@ -198,6 +198,16 @@ def launched_kv_dtype(row: RunRow) -> Dtype | None:
     return next((kv for role in roles if (kv := prof.kv_dtype(row.facts.role_flags(role))) is not None), None)
 
 
+def client_mean_lengths(row: RunRow) -> tuple[int, int]:
+    """The mean ISL and OSL the run's client sent: InferenceX's client draws integers in [r x nominal,
+    nominal] (`client_range_ratio` r, estimator.sim.types.client_spread), so nominal x (1 + r) / 2; the
+    nominal lengths where no r < 1 is recorded. The static estimate prices these means and the simulator
+    draws around them (estimator.sim.runs), so both model the load the client sent."""
+    r = row.facts.range_ratio
+    scale = 1.0 if r is None or not 0 <= r < 1 else (1 + r) / 2
+    return max(1, round(row.isl * scale)), max(1, round(row.osl * scale))
+
+
 def group_key(row: RunRow) -> tuple:
     """Rows predicted together share one deployment: the table's columns and every enrichment fact (the
     first row's attention DP, EP and decode batch cap stand for the group's, so rows that differ in them
@@ -252,8 +262,8 @@ def _predict_agg(rows: list[RunRow], model, system, view, acceptance: float | No
     # requests in flight per replica: the run's clients spread over its replicas (estimator.deployment)
     total = np.array([r.concurrency or rows[0].agg.batch or 1 for r in rows], dtype=np.float64)
     conc, replicas = total / (w.workers or 1), float(w.workers or 1)
-    load = Workload(isl=np.array([r.isl for r in rows], dtype=np.float64), osl=np.array([r.osl for r in rows], dtype=np.float64),
-                    concurrency=conc, num_requests=num_requests(rows, total) / replicas)
+    isl, osl = (np.array(x, dtype=np.float64) for x in zip(*(client_mean_lengths(r) for r in rows), strict=True))
+    load = Workload(isl=isl, osl=osl, concurrency=conc, num_requests=num_requests(rows, total) / replicas)
     return _collect(rows, estimate(model, system, agg_layout(rows[0], system), engine, load, view))
 
 
@@ -266,8 +276,7 @@ def _predict_disagg(rows: list[RunRow], model, system, view, acceptance: float |
         return _fail(rows, "disagg row lacks prefill_tp_size or decode_tp_size")
     backend = Backend(r0.backend)
     engine = EngineConfig(backend, spec_tokens=spec_tokens(r0, backend, model), spec_acceptance=acceptance)
-    isl = np.array([r.isl for r in rows], dtype=np.float64)
-    osl = np.array([r.osl for r in rows], dtype=np.float64)
+    isl, osl = (np.array(x, dtype=np.float64) for x in zip(*(client_mean_lengths(r) for r in rows), strict=True))
     conc = np.array([r.concurrency or (r0.decode.batch or 1) * (r0.decode.workers or 1) for r in rows], dtype=np.float64)
     pre, dec = role_pools(r0, system, model.num_experts)   # estimator.deployment: the simulator's pools too
     p_par, d_par, d_batch = pre.parallel, dec.parallel, dec.max_batch

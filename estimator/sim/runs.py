@@ -29,6 +29,7 @@ from estimator.runs import (
     DECODE_BATCH_PRIOR,
     Prediction,
     RunRow,
+    client_mean_lengths,
     group_key,
     model_for,
     pick_version,
@@ -166,11 +167,11 @@ def _lengths(row: RunRow, range_ratio: float) -> tuple[Lengths, Lengths]:
     """ISL/OSL draws: `range_ratio` > 0 as asked; else the row's recorded client protocol (InferenceX's
     client draws integers in [r x nominal, nominal]: the simulator's uniform around a mean, mean
     nominal x (1 + r) / 2 and ratio (1 - r) / (1 + r)); else the nominal lengths."""
-    if range_ratio > 0 or row.facts.range_ratio is None or row.facts.range_ratio >= 1:
+    if range_ratio > 0 or row.facts.range_ratio is None or not 0 <= row.facts.range_ratio < 1:
         return Lengths.of(row.isl, range_ratio), Lengths.of(row.osl, range_ratio)
-    r = row.facts.range_ratio
-    sym = client_spread(r)
-    return Lengths.of(max(1, round(row.isl * (1 + r) / 2)), sym), Lengths.of(max(1, round(row.osl * (1 + r) / 2)), sym)
+    sym = client_spread(row.facts.range_ratio)
+    isl, osl = client_mean_lengths(row)   # the static estimate's lengths too
+    return Lengths.of(isl, sym), Lengths.of(osl, sym)
 
 
 def _failed(row: RunRow, exc: Exception) -> SimRun:

@@ -178,6 +178,29 @@ def test_a_kv_dtype_the_launch_flags_state_is_what_the_row_runs(table):
     assert kv(sglang_disagg) == Dtype.BF16
 
 
+def test_the_static_estimate_and_the_simulator_price_the_lengths_the_client_sent(table):
+    """InferenceX's client draws integers in [r x nominal, nominal] (client_range_ratio r): both paths
+    take the mean nominal x (1 + r) / 2 (estimator.runs.client_mean_lengths), the simulator drawing around
+    it; with no recorded r both take the nominal lengths."""
+    from dataclasses import replace
+
+    from estimator.run_facts import RunFacts
+    from estimator.runs import client_mean_lengths
+    from estimator.sim.runs import _lengths
+
+    row = {r.id: r for r in read_runs(table)}["a2"]          # isl 2048, osl 512
+    assert client_mean_lengths(row) == (2048, 512)
+    assert (_lengths(row, 0.0)[0].mean, _lengths(row, 0.0)[1].mean) == (2048, 512)
+    spread = replace(row, facts=RunFacts(range_ratio=0.8))
+    assert client_mean_lengths(spread) == (1843, 461)
+    isl, osl = _lengths(spread, 0.0)
+    assert (isl.mean, osl.mean) == client_mean_lengths(spread) and isl.range_ratio == pytest.approx(0.2 / 1.8)
+    # the static estimate prices those means: the prefill of the shorter mean prompt is cheaper
+    plain = predict_runs([row], PerfDB(None))[0]
+    drawn = predict_runs([spread], PerfDB(None))[0]
+    assert drawn.ttft_ms < plain.ttft_ms
+
+
 def test_cli_from_runs_through_the_simulator(table, tmp_path):
     """The default base, simulate: each row is the simulator's replay of it (estimator.sim.runs, as `plan`
     decides on), not the static estimate (--base estimate), and the calibration fitted on that base adds its
