@@ -30,7 +30,7 @@ from estimator.parallel import ParallelConfig
 from perfdb.errors import DataError
 from perfdb.types import Backend
 from perfdb.userfiles import read_text
-from search.artifacts.engines import EngineSettings, Role
+from search.artifacts.engines import EngineSettings, Role, launch_flags
 from search.types import Candidate, Mode, SimCheck, Sla
 
 FORMAT, FORMAT_VERSION = "servecast-deployment", 1
@@ -75,6 +75,18 @@ class DeploymentSpec:
     moe_quant: str = ""
     simulated: dict | None = None   # the simulator's replay at `concurrency` (None: not simulated)
     range_ratio: float = 0.0        # request lengths uniform in [x(1 - r), x(1 + r)] (search.types.PlanRequest)
+    # role -> the flags its workers are launched with, in the engine's own names (engines.launch_flags):
+    # what `servecast simulate --plan` replays, as the plan did ({}: a file written before they were kept)
+    launch_flags: dict | None = None
+
+    def role_flags(self):
+        """launch_flags as the simulator takes them (estimator.run_facts.RoleFlags); None when not kept."""
+        from estimator.run_facts import RoleFlags
+
+        if not self.launch_flags:
+            return None
+        return RoleFlags(**{role: tuple((str(k), str(v)) for k, v in flags.items())
+                            for role, flags in self.launch_flags.items()})
 
     def calibrate_section(self) -> dict:
         """The same deployment in the calibration's spec format (one engine section: the decode side's)."""
@@ -99,6 +111,8 @@ class DeploymentSpec:
         d["workers"] = [dict(asdict(w), role=w.role.value) for w in self.workers]
         if self.simulated is None:
             del d["simulated"]
+        if not self.launch_flags:
+            del d["launch_flags"]
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "deployment": self.calibrate_section(), **d}
 
     @staticmethod
@@ -111,7 +125,7 @@ class DeploymentSpec:
             fields = {k: d[k] for k in ("model", "system", "version", "isl", "osl", "prefix", "concurrency",
                                         "total_gpus", "gpus_used", "engine", "sla", "predicted")}
             fields.update({k: d.get(k) or "" for k in ("gemm_quant", "moe_quant")}, simulated=d.get("simulated"),
-                          range_ratio=float(d.get("range_ratio") or 0.0))
+                          range_ratio=float(d.get("range_ratio") or 0.0), launch_flags=d.get("launch_flags") or None)
             return DeploymentSpec(backend=Backend(d["backend"]), mode=Mode(d["mode"]), workers=workers, **fields)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"deployment spec is missing or has a bad field: {exc}") from None
@@ -142,9 +156,11 @@ def deployment_spec(c: Candidate, system: str, isl: int, osl: int, prefix: int, 
                     sim: SimCheck | None = None, range_ratio: float = 0.0) -> DeploymentSpec:
     if c.mode == Mode.AGG:
         workers = (_entry(Role.AGG, c.decode, c.decode.workers),)
+        roles = {Role.AGG: c.decode}
     else:
         workers = (_entry(Role.PREFILL, c.prefill, c.prefill.workers * c.replicas),
                    _entry(Role.DECODE, c.decode, c.decode.workers * c.replicas))
+        roles = {Role.PREFILL: c.prefill, Role.DECODE: c.decode}
     m = c.metrics
     return DeploymentSpec(
         model=s.model, system=system, backend=c.backend, version=c.version, mode=c.mode, isl=isl, osl=osl,
@@ -163,6 +179,7 @@ def deployment_spec(c: Candidate, system: str, isl: int, osl: int, prefix: int, 
                    "estimated_share": round(m.estimated_share, 3)},
         gemm_quant=gemm_quant, moe_quant=moe_quant, simulated=None if sim is None else simulated_fields(sim),
         range_ratio=round(range_ratio, 4),
+        launch_flags={role.value: launch_flags(c.backend, w, role, s) for role, w in roles.items()},
     )
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from estimator.deployment import Deployment
+    from estimator.run_facts import RoleFlags
     from estimator.sim import SimResult
     from estimator.sim.calibrated import CalibratedPoint
     from perfdb.types import Dtype
@@ -77,7 +78,8 @@ def simulate(*, deployment: Deployment | None = None, model: str | None = None, 
                         EngineConfig(deployment.backend, version, kv_dtype=kv), view)
     results = []
     for i, (_, load) in enumerate(loads):
-        results.append(run_sim(steps, deployment, load, seed=seed, records=records is not None))
+        results.append(run_sim(steps, deployment, load, seed=seed, records=records is not None,
+                               engine_flags=w.engine_flags))
         if progress is not None:
             progress(i + 1, len(loads))
     points = tuple(x for x, _ in loads)
@@ -104,6 +106,7 @@ class _What:
     osl: int
     range_ratio: float
     concurrency: int | None   # the plan's, the default load
+    engine_flags: RoleFlags | None = None   # the plan's launch flags per role; None: the engines' defaults
 
 
 def _what(deployment, plan, model, system, version, gemm_quant, moe_quant, kv_dtype, isl, osl,
@@ -118,7 +121,7 @@ def _what(deployment, plan, model, system, version, gemm_quant, moe_quant, kv_dt
                   moe_quant or spec.moe_quant or None,
                   kv_dtype or spec.engine.get("kv_cache_dtype") or None,   # the KV cache the plan priced
                   _given(isl, spec.isl), _given(osl, spec.osl),
-                  spec.range_ratio if range_ratio is None else range_ratio, spec.concurrency)
+                  spec.range_ratio if range_ratio is None else range_ratio, spec.concurrency, spec.role_flags())
     else:
         if not model or not system or deployment is None:
             raise InputError("--model and --system are required (or --plan deployment.yaml)")

@@ -187,3 +187,12 @@ def test_the_replay_runs_the_flags_the_artifacts_launch(tmp_path):
         on_disk = flat(yaml.safe_load(files[0].read_text()))
         replayed = {k: v.lower() for k, v in flags.of(role).items()}
         assert on_disk.items() <= replayed.items()
+    # deployment.yaml keeps them, and `servecast simulate --plan` replays them (servecast.api._simulate._what)
+    from search.artifacts.deployment import load_deployment
+    from servecast.api._simulate import _what
+
+    for c, flags in ((agg, a), (disagg, d)):
+        path = tmp_path / written[c.row] / "deployment.yaml"
+        assert load_deployment(path).role_flags() == flags
+        what = _what(None, path, None, None, None, None, None, None, None, None, None)
+        assert what.engine_flags == flags
