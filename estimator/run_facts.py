@@ -144,6 +144,21 @@ def parse_flags(text: str | None) -> tuple[tuple[str, str], ...]:
     return tuple((k.strip(), v.strip()) for k, v in pairs if k.strip())
 
 
+def flatten_options(d: Mapping, prefix: str = "") -> dict[str, str]:
+    """An engine config file's options (YAML / JSON, nested) as engine_flags keys: nested keys joined with
+    `.`, booleans `true` / `false`, lists `[a,b]` (an srt-slurm recipe's role config, a plan's TRT-LLM
+    LLM-API options)."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(flatten_options(v, f"{prefix}{k}."))
+        elif isinstance(v, list):
+            out[f"{prefix}{k}"] = "[" + ",".join(str(x) for x in v) + "]"
+        else:
+            out[f"{prefix}{k}"] = "true" if v is True else "false" if v is False else str(v)
+    return out
+
+
 ROLE_PREFIXES = ("prefill", "decode")   # a disaggregated run's engine_flags prefixes, one per role
 
 
@@ -177,6 +192,11 @@ class RoleFlags:
         """The same flags on every role (one engine configuration for an agg replica or both pools)."""
         pairs = tuple(flags.items())
         return RoleFlags(agg=pairs, prefill=pairs, decode=pairs)
+
+    @staticmethod
+    def of_roles(flags: Mapping[str, Mapping[str, str]]) -> "RoleFlags":
+        """From role ('agg', 'prefill', 'decode') -> that role's flags (a plan's launch flags)."""
+        return RoleFlags(**{role: tuple((str(k), str(v)) for k, v in f.items()) for role, f in flags.items()})
 
     def of(self, role: str) -> dict[str, str]:
         """The flags of `role` ('agg', 'prefill' or 'decode') as key -> value."""

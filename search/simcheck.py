@@ -31,7 +31,7 @@ from estimator.sim.runs import RUN_MAX_REQUESTS, RUN_REQUESTS_PER_CLIENT
 from estimator.sim.types import Lengths
 from perfdb.lookup import PerfDB
 from perfdb.types import Backend
-from search.artifacts.engines import Role, launch_flags, settings_for
+from search.artifacts.engines import candidate_launch_flags, settings_for
 from search.plan import PlanResult
 from search.sla import checked, within
 from search.types import Candidate, Mode, SimCheck, Sla
@@ -85,11 +85,7 @@ def candidate_flags(result: PlanResult, c: Candidate) -> RoleFlags:
     """The launch flags the plan writes for the candidate's workers (search.artifacts.engines.launch_flags),
     per role, for the simulator's schedulers: e.g. TRT-LLM's chunked context on an aggregated worker and
     its overlap executor off on a context server are what the artifacts launch and what the replay runs."""
-    s = settings_for(result.request, result.model, result.system, c)
-    if c.mode == Mode.AGG:
-        return RoleFlags(agg=tuple(launch_flags(c.backend, c.decode, Role.AGG, s).items()))
-    return RoleFlags(prefill=tuple(launch_flags(c.backend, c.prefill, Role.PREFILL, s).items()),
-                     decode=tuple(launch_flags(c.backend, c.decode, Role.DECODE, s).items()))
+    return RoleFlags.of_roles(candidate_launch_flags(c, settings_for(result.request, result.model, result.system, c)))
 
 
 def sim_clients(c: Candidate, per_unit: int | None = None) -> tuple[int, float]:

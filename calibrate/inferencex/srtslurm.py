@@ -37,6 +37,7 @@ import yaml
 
 from calibrate.inferencex import shell
 from calibrate.inferencex.repo import Kind, Repo
+from estimator.run_facts import flatten_options
 from perfdb.errors import DataError
 
 SRT_SLURM = Kind("--srt-slurm", "srt-slurm", ("src/srtctl/benchmarks/scripts/sa-bench/bench.sh",
@@ -138,22 +139,10 @@ def _int(v: str | None) -> int | None:
     return int(float(v)) if v is not None and re.fullmatch(r"-?\d+(\.0+)?", v.strip()) else None
 
 
-def _flatten(d, prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        elif isinstance(v, list):
-            out[f"{prefix}{k}"] = "[" + ",".join(str(x) for x in v) + "]"
-        else:
-            out[f"{prefix}{k}"] = "true" if v is True else "false" if v is False else str(v)
-    return out
-
-
 def _role(cfg: dict, keys: dict, where: str) -> RoleRecipe:
     if not isinstance(cfg, dict):
         raise DataError(f"{where}: role config is not a mapping (unknown srt-slurm recipe layout)")
-    flat = _flatten(cfg)
+    flat = flatten_options(cfg)
     get = {k: _pick(flat, names) for k, names in keys.items()}
     dp_attn = (get["dp_attn"] or "").lower() == "true"
     tp = _int(get["tp"])

@@ -147,10 +147,6 @@ _KV_FLAG_DTYPES = {"fp8": Dtype.FP8, "fp8_e4m3": Dtype.FP8, "fp8_e5m2": Dtype.FP
                    "half": Dtype.FP16}
 
 
-def kv_flag_dtype(value: str) -> Dtype | None:
-    return _KV_FLAG_DTYPES.get(value.strip().lower())
-
-
 @dataclass(frozen=True)
 class EngineProfile:
     backend: Backend
@@ -175,7 +171,7 @@ class EngineProfile:
     # the launch flag that picks an all-to-all MoE backend for attention-DP workers (DpMoeExchange.ALL_TO_ALL
     # unless it is absent, unresolved or `none`); None: the engine has no such flag here
     moe_a2a_flag: str | None = None
-    # the launch flag that sets the KV-cache dtype; a value kv_flag_dtype names overrides the default below
+    # the launch flag that sets the KV-cache dtype; a value _KV_FLAG_DTYPES names overrides the default below
     kv_dtype_flag: str | None = None
     # KV-cache dtype the engine stores for an architecture (HF `architectures[0]`) when its KV-dtype flag is
     # left at its default: the first rule that applies to the GPU; architectures or GPUs no rule names follow
@@ -207,7 +203,7 @@ class EngineProfile:
         """The KV-cache dtype one engine was launched with (`flags`: that engine's own); None: absent,
         unresolved or `auto` (the engine's default stands: kv_dtype_by_arch, else the checkpoint)."""
         value = flags.get(self.kv_dtype_flag, "") if self.kv_dtype_flag else ""
-        return kv_flag_dtype(value)
+        return _KV_FLAG_DTYPES.get(value.strip().lower())
 
     def __post_init__(self) -> None:
         missing = [f.name for f in fields(self) if f.name not in ("backend", "provenance", "layout_defaults")

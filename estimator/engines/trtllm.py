@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from estimator.engines import register
-from estimator.engines.profile import EngineProfile, ExpertSlotFlag, KvHandoff, SchedulerRules, flag_float, flag_int
+from estimator.engines.profile import (
+    EngineProfile,
+    ExpertSlotFlag,
+    KvHandoff,
+    SchedulerRules,
+    flag_bool,
+    flag_float,
+    flag_int,
+)
 from perfdb.types import Backend
 
 FIT = "fit on ../shared/data/e2e_train_silicon.csv"
@@ -28,7 +36,7 @@ def scheduler_flags(rules: SchedulerRules, flags) -> SchedulerRules:
     launched, so what arrives after that waits one more batch; the disaggregated context servers set it)."""
     chunked = flags.get("enable_chunked_prefill", "").lower() in ("true", "1") or rules.chunked
     policy = flags.get("scheduler_config.capacity_scheduler_policy", "").upper()
-    overlap = rules.overlap and flags.get("disable_overlap_scheduler", "").lower() not in ("true", "1")
+    overlap = rules.overlap and flag_bool(flags, "disable_overlap_scheduler") is not True
     return replace(rules, chunked=chunked, overlap=overlap,
                    reserve_output=0.0 if policy == "MAX_UTILIZATION" else rules.reserve_output,
                    wait_iters=max(0, flag_int(flags, "batch_wait_timeout_iters", rules.wait_iters)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from estimator.engines import register
-from estimator.engines.profile import EngineProfile, ExpertSlotFlag, KvDefault, KvHandoff, SchedulerRules
+from estimator.engines.profile import EngineProfile, ExpertSlotFlag, KvDefault, KvHandoff, SchedulerRules, flag_bool
 from perfdb.types import Backend, Dtype
 
 FIT = "fit on ../shared/data/e2e_train_silicon.csv"
@@ -16,7 +16,7 @@ def scheduler_flags(rules: SchedulerRules, flags) -> SchedulerRules:
     SGLang's overlap scheduler; vllm/config refuses it with speculative decoding, 0.10-0.11). The token
     budget (`--max-num-batched-tokens`) and `--max-num-seqs` are the run's recorded limits, not rules."""
     off = flags.get("enable-chunked-prefill", "").lower() in ("false", "0") or "no-enable-chunked-prefill" in flags
-    ahead = flags.get("async-scheduling", "").lower() in ("true", "1")
+    ahead = flag_bool(flags, "async-scheduling") is True
     return replace(rules, chunked=rules.chunked and not off, overlap=rules.overlap or ahead)
 
 

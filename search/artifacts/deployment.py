@@ -30,7 +30,7 @@ from estimator.parallel import ParallelConfig
 from perfdb.errors import DataError
 from perfdb.types import Backend
 from perfdb.userfiles import read_text
-from search.artifacts.engines import EngineSettings, Role, launch_flags
+from search.artifacts.engines import EngineSettings, Role, candidate_launch_flags
 from search.types import Candidate, Mode, SimCheck, Sla
 
 FORMAT, FORMAT_VERSION = "servecast-deployment", 1
@@ -83,10 +83,7 @@ class DeploymentSpec:
         """launch_flags as the simulator takes them (estimator.run_facts.RoleFlags); None when not kept."""
         from estimator.run_facts import RoleFlags
 
-        if not self.launch_flags:
-            return None
-        return RoleFlags(**{role: tuple((str(k), str(v)) for k, v in flags.items())
-                            for role, flags in self.launch_flags.items()})
+        return RoleFlags.of_roles(self.launch_flags) if self.launch_flags else None
 
     def calibrate_section(self) -> dict:
         """The same deployment in the calibration's spec format (one engine section: the decode side's)."""
@@ -156,11 +153,9 @@ def deployment_spec(c: Candidate, system: str, isl: int, osl: int, prefix: int, 
                     sim: SimCheck | None = None, range_ratio: float = 0.0) -> DeploymentSpec:
     if c.mode == Mode.AGG:
         workers = (_entry(Role.AGG, c.decode, c.decode.workers),)
-        roles = {Role.AGG: c.decode}
     else:
         workers = (_entry(Role.PREFILL, c.prefill, c.prefill.workers * c.replicas),
                    _entry(Role.DECODE, c.decode, c.decode.workers * c.replicas))
-        roles = {Role.PREFILL: c.prefill, Role.DECODE: c.decode}
     m = c.metrics
     return DeploymentSpec(
         model=s.model, system=system, backend=c.backend, version=c.version, mode=c.mode, isl=isl, osl=osl,
@@ -179,7 +174,7 @@ def deployment_spec(c: Candidate, system: str, isl: int, osl: int, prefix: int, 
                    "estimated_share": round(m.estimated_share, 3)},
         gemm_quant=gemm_quant, moe_quant=moe_quant, simulated=None if sim is None else simulated_fields(sim),
         range_ratio=round(range_ratio, 4),
-        launch_flags={role.value: launch_flags(c.backend, w, role, s) for role, w in roles.items()},
+        launch_flags=candidate_launch_flags(c, s),
     )
 
 

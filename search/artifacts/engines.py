@@ -21,7 +21,9 @@ from enum import Enum
 
 from estimator.engine import EngineConfig, kv_cache_dtype, resolve
 from estimator.parallel import ParallelConfig
+from estimator.run_facts import flatten_options
 from perfdb.types import Backend, Dtype
+from search.types import Mode
 
 
 class Role(str, Enum):
@@ -127,7 +129,14 @@ def launch_flags(backend: Backend, w, role: Role, s: EngineSettings) -> dict[str
     form a measured run's recorded flags take (estimator.run_facts.RoleFlags). The plan's simulator
     replays these, so it replays what the plan launches."""
     b = builder(backend)
-    return {**_argv_flags(b.serve_args(w, role, s)), **_flat(b.options(w, role, s))}
+    return {**_argv_flags(b.serve_args(w, role, s)), **flatten_options(b.options(w, role, s))}
+
+
+def candidate_launch_flags(c, s: EngineSettings) -> dict[str, dict[str, str]]:
+    """Role ('agg', or 'prefill' and 'decode') -> the launch flags of plan candidate `c`'s workers there:
+    what deployment.yaml keeps and the plan's simulator replays (RoleFlags.of_roles)."""
+    roles = {Role.AGG: c.decode} if c.mode == Mode.AGG else {Role.PREFILL: c.prefill, Role.DECODE: c.decode}
+    return {role.value: launch_flags(c.backend, w, role, s) for role, w in roles.items()}
 
 
 def _argv_flags(argv: list[str]) -> dict[str, str]:
@@ -138,12 +147,3 @@ def _argv_flags(argv: list[str]) -> dict[str, str]:
             out[tok[2:]] = "true" if nxt.startswith("--") else nxt
     return out
 
-
-def _flat(d: dict, prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = str(v).lower() if isinstance(v, bool) else str(v)
-    return out
