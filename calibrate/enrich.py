@@ -8,7 +8,7 @@ depth, attention-DP and expert-parallel sizes per role, engine flags from the la
 protocol, and provenance (commit, config key, script, client files). A row that matches nothing keeps
 its columns empty and says why in `enrich_reason`. With an srt-slurm clone, the multi-node rows also get
 what their recipes and benchmark client state (calibrate.enrich_recipes). The output is written whole or
-not at all.
+not at all. Rows that record one measured run twice get the facts they agree on (calibrate.twins).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from calibrate.inferencex.match import Match, Row, match
 from calibrate.inferencex.repo import Repo
 from calibrate.inferencex.scripts import read_script, workflow_range_ratio
 from calibrate.inferencex.srtslurm import SRT_SLURM
+from calibrate.twins import reconcile
 from estimator.run_facts import COLUMNS, SpecStatus, format_cell
 from perfdb.errors import DataError
 
@@ -49,6 +50,7 @@ class Report:
     status: Counter = field(default_factory=Counter)
     spec: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
+    twins: int = 0      # rows whose facts were made their twins' (calibrate.twins: one measurement, one deployment)
 
     def add(self, source: str, out: dict[str, str], filled: set[str]) -> None:
         self.rows[source] += 1
@@ -290,9 +292,12 @@ def enrich(runs: Path, inferencex: Path | None = None, columns_only: bool = Fals
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
-    for raw in rows:
-        extra, filled = enrich_row(repo, raw, srt, dyn) if repo is not None else _from_facts(known, raw)
-        report.add(to_row(raw).source_file, extra, filled)
+    done = [enrich_row(repo, raw, srt, dyn) if repo is not None else _from_facts(known, raw) for raw in rows]
+    parsed = [to_row(raw) for raw in rows]
+    report.twins = reconcile(rows, [extra for extra, _ in done], [r.conc for r in parsed],
+                             frozenset(("id", "silicon_data_source", *FILLED)))
+    for raw, r, (extra, filled) in zip(rows, parsed, done, strict=True):
+        report.add(r.source_file, extra, filled)
         w.writerow({**{c: raw.get(c, "") for c in header}, **extra})
     return buf.getvalue(), report
 

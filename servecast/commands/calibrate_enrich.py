@@ -68,5 +68,8 @@ def _print_enrich_report(console, report) -> None:
     console.print(t)
     console.print("status: " + ", ".join(f"{k} {v}" for k, v in report.status.most_common()))
     console.print("spec decoding: " + ", ".join(f"{k} {v}" for k, v in report.spec.most_common()))
+    if report.twins:
+        typer.echo(f"{report.twins} rows recording a measurement another row records too: given the facts they agree on "
+                   "(calibrate/twins.py)")
     for reason, n in report.reasons.most_common(6):
         console.print(f"  {n} x {reason}")

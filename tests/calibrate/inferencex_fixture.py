@@ -161,15 +161,16 @@ def runs_csv(path: Path) -> Path:
     row run before the commit that added its concurrency, a row of another harness, and one measured before
     the repository existed."""
     agg_img, dis_img = "nvcr.io#nvidia/tensorrt-llm/release:1.0", "nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:0.8"
-    agg = "trtllm,1.0,deepseek-ai/DeepSeek-R1,h200_sxm,fp8,agg,1024,1024,fp8,fp8,{c},8,1,1,1,8" + "," * 14 + ",100,10"
+    # each row its own measurement (TTFT 100 + i): rows with the same measurement are one run (calibrate.twins)
+    agg = "trtllm,1.0,deepseek-ai/DeepSeek-R1,h200_sxm,fp8,agg,1024,1024,fp8,fp8,{c},8,1,1,1,8" + "," * 14 + ",{t},10"
     dis = ("trtllm,1.0,deepseek-ai/DeepSeek-R1,h200_sxm,fp8,disagg,1024,1024,fp8,fp8,,,,,,,"
-           ",,8,1,1,1,8,,,8,1,1,1,8,100,10")
-    rows = [f"a16,{_src('2026-01-20T10:00:00Z', 16, agg_img)},{agg.format(c=16)}",
-            f"a4,{_src('2026-01-20T10:00:00Z', 4, agg_img)},{agg.format(c=4)}",
-            f"d1,{_src('2026-01-20T10:00:00Z', 64, dis_img)},{dis}",
-            f"d2,{_src('2026-02-20T10:00:00Z', 64, dis_img)},{dis}",
-            f"d3,{_src('2026-01-20T10:00:00Z', 96, dis_img)},{dis}",
-            f"x1,{_src('2026-01-20', 16, '', '/data/aic-auto-gap-analysis/h200.csv')},{agg.format(c=16)}",
-            f"old,{_src('2025-01-01T00:00:00Z', 16, agg_img)},{agg.format(c=16)}"]
+           ",,8,1,1,1,8,,,8,1,1,1,8,{t},10")
+    rows = [f"a16,{_src('2026-01-20T10:00:00Z', 16, agg_img)},{agg.format(c=16, t=100)}",
+            f"a4,{_src('2026-01-20T10:00:00Z', 4, agg_img)},{agg.format(c=4, t=101)}",
+            f"d1,{_src('2026-01-20T10:00:00Z', 64, dis_img)},{dis.format(t=102)}",
+            f"d2,{_src('2026-02-20T10:00:00Z', 64, dis_img)},{dis.format(t=103)}",
+            f"d3,{_src('2026-01-20T10:00:00Z', 96, dis_img)},{dis.format(t=104)}",
+            f"x1,{_src('2026-01-20', 16, '', '/data/aic-auto-gap-analysis/h200.csv')},{agg.format(c=16, t=105)}",
+            f"old,{_src('2025-01-01T00:00:00Z', 16, agg_img)},{agg.format(c=16, t=106)}"]
     path.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
     return path

@@ -1,0 +1,86 @@
+"""One measurement, one deployment (calibrate.twins): rows of a run table that record the same measured run
+get the facts they agree on, through `calibrate enrich --facts` on real files."""
+from __future__ import annotations
+
+import csv
+import sys
+
+from calibrate.enrich import FILLED, enrich
+from estimator.run_facts import COLUMNS
+from servecast.cli import main
+from tests.calibrate.inferencex_fixture import HEADER, _src
+
+DIS = ("sglang,0.5.8,deepseek-ai/DeepSeek-R1,h100_sxm,fp8,disagg,1024,1024,fp8,fp8_block,,,,,,,"
+       ",,16,1,1,16,1,,,16,1,1,16,1,{ttft},9.13")
+
+
+def _table(tmp_path, rows: list[tuple[str, str, int, str, str]], facts: dict[str, dict]):
+    """rows: (id, source file, concurrency, decode tp, TTFT); facts: id -> the fact columns it states."""
+    runs = tmp_path / "runs.csv"
+    lines = [f"{rid},{_src('2026-02-13T03:10:06Z', c, 'lmsysorg/sglang:v0.5.8', src)},"
+             f"{DIS.format(ttft=t).replace(',16,1,1,16,1,,,16,', f',16,1,1,16,1,,,{tp},')}"
+             for rid, src, c, tp, t in rows]
+    runs.write_text(HEADER + "\n" + "\n".join(lines) + "\n")
+    path = tmp_path / "facts.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["id", *FILLED, *COLUMNS])
+        w.writeheader()
+        for rid, got in facts.items():
+            w.writerow({"id": rid, "enrich_status": "ambiguous", "spec_decoding": "unknown", **got})
+    return runs, path
+
+
+def _rows(text: str) -> dict[str, dict]:
+    return {r["id"]: r for r in csv.DictReader(text.splitlines())}
+
+
+EAGLE = "decode.speculative-algorithm=EAGLE;decode.stream-interval=1;decode.tp-size=16"
+PLAIN = "decode.stream-interval=1;decode.tp-size=16"
+
+
+def test_twins_keep_what_they_agree_on_and_lose_what_they_contradict(tmp_path):
+    runs, facts = _table(tmp_path, [("mtp", "2026-03-25.csv", 1, "16", "211.09"),
+                                    ("stp", "2026-04-06.csv", 1, "16", "211.09"),
+                                    ("alone", "2026-04-06.csv", 2, "16", "236.9")], {
+        "mtp": {"spec_decoding": "on", "spec_method": "mtp", "spec_tokens": "2", "engine_flags": EAGLE,
+                "decode_mem_fraction": "0.9", "client_num_prompts": "10"},
+        "stp": {"spec_decoding": "off", "engine_flags": PLAIN, "client_num_prompts": "10", "client_num_warmups": "2"},
+        "alone": {"spec_decoding": "on", "spec_method": "mtp", "spec_tokens": "2", "engine_flags": EAGLE}})
+    text, report = enrich(runs, facts=facts)
+    rows = _rows(text)
+    for rid in ("mtp", "stp"):   # one run: replayed once with EAGLE and once without before
+        r = rows[rid]
+        assert (r["spec_decoding"], r["spec_method"], r["spec_tokens"]) == ("ambiguous", "", "")
+        flags = dict(kv.split("=", 1) for kv in r["engine_flags"].split(";"))
+        assert flags == {"decode.speculative-algorithm": "?", "decode.stream-interval": "1", "decode.tp-size": "16"}
+        # a fact one twin states and the other does not contradict is the run's
+        assert (r["decode_mem_fraction"], r["client_num_prompts"], r["client_num_warmups"]) == ("0.9", "10", "2")
+        assert "one measurement with" in r["enrich_reason"]
+    assert rows["alone"]["spec_decoding"] == "on" and rows["alone"]["engine_flags"] == EAGLE
+    assert report.twins == 2
+
+
+def test_rows_recorded_under_different_layouts_are_not_merged(tmp_path):
+    """The table lists some measurements under two layouts: which one ran is its own contradiction."""
+    runs, facts = _table(tmp_path, [("tp16", "2026-03-25.csv", 1, "16", "211.09"),
+                                    ("tp8", "2026-04-06.csv", 1, "8", "211.09"),
+                                    ("c2", "2026-04-06.csv", 2, "16", "211.09")], {
+        "tp16": {"spec_decoding": "on", "engine_flags": EAGLE}, "tp8": {"spec_decoding": "off", "engine_flags": PLAIN},
+        "c2": {"spec_decoding": "off", "engine_flags": PLAIN}})
+    text, report = enrich(runs, facts=facts)
+    rows = _rows(text)
+    assert [rows[r]["spec_decoding"] for r in ("tp16", "tp8", "c2")] == ["on", "off", "off"]
+    assert report.twins == 0
+
+
+def test_the_cli_says_how_many_rows_it_reconciled(tmp_path, capsys, monkeypatch):
+    runs, facts = _table(tmp_path, [("a", "2026-03-25.csv", 1, "16", "211.09"), ("b", "2026-04-06.csv", 1, "16", "211.09")],
+                         {"a": {"spec_decoding": "on"}, "b": {"spec_decoding": "off"}})
+    out = tmp_path / "enriched.csv"
+    monkeypatch.setattr(sys, "argv", ["servecast", "calibrate", "enrich", str(runs), "--facts", str(facts), "--out", str(out)])
+    try:
+        main()
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    assert "2 rows recording a measurement another row records too" in capsys.readouterr().out
+    assert {r["spec_decoding"] for r in csv.DictReader(out.open())} == {"ambiguous"}
