@@ -132,7 +132,7 @@ def estimate_cmd(
     gemm_quant: Annotated[str | None, typer.Option(help="override GEMM weight format: bf16 | fp8 | fp8_block | nvfp4 | mxfp4")] = None,
     moe_quant: Annotated[str | None, typer.Option(help="override expert weight format")] = None,
     spec_tokens: Annotated[int, typer.Option(help="speculative decoding draft tokens per step (e.g. 1 for DeepSeek MTP)")] = 0,
-    spec_acceptance: Annotated[float | None, typer.Option(help="acceptance probability of each draft token (default: 0.625 for DeepSeek-V3/R1 MTP, fitted; 0.85 otherwise; estimator/spec.py)")] = None,
+    spec_acceptance: Annotated[float | None, typer.Option(help="acceptance probability of each draft token (default: 0.65 for DeepSeek-V3/R1 MTP, fitted; 0.85 otherwise; estimator/spec.py)")] = None,
     moe_a2a: Annotated[str, typer.Option(help=MOE_A2A_HELP)] = "none",
     db: Annotated[Path | None, typer.Option(help="perfdb directory (default: the bundled database)")] = None,
     calibration: Annotated[Path | None, typer.Option(help="calibration directory from `servecast calibrate fit` "
