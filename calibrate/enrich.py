@@ -294,8 +294,7 @@ def enrich(runs: Path, inferencex: Path | None = None, columns_only: bool = Fals
     w.writeheader()
     done = [enrich_row(repo, raw, srt, dyn) if repo is not None else _from_facts(known, raw) for raw in rows]
     parsed = [to_row(raw) for raw in rows]
-    report.twins = reconcile(rows, [extra for extra, _ in done], [r.conc for r in parsed],
-                             frozenset(("id", "silicon_data_source", *FILLED)))
+    report.twins = reconcile(rows, [extra for extra, _ in done], [r.conc for r in parsed])
     for raw, r, (extra, filled) in zip(rows, parsed, done, strict=True):
         report.add(r.source_file, extra, filled)
         w.writerow({**{c: raw.get(c, "") for c in header}, **extra})

@@ -1,42 +1,52 @@
 """One measurement, one deployment: the facts of run-table rows that record the same measured run.
 
 The training table lists some runs twice: 419 pairs of rows (838 of 2,437) carry the same point (backend,
-system, model, mode, ISL, OSL, concurrency), the same recorded layout and bit-identical TTFT and TPOT, one
-row from each of two source files (e.g. 2026-03-25.csv and 2026-04-06.csv, whose `measured=` stamps name
-the same day). Each row was matched to the configs of its own source file, so twins could come out with
-contradictory facts: 16 pairs disagreed on speculative decoding (ten H100 SGLang DeepSeek-R1 runs were
-replayed once with EAGLE and once without, against one measurement), others on engine flags or memory
-fractions; one row of a pair matched nothing while its twin did.
+system, model, mode, ISL, OSL, concurrency) and bit-identical TTFT and TPOT, one row from each of two
+source files (2026-03-25.csv and 2026-04-06.csv, whose `measured=` stamps name the same day). Thirty pairs
+record the layout in two conventions (2026-04-06.csv writes tp x ep in `tp_size`, tp16 for the other's
+tp4 / ep4, or in `attention_dp_size`: what estimator.deployment.agg_layout resolves from the launch flags),
+so the measurement, not the layout columns, identifies the run. Each row was matched to the configs of its
+own source file, so twins could come out with contradictory facts: nine H100 SGLang DeepSeek-R1 runs were
+replayed once with EAGLE and once without against one measurement, others disagreed on engine flags or
+memory fractions, and a row that matched nothing had a twin that did.
 
 `reconcile` gives every row of a measurement the facts its rows agree on (calibrate.agree): a value one
 row states and no other contradicts is every twin's; values that differ become unknown (speculative
 decoding: `ambiguous`, as when one row's own candidates disagree; engine flags flag by flag, `key=?`).
-Twins whose recorded layouts differ (the table lists 30 measurements under two layouts: 18 with two
-tensor-parallel sizes, 12 with and without attention DP) are left as they are: which layout ran is the
-table's own contradiction, not something the configs settle. On the training table 18 rows change (nine
-H100 SGLang pairs, all listed once with EAGLE and once without: now `ambiguous`).
-Provenance (`enrich_*`) stays each row's own; `enrich_reason` names the twin. The worker counts the
-enrichment fills into the table's own columns are not reconciled (two pairs differ there).
+Provenance (`enrich_*`) stays each row's own; `enrich_reason` names the twin. The table's own columns
+(layout, and the worker counts the enrichment fills into them) are not touched.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 from calibrate.agree import agree, agree_flags
 from estimator.run_facts import COLUMNS, SpecStatus
 
-# the raw columns that identify one measured run (with the concurrency of `silicon_data_source`)
+# the raw columns that identify one measured run, with the concurrency of `silicon_data_source`: its point
+# and its two measurements (not the layout columns, which the source files write in two conventions, nor
+# the backend version, which one file leaves empty for some rows)
+POINT = ("backend", "model_path", "system", "precision", "mode", "isl", "osl")
 MEASURED = ("silicon_ttft_ms", "silicon_tpot_ms")
 PROVENANCE = tuple(c for c in COLUMNS if c.startswith("enrich_"))
 _UNKNOWN = ("", SpecStatus.UNKNOWN.value)
 
 
-def _key(raw: dict, concurrency: int | None, ignore: frozenset[str]) -> tuple | None:
-    """The row's measurement and recorded layout: every raw column but its id, source and the worker counts
-    the enrichment fills (None for a row without both measurements)."""
-    if not all((raw.get(c) or "").strip() for c in MEASURED):
+def _key(raw: dict, concurrency: int | None) -> tuple | None:
+    """The row's measurement (None for a row without both measured values)."""
+    if not all(_measured(raw.get(c)) for c in MEASURED):
         return None
-    return (concurrency, *((k, (v or "").strip()) for k, v in sorted(raw.items()) if k not in ignore))
+    return (concurrency, *((raw.get(c) or "").strip() for c in (*POINT, *MEASURED)))
+
+
+def _measured(text: str | None) -> bool:
+    """A positive, finite measurement (an empty or `nan` cell identifies no run)."""
+    try:
+        v = float((text or "").strip())
+    except ValueError:
+        return False
+    return math.isfinite(v) and v > 0
 
 
 def _flags(text: str) -> dict[str, str]:
@@ -55,14 +65,12 @@ def _merged(column: str, values: list[str]) -> str:
     return SpecStatus.AMBIGUOUS.value if column == "spec_decoding" else ""
 
 
-def reconcile(raws: list[dict], extras: list[dict[str, str]], concurrency: list[int | None],
-              ignore: frozenset[str]) -> int:
-    """Give the twins among `raws` (same measurement and recorded layout) the facts they agree on, in
-    `extras` (each row's COLUMNS, edited in place). `ignore`: raw columns that do not identify a run (id,
-    source, filled worker counts). Returns the number of rows whose facts changed."""
+def reconcile(raws: list[dict], extras: list[dict[str, str]], concurrency: list[int | None]) -> int:
+    """Give the twins among `raws` (one measurement: `_key`) the facts they agree on, in `extras` (each
+    row's COLUMNS, edited in place). Returns the number of rows whose facts changed."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, raw in enumerate(raws):
-        key = _key(raw, concurrency[i], ignore)
+        key = _key(raw, concurrency[i])
         if key is not None:
             groups[key].append(i)
     changed = 0

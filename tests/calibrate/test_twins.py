@@ -60,17 +60,26 @@ def test_twins_keep_what_they_agree_on_and_lose_what_they_contradict(tmp_path):
     assert report.twins == 2
 
 
-def test_rows_recorded_under_different_layouts_are_not_merged(tmp_path):
-    """The table lists some measurements under two layouts: which one ran is its own contradiction."""
+def test_one_measurement_in_two_layout_conventions_is_one_run_and_other_loads_are_not(tmp_path):
+    """One source file writes tp x ep in tp_size (tp16 for the other's tp4 / ep4): the measurement, not
+    the layout columns, says which rows are one run; the same values at another concurrency are another."""
     runs, facts = _table(tmp_path, [("tp16", "2026-03-25.csv", 1, "16", "211.09"),
                                     ("tp8", "2026-04-06.csv", 1, "8", "211.09"),
                                     ("c2", "2026-04-06.csv", 2, "16", "211.09")], {
-        "tp16": {"spec_decoding": "on", "engine_flags": EAGLE}, "tp8": {"spec_decoding": "off", "engine_flags": PLAIN},
+        "tp16": {"spec_decoding": "ambiguous", "engine_flags": EAGLE}, "tp8": {"spec_decoding": "off", "engine_flags": PLAIN},
         "c2": {"spec_decoding": "off", "engine_flags": PLAIN}})
     text, report = enrich(runs, facts=facts)
     rows = _rows(text)
-    assert [rows[r]["spec_decoding"] for r in ("tp16", "tp8", "c2")] == ["on", "off", "off"]
-    assert report.twins == 0
+    assert [rows[r]["spec_decoding"] for r in ("tp16", "tp8", "c2")] == ["ambiguous", "ambiguous", "off"]
+    assert rows["tp8"]["decode_tp_size"] == "8"            # the table's own columns stay as recorded
+    assert report.twins == 2
+
+
+def test_rows_without_a_measurement_are_no_ones_twins(tmp_path):
+    runs, facts = _table(tmp_path, [("a", "2026-03-25.csv", 1, "16", "nan"), ("b", "2026-04-06.csv", 1, "16", "nan")],
+                         {"a": {"spec_decoding": "on"}, "b": {"spec_decoding": "off"}})
+    text, report = enrich(runs, facts=facts)
+    assert [_rows(text)[r]["spec_decoding"] for r in "ab"] == ["on", "off"] and report.twins == 0
 
 
 def test_the_cli_says_how_many_rows_it_reconciled(tmp_path, capsys, monkeypatch):
