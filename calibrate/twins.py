@@ -10,9 +10,11 @@ own source file, so twins could come out with contradictory facts: nine H100 SGL
 replayed once with EAGLE and once without against one measurement, others disagreed on engine flags or
 memory fractions, and a row that matched nothing had a twin that did.
 
-`reconcile` gives every row of a measurement the facts its rows agree on (calibrate.agree): a value one
-row states and no other contradicts is every twin's; values that differ become unknown (speculative
-decoding: `ambiguous`, as when one row's own candidates disagree; engine flags flag by flag, `key=?`).
+`reconcile` gives every row of a measurement what all its rows' candidates allow: a value one row states
+and no other contradicts is every twin's (a row whose own candidates disagreed, speculative decoding
+`ambiguous` or a flag `key=?`, takes its twin's answer: the run is among both rows' candidates); values
+that differ become unknown (speculative decoding `ambiguous`; engine flags flag by flag, `key=?`, as
+calibrate.agree writes them).
 Provenance (`enrich_*`) stays each row's own; `enrich_reason` names the twin. The table's own columns
 (layout, and the worker counts the enrichment fills into them) are not touched.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from calibrate.agree import agree, agree_flags
+from calibrate.agree import UNRESOLVED, agree
 from estimator.run_facts import COLUMNS, SpecStatus
 
 # the raw columns that identify one measured run, with the concurrency of `silicon_data_source`: its point
@@ -53,16 +55,39 @@ def _flags(text: str) -> dict[str, str]:
     return dict(p.split("=", 1) for p in text.split(";") if "=" in p)
 
 
+_ABSENT = object()
+
+
+def _merged_flags(texts: list[str]) -> str:
+    """Flag by flag, what the twins' launch candidates all allow: a value some row leaves unresolved
+    (`?`: its own candidates differ) takes the value another row states; values rows state differently,
+    or a flag one row sets that another's launch omits, become `?` (calibrate.agree's convention)."""
+    cands = [_flags(t) for t in texts]
+    parts = []
+    for k in sorted(set().union(*cands)):
+        vals = {c.get(k, _ABSENT) for c in cands} - {UNRESOLVED}
+        if vals == {_ABSENT}:
+            continue
+        one = vals.pop() if len(vals) == 1 else UNRESOLVED
+        parts.append(f"{k}={one}")
+    return ";".join(parts)
+
+
 def _merged(column: str, values: list[str]) -> str:
-    stated = [v for v in values if v not in _UNKNOWN]
-    if not stated:
-        return values[0]
+    """What the twins' values of one fact allow: the unknown ones (and, for speculative decoding, the
+    `ambiguous` ones, whose candidates include either answer) yield to one a twin states; differing
+    statements make it unknown (`ambiguous` for speculative decoding)."""
+    spec = column == "spec_decoding"
+    open_ = _UNKNOWN + ((SpecStatus.AMBIGUOUS.value,) if spec else ())
+    stated = [v for v in values if v not in open_]
     if column == "engine_flags":
-        return agree_flags(_flags(v) for v in stated) or ""
+        return _merged_flags(stated) if stated else values[0]
+    if not stated:
+        return SpecStatus.AMBIGUOUS.value if spec and SpecStatus.AMBIGUOUS.value in values else values[0]
     one = agree(stated)
     if one is not None:
         return one
-    return SpecStatus.AMBIGUOUS.value if column == "spec_decoding" else ""
+    return SpecStatus.AMBIGUOUS.value if spec else ""
 
 
 def reconcile(raws: list[dict], extras: list[dict[str, str]], concurrency: list[int | None]) -> int:

@@ -66,13 +66,16 @@ def test_one_measurement_in_two_layout_conventions_is_one_run_and_other_loads_ar
     runs, facts = _table(tmp_path, [("tp16", "2026-03-25.csv", 1, "16", "211.09"),
                                     ("tp8", "2026-04-06.csv", 1, "8", "211.09"),
                                     ("c2", "2026-04-06.csv", 2, "16", "211.09")], {
-        "tp16": {"spec_decoding": "ambiguous", "engine_flags": EAGLE}, "tp8": {"spec_decoding": "off", "engine_flags": PLAIN},
+        "tp16": {"spec_decoding": "ambiguous", "engine_flags": EAGLE.replace("EAGLE", "?")},
+        "tp8": {"spec_decoding": "off", "engine_flags": PLAIN},
         "c2": {"spec_decoding": "off", "engine_flags": PLAIN}})
     text, report = enrich(runs, facts=facts)
     rows = _rows(text)
-    assert [rows[r]["spec_decoding"] for r in ("tp16", "tp8", "c2")] == ["ambiguous", "ambiguous", "off"]
+    # an ambiguous row's candidates include its twin's answer: the run is the plain one
+    assert [rows[r]["spec_decoding"] for r in ("tp16", "tp8", "c2")] == ["off", "off", "off"]
+    assert rows["tp16"]["engine_flags"] == PLAIN           # `?`: unresolved among its candidates; absent in the twin's
     assert rows["tp8"]["decode_tp_size"] == "8"            # the table's own columns stay as recorded
-    assert report.twins == 2
+    assert report.twins == 1                               # only the ambiguous row changed
 
 
 def test_rows_without_a_measurement_are_no_ones_twins(tmp_path):
