@@ -96,3 +96,18 @@ def test_the_cli_says_how_many_rows_it_reconciled(tmp_path, capsys, monkeypatch)
         assert exc.code in (0, None)
     assert "2 rows recording a measurement another row records too" in capsys.readouterr().out
     assert {r["spec_decoding"] for r in csv.DictReader(out.open())} == {"ambiguous"}
+
+
+def test_the_training_tables_twins(silicon_csv):
+    """On the training table with the committed facts: the H100 SGLang runs listed once under an EAGLE
+    recipe and once under a plain one are `ambiguous` in both rows, and the H200 TRT-LLM runs listed once
+    `ambiguous` and once plain are plain in both."""
+    from calibrate.enrich import TRAINING_FACTS
+
+    text, report = enrich(silicon_csv, facts=TRAINING_FACTS)
+    rows = _rows(text)
+    h100 = [r for i, r in rows.items() if "h100_sxm_sglang_fp8_disagg_1024x1024_c1_tp16" in i]
+    h200 = [r for i, r in rows.items() if "h200_sxm_trtllm_fp8_agg_1024x1024_c4_tp8" in i and "ep8" in i]
+    assert len(h100) == 2 and {r["spec_decoding"] for r in h100} == {"ambiguous"}
+    assert len(h200) == 2 and {r["spec_decoding"] for r in h200} == {"off"}
+    assert report.twins == 22
