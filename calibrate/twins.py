@@ -24,7 +24,7 @@ import math
 from collections import defaultdict
 
 from calibrate.agree import UNRESOLVED, agree
-from estimator.run_facts import COLUMNS, SpecStatus
+from estimator.run_facts import COLUMNS, SpecStatus, parse_flags
 
 # the raw columns that identify one measured run, with the concurrency of `silicon_data_source`: its point
 # and its two measurements (not the layout columns, which the source files write in two conventions, nor
@@ -51,10 +51,6 @@ def _measured(text: str | None) -> bool:
     return math.isfinite(v) and v > 0
 
 
-def _flags(text: str) -> dict[str, str]:
-    return dict(p.split("=", 1) for p in text.split(";") if "=" in p)
-
-
 _ABSENT = object()
 
 
@@ -62,14 +58,12 @@ def _merged_flags(texts: list[str]) -> str:
     """Flag by flag, what the twins' launch candidates all allow: a value some row leaves unresolved
     (`?`: its own candidates differ) takes the value another row states; values rows state differently,
     or a flag one row sets that another's launch omits, become `?` (calibrate.agree's convention)."""
-    cands = [_flags(t) for t in texts]
+    cands = [dict(parse_flags(t)) for t in texts]
     parts = []
     for k in sorted(set().union(*cands)):
-        vals = {c.get(k, _ABSENT) for c in cands} - {UNRESOLVED}
-        if vals == {_ABSENT}:
-            continue
-        one = vals.pop() if len(vals) == 1 else UNRESOLVED
-        parts.append(f"{k}={one}")
+        one = agree(v for c in cands if (v := c.get(k, _ABSENT)) != UNRESOLVED)
+        if one is not _ABSENT:
+            parts.append(f"{k}={UNRESOLVED if one is None else one}")
     return ";".join(parts)
 
 

@@ -208,6 +208,12 @@ def client_mean_lengths(row: RunRow) -> tuple[int, int]:
     return max(1, round(row.isl * scale)), max(1, round(row.osl * scale))
 
 
+def _mean_lengths(rows: list[RunRow]) -> tuple[np.ndarray, np.ndarray]:
+    """client_mean_lengths of each row as (ISL, OSL) arrays."""
+    isl, osl = zip(*(client_mean_lengths(r) for r in rows), strict=True)
+    return np.array(isl, dtype=np.float64), np.array(osl, dtype=np.float64)
+
+
 def group_key(row: RunRow) -> tuple:
     """Rows predicted together share one deployment: the table's columns and every enrichment fact (the
     first row's attention DP, EP and decode batch cap stand for the group's, so rows that differ in them
@@ -262,7 +268,7 @@ def _predict_agg(rows: list[RunRow], model, system, view, acceptance: float | No
     # requests in flight per replica: the run's clients spread over its replicas (estimator.deployment)
     total = np.array([r.concurrency or rows[0].agg.batch or 1 for r in rows], dtype=np.float64)
     conc, replicas = total / (w.workers or 1), float(w.workers or 1)
-    isl, osl = (np.array(x, dtype=np.float64) for x in zip(*(client_mean_lengths(r) for r in rows), strict=True))
+    isl, osl = _mean_lengths(rows)
     load = Workload(isl=isl, osl=osl, concurrency=conc, num_requests=num_requests(rows, total) / replicas)
     return _collect(rows, estimate(model, system, agg_layout(rows[0], system), engine, load, view))
 
@@ -276,7 +282,7 @@ def _predict_disagg(rows: list[RunRow], model, system, view, acceptance: float |
         return _fail(rows, "disagg row lacks prefill_tp_size or decode_tp_size")
     backend = Backend(r0.backend)
     engine = EngineConfig(backend, spec_tokens=spec_tokens(r0, backend, model), spec_acceptance=acceptance)
-    isl, osl = (np.array(x, dtype=np.float64) for x in zip(*(client_mean_lengths(r) for r in rows), strict=True))
+    isl, osl = _mean_lengths(rows)
     conc = np.array([r.concurrency or (r0.decode.batch or 1) * (r0.decode.workers or 1) for r in rows], dtype=np.float64)
     pre, dec = role_pools(r0, system, model.num_experts)   # estimator.deployment: the simulator's pools too
     p_par, d_par, d_batch = pre.parallel, dec.parallel, dec.max_batch

@@ -99,6 +99,15 @@ HELP = (f"Estimate TTFT, TPOT and throughput of one deployment, or predict every
         f"--isl 8192 --osl 1024  |  Runs: servecast estimate --from-runs runs.csv --db DB --out pred.csv [--base estimate]")
 
 
+CALIBRATION_HELP = ("calibration directory from `servecast calibrate fit` (default: the newest in "
+                    "<db>/calibrations/; the bundled database ships one; `none`: uncalibrated): prints calibrated "
+                    "TTFT/TPOT with 80% intervals; with --from-runs, adds cal_* and interval columns beside the raw "
+                    "pred_* ones")
+BASE_HELP = ("with --from-runs: simulate (the simulator's replay of each run at its concurrency, what plan decides "
+             "on; the default) | estimate (the static estimate, seconds); with the calibration fitted on that base")
+CONCURRENCY_HELP = "requests in flight per replica (agg) / per decode worker (disagg)"
+
+
 def estimate_cmd(
     model: Annotated[str | None, typer.Option(help="HF id in the catalog, a model directory, a config.json, or a model in the HF cache")] = None,
     system: Annotated[str | None, typer.Option(help="system id, e.g. h200_sxm (servecast db systems)")] = None,
@@ -110,8 +119,7 @@ def estimate_cmd(
     dp: Annotated[int, typer.Option(help="attention data parallel")] = 1,
     moe_tp: Annotated[int, typer.Option(help="MoE tensor parallel")] = 1,
     moe_ep: Annotated[int, typer.Option(help="MoE expert parallel")] = 1,
-    concurrency: Annotated[int, typer.Option("--concurrency", "--batch",
-                                             help="requests in flight per replica (agg) / per decode worker (disagg)")] = 1,
+    concurrency: Annotated[int, typer.Option("--concurrency", "--batch", help=CONCURRENCY_HELP)] = 1,
     isl: Annotated[int, typer.Option(help="input tokens per request")] = 1024,
     osl: Annotated[int, typer.Option(help="output tokens per request")] = 1024,
     prefix: Annotated[int, typer.Option(help="cached prefix tokens")] = 0,
@@ -135,18 +143,12 @@ def estimate_cmd(
     spec_acceptance: Annotated[float | None, typer.Option(help="acceptance probability of each draft token (default: 0.65 for DeepSeek-V3/R1 MTP, fitted; 0.85 otherwise; estimator/spec.py)")] = None,
     moe_a2a: Annotated[str, typer.Option(help=MOE_A2A_HELP)] = "none",
     db: Annotated[Path | None, typer.Option(help="perfdb directory (default: the bundled database)")] = None,
-    calibration: Annotated[Path | None, typer.Option(help="calibration directory from `servecast calibrate fit` "
-                           "(default: the newest in <db>/calibrations/; the bundled database ships one; `none`: "
-                           "uncalibrated): prints calibrated TTFT/TPOT with 80% intervals; with --from-runs, adds "
-                           "cal_* and interval columns beside the raw pred_* ones")] = None,
+    calibration: Annotated[Path | None, typer.Option(help=CALIBRATION_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     breakdown: Annotated[bool, typer.Option(help="time per op with its source, memory per category")] = False,
     from_runs: Annotated[Path | None, typer.Option(help="CSV of measured runs (format of e2e_train_silicon.csv)")] = None,
     out: Annotated[Path | None, typer.Option(help="output CSV for --from-runs")] = None,
-    base: Annotated[str | None, typer.Option(help="with --from-runs: simulate (the simulator's replay of each "
-                                             "run at its concurrency, what plan decides on; the default) | "
-                                             "estimate (the static estimate, seconds); with the calibration "
-                                             "fitted on that base")] = None,
+    base: Annotated[str | None, typer.Option(help=BASE_HELP)] = None,
 ) -> None:
     from servecast.api import estimate
     from servecast.hfcache import hub_cache
