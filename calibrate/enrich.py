@@ -23,7 +23,7 @@ from calibrate import enrich_dynamo, enrich_recipes
 from calibrate.agree import agree, agree_flags
 from calibrate.inferencex.configs import ConfigPoint
 from calibrate.inferencex.dynamo import DYNAMO
-from calibrate.inferencex.match import Match, Row, match
+from calibrate.inferencex.match import Match, Row, match, records_deployment
 from calibrate.inferencex.repo import Repo
 from calibrate.inferencex.scripts import read_script, workflow_range_ratio
 from calibrate.inferencex.srtslurm import SRT_SLURM
@@ -103,12 +103,17 @@ def _spec(points: tuple[ConfigPoint, ...]) -> SpecStatus:
     return SpecStatus.AMBIGUOUS if len(on) > 1 else (SpecStatus.ON if on.pop() else SpecStatus.OFF)
 
 
-def _roles(points: tuple[ConfigPoint, ...], out: dict) -> None:
+def _roles(points: tuple[ConfigPoint, ...], r: Row, out: dict) -> None:
+    """Each role's attention DP and EP as the configs state them; a role's GPUs where the row's tp columns
+    hold the whole deployment's (match.records_deployment) rather than a worker's."""
     for role in ("agg", "prefill", "decode"):
         cfgs = [getattr(p, role) for p in points]
         if all(c is not None for c in cfgs):
             out[f"{role}_dp_attn"] = agree(c.dp_attn for c in cfgs)
             out[f"{role}_ep"] = agree(c.ep for c in cfgs)
+    if r.mode == "disagg" and all(p.prefill.tp != r.prefill_tp and records_deployment(p, r) for p in points):
+        for role in ("prefill", "decode"):
+            out[f"{role}_gpus"] = agree(getattr(p, role).tp for p in points)
     if points[0].decode is not None:
         out["decode_max_batch"] = agree(_recipe_int(p, _BATCH) for p in points)
 
@@ -126,7 +131,7 @@ def facts(repo: Repo, r: Row, m: Match, srt: Repo | None = None,
     out["spec_decoding"] = status.value
     if status is SpecStatus.ON:
         out["spec_method"] = agree(p.spec for p in pts)
-    _roles(pts, out)
+    _roles(pts, r, out)
     fills = {}
     if r.mode == "disagg":
         for role, col in (("prefill", "prefill_num_workers"), ("decode", "decode_num_workers")):

@@ -14,6 +14,8 @@ candidate, a CLI flag set), and no module re-derives a layout rule:
   the network, and the model takes the network for all of them).
 - `agg_layout(row, system)`: an aggregated run's engine as its launch flags state it (TP, EP, attention DP; the tables record
   tp x ep in `tp_size` for single-node EP runs), then within one domain.
+- `launched_stage(par, gpus)`: a role's GPUs as its launch states them where the table writes another
+  count (the calibration's run reader takes them from here too).
 - `role_layout(...)` / `row_layouts(row, system)`: a disaggregated run's per-role attention DP and EP as
   its config states them (the enrichment's columns), then within one domain; `role_batch_cap(row, role)`:
   a worker's batch cap (per attention rank x the engine's ranks); `RUN_ROUTER` / `run_routers(row)`: the
@@ -96,18 +98,25 @@ def kv_same_node(domain_gpus: int, prefill_gpus: int, p_workers, decode_gpus: in
     return bool(out) if np.ndim(out) == 0 else out
 
 
+def launched_stage(par: ParallelConfig, gpus: int | None) -> ParallelConfig:
+    """A run table's stage layout, or `gpus` GPUs at TP where the launch states another count (the
+    enrichment's prefill_gpus / decode_gpus: the dynamo-sglang configs' placeholder tp 1, and the early
+    multi-node rows' tp columns that hold the whole deployment's GPUs, calibrate.inferencex.match)."""
+    if gpus and gpus != par.gpus_per_stage:
+        return ParallelConfig(tp=gpus, pp=par.pp, moe_tp=gpus)
+    return par
+
+
 def role_layout(par: ParallelConfig, dp_attn: bool | None, ep: int | None, gpus: int | None = None) -> ParallelConfig:
     """A run table's role layout with the enrichment's attention-DP flag and EP size (either None: the
     table's columns stand); `gpus`, the GPUs of a stage as the launch states them, replaces the table's
-    count where they differ (the dynamo-sglang configs' tp 1 is a placeholder: their Dynamo worker scripts
-    run --tp-size of all the worker's GPUs). The table's `tp_size` counts the worker's GPUs in a stage. With attention DP
+    count where they differ (launched_stage). The table's `tp_size` counts the worker's GPUs in a stage. With attention DP
     every GPU is one attention rank running attention at TP 1 on its own requests (TRT-LLM
     `enable_attention_dp: true` with `tensor_parallel_size` N; SGLang `--enable-dp-attention
     --data-parallel-size N --tensor-parallel-size N`, as every InferenceX recipe sets it), and the MoE
     layers split `ep` ways over the same GPUs with the rest as expert TP. An `ep` that does not divide
     the GPUs is ignored (the table's split stands)."""
-    if gpus and gpus != par.gpus_per_stage:
-        par = ParallelConfig(tp=gpus, pp=par.pp, moe_tp=gpus)
+    par = launched_stage(par, gpus)
     if dp_attn is None and ep is None:
         return par
     gpus = par.gpus_per_stage

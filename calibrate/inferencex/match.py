@@ -78,13 +78,20 @@ def _agg_images(c) -> set[tuple[int, int]]:
     return out
 
 
+def records_deployment(p: ConfigPoint, r: Row) -> bool:
+    """True where a disaggregated row writes the point's whole deployment in both tp columns, ep 1: the
+    early rows' (2025-12) convention, tp20 for one tp4 prefill and one tp16 decode worker. Such a row's
+    tp is no worker's: each role's GPUs are its config's tp (calibrate.enrich records them)."""
+    pre, dec = p.prefill, p.decode
+    total = pre.tp * pre.workers + dec.tp * dec.workers
+    return r.prefill_tp == r.decode_tp == total and r.prefill_ep in (None, 1)
+
+
 def _disagg_ok(p: ConfigPoint, r: Row) -> bool:
     pre, dec = p.prefill, p.decode
     if pre.tp == r.prefill_tp and dec.tp == r.decode_tp and (r.prefill_ep is None or pre.ep == r.prefill_ep):
         return True
-    # early rows (2025-12) record the whole deployment's GPUs in both tp columns, with ep 1
-    total = pre.tp * pre.workers + dec.tp * dec.workers
-    return r.prefill_tp == r.decode_tp == total and r.prefill_ep in (None, 1)
+    return records_deployment(p, r)
 
 
 def _parallel_ok(p: ConfigPoint, r: Row) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from calibrate.parsers.common import fail, read_text
 from calibrate.runs import Client, Deployment, EngineSettings, Load, MeasuredRun, Metrics, Mode, Role, Stat
+from estimator.deployment import launched_stage
 from estimator.parallel import ParallelConfig
 from estimator.run_facts import RunFacts
 from perfdb.errors import InputError
@@ -46,7 +47,9 @@ def _i(path: Path, row: dict, key: str, line: int, default: int | None) -> int |
     return default if math.isnan(v) or v == 0 else int(round(v))
 
 
-def _role(path: Path, row: dict, prefix: str, line: int, workers: int | None) -> Role:
+def _role(path: Path, row: dict, prefix: str, line: int, workers: int | None, gpus: int | None = None) -> Role:
+    """A role as the table writes it, its GPU count the launch's where the enrichment states another
+    (`gpus`: estimator.deployment.launched_stage, as the estimator and simulator read the row)."""
     g = lambda k, d=1: _i(path, row, f"{prefix}{k}", line, d)  # noqa: E731
     tp = g("tp_size")
     if tp is None:
@@ -56,7 +59,7 @@ def _role(path: Path, row: dict, prefix: str, line: int, workers: int | None) ->
                              moe_ep=g("moe_ep_size"))
     except InputError as exc:
         raise fail(path, f"line {line}: {exc}") from None
-    return Role(parallel=par, workers=workers, batch_size=g("batch_size", None))
+    return Role(parallel=launched_stage(par, gpus), workers=workers, batch_size=g("batch_size", None))
 
 
 def source_fields(text: str) -> dict[str, str]:
@@ -99,8 +102,9 @@ def parse_row(path: Path, row: dict, line: int) -> MeasuredRun:
         dep = Deployment(mode=mode, agg=_role(path, row, "", line, 1), **common)
     else:
         dep = Deployment(mode=mode, prefill=_role(path, row, "prefill_", line,
-                                                  _i(path, row, "prefill_num_workers", line, None)),
-                         decode=_role(path, row, "decode_", line, _i(path, row, "decode_num_workers", line, None)),
+                                                  _i(path, row, "prefill_num_workers", line, None), facts.prefill.gpus),
+                         decode=_role(path, row, "decode_", line, _i(path, row, "decode_num_workers", line, None),
+                                      facts.decode.gpus),
                          **common)
     conc = float(src["silicon_concurrency"]) if src.get("silicon_concurrency") else math.nan
     if math.isnan(conc) and mode is Mode.AGG and dep.agg.batch_size is not None:

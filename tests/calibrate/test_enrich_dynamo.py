@@ -11,9 +11,12 @@ import sys
 import pytest
 
 from calibrate.enrich import enrich
-from estimator.deployment import role_layout
+from calibrate.parsers import silicon_csv
+from estimator.deployment import role_layout, row_layouts
+from estimator.runs import read_runs
 from estimator.parallel import ParallelConfig
 from perfdb.errors import InputError
+from perfdb.specs import load_system
 from servecast.cli import main
 from tests.calibrate.dynamo_fixture import make_dynamo, make_inferencex, runs_csv
 
@@ -67,6 +70,26 @@ def test_sglang_workers_and_client_at_the_pinned_commit(repos, tmp_path):
     assert sgl["client_range_ratio"] == "0.8" and "scripts/vllm/bench.sh" in sgl["enrich_client"]
     trt = _rows(enrich(runs_csv(tmp_path / "runs.csv"), ix, dynamo=dyn)[0])["trt"]
     assert trt["decode_max_batch"] == "32" and trt["enrich_recipe"] == ""   # its release branch is not read
+
+
+def test_a_row_writing_the_whole_deployment_gets_each_roles_gpus(repos, tmp_path):
+    """tp20 in both tp columns is one tp4 prefill and two tp8 decode workers (4 + 2 x 8): the enrichment
+    records each role's GPUs, and the estimator's and the calibration's readers build those workers,
+    not 20-GPU ones."""
+    ix, _, _ = repos
+    text, _ = enrich(runs_csv(tmp_path / "runs.csv", whole_deployment=True), ix)
+    rows = _rows(text)
+    whole, trt = rows["trt-whole"], rows["trt"]
+    assert (whole["prefill_gpus"], whole["decode_gpus"]) == ("4", "8")
+    assert (whole["prefill_num_workers"], whole["decode_num_workers"]) == ("1", "2")
+    assert (trt["prefill_gpus"], trt["decode_gpus"]) == ("", "")      # its tp columns are its workers'
+    enriched = tmp_path / "enriched.csv"
+    enriched.write_text(text)
+    run = {r.run_id: r for r in silicon_csv.parse(enriched)}["trt-whole"]
+    assert (run.deployment.prefill.parallel.num_gpus, run.deployment.decode.parallel.num_gpus) == (4, 8)
+    row = {r.id: r for r in read_runs(enriched)}["trt-whole"]
+    prefill, decode = row_layouts(row, load_system("gb200"))
+    assert (prefill.num_gpus, decode.num_gpus) == (4, 8) and (prefill.moe_ep, decode.moe_ep) == (4, 8)
 
 
 def test_a_pinned_commit_the_clone_lacks_is_said_and_not_read(repos, tmp_path):
