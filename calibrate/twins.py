@@ -1,8 +1,8 @@
 """One measurement, one deployment: the facts of run-table rows that record the same measured run.
 
-The training table lists some runs twice: 419 pairs of rows (838 of 2,437) carry the same point (backend,
-system, model, mode, ISL, OSL, concurrency) and bit-identical TTFT and TPOT, one row from each of two
-source files (2026-03-25.csv and 2026-04-06.csv, whose `measured=` stamps name the same day). Thirty pairs
+The training table lists some runs twice: 428 pairs of rows (856 of 2,437) carry the same point (backend,
+system, model, mode, ISL, OSL, concurrency) and the same TTFT and TPOT (to 12 significant digits: 345 pairs
+bit-identical, 83 printed a unit or two apart in the last digit), one row from each of two source files (2026-03-25.csv and 2026-04-06.csv, whose `measured=` stamps name the same day). Thirty pairs
 record the layout in two conventions (2026-04-06.csv writes tp x ep in `tp_size`, tp16 for the other's
 tp4 / ep4, or in `attention_dp_size`: what estimator.deployment.agg_layout resolves from the launch flags),
 so the measurement, not the layout columns, identifies the run. Each row was matched to the configs of its
@@ -31,24 +31,31 @@ from estimator.run_facts import COLUMNS, SpecStatus, parse_flags
 # the backend version, which one file leaves empty for some rows)
 POINT = ("backend", "model_path", "system", "precision", "mode", "isl", "osl")
 MEASURED = ("silicon_ttft_ms", "silicon_tpot_ms")
+# The two files print some of one run's means one or two units in the 17th digit apart (a TPOT of
+# 23.31753080856876 in one, 23.317530808568762 in the other: the same mean, computed in another order):
+# 83 of the training table's pairs. Two runs that agree to 12 digits in both TTFT and TPOT are one run
+# (no two distinct rows of the table agree even to 8).
+SAME_DIGITS = 12
 PROVENANCE = tuple(c for c in COLUMNS if c.startswith("enrich_"))
 _UNKNOWN = ("", SpecStatus.UNKNOWN.value)
 
 
 def _key(raw: dict, concurrency: int | None) -> tuple | None:
-    """The row's measurement (None for a row without both measured values)."""
-    if not all(_measured(raw.get(c)) for c in MEASURED):
+    """The row's measurement (None for a row without both measured values): its point and its TTFT and
+    TPOT to SAME_DIGITS significant digits."""
+    values = [_measured(raw.get(c)) for c in MEASURED]
+    if any(v is None for v in values):
         return None
-    return (concurrency, *((raw.get(c) or "").strip() for c in (*POINT, *MEASURED)))
+    return (concurrency, *((raw.get(c) or "").strip() for c in POINT), *(f"{v:.{SAME_DIGITS}g}" for v in values))
 
 
-def _measured(text: str | None) -> bool:
+def _measured(text: str | None) -> float | None:
     """A positive, finite measurement (an empty or `nan` cell identifies no run)."""
     try:
         v = float((text or "").strip())
     except ValueError:
-        return False
-    return math.isfinite(v) and v > 0
+        return None
+    return v if math.isfinite(v) and v > 0 else None
 
 
 _ABSENT = object()

@@ -13,8 +13,8 @@ import pytest
 from calibrate.enrich import enrich
 from calibrate.parsers import silicon_csv
 from estimator.deployment import role_layout, row_layouts
-from estimator.runs import read_runs
 from estimator.parallel import ParallelConfig
+from estimator.runs import read_runs
 from perfdb.errors import InputError
 from perfdb.specs import load_system
 from servecast.cli import main

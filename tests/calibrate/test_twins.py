@@ -78,6 +78,19 @@ def test_one_measurement_in_two_layout_conventions_is_one_run_and_other_loads_ar
     assert report.twins == 1                               # only the ambiguous row changed
 
 
+def test_one_mean_printed_apart_in_its_last_digit_is_one_run_and_a_near_value_is_not(tmp_path):
+    """The two source files print some of one run's means a unit or two apart in the 17th digit (the same
+    mean computed in another order): equal to 12 significant digits is one run; a value that differs in
+    the 10th digit is another run."""
+    runs, facts = _table(tmp_path, [("a", "2026-03-25.csv", 16, "16", "461.99119008379057"),
+                                    ("b", "2026-04-06.csv", 16, "16", "461.9911900837906"),
+                                    ("c", "2026-04-06.csv", 16, "16", "461.9911903")],
+                         {r: {"spec_decoding": v} for r, v in (("a", "on"), ("b", "off"), ("c", "on"))})
+    text, report = enrich(runs, facts=facts)
+    assert [_rows(text)[r]["spec_decoding"] for r in "abc"] == ["ambiguous", "ambiguous", "on"]
+    assert report.twins == 2
+
+
 def test_rows_without_a_measurement_are_no_ones_twins(tmp_path):
     runs, facts = _table(tmp_path, [("a", "2026-03-25.csv", 1, "16", "nan"), ("b", "2026-04-06.csv", 1, "16", "nan")],
                          {"a": {"spec_decoding": "on"}, "b": {"spec_decoding": "off"}})
@@ -100,8 +113,8 @@ def test_the_cli_says_how_many_rows_it_reconciled(tmp_path, capsys, monkeypatch)
 
 def test_the_training_tables_twins(silicon_csv):
     """On the training table with the committed facts: the H100 SGLang runs listed once under an EAGLE
-    recipe and once under a plain one are `ambiguous` in both rows, and the H200 TRT-LLM runs listed once
-    `ambiguous` and once plain are plain in both."""
+    recipe and once under a plain one are `ambiguous` in both rows (one pair's TPOT printed apart in the
+    last digit), and the H200 TRT-LLM runs listed once `ambiguous` and once plain are plain in both."""
     from calibrate.enrich import TRAINING_FACTS
 
     text, report = enrich(silicon_csv, facts=TRAINING_FACTS)
@@ -110,4 +123,6 @@ def test_the_training_tables_twins(silicon_csv):
     h200 = [r for i, r in rows.items() if "h200_sxm_trtllm_fp8_agg_1024x1024_c4_tp8" in i and "ep8" in i]
     assert len(h100) == 2 and {r["spec_decoding"] for r in h100} == {"ambiguous"}
     assert len(h200) == 2 and {r["spec_decoding"] for r in h200} == {"off"}
-    assert report.twins == 22
+    near = [r for i, r in rows.items() if "h100_sxm_sglang_fp8_disagg_1024x8192_c16_tp16" in i]
+    assert len(near) == 2 and {r["spec_decoding"] for r in near} == {"ambiguous"}
+    assert report.twins == 27
