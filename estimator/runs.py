@@ -264,7 +264,10 @@ def _predict_agg(rows: list[RunRow], model, system, view, acceptance: float | No
     engine = EngineConfig(backend, spec_tokens=spec_tokens(rows[0], backend, model),
                           expert_slots=role_slots(rows[0], "agg", model.num_experts),
                           dp_moe_exchange=role_exchange(rows[0], "agg"),
-                          spec_acceptance=acceptance)
+                          spec_acceptance=acceptance,
+                          # the launch's memory share, as the replay's (sim.runs.row_engine): one KV pool on
+                          # both paths; the recorded batch / token limits stay the replay's (f859d7e)
+                          mem_fraction=rows[0].facts.mem_fraction)
     # requests in flight per replica: the run's clients spread over its replicas (estimator.deployment)
     total = np.array([r.concurrency or rows[0].agg.batch or 1 for r in rows], dtype=np.float64)
     conc, replicas = total / (w.workers or 1), float(w.workers or 1)

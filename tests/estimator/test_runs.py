@@ -236,3 +236,21 @@ def test_cli_from_runs_through_the_simulator(table, tmp_path):
         bad = subprocess.run([sys.executable, "-m", "servecast.cli", "estimate", *args], capture_output=True,
                              text=True, cwd=root)
         assert bad.returncode == 2 and msg in bad.stderr + bad.stdout and "Traceback" not in bad.stderr
+
+
+
+def test_the_static_estimate_takes_the_memory_share_the_row_was_launched_with(tmp_path):
+    """DeepSeek-R1 FP8 on four B200s under SGLang: at the memory share SGLang computes for that layout the
+    weights leave no KV pool; launched with --mem-fraction-static 0.95 (InferenceX's dsr1_fp8_b200.sh) it
+    ran, and the static estimate, like the replay (sim.runs.row_engine), prices it with that share."""
+    from dataclasses import replace
+
+    from estimator.run_facts import RunFacts
+
+    path = tmp_path / "runs.csv"
+    path.write_text(HEADER + "\n" + "m1,silicon_concurrency=16,sglang,0.5.9,deepseek-ai/DeepSeek-R1,b200_sxm,fp8,"
+                    "agg,8192,1024,fp8,fp8_block,16,4,1,1,4,1,,,,,,,,,,,,,,,997,22\n")
+    row = read_runs(path)[0]
+    assert "no KV-cache memory left" in predict_runs([row], PerfDB(None))[0].status
+    got = predict_runs([replace(row, facts=RunFacts(mem_fraction=0.95))], PerfDB(None))[0]
+    assert got.status == "ok" and got.ttft_ms > 0 and got.tpot_ms > 0
