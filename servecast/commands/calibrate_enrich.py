@@ -29,7 +29,7 @@ def enrich_cmd(
     effect when it was measured: worker counts, speculative decoding, engine flags, client protocol, provenance.
     With --srt-slurm, the multi-node runs also get what their srt-slurm recipes and sa-bench client state;
     with --dynamo, those before 2026-01-28 what their Dynamo launch files state. Rows that record one
-    measured run twice (same point, bit-identical TTFT and TPOT) get what all their candidates allow.
+    measured run twice (same point, the same TTFT and TPOT to 12 digits) get what all their candidates allow.
 
     Example: servecast calibrate enrich ../shared/data/e2e_train_silicon.csv --inferencex ./InferenceX --srt-slurm ./srt-slurm --out enriched.csv
 
