@@ -111,7 +111,7 @@ def _roles(points: tuple[ConfigPoint, ...], r: Row, out: dict) -> None:
         if all(c is not None for c in cfgs):
             out[f"{role}_dp_attn"] = agree(c.dp_attn for c in cfgs)
             out[f"{role}_ep"] = agree(c.ep for c in cfgs)
-    if r.mode == "disagg" and all(p.prefill.tp != r.prefill_tp and records_deployment(p, r) for p in points):
+    if r.mode == "disagg" and all(records_deployment(p, r) for p in points):
         for role in ("prefill", "decode"):
             out[f"{role}_gpus"] = agree(getattr(p, role).tp for p in points)
     if points[0].decode is not None:

@@ -3,8 +3,8 @@
 The training table lists some runs twice: 428 pairs of rows (856 of 2,437) carry the same point (backend,
 system, model, mode, ISL, OSL, concurrency) and the same TTFT and TPOT (to 12 significant digits: 345 pairs
 bit-identical, 83 printed a unit or two apart in the last digit), one row from each of two source files
-(2026-03-25.csv and 2026-04-06.csv, whose `measured=` stamps name the same day). Thirty pairs record the layout in two conventions (2026-04-06.csv writes tp x ep in `tp_size`, tp16 for the other's
-tp4 / ep4, or in `attention_dp_size`: what estimator.deployment.agg_layout resolves from the launch flags),
+(2026-03-25.csv and 2026-04-06.csv, whose `measured=` stamps name the same day). Thirty pairs record the
+layout in two conventions (2026-04-06.csv writes tp x ep in `tp_size`, tp16 for the other's tp4 / ep4, or in `attention_dp_size`: what estimator.deployment.agg_layout resolves from the launch flags),
 so the measurement, not the layout columns, identifies the run. Each row was matched to the configs of its
 own source file, so twins could come out with contradictory facts: nine H100 SGLang DeepSeek-R1 runs were
 replayed once with EAGLE and once without against one measurement, others disagreed on engine flags or

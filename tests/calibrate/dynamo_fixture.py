@@ -181,15 +181,17 @@ def runs_csv(path: Path, whole_deployment: bool = False) -> Path:
     """An SGLang row at concurrency 16 and a TRT-LLM row at concurrency 8, both measured 2025-12-25 (after
     Dynamo's later commit); `whole_deployment`: a third row, the TRT-LLM point written as the early tables
     wrote some (both tp columns hold the deployment's 20 GPUs, ep 1)."""
-    def row(rid: str, backend: str, precision: str, conc: int, image: str, ptp: int, pep: int, dtp: int) -> str:
+    def row(rid: str, backend: str, precision: str, conc: int, image: str, ptp: int, pep: int, dtp: int,
+            measured: str = "100,10") -> str:
         src = (f"source_file=2025-12-30.csv; model=DeepSeek-R1; silicon_concurrency={conc}; "
                f"measured=2025-12-25T00:00:00Z; image={image}")
         return (f"{rid},{src},{backend},1.0,deepseek-ai/DeepSeek-R1,gb200,{precision},disagg,1024,1024,fp8,fp8,"
-                f",,,,,,,,{ptp},1,1,{ptp // pep},{pep},,,{dtp},1,1,{dtp // pep},{pep},100,10")
+                f",,,,,,,,{ptp},1,1,{ptp // pep},{pep},,,{dtp},1,1,{dtp // pep},{pep},{measured}")
     rows = [row("sgl", "sglang", "fp8", 16, "lmsysorg/sglang:v0.5", 1, 1, 1),
             row("trt", "trtllm", "fp4", 8, "nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:0.5", 4, 4, 8)]
     if whole_deployment:
-        whole = row("trt-whole", "trtllm", "fp4", 8, "nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:0.5", 20, 1, 20)
-        rows.append(whole.removesuffix(",100,10") + ",120,12")     # its own measurement: not a twin of "trt"
+        # its own measurement: not a twin of "trt"
+        rows.append(row("trt-whole", "trtllm", "fp4", 8, "nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:0.5",
+                        20, 1, 20, measured="120,12"))
     path.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
     return path
