@@ -75,6 +75,25 @@ class Prediction:
     status: str
 
 
+def cold_start(row: RunRow) -> str | None:
+    """Why the row's measurement is not the steady state the estimator and the simulator model, or None.
+
+    A client that sent no warm-up prompts (client_num_warmups 0: at most benchmark_serving.py's one test
+    request) to a freshly started server whose engine warms only decode shapes before serving
+    (EngineProfile.warms_prefill_at_start) measured its first prompts building, tuning or loading the
+    prefill kernels at the run's shapes: seconds per new shape, in the TTFT of the first wave and the
+    TPOT of whatever ran beside it. No kernel table prices that, and a fit to it would carry it into
+    every plan. Such rows are predicted as any other (`estimate --from-runs`) but not compared:
+    calibration, validation and the accuracy benchmarks skip them and say why (InferenceX's launch
+    scripts start a server per run, so `0` is a cold server there)."""
+    if row.facts.num_warmups != 0 or row.backend not in {b.value for b in Backend}:
+        return None
+    if profile_for(Backend(row.backend)).warms_prefill_at_start:
+        return None
+    return (f"cold start: no warm-up prompts before measuring, and {row.backend} warms only decode shapes at start "
+            "(its first prompts paid first-use kernel costs; EngineProfile.warms_prefill_at_start)")
+
+
 def _num(raw: dict, key: str) -> float | None:
     v = (raw.get(key) or "").strip()
     if not v or v.lower() == "nan":

@@ -157,6 +157,10 @@ class EngineProfile:
     reserves_full_sequence: bool         # admission reserves isl + osl (else the tokens present)
     step_overhead_ms: float              # host time per iteration outside kernels
     ttft_overhead_ms: float              # per-request frontend time before the first token
+    # the engine, before it serves, runs forward passes at prefill shapes (up to its token budget), so the
+    # kernels a benchmark's first prompts need are compiled, tuned and loaded; False: only decode shapes
+    # are, and a run whose client sent no warm-up measured first-use costs (estimator.runs.cold_start)
+    warms_prefill_at_start: bool
     fuses_allreduce_norm: bool
     overlaps_shared_experts: bool
     group_wait_weight: float             # closed-loop packed-group return (estimator.serving)

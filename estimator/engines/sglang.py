@@ -84,7 +84,7 @@ PROFILE = register(EngineProfile(
     backend=Backend.SGLANG,
     max_num_tokens=SGLANG_CHUNK_SMALL, max_batch=4096, mem_fraction=0.0,
     memory_rule="share of total GPU memory for weights + KV pool (mem_fraction_static)",
-    reserves_full_sequence=False, step_overhead_ms=1.4, ttft_overhead_ms=91.0,
+    reserves_full_sequence=False, step_overhead_ms=1.4, ttft_overhead_ms=91.0, warms_prefill_at_start=False,
     fuses_allreduce_norm=True, overlaps_shared_experts=True, group_wait_weight=0.0,
     # new_token_ratio starts at 0.7 and decays towards ~0.1 while nothing is retracted; 0.3 is a mid-run
     # value (a modelling choice, not fitted)
@@ -101,6 +101,7 @@ PROFILE = register(EngineProfile(
     kv_dtype_by_arch={"DeepseekV4ForCausalLM": (KvDefault(Dtype.FP8),),
                       **{arch: DSA_KV_DEFAULT for arch in ("DeepseekV32ForCausalLM", "GlmMoeDsaForCausalLM")}},
     provenance={
+        "warms_prefill_at_start": "sglang/srt/model_executor/cuda_graph_runner.py captures decode batch sizes only (up to cuda_graph_max_bs); model_runner.py _flashinfer_autotune tunes on a decode dummy run (flashinfer_trtllm / flashinfer_mxfp4 MoE only); entrypoints/http_server.py _execute_server_warmup sends one short request (0.5.x): prefill kernels at a benchmark's token counts are first built, tuned or fetched (flashinfer/jit/cubin_loader.py downloads trtllm-gen cubins on first use; InferenceX's B200 launch scripts patch its download race) by the first prompts. Evidence: InferenceX measured the same B200 DeepSeek-R1 FP4 tp4 / tp8 deployments with no warm-up (2025-11, launch scripts benchmarks/dsr1_fp4_b200_docker.sh) and with 2 x concurrency warm-up prompts (2026-03, benchmarks/single_node/dsr1_fp4_b200.sh): TTFT 1.7-17.7x apart (median 9.8x over 8 pairs), TPOT 1.19x",
         "kv_dtype_flag": "sglang/srt/server_args.py --kv-cache-dtype {auto, fp8_e4m3, fp8_e5m2, bf16, ...} (default auto: the model dtype, or kv_dtype_by_arch)",
         "expert_slot_flags": "sglang/srt/server_args.py --ep-num-redundant-experts (default 0); sglang/srt/eplb/expert_location.py: "
                              "physical experts = routed experts + redundant ones, split evenly over the EP ranks (0.5.x)",
@@ -175,7 +176,9 @@ PROFILE = register(EngineProfile(
                                    "|log(predicted / measured TTFT)| (0.196 -> 0.145). Held out (disagg rows, agg rows "
                                    "above 8 clients) in docs/simulator.md. Fitting the frontend jointly on every agg "
                                    "row instead (40 / 60 ms) gained disagg TTFT (54.1 -> 51.7%) but lost agg TTFT "
-                                   "(18.7 -> 20.7%) and TPOT (11.9 -> 13.0%): not taken",
+                                   "(18.7 -> 20.7%) and TPOT (11.9 -> 13.0%): not taken. Rechecked without the 16 rows measured on a cold "
+                                   "server (estimator.runs.cold_start; 36 left): 15 stays the grid's best (0 / 15 / 30 ms: "
+                                   "0.136 / 0.109 / 0.123 bundled, 0.153 / 0.119 / 0.131 on the imported tables)",
         "kv_dtype_by_arch": "sglang/srt/arg_groups/deepseek_v4_hook.py (0.5.14 wheel), arg_groups/overrides.py "
                             "_deepseek_v4_kv_cache_dtype (0.5.23 wheel): --kv-cache-dtype auto becomes "
                             "fp8_e4m3 for DeepseekV4ForCausalLM (bfloat16 only on NPU); mem_cache/"

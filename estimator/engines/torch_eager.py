@@ -10,10 +10,11 @@ PROFILE = register(EngineProfile(
     backend=Backend.TORCH,
     max_num_tokens=8192, max_batch=2048, mem_fraction=0.9,
     memory_rule="share of the memory free after weights and activations",
-    reserves_full_sequence=True, step_overhead_ms=3.0, ttft_overhead_ms=0.0,
+    reserves_full_sequence=True, step_overhead_ms=3.0, ttft_overhead_ms=0.0, warms_prefill_at_start=True,
     fuses_allreduce_norm=False, overlaps_shared_experts=False, group_wait_weight=0.0,
     scheduler=None, handoff=KvHandoff(frontend_hops=0, connector="none"),
     provenance={
+        "warms_prefill_at_start": "servecast's own harness (collectors/): every timed shape runs warm-up iterations before it is timed",
         "kv_dtype_flag": "none: plain modules store the model dtype",
         "max_num_tokens": "TRT-LLM's default (trtllm.py), no engine of its own",
         "moe_a2a_flag": "none: plain modules have no attention data parallelism",

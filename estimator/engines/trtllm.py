@@ -49,7 +49,7 @@ PROFILE = register(EngineProfile(
     backend=Backend.TRTLLM, kv_dtype_flag="kv_cache_config.dtype",
     max_num_tokens=8192, max_batch=2048, mem_fraction=0.9,
     memory_rule="share of the memory free after weights and activations",
-    reserves_full_sequence=True, step_overhead_ms=0.0, ttft_overhead_ms=36.0,
+    reserves_full_sequence=True, step_overhead_ms=0.0, ttft_overhead_ms=36.0, warms_prefill_at_start=True,
     fuses_allreduce_norm=True, overlaps_shared_experts=True, group_wait_weight=0.5,
     scheduler=SchedulerRules(mixes_decode=True, reserve_output=1.0, chunked=False, overlap=True, overlap_spec=True,
                              from_flags=scheduler_flags),
@@ -57,6 +57,7 @@ PROFILE = register(EngineProfile(
     expert_slot_flags=(ExpertSlotFlag("moe_config.load_balancer.num_slots", total=True),),
     context_step_ms_by_arch={"DeepseekV3ForCausalLM": 80.0},
     provenance={
+        "warms_prefill_at_start": "tensorrt_llm/_torch/pyexecutor/model_engine.py warmup (1.0-1.1): _run_torch_compile_warmup / _general_warmup over context and generation shapes, _run_autotuner_warmup (a context batch of max_num_tokens under autotune()), then CUDA-graph warm-up",
         "kv_dtype_flag": "tensorrt_llm/llmapi/llm_args.py KvCacheConfig.dtype (extra-llm-api-options kv_cache_config.dtype; default auto: the checkpoint's kv_cache_quant_algo, FP8 in NVIDIA's ModelOpt checkpoints, estimator.runs.RUN_FP8_KV)",
         "context_step_ms_by_arch": f"{FIT}: with ttft_overhead_ms held (36), DeepseekV3ForCausalLM agg rows at <= 8 "
                                    "clients (61: B200 46, H200 13, GB200 2), the value on a 0-130 ms grid that "

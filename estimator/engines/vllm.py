@@ -23,7 +23,7 @@ def scheduler_flags(rules: SchedulerRules, flags) -> SchedulerRules:
 PROFILE = register(EngineProfile(
     backend=Backend.VLLM, kv_dtype_flag="kv-cache-dtype",
     max_num_tokens=8192, max_batch=1024, mem_fraction=0.9, memory_rule="share of total GPU memory",
-    reserves_full_sequence=False, step_overhead_ms=0.0, ttft_overhead_ms=27.0,
+    reserves_full_sequence=False, step_overhead_ms=0.0, ttft_overhead_ms=27.0, warms_prefill_at_start=True,
     fuses_allreduce_norm=False, overlaps_shared_experts=False, group_wait_weight=0.0,
     scheduler=SchedulerRules(mixes_decode=True, reserve_output=0.0, chunked=True, from_flags=scheduler_flags),
     handoff=KvHandoff(frontend_hops=1, connector="NixlConnector"),
@@ -31,6 +31,7 @@ PROFILE = register(EngineProfile(
     kv_dtype_by_arch={"DeepseekV4ForCausalLM": (KvDefault(Dtype.FP8),),
                       "GlmMoeDsaForCausalLM": (KvDefault(Dtype.FP8, sm_from=100, sm_below=110),)},
     provenance={
+        "warms_prefill_at_start": "vllm/v1/worker/gpu_model_runner.py profile_run: a dummy forward of max_num_batched_tokens while sizing the KV cache; vllm/model_executor/warmup/kernel_warmup.py (0.10-0.11): DeepGEMM and FlashInfer warm-up / autotune up to max_num_tokens, \"we don't want JIT'ing to happen during model execution\"; then CUDA-graph capture",
         "kv_dtype_flag": "vllm/engine/arg_utils.py --kv-cache-dtype {auto, fp8, fp8_e4m3, fp8_e5m2, ...} (default auto: the model dtype, vllm/config/cache.py)",
         "moe_a2a_flag": "not read: vllm --all2all-backend (default allgather_reducescatter, i.e. dp_moe_exchange); no training run launches another",
         "expert_slot_flags": "vllm/engine/arg_utils.py --num-redundant-experts (with --enable-eplb); vllm/model_executor/models/"

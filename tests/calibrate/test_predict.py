@@ -76,3 +76,16 @@ def test_a_calibration_sees_the_rows_as_estimate_from_runs_does(tmp_path):
         assert (row.facts.flags, row.facts.max_batch, row.facts.max_num_tokens, row.facts.mem_fraction) == \
             (want.flags, want.max_batch, want.max_num_tokens, want.mem_fraction)
     assert direct["a1"].facts.max_batch == 64 and dict(direct["d1"].facts.flags)["decode.ep-num-redundant-experts"] == "32"
+
+
+def test_a_cold_server_run_is_in_the_frame_but_not_fitted(tmp_path, tiny_db):
+    """An SGLang run measured without warm-up prompts (estimator.runs.cold_start) keeps its row in the
+    calibration frame with the reason as its status, so fitting and validation skip it; its warmed twin
+    is fitted."""
+    head = HEADER + ",client_num_warmups"
+    rows = [f"w{n},silicon_concurrency=4,sglang,0.5.9,Qwen/Qwen3-32B,h200_sxm,fp8,agg,512,32,fp8,fp8,4,2,1,1,2,1,"
+            f",,,,,,,,,,,,,,120,9,{n}" for n in (0, 8)]
+    (tmp_path / "runs.csv").write_text("\n".join([head, *rows]) + "\n")
+    frame = predict(parse_file(tmp_path / "runs.csv"), PerfDB(tiny_db), Base.ESTIMATE)
+    assert frame["status"][0].startswith("cold start") and math.isnan(frame["pred_ttft"][0])
+    assert frame["status"][1] == "ok" and frame["pred_ttft"][1] > 0

@@ -254,3 +254,27 @@ def test_the_static_estimate_takes_the_memory_share_the_row_was_launched_with(tm
     assert "no KV-cache memory left" in predict_runs([row], PerfDB(None))[0].status
     got = predict_runs([replace(row, facts=RunFacts(mem_fraction=0.95))], PerfDB(None))[0]
     assert got.status == "ok" and got.ttft_ms > 0 and got.tpot_ms > 0
+
+
+def test_a_run_measured_on_a_cold_server_is_not_compared(tmp_path):
+    """A client that sent no warm-up prompts to a server whose engine warms only decode shapes at start
+    (SGLang) measured first-use kernel costs: such a row is predicted but not compared. A warmed run, an
+    engine that runs its prefill shapes before serving (TRT-LLM, vLLM), or an unknown warm-up count is."""
+    from estimator.engines import profile_for
+    from estimator.runs import cold_start
+    from perfdb.types import Backend
+
+    head = HEADER + ",client_num_warmups"
+    lines = [f"{i},silicon_concurrency=8,{backend},0.5.9,deepseek-ai/DeepSeek-R1,b200_sxm,fp8,agg,1024,1024,fp8,fp8,"
+             f"8,8,1,1,1,8,,,,,,,,,,,,,,,300,20,{warm}"
+             for i, backend, warm in (("s0", "sglang", 0), ("s8", "sglang", 8), ("s?", "sglang", ""),
+                                      ("t0", "trtllm", 0), ("v0", "vllm", 0), ("m0", "mystery", 0))]
+    path = tmp_path / "runs.csv"
+    path.write_text("\n".join([head, *lines]) + "\n")
+    why = {r.id: cold_start(r) for r in read_runs(path)}
+    assert why["s0"].startswith("cold start") and "sglang" in why["s0"]
+    assert why["s8"] is why["s?"] is why["t0"] is why["v0"] is why["m0"] is None
+    assert not profile_for(Backend.SGLANG).warms_prefill_at_start
+    assert profile_for(Backend.TRTLLM).warms_prefill_at_start and profile_for(Backend.VLLM).warms_prefill_at_start
+    # predicted all the same: `estimate --from-runs` answers for the row, only comparisons skip it
+    assert predict_runs([r for r in read_runs(path) if r.id == "s0"], PerfDB(None))[0].status == "ok"
