@@ -154,9 +154,14 @@ def _report_fit(console, result, folds: int) -> None:
     notes = result.calibration.notes
     if notes:
         console.print(f"{len(notes)} scope fallbacks, e.g.: " + "; ".join(notes[:3]))
-    if len(result.excluded):
-        reasons = result.excluded["status"].str.slice(0, 60).value_counts().head(3)
-        console.print(f"{len(result.excluded)} rows not used: " + "; ".join(f"{n} x {s}" for s, n in reasons.items()))
+    _print_not_used(console, result.excluded)
+
+
+def _print_not_used(console, excluded) -> None:
+    """The rows neither fitted nor scored, by reason (no prediction, no measurement, a cold server ...)."""
+    if len(excluded):
+        reasons = excluded["status"].str.slice(0, 60).value_counts().head(4)
+        console.print(f"{len(excluded)} rows not used: " + "; ".join(f"{n} x {s}" for s, n in reasons.items()))
 
 
 def _print_held_out(console, rows, cal) -> None:
@@ -247,6 +252,7 @@ def validate_cmd(
             console.print(_coverage_rich_table(rows))
         else:                # against a calibration: by how new each run is to it
             console.print(_novelty_rich_table(rows, chosen[0]))
+        _print_not_used(console, frame[frame["status"] != "ok"])
     if plot:  # a str, not a Path: Path("") is "." and would be written as ".png"
         from calibrate.plot import predicted_vs_measured
 

@@ -114,11 +114,14 @@ def test_a_factor_that_hurts_an_unseen_model_is_withheld(tmp_path):
 def test_validate_prints_every_protocol(tmp_path):
     # a small table (no residual trees below 50 rows): what is checked is the report, not the figures
     runs, pred = _write(tmp_path, model_bias=(1.0, 1.0), systems=SYSTEMS[:2], tps=(1, 2, 4), concs=(1, 16))
+    lines = pred.read_text().splitlines()
+    pred.write_text("\n".join(lines[:-1]) + "\n")   # one run unpredicted: the report says it was not used, and why
     res = CliRunner().invoke(app, ["calibrate", "validate", str(runs), "--predictions", str(pred), "--plot", "",
                                    "--folds", "3"])
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
-    for name in ("by deployment", "one model out", "one system out", "80% interval covers"):
+    for name in ("by deployment", "one model out", "one system out", "80% interval covers",
+                 "1 rows not used: 1 x not in the predictions file"):
         assert name in text
 
 
