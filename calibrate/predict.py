@@ -48,16 +48,18 @@ def to_run_row(run: MeasuredRun) -> RunRow:
                   concurrency=None if conc is None else max(1, int(round(conc))),
                   agg=_worker(d.agg), prefill=_worker(d.prefill), decode=_worker(d.decode),
                   ttft_ms=run.metrics.ttft.mean, tpot_ms=run.metrics.tpot.mean,
-                  facts=run_facts(d.engine, run.load.num_requests))
+                  facts=run_facts(d.engine, run.load.num_requests, run.load.num_warmups))
 
 
-def run_facts(engine: EngineSettings, num_prompts: int | None) -> RunFacts:
+def run_facts(engine: EngineSettings, num_prompts: int | None, num_warmups: int | None) -> RunFacts:
     """The estimator's RunFacts of a measured run: the enrichment facts `extra` carries, the engine's
     recorded limits and every launch flag, so a calibration is fitted on the predictions
-    `servecast estimate --from-runs` makes for the same rows (per-role flags, expert slots, agg limits)."""
-    return replace(RunFacts.from_extra(engine.extra, num_prompts), max_batch=engine.max_batch_size,
-                   max_num_tokens=engine.max_num_tokens, mem_fraction=engine.mem_fraction,
-                   flags=parse_flags(engine.flags))
+    `servecast estimate --from-runs` makes for the same rows (per-role flags, expert slots, agg limits);
+    the warm-up count the client's file reported where the enrichment does not say (estimator.runs.cold_start)."""
+    facts = RunFacts.from_extra(engine.extra, num_prompts)
+    return replace(facts, max_batch=engine.max_batch_size, max_num_tokens=engine.max_num_tokens,
+                   mem_fraction=engine.mem_fraction, flags=parse_flags(engine.flags),
+                   num_warmups=facts.num_warmups if facts.num_warmups is not None else num_warmups)
 
 
 def _units(run: MeasuredRun) -> int:

@@ -146,6 +146,7 @@ class Load:
     isl_std: float = 0.0
     osl_std: float = 0.0
     num_requests: int | None = None
+    num_warmups: int | None = None          # warm-up requests sent before measuring (None: the file does not say)
 
     def __post_init__(self) -> None:
         from perfdb.errors import InputError

@@ -65,6 +65,7 @@ _LOAD = [
     pa.field("request_rate", pa.float64()),
     pa.field("measured_concurrency", pa.float64()),
     pa.field("num_requests", pa.int64()),
+    pa.field("num_warmups", pa.int64()),
 ]
 _METRICS = [pa.field(f"{m}_ms_{s}", pa.float64()) for m in METRICS for s in STATS] + [
     pa.field("request_throughput", pa.float64()),
@@ -104,6 +105,7 @@ def run_to_row(run: MeasuredRun) -> dict:
         "isl": float(ld.isl), "osl": float(ld.osl), "isl_std": float(ld.isl_std), "osl_std": float(ld.osl_std),
         "concurrency": ld.concurrency, "request_rate": ld.request_rate,
         "measured_concurrency": ld.measured_concurrency, "num_requests": ld.num_requests,
+        "num_warmups": ld.num_warmups,
         "request_throughput": _nan_to_none(m.request_throughput),
         "output_throughput": _nan_to_none(m.output_throughput),
         "total_token_throughput": _nan_to_none(m.total_token_throughput),
@@ -147,7 +149,8 @@ def row_to_run(row: dict) -> MeasuredRun:
                               extra=row["engine_extra"], flags=row["engine_flags"] or ""))
     load = Load(isl=row["isl"], osl=row["osl"], isl_std=row["isl_std"], osl_std=row["osl_std"],
                 concurrency=row["concurrency"], request_rate=row["request_rate"],
-                measured_concurrency=row["measured_concurrency"], num_requests=row["num_requests"])
+                measured_concurrency=row["measured_concurrency"], num_requests=row["num_requests"],
+                num_warmups=row["num_warmups"])
     stats = {name: Stat(**{s: _nan(row[f"{name}_ms_{s}"]) for s in STATS}) for name in METRICS}
     metrics = Metrics(**stats, request_throughput=_nan(row["request_throughput"]),
                       output_throughput=_nan(row["output_throughput"]),
@@ -163,9 +166,12 @@ def table_to_runs(table: pa.Table) -> list[MeasuredRun]:
 def conform(table: pa.Table, where: str = "table") -> pa.Table:
     """Cast to RUNS_SCHEMA (column order and types) or raise DataError naming the missing columns. A table
     written before engine flags were carried (2026-12-05) has no `engine_flags` column: its runs recorded
-    none, so the column is filled empty."""
+    none, so the column is filled empty; one written before warm-up counts were (2026-12-06) has no
+    `num_warmups`: unknown (null), as for a client file that does not say."""
     if "engine_flags" not in table.column_names and "engine_extra" in table.column_names:
         table = table.append_column("engine_flags", pa.array([""] * table.num_rows, pa.string()))
+    if "num_warmups" not in table.column_names and "num_requests" in table.column_names:
+        table = table.append_column("num_warmups", pa.nulls(table.num_rows, pa.int64()))
     missing = [f.name for f in RUNS_SCHEMA if f.name not in table.column_names]
     if missing:
         raise DataError(f"{where} is not a measured-run table: missing column(s) {', '.join(missing[:8])}"

@@ -45,11 +45,15 @@ def _profiling_phase(cfg: dict) -> dict:
 
 
 def _configured_load(cfg: dict) -> dict:
-    """concurrency, request_rate, isl, osl, isl_std, osl_std, model from either config layout (NaN/"" if absent)."""
+    """concurrency, request_rate, isl, osl, isl_std, osl_std, model from either config layout (NaN/"" if absent),
+    and warmups: the warm-up requests sent before the profiling phase (None where the config does not say)."""
     out = {"concurrency": math.nan, "request_rate": math.nan, "isl": math.nan, "osl": math.nan,
-           "isl_std": math.nan, "osl_std": math.nan, "model": ""}
+           "isl_std": math.nan, "osl_std": math.nan, "model": "", "warmups": None}
     if "phases" in cfg or "datasets" in cfg:
         ph = _profiling_phase(cfg)
+        phases = [p for p in cfg.get("phases") or [] if isinstance(p, dict)]
+        if phases:   # 0.13 lists every phase it ran: a run without a warm-up phase sent none
+            out["warmups"] = sum(int(p.get("requests") or 0) for p in phases if p.get("kind") == "warmup")
         out["concurrency"] = float(ph.get("concurrency") or math.nan)
         out["request_rate"] = float(ph.get("rate") or ph.get("request_rate") or math.nan)
         ds = (cfg.get("datasets") or [{}])[0] or {}
@@ -62,6 +66,8 @@ def _configured_load(cfg: dict) -> dict:
         out["model"] = str(items[0].get("name", "")) if items and isinstance(items[0], dict) else ""
         return out
     loadgen = cfg.get("loadgen") or {}
+    if "warmup_request_count" in loadgen:   # 0.2-0.12 UserConfig (absent: not written, so unknown)
+        out["warmups"] = int(loadgen.get("warmup_request_count") or 0)
     out["concurrency"] = float(loadgen.get("concurrency") or math.nan)
     out["request_rate"] = float(loadgen.get("request_rate") or math.nan)
     prompt = ((cfg.get("input") or {}).get("prompt") or {})
@@ -100,7 +106,7 @@ def parse_summary(path: Path, body: dict, cfg: dict, client: Client, measured_at
                 request_rate=positive_or_none(conf["request_rate"]),
                 measured_concurrency=opt_or_none(summary_value(path, body.get("effective_concurrency"),
                                                                "effective_concurrency")),
-                num_requests=None if math.isnan(count) else int(count))
+                num_requests=None if math.isnan(count) else int(count), num_warmups=conf["warmups"])
     metrics = Metrics(ttft=stat_from_summary(path, body["time_to_first_token"], "time_to_first_token"),
                       tpot=stat_from_summary(path, body["inter_token_latency"], "inter_token_latency"),
                       itl=stat_from_summary(path, body.get("inter_chunk_latency"), "inter_chunk_latency"),

@@ -113,7 +113,8 @@ def parse_row(path: Path, row: dict, line: int) -> MeasuredRun:
     if math.isnan(ttft) or math.isnan(tpot):
         raise fail(path, f"line {line}: missing silicon_ttft_ms/silicon_tpot_ms")
     load = Load(isl=_f(path, row, "isl", line), osl=_f(path, row, "osl", line),
-                concurrency=None if math.isnan(conc) else conc, num_requests=facts.num_prompts)
+                concurrency=None if math.isnan(conc) else conc, num_requests=facts.num_prompts,
+                num_warmups=facts.num_warmups)
     metrics = Metrics(ttft=Stat(mean=ttft), tpot=Stat(mean=tpot))
     return MeasuredRun(run_id=row["id"], deployment=dep, load=load, metrics=metrics, client=Client.SILICON_CSV,
                        source_file=str(path), measured_at=src.get("measured", ""))

@@ -43,6 +43,18 @@ def test_aiperf_load_knob(fixtures):
     assert 0 < closed.measured_concurrency <= 4.0
 
 
+def test_aiperf_warm_up_count(fixtures, tmp_path):
+    """aiperf 0.13 lists every phase it ran: the warm-up phase's requests, 0 where it ran none; the older flat
+    layout writes loadgen.warmup_request_count only when set, so its absence stays unknown (None)."""
+    path = _aiperf(fixtures, "concurrency4", "profile_export_aiperf.json")
+    assert parse_file(path)[0].load.num_warmups == 4
+    raw = json.loads(path.read_text())
+    raw["input_config"]["phases"] = [p for p in raw["input_config"]["phases"] if p["kind"] != "warmup"]
+    (tmp_path / "profile_export_aiperf.json").write_text(json.dumps(raw))
+    assert parse_file(tmp_path / "profile_export_aiperf.json")[0].load.num_warmups == 0
+    assert parse_file(fixtures / "format_samples" / "aiperf_flat_loadgen_layout.json")[0].load.num_warmups is None
+
+
 def test_aiperf_older_layouts(fixtures):
     old = parse_file(fixtures / "format_samples" / "aiperf_records_layout.json")[0]
     mid = parse_file(fixtures / "format_samples" / "aiperf_flat_loadgen_layout.json")[0]

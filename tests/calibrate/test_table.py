@@ -32,3 +32,16 @@ def test_not_a_run_table(tmp_path):
         read_runs(tmp_path / "y.parquet")
     with pytest.raises(DataError, match="no such"):
         read_runs(tmp_path / "absent.parquet")
+
+
+def test_warm_up_counts_travel_and_an_older_table_reads_them_as_unknown(fixtures, tmp_path):
+    """A run's warm-up count (what estimator.runs.cold_start reads) survives the Parquet table; a table written
+    before the column existed conforms with it unknown (null), as a client file that does not say."""
+    from dataclasses import replace
+
+    runs = parse_file(fixtures / "format_samples" / "silicon_sample.csv")
+    runs = [replace(r, load=replace(r.load, num_warmups=n)) for r, n in zip(runs, (0, 8, None), strict=False)]
+    table = runs_to_table(runs)
+    assert [r.load.num_warmups for r in table_to_runs(table)] == [r.load.num_warmups for r in runs]
+    old = table.drop_columns(["num_warmups"])
+    assert all(r.load.num_warmups is None for r in table_to_runs(old))
