@@ -50,7 +50,19 @@ def enrich_cmd(
                           dynamo=dynamo)
     write(text, out)
     _print_enrich_report(Console(), report)
+    _print_cold(out)
     typer.echo(f"{sum(report.rows.values())} runs -> {out}")
+
+
+def _print_cold(out: Path) -> None:
+    """How many of the enriched runs the comparisons will set aside as measured on a cold server."""
+    from estimator.runs import cold_start, read_runs
+
+    cold = [r for r in read_runs(out) if cold_start(r)]
+    if cold:
+        typer.echo(f"{len(cold)} runs measured on a cold server (no warm-up prompts, on an engine that warms only "
+                   "decode shapes at start): predicted, but fit, validate and the benchmarks set them aside "
+                   "(estimator.runs.cold_start)")
 
 
 def _print_enrich_report(console, report) -> None:

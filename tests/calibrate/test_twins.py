@@ -111,6 +111,18 @@ def test_the_cli_says_how_many_rows_it_reconciled(tmp_path, capsys, monkeypatch)
     assert {r["spec_decoding"] for r in csv.DictReader(out.open())} == {"ambiguous"}
 
 
+def test_the_cli_says_how_many_runs_were_measured_on_a_cold_server(tmp_path, capsys, monkeypatch):
+    runs, facts = _table(tmp_path, [("a", "2026-03-25.csv", 1, "16", "211.09"), ("b", "2026-04-06.csv", 2, "16", "300.5")],
+                         {"a": {"client_num_warmups": "0"}, "b": {"client_num_warmups": "8"}})
+    out = tmp_path / "enriched.csv"
+    monkeypatch.setattr(sys, "argv", ["servecast", "calibrate", "enrich", str(runs), "--facts", str(facts), "--out", str(out)])
+    try:
+        main()
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    assert "1 runs measured on a cold server" in " ".join(capsys.readouterr().out.split())
+
+
 def test_the_training_tables_twins(silicon_csv):
     """On the training table with the committed facts: the H100 SGLang runs listed once under an EAGLE
     recipe and once under a plain one are `ambiguous` in both rows (one pair's TPOT printed apart in the
