@@ -98,29 +98,29 @@ def test_rows_without_a_measurement_are_no_ones_twins(tmp_path):
     assert [_rows(text)[r]["spec_decoding"] for r in "ab"] == ["on", "off"] and report.twins == 0
 
 
-def test_the_cli_says_how_many_rows_it_reconciled(tmp_path, capsys, monkeypatch):
-    runs, facts = _table(tmp_path, [("a", "2026-03-25.csv", 1, "16", "211.09"), ("b", "2026-04-06.csv", 1, "16", "211.09")],
-                         {"a": {"spec_decoding": "on"}, "b": {"spec_decoding": "off"}})
-    out = tmp_path / "enriched.csv"
+def _enrich_cli(monkeypatch, capsys, runs, facts, out) -> str:
+    """`servecast calibrate enrich RUNS --facts FACTS --out OUT` in this process; its stdout, one line."""
     monkeypatch.setattr(sys, "argv", ["servecast", "calibrate", "enrich", str(runs), "--facts", str(facts), "--out", str(out)])
     try:
         main()
     except SystemExit as exc:
         assert exc.code in (0, None)
-    assert "2 rows recording a measurement another row records too" in capsys.readouterr().out
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_the_cli_says_how_many_rows_it_reconciled(tmp_path, capsys, monkeypatch):
+    runs, facts = _table(tmp_path, [("a", "2026-03-25.csv", 1, "16", "211.09"), ("b", "2026-04-06.csv", 1, "16", "211.09")],
+                         {"a": {"spec_decoding": "on"}, "b": {"spec_decoding": "off"}})
+    out = tmp_path / "enriched.csv"
+    assert "2 rows recording a measurement another row records too" in _enrich_cli(monkeypatch, capsys, runs, facts, out)
     assert {r["spec_decoding"] for r in csv.DictReader(out.open())} == {"ambiguous"}
 
 
 def test_the_cli_says_how_many_runs_were_measured_on_a_cold_server(tmp_path, capsys, monkeypatch):
     runs, facts = _table(tmp_path, [("a", "2026-03-25.csv", 1, "16", "211.09"), ("b", "2026-04-06.csv", 2, "16", "300.5")],
                          {"a": {"client_num_warmups": "0"}, "b": {"client_num_warmups": "8"}})
-    out = tmp_path / "enriched.csv"
-    monkeypatch.setattr(sys, "argv", ["servecast", "calibrate", "enrich", str(runs), "--facts", str(facts), "--out", str(out)])
-    try:
-        main()
-    except SystemExit as exc:
-        assert exc.code in (0, None)
-    assert "1 runs measured on a cold server" in " ".join(capsys.readouterr().out.split())
+    text = _enrich_cli(monkeypatch, capsys, runs, facts, tmp_path / "enriched.csv")
+    assert "1 runs measured on a cold server" in text
 
 
 def test_the_training_tables_twins(silicon_csv):
