@@ -140,6 +140,11 @@ def parse_row(raw: dict) -> RunRow:
 def read_runs(path: Path) -> list[RunRow]:
     text = read_text(path, "run table", "a CSV of measured runs in the format of e2e_train_silicon.csv (a "
                      "Parquet table from `calibrate ingest` is read by `calibrate fit` / `calibrate validate`)")
+    return parse_runs(text, path)
+
+
+def parse_runs(text: str, path: Path) -> list[RunRow]:
+    """The rows of a run table's CSV text (`path` names it in errors)."""
     reader = csv.DictReader(io.StringIO(text, newline=""))
     missing = {"id", "backend", "model_path", "system", "isl", "osl"} - set(reader.fieldnames or ())
     if missing:

@@ -73,8 +73,8 @@ def accuracy(args) -> None:
     from estimator.sim.runs import simulate_runs
 
     rows = [r for r in read_runs(args.runs) if r.concurrency and r.ttft_ms and (not args.mode or r.mode == args.mode)]
-    cold = [r for r in rows if cold_start(r)]
-    rows = [r for r in rows if not cold_start(r)]
+    warm = [r for r in rows if not cold_start(r)]
+    cold, rows = len(rows) - len(warm), warm
     if args.sample and args.sample < len(rows):
         rows = random.Random(0).sample(rows, args.sample)
     db = PerfDB(args.db)
@@ -106,7 +106,7 @@ def accuracy(args) -> None:
     table = both.groupby(["backend", "mode"])[cols].median().round(2)
     table.insert(0, "rows", both.groupby(["backend", "mode"]).size())
     total = both[cols].median().round(2)
-    print(f"rows: {len(rows)} (both predicted: {len(both)}; {len(cold)} measured on a cold server not compared: "
+    print(f"rows: {len(rows)} (both predicted: {len(both)}; {cold} measured on a cold server not compared: "
           f"estimator.runs.cold_start); static {t1 - t0:.1f} s, simulator {t2 - t1:.1f} s")
     print("median absolute % error (uncalibrated); *_ratio: median predicted / measured TTFT")
     print("| backend | mode | " + " | ".join(table.columns) + " |")

@@ -50,17 +50,18 @@ def enrich_cmd(
                           dynamo=dynamo)
     write(text, out)
     _print_enrich_report(Console(), report)
-    _print_cold(out)
+    _print_cold(text, out)
     typer.echo(f"{sum(report.rows.values())} runs -> {out}")
 
 
-def _print_cold(out: Path) -> None:
-    """How many of the enriched runs the comparisons will set aside as measured on a cold server."""
-    from estimator.runs import cold_start, read_runs
+def _print_cold(text: str, out: Path) -> None:
+    """How many of the enriched runs (`text`, the table written to `out`) the comparisons will set aside as
+    measured on a cold server."""
+    from estimator.runs import cold_start, parse_runs
 
-    cold = [r for r in read_runs(out) if cold_start(r)]
+    cold = sum(1 for r in parse_runs(text, out) if cold_start(r))
     if cold:
-        typer.echo(f"{len(cold)} runs measured on a cold server (no warm-up prompts, on an engine that warms only "
+        typer.echo(f"{cold} runs measured on a cold server (no warm-up prompts, on an engine that warms only "
                    "decode shapes at start): predicted, but fit, validate and the benchmarks set them aside "
                    "(estimator.runs.cold_start)")
 
