@@ -22,6 +22,7 @@ from estimator.layers import LayerComposer, OpUse
 from estimator.memory import MemoryReport, memory_report
 from estimator.models.spec import AttentionKind, ModelSpec
 from estimator.parallel import ParallelConfig, placed_experts, validate_parallel
+from perfdb import served
 from perfdb.lookup import DbView
 from perfdb.ops import CommCase, OpCase
 from perfdb.roofline import link_bw_bytes_per_s
@@ -35,6 +36,7 @@ class OpTime:
     phase: Phase
     ms: np.ndarray       # per step, summed over the layers that run the op
     source: Source       # worst source over the op's lookups
+    note: str = ""       # how the lookup adjusted the rows it read (perfdb.served), if it did
 
 
 # the op that holds a step's host time outside kernels (the engine's per-iteration overhead plus the
@@ -79,6 +81,7 @@ class StepModel:
                                       dp_exchange=self.resolved.dp_moe_exchange,
                                       kv_row_bytes=decode_read_bytes(model, self.kv_dtype, engine.backend, system.gpu.sm_version))
         self.memory: MemoryReport = memory_report(model, system, parallel, self.resolved, self.kv_dtype)
+        self._notes: dict[str, str] = {}   # op name -> how its lookups were adjusted (perfdb.served)
 
     @classmethod
     def build(cls, model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, engine: EngineConfig,
@@ -121,6 +124,9 @@ class StepModel:
         for use, (ms, src) in zip(uses, self._lookup_all(uses), strict=True):
             if ms.shape != (n,):   # a case that did not depend on the step's arrays: one value for all
                 ms, src = np.broadcast_to(ms, (n,)), np.broadcast_to(src, (n,))
+            excess = self.view.flow_excess_ms(use.case)
+            if excess:
+                self._notes[use.name] = _excess_note(self.view, use.case, excess)
             ms = ms * use.count
             if use.mask is not None:
                 mask = np.ravel(use.mask)
@@ -163,7 +169,8 @@ class StepModel:
             for name, (ms, src) in per_op.items():
                 worst = int(src[lo:hi].max()) if hi > lo else -1
                 if worst >= 0:  # the op runs somewhere in this request
-                    ops.append(OpTime(name, phase, ms[lo:hi].reshape(shape), Source.from_code(worst)))
+                    ops.append(OpTime(name, phase, ms[lo:hi].reshape(shape), Source.from_code(worst),
+                                      self._notes.get(name, "")))
             kernels = total[lo:hi].reshape(shape)
             k = self.resolved.spec_tokens
             if k:   # the draft module's decoder layer (one MTP layer) priced as one layer of the target step
@@ -239,3 +246,9 @@ class StepModel:
         else:
             uses = self.composer.ops(1, seq_len, 0, self._per_rank(_arr(batch)), kv_len)
         return [u.case for u in uses if u.mask is None or np.any(u.mask)]
+
+
+def _excess_note(view: DbView, case, excess_ms: float) -> str:
+    """'less 8.2 us/call: <why>' for an op whose rows hold work the served engine skips (perfdb.served)."""
+    rule = served.rule_for(view.backend, case)
+    return f"less {excess_ms * 1e3:.1f} us/call: {rule.why}" if rule is not None else ""

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from perfdb import served
 from perfdb.efficiency import EfficiencyCurves
 from perfdb.errors import NotFoundError
 from perfdb.family import FamilyTable, case_combo, case_numeric
@@ -65,6 +66,7 @@ class DbView:
     def __init__(self, db: "PerfDB", system: SystemSpec, backend: Backend, version: str | None):
         self.db, self.system, self.backend, self.version = db, system, backend, version
         self._families: dict[OpKind, FamilyTable | None] = {}
+        self._excess: dict[tuple, float] = {}
 
     def family(self, kind: OpKind) -> FamilyTable | None:
         """The measured rows of one op family (read on first use), or None when there are none."""
@@ -100,6 +102,40 @@ class DbView:
         combo = case_combo(case)
         return fam.interp(combo) is not None or fam.nearest(combo) is not None
 
+    def flow_excess_ms(self, case: OpCase) -> float:
+        """Per-call time this backend's rows of `case`'s op hold for work its served engine skips
+        (perfdb.served), 0 where no rule applies. Measured as the median, over `served.PROBE` shapes, of
+        this view's price less the first reference backend's that prices the op on this GPU (its own rows
+        or a curve of its own); 0 when none does. Computed once per (kind, dtype)."""
+        rule = served.rule_for(self.backend, case)
+        if rule is None:
+            return 0.0
+        key = (rule.kind, rule.dtype)
+        if key not in self._excess:
+            self._excess[key] = self._measure_excess(rule) if self._rows_carry(rule) else 0.0
+        return self._excess[key]
+
+    def _rows_carry(self, rule: served.FlowRule) -> bool:
+        """Whether this view prices the rule's op from rows of the rule's collector flow, or from the
+        curves (no rows of its own)."""
+        fam = self.family(rule.kind)
+        if fam is None or self.db.root is None:
+            return True
+        cols = read_table(self.db.root, TableKey(self.system.name, self.backend, fam.version, rule.kind),
+                          ["dtype", "kernel_source"]).to_pydict()
+        sources = {k for d, k in zip(cols["dtype"], cols["kernel_source"], strict=True) if d == rule.dtype.value}
+        return sources <= rule.kernel_sources
+
+    def _measure_excess(self, rule: served.FlowRule) -> float:
+        probe = served.probe(rule.dtype)
+        for b in rule.references:
+            ref = self.db.view(self.system.name, b)
+            found = self.db.curves().curve(self.system.name, rule.kind, rule.dtype, b)
+            if ref.covers(probe) or (found is not None and found[0][3] == b.value):
+                gap = self._priced(probe) - ref.latency(probe).ms
+                return max(float(np.median(gap)), 0.0)
+        return 0.0
+
     def latency(self, case: OpCase) -> Latency:
         shape = case.shape
         if isinstance(case, CommCase):
@@ -108,7 +144,15 @@ class DbView:
             compute, memory = (np.ravel(x).astype(np.float64) for x in roofline_s(case, self.system))
             sol, ratio = np.maximum(compute, memory) * 1e3, log_ratio(compute, memory)
         ms, code = self._ladder(case, sol, ratio)
+        excess = self.flow_excess_ms(case)
+        if excess:   # never below the roofline
+            ms = np.maximum(ms - excess, sol)
         return Latency(ms=ms.reshape(shape), source=code.reshape(shape))
+
+    def _priced(self, case: OpCase) -> np.ndarray:
+        """The ladder's price of `case` as this view's rows give it (no served-flow adjustment)."""
+        compute, memory = (np.ravel(x).astype(np.float64) for x in roofline_s(case, self.system))
+        return self._ladder(case, np.maximum(compute, memory) * 1e3, log_ratio(compute, memory))[0]
 
     def _ladder(self, case: OpCase, sol: np.ndarray, ratio: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         code = np.full(sol.shape[0], Source.ROOFLINE.code, dtype=np.int8)

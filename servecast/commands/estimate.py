@@ -36,8 +36,8 @@ def _render(est, breakdown: bool, as_json: bool, cal=None) -> None:
         "kv_bytes_per_token": mem.kv_bytes_per_token, "kv_capacity_tokens": mem.kv_capacity_tokens, "max_batch": mem.max_batch,
     }
     if breakdown or as_json:
-        summary["breakdown"] = [{"op": o.name, "phase": o.phase.value, "ms": float(o.ms), "source": o.source.value}
-                                for o in est.breakdown]
+        summary["breakdown"] = [{"op": o.name, "phase": o.phase.value, "ms": float(o.ms), "source": o.source.value,
+                                 **({"note": o.note} if o.note else {})} for o in est.breakdown]
     if cal is not None:
         summary["calibrated"] = _calibrated_summary(cal)
     if as_json:
@@ -62,9 +62,14 @@ def _render(est, breakdown: bool, as_json: bool, cal=None) -> None:
             m.add_row(k.replace("_bytes", ""), f"{v:.2f}")
         console.print(m)
         b = Table("op", "phase", "ms per step", "source", title="time per op")
+        notes = {}
         for o in est.breakdown:
-            b.add_row(o.name, o.phase.value, f"{float(o.ms):.4f}", o.source.value)
+            note = o.note
+            mark = notes.setdefault(note, len(notes) + 1) if note else None
+            b.add_row(o.name, o.phase.value, f"{float(o.ms):.4f}", o.source.value + (f" [{mark}]" if mark else ""))
         console.print(b)
+        for note, mark in notes.items():
+            console.print(f"[{mark}] {note}")
 
 
 def _calibrated_summary(cal) -> dict:

@@ -1,0 +1,72 @@
+"""Rows that time more than the engine runs when it serves, and what that extra work costs.
+
+A kernel table times a flow: whatever the collector called, start to end. Where that flow holds work the
+serving engine does not do on the same call, the table over-prices the op however well it was measured.
+One rule table (`RULES`); perfdb.lookup.DbView.latency takes the extra off (never below the roofline)
+and estimator.steps names it in each op's provenance.
+
+TensorRT-LLM per-tensor FP8 GEMMs. The reference tool's collector (aiconfigurator
+collector/trtllm/collect_gemm.py) builds FP8 weights with a weight scale and no input scale, so
+TensorRT-LLM's FP8QDQLinearMethod.apply (_torch/modules/linear.py) quantizes the activation dynamically
+on every timed call (torch.ops.tensorrt_llm.quantize_e4m3_per_tensor: an amax reduction, then the
+quantization) before cublas_scaled_mm. A served FP8 checkpoint (ModelOpt) carries static input scales:
+the same method runs static_quantize_e4m3_per_tensor, or takes an input its producer already quantized
+(an FP8 attention output; the all-reduce + RMSNorm + FP8 quant fusion, AllReduceFusionOp
+RESIDUAL_RMS_NORM_QUANT_FP8). What the extra work costs is read off the database itself: the median, over
+`PROBE`'s small-M shapes, of the TensorRT-LLM rows' price less a reference engine's (vLLM's CUTLASS
+scaled_mm, else SGLang's sgl-kernel fp8_scaled_mm; their flows hold at most a static quantization) on the
+same GPU. In the imported tables (servecast db import-aic, aiconfigurator-core 0.12.0) that is 7.6 us on
+B200 and 6.5 on H200 at M <= 64, while bf16 and fp8_block rows agree across the three engines within
+0.5 us (the same GEMM kernels). The TensorRT-LLM rows keep their own shape dependence (cuBLASLt's, which
+the engine runs); only the per-call excess goes. BENCHMARKS.md has the effect on the training runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from perfdb.ops import GemmCase, OpCase
+from perfdb.types import Backend, Dtype, OpKind
+
+
+@dataclass(frozen=True)
+class FlowRule:
+    """`backend`'s rows of (`kind`, `dtype`) whose kernel_source is in `kernel_sources` time work the
+    served engine skips; the first of `references` that prices the op on the same GPU measures it. A view
+    with no rows of its own prices from the efficiency curves, which the bundled database fitted to the
+    same collector's rows (perfdb/bundled/meta.yaml), so the rule holds there too."""
+
+    backend: Backend
+    kind: OpKind
+    dtype: Dtype
+    kernel_sources: frozenset[str]
+    references: tuple[Backend, ...]
+    why: str
+
+
+RULES = (
+    FlowRule(Backend.TRTLLM, OpKind.GEMM, Dtype.FP8, frozenset({"torch_flow"}), (Backend.VLLM, Backend.SGLANG),
+             "TensorRT-LLM fp8 GEMM rows include dynamic activation quantization, which a served FP8 "
+             "checkpoint does not run"),
+)
+
+# the shapes the excess is measured on: decode-sized M, the hidden sizes of common dense models
+_PROBE_M = (1, 2, 4, 8, 16, 32, 64)
+_PROBE_NK = (1024, 2048, 4096, 8192)
+
+
+def probe(dtype: Dtype) -> GemmCase:
+    """One vectorised GEMM case over the probe grid."""
+    m, n, k = (np.array(a, dtype=np.float64).ravel() for a in np.meshgrid(_PROBE_M, _PROBE_NK, _PROBE_NK, indexing="ij"))
+    return GemmCase(dtype=dtype, m=m, n=n, k=k)
+
+
+def rule_for(backend: Backend, case: OpCase) -> FlowRule | None:
+    """The rule that applies to `case` priced for `backend`, if any."""
+    if not isinstance(case, GemmCase):
+        return None
+    for r in RULES:
+        if r.backend == backend and r.kind == case.KIND and r.dtype == case.dtype:
+            return r
+    return None
