@@ -12,7 +12,7 @@ import io
 import math
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from estimator.engine import EngineConfig
 from estimator.engines import profile_for
 from estimator.estimate import Estimate, WorkerSpec, estimate, estimate_disagg
 from estimator.models import AttentionKind, load_model
+from estimator.models.catalog import block_fp8_families, family_name
 from estimator.parallel import ParallelConfig
 from estimator.run_facts import RunFacts, SpecStatus
 from estimator.workload import BENCH_REQUESTS_PER_CONCURRENCY, Workload
@@ -210,7 +211,12 @@ def model_for(row: RunRow, system, hf_hub: Path | None = None):
         return base if kv is None else load_model(row.model, kv_dtype=kv, hf_hub=hf_hub)
     if kv is None and Backend(row.backend) in RUN_FP8_KV and gemm in _FP8_KV_QUANTS:
         kv = Dtype.FP8
-    return load_model(row.model, gemm_quant=gemm, moe_quant=moe or gemm, kv_dtype=kv, hf_hub=hf_hub)
+    spec = load_model(row.model, gemm_quant=gemm, moe_quant=moe or gemm, kv_dtype=kv, hf_hub=hf_hub)
+    if gemm == Dtype.FP8 and (base.gemm_quant == Dtype.FP8_BLOCK or family_name(row.model) in block_fp8_families()):
+        # labelled fp8, it served the block-scaled FP8 checkpoint of its family, whose activations are
+        # quantized on every call (per 1x128 group): priced on the per-tensor rows, which time that too
+        spec = replace(spec, fp8_dynamic_activations=True)
+    return spec
 
 
 def launched_kv_dtype(row: RunRow) -> Dtype | None:

@@ -101,14 +101,15 @@ class StepModel:
             cases = [uses[i].case for i in idx]
             if len(cases) == 1:  # nothing to concatenate: the case as it is (the ladder is elementwise)
                 lat = self.view.latency(cases[0])
-                out[idx[0]] = (np.ravel(lat.ms), np.ravel(lat.source))
+                out[idx[0]] = (self._served(cases[0], np.ravel(lat.ms)), np.ravel(lat.source))
                 continue
             names = cases[0].NUMERIC
             # a 0-d case is one element; an empty one counts as one too (as before: `shape and prod or 1`)
             sizes = [getattr(c, names[0]).size or 1 for c in cases]
             numeric = {n: np.concatenate([np.ravel(getattr(c, n)) for c in cases]) for n in names}
-            lat = self.view.latency(dc_replace(cases[0], **numeric))
-            ms, src = np.ravel(lat.ms), np.ravel(lat.source)
+            merged = dc_replace(cases[0], **numeric)
+            lat = self.view.latency(merged)
+            ms, src = self._served(merged, np.ravel(lat.ms)), np.ravel(lat.source)
             lo = 0
             for i, size in zip(idx, sizes, strict=True):
                 out[i] = (ms[lo:lo + size], src[lo:lo + size])
@@ -124,7 +125,7 @@ class StepModel:
         for use, (ms, src) in zip(uses, self._lookup_all(uses), strict=True):
             if ms.shape != (n,):   # a case that did not depend on the step's arrays: one value for all
                 ms, src = np.broadcast_to(ms, (n,)), np.broadcast_to(src, (n,))
-            excess = self.view.flow_excess_ms(use.case)
+            excess = self._excess(use.case)
             if excess:
                 self._notes[use.name] = _excess_note(self.view, use.case, excess)
             ms = ms * use.count
@@ -144,6 +145,17 @@ class StepModel:
             total = total + hidden
             per_op["shared_experts_overlap"] = (hidden, per_op["shared_gate_up"][1])
         return total, per_op
+
+    def _excess(self, case: OpCase) -> float:
+        """Per-call time the rows pricing `case` hold for work this model's engine skips (perfdb.served):
+        the collector's dynamic FP8 activation quantization, where this model's scales are static."""
+        if getattr(case, "dtype", None) == Dtype.FP8 and self.model.fp8_dynamic_activations:
+            return 0.0
+        return self.view.flow_excess_ms(case)
+
+    def _served(self, case: OpCase, ms: np.ndarray) -> np.ndarray:
+        excess = self._excess(case)
+        return served.adjust(ms, case, excess, self.system) if excess else ms
 
     def _per_rank(self, x: np.ndarray) -> np.ndarray:
         dp = self.parallel.attn_dp

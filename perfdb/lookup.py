@@ -103,8 +103,8 @@ class DbView:
         return fam.interp(combo) is not None or fam.nearest(combo) is not None
 
     def flow_excess_ms(self, case: OpCase) -> float:
-        """Per-call time this backend's rows of `case`'s op hold for work its served engine skips
-        (perfdb.served), 0 where no rule applies. Measured as the median, over `served.PROBE` shapes, of
+        """Per-call time this backend's rows of `case`'s op hold for work its served engine may skip
+        (perfdb.served; the estimator decides whether it does: `served.adjust`), 0 where no rule applies. Measured as the median, over `served.PROBE` shapes, of
         this view's price less the first reference backend's that prices the op on this GPU (its own rows
         or a curve of its own); 0 when none does. Computed once per (kind, dtype)."""
         rule = served.rule_for(self.backend, case)
@@ -132,7 +132,7 @@ class DbView:
             ref = self.db.view(self.system.name, b)
             found = self.db.curves().curve(self.system.name, rule.kind, rule.dtype, b)
             if ref.covers(probe) or (found is not None and found[0][3] == b.value):
-                gap = self._priced(probe) - ref.latency(probe).ms
+                gap = self.latency(probe).ms - ref.latency(probe).ms
                 return max(float(np.median(gap)), 0.0)
         return 0.0
 
@@ -144,15 +144,7 @@ class DbView:
             compute, memory = (np.ravel(x).astype(np.float64) for x in roofline_s(case, self.system))
             sol, ratio = np.maximum(compute, memory) * 1e3, log_ratio(compute, memory)
         ms, code = self._ladder(case, sol, ratio)
-        excess = self.flow_excess_ms(case)
-        if excess:   # never below the roofline
-            ms = np.maximum(ms - excess, sol)
         return Latency(ms=ms.reshape(shape), source=code.reshape(shape))
-
-    def _priced(self, case: OpCase) -> np.ndarray:
-        """The ladder's price of `case` as this view's rows give it (no served-flow adjustment)."""
-        compute, memory = (np.ravel(x).astype(np.float64) for x in roofline_s(case, self.system))
-        return self._ladder(case, np.maximum(compute, memory) * 1e3, log_ratio(compute, memory))[0]
 
     def _ladder(self, case: OpCase, sol: np.ndarray, ratio: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         code = np.full(sol.shape[0], Source.ROOFLINE.code, dtype=np.int8)

@@ -2,17 +2,20 @@
 
 A kernel table times a flow: whatever the collector called, start to end. Where that flow holds work the
 serving engine does not do on the same call, the table over-prices the op however well it was measured.
-One rule table (`RULES`); perfdb.lookup.DbView.latency takes the extra off (never below the roofline)
-and estimator.steps names it in each op's provenance.
+One rule table (`RULES`); perfdb.lookup.DbView.flow_excess_ms measures the extra from the database, and
+the estimator (estimator.steps) takes it off where the model it prices skips that work (`adjust`: never
+below the roofline) and names it in each op's provenance.
 
 TensorRT-LLM per-tensor FP8 GEMMs. The reference tool's collector (aiconfigurator
 collector/trtllm/collect_gemm.py) builds FP8 weights with a weight scale and no input scale, so
 TensorRT-LLM's FP8QDQLinearMethod.apply (_torch/modules/linear.py) quantizes the activation dynamically
 on every timed call (torch.ops.tensorrt_llm.quantize_e4m3_per_tensor: an amax reduction, then the
-quantization) before cublas_scaled_mm. A served FP8 checkpoint (ModelOpt) carries static input scales:
-the same method runs static_quantize_e4m3_per_tensor, or takes an input its producer already quantized
+quantization) before cublas_scaled_mm. A served per-tensor FP8 checkpoint with static input scales
+(ModelOpt) runs static_quantize_e4m3_per_tensor instead, or takes an input its producer already quantized
 (an FP8 attention output; the all-reduce + RMSNorm + FP8 quant fusion, AllReduceFusionOp
-RESIDUAL_RMS_NORM_QUANT_FP8). What the extra work costs is read off the database itself: the median, over
+RESIDUAL_RMS_NORM_QUANT_FP8). Models whose FP8 activations are quantized on every call keep the rows as
+they are (ModelSpec.fp8_dynamic_activations: a checkpoint's activation_scheme "dynamic", and a run
+labelled fp8 that serves its family's block-scaled checkpoint, which quantizes per 1x128 group). What the extra work costs is read off the database itself: the median, over
 `PROBE`'s small-M shapes, of the TensorRT-LLM rows' price less a reference engine's (vLLM's CUTLASS
 scaled_mm, else SGLang's sgl-kernel fp8_scaled_mm; their flows hold at most a static quantization) on the
 same GPU. In the imported tables (servecast db import-aic, aiconfigurator-core 0.12.0) that is 7.6 us on
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from perfdb.ops import GemmCase, OpCase
+from perfdb.roofline import sol_ms
 from perfdb.types import Backend, Dtype, OpKind
 
 
@@ -60,6 +64,11 @@ def probe(dtype: Dtype) -> GemmCase:
     """One vectorised GEMM case over the probe grid."""
     m, n, k = (np.array(a, dtype=np.float64).ravel() for a in np.meshgrid(_PROBE_M, _PROBE_NK, _PROBE_NK, indexing="ij"))
     return GemmCase(dtype=dtype, m=m, n=n, k=k)
+
+
+def adjust(ms: np.ndarray, case: OpCase, excess_ms: float, system) -> np.ndarray:
+    """`ms` less the per-call excess, never below the case's roofline time."""
+    return np.maximum(ms - excess_ms, np.ravel(sol_ms(case, system)))
 
 
 def rule_for(backend: Backend, case: OpCase) -> FlowRule | None:

@@ -124,6 +124,18 @@ def catalog_ids() -> tuple[str, ...]:
     return tuple(sorted({e["id"] for e in _catalog().values()}))
 
 
+@cache
+def block_fp8_families() -> frozenset[str]:
+    """Families whose catalog FP8 checkpoint is block-scaled (quant_method fp8 with weight_block_size:
+    DeepSeek-R1, Qwen3-32B-FP8): what a run labelled only "fp8" of such a model serves."""
+    out = set()
+    for entry in {e["id"]: e for e in _catalog().values()}.values():
+        q = entry["config"].get("quantization_config") or {}
+        if str(q.get("quant_method", "")).lower() == "fp8" and q.get("weight_block_size"):
+            out.add(_families()[entry["id"]])
+    return frozenset(out)
+
+
 def _from_hf_cache(name: str, hf_hub: Path) -> Path | None:
     """The snapshot `refs/main` names (what huggingface_hub loads for the default revision); without that
     ref, the most recently written snapshot holding a config.json."""

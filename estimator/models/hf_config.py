@@ -123,7 +123,8 @@ def _quant_from_config(cfg: dict) -> dict:
     out: dict = {}
     if method == "fp8":
         d = Dtype.FP8_BLOCK if q.get("weight_block_size") else Dtype.FP8
-        out = dict(attn_quant=d, gemm_quant=d, moe_quant=d)
+        out = dict(attn_quant=d, gemm_quant=d, moe_quant=d,
+                   fp8_dynamic_activations=str(q.get("activation_scheme", "dynamic")).lower() == "dynamic")
     elif method == "mxfp4":  # gpt-oss: experts in mxfp4, attention and router in bf16
         out = dict(moe_quant=Dtype.MXFP4)
     elif method == "compressed-tensors":

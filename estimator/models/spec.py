@@ -125,6 +125,10 @@ class ModelSpec:
     gemm_quant: Dtype = Dtype.BF16   # dense MLP and shared-expert GEMMs
     moe_quant: Dtype = Dtype.BF16    # routed experts
     kv_dtype: Dtype = Dtype.BF16     # KV-cache storage
+    # per-tensor FP8 GEMMs quantize their activations on every call (a checkpoint's activation_scheme
+    # "dynamic"; a run labelled fp8 that serves a block-scaled checkpoint) rather than with static
+    # input scales (ModelOpt): the flow the reference tool's TensorRT-LLM fp8 rows time (perfdb.served)
+    fp8_dynamic_activations: bool = False
 
     def __post_init__(self) -> None:
         """A config with a non-positive size (a negative hidden size, 0 heads) would give negative or infinite

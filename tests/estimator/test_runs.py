@@ -278,3 +278,21 @@ def test_a_run_measured_on_a_cold_server_is_not_compared(tmp_path):
     assert profile_for(Backend.TRTLLM).warms_prefill_at_start and profile_for(Backend.VLLM).warms_prefill_at_start
     # predicted all the same: `estimate --from-runs` answers for the row, only comparisons skip it
     assert predict_runs([r for r in read_runs(path) if r.id == "s0"], PerfDB(None))[0].status == "ok"
+
+
+def test_a_row_labelled_fp8_of_a_block_scaled_family_quantizes_its_activations_every_call(table):
+    """Qwen3-32B's and DeepSeek-R1's FP8 checkpoints are block-scaled (weights per 128x128, activations per
+    1x128 group at every call), so a row labelled fp8 of either prices its GEMMs with the per-tensor rows as
+    they are; Llama-3.1-70B's FP8 checkpoint (ModelOpt, static input scales) loses the reference
+    collector's dynamic quantization (perfdb.served)."""
+    from estimator.runs import model_for
+    from perfdb.specs import load_system
+    from perfdb.types import Dtype
+
+    h200 = load_system("h200_sxm")
+    rows = {r.id: r for r in read_runs(table)}
+    assert model_for(rows["a1"], h200).fp8_dynamic_activations          # Qwen3-32B, fp8
+    assert model_for(rows["d1"], h200).fp8_dynamic_activations          # DeepSeek-R1, fp8
+    llama = model_for(rows["a2"], h200)
+    assert llama.gemm_quant == Dtype.FP8 and not llama.fp8_dynamic_activations
+    assert not model_for(rows["a3"], h200).fp8_dynamic_activations     # nvfp4: not an FP8 GEMM

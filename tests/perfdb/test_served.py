@@ -71,20 +71,23 @@ def db(tmp_path):
     return tmp_path
 
 
-def test_trtllm_fp8_rows_lose_the_collectors_per_call_excess(db):
+def test_trtllm_fp8_rows_hold_the_collectors_per_call_excess(db):
+    """The view measures the excess against vLLM's rows and leaves its own price as stored; served.adjust
+    takes it off."""
     view = PerfDB(db).view(SYSTEM, Backend.TRTLLM)
     case = GemmCase(Dtype.FP8, np.array([4.0, 64.0]), np.array([4096.0, 8192.0]), np.array([8192.0, 4096.0]))
     assert view.flow_excess_ms(case) == pytest.approx(EXCESS_MS, rel=1e-6)
-    got = view.latency(case).ms
     kernel = _kernel_ms(Dtype.FP8, np.array([4, 64]), np.array([4096, 8192]), np.array([8192, 4096]))
-    np.testing.assert_allclose(got, kernel, rtol=1e-6)          # the stored row less the excess
+    stored = view.latency(case).ms
+    np.testing.assert_allclose(stored, kernel + EXCESS_MS, rtol=1e-6)
+    np.testing.assert_allclose(served.adjust(stored, case, EXCESS_MS, view.system), kernel, rtol=1e-6)
 
 
 def test_the_adjustment_never_goes_below_the_roofline(db):
     view = PerfDB(db).view(SYSTEM, Backend.TRTLLM)
-    view._excess[(OpKind.GEMM, Dtype.FP8)] = 10.0               # an excess larger than any row
     case = GemmCase(Dtype.FP8, 1024.0, 8192.0, 8192.0)
-    assert view.latency(case).ms.item() == pytest.approx(np.ravel(sol_ms(case, view.system)).item())
+    got = served.adjust(view.latency(case).ms, case, 10.0, view.system)   # an excess larger than any row
+    assert got.item() == pytest.approx(np.ravel(sol_ms(case, view.system)).item())
 
 
 def test_other_dtypes_backends_and_collectors_are_left_as_stored(db, tmp_path_factory):
@@ -110,6 +113,33 @@ def test_the_bundled_curves_carry_the_excess_and_say_so():
     assert excess > 0.001
     assert served.rule_for(Backend.TRTLLM, case) is not None
     assert served.rule_for(Backend.TRTLLM, GemmCase(Dtype.FP8_BLOCK, 4.0, 8192.0, 8192.0)) is None
+
+
+def test_only_models_with_static_fp8_scales_lose_the_excess():
+    """A per-tensor FP8 checkpoint with static input scales (what --gemm-quant fp8 asks for) is priced
+    without the collector's dynamic quantization; the same model whose FP8 activations are quantized
+    on every call keeps the rows as they are."""
+    from dataclasses import replace
+
+    from estimator.engine import EngineConfig
+    from estimator.estimate import estimate
+    from estimator.models import load_model
+    from estimator.parallel import ParallelConfig
+    from estimator.workload import Workload
+
+    static = load_model("meta-llama/Llama-3.1-70B", gemm_quant=Dtype.FP8)
+    dynamic = replace(static, fp8_dynamic_activations=True)
+    db = PerfDB()
+
+    view = db.view("b200_sxm", Backend.TRTLLM)
+
+    def tpot(model):
+        return float(estimate(model, view.system, ParallelConfig(tp=4), EngineConfig(Backend.TRTLLM),
+                              Workload(isl=1024, osl=1024, concurrency=4), view).tpot_ms)
+
+    excess = view.flow_excess_ms(GemmCase(Dtype.FP8, 4.0, 8192.0, 8192.0))
+    # four GEMMs per layer, 80 layers: the static model's step is about that many excesses shorter
+    assert tpot(dynamic) - tpot(static) == pytest.approx(4 * 80 * excess, rel=0.2)
 
 
 def test_estimate_breakdown_names_the_adjusted_ops():
