@@ -79,3 +79,17 @@ def rule_for(backend: Backend, case: OpCase) -> FlowRule | None:
         if r.backend == backend and r.kind == case.KIND and r.dtype == case.dtype:
             return r
     return None
+
+
+def served_flow_lines(db, system: str, backend: str, version: str, kinds) -> list[str]:
+    """One line per rule whose rows this (system, backend, version) directory holds (`kinds`: its op
+    families), with the excess its database measures (`servecast db info`)."""
+    out = []
+    for r in RULES:
+        if r.backend.value != backend or r.kind not in kinds:
+            continue
+        excess = db.view(system, r.backend, version).flow_excess_ms(probe(r.dtype))
+        if excess:
+            out.append(f"{r.kind.value} {r.dtype.value}: rows hold {excess * 1e3:.1f} us/call the served engine may "
+                       f"skip ({r.why}; taken off for static-scale checkpoints, perfdb.served)")
+    return out

@@ -70,9 +70,12 @@ def info(db: DbOpt = None) -> None:
     Example: servecast db info --db /tmp/aicdb
     """
     from perfdb.dbinfo import db_info
+    from perfdb.lookup import PerfDB
     from perfdb.prior import missing_priors
+    from perfdb.served import served_flow_lines
 
     d = db_info(_root(db))
+    pdb = PerfDB(d.root)
     con = _console()
     con.print(f"[bold]{d.root}[/bold]  format {d.format_version}  {len(d.tables)} tables  {d.rows:,} rows  "
               f"efficiency curves: {'yes' if d.has_efficiency_curves else 'no'}")
@@ -82,6 +85,8 @@ def info(db: DbOpt = None) -> None:
         con.print(f"  {system}/{backend}/{version}: {ops}" + (f"  meta: {', '.join(sorted(meta))}" if meta else ""))
         for path in missing_priors(meta, d.root):   # its sparse tables are served by their points alone
             con.print(f"    [yellow]prior database missing:[/yellow] {path} (collected with it; served without it)")
+        for line in served_flow_lines(pdb, system, backend, version, {t.key.op for t in tables}):
+            con.print(f"    {line}")
     if d.stray_temp_files:
         con.print(f"  {len(d.stray_temp_files)} temp file(s) from interrupted writers (ignored by readers), "
                   f"e.g. {d.stray_temp_files[0]}")

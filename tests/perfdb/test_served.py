@@ -157,3 +157,15 @@ def test_estimate_breakdown_names_the_adjusted_ops():
     noted = {o["op"] for o in ops if "dynamic activation quantization" in o.get("note", "")}
     assert {"qkv_proj", "o_proj", "mlp_gate_up", "mlp_down"} <= noted
     assert not any("note" in o for o in ops if o["op"] in ("attn_decode", "tp_allreduce"))
+
+
+def test_db_info_reports_the_excess_per_table(db):
+    from typer.testing import CliRunner
+
+    from servecast.cli import app
+
+    res = CliRunner().invoke(app, ["db", "info", "--db", str(db)])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "gemm fp8: rows hold 7.0 us/call the served engine may skip" in text
+    assert text.count("us/call") == 1          # vLLM's rows time the served flow: nothing to report
