@@ -180,6 +180,15 @@ RUN_SPEC_TOKENS = {(Backend.TRTLLM, "disagg", AttentionKind.MLA): 1}
 # same rule for SGLang (14.7% -> 21.9% agg) or vLLM (8.4% -> 8.8%) is worse, so it is TRT-LLM only.
 # Both only where the launch flags state no KV dtype (launched_kv_dtype): a stated one is what ran.
 RUN_FP8_KV = {Backend.TRTLLM}
+# Engines that, on a GPU with fp4 tensor cores, run a natively mxfp4 checkpoint's experts (gpt-oss) with
+# mxfp8 activations, which the table's "fp4" label does not say: InferenceX's vLLM launch sets
+# VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1 (benchmarks/single_node/.../gptoss_fp4_b200.sh) and its TRT-LLM
+# launch the TRTLLM MoE backend (gptoss_fp4_b200_trt.sh), whose Blackwell mxfp4 path takes mxfp8
+# activations. Against pricing the label (nvfp4 attention and experts), on the imported tables: TRT-LLM
+# B200 (86 runs) TPOT 8.8 -> 6.1%, TTFT 18.5 -> 12.3%; vLLM B200 (67) TPOT 24.9 -> 12.4%, TTFT
+# 19.7 -> 24.3% (its prefill then replays at 0.82x: BENCHMARKS.md, nineteenth session). SGLang: no such
+# runs, the label stands.
+MXFP8_ACTIVATION_MOE = {Backend.TRTLLM, Backend.VLLM}
 _FP8_KV_QUANTS = (Dtype.FP8, Dtype.FP8_BLOCK, Dtype.NVFP4)
 
 # Disaggregated rows often omit worker counts. Decode workers: as few as hold the measured
@@ -205,10 +214,16 @@ def model_for(row: RunRow, system, hf_hub: Path | None = None):
         raise DataError(f"unknown gemm_quant_mode {row.gemm_quant!r}; known: {', '.join(_QUANT)}")
     base = load_model(row.model, hf_hub=hf_hub)
     kv = launched_kv_dtype(row)
-    if base.moe_quant == Dtype.MXFP4 and (moe or gemm) == Dtype.NVFP4 and not system.gpu.fp4_dense_flops:
-        # a natively mxfp4 checkpoint (gpt-oss) labelled "fp4" on a GPU without fp4 tensor cores:
-        # the engines run its own mxfp4 experts (w4a16) and bf16 attention
-        return base if kv is None else load_model(row.model, kv_dtype=kv, hf_hub=hf_hub)
+    if base.moe_quant == Dtype.MXFP4 and (moe or gemm) == Dtype.NVFP4:
+        if not system.gpu.fp4_dense_flops:
+            # a natively mxfp4 checkpoint (gpt-oss) labelled "fp4" on a GPU without fp4 tensor cores:
+            # the engines run its own mxfp4 experts (w4a16) and bf16 attention
+            return base if kv is None else load_model(row.model, kv_dtype=kv, hf_hub=hf_hub)
+        if Backend(row.backend) in MXFP8_ACTIVATION_MOE:
+            # with fp4 tensor cores, its own mxfp4 experts at mxfp8 activations, attention bf16
+            if kv is None and Backend(row.backend) in RUN_FP8_KV:
+                kv = Dtype.FP8
+            return load_model(row.model, moe_quant=Dtype.W4A8_MXFP4, kv_dtype=kv, hf_hub=hf_hub)
     if kv is None and Backend(row.backend) in RUN_FP8_KV and gemm in _FP8_KV_QUANTS:
         kv = Dtype.FP8
     spec = load_model(row.model, gemm_quant=gemm, moe_quant=moe or gemm, kv_dtype=kv, hf_hub=hf_hub)

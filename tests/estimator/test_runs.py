@@ -296,3 +296,23 @@ def test_a_row_labelled_fp8_of_a_block_scaled_family_quantizes_its_activations_e
     llama = model_for(rows["a2"], h200)
     assert llama.gemm_quant == Dtype.FP8 and not llama.fp8_dynamic_activations
     assert not model_for(rows["a3"], h200).fp8_dynamic_activations     # nvfp4: not an FP8 GEMM
+
+
+def test_gpt_oss_labelled_fp4_runs_its_own_mxfp4_experts(table):
+    """gpt-oss's checkpoint holds mxfp4 experts and bf16 attention; a row labelled nvfp4 runs those:
+    without fp4 tensor cores at 16-bit activations (w4a16), on Blackwell under TRT-LLM and vLLM at mxfp8
+    activations (InferenceX's launches), under SGLang as labelled (no such runs to say otherwise)."""
+    from dataclasses import replace
+
+    from estimator.runs import model_for
+    from perfdb.specs import load_system
+    from perfdb.types import Dtype
+
+    row = {r.id: r for r in read_runs(table)}["a3"]            # sglang, gpt-oss-120b, nvfp4, h200
+    hopper = model_for(row, load_system("h200_sxm"))
+    assert (hopper.moe_quant, hopper.attn_quant) == (Dtype.MXFP4, Dtype.BF16)
+    b200 = load_system("b200_sxm")
+    for backend in ("trtllm", "vllm"):
+        m = model_for(replace(row, backend=backend, system="b200_sxm"), b200)
+        assert (m.moe_quant, m.attn_quant, m.gemm_quant) == (Dtype.W4A8_MXFP4, Dtype.BF16, Dtype.BF16), backend
+    assert model_for(replace(row, system="b200_sxm"), b200).moe_quant == Dtype.NVFP4     # sglang: the label
