@@ -184,10 +184,10 @@ RUN_FP8_KV = {Backend.TRTLLM}
 # mxfp8 activations, which the table's "fp4" label does not say: InferenceX's vLLM launch sets
 # VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8=1 (benchmarks/single_node/.../gptoss_fp4_b200.sh) and its TRT-LLM
 # launch the TRTLLM MoE backend (gptoss_fp4_b200_trt.sh), whose Blackwell mxfp4 path takes mxfp8
-# activations. Against pricing the label (nvfp4 attention and experts), on the imported tables: TRT-LLM
-# B200 (86 runs) TPOT 8.8 -> 6.1%, TTFT 18.5 -> 12.3%; vLLM B200 (67) TPOT 24.9 -> 12.4%, TTFT
-# 19.7 -> 24.3% (its prefill then replays at 0.82x: BENCHMARKS.md, nineteenth session). SGLang: no such
-# runs, the label stands.
+# activations. Against pricing the label (nvfp4 attention and experts), simulated on the imported tables:
+# TRT-LLM B200 agg (86 runs) TPOT 8.8 -> 4.4%, TTFT 18.5 -> 13.9%; GB200 disagg (42) TTFT 56.9 -> 39.6%;
+# vLLM B200 (67) TPOT 24.9 -> 14.8%, TTFT 19.7 -> 23.8% (BENCHMARKS.md, nineteenth session). SGLang: no
+# such runs, the label stands.
 MXFP8_ACTIVATION_MOE = {Backend.TRTLLM, Backend.VLLM}
 _FP8_KV_QUANTS = (Dtype.FP8, Dtype.FP8_BLOCK, Dtype.NVFP4)
 
