@@ -214,18 +214,15 @@ def model_for(row: RunRow, system, hf_hub: Path | None = None):
         raise DataError(f"unknown gemm_quant_mode {row.gemm_quant!r}; known: {', '.join(_QUANT)}")
     base = load_model(row.model, hf_hub=hf_hub)
     kv = launched_kv_dtype(row)
-    if base.moe_quant == Dtype.MXFP4 and (moe or gemm) == Dtype.NVFP4:
-        if not system.gpu.fp4_dense_flops:
-            # a natively mxfp4 checkpoint (gpt-oss) labelled "fp4" on a GPU without fp4 tensor cores:
-            # the engines run its own mxfp4 experts (w4a16) and bf16 attention
-            return base if kv is None else load_model(row.model, kv_dtype=kv, hf_hub=hf_hub)
-        if Backend(row.backend) in MXFP8_ACTIVATION_MOE:
-            # with fp4 tensor cores, its own mxfp4 experts at mxfp8 activations, attention bf16
-            if kv is None and Backend(row.backend) in RUN_FP8_KV:
-                kv = Dtype.FP8
-            return load_model(row.model, moe_quant=Dtype.W4A8_MXFP4, kv_dtype=kv, hf_hub=hf_hub)
-    if kv is None and Backend(row.backend) in RUN_FP8_KV and gemm in _FP8_KV_QUANTS:
+    own_mxfp4 = base.moe_quant == Dtype.MXFP4 and (moe or gemm) == Dtype.NVFP4   # gpt-oss labelled "fp4"
+    if own_mxfp4 and not system.gpu.fp4_dense_flops:
+        # without fp4 tensor cores the engines run its own mxfp4 experts (w4a16) and bf16 attention
+        return base if kv is None else load_model(row.model, kv_dtype=kv, hf_hub=hf_hub)
+    mxfp8 = own_mxfp4 and Backend(row.backend) in MXFP8_ACTIVATION_MOE
+    if kv is None and Backend(row.backend) in RUN_FP8_KV and (mxfp8 or gemm in _FP8_KV_QUANTS):
         kv = Dtype.FP8
+    if mxfp8:   # with fp4 tensor cores: its own mxfp4 experts at mxfp8 activations, attention bf16
+        return load_model(row.model, moe_quant=Dtype.W4A8_MXFP4, kv_dtype=kv, hf_hub=hf_hub)
     spec = load_model(row.model, gemm_quant=gemm, moe_quant=moe or gemm, kv_dtype=kv, hf_hub=hf_hub)
     if gemm == Dtype.FP8 and (base.gemm_quant == Dtype.FP8_BLOCK or family_name(row.model) in block_fp8_families()):
         # labelled fp8, it served the block-scaled FP8 checkpoint of its family, whose activations are

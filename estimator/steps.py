@@ -101,7 +101,7 @@ class StepModel:
             cases = [uses[i].case for i in idx]
             if len(cases) == 1:  # nothing to concatenate: the case as it is (the ladder is elementwise)
                 lat = self.view.latency(cases[0])
-                out[idx[0]] = (self._served(cases[0], np.ravel(lat.ms)), np.ravel(lat.source))
+                out[idx[0]] = (self._served(cases[0], np.ravel(lat.ms), [uses[idx[0]].name]), np.ravel(lat.source))
                 continue
             names = cases[0].NUMERIC
             # a 0-d case is one element; an empty one counts as one too (as before: `shape and prod or 1`)
@@ -109,7 +109,7 @@ class StepModel:
             numeric = {n: np.concatenate([np.ravel(getattr(c, n)) for c in cases]) for n in names}
             merged = dc_replace(cases[0], **numeric)
             lat = self.view.latency(merged)
-            ms, src = self._served(merged, np.ravel(lat.ms)), np.ravel(lat.source)
+            ms, src = self._served(merged, np.ravel(lat.ms), [uses[i].name for i in idx]), np.ravel(lat.source)
             lo = 0
             for i, size in zip(idx, sizes, strict=True):
                 out[i] = (ms[lo:lo + size], src[lo:lo + size])
@@ -125,9 +125,6 @@ class StepModel:
         for use, (ms, src) in zip(uses, self._lookup_all(uses), strict=True):
             if ms.shape != (n,):   # a case that did not depend on the step's arrays: one value for all
                 ms, src = np.broadcast_to(ms, (n,)), np.broadcast_to(src, (n,))
-            excess = self._excess(use.case)
-            if excess:
-                self._notes[use.name] = _excess_note(self.view, use.case, excess)
             ms = ms * use.count
             if use.mask is not None:
                 mask = np.ravel(use.mask)
@@ -146,16 +143,18 @@ class StepModel:
             per_op["shared_experts_overlap"] = (hidden, per_op["shared_gate_up"][1])
         return total, per_op
 
-    def _excess(self, case: OpCase) -> float:
-        """Per-call time the rows pricing `case` hold for work this model's engine skips (perfdb.served):
-        the collector's dynamic FP8 activation quantization, where this model's scales are static."""
+    def _served(self, case: OpCase, ms: np.ndarray, ops: list[str]) -> np.ndarray:
+        """`ms` less the per-call time its rows hold for work this model's engine skips (perfdb.served:
+        the collector's dynamic FP8 activation quantization, where this model's scales are static); the
+        ops it priced get a note saying so."""
         if getattr(case, "dtype", None) == Dtype.FP8 and self.model.fp8_dynamic_activations:
-            return 0.0
-        return self.view.flow_excess_ms(case)
-
-    def _served(self, case: OpCase, ms: np.ndarray) -> np.ndarray:
-        excess = self._excess(case)
-        return served.adjust(ms, case, excess, self.system) if excess else ms
+            return ms
+        excess = self.view.flow_excess_ms(case)
+        if not excess:
+            return ms
+        note = f"less {excess * 1e3:.1f} us/call: {served.rule_for(self.view.backend, case).why}"
+        self._notes.update((name, note) for name in ops)
+        return served.adjust(ms, case, excess, self.system)
 
     def _per_rank(self, x: np.ndarray) -> np.ndarray:
         dp = self.parallel.attn_dp
@@ -259,8 +258,3 @@ class StepModel:
             uses = self.composer.ops(1, seq_len, 0, self._per_rank(_arr(batch)), kv_len)
         return [u.case for u in uses if u.mask is None or np.any(u.mask)]
 
-
-def _excess_note(view: DbView, case, excess_ms: float) -> str:
-    """'less 8.2 us/call: <why>' for an op whose rows hold work the served engine skips (perfdb.served)."""
-    rule = served.rule_for(view.backend, case)
-    return f"less {excess_ms * 1e3:.1f} us/call: {rule.why}" if rule is not None else ""

@@ -104,9 +104,10 @@ class DbView:
 
     def flow_excess_ms(self, case: OpCase) -> float:
         """Per-call time this backend's rows of `case`'s op hold for work its served engine may skip
-        (perfdb.served; the estimator decides whether it does: `served.adjust`), 0 where no rule applies. Measured as the median, over `served.PROBE` shapes, of
-        this view's price less the first reference backend's that prices the op on this GPU (its own rows
-        or a curve of its own); 0 when none does. Computed once per (kind, dtype)."""
+        (perfdb.served; the estimator decides whether it does and applies `served.adjust`), 0 where no
+        rule applies. Measured as the median, over the `served.probe` shapes, of this view's price less
+        the first reference backend's that prices the op on this GPU (its own rows or a curve of its
+        own); 0 when none does. Computed once per (kind, dtype)."""
         rule = served.rule_for(self.backend, case)
         if rule is None:
             return 0.0

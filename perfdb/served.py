@@ -16,7 +16,7 @@ quantization) before cublas_scaled_mm. A served per-tensor FP8 checkpoint with s
 RESIDUAL_RMS_NORM_QUANT_FP8). Models whose FP8 activations are quantized on every call keep the rows as
 they are (ModelSpec.fp8_dynamic_activations: a checkpoint's activation_scheme "dynamic", and a run
 labelled fp8 that serves its family's block-scaled checkpoint, which quantizes per 1x128 group). What the extra work costs is read off the database itself: the median, over
-`PROBE`'s small-M shapes, of the TensorRT-LLM rows' price less a reference engine's (vLLM's CUTLASS
+`probe`'s small-M shapes, of the TensorRT-LLM rows' price less a reference engine's (vLLM's CUTLASS
 scaled_mm, else SGLang's sgl-kernel fp8_scaled_mm; their flows hold at most a static quantization) on the
 same GPU. In the imported tables (servecast db import-aic, aiconfigurator-core 0.12.0) that is 7.6 us on
 B200 and 6.5 on H200 at M <= 64, while bf16 and fp8_block rows agree across the three engines within

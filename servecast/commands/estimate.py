@@ -64,8 +64,7 @@ def _render(est, breakdown: bool, as_json: bool, cal=None) -> None:
         b = Table("op", "phase", "ms per step", "source", title="time per op")
         notes = {}
         for o in est.breakdown:
-            note = o.note
-            mark = notes.setdefault(note, len(notes) + 1) if note else None
+            mark = notes.setdefault(o.note, len(notes) + 1) if o.note else None
             b.add_row(o.name, o.phase.value, f"{float(o.ms):.4f}", o.source.value + (f" [{mark}]" if mark else ""))
         console.print(b)
         for note, mark in notes.items():
