@@ -28,8 +28,16 @@ SIM_PER_MODE = 3    # static top candidates of each mode replayed (each ~0.01-0.
 # Replays at most spent backing one candidate's concurrency off after it missed a target at its static
 # one: a bisection on clients per replica / xPyD group whose last run tries 1 client when nothing has met
 # yet (so a candidate is dropped only when one client per unit misses); from up to 2**BACKOFF_RUNS
-# clients per unit it ends next to a miss.
+# clients per unit it ends next to a miss, or within BACKOFF_TOLERANCE of one.
 BACKOFF_RUNS = 5
+# ... and stops sooner once its bracket is narrow: when the clients per unit that met and the fewest that
+# missed lie within BACKOFF_TOLERANCE of the missed count, the pick serves at least 95% of the boundary's
+# clients. Resolving it further is finer than the replay is known to be (the shipped simulate
+# calibration's cross-validated median TPOT error is 10.6%, BENCHMARKS.md; a closed loop's throughput
+# near its boundary moves no faster than its clients) and cost the 2026 architectures' plans up to three
+# replays per back-off ending 1 client apart in 420 (BENCHMARKS.md, "The twentieth session"). Below 40
+# clients per unit the bracket still closes to neighbours (2 clients are more than 5% of them).
+BACKOFF_TOLERANCE = 0.05
 
 
 def first_replays(result: PlanResult, per_mode: int = SIM_PER_MODE) -> list[Candidate]:
@@ -83,7 +91,8 @@ def replay(result: PlanResult, db: PerfDB, modes: tuple[Mode, ...] | None = None
 def back_off(result: PlanResult, c: Candidate, db: PerfDB, first: SimCheck, cal, floor: float = 0.0,
              runs: int = BACKOFF_RUNS) -> SimCheck:
     """`c` replayed at the most clients per replica / xPyD group, below its static concurrency, that meet
-    every target (bisection, `runs` replays at most; monotone: fewer clients queue less and batch smaller),
+    every target (bisection, `runs` replays at most, stopping once the bracket is within BACKOFF_TOLERANCE;
+    monotone: fewer clients queue less and batch smaller),
     with `first` (its miss at the static concurrency) as `at_static`; `first` itself, its runs counted,
     when even one client per unit misses, or when backing off cannot beat `floor` tokens/s/GPU (fewer
     clients never serve more than a replay that already served no more than `floor`)."""
@@ -92,7 +101,7 @@ def back_off(result: PlanResult, c: Candidate, db: PerfDB, first: SimCheck, cal,
     best, n, bound = None, 0, first.tokens_per_s_per_gpu
     f_lo, f_hi = None, _worst(result, first)   # worst target ratios at lo / hi
     last, repeat = None, False   # whether the last replay met; whether that end then moved twice running
-    while hi - lo > 1 and n < runs and bound > floor:
+    while hi - lo > 1 and n < runs and bound > floor and not _resolved(lo, hi):
         k = 1 if lo == 0 and n == runs - 1 else _probe(lo, hi, f_lo, f_hi, repeat)
         s = simulate_candidate(result, c, db, cal=cal, per_unit=k)
         n += 1
@@ -175,6 +184,12 @@ def _probe(lo: int, hi: int, f_lo: float | None, f_hi: float, repeat: bool) -> i
         return mid
     k = int(lo + (hi - lo) * (1.0 - f_lo) / (f_hi - f_lo))
     return k if lo < k < hi else mid
+
+
+def _resolved(lo: int, hi: int) -> bool:
+    """Whether a back-off's bracket (`lo` clients per unit met, 0: none yet; `hi` missed) is narrow enough
+    to stop: something met, within BACKOFF_TOLERANCE of the missed count."""
+    return lo > 0 and hi - lo <= BACKOFF_TOLERANCE * hi
 
 
 def _worst(result: PlanResult, s: SimCheck) -> float:

@@ -10,10 +10,10 @@ import yaml
 
 from perfdb.lookup import PerfDB
 from perfdb.types import Backend, Dtype
-from search.decide import BACKOFF_RUNS, decide
+from search.decide import BACKOFF_RUNS, BACKOFF_TOLERANCE, _resolved, back_off, decide
 from search.outputs import write_artifacts
 from search.plan import plan
-from search.simcheck import sim_units, simulate_candidate
+from search.simcheck import sim_calibration, sim_units, simulate_candidate
 from search.types import Mode, PlanRequest, Sla
 
 # Qwen3-8B on one H200, uncalibrated (the replay's numbers, not a shipped fit's), fixed lengths: the static
@@ -97,3 +97,31 @@ def test_the_deepseek_r1_b200_example_ends_with_a_winner_that_meets_every_target
             assert r.sims[c.row].meets_sla
             assert r.sims[c.row].tokens_per_s_per_gpu == max(r.sims[x.row].tokens_per_s_per_gpu for x in replayed
                                                              if r.sims[x.row].meets_sla)
+
+
+def test_a_bracket_within_the_tolerance_ends_the_back_off():
+    assert not _resolved(0, 10)             # nothing met yet: keep looking, down to one client
+    assert _resolved(124, 127) and _resolved(38, 40)
+    assert not _resolved(37, 40) and not _resolved(200, 224)
+
+
+def test_a_wide_back_off_stops_within_the_tolerance_of_a_miss():
+    """GLM-5 FP8 on 8x b200 (scripts/bench_plan_2026.py's scenario): its best agg pick misses the TPOT target
+    at its 160 static clients per replica. Backed off with nothing to beat, the bisection stops once the
+    clients that met and the fewest that missed are within BACKOFF_TOLERANCE of each other, in fewer
+    replays than its budget (with neighbours only it took all five, ending at 125 / 126); the replay at the
+    far end of that tolerance misses (fewer clients never queue more)."""
+    req = PlanRequest(model="zai-org/GLM-5-FP8", system="b200_sxm", backends=(Backend.TRTLLM,), total_gpus=8,
+                      isl=4000, osl=500, sla=Sla(3000, 50))
+    db = PerfDB(None)
+    r = decide(plan(req, db), db)
+    c = max((c for cs in r.top.values() for c in cs if c.row in r.sims and r.sims[c.row].backed_off),
+            key=lambda c: r.sims[c.row].at_static.concurrency)
+    cal = sim_calibration(r, c.backend)
+    s = back_off(r, c, db, r.sims[c.row].at_static, cal)
+    _, deployed = sim_units(c)
+    k = int(s.concurrency) // deployed
+    assert s.meets_sla and k * deployed == s.concurrency and k >= 40
+    assert s.runs < 1 + BACKOFF_RUNS
+    far = int(k / (1 - BACKOFF_TOLERANCE))             # the missed end lies at or below it
+    assert far > k + 1 and not simulate_candidate(r, c, db, cal=cal, per_unit=far).meets_sla
