@@ -100,16 +100,19 @@ def back_off(result: PlanResult, c: Candidate, db: PerfDB, first: SimCheck, cal,
     lo, hi = 0, -(-sim_clients(c)[0] // units)   # per unit: lo met (0: none yet), hi missed
     best, n, bound = None, 0, first.tokens_per_s_per_gpu
     f_lo, f_hi = None, _worst(result, first)   # worst target ratios at lo / hi
-    last, repeat = None, False   # whether the last replay met; whether that end then moved twice running
+    w_lo = w_hi = 1.0   # each end's weight in the secant (Illinois: halved while the other end moves)
+    last = None         # whether the last replay met
     while hi - lo > 1 and n < runs and bound > floor and not _resolved(lo, hi):
-        k = 1 if lo == 0 and n == runs - 1 else _probe(lo, hi, f_lo, f_hi, repeat)
+        k = 1 if lo == 0 and n == runs - 1 else _probe(lo, hi, f_lo, f_hi, w_lo, w_hi)
         s = simulate_candidate(result, c, db, cal=cal, per_unit=k)
         n += 1
-        repeat, last = s.meets_sla == last and not repeat, s.meets_sla
         if s.meets_sla:
-            lo, best, f_lo = k, s, _worst(result, s)
+            lo, best, f_lo, w_lo = k, s, _worst(result, s), 1.0
+            w_hi = w_hi / 2 if last is True else w_hi
         else:
-            hi, bound, f_hi = k, s.tokens_per_s_per_gpu, _worst(result, s)
+            hi, bound, f_hi, w_hi = k, s.tokens_per_s_per_gpu, _worst(result, s), 1.0
+            w_lo = w_lo / 2 if last is False else w_lo
+        last = s.meets_sla
     if best is None:
         return replace(first, runs=1 + n)
     return replace(best, runs=1 + n, at_static=first)
@@ -171,18 +174,22 @@ def _binding(result: PlanResult, s: SimCheck) -> str:
     return f"{name} {rs[k] * target:{fmt}} of {target:g} ms"
 
 
-def _probe(lo: int, hi: int, f_lo: float | None, f_hi: float, repeat: bool) -> int:
+def _probe(lo: int, hi: int, f_lo: float | None, f_hi: float, w_lo: float = 1.0, w_hi: float = 1.0) -> int:
     """The next clients per unit between `lo` (met at worst target ratio f_lo; 0: nothing met yet) and `hi`
     (missed at f_hi > 1): where the line through the bracket's ratios crosses 1 (regula falsi: a closed
     loop's TTFT and TPOT rise near-linearly with its clients once it queues, so the crossing lands next
-    to the boundary where halving needs several runs), else the middle: before anything met, when the
-    line falls outside the bracket, and after the same end moved twice in a row (`repeat`: the Illinois safeguard
-    against creeping from one side). The bracket only shrinks, so the search ends at the same boundary as
-    a bisection, in fewer runs (README example, fixed lengths: 4 -> 3; Qwen3.5-397B on 8x b200: 5 -> 3)."""
+    to the boundary where halving needs several runs), each end's distance from 1 weighted by `w_lo` /
+    `w_hi` (the Illinois rule: `back_off` halves an end's weight each time the other end moves again, so
+    a secant that keeps landing on one side of a curved ratio moves towards the stagnant end instead of
+    creeping; the middle, which the first cut took then, gave up the secant's information: Kimi-K2.5's
+    disagg back-off went 56 met, 99 / 95 missed, then 75 and 94, ending at 75 of a boundary near 94);
+    the middle before anything met and when the line falls outside the bracket. The bracket only
+    shrinks, so the search ends at the same boundary as a bisection, in fewer runs."""
     mid = (lo + hi) // 2
-    if f_lo is None or repeat or not f_hi > 1.0 > f_lo:
+    if f_lo is None or not f_hi > 1.0 > f_lo:
         return mid
-    k = int(lo + (hi - lo) * (1.0 - f_lo) / (f_hi - f_lo))
+    below, above = (1.0 - f_lo) * w_lo, (f_hi - 1.0) * w_hi
+    k = int(lo + (hi - lo) * below / (below + above))
     return k if lo < k < hi else mid
 
 

@@ -10,7 +10,7 @@ import yaml
 
 from perfdb.lookup import PerfDB
 from perfdb.types import Backend, Dtype
-from search.decide import BACKOFF_RUNS, BACKOFF_TOLERANCE, _resolved, back_off, decide
+from search.decide import BACKOFF_RUNS, BACKOFF_TOLERANCE, _probe, _resolved, back_off, decide
 from search.outputs import write_artifacts
 from search.plan import plan
 from search.simcheck import sim_calibration, sim_units, simulate_candidate
@@ -105,23 +105,46 @@ def test_a_bracket_within_the_tolerance_ends_the_back_off():
     assert not _resolved(37, 40) and not _resolved(200, 224)
 
 
-def test_a_wide_back_off_stops_within_the_tolerance_of_a_miss():
-    """GLM-5 FP8 on 8x b200 (scripts/bench_plan_2026.py's scenario): its best agg pick misses the TPOT target
-    at its 160 static clients per replica. Backed off with nothing to beat, the bisection stops once the
-    clients that met and the fewest that missed are within BACKOFF_TOLERANCE of each other, in fewer
-    replays than its budget (with neighbours only it took all five, ending at 125 / 126); the replay at the
-    far end of that tolerance misses (fewer clients never queue more)."""
-    req = PlanRequest(model="zai-org/GLM-5-FP8", system="b200_sxm", backends=(Backend.TRTLLM,), total_gpus=8,
-                      isl=4000, osl=500, sla=Sla(3000, 50))
+def test_the_secant_weights_move_the_probe_towards_the_stagnant_end():
+    plain = _probe(56, 95, 0.8, 1.02)                  # where the line through both ends crosses 1
+    assert 56 < _probe(56, 95, 0.8, 1.02, w_lo=0.5) < plain < 95
+    assert plain < _probe(56, 95, 0.8, 1.02, w_hi=0.5) < 95
+    assert _probe(0, 112, None, 1.1) == 56               # nothing met yet: the middle
+
+
+def _backed_off_within_tolerance(model: str, mode: Mode) -> None:
+    """Every candidate of `mode` the plan backed off, backed off again with nothing to beat, ends within
+    BACKOFF_TOLERANCE of a miss: the replay at the far end of that tolerance misses (fewer clients never
+    queue more); at least one such back-off stops before its replay budget."""
+    req = PlanRequest(model=model, system="b200_sxm", backends=(Backend.TRTLLM,), total_gpus=8, isl=4000, osl=500,
+                      sla=Sla(3000, 50))
     db = PerfDB(None)
     r = decide(plan(req, db), db)
-    c = max((c for cs in r.top.values() for c in cs if c.row in r.sims and r.sims[c.row].backed_off),
-            key=lambda c: r.sims[c.row].at_static.concurrency)
-    cal = sim_calibration(r, c.backend)
-    s = back_off(r, c, db, r.sims[c.row].at_static, cal)
-    _, deployed = sim_units(c)
-    k = int(s.concurrency) // deployed
-    assert s.meets_sla and k * deployed == s.concurrency and k >= 40
-    assert s.runs < 1 + BACKOFF_RUNS
-    far = int(k / (1 - BACKOFF_TOLERANCE))             # the missed end lies at or below it
-    assert far > k + 1 and not simulate_candidate(r, c, db, cal=cal, per_unit=far).meets_sla
+    cands = [c for c in r.top[mode] if c.row in r.sims and r.sims[c.row].backed_off]
+    assert cands
+    runs = []
+    for c in cands:
+        cal = sim_calibration(r, c.backend)
+        s = back_off(r, c, db, r.sims[c.row].at_static, cal)
+        _, deployed = sim_units(c)
+        k = int(s.concurrency) // deployed
+        assert s.meets_sla and k * deployed == s.concurrency and k >= 40
+        far = int(k / (1 - BACKOFF_TOLERANCE))           # the missed end lies at or below it
+        assert far > k + 1 and not simulate_candidate(r, c, db, cal=cal, per_unit=far).meets_sla
+        runs.append(s.runs)
+    assert min(runs) < 1 + BACKOFF_RUNS
+
+
+def test_a_wide_back_off_stops_within_the_tolerance_of_a_miss():
+    """GLM-5 FP8 on 8x b200 (scripts/bench_plan_2026.py's scenario): its agg picks miss the TPOT target at
+    their 144-160 static clients per replica. With neighbours only, the bisection took all five replays,
+    ending at 125 / 126."""
+    _backed_off_within_tolerance("zai-org/GLM-5-FP8", Mode.AGG)
+
+
+def test_a_secant_that_keeps_missing_turns_back_towards_the_met_end():
+    """Kimi-K2.5 on 8x b200: its disagg picks miss TPOT at 112 clients per group and the ratio curves near
+    the boundary, so the secant from 56 (met) lands on misses twice (99, 95). Taking the middle then, the
+    first cut ended one back-off at 75 of a boundary near 94 (75 met, 94 missed, its budget spent); the
+    halved weight of the met end lands at 93, within the tolerance."""
+    _backed_off_within_tolerance("moonshotai/Kimi-K2.5", Mode.DISAGG)
