@@ -203,3 +203,21 @@ def test_ttft_trees_weight_rows_by_predicted_over_measured():
     assert err(ttft) < err(unweighted)
     with pytest.raises(InputError, match="rel_weight"):
         FitOptions(rel_weight_ttft=-0.5)
+
+
+def test_the_simulate_base_lets_nothing_reach_an_unseen_model():
+    """Three models whose runs share one miss: on the static base the held-out models show the gain and
+    the parts reach a fourth; on the simulate base (calibrate.heldout.NEW_MODEL_BASES) nothing reaches an
+    unseen model, its held-out figures still recorded; an unseen system is decided alike on both."""
+    f = frame()
+    f["model"] = ["org/" + ("Alpha-7B", "Beta-8B", "Gamma-9B")[int(k[-1]) % 3] for k in f["deployment_key"]]
+    reach = {base: {(r.novelty, r.metric, r.part): r for r in train(f, FitOptions(residual="gbm", **FAST),
+                                                                     base).calibration.reach}
+             for base in ("estimate", "simulate")}
+    gained = [k for k, r in reach["estimate"].items() if k[0] == "model" and r.applied]
+    assert gained                                            # the shared miss carries to a new model ...
+    for k, r in reach["simulate"].items():
+        if k[0] == "model":                                  # ... but not on the simulate base
+            assert not r.applied and r.with_pct is not None and r.without_pct is not None
+        else:
+            assert r.applied == reach["estimate"][k].applied
