@@ -205,19 +205,35 @@ def test_ttft_trees_weight_rows_by_predicted_over_measured():
         FitOptions(rel_weight_ttft=-0.5)
 
 
-def test_the_simulate_base_lets_nothing_reach_an_unseen_model():
-    """Three models whose runs share one miss: on the static base the held-out models show the gain and
-    the parts reach a fourth; on the simulate base (calibrate.heldout.NEW_MODEL_BASES) nothing reaches an
-    unseen model, its held-out figures still recorded; an unseen system is decided alike on both."""
-    f = frame()
-    f["model"] = ["org/" + ("Alpha-7B", "Beta-8B", "Gamma-9B")[int(k[-1]) % 3] for k in f["deployment_key"]]
+def test_the_simulate_base_withholds_what_does_not_carry():
+    """Three models on three systems whose runs share one miss: on the static base the held-out models and
+    systems show the gain and the parts reach new ones; on the simulate base (calibrate.heldout.WITHHELD)
+    nothing reaches an unseen model and no TTFT part an unseen system, their held-out figures still
+    recorded; its TPOT parts reach an unseen system as the static base's do."""
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for system in ("h100_sxm", "h200_sxm", "b200_sxm"):
+        for model in ("org/Alpha-7B", "org/Beta-8B", "org/Gamma-9B"):
+            for d in range(3):
+                for c in (1, 4, 16, 64):
+                    ttft, tpot = 50.0 * (1 + d) * (1 + 0.01 * c), 8.0 + 0.05 * c
+                    rows.append({"run_id": f"{system}-{model}-{d}-c{c}", "deployment_key": f"{system}|{model}|{d}",
+                                 "model": model, "system": system, "backend": "vllm", "version": "1.0", "mode": "agg",
+                                 "isl": 1024.0, "osl": 256.0, "concurrency": float(c), "gpus": 2 ** d,
+                                 "pred_ttft": ttft, "pred_tpot": tpot, "status": "ok",
+                                 # one miss shared by every model and system: it carries to new ones
+                                 "measured_ttft": ttft * 1.6 * c ** 0.15 * np.exp(rng.normal(0, 0.05)),
+                                 "measured_tpot": tpot * 1.3 * np.exp(rng.normal(0, 0.05))})
+    f = pd.DataFrame(rows)
     reach = {base: {(r.novelty, r.metric, r.part): r for r in train(f, FitOptions(residual="gbm", **FAST),
                                                                      base).calibration.reach}
              for base in ("estimate", "simulate")}
-    gained = [k for k, r in reach["estimate"].items() if k[0] == "model" and r.applied]
-    assert gained                                            # the shared miss carries to a new model ...
+    assert [k for k, r in reach["estimate"].items() if k[0] == "model" and r.applied]   # it would carry ...
+    assert [k for k, r in reach["estimate"].items() if k[:2] == ("system", "ttft") and r.applied]
     for k, r in reach["simulate"].items():
-        if k[0] == "model":                                  # ... but not on the simulate base
+        if k[0] == "model" or k[:2] == ("system", "ttft"):   # ... but not on the simulate base
             assert not r.applied and r.with_pct is not None and r.without_pct is not None
         else:
             assert r.applied == reach["estimate"][k].applied
