@@ -57,18 +57,22 @@ def _calibrations(result: PlanResult):
     return cache(lambda backend: sim_calibration(result, backend))
 
 
+# Replays made ahead of `replay`: (points row, clients per unit; None: its static concurrency) -> SimCheck
+Memo = dict[tuple[int, int | None], SimCheck]
+
+
 def replay(result: PlanResult, db: PerfDB, modes: tuple[Mode, ...] | None = None,
            per_mode: int = SIM_PER_MODE, backoff_runs: int = BACKOFF_RUNS,
-           done: dict[int, SimCheck] | None = None) -> dict[int, SimCheck]:
+           done: dict[int, SimCheck] | None = None, memo: Memo | None = None) -> dict[int, SimCheck]:
     """Simulate each mode's first `per_mode` static candidates at their static concurrency, and on down the
     static ranking until one meets every target under load; then back off (`back_off`) the `per_mode`
     misses that served the most, best first, each bounded by the best replay meeting the targets so far;
     {points row: SimCheck}. `modes` None: every mode of the result. Simulator runs per mode: at most
     len(top) + per_mode x backoff_runs. `done`: static-concurrency replays already made (`static_replays`:
-    the same runs, so the same result)."""
+    the same runs, so the same result); `memo`: other replays already made (`ahead`), likewise."""
     sims: dict[int, SimCheck] = {}
     cal = _calibrations(result)
-    done = done or {}
+    memo = {**(memo or {}), **{(row, None): s for row, s in (done or {}).items()}}
     for mode, cands in result.top.items():
         if modes is not None and mode not in modes:
             continue
@@ -76,20 +80,65 @@ def replay(result: PlanResult, db: PerfDB, modes: tuple[Mode, ...] | None = None
         for i, c in enumerate(cands):
             if i >= per_mode and any(s.meets_sla for s in mine.values()):
                 break
-            mine[c.row] = done[c.row] if c.row in done else simulate_candidate(result, c, db, cal=cal(c.backend))
+            mine[c.row] = _replay(result, c, db, cal(c.backend), None, memo)
         best = max((s.tokens_per_s_per_gpu for s in mine.values() if s.meets_sla), default=0.0)
         missed = sorted((c for c in cands if c.row in mine and not mine[c.row].meets_sla),
                         key=lambda c: -mine[c.row].tokens_per_s_per_gpu)
         for c in missed[:per_mode] if backoff_runs > 0 else ():
-            mine[c.row] = s = back_off(result, c, db, mine[c.row], cal(c.backend), best, backoff_runs)
+            mine[c.row] = s = back_off(result, c, db, mine[c.row], cal(c.backend), best, backoff_runs, memo)
             if s.meets_sla:
                 best = max(best, s.tokens_per_s_per_gpu)
         sims.update(mine)
     return sims
 
 
+def _replay(result: PlanResult, c: Candidate, db: PerfDB, cal, per_unit: int | None, memo: Memo | None) -> SimCheck:
+    """simulate_candidate, or the same replay from `memo` (each is deterministic), which keeps it."""
+    s = None if memo is None else memo.get((c.row, per_unit))
+    if s is None:
+        s = simulate_candidate(result, c, db, cal=cal, per_unit=per_unit)
+        if memo is not None:
+            memo[(c.row, per_unit)] = s
+    return s
+
+
+def ahead(result: PlanResult, done: dict[int, SimCheck], per_mode: int = SIM_PER_MODE) -> tuple[list, list]:
+    """Two lists of replays `replay` will want after `first_replays` (`done`) of a mode none of whose first
+    met, for two processes to make at once: the next two candidates of its ranking at their static
+    concurrency (the walk `replay` starts with), and the back-off of its first's miss that served the most,
+    from a floor of 0 (`replay` backs it off from the best its walk meets, no lower, so its probes are
+    these, in this order, and it stops no sooner). ([], []) where every mode has a first that met (their
+    back-offs wait for that floor) or more than one mode has work left."""
+    busy = []
+    for mode, cands in result.top.items():
+        first = [c for c in cands[:per_mode] if c.row in done]
+        met = any(done[c.row].meets_sla for c in first)
+        missed = [c for c in first if not done[c.row].meets_sla and done[c.row].tokens_per_s_per_gpu > 0]
+        if missed or (first and not met):
+            busy.append((mode, cands, first, met, missed))
+    if len(busy) != 1 or busy[0][3]:
+        return [], []
+    _, cands, _, _, missed = busy[0]
+    walk = [(c, None) for c in cands[per_mode:per_mode + 2]]
+    top = max(missed, key=lambda c: done[c.row].tokens_per_s_per_gpu, default=None)
+    return walk, [] if top is None else [(top, 0.0)]
+
+
+def make_ahead(result: PlanResult, db: PerfDB, tasks: list, done: dict[int, SimCheck],
+               runs: int = BACKOFF_RUNS) -> Memo:
+    """The replays of `tasks` (`ahead`'s) as a memo for `replay`."""
+    memo: Memo = {}
+    cal = _calibrations(result)
+    for c, floor in tasks:
+        if floor is None:
+            _replay(result, c, db, cal(c.backend), None, memo)
+        else:
+            back_off(result, c, db, done[c.row], cal(c.backend), floor, runs, memo)
+    return memo
+
+
 def back_off(result: PlanResult, c: Candidate, db: PerfDB, first: SimCheck, cal, floor: float = 0.0,
-             runs: int = BACKOFF_RUNS) -> SimCheck:
+             runs: int = BACKOFF_RUNS, memo: Memo | None = None) -> SimCheck:
     """`c` replayed at the most clients per replica / xPyD group, below its static concurrency, that meet
     every target (bisection, `runs` replays at most, stopping once the bracket is within BACKOFF_TOLERANCE;
     monotone: fewer clients queue less and batch smaller),
@@ -104,7 +153,7 @@ def back_off(result: PlanResult, c: Candidate, db: PerfDB, first: SimCheck, cal,
     last = None         # whether the last replay met
     while hi - lo > 1 and n < runs and bound > floor and not _resolved(lo, hi):
         k = 1 if lo == 0 and n == runs - 1 else _probe(lo, hi, f_lo, f_hi, w_lo, w_hi)
-        s = simulate_candidate(result, c, db, cal=cal, per_unit=k)
+        s = _replay(result, c, db, cal, k, memo)
         n += 1
         if s.meets_sla:
             lo, best, f_lo, w_lo = k, s, _worst(result, s), 1.0

@@ -123,7 +123,7 @@ def _decide_on_load(result: PlanResult, db: PerfDB, apart) -> PlanResult:
     rest of each mode's (walking down its ranking, backing off) with the disagg mode's in a child while this
     process does agg's; each replay is deterministic, so the ranking on the simulated numbers is the one a
     single process makes."""
-    from search.decide import first_replays, rank_on_load, replay, static_replays
+    from search.decide import ahead, first_replays, make_ahead, rank_on_load, replay, static_replays
     from search.types import Mode
 
     first = first_replays(result)
@@ -131,6 +131,10 @@ def _decide_on_load(result: PlanResult, db: PerfDB, apart) -> PlanResult:
                          lambda: static_replays(result, db, first[0::2]))
     done = mine | theirs
     modes = [m for m, cands in result.top.items() if cands]
+    walk, back = ahead(result, done)
+    if walk and back:   # one mode's work left: its walk in a child while this process backs its top miss off
+        theirs, mine = apart(lambda: make_ahead(result, db, walk, done), lambda: make_ahead(result, db, back, done))
+        return rank_on_load(result, replay(result, db, tuple(modes), done=done, memo=mine | theirs))
     if Mode.DISAGG in modes and len(modes) > 1:
         theirs, mine = apart(lambda: replay(result, db, (Mode.DISAGG,), done=done),
                              lambda: replay(result, db, tuple(m for m in modes if m != Mode.DISAGG), done=done))

@@ -145,3 +145,25 @@ def test_the_pareto_png_drawn_in_a_forked_child_is_the_one_drawn_here(tmp_path):
     for fork in (True, False):
         with pytest.raises(DataError, match="pareto.png failed"):
             plan(**kw, save_dir=tmp_path / "blocked", fork=fork)
+
+
+def test_a_plan_decided_on_two_cores_is_the_single_process_one():
+    """GLM-5 FP8 on 8x b200: after the first replays only its agg mode has work and none of them met, so a
+    forked child walks down the agg ranking while this process backs the top miss off from a floor of 0
+    (search.decide.ahead), and `replay` takes both from that memo: every replay, the ranking and the winner
+    are the ones one process makes (search.decide.decide)."""
+    from perfdb.lookup import PerfDB
+    from perfdb.types import Backend
+    from search.decide import ahead, decide, first_replays, static_replays
+    from search.plan import plan
+    from search.types import PlanRequest, Sla
+    from servecast.api._plan import _decide_on_load
+
+    req = PlanRequest(model="zai-org/GLM-5-FP8", system="b200_sxm", backends=(Backend.TRTLLM,), total_gpus=8,
+                      isl=4000, osl=500, sla=Sla(3000, 50))
+    db = PerfDB(None)
+    static = plan(req, db)
+    walk, back = ahead(static, static_replays(static, db, first_replays(static)))
+    assert walk and back                                   # the path under test
+    two, one = _decide_on_load(static, db, _alongside), decide(static, db)
+    assert two.sims == one.sims and two.top == one.top and two.winner == one.winner
