@@ -134,7 +134,7 @@ def _median_abs_pct(r: np.ndarray, corrected: np.ndarray) -> float:
     return float(np.median(np.abs(np.exp(corrected - r) - 1.0)) * 100.0)
 
 
-def decide_reach(frame: pd.DataFrame, helds: list[HeldOut], base: str = "estimate") -> tuple[Reach, ...]:
+def decide_reach(frame: pd.DataFrame, helds: list[HeldOut], base: str) -> tuple[Reach, ...]:
     """Per decided novelty (an unseen system, an unseen model) and metric, the combination of parts
     (per-mode factor, residual trees) with the lowest held-out median |error| on rows that new, if it
     beats no part by MARGIN[novelty] (fewer parts on a tie), else none; with fewer than MIN_ROWS such rows,

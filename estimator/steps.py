@@ -257,4 +257,3 @@ class StepModel:
         else:
             uses = self.composer.ops(1, seq_len, 0, self._per_rank(_arr(batch)), kv_len)
         return [u.case for u in uses if u.mask is None or np.any(u.mask)]
-

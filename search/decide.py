@@ -109,16 +109,16 @@ def ahead(result: PlanResult, done: dict[int, SimCheck], per_mode: int = SIM_PER
     from a floor of 0 (`replay` backs it off from the best its walk meets, no lower, so its probes are
     these, in this order, and it stops no sooner). ([], []) where every mode has a first that met (their
     back-offs wait for that floor) or more than one mode has work left."""
-    busy = []
-    for mode, cands in result.top.items():
+    busy = []   # (ranking, whether a first met, its first's misses) of each mode with work left
+    for cands in result.top.values():
         first = [c for c in cands[:per_mode] if c.row in done]
         met = any(done[c.row].meets_sla for c in first)
         missed = [c for c in first if not done[c.row].meets_sla and done[c.row].tokens_per_s_per_gpu > 0]
         if missed or (first and not met):
-            busy.append((mode, cands, first, met, missed))
-    if len(busy) != 1 or busy[0][3]:
+            busy.append((cands, met, missed))
+    if len(busy) != 1 or busy[0][1]:
         return [], []
-    _, cands, _, _, missed = busy[0]
+    cands, _, missed = busy[0]
     walk = [(c, None) for c in cands[per_mode:per_mode + 2]]
     top = max(missed, key=lambda c: done[c.row].tokens_per_s_per_gpu, default=None)
     return walk, [] if top is None else [(top, 0.0)]

@@ -121,8 +121,9 @@ def _decide_on_load(result: PlanResult, db: PerfDB, apart) -> PlanResult:
     """search.decide on two cores (`apart`: servecast.sidework.alongside or in_turn): the replays every mode
     needs whatever they give (`first_replays`) split between this process and a forked child, then the
     rest of each mode's (walking down its ranking, backing off) with the disagg mode's in a child while this
-    process does agg's; each replay is deterministic, so the ranking on the simulated numbers is the one a
-    single process makes."""
+    process does agg's; where one mode alone has work left and none of its first met, its walk in a child
+    while this process backs its top miss off, both kept for `replay` (`search.decide.ahead`). Each replay
+    is deterministic, so the ranking on the simulated numbers is the one a single process makes."""
     from search.decide import ahead, first_replays, make_ahead, rank_on_load, replay, static_replays
     from search.types import Mode
 
