@@ -20,7 +20,7 @@ import pandas as pd
 
 from calibrate.runs import EngineSettings, MeasuredRun, Mode, Role, Statistic
 from estimator.run_facts import RunFacts, parse_flags
-from estimator.runs import RunRow, Worker, cold_start, predict_runs
+from estimator.runs import RunRow, Worker, predict_runs, set_aside
 from perfdb.lookup import PerfDB
 
 
@@ -74,8 +74,8 @@ def _instance_gpus(run: MeasuredRun) -> int:
 
 
 def base_frame(runs: list[MeasuredRun], statistic: Statistic = Statistic.MEAN) -> pd.DataFrame:
-    """The measurement half of the frame; rows without the statistic or a concurrency, or measured on a cold
-    server (estimator.runs.cold_start), say so in status."""
+    """The measurement half of the frame; rows without the statistic or a concurrency, measured on a cold
+    server or of a deployment the row does not pin down (estimator.runs.set_aside), say so in status."""
     rows = []
     for r in runs:
         d = r.deployment
@@ -86,7 +86,7 @@ def base_frame(runs: list[MeasuredRun], statistic: Statistic = Statistic.MEAN) -
             status = f"no measured {statistic.value} TTFT/TPOT"
         elif conc is None:
             status = "no concurrency (open-loop run without a measured in-flight average)"
-        elif why := cold_start(to_run_row(r)):
+        elif why := set_aside(to_run_row(r)):
             status = why
         rows.append({"run_id": r.run_id, "deployment_key": d.key(), "model": d.model, "system": d.system,
                      "backend": d.backend.value, "version": d.version, "mode": d.mode.value, "isl": r.load.isl,

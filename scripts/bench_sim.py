@@ -69,12 +69,12 @@ def accuracy(args) -> None:
     Uncalibrated: both use the database as is; nothing is fitted here."""
     import pandas as pd
 
-    from estimator.runs import cold_start, predict_runs, read_runs
+    from estimator.runs import predict_runs, read_runs, set_aside
     from estimator.sim.runs import simulate_runs
 
     rows = [r for r in read_runs(args.runs) if r.concurrency and r.ttft_ms and (not args.mode or r.mode == args.mode)]
-    warm = [r for r in rows if not cold_start(r)]
-    cold, rows = len(rows) - len(warm), warm
+    kept = [r for r in rows if not set_aside(r)]
+    aside, rows = len(rows) - len(kept), kept
     if args.sample and args.sample < len(rows):
         rows = random.Random(0).sample(rows, args.sample)
     db = PerfDB(args.db)
@@ -106,8 +106,8 @@ def accuracy(args) -> None:
     table = both.groupby(["backend", "mode"])[cols].median().round(2)
     table.insert(0, "rows", both.groupby(["backend", "mode"]).size())
     total = both[cols].median().round(2)
-    print(f"rows: {len(rows)} (both predicted: {len(both)}; {cold} measured on a cold server not compared: "
-          f"estimator.runs.cold_start); static {t1 - t0:.1f} s, simulator {t2 - t1:.1f} s")
+    print(f"rows: {len(rows)} (both predicted: {len(both)}; {aside} measured on a cold server or of a deployment "
+          f"the row does not pin down, not compared: estimator.runs.set_aside); static {t1 - t0:.1f} s, simulator {t2 - t1:.1f} s")
     print("median absolute % error (uncalibrated); *_ratio: median predicted / measured TTFT")
     print("| backend | mode | " + " | ".join(table.columns) + " |")
     print("|---|---|" + "---|" * len(table.columns))

@@ -55,15 +55,20 @@ def enrich_cmd(
 
 
 def _print_cold(text: str, out: Path) -> None:
-    """How many of the enriched runs (`text`, the table written to `out`) the comparisons will set aside as
-    measured on a cold server."""
-    from estimator.runs import cold_start, parse_runs
+    """How many of the enriched runs (`text`, the table written to `out`) the comparisons will set aside, and
+    why (estimator.runs.set_aside: measured on a cold server, or of a deployment the row does not pin down)."""
+    from estimator.runs import cold_start, parse_runs, unknown_deployment
 
-    cold = sum(1 for r in parse_runs(text, out) if cold_start(r))
+    rows = parse_runs(text, out)
+    cold = sum(1 for r in rows if cold_start(r))
+    unknown = sum(1 for r in rows if not cold_start(r) and unknown_deployment(r))
     if cold:
         typer.echo(f"{cold} runs measured on a cold server (no warm-up prompts, on an engine that warms only "
                    "decode shapes at start): predicted, but fit, validate and the benchmarks set them aside "
                    "(estimator.runs.cold_start)")
+    if unknown:
+        typer.echo(f"{unknown} runs whose configs list their point both with and without speculative decoding: "
+                   "predicted, but fit, validate and the benchmarks set them aside (estimator.runs.unknown_deployment)")
 
 
 def _print_enrich_report(console, report) -> None:

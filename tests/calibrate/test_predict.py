@@ -91,6 +91,18 @@ def test_a_cold_server_run_is_in_the_frame_but_not_fitted(tmp_path, tiny_db):
     assert frame["status"][1] == "ok" and frame["pred_ttft"][1] > 0
 
 
+def test_a_run_of_unknown_speculative_decoding_is_in_the_frame_but_not_fitted(tmp_path, tiny_db):
+    """A run whose configs list its point with and without speculative decoding (estimator.runs.
+    unknown_deployment) keeps its row with the reason as its status; the same run known to be off is fitted."""
+    head = HEADER + ",spec_decoding"
+    rows = [f"{spec},silicon_concurrency=4,sglang,0.5.9,Qwen/Qwen3-32B,h200_sxm,fp8,agg,512,32,fp8,fp8,4,2,1,1,2,1,"
+            f",,,,,,,,,,,,,,120,9,{spec}" for spec in ("ambiguous", "off")]
+    (tmp_path / "runs.csv").write_text("\n".join([head, *rows]) + "\n")
+    frame = predict(parse_file(tmp_path / "runs.csv"), PerfDB(tiny_db), Base.ESTIMATE)
+    assert frame["status"][0].startswith("deployment not known") and math.isnan(frame["pred_ttft"][0])
+    assert frame["status"][1] == "ok" and frame["pred_ttft"][1] > 0
+
+
 def test_a_client_file_that_reports_no_warm_up_marks_an_sglang_run_cold(tmp_path, tiny_db):
     """Where the enrichment says nothing, the warm-up count the client's own file reported (aiperf's phases:
     calibrate.runs.Load.num_warmups) decides: 0 before an SGLang run sets it aside; unknown does not."""

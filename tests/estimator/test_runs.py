@@ -280,6 +280,27 @@ def test_a_run_measured_on_a_cold_server_is_not_compared(tmp_path):
     assert predict_runs([r for r in read_runs(path) if r.id == "s0"], PerfDB(None))[0].status == "ok"
 
 
+def test_a_run_whose_speculative_decoding_is_not_known_is_not_compared(tmp_path):
+    """A row whose configs list its point both with and without speculative decoding (spec_decoding
+    ambiguous) is of a deployment the row does not pin down: predicted, not compared (set_aside says why);
+    on, off and unknown rows are compared, and a cold start is said first."""
+    from estimator.runs import set_aside, unknown_deployment
+
+    head = HEADER + ",client_num_warmups,spec_decoding"
+    lines = [f"{i},silicon_concurrency=8,{backend},0.5.9,deepseek-ai/DeepSeek-R1,b200_sxm,fp8,agg,1024,1024,fp8,fp8,"
+             f"8,8,1,1,1,8,,,,,,,,,,,,,,,300,20,{warm},{spec}"
+             for i, backend, warm, spec in (("a", "trtllm", 8, "ambiguous"), ("on", "trtllm", 8, "on"),
+                                            ("off", "trtllm", 8, "off"), ("u", "trtllm", 8, ""),
+                                            ("ca", "sglang", 0, "ambiguous"))]
+    path = tmp_path / "runs.csv"
+    path.write_text("\n".join([head, *lines]) + "\n")
+    rows = {r.id: r for r in read_runs(path)}
+    assert unknown_deployment(rows["a"]).startswith("deployment not known") and "speculative" in set_aside(rows["a"])
+    assert set_aside(rows["on"]) is set_aside(rows["off"]) is set_aside(rows["u"]) is None
+    assert set_aside(rows["ca"]).startswith("cold start")
+    assert predict_runs([rows["a"]], PerfDB(None))[0].status == "ok"
+
+
 def test_a_row_labelled_fp8_of_a_block_scaled_family_quantizes_its_activations_every_call(table):
     """Qwen3-32B's and DeepSeek-R1's FP8 checkpoints are block-scaled (weights per 128x128, activations per
     1x128 group at every call), so a row labelled fp8 of either prices its GEMMs with the per-tensor rows as
