@@ -105,10 +105,12 @@ def _replay(result: PlanResult, c: Candidate, db: PerfDB, cal, per_unit: int | N
 def ahead(result: PlanResult, done: dict[int, SimCheck], per_mode: int = SIM_PER_MODE) -> tuple[list, list]:
     """Two lists of replays `replay` will want after `first_replays` (`done`) of a mode none of whose first
     met, for two processes to make at once: the next two candidates of its ranking at their static
-    concurrency (the walk `replay` starts with), and the back-off of its first's miss that served the most,
+    concurrency (the walk `replay` starts with) and the first probe of its next miss's back-off (the same
+    whatever floor it gets: `first_probe`), and the back-off of its first's miss that served the most,
     from a floor of 0 (`replay` backs it off from the best its walk meets, no lower, so its probes are
-    these, in this order, and it stops no sooner). ([], []) where every mode has a first that met (their
-    back-offs wait for that floor) or more than one mode has work left."""
+    these, in this order, and it stops no sooner). Each task is (candidate, clients per unit or None for
+    its static concurrency, floor to back off from or None for one replay). ([], []) where every mode has
+    a first that met (their back-offs wait for that floor) or more than one mode has work left."""
     busy = []   # (ranking, whether a first met, its first's misses) of each mode with work left
     for cands in result.top.values():
         first = [c for c in cands[:per_mode] if c.row in done]
@@ -119,9 +121,11 @@ def ahead(result: PlanResult, done: dict[int, SimCheck], per_mode: int = SIM_PER
     if len(busy) != 1 or busy[0][1]:
         return [], []
     cands, _, missed = busy[0]
-    walk = [(c, None) for c in cands[per_mode:per_mode + 2]]
-    top = max(missed, key=lambda c: done[c.row].tokens_per_s_per_gpu, default=None)
-    return walk, [] if top is None else [(top, 0.0)]
+    walk = [(c, None, None) for c in cands[per_mode:per_mode + 2]]
+    top, *rest = sorted(missed, key=lambda c: -done[c.row].tokens_per_s_per_gpu) or [None]
+    if rest:   # the next miss's back-off starts where its line from above crosses 1, whatever its floor
+        walk.append((rest[0], first_probe(result, rest[0], done[rest[0].row]), None))
+    return walk, [] if top is None else [(top, None, 0.0)]
 
 
 def make_ahead(result: PlanResult, db: PerfDB, tasks: list, done: dict[int, SimCheck],
@@ -129,9 +133,9 @@ def make_ahead(result: PlanResult, db: PerfDB, tasks: list, done: dict[int, SimC
     """The replays of `tasks` (`ahead`'s) as a memo for `replay`."""
     memo: Memo = {}
     cal = _calibrations(result)
-    for c, floor in tasks:
+    for c, per_unit, floor in tasks:
         if floor is None:
-            _replay(result, c, db, cal(c.backend), None, memo)
+            _replay(result, c, db, cal(c.backend), per_unit, memo)
         else:
             back_off(result, c, db, done[c.row], cal(c.backend), floor, runs, memo)
     return memo
@@ -149,16 +153,23 @@ def back_off(result: PlanResult, c: Candidate, db: PerfDB, first: SimCheck, cal,
     lo, hi = 0, -(-sim_clients(c)[0] // units)   # per unit: lo met (0: none yet), hi missed
     best, n, bound = None, 0, first.tokens_per_s_per_gpu
     f_lo, f_hi = None, _worst(result, first)   # worst target ratios at lo / hi
+    above = (0, 0.0)    # the point the first secant from above runs through: no clients, no load
     w_lo = w_hi = 1.0   # each end's weight in the secant (Illinois: halved while the other end moves)
     last = None         # whether the last replay met
     while hi - lo > 1 and n < runs and bound > floor and not _resolved(lo, hi):
-        k = 1 if lo == 0 and n == runs - 1 else _probe(lo, hi, f_lo, f_hi, w_lo, w_hi)
+        if lo == 0 and n == runs - 1:
+            k = 1
+        elif lo == 0:   # the first probe is first_probe's
+            k = _from_above(hi, f_hi, *above)
+        else:
+            k = _probe(lo, hi, f_lo, f_hi, w_lo, w_hi)
         s = _replay(result, c, db, cal, k, memo)
         n += 1
         if s.meets_sla:
             lo, best, f_lo, w_lo = k, s, _worst(result, s), 1.0
             w_hi = w_hi / 2 if last is True else w_hi
         else:
+            above = (hi, f_hi)
             hi, bound, f_hi, w_hi = k, s.tokens_per_s_per_gpu, _worst(result, s), 1.0
             w_lo = w_lo / 2 if last is False else w_lo
         last = s.meets_sla
@@ -240,6 +251,29 @@ def _probe(lo: int, hi: int, f_lo: float | None, f_hi: float, w_lo: float = 1.0,
     below, above = (1.0 - f_lo) * w_lo, (f_hi - 1.0) * w_hi
     k = int(lo + (hi - lo) * below / (below + above))
     return k if lo < k < hi else mid
+
+
+def first_probe(result: PlanResult, c: Candidate, first: SimCheck) -> int:
+    """The clients per unit `back_off` replays `c` at first, after `first` (its miss at the static
+    concurrency) and before anything has met: the same whatever floor it backs off from."""
+    units, _ = sim_units(c)
+    return _from_above(-(-sim_clients(c)[0] // units), _worst(result, first), 0, 0.0)
+
+
+def _from_above(hi: int, f_hi: float, k0: int, f0: float) -> int:
+    """A back-off's next clients per unit while nothing has met: where the line through its fewest-client
+    miss (`hi`, worst target ratio `f_hi` > 1) and the miss before it (`k0`, `f0`; at first no clients, no
+    load: (0, 0)) crosses 1. A closed loop's TTFT and TPOT rise near-linearly with its clients near the
+    boundary, so the first probe lands at the most clients that may meet and each further miss moves the
+    line's crossing onto the boundary from above (the README plan's agg pick missed TPOT by 9.5% at 40 a
+    replica: 36, then 34 met, then 35, where halving from the middle took 20, 33, 35, 34); with a floor to
+    beat, a first probe that misses serving no more than the floor ends the back-off after one replay.
+    One client where the line crosses below it (far over the targets); the middle where it gives nothing
+    below `hi`: a ratio that is no miss, unbounded, or one that did not fall with the clients."""
+    if not 1.0 < f_hi < float("inf") or not (f_hi - f0) * (hi - k0) > 0:   # the ratio must rise with the clients
+        return hi // 2
+    k = max(1, int(hi - (f_hi - 1.0) * (hi - k0) / (f_hi - f0)))   # far over the targets: one client
+    return k if k < hi else hi // 2
 
 
 def _resolved(lo: int, hi: int) -> bool:

@@ -10,7 +10,7 @@ import yaml
 
 from perfdb.lookup import PerfDB
 from perfdb.types import Backend, Dtype
-from search.decide import BACKOFF_RUNS, BACKOFF_TOLERANCE, _probe, _resolved, back_off, decide
+from search.decide import BACKOFF_RUNS, BACKOFF_TOLERANCE, _from_above, _probe, _resolved, back_off, decide
 from search.outputs import write_artifacts
 from search.plan import plan
 from search.simcheck import sim_calibration, sim_units, simulate_candidate
@@ -110,6 +110,19 @@ def test_the_secant_weights_move_the_probe_towards_the_stagnant_end():
     assert 56 < _probe(56, 95, 0.8, 1.02, w_lo=0.5) < plain < 95
     assert plain < _probe(56, 95, 0.8, 1.02, w_hi=0.5) < 95
     assert _probe(0, 112, None, 1.1) == 56               # nothing met yet: the middle
+
+
+def test_before_anything_meets_the_back_off_comes_down_the_line_from_above():
+    """While nothing has met, the next probe is where the line through the fewest-client miss and the one
+    before it (at first: no clients, no load) crosses 1: the README plan's agg pick missed TPOT by 9.5% at
+    40 clients a replica, so it tries 36 (the most that may meet if the ratio scales with the clients),
+    then, missing by 2.6% there, 34; a ratio that does not rise with the clients, or no miss, takes the
+    middle."""
+    assert _from_above(40, 1.095, 0, 0.0) == 36
+    assert _from_above(36, 1.0264, 40, 1.095) == 34
+    assert _from_above(40, 1.095, 36, 1.2) == 20        # fewer clients missed by more: the line says nothing
+    assert _from_above(40, 1.0, 0, 0.0) == 20 and _from_above(40, float("inf"), 0, 0.0) == 20
+    assert _from_above(20, 50.0, 0, 0.0) == 1           # far over the target: down to one client
 
 
 def _backed_off_within_tolerance(model: str, mode: Mode) -> None:
