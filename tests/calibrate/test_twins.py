@@ -112,8 +112,11 @@ def test_the_cli_says_how_many_rows_it_reconciled(tmp_path, capsys, monkeypatch)
     runs, facts = _table(tmp_path, [("a", "2026-03-25.csv", 1, "16", "211.09"), ("b", "2026-04-06.csv", 1, "16", "211.09")],
                          {"a": {"spec_decoding": "on"}, "b": {"spec_decoding": "off"}})
     out = tmp_path / "enriched.csv"
-    assert "2 rows recording a measurement another row records too" in _enrich_cli(monkeypatch, capsys, runs, facts, out)
+    text = _enrich_cli(monkeypatch, capsys, runs, facts, out)
+    assert "2 rows recording a measurement another row records too" in text
     assert {r["spec_decoding"] for r in csv.DictReader(out.open())} == {"ambiguous"}
+    # ... so which deployment ran is not known: the comparisons set both aside (estimator.runs.unknown_deployment)
+    assert "2 runs whose configs list their point both with and without speculative decoding" in text
 
 
 def test_the_cli_says_how_many_runs_were_measured_on_a_cold_server(tmp_path, capsys, monkeypatch):
