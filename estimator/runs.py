@@ -107,8 +107,8 @@ def unknown_deployment(row: RunRow) -> str | None:
     fitted to both learns their mixture. Predicted, not compared (as `cold_start`)."""
     if row.facts.spec is not SpecStatus.AMBIGUOUS:
         return None
-    return ("deployment not known: its configs list this point both with and without speculative decoding "
-            "(spec_decoding ambiguous), and the row does not say which ran")
+    return ("speculative decoding not known: the configs list this point with and without it (spec_decoding "
+            "ambiguous), and the row does not say which deployment ran")
 
 
 def set_aside(row: RunRow) -> str | None:

@@ -99,7 +99,7 @@ def test_a_run_of_unknown_speculative_decoding_is_in_the_frame_but_not_fitted(tm
             f",,,,,,,,,,,,,,120,9,{spec}" for spec in ("ambiguous", "off")]
     (tmp_path / "runs.csv").write_text("\n".join([head, *rows]) + "\n")
     frame = predict(parse_file(tmp_path / "runs.csv"), PerfDB(tiny_db), Base.ESTIMATE)
-    assert frame["status"][0].startswith("deployment not known") and math.isnan(frame["pred_ttft"][0])
+    assert frame["status"][0].startswith("speculative decoding not known") and math.isnan(frame["pred_ttft"][0])
     assert frame["status"][1] == "ok" and frame["pred_ttft"][1] > 0
 
 

@@ -295,7 +295,7 @@ def test_a_run_whose_speculative_decoding_is_not_known_is_not_compared(tmp_path)
     path = tmp_path / "runs.csv"
     path.write_text("\n".join([head, *lines]) + "\n")
     rows = {r.id: r for r in read_runs(path)}
-    assert unknown_deployment(rows["a"]).startswith("deployment not known") and "speculative" in set_aside(rows["a"])
+    assert unknown_deployment(rows["a"]).startswith("speculative decoding not known") and "speculative" in set_aside(rows["a"])
     assert set_aside(rows["on"]) is set_aside(rows["off"]) is set_aside(rows["u"]) is None
     assert set_aside(rows["ca"]).startswith("cold start")
     assert predict_runs([rows["a"]], PerfDB(None))[0].status == "ok"
