@@ -149,8 +149,7 @@ def back_off(result: PlanResult, c: Candidate, db: PerfDB, first: SimCheck, cal,
     with `first` (its miss at the static concurrency) as `at_static`; `first` itself, its runs counted,
     when even one client per unit misses, or when backing off cannot beat `floor` tokens/s/GPU (fewer
     clients never serve more than a replay that already served no more than `floor`)."""
-    units, _ = sim_units(c)
-    lo, hi = 0, -(-sim_clients(c)[0] // units)   # per unit: lo met (0: none yet), hi missed
+    lo, hi = 0, _static_per_unit(c)   # per unit: lo met (0: none yet), hi missed
     best, n, bound = None, 0, first.tokens_per_s_per_gpu
     f_lo, f_hi = None, _worst(result, first)   # worst target ratios at lo / hi
     above = (0, 0.0)    # the point the first secant from above runs through: no clients, no load
@@ -256,8 +255,13 @@ def _probe(lo: int, hi: int, f_lo: float | None, f_hi: float, w_lo: float = 1.0,
 def first_probe(result: PlanResult, c: Candidate, first: SimCheck) -> int:
     """The clients per unit `back_off` replays `c` at first, after `first` (its miss at the static
     concurrency) and before anything has met: the same whatever floor it backs off from."""
+    return _from_above(_static_per_unit(c), _worst(result, first), 0, 0.0)
+
+
+def _static_per_unit(c: Candidate) -> int:
+    """The candidate's static concurrency in clients per replica / xPyD group (rounded up)."""
     units, _ = sim_units(c)
-    return _from_above(-(-sim_clients(c)[0] // units), _worst(result, first), 0, 0.0)
+    return -(-sim_clients(c)[0] // units)
 
 
 def _from_above(hi: int, f_hi: float, k0: int, f0: float) -> int:
