@@ -20,7 +20,8 @@ import pandas as pd
 
 from calibrate.runs import EngineSettings, MeasuredRun, Mode, Role, Statistic
 from estimator.run_facts import RunFacts, parse_flags
-from estimator.runs import RunRow, Worker, predict_runs, set_aside
+from estimator.runs import RunRow, Worker, predict_runs
+from estimator.set_aside import set_aside
 from perfdb.lookup import PerfDB
 
 
@@ -55,7 +56,7 @@ def run_facts(engine: EngineSettings, num_prompts: int | None, num_warmups: int 
     """The estimator's RunFacts of a measured run: the enrichment facts `extra` carries, the engine's
     recorded limits and every launch flag, so a calibration is fitted on the predictions
     `servecast estimate --from-runs` makes for the same rows (per-role flags, expert slots, agg limits);
-    the warm-up count the client's file reported where the enrichment does not say (estimator.runs.cold_start)."""
+    the warm-up count the client's file reported where the enrichment does not say (estimator.set_aside.cold_start)."""
     facts = RunFacts.from_extra(engine.extra, num_prompts)
     return replace(facts, max_batch=engine.max_batch_size, max_num_tokens=engine.max_num_tokens,
                    mem_fraction=engine.mem_fraction, flags=parse_flags(engine.flags),
@@ -75,7 +76,7 @@ def _instance_gpus(run: MeasuredRun) -> int:
 
 def base_frame(runs: list[MeasuredRun], statistic: Statistic = Statistic.MEAN) -> pd.DataFrame:
     """The measurement half of the frame; rows without the statistic or a concurrency, measured on a cold
-    server or of a deployment the row does not pin down (estimator.runs.set_aside), say so in status."""
+    server or of a deployment the row does not pin down (estimator.set_aside), say so in status."""
     rows = []
     for r in runs:
         d = r.deployment

@@ -76,48 +76,6 @@ class Prediction:
     status: str
 
 
-def cold_start(row: RunRow) -> str | None:
-    """Why the row's measurement is not the steady state the estimator and the simulator model, or None.
-
-    A client that sent no warm-up prompts (client_num_warmups 0: at most benchmark_serving.py's one test
-    request) to a freshly started server whose engine warms only decode shapes before serving
-    (EngineProfile.warms_prefill_at_start) measured its first prompts building, tuning or loading the
-    prefill kernels at the run's shapes: seconds per new shape, in the TTFT of the first wave and the
-    TPOT of whatever ran beside it. No kernel table prices that, and a fit to it would carry it into
-    every plan. Such rows are predicted as any other (`estimate --from-runs`) but not compared:
-    calibration, validation and the accuracy benchmarks skip them and say why (InferenceX's launch
-    scripts start a server per run, so `0` is a cold server there)."""
-    if row.facts.num_warmups != 0 or row.backend not in {b.value for b in Backend}:
-        return None
-    if profile_for(Backend(row.backend)).warms_prefill_at_start:
-        return None
-    return (f"cold start: no warm-up prompts before measuring, and {row.backend} warms only decode shapes at start "
-            "(its first prompts paid first-use kernel costs; EngineProfile.warms_prefill_at_start)")
-
-
-def unknown_deployment(row: RunRow) -> str | None:
-    """Why the row's deployment is not known well enough to compare a prediction with it, or None.
-
-    The enrichment found the run's point (backend, system, model, ISL / OSL, concurrency) listed by the
-    configs both with and without speculative decoding (SpecStatus.AMBIGUOUS: 311 of the 2,437 training
-    rows, pairs of runs of one point in one source file, one of them drafting). The two deployments'
-    TPOT differ by up to 2x at low concurrency (B200 SGLang disaggregated DeepSeek-R1 at 4 clients: 4.7
-    and 9.8 ms), and nothing in the row says which one ran: a prediction is of one of them, the RUN_SPEC_TOKENS
-    assumption's, and its error against the other measures that guess, not the model; a calibration
-    fitted to both learns their mixture. Predicted, not compared (as `cold_start`)."""
-    if row.facts.spec is not SpecStatus.AMBIGUOUS:
-        return None
-    return ("speculative decoding not known: the configs list this point with and without it (spec_decoding "
-            "ambiguous), and the row does not say which deployment ran")
-
-
-def set_aside(row: RunRow) -> str | None:
-    """Why a measured row is predicted (`estimate --from-runs`) but not compared, or None: calibration,
-    validation and the accuracy benchmarks skip it and say why. A measurement that is not the steady state
-    the models describe (`cold_start`), or of a deployment the row does not pin down (`unknown_deployment`)."""
-    return cold_start(row) or unknown_deployment(row)
-
-
 def _num(raw: dict, key: str) -> float | None:
     v = (raw.get(key) or "").strip()
     if not v or v.lower() == "nan":

@@ -29,12 +29,13 @@ def _predict(runs: Path, db_dir: Path | None) -> dict[float, pd.DataFrame]:
 
     import estimator.engines as engines
     import estimator.serving as serving
-    from estimator.runs import predict_runs, read_runs, set_aside
+    from estimator.runs import predict_runs, read_runs
+    from estimator.set_aside import set_aside
     from perfdb.lookup import PerfDB
 
     for b, prof in engines.profiles().items():   # this process only: the overhead is refitted per fold
         engines._PROFILES[b] = dataclasses.replace(prof, ttft_overhead_ms=0.0)
-    rows = [r for r in read_runs(runs) if not set_aside(r)]   # a cold server's TTFT is no overhead of the engine's
+    rows = [r for r in read_runs(runs) if not set_aside(r)]   # a cold server's TTFT is no overhead of the engine's, nor a guessed deployment's error
     db = PerfDB(db_dir) if db_dir else PerfDB()
     measured = pd.read_csv(runs)
     measured["conc"] = measured.silicon_data_source.str.extract(r"silicon_concurrency=(\d+)").astype(float)

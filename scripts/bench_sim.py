@@ -69,7 +69,8 @@ def accuracy(args) -> None:
     Uncalibrated: both use the database as is; nothing is fitted here."""
     import pandas as pd
 
-    from estimator.runs import predict_runs, read_runs, set_aside
+    from estimator.runs import predict_runs, read_runs
+    from estimator.set_aside import set_aside
     from estimator.sim.runs import simulate_runs
 
     rows = [r for r in read_runs(args.runs) if r.concurrency and r.ttft_ms and (not args.mode or r.mode == args.mode)]
@@ -107,7 +108,7 @@ def accuracy(args) -> None:
     table.insert(0, "rows", both.groupby(["backend", "mode"]).size())
     total = both[cols].median().round(2)
     print(f"rows: {len(rows)} (both predicted: {len(both)}; {aside} measured on a cold server or of a deployment "
-          f"the row does not pin down, not compared: estimator.runs.set_aside); static {t1 - t0:.1f} s, simulator {t2 - t1:.1f} s")
+          f"the row does not pin down, not compared: estimator.set_aside); static {t1 - t0:.1f} s, simulator {t2 - t1:.1f} s")
     print("median absolute % error (uncalibrated); *_ratio: median predicted / measured TTFT")
     print("| backend | mode | " + " | ".join(table.columns) + " |")
     print("|---|---|" + "---|" * len(table.columns))

@@ -27,7 +27,7 @@ GRID = tuple(round(0.30 + 0.025 * i, 3) for i in range(28))   # 0.300 .. 0.975
 
 def spec_rows(rows: list) -> list:
     from estimator.run_facts import SpecStatus
-    from estimator.runs import set_aside
+    from estimator.set_aside import set_aside
 
     return [r for r in rows if r.facts.spec is SpecStatus.ON and r.tpot_ms and r.concurrency and not set_aside(r)]
 

@@ -2,8 +2,8 @@
 simulator replays each at the concurrency it would serve, and the ranking, the SLA filter (at the
 median or the interval's upper end, as the request says) and the winner use the simulated TTFT, TPOT
 and tokens/s/GPU. A candidate that misses a target at its static concurrency is backed off: replayed
-at fewer clients per replica / xPyD group (a bisection of BACKOFF_RUNS replays at most) until it meets
-every target, and is then ranked, reported and written (search.outputs: aiperf.sh, deployment.yaml,
+at fewer clients per replica / xPyD group (a bracketing search of BACKOFF_RUNS replays at most) until it
+meets every target, and is then ranked, reported and written (search.outputs: aiperf.sh, deployment.yaml,
 plan.json) at that concurrency (`SimCheck.concurrency`). The static numbers stay on every candidate
 (`Candidate.metrics`, at the static concurrency) beside the simulated ones (`PlanResult.sims`).
 
@@ -15,7 +15,7 @@ decides among them.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import cache
 
 from perfdb.lookup import PerfDB
@@ -26,8 +26,8 @@ from search.types import Candidate, Constraint, Mode, SimCheck
 
 SIM_PER_MODE = 3    # static top candidates of each mode replayed (each ~0.01-0.06 s of CPU)
 # Replays at most spent backing one candidate's concurrency off after it missed a target at its static
-# one: a bisection on clients per replica / xPyD group whose last run tries 1 client when nothing has met
-# yet (so a candidate is dropped only when one client per unit misses); from up to 2**BACKOFF_RUNS
+# one: a bracketing search on clients per replica / xPyD group (`back_off`) whose last run tries 1 client
+# when nothing has met yet (so a candidate is dropped only when one client per unit misses); from up to 2**BACKOFF_RUNS
 # clients per unit it ends next to a miss, or within BACKOFF_TOLERANCE of one.
 BACKOFF_RUNS = 5
 # ... and stops sooner once its bracket is narrow: when the clients per unit that met and the fewest that
@@ -59,6 +59,16 @@ def _calibrations(result: PlanResult):
 
 # Replays made ahead of `replay`: (points row, clients per unit; None: its static concurrency) -> SimCheck
 Memo = dict[tuple[int, int | None], SimCheck]
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """One piece of work `ahead` hands out: `candidate` replayed once at `per_unit` clients per unit (None:
+    its static concurrency), or, with a `floor`, backed off from that floor (`back_off`)."""
+
+    candidate: Candidate
+    per_unit: int | None = None
+    floor: float | None = None
 
 
 def replay(result: PlanResult, db: PerfDB, modes: tuple[Mode, ...] | None = None,
@@ -102,15 +112,15 @@ def _replay(result: PlanResult, c: Candidate, db: PerfDB, cal, per_unit: int | N
     return s
 
 
-def ahead(result: PlanResult, done: dict[int, SimCheck], per_mode: int = SIM_PER_MODE) -> tuple[list, list]:
+def ahead(result: PlanResult, done: dict[int, SimCheck],
+          per_mode: int = SIM_PER_MODE) -> tuple[list[Ahead], list[Ahead]]:
     """Two lists of replays `replay` will want after `first_replays` (`done`) of a mode none of whose first
     met, for two processes to make at once: the next two candidates of its ranking at their static
     concurrency (the walk `replay` starts with) and the first probe of its next miss's back-off (the same
     whatever floor it gets: `first_probe`), and the back-off of its first's miss that served the most,
     from a floor of 0 (`replay` backs it off from the best its walk meets, no lower, so its probes are
-    these, in this order, and it stops no sooner). Each task is (candidate, clients per unit or None for
-    its static concurrency, floor to back off from or None for one replay). ([], []) where every mode has
-    a first that met (their back-offs wait for that floor) or more than one mode has work left."""
+    these, in this order, and it stops no sooner). ([], []) where every mode has a first that met (their
+    back-offs wait for that floor) or more than one mode has work left."""
     busy = []   # (ranking, whether a first met, its first's misses) of each mode with work left
     for cands in result.top.values():
         first = [c for c in cands[:per_mode] if c.row in done]
@@ -121,31 +131,33 @@ def ahead(result: PlanResult, done: dict[int, SimCheck], per_mode: int = SIM_PER
     if len(busy) != 1 or busy[0][1]:
         return [], []
     cands, _, missed = busy[0]
-    walk = [(c, None, None) for c in cands[per_mode:per_mode + 2]]
+    walk = [Ahead(c) for c in cands[per_mode:per_mode + 2]]
     top, *rest = sorted(missed, key=lambda c: -done[c.row].tokens_per_s_per_gpu) or [None]
     if rest:   # the next miss's back-off starts where its line from above crosses 1, whatever its floor
-        walk.append((rest[0], first_probe(result, rest[0], done[rest[0].row]), None))
-    return walk, [] if top is None else [(top, None, 0.0)]
+        walk.append(Ahead(rest[0], first_probe(result, rest[0], done[rest[0].row])))
+    return walk, [] if top is None else [Ahead(top, floor=0.0)]
 
 
-def make_ahead(result: PlanResult, db: PerfDB, tasks: list, done: dict[int, SimCheck],
+def make_ahead(result: PlanResult, db: PerfDB, tasks: list[Ahead], done: dict[int, SimCheck],
                runs: int = BACKOFF_RUNS) -> Memo:
     """The replays of `tasks` (`ahead`'s) as a memo for `replay`."""
     memo: Memo = {}
     cal = _calibrations(result)
-    for c, per_unit, floor in tasks:
-        if floor is None:
-            _replay(result, c, db, cal(c.backend), per_unit, memo)
+    for t in tasks:
+        c = t.candidate
+        if t.floor is None:
+            _replay(result, c, db, cal(c.backend), t.per_unit, memo)
         else:
-            back_off(result, c, db, done[c.row], cal(c.backend), floor, runs, memo)
+            back_off(result, c, db, done[c.row], cal(c.backend), t.floor, runs, memo)
     return memo
 
 
 def back_off(result: PlanResult, c: Candidate, db: PerfDB, first: SimCheck, cal, floor: float = 0.0,
              runs: int = BACKOFF_RUNS, memo: Memo | None = None) -> SimCheck:
     """`c` replayed at the most clients per replica / xPyD group, below its static concurrency, that meet
-    every target (bisection, `runs` replays at most, stopping once the bracket is within BACKOFF_TOLERANCE;
-    monotone: fewer clients queue less and batch smaller),
+    every target (a bracketing search: from above until something meets, then regula falsi; `runs` replays
+    at most, stopping once the bracket is within BACKOFF_TOLERANCE; monotone: fewer clients queue less and
+    batch smaller),
     with `first` (its miss at the static concurrency) as `at_static`; `first` itself, its runs counted,
     when even one client per unit misses, or when backing off cannot beat `floor` tokens/s/GPU (fewer
     clients never serve more than a replay that already served no more than `floor`)."""

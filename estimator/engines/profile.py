@@ -159,7 +159,7 @@ class EngineProfile:
     ttft_overhead_ms: float              # per-request frontend time before the first token
     # the engine, before it serves, runs forward passes at prefill shapes (up to its token budget), so the
     # kernels a benchmark's first prompts need are compiled, tuned and loaded; False: only decode shapes
-    # are, and a run whose client sent no warm-up measured first-use costs (estimator.runs.cold_start)
+    # are, and a run whose client sent no warm-up measured first-use costs (estimator.set_aside.cold_start)
     warms_prefill_at_start: bool
     fuses_allreduce_norm: bool
     overlaps_shared_experts: bool

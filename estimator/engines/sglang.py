@@ -177,7 +177,7 @@ PROFILE = register(EngineProfile(
                                    "above 8 clients) in docs/simulator.md. Fitting the frontend jointly on every agg "
                                    "row instead (40 / 60 ms) gained disagg TTFT (54.1 -> 51.7%) but lost agg TTFT "
                                    "(18.7 -> 20.7%) and TPOT (11.9 -> 13.0%): not taken. Rechecked without the 16 rows measured on a cold "
-                                   "server (estimator.runs.cold_start; 36 left): 15 stays the grid's best (0 / 15 / 30 ms: "
+                                   "server (estimator.set_aside.cold_start; 36 left): 15 stays the grid's best (0 / 15 / 30 ms: "
                                    "0.136 / 0.109 / 0.123 bundled, 0.153 / 0.119 / 0.131 on the imported tables)",
         "kv_dtype_by_arch": "sglang/srt/arg_groups/deepseek_v4_hook.py (0.5.14 wheel), arg_groups/overrides.py "
                             "_deepseek_v4_kv_cache_dtype (0.5.23 wheel): --kv-cache-dtype auto becomes "

@@ -50,25 +50,29 @@ def enrich_cmd(
                           dynamo=dynamo)
     write(text, out)
     _print_enrich_report(Console(), report)
-    _print_cold(text, out)
+    _print_set_aside(text, out)
     typer.echo(f"{sum(report.rows.values())} runs -> {out}")
 
 
-def _print_cold(text: str, out: Path) -> None:
+def _print_set_aside(text: str, out: Path) -> None:
     """How many of the enriched runs (`text`, the table written to `out`) the comparisons will set aside, and
-    why (estimator.runs.set_aside: measured on a cold server, or of a deployment the row does not pin down)."""
-    from estimator.runs import cold_start, parse_runs, unknown_deployment
+    why (estimator.set_aside: measured on a cold server, or of a deployment the row does not pin down)."""
+    from estimator.runs import parse_runs
+    from estimator.set_aside import cold_start, unknown_deployment
 
-    rows = parse_runs(text, out)
-    cold = sum(1 for r in rows if cold_start(r))
-    unknown = sum(1 for r in rows if not cold_start(r) and unknown_deployment(r))
+    cold = unknown = 0
+    for r in parse_runs(text, out):   # as set_aside orders them: a cold start is said first
+        if cold_start(r):
+            cold += 1
+        elif unknown_deployment(r):
+            unknown += 1
     if cold:
         typer.echo(f"{cold} runs measured on a cold server (no warm-up prompts, on an engine that warms only "
                    "decode shapes at start): predicted, but fit, validate and the benchmarks set them aside "
-                   "(estimator.runs.cold_start)")
+                   "(estimator.set_aside.cold_start)")
     if unknown:
         typer.echo(f"{unknown} runs whose configs list their point both with and without speculative decoding: "
-                   "predicted, but fit, validate and the benchmarks set them aside (estimator.runs.unknown_deployment)")
+                   "predicted, but fit, validate and the benchmarks set them aside (estimator.set_aside.unknown_deployment)")
 
 
 def _print_enrich_report(console, report) -> None:

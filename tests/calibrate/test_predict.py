@@ -79,7 +79,7 @@ def test_a_calibration_sees_the_rows_as_estimate_from_runs_does(tmp_path):
 
 
 def test_a_cold_server_run_is_in_the_frame_but_not_fitted(tmp_path, tiny_db):
-    """An SGLang run measured without warm-up prompts (estimator.runs.cold_start) keeps its row in the
+    """An SGLang run measured without warm-up prompts (estimator.set_aside.cold_start) keeps its row in the
     calibration frame with the reason as its status, so fitting and validation skip it; its warmed twin
     is fitted."""
     head = HEADER + ",client_num_warmups"

@@ -35,7 +35,7 @@ def test_not_a_run_table(tmp_path):
 
 
 def test_warm_up_counts_travel_and_an_older_table_reads_them_as_unknown(fixtures, tmp_path):
-    """A run's warm-up count (what estimator.runs.cold_start reads) survives the Parquet table; a table written
+    """A run's warm-up count (what estimator.set_aside.cold_start reads) survives the Parquet table; a table written
     before the column existed conforms with it unknown (null), as a client file that does not say."""
     from dataclasses import replace
 

@@ -115,7 +115,7 @@ def test_the_cli_says_how_many_rows_it_reconciled(tmp_path, capsys, monkeypatch)
     text = _enrich_cli(monkeypatch, capsys, runs, facts, out)
     assert "2 rows recording a measurement another row records too" in text
     assert {r["spec_decoding"] for r in csv.DictReader(out.open())} == {"ambiguous"}
-    # ... so which deployment ran is not known: the comparisons set both aside (estimator.runs.unknown_deployment)
+    # ... so which deployment ran is not known: the comparisons set both aside (estimator.set_aside.unknown_deployment)
     assert "2 runs whose configs list their point both with and without speculative decoding" in text
 
 

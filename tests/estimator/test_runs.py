@@ -261,7 +261,7 @@ def test_a_run_measured_on_a_cold_server_is_not_compared(tmp_path):
     (SGLang) measured first-use kernel costs: such a row is predicted but not compared. A warmed run, an
     engine that runs its prefill shapes before serving (TRT-LLM, vLLM), or an unknown warm-up count is."""
     from estimator.engines import profile_for
-    from estimator.runs import cold_start
+    from estimator.set_aside import cold_start
     from perfdb.types import Backend
 
     head = HEADER + ",client_num_warmups"
@@ -284,7 +284,7 @@ def test_a_run_whose_speculative_decoding_is_not_known_is_not_compared(tmp_path)
     """A row whose configs list its point both with and without speculative decoding (spec_decoding
     ambiguous) is of a deployment the row does not pin down: predicted, not compared (set_aside says why);
     on, off and unknown rows are compared, and a cold start is said first."""
-    from estimator.runs import set_aside, unknown_deployment
+    from estimator.set_aside import set_aside, unknown_deployment
 
     head = HEADER + ",client_num_warmups,spec_decoding"
     lines = [f"{i},silicon_concurrency=8,{backend},0.5.9,deepseek-ai/DeepSeek-R1,b200_sxm,fp8,agg,1024,1024,fp8,fp8,"
