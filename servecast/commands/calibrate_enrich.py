@@ -50,7 +50,8 @@ def enrich_cmd(
                           dynamo=dynamo)
     write(text, out)
     _print_enrich_report(Console(), report)
-    _print_set_aside(text, out)
+    if not columns_only:   # a facts file is not a run table: its rows are counted when a table is enriched from it
+        _print_set_aside(text, out)
     typer.echo(f"{sum(report.rows.values())} runs -> {out}")
 
 

@@ -157,6 +157,19 @@ def test_committed_facts_reproduce_the_enrichment(repo, tmp_path):
     assert enrich(runs, facts=facts)[0] == enrich(runs, root)[0]
 
 
+def test_the_command_writes_a_facts_file_and_a_table_from_it(repo, tmp_path, monkeypatch, capsys):
+    """`--columns-only` through the CLI exits 0 (the facts file is not a run table: nothing counts its
+    rows as runs), and `--facts` then enriches the table from it, as the README's commands do."""
+    root, _ = repo
+    runs, facts, out = runs_csv(tmp_path / "runs.csv"), tmp_path / "facts.csv.gz", tmp_path / "enriched.csv"
+    for args, dest in ((["--inferencex", str(root), "--columns-only"], facts), (["--facts", str(facts)], out)):
+        monkeypatch.setattr(sys, "argv", ["servecast", "calibrate", "enrich", str(runs), *args, "--out", str(dest)])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        assert exit_info.value.code == 0 and dest.exists() and "error" not in capsys.readouterr().err
+    assert out.read_text() == enrich(runs, root)[0]
+
+
 def test_committed_training_facts_cover_the_inferencex_rows(silicon_csv, tmp_path):
     """The committed facts (calibrate/data/e2e_train_enrichment.csv.gz) still fit the training table and
     the run_facts columns, with the Done-when shares BENCHMARKS.md states."""
