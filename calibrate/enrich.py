@@ -149,6 +149,7 @@ def facts(repo: Repo, r: Row, m: Match, srt: Repo | None = None,
                     "engine_cuda_graph_max_bs"):
             out[col] = agree(s.known.get(col) for s in found)
         out["engine_flags"] = agree_flags(s.flags for s in found)
+        out["engine_env"] = agree_flags(s.env or {} for s in found)
         for col in ("client_range_ratio", "client_num_prompts", "client_num_warmups"):
             out[col] = agree(s.client.get(col) for s in found)
         out["client_warmup"] = agree(s.warmup for s in found)

@@ -65,6 +65,10 @@ COLUMNS: dict[str, tuple[Kind, str]] = {
                                 "by shell logic the reader did not resolve, or set differently by the "
                                 "row's candidate launch files: calibrate.agree); of a disaggregated run, its "
                                 "recipe's engine config as `prefill.key=value;...;decode.key=value`"),
+    "engine_env": (Kind.TEXT, "engine environment variables the launch script gives the server (VLLM_*, "
+                              "SGLANG_*, SGL_*, TRTLLM_*, TLLM_*: exported, or set on the server's command "
+                              "line), `NAME=value;...` (`?` as in engine_flags); some choose kernels no flag "
+                              "names (VLLM_MXFP4_USE_MARLIN)"),
     "frontends": (Kind.INT, "routers the client's requests were spread over: srtctl's nginx in front of "
                             "min(num_additional_frontends + 1, nodes - 1) Dynamo frontends when "
                             "enable_multiple_frontends, else 1 (calibrate/inferencex/srtslurm.py)"),
@@ -243,6 +247,7 @@ class RunFacts:
     max_num_tokens: int | None = None     # engine_max_num_tokens
     mem_fraction: float | None = None     # engine_mem_fraction
     flags: tuple[tuple[str, str], ...] = ()   # engine_flags as (key, value) pairs, in the table's order
+    env: tuple[tuple[str, str], ...] = ()     # engine_env as (name, value) pairs
     frontends: int | None = None          # routers in front of the workers (estimator.deployment.run_router)
 
     @staticmethod
@@ -260,7 +265,7 @@ class RunFacts:
                         max_batch=get("engine_max_batch_size"),
                         max_num_tokens=get("engine_max_num_tokens") or harness_token_budget(raw),
                         mem_fraction=get("engine_mem_fraction"), flags=parse_flags(get("engine_flags")),
-                        frontends=get("frontends"))
+                        env=parse_flags(get("engine_env")), frontends=get("frontends"))
 
     def per_role(self, disagg: bool) -> RoleFlags:
         """engine_flags per engine role (RoleFlags.split)."""

@@ -52,6 +52,13 @@ _KNOWN = {
 }
 
 
+# Environment variables the engines read for themselves (vllm/envs.py VLLM_*, sglang/srt/environ.py and
+# server_args SGLANG_* / SGL_*, tensorrt_llm TRTLLM_* / TLLM_*): some choose kernels no launch flag names
+# (VLLM_MXFP4_USE_MARLIN: Marlin's mxfp4 MoE on Hopper; SGLANG_ENABLE_JIT_DEEPGEMM=false: no DeepGEMM).
+ENGINE_ENV_PREFIXES = ("VLLM_", "SGLANG_", "SGL_", "TRTLLM_", "TLLM_")
+_PREFIX_ASSIGN = re.compile(r"([A-Za-z_]\w*)=(\S*)\s+")
+
+
 @dataclass(frozen=True)
 class ScriptFacts:
     path: str
@@ -60,6 +67,7 @@ class ScriptFacts:
     client: dict[str, float | int]     # client_range_ratio / client_num_prompts / client_num_warmups
     client_files: tuple[str, ...]
     warmup: str | None = None          # client_warmup (estimator.run_facts)
+    env: dict[str, str] | None = None  # engine environment (engine_env): ENGINE_ENV_PREFIXES names the server gets
 
 
 def find_script(repo: Repo, commit: str, p: ConfigPoint) -> str | None:
@@ -146,6 +154,23 @@ def engine_flags(walk: shell.Walk) -> dict[str, str]:
             for k, v in _flags(head).items():
                 flags[k] = v if certain and "$" not in v else "?"
     return flags
+
+
+def engine_env(walk: shell.Walk) -> dict[str, str]:
+    """The engine variables (ENGINE_ENV_PREFIXES) the server starts with: those the script exports, and
+    those set on the server's own command line (`VLLM_X=1 vllm serve ...`); `?` where shell logic left the
+    value unknown (an undecided branch, an unknown variable)."""
+    out = {name: walk.vars.get(name) or "?" for name in walk.exported
+           if name.startswith(ENGINE_ENV_PREFIXES) and name in walk.vars}
+    for cmd, certain in walk.commands:
+        if not any(s in cmd for s in _SERVERS):
+            continue
+        pos = 0
+        while m := _PREFIX_ASSIGN.match(cmd, pos):
+            if m.group(1).startswith(ENGINE_ENV_PREFIXES):
+                out[m.group(1)] = m.group(2).strip("\"'") if certain and "?" not in m.group(2) else "?"
+            pos = m.end()
+    return out
 
 
 def _known(flags: dict[str, str]) -> dict[str, str]:
@@ -239,4 +264,4 @@ def read_script(repo: Repo, commit: str, p: ConfigPoint, conc: int, range_ratio:
         client, files = runner_client(repo, commit, p, env, conc)
     warmup = client.pop("client_warmup", None)
     return ScriptFacts(path=path, flags=flags, known=_known(flags), client=client, client_files=(path, *files),
-                       warmup=warmup)
+                       warmup=warmup, env=engine_env(walk))

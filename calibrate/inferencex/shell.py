@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 _ASSIGN = re.compile(r"^(?:export\s+|local\s+)?([A-Za-z_]\w*)=(.*)$")
+_EXPORT = re.compile(r"^export\s+([A-Za-z_]\w*)")   # the first name of an export (the scripts export one per line)
 _HEREDOC = re.compile(r"<<-?\s*(['\"]?)(\w+)\1")
 _VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
 _ARITH = re.compile(r"\$\(\((.+?)\)\)")
@@ -33,6 +34,7 @@ class Walk:
     vars: dict[str, str | None]
     heredocs: list[tuple[str, bool]] = field(default_factory=list)
     commands: list[tuple[str, bool]] = field(default_factory=list)
+    exported: set[str] = field(default_factory=set)   # names an `export` reached (in a taken or undecided branch)
 
 
 def _arith_node(node, env):
@@ -174,6 +176,8 @@ def run(text: str, env: dict[str, str]) -> Walk:
             walk.heredocs.append((body if h.group(1) else (expand(body, walk.vars) or _soft(body, walk.vars)),
                                   certain))
             continue
+        if e := _EXPORT.match(line):
+            walk.exported.add(e.group(1))
         if (m := _ASSIGN.match(line)) and _one_word(m.group(2)):
             value = word(m.group(2).strip(), walk.vars)
             walk.vars[m.group(1)] = value if certain else None

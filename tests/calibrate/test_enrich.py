@@ -116,6 +116,20 @@ def test_bad_input_is_one_line_and_writes_nothing(repo, tmp_path, case, monkeypa
         enrich(runs, ix)
 
 
+def test_the_engine_environment_is_what_the_server_starts_with():
+    """engine_env: engine variables exported (a value; `?` where the branch is undecided) or set on the
+    server's command line; other exports, and engine variables set only for the client, are not."""
+    from calibrate.inferencex.scripts import engine_env
+
+    text = "\n".join([
+        "export PYTHONNOUSERSITE=1", "export VLLM_MXFP4_USE_MARLIN=1", "VLLM_NOT_EXPORTED=1",
+        'if [[ "$UNKNOWN" == "x" ]]; then', "  export VLLM_USE_DEEP_GEMM=0", "fi",
+        "SGLANG_ENABLE_JIT_DEEPGEMM=false PYTHONNOUSERSITE=1 python3 -m sglang.launch_server --tp 8 \\",
+        "  --port 8000", "VLLM_CLIENT_ONLY=1 python3 benchmark_serving.py --model m"])
+    assert engine_env(shell.run(text, {"TP": "8"})) == {"VLLM_MXFP4_USE_MARLIN": "1", "VLLM_USE_DEEP_GEMM": "?",
+                                                        "SGLANG_ENABLE_JIT_DEEPGEMM": "false"}
+
+
 def test_shell_reader_takes_decided_branches_and_leaves_the_rest_unknown():
     text = ('if [[ $TP -eq 8 ]] && [[ "$X" == "a" ]]; then\n  A=1\nelif [[ $ISL -ne 8192 ]] || [[ $OSL -ne 1024 ]]; '
             'then\n  A=2\nelse\n  A=3\nfi\nB=$(( CONC < 4 ? CONC : CONC / 4 ))\nif [[ $UNSET == 1 ]]; then\n  C=5\nfi\n'
@@ -196,6 +210,12 @@ def test_committed_training_facts_cover_the_inferencex_rows(silicon_csv, tmp_pat
     assert len(dynamo) == 34 and all(r["client_num_prompts"] and r["prefill_dp_attn"] for r in dynamo)
     trt = [r for r in dis if r["enrich_config_key"].endswith("-dynamo-trt") and "no single srt-slurm" in r["enrich_reason"]]
     assert sum(bool(r["decode_max_batch"] and r["prefill_max_num_tokens"]) for r in trt) >= 0.8 * len(trt) > 0
+    # the engine environment of the single-node launch scripts: the vLLM gpt-oss Hopper runs measured on the
+    # scripts that export VLLM_MXFP4_USE_MARLIN=1 (benchmarks/single_node/gptoss_fp4_h100.sh / _h200.sh)
+    marlin = [r for r in ix if "VLLM_MXFP4_USE_MARLIN=1" in r["engine_env"]]
+    assert len(marlin) == 98 and {(r["backend"], r["system"], r["model_path"]) for r in marlin} == \
+        {("vllm", s, "openai/gpt-oss-120b") for s in ("h100_sxm", "h200_sxm")}
+    assert all("single_node/gptoss_fp4_h" in r["enrich_script"] for r in marlin)
 
 
 def test_an_unpinned_client_clone_runs_no_warmups_but_its_test_request(tmp_path):
