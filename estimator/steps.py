@@ -23,8 +23,8 @@ from estimator.memory import MemoryReport, memory_report
 from estimator.models.spec import AttentionKind, ModelSpec
 from estimator.parallel import ParallelConfig, placed_experts, validate_parallel
 from perfdb import served
-from perfdb.lookup import DbView
-from perfdb.ops import CommCase, OpCase
+from perfdb.lookup import DbView, Latency
+from perfdb.ops import CommCase, MoeCase, OpCase
 from perfdb.roofline import link_bw_bytes_per_s
 from perfdb.specs import SystemSpec
 from perfdb.types import CommOp, Dtype, Phase, Source, Transport
@@ -82,6 +82,10 @@ class StepModel:
                                       kv_row_bytes=decode_read_bytes(model, self.kv_dtype, engine.backend, system.gpu.sm_version))
         self.memory: MemoryReport = memory_report(model, system, parallel, self.resolved, self.kv_dtype)
         self._notes: dict[str, str] = {}   # op name -> how its lookups were adjusted (perfdb.served)
+        # the MoE kernel the engine was told to run (EngineConfig.moe_kernel): its own rows, where the tables hold some
+        self.kernel_view: DbView | None = None
+        if engine.moe_kernel is not None and view.db is not None:
+            self.kernel_view = view.db.view(system.name, view.backend, view.version, moe_kernel=engine.moe_kernel)
 
     @classmethod
     def build(cls, model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, engine: EngineConfig,
@@ -100,7 +104,7 @@ class StepModel:
         for idx in groups.values():
             cases = [uses[i].case for i in idx]
             if len(cases) == 1:  # nothing to concatenate: the case as it is (the ladder is elementwise)
-                lat = self.view.latency(cases[0])
+                lat = self._latency(cases[0], [uses[idx[0]].name])
                 out[idx[0]] = (self._served(cases[0], np.ravel(lat.ms), [uses[idx[0]].name]), np.ravel(lat.source))
                 continue
             names = cases[0].NUMERIC
@@ -108,7 +112,7 @@ class StepModel:
             sizes = [getattr(c, names[0]).size or 1 for c in cases]
             numeric = {n: np.concatenate([np.ravel(getattr(c, n)) for c in cases]) for n in names}
             merged = dc_replace(cases[0], **numeric)
-            lat = self.view.latency(merged)
+            lat = self._latency(merged, [uses[i].name for i in idx])
             ms, src = self._served(merged, np.ravel(lat.ms), [uses[i].name for i in idx]), np.ravel(lat.source)
             lo = 0
             for i, size in zip(idx, sizes, strict=True):
@@ -142,6 +146,26 @@ class StepModel:
             total = total + hidden
             per_op["shared_experts_overlap"] = (hidden, per_op["shared_gate_up"][1])
         return total, per_op
+
+    def _latency(self, case: OpCase, ops: list[str]) -> Latency:
+        """The ladder's price of `case`; for the experts of an engine told to run another MoE kernel
+        (EngineConfig.moe_kernel) whose rows the tables hold, the slower of the table's kernel at this
+        shape and that kernel's own rows. No table times the swapped kernel at every model's shape: its
+        rows lend their utilisation from the nearest shape they time (labelled extrapolated), which
+        carries its compute efficiency (prefill-sized steps: Marlin's dequantizing 16-bit MMA runs ~2x
+        slower than the OAI Triton kernel per FLOP on Hopper), while steps bound by reading the weights
+        (decode sizes: the same 4-bit bytes for either kernel) are better priced by the kernel measured at
+        this very shape than by a transfer across expert counts. The ops it priced get a note."""
+        lat = self.view.latency(case)
+        kv = self.kernel_view
+        if kv is None or not isinstance(case, MoeCase) or not kv.covers(case):
+            return lat
+        alt = kv.latency(case)
+        slower = alt.ms > lat.ms
+        if slower.any():
+            note = f"{kv.moe_kernel.value} kernel (engine environment): the slower of its rows and the table's"
+            self._notes.update((name, note) for name in ops)
+        return Latency(ms=np.where(slower, alt.ms, lat.ms), source=np.where(slower, alt.source, lat.source))
 
     def _served(self, case: OpCase, ms: np.ndarray, ops: list[str]) -> np.ndarray:
         """`ms` less the per-call time its rows hold for work this model's engine skips (perfdb.served:

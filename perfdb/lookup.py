@@ -35,7 +35,7 @@ from perfdb.ops import CommCase, OpCase
 from perfdb.roofline import intensity_ratio, log_ratio, roofline_s, sol_ms
 from perfdb.specs import SystemSpec, load_system
 from perfdb.storage import MARKER, TableKey, read_meta, read_table, require_db
-from perfdb.types import Backend, OpKind, Source, parse_enum
+from perfdb.types import Backend, MoeKernel, OpKind, Source, parse_enum
 
 BUNDLED_ROOT = Path(__file__).resolve().parent / "bundled"
 COMPLETIONS_DIR = Path(".cache") / "completions"   # memoised sparse-table fits (perfdb.completion_store)
@@ -61,10 +61,14 @@ def version_sort_key(version: str) -> tuple:
 
 
 class DbView:
-    """The tables of one (system, backend, version) and the ladder over them."""
+    """The tables of one (system, backend, version) and the ladder over them. With `moe_kernel`, its MoE
+    family holds only that kernel's rows (kernel_source containing the kernel's name; None where the
+    tables hold none): what an engine told to run that kernel costs, where the tables time it."""
 
-    def __init__(self, db: "PerfDB", system: SystemSpec, backend: Backend, version: str | None):
+    def __init__(self, db: "PerfDB", system: SystemSpec, backend: Backend, version: str | None,
+                 moe_kernel: MoeKernel | None = None):
         self.db, self.system, self.backend, self.version = db, system, backend, version
+        self.moe_kernel = moe_kernel
         self._families: dict[OpKind, FamilyTable | None] = {}
         self._excess: dict[tuple, float] = {}
 
@@ -89,8 +93,17 @@ class DbView:
                 from perfdb.prior import recorded_priors
 
                 prior = recorded_priors(read_meta(self.db.root, self.system.name, self.backend, version), self.db.root)
-                return FamilyTable(kind, read_table(self.db.root, key, FamilyTable.columns(kind)), self.system, version,
-                                   prior, completions=None if self.db.bundled else self.db.root / COMPLETIONS_DIR)
+                kernel = self.moe_kernel if kind is OpKind.MOE else None
+                table = read_table(self.db.root, key, FamilyTable.columns(kind) + (["kernel_source"] if kernel else []))
+                if kernel:
+                    import pyarrow.compute as pc
+
+                    table = table.filter(pc.match_substring(table["kernel_source"], kernel.value))
+                    if not table.num_rows:
+                        return None
+                    prior = ()   # the priors were fitted on every kernel's rows
+                return FamilyTable(kind, table, self.system, version, prior,
+                                   completions=None if self.db.bundled or kernel else self.db.root / COMPLETIONS_DIR)
         return None
 
     def covers(self, case: OpCase) -> bool:
@@ -251,9 +264,10 @@ class PerfDB:
             if directory.is_dir() else []
         return sorted(names, key=version_sort_key, reverse=True)
 
-    def view(self, system: str, backend: Backend, version: str | None = None) -> DbView:
+    def view(self, system: str, backend: Backend, version: str | None = None,
+             moe_kernel: MoeKernel | None = None) -> DbView:
         backend = parse_enum(Backend, backend, "backend") if not isinstance(backend, Backend) else backend
-        key = (system, backend, version)
+        key = (system, backend, version, moe_kernel)
         if key not in self._views:
             spec = load_system(system)
             available = self.versions(system, backend)
@@ -266,7 +280,7 @@ class PerfDB:
                 hint = (", ".join(available) if available else
                         "none (no measured tables: import or collect some and pass --db, or drop --version)")
                 raise NotFoundError(f"no version {version!r} of {system}/{backend.value} in {where}; available: {hint}")
-            self._views[key] = DbView(self, spec, backend, chosen)
+            self._views[key] = DbView(self, spec, backend, chosen, moe_kernel)
         return self._views[key]
 
     def curves(self) -> EfficiencyCurves:

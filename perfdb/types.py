@@ -72,6 +72,14 @@ class MhcStage(str, Enum):
     POST = "post"        # sub-layer output and the mixed streams -> new streams
 
 
+class MoeKernel(str, Enum):
+    """A MoE kernel an engine can be told to run in place of its default for a weight format (by a variable
+    no launch flag names: estimator.engines.profile.MoeKernelEnv). Its table rows are those whose
+    kernel_source contains the value (AIC: vllm_compressedtensorsw4a4mxfp4moe_marlin_marlinexperts...)."""
+
+    MARLIN = "marlin"
+
+
 class Phase(str, Enum):
     PREFILL = "prefill"
     DECODE = "decode"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import Enum
 
-from perfdb.types import Backend, Dtype
+from perfdb.types import Backend, Dtype, MoeKernel
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,18 @@ class ExpertSlotFlag:
 
 
 @dataclass(frozen=True)
+class MoeKernelEnv:
+    """An engine environment variable (estimator.run_facts engine_env) that swaps the MoE kernel of one
+    weight format on GPUs below an SM version, where the engine's own choice would be another kernel."""
+
+    name: str
+    value: str
+    moe_dtype: Dtype
+    kernel: MoeKernel
+    sm_below: int = 1_000
+
+
+@dataclass(frozen=True)
 class KvDefault:
     """The KV-cache dtype an engine stores for an architecture when its KV-dtype flag is left at auto, on GPUs
     whose SM version lies in [sm_from, sm_below) (SGLang stores DSA models' KV in FP8 on Blackwell only)."""
@@ -186,6 +198,8 @@ class EngineProfile:
     # (unlike ttft_overhead_ms). Fitted where an architecture's measured TTFT shows a per-step excess
     # that no kernel table explains; architectures no entry names pay nothing (no evidence there)
     context_step_ms_by_arch: Mapping[str, float] = field(default_factory=dict)
+    # environment variables that make the engine run another MoE kernel (estimator.steps prices it)
+    moe_kernel_env: tuple[MoeKernelEnv, ...] = ()
 
     def expert_slots(self, flags: Mapping[str, str], num_experts: int) -> int | None:
         """Physical expert slots per MoE layer one engine was launched with (`flags`: that engine's own,
@@ -202,6 +216,15 @@ class EngineProfile:
         its flags do not change the profile's dp_moe_exchange."""
         value = flags.get(self.moe_a2a_flag, "").strip().lower() if self.moe_a2a_flag else ""
         return DpMoeExchange.ALL_TO_ALL if value not in ("", "?", "none") else None
+
+    def moe_kernel(self, env: Mapping[str, str], moe_dtype: Dtype, sm_version: int) -> MoeKernel | None:
+        """The MoE kernel an engine started with `env` (its engine_env) runs for experts of `moe_dtype` on a
+        GPU of `sm_version`, where a variable swaps it (moe_kernel_env); None: the engine's default."""
+        for rule in self.moe_kernel_env:
+            if (env.get(rule.name, "").strip().lower() == rule.value and moe_dtype == rule.moe_dtype
+                    and sm_version < rule.sm_below):
+                return rule.kernel
+        return None
 
     def kv_dtype(self, flags: Mapping[str, str]) -> Dtype | None:
         """The KV-cache dtype one engine was launched with (`flags`: that engine's own); None: absent,

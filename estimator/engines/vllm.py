@@ -4,8 +4,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from estimator.engines import register
-from estimator.engines.profile import EngineProfile, ExpertSlotFlag, KvDefault, KvHandoff, SchedulerRules, flag_bool
-from perfdb.types import Backend, Dtype
+from estimator.engines.profile import (
+    EngineProfile,
+    ExpertSlotFlag,
+    KvDefault,
+    KvHandoff,
+    MoeKernelEnv,
+    SchedulerRules,
+    flag_bool,
+)
+from perfdb.types import Backend, Dtype, MoeKernel
 
 FIT = "fit on ../shared/data/e2e_train_silicon.csv"
 
@@ -30,7 +38,14 @@ PROFILE = register(EngineProfile(
     expert_slot_flags=(ExpertSlotFlag("num-redundant-experts", total=False),),
     kv_dtype_by_arch={"DeepseekV4ForCausalLM": (KvDefault(Dtype.FP8),),
                       "GlmMoeDsaForCausalLM": (KvDefault(Dtype.FP8, sm_from=100, sm_below=110),)},
+    moe_kernel_env=(MoeKernelEnv("VLLM_MXFP4_USE_MARLIN", "1", Dtype.MXFP4, MoeKernel.MARLIN, sm_below=100),),
     provenance={
+        "moe_kernel_env": "vllm/model_executor/layers/quantization/mxfp4.py get_mxfp4_backend (0.10-0.13): on Hopper "
+                          "the mxfp4 experts (gpt-oss) run the OAI Triton kernels (triton_kernels, "
+                          "OAITritonExperts) unless VLLM_MXFP4_USE_MARLIN is set, which picks Marlin's "
+                          "weight-only kernel (dequantize in the main loop, 16-bit MMA); on Blackwell the "
+                          "FlashInfer paths come first (vllm/envs.py; InferenceX's benchmarks/single_node/"
+                          "gptoss_fp4_h100.sh and _h200.sh export it from 2026-01)",
         "warms_prefill_at_start": "vllm/v1/worker/gpu_model_runner.py profile_run: a dummy forward of max_num_batched_tokens while sizing the KV cache; vllm/model_executor/warmup/kernel_warmup.py (0.10-0.11): DeepGEMM and FlashInfer warm-up / autotune up to max_num_tokens, \"we don't want JIT'ing to happen during model execution\"; then CUDA-graph capture",
         "kv_dtype_flag": "vllm/engine/arg_utils.py --kv-cache-dtype {auto, fp8, fp8_e4m3, fp8_e5m2, ...} (default auto: the model dtype, vllm/config/cache.py)",
         "moe_a2a_flag": "not read: vllm --all2all-backend (default allgather_reducescatter, i.e. dp_moe_exchange); no training run launches another",

@@ -32,6 +32,7 @@ from estimator.runs import (
     client_mean_lengths,
     group_key,
     model_for,
+    moe_kernel,
     pick_version,
     spec_tokens,
 )
@@ -46,13 +47,14 @@ from perfdb.specs import load_system
 from perfdb.types import Backend
 
 
-def row_engine(row: RunRow, backend: Backend, model) -> EngineConfig:
+def row_engine(row: RunRow, backend: Backend, model, system) -> EngineConfig:
     """The engine the estimator assumes for a run-table row (its recorded speculative decoding, if
-    enriched); an aggregated row's engine also gets its recorded limits (engine_max_batch_size,
-    engine_max_num_tokens: the launch flags, per attention-DP rank where the engine's are per rank)
-    and memory share (engine_mem_fraction, in the engine's own sense: estimator.memory)."""
+    enriched, and the MoE kernel its environment picked: estimator.runs.moe_kernel); an aggregated row's
+    engine also gets its recorded limits (engine_max_batch_size, engine_max_num_tokens: the launch flags,
+    per attention-DP rank where the engine's are per rank) and memory share (engine_mem_fraction, in the
+    engine's own sense: estimator.memory)."""
     agg = row.mode != "disagg"
-    return EngineConfig(backend, spec_tokens=spec_tokens(row, backend, model),
+    return EngineConfig(backend, spec_tokens=spec_tokens(row, backend, model), moe_kernel=moe_kernel(row, model, system),
                         max_batch_size=row.facts.max_batch if agg else None,
                         max_num_tokens=row.facts.max_num_tokens if agg else None,
                         mem_fraction=row.facts.mem_fraction if agg else None)
@@ -139,7 +141,7 @@ def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms, ra
     try:
         if row.isl < 1 or row.osl < 1 or (row.agg is None and row.mode != "disagg"):
             raise ValueError("row lacks isl/osl or its parallel layout")
-        engine = row_engine(row, backend, model)
+        engine = row_engine(row, backend, model, system)
 
         def steps_for(dep: Deployment):
             # workers and routing do not change a worker's step model: key on everything else a pool holds

@@ -1,0 +1,98 @@
+"""An engine told by a variable to run another MoE kernel (EngineProfile.moe_kernel_env): which runs say so
+(vLLM's VLLM_MXFP4_USE_MARLIN, on Hopper only), the kernel's own rows in the lookup (DbView.moe_kernel), and
+the experts priced at the slower of the table's kernel at the model's shape and the swapped kernel's rows
+(estimator.steps.StepModel._latency), on a real Parquet database."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from fixtures.tinydb import write_family
+
+from estimator.engine import EngineConfig
+from estimator.models import load_model
+from estimator.parallel import ParallelConfig
+from estimator.runs import moe_kernel, read_runs
+from estimator.steps import StepModel
+from perfdb.lookup import PerfDB
+from perfdb.ops import MoeCase
+from perfdb.ops.moe import DEFAULT_DISTRIBUTION
+from perfdb.specs import load_system
+from perfdb.types import Backend, Dtype, MoeKernel, OpKind, Source
+
+QWEN_MOE = ("bf16", 2048, 768, 8, 128, 1, 1, DEFAULT_DISTRIBUTION)       # Qwen3-30B-A3B's experts
+OTHER_SHAPE = ("bf16", 4096, 1536, 8, 256, 1, 1, DEFAULT_DISTRIBUTION)   # the swapped kernel's only rows
+TOKENS = {"num_tokens": np.array([1, 8, 64, 512, 2048, 8192, 16384], dtype=np.int64)}
+SLOW_FROM = 2048   # the swapped kernel: 8x the default's time per roofline from here on, 2x faster below
+
+
+def _db(root, with_kernel: bool):
+    write_family(root, OpKind.MOE, [(QWEN_MOE, TOKENS)], latency=lambda case, sol: 0.01 + sol / 0.4)
+    if with_kernel:
+        slow = lambda case, sol: 0.01 + np.where(case.num_tokens >= SLOW_FROM, sol / 0.05, sol / 0.8)   # noqa: E731
+        write_family(root, OpKind.MOE, [(OTHER_SHAPE, TOKENS)], latency=slow, kernel_source="vllm_marlin_moe_fixture",
+                     counter=1)
+    return PerfDB(root)
+
+
+def _view(db, kernel=None):
+    return db.view("h200_sxm", Backend.TRTLLM, "1.0.0", moe_kernel=kernel)
+
+
+def test_a_kernel_view_holds_only_that_kernels_rows(tmp_path):
+    db = _db(tmp_path / "db", with_kernel=True)
+    case = MoeCase(Dtype.BF16, 2048, 768, 8, 128, 1, 1, DEFAULT_DISTRIBUTION, np.array([8.0, 8192.0]))
+    default, marlin = _view(db).latency(case), _view(db, MoeKernel.MARLIN).latency(case)
+    assert (default.source == Source.MEASURED.code).all()
+    # no Marlin row at this shape: the nearest shape it times lends its utilisation, labelled so
+    assert (marlin.source == Source.EXTRAPOLATED.code).all()
+    assert marlin.ms[0] < default.ms[0] and marlin.ms[1] > 4 * default.ms[1]
+    assert _view(db, MoeKernel.MARLIN).family(OpKind.MOE).num_rows == len(TOKENS["num_tokens"])
+    # tables without the kernel's rows: the kernel view has no MoE family at all (nothing to price it from)
+    assert _view(_db(tmp_path / "plain", with_kernel=False), MoeKernel.MARLIN).family(OpKind.MOE) is None
+
+
+def _steps(db, kernel):
+    return StepModel.build(load_model("Qwen/Qwen3-30B-A3B"), load_system("h200_sxm"), ParallelConfig(),
+                           EngineConfig(Backend.TRTLLM, "1.0.0", moe_kernel=kernel), _view(db))
+
+
+def test_the_experts_cost_the_slower_of_the_two_kernels(tmp_path):
+    db = _db(tmp_path / "db", with_kernel=True)
+    plain, marlin = _steps(db, None), _steps(db, MoeKernel.MARLIN)
+    # prompt-sized steps: the swapped kernel's compute efficiency decides (slower), and the op says why
+    assert float(marlin.prefill_ms(1, 8192)) > 1.5 * float(plain.prefill_ms(1, 8192))
+    experts = next(o for o in marlin.step("prefill", 1, 8192, 0, 0, 0).ops if o.name == "moe_experts")
+    assert "marlin" in experts.note and experts.source is Source.EXTRAPOLATED
+    # decode-sized steps: the table's kernel measured at this very shape stands where the transfer says faster
+    assert float(marlin.decode_ms(8, 1024)) == pytest.approx(float(plain.decode_ms(8, 1024)))
+    # no rows of the kernel in the tables: priced as the engine's default, nothing noted
+    bare = tmp_path / "plain"
+    alone, told = _steps(_db(bare, False), None), _steps(PerfDB(bare), MoeKernel.MARLIN)
+    assert float(told.prefill_ms(1, 8192)) == float(alone.prefill_ms(1, 8192))
+
+
+HEADER = ["id", "silicon_data_source", "backend", "backend_version", "model_path", "system", "precision", "mode",
+          "isl", "osl", "batch_size", "tp_size", "silicon_ttft_ms", "silicon_tpot_ms", "engine_env"]
+
+
+@pytest.mark.parametrize(("backend", "system", "env", "expected"), [
+    ("vllm", "h200_sxm", "VLLM_MXFP4_USE_MARLIN=1", MoeKernel.MARLIN),
+    ("vllm", "h100_sxm", "VLLM_FLASHINFER_X=1;VLLM_MXFP4_USE_MARLIN=1", MoeKernel.MARLIN),
+    ("vllm", "b200_sxm", "VLLM_MXFP4_USE_MARLIN=1", None),      # Blackwell: FlashInfer's mxfp4 paths come first
+    ("vllm", "h200_sxm", "VLLM_MXFP4_USE_MARLIN=?", None),      # unresolved by the launch script: the default
+    ("vllm", "h200_sxm", "", None),
+    ("sglang", "h200_sxm", "VLLM_MXFP4_USE_MARLIN=1", None),    # another engine's variable
+])
+def test_which_runs_ran_the_swapped_kernel(tmp_path, backend, system, env, expected):
+    path = tmp_path / "runs.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, HEADER)
+        w.writeheader()
+        w.writerow(dict(id="r", silicon_data_source="source_file=x.csv; silicon_concurrency=4", backend=backend,
+                        backend_version="0.11.0", model_path="openai/gpt-oss-120b", system=system, precision="fp4",
+                        mode="agg", isl="1024", osl="1024", batch_size="4", tp_size="1", silicon_ttft_ms="100",
+                        silicon_tpot_ms="5", engine_env=env))
+    row = read_runs(path)[0]
+    assert moe_kernel(row, load_model("openai/gpt-oss-120b"), load_system(system)) is expected
