@@ -35,7 +35,7 @@ from estimator.engines.profile import DpMoeExchange, flag_bool, flag_int
 from estimator.parallel import ParallelConfig
 from perfdb.errors import InputError
 from perfdb.specs import SystemSpec
-from perfdb.types import Backend, Transport
+from perfdb.types import Backend, Dtype, MoeKernel, Transport
 
 if TYPE_CHECKING:
     from estimator.engine import EngineConfig
@@ -68,6 +68,7 @@ class Pool:
     mem_fraction: float | None = None   # the engine's memory knob as launched, in its own sense (estimator.memory)
     expert_slots: int | None = None     # physical expert slots per MoE layer as launched (estimator.parallel.placed_experts)
     moe_exchange: DpMoeExchange | None = None   # attention-DP MoE exchange as launched (None: the engine's default)
+    moe_kernel: MoeKernel | None = None         # MoE kernel its launch settings name (EngineProfile.moe_kernel)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -86,7 +87,8 @@ class Pool:
                        max_num_tokens=self.max_num_tokens or engine.max_num_tokens,
                        mem_fraction=self.mem_fraction or engine.mem_fraction,
                        expert_slots=self.expert_slots or engine.expert_slots,
-                       dp_moe_exchange=self.moe_exchange or engine.dp_moe_exchange)
+                       dp_moe_exchange=self.moe_exchange or engine.dp_moe_exchange,
+                       moe_kernel=self.moe_kernel or engine.moe_kernel)
 
 
 def kv_same_node(domain_gpus: int, prefill_gpus: int, p_workers, decode_gpus: int, d_workers):
@@ -309,6 +311,16 @@ def role_exchange(row: "RunRow", role: str) -> DpMoeExchange | None:
     return profile_for(Backend(row.backend)).moe_exchange(row.facts.role_flags(role))
 
 
+def role_moe_kernel(row: "RunRow", role: str, moe_dtype: Dtype | None, system: SystemSpec) -> MoeKernel | None:
+    """The MoE kernel the row's `role` engine was launched to run for experts of `moe_dtype` on the row's GPU:
+    its engine profile's moe_kernel_switches read from that engine's flags and the run's engine environment
+    (vLLM's VLLM_MXFP4_USE_MARLIN, TensorRT-LLM's moe_config.backend); None: what the tables price anyway."""
+    if moe_dtype is None:
+        return None
+    return profile_for(Backend(row.backend)).moe_kernel(row.facts.role_flags(role), dict(row.facts.env), moe_dtype,
+                                                        system.gpu.sm_version)
+
+
 # --moe-a2a values the estimator prices (DeepEP's low-latency and normal kernels, estimator.layers)
 MOE_A2A_CHOICES = ("none", "deepep")
 
@@ -329,41 +341,47 @@ def moe_a2a_exchange(backend: Backend, value: str | None) -> DpMoeExchange | Non
     return prof.moe_exchange({prof.moe_a2a_flag: v})
 
 
-def role_pools(row: "RunRow", system: SystemSpec, experts: int = 0) -> tuple[Pool, Pool]:
+def role_pools(row: "RunRow", system: SystemSpec, experts: int = 0,
+               moe_dtype: Dtype | None = None) -> tuple[Pool, Pool]:
     """A disaggregated row's prefill and decode pools of one worker each: layouts (row_layouts) and the
     limits its recipe states, expert slots included (`experts`: the model's routed experts, 0 for a
-    dense model); the static estimate and the simulator both price these."""
+    dense model), each engine's MoE kernel (`moe_dtype`: the model's experts' format); the static estimate
+    and the simulator both price these."""
     p_par, d_par = row_layouts(row, system)
     f = row.facts
     return (Pool(p_par, 1, role_batch_cap(row, "prefill"), f.prefill.max_num_tokens, f.prefill.mem_fraction,
-                 role_slots(row, "prefill", experts), role_exchange(row, "prefill")),
+                 role_slots(row, "prefill", experts), role_exchange(row, "prefill"),
+                 role_moe_kernel(row, "prefill", moe_dtype, system)),
             Pool(d_par, 1, role_batch_cap(row), f.decode.max_num_tokens, f.decode.mem_fraction,
-                 role_slots(row, "decode", experts), role_exchange(row, "decode")))
+                 role_slots(row, "decode", experts), role_exchange(row, "decode"),
+                 role_moe_kernel(row, "decode", moe_dtype, system)))
 
 
 def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
-             d_workers: int | None = None, experts: int = 0) -> Deployment:
+             d_workers: int | None = None, experts: int = 0, moe_dtype: Dtype | None = None) -> Deployment:
     """The deployment a measured run describes: its layouts within an NVLink domain, its worker counts
     as recorded (or, where the table omits them, the counts the caller derived by the estimator's
     rules), each role's batch cap, tokens per step and memory share as its recipe states (run_facts:
     max_num_tokens and mem_fraction in the engine's own sense, as Pool takes them; a recipe that sets
     SGLang's chunked-prefill-size also sets mem-fraction-static, so the role never falls back on the
     default fraction SGLang would derive from that chunk), each engine's expert slots (`experts`: the
-    model's routed experts; role_slots), one agg replica or one xPyD group."""
+    model's routed experts; role_slots) and MoE kernel (`moe_dtype`; role_moe_kernel), one agg replica or
+    one xPyD group."""
     backend = Backend(row.backend)
     if row.mode != "disagg":
         if row.agg is None:
             raise InputError(f"run {row.id}: an agg row needs its tp_size")
         return Deployment(backend, agg=Pool(agg_layout(row, system), row.agg.workers or 1,
                                             expert_slots=role_slots(row, "agg", experts),
-                                            moe_exchange=role_exchange(row, "agg")))
+                                            moe_exchange=role_exchange(row, "agg"),
+                                            moe_kernel=role_moe_kernel(row, "agg", moe_dtype, system)))
     if row.prefill is None or row.decode is None:
         raise InputError(f"run {row.id}: a disagg row needs prefill_tp_size and decode_tp_size")
     p = row.prefill.workers or p_workers
     d = row.decode.workers or d_workers
     if p is None or d is None:
         raise InputError(f"run {row.id} does not record its worker counts and none were derived")
-    pre, dec = role_pools(row, system, experts)
+    pre, dec = role_pools(row, system, experts, moe_dtype)
     return Deployment.disaggregated(
         backend, replace(pre, workers=int(p)), replace(dec, workers=int(d)), system.nvlink_domain_gpus,
         router=RUN_ROUTER, routers=run_routers(row))

@@ -36,7 +36,7 @@ class EngineConfig:
     spec_acceptance: float | None = None  # probability that each draft token is accepted (None: estimator.spec's)
     expert_slots: int | None = None       # physical expert slots per MoE layer (redundant experts); None: the model's
     dp_moe_exchange: DpMoeExchange | None = None   # attention-DP MoE exchange as launched; None: the engine's default
-    moe_kernel: MoeKernel | None = None   # MoE kernel a variable told the engine to run (EngineProfile.moe_kernel_env)
+    moe_kernel: MoeKernel | None = None   # MoE kernel its launch settings name (EngineProfile.moe_kernel_switches)
 
     def __post_init__(self) -> None:
         if self.mem_fraction is not None and not 0.0 < self.mem_fraction <= 1.0:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from estimator.deployment import agg_layout, role_exchange, role_pools, role_slots
+from estimator.deployment import agg_layout, role_exchange, role_moe_kernel, role_pools, role_slots
 from estimator.engine import EngineConfig
 from estimator.engines import profile_for
 from estimator.estimate import Estimate, WorkerSpec, estimate, estimate_disagg
@@ -29,7 +29,7 @@ from estimator.workload import BENCH_REQUESTS_PER_CONCURRENCY, Workload
 from perfdb.errors import DataError, ServecastError
 from perfdb.lookup import PerfDB
 from perfdb.specs import load_system
-from perfdb.types import Backend, Dtype, MoeKernel
+from perfdb.types import Backend, Dtype
 from perfdb.userfiles import read_text
 
 _CONC = re.compile(r"silicon_concurrency=(\d+)")
@@ -221,14 +221,6 @@ def launched_kv_dtype(row: RunRow) -> Dtype | None:
     return next((kv for role in roles if (kv := prof.kv_dtype(row.facts.role_flags(role))) is not None), None)
 
 
-def moe_kernel(row: RunRow, model, system) -> MoeKernel | None:
-    """The MoE kernel the run's engine environment (engine_env) told it to run for the model's experts on
-    the row's GPU (EngineProfile.moe_kernel_env: vLLM's VLLM_MXFP4_USE_MARLIN on Hopper); None: the
-    engine's default, as for any row the enrichment gave no environment."""
-    env = dict(row.facts.env)
-    return profile_for(Backend(row.backend)).moe_kernel(env, model.moe_quant, system.gpu.sm_version) if env else None
-
-
 def client_mean_lengths(row: RunRow) -> tuple[int, int]:
     """The mean ISL and OSL the run's client sent: InferenceX's client draws integers in [r x nominal,
     nominal] (`client_range_ratio` r, estimator.sim.types.client_spread), so nominal x (1 + r) / 2; the
@@ -295,7 +287,8 @@ def _predict_agg(rows: list[RunRow], model, system, view, acceptance: float | No
     engine = EngineConfig(backend, spec_tokens=spec_tokens(rows[0], backend, model),
                           expert_slots=role_slots(rows[0], "agg", model.num_experts),
                           dp_moe_exchange=role_exchange(rows[0], "agg"),
-                          spec_acceptance=acceptance, moe_kernel=moe_kernel(rows[0], model, system),
+                          spec_acceptance=acceptance,
+                          moe_kernel=role_moe_kernel(rows[0], "agg", model.moe_quant, system),
                           # the launch's memory share, as the replay's (sim.runs.row_engine): one KV pool on
                           # both paths; the recorded batch / token limits stay the replay's (f859d7e)
                           mem_fraction=rows[0].facts.mem_fraction)
@@ -315,11 +308,10 @@ def _predict_disagg(rows: list[RunRow], model, system, view, acceptance: float |
     if r0.prefill is None or r0.decode is None:
         return _fail(rows, "disagg row lacks prefill_tp_size or decode_tp_size")
     backend = Backend(r0.backend)
-    engine = EngineConfig(backend, spec_tokens=spec_tokens(r0, backend, model), spec_acceptance=acceptance,
-                          moe_kernel=moe_kernel(r0, model, system))
+    engine = EngineConfig(backend, spec_tokens=spec_tokens(r0, backend, model), spec_acceptance=acceptance)
     isl, osl = _mean_lengths(rows)
     conc = np.array([r.concurrency or (r0.decode.batch or 1) * (r0.decode.workers or 1) for r in rows], dtype=np.float64)
-    pre, dec = role_pools(r0, system, model.num_experts)   # estimator.deployment: the simulator's pools too
+    pre, dec = role_pools(r0, system, model.num_experts, model.moe_quant)   # estimator.deployment: the simulator's too
     p_par, d_par, d_batch = pre.parallel, dec.parallel, dec.max_batch
     p_engine, d_engine = pre.engine_for(engine), dec.engine_for(engine)
     if r0.decode.workers is not None:

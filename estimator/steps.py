@@ -25,7 +25,7 @@ from estimator.parallel import ParallelConfig, placed_experts, validate_parallel
 from perfdb import served
 from perfdb.lookup import DbView, Latency
 from perfdb.ops import CommCase, MoeCase, OpCase
-from perfdb.roofline import link_bw_bytes_per_s
+from perfdb.roofline import intensity_ratio, link_bw_bytes_per_s
 from perfdb.specs import SystemSpec
 from perfdb.types import CommOp, Dtype, Phase, Source, Transport
 
@@ -82,7 +82,7 @@ class StepModel:
                                       kv_row_bytes=decode_read_bytes(model, self.kv_dtype, engine.backend, system.gpu.sm_version))
         self.memory: MemoryReport = memory_report(model, system, parallel, self.resolved, self.kv_dtype)
         self._notes: dict[str, str] = {}   # op name -> how its lookups were adjusted (perfdb.served)
-        # the MoE kernel the engine was told to run (EngineConfig.moe_kernel): its own rows, where the tables hold some
+        # the MoE kernel the engine's launch settings name (EngineConfig.moe_kernel): its own rows, where the tables hold some
         self.kernel_view: DbView | None = None
         if engine.moe_kernel is not None and view.db is not None:
             self.kernel_view = view.db.view(system.name, view.backend, view.version, moe_kernel=engine.moe_kernel)
@@ -148,22 +148,27 @@ class StepModel:
         return total, per_op
 
     def _latency(self, case: OpCase, ops: list[str]) -> Latency:
-        """The ladder's price of `case`; for the experts of an engine told to run another MoE kernel
-        (EngineConfig.moe_kernel) whose rows the tables hold, the slower of the table's kernel at this
-        shape and that kernel's own rows. No table times the swapped kernel at every model's shape: its
-        rows lend their utilisation from the nearest shape they time (labelled extrapolated), which
-        carries its compute efficiency (prefill-sized steps: Marlin's dequantizing 16-bit MMA runs ~2x
-        slower than the OAI Triton kernel per FLOP on Hopper), while steps bound by reading the weights
-        (decode sizes: the same 4-bit bytes for either kernel) are better priced by the kernel measured at
-        this very shape than by a transfer across expert counts. The ops it priced get a note."""
+        """The ladder's price of `case`; for the experts of an engine whose launch settings name a MoE kernel
+        (EngineConfig.moe_kernel) the tables hold rows of, that kernel's price (DbView.moe_kernel) in the steps
+        where the experts are bound by the math (roofline intensity above the ridge) and it is the slower:
+        there the kernel's own efficiency decides (TensorRT-LLM's CUTLASS nvfp4 MoE 1.3-1.7x trtllm-gen's time
+        at prompt sizes on B200, both timed at the model's shape; vLLM's Marlin mxfp4 MoE ~2x the OAI Triton
+        kernel's per FLOP on Hopper, timed at one other model's shape only and lent to this one as
+        utilisation, labelled extrapolated). Steps bound by reading the weights keep the ladder's price
+        (where several kernels time a shape, their fastest: perfdb.interp): each kernel streams the same
+        4-bit weights there, and the training runs say the served kernels do it alike (the 30 B200 CUTLASS
+        runs' TPOT at 0.98 of measured this way, 1.34 with the CUTLASS rows at decode sizes, whose collector
+        tuned its tactics at the largest token count only; Marlin's transfer across expert counts is the
+        weaker reading there). In-sample: docs/estimator.md. The ops it priced get a note."""
         lat = self.view.latency(case)
         kv = self.kernel_view
         if kv is None or not isinstance(case, MoeCase) or not kv.covers(case):
             return lat
         alt = kv.latency(case)
-        slower = alt.ms > lat.ms
+        compute_bound = np.reshape(intensity_ratio(case, self.system), np.shape(alt.ms)) > 0
+        slower = (alt.ms > lat.ms) & compute_bound
         if slower.any():
-            note = f"{kv.moe_kernel.value} kernel (engine environment): the slower of its rows and the table's"
+            note = f"{kv.moe_kernel.value} kernel (launch settings): its rows where compute-bound and slower"
             self._notes.update((name, note) for name in ops)
         return Latency(ms=np.where(slower, alt.ms, lat.ms), source=np.where(slower, alt.source, lat.source))
 

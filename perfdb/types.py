@@ -73,11 +73,12 @@ class MhcStage(str, Enum):
 
 
 class MoeKernel(str, Enum):
-    """A MoE kernel an engine can be told to run in place of its default for a weight format (by a variable
-    no launch flag names: estimator.engines.profile.MoeKernelEnv). Its table rows are those whose
-    kernel_source contains the value (AIC: vllm_compressedtensorsw4a4mxfp4moe_marlin_marlinexperts...)."""
+    """A MoE kernel an engine can be told to run for a weight format where the tables time more than one
+    (estimator.engines.profile.MoeKernelSwitch). Its table rows are those whose kernel_source contains the
+    value (AIC: vllm_compressedtensorsw4a4mxfp4moe_marlin_marlinexperts..., moe_torch_flow_cutlass)."""
 
-    MARLIN = "marlin"
+    MARLIN = "marlin"       # vLLM's Marlin weight-only mxfp4 MoE (VLLM_MXFP4_USE_MARLIN)
+    CUTLASS = "cutlass"     # TensorRT-LLM's CutlassFusedMoE (moe_config.backend CUTLASS)
 
 
 class Phase(str, Enum):

@@ -126,16 +126,35 @@ class ExpertSlotFlag:
     total: bool
 
 
-@dataclass(frozen=True)
-class MoeKernelEnv:
-    """An engine environment variable (estimator.run_facts engine_env) that swaps the MoE kernel of one
-    weight format on GPUs below an SM version, where the engine's own choice would be another kernel."""
+class SettingKind(str, Enum):
+    ENV = "env"      # an environment variable the server starts with (estimator.run_facts engine_env)
+    FLAG = "flag"    # a launch flag or config-file option of one engine (engine_flags, per role)
 
+
+@dataclass(frozen=True)
+class MoeKernelSwitch:
+    """A launch setting that makes the engine run a named MoE kernel for one weight format on GPUs whose SM
+    version lies in [sm_from, sm_below), where the tables time more than one kernel for it."""
+
+    kind: SettingKind
     name: str
-    value: str
+    value: str            # compared lower-case
     moe_dtype: Dtype
     kernel: MoeKernel
+    sm_from: int = 0
     sm_below: int = 1_000
+
+
+@dataclass(frozen=True)
+class MoeLaunch:
+    """The launch setting that runs, for one weight format on GPUs from an SM version, the MoE kernel the
+    tables price by default (their fastest at a shape: perfdb.interp), where the engine's own default may
+    run another: what a plan's launch files state, so that the kernel it priced is the one that runs."""
+
+    name: str             # a launch flag / config-file option (engine_flags form: nested keys joined by `.`)
+    value: str
+    moe_dtype: Dtype
+    sm_from: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,8 +217,10 @@ class EngineProfile:
     # (unlike ttft_overhead_ms). Fitted where an architecture's measured TTFT shows a per-step excess
     # that no kernel table explains; architectures no entry names pay nothing (no evidence there)
     context_step_ms_by_arch: Mapping[str, float] = field(default_factory=dict)
-    # environment variables that make the engine run another MoE kernel (estimator.steps prices it)
-    moe_kernel_env: tuple[MoeKernelEnv, ...] = ()
+    # launch settings that make the engine run a named MoE kernel (estimator.steps prices it)
+    moe_kernel_switches: tuple[MoeKernelSwitch, ...] = ()
+    # launch settings that run the kernel the tables price by default (search.artifacts writes them)
+    moe_launch: tuple[MoeLaunch, ...] = ()
 
     def expert_slots(self, flags: Mapping[str, str], num_experts: int) -> int | None:
         """Physical expert slots per MoE layer one engine was launched with (`flags`: that engine's own,
@@ -217,14 +238,22 @@ class EngineProfile:
         value = flags.get(self.moe_a2a_flag, "").strip().lower() if self.moe_a2a_flag else ""
         return DpMoeExchange.ALL_TO_ALL if value not in ("", "?", "none") else None
 
-    def moe_kernel(self, env: Mapping[str, str], moe_dtype: Dtype, sm_version: int) -> MoeKernel | None:
-        """The MoE kernel an engine started with `env` (its engine_env) runs for experts of `moe_dtype` on a
-        GPU of `sm_version`, where a variable swaps it (moe_kernel_env); None: the engine's default."""
-        for rule in self.moe_kernel_env:
-            if (env.get(rule.name, "").strip().lower() == rule.value and moe_dtype == rule.moe_dtype
-                    and sm_version < rule.sm_below):
+    def moe_kernel(self, flags: Mapping[str, str], env: Mapping[str, str], moe_dtype: Dtype,
+                   sm_version: int) -> MoeKernel | None:
+        """The MoE kernel one engine launched with `flags` (its own) and `env` (engine_env) runs for experts
+        of `moe_dtype` on a GPU of `sm_version` (moe_kernel_switches); None: what the tables price anyway
+        (their fastest kernel at the shape), also where a setting is absent or unresolved."""
+        for rule in self.moe_kernel_switches:
+            setting = (env if rule.kind is SettingKind.ENV else flags).get(rule.name, "")
+            if (setting.strip().lower() == rule.value and moe_dtype == rule.moe_dtype
+                    and rule.sm_from <= sm_version < rule.sm_below):
                 return rule.kernel
         return None
+
+    def moe_launch_flags(self, moe_dtype: Dtype | None, sm_version: int) -> dict[str, str]:
+        """The launch settings (engine_flags form) that run the MoE kernel the tables price by default for
+        experts of `moe_dtype` on a GPU of `sm_version` (moe_launch); {} where the engine's default is it."""
+        return {r.name: r.value for r in self.moe_launch if r.moe_dtype == moe_dtype and sm_version >= r.sm_from}
 
     def kv_dtype(self, flags: Mapping[str, str]) -> Dtype | None:
         """The KV-cache dtype one engine was launched with (`flags`: that engine's own); None: absent,

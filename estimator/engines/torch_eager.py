@@ -14,7 +14,8 @@ PROFILE = register(EngineProfile(
     fuses_allreduce_norm=False, overlaps_shared_experts=False, group_wait_weight=0.0,
     scheduler=None, handoff=KvHandoff(frontend_hops=0, connector="none"),
     provenance={
-        "moe_kernel_env": "none: plain torch runs what the collector ran",
+        "moe_launch": "none: plain torch runs what the collector ran",
+        "moe_kernel_switches": "none: plain torch runs what the collector ran",
         "warms_prefill_at_start": "servecast's own harness (collectors/): every timed shape runs warm-up iterations before it is timed",
         "kv_dtype_flag": "none: plain modules store the model dtype",
         "max_num_tokens": "TRT-LLM's default (trtllm.py), no engine of its own",

@@ -9,12 +9,15 @@ from estimator.engines.profile import (
     EngineProfile,
     ExpertSlotFlag,
     KvHandoff,
+    MoeKernelSwitch,
+    MoeLaunch,
     SchedulerRules,
+    SettingKind,
     flag_bool,
     flag_float,
     flag_int,
 )
-from perfdb.types import Backend
+from perfdb.types import Backend, Dtype, MoeKernel
 
 FIT = "fit on ../shared/data/e2e_train_silicon.csv"
 
@@ -56,8 +59,26 @@ PROFILE = register(EngineProfile(
     handoff=KvHandoff(frontend_hops=1, connector="UCX/NIXL cache transceiver", mla_copy_per_decode_rank=True),
     expert_slot_flags=(ExpertSlotFlag("moe_config.load_balancer.num_slots", total=True),),
     context_step_ms_by_arch={"DeepseekV3ForCausalLM": 80.0},
+    moe_kernel_switches=(MoeKernelSwitch(SettingKind.FLAG, "moe_config.backend", "cutlass", Dtype.NVFP4,
+                                         MoeKernel.CUTLASS, sm_from=100),),
+    moe_launch=(MoeLaunch("moe_config.backend", "TRTLLM", Dtype.NVFP4, sm_from=100),),
     provenance={
-        "moe_kernel_env": "none modelled: the MoE backend is a launch flag (moe_config.backend) here",
+        "moe_launch": "tensorrt_llm/llmapi/llm_args.py MoeConfig.backend (default CUTLASS in 1.0-1.1, AUTO, by model, "
+                      "later): TRTLLM runs TRTLLMGenFusedMoE, the kernel the imported SM100 nvfp4 MoE rows time "
+                      "fastest (moe_torch_flow_min_latency) and the one InferenceX's B200 / GB200 DeepSeek-R1 FP4 "
+                      "recipes launch most (59 of 89 agg runs, every prefill role)",
+        "moe_kernel_switches": "tensorrt_llm/llmapi/llm_args.py MoeConfig.backend {CUTLASS, TRTLLM, DEEPGEMM, "
+                               "CUTEDSL, WIDEEP, ...} (1.0-1.2); _torch/modules/fused_moe/create_moe.py "
+                               "picks CutlassFusedMoE or TRTLLMGenFusedMoE by it. The imported tables time nvfp4 MoE "
+                               "on SM100 with both (aiconfigurator collector/trtllm/collect_moe.py: "
+                               "moe_torch_flow_cutlass = CUTLASS, moe_torch_flow_min_latency = trtllm-gen, the faster "
+                               "one, which a lookup takes where two kernels time a shape): a run launched with "
+                               "CUTLASS is priced by the CUTLASS rows where the experts are compute-bound "
+                               "(estimator.steps.StepModel._latency; its decode steps keep the fastest: the 30 B200 "
+                               "agg CUTLASS runs' TPOT 0.98 of measured so, 1.34 with CUTLASS rows at decode sizes, "
+                               "in-sample; TTFT 42.1 -> 32.5%). Where the flag is absent the tables' fastest "
+                               "(trtllm-gen) stands, and the plan's launch files say TRTLLM (moe_launch) so that it "
+                               "is what runs",
         "warms_prefill_at_start": "tensorrt_llm/_torch/pyexecutor/model_engine.py warmup (1.0-1.1): _run_torch_compile_warmup / _general_warmup over context and generation shapes, _run_autotuner_warmup (a context batch of max_num_tokens under autotune()), then CUDA-graph warm-up. Not every kernel: DeepGEMM (FP8 block-scale GEMMs) JIT-compiles per M bucket on first use. The training table cannot settle it: its B200 DeepSeek-R1 FP8 agg rows without warm-up (1.1.0rc2) simulate at 0.62x the measured TTFT against 1.00x for warmed ones (1.2.0rc6), a version apart and no deployment measured both ways, so no TRT-LLM row is set aside",
         "kv_dtype_flag": "tensorrt_llm/llmapi/llm_args.py KvCacheConfig.dtype (extra-llm-api-options kv_cache_config.dtype; default auto: the checkpoint's kv_cache_quant_algo, FP8 in NVIDIA's ModelOpt checkpoints, estimator.runs.RUN_FP8_KV)",
         "context_step_ms_by_arch": f"{FIT}: with ttft_overhead_ms held (36), DeepseekV3ForCausalLM agg rows at <= 8 "

@@ -9,8 +9,9 @@ from estimator.engines.profile import (
     ExpertSlotFlag,
     KvDefault,
     KvHandoff,
-    MoeKernelEnv,
+    MoeKernelSwitch,
     SchedulerRules,
+    SettingKind,
     flag_bool,
 )
 from perfdb.types import Backend, Dtype, MoeKernel
@@ -38,9 +39,11 @@ PROFILE = register(EngineProfile(
     expert_slot_flags=(ExpertSlotFlag("num-redundant-experts", total=False),),
     kv_dtype_by_arch={"DeepseekV4ForCausalLM": (KvDefault(Dtype.FP8),),
                       "GlmMoeDsaForCausalLM": (KvDefault(Dtype.FP8, sm_from=100, sm_below=110),)},
-    moe_kernel_env=(MoeKernelEnv("VLLM_MXFP4_USE_MARLIN", "1", Dtype.MXFP4, MoeKernel.MARLIN, sm_below=100),),
+    moe_kernel_switches=(MoeKernelSwitch(SettingKind.ENV, "VLLM_MXFP4_USE_MARLIN", "1", Dtype.MXFP4, MoeKernel.MARLIN,
+                                         sm_below=100),),
     provenance={
-        "moe_kernel_env": "vllm/model_executor/layers/quantization/mxfp4.py get_mxfp4_backend (0.10-0.13): on Hopper "
+        "moe_launch": "none: the tables time one kernel per format at a shape on each GPU, the one vLLM picks without variables",
+        "moe_kernel_switches": "vllm/model_executor/layers/quantization/mxfp4.py get_mxfp4_backend (0.10-0.13): on Hopper "
                           "the mxfp4 experts (gpt-oss) run the OAI Triton kernels (triton_kernels, "
                           "OAITritonExperts) unless VLLM_MXFP4_USE_MARLIN is set, which picks Marlin's "
                           "weight-only kernel (dequantize in the main loop, 16-bit MMA); on Blackwell the "

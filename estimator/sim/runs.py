@@ -32,7 +32,6 @@ from estimator.runs import (
     client_mean_lengths,
     group_key,
     model_for,
-    moe_kernel,
     pick_version,
     spec_tokens,
 )
@@ -47,27 +46,28 @@ from perfdb.specs import load_system
 from perfdb.types import Backend
 
 
-def row_engine(row: RunRow, backend: Backend, model, system) -> EngineConfig:
+def row_engine(row: RunRow, backend: Backend, model) -> EngineConfig:
     """The engine the estimator assumes for a run-table row (its recorded speculative decoding, if
-    enriched, and the MoE kernel its environment picked: estimator.runs.moe_kernel); an aggregated row's
-    engine also gets its recorded limits (engine_max_batch_size, engine_max_num_tokens: the launch flags,
-    per attention-DP rank where the engine's are per rank) and memory share (engine_mem_fraction, in the
-    engine's own sense: estimator.memory)."""
+    enriched); an aggregated row's engine also gets its recorded limits (engine_max_batch_size,
+    engine_max_num_tokens: the launch flags, per attention-DP rank where the engine's are per rank)
+    and memory share (engine_mem_fraction, in the engine's own sense: estimator.memory). What each role's
+    launch settings name per engine (expert slots, MoE exchange and kernel) rides on its Pool (from_row)."""
     agg = row.mode != "disagg"
-    return EngineConfig(backend, spec_tokens=spec_tokens(row, backend, model), moe_kernel=moe_kernel(row, model, system),
+    return EngineConfig(backend, spec_tokens=spec_tokens(row, backend, model),
                         max_batch_size=row.facts.max_batch if agg else None,
                         max_num_tokens=row.facts.max_num_tokens if agg else None,
                         mem_fraction=row.facts.mem_fraction if agg else None)
 
 
-def _deployment(row: RunRow, system, steps_for, experts: int) -> tuple[Deployment, int]:
+def _deployment(row: RunRow, system, steps_for, model) -> tuple[Deployment, int]:
     """The row's deployment (estimator.deployment.from_row: layouts within an NVLink domain, the KV path
-    per xPyD group, each engine's expert slots) with the worker counts the table omits derived by the
-    estimator's rules."""
+    per xPyD group, each engine's expert slots and MoE kernel) with the worker counts the table omits
+    derived by the estimator's rules."""
     conc = int(row.concurrency or (row.agg.batch if row.agg else 1) or 1)
+    experts, moe = model.num_experts, model.moe_quant
     if row.mode != "disagg":
-        return from_row(row, system, experts=experts), conc
-    one = from_row(row, system, 1, 1, experts)
+        return from_row(row, system, experts=experts, moe_dtype=moe), conc
+    one = from_row(row, system, 1, 1, experts, moe)
     steps: RoleSteps = steps_for(one)
     cap = min(max(float(max_batch(steps.decode, np.float64(row.isl), np.float64(row.osl))), 1.0), DECODE_BATCH_PRIOR)
     if one.decode.max_batch:
@@ -77,12 +77,12 @@ def _deployment(row: RunRow, system, steps_for, experts: int) -> tuple[Deploymen
     if p_workers is None:   # rate-matched on the path of a one-prefill-worker group (as estimator.serving)
         sd, sp = steps.decode, steps.prefill
         pre = float(sp.prefill_ms(1, row.isl, 0))
-        path = from_row(row, system, 1, d_workers, experts)
+        path = from_row(row, system, 1, d_workers, experts, moe)
         xfer = float(sp.kv_transfer_ms(row.isl, path.decode.parallel, path.same_node))
         dec = float(sd.decode_ms(min(conc / d_workers, cap), row.isl + row.osl / 2))
         rate = conc / (pre + xfer + row.osl * dec / sd.resolved.tokens_per_step)   # requests/ms, no queueing
         p_workers = int(prefill_workers_needed(np.float64(rate), np.float64(pre), 1.0))
-    return from_row(row, system, p_workers, d_workers, experts), conc
+    return from_row(row, system, p_workers, d_workers, experts, moe), conc
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms, ra
     try:
         if row.isl < 1 or row.osl < 1 or (row.agg is None and row.mode != "disagg"):
             raise ValueError("row lacks isl/osl or its parallel layout")
-        engine = row_engine(row, backend, model, system)
+        engine = row_engine(row, backend, model)
 
         def steps_for(dep: Deployment):
             # workers and routing do not change a worker's step model: key on everything else a pool holds
@@ -150,7 +150,7 @@ def _one(row, backend, model, system, view, cache, counts, seed, frontend_ms, ra
                 cache[key] = build_steps(model, system, dep, engine, view)
             return cache[key]
 
-        dep, conc = _deployment(row, system, steps_for, model.num_experts)
+        dep, conc = _deployment(row, system, steps_for, model)
         steps = steps_for(dep)
         # the client's warm-up is a phase of its own that drains before the measured run (InferenceX
         # utils/bench_serving/benchmark_serving.py: `await asyncio.gather(*warmup_tasks)` before the

@@ -48,6 +48,12 @@ def options(w: WorkerSetup, role: Role, s: EngineSettings) -> dict:
     if s.is_moe:
         opts["moe_expert_parallel_size"] = p.moe_ep
         opts["moe_tensor_parallel_size"] = p.moe_tp
+        for key, value in s.moe_launch:   # e.g. moe_config.backend TRTLLM: the kernel the estimate priced
+            *heads, leaf = key.split(".")
+            node = opts
+            for h in heads:
+                node = node.setdefault(h, {})
+            node[leaf] = value
     if role != Role.AGG:
         opts["cache_transceiver_config"] = {"backend": "DEFAULT"}
         opts["disable_overlap_scheduler"] = role == Role.PREFILL

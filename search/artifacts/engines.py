@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from estimator.engine import EngineConfig, kv_cache_dtype, resolve
+from estimator.engines import profile_for
 from estimator.parallel import ParallelConfig
 from estimator.run_facts import flatten_options
 from perfdb.types import Backend, Dtype
@@ -47,6 +48,9 @@ class EngineSettings:
     # hybrid (linear-attention / Mamba) models: the recurrent-state dtype the estimate sized the state
     # pool with ("float32" / "bfloat16"); "" for models without linear layers (no flag emitted)
     mamba_ssm_dtype: str = ""
+    # the launch settings that run the MoE kernel the estimate priced (EngineProfile.moe_launch), in
+    # engine_flags form (nested config keys joined by `.`); () where the engine's default runs it
+    moe_launch: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,10 +121,12 @@ def settings_for(request, model, system, c) -> EngineSettings:
     engine = EngineConfig(c.backend, c.version, kv_dtype=request.kv_dtype)
     resolved = resolve(engine, system, c.decode.parallel)
     state = {Dtype.FP32: "float32", Dtype.BF16: "bfloat16"}.get(model.linear.state_dtype, "") if model.linear else ""
+    moe = profile_for(c.backend).moe_launch_flags(model.moe_quant, system.gpu.sm_version) if model.is_moe else {}
     return EngineSettings(model=request.model, max_model_len=request.isl + request.osl,
                           kv_dtype=kv_cache_dtype(engine, model, system),
                           kv_auto=kv_cache_dtype(EngineConfig(c.backend, c.version), model, system),
-                          mem_fraction=resolved.mem_fraction, is_moe=model.is_moe, mamba_ssm_dtype=state)
+                          mem_fraction=resolved.mem_fraction, is_moe=model.is_moe, mamba_ssm_dtype=state,
+                          moe_launch=tuple(sorted(moe.items())))
 
 
 def launch_flags(backend: Backend, w, role: Role, s: EngineSettings) -> dict[str, str]:

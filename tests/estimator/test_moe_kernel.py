@@ -1,7 +1,8 @@
-"""An engine told by a variable to run another MoE kernel (EngineProfile.moe_kernel_env): which runs say so
-(vLLM's VLLM_MXFP4_USE_MARLIN, on Hopper only), the kernel's own rows in the lookup (DbView.moe_kernel), and
-the experts priced at the slower of the table's kernel at the model's shape and the swapped kernel's rows
-(estimator.steps.StepModel._latency), on a real Parquet database."""
+"""An engine whose launch settings name a MoE kernel (EngineProfile.moe_kernel_switches): which runs say so
+(vLLM's VLLM_MXFP4_USE_MARLIN on Hopper, TensorRT-LLM's moe_config.backend CUTLASS for nvfp4 on Blackwell,
+per engine role), the kernel's own rows in the lookup (DbView.moe_kernel), and the experts priced by them
+where compute-bound and slower than the ladder's price (estimator.steps.StepModel._latency), on a real
+Parquet database."""
 from __future__ import annotations
 
 import csv
@@ -10,10 +11,11 @@ import numpy as np
 import pytest
 from fixtures.tinydb import write_family
 
+from estimator.deployment import role_moe_kernel
 from estimator.engine import EngineConfig
 from estimator.models import load_model
 from estimator.parallel import ParallelConfig
-from estimator.runs import moe_kernel, read_runs
+from estimator.runs import read_runs
 from estimator.steps import StepModel
 from perfdb.lookup import PerfDB
 from perfdb.ops import MoeCase
@@ -38,6 +40,24 @@ def _db(root, with_kernel: bool):
 
 def _view(db, kernel=None):
     return db.view("h200_sxm", Backend.TRTLLM, "1.0.0", moe_kernel=kernel)
+
+
+def test_where_two_kernels_time_one_shape_the_named_one_prices_the_compute_bound_steps(tmp_path):
+    """The ladder takes the fastest kernel at a shape both time (perfdb.interp); an engine launched with the
+    slower one (CUTLASS beside trtllm-gen) is priced by that one's own rows, measured, where the experts are
+    compute-bound (a prompt), and by the ladder where they read their weights (decode)."""
+    root = tmp_path / "db"
+    write_family(root, OpKind.MOE, [(QWEN_MOE, TOKENS)], latency=lambda case, sol: 0.01 + sol / 0.4,
+                 kernel_source="moe_torch_flow_min_latency")
+    write_family(root, OpKind.MOE, [(QWEN_MOE, TOKENS)], latency=lambda case, sol: 0.02 + sol / 0.25,
+                 kernel_source="moe_torch_flow_cutlass", counter=1)
+    db = PerfDB(root)
+    fast, cutlass = _steps(db, None), _steps(db, MoeKernel.CUTLASS)
+    experts = lambda steps, phase, *args: next(o for o in steps.step(phase, *args).ops if o.name == "moe_experts")  # noqa: E731
+    a, b = experts(fast, "prefill", 1, 8192, 0, 0, 0), experts(cutlass, "prefill", 1, 8192, 0, 0, 0)
+    assert float(b.ms) > 1.2 * float(a.ms) and b.source is Source.MEASURED and "cutlass" in b.note
+    a, b = experts(fast, "decode", 0, 0, 0, 8, 1024), experts(cutlass, "decode", 0, 0, 0, 8, 1024)
+    assert float(b.ms) == pytest.approx(float(a.ms))
 
 
 def test_a_kernel_view_holds_only_that_kernels_rows(tmp_path):
@@ -65,7 +85,7 @@ def test_the_experts_cost_the_slower_of_the_two_kernels(tmp_path):
     assert float(marlin.prefill_ms(1, 8192)) > 1.5 * float(plain.prefill_ms(1, 8192))
     experts = next(o for o in marlin.step("prefill", 1, 8192, 0, 0, 0).ops if o.name == "moe_experts")
     assert "marlin" in experts.note and experts.source is Source.EXTRAPOLATED
-    # decode-sized steps: the table's kernel measured at this very shape stands where the transfer says faster
+    # decode-sized steps (bound by the weights): the table's kernel measured at this very shape stands
     assert float(marlin.decode_ms(8, 1024)) == pytest.approx(float(plain.decode_ms(8, 1024)))
     # no rows of the kernel in the tables: priced as the engine's default, nothing noted
     bare = tmp_path / "plain"
@@ -74,7 +94,19 @@ def test_the_experts_cost_the_slower_of_the_two_kernels(tmp_path):
 
 
 HEADER = ["id", "silicon_data_source", "backend", "backend_version", "model_path", "system", "precision", "mode",
-          "isl", "osl", "batch_size", "tp_size", "silicon_ttft_ms", "silicon_tpot_ms", "engine_env"]
+          "isl", "osl", "batch_size", "tp_size", "silicon_ttft_ms", "silicon_tpot_ms", "engine_env", "engine_flags"]
+
+
+def _row(tmp_path, backend, system, env="", flags=""):
+    path = tmp_path / "runs.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, HEADER)
+        w.writeheader()
+        w.writerow(dict(id="r", silicon_data_source="source_file=x.csv; silicon_concurrency=4", backend=backend,
+                        backend_version="0.11.0", model_path="openai/gpt-oss-120b", system=system, precision="fp4",
+                        mode="agg", isl="1024", osl="1024", batch_size="4", tp_size="1", silicon_ttft_ms="100",
+                        silicon_tpot_ms="5", engine_env=env, engine_flags=flags))
+    return read_runs(path)[0]
 
 
 @pytest.mark.parametrize(("backend", "system", "env", "expected"), [
@@ -85,14 +117,23 @@ HEADER = ["id", "silicon_data_source", "backend", "backend_version", "model_path
     ("vllm", "h200_sxm", "", None),
     ("sglang", "h200_sxm", "VLLM_MXFP4_USE_MARLIN=1", None),    # another engine's variable
 ])
-def test_which_runs_ran_the_swapped_kernel(tmp_path, backend, system, env, expected):
-    path = tmp_path / "runs.csv"
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, HEADER)
-        w.writeheader()
-        w.writerow(dict(id="r", silicon_data_source="source_file=x.csv; silicon_concurrency=4", backend=backend,
-                        backend_version="0.11.0", model_path="openai/gpt-oss-120b", system=system, precision="fp4",
-                        mode="agg", isl="1024", osl="1024", batch_size="4", tp_size="1", silicon_ttft_ms="100",
-                        silicon_tpot_ms="5", engine_env=env))
-    row = read_runs(path)[0]
-    assert moe_kernel(row, load_model("openai/gpt-oss-120b"), load_system(system)) is expected
+def test_which_runs_ran_marlin(tmp_path, backend, system, env, expected):
+    row = _row(tmp_path, backend, system, env=env)
+    assert role_moe_kernel(row, "agg", Dtype.MXFP4, load_system(system)) is expected
+
+
+@pytest.mark.parametrize(("system", "flags", "dtype", "expected"), [
+    ("b200_sxm", "moe_config.backend=CUTLASS", Dtype.NVFP4, {"agg": MoeKernel.CUTLASS}),
+    ("gb200", "moe_config.backend=cutlass", Dtype.NVFP4, {"agg": MoeKernel.CUTLASS}),
+    ("b200_sxm", "moe_config.backend=TRTLLM", Dtype.NVFP4, {"agg": None}),       # trtllm-gen: the tables' fastest
+    ("b200_sxm", "", Dtype.NVFP4, {"agg": None}),
+    ("h200_sxm", "moe_config.backend=CUTLASS", Dtype.NVFP4, {"agg": None}),      # one kernel on Hopper
+    ("b200_sxm", "moe_config.backend=CUTLASS", Dtype.FP8_BLOCK, {"agg": None}),  # DeepGEMM's rows only
+    # a disaggregated run's two engines, each its own
+    ("b200_sxm", "decode.moe_config.backend=CUTLASS;prefill.moe_config.backend=TRTLLM", Dtype.NVFP4,
+     {"prefill": None, "decode": MoeKernel.CUTLASS}),
+])
+def test_which_trtllm_engines_ran_cutlass(tmp_path, system, flags, dtype, expected):
+    row = _row(tmp_path, "trtllm", system, flags=flags)
+    for role, kernel in expected.items():
+        assert role_moe_kernel(row, role, dtype, load_system(system)) is kernel

@@ -86,10 +86,34 @@ def test_trtllm_yaml_keys_are_llm_api_fields_and_none_deprecated(role, parallel,
     opts = trtllm_options(WorkerSetup(parallel, 1, 128, 8192), role, settings)
     top, deprecated = key_list("llm_args")
     assert set(opts) <= top and not set(opts) & deprecated       # no `backend:` (deprecated)
-    for nested in ("kv_cache_config", "cuda_graph_config", "cache_transceiver_config"):
+    for nested in ("kv_cache_config", "cuda_graph_config", "cache_transceiver_config", "moe_config"):
         if nested in opts:
             keys, old = key_list(nested)
             assert set(opts[nested]) <= keys and not set(opts[nested]) & old
+    if "moe_config" in opts:
+        assert opts["moe_config"]["backend"] in key_list("moe_config.backend")[0]
+
+
+@pytest.mark.parametrize(("system", "model", "backend"), [
+    ("b200_sxm", "nvidia/DeepSeek-V3.1-NVFP4", "TRTLLM"),   # nvfp4 experts on Blackwell: trtllm-gen, as priced
+    ("gb200", "nvidia/DeepSeek-V3.1-NVFP4", "TRTLLM"),
+    ("h200_sxm", "deepseek-ai/DeepSeek-R1", None),             # one kernel per format there: the engine's default
+    ("b200_sxm", "deepseek-ai/DeepSeek-R1", None),             # block-FP8 experts: DeepGEMM's rows only
+])
+def test_trtllm_launches_the_moe_kernel_the_plan_priced(system, model, backend):
+    """The lookup prices a shape two kernels time at the faster (TensorRT-LLM nvfp4 MoE on SM100: trtllm-gen
+    beside CUTLASS, perfdb.interp); the plan's TensorRT-LLM launch file names that backend
+    (EngineProfile.moe_launch) so that it is what runs, whatever the engine's default."""
+    from types import SimpleNamespace
+
+    from estimator.models import load_model
+    from perfdb.specs import load_system
+    from search.artifacts.engines import settings_for
+
+    request = SimpleNamespace(model=model, isl=1000, osl=100, kv_dtype=None)
+    s = settings_for(request, load_model(model), load_system(system), agg(Backend.TRTLLM, MOE))
+    opts = trtllm_options(WorkerSetup(MOE, 1, 128, 8192), Role.AGG, s)
+    assert opts.get("moe_config", {}).get("backend") == backend
 
 
 def test_launch_flags_carry_the_parallelism_and_limits():

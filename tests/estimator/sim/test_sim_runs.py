@@ -76,7 +76,6 @@ def test_recorded_engine_limits_reach_the_replayed_engine(tmp_path, tiny_db):
     from estimator.sim.engine import _limits
     from estimator.sim.policy import policy_for
     from estimator.sim.runs import row_engine
-    from perfdb.specs import load_system
     from perfdb.types import Backend
 
     rows = [_row("plain", 8, "agg", batch_size="8", tp_size="1"),
@@ -84,9 +83,9 @@ def test_recorded_engine_limits_reach_the_replayed_engine(tmp_path, tiny_db):
                  engine_max_num_tokens="1200", engine_max_batch_size="4",
                  engine_flags="attention_dp_config.enable_balance=True;max_num_tokens=1200")]
     runs = _write(tmp_path / "r.csv", rows, ENRICH)
-    model, system = load_model("Qwen/Qwen3-8B"), load_system("h200_sxm")
-    assert row_engine(runs[0], Backend.TRTLLM, model, system).max_num_tokens is None
-    eng = row_engine(runs[1], Backend.TRTLLM, model, system)
+    model = load_model("Qwen/Qwen3-8B")
+    assert row_engine(runs[0], Backend.TRTLLM, model).max_num_tokens is None
+    eng = row_engine(runs[1], Backend.TRTLLM, model)
     assert (eng.max_num_tokens, eng.max_batch_size) == (1200, 4)
     assert all(r.status == "ok" for r in simulate_runs(runs, PerfDB(tiny_db), max_requests=80))
     # the recorded flags are per attention-DP rank (TRT-LLM): the worker holds ranks x them
