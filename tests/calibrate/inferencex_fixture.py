@@ -72,6 +72,7 @@ dsr1-fp8-h200-dynamo-trt:
 TRT = """#!/usr/bin/env bash
 source "$(dirname "$0")/../benchmark_lib.sh"
 # a comment with --max_batch_size=1
+export TRTLLM_ENABLE_PDL=1
 if [[ $CONC -ge 16 ]]; then
   MAX_BATCH=$CONC
 elif [[ "$DP_ATTENTION" == "true" ]]; then

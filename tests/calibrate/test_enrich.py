@@ -37,6 +37,7 @@ def test_rows_get_the_facts_of_the_commit_in_effect(repo, tmp_path):
     assert off["engine_max_batch_size"] == "16" and off["engine_mem_fraction"] == "0.85"
     assert off["engine_kv_dtype"] == "fp8" and off["engine_max_num_tokens"] == "8192"
     assert off["enrich_script"] == "benchmarks/single_node/dsr1_fp8_h200_trt.sh"
+    assert off["engine_env"] == "TRTLLM_ENABLE_PDL=1"     # the engine's variables the script exports
     assert (off["client_range_ratio"], off["client_num_prompts"], off["client_num_warmups"]) == ("0.8", "160", "32")
     # conc 4 is swept with and without MTP: ambiguous, and the script's conc-dependent batch is 8 either way
     assert amb["spec_decoding"] == "ambiguous" and amb["enrich_status"] == "ambiguous"
