@@ -70,6 +70,7 @@ def info(db: DbOpt = None) -> None:
     Example: servecast db info --db /tmp/aicdb
     """
     from perfdb.dbinfo import db_info
+    from perfdb.kernels import shared_shape_lines
     from perfdb.lookup import PerfDB
     from perfdb.prior import missing_priors
     from perfdb.served import served_flow_lines
@@ -85,7 +86,9 @@ def info(db: DbOpt = None) -> None:
         con.print(f"  {system}/{backend}/{version}: {ops}" + (f"  meta: {', '.join(sorted(meta))}" if meta else ""))
         for path in missing_priors(meta, d.root):   # its sparse tables are served by their points alone
             con.print(f"    [yellow]prior database missing:[/yellow] {path} (collected with it; served without it)")
-        for line in served_flow_lines(pdb, system, backend, version, {t.key.op for t in tables}):
+        kinds = {t.key.op for t in tables}
+        for line in (*served_flow_lines(pdb, system, backend, version, kinds),
+                     *shared_shape_lines(d.root, system, backend, version, kinds)):
             con.print(f"    {line}")
     if d.stray_temp_files:
         con.print(f"  {len(d.stray_temp_files)} temp file(s) from interrupted writers (ignored by readers), "

@@ -53,6 +53,16 @@ def test_where_two_kernels_time_one_shape_the_named_one_prices_the_compute_bound
                  kernel_source="moe_torch_flow_cutlass", counter=1)
     db = PerfDB(root)
     fast, cutlass = _steps(db, None), _steps(db, MoeKernel.CUTLASS)
+    # `servecast db info` says the table times those shapes with two kernels; a one-kernel table says nothing
+    from typer.testing import CliRunner
+
+    from perfdb.kernels import shared_shapes
+    from servecast.cli import app
+
+    assert shared_shapes(root, "h200_sxm", Backend.TRTLLM, "1.0.0").shapes == len(TOKENS["num_tokens"])
+    info = " ".join(CliRunner().invoke(app, ["db", "info", "--db", str(root)]).output.split())
+    assert "moe: 7 shapes timed by 2 kernels (moe_torch_flow_cutlass, moe_torch_flow_min_latency)" in info
+    assert shared_shapes(_db(tmp_path / "one", with_kernel=False).root, "h200_sxm", Backend.TRTLLM, "1.0.0") is None
     experts = lambda steps, phase, *args: next(o for o in steps.step(phase, *args).ops if o.name == "moe_experts")  # noqa: E731
     a, b = experts(fast, "prefill", 1, 8192, 0, 0, 0), experts(cutlass, "prefill", 1, 8192, 0, 0, 0)
     assert float(b.ms) > 1.2 * float(a.ms) and b.source is Source.MEASURED and "cutlass" in b.note
