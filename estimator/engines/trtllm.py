@@ -63,8 +63,8 @@ PROFILE = register(EngineProfile(
                                          MoeKernel.CUTLASS, sm_from=100),),
     moe_launch=(MoeLaunch("moe_config.backend", "TRTLLM", Dtype.NVFP4, sm_from=100),),
     provenance={
-        "moe_launch": "tensorrt_llm/llmapi/llm_args.py MoeConfig.backend (default CUTLASS in 1.0-1.1, AUTO, by model, "
-                      "later): TRTLLM runs TRTLLMGenFusedMoE, the kernel the imported SM100 nvfp4 MoE rows time "
+        "moe_launch": "tensorrt_llm/llmapi/llm_args.py MoeConfig.backend (default CUTLASS, AUTO, chosen by "
+                      "model, in later sources): TRTLLM runs TRTLLMGenFusedMoE, the kernel the imported SM100 nvfp4 MoE rows time "
                       "fastest (moe_torch_flow_min_latency) and the one InferenceX's B200 / GB200 DeepSeek-R1 FP4 "
                       "recipes launch most (59 of 89 agg runs, every prefill role)",
         "moe_kernel_switches": "tensorrt_llm/llmapi/llm_args.py MoeConfig.backend {CUTLASS, TRTLLM, DEEPGEMM, "
