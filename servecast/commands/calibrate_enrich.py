@@ -26,7 +26,7 @@ def enrich_cmd(
                                                     "columns (the derived facts, e.g. to commit)")] = False,
 ) -> None:
     """Recover each run's deployment and benchmark protocol from the public InferenceX configs at the commit in
-    effect when it was measured: worker counts, speculative decoding, engine flags, client protocol, provenance.
+    effect when it was measured: worker counts, speculative decoding, engine flags and environment, client protocol, provenance.
     With --srt-slurm, the multi-node runs also get what their srt-slurm recipes and sa-bench client state;
     with --dynamo, those before 2026-01-28 what their Dynamo launch files state. Rows that record one
     measured run twice (same point, the same TTFT and TPOT to 12 digits) get what all their candidates allow.
