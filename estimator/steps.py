@@ -84,7 +84,7 @@ class StepModel:
         self._notes: dict[str, str] = {}   # op name -> how its lookups were adjusted (perfdb.served)
         # the MoE kernel the engine's launch settings name (EngineConfig.moe_kernel): its own rows, where the tables hold some
         self.kernel_view: DbView | None = None
-        if engine.moe_kernel is not None and view.db is not None:
+        if engine.moe_kernel is not None:
             self.kernel_view = view.db.view(system.name, view.backend, view.version, moe_kernel=engine.moe_kernel)
 
     @classmethod
