@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perfdb import served
+from perfdb import network, served
 from perfdb.efficiency import EfficiencyCurves
 from perfdb.errors import NotFoundError
 from perfdb.family import FamilyTable, case_combo, case_numeric
@@ -152,6 +152,9 @@ class DbView:
 
     def latency(self, case: OpCase) -> Latency:
         shape = case.shape
+        if isinstance(case, CommCase) and network.spans_domains(case, self.system.nvlink_domain_gpus) \
+                and not self._times(case):
+            return network.price(self, case)
         if isinstance(case, CommCase):
             sol, ratio = np.ravel(sol_ms(case, self.system)).astype(np.float64), None
         else:   # one roofline pass gives both the sol and the regime the curves need
@@ -159,6 +162,12 @@ class DbView:
             sol, ratio = np.maximum(compute, memory) * 1e3, log_ratio(compute, memory)
         ms, code = self._ladder(case, sol, ratio)
         return Latency(ms=ms.reshape(shape), source=code.reshape(shape))
+
+    def _times(self, case: OpCase) -> bool:
+        """Whether the tables hold rows of the case's own categorical combination (not a stand-in)."""
+        fam = self.family(case.KIND)
+        gi = fam.interp(case_combo(case)) if fam is not None else None
+        return gi is not None and gi.has_nodes()
 
     def _ladder(self, case: OpCase, sol: np.ndarray, ratio: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         code = np.full(sol.shape[0], Source.ROOFLINE.code, dtype=np.int8)
