@@ -69,8 +69,9 @@ def recipe_concs(ix: Repo, srt: Repo, r: Row):
     return concs
 
 
-def _flags(rec: Recipe) -> dict[str, str]:
-    return {f"{role}.{k}": v for role in ("prefill", "decode") for k, v in getattr(rec, role).flags.items()}
+def _flags(rec: Recipe, attr: str = "flags") -> dict[str, str]:
+    """A recipe's two engines' flags (or environments: `attr` "env") as engine_flags writes them."""
+    return {f"{role}.{k}": v for role in ("prefill", "decode") for k, v in getattr(getattr(rec, role), attr).items()}
 
 
 def facts(srt: Repo, got: Recipes, conc: int) -> tuple[dict, dict]:
@@ -94,6 +95,7 @@ def facts(srt: Repo, got: Recipes, conc: int) -> tuple[dict, dict]:
     if spec:
         out["spec_tokens"] = agree(rec.decode.spec_tokens for rec in recs)
     out["engine_flags"] = agree_flags(_flags(rec) for rec in recs)
+    out["engine_env"] = agree_flags(_flags(rec, "env") for rec in recs)
     out["frontends"] = agree(rec.frontends for rec in recs)
     clients = [_client(srt, rec, conc) for rec in recs]
     if all(c is not None for c in clients):

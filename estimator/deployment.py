@@ -317,7 +317,7 @@ def role_moe_kernel(row: "RunRow", role: str, moe_dtype: Dtype | None, system: S
     (vLLM's VLLM_MXFP4_USE_MARLIN, TensorRT-LLM's moe_config.backend); None: what the tables price anyway."""
     if moe_dtype is None:
         return None
-    return profile_for(Backend(row.backend)).moe_kernel(row.facts.role_flags(role), dict(row.facts.env), moe_dtype,
+    return profile_for(Backend(row.backend)).moe_kernel(row.facts.role_flags(role), row.facts.role_env(role), moe_dtype,
                                                         system.gpu.sm_version)
 
 

@@ -67,8 +67,9 @@ COLUMNS: dict[str, tuple[Kind, str]] = {
                                 "recipe's engine config as `prefill.key=value;...;decode.key=value`"),
     "engine_env": (Kind.TEXT, "engine environment variables the launch script gives the server (VLLM_*, "
                               "SGLANG_*, SGL_*, TRTLLM_*, TLLM_*: exported, or set on the server's command "
-                              "line), `NAME=value;...` (`?` as in engine_flags); some choose kernels no flag "
-                              "names (VLLM_MXFP4_USE_MARLIN)"),
+                              "line; a multi-node recipe's prefill_environment / decode_environment, prefixed "
+                              "`prefill.` / `decode.` as in engine_flags), `NAME=value;...` (`?` as in "
+                              "engine_flags); some choose kernels no flag names (VLLM_MXFP4_USE_MARLIN)"),
     "frontends": (Kind.INT, "routers the client's requests were spread over: srtctl's nginx in front of "
                             "min(num_additional_frontends + 1, nodes - 1) Dynamo frontends when "
                             "enable_multiple_frontends, else 1 (calibrate/inferencex/srtslurm.py)"),
@@ -294,6 +295,11 @@ class RunFacts:
         `prefill.` or `decode.` entries with the prefix dropped (engine_flags writes a recipe's two engines
         that way), entries without a role prefix applying to both."""
         return self.per_role(disagg=role != "agg").of(role)
+
+    def role_env(self, role: str) -> dict[str, str]:
+        """One engine's environment (engine_env), split per role as role_flags: a disaggregated run's
+        recipes give each role's server its own (`prefill.NAME=value`), a launch script's exports reach both."""
+        return RoleFlags.split(self.env, disagg=role != "agg").of(role)
 
     def spec_draft_tokens(self) -> int | None:
         """Draft tokens the engine ran with: 0 when off, the depth when on and known, else None."""

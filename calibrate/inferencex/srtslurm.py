@@ -37,6 +37,7 @@ import yaml
 
 from calibrate.inferencex import shell
 from calibrate.inferencex.repo import Kind, Repo
+from calibrate.inferencex.scripts import ENGINE_ENV_PREFIXES
 from estimator.run_facts import flatten_options
 from perfdb.errors import DataError
 
@@ -78,12 +79,14 @@ class RoleRecipe:
     spec_tokens: int | None          # draft steps when speculative decoding is configured, else None
     spec: bool | None
     flags: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)   # engine variables (ENGINE_ENV_PREFIXES) of its environment
 
     def common(self, other: "RoleRecipe") -> "RoleRecipe":
         """What both versions state alike (None where they differ)."""
         same = {f.name: getattr(self, f.name) if getattr(self, f.name) == getattr(other, f.name) else None
-                for f in fields(self) if f.name != "flags"}
-        return RoleRecipe(**same, flags={k: v for k, v in self.flags.items() if other.flags.get(k) == v})
+                for f in fields(self) if f.name not in ("flags", "env")}
+        return RoleRecipe(**same, flags={k: v for k, v in self.flags.items() if other.flags.get(k) == v},
+                          env={k: v for k, v in self.env.items() if other.env.get(k) == v})
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,16 @@ def _pick(flat: dict[str, str], names: tuple[str, ...]) -> str | None:
 
 def _int(v: str | None) -> int | None:
     return int(float(v)) if v is not None and re.fullmatch(r"-?\d+(\.0+)?", v.strip()) else None
+
+
+def _environment(backend: dict, role: str) -> dict[str, str]:
+    """The engine variables srtctl gives one role's servers: `backend.<role>_environment` (srtctl's
+    BackendConfig, src/srtctl/core/schema.py: a mapping of names to values exported into that worker's
+    container), those of ENGINE_ENV_PREFIXES only, as engine_env keeps them."""
+    block = backend.get(f"{role}_environment")
+    if not isinstance(block, dict):
+        return {}
+    return {str(k): str(v) for k, v in block.items() if str(k).startswith(ENGINE_ENV_PREFIXES)}
 
 
 def _role(cfg: dict, keys: dict, where: str) -> RoleRecipe:
@@ -224,8 +237,10 @@ def parse_recipe(text: str, path: str, commit: str, note: str = "",
     ratio = bench.get("random_range_ratio")
     return Recipe(path=path, commits=(commit,), note=note, prefill_workers=_int(str(res.get("prefill_workers"))),
                   decode_workers=_int(str(res.get("decode_workers"))),
-                  prefill=_role(cfg["prefill"], keys, f"{where}: prefill"),
-                  decode=_role(cfg["decode"], keys, f"{where}: decode"), concs=concs,
+                  prefill=replace(_role(cfg["prefill"], keys, f"{where}: prefill"),
+                                  env=_environment(doc["backend"], "prefill")),
+                  decode=replace(_role(cfg["decode"], keys, f"{where}: decode"),
+                                 env=_environment(doc["backend"], "decode")), concs=concs,
                   bench=str(bench.get("type") or ""), range_ratio=None if ratio is None else float(ratio),
                   frontends=_frontends(doc, res, fe_defaults))
 

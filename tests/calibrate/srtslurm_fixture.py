@@ -47,7 +47,8 @@ def trt_recipe(prefill: int, decode: int, mem: float, concs: str, spec: bool = F
                     for r, b, t in (("prefill", 4, 8448), ("decode", 32, 96)))
     bench = f"  random_range_ratio: {ratio}\n" if ratio else ""
     return (f"name: fixture\nresources:\n  prefill_workers: {prefill}\n  decode_workers: {decode}\n"
-            f"backend:\n  type: trtllm\n  trtllm_config:\n{roles}"
+            f"backend:\n  type: trtllm\n  decode_environment:\n    TRTLLM_ENABLE_PDL: \"1\"\n    NCCL_DEBUG: WARN\n"
+            f"  trtllm_config:\n{roles}"
             f"benchmark:\n  type: sa-bench\n  concurrencies: \"{concs}\"\n{bench}")
 
 

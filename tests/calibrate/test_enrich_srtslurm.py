@@ -51,6 +51,7 @@ def test_recipes_add_per_role_engines_and_the_client(repos, tmp_path):
     assert d1["prefill_max_num_tokens"] == "8448" and d1["decode_cuda_graph_max_bs"] == "32"
     assert d1["decode_mem_fraction"] == ""              # 0.85 in A, 0.9 in B
     assert "decode.max_batch_size=32" in d1["engine_flags"] and "prefill.max_num_tokens=8448" in d1["engine_flags"]
+    assert d1["engine_env"] == "decode.TRTLLM_ENABLE_PDL=1"   # the decode workers' environment, engine variables only
     # the sa-bench client: 12 x concurrency measured after 3 x concurrency warm-up, bench.sh's ratio
     assert (d1["client_num_prompts"], d1["client_num_warmups"], d1["client_range_ratio"]) == ("768", "192", "0.8")
     assert "sa-bench/bench.sh" in d1["enrich_client"]
@@ -104,6 +105,29 @@ def test_sglang_recipe_limits_are_per_attention_rank():
     assert (r.prefill.attn_ranks, r.prefill.max_batch, r.prefill.max_num_tokens) == (4, 250, 16384)
     assert (r.decode.max_batch, r.decode.cuda_graph_max_bs, r.decode.spec_tokens) == (256, 128, 3)
     assert r.concs == (4, 8) and r.prefill.spec is False and r.prefill.spec_tokens is None
+
+
+def test_each_roles_environment_is_kept_to_the_engines_variables():
+    """srtctl exports `backend.<role>_environment` into that role's workers: engine_env keeps the engine's
+    own variables (ENGINE_ENV_PREFIXES) per role, and RunFacts.role_env gives each engine its own."""
+    from calibrate.enrich_recipes import _flags
+    from estimator.run_facts import RunFacts
+
+    text = ("resources: {prefill_workers: 1, decode_workers: 1}\nbackend:\n"
+            "  prefill_environment: {SGLANG_ENABLE_JIT_DEEPGEMM: 'false', NCCL_MNNVL_ENABLE: '1'}\n"
+            "  decode_environment: {SGLANG_DECODE_BOOTSTRAP_TIMEOUT: '1000', VLLM_MXFP4_USE_MARLIN: 1}\n"
+            "  sglang_config:\n    prefill: {tp-size: 4}\n    decode: {tp-size: 8}\n"
+            "benchmark: {type: sa-bench, concurrencies: '4'}\n")
+    r = parse_recipe(text, "r.yaml", "c" * 40)
+    assert r.prefill.env == {"SGLANG_ENABLE_JIT_DEEPGEMM": "false"}        # NCCL_* is not the engine's
+    assert r.decode.env == {"SGLANG_DECODE_BOOTSTRAP_TIMEOUT": "1000", "VLLM_MXFP4_USE_MARLIN": "1"}
+    env = ";".join(f"{k}={v}" for k, v in sorted(_flags(r, "env").items()))
+    facts = RunFacts.from_row({"engine_env": env})
+    assert facts.role_env("prefill") == {"SGLANG_ENABLE_JIT_DEEPGEMM": "false"}
+    assert facts.role_env("decode")["VLLM_MXFP4_USE_MARLIN"] == "1"
+    # two versions of a recipe keep what both state alike
+    other = parse_recipe(text.replace("'1000'", "'2000'"), "r.yaml", "d" * 40)
+    assert r.decode.common(other.decode).env == {"VLLM_MXFP4_USE_MARLIN": "1"}
 
 
 _TRT = ("backend:\n  trtllm_config:\n    prefill: {tensor_parallel_size: 4}\n    decode: {tensor_parallel_size: 8}\n"
