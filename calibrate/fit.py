@@ -124,7 +124,8 @@ def features(frame: pd.DataFrame) -> np.ndarray:
                                         concurrency=frame["concurrency"].to_numpy(),
                                         pred_ttft_ms=frame["pred_ttft"].to_numpy(),
                                         pred_tpot_ms=frame["pred_tpot"].to_numpy(), gpus=frame["gpus"].to_numpy(),
-                                        is_agg=(frame["mode"] == "agg").to_numpy(dtype=np.float64)))
+                                        is_agg=(frame["mode"] == "agg").to_numpy(dtype=np.float64),
+                                        weight_bits=frame["weight_bits"].to_numpy(dtype=np.float64)))
 
 
 def log_ratio(frame: pd.DataFrame, metric: str) -> np.ndarray:

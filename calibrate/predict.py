@@ -3,9 +3,10 @@
 
 The frame (pandas, one row per run) is what fitting and validation work on:
   run_id, deployment_key, model, system, backend, version, mode, isl, osl, concurrency (per agg replica or xPyD group), gpus,
-  measured_ttft, measured_tpot, pred_ttft, pred_tpot, status
-`gpus` = GPUs of one engine instance (agg replica / decode worker); `status` is 'ok' or why no
-prediction (or no measurement) exists for the row.
+  weight_bits, measured_ttft, measured_tpot, pred_ttft, pred_tpot, status
+`gpus` = GPUs of one engine instance (agg replica / decode worker); `weight_bits` = the served model's
+narrowest weights as the estimator prices the run (estimator.calibration.model_weight_bits of
+estimator.runs.model_for); `status` is 'ok' or why no prediction (or no measurement) exists for the row.
 """
 from __future__ import annotations
 
@@ -74,10 +75,29 @@ def _instance_gpus(run: MeasuredRun) -> int:
     return (d.agg if d.mode is Mode.AGG else d.decode).parallel.num_gpus
 
 
-def base_frame(runs: list[MeasuredRun], statistic: Statistic = Statistic.MEAN) -> pd.DataFrame:
+def _weight_bits(row: RunRow, hf_hub: Path | None, cache: dict) -> float:
+    """The residual's weight-bits feature of a run (NaN where its model or system does not load: the
+    prediction fails on it too)."""
+    from estimator.calibration import model_weight_bits
+    from estimator.runs import model_for
+    from perfdb.errors import ServecastError
+    from perfdb.specs import load_system
+
+    key = (row.model, row.system, row.backend, row.gemm_quant, row.moe_quant)
+    if key not in cache:
+        try:
+            cache[key] = model_weight_bits(model_for(row, load_system(row.system), hf_hub))
+        except (ServecastError, ValueError):
+            cache[key] = math.nan
+    return cache[key]
+
+
+def base_frame(runs: list[MeasuredRun], statistic: Statistic = Statistic.MEAN,
+               hf_hub: Path | None = None) -> pd.DataFrame:
     """The measurement half of the frame; rows without the statistic or a concurrency, measured on a cold
-    server or of a deployment the row does not pin down (estimator.set_aside), say so in status."""
-    rows = []
+    server or of a deployment the row does not pin down (estimator.set_aside), say so in status.
+    `hf_hub`: where models outside the catalog load from (their weight numerics)."""
+    rows, cache = [], {}
     for r in runs:
         d = r.deployment
         ttft, tpot = r.metrics.ttft.get(statistic), r.metrics.tpot.get(statistic)
@@ -92,8 +112,8 @@ def base_frame(runs: list[MeasuredRun], statistic: Statistic = Statistic.MEAN) -
         rows.append({"run_id": r.run_id, "deployment_key": d.key(), "model": d.model, "system": d.system,
                      "backend": d.backend.value, "version": d.version, "mode": d.mode.value, "isl": r.load.isl,
                      "osl": r.load.osl, "concurrency": conc / _units(r) if conc is not None else math.nan,
-                     "gpus": _instance_gpus(r), "measured_ttft": ttft, "measured_tpot": tpot, "status": status,
-                     "source_file": r.source_file})
+                     "gpus": _instance_gpus(r), "weight_bits": _weight_bits(to_run_row(r), hf_hub, cache),
+                     "measured_ttft": ttft, "measured_tpot": tpot, "status": status, "source_file": r.source_file})
     return pd.DataFrame(rows)
 
 
@@ -103,7 +123,7 @@ def predict(runs: list[MeasuredRun], db: PerfDB, base: Base = Base.ESTIMATE,
     """The frame with pred_ttft/pred_tpot from the chosen base; rows it cannot predict keep the reason.
     `progress(n)` (simulate base only: seconds per run) returns the callback to tick once per run. `hf_hub`:
     the local Hugging Face hub cache for models outside the catalog (the estimate base)."""
-    frame = base_frame(runs, statistic)
+    frame = base_frame(runs, statistic, hf_hub)
     todo = [to_run_row(r) for r, s in zip(runs, frame["status"], strict=True) if s == "ok"]
     if base is Base.SIMULATE:
         from estimator.sim.runs import simulate_runs
@@ -123,16 +143,24 @@ def attach_predictions(frame: pd.DataFrame, preds) -> pd.DataFrame:
     frame["pred_ttft"] = [p.ttft_ms if p else math.nan for p in hits]
     frame["pred_tpot"] = [p.tpot_ms if p else math.nan for p in hits]
     frame["status"] = [p.status if p else s for p, s in zip(hits, frame["status"], strict=True)]
+    return _finite(frame)
+
+
+def _finite(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose prediction or weight numerics are not finite are not usable, and say why."""
     bad = (frame["status"] == "ok") & ~(np.isfinite(frame["pred_ttft"]) & np.isfinite(frame["pred_tpot"]))
     frame.loc[bad, "status"] = "no finite prediction"
+    unknown = (frame["status"] == "ok") & ~np.isfinite(frame["weight_bits"])
+    frame.loc[unknown, "status"] = "the model's weight numerics are unknown (it does not load here)"
     return frame
 
 
 def from_predictions_file(runs: list[MeasuredRun], path, statistic: Statistic = Statistic.MEAN,
-                          base: str | None = None) -> pd.DataFrame:
+                          base: str | None = None, hf_hub: Path | None = None) -> pd.DataFrame:
     """The frame with predictions read from a `servecast estimate --from-runs` CSV (id, pred_ttft_ms,
     pred_tpot_ms, status; `base` since 2026-12-05), e.g. to refit without predicting again. A file made
-    on another base than `base` is refused (a file without the column is taken as it is)."""
+    on another base than `base` is refused (a file without the column is taken as it is). `hf_hub`: as
+    base_frame."""
 
     import io
 
@@ -153,7 +181,7 @@ def from_predictions_file(runs: list[MeasuredRun], path, statistic: Statistic = 
         raise DataError(f"{path}: holds --base {'/'.join(made)} predictions, and this fit is --base {base}; pass "
                         f"--base {made[0]}, or predict again with `servecast estimate --from-runs RUNS --base {base} "
                         "--out FILE`")
-    frame = base_frame(runs, statistic)
+    frame = base_frame(runs, statistic, hf_hub)
     by_id = p.drop_duplicates("id").set_index("id")
     known = frame["run_id"].isin(by_id.index)
     frame["pred_ttft"] = frame["run_id"].map(by_id["pred_ttft_ms"]).astype(float)
@@ -161,9 +189,7 @@ def from_predictions_file(runs: list[MeasuredRun], path, statistic: Statistic = 
     pst = frame["run_id"].map(by_id["status"]).astype(object)
     frame["status"] = np.where(frame["status"] != "ok", frame["status"],
                                np.where(known, pst, "not in the predictions file"))
-    bad = (frame["status"] == "ok") & ~(np.isfinite(frame["pred_ttft"]) & np.isfinite(frame["pred_tpot"]))
-    frame.loc[bad, "status"] = "no finite prediction"
-    return frame
+    return _finite(frame)
 
 
 def apply_calibration(frame: pd.DataFrame, cal) -> pd.DataFrame:

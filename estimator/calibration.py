@@ -34,12 +34,20 @@ from estimator.trees import Trees
 from perfdb.errors import DataError
 from perfdb.types import Phase, Source
 
-FORMAT, FORMAT_VERSION = "servecast-calibration", 4
+FORMAT, FORMAT_VERSION = "servecast-calibration", 5   # v5: the residual's log_weight_bits feature
 ARTIFACT_FILE = "calibration.json"
 ANY = "*"
 METRIC_PHASE = {"ttft": Phase.PREFILL, "tpot": Phase.DECODE}
 # Load features of the residual model, in this order. Each is a log so that effects are multiplicative.
-FEATURES = ("log_concurrency", "log_isl", "log_osl", "log_pred_ttft", "log_pred_tpot", "log_gpus", "is_agg")
+FEATURES = ("log_concurrency", "log_isl", "log_osl", "log_pred_ttft", "log_pred_tpot", "log_gpus", "is_agg",
+            "log_weight_bits")
+# Bits of the weights the run served (`weight_bits`): every checkpoint of a family shares its scopes
+# (model_key), while the kernel tables' bias differs with the numerics (SGLang's DeepSeek-R1 FP8 prefill on
+# Blackwell priced ~1.6x fast where FP4 is right: BENCHMARKS.md, the twenty-third session); the residual
+# sees them. Nested CV by deployment with it (2,014 training rows): simulate base imported 15.5 / 7.6 ->
+# 15.3 / 7.3, bundled 17.1 / 8.7 -> 16.7 / 8.5; static imported 19.4 / 7.8 -> 19.4 / 7.4, bundled 21.5 /
+# 9.2 -> 20.5 / 8.6 (one model / system out unchanged: the residual reaches neither).
+UNSTATED_WEIGHT_BITS = 16.0   # a context that names no model: 16-bit weights
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class FeatureInputs:
     pred_tpot_ms: np.ndarray | float
     gpus: np.ndarray | float          # GPUs of one engine instance (agg replica / decode worker)
     is_agg: np.ndarray | float
+    weight_bits: np.ndarray | float   # weight_bits(): bits per weight of the served model's narrowest weights
 
 
 def feature_matrix(x: FeatureInputs) -> np.ndarray:
@@ -64,9 +73,26 @@ def feature_matrix(x: FeatureInputs) -> np.ndarray:
             np.log(np.maximum(np.asarray(x.pred_ttft_ms, dtype=np.float64), 1e-3)),
             np.log(np.maximum(np.asarray(x.pred_tpot_ms, dtype=np.float64), 1e-3)),
             np.log(np.maximum(np.asarray(x.gpus, dtype=np.float64), 1.0)),
-            np.asarray(x.is_agg, dtype=np.float64)]
+            np.asarray(x.is_agg, dtype=np.float64),
+            np.log2(np.maximum(np.asarray(x.weight_bits, dtype=np.float64), 1.0))]
     cols = np.broadcast_arrays(*cols)
     return np.stack([np.atleast_1d(c).ravel() for c in cols], axis=1)
+
+
+def weight_bits(gemm_quant, moe_quant=None) -> float:
+    """Bits per weight (scales included: perfdb.ops.base.weight_bytes) of the narrower of a model's GEMM
+    and routed-expert weights as served (Dtype values or names; None or "" where a model has none):
+    DeepSeek-R1 FP4 4.5, FP8 8.0, gpt-oss 4.25, a bf16 dense model 16. The `log_weight_bits` feature."""
+    from perfdb.ops.base import weight_bytes
+    from perfdb.types import Dtype
+
+    stated = [Dtype(q) for q in (gemm_quant, moe_quant) if q]
+    return min((8.0 * weight_bytes(q) for q in stated), default=UNSTATED_WEIGHT_BITS)
+
+
+def model_weight_bits(spec) -> float:
+    """weight_bits of a loaded model (estimator.models.ModelSpec) as the estimator prices it."""
+    return weight_bits(spec.gemm_quant, spec.moe_quant if spec.is_moe else None)
 
 
 def model_key(name: str) -> str:
@@ -241,7 +267,7 @@ class Calibration:
             raise DataError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise DataError(f"{where}: not a {FORMAT} file")
-        if d.get("format_version") != FORMAT_VERSION:   # v3: seen/unseen pairs only, no recorded evidence
+        if d.get("format_version") != FORMAT_VERSION:   # v4: no weight-bits feature; v3: no recorded evidence
             raise DataError(f"{where}: calibration format v{d.get('format_version')}, this servecast reads "
                             f"v{FORMAT_VERSION}; refit with `servecast calibrate fit`")
         try:
@@ -300,6 +326,7 @@ class CalibrationContext:
     gpus: np.ndarray | float       # GPUs of one engine instance (agg replica / decode worker)
     concurrency: np.ndarray | float | None = None   # per agg replica / xPyD group; None = the Estimate's
     model: str = ""                # model_key; "" = not stated: model-wide scopes only
+    weight_bits: float = UNSTATED_WEIGHT_BITS   # model_weight_bits of the model served
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:
@@ -335,7 +362,8 @@ def calibrate_estimate(estimate, calibration: Calibration, context: CalibrationC
     conc = estimate.concurrency if context.concurrency is None else context.concurrency
     x = feature_matrix(FeatureInputs(isl=context.isl, osl=context.osl, concurrency=conc,
                                      pred_ttft_ms=estimate.ttft_ms, pred_tpot_ms=estimate.tpot_ms,
-                                     gpus=context.gpus, is_agg=float(context.mode == "agg")))
+                                     gpus=context.gpus, is_agg=float(context.mode == "agg"),
+                                     weight_bits=context.weight_bits))
     key = context.key
     shape = np.broadcast(np.asarray(estimate.ttft_ms), np.asarray(context.isl), np.asarray(context.osl)).shape
     scalar = shape == ()
@@ -365,16 +393,17 @@ def calibrate_estimate(estimate, calibration: Calibration, context: CalibrationC
 
 
 def context_for(system: str, backend: str, version: str | None, mode: str, isl, osl, instance_gpus,
-                concurrency=None, model: str | None = None) -> CalibrationContext:
+                concurrency=None, model=None) -> CalibrationContext:
     """CalibrationContext from what a command knows. `version` None or "" (newest in the database, or
     not stated) matches only version-wide scopes, never the fitted "unknown version" scope.
     concurrency: requests in flight per agg replica or per xPyD group (the fit's feature; a benchmark
     client's count divided by the replicas / groups); None = the Estimate's own (per replica / per
-    decode worker). model: the HF id or
-    path (None: model-wide scopes only)."""
+    decode worker). model: the loaded model served (estimator.models.ModelSpec: its name picks the
+    scope, its numerics the weight_bits feature); None: model-wide scopes only, 16-bit weights."""
     return CalibrationContext(system=system, backend=backend, version=version or _NO_VERSION, mode=mode,
                               isl=isl, osl=osl, gpus=instance_gpus, concurrency=concurrency,
-                              model=model_key(model) if model else "")
+                              model=model_key(model.name) if model is not None else "",
+                              weight_bits=model_weight_bits(model) if model is not None else UNSTATED_WEIGHT_BITS)
 
 
 # a version string no scope names: matches version "*" scopes only

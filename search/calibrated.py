@@ -48,7 +48,7 @@ def unit_concurrency(points: PointTable, rows: np.ndarray) -> np.ndarray:
 
 
 def calibrate_points(points: PointTable, calibrations: dict, system: str, versions: dict, isl: int,
-                     osl: int, model: str | None = None) -> PointTable:
+                     osl: int, model=None) -> PointTable:
     """The table with calibrated TTFT/TPOT and what follows from them, source CALIBRATED and interval
     columns, for the rows of every backend in `calibrations` (Backend -> Calibration)."""
     cols = {c: np.array(points[c], copy=True) for c in ("ttft_ms", "tpot_ms", "request_latency_ms",
@@ -73,7 +73,8 @@ def _scope(points: PointTable, rows: np.ndarray, cal: Calibration, ctx, osl: int
     with np.errstate(invalid="ignore", divide="ignore"):
         x = feature_matrix(FeatureInputs(isl=ctx.isl, osl=ctx.osl, concurrency=unit_concurrency(points, rows),
                                          pred_ttft_ms=raw_ttft, pred_tpot_ms=raw_tpot,
-                                         gpus=instance_gpus(points, rows), is_agg=float(ctx.mode == Mode.AGG.value)))
+                                         gpus=instance_gpus(points, rows), is_agg=float(ctx.mode == Mode.AGG.value),
+                                         weight_bits=ctx.weight_bits))
         key = ctx.key
         ttft = raw_ttft * np.exp(cal.correct_log("ttft", key, x))
         tpot = raw_tpot * np.exp(cal.correct_log("tpot", key, x))

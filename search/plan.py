@@ -151,7 +151,7 @@ def plan(req: PlanRequest, db: PerfDB, apart=None) -> PlanResult:
         raise _no_fit_error(req, model, reasons)
     cals = {b: c.calibration for b, c in contexts.items() if c.calibration is not None}
     if cals:   # the SLA is checked on the calibrated prediction
-        points = calibrate_points(points, cals, system.name, versions, req.isl, req.osl, req.model)
+        points = calibrate_points(points, cals, system.name, versions, req.isl, req.osl, model)
     ok = meets(points, req.sla)
     points = points.with_column("meets_sla", ok)
     ranking = rank(points, ok, modes, max(req.top_n, DECIDE_POOL))   # shown(): the first top_n of them

@@ -49,7 +49,7 @@ def recheck(c: Candidate, ctx: Context, sla: Sla, agg_too: bool = False) -> Cand
     if ctx.calibration is not None:   # the same correction search.calibrated applied to the points
         est = apply(est, ctx.calibration, context_for(ctx.system.name, ctx.backend.value, ctx.version, c.mode.value,
                                                       ctx.isl, ctx.osl, c.decode.parallel.num_gpus, unit_conc,
-                                                      ctx.model.name))
+                                                      ctx.model))
     m = Metrics(ttft_ms=float(est.ttft_ms), tpot_ms=float(est.tpot_ms),
                 request_latency_ms=float(est.request_latency_ms),
                 tokens_per_s_per_gpu=float(est.tokens_per_s_per_gpu) * scale,

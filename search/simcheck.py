@@ -116,7 +116,7 @@ def simulate_candidate(result: PlanResult, c: Candidate, db: PerfDB, seed: int =
         ttft, tpot, stat = r.ttft.mean, r.tpot.mean, "mean"
     else:   # the simulated clients; calibrate_sweep takes the fit's feature per replica / xPyD group
         (p,) = calibrate_sweep([r], [conc], cal, dep, result.system.name, c.version, req.isl,
-                               req.osl, req.model)
+                               req.osl, result.model)
         ttft, tpot, stat = p.ttft_ms, p.tpot_ms, p.statistic
         # a closed loop at fixed concurrency: throughput scales inversely with the request latency
         tps *= (r.ttft.mean + (req.osl - 1) * r.tpot.mean) / (ttft + (req.osl - 1) * tpot)

@@ -44,7 +44,7 @@ def instance_gpus(dep: Deployment) -> int:
 
 
 def calibrate_sweep(results: list[SimResult], in_flight: list[float | None], cal: Calibration, dep: Deployment,
-                    system: str, version: str | None, isl: int, osl: int, model: str | None = None
+                    system: str, version: str | None, isl: int, osl: int, model=None
                     ) -> list[CalibratedPoint]:
     """Calibrated TTFT/TPOT of every sweep point. in_flight: the closed-loop concurrency of each point,
     None where the load was open-loop (the simulated mean in flight is used)."""
@@ -61,7 +61,7 @@ def calibrate_sweep(results: list[SimResult], in_flight: list[float | None], cal
     mode = dep.mode.value
     ctx = context_for(system, dep.backend.value, version, mode, isl, osl, instance_gpus(dep), conc, model)
     x = feature_matrix(FeatureInputs(isl=isl, osl=osl, concurrency=conc, pred_ttft_ms=ttft, pred_tpot_ms=tpot,
-                                     gpus=ctx.gpus, is_agg=float(mode == "agg")))
+                                     gpus=ctx.gpus, is_agg=float(mode == "agg"), weight_bits=ctx.weight_bits))
     key = ctx.key
     out = {m: pred * np.exp(cal.correct_log(m, key, x)) for m, pred in (("ttft", ttft), ("tpot", tpot))}
     f = cal.factor("ttft", *key)

@@ -91,7 +91,7 @@ def estimate(*, model: str, system: str, backend: str | Backend = "trtllm", vers
 
         found = _calibration(calibration, database.root if db is not None else None, system, be.value, "estimate")
         if found is not None:
-            ctx = context_for(system, be.value, view.version, mode, isl, osl, gpus, total, model)
+            ctx = context_for(system, be.value, view.version, mode, isl, osl, gpus, total, spec)
             cal = calibrate_estimate(est, found, ctx)
     return EstimateResult(est, cal, view.version)
 
@@ -127,7 +127,7 @@ def estimate_runs(runs: Path | str, out: Path | str, *, db: Path | str | None = 
     cal_id = cal_error = None
     if cal is not None:
         try:
-            _write_calibrated(Path(runs), preds, out, cal, which.value)
+            _write_calibrated(Path(runs), preds, out, cal, which.value, hf_hub)
             cal_id = cal.id
         except DataError as exc:   # the raw predictions stand; say why the calibrated columns do not
             cal_error = str(exc)
@@ -150,7 +150,7 @@ def _calibration(value, db_root: Path | None, system: str, backend: str, base: s
     return resolve(explicit, db_root, system, backend, base=base, stored=stored)
 
 
-def _write_calibrated(runs: Path, preds, out: Path, cal, base: str) -> None:
+def _write_calibrated(runs: Path, preds, out: Path, cal, base: str, hf_hub: Path | None = None) -> None:
     """The predictions CSV with cal_ttft_ms, cal_tpot_ms, their 80% intervals and the calibration id after
     the raw pred_* columns (which `calibrate fit --predictions` fits on), written once, atomically."""
     import pandas as pd
@@ -159,7 +159,7 @@ def _write_calibrated(runs: Path, preds, out: Path, cal, base: str) -> None:
     from calibrate.predict import attach_predictions, base_frame, calibrated_columns
     from perfdb.storage import atomic_write_bytes
 
-    frame = attach_predictions(base_frame(read_results([runs], None)), preds)
+    frame = attach_predictions(base_frame(read_results([runs], None), hf_hub=hf_hub), preds)
     extra = calibrated_columns(frame, cal).drop_duplicates("id")   # a repeated id must not repeat rows
     raw = pd.DataFrame({"id": [p.id for p in preds], "pred_ttft_ms": [p.ttft_ms for p in preds],
                         "pred_tpot_ms": [p.tpot_ms for p in preds],

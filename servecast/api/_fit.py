@@ -75,7 +75,8 @@ def predicted_runs(runs: Path | str, *, db: Path | str | None = None, prediction
     measured = table_to_runs(read_runs(runs)) if runs.suffix == ".parquet" else _parse_any(runs)
     stat = parse_enum(Statistic, statistic, "statistic")
     if predictions is not None:
-        return from_predictions_file(measured, Path(predictions), stat, base=parse_enum(Base, base, "base").value)
+        return from_predictions_file(measured, Path(predictions), stat, base=parse_enum(Base, base, "base").value,
+                                     hf_hub=hf_hub)
     which = parse_enum(Base, base, "base")
     if which is not Base.SIMULATE:
         return predict(measured, PerfDB(db), which, stat, hf_hub=hf_hub)

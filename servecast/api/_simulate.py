@@ -74,8 +74,8 @@ def simulate(*, deployment: Deployment | None = None, model: str | None = None, 
     cal = _calibration(calibration, db, sysspec.name, deployment.backend.value, BASE)   # before simulating
     view = PerfDB(db).view(sysspec.name, deployment.backend, version)
     kv = _kv(w.kv_dtype)
-    steps = build_steps(_model(model, w.gemm_quant, w.moe_quant, kv, hf_hub), sysspec, deployment,
-                        EngineConfig(deployment.backend, version, kv_dtype=kv), view)
+    spec = _model(model, w.gemm_quant, w.moe_quant, kv, hf_hub)
+    steps = build_steps(spec, sysspec, deployment, EngineConfig(deployment.backend, version, kv_dtype=kv), view)
     results = []
     for i, (_, load) in enumerate(loads):
         results.append(run_sim(steps, deployment, load, seed=seed, records=records is not None,
@@ -86,7 +86,7 @@ def simulate(*, deployment: Deployment | None = None, model: str | None = None, 
     cals = None
     if cal is not None:
         in_flight = [x if label == "concurrency" else None for x in points]
-        cals = tuple(calibrate_sweep(results, in_flight, cal, deployment, sysspec.name, view.version, isl, osl, model))
+        cals = tuple(calibrate_sweep(results, in_flight, cal, deployment, sysspec.name, view.version, isl, osl, spec))
     out = Simulation(model, system, deployment, isl, osl, label, points, tuple(results), cals)
     return _write(out, records, plot)
 
