@@ -20,7 +20,7 @@ def frame(deployments_per_scope: int = 5, concs=(1, 4, 16, 64, 256), noise: floa
                 rows.append({
                     "run_id": f"{system}-{backend}-{mode}-{d}-c{c}", "deployment_key": f"{system}|{backend}|{mode}|{d}",
                     "model": "m", "system": system, "backend": backend, "version": "1.0", "mode": mode,
-                    "isl": 1024.0, "osl": 256.0, "concurrency": float(c), "gpus": tp,
+                    "isl": 1024.0, "osl": 256.0, "concurrency": float(c), "gpus": tp, "weight_bits": 16.0,
                     "pred_ttft": pred_ttft, "pred_tpot": pred_tpot,
                     "measured_ttft": pred_ttft * f * load * np.exp(rng.normal(0, noise)),
                     "measured_tpot": pred_tpot * f ** 0.5 * np.exp(rng.normal(0, noise)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from synth import TRUE_FACTORS, frame
 
@@ -222,7 +223,7 @@ def test_the_simulate_base_withholds_what_does_not_carry():
                     rows.append({"run_id": f"{system}-{model}-{d}-c{c}", "deployment_key": f"{system}|{model}|{d}",
                                  "model": model, "system": system, "backend": "vllm", "version": "1.0", "mode": "agg",
                                  "isl": 1024.0, "osl": 256.0, "concurrency": float(c), "gpus": 2 ** d,
-                                 "pred_ttft": ttft, "pred_tpot": tpot, "status": "ok",
+                                 "weight_bits": 16.0, "pred_ttft": ttft, "pred_tpot": tpot, "status": "ok",
                                  # one miss shared by every model and system: it carries to new ones
                                  "measured_ttft": ttft * 1.6 * c ** 0.15 * np.exp(rng.normal(0, 0.05)),
                                  "measured_tpot": tpot * 1.3 * np.exp(rng.normal(0, 0.05))})
@@ -237,3 +238,24 @@ def test_the_simulate_base_withholds_what_does_not_carry():
             assert not r.applied and r.with_pct is not None and r.without_pct is not None
         else:
             assert r.applied == reach["estimate"][k].applied
+
+
+def test_the_residual_corrects_what_differs_with_the_weights_numerics():
+    """One scope, two checkpoints of a family: the FP8 runs measured 1.6x their prediction, the FP4 runs as
+    predicted. The scope factor alone splits the difference; with log_weight_bits the residual gives each
+    its own correction (BENCHMARKS.md, the twenty-third session: SGLang's DeepSeek-R1 FP8 prefill on
+    Blackwell against FP4)."""
+    from calibrate.fit import corrected_logs
+
+    f = frame(noise=0.0)
+    f = f[(f["system"] == f["system"].iloc[0]) & (f["backend"] == f["backend"].iloc[0])
+          & (f["mode"] == f["mode"].iloc[0])].reset_index(drop=True)
+    f = usable(pd.concat([f.assign(weight_bits=4.5, run_id=f["run_id"] + "-fp4"),
+                          f.assign(weight_bits=8.0, run_id=f["run_id"] + "-fp8",
+                                   measured_ttft=f["pred_ttft"] * 1.6 * np.exp(np.log(f["measured_ttft"] / f["pred_ttft"])))],
+                         ignore_index=True))
+    cal = fit_point(f, FitOptions(**{**FAST, "residual": "gbm", "shrink_ttft": 0.0, "min_leaf": 3}), "estimate")
+    got = corrected_logs(cal, f, "ttft") - np.log(f["measured_ttft"] / f["pred_ttft"]).to_numpy()
+    fp8 = (f["weight_bits"] == 8.0).to_numpy()
+    # each checkpoint's remaining error is a fraction of the gap between them (log 1.6 = 0.47)
+    assert np.median(np.abs(got[fp8])) < 0.15 and np.median(np.abs(got[~fp8])) < 0.15

@@ -121,3 +121,34 @@ def test_a_model_counts_as_seen_per_serving_mode():
     assert cal.novelty("b200_sxm", "trtllm", "agg", "qwen3-32b") is Novelty.SYSTEM
     assert cal.novelty("h200_sxm", "trtllm", "disagg", "deepseek-r1") is Novelty.SYSTEM
     assert cal.novelty("h200_sxm", None, "agg", "qwen3-32b") is Novelty.SCOPE
+
+
+def test_the_residual_sees_the_weights_bits_of_the_model_as_served():
+    """log_weight_bits: the narrower of a model's GEMM and expert weights, scales included, from the loaded
+    model (its quantization overrides applied); a context without a model reads 16-bit weights."""
+    from estimator.calibration import (
+        FEATURES,
+        UNSTATED_WEIGHT_BITS,
+        FeatureInputs,
+        context_for,
+        feature_matrix,
+        model_weight_bits,
+        weight_bits,
+    )
+    from estimator.models import load_model
+    from perfdb.types import Dtype
+
+    assert weight_bits(Dtype.NVFP4, Dtype.NVFP4) == pytest.approx(4.5)
+    assert weight_bits("fp8_block", "fp8_block") == pytest.approx(8.0, abs=0.01)
+    assert weight_bits(Dtype.BF16, None) == 16.0 and weight_bits(None, None) == UNSTATED_WEIGHT_BITS
+    dsr1 = load_model("deepseek-ai/DeepSeek-R1")
+    fp4 = load_model("deepseek-ai/DeepSeek-R1", moe_quant=Dtype.NVFP4)
+    assert model_weight_bits(fp4) < model_weight_bits(dsr1) == pytest.approx(8.0, abs=0.01)
+    assert model_weight_bits(load_model("openai/gpt-oss-120b")) == pytest.approx(4.25)   # mxfp4 experts
+    stated = context_for("b200_sxm", "sglang", None, "disagg", 8192, 1024, 8, 4, model=fp4)
+    assert (stated.model, stated.weight_bits) == ("deepseek-r1", model_weight_bits(fp4))
+    assert context_for("b200_sxm", "sglang", None, "agg", 1024, 1024, 8).weight_bits == UNSTATED_WEIGHT_BITS
+    x = feature_matrix(FeatureInputs(isl=1024, osl=1024, concurrency=4, pred_ttft_ms=100, pred_tpot_ms=10, gpus=8,
+                                     is_agg=1.0, weight_bits=[4.5, 8.0, 16.0]))
+    assert x.shape == (3, len(FEATURES)) and FEATURES[-1] == "log_weight_bits"
+    assert list(x[:, -1]) == pytest.approx([np.log2(4.5), 3.0, 4.0])
