@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from perfdb.ops import CommCase
+from perfdb.ops.comm import link_factor
 from perfdb.types import CommOp, Source, Transport
 
 if TYPE_CHECKING:
@@ -110,9 +111,11 @@ def price(view: DbView, case: CommCase) -> Latency:
     n, g = split(case.num_gpus, system.nvlink_domain_gpus)
     s = np.asarray(case.msg_bytes, dtype=np.float64)
     inner = []   # the measured parts inside one domain
+
+    def local(op: CommOp, msg: np.ndarray) -> Latency:
+        return view.latency(replace(case, op=op, num_gpus=g, transport=Transport.NVLINK, msg_bytes=msg))
+
     if g > 1:
-        local = lambda op, msg: view.latency(replace(case, op=op, num_gpus=g, transport=Transport.NVLINK,  # noqa: E731
-                                                     msg_bytes=msg))
         if case.op is CommOp.ALL_REDUCE:
             inner = [local(CommOp.REDUCE_SCATTER, s), local(CommOp.ALL_GATHER, s)]
         elif case.op in (CommOp.ALL_GATHER, CommOp.REDUCE_SCATTER):
@@ -125,9 +128,8 @@ def price(view: DbView, case: CommCase) -> Latency:
         rail = s * (case.num_gpus - g) / case.num_gpus
         net = inter_node_ms(case.op, rail, n, system.network_bw_bytes_per_s)
     else:
-        factor = 2.0 * (n - 1) / n if case.op is CommOp.ALL_REDUCE else (n - 1) / n
-        net = inter_node_ms(case.op, factor * s / g, n, system.network_bw_bytes_per_s)
-    if case.op is CommOp.ALL_TO_ALL and inner:   # both directions run at once
+        net = inter_node_ms(case.op, link_factor(case.op, n) * s / g, n, system.network_bw_bytes_per_s)
+    if case.op is CommOp.ALL_TO_ALL and inner:   # the copies that stay and those that leave go at once
         ms = np.maximum(inner[0].ms, net)
     else:
         ms = net + sum((p.ms for p in inner), np.zeros_like(net))

@@ -21,6 +21,11 @@ _LINK_FACTOR = {
 }
 
 
+def link_factor(op: CommOp, num_gpus: int) -> float:
+    """The fraction of the message each of `num_gpus` GPUs sends in the op's bandwidth-optimal algorithm."""
+    return _LINK_FACTOR[op](num_gpus)
+
+
 @register
 @dataclass(frozen=True)
 class CommCase(OpCase):
@@ -38,4 +43,4 @@ class CommCase(OpCase):
     def bytes(self) -> np.ndarray:
         if self.num_gpus <= 1 and self.op != CommOp.P2P:
             return np.zeros_like(self.msg_bytes)
-        return _LINK_FACTOR[self.op](self.num_gpus) * self.msg_bytes
+        return link_factor(self.op, self.num_gpus) * self.msg_bytes
