@@ -24,6 +24,7 @@ from estimator.models.spec import AttentionKind, ModelSpec
 from estimator.parallel import ParallelConfig, placed_experts, validate_parallel
 from perfdb import served
 from perfdb.lookup import DbView, Latency
+from perfdb.network import split
 from perfdb.ops import CommCase, MoeCase, OpCase
 from perfdb.roofline import intensity_ratio, link_bw_bytes_per_s
 from perfdb.specs import SystemSpec
@@ -161,6 +162,11 @@ class StepModel:
         tuned its tactics at the largest token count only; Marlin's transfer across expert counts is the
         weaker reading there). In-sample: docs/estimator.md. The ops it priced get a note."""
         lat = self.view.latency(case)
+        if self.view.composes(case):
+            n, g = split(case.num_gpus, self.system.nvlink_domain_gpus)
+            note = (f"across {n} NVLink domains of {g} GPUs: in-domain rows + each GPU's NIC share, NCCL's "
+                    "latency model (perfdb.network)")
+            self._notes.update((name, note) for name in ops)
         kv = self.kernel_view
         if kv is None or not isinstance(case, MoeCase) or not kv.covers(case):
             return lat

@@ -152,8 +152,7 @@ class DbView:
 
     def latency(self, case: OpCase) -> Latency:
         shape = case.shape
-        if isinstance(case, CommCase) and network.spans_domains(case, self.system.nvlink_domain_gpus) \
-                and not self._times(case):
+        if self.composes(case):
             return network.price(self, case)
         if isinstance(case, CommCase):
             sol, ratio = np.ravel(sol_ms(case, self.system)).astype(np.float64), None
@@ -162,6 +161,12 @@ class DbView:
             sol, ratio = np.maximum(compute, memory) * 1e3, log_ratio(compute, memory)
         ms, code = self._ladder(case, sol, ratio)
         return Latency(ms=ms.reshape(shape), source=code.reshape(shape))
+
+    def composes(self, case: OpCase) -> bool:
+        """Whether latency() prices `case` as a collective across NVLink domains (perfdb.network): one no
+        table of its own combination times."""
+        return (isinstance(case, CommCase) and network.spans_domains(case, self.system.nvlink_domain_gpus)
+                and not self._times(case))
 
     def _times(self, case: OpCase) -> bool:
         """Whether the tables hold rows of the case's own categorical combination (not a stand-in)."""

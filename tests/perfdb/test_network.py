@@ -9,7 +9,7 @@ from perfdb import network
 from perfdb.lookup import PerfDB
 from perfdb.ops import CommCase
 from perfdb.roofline import link_bw_bytes_per_s
-from perfdb.types import Backend, CommOp, Dtype, Source, Transport
+from perfdb.types import Backend, CommOp, Dtype, Phase, Source, Transport
 
 HIDDEN_BYTES = 7168 * 2   # one DeepSeek token's bf16 activation
 
@@ -86,3 +86,25 @@ def test_a_table_that_times_the_group_across_nodes_prices_it(tmp_path):
     lat = PerfDB(root).view("h100_sxm", Backend.TRTLLM).latency(_case(CommOp.ALL_REDUCE, 16, 8192))
     assert Source.from_code(int(lat.source)) in (Source.MEASURED, Source.INTERPOLATED)
     assert float(lat.ms) == pytest.approx(5.0, rel=0.05)
+
+
+def test_a_step_says_which_ops_were_priced_across_domains():
+    """`estimate --breakdown` notes the collectives priced by the composition (provenance), and only them."""
+    from estimator.engine import EngineConfig
+    from estimator.models import load_model
+    from estimator.parallel import ParallelConfig
+    from estimator.steps import StepModel
+    from perfdb.specs import load_system
+
+    model, system = load_model("deepseek-ai/DeepSeek-R1"), load_system("h100_sxm")
+    db = PerfDB()
+
+    def ops(tp: int) -> dict:
+        sm = StepModel(model, system, ParallelConfig(tp=tp, moe_tp=tp), EngineConfig(Backend.SGLANG),
+                       db.view("h100_sxm", Backend.SGLANG))
+        return {o.name: o for o in sm.step(Phase.DECODE, 0, 0, 0, 8, 1024).ops}
+
+    across, inside = ops(16), ops(8)
+    assert "NVLink domains" in across["tp_allreduce"].note and "perfdb.network" in across["tp_allreduce"].note
+    assert "NVLink domains" not in inside["tp_allreduce"].note
+    assert "NVLink domains" not in across["moe_experts"].note
