@@ -10,7 +10,7 @@ Per metric (TTFT = prefill phase, TPOT = decode phase), in log space, r = log(me
    than uncalibrated, and a (backend, model) factor learned on other GPUs made an unseen system's
    TPOT worse (leave one model / system out, docs/bench/calibration.md). A model or system the fit
    never saw gets the per-mode factor only. A median, not a mean: a few broken runs cannot move a scope.
-2. A residual model on the load features of estimator.calibration.FEATURES (concurrency, ISL, OSL,
+2. A residual model on the load features of estimator.calibration_features.FEATURES (concurrency, ISL, OSL,
    the predictions themselves, GPUs per instance, agg/disagg) fitted to what the factors leave:
    small gradient-boosted trees (Huber loss, shallow, many rows per leaf) or a ridge line.
 3. Held-out protocols (calibrate.heldout: grouped by deployment, one model out, one system out) decide
@@ -26,16 +26,14 @@ import pandas as pd
 
 from estimator.calibration import (
     ANY,
-    FEATURES,
     Calibration,
     Factor,
-    FeatureInputs,
     Reach,
     Residual,
     Scope,
-    feature_matrix,
     model_key,
 )
+from estimator.calibration_features import FEATURES, FeatureInputs, feature_matrix
 from estimator.trees import Trees
 from perfdb.errors import InputError
 

@@ -5,7 +5,7 @@ The frame (pandas, one row per run) is what fitting and validation work on:
   run_id, deployment_key, model, system, backend, version, mode, isl, osl, concurrency (per agg replica or xPyD group), gpus,
   weight_bits, measured_ttft, measured_tpot, pred_ttft, pred_tpot, status
 `gpus` = GPUs of one engine instance (agg replica / decode worker); `weight_bits` = the served model's
-narrowest weights as the estimator prices the run (estimator.calibration.model_weight_bits of
+narrowest weights as the estimator prices the run (estimator.calibration_features.model_weight_bits of
 estimator.runs.model_for); `status` is 'ok' or why no prediction (or no measurement) exists for the row.
 """
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _instance_gpus(run: MeasuredRun) -> int:
 def _weight_bits(row: RunRow, hf_hub: Path | None, cache: dict) -> float:
     """The residual's weight-bits feature of a run (NaN where its model or system does not load: the
     prediction fails on it too)."""
-    from estimator.calibration import model_weight_bits
+    from estimator.calibration_features import model_weight_bits
     from estimator.runs import model_for
     from perfdb.errors import ServecastError
     from perfdb.specs import load_system
@@ -99,7 +99,7 @@ def base_frame(runs: list[MeasuredRun], statistic: Statistic = Statistic.MEAN,
     `hf_hub`: where models outside the catalog load from (their weight numerics)."""
     rows, cache = [], {}
     for r in runs:
-        d = r.deployment
+        d, row = r.deployment, to_run_row(r)
         ttft, tpot = r.metrics.ttft.get(statistic), r.metrics.tpot.get(statistic)
         conc = concurrency_of(r)
         status = "ok"
@@ -107,12 +107,12 @@ def base_frame(runs: list[MeasuredRun], statistic: Statistic = Statistic.MEAN,
             status = f"no measured {statistic.value} TTFT/TPOT"
         elif conc is None:
             status = "no concurrency (open-loop run without a measured in-flight average)"
-        elif why := set_aside(to_run_row(r)):
+        elif why := set_aside(row):
             status = why
         rows.append({"run_id": r.run_id, "deployment_key": d.key(), "model": d.model, "system": d.system,
                      "backend": d.backend.value, "version": d.version, "mode": d.mode.value, "isl": r.load.isl,
                      "osl": r.load.osl, "concurrency": conc / _units(r) if conc is not None else math.nan,
-                     "gpus": _instance_gpus(r), "weight_bits": _weight_bits(to_run_row(r), hf_hub, cache),
+                     "gpus": _instance_gpus(r), "weight_bits": _weight_bits(row, hf_hub, cache),
                      "measured_ttft": ttft, "measured_tpot": tpot, "status": status, "source_file": r.source_file})
     return pd.DataFrame(rows)
 

@@ -26,75 +26,29 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from estimator.calibration_features import (
+    FEATURES,
+    UNSTATED_WEIGHT_BITS,
+    FeatureInputs,
+    feature_matrix,
+    model_weight_bits,
+)
 from estimator.calibration_reach import DECIDED, Novelty, Reach, Seen
 from estimator.trees import Trees
 from perfdb.errors import DataError
 from perfdb.types import Phase, Source
 
+if TYPE_CHECKING:
+    from estimator.models.spec import ModelSpec
+
 FORMAT, FORMAT_VERSION = "servecast-calibration", 5   # v5: the residual's log_weight_bits feature
 ARTIFACT_FILE = "calibration.json"
 ANY = "*"
 METRIC_PHASE = {"ttft": Phase.PREFILL, "tpot": Phase.DECODE}
-# Load features of the residual model, in this order. Each is a log so that effects are multiplicative.
-FEATURES = ("log_concurrency", "log_isl", "log_osl", "log_pred_ttft", "log_pred_tpot", "log_gpus", "is_agg",
-            "log_weight_bits")
-# Bits of the weights the run served (`weight_bits`): every checkpoint of a family shares its scopes
-# (model_key), while the kernel tables' bias differs with the numerics (SGLang's DeepSeek-R1 FP8 prefill on
-# Blackwell priced ~1.6x fast where FP4 is right: BENCHMARKS.md, the twenty-third session); the residual
-# sees them. Nested CV by deployment with it (2,014 training rows): simulate base imported 15.5 / 7.6 ->
-# 15.3 / 7.3, bundled 17.1 / 8.7 -> 16.7 / 8.5; static imported 19.4 / 7.8 -> 19.4 / 7.4, bundled 21.5 /
-# 9.2 -> 20.5 / 8.6 (one model / system out unchanged: the residual reaches neither).
-UNSTATED_WEIGHT_BITS = 16.0   # a context that names no model: 16-bit weights
-
-
-@dataclass(frozen=True)
-class FeatureInputs:
-    """What the residual model sees; arrays broadcast. concurrency: requests in flight per agg replica or
-    per xPyD group (never the whole fleet: the same replica gets the same correction at any GPU count)."""
-
-    isl: np.ndarray | float
-    osl: np.ndarray | float
-    concurrency: np.ndarray | float
-    pred_ttft_ms: np.ndarray | float
-    pred_tpot_ms: np.ndarray | float
-    gpus: np.ndarray | float          # GPUs of one engine instance (agg replica / decode worker)
-    is_agg: np.ndarray | float
-    weight_bits: np.ndarray | float   # weight_bits(): bits per weight of the served model's narrowest weights
-
-
-def feature_matrix(x: FeatureInputs) -> np.ndarray:
-    """(n, len(FEATURES)) float64; the single definition shared by fitting and applying."""
-    cols = [np.log(np.maximum(np.asarray(x.concurrency, dtype=np.float64), 1.0)),
-            np.log(np.maximum(np.asarray(x.isl, dtype=np.float64), 1.0)),
-            np.log(np.maximum(np.asarray(x.osl, dtype=np.float64), 1.0)),
-            np.log(np.maximum(np.asarray(x.pred_ttft_ms, dtype=np.float64), 1e-3)),
-            np.log(np.maximum(np.asarray(x.pred_tpot_ms, dtype=np.float64), 1e-3)),
-            np.log(np.maximum(np.asarray(x.gpus, dtype=np.float64), 1.0)),
-            np.asarray(x.is_agg, dtype=np.float64),
-            np.log2(np.maximum(np.asarray(x.weight_bits, dtype=np.float64), 1.0))]
-    cols = np.broadcast_arrays(*cols)
-    return np.stack([np.atleast_1d(c).ravel() for c in cols], axis=1)
-
-
-def weight_bits(gemm_quant, moe_quant=None) -> float:
-    """Bits per weight (scales included: perfdb.ops.base.weight_bytes) of the narrower of a model's GEMM
-    and routed-expert weights as served (Dtype values or names; None or "" where a model has none):
-    DeepSeek-R1 FP4 4.5, FP8 8.0, gpt-oss 4.25, a bf16 dense model 16. The `log_weight_bits` feature."""
-    from perfdb.ops.base import weight_bytes
-    from perfdb.types import Dtype
-
-    stated = [Dtype(q) for q in (gemm_quant, moe_quant) if q]
-    return min((8.0 * weight_bytes(q) for q in stated), default=UNSTATED_WEIGHT_BITS)
-
-
-def model_weight_bits(spec) -> float:
-    """weight_bits of a loaded model (estimator.models.ModelSpec) as the estimator prices it."""
-    return weight_bits(spec.gemm_quant, spec.moe_quant if spec.is_moe else None)
-
-
 def model_key(name: str) -> str:
     """The model a scope names (estimator.models.catalog.family_name): every checkpoint of one
     architecture shares corrections — Qwen/Qwen3-32B-FP8 and Qwen/Qwen3-32B, meta-llama/Llama-3.1-70B
@@ -333,6 +287,14 @@ class CalibrationContext:
         """The scope key `Calibration.factor` / `correct_log` take."""
         return (self.system, self.backend, self.version, self.mode, self.model)
 
+    def features(self, concurrency, pred_ttft_ms, pred_tpot_ms, gpus=None) -> np.ndarray:
+        """The residual's feature matrix of predictions in this context (`gpus`: per point, else the
+        context's)."""
+        return feature_matrix(FeatureInputs(isl=self.isl, osl=self.osl, concurrency=concurrency,
+                                            pred_ttft_ms=pred_ttft_ms, pred_tpot_ms=pred_tpot_ms,
+                                            gpus=self.gpus if gpus is None else gpus,
+                                            is_agg=float(self.mode == "agg"), weight_bits=self.weight_bits))
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -360,10 +322,7 @@ def calibrate_estimate(estimate, calibration: Calibration, context: CalibrationC
     """Corrected TTFT/TPOT (and the latency and throughputs that follow from them), source CALIBRATED,
     with prediction intervals. Arrays in the Estimate and context broadcast."""
     conc = estimate.concurrency if context.concurrency is None else context.concurrency
-    x = feature_matrix(FeatureInputs(isl=context.isl, osl=context.osl, concurrency=conc,
-                                     pred_ttft_ms=estimate.ttft_ms, pred_tpot_ms=estimate.tpot_ms,
-                                     gpus=context.gpus, is_agg=float(context.mode == "agg"),
-                                     weight_bits=context.weight_bits))
+    x = context.features(conc, estimate.ttft_ms, estimate.tpot_ms)
     key = context.key
     shape = np.broadcast(np.asarray(estimate.ttft_ms), np.asarray(context.isl), np.asarray(context.osl)).shape
     scalar = shape == ()
@@ -393,7 +352,7 @@ def calibrate_estimate(estimate, calibration: Calibration, context: CalibrationC
 
 
 def context_for(system: str, backend: str, version: str | None, mode: str, isl, osl, instance_gpus,
-                concurrency=None, model=None) -> CalibrationContext:
+                concurrency=None, model: ModelSpec | None = None) -> CalibrationContext:
     """CalibrationContext from what a command knows. `version` None or "" (newest in the database, or
     not stated) matches only version-wide scopes, never the fitted "unknown version" scope.
     concurrency: requests in flight per agg replica or per xPyD group (the fit's feature; a benchmark

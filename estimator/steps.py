@@ -160,7 +160,8 @@ class StepModel:
         4-bit weights there, and the training runs say the served kernels do it alike (the 30 B200 CUTLASS
         runs' TPOT at 0.98 of measured this way, 1.34 with the CUTLASS rows at decode sizes, whose collector
         tuned its tactics at the largest token count only; Marlin's transfer across expert counts is the
-        weaker reading there). In-sample: docs/estimator.md. The ops it priced get a note."""
+        weaker reading there). In-sample: docs/estimator.md. The ops it priced get a note, as do collectives
+        the view composes across NVLink domains (perfdb.network)."""
         lat = self.view.latency(case)
         if self.view.composes(case):
             n, g = split(case.num_gpus, self.system.nvlink_domain_gpus)

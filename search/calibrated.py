@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from estimator.calibration import Calibration, FeatureInputs, context_for, feature_matrix, model_key
+from estimator.calibration import Calibration, context_for, model_key
 from perfdb.types import Source
 from search.points import BACKENDS, MODES, OPTIONAL_COLUMNS, PointTable
 from search.types import Mode
@@ -71,10 +71,7 @@ def _scope(points: PointTable, rows: np.ndarray, cal: Calibration, ctx, osl: int
     """Correct `rows` (one backend and mode) in place in `cols`/`bounds`."""
     raw_ttft, raw_tpot = points["ttft_ms"][rows], points["tpot_ms"][rows]
     with np.errstate(invalid="ignore", divide="ignore"):
-        x = feature_matrix(FeatureInputs(isl=ctx.isl, osl=ctx.osl, concurrency=unit_concurrency(points, rows),
-                                         pred_ttft_ms=raw_ttft, pred_tpot_ms=raw_tpot,
-                                         gpus=instance_gpus(points, rows), is_agg=float(ctx.mode == Mode.AGG.value),
-                                         weight_bits=ctx.weight_bits))
+        x = ctx.features(unit_concurrency(points, rows), raw_ttft, raw_tpot, instance_gpus(points, rows))
         key = ctx.key
         ttft = raw_ttft * np.exp(cal.correct_log("ttft", key, x))
         tpot = raw_tpot * np.exp(cal.correct_log("tpot", key, x))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from estimator.calibration import Calibration, FeatureInputs, Interval, context_for, feature_matrix
+from estimator.calibration import Calibration, Interval, context_for
 from estimator.deployment import Deployment
 from estimator.sim.metrics import SimResult
 from perfdb.errors import InputError
@@ -60,8 +60,7 @@ def calibrate_sweep(results: list[SimResult], in_flight: list[float | None], cal
                     dtype=np.float64) / dep.units
     mode = dep.mode.value
     ctx = context_for(system, dep.backend.value, version, mode, isl, osl, instance_gpus(dep), conc, model)
-    x = feature_matrix(FeatureInputs(isl=isl, osl=osl, concurrency=conc, pred_ttft_ms=ttft, pred_tpot_ms=tpot,
-                                     gpus=ctx.gpus, is_agg=float(mode == "agg"), weight_bits=ctx.weight_bits))
+    x = ctx.features(conc, ttft, tpot)
     key = ctx.key
     out = {m: pred * np.exp(cal.correct_log(m, key, x)) for m, pred in (("ttft", ttft), ("tpot", tpot))}
     f = cal.factor("ttft", *key)

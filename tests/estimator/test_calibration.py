@@ -126,11 +126,11 @@ def test_a_model_counts_as_seen_per_serving_mode():
 def test_the_residual_sees_the_weights_bits_of_the_model_as_served():
     """log_weight_bits: the narrower of a model's GEMM and expert weights, scales included, from the loaded
     model (its quantization overrides applied); a context without a model reads 16-bit weights."""
-    from estimator.calibration import (
+    from estimator.calibration import context_for
+    from estimator.calibration_features import (
         FEATURES,
         UNSTATED_WEIGHT_BITS,
         FeatureInputs,
-        context_for,
         feature_matrix,
         model_weight_bits,
         weight_bits,
