@@ -2,9 +2,13 @@
 
 Per metric (TTFT = prefill phase, TPOT = decode phase), in log space, r = log(measured / predicted):
 1. Scope factors: the median of r over each scope (each row's pull on it clipped to a factor of 2
-   from the parent's), shrunk towards its parent scope's by the deployments behind it. Scopes, widest first: all -> (mode) -> (system, backend, mode, model) ->
-   (system, backend, version, mode, model); a run falls back to the narrowest one the fit has, and
-   the fit says so in its notes. What the factors correct is mostly how far one system's kernel
+   from the parent's), shrunk towards its parent scope's by the deployments behind it. Scopes, widest
+   first: all -> (mode) -> (system, backend, mode, model) -> (system, backend, version, mode, model) ->
+   (system, backend, version, mode, model, weights); a run falls back to the narrowest one the fit has,
+   and the fit says so in its notes. The weights' numerics (weights_label) split a model's scope because
+   its FP8 and FP4 checkpoints run different kernels from different tables, whose biases differ (nested
+   CV by deployment, simulate base: imported tables TTFT / TPOT 15.2 / 7.4 -> 14.4 / 6.9, bundled 16.7 / 8.4
+   -> 15.7 / 7.9; one model / system out unchanged, since the narrowest scope reaches neither). What the factors correct is mostly how far one system's kernel
    tables are from what an engine runs for one model's shapes, so a scope names both: a
    (system, backend) factor learned on Llama and gpt-oss is a mix that made a third model *worse*
    than uncalibrated, and a (backend, model) factor learned on other GPUs made an unseen system's
@@ -33,15 +37,17 @@ from estimator.calibration import (
     Scope,
     model_key,
 )
-from estimator.calibration_features import FEATURES, FeatureInputs, feature_matrix
+from estimator.calibration_features import FEATURES, FeatureInputs, feature_matrix, weights_label
 from estimator.trees import Trees
 from perfdb.errors import InputError
 
 METRICS = ("ttft", "tpot")
 # frame columns, narrowest level first; each level nests in the next (one parent per group)
-SCOPE_LEVELS = (("system", "backend", "version", "mode", "model_key"), ("system", "backend", "mode", "model_key"),
+SCOPE_LEVELS = (("system", "backend", "version", "mode", "model_key", "weights"),
+                ("system", "backend", "version", "mode", "model_key"), ("system", "backend", "mode", "model_key"),
                 ("mode",), ())
-SCOPE_FIELDS = dict(zip(SCOPE_LEVELS[0], ("system", "backend", "version", "mode", "model"), strict=True))  # -> Scope
+SCOPE_FIELDS = dict(zip(SCOPE_LEVELS[0], ("system", "backend", "version", "mode", "model", "weights"),
+                        strict=True))  # frame column -> Scope field
 RESIDUAL_KINDS = ("gbm", "linear", "none")
 LOSSES = ("absolute_error", "huber", "squared_error")
 
@@ -111,9 +117,10 @@ class FitOptions:
 
 
 def usable(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows with a measurement and a prediction, plus the scope's `model_key` column."""
+    """Rows with a measurement and a prediction, plus the scope's `model_key` and `weights` columns."""
     ok = frame[frame["status"] == "ok"].reset_index(drop=True)
     ok["model_key"] = ok["model"].map(model_key)
+    ok["weights"] = ok["weight_bits"].map(weights_label)
     return ok
 
 
@@ -181,7 +188,7 @@ def _shrunk(r: np.ndarray, parent: float, d: int, k: float, clip: float) -> floa
 
 
 def _fallback_notes(frame: pd.DataFrame, cal: Calibration, metric: str, k: float) -> list[str]:
-    """Per (system, backend, version, mode, model) of `frame`: that it falls back to a wider scope, or
+    """Per (system, backend, version, mode, model, weights) of `frame`: that it falls back to a wider scope, or
     rests on so few deployments that its parent's factor weighs most."""
     notes = []
     for key, g in frame.groupby(list(SCOPE_LEVELS[0]), sort=True):
@@ -231,18 +238,16 @@ def fit_residual(x: np.ndarray, y: np.ndarray, metric: str, opts: FitOptions) ->
 def _model_keys(frame: pd.DataFrame) -> pd.Series:
     return frame["model_key"] if "model_key" in frame.columns else frame["model"].map(model_key)
 
-
 def scope_keys(frame: pd.DataFrame) -> list[tuple[str, ...]]:
-    """Each row's (system, backend, version, mode, model) key."""
-    cols = [_model_keys(frame) if c == "model_key" else frame[c] for c in SCOPE_FIELDS]
+    """Each row's (system, backend, version, mode, model, weights) key."""
+    derived = {"model_key": _model_keys, "weights": lambda f: f["weight_bits"].map(weights_label)}
+    cols = [derived[c](frame) if c in derived and c not in frame.columns else frame[c] for c in SCOPE_FIELDS]
     return list(zip(*(c.astype(str) for c in cols), strict=True))
-
 
 def factor_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.ndarray:
     keys = scope_keys(frame)
     per_key = {k: cal.factor_log(metric, k) for k in dict.fromkeys(keys)}   # a few hundred keys, not every row
     return np.array([per_key[k] for k in keys], dtype=np.float64)
-
 
 def corrected_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.ndarray:
     """log(calibrated / predicted) per row: the factor and the residual trees where they reach the row's
@@ -256,7 +261,6 @@ def corrected_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.nda
         if mine.any():
             out[mine] += r.predict(features(frame[mine].reset_index(drop=True)))
     return out
-
 
 def fit_point(frame: pd.DataFrame, opts: FitOptions, base: str, intervals=(), reach: tuple[Reach, ...] = ()) \
         -> Calibration:
@@ -276,7 +280,6 @@ def fit_point(frame: pd.DataFrame, opts: FitOptions, base: str, intervals=(), re
     fitted = tuple(sorted(set(zip(*cols, strict=True))))
     return Calibration(tuple(factors), tuple(residuals), tuple(intervals), base=base, notes=tuple(notes),
                        reach=tuple(reach), fitted=fitted)
-
 
 def fold_ids(frame: pd.DataFrame, folds: int, seed: int) -> np.ndarray:
     """Fold of each row, whole deployments per fold (shuffled, balanced by row count)."""

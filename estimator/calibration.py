@@ -9,10 +9,13 @@ nothing.
 Correction of one metric (times in ms; all arithmetic in log space):
     log(corrected) = log(predicted) + factor[scope] + residual(features)
     interval       = corrected * exp(q10[mode]), corrected * exp(q90[mode])
-A scope is (system, backend, version, mode, model); a key field "*" matches anything, and the narrowest
-matching scope wins, so scopes the fit had too little data for fall back to wider ones. Model-specific
-corrections stay with their model (`model_key`): a model the fit never saw gets only the model-wide
-scopes, because kernel-table biases differ per architecture and one model's factor hurts another's.
+A scope is (system, backend, version, mode, model, weights); a key field "*" matches anything, and the
+narrowest matching scope wins, so scopes the fit had too little data for fall back to wider ones.
+Model-specific corrections stay with their model (`model_key`): a model the fit never saw gets only the
+model-wide scopes, because kernel-table biases differ per architecture and one model's factor hurts
+another's. The narrowest scope also names the served weights' numerics (`weights_label`): an FP8 and an
+FP4 checkpoint of one model run different GEMM and MoE kernels, priced from different tables, whose
+biases differ (BENCHMARKS.md, the twenty-fourth session).
 
 How new a query is to the fit (`Novelty`, from the (system, backend, mode, model) scopes it was fitted
 on) decides two things: which parts of the correction reach it (`Reach`: a per-mode factor or the
@@ -36,6 +39,7 @@ from estimator.calibration_features import (
     FeatureInputs,
     feature_matrix,
     model_weight_bits,
+    weights_label,
 )
 from estimator.calibration_reach import DECIDED, Novelty, Reach, Seen
 from estimator.trees import Trees
@@ -45,7 +49,7 @@ from perfdb.types import Phase, Source
 if TYPE_CHECKING:
     from estimator.models.spec import ModelSpec
 
-FORMAT, FORMAT_VERSION = "servecast-calibration", 5   # v5: the residual's log_weight_bits feature
+FORMAT, FORMAT_VERSION = "servecast-calibration", 6   # v6: scopes name the weights' numerics
 ARTIFACT_FILE = "calibration.json"
 ANY = "*"
 METRIC_PHASE = {"ttft": Phase.PREFILL, "tpot": Phase.DECODE}
@@ -65,22 +69,25 @@ class Scope:
     version: str = ANY
     mode: str = ANY
     model: str = ANY             # model_key of the model (added in format v2)
+    weights: str = ANY           # weights_label of the served weights (added in format v6)
 
     def _fields(self) -> tuple[str, ...]:
-        return (self.system, self.backend, self.version, self.mode, self.model)
+        return (self.system, self.backend, self.version, self.mode, self.model, self.weights)
 
-    def matches(self, system: str, backend: str, version: str, mode: str, model: str = "") -> bool:
+    def matches(self, system: str, backend: str, version: str, mode: str, model: str = "",
+                weights: str = "") -> bool:
         return all(mine in (ANY, theirs) for mine, theirs in
-                   zip(self._fields(), (system, backend, version, mode, model), strict=True))
+                   zip(self._fields(), (system, backend, version, mode, model, weights), strict=True))
 
     @property
     def width(self) -> int:
         return sum(v == ANY for v in self._fields())
 
     def label(self) -> str:
-        """system/backend/version/mode, then /model when the scope names one."""
+        """system/backend/version/mode, then /model and /<bits>-bit weights when the scope names them."""
         head = "/".join(self._fields()[:4])
-        return head if self.model == ANY else f"{head}/{self.model}"
+        head = head if self.model == ANY else f"{head}/{self.model}"
+        return head if self.weights == ANY else f"{head}/{self.weights}-bit weights"
 
 
 @dataclass(frozen=True)
@@ -150,10 +157,11 @@ class Calibration:
         return hashlib.sha256(payload).hexdigest()[:16]
 
     def factor(self, metric: str, system: str, backend: str, version: str, mode: str,
-               model: str = "") -> Factor | None:
-        """The narrowest factor covering the key (model: a model_key; "" matches model-wide scopes only)."""
+               model: str = "", weights: str = "") -> Factor | None:
+        """The narrowest factor covering the key (model: a model_key; "" matches model-wide scopes only;
+        weights: a weights_label, "" matches scopes that name none)."""
         cands = [f for f in self.factors
-                 if f.metric == metric and f.scope.matches(system, backend, version, mode, model)]
+                 if f.metric == metric and f.scope.matches(system, backend, version, mode, model, weights)]
         return min(cands, key=lambda f: f.scope.width) if cands else None
 
     def residual(self, metric: str) -> Residual | None:
@@ -190,7 +198,7 @@ class Calibration:
         return None
 
     def factor_log(self, metric: str, scope: tuple[str, ...]) -> float:
-        """The scope factor (log) a key (system, backend, version, mode, model) gets: the narrowest matching
+        """The scope factor (log) a key (system, backend, version, mode, model, weights) gets: the narrowest matching
         one, where it reaches the key's novelty (`reaches`), else none."""
         if not self.reaches(metric, "factor", self.novelty_of(scope)):
             return 0.0
@@ -198,12 +206,12 @@ class Calibration:
         return f.log_factor if f else 0.0
 
     def novelty_of(self, scope: tuple[str, ...]) -> Novelty:
-        """`novelty` of a scope key (system, backend, version, mode, model)."""
+        """`novelty` of a scope key (system, backend, version, mode, model, weights)."""
         return self.novelty(scope[0], scope[1], scope[3], scope[4] if len(scope) > 4 else "")
 
     def correct_log(self, metric: str, scope: tuple[str, ...], x: np.ndarray) -> np.ndarray:
         """log(corrected / predicted) for rows `x` (feature_matrix) of one scope key
-        (system, backend, version, mode, model)."""
+        (system, backend, version, mode, model, weights)."""
         r = self.residual(metric)
         out = np.full(x.shape[0], self.factor_log(metric, scope))
         reached = r is not None and self.reaches(metric, "residual", self.novelty_of(scope))
@@ -221,7 +229,7 @@ class Calibration:
             raise DataError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise DataError(f"{where}: not a {FORMAT} file")
-        if d.get("format_version") != FORMAT_VERSION:   # v4: no weight-bits feature; v3: no recorded evidence
+        if d.get("format_version") != FORMAT_VERSION:   # v5: no weights in scopes; v4: no weight-bits feature
             raise DataError(f"{where}: calibration format v{d.get('format_version')}, this servecast reads "
                             f"v{FORMAT_VERSION}; refit with `servecast calibrate fit`")
         try:
@@ -283,9 +291,9 @@ class CalibrationContext:
     weight_bits: float = UNSTATED_WEIGHT_BITS   # model_weight_bits of the model served
 
     @property
-    def key(self) -> tuple[str, str, str, str, str]:
+    def key(self) -> tuple[str, str, str, str, str, str]:
         """The scope key `Calibration.factor` / `correct_log` take."""
-        return (self.system, self.backend, self.version, self.mode, self.model)
+        return (self.system, self.backend, self.version, self.mode, self.model, weights_label(self.weight_bits))
 
     def features(self, concurrency, pred_ttft_ms, pred_tpot_ms, gpus=None) -> np.ndarray:
         """The residual's feature matrix of predictions in this context (`gpus`: per point, else the

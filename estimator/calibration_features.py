@@ -58,6 +58,12 @@ def weight_bits(gemm_quant, moe_quant=None) -> float:
     return min((8.0 * weight_bytes(q) for q in stated), default=UNSTATED_WEIGHT_BITS)
 
 
+def weights_label(bits: float) -> str:
+    """The scope field naming a model's served numerics (Scope.weights): its weight_bits, e.g. "4.5", "8",
+    "16"; one definition for fitting (calibrate.fit) and applying (CalibrationContext.key)."""
+    return f"{float(bits):g}"
+
+
 def model_weight_bits(spec) -> float:
     """weight_bits of a loaded model (estimator.models.ModelSpec) as the estimator prices it."""
     return weight_bits(spec.gemm_quant, spec.moe_quant if spec.is_moe else None)

@@ -1,6 +1,7 @@
 """Fitting on a frame with a known truth: factors recovered, CV error drops, fallbacks said, intervals honest."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ from calibrate.fit import FitOptions, fit_point, fold_ids, usable
 from calibrate.train import train
 from estimator.calibration import Calibration
 from estimator.calibration_reach import Novelty
-from perfdb.errors import InputError
+from perfdb.errors import DataError, InputError
 
 # a small, fast configuration for 75 synthetic rows (5 deployments per scope), fixed here so the tests do
 # not move with the production defaults (the synthetic noise is symmetric in log space, so no TTFT weights:
@@ -259,3 +260,26 @@ def test_the_residual_corrects_what_differs_with_the_weights_numerics():
     fp8 = (f["weight_bits"] == 8.0).to_numpy()
     # each checkpoint's remaining error is a fraction of the gap between them (log 1.6 = 0.47)
     assert np.median(np.abs(got[fp8])) < 0.15 and np.median(np.abs(got[~fp8])) < 0.15
+
+
+def test_each_numerics_of_a_model_gets_its_own_scope_factor():
+    """Two checkpoints of one model in one (system, backend, version, mode), each on its own deployments:
+    the FP8 ones measured 1.6x their prediction, the FP4 ones as predicted. The narrowest scope names the
+    weights (Scope.weights), so each gets its own factor without a residual; numerics the fit never saw
+    get the model's scope (the two pooled), and a calibration file that predates the field is refused."""
+    f = frame(noise=0.0)
+    f = f[(f["system"] == f["system"].iloc[0]) & (f["backend"] == f["backend"].iloc[0])
+          & (f["mode"] == f["mode"].iloc[0])].reset_index(drop=True)
+    f = usable(pd.concat([f.assign(weight_bits=4.5, deployment_key=f["deployment_key"] + "|nvfp4"),
+                          f.assign(weight_bits=8.0, deployment_key=f["deployment_key"] + "|fp8",
+                                   measured_ttft=f["measured_ttft"] * 1.6)], ignore_index=True))
+    cal = fit_point(f, FitOptions(**{**FAST, "residual": "none", "shrink_ttft": 0.0}), "estimate")
+    key = (f["system"].iloc[0], f["backend"].iloc[0], "1.0", f["mode"].iloc[0], "m")
+    fp4, fp8, other = (cal.factor("ttft", *key, w) for w in ("4.5", "8", "16"))
+    assert fp4.scope.weights == "4.5" and fp8.scope.label().endswith("/m/8-bit weights")
+    assert math.exp(fp8.log_factor - fp4.log_factor) == pytest.approx(1.6, rel=1e-6)
+    assert other.scope.weights == "*" and fp4.log_factor < other.log_factor < fp8.log_factor
+    d = json.loads(cal.to_json())
+    d["format_version"] = 5
+    with pytest.raises(DataError, match="format v5.*refit"):
+        Calibration.from_json(json.dumps(d))
