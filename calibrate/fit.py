@@ -6,9 +6,8 @@ Per metric (TTFT = prefill phase, TPOT = decode phase), in log space, r = log(me
    first: all -> (mode) -> (system, backend, mode, model) -> (system, backend, version, mode, model) ->
    (system, backend, version, mode, model, weights); a run falls back to the narrowest one the fit has,
    and the fit says so in its notes. The weights' numerics (weights_label) split a model's scope because
-   its FP8 and FP4 checkpoints run different kernels from different tables, whose biases differ (nested
-   CV by deployment, simulate base: imported tables TTFT / TPOT 15.2 / 7.4 -> 14.4 / 6.9, bundled 16.7 / 8.4
-   -> 15.7 / 7.9; one model / system out unchanged, since the narrowest scope reaches neither). What the factors correct is mostly how far one system's kernel
+   its FP8 and FP4 checkpoints run different kernels from different tables, whose biases differ: on the
+   simulate base and for the static base's TPOT (NUMERICS_SCOPED says where, and on what evidence). What the factors correct is mostly how far one system's kernel
    tables are from what an engine runs for one model's shapes, so a scope names both: a
    (system, backend) factor learned on Llama and gpt-oss is a mix that made a third model *worse*
    than uncalibrated, and a (backend, model) factor learned on other GPUs made an unseen system's
@@ -48,6 +47,13 @@ SCOPE_LEVELS = (("system", "backend", "version", "mode", "model_key", "weights")
                 ("mode",), ())
 SCOPE_FIELDS = dict(zip(SCOPE_LEVELS[0], ("system", "backend", "version", "mode", "model", "weights"),
                         strict=True))  # frame column -> Scope field
+# The (base, metric) fits whose narrowest scope names the weights' numerics. Nested CV by deployment on
+# e2e_train_silicon.csv (imported tables / bundled database, 2,014 rows): simulate TTFT 15.2 -> 14.4 /
+# 16.7 -> 15.7, TPOT 7.4 -> 6.9 / 8.4 -> 7.9; static TPOT 7.3 -> 7.1 / 8.7 -> 7.9; static TTFT 19.5 -> 20.8 /
+# 19.8 -> 20.0, worse: the static estimate has no queueing, so a scope's TTFT median carries its
+# deployments' load mix, and an FP8 and an FP4 scope hold different loads (chosen on those figures,
+# in-sample for this choice: BENCHMARKS.md, the twenty-fourth session).
+NUMERICS_SCOPED = frozenset({("simulate", "ttft"), ("simulate", "tpot"), ("estimate", "tpot")})
 RESIDUAL_KINDS = ("gbm", "linear", "none")
 LOSSES = ("absolute_error", "huber", "squared_error")
 
@@ -142,7 +148,13 @@ def _scope(level: tuple[str, ...], key: tuple) -> Scope:
     return Scope(**{field: str(vals.get(col, ANY)) for col, field in SCOPE_FIELDS.items()})
 
 
-def fit_factors(frame: pd.DataFrame, metric: str, opts: FitOptions) -> tuple[tuple[Factor, ...], list[str]]:
+def scope_levels(base: str, metric: str) -> tuple[tuple[str, ...], ...]:
+    """SCOPE_LEVELS of a fit, narrowest first: without the weights' level where NUMERICS_SCOPED leaves it out."""
+    return SCOPE_LEVELS if (base, metric) in NUMERICS_SCOPED else SCOPE_LEVELS[1:]
+
+
+def fit_factors(frame: pd.DataFrame, metric: str, opts: FitOptions,
+                levels: tuple[tuple[str, ...], ...] = SCOPE_LEVELS) -> tuple[tuple[Factor, ...], list[str]]:
     """Scope factors, widest scope first. Each qualifying scope moves its parent's factor towards its own
     median by the weight d / (d + shrink) (d = its deployments): a scope resting on one deployment goes
     only part way, so that one unusual deployment cannot set the correction of every later one. A scope
@@ -161,7 +173,7 @@ def fit_factors(frame: pd.DataFrame, metric: str, opts: FitOptions) -> tuple[tup
     chain = np.full(len(frame), float(np.median(r)))        # each row's cumulative factor so far
     chain_deps = np.full(len(frame), int(pd.unique(deps_all).size))
     factors = [Factor(_scope((), ()), metric, float(chain[0]), len(frame), int(chain_deps[0]))]
-    for level in reversed(SCOPE_LEVELS[:-1]):
+    for level in reversed(levels[:-1]):
         nxt, nxt_deps = chain.copy(), chain_deps.copy()
         for key, idx in sorted(frame.groupby(list(level)).indices.items()):
             key = key if isinstance(key, tuple) else (key,)
@@ -176,7 +188,7 @@ def fit_factors(frame: pd.DataFrame, metric: str, opts: FitOptions) -> tuple[tup
             factors.append(Factor(scope, metric, value, n, d))
             nxt[idx], nxt_deps[idx] = value, d
         chain, chain_deps = nxt, nxt_deps
-    return tuple(factors), _fallback_notes(frame, Calibration(tuple(factors), (), ()), metric, k)
+    return tuple(factors), _fallback_notes(frame, Calibration(tuple(factors), (), ()), metric, k, levels[0])
 
 
 def _shrunk(r: np.ndarray, parent: float, d: int, k: float, clip: float) -> float:
@@ -187,11 +199,12 @@ def _shrunk(r: np.ndarray, parent: float, d: int, k: float, clip: float) -> floa
     return parent + d / (d + k) * float(np.median(dev))
 
 
-def _fallback_notes(frame: pd.DataFrame, cal: Calibration, metric: str, k: float) -> list[str]:
+def _fallback_notes(frame: pd.DataFrame, cal: Calibration, metric: str, k: float,
+                    narrowest: tuple[str, ...]) -> list[str]:
     """Per (system, backend, version, mode, model, weights) of `frame`: that it falls back to a wider scope, or
     rests on so few deployments that its parent's factor weighs most."""
     notes = []
-    for key, g in frame.groupby(list(SCOPE_LEVELS[0]), sort=True):
+    for key, g in frame.groupby(list(narrowest), sort=True):
         used = cal.factor(metric, *map(str, key))
         d = g["deployment_key"].nunique()
         if used is not None and used.n_deployments > d:
@@ -269,7 +282,7 @@ def fit_point(frame: pd.DataFrame, opts: FitOptions, base: str, intervals=(), re
     factors, residuals, notes = [], [], []
     x = features(frame)
     for metric in METRICS:
-        fs, ns = fit_factors(frame, metric, opts)
+        fs, ns = fit_factors(frame, metric, opts, scope_levels(base, metric))
         factors += fs
         notes += ns
         partial = Calibration(fs, (), ())

@@ -266,15 +266,19 @@ def test_each_numerics_of_a_model_gets_its_own_scope_factor():
     """Two checkpoints of one model in one (system, backend, version, mode), each on its own deployments:
     the FP8 ones measured 1.6x their prediction, the FP4 ones as predicted. The narrowest scope names the
     weights (Scope.weights), so each gets its own factor without a residual; numerics the fit never saw
-    get the model's scope (the two pooled), and a calibration file that predates the field is refused."""
+    get the model's scope (the two pooled), and a calibration file that predates the field is refused. The
+    static base's TTFT keeps one scope per model (calibrate.fit.NUMERICS_SCOPED)."""
     f = frame(noise=0.0)
     f = f[(f["system"] == f["system"].iloc[0]) & (f["backend"] == f["backend"].iloc[0])
           & (f["mode"] == f["mode"].iloc[0])].reset_index(drop=True)
     f = usable(pd.concat([f.assign(weight_bits=4.5, deployment_key=f["deployment_key"] + "|nvfp4"),
                           f.assign(weight_bits=8.0, deployment_key=f["deployment_key"] + "|fp8",
                                    measured_ttft=f["measured_ttft"] * 1.6)], ignore_index=True))
-    cal = fit_point(f, FitOptions(**{**FAST, "residual": "none", "shrink_ttft": 0.0}), "estimate")
+    opts = FitOptions(**{**FAST, "residual": "none", "shrink_ttft": 0.0})
+    cal = fit_point(f, opts, "simulate")
     key = (f["system"].iloc[0], f["backend"].iloc[0], "1.0", f["mode"].iloc[0], "m")
+    static = fit_point(f, opts, "estimate")
+    assert static.factor("ttft", *key, "8").scope.weights == "*" and static.factor("tpot", *key, "8").scope.weights == "8"
     fp4, fp8, other = (cal.factor("ttft", *key, w) for w in ("4.5", "8", "16"))
     assert fp4.scope.weights == "4.5" and fp8.scope.label().endswith("/m/8-bit weights")
     assert math.exp(fp8.log_factor - fp4.log_factor) == pytest.approx(1.6, rel=1e-6)
