@@ -60,7 +60,9 @@ def test_a_stored_simulate_calibration_corrects_the_replay_of_a_scope_it_saw():
         c = result.top[Mode.AGG][0]
         s, raw = sims[c.row], simulate_candidate(result, c, db)
         assert s.calibrated and s.statistic == cal.statistic == "mean" and not raw.calibrated
-        moved = (s.ttft_ms, s.tpot_ms) != pytest.approx((raw.ttft_ms, raw.tpot_ms), rel=1e-3)
+        same = s.at_static or s     # the replay at the static concurrency, before any back-off: raw's point
+        assert same.concurrency == raw.concurrency
+        moved = (same.ttft_ms, same.tpot_ms) != pytest.approx((raw.ttft_ms, raw.tpot_ms), rel=1e-3)
         assert moved is corrected, model
         assert s.ttft_ms < s.ttft_hi_ms and s.tpot_ms < s.tpot_hi_ms     # inside an interval either way
 
