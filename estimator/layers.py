@@ -69,12 +69,16 @@ class LayerComposer:
 
     def __init__(self, model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, kv_dtype: Dtype,
                  fuse_norm: bool = False, spec_tokens: int = 0, covers: Callable[[OpCase], bool] | None = None,
-                 dp_exchange: DpMoeExchange = DpMoeExchange.GATHER_SCATTER, kv_row_bytes: float = 0.0):
+                 dp_exchange: DpMoeExchange = DpMoeExchange.GATHER_SCATTER, kv_row_bytes: float = 0.0,
+                 a2a_experts_timed: bool = False):
         """covers: whether the database answers a case from its tables (perfdb.lookup.DbView.covers); the
         sparse (DSA / MSA) layers' attention block and mHC's pre / post are then priced from the module
-        tables where they hold them."""
+        tables where they hold them. a2a_experts_timed: the tables time the experts an all-to-all
+        exchange feeds (DeepEP's, MoeKernel.DEEPEP_*: the step model prices them from that kernel's rows),
+        so their case is the model's own MoE shape over the EP group's tokens."""
         self.m, self.sys, self.p, self.kv_dtype = model, system, parallel, kv_dtype
         self.dp_exchange = dp_exchange
+        self.a2a_experts_timed = a2a_experts_timed
         self.kv_row = kv_row_bytes   # the engine's stored KV row the decode attention reads (0: elements x bytes)
         # speculative decoding verifies 1 + k tokens per decoding request; each request's KV is read once
         self.q_per_decode = 1 + spec_tokens
@@ -213,11 +217,12 @@ class LayerComposer:
         # squared-ReLU experts (2 matrices) are priced as gated ones of 2/3 the width: same weights and flops
         inter = m.moe_inter if m.mlp_gated else m.moe_inter * 2 // 3
         eh = m.expert_hidden
-        if dp > 1 and self.dp_exchange is DpMoeExchange.ALL_TO_ALL:
+        if dp > 1 and self.dp_exchange is DpMoeExchange.ALL_TO_ALL and not self.a2a_experts_timed:
             # a rank's experts receive only the copies routed to them (the stage's tokens x topk / ep on
             # average: t x topk when every rank is as busy, a 1/ep share of a lone prompt's) and run as one
-            # grouped GEMM over its local experts: a kernel no MoE table measures (theirs take every gathered
-            # token; their time grows with all of them at any EP size), so priced as its own case
+            # grouped GEMM over its local experts: a kernel the usual MoE tables do not measure (theirs take
+            # every gathered token; their time grows with all of them at any EP size), so priced as its own
+            # case; where the tables time DeepEP's experts themselves (a2a_experts_timed), the else branch
             experts = MoeCase(dtype=m.moe_quant, hidden=eh, inter=inter, topk=1, num_experts=m.num_experts // self.moe_ep,
                               moe_tp=self.moe_tp, moe_ep=1, distribution=A2A_DISTRIBUTION,
                               num_tokens=t_group * m.topk / self.moe_ep)

@@ -17,6 +17,7 @@ from dataclasses import replace as dc_replace
 import numpy as np
 
 from estimator.engine import EngineConfig, ResolvedEngine, kv_cache_dtype, resolve
+from estimator.engines.profile import DpMoeExchange
 from estimator.kv_layout import decode_read_bytes, kv_row
 from estimator.layers import LayerComposer, OpUse
 from estimator.memory import MemoryReport, memory_report
@@ -28,7 +29,7 @@ from perfdb.network import split
 from perfdb.ops import CommCase, MoeCase, OpCase
 from perfdb.roofline import intensity_ratio, link_bw_bytes_per_s
 from perfdb.specs import SystemSpec
-from perfdb.types import CommOp, Dtype, Phase, Source, Transport
+from perfdb.types import CommOp, Dtype, OpKind, Phase, Source, Transport
 
 
 @dataclass(frozen=True)
@@ -77,16 +78,21 @@ class StepModel:
         self.model, self.system, self.parallel, self.engine, self.view = model, system, parallel, engine, view
         self.kv_dtype: Dtype = kv_cache_dtype(engine, model, system)
         self.resolved: ResolvedEngine = resolve(engine, system, parallel, model.architecture)
-        self.composer = LayerComposer(model, system, parallel, self.kv_dtype, self.resolved.fuses_allreduce_norm,
-                                      self.resolved.spec_tokens, covers=view.covers,
-                                      dp_exchange=self.resolved.dp_moe_exchange,
-                                      kv_row_bytes=decode_read_bytes(model, self.kv_dtype, engine.backend, system.gpu.sm_version))
-        self.memory: MemoryReport = memory_report(model, system, parallel, self.resolved, self.kv_dtype)
-        self._notes: dict[str, str] = {}   # op name -> how its lookups were adjusted (perfdb.served)
         # the MoE kernel the engine's launch settings name (EngineConfig.moe_kernel): its own rows, where the tables hold some
         self.kernel_view: DbView | None = None
         if engine.moe_kernel is not None:
             self.kernel_view = view.db.view(system.name, view.backend, view.version, moe_kernel=engine.moe_kernel)
+        # DeepEP's experts timed by the tables behind the all-to-all exchange that feeds them
+        a2a_timed = (self.kernel_view is not None and self.kernel_view.moe_kernel.only_when_launched
+                     and self.resolved.dp_moe_exchange is DpMoeExchange.ALL_TO_ALL
+                     and self.kernel_view.family(OpKind.MOE) is not None)
+        self.composer = LayerComposer(model, system, parallel, self.kv_dtype, self.resolved.fuses_allreduce_norm,
+                                      self.resolved.spec_tokens, covers=view.covers,
+                                      dp_exchange=self.resolved.dp_moe_exchange,
+                                      kv_row_bytes=decode_read_bytes(model, self.kv_dtype, engine.backend, system.gpu.sm_version),
+                                      a2a_experts_timed=a2a_timed)
+        self.memory: MemoryReport = memory_report(model, system, parallel, self.resolved, self.kv_dtype)
+        self._notes: dict[str, str] = {}   # op name -> how its lookups were adjusted (perfdb.served)
 
     @classmethod
     def build(cls, model: ModelSpec, system: SystemSpec, parallel: ParallelConfig, engine: EngineConfig,
@@ -172,6 +178,9 @@ class StepModel:
         if kv is None or not isinstance(case, MoeCase) or not kv.covers(case):
             return lat
         alt = kv.latency(case)
+        if kv.moe_kernel.only_when_launched:   # DeepEP's experts: what runs, priced by its own rows throughout
+            self._notes.update((name, f"{kv.moe_kernel.value} kernel (launch settings): its rows") for name in ops)
+            return alt
         compute_bound = np.reshape(intensity_ratio(case, self.system), np.shape(alt.ms)) > 0
         slower = (alt.ms > lat.ms) & compute_bound
         if slower.any():

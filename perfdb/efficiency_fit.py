@@ -27,7 +27,7 @@ from perfdb.ops import OP_CASES
 from perfdb.roofline import intensity_ratio
 from perfdb.specs import SystemSpec, load_system
 from perfdb.storage import list_tables, shard_paths
-from perfdb.types import OpKind
+from perfdb.types import LAUNCHED_ONLY_KERNELS, OpKind
 
 BIN_DECADES = 0.2
 UTIL_CAP = 1.5
@@ -140,9 +140,13 @@ def fit_db(root: Path, systems: tuple[str, ...], min_rows: int = 5) -> list[Curv
             comm = kind == OpKind.COMM
             shape = [] if comm else list(OP_CASES[kind].categorical_fields() + OP_CASES[kind].NUMERIC)
             cols = list(dict.fromkeys(["dtype", "sol_ms", "latency_ms"] + shape +
-                                      (["op", "num_gpus", "transport", "msg_bytes"] if comm else [])))
+                                      (["op", "num_gpus", "transport", "msg_bytes"] if comm else []) +
+                                      (["kernel_source"] if kind is OpKind.MOE else [])))
             mine = [k for k in tables if k.system == system and k.op == kind]
             frames = {k: _read(root, k, cols) for k in mine}
+            if kind is OpKind.MOE:   # a kernel only an engine launched for it runs describes no default lookup
+                frames = {k: f[~f["kernel_source"].astype(str).str.contains(LAUNCHED_ONLY_KERNELS)]
+                          for k, f in frames.items()}
             if not comm:
                 frames = {k: f.assign(regime=_regimes(kind, f, spec))[["dtype", "sol_ms", "latency_ms", "regime"]]
                           for k, f in frames.items()}

@@ -35,7 +35,7 @@ from perfdb.ops import CommCase, OpCase
 from perfdb.roofline import intensity_ratio, log_ratio, roofline_s, sol_ms
 from perfdb.specs import SystemSpec, load_system
 from perfdb.storage import MARKER, TableKey, read_meta, read_table, require_db
-from perfdb.types import Backend, MoeKernel, OpKind, Source, parse_enum
+from perfdb.types import LAUNCHED_ONLY_KERNELS, Backend, MoeKernel, OpKind, Source, parse_enum
 
 BUNDLED_ROOT = Path(__file__).resolve().parent / "bundled"
 COMPLETIONS_DIR = Path(".cache") / "completions"   # memoised sparse-table fits (perfdb.completion_store)
@@ -94,14 +94,19 @@ class DbView:
 
                 prior = recorded_priors(read_meta(self.db.root, self.system.name, self.backend, version), self.db.root)
                 kernel = self.moe_kernel if kind is OpKind.MOE else None
-                table = read_table(self.db.root, key, FamilyTable.columns(kind) + (["kernel_source"] if kernel else []))
-                if kernel:
+                moe = kind is OpKind.MOE
+                table = read_table(self.db.root, key, FamilyTable.columns(kind) + (["kernel_source"] if moe else []))
+                if moe:
                     import pyarrow.compute as pc
 
-                    table = table.filter(pc.match_substring(table["kernel_source"], kernel.value))
+                    if kernel:
+                        table = table.filter(pc.match_substring(table["kernel_source"], kernel.value))
+                        prior = ()   # the priors were fitted on every kernel's rows
+                    else:            # rows of a kernel only an engine launched for it runs (DeepEP's experts)
+                        table = table.filter(pc.invert(pc.match_substring_regex(table["kernel_source"],
+                                                                                LAUNCHED_ONLY_KERNELS)))
                     if not table.num_rows:
                         return None
-                    prior = ()   # the priors were fitted on every kernel's rows
                 return FamilyTable(kind, table, self.system, version, prior,
                                    completions=None if self.db.bundled or kernel else self.db.root / COMPLETIONS_DIR)
         return None

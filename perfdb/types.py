@@ -79,6 +79,22 @@ class MoeKernel(str, Enum):
 
     MARLIN = "marlin"       # vLLM's Marlin weight-only mxfp4 MoE (VLLM_MXFP4_USE_MARLIN)
     CUTLASS = "cutlass"     # TensorRT-LLM's CutlassFusedMoE (moe_config.backend CUTLASS)
+    # SGLang's experts behind DeepEP (--moe-a2a-backend deepep): DeepGEMM's grouped GEMM over the rank's local
+    # experts, contiguous layout after a normal-mode dispatch (prompts), masked after a low-latency one (AIC's
+    # collector/sglang/collect_wideep_deepep_moe.py run_moe_core: num_tokens = the EP group's tokens)
+    DEEPEP_NORMAL = "deepepmoe_normal"
+    DEEPEP_LL = "deepepmoe_ll"
+
+    @property
+    def only_when_launched(self) -> bool:
+        """A kernel only an engine launched for it runs: the default lookup never prices its rows (DeepEP's
+        experts need DeepEP's dispatch in front of them; a Marlin or CUTLASS row is a kernel any run may get)."""
+        return self in (MoeKernel.DEEPEP_NORMAL, MoeKernel.DEEPEP_LL)
+
+
+# kernel_source pattern (regex) of the MoE rows only an engine launched for their kernel runs: the default
+# lookup (perfdb.lookup.DbView) and the efficiency curves (perfdb.efficiency_fit) leave them out
+LAUNCHED_ONLY_KERNELS = "|".join(k.value for k in MoeKernel if k.only_when_launched)
 
 
 class Phase(str, Enum):

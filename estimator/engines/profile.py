@@ -143,6 +143,7 @@ class MoeKernelSwitch:
     kernel: MoeKernel
     sm_from: int = 0
     sm_below: int = 1_000
+    requires: tuple[tuple[str, str], ...] = ()   # other launch flags (name, lower-case value) the kernel needs
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,8 @@ class EngineProfile:
         for rule in self.moe_kernel_switches:
             setting = (env if rule.kind is SettingKind.ENV else flags).get(rule.name, "")
             if (setting.strip().lower() == rule.value and moe_dtype == rule.moe_dtype
-                    and rule.sm_from <= sm_version < rule.sm_below):
+                    and rule.sm_from <= sm_version < rule.sm_below
+                    and all(flags.get(k, "").strip().lower() == v for k, v in rule.requires)):
                 return rule.kernel
         return None
 

@@ -10,11 +10,13 @@ from estimator.engines.profile import (
     ExpertSlotFlag,
     KvDefault,
     KvHandoff,
+    MoeKernelSwitch,
     SchedulerRules,
+    SettingKind,
     flag_int,
 )
 from perfdb.specs import SystemSpec
-from perfdb.types import Backend, Dtype
+from perfdb.types import Backend, Dtype, MoeKernel
 
 FIT = "fit on ../shared/data/e2e_train_silicon.csv"
 
@@ -94,6 +96,10 @@ PROFILE = register(EngineProfile(
     handoff=KvHandoff(frontend_hops=0, connector="Mooncake / NIXL (bootstrap server)", decode_first=True,
                       mla_copy_per_decode_rank=True),
     expert_slot_flags=(ExpertSlotFlag("ep-num-redundant-experts", total=False),),
+    moe_kernel_switches=tuple(MoeKernelSwitch(SettingKind.FLAG, "deepep-mode", mode, Dtype.FP8_BLOCK, kernel, sm_from=90,
+                                              requires=(("moe-a2a-backend", "deepep"),))
+                              for mode, kernel in (("normal", MoeKernel.DEEPEP_NORMAL),
+                                                   ("low_latency", MoeKernel.DEEPEP_LL))),
     layout_defaults=sglang_defaults,
     dp_moe_exchange=DpMoeExchange.SUM_LEN_ALL_REDUCE,
     moe_a2a_flag="moe-a2a-backend", kv_dtype_flag="kv-cache-dtype",
@@ -102,7 +108,15 @@ PROFILE = register(EngineProfile(
                       **{arch: DSA_KV_DEFAULT for arch in ("DeepseekV32ForCausalLM", "GlmMoeDsaForCausalLM")}},
     provenance={
         "moe_launch": "none: the tables price the MoE runner the engine picks by default (moe-runner-backend auto), unless a run names one",
-        "moe_kernel_switches": "none modelled: no training run sets a variable that swaps the MoE kernel (SGLANG_ENABLE_JIT_DEEPGEMM swaps the block-FP8 GEMM, which no table here times apart)",
+        "moe_kernel_switches": "sglang/srt/layers/moe/token_dispatcher/deepep.py and layers/moe/ep_moe/layer.py "
+                               "(0.5.x): with --moe-a2a-backend deepep the experts run DeepGEMM's grouped GEMM "
+                               "over the rank's local experts, contiguous after a normal-mode dispatch "
+                               "(--deepep-mode normal: prompts), masked after a low-latency one (low_latency: "
+                               "decode); AIC times both for block-FP8 DeepSeek experts on Hopper and Blackwell "
+                               "(wideep_context / wideep_generation_moe_perf, collector/sglang/"
+                               "collect_wideep_deepep_moe.py). --deepep-mode auto (the default) picks per "
+                               "batch and is left to the all-to-all case (estimator.layers); SGLANG_ENABLE_JIT_"
+                               "DEEPGEMM swaps the block-FP8 GEMM, which no table here times apart",
         "warms_prefill_at_start": "sglang/srt/model_executor/cuda_graph_runner.py captures decode batch sizes only (up to cuda_graph_max_bs); model_runner.py _flashinfer_autotune tunes on a decode dummy run (flashinfer_trtllm / flashinfer_mxfp4 MoE only); entrypoints/http_server.py _execute_server_warmup sends one short request (0.5.x): prefill kernels at a benchmark's token counts are first built, tuned or fetched (flashinfer/jit/cubin_loader.py downloads trtllm-gen cubins on first use; InferenceX's B200 launch scripts patch its download race) by the first prompts. Evidence: InferenceX measured the same B200 DeepSeek-R1 FP4 tp4 / tp8 deployments with no warm-up (2025-11, launch scripts benchmarks/dsr1_fp4_b200_docker.sh) and with 2 x concurrency warm-up prompts (2026-03, benchmarks/single_node/dsr1_fp4_b200.sh): TTFT 1.7-17.7x apart (median 9.8x over 8 pairs), TPOT 1.19x",
         "kv_dtype_flag": "sglang/srt/server_args.py --kv-cache-dtype {auto, fp8_e4m3, fp8_e5m2, bf16, ...} (default auto: the model dtype, or kv_dtype_by_arch)",
         "expert_slot_flags": "sglang/srt/server_args.py --ep-num-redundant-experts (default 0); sglang/srt/eplb/expert_location.py: "

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from perfdb.specs import SystemSpec
-from perfdb.types import CommOp, Dtype, OpKind, Transport
+from perfdb.types import CommOp, Dtype, MoeKernel, OpKind, Transport
 
 # AIC dtype / quant-mode strings -> servecast Dtype. Formats with no servecast Dtype (int8_wo, sq,
 # w4afp8) are skipped and reported rather than forced onto a wrong roofline.
@@ -118,7 +118,7 @@ def _mla(decode: bool) -> Converter:
     return convert
 
 
-def _moe(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
+def _moe(df: pd.DataFrame, system: SystemSpec, backend: str, kernel_source: str | None = None) -> Converted:
     out, skipped = pd.DataFrame(index=df.index), {}
     _map_dtype(df, "moe_dtype", out, "dtype", skipped)
     for src, dst in (("hidden_size", "hidden"), ("inter_size", "inter"), ("topk", "topk"),
@@ -126,7 +126,19 @@ def _moe(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
                      ("num_tokens", "num_tokens")):
         out[dst] = df[src].astype("int64")
     out["distribution"] = df["distribution"].astype(str)
-    return _finish(OpKind.MOE, df, out, skipped)
+    return _finish(OpKind.MOE, df, out, skipped, kernel_source=kernel_source)
+
+
+def _wideep_moe(kernel: str) -> Converter:
+    """SGLang's experts behind DeepEP (AIC collector/sglang/collect_wideep_deepep_moe.py, run_moe_core on one
+    GPU holding 256 / ep experts): the context table after a normal-mode dispatch, the generation one after a
+    low-latency one. `num_tokens` is the EP group's tokens (tokens per rank x ep), as the moe table's counts
+    every token the experts see; `uniform` routing is the moe table's `balanced`. The kernel goes into
+    kernel_source (perfdb.types.MoeKernel.DEEPEP_*): rows only an engine launched with DeepEP runs."""
+    def convert(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
+        return _moe(df.assign(distribution=df["distribution"].astype(str).replace({"uniform": "balanced"})),
+                    system, backend, kernel_source=kernel)
+    return convert
 
 
 def _transport(num_gpus: pd.Series, system: SystemSpec) -> pd.Series:
@@ -186,7 +198,7 @@ def _moe_a2a(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
 
 # AIC table name (file stem) -> converter (the linear-attention tables: perfdb.importers.aic_hybrid; the
 # DSA / MSA / mHC module tables: perfdb.importers.aic_module; DeepSeek-V4's HCA modules: aic_dsv4).
-# Everything else (module-level tables such as mla_*_module, wideep_*, dsv4_csa_*, mla_bmm,
+# Everything else (module-level tables such as mla_*_module, the other wideep_* ones, dsv4_csa_*, mla_bmm,
 # quantize, encoder attention) has no servecast op family and is skipped and reported.
 CONVERTERS: dict[str, Converter] = {
     "gemm_perf": _gemm,
@@ -195,6 +207,8 @@ CONVERTERS: dict[str, Converter] = {
     "context_mla_perf": _mla(decode=False),
     "generation_mla_perf": _mla(decode=True),
     "moe_perf": _moe,
+    "wideep_context_moe_perf": _wideep_moe(MoeKernel.DEEPEP_NORMAL.value),
+    "wideep_generation_moe_perf": _wideep_moe(MoeKernel.DEEPEP_LL.value),
     "nccl_perf": _nccl,
     "custom_allreduce_perf": _custom_allreduce,
     "moe_a2a_perf": _moe_a2a,

@@ -147,3 +147,58 @@ def test_which_trtllm_engines_ran_cutlass(tmp_path, system, flags, dtype, expect
     row = _row(tmp_path, "trtllm", system, flags=flags)
     for role, kernel in expected.items():
         assert role_moe_kernel(row, role, dtype, load_system(system)) is kernel
+
+
+@pytest.mark.parametrize(("system", "flags", "dtype", "expected"), [
+    # srt-slurm's wide-EP recipes: prefill normal-mode DeepEP, decode low-latency DeepEP
+    ("gb200", "decode.deepep-mode=low_latency;decode.moe-a2a-backend=deepep;prefill.deepep-mode=normal;"
+              "prefill.moe-a2a-backend=deepep", Dtype.FP8_BLOCK,
+     {"prefill": MoeKernel.DEEPEP_NORMAL, "decode": MoeKernel.DEEPEP_LL}),
+    ("h200_sxm", "deepep-mode=normal;moe-a2a-backend=deepep", Dtype.FP8_BLOCK, {"agg": MoeKernel.DEEPEP_NORMAL}),
+    ("gb200", "deepep-mode=auto;moe-a2a-backend=deepep", Dtype.FP8_BLOCK, {"agg": None}),   # per batch: unresolved
+    ("gb200", "deepep-mode=normal", Dtype.FP8_BLOCK, {"agg": None}),                       # no DeepEP in front
+    ("gb200", "deepep-mode=low_latency;moe-a2a-backend=deepep", Dtype.NVFP4, {"agg": None}),  # no FP4 rows timed
+    ("a100_sxm", "deepep-mode=normal;moe-a2a-backend=deepep", Dtype.FP8_BLOCK, {"agg": None}),
+])
+def test_which_sglang_engines_ran_deepeps_experts(tmp_path, system, flags, dtype, expected):
+    row = _row(tmp_path, "sglang", system, flags=flags)
+    for role, kernel in expected.items():
+        assert role_moe_kernel(row, role, dtype, load_system(system)) is kernel
+
+
+DSR1_MOE = ("fp8_block", 7168, 2048, 8, 256, 1, 8, DEFAULT_DISTRIBUTION)   # DeepSeek-R1's experts over EP 8
+EP_TOKENS = {"num_tokens": np.array([8, 64, 512, 4096, 32768, 131072], dtype=np.int64)}
+
+
+def _dep8_steps(db, kernel):
+    from estimator.engines.profile import DpMoeExchange
+
+    return StepModel.build(load_model("deepseek-ai/DeepSeek-R1"), load_system("gb200"),
+                           ParallelConfig(tp=1, attn_dp=8, moe_ep=8),
+                           EngineConfig(Backend.SGLANG, "1.0.0", dp_moe_exchange=DpMoeExchange.ALL_TO_ALL,
+                                        moe_kernel=kernel), db.view("gb200", Backend.SGLANG, "1.0.0"))
+
+
+def test_deepeps_experts_are_priced_by_their_own_rows_at_the_models_shape(tmp_path):
+    """SGLang's experts behind DeepEP (MoeKernel.DEEPEP_*): the tables time them at the model's own shape over
+    the EP group's tokens, so the experts of a DEP8 step are that case, priced by those rows wherever they
+    answer (faster or slower than anything else); the default lookup never sees those rows (a run without
+    DeepEP cannot run that kernel), and a run without the kernel named keeps the all-to-all's own case."""
+    root = tmp_path / "db"
+    write_family(root, OpKind.MOE, [(DSR1_MOE, EP_TOKENS)], latency=lambda case, sol: 0.05 + sol / 0.3,
+                 system="gb200", backend=Backend.SGLANG, version="1.0.0", kernel_source="sglang_flashinfer_trtllm_moe")
+    write_family(root, OpKind.MOE, [(DSR1_MOE, EP_TOKENS)], latency=lambda case, sol: 0.2 + sol / 0.8,
+                 system="gb200", backend=Backend.SGLANG, version="1.0.0", kernel_source=MoeKernel.DEEPEP_NORMAL.value,
+                 counter=1)
+    db = PerfDB(root)
+    default = db.view("gb200", Backend.SGLANG, "1.0.0")
+    assert default.family(OpKind.MOE).num_rows == len(EP_TOKENS["num_tokens"])   # DeepEP's rows left out
+    told, plain = _dep8_steps(db, MoeKernel.DEEPEP_NORMAL), _dep8_steps(db, None)
+    experts = lambda steps: next(o for o in steps.step("prefill", 8, 4096, 0, 0, 0).ops if o.name == "moe_experts")  # noqa: E731
+    ours = experts(told)
+    # 8 prompts of 4,096 on 8 attention ranks: 32,768 tokens enter the EP group, a measured grid point
+    case = MoeCase(Dtype.FP8_BLOCK, 7168, 2048, 8, 256, 1, 8, DEFAULT_DISTRIBUTION, np.array([32768.0]))
+    row = db.view("gb200", Backend.SGLANG, "1.0.0", moe_kernel=MoeKernel.DEEPEP_NORMAL).latency(case)
+    assert float(ours.ms) == pytest.approx(float(row.ms[0]) * 58) and ours.source is Source.MEASURED
+    assert "deepepmoe_normal" in ours.note
+    assert float(experts(plain).ms) != pytest.approx(float(ours.ms))   # the all-to-all's own case, as before
