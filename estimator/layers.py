@@ -38,7 +38,7 @@ from perfdb.ops import (
     OpCase,
 )
 from perfdb.ops.base import act_bytes
-from perfdb.ops.moe import DEFAULT_DISTRIBUTION
+from perfdb.ops.moe import DEFAULT_DISTRIBUTION, a2a_copies_per_token
 from perfdb.specs import SystemSpec
 from perfdb.types import CommOp, Dtype, ElementwiseOp, Transport
 
@@ -255,9 +255,7 @@ class LayerComposer:
             # share that leaves the GPU; no rank padded to the busiest). Decode steps (DeepEP low-latency
             # kernels) send one copy per routed expert; steps with prompt tokens (normal kernels) one per
             # destination rank: of topk uniform picks over moe_ep ranks, ep (1 - (1 - 1/ep)^topk) distinct
-            ep = max(self.moe_ep, 1)
-            per_token = np.where(extend, ep * (1.0 - (1.0 - 1.0 / ep) ** m.topk), float(m.topk))
-            copies = t * per_token * eh
+            copies = t * a2a_copies_per_token(self.moe_ep, m.topk, low_latency=np.logical_not(extend)) * eh
             return [comm("moe_dispatch", CommOp.ALL_TO_ALL, m.moe_quant, copies * act_bytes(m.moe_quant)),
                     comm("moe_combine", CommOp.ALL_TO_ALL, Dtype.BF16, copies * ACT_BYTES)]
         if self.dp_exchange is DpMoeExchange.GATHER_SCATTER:

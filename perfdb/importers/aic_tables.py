@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from perfdb.ops.moe import a2a_copies_per_token
 from perfdb.specs import SystemSpec
 from perfdb.types import CommOp, Dtype, MoeKernel, OpKind, Transport
 
@@ -196,6 +197,45 @@ def _moe_a2a(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
     return _finish(OpKind.COMM, df, out, skipped, kernel_source=ks, latency_scale=1e-3)
 
 
+# GPUs behind one `node_num` of AIC's DeepEP tables: "collected on 8-GPU HGX fleets" (aiconfigurator's
+# perf_database moe_a2a loader: ep_size = node_num * 8)
+DEEPEP_GPUS_PER_NODE = 8
+
+
+def _deepep(low_latency: bool) -> Converter:
+    """SGLang's DeepEP dispatch and combine (wideep_deepep_ll_perf / wideep_deepep_normal_perf): each row
+    becomes an all_to_all dispatch row (fp8_block: DeepEP sends block-FP8 activations for FP8 experts) and a
+    combine row (bf16), latency in microseconds (LL: the per-phase averages; normal: transmit + notify),
+    num_gpus = node_num x 8 (the network beyond one node), msg_bytes = num_token (per rank) x the copies per
+    token the kernel sends (perfdb.ops.moe.a2a_copies_per_token, as the estimator prices them) x hidden x
+    element bytes. kernel_source `sglang_deepep_<ll|normal>_<phase>`, the normal kernels' SM budget appended
+    (`_sm<dispatch_sms | combine_sms>`: each budget times its own kernel, 4-24 SMs, 5x apart at a size): the comm
+    lookup answers the fastest kernel at a size (docs/perfdb-lookup.md), i.e. the budget a tuned
+    `--deepep-config` picks (the srt-slurm wide-EP recipes pass one), not a median over budgets."""
+    mode = "ll" if low_latency else "normal"
+
+    def convert(df: pd.DataFrame, system: SystemSpec, backend: str) -> Converted:
+        parts, skipped = [], {}
+        gpus = df["node_num"].astype("int64") * DEEPEP_GPUS_PER_NODE
+        transport = _transport(gpus, system).where(df["node_num"].astype("int64") <= 1, Transport.NETWORK.value)
+        copies = a2a_copies_per_token(gpus.to_numpy(), df["num_topk"].to_numpy(), low_latency)
+        for phase, dtype in (("dispatch", Dtype.FP8_BLOCK), ("combine", Dtype.BF16)):
+            us = (df[f"{phase}_avg_t_us"].astype(float) if low_latency else
+                  df[f"{phase}_transmit_us"].astype(float) + df[f"{phase}_notify_us"].astype(float))
+            out = pd.DataFrame({"op": CommOp.ALL_TO_ALL.value, "dtype": dtype.value, "num_gpus": gpus,
+                                "transport": transport}, index=df.index)
+            out["msg_bytes"] = np.round(df["num_token"].astype(float) * copies * df["hidden_size"].astype(float)
+                                        * _ELEMENT_BYTES[dtype]).astype("Int64")
+            ks = f"sglang_deepep_{mode}_{phase}"
+            if not low_latency:
+                ks = ks + "_sm" + df[f"{phase}_sms"].astype("int64").astype(str)
+            c = _finish(OpKind.COMM, df.assign(latency=us), out, {}, kernel_source=ks, latency_scale=1e-3)
+            parts.append(c.frame)
+            skipped.update({f"{phase}: {k}": v for k, v in c.skipped.items()})
+        return Converted(OpKind.COMM, pd.concat(parts, ignore_index=True), skipped)
+    return convert
+
+
 # AIC table name (file stem) -> converter (the linear-attention tables: perfdb.importers.aic_hybrid; the
 # DSA / MSA / mHC module tables: perfdb.importers.aic_module; DeepSeek-V4's HCA modules: aic_dsv4).
 # Everything else (module-level tables such as mla_*_module, the other wideep_* ones, dsv4_csa_*, mla_bmm,
@@ -209,6 +249,8 @@ CONVERTERS: dict[str, Converter] = {
     "moe_perf": _moe,
     "wideep_context_moe_perf": _wideep_moe(MoeKernel.DEEPEP_NORMAL.value),
     "wideep_generation_moe_perf": _wideep_moe(MoeKernel.DEEPEP_LL.value),
+    "wideep_deepep_ll_perf": _deepep(low_latency=True),
+    "wideep_deepep_normal_perf": _deepep(low_latency=False),
     "nccl_perf": _nccl,
     "custom_allreduce_perf": _custom_allreduce,
     "moe_a2a_perf": _moe_a2a,

@@ -22,6 +22,16 @@ from perfdb.types import Dtype, OpKind
 DEFAULT_DISTRIBUTION = "power_law_1.01"
 
 
+def a2a_copies_per_token(ep, topk, low_latency):
+    """Copies of one token an all-to-all MoE exchange sends (dispatch; combine returns as many). DeepEP's
+    low-latency kernels (decode) send one per routed expert; its normal kernels (prompts) one per
+    destination rank: of topk uniform picks over ep ranks, ep (1 - (1 - 1/ep)^topk) are distinct. One
+    definition for the estimator's exchange (estimator.layers) and the import of DeepEP's timed
+    dispatch / combine (perfdb.importers.aic_tables)."""
+    ep, k = np.maximum(np.asarray(ep, dtype=np.float64), 1.0), np.asarray(topk, dtype=np.float64)
+    return np.where(low_latency, k, ep * (1.0 - (1.0 - 1.0 / ep) ** k))
+
+
 @register
 @dataclass(frozen=True)
 class MoeCase(OpCase):
