@@ -8,6 +8,7 @@ Only the MoE family is read: it is the one family kernel switches apply to.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pyarrow.compute as pc
 
 from perfdb.schema import key_columns
 from perfdb.storage import TableKey, read_table
-from perfdb.types import Backend, OpKind
+from perfdb.types import LAUNCHED_ONLY_KERNELS, Backend, OpKind
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ def shared_shape_lines(root: Path, system: str, backend: str, version: str, kind
     s = shared_shapes(root, system, Backend(backend), version)
     if s is None:
         return []
+    launched = [k for k in s.kernels if re.search(LAUNCHED_ONLY_KERNELS, k)]
+    only = f", {', '.join(launched)} only for an engine launched to run it" if launched else ""
     return [f"{s.kind.value}: {s.shapes:,} shapes timed by {len(s.kernels)} kernels ({', '.join(s.kernels)}); the "
-            "lookup takes the fastest, an engine whose launch settings name another is priced by that one's rows "
+            f"lookup takes the fastest, an engine whose launch settings name another is priced by that one's rows{only} "
             "(estimator.engines.profile.MoeKernelSwitch)"]
