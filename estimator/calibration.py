@@ -84,10 +84,10 @@ class Scope:
         return sum(v == ANY for v in self._fields())
 
     def label(self) -> str:
-        """system/backend/version/mode, then /model and /<bits>-bit weights when the scope names them."""
+        """system/backend/version/mode, then /model and ` <bits>b` (the weights) when the scope names them."""
         head = "/".join(self._fields()[:4])
         head = head if self.model == ANY else f"{head}/{self.model}"
-        return head if self.weights == ANY else f"{head}/{self.weights}-bit weights"
+        return head if self.weights == ANY else f"{head} {self.weights}b"
 
 
 @dataclass(frozen=True)

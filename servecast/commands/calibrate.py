@@ -370,7 +370,7 @@ def _show_one(console, cal, directory: Path) -> None:
     tr = cal.training
     console.print(f"calibration {cal.id} ({directory}); base: {cal.base}, statistic: {cal.statistic}; "
                   f"{tr.get('rows')} rows from {tr.get('deployments')} deployments")
-    t = Table("metric", "scope (system/backend/version/mode/model)", "factor", "rows", "deployments",
+    t = Table("metric", "scope (system/backend/version/mode/model weight-bits)", "factor", "rows", "deployments",
               title="scope factors")
     for f in sorted(cal.factors, key=lambda f: (f.metric, f.scope.width, f.scope.label())):
         t.add_row(f.metric, f.scope.label(), f"x{math.exp(f.log_factor):.3f}", str(f.n_rows), str(f.n_deployments))

@@ -280,7 +280,7 @@ def test_each_numerics_of_a_model_gets_its_own_scope_factor():
     static = fit_point(f, opts, "estimate")
     assert static.factor("ttft", *key, "8").scope.weights == "*" and static.factor("tpot", *key, "8").scope.weights == "8"
     fp4, fp8, other = (cal.factor("ttft", *key, w) for w in ("4.5", "8", "16"))
-    assert fp4.scope.weights == "4.5" and fp8.scope.label().endswith("/m/8-bit weights")
+    assert fp4.scope.weights == "4.5" and fp8.scope.label().endswith("/m 8b")
     assert math.exp(fp8.log_factor - fp4.log_factor) == pytest.approx(1.6, rel=1e-6)
     assert other.scope.weights == "*" and fp4.log_factor < other.log_factor < fp8.log_factor
     d = json.loads(cal.to_json())
