@@ -103,8 +103,8 @@ class DbView:
                         table = table.filter(pc.match_substring(table["kernel_source"], kernel.value))
                         prior = ()   # the priors were fitted on every kernel's rows
                     else:            # rows of a kernel only an engine launched for it runs (DeepEP's experts)
-                        table = table.filter(pc.invert(pc.match_substring_regex(table["kernel_source"],
-                                                                                LAUNCHED_ONLY_KERNELS)))
+                        launched = pc.match_substring_regex(table["kernel_source"], LAUNCHED_ONLY_KERNELS)
+                        table = table.filter(pc.invert(pc.fill_null(launched, False)))   # unnamed rows stay
                     if not table.num_rows:
                         return None
                 return FamilyTable(kind, table, self.system, version, prior,
