@@ -7,7 +7,8 @@ Per metric (TTFT = prefill phase, TPOT = decode phase), in log space, r = log(me
    (system, backend, version, mode, model, weights); a run falls back to the narrowest one the fit has,
    and the fit says so in its notes. The weights' numerics (weights_label) split a model's scope because
    its FP8 and FP4 checkpoints run different kernels from different tables, whose biases differ: on the
-   simulate base and for the static base's TPOT (NUMERICS_SCOPED says where, and on what evidence). What the factors correct is mostly how far one system's kernel
+   simulate base and for the static base's TPOT (NUMERICS_SCOPED says where, and on what evidence).
+   What the factors correct is mostly how far one system's kernel
    tables are from what an engine runs for one model's shapes, so a scope names both: a
    (system, backend) factor learned on Llama and gpt-oss is a mix that made a third model *worse*
    than uncalibrated, and a (backend, model) factor learned on other GPUs made an unseen system's
@@ -122,12 +123,20 @@ class FitOptions:
         return self.rel_weight_ttft if metric == "ttft" else self.rel_weight_tpot
 
 
+# scope columns a frame derives from its own (calibrate.predict's `model`, `weight_bits`)
+DERIVED_SCOPE_COLUMNS = {"model_key": lambda f: f["model"].map(model_key),
+                         "weights": lambda f: f["weight_bits"].map(weights_label)}
+
+
 def usable(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows with a measurement and a prediction, plus the scope's `model_key` and `weights` columns."""
+    """Rows with a measurement and a prediction, plus the derived scope columns (`model_key`, `weights`)."""
     ok = frame[frame["status"] == "ok"].reset_index(drop=True)
-    ok["model_key"] = ok["model"].map(model_key)
-    ok["weights"] = ok["weight_bits"].map(weights_label)
-    return ok
+    return ok.assign(**{c: derive(ok) for c, derive in DERIVED_SCOPE_COLUMNS.items()})
+
+
+def _scope_column(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A scope column of `frame`, derived where a frame not passed through `usable` lacks it."""
+    return frame[column] if column in frame.columns else DERIVED_SCOPE_COLUMNS[column](frame)
 
 
 def features(frame: pd.DataFrame) -> np.ndarray:
@@ -169,7 +178,7 @@ def fit_factors(frame: pd.DataFrame, metric: str, opts: FitOptions,
     k = opts.shrink_for(metric)
     r = log_ratio(frame, metric)
     deps_all = frame["deployment_key"].to_numpy()
-    models = _model_keys(frame).to_numpy()
+    models = _scope_column(frame, "model_key").to_numpy()
     chain = np.full(len(frame), float(np.median(r)))        # each row's cumulative factor so far
     chain_deps = np.full(len(frame), int(pd.unique(deps_all).size))
     factors = [Factor(_scope((), ()), metric, float(chain[0]), len(frame), int(chain_deps[0]))]
@@ -248,19 +257,17 @@ def fit_residual(x: np.ndarray, y: np.ndarray, metric: str, opts: FitOptions) ->
     return Residual(metric, FEATURES, trees=_export_trees(m))
 
 
-def _model_keys(frame: pd.DataFrame) -> pd.Series:
-    return frame["model_key"] if "model_key" in frame.columns else frame["model"].map(model_key)
-
 def scope_keys(frame: pd.DataFrame) -> list[tuple[str, ...]]:
     """Each row's (system, backend, version, mode, model, weights) key."""
-    derived = {"model_key": _model_keys, "weights": lambda f: f["weight_bits"].map(weights_label)}
-    cols = [derived[c](frame) if c in derived and c not in frame.columns else frame[c] for c in SCOPE_FIELDS]
+    cols = [_scope_column(frame, c) for c in SCOPE_FIELDS]
     return list(zip(*(c.astype(str) for c in cols), strict=True))
+
 
 def factor_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.ndarray:
     keys = scope_keys(frame)
     per_key = {k: cal.factor_log(metric, k) for k in dict.fromkeys(keys)}   # a few hundred keys, not every row
     return np.array([per_key[k] for k in keys], dtype=np.float64)
+
 
 def corrected_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.ndarray:
     """log(calibrated / predicted) per row: the factor and the residual trees where they reach the row's
@@ -274,6 +281,7 @@ def corrected_logs(cal: Calibration, frame: pd.DataFrame, metric: str) -> np.nda
         if mine.any():
             out[mine] += r.predict(features(frame[mine].reset_index(drop=True)))
     return out
+
 
 def fit_point(frame: pd.DataFrame, opts: FitOptions, base: str, intervals=(), reach: tuple[Reach, ...] = ()) \
         -> Calibration:
@@ -293,6 +301,7 @@ def fit_point(frame: pd.DataFrame, opts: FitOptions, base: str, intervals=(), re
     fitted = tuple(sorted(set(zip(*cols, strict=True))))
     return Calibration(tuple(factors), tuple(residuals), tuple(intervals), base=base, notes=tuple(notes),
                        reach=tuple(reach), fitted=fitted)
+
 
 def fold_ids(frame: pd.DataFrame, folds: int, seed: int) -> np.ndarray:
     """Fold of each row, whole deployments per fold (shuffled, balanced by row count)."""

@@ -252,9 +252,8 @@ class LayerComposer:
         eh = m.expert_hidden
         if self.dp_exchange is DpMoeExchange.ALL_TO_ALL:
             # each of the rank's tokens goes to its routed experts' ranks and comes back (CommCase counts the
-            # share that leaves the GPU; no rank padded to the busiest). Decode steps (DeepEP low-latency
-            # kernels) send one copy per routed expert; steps with prompt tokens (normal kernels) one per
-            # destination rank: of topk uniform picks over moe_ep ranks, ep (1 - (1 - 1/ep)^topk) distinct
+            # share that leaves the GPU; no rank padded to the busiest), as many copies a token as DeepEP's
+            # low-latency kernels (decode steps) or normal ones (steps with prompt tokens) send
             copies = t * a2a_copies_per_token(self.moe_ep, m.topk, low_latency=np.logical_not(extend)) * eh
             return [comm("moe_dispatch", CommOp.ALL_TO_ALL, m.moe_quant, copies * act_bytes(m.moe_quant)),
                     comm("moe_combine", CommOp.ALL_TO_ALL, Dtype.BF16, copies * ACT_BYTES)]
