@@ -69,6 +69,7 @@ class Pool:
     expert_slots: int | None = None     # physical expert slots per MoE layer as launched (estimator.parallel.placed_experts)
     moe_exchange: DpMoeExchange | None = None   # attention-DP MoE exchange as launched (None: the engine's default)
     moe_kernel: MoeKernel | None = None         # MoE kernel its launch settings name (EngineProfile.moe_kernel)
+    kv_tokens: int | None = None                # KV-pool cap per attention rank as launched (EngineProfile.kv_tokens)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -88,7 +89,8 @@ class Pool:
                        mem_fraction=self.mem_fraction or engine.mem_fraction,
                        expert_slots=self.expert_slots or engine.expert_slots,
                        dp_moe_exchange=self.moe_exchange or engine.dp_moe_exchange,
-                       moe_kernel=self.moe_kernel or engine.moe_kernel)
+                       moe_kernel=self.moe_kernel or engine.moe_kernel,
+                       kv_tokens=self.kv_tokens or engine.kv_tokens)
 
 
 def kv_same_node(domain_gpus: int, prefill_gpus: int, p_workers, decode_gpus: int, d_workers):
@@ -311,6 +313,12 @@ def role_exchange(row: "RunRow", role: str) -> DpMoeExchange | None:
     return profile_for(Backend(row.backend)).moe_exchange(row.facts.role_flags(role))
 
 
+def role_kv_tokens(row: "RunRow", role: str) -> int | None:
+    """The KV-pool cap per attention rank the row's `role` engine was launched with (EngineProfile.kv_tokens
+    read from that engine's flags: SGLang --max-total-tokens); None: memory alone sizes its pool."""
+    return profile_for(Backend(row.backend)).kv_tokens(row.facts.role_flags(role))
+
+
 def role_moe_kernel(row: "RunRow", role: str, moe_dtype: Dtype | None, system: SystemSpec) -> MoeKernel | None:
     """The MoE kernel the row's `role` engine was launched to run for experts of `moe_dtype` on the row's GPU:
     its engine profile's moe_kernel_switches read from that engine's flags and the run's engine environment
@@ -351,10 +359,10 @@ def role_pools(row: "RunRow", system: SystemSpec, experts: int = 0,
     f = row.facts
     return (Pool(p_par, 1, role_batch_cap(row, "prefill"), f.prefill.max_num_tokens, f.prefill.mem_fraction,
                  role_slots(row, "prefill", experts), role_exchange(row, "prefill"),
-                 role_moe_kernel(row, "prefill", moe_dtype, system)),
+                 role_moe_kernel(row, "prefill", moe_dtype, system), role_kv_tokens(row, "prefill")),
             Pool(d_par, 1, role_batch_cap(row), f.decode.max_num_tokens, f.decode.mem_fraction,
                  role_slots(row, "decode", experts), role_exchange(row, "decode"),
-                 role_moe_kernel(row, "decode", moe_dtype, system)))
+                 role_moe_kernel(row, "decode", moe_dtype, system), role_kv_tokens(row, "decode")))
 
 
 def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
@@ -374,7 +382,8 @@ def from_row(row: "RunRow", system: SystemSpec, p_workers: int | None = None,
         return Deployment(backend, agg=Pool(agg_layout(row, system), row.agg.workers or 1,
                                             expert_slots=role_slots(row, "agg", experts),
                                             moe_exchange=role_exchange(row, "agg"),
-                                            moe_kernel=role_moe_kernel(row, "agg", moe_dtype, system)))
+                                            moe_kernel=role_moe_kernel(row, "agg", moe_dtype, system),
+                                            kv_tokens=role_kv_tokens(row, "agg")))
     if row.prefill is None or row.decode is None:
         raise InputError(f"run {row.id}: a disagg row needs prefill_tp_size and decode_tp_size")
     p = row.prefill.workers or p_workers

@@ -37,6 +37,7 @@ class EngineConfig:
     expert_slots: int | None = None       # physical expert slots per MoE layer (redundant experts); None: the model's
     dp_moe_exchange: DpMoeExchange | None = None   # attention-DP MoE exchange as launched; None: the engine's default
     moe_kernel: MoeKernel | None = None   # MoE kernel its launch settings name (EngineProfile.moe_kernel_switches)
+    kv_tokens: int | None = None          # KV-pool cap per attention rank as launched (EngineProfile.kv_tokens_flag)
 
     def __post_init__(self) -> None:
         if self.mem_fraction is not None and not 0.0 < self.mem_fraction <= 1.0:
@@ -44,7 +45,7 @@ class EngineConfig:
         if self.spec_tokens < 0 or (self.spec_acceptance is not None and not 0.0 <= self.spec_acceptance <= 1.0):
             raise InputError(f"spec_tokens={self.spec_tokens}, spec_acceptance={self.spec_acceptance}: "
                              "need spec_tokens >= 0 and an acceptance in [0, 1]")
-        for name in ("max_batch_size", "max_num_tokens", "expert_slots"):
+        for name in ("max_batch_size", "max_num_tokens", "expert_slots", "kv_tokens"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise InputError(f"{name}={v}: must be >= 1")
@@ -71,6 +72,7 @@ class ResolvedEngine:
     group_wait_weight: float = 0.0     # EngineProfile.group_wait_weight
     dp_moe_exchange: DpMoeExchange = DpMoeExchange.GATHER_SCATTER   # EngineProfile.dp_moe_exchange
     context_step_ms: float = 0.0       # EngineProfile.context_step_ms_by_arch for this model's architecture
+    kv_tokens: int | None = None       # KV-pool cap per attention rank as launched (None: memory sizes it)
 
     @property
     def tokens_per_step(self) -> float:
@@ -115,6 +117,7 @@ def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig,
         group_wait_weight=prof.group_wait_weight,
         dp_moe_exchange=engine.dp_moe_exchange or prof.dp_moe_exchange,
         context_step_ms=prof.context_step_ms_by_arch.get(architecture or "", 0.0),
+        kv_tokens=engine.kv_tokens,
     )
 
 

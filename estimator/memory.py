@@ -156,12 +156,13 @@ def memory_report(model: ModelSpec, system: SystemSpec, p: ParallelConfig, eng: 
     weights = weights_per_gpu(model, p)
     kv_full, kv_slide = kv_bytes(model, p, kv_dtype, eng.backend, system.gpu.sm_version)
     act = activation_bytes(model, p, eng.max_num_tokens)
-    reserve = RUNTIME_RESERVE_BYTES + CUDA_GRAPH_BYTES + (COMM_BUFFER_BYTES if p.num_gpus > 1 else 0)
+    init = RUNTIME_RESERVE_BYTES + (COMM_BUFFER_BYTES if p.num_gpus > 1 else 0)   # held before weights load
+    reserve = init + CUDA_GRAPH_BYTES
     free = total - weights - act - reserve
     if eng.backend == Backend.VLLM:      # budget = util * total, minus everything the profile run sees
         pool = eng.mem_fraction * total - weights - act - reserve
-    elif eng.backend == Backend.SGLANG:  # static pool = fraction * total - weights; the rest is dynamic
-        pool = eng.mem_fraction * total - weights
+    elif eng.backend == Backend.SGLANG:  # static pool = fraction * free-at-init - weights; the rest is dynamic
+        pool = eng.mem_fraction * (total - init) - weights
     else:                                # TRT-LLM: fraction of what is free after weights and activations
         pool = eng.mem_fraction * free
     pool, slots = _state_pool(model, p, eng, pool, free)
@@ -169,7 +170,10 @@ def memory_report(model: ModelSpec, system: SystemSpec, p: ParallelConfig, eng: 
     per_token = kv_full if kv_full > 0 else kv_slide  # all-sliding models: report the per-token cost
     ratio, hold = sglang_window_pool(model, eng.backend) if kv_full > 0 and kv_slide > 0 else (0.0, 0.0)
     cell = per_token + ratio * kv_slide               # SGLang: each full-pool token brings ratio window tokens
-    capacity = max(pool, 0.0) / cell * p.attn_dp if cell > 0 else math.inf
+    per_rank = max(pool, 0.0) / cell if cell > 0 else math.inf
+    if eng.kv_tokens is not None:    # a launch cap below what memory allows (SGLang --max-total-tokens)
+        per_rank = min(per_rank, float(eng.kv_tokens))
+    capacity = per_rank * p.attn_dp
     reason = ""
     if weights > total:
         reason = (f"{model.name} weights need {weights / 1e9:.0f} GB/GPU with {p.label()}; "

@@ -209,6 +209,9 @@ class EngineProfile:
     moe_a2a_flag: str | None = None
     # the launch flag that sets the KV-cache dtype; a value _KV_FLAG_DTYPES names overrides the default below
     kv_dtype_flag: str | None = None
+    # the launch flag that caps the KV pool at a number of tokens per attention rank (below what memory
+    # allows); None: the engine has no such flag here
+    kv_tokens_flag: str | None = None
     # KV-cache dtype the engine stores for an architecture (HF `architectures[0]`) when its KV-dtype flag is
     # left at its default: the first rule that applies to the GPU; architectures or GPUs no rule names follow
     # the checkpoint (estimator.engine.kv_cache_dtype)
@@ -256,6 +259,12 @@ class EngineProfile:
         """The launch settings (engine_flags form) that run the MoE kernel the tables price by default for
         experts of `moe_dtype` on a GPU of `sm_version` (moe_launch); {} where the engine's default is it."""
         return {r.name: r.value for r in self.moe_launch if r.moe_dtype == moe_dtype and sm_version >= r.sm_from}
+
+    def kv_tokens(self, flags: Mapping[str, str]) -> int | None:
+        """The KV-pool cap in tokens per attention rank one engine was launched with (`flags`: its own,
+        kv_tokens_flag); None: absent, unresolved or not positive (memory alone sizes the pool)."""
+        n = flag_int(flags, self.kv_tokens_flag, 0) if self.kv_tokens_flag else 0
+        return n if n > 0 else None
 
     def kv_dtype(self, flags: Mapping[str, str]) -> Dtype | None:
         """The KV-cache dtype one engine was launched with (`flags`: that engine's own); None: absent,

@@ -102,7 +102,7 @@ PROFILE = register(EngineProfile(
                                                    ("low_latency", MoeKernel.DEEPEP_LL))),
     layout_defaults=sglang_defaults,
     dp_moe_exchange=DpMoeExchange.SUM_LEN_ALL_REDUCE,
-    moe_a2a_flag="moe-a2a-backend", kv_dtype_flag="kv-cache-dtype",
+    moe_a2a_flag="moe-a2a-backend", kv_dtype_flag="kv-cache-dtype", kv_tokens_flag="max-total-tokens",
     context_step_ms_by_arch={"DeepseekV3ForCausalLM": 15.0},
     kv_dtype_by_arch={"DeepseekV4ForCausalLM": (KvDefault(Dtype.FP8),),
                       **{arch: DSA_KV_DEFAULT for arch in ("DeepseekV32ForCausalLM", "GlmMoeDsaForCausalLM")}},
@@ -118,6 +118,10 @@ PROFILE = register(EngineProfile(
                                "batch and is left to the all-to-all case (estimator.layers); SGLANG_ENABLE_JIT_"
                                "DEEPGEMM swaps the block-FP8 GEMM, which no table here times apart",
         "warms_prefill_at_start": "sglang/srt/model_executor/cuda_graph_runner.py captures decode batch sizes only (up to cuda_graph_max_bs); model_runner.py _flashinfer_autotune tunes on a decode dummy run (flashinfer_trtllm / flashinfer_mxfp4 MoE only); entrypoints/http_server.py _execute_server_warmup sends one short request (0.5.x): prefill kernels at a benchmark's token counts are first built, tuned or fetched (flashinfer/jit/cubin_loader.py downloads trtllm-gen cubins on first use; InferenceX's B200 launch scripts patch its download race) by the first prompts. Evidence: InferenceX measured the same B200 DeepSeek-R1 FP4 tp4 / tp8 deployments with no warm-up (2025-11, launch scripts benchmarks/dsr1_fp4_b200_docker.sh) and with 2 x concurrency warm-up prompts (2026-03, benchmarks/single_node/dsr1_fp4_b200.sh): TTFT 1.7-17.7x apart (median 9.8x over 8 pairs), TPOT 1.19x",
+        "kv_tokens_flag": "sglang/srt/server_args.py --max-total-tokens (default None); model_executor/"
+                          "model_runner.py (0.5.x) takes min(profiled pool, max_total_tokens) tokens per "
+                          "scheduler (each attention-DP rank its own); the srt-slurm GB200 / GB300 recipes cap "
+                          "their prefill servers' pools at 8,192-524,288 tokens",
         "kv_dtype_flag": "sglang/srt/server_args.py --kv-cache-dtype {auto, fp8_e4m3, fp8_e5m2, bf16, ...} (default auto: the model dtype, or kv_dtype_by_arch)",
         "expert_slot_flags": "sglang/srt/server_args.py --ep-num-redundant-experts (default 0); sglang/srt/eplb/expert_location.py: "
                              "physical experts = routed experts + redundant ones, split evenly over the EP ranks (0.5.x)",

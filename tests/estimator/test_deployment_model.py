@@ -253,3 +253,15 @@ def test_redundant_expert_slots_make_the_launched_ep_split_place_experts():
     # each rank holds 6 experts' weights: at EP 32 (8 per rank) without copies the same model holds more
     ep32 = StepModel.build(model, gb200, ParallelConfig(tp=1, attn_dp=32, moe_tp=1, moe_ep=32), engine, view)
     assert placed.memory.weights_bytes < ep32.memory.weights_bytes
+
+
+def test_each_role_gets_the_kv_pool_cap_its_own_flags_set():
+    """A recipe's `prefill.max-total-tokens` caps the prefill server's pool only; engines without such a flag
+    here (vLLM, TRT-LLM) read none."""
+    from estimator.engines import profile_for
+
+    flags = "prefill.max-total-tokens=8192;decode.mem-fraction-static=0.85"
+    dep = from_row(parse_row(_dsr1(backend="sglang", engine_flags=flags)), load_system("gb200"), 1, 1)
+    assert (dep.prefill.kv_tokens, dep.decode.kv_tokens) == (8192, None)
+    assert profile_for(Backend.SGLANG).kv_tokens({"max-total-tokens": "?"}) is None
+    assert profile_for(Backend.VLLM).kv_tokens({"max-total-tokens": "8192"}) is None

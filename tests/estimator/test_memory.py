@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from estimator.engine import EngineConfig, resolve
-from estimator.memory import kv_bytes, memory_report, weights_per_gpu
+from estimator.memory import COMM_BUFFER_BYTES, RUNTIME_RESERVE_BYTES, kv_bytes, memory_report, weights_per_gpu
 from estimator.models import load_model
 from estimator.parallel import ParallelConfig
 from perfdb.specs import load_system
@@ -40,18 +40,37 @@ def test_kv_bytes_per_token():
 
 
 def test_engine_rules_order():
-    """vLLM and TRT-LLM leave 10% aside; SGLang's static fraction at tp8 on H200 is 0.897 of total
-    (0.5's rule: 512 + 1.5 * 8192 + 2 * 512 + 1024 MiB reserved of 144,384)."""
+    """vLLM and TRT-LLM leave 10% aside; SGLang's static fraction at tp8 on H200 is 0.897 (0.5's rule:
+    512 + 1.5 * 8192 + 2 * 512 + 1024 MiB reserved of 144,384) of the memory free once the CUDA context and
+    the communicators are up (model_runner.py measures it before loading the weights)."""
     sys = load_system("h200_sxm")
     m = load_model("meta-llama/Llama-3.1-70B")
     par = ParallelConfig(tp=8)
     pools = {b: memory_report(m, sys, par, resolve(EngineConfig(b), sys, par), m.kv_dtype).kv_pool_bytes
              for b in (Backend.VLLM, Backend.SGLANG, Backend.TRTLLM)}
     w = weights_per_gpu(m, par)
-    assert pools[Backend.SGLANG] == pytest.approx(0.897 * sys.gpu.mem_bytes - w)
+    free_at_init = sys.gpu.mem_bytes - RUNTIME_RESERVE_BYTES - COMM_BUFFER_BYTES
+    assert pools[Backend.SGLANG] == pytest.approx(0.897 * free_at_init - w)
     assert all(0 < p < sys.gpu.mem_bytes - w for p in pools.values())
     explicit = memory_report(m, sys, par, resolve(EngineConfig(Backend.VLLM, mem_fraction=0.5), sys, par), m.kv_dtype)
     assert explicit.kv_pool_bytes < pools[Backend.VLLM]
+
+
+def test_a_launch_cap_bounds_each_attention_ranks_kv_pool():
+    """SGLang's --max-total-tokens: each scheduler (attention-DP rank) takes min(profiled pool, cap)."""
+    sys, m = load_system("gb200"), load_model("deepseek-ai/DeepSeek-R1")
+    dep4 = ParallelConfig(tp=1, attn_dp=4, moe_ep=4)
+
+    def capacity(**kw):
+        eng = resolve(EngineConfig(Backend.SGLANG, mem_fraction=0.95, **kw), sys, dep4)
+        return memory_report(m, sys, dep4, eng, Dtype.FP8).kv_capacity_tokens
+
+    free = capacity()
+    assert free > 4 * 32768
+    assert capacity(kv_tokens=32768) == 4 * 32768
+    assert capacity(kv_tokens=10**9) == free
+    with pytest.raises(Exception, match="kv_tokens=0"):
+        EngineConfig(Backend.SGLANG, kv_tokens=0)
 
 
 @pytest.mark.parametrize("system, tp, dp, fraction, chunk", [
