@@ -4,6 +4,9 @@ Adding an engine: a new file here that registers its EngineProfile, imported bel
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from estimator.engines.profile import EngineProfile, KvHandoff, SchedulerRules
 from perfdb.errors import NotFoundError
 from perfdb.registry import add
@@ -28,6 +31,18 @@ def profiles() -> dict[Backend, EngineProfile]:
     return dict(_PROFILES)
 
 
+@contextmanager
+def substituted(profile: EngineProfile) -> Iterator[EngineProfile]:
+    """Within the block, `profile` stands for its backend's registered one (a fit script trying a value of a
+    fitted field, scripts/fit_context_step.py); the registered profile is back on exit, however it exits."""
+    original = profile_for(profile.backend)
+    _PROFILES[profile.backend] = profile
+    try:
+        yield profile
+    finally:
+        _PROFILES[profile.backend] = original
+
+
 from estimator.engines import sglang, torch_eager, trtllm, vllm  # noqa: E402,F401  (each registers its profile)
 
-__all__ = ["EngineProfile", "KvHandoff", "SchedulerRules", "profile_for", "profiles", "register"]
+__all__ = ["EngineProfile", "KvHandoff", "SchedulerRules", "profile_for", "profiles", "register", "substituted"]

@@ -36,3 +36,16 @@ def test_estimator_and_simulator_read_the_same_profile():
         assert pol.default_max_batch == prof.max_batch
     with pytest.raises(NotFoundError, match="no serving scheduler"):
         policy_for(Backend.TORCH)
+
+
+def test_a_substituted_profile_stands_for_its_backend_only_inside_the_block():
+    from estimator.engines import substituted
+
+    original = profile_for(Backend.SGLANG)
+    trial = dataclasses.replace(original, context_step_ms_by_arch={"DeepseekV3ForCausalLM": 1.0})
+    with pytest.raises(RuntimeError, match="inside"):
+        with substituted(trial):
+            assert profile_for(Backend.SGLANG) is trial
+            assert profile_for(Backend.TRTLLM) is not trial
+            raise RuntimeError("inside")
+    assert profile_for(Backend.SGLANG) is original
