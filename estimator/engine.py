@@ -38,6 +38,7 @@ class EngineConfig:
     dp_moe_exchange: DpMoeExchange | None = None   # attention-DP MoE exchange as launched; None: the engine's default
     moe_kernel: MoeKernel | None = None   # MoE kernel its launch settings name (EngineProfile.moe_kernel_switches)
     kv_tokens: int | None = None          # KV-pool cap per attention rank as launched (EngineProfile.kv_tokens_flag)
+    prefill_server: bool = False          # a disaggregated prefill server (EngineProfile.prefill_server_step_ms_by_arch)
 
     def __post_init__(self) -> None:
         if self.mem_fraction is not None and not 0.0 < self.mem_fraction <= 1.0:
@@ -91,6 +92,16 @@ def kv_cache_dtype(engine: EngineConfig, model: ModelSpec, system: SystemSpec) -
     return next((r.dtype for r in rules if r.applies(system.gpu.sm_version)), model.kv_dtype)
 
 
+def context_step_ms(prof, architecture: str | None, prefill_server: bool) -> float:
+    """An engine's cost per prompt-carrying iteration beyond its kernels for an architecture: a disaggregated
+    prefill server's own where its profile names one (prefill_server_step_ms_by_arch), else the engine's
+    (context_step_ms_by_arch), else 0."""
+    arch = architecture or ""
+    if prefill_server and arch in prof.prefill_server_step_ms_by_arch:
+        return prof.prefill_server_step_ms_by_arch[arch]
+    return prof.context_step_ms_by_arch.get(arch, 0.0)
+
+
 def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig,
             architecture: str | None = None) -> ResolvedEngine:
     """architecture: the model's HF architecture, which picks the default draft acceptance (estimator.spec)
@@ -116,9 +127,9 @@ def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig,
         reserves_full_sequence=prof.reserves_full_sequence,
         group_wait_weight=prof.group_wait_weight,
         dp_moe_exchange=engine.dp_moe_exchange or prof.dp_moe_exchange,
-        context_step_ms=prof.context_step_ms_by_arch.get(architecture or "", 0.0),
+        context_step_ms=context_step_ms(prof, architecture, engine.prefill_server),
         kv_tokens=engine.kv_tokens,
     )
 
 
-__all__ = ["GIB", "EngineConfig", "ResolvedEngine", "kv_cache_dtype", "resolve", "sglang_defaults"]
+__all__ = ["GIB", "EngineConfig", "ResolvedEngine", "context_step_ms", "kv_cache_dtype", "resolve", "sglang_defaults"]

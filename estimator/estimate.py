@@ -13,7 +13,7 @@ prefill queueing, transfer and decode agree.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -108,7 +108,7 @@ def estimate_disagg(model: ModelSpec, system: SystemSpec, prefill: WorkerSpec, d
                     workload: Workload, view: DbView) -> Estimate:
     """Disaggregated deployment; workload.concurrency is requests in flight per decode worker."""
     try:
-        sp = StepModel.build(model, system, prefill.parallel, prefill.engine, view)
+        sp = StepModel.build(model, system, prefill.parallel, replace(prefill.engine, prefill_server=True), view)
         sd = StepModel.build(model, system, decode.parallel, decode.engine, view)
     except InfeasibleError as exc:
         return _infeasible(str(exc), 0, None, workload)

@@ -105,6 +105,11 @@ def agg_metrics(sm: StepModel, w: Workload) -> ServingResult:
     else:                   # separate prefill iterations pause the decodes
         dec, pre, full = sm.steps([(Phase.DECODE, 0, 0, 0, b, kv_mean), (Phase.PREFILL, 1.0, chunk, chunk_prefix, 0, 0), burst])
         work = chunks * pre.ms
+        if w.num_requests is not None:
+            # a closed loop's waves arrive together (the burst below): a wave's b prompts are prefilled
+            # per_step to an iteration, each iteration paying its host time once (StepResult.host_ms), so a
+            # prompt pauses the decodes for its share of the wave's prefill iterations, not a whole one
+            work = np.minimum(work, np.ceil(b / per_step) * chunks * full.ms / b)
     first_token = chunks * pre.ms
     gain = eng.tokens_per_step                                 # tokens per request per iteration (>1: speculative)
     # A request sees the other b - 1 (the arrival theorem of closed queueing networks, as in mean value

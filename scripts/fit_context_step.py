@@ -1,10 +1,14 @@
-"""Fit an engine's per-architecture context-step cost (EngineProfile.context_step_ms_by_arch) on measured runs.
+"""Fit an engine's per-architecture iteration cost (EngineProfile.context_step_ms_by_arch, or
+prefill_server_step_ms_by_arch for its disaggregated prefill servers) on measured runs.
 
     PYTHONPATH=. python scripts/fit_context_step.py --runs ENRICHED.csv --db DB --backend sglang \
-        --arch DeepseekV3ForCausalLM --grid 15,30,60,90,105,120,135,150,200      # ~50 s per value
+        --field prefill_server_step_ms_by_arch --mode disagg --grid 15,60,90,105,120,135,150   # ~35 s per value
+    PYTHONPATH=. python scripts/fit_context_step.py --runs ENRICHED.csv --db DB --backend sglang \
+        --field context_step_ms_by_arch --mode agg --max-concurrency 8 --grid 0,15,30
 
-For each grid value the script swaps the engine's registered profile for one with that value (a local
-override inside this process, nothing written), simulates the backend's runs of that architecture at
+For each grid value the script swaps the engine's registered profile for one with that value in `--field`
+(a local override inside this process, nothing written), simulates the backend's runs of that architecture
+(and `--mode`, up to `--max-concurrency` clients) at
 their measured concurrency (estimator.sim.runs.simulate_runs, uncalibrated) and scores the value by the
 median |log(simulated / measured TTFT)|. It prints the grid (all rows, and per mode with the median
 simulated / measured ratio), then the held-out checks: each system left out in turn (the value the other
@@ -23,17 +27,22 @@ import pandas as pd
 
 from estimator import engines
 from estimator.runs import model_for, read_runs
+from estimator.set_aside import set_aside
 from estimator.sim.runs import simulate_runs
 from perfdb.errors import ServecastError
 from perfdb.lookup import PerfDB
 from perfdb.specs import load_system
 from perfdb.types import Backend
 
+FIELDS = ("context_step_ms_by_arch", "prefill_server_step_ms_by_arch")
 
-def _rows_of(runs, backend: Backend, arch: str):
+
+def _rows_of(runs, backend: Backend, arch: str, mode: str, max_conc: int | None):
     out = []
     for r in runs:
-        if r.backend != backend.value:
+        if r.backend != backend.value or (mode != "all" and r.mode != mode) or set_aside(r):
+            continue   # set aside as every benchmark does: a cold server's or an unpinned deployment's runs
+        if max_conc is not None and (r.concurrency or 0) > max_conc:
             continue
         try:
             if model_for(r, load_system(r.system)).architecture == arch:
@@ -43,10 +52,9 @@ def _rows_of(runs, backend: Backend, arch: str):
     return out
 
 
-def _simulate(rows, db: PerfDB, backend: Backend, arch: str, value: float) -> pd.DataFrame:
+def _simulate(rows, db: PerfDB, backend: Backend, arch: str, field: str, value: float) -> pd.DataFrame:
     base = engines.profile_for(backend)
-    with engines.substituted(dataclasses.replace(base, context_step_ms_by_arch={**base.context_step_ms_by_arch,
-                                                                                arch: value})):
+    with engines.substituted(dataclasses.replace(base, **{field: {**getattr(base, field), arch: value}})):
         sims = simulate_runs(rows, db)
     recs = [(r.id, r.mode, r.system, s.result.ttft.mean, r.ttft_ms) for r, s in zip(rows, sims, strict=True)
             if s.result is not None and r.ttft_ms and r.ttft_ms > 0]
@@ -77,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", type=Path, default=None, help="performance database (default: bundled)")
     ap.add_argument("--backend", default="sglang", choices=[b.value for b in Backend])
     ap.add_argument("--arch", default="DeepseekV3ForCausalLM", help="HF architectures[0] of the models to fit")
+    ap.add_argument("--field", default=FIELDS[0], choices=FIELDS, help="the profile field the grid values go into")
+    ap.add_argument("--mode", default="all", choices=("all", "agg", "disagg"), help="runs of this mode only")
+    ap.add_argument("--max-concurrency", type=int, default=None, help="runs of at most this many clients only")
     ap.add_argument("--grid", default="15,30,60,90,105,120,135,150,200", help="values to try, ms")
     ap.add_argument("--baseline", type=float, default=None, help="value the held-out rows are compared against "
                                                                  "(default: the grid's first)")
@@ -86,14 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     baseline = args.baseline if args.baseline is not None else grid[0]
     if baseline not in grid:
         grid.insert(0, baseline)
-    rows = _rows_of(read_runs(args.runs), backend, args.arch)
+    rows = _rows_of(read_runs(args.runs), backend, args.arch, args.mode, args.max_concurrency)
     if not rows:
         print(f"no {backend.value} runs of {args.arch} in {args.runs}", file=sys.stderr)
         return 1
     db = PerfDB(args.db)
     by_value = {}
     for v in grid:
-        by_value[v] = _simulate(rows, db, backend, args.arch, v)
+        by_value[v] = _simulate(rows, db, backend, args.arch, args.field, v)
         d = by_value[v]
         modes = "  ".join(f"{m} {g['log'].median():.3f} (ratio {g['ratio'].median():.2f}, {len(g)})"
                           for m, g in d.groupby("mode"))

@@ -56,10 +56,13 @@ class Context:
     def new_tokens(self) -> int:
         return max(self.isl - self.prefix, 1)
 
-    def step_model(self, p: ParallelConfig, max_num_tokens: int | None) -> StepModel | None:
-        key = (p, max_num_tokens)
+    def step_model(self, p: ParallelConfig, max_num_tokens: int | None, prefill_server: bool = False) -> StepModel | None:
+        """The step model of one worker shape at a token budget; `prefill_server`: a disaggregated prefill
+        server's (EngineConfig.prefill_server)."""
+        key = (p, max_num_tokens, prefill_server)
         if key not in self._models:
-            engine = EngineConfig(self.backend, self.version, kv_dtype=self.kv_dtype, max_num_tokens=max_num_tokens)
+            engine = EngineConfig(self.backend, self.version, kv_dtype=self.kv_dtype, max_num_tokens=max_num_tokens,
+                                  prefill_server=prefill_server)
             try:
                 sm = StepModel.build(self.model, self.system, p, engine, self.view)
             except InfeasibleError as exc:
@@ -176,7 +179,7 @@ def prefill_workers(ctx: Context, configs: list[ParallelConfig]) -> WorkerPoints
     for i, p in enumerate(configs):
         if p.attn_dp > batches.max():
             continue   # attention-DP ranks with no request of their own: idle GPUs, never better
-        sm = ctx.step_model(p, tokens)
+        sm = ctx.step_model(p, tokens, prefill_server=True)
         if sm is None:
             continue
         pb = batches[batches >= p.attn_dp].astype(np.float64)

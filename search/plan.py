@@ -75,10 +75,11 @@ def _backend_points(ctx: Context, modes: tuple[Mode, ...], sla) -> tuple[list[Po
         pre = pre.take(dominant(pre))
 
         def kv_ms(pi: int, di: int, same: bool) -> float:
-            sm = ctx.step_model(half[pi], max(PREFILL_TOKEN_BUDGET, ctx.new_tokens))
+            sm = ctx.step_model(half[pi], max(PREFILL_TOKEN_BUDGET, ctx.new_tokens), prefill_server=True)
             return float(sm.kv_transfer_ms(ctx.isl, dec_half[di], same))
 
-        overhead = ctx.step_model(half[int(pre.cfg[0])], max(PREFILL_TOKEN_BUDGET, ctx.new_tokens)).resolved \
+        overhead = ctx.step_model(half[int(pre.cfg[0])], max(PREFILL_TOKEN_BUDGET, ctx.new_tokens),
+                                  prefill_server=True).resolved \
             .ttft_overhead_ms if len(pre) else 0.0
         tables.append(compose(pre, dec, kv_ms, GroupLoad(ctx.osl, ctx.budget, overhead, ctx.system.nvlink_domain_gpus),
                               BACKENDS.index(ctx.backend), half, dec_half))

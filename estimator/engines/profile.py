@@ -221,6 +221,10 @@ class EngineProfile:
     # (unlike ttft_overhead_ms). Fitted where an architecture's measured TTFT shows a per-step excess
     # that no kernel table explains; architectures no entry names pay nothing (no evidence there)
     context_step_ms_by_arch: Mapping[str, float] = field(default_factory=dict)
+    # the same cost for a disaggregated prefill server's iterations, in place of context_step_ms_by_arch
+    # there (an architecture no entry names pays that one): a prefill server runs its own loop
+    # (bootstrap, KV sends, transfer polling) and its measured TTFT shows its own excess
+    prefill_server_step_ms_by_arch: Mapping[str, float] = field(default_factory=dict)
     # launch settings that make the engine run a named MoE kernel (estimator.steps prices it)
     moe_kernel_switches: tuple[MoeKernelSwitch, ...] = ()
     # launch settings that run the kernel the tables price by default (search.artifacts writes them)

@@ -103,7 +103,8 @@ PROFILE = register(EngineProfile(
     layout_defaults=sglang_defaults,
     dp_moe_exchange=DpMoeExchange.SUM_LEN_ALL_REDUCE,
     moe_a2a_flag="moe-a2a-backend", kv_dtype_flag="kv-cache-dtype", kv_tokens_flag="max-total-tokens",
-    context_step_ms_by_arch={"DeepseekV3ForCausalLM": 105.0},
+    context_step_ms_by_arch={"DeepseekV3ForCausalLM": 15.0},
+    prefill_server_step_ms_by_arch={"DeepseekV3ForCausalLM": 105.0},
     kv_dtype_by_arch={"DeepseekV4ForCausalLM": (KvDefault(Dtype.FP8),),
                       **{arch: DSA_KV_DEFAULT for arch in ("DeepseekV32ForCausalLM", "GlmMoeDsaForCausalLM")}},
     provenance={
@@ -190,19 +191,29 @@ PROFILE = register(EngineProfile(
                         "FP8 for FP8 experts) and combines the outputs back in bf16 instead of the dp_gather / "
                         "all-reduce above; the srt-slurm wide-EP recipes (GB200 / GB300 dep32-dep48 decode) set "
                         "deepep",
-        "context_step_ms_by_arch": f"{FIT}: with ttft_overhead_ms held, every DeepseekV3ForCausalLM row (agg and "
-                                   "disagg, all loads: 283 on the imported tables, B200 119, GB200 73, GB300 46, H200 28, "
-                                   "H100 17), the value on a 15 ms grid that minimises the simulator's median "
-                                   "|log(simulated / measured TTFT)| (0.469 at 15 -> 0.274 at 105; 0.274 at 120, 0.292 "
-                                   "at 90). Held out: each system left out in turn is fitted at 105-120 by the others "
-                                   "and improves (B200 0.473 -> 0.274, GB200 0.635 -> 0.332, GB300 0.517 -> 0.307, H100 "
-                                   "0.437 -> 0.272, H200 0.214 -> 0.200); fitted on the disagg rows alone it is 105 "
-                                   "and the held-out agg rows improve 0.265 -> 0.216 (ratio 0.77 -> 0.97); fitted on the "
-                                   "agg rows alone, 60 (disagg 0.582 -> 0.409). The earlier fit on agg rows at <= 8 "
-                                   "clients only (15 ms) left every loaded row short: the excess grows with the prefill "
-                                   "batching that load brings (agg ratio 0.95 at <= 8 clients, 0.50 above 128), which a "
-                                   "per-iteration cost carries as busy time; what it is in the engine is not measured "
-                                   "here (docs/simulator.md)",
+        "context_step_ms_by_arch": f"{FIT}: with ttft_overhead_ms held (fitted on the same architecture's rows at "
+                                   "<= 4 clients), DeepseekV3ForCausalLM agg rows at <= 8 clients (52: B200 43, "
+                                   "H200 9), the value on a 15 ms grid that minimises the simulator's median "
+                                   "|log(predicted / measured TTFT)| (0.196 -> 0.145). Held out (disagg rows, agg rows "
+                                   "above 8 clients) in docs/simulator.md. Fitting the frontend jointly on every agg "
+                                   "row instead (40 / 60 ms) gained disagg TTFT (54.1 -> 51.7%) but lost agg TTFT "
+                                   "(18.7 -> 20.7%) and TPOT (11.9 -> 13.0%): not taken. Rechecked without the 16 rows measured on a cold "
+                                   "server (estimator.set_aside.cold_start; 36 left): 15 stays the grid's best (0 / 15 / 30 ms: "
+                                   "0.136 / 0.109 / 0.123 bundled, 0.153 / 0.119 / 0.131 on the imported tables)",
+        "prefill_server_step_ms_by_arch": f"{FIT}: with ttft_overhead_ms held, every DeepseekV3ForCausalLM disagg "
+                                          "row (196 on the imported tables: B200 56, GB200 73, GB300 46, H100 17, H200 4), "
+                                          "the value on a 15 ms grid that minimises the simulator's median |log(simulated / "
+                                          "measured TTFT)| (0.582 at 15 ms, the agg servers' cost -> 0.307 at 105; 0.307 at 135, "
+                                          "0.328 at 90; simulated / measured median 0.58 -> 0.80). Held out: each "
+                                          "system left out is fitted at 105-135 by the others and improves (B200 0.652 -> "
+                                          "0.336, GB200 0.635 -> 0.313, GB300 0.517 -> 0.278, H100 0.437 -> 0.298, H200 "
+                                          "0.438 -> 0.325; scripts/fit_context_step.py). The agg servers' 15 ms left these "
+                                          "rows at 0.58 of measured, "
+                                          "0.68 at <= 8 clients where an agg server of the same model is at 0.95. A prefill "
+                                          "server runs its own event loop (disaggregation/prefill.py "
+                                          "event_loop_overlap_disagg_prefill: the bootstrap queue, the KV sender and the "
+                                          "in-flight transfers polled with a CPU all-reduce over the TP group every "
+                                          "iteration; 0.5.x); what of it the excess is, is not measured here",
         "kv_dtype_by_arch": "sglang/srt/arg_groups/deepseek_v4_hook.py (0.5.14 wheel), arg_groups/overrides.py "
                             "_deepseek_v4_kv_cache_dtype (0.5.23 wheel): --kv-cache-dtype auto becomes "
                             "fp8_e4m3 for DeepseekV4ForCausalLM (bfloat16 only on NPU); mem_cache/"

@@ -19,6 +19,7 @@ PROFILE = register(EngineProfile(
         "warms_prefill_at_start": "servecast's own harness (collectors/): every timed shape runs warm-up iterations before it is timed",
         "kv_dtype_flag": "none: plain modules store the model dtype",
         "kv_tokens_flag": "none: plain modules keep no KV pool",
+        "prefill_server_step_ms_by_arch": "none: plain modules are not served disaggregated",
         "max_num_tokens": "TRT-LLM's default (trtllm.py), no engine of its own",
         "moe_a2a_flag": "none: plain modules have no attention data parallelism",
         "expert_slot_flags": "none: plain torch places each expert once",

@@ -80,6 +80,7 @@ PROFILE = register(EngineProfile(
                                "(trtllm-gen) stands, and the plan's launch files say TRTLLM (moe_launch) so that it "
                                "is what runs",
         "warms_prefill_at_start": "tensorrt_llm/_torch/pyexecutor/model_engine.py warmup (1.0-1.1): _run_torch_compile_warmup / _general_warmup over context and generation shapes, _run_autotuner_warmup (a context batch of max_num_tokens under autotune()), then CUDA-graph warm-up. Not every kernel: DeepGEMM (FP8 block-scale GEMMs) JIT-compiles per M bucket on first use. The training table cannot settle it: its B200 DeepSeek-R1 FP8 agg rows without warm-up (1.1.0rc2) simulate at 0.62x the measured TTFT against 1.00x for warmed ones (1.2.0rc6), a version apart and no deployment measured both ways, so no TRT-LLM row is set aside",
+        "prefill_server_step_ms_by_arch": "none: its prefill servers pay context_step_ms_by_arch (the disagg rows show no excess of their own: simulated / measured TTFT 0.93)",
         "kv_tokens_flag": "none: KvCacheConfig.max_tokens caps the pool too, but no recipe here sets it; the fraction rules",
         "kv_dtype_flag": "tensorrt_llm/llmapi/llm_args.py KvCacheConfig.dtype (extra-llm-api-options kv_cache_config.dtype; default auto: the checkpoint's kv_cache_quant_algo, FP8 in NVIDIA's ModelOpt checkpoints, estimator.runs.RUN_FP8_KV)",
         "context_step_ms_by_arch": f"{FIT}: with ttft_overhead_ms held (36), DeepseekV3ForCausalLM agg rows at <= 8 "

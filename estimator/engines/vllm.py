@@ -50,6 +50,7 @@ PROFILE = register(EngineProfile(
                           "FlashInfer paths come first (vllm/envs.py; InferenceX's benchmarks/single_node/"
                           "gptoss_fp4_h100.sh and _h200.sh export it from 2026-01)",
         "warms_prefill_at_start": "vllm/v1/worker/gpu_model_runner.py profile_run: a dummy forward of max_num_batched_tokens while sizing the KV cache; vllm/model_executor/warmup/kernel_warmup.py (0.10-0.11): DeepGEMM and FlashInfer warm-up / autotune up to max_num_tokens, \"we don't want JIT'ing to happen during model execution\"; then CUDA-graph capture",
+        "prefill_server_step_ms_by_arch": "none: no disaggregated vLLM runs to show one",
         "kv_tokens_flag": "none: vLLM caps its pool in blocks (--num-gpu-blocks-override), which no recipe here sets",
         "kv_dtype_flag": "vllm/engine/arg_utils.py --kv-cache-dtype {auto, fp8, fp8_e4m3, fp8_e5m2, ...} (default auto: the model dtype, vllm/config/cache.py)",
         "moe_a2a_flag": "not read: vllm --all2all-backend (default allgather_reducescatter, i.e. dp_moe_exchange); no training run launches another",

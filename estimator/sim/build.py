@@ -1,6 +1,8 @@
 """Step models for a simulated deployment: one StepModel per pool, with each pool's engine limits."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from estimator.deployment import Deployment, Pool
 from estimator.engine import EngineConfig
 from estimator.sim.engine import RoleSteps
@@ -19,5 +21,5 @@ def build_steps(model, system: SystemSpec, deployment: Deployment, engine: Engin
     max_num_tokens / mem_fraction override `engine`'s, so memory (activations) and the scheduler agree."""
     if deployment.agg is not None:
         return _pool_steps(model, system, deployment.agg, engine, view)
-    return RoleSteps(prefill=_pool_steps(model, system, deployment.prefill, engine, view),
+    return RoleSteps(prefill=_pool_steps(model, system, deployment.prefill, replace(engine, prefill_server=True), view),
                      decode=_pool_steps(model, system, deployment.decode, engine, view))

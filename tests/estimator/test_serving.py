@@ -48,6 +48,18 @@ def test_sglang_pays_the_burst_every_wave_mixing_engines_once(db):
             assert few[0] > many[0] > steady[0]
 
 
+def test_a_wave_of_prompts_pauses_sglangs_decodes_for_its_share_of_the_waves_prefill_iterations(db):
+    """SGLang's closed-loop waves arrive together (the burst above), so their prompts are prefilled many to an
+    iteration that pays its host time once: the decodes wait each prompt's share of the wave's iterations,
+    less than a lone prompt's whole iteration (what an open-ended load, prompts arriving apart, costs)."""
+    sm = _sm(db, Backend.SGLANG, "deepseek-ai/DeepSeek-R1", ParallelConfig(tp=8, moe_ep=8))
+    assert sm.resolved.context_step_ms > 0
+    conc = np.array([64.0])
+    closed = agg_metrics(sm, Workload(isl=1024, osl=1024, concurrency=conc, num_requests=conc * 10)).tpot
+    apart = agg_metrics(sm, Workload(isl=1024, osl=1024, concurrency=conc)).tpot
+    assert closed[0] < apart[0]
+
+
 def test_disagg_handoff_is_the_engines_extra_frontend_pass_on_top_of_the_bytes(db):
     for backend in (Backend.TRTLLM, Backend.SGLANG, Backend.VLLM):
         sm = _sm(db, backend)

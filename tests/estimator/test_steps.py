@@ -112,3 +112,29 @@ def test_an_architectures_context_step_cost_lands_on_steps_with_prompt_tokens_on
     mixed_no_prompt = ds.step(Phase.MIXED, 0, 0, 0, 16, 2048).ms
     assert float(mixed_no_prompt) == pytest.approx(float(plain.step(Phase.MIXED, 0, 0, 0, 16, 2048).ms))
     assert _sm("meta-llama/Llama-3.1-70B", ParallelConfig(tp=8), view).resolved.context_step_ms == 0.0
+
+
+def test_a_disaggregated_prefill_server_pays_its_own_iteration_cost_where_its_engine_names_one():
+    """EngineProfile.prefill_server_step_ms_by_arch: SGLang's DeepseekV3 prefill servers pay their own
+    fitted cost in place of the engine's; an engine or architecture without an entry pays the one an agg
+    server pays; the simulator's and the static estimate's prefill pools are built as prefill servers."""
+    from estimator.deployment import Deployment, Pool
+    from estimator.engine import context_step_ms
+    from estimator.engines import profile_for
+    from estimator.sim.build import build_steps
+
+    sgl, trt = profile_for(Backend.SGLANG), profile_for(Backend.TRTLLM)
+    arch = "DeepseekV3ForCausalLM"
+    assert context_step_ms(sgl, arch, True) == sgl.prefill_server_step_ms_by_arch[arch] != context_step_ms(sgl, arch, False)
+    assert context_step_ms(trt, arch, True) == context_step_ms(trt, arch, False) == trt.context_step_ms_by_arch[arch]
+    assert context_step_ms(sgl, "LlamaForCausalLM", True) == 0.0
+
+    model, system = load_model("deepseek-ai/DeepSeek-R1"), load_system("h200_sxm")
+    view = PerfDB().view("h200_sxm", Backend.SGLANG)
+    par = ParallelConfig(tp=8, moe_ep=8)
+    dep = Deployment.disaggregated(Backend.SGLANG, Pool(par), Pool(par), system.nvlink_domain_gpus)
+    steps = build_steps(model, system, dep, EngineConfig(Backend.SGLANG), view)
+    assert steps.prefill.resolved.context_step_ms == sgl.prefill_server_step_ms_by_arch[arch]
+    assert steps.decode.resolved.context_step_ms == sgl.context_step_ms_by_arch[arch]
+    agg = build_steps(model, system, Deployment(Backend.SGLANG, agg=Pool(par)), EngineConfig(Backend.SGLANG), view)
+    assert agg.resolved.context_step_ms == sgl.context_step_ms_by_arch[arch]
