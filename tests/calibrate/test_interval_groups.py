@@ -55,11 +55,12 @@ def test_a_new_deployments_interval_stays_the_pooled_quantiles():
         assert _quantiles(resid, groups, 0.1, 0.9, level) == (np.quantile(resid, 0.1), np.quantile(resid, 0.9))
 
 
-def test_an_unseen_models_interval_is_its_modes_own_envelope():
-    """Per mode, an unseen model's interval is the widest of that mode's held-out models' own ranges, not
-    floored at the all-modes one: models far off in one mode (here agg, +-0.6) do not widen the other
-    (disagg, +-0.1). The floor over-covered (nested, simulate base, one model out: 86.1% TTFT, 85.2% TPOT,
-    disagg TTFT 93%); without it 84.5 / 82.9 (BENCHMARKS.md, the twelfth session)."""
+def test_an_unseen_models_interval_is_its_modes_own_groups_one_more():
+    """Per mode, an unseen model's interval is that mode's held-out models as one model more would spread
+    (calibrate.heldout._new_group), not floored at the all-modes one: models far off in one mode (here agg,
+    +-0.6) widen that mode past their own offsets and leave the other (disagg, +-0.1) narrow. The floor
+    over-covered (BENCHMARKS.md, the twelfth session); the widest model's own range did too (the
+    twenty-fifth session)."""
     rng = np.random.default_rng(1)
     n = 200
     log_r = np.concatenate([rng.normal(0.6, 0.05, n), rng.normal(-0.6, 0.05, n), rng.normal(0.0, 0.1, 2 * n)])
@@ -72,7 +73,7 @@ def test_an_unseen_models_interval_is_its_modes_own_envelope():
                    np.array([f"model:{m}" for m in models], dtype=object))
     got = {(q.mode, q.metric): q for q in novelty_quantiles(frame_, [held], (), 0.8) if q.novelty == "model"}
     assert got[(ANY, "ttft")].lo < -0.5 and got[(ANY, "ttft")].hi > 0.5      # every mode's models
-    assert got[("agg", "ttft")].hi > 0.5
+    assert got[("agg", "ttft")].hi > 0.6 and got[("agg", "ttft")].lo < -0.6   # beyond the two models' offsets
     assert -0.2 < got[("disagg", "ttft")].lo < 0 < got[("disagg", "ttft")].hi < 0.2
 
 
