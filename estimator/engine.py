@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from estimator.engines import profile_for
-from estimator.engines.profile import DpMoeExchange
+from estimator.engines.profile import DpMoeExchange, EngineProfile
 from estimator.engines.sglang import sglang_defaults
 from estimator.spec import accepted_length, default_acceptance
 from perfdb.errors import InputError
@@ -92,7 +92,7 @@ def kv_cache_dtype(engine: EngineConfig, model: ModelSpec, system: SystemSpec) -
     return next((r.dtype for r in rules if r.applies(system.gpu.sm_version)), model.kv_dtype)
 
 
-def context_step_ms(prof, architecture: str | None, prefill_server: bool) -> float:
+def context_step_ms(prof: EngineProfile, architecture: str | None, prefill_server: bool) -> float:
     """An engine's cost per prompt-carrying iteration beyond its kernels for an architecture: a disaggregated
     prefill server's own where its profile names one (prefill_server_step_ms_by_arch), else the engine's
     (context_step_ms_by_arch), else 0."""

@@ -74,6 +74,15 @@ class Context:
             self._models[key] = sm
         return self._models[key]
 
+    def prefill_model(self, p: ParallelConfig) -> StepModel | None:
+        """A disaggregated prefill worker of shape `p`: a prefill server at the search's prefill token budget
+        (PREFILL_TOKEN_BUDGET, or the whole prompt when longer)."""
+        return self.step_model(p, self.prefill_tokens, prefill_server=True)
+
+    @property
+    def prefill_tokens(self) -> int:
+        return max(PREFILL_TOKEN_BUDGET, self.new_tokens)
+
     def kv_cap(self, sm: StepModel) -> int:
         """Requests of isl+osl tokens the replica admits (KV pool and engine cap)."""
         return int(max_batch(sm, np.asarray(float(self.isl)), np.asarray(float(self.osl))))
@@ -174,12 +183,12 @@ def evaluate_agg(ctx: Context, configs: list[ParallelConfig], sla: Sla) -> Point
 def prefill_workers(ctx: Context, configs: list[ParallelConfig]) -> WorkerPoints:
     """Prefill candidates: every parallelism x prefill batch (requests per forward)."""
     parts = []
-    tokens = max(PREFILL_TOKEN_BUDGET, ctx.new_tokens)
+    tokens = ctx.prefill_tokens
     batches = prefill_batches(ctx.new_tokens, tokens)
     for i, p in enumerate(configs):
         if p.attn_dp > batches.max():
             continue   # attention-DP ranks with no request of their own: idle GPUs, never better
-        sm = ctx.step_model(p, tokens, prefill_server=True)
+        sm = ctx.prefill_model(p)
         if sm is None:
             continue
         pb = batches[batches >= p.attn_dp].astype(np.float64)

@@ -26,7 +26,7 @@ from search.points import BACKENDS, MODES, PointTable
 from search.rank import Ranking, rank
 from search.recheck import recheck
 from search.sla import Diagnosis, diagnose, meets
-from search.space import PREFILL_TOKEN_BUDGET, parallel_configs
+from search.space import parallel_configs
 from search.types import DECIDE_POOL, Candidate, Mode, PlanRequest, SlaAt
 
 
@@ -75,12 +75,9 @@ def _backend_points(ctx: Context, modes: tuple[Mode, ...], sla) -> tuple[list[Po
         pre = pre.take(dominant(pre))
 
         def kv_ms(pi: int, di: int, same: bool) -> float:
-            sm = ctx.step_model(half[pi], max(PREFILL_TOKEN_BUDGET, ctx.new_tokens), prefill_server=True)
-            return float(sm.kv_transfer_ms(ctx.isl, dec_half[di], same))
+            return float(ctx.prefill_model(half[pi]).kv_transfer_ms(ctx.isl, dec_half[di], same))
 
-        overhead = ctx.step_model(half[int(pre.cfg[0])], max(PREFILL_TOKEN_BUDGET, ctx.new_tokens),
-                                  prefill_server=True).resolved \
-            .ttft_overhead_ms if len(pre) else 0.0
+        overhead = ctx.prefill_model(half[int(pre.cfg[0])]).resolved.ttft_overhead_ms if len(pre) else 0.0
         tables.append(compose(pre, dec, kv_ms, GroupLoad(ctx.osl, ctx.budget, overhead, ctx.system.nvlink_domain_gpus),
                               BACKENDS.index(ctx.backend), half, dec_half))
     return tables, workers
