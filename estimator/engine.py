@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from estimator.engines import profile_for
-from estimator.engines.profile import DpMoeExchange, EngineProfile
+from estimator.engines.profile import DpMoeExchange
 from estimator.engines.sglang import sglang_defaults
 from estimator.spec import accepted_length, default_acceptance
 from perfdb.errors import InputError
@@ -92,16 +92,6 @@ def kv_cache_dtype(engine: EngineConfig, model: ModelSpec, system: SystemSpec) -
     return next((r.dtype for r in rules if r.applies(system.gpu.sm_version)), model.kv_dtype)
 
 
-def context_step_ms(prof: EngineProfile, architecture: str | None, prefill_server: bool) -> float:
-    """An engine's cost per prompt-carrying iteration beyond its kernels for an architecture: a disaggregated
-    prefill server's own where its profile names one (prefill_server_step_ms_by_arch), else the engine's
-    (context_step_ms_by_arch), else 0."""
-    arch = architecture or ""
-    if prefill_server and arch in prof.prefill_server_step_ms_by_arch:
-        return prof.prefill_server_step_ms_by_arch[arch]
-    return prof.context_step_ms_by_arch.get(arch, 0.0)
-
-
 def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig,
             architecture: str | None = None) -> ResolvedEngine:
     """architecture: the model's HF architecture, which picks the default draft acceptance (estimator.spec)
@@ -127,9 +117,9 @@ def resolve(engine: EngineConfig, system: SystemSpec, parallel: ParallelConfig,
         reserves_full_sequence=prof.reserves_full_sequence,
         group_wait_weight=prof.group_wait_weight,
         dp_moe_exchange=engine.dp_moe_exchange or prof.dp_moe_exchange,
-        context_step_ms=context_step_ms(prof, architecture, engine.prefill_server),
+        context_step_ms=prof.context_step_ms(architecture, engine.prefill_server),
         kv_tokens=engine.kv_tokens,
     )
 
 
-__all__ = ["GIB", "EngineConfig", "ResolvedEngine", "context_step_ms", "kv_cache_dtype", "resolve", "sglang_defaults"]
+__all__ = ["GIB", "EngineConfig", "ResolvedEngine", "kv_cache_dtype", "resolve", "sglang_defaults"]

@@ -26,29 +26,31 @@ import numpy as np
 import pandas as pd
 
 from estimator import engines
-from estimator.runs import model_for, read_runs
+from estimator.models import load_model
+from estimator.runs import read_runs
 from estimator.set_aside import set_aside
 from estimator.sim.runs import simulate_runs
 from perfdb.errors import ServecastError
 from perfdb.lookup import PerfDB
-from perfdb.specs import load_system
 from perfdb.types import Backend
 
 FIELDS = ("context_step_ms_by_arch", "prefill_server_step_ms_by_arch")
 
 
 def _rows_of(runs, backend: Backend, arch: str, mode: str, max_conc: int | None):
-    out = []
+    out, arch_of = [], {}   # the architecture is the model's, whatever a row's quantization: one load a model
     for r in runs:
         if r.backend != backend.value or (mode != "all" and r.mode != mode) or set_aside(r):
             continue   # set aside as every benchmark does: a cold server's or an unpinned deployment's runs
         if max_conc is not None and (r.concurrency or 0) > max_conc:
             continue
-        try:
-            if model_for(r, load_system(r.system)).architecture == arch:
-                out.append(r)
-        except (ServecastError, ValueError):
-            continue
+        if r.model not in arch_of:
+            try:
+                arch_of[r.model] = load_model(r.model).architecture
+            except (ServecastError, ValueError):
+                arch_of[r.model] = None
+        if arch_of[r.model] == arch:
+            out.append(r)
     return out
 
 

@@ -264,6 +264,15 @@ class EngineProfile:
         experts of `moe_dtype` on a GPU of `sm_version` (moe_launch); {} where the engine's default is it."""
         return {r.name: r.value for r in self.moe_launch if r.moe_dtype == moe_dtype and sm_version >= r.sm_from}
 
+    def context_step_ms(self, architecture: str | None, prefill_server: bool) -> float:
+        """The cost per prompt-carrying iteration beyond its kernels for an architecture: a disaggregated
+        prefill server's own where the profile names one (prefill_server_step_ms_by_arch), else the
+        engine's (context_step_ms_by_arch), else 0."""
+        arch = architecture or ""
+        if prefill_server and arch in self.prefill_server_step_ms_by_arch:
+            return self.prefill_server_step_ms_by_arch[arch]
+        return self.context_step_ms_by_arch.get(arch, 0.0)
+
     def kv_tokens(self, flags: Mapping[str, str]) -> int | None:
         """The KV-pool cap in tokens per attention rank one engine was launched with (`flags`: its own,
         kv_tokens_flag); None: absent, unresolved or not positive (memory alone sizes the pool)."""

@@ -119,15 +119,14 @@ def test_a_disaggregated_prefill_server_pays_its_own_iteration_cost_where_its_en
     fitted cost in place of the engine's; an engine or architecture without an entry pays the one an agg
     server pays; the simulator's and the static estimate's prefill pools are built as prefill servers."""
     from estimator.deployment import Deployment, Pool
-    from estimator.engine import context_step_ms
     from estimator.engines import profile_for
     from estimator.sim.build import build_steps
 
     sgl, trt = profile_for(Backend.SGLANG), profile_for(Backend.TRTLLM)
     arch = "DeepseekV3ForCausalLM"
-    assert context_step_ms(sgl, arch, True) == sgl.prefill_server_step_ms_by_arch[arch] != context_step_ms(sgl, arch, False)
-    assert context_step_ms(trt, arch, True) == context_step_ms(trt, arch, False) == trt.context_step_ms_by_arch[arch]
-    assert context_step_ms(sgl, "LlamaForCausalLM", True) == 0.0
+    assert sgl.context_step_ms(arch, True) == sgl.prefill_server_step_ms_by_arch[arch] != sgl.context_step_ms(arch, False)
+    assert trt.context_step_ms(arch, True) == trt.context_step_ms(arch, False) == trt.context_step_ms_by_arch[arch]
+    assert sgl.context_step_ms("LlamaForCausalLM", True) == 0.0
 
     model, system = load_model("deepseek-ai/DeepSeek-R1"), load_system("h200_sxm")
     view = PerfDB().view("h200_sxm", Backend.SGLANG)
