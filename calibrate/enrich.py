@@ -28,7 +28,7 @@ from calibrate.inferencex.repo import Repo
 from calibrate.inferencex.scripts import read_script, workflow_range_ratio
 from calibrate.inferencex.srtslurm import SRT_SLURM
 from calibrate.twins import reconcile
-from estimator.run_facts import COLUMNS, SpecStatus, format_cell
+from estimator.run_facts import COLUMNS, ConfigMatch, SpecStatus, format_cell
 from perfdb.errors import DataError
 
 REQUIRED = ("id", "silicon_data_source", "model_path", "system", "backend", "precision", "mode", "isl", "osl",
@@ -209,7 +209,8 @@ def enrich_row(repo: Repo, raw: dict, srt: Repo | None = None,
         by_recipe = match(repo, r, enrich_recipes.recipe_concs(repo, srt, r))
         m = by_recipe if by_recipe.points else m
     if not m.points:
-        out = {"enrich_status": "other-harness" if not r.inferencex else "unmatched", "enrich_reason": m.reason,
+        found = ConfigMatch.OTHER_HARNESS if not r.inferencex else ConfigMatch.UNMATCHED
+        out = {"enrich_status": found.value, "enrich_reason": m.reason,
                "spec_decoding": SpecStatus.UNKNOWN.value}
         return {k: format_cell(out.get(k)) for k in COLUMNS}, set()
     out, fills, notes = facts(repo, r, m, srt, dyn)
@@ -223,7 +224,7 @@ def enrich_row(repo: Repo, raw: dict, srt: Repo | None = None,
         reasons.append("matching config points disagree on worker counts")
     if out["spec_decoding"] == SpecStatus.AMBIGUOUS.value:
         reasons.append("the configs list this point with and without speculative decoding")
-    out["enrich_status"] = "ambiguous" if reasons else "matched"
+    out["enrich_status"] = (ConfigMatch.AMBIGUOUS if reasons else ConfigMatch.MATCHED).value
     if not m.image_checked and r.image:
         reasons.append(f"no config entry with image {r.image}; matched on the rest")
     if by_recipe is m:
@@ -270,7 +271,7 @@ def read_facts(path: Path) -> dict[str, dict]:
 def _from_facts(facts: dict[str, dict], raw: dict) -> tuple[dict[str, str], set[str]]:
     got = facts.get(raw["id"])
     if got is None:
-        out = {"enrich_status": "unmatched", "enrich_reason": "run id not in the enrichment file",
+        out = {"enrich_status": ConfigMatch.UNMATCHED.value, "enrich_reason": "run id not in the enrichment file",
                "spec_decoding": SpecStatus.UNKNOWN.value}
         return {k: format_cell(out.get(k)) for k in COLUMNS}, set()
     filled = {c for c in FILLED if got[c] and _num(raw, c) is None}

@@ -20,6 +20,20 @@ class SpecStatus(str, Enum):
     UNKNOWN = "unknown"      # no config matched (or the run is from another harness)
 
 
+class ConfigMatch(str, Enum):
+    """What the enrichment found for a run (its enrich_status): the benchmark configs that describe it."""
+    MATCHED = "matched"              # configs matched and agree on every fact they state
+    AMBIGUOUS = "ambiguous"          # configs matched but disagree (worker counts, speculative decoding)
+    UNMATCHED = "unmatched"          # no config lists the run's point
+    OTHER_HARNESS = "other-harness"  # measured by another harness than the configs describe
+    UNKNOWN = "unknown"              # the table was never enriched
+
+    @property
+    def found(self) -> bool:
+        """Configs that describe this run were found (what they leave open, they disagree on)."""
+        return self in (ConfigMatch.MATCHED, ConfigMatch.AMBIGUOUS)
+
+
 class Kind(str, Enum):
     TEXT = "text"
     INT = "int"
@@ -83,7 +97,7 @@ COLUMNS: dict[str, tuple[Kind, str]] = {
                                  "counts any others) | run (a warm-up run of client_num_warmups prompts at the "
                                  "row's concurrency) | sweep (warm-up runs at several concurrencies before the "
                                  "whole sweep; client_num_warmups = their total)"),
-    "enrich_status": (Kind.TEXT, "matched | ambiguous | unmatched | other-harness"),
+    "enrich_status": (Kind.TEXT, "matched | ambiguous | unmatched | other-harness (ConfigMatch)"),
     "enrich_reason": (Kind.TEXT, "why a field stayed unknown"),
     "enrich_commit": (Kind.TEXT, "repository commit whose configs described the run"),
     "enrich_config_key": (Kind.TEXT, "config key(s) of the matching entries"),
@@ -250,6 +264,7 @@ class RunFacts:
     flags: tuple[tuple[str, str], ...] = ()   # engine_flags as (key, value) pairs, in the table's order
     env: tuple[tuple[str, str], ...] = ()     # engine_env as (name, value) pairs
     frontends: int | None = None          # routers in front of the workers (estimator.deployment.run_router)
+    configs: ConfigMatch = ConfigMatch.UNKNOWN   # enrich_status: what the enrichment found
 
     @staticmethod
     def from_row(raw: dict) -> "RunFacts":
@@ -257,7 +272,7 @@ class RunFacts:
         def get(name: str):
             return parse_cell(name, raw.get(name)) if name in raw else None
 
-        status = get("spec_decoding")
+        status, found = get("spec_decoding"), get("enrich_status")
         return RunFacts(spec=SpecStatus(status) if status else SpecStatus.UNKNOWN, spec_tokens=get("spec_tokens"),
                         num_prompts=get("client_num_prompts"), num_warmups=get("client_num_warmups"),
                         range_ratio=get("client_range_ratio"),
@@ -266,7 +281,8 @@ class RunFacts:
                         max_batch=get("engine_max_batch_size"),
                         max_num_tokens=get("engine_max_num_tokens") or harness_token_budget(raw),
                         mem_fraction=get("engine_mem_fraction"), flags=parse_flags(get("engine_flags")),
-                        env=parse_flags(get("engine_env")), frontends=get("frontends"))
+                        env=parse_flags(get("engine_env")), frontends=get("frontends"),
+                        configs=ConfigMatch(found) if found else ConfigMatch.UNKNOWN)
 
     def per_role(self, disagg: bool) -> RoleFlags:
         """engine_flags per engine role (RoleFlags.split)."""

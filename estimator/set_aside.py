@@ -32,17 +32,28 @@ def cold_start(row: RunRow) -> str | None:
 def unknown_deployment(row: RunRow) -> str | None:
     """Why the row's deployment is not known well enough to compare a prediction with it, or None.
 
-    The enrichment found the run's point (backend, system, model, ISL / OSL, concurrency) listed by the
-    configs both with and without speculative decoding (SpecStatus.AMBIGUOUS: 311 of the 2,437 training
-    rows, pairs of runs of one point in one source file, one of them drafting). The two deployments'
-    TPOT differ by up to 2x at low concurrency (B200 SGLang disaggregated DeepSeek-R1 at 4 clients: 4.7
-    and 9.8 ms), and nothing in the row says which one ran: a prediction is of one of them, the RUN_SPEC_TOKENS
-    assumption's, and its error against the other measures that guess, not the model; a calibration
-    fitted to both learns their mixture. Predicted, not compared (as `cold_start`)."""
-    if row.facts.spec is not SpecStatus.AMBIGUOUS:
-        return None
-    return ("speculative decoding not known: the configs list this point with and without it (spec_decoding "
-            "ambiguous), and the row does not say which deployment ran")
+    Two facts the benchmark configs can leave open, each changing TTFT and TPOT by up to 2x, with nothing
+    in the row to say which deployment ran: a prediction is of one of them (the fill-in rule's), its error
+    against the other measures that guess, not the model, and a calibration fitted to both learns their
+    mixture. Predicted, not compared (as `cold_start`):
+
+    - speculative decoding: the enrichment found the run's point (backend, system, model, ISL / OSL,
+      concurrency) listed both with and without it (SpecStatus.AMBIGUOUS: 311 of the 2,437 training rows,
+      pairs of runs of one point in one source file, one of them drafting; B200 SGLang disaggregated
+      DeepSeek-R1 at 4 clients measured 4.7 and 9.8 ms TPOT);
+    - worker counts of a disaggregated run: configs describing the run were found (ConfigMatch.found) and
+      still leave its prefill or decode worker count open, which they do only where the matching points
+      list it with different counts (calibrate.enrich: "matching config points disagree on worker counts";
+      B200 FP8 8k/1k at 64 clients: 1P1D or 1P4D). A row no config describes (a plain run table, a user's
+      own runs) keeps the estimator's fill-in and stays compared: nothing says its counts are in doubt."""
+    if row.facts.spec is SpecStatus.AMBIGUOUS:
+        return ("speculative decoding not known: the configs list this point with and without it (spec_decoding "
+                "ambiguous), and the row does not say which deployment ran")
+    if row.mode == "disagg" and row.facts.configs.found and not (
+            row.prefill and row.prefill.workers and row.decode and row.decode.workers):
+        return ("worker counts not known: the configs that describe this run list it with different prefill / "
+                "decode worker counts, and the row records none")
+    return None
 
 
 def set_aside(row: RunRow) -> str | None:

@@ -301,6 +301,32 @@ def test_a_run_whose_speculative_decoding_is_not_known_is_not_compared(tmp_path)
     assert predict_runs([rows["a"]], PerfDB(None))[0].status == "ok"
 
 
+def test_a_disaggregated_run_whose_configs_disagree_on_its_worker_counts_is_not_compared(tmp_path):
+    """A disaggregated row the enrichment found configs for (matched or ambiguous) that still lacks a worker
+    count is one the configs list with different counts (1P1D or 1P4D): predicted, not compared. With both
+    counts, or where no config describes it (unmatched, or a table never enriched: the estimator's fill-in
+    stands), it is compared; an aggregated row has no worker counts to miss."""
+    from estimator.run_facts import ConfigMatch
+    from estimator.set_aside import set_aside, unknown_deployment
+
+    head = HEADER + ",client_num_warmups,spec_decoding,enrich_status"
+    cases = (("amb", "", "", "ambiguous"), ("half", "1", "", "ambiguous"), ("both", "1", "4", "ambiguous"),
+             ("match", "1", "4", "matched"), ("unm", "", "", "unmatched"), ("plain", "", "", ""))
+    lines = [f"{i},silicon_concurrency=64,sglang,0.5.8,deepseek-ai/DeepSeek-R1,b200_sxm,fp8,disagg,8192,1024,fp8,"
+             f"fp8_block,,,,,,,,{p},8,1,1,1,8,,{d},8,1,1,1,8,3700,23,128,off,{st}" for i, p, d, st in cases]
+    lines.append("agg,silicon_concurrency=8,sglang,0.5.9,deepseek-ai/DeepSeek-R1,b200_sxm,fp8,agg,1024,1024,fp8,fp8,"
+                 "8,8,1,1,1,8,,,,,,,,,,,,,,,300,20,8,off,ambiguous")
+    path = tmp_path / "runs.csv"
+    path.write_text("\n".join([head, *lines]) + "\n")
+    rows = {r.id: r for r in read_runs(path)}
+    assert rows["amb"].facts.configs is ConfigMatch.AMBIGUOUS and rows["plain"].facts.configs is ConfigMatch.UNKNOWN
+    for rid in ("amb", "half"):
+        assert unknown_deployment(rows[rid]).startswith("worker counts not known") and set_aside(rows[rid])
+    for rid in ("both", "match", "unm", "plain", "agg"):
+        assert set_aside(rows[rid]) is None, rid
+    assert predict_runs([rows["amb"]], PerfDB(None))[0].status == "ok"   # the fill-in still predicts it
+
+
 def test_a_row_labelled_fp8_of_a_block_scaled_family_quantizes_its_activations_every_call(table):
     """Qwen3-32B's and DeepSeek-R1's FP8 checkpoints are block-scaled (weights per 128x128, activations per
     1x128 group at every call), so a row labelled fp8 of either prices its GEMMs with the per-tensor rows as
