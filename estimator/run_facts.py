@@ -294,6 +294,7 @@ class RunFacts:
         vals = {"spec_decoding": None if self.spec is SpecStatus.UNKNOWN else self.spec.value,
                 "spec_tokens": self.spec_tokens, "client_num_warmups": self.num_warmups,
                 "client_range_ratio": self.range_ratio, "frontends": self.frontends,
+                "enrich_status": None if self.configs is ConfigMatch.UNKNOWN else self.configs.value,
                 **{f"{role}_{name}": getattr(getattr(self, role), name) for role in ("prefill", "decode")
                    for name in ("dp_attn", "ep", "max_batch", "max_num_tokens", "mem_fraction", "cuda_graph_max_bs",
                                 "gpus")}}

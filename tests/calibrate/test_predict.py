@@ -103,6 +103,19 @@ def test_a_run_of_unknown_speculative_decoding_is_in_the_frame_but_not_fitted(tm
     assert frame["status"][1] == "ok" and frame["pred_ttft"][1] > 0
 
 
+def test_a_disaggregated_run_whose_configs_disagree_on_its_workers_is_in_the_frame_but_not_fitted(tmp_path, tiny_db):
+    """The enrichment's finding travels with a run into calibration (engine_extra): a disaggregated run whose
+    configs were found but leave its worker counts open is set aside there too; the same run no config
+    describes keeps the estimator's fill-in and is compared."""
+    head = HEADER + ",enrich_status"
+    rows = [f"{st},silicon_concurrency=4,sglang,0.5.9,Qwen/Qwen3-32B,h200_sxm,fp8,disagg,512,32,fp8,fp8,,,,,,,"
+            f",,2,1,1,1,1,,,2,1,1,1,1,120,9,{st}" for st in ("ambiguous", "unmatched")]
+    (tmp_path / "runs.csv").write_text("\n".join([head, *rows]) + "\n")
+    frame = predict(parse_file(tmp_path / "runs.csv"), PerfDB(tiny_db), Base.ESTIMATE)
+    assert frame["status"][0].startswith("worker counts not known") and math.isnan(frame["pred_ttft"][0])
+    assert not frame["status"][1].startswith("worker counts not known")
+
+
 def test_a_client_file_that_reports_no_warm_up_marks_an_sglang_run_cold(tmp_path, tiny_db):
     """Where the enrichment says nothing, the warm-up count the client's own file reported (aiperf's phases:
     calibrate.runs.Load.num_warmups) decides: 0 before an SGLang run sets it aside; unknown does not."""
