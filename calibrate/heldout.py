@@ -182,7 +182,11 @@ def novelty_quantiles(frame: pd.DataFrame, helds: list[HeldOut], reach: tuple[Re
             out.append(IntervalQuantiles(m, ANY, *wide, coverage, len(r), level.value))
             for mode in sorted(set(modes)):
                 sel = modes == mode
-                got = _quantiles(resid[sel], groups[sel], lo_q, hi_q, level) if sel.sum() >= MIN_ROWS else None
+                # an unseen system's or model's spread in one mode needs two groups of that mode's rows (one
+                # group's rows say nothing of how far another's offset falls): else the all-modes interval
+                enough = sel.sum() >= MIN_ROWS and (level not in (Novelty.SYSTEM, Novelty.MODEL)
+                                                    or _groups(groups[sel]) >= 2)
+                got = _quantiles(resid[sel], groups[sel], lo_q, hi_q, level) if enough else None
                 if got is not None:
                     out.append(IntervalQuantiles(m, mode, *got, coverage, int(sel.sum()), level.value))
     return tuple(out)
@@ -220,16 +224,26 @@ def _new_group(resid: np.ndarray, groups: np.ndarray, hi_q: float) -> np.ndarray
     of their variance, a new one falls from that estimated mean with (1 + 1 / k) of it, and a variance
     estimated from k draws needs t's tails. Pooled as they are, the held-out rows of 4-5 systems gave
     intervals that covered 73% of an unseen system's simulated TTFT (nested; BENCHMARKS.md, issue 15 item 5).
-    Fewer than two groups: as they are."""
+    Only a group of at least MIN_ROWS rows has an offset (`_groups`: a smaller group's median is its own
+    noise, which the t factor would stretch: three Qwen3-32B disaggregated rows beside gpt-oss's decided the
+    disaggregated TPOT interval of every unseen model); its rows keep theirs. Fewer than two: as they are."""
     from scipy.stats import norm, t
 
-    names, inv = np.unique(groups, return_inverse=True)
-    k = len(names)
+    names, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    big = counts >= MIN_ROWS
+    k = int(big.sum())
     if k < 2:
         return resid
-    offset = np.array([float(np.median(resid[inv == i])) for i in range(k)])
+    offset = np.array([float(np.median(resid[inv == i])) for i in range(len(names))])
+    member = big[inv]
+    centre = float(offset[inv][member].mean())
     stretch = np.sqrt((k + 1) / (k - 1)) * float(t.ppf(hi_q, k - 1) / norm.ppf(hi_q)) - 1.0
-    return resid + stretch * (offset[inv] - float(offset[inv].mean()))
+    return resid + np.where(member, stretch * (offset[inv] - centre), 0.0)
+
+
+def _groups(groups: np.ndarray) -> int:
+    """Held-out groups of at least MIN_ROWS rows: how many offsets an unseen group's spread is drawn from."""
+    return int((np.unique(groups, return_counts=True)[1] >= MIN_ROWS).sum())
 
 
 def finish(frame: pd.DataFrame, helds: list[HeldOut], opts: FitOptions, base: str) -> Calibration:

@@ -15,7 +15,7 @@ from synth import frame
 from test_coverage import FAST, HEADER, MODELS
 
 from calibrate.fit import METRICS, FitOptions, fit_point, usable
-from calibrate.heldout import HeldOut, _quantiles, novelty_quantiles
+from calibrate.heldout import MIN_ROWS, HeldOut, _new_group, _quantiles, novelty_quantiles
 from calibrate.ingest import read_results
 from calibrate.predict import from_predictions_file
 from calibrate.train import train
@@ -75,6 +75,34 @@ def test_an_unseen_models_interval_is_its_modes_own_groups_one_more():
     assert got[(ANY, "ttft")].lo < -0.5 and got[(ANY, "ttft")].hi > 0.5      # every mode's models
     assert got[("agg", "ttft")].hi > 0.6 and got[("agg", "ttft")].lo < -0.6   # beyond the two models' offsets
     assert -0.2 < got[("disagg", "ttft")].lo < 0 < got[("disagg", "ttft")].hi < 0.2
+
+
+def test_a_group_too_small_for_an_offset_does_not_decide_an_unseen_models_interval():
+    """Only held-out groups of MIN_ROWS rows or more have an offset to stretch: three rows of one model beside
+    forty of another leave the rows as they are (one offset says nothing of the next model's), and a mode
+    holding fewer than two such groups is served by the all-modes interval, not by its one group's spread
+    (three Qwen3-32B disaggregated rows beside gpt-oss's set every unseen model's disaggregated TPOT
+    interval: nested one model out, it covered 34% of DeepSeek-R1's)."""
+    rng = np.random.default_rng(2)
+    resid = np.concatenate([rng.normal(0.0, 0.1, 40), rng.normal(0.8, 0.05, 3)])
+    groups = np.array(["model:a"] * 40 + ["model:b"] * 3, dtype=object)
+    assert 3 < MIN_ROWS <= 40 and np.array_equal(_new_group(resid, groups, 0.9), resid)
+    two = np.concatenate([resid, rng.normal(0.3, 0.1, 40)])
+    stretched = _new_group(two, np.concatenate([groups, ["model:c"] * 40]), 0.9)
+    assert np.array_equal(stretched[40:43], two[40:43]) and not np.array_equal(stretched[:40], two[:40])
+
+    n = 50
+    log_r = np.concatenate([rng.normal(o, 0.05, n) for o in (-0.3, 0.0, 0.3)] + [rng.normal(0.0, 0.05, 40),
+                                                                               rng.normal(0.9, 0.05, 3)])
+    models = np.array(["a"] * n + ["b"] * n + ["c"] * n + ["a"] * 40 + ["b"] * 3)
+    frame_ = pd.DataFrame({"mode": ["agg"] * 3 * n + ["disagg"] * 43, "pred_ttft": 100.0,
+                           "measured_ttft": 100.0 * np.exp(log_r), "pred_tpot": 10.0,
+                           "measured_tpot": 10.0 * np.exp(log_r)})
+    zeros = {m: np.zeros(len(frame_)) for m in METRICS}
+    held = HeldOut(np.full(len(frame_), Novelty.MODEL.value, dtype=object), zeros, zeros,
+                   np.array([f"model:{m}" for m in models], dtype=object))
+    got = {(q.mode, q.metric) for q in novelty_quantiles(frame_, [held], (), 0.8) if q.novelty == "model"}
+    assert (ANY, "ttft") in got and ("agg", "ttft") in got and ("disagg", "ttft") not in got
 
 
 def _runs_with_system_offsets(tmp_path, seed: int):
