@@ -4,6 +4,7 @@
     python scripts/bench_calibration.py ../shared/data/e2e_train_silicon.csv pred.csv [--residual gbm|none]
     servecast estimate --from-runs ../shared/data/e2e_train_silicon.csv --base estimate --out pred_static.csv
     python scripts/bench_calibration.py ../shared/data/e2e_train_silicon.csv pred_static.csv --base estimate
+    python scripts/bench_calibration.py ../shared/data/e2e_train_silicon.csv pred.csv --seed 1   # other folds
 
 Protocols (each row is corrected by a calibration fitted without it, its reach decisions and intervals
 from inner protocols on that fit's own rows: calibrate.train):
@@ -40,11 +41,14 @@ def main() -> int:
     ap.add_argument("runs", type=Path)
     ap.add_argument("predictions", type=Path)
     ap.add_argument("--residual", default="gbm")
+    ap.add_argument("--seed", type=int, default=FitOptions().seed,
+                    help="shuffle of the deployment folds and the residual trees' row sampling (default: what "
+                         "`calibrate fit` uses); another seed shows how far the figures move with those alone")
     ap.add_argument("--base", default="simulate", choices=("simulate", "estimate"),
                     help="what the predictions file holds (`estimate --from-runs --base`; simulate by default)")
     args = ap.parse_args()
     frame = from_predictions_file(read_results([args.runs], None), args.predictions)
-    res = train(frame, replace(FitOptions(), residual=args.residual), args.base)
+    res = train(frame, replace(FitOptions(), residual=args.residual, seed=args.seed), args.base)
     rows = res.rows
     print(f"{len(rows)} rows, {rows['deployment_key'].nunique()} deployments, {rows['model_key'].nunique()} models, "
           f"{rows['system'].nunique()} systems; calibration {res.calibration.id}")
