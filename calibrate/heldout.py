@@ -182,11 +182,15 @@ def novelty_quantiles(frame: pd.DataFrame, helds: list[HeldOut], reach: tuple[Re
             out.append(IntervalQuantiles(m, ANY, *wide, coverage, len(r), level.value))
             for mode in sorted(set(modes)):
                 sel = modes == mode
-                # an unseen system's or model's spread in one mode needs two groups of that mode's rows (one
-                # group's rows say nothing of how far another's offset falls): else the all-modes interval
-                enough = sel.sum() >= MIN_ROWS and (level not in (Novelty.SYSTEM, Novelty.MODEL)
-                                                    or _groups(groups[sel]) >= 2)
-                got = _quantiles(resid[sel], groups[sel], lo_q, hi_q, level) if enough else None
+                if sel.sum() < MIN_ROWS:
+                    continue
+                if level in (Novelty.SYSTEM, Novelty.MODEL) and _groups(groups[sel]) < 2:
+                    # one group's offset in this mode says nothing of how far another's falls: the mode's rows
+                    # moved as one group more by the offsets every mode's groups show (`_new_group` on all)
+                    moved = _new_group(resid, groups, hi_q)[sel]
+                    got = (min(float(np.quantile(moved, lo_q)), 0.0), max(float(np.quantile(moved, hi_q)), 0.0))
+                else:
+                    got = _quantiles(resid[sel], groups[sel], lo_q, hi_q, level)
                 if got is not None:
                     out.append(IntervalQuantiles(m, mode, *got, coverage, int(sel.sum()), level.value))
     return tuple(out)
