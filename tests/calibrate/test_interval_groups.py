@@ -55,6 +55,17 @@ def test_a_new_deployments_interval_stays_the_pooled_quantiles():
         assert _quantiles(resid, groups, 0.1, 0.9, level) == (np.quantile(resid, 0.1), np.quantile(resid, 0.9))
 
 
+def _model_intervals(modes, models, log_r) -> dict:
+    """The unseen-model interval quantiles, by (mode, metric), of held-out rows with these modes, models and
+    log(measured / calibrated) (TTFT and TPOT alike)."""
+    frame_ = pd.DataFrame({"mode": modes, "pred_ttft": 100.0, "measured_ttft": 100.0 * np.exp(log_r),
+                           "pred_tpot": 10.0, "measured_tpot": 10.0 * np.exp(log_r)})
+    zeros = {m: np.zeros(len(frame_)) for m in METRICS}
+    held = HeldOut(np.full(len(frame_), Novelty.MODEL.value, dtype=object), zeros, zeros,
+                   np.array([f"model:{m}" for m in models], dtype=object))
+    return {(q.mode, q.metric): q for q in novelty_quantiles(frame_, [held], (), 0.8) if q.novelty == "model"}
+
+
 def test_an_unseen_models_interval_is_its_modes_own_groups_one_more():
     """Per mode, an unseen model's interval is that mode's held-out models as one model more would spread
     (calibrate.heldout._new_group), not floored at the all-modes one: models far off in one mode (here agg,
@@ -64,14 +75,8 @@ def test_an_unseen_models_interval_is_its_modes_own_groups_one_more():
     rng = np.random.default_rng(1)
     n = 200
     log_r = np.concatenate([rng.normal(0.6, 0.05, n), rng.normal(-0.6, 0.05, n), rng.normal(0.0, 0.1, 2 * n)])
-    models = np.repeat(["a", "b", "a", "b"], n)
-    frame_ = pd.DataFrame({"mode": np.repeat(["agg", "agg", "disagg", "disagg"], n), "pred_ttft": 100.0,
-                           "measured_ttft": 100.0 * np.exp(log_r), "pred_tpot": 10.0,
-                           "measured_tpot": 10.0 * np.exp(log_r)})
-    zeros = {m: np.zeros(len(frame_)) for m in METRICS}
-    held = HeldOut(np.full(len(frame_), Novelty.MODEL.value, dtype=object), zeros, zeros,
-                   np.array([f"model:{m}" for m in models], dtype=object))
-    got = {(q.mode, q.metric): q for q in novelty_quantiles(frame_, [held], (), 0.8) if q.novelty == "model"}
+    got = _model_intervals(np.repeat(["agg", "agg", "disagg", "disagg"], n), np.repeat(["a", "b", "a", "b"], n),
+                           log_r)
     assert got[(ANY, "ttft")].lo < -0.5 and got[(ANY, "ttft")].hi > 0.5      # every mode's models
     assert got[("agg", "ttft")].hi > 0.6 and got[("agg", "ttft")].lo < -0.6   # beyond the two models' offsets
     assert -0.2 < got[("disagg", "ttft")].lo < 0 < got[("disagg", "ttft")].hi < 0.2
@@ -94,14 +99,8 @@ def test_a_group_too_small_for_an_offset_does_not_decide_an_unseen_models_interv
     n = 50
     log_r = np.concatenate([rng.normal(o, 0.05, n) for o in (-0.3, 0.0, 0.3)] + [rng.normal(0.0, 0.05, 40),
                                                                                rng.normal(0.9, 0.05, 3)])
-    models = np.array(["a"] * n + ["b"] * n + ["c"] * n + ["a"] * 40 + ["b"] * 3)
-    frame_ = pd.DataFrame({"mode": ["agg"] * 3 * n + ["disagg"] * 43, "pred_ttft": 100.0,
-                           "measured_ttft": 100.0 * np.exp(log_r), "pred_tpot": 10.0,
-                           "measured_tpot": 10.0 * np.exp(log_r)})
-    zeros = {m: np.zeros(len(frame_)) for m in METRICS}
-    held = HeldOut(np.full(len(frame_), Novelty.MODEL.value, dtype=object), zeros, zeros,
-                   np.array([f"model:{m}" for m in models], dtype=object))
-    got = {(q.mode, q.metric): q for q in novelty_quantiles(frame_, [held], (), 0.8) if q.novelty == "model"}
+    got = _model_intervals(["agg"] * 3 * n + ["disagg"] * 43,
+                           ["a"] * n + ["b"] * n + ["c"] * n + ["a"] * 40 + ["b"] * 3, log_r)
     assert (ANY, "ttft") in got and ("agg", "ttft") in got
     # disagg: the all-modes interval, widened by model a's rows moved as one model more, never b's three rows'
     # own offset (0.9) stretched

@@ -78,15 +78,19 @@ def test_a_calibration_sees_the_rows_as_estimate_from_runs_does(tmp_path):
     assert direct["a1"].facts.max_batch == 64 and dict(direct["d1"].facts.flags)["decode.ep-num-redundant-experts"] == "32"
 
 
+def _frame(tmp_path, tiny_db, column: str, rows: list[str]):
+    """The static base's calibration frame of a run table with one enrichment `column` after the table's own."""
+    (tmp_path / "runs.csv").write_text("\n".join([f"{HEADER},{column}", *rows]) + "\n")
+    return predict(parse_file(tmp_path / "runs.csv"), PerfDB(tiny_db), Base.ESTIMATE)
+
+
 def test_a_cold_server_run_is_in_the_frame_but_not_fitted(tmp_path, tiny_db):
     """An SGLang run measured without warm-up prompts (estimator.set_aside.cold_start) keeps its row in the
     calibration frame with the reason as its status, so fitting and validation skip it; its warmed twin
     is fitted."""
-    head = HEADER + ",client_num_warmups"
-    rows = [f"w{n},silicon_concurrency=4,sglang,0.5.9,Qwen/Qwen3-32B,h200_sxm,fp8,agg,512,32,fp8,fp8,4,2,1,1,2,1,"
-            f",,,,,,,,,,,,,,120,9,{n}" for n in (0, 8)]
-    (tmp_path / "runs.csv").write_text("\n".join([head, *rows]) + "\n")
-    frame = predict(parse_file(tmp_path / "runs.csv"), PerfDB(tiny_db), Base.ESTIMATE)
+    frame = _frame(tmp_path, tiny_db, "client_num_warmups", [
+        f"w{n},silicon_concurrency=4,sglang,0.5.9,Qwen/Qwen3-32B,h200_sxm,fp8,agg,512,32,fp8,fp8,4,2,1,1,2,1,"
+        f",,,,,,,,,,,,,,120,9,{n}" for n in (0, 8)])
     assert frame["status"][0].startswith("cold start") and math.isnan(frame["pred_ttft"][0])
     assert frame["status"][1] == "ok" and frame["pred_ttft"][1] > 0
 
@@ -94,11 +98,9 @@ def test_a_cold_server_run_is_in_the_frame_but_not_fitted(tmp_path, tiny_db):
 def test_a_run_of_unknown_speculative_decoding_is_in_the_frame_but_not_fitted(tmp_path, tiny_db):
     """A run whose configs list its point with and without speculative decoding (estimator.runs.
     unknown_deployment) keeps its row with the reason as its status; the same run known to be off is fitted."""
-    head = HEADER + ",spec_decoding"
-    rows = [f"{spec},silicon_concurrency=4,sglang,0.5.9,Qwen/Qwen3-32B,h200_sxm,fp8,agg,512,32,fp8,fp8,4,2,1,1,2,1,"
-            f",,,,,,,,,,,,,,120,9,{spec}" for spec in ("ambiguous", "off")]
-    (tmp_path / "runs.csv").write_text("\n".join([head, *rows]) + "\n")
-    frame = predict(parse_file(tmp_path / "runs.csv"), PerfDB(tiny_db), Base.ESTIMATE)
+    frame = _frame(tmp_path, tiny_db, "spec_decoding", [
+        f"{spec},silicon_concurrency=4,sglang,0.5.9,Qwen/Qwen3-32B,h200_sxm,fp8,agg,512,32,fp8,fp8,4,2,1,1,2,1,"
+        f",,,,,,,,,,,,,,120,9,{spec}" for spec in ("ambiguous", "off")])
     assert frame["status"][0].startswith("speculative decoding not known") and math.isnan(frame["pred_ttft"][0])
     assert frame["status"][1] == "ok" and frame["pred_ttft"][1] > 0
 
@@ -107,11 +109,9 @@ def test_a_disaggregated_run_whose_configs_disagree_on_its_workers_is_in_the_fra
     """The enrichment's finding travels with a run into calibration (engine_extra): a disaggregated run whose
     configs were found but leave its worker counts open is set aside there too; the same run no config
     describes keeps the estimator's fill-in and is compared."""
-    head = HEADER + ",enrich_status"
-    rows = [f"{st},silicon_concurrency=4,sglang,0.5.9,Qwen/Qwen3-32B,h200_sxm,fp8,disagg,512,32,fp8,fp8,,,,,,,"
-            f",,2,1,1,1,1,,,2,1,1,1,1,120,9,{st}" for st in ("ambiguous", "unmatched")]
-    (tmp_path / "runs.csv").write_text("\n".join([head, *rows]) + "\n")
-    frame = predict(parse_file(tmp_path / "runs.csv"), PerfDB(tiny_db), Base.ESTIMATE)
+    frame = _frame(tmp_path, tiny_db, "enrich_status", [
+        f"{st},silicon_concurrency=4,sglang,0.5.9,Qwen/Qwen3-32B,h200_sxm,fp8,disagg,512,32,fp8,fp8,,,,,,,"
+        f",,2,1,1,1,1,,,2,1,1,1,1,120,9,{st}" for st in ("ambiguous", "unmatched")])
     assert frame["status"][0].startswith("worker counts not known") and math.isnan(frame["pred_ttft"][0])
     assert not frame["status"][1].startswith("worker counts not known")
 
