@@ -246,6 +246,16 @@ class RoleFacts:
                          get(f"{role}_cuda_graph_max_bs"), get(f"{role}_gpus"))
 
 
+def _member(enum, column: str, text: str | None):
+    """`text` as a member of `enum` (its UNKNOWN when empty); a clear error naming the accepted values."""
+    if not text:
+        return enum.UNKNOWN
+    try:
+        return enum(text)
+    except ValueError:
+        raise ValueError(f"{column} {text!r}: expected one of {', '.join(m.value for m in enum)}") from None
+
+
 @dataclass(frozen=True)
 class RunFacts:
     """What a reader of the enrichment needs; None = unknown (the reader keeps its own rule)."""
@@ -272,8 +282,7 @@ class RunFacts:
         def get(name: str):
             return parse_cell(name, raw.get(name)) if name in raw else None
 
-        status, found = get("spec_decoding"), get("enrich_status")
-        return RunFacts(spec=SpecStatus(status) if status else SpecStatus.UNKNOWN, spec_tokens=get("spec_tokens"),
+        return RunFacts(spec=_member(SpecStatus, "spec_decoding", get("spec_decoding")), spec_tokens=get("spec_tokens"),
                         num_prompts=get("client_num_prompts"), num_warmups=get("client_num_warmups"),
                         range_ratio=get("client_range_ratio"),
                         prefill=RoleFacts.of(get, "prefill"), decode=RoleFacts.of(get, "decode"),
@@ -282,7 +291,7 @@ class RunFacts:
                         max_num_tokens=get("engine_max_num_tokens") or harness_token_budget(raw),
                         mem_fraction=get("engine_mem_fraction"), flags=parse_flags(get("engine_flags")),
                         env=parse_flags(get("engine_env")), frontends=get("frontends"),
-                        configs=ConfigMatch(found) if found else ConfigMatch.UNKNOWN)
+                        configs=_member(ConfigMatch, "enrich_status", get("enrich_status")))
 
     def per_role(self, disagg: bool) -> RoleFlags:
         """engine_flags per engine role (RoleFlags.split)."""

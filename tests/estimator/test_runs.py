@@ -327,6 +327,16 @@ def test_a_disaggregated_run_whose_configs_disagree_on_its_worker_counts_is_not_
     assert predict_runs([rows["amb"]], PerfDB(None))[0].status == "ok"   # the fill-in still predicts it
 
 
+@pytest.mark.parametrize("column, accepted", [("enrich_status", "matched, ambiguous, unmatched, other-harness"),
+                                              ("spec_decoding", "on, off, ambiguous, unknown")])
+def test_an_enrichment_status_outside_its_values_is_a_clear_error(tmp_path, column, accepted):
+    path = tmp_path / "runs.csv"
+    path.write_text(f"{HEADER},{column}\nx,silicon_concurrency=8,sglang,0.5.9,deepseek-ai/DeepSeek-R1,b200_sxm,fp8,"
+                    "agg,1024,1024,fp8,fp8,8,8,1,1,1,8,,,,,,,,,,,,,,,300,20,bogus\n")
+    with pytest.raises(DataError, match=f"line 2: .*{column} 'bogus': expected one of {accepted}"):
+        read_runs(path)
+
+
 def test_a_row_labelled_fp8_of_a_block_scaled_family_quantizes_its_activations_every_call(table):
     """Qwen3-32B's and DeepSeek-R1's FP8 checkpoints are block-scaled (weights per 128x128, activations per
     1x128 group at every call), so a row labelled fp8 of either prices its GEMMs with the per-tensor rows as
