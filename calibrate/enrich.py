@@ -209,8 +209,8 @@ def enrich_row(repo: Repo, raw: dict, srt: Repo | None = None,
         by_recipe = match(repo, r, enrich_recipes.recipe_concs(repo, srt, r))
         m = by_recipe if by_recipe.points else m
     if not m.points:
-        found = ConfigMatch.OTHER_HARNESS if not r.inferencex else ConfigMatch.UNMATCHED
-        out = {"enrich_status": found.value, "enrich_reason": m.reason,
+        status = ConfigMatch.OTHER_HARNESS if not r.inferencex else ConfigMatch.UNMATCHED
+        out = {"enrich_status": status.value, "enrich_reason": m.reason,
                "spec_decoding": SpecStatus.UNKNOWN.value}
         return {k: format_cell(out.get(k)) for k in COLUMNS}, set()
     out, fills, notes = facts(repo, r, m, srt, dyn)

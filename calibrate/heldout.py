@@ -60,6 +60,8 @@ WITHHELD = {SIM_BASE: frozenset((novelty, metric) for novelty in (Novelty.MODEL,
 # on those nested figures, in-sample for this choice). Per mode, that mode's held-out groups alone (an
 # all-modes floor over-covered: the twelfth session).
 ENVELOPE = (Novelty.BOTH,)
+# novelties whose interval is one group more (`_new_group`): an unseen system, an unseen model
+ONE_MORE = (Novelty.SYSTEM, Novelty.MODEL)
 # the novelties whose rows serve one with too few rows of its own (its own first)
 POOLS = {Novelty.SCOPE: (Novelty.SCOPE, Novelty.PAIR), Novelty.PAIR: (Novelty.PAIR, Novelty.SCOPE),
          Novelty.SYSTEM: (Novelty.SYSTEM, Novelty.BOTH), Novelty.MODEL: (Novelty.MODEL, Novelty.BOTH),
@@ -180,18 +182,19 @@ def novelty_quantiles(frame: pd.DataFrame, helds: list[HeldOut], reach: tuple[Re
             if wide is None:
                 continue
             out.append(IntervalQuantiles(m, ANY, *wide, coverage, len(r), level.value))
+            moved = _new_group(resid, groups, hi_q) if level in ONE_MORE else resid   # every mode's offsets
             for mode in sorted(set(modes)):
                 sel = modes == mode
                 if sel.sum() < MIN_ROWS:
                     continue
-                if level in (Novelty.SYSTEM, Novelty.MODEL) and _groups(groups[sel]) < 2:
+                if level in ONE_MORE and int(_big_groups(groups[sel])[1].sum()) < 2:
                     # one group's offset in this mode says nothing of how far another's falls, and neither
                     # estimate left is the mode's own: the all-modes interval (how far one group more falls,
                     # from rows mostly of other modes) and the mode's rows moved as one group more by the
                     # offsets every mode's groups show. Not knowing which holds, the interval spans both
                     # (either alone covered 64-68% / 32-35% of DeepSeek-R1's disaggregated rows held out)
-                    moved = _new_group(resid, groups, hi_q)[sel]
-                    got = (min(float(np.quantile(moved, lo_q)), wide[0]), max(float(np.quantile(moved, hi_q)), wide[1]))
+                    got = (min(float(np.quantile(moved[sel], lo_q)), wide[0]),
+                           max(float(np.quantile(moved[sel], hi_q)), wide[1]))
                 else:
                     got = _quantiles(resid[sel], groups[sel], lo_q, hi_q, level)
                 if got is not None:
@@ -212,13 +215,12 @@ def _quantiles(resid: np.ndarray, groups: np.ndarray, lo_q: float, hi_q: float, 
 
 def _raw_quantiles(resid: np.ndarray, groups: np.ndarray, lo_q: float, hi_q: float, level: Novelty):
     if level in ENVELOPE:
-        names, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
-        big = [i for i in range(len(names)) if counts[i] >= MIN_ROWS]
-        if not big:
+        inv, big = _big_groups(groups)
+        if not big.any():
             return None
-        return (float(min(np.quantile(resid[inv == i], lo_q) for i in big)),
-                float(max(np.quantile(resid[inv == i], hi_q) for i in big)))
-    if level in (Novelty.SYSTEM, Novelty.MODEL):   # one group more (ENVELOPE's comment)
+        return (float(min(np.quantile(resid[inv == i], lo_q) for i in np.flatnonzero(big))),
+                float(max(np.quantile(resid[inv == i], hi_q) for i in np.flatnonzero(big))))
+    if level in ONE_MORE:   # ENVELOPE's comment
         resid = _new_group(resid, groups, hi_q)
     return float(np.quantile(resid, lo_q)), float(np.quantile(resid, hi_q))
 
@@ -231,26 +233,27 @@ def _new_group(resid: np.ndarray, groups: np.ndarray, hi_q: float) -> np.ndarray
     of their variance, a new one falls from that estimated mean with (1 + 1 / k) of it, and a variance
     estimated from k draws needs t's tails. Pooled as they are, the held-out rows of 4-5 systems gave
     intervals that covered 73% of an unseen system's simulated TTFT (nested; BENCHMARKS.md, issue 15 item 5).
-    Only a group of at least MIN_ROWS rows has an offset (`_groups`: a smaller group's median is its own
+    Only a group of at least MIN_ROWS rows has an offset (`_big_groups`: a smaller group's median is its own
     noise, which the t factor would stretch: three Qwen3-32B disaggregated rows beside gpt-oss's decided the
     disaggregated TPOT interval of every unseen model); its rows keep theirs. Fewer than two: as they are."""
     from scipy.stats import norm, t
 
-    names, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    big = counts >= MIN_ROWS
+    inv, big = _big_groups(groups)
     k = int(big.sum())
     if k < 2:
         return resid
-    offset = np.array([float(np.median(resid[inv == i])) for i in range(len(names))])
+    offset = np.array([float(np.median(resid[inv == i])) for i in range(big.size)])
     member = big[inv]
     centre = float(offset[inv][member].mean())
     stretch = np.sqrt((k + 1) / (k - 1)) * float(t.ppf(hi_q, k - 1) / norm.ppf(hi_q)) - 1.0
     return resid + np.where(member, stretch * (offset[inv] - centre), 0.0)
 
 
-def _groups(groups: np.ndarray) -> int:
-    """Held-out groups of at least MIN_ROWS rows: how many offsets an unseen group's spread is drawn from."""
-    return int((np.unique(groups, return_counts=True)[1] >= MIN_ROWS).sum())
+def _big_groups(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's group index, per group: whether it holds MIN_ROWS rows or more): the groups an offset
+    or an own range is read from."""
+    _, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    return inv, counts >= MIN_ROWS
 
 
 def finish(frame: pd.DataFrame, helds: list[HeldOut], opts: FitOptions, base: str) -> Calibration:
